@@ -1,0 +1,40 @@
+"""Shared pytest setup: the 'gpu' marker, the device list, the shared MNIST folder."""
+import os
+import pathlib
+
+import pytest
+
+import tinydl as td
+
+MNIST_DIR = pathlib.Path(os.environ.get(
+    "TINYDL_MNIST_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA device (skipped otherwise)")
+    config.addinivalue_line("markers", "slow: trains a network; a few tens of seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    if td.backend.cuda_is_available():
+        return
+    reason = f"no CUDA device: {td.backend._cupy_error or 'CuPy is not installed'}"
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# ``device`` parametrises a test over cpu and (marked gpu) cuda.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture
+def mnist_dir():
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test-set files are not in {MNIST_DIR} (set TINYDL_MNIST_DIR)")
+    return MNIST_DIR

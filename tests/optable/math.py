@@ -1,0 +1,49 @@
+"""Op table rows: elementwise arithmetic, matmul, linear."""
+import torch
+
+import tinydl.ops.math as M
+from optable import OpCase
+
+
+def randn(*shape):
+    return lambda rng: [rng.standard_normal(s) for s in shape]
+
+
+def positive(*shape):
+    return lambda rng: [rng.uniform(0.5, 2.0, s) for s in shape]
+
+
+CASES = [
+    OpCase("add/broadcast", lambda a, b: a + b, lambda a, b: a + b, randn((2, 3, 4), (3, 1))),
+    OpCase("add/scalar", lambda a: 2.5 + a, lambda a: 2.5 + a, randn((3, 4))),
+    OpCase("sub/broadcast", lambda a, b: a - b, lambda a, b: a - b, randn((4, 1), (2, 1, 5))),
+    OpCase("rsub/scalar", lambda a: 1 - a, lambda a: 1 - a, randn((3,))),
+    OpCase("mul/broadcast", lambda a, b: a * b, lambda a, b: a * b, randn((2, 3, 4), (4,))),
+    OpCase("mul/same_tensor", lambda a: a * a, lambda a: a * a, randn((5,))),
+    OpCase("div/broadcast", lambda a, b: a / b, lambda a, b: a / b,
+           lambda rng: [rng.standard_normal((3, 4)), rng.uniform(0.5, 2, (1, 4))]),
+    OpCase("rdiv/scalar", lambda a: 2 / a, lambda a: 2 / a, positive((3, 2))),
+    OpCase("pow/tensor_exponent", lambda a, b: a ** b, lambda a, b: a ** b, positive((3, 4), (4,))),
+    OpCase("pow/scalar", lambda a: a ** 3, lambda a: a ** 3, randn((3, 4))),
+    OpCase("rpow/scalar", lambda a: 2 ** a, lambda a: 2 ** a, randn((3, 4))),
+    OpCase("neg", lambda a: -a, lambda a: -a, randn((3, 4))),
+    OpCase("exp", M.exp, torch.exp, randn((3, 4))),
+    OpCase("log", M.log, torch.log, positive((3, 4))),
+    OpCase("sqrt", M.sqrt, torch.sqrt, positive((3, 4))),
+    OpCase("abs", M.abs, torch.abs, randn((3, 4))),
+    OpCase("clamp/both", lambda a: M.clamp(a, -0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), randn((4, 5))),
+    OpCase("clamp/min", lambda a: M.clamp(a, min=0.1), lambda a: a.clamp(min=0.1), randn((4, 5))),
+    OpCase("maximum/broadcast", M.maximum, torch.maximum, randn((3, 4), (4,))),
+    OpCase("minimum/broadcast", M.minimum, torch.minimum, randn((3, 4), (3, 1))),
+    OpCase("where", lambda c, a, b: M.where(c > 0, a, b), lambda c, a, b: torch.where(c > 0, a, b),
+           randn((3, 4), (3, 4), (4,)), grad=[1, 2]),
+    OpCase("matmul/2d", lambda a, b: a @ b, lambda a, b: a @ b, randn((3, 4), (4, 5))),
+    OpCase("matmul/batched_broadcast", lambda a, b: a @ b, lambda a, b: a @ b, randn((2, 1, 3, 4), (3, 4, 2))),
+    OpCase("matmul/vector_matrix", lambda a, b: a @ b, lambda a, b: a @ b, randn((4,), (2, 4, 3))),
+    OpCase("matmul/matrix_vector", lambda a, b: a @ b, lambda a, b: a @ b, randn((2, 3, 4), (4,))),
+    OpCase("matmul/non_contiguous", lambda a, b: a @ b, lambda a, b: a @ b,
+           lambda rng: [rng.standard_normal((4, 3)).T, rng.standard_normal((8, 5))[::2, :]]),
+    OpCase("linear/bias", M.linear, torch.nn.functional.linear, randn((5, 4), (3, 4), (3,))),
+    OpCase("linear/no_bias_3d", M.linear, torch.nn.functional.linear, randn((2, 5, 4), (3, 4))),
+    OpCase("clone", M.clone, torch.clone, randn((3,))),
+]

@@ -1,0 +1,131 @@
+"""Every row of the op table: gradcheck, PyTorch parity (forward and gradients), dtypes, cuda == cpu."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+from optable import all_cases
+
+CASES = all_cases()
+IDS = [c.name for c in CASES]
+
+
+def _inputs(case, dtype, seed=0):
+    """The case's arrays with floats cast to ``dtype``; the positions that get gradients."""
+    arrays = case.inputs(np.random.default_rng(seed))
+    grad = case.grad
+    if grad is None:
+        grad = [i for i, a in enumerate(arrays) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    arrays = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in arrays]
+    return arrays, list(grad)
+
+
+def _td_inputs(arrays, grad, device="cpu"):
+    """Tensors over the case's arrays; on cpu the arrays themselves, so a
+    non-contiguous case stays non-contiguous (ops must never write to inputs)."""
+    out = []
+    for i, a in enumerate(arrays):
+        if isinstance(a, np.ndarray):
+            data = a if device == "cpu" else td.backend.to_device(a, device)
+            out.append(td.Tensor(data, requires_grad=i in grad))
+        else:
+            out.append(a)
+    return out
+
+
+def _torch_inputs(arrays, grad):
+    return [torch.tensor(a, requires_grad=i in grad) if isinstance(a, np.ndarray) else a
+            for i, a in enumerate(arrays)]
+
+
+def _as_list(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _host(t):
+    return td.backend.to_device(t.data, "cpu")
+
+
+def _run_td(case, arrays, grad, device, upstream):
+    xs = _td_inputs(arrays, grad, device)
+    outs = _as_list(case.fn(*xs))
+    for o, v in zip(outs, upstream):
+        if o.requires_grad:
+            o.backward(td.Tensor(td.backend.to_device(v.astype(o.dtype), device)), retain_graph=True)
+    return outs, [xs[i].grad for i in grad], xs
+
+
+def _upstream(outs, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(np.shape(o)) for o in outs]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradcheck(case):
+    if not case.gradcheck:
+        pytest.skip("no finite-difference gradient for this op")
+    arrays, grad = _inputs(case, np.float64)
+    if not grad:
+        pytest.skip("no differentiable input")
+    xs = _td_inputs(arrays, grad)
+    assert td.gradcheck(case.fn, xs, atol=case.gc_atol, rtol=case.gc_rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_torch_parity(case, dtype):
+    if case.torch_fn is None:
+        pytest.skip("PyTorch has no such op")
+    arrays, grad = _inputs(case, dtype)
+    t_in = _torch_inputs(arrays, grad)
+    t_outs = _as_list(case.torch_fn(*t_in))
+    upstream = _upstream([o.detach().numpy() for o in t_outs])
+    outs, grads, xs = _run_td(case, arrays, grad, "cpu", upstream)
+    for o, v in zip(t_outs, upstream):
+        if o.requires_grad:
+            o.backward(torch.tensor(v, dtype=o.dtype), retain_graph=True)
+    atol, rtol = (case.atol, case.rtol) if dtype == np.float32 else (1e-10, 1e-7)
+    assert len(outs) == len(t_outs)
+    for k, (o, t) in enumerate(zip(outs, t_outs)):
+        expected = t.detach().numpy()
+        assert o.shape == tuple(expected.shape), f"output {k}: shape {o.shape} vs torch {tuple(expected.shape)}"
+        np.testing.assert_allclose(_host(o), expected, atol=atol, rtol=rtol, err_msg=f"output {k}")
+    for i, g in zip(grad, grads):
+        expected = t_in[i].grad
+        if expected is None:
+            assert g is None or not np.any(_host(g)), f"input {i}: torch gives no gradient"
+            continue
+        assert g is not None, f"input {i}: no gradient"
+        assert g.dtype == dtype, f"input {i}: gradient dtype {g.dtype}, input dtype {dtype}"
+        np.testing.assert_allclose(_host(g), expected.numpy(), atol=atol * 10, rtol=rtol * 10,
+                                   err_msg=f"gradient of input {i}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_float32_stays_float32(case):
+    arrays, grad = _inputs(case, np.float32)
+    outs = _as_list(case.fn(*_td_inputs(arrays, grad)))
+    upstream = _upstream(outs)
+    outs, grads, _ = _run_td(case, arrays, grad, "cpu", upstream)
+    for o in outs:
+        if o.dtype.kind == "f":
+            assert o.dtype == np.float32, f"output dtype {o.dtype}"
+    for g in grads:
+        if g is not None:
+            assert g.dtype == np.float32
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_cuda_matches_cpu(case):
+    arrays, grad = _inputs(case, np.float64)
+    outs_cpu = _as_list(case.fn(*_td_inputs(arrays, grad)))
+    upstream = _upstream(outs_cpu)
+    cpu_outs, cpu_grads, _ = _run_td(case, arrays, grad, "cpu", upstream)
+    gpu_outs, gpu_grads, _ = _run_td(case, arrays, grad, "cuda", upstream)
+    for a, b in zip(cpu_outs, gpu_outs):
+        assert b.device.type == "cuda"
+        np.testing.assert_allclose(_host(b), _host(a), atol=1e-10, rtol=1e-10)
+    for a, b in zip(cpu_grads, gpu_grads):
+        if a is not None:
+            np.testing.assert_allclose(_host(b), _host(a), atol=1e-10, rtol=1e-10)

@@ -1,0 +1,10 @@
+"""tinydl: a from-scratch deep learning engine on NumPy (CPU) and CuPy (GPU)."""
+from .tensor import (Tensor, tensor, as_tensor, from_numpy, zeros, ones, empty, full, randn, rand,
+                     randint, randperm, arange, linspace, eye, zeros_like, ones_like, empty_like,
+                     randn_like, rand_like, full_like,
+                     float16, float32, float64, float_, double, int8, uint8, int16, int32, int64,
+                     long, bool_)
+from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
+from .backend import manual_seed, Device as device
+from . import backend
+from .utils.gradcheck import gradcheck, GradcheckError

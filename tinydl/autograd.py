@@ -1,0 +1,231 @@
+"""Reverse-mode automatic differentiation, define-by-run.
+
+Every differentiable operation is a ``Function`` with two methods on raw arrays
+(numpy or cupy, never Tensors)::
+
+    class Sigmoid(Function):
+        def forward(ctx, x):            # y = 1 / (1 + exp(-x))
+            y = 1 / (1 + xp.exp(-x))
+            ctx.save_for_backward(y)
+            return y
+
+        def backward(ctx, gy):          # dL/dx = dL/dy * y * (1 - y)
+            y, = ctx.saved_tensors
+            return gy * y * (1 - y)
+
+``Sigmoid.apply(t)`` unwraps the Tensor, runs ``forward``, wraps the result and,
+when a gradient will be needed, records the call as a node of the graph: the
+output Tensor's ``grad_fn`` is the Function instance (called ``ctx``), which
+remembers its input Tensors. ``Tensor.backward()`` walks that graph from the
+output back to the leaves in topological order (iteratively: a chain of 20,000
+ops needs no recursion), calling each node's ``backward`` once with the sum of
+the gradients that reached its outputs, and accumulates into ``.grad`` of the
+leaves that require grad.
+
+Memory: a node keeps its inputs (needed to walk the graph) and what ``forward``
+saved; it never refers to its outputs, so the graph holds no reference cycles
+and is freed as soon as the output Tensor is. After a backward pass the saved
+arrays are dropped unless ``retain_graph=True``.
+"""
+import contextlib
+import threading
+
+from .tensor import Tensor
+
+# ------------------------------------------------------------------ grad mode
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "enabled", True)
+
+
+def set_grad_enabled_flag(flag):
+    _state.enabled = bool(flag)
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording on or off."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        set_grad_enabled_flag(self.mode)
+
+    def __exit__(self, *exc):
+        set_grad_enabled_flag(self.prev)
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """``with td.no_grad():`` runs ops without recording the graph (evaluation, optimizer steps)."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(True)
+
+
+# ------------------------------------------------------------------ Function
+class Function:
+    """Base class of every differentiable op. Subclasses define
+
+    ``forward(ctx, *inputs, **params) -> array | tuple of arrays``
+        ``inputs`` are the positional arguments with Tensors replaced by their
+        arrays (other values pass through unchanged); ``params`` are
+        non-differentiable settings (axis, stride, ...).
+    ``backward(ctx, *grad_outputs) -> grad | tuple of grads``
+        one gradient per output comes in (zeros for outputs that received none),
+        one gradient per positional input goes out: an array of the input's
+        shape, or None where ``ctx.needs_input_grad[i]`` is False or the input
+        is not differentiable.
+
+    ``ctx`` is the Function instance itself; store what backward needs on it,
+    arrays through ``ctx.save_for_backward`` so they are freed after backward.
+    """
+
+    #: output positions that never carry a gradient (indices, masks)
+    non_differentiable_outputs = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        ctx = cls()
+        ctx.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        record = is_grad_enabled() and any(ctx.needs_input_grad)
+        arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        raw = ctx.forward(*arrays, **params)
+
+        single = not isinstance(raw, tuple)
+        outputs = (raw,) if single else raw
+        tensors = tuple(Tensor(o) for o in outputs)
+        if record:
+            ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
+            ctx.output_meta = tuple((o.shape, o.dtype) for o in outputs)
+            for i, t in enumerate(tensors):
+                if i in cls.non_differentiable_outputs or t.dtype.kind not in "fc":
+                    continue
+                t.grad_fn, t._output_index, t.requires_grad = ctx, i, True
+        return tensors[0] if single else tensors
+
+    def release(self):
+        """Drop saved arrays; a second backward through this node then fails loudly."""
+        self.saved_tensors = None
+        self._released = True
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{self.name}Backward>"
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: the gradient of NumPy broadcasting.
+
+    If x of shape (3, 1) was broadcast to (2, 3, 4), each x[i, 0] was used 2*4
+    times, so dL/dx[i, 0] is the sum of the upstream gradient over the new
+    leading axis and over the axis where x had size 1.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+# ------------------------------------------------------------------ backward
+def _topological_order(root_fn):
+    """Nodes reachable from ``root_fn``, each after every node that consumes it.
+
+    Iterative depth-first search (no recursion limit): a node is emitted once
+    all the nodes below it are emitted; reversing that post-order puts every
+    node before the nodes that produced its inputs.
+    """
+    post_order, visited = [], set()
+    stack = [(root_fn, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            post_order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            if t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited:
+                stack.append((t.grad_fn, False))
+    return reversed(post_order)
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError("backward(): the tensor does not require grad and has no grad_fn "
+                           "(did you create it under no_grad(), or detach it?)")
+    xp = root._xp
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward(): grad can be implicitly created only for scalar outputs, "
+                               f"got shape {root.shape}; pass grad=")
+        grad = xp.ones(root.shape, dtype=root.dtype)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+        if grad.shape != root.shape:
+            raise RuntimeError(f"backward(): grad has shape {grad.shape} but the tensor has shape {root.shape}")
+
+    if root.grad_fn is None:  # a leaf: d(root)/d(root) = 1
+        _accumulate_leaf(root, grad)
+        return
+
+    pending = {id(root.grad_fn): {root._output_index: grad}}
+    for node in _topological_order(root.grad_fn):
+        got = pending.pop(id(node), None)
+        if got is None:
+            continue
+        if getattr(node, "_released", False):
+            raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
+                               "freed; call backward(retain_graph=True) the first time")
+        grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
+                     for i, (shape, dtype) in enumerate(node.output_meta)]
+        grads_in = node.backward(*grads_out)
+        if not isinstance(grads_in, tuple):
+            grads_in = (grads_in,)
+        if len(grads_in) != len(node.inputs):
+            raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "
+                               f"for {len(node.inputs)} inputs")
+        for t, g, needed in zip(node.inputs, grads_in, node.needs_input_grad):
+            if not needed or g is None:
+                continue
+            if g.shape != t.shape:
+                raise RuntimeError(f"{node.name}.backward returned a gradient of shape {g.shape} "
+                                   f"for an input of shape {t.shape}")
+            if g.dtype != t.dtype:
+                g = g.astype(t.dtype)
+            if t.grad_fn is None:
+                _accumulate_leaf(t, g)
+                continue
+            if t._retains_grad:
+                _accumulate_leaf(t, g)
+            slot = pending.setdefault(id(t.grad_fn), {})
+            i = t._output_index
+            slot[i] = g if i not in slot else slot[i] + g
+        if not retain_graph:
+            node.release()
+
+
+def _accumulate_leaf(t, g):
+    # Out of place: ``g`` may be the very array another input received
+    # (add passes its upstream gradient to both operands).
+    t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.data + g)

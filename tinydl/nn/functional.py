@@ -1,0 +1,15 @@
+"""``tinydl.nn.functional`` (imported as F): the ops under PyTorch's names.
+
+Nothing is implemented here; each family module in ``tinydl/ops`` lists its
+public functions in ``__all__`` and they all meet in this namespace.
+"""
+from ..ops.math import *        # noqa: F401,F403  linear, ...
+from ..ops.shape import *       # noqa: F401,F403
+from ..ops.reduce import *      # noqa: F401,F403
+from ..ops.activation import *  # noqa: F401,F403  relu, softmax, ...
+from ..ops.loss import *        # noqa: F401,F403  cross_entropy, ...
+from ..ops.dropout import *     # noqa: F401,F403  dropout, dropout2d
+from ..ops.conv import *        # noqa: F401,F403  conv2d, conv_transpose2d
+from ..ops.pool import *        # noqa: F401,F403  max_pool2d, ...
+from ..ops.norm import *        # noqa: F401,F403  batch_norm, local_response_norm, normalize
+from ..ops.resample import *    # noqa: F401,F403  pad, interpolate, pixel_shuffle

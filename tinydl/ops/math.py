@@ -1,0 +1,445 @@
+"""Elementwise arithmetic, matmul and linear.
+
+Each op is a Function: ``forward`` computes on raw arrays, ``backward`` receives
+dL/d(output) (``gy``) and returns dL/d(input) for each input. Binary ops
+broadcast like NumPy; ``unbroadcast`` sums the gradient back to each input's
+shape.
+"""
+import builtins
+import numbers
+
+import numpy as np
+
+from ..autograd import Function, unbroadcast
+from ..backend import get_array_module, to_device as _array_to_device
+from ..tensor import Tensor, _default_float
+
+__all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "clamp",
+           "maximum", "minimum", "where", "matmul", "linear"]
+
+
+# ---------------------------------------------------------------- operands
+def raw(x):
+    """The array behind a Tensor (other values unchanged)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def raw_index(index):
+    """An index with Tensors replaced by their arrays (for a[t] and a[t1, :, t2])."""
+    if isinstance(index, tuple):
+        return tuple(raw(i) for i in index)
+    return raw(index)
+
+
+def _operands(a, b, op):
+    """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as
+    0-d arrays of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
+    ta = a if isinstance(a, Tensor) else None
+    tb = b if isinstance(b, Tensor) else None
+    ref = ta if ta is not None else tb
+    xp = ref._xp
+    if ta is not None and tb is not None and ta.device != tb.device:
+        raise RuntimeError(f"{op}: operands are on different devices ({ta.device} and {tb.device})")
+
+    def convert(v):
+        if isinstance(v, Tensor):
+            return v
+        if isinstance(v, numbers.Number):
+            dtype = ref.dtype
+            if isinstance(v, float) and dtype.kind in "biu":
+                dtype = _default_float
+            return xp.asarray(v, dtype=dtype)
+        if get_array_module(v) is not xp:
+            raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
+        return xp.asarray(v)
+    return convert(a), convert(b)
+
+
+# ---------------------------------------------------------------- arithmetic
+class Add(Function):
+    """y = a + b;  dL/da = gy,  dL/db = gy  (each summed over broadcast axes)."""
+
+    def forward(ctx, a, b):
+        ctx.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(ctx, gy):
+        sa, sb = ctx.shapes
+        return unbroadcast(gy, sa), unbroadcast(gy, sb)
+
+
+class Sub(Function):
+    """y = a - b;  dL/da = gy,  dL/db = -gy."""
+
+    def forward(ctx, a, b):
+        ctx.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(ctx, gy):
+        sa, sb = ctx.shapes
+        return unbroadcast(gy, sa), unbroadcast(-gy, sb) if ctx.needs_input_grad[1] else None
+
+
+class Mul(Function):
+    """y = a * b;  dL/da = gy * b,  dL/db = gy * a."""
+
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(gy * b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(gy * a, b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    """y = a / b;  dL/da = gy / b,  dL/db = -gy * a / b**2 = -gy * y / b."""
+
+    def forward(ctx, a, b):
+        y = a / b
+        ctx.save_for_backward(b, y)
+        ctx.a_shape = a.shape
+        return y
+
+    def backward(ctx, gy):
+        b, y = ctx.saved_tensors
+        ga = unbroadcast(gy / b, ctx.a_shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-gy * y / b, b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """y = a ** b;  dL/da = gy * b * a**(b-1),  dL/db = gy * y * log(a)  (a > 0)."""
+
+    def forward(ctx, a, b):
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    def backward(ctx, gy):
+        a, b, y = ctx.saved_tensors
+        xp = get_array_module(gy)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(gy * b * a ** (b - 1), a.shape)
+        if ctx.needs_input_grad[1]:
+            # log(a) is undefined for a <= 0; PyTorch returns 0 where a == 0 and b >= 0.
+            safe_log = xp.log(xp.where(a > 0, a, 1))
+            gb = unbroadcast(gy * y * safe_log, b.shape)
+        return ga, gb
+
+
+class Neg(Function):
+    """y = -x;  dL/dx = -gy."""
+
+    def forward(ctx, x):
+        return -x
+
+    def backward(ctx, gy):
+        return -gy
+
+
+class Exp(Function):
+    """y = exp(x);  dL/dx = gy * y."""
+
+    def forward(ctx, x):
+        y = get_array_module(x).exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy * y
+
+
+class Log(Function):
+    """y = log(x);  dL/dx = gy / x."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return get_array_module(x).log(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy / x
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  dL/dx = gy / (2 y)."""
+
+    def forward(ctx, x):
+        y = get_array_module(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy / (2 * y)
+
+
+class Abs(Function):
+    """y = |x|;  dL/dx = gy * sign(x)  (0 at x = 0, as PyTorch)."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return get_array_module(x).abs(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy * get_array_module(x).sign(x)
+
+
+class Clamp(Function):
+    """y = min(max(x, lo), hi);  dL/dx = gy where lo <= x <= hi, else 0 (PyTorch keeps the
+    gradient at the boundaries)."""
+
+    def forward(ctx, x, lo=None, hi=None):
+        xp = get_array_module(x)
+        inside = xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        ctx.save_for_backward(inside)
+        return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        inside, = ctx.saved_tensors
+        return gy * inside
+
+
+class Maximum(Function):
+    """y = max(a, b);  the gradient goes to the larger input, split half/half on ties (PyTorch)."""
+
+    def forward(ctx, a, b):
+        xp = get_array_module(a, b)
+        ctx.save_for_backward(a, b)
+        return xp.maximum(a, b)
+
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        share_a = (a > b) + 0.5 * (a == b)
+        ga = unbroadcast(gy * share_a, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(gy * (1 - share_a), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Minimum(Function):
+    """y = min(a, b);  the gradient goes to the smaller input, split half/half on ties (PyTorch)."""
+
+    def forward(ctx, a, b):
+        xp = get_array_module(a, b)
+        ctx.save_for_backward(a, b)
+        return xp.minimum(a, b)
+
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        share_a = (a < b) + 0.5 * (a == b)
+        ga = unbroadcast(gy * share_a, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(gy * (1 - share_a), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Where(Function):
+    """y = cond ? a : b;  dL/da = gy where cond, dL/db = gy elsewhere."""
+
+    def forward(ctx, cond, a, b):
+        xp = get_array_module(cond, a, b)
+        ctx.save_for_backward(cond)
+        ctx.shapes = a.shape, b.shape
+        return xp.where(cond, a, b)
+
+    def backward(ctx, gy):
+        cond, = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        ga = unbroadcast(gy * cond, sa) if ctx.needs_input_grad[1] else None
+        gb = unbroadcast(gy * ~cond, sb) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class MatMul(Function):
+    """y = a @ b (batched and broadcast over leading axes, as numpy.matmul).
+
+    For matrices, dL/da = gy @ b^T and dL/db = a^T @ gy. Vectors are treated as
+    a row (left operand) or column (right operand) and the extra axis removed.
+    """
+
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        xp = get_array_module(gy)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        gy2 = gy
+        if a.ndim == 1:
+            gy2 = xp.expand_dims(gy2, -2)
+        if b.ndim == 1:
+            gy2 = xp.expand_dims(gy2, -1)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(gy2 @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ gy2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """y = x W^T + b  with x (..., in), W (out, in), b (out,).
+
+    dL/dx = gy W;  dL/dW = gy^T x  (summed over all leading axes);  dL/db = sum of gy.
+    One GEMM each way, with the leading axes flattened into rows.
+    """
+
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        gy2 = gy.reshape(-1, gy.shape[-1])
+        gx = (gy2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = gy2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        gb = gy2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class Cast(Function):
+    """y = x converted to another dtype;  dL/dx = gy converted back."""
+
+    def forward(ctx, x, dtype):
+        ctx.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(ctx, gy):
+        return gy.astype(ctx.dtype), None
+
+
+class ToDevice(Function):
+    """y = x copied to another device;  dL/dx = gy copied back."""
+
+    def forward(ctx, x, device):
+        ctx.source = "cuda" if type(x).__module__.startswith("cupy") else "cpu"
+        return _array_to_device(x, device)
+
+    def backward(ctx, gy):
+        return _array_to_device(gy, ctx.source), None
+
+
+class Clone(Function):
+    """y = a copy of x;  dL/dx = gy."""
+
+    def forward(ctx, x):
+        return x.copy()
+
+    def backward(ctx, gy):
+        return gy
+
+
+# ---------------------------------------------------------------- public functions
+def add(a, b):
+    return Add.apply(*_operands(a, b, "add"))
+
+
+def sub(a, b):
+    return Sub.apply(*_operands(a, b, "sub"))
+
+
+def mul(a, b):
+    return Mul.apply(*_operands(a, b, "mul"))
+
+
+def div(a, b):
+    return Div.apply(*_operands(a, b, "div"))
+
+
+def pow(a, b):
+    return Pow.apply(*_operands(a, b, "pow"))
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def exp(x):
+    return Exp.apply(x)
+
+
+def log(x):
+    return Log.apply(x)
+
+
+def sqrt(x):
+    return Sqrt.apply(x)
+
+
+def abs(x):
+    return Abs.apply(x)
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return Clamp.apply(x, lo=min, hi=max)
+
+
+def maximum(a, b):
+    return Maximum.apply(*_operands(a, b, "maximum"))
+
+
+def minimum(a, b):
+    return Minimum.apply(*_operands(a, b, "minimum"))
+
+
+def where(condition, a, b):
+    """Elements of ``a`` where ``condition`` holds, of ``b`` elsewhere (differentiable in a and b)."""
+    a, b = _operands(a, b, "where")
+    return Where.apply(raw(condition), a, b)
+
+
+def matmul(a, b):
+    a, b = _operands(a, b, "matmul")
+    if builtins.min(a.ndim, b.ndim) == 0:
+        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise RuntimeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
+    return MatMul.apply(a, b)
+
+
+def linear(input, weight, bias=None):
+    """y = input @ weight.T + bias, as torch.nn.functional.linear."""
+    if input.shape[-1] != weight.shape[-1]:
+        raise RuntimeError(f"linear: input has {input.shape[-1]} features (shape {input.shape}) "
+                           f"but weight expects {weight.shape[-1]} (shape {weight.shape})")
+    return Linear.apply(input, weight, bias)
+
+
+def compare(a, b, how):
+    """Elementwise comparison; a boolean tensor outside the graph."""
+    a, b = _operands(a, b, how)
+    xp = get_array_module(raw(a), raw(b))
+    return Tensor(getattr(xp, how)(raw(a), raw(b)))
+
+
+def cast(x, dtype):
+    if x.requires_grad and np.dtype(dtype).kind not in "fc":
+        return Tensor(x.data.astype(dtype))  # integer copies leave the graph
+    return Cast.apply(x, dtype)
+
+
+def to_device(x, device):
+    return ToDevice.apply(x, device)
+
+
+def clone(x):
+    return Clone.apply(x)

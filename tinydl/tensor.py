@@ -1,0 +1,658 @@
+"""The Tensor: an array (numpy on 'cpu', cupy on 'cuda') plus what autograd needs.
+
+A Tensor holds
+  ``data``           the array itself;
+  ``requires_grad``  whether gradients should flow to it;
+  ``grad``           a Tensor of the same shape once backward() reached it (leaves);
+  ``grad_fn``        the Function node that produced it (None for leaves).
+
+Arithmetic, indexing and the methods below only forward to the ops in
+``tinydl/ops``; the Tensor itself knows no calculus.
+"""
+import numbers
+
+import numpy as np
+
+from . import backend
+from .backend import get_array_module, parse_device, device_of, to_device, array_module_for
+
+# PyTorch's dtype names, as NumPy dtypes (x.dtype compares equal to td.float32).
+float16 = np.dtype("float16")
+float32 = float_ = np.dtype("float32")
+float64 = double = np.dtype("float64")
+int8 = np.dtype("int8")
+uint8 = np.dtype("uint8")
+int16 = np.dtype("int16")
+int32 = np.dtype("int32")
+int64 = long = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+_default_float = float32
+
+
+def _normalize_dtype(dtype):
+    if dtype is None:
+        return None
+    if dtype is bool:
+        return bool_
+    if dtype is float:
+        return _default_float
+    if dtype is int:
+        return int64
+    return np.dtype(dtype)
+
+
+class Tensor:
+    __array_priority__ = 1000   # numpy_array * tensor -> Tensor.__rmul__, not numpy's loop
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+            data = np.asarray(data)
+        self.data = data
+        self.grad = None
+        self.grad_fn = None
+        self._output_index = 0
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def _xp(self):
+        return get_array_module(self.data)
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    def requires_grad_(self, flag=True):
+        if flag and self.dtype.kind not in "fc":
+            raise RuntimeError(f"only floating point tensors can require gradients, got dtype {self.dtype}")
+        if self.grad_fn is not None and not flag:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use detach()")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` of this non-leaf tensor after backward (leaves always keep it)."""
+        self._retains_grad = True
+        return self
+
+    def __repr__(self):
+        body = np.array2string(self.numpy_view(), separator=", ", prefix="tensor(")
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (float32, int64, bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph=False):
+        from .autograd import backward
+        backward(self, gradient, retain_graph=retain_graph)
+
+    def detach(self):
+        """Same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def detach_(self):
+        self.grad_fn, self.requires_grad = None, False
+        return self
+
+    # ------------------------------------------------------------ conversion
+    def numpy_view(self):
+        """The data as a NumPy array (a host copy for 'cuda'), for printing."""
+        return self.data.get() if backend.is_cupy_array(self.data) else self.data
+
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError("numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        if self.device.type != "cpu":
+            raise TypeError(f"numpy() on a '{self.device}' tensor; use tensor.cpu().numpy() to copy it to the host")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(()).item()  # one scalar device-to-host copy on 'cuda'
+
+    def tolist(self):
+        return self.numpy_view().tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy_view()
+        return a if dtype is None else a.astype(dtype)
+
+    def to(self, *args, **kwargs):
+        """``x.to('cuda')``, ``x.to(td.float64)``, ``x.to('cpu', td.float32)``, ``x.to(other)``."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, backend.Device)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None and np.dtype(_normalize_dtype(dtype)) != self.dtype:
+            out = _math.cast(out, _normalize_dtype(dtype))
+        if device is not None and parse_device(device) != self.device:
+            out = _math.to_device(out, parse_device(device))
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
+    def float(self):
+        return self.to(float32)
+
+    def double(self):
+        return self.to(float64)
+
+    def half(self):
+        return self.to(float16)
+
+    def long(self):
+        return self.to(int64)
+
+    def int(self):
+        return self.to(int32)
+
+    def bool(self):
+        return self.to(bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def clone(self):
+        return _math.clone(self)
+
+    def contiguous(self):
+        return self  # ops handle strided arrays; kernels make their own contiguous copies
+
+    # ------------------------------------------------------------ in-place (no graph)
+    def _check_inplace(self, op):
+        from .autograd import is_grad_enabled
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{op}: in-place change of a tensor that requires grad "
+                               "(wrap it in td.no_grad() or use .data)")
+
+    def __setitem__(self, index, value):
+        self._check_inplace("__setitem__")
+        self.data[_math.raw_index(index)] = value.data if isinstance(value, Tensor) else value
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else src
+        self.data[...] = to_device(src, self.device)
+        return self
+
+    def uniform_(self, a=0.0, b=1.0):
+        self._check_inplace("uniform_")
+        self.data[...] = backend.rng_for(self._xp).uniform(a, b, self.shape)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0):
+        self._check_inplace("normal_")
+        self.data[...] = backend.rng_for(self._xp).normal(mean, std, self.shape)
+        return self
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, other):
+        return _math.add(self, other)
+
+    def __radd__(self, other):
+        return _math.add(other, self)
+
+    def __sub__(self, other):
+        return _math.sub(self, other)
+
+    def __rsub__(self, other):
+        return _math.sub(other, self)
+
+    def __mul__(self, other):
+        return _math.mul(self, other)
+
+    def __rmul__(self, other):
+        return _math.mul(other, self)
+
+    def __truediv__(self, other):
+        return _math.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _math.div(other, self)
+
+    def __pow__(self, other):
+        return _math.pow(self, other)
+
+    def __rpow__(self, other):
+        return _math.pow(other, self)
+
+    def __neg__(self):
+        return _math.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _math.abs(self)
+
+    def __matmul__(self, other):
+        return _math.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _math.matmul(other, self)
+
+    # comparisons: boolean results, never part of the graph
+    def __lt__(self, other):
+        return _math.compare(self, other, "less")
+
+    def __le__(self, other):
+        return _math.compare(self, other, "less_equal")
+
+    def __gt__(self, other):
+        return _math.compare(self, other, "greater")
+
+    def __ge__(self, other):
+        return _math.compare(self, other, "greater_equal")
+
+    def __eq__(self, other):
+        return _math.compare(self, other, "equal")
+
+    def __ne__(self, other):
+        return _math.compare(self, other, "not_equal")
+
+    def __invert__(self):
+        return Tensor(~self.data)
+
+    def __and__(self, other):
+        return Tensor(self.data & _math.raw(other))
+
+    def __or__(self, other):
+        return Tensor(self.data | _math.raw(other))
+
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def lt(self, other):
+        return self < other
+
+    def le(self, other):
+        return self <= other
+
+    def gt(self, other):
+        return self > other
+
+    def ge(self, other):
+        return self >= other
+
+    def add(self, other):
+        return self + other
+
+    def sub(self, other):
+        return self - other
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def neg(self):
+        return -self
+
+    def exp(self):
+        return _math.exp(self)
+
+    def log(self):
+        return _math.log(self)
+
+    def sqrt(self):
+        return _math.sqrt(self)
+
+    def abs(self):
+        return _math.abs(self)
+
+    def clamp(self, min=None, max=None):
+        return _math.clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other):
+        return _math.maximum(self, other)
+
+    def minimum(self, other):
+        return _math.minimum(self, other)
+
+    def matmul(self, other):
+        return _math.matmul(self, other)
+
+    def relu(self):
+        return _act.relu(self)
+
+    def sigmoid(self):
+        return _act.sigmoid(self)
+
+    def tanh(self):
+        return _act.tanh(self)
+
+    def softmax(self, dim):
+        return _act.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return _act.log_softmax(self, dim)
+
+    # ------------------------------------------------------------ shape
+    def reshape(self, *shape):
+        return _shape.reshape(self, _shape_arg(shape))
+
+    def view(self, *shape):
+        return _shape.reshape(self, _shape_arg(shape))
+
+    def view_as(self, other):
+        return _shape.reshape(self, other.shape)
+
+    def reshape_as(self, other):
+        return _shape.reshape(self, other.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _shape.flatten(self, start_dim, end_dim)
+
+    def permute(self, *dims):
+        return _shape.permute(self, _shape_arg(dims))
+
+    def transpose(self, dim0, dim1):
+        return _shape.transpose(self, dim0, dim1)
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim}")
+        return self if self.ndim < 2 else _shape.transpose(self, 0, 1)
+
+    @property
+    def T(self):
+        return _shape.permute(self, tuple(reversed(range(self.ndim))))
+
+    def squeeze(self, dim=None):
+        return _shape.squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return _shape.unsqueeze(self, dim)
+
+    def expand(self, *sizes):
+        return _shape.expand(self, _shape_arg(sizes))
+
+    def expand_as(self, other):
+        return _shape.expand(self, other.shape)
+
+    def split(self, split_size_or_sections, dim=0):
+        return _shape.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return _shape.chunk(self, chunks, dim)
+
+    def __getitem__(self, index):
+        return _shape.getitem(self, index)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False):
+        return _reduce.sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return _reduce.mean(self, dim, keepdim)
+
+    def var(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        return _reduce.var(self, dim, unbiased, keepdim, correction)
+
+    def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        return _reduce.std(self, dim, unbiased, keepdim, correction)
+
+    def max(self, dim=None, keepdim=False):
+        """Over everything: a 0-d tensor. Over ``dim``: (values, indices), as PyTorch."""
+        return _reduce.max(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        return _reduce.min(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        return _reduce.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return _reduce.argmin(self, dim, keepdim)
+
+    def logsumexp(self, dim, keepdim=False):
+        return _reduce.logsumexp(self, dim, keepdim)
+
+
+def _shape_arg(args):
+    """Accept both x.reshape(2, 3) and x.reshape((2, 3))."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+# ---------------------------------------------------------------- creation
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new leaf tensor holding a copy of ``data`` (PyTorch's dtype rules:
+    Python floats -> float32, Python ints -> int64, arrays keep their dtype)."""
+    dtype = _normalize_dtype(dtype)
+    if isinstance(data, Tensor):
+        data = data.data
+    if backend.is_cupy_array(data) or isinstance(data, np.ndarray):
+        arr = data.astype(dtype or data.dtype, copy=True)
+    else:
+        arr = np.array(data)
+        if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
+            dtype = _default_float   # Python floats become float32 as in PyTorch
+        if arr.dtype.kind == "O":
+            raise TypeError(f"tensor(): cannot build a tensor from {type(data).__name__} elements")
+        arr = arr.astype(dtype or arr.dtype, copy=False)
+    if device is not None:
+        arr = to_device(arr, device)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array):
+    return Tensor(array)
+
+
+def _sizes(size):
+    return _shape_arg(size) if size else ()
+
+
+def _filled(fill, size, dtype, device, requires_grad):
+    xp = array_module_for(device or "cpu")
+    dtype = _normalize_dtype(dtype) or _default_float
+    with _on(device):
+        data = fill(xp, _sizes(size), dtype)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def _on(device):
+    """Allocate on the right GPU when device is 'cuda:k'."""
+    import contextlib
+    dev = parse_device(device or "cpu")
+    if dev.type == "cuda":
+        return backend.cupy_module().cuda.Device(dev.index or 0)
+    return contextlib.nullcontext()
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.zeros(s, dtype=d), size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.ones(s, dtype=d), size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.empty(s, dtype=d), size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None and isinstance(fill_value, bool):
+        dtype = bool_
+    elif dtype is None and isinstance(fill_value, numbers.Integral):
+        dtype = int64
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, dtype=d), (tuple(size),), dtype, device, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from the backend's seeded generator (td.manual_seed)."""
+    return _filled(lambda xp, s, d: backend.rng_for(xp).standard_normal(s).astype(d, copy=False),
+                   size, dtype, device, requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: backend.rng_for(xp).random(s).astype(d, copy=False),
+                   size, dtype, device, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    xp = array_module_for(device or "cpu")
+    rng = backend.rng_for(xp)
+    data = (rng.integers(low, high, size) if xp is np else rng.randint(low, high, size))
+    return Tensor(data.astype(_normalize_dtype(dtype) or int64, copy=False))
+
+
+def randperm(n, device=None):
+    xp = array_module_for(device or "cpu")
+    return Tensor(backend.rng_for(xp).permutation(n).astype(int64))
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = int64 if is_int else _default_float
+    xp = array_module_for(device or "cpu")
+    return Tensor(xp.arange(start, end, step, dtype=_normalize_dtype(dtype)), requires_grad=requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    xp = array_module_for(device or "cpu")
+    data = xp.linspace(start, end, steps).astype(_normalize_dtype(dtype) or _default_float)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    xp = array_module_for(device or "cpu")
+    return Tensor(xp.eye(n, m, dtype=_normalize_dtype(dtype) or _default_float), requires_grad=requires_grad)
+
+
+def _like(fn, t, dtype, device, requires_grad, **kw):
+    return fn(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad, **kw)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(zeros, t, dtype, device, requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(ones, t, dtype, device, requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(empty, t, dtype, device, requires_grad)
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(randn, t, dtype, device, requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(rand, t, dtype, device, requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+# The ops import Tensor from this module, so they are imported after it exists.
+from .ops import math as _math, shape as _shape, reduce as _reduce, activation as _act  # noqa: E402
