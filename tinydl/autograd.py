@@ -185,8 +185,9 @@ def backward(root, grad=None, retain_graph=False):
         if grad.shape != root.shape:
             raise RuntimeError(f"backward(): grad has shape {grad.shape} but the tensor has shape {root.shape}")
 
+    handed_out = {id(grad)}   # arrays already visible to the user (see _accumulate_leaf)
     if root.grad_fn is None:  # a leaf: d(root)/d(root) = 1
-        _accumulate_leaf(root, grad)
+        _accumulate_leaf(root, grad, handed_out)
         return
 
     pending = {id(root.grad_fn): {root._output_index: grad}}
@@ -214,10 +215,10 @@ def backward(root, grad=None, retain_graph=False):
             if g.dtype != t.dtype:
                 g = g.astype(t.dtype)
             if t.grad_fn is None:
-                _accumulate_leaf(t, g)
+                _accumulate_leaf(t, g, handed_out)
                 continue
             if t._retains_grad:
-                _accumulate_leaf(t, g)
+                _accumulate_leaf(t, g, handed_out)
             slot = pending.setdefault(id(t.grad_fn), {})
             i = t._output_index
             slot[i] = g if i not in slot else slot[i] + g
@@ -225,7 +226,18 @@ def backward(root, grad=None, retain_graph=False):
             node.release()
 
 
-def _accumulate_leaf(t, g):
-    # Out of place: ``g`` may be the very array another input received
-    # (add passes its upstream gradient to both operands).
-    t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.data + g)
+def _accumulate_leaf(t, g, handed_out):
+    """t.grad += g, never letting two ``.grad`` share memory.
+
+    A backward may hand the same array to several inputs (add passes its upstream
+    gradient to both operands) or a view of it (reshape); storing such an array
+    as it is would let an in-place change of one ``.grad`` change another, so it
+    is copied. A fresh array is stored without a copy.
+    """
+    if t.grad is not None:
+        t.grad = Tensor(t.grad.data + g)
+        return
+    if id(g) in handed_out or g.base is not None:
+        g = g.copy()
+    handed_out.add(id(g))
+    t.grad = Tensor(g)

@@ -1,2 +1,202 @@
-"""(being written)"""
-__all__ = []
+"""Basic layers: Identity, Linear, the activations, dropout and flattening.
+
+Each layer is a thin Module around a function of ``tinydl.nn.functional``
+(where forward and backward live). Attribute names and ``extra_repr`` follow
+PyTorch, so ``print(model)`` and ``state_dict()`` keys look the same.
+"""
+import math
+
+from ..tensor import empty
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+__all__ = ["Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+           "Dropout", "Dropout2d", "Flatten", "Unflatten"]
+
+
+def _F():
+    # Imported when first used: the ops modules are siblings written separately,
+    # and importing functional here would tie nn's import to every one of them.
+    from . import functional
+    return functional
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder, e.g. to cut off a classifier head).
+    Any constructor arguments are accepted and ignored, as in PyTorch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape (out_features, in_features) and b of (out_features,).
+
+    Initialised as PyTorch: W by ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(in), 1/sqrt(in)),
+    and b by U(-1/sqrt(in), 1/sqrt(in)).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(empty(out_features, in_features, dtype=dtype, device=device))
+        if bias:
+            self.bias = Parameter(empty(out_features, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return _F().linear(input, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+# ---------------------------------------------------------------- activations
+class ReLU(Module):
+    """max(0, x). ``inplace`` is accepted for PyTorch compatibility and ignored
+    (an in-place op would overwrite an array that backward may need)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return _F().relu(input)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class LeakyReLU(Module):
+    """x for x >= 0, negative_slope * x otherwise (``inplace`` ignored)."""
+
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = inplace
+
+    def forward(self, input):
+        return _F().leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Sigmoid(Module):
+    def forward(self, input):
+        return _F().sigmoid(input)
+
+
+class Tanh(Module):
+    def forward(self, input):
+        return _F().tanh(input)
+
+
+def _implicit_softmax_dim(ndim):
+    # PyTorch's legacy rule when dim is not given: 0 for 0-, 1- and 3-d inputs, else 1.
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(Module):
+    """exp(x_i) / sum_j exp(x_j) along ``dim``."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        dim = self.dim if self.dim is not None else _implicit_softmax_dim(input.ndim)
+        return _F().softmax(input, dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """log(softmax(x)) along ``dim``, computed stably."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        dim = self.dim if self.dim is not None else _implicit_softmax_dim(input.ndim)
+        return _F().log_softmax(input, dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+# ---------------------------------------------------------------- dropout
+class _DropoutNd(Module):
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """Inverted dropout: in training, zero each element with probability p and scale the
+    rest by 1/(1-p); in eval mode, the identity. Reads ``self.training``."""
+
+    def forward(self, input):
+        return _F().dropout(input, p=self.p, training=self.training)
+
+
+class Dropout2d(_DropoutNd):
+    """Like Dropout, but zeroes whole channels of an (N, C, H, W) input."""
+
+    def forward(self, input):
+        return _F().dropout2d(input, p=self.p, training=self.training)
+
+
+# ---------------------------------------------------------------- shape
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, input):
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Expands dim ``dim`` into ``unflattened_size``: Unflatten(1, (C, H, W)) undoes Flatten()."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim = dim
+        self.unflattened_size = tuple(unflattened_size)
+
+    def forward(self, input):
+        dim = self.dim % input.ndim
+        shape = input.shape[:dim] + self.unflattened_size + input.shape[dim + 1:]
+        return input.reshape(shape)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -1,2 +1,132 @@
-"""(being written)"""
-__all__ = []
+"""Normalisation layers: BatchNorm1d/2d/3d and LocalResponseNorm.
+
+Thin Modules around ``F.batch_norm`` and ``F.local_response_norm`` (where
+forward and backward live). Parameter and buffer names are PyTorch's
+(``weight``, ``bias``, ``running_mean``, ``running_var``,
+``num_batches_tracked``), so a PyTorch state_dict loads as is.
+"""
+from ..ops.norm import batch_norm, local_response_norm
+from ..tensor import empty, ones, tensor, zeros, int64
+from .module import Module
+from .parameter import Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LocalResponseNorm"]
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over the channel axis 1 (see ``tinydl.ops.norm.BatchNorm``).
+
+    Training mode normalises with the batch statistics and updates the
+    running ones:  running = (1 - momentum) * running + momentum * batch
+    (unbiased variance), or with ``momentum=None`` their cumulative average
+    (momentum = 1 / number of batches seen, from ``num_batches_tracked``).
+    Evaluation mode normalises with the running statistics, or with the batch
+    statistics when ``track_running_stats=False``.
+    """
+
+    _expected_dims = ()       # allowed input ranks, set by the subclasses
+    _layout = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=None, *, bias=True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = Parameter(empty(num_features, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(empty(num_features, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=int64, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:      # gamma = 1, beta = 0: the layer starts as a plain standardisation
+            self.weight.data[...] = 1
+            if self.bias is not None:
+                self.bias.data[...] = 0
+
+    def _check_input(self, input):
+        name = type(self).__name__
+        if input.ndim not in self._expected_dims:
+            raise ValueError(f"{name}: expected {' or '.join(f'{d}D' for d in self._expected_dims)} input "
+                             f"{self._layout}, got {input.ndim}D input of shape {input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}): expected {self.num_features} channels on "
+                             f"axis 1, got input of shape {input.shape} with {input.shape[1]} channels")
+
+    def forward(self, input):
+        self._check_input(input)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:     # cumulative moving average: weight 1/n on the n-th batch
+                momentum = 1.0 / float(self.num_batches_tracked.item())
+        # Batch statistics in training mode, and also in eval mode when no running ones exist.
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        # The running buffers are updated only when training with tracking on.
+        track = not self.training or self.track_running_stats
+        return batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
+                          self.weight, self.bias, use_batch_stats, momentum, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of (N, C) features or (N, C, L) sequences, as ``torch.nn.BatchNorm1d``."""
+    _expected_dims = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of (N, C, H, W) feature maps, per channel over N, H and W, as ``torch.nn.BatchNorm2d``."""
+    _expected_dims = (4,)
+    _layout = "(N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch norm of (N, C, D, H, W) volumes, as ``torch.nn.BatchNorm3d``."""
+    _expected_dims = (5,)
+    _layout = "(N, C, D, H, W)"
+
+
+class LocalResponseNorm(Module):
+    """Local response normalisation across channels (AlexNet: size=5, alpha=1e-4, beta=0.75, k=2),
+    as ``torch.nn.LocalResponseNorm``: y_c = x_c / (k + alpha/size * sum of x^2 over `size`
+    neighbouring channels)^beta."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input):
+        return local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -1,2 +1,372 @@
-"""(being written)"""
-__all__ = []
+"""Activation functions: elementwise nonlinearities, softmax and log-softmax.
+
+Each op is a Function whose ``forward`` computes y from x on raw arrays and
+whose ``backward`` turns dL/dy (``gy``) into dL/dx. Elementwise ops have a
+diagonal Jacobian, so dL/dx = gy * f'(x); the docstring gives f'. Softmax and
+log-softmax mix the entries along ``dim``, and their backward is a
+vector-Jacobian product written out in closed form.
+
+Numerical care (the reason some forwards look longer than the formula):
+  * sigmoid and log-sigmoid never evaluate exp of a large positive number;
+  * softmax and log-softmax subtract the maximum along ``dim`` first, so
+    logits of 1e3 (or 1e30) give finite results and gradients.
+
+``inplace=True`` (accepted by relu, leaky_relu, elu, hardtanh, relu6, silu, as in
+PyTorch) writes the result into the input only under ``td.no_grad()``. While the
+graph is being recorded a new tensor is returned instead: tinydl has no version
+counters, so it could not detect that the overwritten input was saved for a
+backward pass elsewhere. Always use the returned tensor, as ``x = F.relu(x, True)``.
+"""
+import math
+
+from ..autograd import Function, is_grad_enabled
+from ..backend import get_array_module, is_cupy_array
+from ..tensor import Tensor
+
+__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
+           "silu", "gelu", "softplus", "softmax", "log_softmax"]
+
+
+# ---------------------------------------------------------------- helpers
+def _stable_sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x| <= 0.
+
+    For x >= 0 the textbook form is safe; for x < 0 multiply top and bottom by
+    exp(x) to get exp(x) / (1 + exp(x)). Both use e = exp(-|x|) in (0, 1].
+    """
+    xp = get_array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _erf(x):
+    """The error function of an array: scipy on the CPU, cupyx on the GPU
+    (NumPy has no erf). Only exact GELU needs it."""
+    if is_cupy_array(x):
+        import cupyx.scipy.special as special
+    else:
+        try:
+            import scipy.special as special
+        except ImportError as exc:
+            raise ImportError("gelu(approximate='none') needs scipy for erf; install scipy "
+                              "or use gelu(x, approximate='tanh')") from exc
+    return special.erf(x)
+
+
+def _normalize_dim(dim, ndim, op):
+    """A dimension in range [-ndim, ndim) as a non-negative axis (0-d counts as 1-d)."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected a dim in [{-n}, {n - 1}])")
+    return dim % n
+
+
+def _finish(x, out, inplace):
+    """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
+    if inplace and not is_grad_enabled() and isinstance(x, Tensor):
+        x.data[...] = out.data
+        return x
+    return out
+
+
+# ---------------------------------------------------------------- piecewise linear
+class ReLU(Function):
+    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x > 0)
+        return get_array_module(x).maximum(x, 0)   # NaN stays NaN, as in PyTorch
+
+    def backward(ctx, gy):
+        positive, = ctx.saved_tensors
+        return gy * positive
+
+
+class LeakyReLU(Function):
+    """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope."""
+
+    def forward(ctx, x, negative_slope):
+        xp = get_array_module(x)
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        ctx.slope = negative_slope
+        return xp.where(positive, x, x * negative_slope)
+
+    def backward(ctx, gy):
+        positive, = ctx.saved_tensors
+        return get_array_module(gy).where(positive, gy, gy * ctx.slope)
+
+
+class Hardtanh(Function):
+    """y = clip(x, lo, hi);  dy/dx = 1 where lo < x < hi, else 0 (PyTorch: 0 on the
+    boundaries). relu6 is hardtanh(x, 0, 6)."""
+
+    def forward(ctx, x, lo, hi):
+        xp = get_array_module(x)
+        ctx.save_for_backward((x > lo) & (x < hi))
+        return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        inside, = ctx.saved_tensors
+        return gy * inside
+
+
+# ---------------------------------------------------------------- exponential family
+class ELU(Function):
+    """y = x where x > 0, else alpha * (exp(x) - 1);   (SELU: y times ``scale``)
+    dy/dx = 1 where x > 0, else alpha * exp(x)  (= y + alpha there)."""
+
+    def forward(ctx, x, alpha, scale=1.0):
+        xp = get_array_module(x)
+        positive = x > 0
+        # expm1 is accurate near 0, where exp(x) - 1 would cancel; the minimum
+        # keeps exp from overflowing in the branch where() throws away.
+        negative_part = alpha * xp.expm1(xp.minimum(x, 0))
+        y = xp.where(positive, x, negative_part)
+        ctx.save_for_backward(positive, negative_part)
+        ctx.alpha, ctx.scale = alpha, scale
+        return y * scale if scale != 1.0 else y
+
+    def backward(ctx, gy):
+        positive, negative_part = ctx.saved_tensors
+        slope = get_array_module(gy).where(positive, 1, negative_part + ctx.alpha)
+        slope = slope.astype(gy.dtype, copy=False)
+        return gy * slope * ctx.scale if ctx.scale != 1.0 else gy * slope
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x));  dy/dx = y * (1 - y)."""
+
+    def forward(ctx, x):
+        y = _stable_sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy * y * (1 - y)
+
+
+class LogSigmoid(Function):
+    """y = log(sigmoid(x)) = -log(1 + exp(-x)) = min(x, 0) - log(1 + exp(-|x|));
+    dy/dx = 1 - sigmoid(x) = sigmoid(-x)."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        ctx.save_for_backward(x)
+        return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy * _stable_sigmoid(-x)
+
+
+class Tanh(Function):
+    """y = tanh(x);  dy/dx = 1 - y**2."""
+
+    def forward(ctx, x):
+        y = get_array_module(x).tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy * (1 - y * y)
+
+
+class SiLU(Function):
+    """y = x * s with s = sigmoid(x) (a.k.a. swish);  dy/dx = s * (1 + x * (1 - s))."""
+
+    def forward(ctx, x):
+        s = _stable_sigmoid(x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    def backward(ctx, gy):
+        x, s = ctx.saved_tensors
+        return gy * s * (1 + x * (1 - s))
+
+
+class GELU(Function):
+    """y = x * Phi(x), Phi the standard normal CDF = (1 + erf(x / sqrt 2)) / 2;
+    dy/dx = Phi(x) + x * phi(x), phi(x) = exp(-x**2 / 2) / sqrt(2 pi).
+
+    approximate='tanh':  y = x/2 * (1 + t), t = tanh(k (x + 0.044715 x**3)), k = sqrt(2/pi);
+    dy/dx = (1 + t)/2 + x/2 * (1 - t**2) * k * (1 + 3 * 0.044715 x**2).
+    """
+
+    def forward(ctx, x, approximate):
+        xp = get_array_module(x)
+        ctx.approximate = approximate
+        ctx.save_for_backward(x)
+        if approximate == "tanh":
+            t = xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + t)
+        return x * (0.5 * (1 + _erf(x * (1 / math.sqrt(2)))))
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        xp = get_array_module(x)
+        if ctx.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            t = xp.tanh(k * (x + 0.044715 * x ** 3))
+            return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+        cdf = 0.5 * (1 + _erf(x * (1 / math.sqrt(2))))
+        pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return gy * (cdf + x * pdf)
+
+
+class Softplus(Function):
+    """y = log(1 + exp(beta x)) / beta, and y = x where beta x > threshold (PyTorch's
+    switch to the linear asymptote);  dy/dx = sigmoid(beta x), and 1 past the threshold."""
+
+    def forward(ctx, x, beta, threshold):
+        xp = get_array_module(x)
+        bx = x * beta
+        linear = bx > threshold
+        # min() keeps exp finite in the branch where() discards.
+        y = xp.where(linear, x, xp.log1p(xp.exp(xp.minimum(bx, threshold))) / beta)
+        ctx.save_for_backward(bx, linear)
+        return y
+
+    def backward(ctx, gy):
+        bx, linear = ctx.saved_tensors
+        xp = get_array_module(gy)
+        return xp.where(linear, gy, gy * _stable_sigmoid(bx))
+
+
+# ---------------------------------------------------------------- along a dimension
+class Softmax(Function):
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``.
+
+    Forward subtracts m = max_j x_j first: exp(x_i - m) / sum_j exp(x_j - m) is the
+    same value but never overflows (logits of 1e3 would give inf/inf = nan).
+
+    Backward: dy_i/dx_k = y_i (delta_ik - y_k), so
+    dL/dx_k = sum_i gy_i y_i (delta_ik - y_k) = y_k (gy_k - sum_i gy_i y_i).
+    """
+
+    def forward(ctx, x, dim):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return y * (gy - (gy * y).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y_i = x_i - log sum_j exp(x_j) along ``dim``.
+
+    Forward: with m = max_j x_j, log sum_j exp(x_j) = m + log sum_j exp(x_j - m); the
+    largest term of the sum is exp(0) = 1, so the log never sees 0 or inf.
+
+    Backward: dy_i/dx_k = delta_ik - softmax_k, so
+    dL/dx_k = gy_k - softmax_k * sum_i gy_i, with softmax = exp(y).
+    """
+
+    def forward(ctx, x, dim):
+        xp = get_array_module(x)
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        xp = get_array_module(gy)
+        return gy - xp.exp(y) * gy.sum(axis=ctx.dim, keepdims=True)
+
+
+def _along_dim(fn, x, dim, dtype, op):
+    """Apply Softmax/LogSoftmax: check ``dim`` and cast to ``dtype`` first (as PyTorch)."""
+    if dim is None:
+        if x.ndim > 1:
+            raise ValueError(f"{op}: dim must be given for a {x.ndim}-d input of shape {x.shape} "
+                             f"(tinydl does not guess it as PyTorch's deprecated implicit dim does); "
+                             f"for class scores of shape (N, C) use dim=1")
+        dim = 0
+    axis = _normalize_dim(dim, x.ndim, op)
+    if dtype is not None:
+        from .math import cast
+        x = cast(x, dtype)
+    # A 0-d input is one score: reducing over all axes (None) covers it.
+    return fn.apply(x, dim=None if x.ndim == 0 else axis)
+
+
+# ---------------------------------------------------------------- public functions
+def relu(input, inplace=False):
+    return _finish(input, ReLU.apply(input), inplace)
+
+
+def relu6(input, inplace=False):
+    return _finish(input, Hardtanh.apply(input, lo=0.0, hi=6.0), inplace)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _finish(input, LeakyReLU.apply(input, negative_slope=negative_slope), inplace)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
+    return _finish(input, Hardtanh.apply(input, lo=min_val, hi=max_val), inplace)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _finish(input, ELU.apply(input, alpha=alpha), inplace)
+
+
+# The SELU constants of Klambauer et al. (2017), as PyTorch uses them.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input, inplace=False):
+    """scale * elu(x, alpha) with the self-normalising constants (pair with alpha_dropout)."""
+    return _finish(input, ELU.apply(input, alpha=_SELU_ALPHA, scale=_SELU_SCALE), inplace)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(input)
+
+
+def logsigmoid(input):
+    return LogSigmoid.apply(input)
+
+
+def tanh(input):
+    return Tanh.apply(input)
+
+
+def silu(input, inplace=False):
+    return _finish(input, SiLU.apply(input), inplace)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(input, approximate=approximate)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """Softmax along ``dim``. Unlike PyTorch, ``dim`` may be omitted only for 0-d and
+    1-d inputs: PyTorch's implicit choice for other ranks is deprecated and a
+    common source of silent bugs."""
+    return _along_dim(Softmax, input, dim, dtype, "softmax")
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """Log-softmax along ``dim`` (``dim`` required for inputs of 2 or more dimensions,
+    see softmax)."""
+    return _along_dim(LogSoftmax, input, dim, dtype, "log_softmax")

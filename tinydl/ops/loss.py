@@ -1,2 +1,616 @@
-"""(being written)"""
-__all__ = []
+"""Loss functions, with PyTorch's signatures, defaults and numbers.
+
+Every loss is ONE Function: the elementwise loss l, its reduction and the
+derivative of both are written out together, instead of being composed from
+smaller ops (fewer temporaries, and the whole formula readable in one place).
+
+Reductions (``reduction=``):
+    'none'  L_i = w_i l_i       (the per-element / per-sample losses)
+    'sum'   L = sum_i w_i l_i
+    'mean'  L = sum_i w_i l_i / D, with D the number of elements, or the sum of the
+            weights where PyTorch divides by it (mse/l1 with weight; cross_entropy and
+            nll_loss with class weights: the weights of the non-ignored targets)
+so dL/dl_i = w_i gy / D ('sum': D = 1; 'none': dL/dl_i = w_i gy_i). The helpers
+``_reduce`` / ``_reduce_backward`` do this part for the elementwise losses.
+
+Not-a-number inputs are not trapped: like PyTorch, a NaN in the input gives a NaN
+loss (binary_cross_entropy excepted: it rejects inputs outside [0, 1], NaN
+included, as PyTorch does). Where every target of cross_entropy / nll_loss is ``ignore_index``,
+the 'mean' loss is 0/0 = nan and the gradient 0, as in PyTorch.
+"""
+import contextlib
+import warnings
+
+import numpy as np
+
+from ..autograd import Function, unbroadcast, is_grad_enabled
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
+
+
+# ================================================================ reductions
+def _reduction_mode(size_average, reduce, reduction, op, allowed=("none", "mean", "sum")):
+    """The reduction string; PyTorch's deprecated size_average/reduce pair overrides it."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in allowed:
+        raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; "
+                         f"expected one of {', '.join(repr(a) for a in allowed)}")
+    return reduction
+
+
+def _quiet(xp):
+    """Silence NumPy's divide/invalid warnings where inf or nan is the intended value
+    (log(0) before BCE's clamp; 0/0 when every target is ignored). CuPy never warns."""
+    return np.errstate(divide="ignore", invalid="ignore") if xp is np else contextlib.nullcontext()
+
+
+def _divide(a, b):
+    """a / b where b may be 0 (every target ignored: nan, as PyTorch)."""
+    with _quiet(get_array_module(a)):
+        return a / b
+
+
+def _denominator(loss, reduction, weight, mean_by):
+    """D of the module docstring, for an elementwise loss."""
+    if reduction == "sum":
+        return 1
+    if reduction == "batchmean":                       # kl_div only
+        return loss.shape[0] if loss.ndim else 1
+    if mean_by == "weight" and weight is not None:     # mse/l1 with weight
+        return weight.sum()
+    return loss.size
+
+
+def _reduce(loss, reduction, weight=None, mean_by="count"):
+    """Forward of the reduction: 'none' -> w * l, else sum(w * l) / D."""
+    weighted = loss if weight is None else loss * weight
+    if reduction == "none":
+        return weighted
+    return _divide(weighted.sum(), _denominator(loss, reduction, weight, mean_by))
+
+
+def _reduce_backward(gy, loss, reduction, weight=None, mean_by="count", weight_grad=False):
+    """(dL/dl, dL/dw) for L = _reduce(l, ...): dL/dl_i = w_i gy / D and dL/dw_i = l_i gy / D,
+    minus L gy / D where D = sum(w) also depends on w.
+
+    The shapes are those of the broadcast product w * l; callers unbroadcast."""
+    xp = get_array_module(gy)
+    if reduction == "none":
+        g = gy
+    else:
+        g = xp.broadcast_to(gy / _denominator(loss, reduction, weight, mean_by), loss.shape)
+    g_loss = g if weight is None else g * weight
+    g_weight = None
+    if weight_grad:
+        g_weight = g * loss
+        if reduction == "mean" and mean_by == "weight":
+            g_weight = g_weight - g * _reduce(loss, reduction, weight, mean_by)
+    return g_loss, g_weight
+
+
+# ================================================================ shape checks
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _check_device(op, **tensors):
+    """All tensors on the device of the first (a clear error instead of a backend crash)."""
+    items = [(k, v) for k, v in tensors.items() if v is not None]
+    name0, ref = items[0]
+    for name, t in items[1:]:
+        if get_array_module(_raw(t)) is not get_array_module(_raw(ref)):
+            raise RuntimeError(f"{op}: {name0} and {name} are on different devices "
+                               f"({ref.device} and {t.device})")
+
+
+def _check_no_grad_weight(op, **weights):
+    """PyTorch refuses gradients for these weights; so do we, loudly rather than silently."""
+    for name, w in weights.items():
+        if isinstance(w, Tensor) and w.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{op} is not differentiable with respect to {name}, but {name} "
+                               f"requires grad; pass {name}.detach()")
+
+
+def _broadcast_target(op, input, target):
+    """PyTorch broadcasts input and target of the regression losses, with a warning."""
+    if input.shape != target.shape:
+        try:
+            np.broadcast_shapes(input.shape, target.shape)
+        except ValueError:
+            raise ValueError(f"{op}: target of shape {target.shape} cannot be broadcast with "
+                             f"input of shape {input.shape}") from None
+        warnings.warn(f"{op}: target shape {target.shape} differs from input shape {input.shape}; "
+                      "they are broadcast together, which is usually a mistake", stacklevel=3)
+
+
+def _check_same_shape(op, name, t, input):
+    if t is not None and tuple(t.shape) != tuple(input.shape):
+        raise ValueError(f"{op}: {name} of shape {tuple(t.shape)} must have the shape of the "
+                         f"input {tuple(input.shape)}")
+
+
+def _check_broadcastable_to(op, name, t, shape):
+    if t is None:
+        return
+    try:
+        if np.broadcast_shapes(tuple(t.shape), shape) == tuple(shape):
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"{op}: {name} of shape {tuple(t.shape)} cannot be broadcast to the input shape {shape}")
+
+
+# ================================================================ regression losses
+class MSELoss(Function):
+    """l = (x - t)**2;  dl/dx = 2 (x - t),  dl/dt = -2 (x - t)."""
+
+    def forward(ctx, x, t, weight, reduction):
+        d = x - t
+        loss = d * d
+        ctx.save_for_backward(d, loss, weight)
+        ctx.shapes, ctx.reduction = (x.shape, t.shape), reduction
+        return _reduce(loss, reduction, weight, mean_by="weight")
+
+    def backward(ctx, gy):
+        d, loss, weight = ctx.saved_tensors
+        g, gw = _reduce_backward(gy, loss, ctx.reduction, weight, "weight", ctx.needs_input_grad[2])
+        gx = 2 * g * d
+        return _grads(ctx, gx, -gx, gw, weight)
+
+
+class L1Loss(Function):
+    """l = |x - t|;  dl/dx = sign(x - t) (0 where x = t, as PyTorch),  dl/dt = -dl/dx."""
+
+    def forward(ctx, x, t, weight, reduction):
+        xp = get_array_module(x)
+        d = x - t
+        loss = xp.abs(d)
+        ctx.save_for_backward(d, loss, weight)
+        ctx.shapes, ctx.reduction = (x.shape, t.shape), reduction
+        return _reduce(loss, reduction, weight, mean_by="weight")
+
+    def backward(ctx, gy):
+        d, loss, weight = ctx.saved_tensors
+        g, gw = _reduce_backward(gy, loss, ctx.reduction, weight, "weight", ctx.needs_input_grad[2])
+        gx = g * get_array_module(d).sign(d)
+        return _grads(ctx, gx, -gx, gw, weight)
+
+
+class SmoothL1Loss(Function):
+    """With d = x - t:  l = d**2 / (2 beta) where |d| < beta, else |d| - beta / 2
+    (beta = 0 is plain L1);  dl/dx = d / beta where |d| < beta, else sign(d);  dl/dt = -dl/dx.
+
+    Huber (``delta``) is delta times smooth L1 with beta = delta:
+    l = d**2 / 2 where |d| < delta, else delta (|d| - delta / 2);  dl/dx = d or delta sign(d).
+    """
+
+    def forward(ctx, x, t, weight, reduction, beta, scale=1.0):
+        xp = get_array_module(x)
+        d = x - t
+        small = xp.abs(d) < beta
+        b = beta if beta > 0 else 1.0   # no division by 0: ``small`` is all False then
+        loss = xp.where(small, 0.5 * d * d / b, xp.abs(d) - 0.5 * beta)
+        if scale != 1.0:
+            loss = loss * scale
+        ctx.save_for_backward(d, small, loss, weight)
+        ctx.shapes, ctx.reduction, ctx.beta, ctx.scale = (x.shape, t.shape), reduction, b, scale
+        return _reduce(loss, reduction, weight)
+
+    def backward(ctx, gy):
+        d, small, loss, weight = ctx.saved_tensors
+        xp = get_array_module(d)
+        g, gw = _reduce_backward(gy, loss, ctx.reduction, weight, "count", ctx.needs_input_grad[2])
+        slope = xp.where(small, d / ctx.beta, xp.sign(d))
+        gx = g * slope * ctx.scale if ctx.scale != 1.0 else g * slope
+        return _grads(ctx, gx, -gx, gw, weight)
+
+
+def _grads(ctx, gx, gt, gw, weight):
+    """Sum the broadcast gradients of a regression loss back to x, t and weight."""
+    sx, st = ctx.shapes
+    return (unbroadcast(gx, sx) if ctx.needs_input_grad[0] else None,
+            unbroadcast(gt, st) if ctx.needs_input_grad[1] else None,
+            unbroadcast(gw, weight.shape) if ctx.needs_input_grad[2] else None)
+
+
+# ================================================================ probabilistic losses
+_LOG_FLOOR = -100.0     # PyTorch clamps log(x) of binary_cross_entropy to >= -100
+_BCE_EPS = 1e-12        # ... and its gradient's denominator x (1 - x) to >= 1e-12
+
+
+class BinaryCrossEntropy(Function):
+    """l = -(t log x + (1 - t) log(1 - x)), each log clamped to >= -100 (so x = 0 or 1 gives
+    100, not inf);  dl/dx = (x - t) / (x (1 - x))  (denominator clamped to >= 1e-12);
+    dl/dt = log(1 - x) - log(x) = -logit(x)."""
+
+    def forward(ctx, x, t, weight, reduction):
+        xp = get_array_module(x)
+        with _quiet(xp):        # log(0) = -inf, then clamped
+            log_x = xp.maximum(xp.log(x), _LOG_FLOOR)
+            log_1mx = xp.maximum(xp.log1p(-x), _LOG_FLOOR)
+        loss = -(t * log_x + (1 - t) * log_1mx)
+        ctx.save_for_backward(x, t, loss, weight)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction, weight)
+
+    def backward(ctx, gy):
+        x, t, loss, weight = ctx.saved_tensors
+        xp = get_array_module(x)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction, weight)
+        gx = gt = None
+        if ctx.needs_input_grad[0]:
+            gx = g * (x - t) / xp.maximum(x * (1 - x), _BCE_EPS)
+        if ctx.needs_input_grad[1]:
+            with _quiet(xp):    # +-inf at x = 0 or 1, as PyTorch
+                gt = g * (xp.log1p(-x) - xp.log(x))
+        return gx, gt, None
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """BCE of sigmoid(x), computed from the logit x without ever forming sigmoid(x):
+    with softplus(-x) = log(1 + exp(-x)) = -log sigmoid(x) and lw = 1 + (pos_weight - 1) t,
+
+        l = (1 - t) x + lw softplus(-x)        (= -(pos_weight t log s + (1 - t) log(1 - s)))
+        dl/dx = lw sigmoid(x) - pos_weight t    (= sigmoid(x) - t without pos_weight)
+        dl/dt = (pos_weight - 1) softplus(-x) - x
+
+    softplus(-x) = log(1 + exp(-|x|)) + max(-x, 0) never overflows.
+    """
+
+    def forward(ctx, x, t, weight, pos_weight, reduction):
+        xp = get_array_module(x)
+        sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)     # softplus(-x)
+        lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        loss = (1 - t) * x + lw * sp
+        ctx.save_for_backward(x, t, sp, loss, weight, pos_weight)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction, weight)
+
+    def backward(ctx, gy):
+        x, t, sp, loss, weight, pos_weight = ctx.saved_tensors
+        xp = get_array_module(x)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction, weight)
+        gx = gt = None
+        if ctx.needs_input_grad[0]:
+            e = xp.exp(-xp.abs(x))
+            sig = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))      # stable sigmoid(x)
+            if pos_weight is None:
+                gx = g * (sig - t)
+            else:
+                gx = g * ((1 + (pos_weight - 1) * t) * sig - pos_weight * t)
+        if ctx.needs_input_grad[1]:
+            gt = g * (-x if pos_weight is None else (pos_weight - 1) * sp - x)
+        return gx, gt, None, None
+
+
+class KLDiv(Function):
+    """KL divergence with ``input`` x = log q (log-probabilities):
+    l = t (log t - x), taken as 0 where t = 0;  dl/dx = -t,  dl/dt = log t + 1 - x.
+    With log_target (target given as log t): l = exp(t) (t - x);  dl/dx = -exp(t),
+    dl/dt = exp(t) (t - x + 1)."""
+
+    def forward(ctx, x, t, reduction, log_target):
+        xp = get_array_module(x)
+        if log_target:
+            p = xp.exp(t)
+            loss = p * (t - x)
+        else:
+            p = t
+            log_t = xp.log(xp.where(t > 0, t, 1))                # xlogy: 0 log 0 = 0
+            loss = t * log_t - t * x
+        ctx.save_for_backward(x, t, p, loss)
+        ctx.reduction, ctx.log_target = reduction, log_target
+        ctx.shapes = x.shape, t.shape
+        return _reduce(loss, reduction)
+
+    def backward(ctx, gy):
+        x, t, p, loss = ctx.saved_tensors
+        xp = get_array_module(x)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gx = unbroadcast(-g * p, ctx.shapes[0]) if ctx.needs_input_grad[0] else None
+        gt = None
+        if ctx.needs_input_grad[1]:
+            with _quiet(xp):    # -inf at t = 0
+                gt = g * p * (t - x + 1) if ctx.log_target else g * (xp.log(t) + 1 - x)
+            gt = unbroadcast(gt, ctx.shapes[1])
+        return gx, gt
+
+
+# ================================================================ classification losses
+def _class_axis(ndim):
+    """Classes are dim 1 of (N, C, d1, ...), dim 0 of an unbatched (C,) input."""
+    return 0 if ndim == 1 else 1
+
+
+def _along_classes(v, ndim):
+    """A (C,) vector shaped to broadcast along the class axis of an ndim-d input."""
+    return v.reshape((-1,) + (1,) * (ndim - _class_axis(ndim) - 1))
+
+
+def _target_setup(x, target, weight, ignore_index):
+    """For class-index targets: (idx, valid, w_t) with
+    idx    the targets with a class axis added (ignored ones replaced by class 0),
+    valid  target != ignore_index,
+    w_t    the weight of each sample's class, 0 where ignored (1 without weight)."""
+    xp = get_array_module(x)
+    valid = target != ignore_index
+    safe = xp.where(valid, target, 0)
+    w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[safe], 0).astype(x.dtype)
+    return xp.expand_dims(safe, _class_axis(x.ndim)), valid, w_t
+
+
+def _one_hot(idx, n_classes, ndim):
+    """Boolean one-hot of the class indices ``idx`` (which carry a class axis of size 1)."""
+    xp = get_array_module(idx)
+    return _along_classes(xp.arange(n_classes), ndim) == idx
+
+
+def _per_sample_grad(gy, loss_shape, reduction, denominator):
+    """dL/dl_n for the per-sample losses l_n of a classification loss."""
+    xp = get_array_module(gy)
+    if reduction == "none":
+        return gy
+    if reduction == "mean":
+        # all targets ignored: D = 0; the gradient is then 0, as in PyTorch, not nan
+        gy = gy / xp.where(denominator == 0, 1, denominator)
+    return xp.broadcast_to(gy, loss_shape)
+
+
+def _finish_class_loss(loss, reduction, denominator):
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total if reduction == "sum" else _divide(total, denominator)
+
+
+class NLLLoss(Function):
+    """Negative log-likelihood of log-probabilities x (N, C, d1, ...) and class indices t:
+    l_n = -w[t_n] x[n, t_n]  (0 where t_n = ignore_index);  'mean' divides by sum_n w[t_n].
+    dl_n/dx[n, c] = -w[t_n] where c = t_n, else 0.
+    """
+
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        xp = get_array_module(x)
+        ax = _class_axis(x.ndim)
+        idx, valid, w_t = _target_setup(x, target, weight, ignore_index)
+        picked = xp.take_along_axis(x, idx, axis=ax).squeeze(ax)
+        loss = xp.where(valid, -w_t * picked, 0).astype(x.dtype, copy=False)
+        denominator = w_t.sum()
+        ctx.save_for_backward(idx, w_t, denominator)
+        ctx.reduction, ctx.n_classes, ctx.ndim = reduction, x.shape[ax], x.ndim
+        return _finish_class_loss(loss, reduction, denominator)
+
+    def backward(ctx, gy):
+        idx, w_t, denominator = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g = _per_sample_grad(gy, w_t.shape, ctx.reduction, denominator)
+        g = xp.expand_dims(g * w_t, _class_axis(ctx.ndim))
+        return _one_hot(idx, ctx.n_classes, ctx.ndim) * -g, None, None
+
+
+class CrossEntropy(Function):
+    """Softmax cross-entropy of logits x (N, C, d1, ...), fused: log-softmax + NLL.
+
+    With s = log_softmax(x) along the class axis (stable: see activation.LogSoftmax)
+    and a target distribution q_n over the classes, l_n = -sum_c q_n[c] s_n[c]:
+
+      class-index targets:   q_n[c] = v_n ((1 - eps) w[t_n] [c = t_n] + eps / C w[c])
+                             (v_n = 0 where t_n = ignore_index; 'mean' divides by
+                             sum_n v_n w[t_n], smoothing term included, as PyTorch)
+      probability targets:   q_n[c] = w[c] ((1 - eps) T_n[c] + eps / C)
+                             ('mean' divides by the number of samples N d1 ...)
+
+    with eps = label_smoothing and w = 1 without weight. Since ds_n[c]/dx_n[k] =
+    [c = k] - softmax_n[k],
+
+      dl_n/dx_n[k] = softmax_n[k] sum_c q_n[c] - q_n[k]       (= p - onehot in the plain case)
+      dl_n/dT_n[c] = -(1 - eps) w[c] s_n[c]                    (probability targets)
+    """
+
+    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
+        xp = get_array_module(x)
+        ax, eps = _class_axis(x.ndim), label_smoothing
+        n_classes = x.shape[ax]
+        shifted = x - x.max(axis=ax, keepdims=True)
+        s = shifted - xp.log(xp.exp(shifted).sum(axis=ax, keepdims=True))
+        if weight is not None:
+            weight = weight.astype(x.dtype, copy=False)
+        w = None if weight is None else _along_classes(weight, x.ndim)
+        if probabilities:
+            q = target if eps == 0 else target * (1 - eps) + eps / n_classes
+            q = q if w is None else q * w
+            loss = -(q * s).sum(axis=ax)
+            denominator = xp.asarray(x.size // n_classes, dtype=x.dtype)
+            ctx.save_for_backward(s, q, w, denominator)
+        else:
+            idx, valid, w_t = _target_setup(x, target, weight, ignore_index)
+            # gather s[n, t_n] rather than sum q * s: a -inf logit at another class
+            # (a masked score) would give 0 * -inf = nan
+            loss = -(1 - eps) * w_t * xp.take_along_axis(s, idx, axis=ax).squeeze(ax)
+            if eps > 0:
+                smooth = s.sum(axis=ax) if w is None else (s * w).sum(axis=ax)
+                loss = loss - (eps / n_classes) * smooth
+            loss = xp.where(valid, loss, 0).astype(x.dtype, copy=False)
+            denominator = w_t.sum()
+            ctx.save_for_backward(s, idx, valid, w_t, w, denominator)
+        ctx.reduction, ctx.eps, ctx.probabilities = reduction, eps, probabilities
+        return _finish_class_loss(loss, reduction, denominator)
+
+    def backward(ctx, gy):
+        xp = get_array_module(gy)
+        eps, s = ctx.eps, ctx.saved_tensors[0]
+        ax = _class_axis(s.ndim)
+        if ctx.probabilities:
+            s, q, w, denominator = ctx.saved_tensors
+        else:   # rebuild q of the docstring from the targets
+            s, idx, valid, w_t, w, denominator = ctx.saved_tensors
+            n_classes = s.shape[ax]
+            q = _one_hot(idx, n_classes, s.ndim) * xp.expand_dims((1 - eps) * w_t, ax)
+            if eps > 0:
+                smooth = eps / n_classes if w is None else (eps / n_classes) * w
+                q = q + smooth * xp.expand_dims(valid, ax).astype(s.dtype)
+        loss_shape = s.shape[:ax] + s.shape[ax + 1:]
+        g = xp.expand_dims(_per_sample_grad(gy, loss_shape, ctx.reduction, denominator), ax)
+        gx = gt = None
+        if ctx.needs_input_grad[0]:
+            gx = g * (xp.exp(s) * q.sum(axis=ax, keepdims=True) - q)
+        if ctx.probabilities and ctx.needs_input_grad[1]:
+            gt = -(1 - eps) * g * s if w is None else -(1 - eps) * g * w * s
+        return gx, gt, None
+
+
+def _check_class_target(op, input, target, weight, ignore_index, allow_probabilities):
+    """Validate a classification target; True when it holds class probabilities."""
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, shape (C,) or (N, C, ...); got a 0-d tensor")
+    ax = _class_axis(input.ndim)
+    n_classes = input.shape[ax]
+    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
+    if weight is not None and tuple(weight.shape) != (n_classes,):
+        raise ValueError(f"{op}: weight must have one entry per class, shape ({n_classes},), "
+                         f"got shape {tuple(weight.shape)}")
+    t = _raw(target)
+    if t.dtype.kind == "f":
+        if not allow_probabilities:
+            raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype {t.dtype}")
+        if tuple(t.shape) != input.shape:
+            raise ValueError(f"{op}: a floating-point target holds class probabilities and must have "
+                             f"the input's shape {input.shape}, got {tuple(t.shape)}; for class "
+                             f"indices pass an integer target of shape {expected}")
+        if ignore_index != -100:
+            raise ValueError(f"{op}: ignore_index is not supported for class-probability "
+                             f"(floating-point) targets")
+        return True
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype {t.dtype}")
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{op}: input of shape {input.shape} (classes on dim {ax}) needs a target "
+                         f"of shape {expected}, got target of shape {tuple(t.shape)}")
+    # one boolean comes back to the host: a label out of range must fail here, not as a
+    # wrong gather (PyTorch checks the same on the CPU)
+    out_of_range = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bool(out_of_range.any()):
+        bad = int(t[out_of_range].reshape(-1)[0])
+        raise IndexError(f"{op}: target {bad} is out of range for {n_classes} classes "
+                         f"(expected 0 <= target < {n_classes}, or ignore_index={ignore_index})")
+    return False
+
+
+# ================================================================ public functions
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy between logits ``input`` and ``target``, as torch.nn.functional.
+
+    input   (C,), (N, C) or (N, C, d1, d2, ...) unnormalised scores; classes on dim 1
+            (e.g. SuperPoint's (N, 65, H/8, W/8) detector head)
+    target  integer class indices of shape (), (N,) or (N, d1, ...), entries in [0, C) or
+            ``ignore_index``; or class probabilities: a float tensor of the input's shape
+    weight  (C,) rescaling per class; 'mean' then divides by the weights of the counted targets
+    label_smoothing  eps in [0, 1]: the target becomes (1 - eps) target + eps / C
+    """
+    reduction = _reduction_mode(size_average, reduce, reduction, "cross_entropy")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    _check_device("cross_entropy", input=input, target=target, weight=weight)
+    _check_no_grad_weight("cross_entropy", weight=weight)
+    probabilities = _check_class_target("cross_entropy", input, target, weight, ignore_index, True)
+    return CrossEntropy.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction,
+                              label_smoothing=float(label_smoothing), probabilities=probabilities)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of log-probabilities ``input`` (shapes as cross_entropy;
+    class-index targets only): cross_entropy(x, t) == nll_loss(log_softmax(x, 1), t)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "nll_loss")
+    _check_device("nll_loss", input=input, target=target, weight=weight)
+    _check_no_grad_weight("nll_loss", weight=weight)
+    _check_class_target("nll_loss", input, target, weight, ignore_index, False)
+    return NLLLoss.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean squared error; with ``weight`` (input's shape) 'mean' is sum(w l) / sum(w) as PyTorch."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "mse_loss")
+    _check_device("mse_loss", input=input, target=target, weight=weight)
+    _broadcast_target("mse_loss", input, target)
+    _check_same_shape("mse_loss", "weight", weight, input)
+    return MSELoss.apply(input, target, weight, reduction=reduction)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean absolute error; with ``weight`` (input's shape) 'mean' is sum(w l) / sum(w) as PyTorch."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "l1_loss")
+    _check_device("l1_loss", input=input, target=target, weight=weight)
+    _broadcast_target("l1_loss", input, target)
+    _check_same_shape("l1_loss", "weight", weight, input)
+    return L1Loss.apply(input, target, weight, reduction=reduction)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """Smooth L1 (Fast R-CNN's box regression loss): quadratic for |x - t| < beta, linear beyond."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "smooth_l1_loss")
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    _check_device("smooth_l1_loss", input=input, target=target)
+    _broadcast_target("smooth_l1_loss", input, target)
+    return SmoothL1Loss.apply(input, target, None, reduction=reduction, beta=float(beta))
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """Huber loss = delta * smooth_l1_loss(beta=delta); with ``weight`` 'mean' is mean(w l)
+    (PyTorch divides by the element count here, unlike mse_loss)."""
+    reduction = _reduction_mode(None, None, reduction, "huber_loss")
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    _check_device("huber_loss", input=input, target=target, weight=weight)
+    _broadcast_target("huber_loss", input, target)
+    _check_same_shape("huber_loss", "weight", weight, input)
+    return SmoothL1Loss.apply(input, target, weight, reduction=reduction, beta=float(delta),
+                              scale=float(delta))
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """BCE between probabilities ``input`` in [0, 1] and ``target`` of the same shape;
+    ``weight`` broadcasts to the input. Logs are clamped to >= -100 as in PyTorch."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "binary_cross_entropy")
+    _check_device("binary_cross_entropy", input=input, target=target, weight=weight)
+    _check_no_grad_weight("binary_cross_entropy", weight=weight)
+    _check_same_shape("binary_cross_entropy", "target", target, input)
+    _check_broadcastable_to("binary_cross_entropy", "weight", weight, input.shape)
+    x = input.data
+    if not bool(((x >= 0) & (x <= 1)).all()):   # one host sync, as PyTorch's CPU check
+        raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1 "
+                         "(pass probabilities, e.g. sigmoid(logits), or use "
+                         "binary_cross_entropy_with_logits on the logits)")
+    return BinaryCrossEntropy.apply(input, target, weight, reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """BCE of sigmoid(input), computed stably from the logits. ``pos_weight`` (broadcast along
+    the last dim, e.g. (C,) for (N, C)) multiplies the positive term: recall vs precision."""
+    op = "binary_cross_entropy_with_logits"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input=input, target=target, weight=weight, pos_weight=pos_weight)
+    _check_no_grad_weight(op, weight=weight, pos_weight=pos_weight)
+    _check_same_shape(op, "target", target, input)
+    _check_broadcastable_to(op, "weight", weight, input.shape)
+    _check_broadcastable_to(op, "pos_weight", pos_weight, input.shape)
+    return BinaryCrossEntropyWithLogits.apply(input, target, weight, pos_weight, reduction=reduction)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """KL(target || q) with ``input`` = log q. 'batchmean' (sum / N) is the true KL divergence;
+    'mean' divides by every element, as PyTorch (which warns about it)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "kl_div",
+                                allowed=("none", "mean", "sum", "batchmean"))
+    _check_device("kl_div", input=input, target=target)
+    _broadcast_target("kl_div", input, target)
+    return KLDiv.apply(input, target, reduction=reduction, log_target=bool(log_target))

@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function, unbroadcast
-from ..backend import get_array_module, to_device as _array_to_device
+from ..backend import get_array_module, device_of, to_device as _array_to_device
 from ..tensor import Tensor, _default_float
 
 __all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "clamp",
@@ -31,7 +31,7 @@ def raw_index(index):
     return raw(index)
 
 
-def _operands(a, b, op):
+def _operands(a, b, op, elementwise=True):
     """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as
     0-d arrays of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
     ta = a if isinstance(a, Tensor) else None
@@ -52,7 +52,13 @@ def _operands(a, b, op):
         if get_array_module(v) is not xp:
             raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
         return xp.asarray(v)
-    return convert(a), convert(b)
+    a, b = convert(a), convert(b)
+    if elementwise and a.shape != b.shape:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)  # shapes only: fine for cupy data
+        except ValueError:
+            raise RuntimeError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together") from None
+    return a, b
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -327,7 +333,7 @@ class ToDevice(Function):
     """y = x copied to another device;  dL/dx = gy copied back."""
 
     def forward(ctx, x, device):
-        ctx.source = "cuda" if type(x).__module__.startswith("cupy") else "cpu"
+        ctx.source = device_of(x)
         return _array_to_device(x, device)
 
     def backward(ctx, gy):
@@ -406,7 +412,7 @@ def where(condition, a, b):
 
 
 def matmul(a, b):
-    a, b = _operands(a, b, "matmul")
+    a, b = _operands(a, b, "matmul", elementwise=False)
     if builtins.min(a.ndim, b.ndim) == 0:
         raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
     ka = a.shape[-1]

@@ -1,2 +1,260 @@
-"""(being written)"""
-__all__ = []
+"""Normalisation ops: batch norm, local response norm (AlexNet), Lp normalisation.
+
+Each op is a Function whose ``forward`` and ``backward`` work on raw arrays
+(numpy or cupy); the public function under PyTorch's name checks the arguments
+and calls ``Function.apply``. Shapes follow PyTorch: channels on axis 1,
+``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)``, ...
+"""
+import math
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+__all__ = ["batch_norm", "local_response_norm", "normalize"]
+
+
+def _per_channel(a, ndim):
+    """A (C,) array shaped (1, C, 1, ..., 1) so it broadcasts over an ndim-D input."""
+    return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _data(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+# ---------------------------------------------------------------- batch norm
+class BatchNorm(Function):
+    """Batch normalisation over every axis but the channel axis 1.
+
+    Per channel, with the m = N*H*W values x_i of that channel (one "batch"):
+
+        mu = (1/m) sum_i x_i,   var = (1/m) sum_i (x_i - mu)^2    (biased: it normalises)
+        xhat_i = (x_i - mu) / sqrt(var + eps)
+        y_i = gamma * xhat_i + beta
+
+    In training mode mu and var are the batch statistics; the running buffers
+    are updated in place (PyTorch's rule, with the *unbiased* variance):
+
+        running_mean <- (1 - momentum) * running_mean + momentum * mu
+        running_var  <- (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+
+    In evaluation mode mu and var are the running buffers: constants.
+
+    Backward. With s = 1/sqrt(var + eps) and g_i = dL/dy_i:
+
+        dL/dbeta  = sum_i g_i
+        dL/dgamma = sum_i g_i * xhat_i
+        eval:     dL/dx_i = g_i * gamma * s                       (mu, var constant)
+        training: dL/dx_i = (gamma * s / m) * (m g_i - sum_j g_j - xhat_i sum_j g_j xhat_j)
+
+    The training formula is the chain rule through mu and var too: xhat_i
+    depends on every x_j of its channel via mu (d mu/dx_j = 1/m) and var
+    (d var/dx_j = 2 (x_j - mu)/m); collecting the three paths gives the
+    compact form above. Its two sums remove from g the part along the constant
+    vector and the part along xhat: shifting or scaling a channel's input
+    leaves its output unchanged, so those directions get no gradient.
+    """
+
+    def forward(ctx, x, weight, bias, running_mean=None, running_var=None,
+                training=False, momentum=0.1, eps=1e-5):
+        xp = get_array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))      # every axis but the channel axis
+        m = x.size // x.shape[1]                    # values per channel
+        if training:
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)                  # biased: 1/m
+            if running_mean is not None:            # in place: these are the module's buffers
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
+            if running_var is not None:
+                unbiased = var * (m / (m - 1))
+                running_var *= 1 - momentum
+                running_var += momentum * unbiased.astype(running_var.dtype, copy=False)
+        else:
+            mean = running_mean.astype(x.dtype, copy=False)
+            var = running_var.astype(x.dtype, copy=False)
+        inv_std = 1 / xp.sqrt(var + eps)
+        x_hat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+        y = x_hat
+        if weight is not None:
+            y = y * _per_channel(weight, x.ndim)
+        if bias is not None:
+            y = y + _per_channel(bias, x.ndim)
+        ctx.save_for_backward(x_hat, inv_std, weight)
+        ctx.training, ctx.axes, ctx.m = training, axes, m
+        ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
+        return y
+
+    def backward(ctx, gy):
+        x_hat, inv_std, weight = ctx.saved_tensors
+        axes, ndim = ctx.axes, gy.ndim
+        gx = gweight = gbias = None
+        if ctx.needs_input_grad[0]:
+            scale = inv_std if weight is None else weight * inv_std    # gamma * s, per channel
+            scale = _per_channel(scale, ndim)
+            if ctx.training:
+                sum_g = _per_channel(gy.sum(axis=axes), ndim)
+                sum_g_xhat = _per_channel((gy * x_hat).sum(axis=axes), ndim)
+                gx = (scale / ctx.m) * (ctx.m * gy - sum_g - x_hat * sum_g_xhat)
+            else:
+                gx = gy * scale
+        if ctx.has_weight and ctx.needs_input_grad[1]:
+            gweight = (gy * x_hat).sum(axis=axes)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gbias = gy.sum(axis=axes)
+        return gx, gweight, gbias
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation, as ``torch.nn.functional.batch_norm``.
+
+    ``input`` is (N, C) or (N, C, *spatial); statistics are per channel over
+    every other axis. ``training=True`` normalises with the batch statistics
+    and, when ``running_mean`` / ``running_var`` are given, updates them in
+    place with ``momentum`` (unbiased variance, as PyTorch); ``training=False``
+    normalises with the running statistics. ``momentum=None`` (cumulative
+    average) is resolved by the BatchNorm layers, which pass 1/num_batches.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got shape {input.shape}")
+    C = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise RuntimeError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input "
+                               f"(shape {input.shape}) has {C} channels")
+    if training:
+        if input.numel() // max(C, 1) <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input size {input.shape}")
+        if momentum is None:
+            raise ValueError("batch_norm: momentum=None (cumulative average) is handled by the "
+                             "BatchNorm layers; pass a number to the functional form")
+    elif running_mean is None or running_var is None:
+        raise RuntimeError("batch_norm: running_mean and running_var must be given in evaluation "
+                           "mode (training=False)")
+    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean),
+                           running_var=_data(running_var), training=bool(training),
+                           momentum=momentum, eps=eps)
+
+
+# ---------------------------------------------------------------- local response norm
+def _channel_window_sum(a, before, after):
+    """out[:, c] = sum of a[:, c - before : c + after + 1] along axis 1, zeros outside."""
+    xp = get_array_module(a)
+    C = a.shape[1]
+    padded = xp.zeros((a.shape[0], C + before + after) + a.shape[2:], dtype=a.dtype)
+    padded[:, before:before + C] = a
+    out = padded[:, 0:C].copy()
+    for shift in range(1, before + after + 1):   # `size` shifted slices: size is small (5 in AlexNet)
+        out += padded[:, shift:shift + C]
+    return out
+
+
+class LocalResponseNorm(Function):
+    """Local response normalisation across channels (AlexNet), PyTorch's formula:
+
+        S_c = sum_{j in W(c)} x_j^2,   W(c) = [c - size//2, c + (size-1)//2]  (channels
+              outside [0, C) count as 0)
+        d_c = k + (alpha / size) * S_c
+        y_c = x_c * d_c^(-beta)
+
+    Note alpha is divided by ``size`` (the AlexNet paper's alpha is not).
+
+    Backward. x_i enters y_i directly and every d_c whose window holds i,
+    i.e. c in [i - (size-1)//2, i + size//2] (the mirrored window), with
+    d d_c / d x_i = 2 (alpha/size) x_i:
+
+        dL/dx_i = g_i d_i^(-beta)
+                  - 2 beta (alpha/size) x_i * sum_{c: i in W(c)} g_c x_c d_c^(-beta-1)
+
+    and g_c x_c d_c^(-beta-1) = g_c y_c / d_c, so the sum is the window sum of
+    g * y / d over the mirrored window.
+    """
+
+    def forward(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
+        s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
+        d = k + (alpha / size) * s
+        y = x * d ** -beta
+        ctx.save_for_backward(x, d, y)
+        ctx.size, ctx.alpha, ctx.beta = size, alpha, beta
+        return y
+
+    def backward(ctx, gy):
+        x, d, y = ctx.saved_tensors
+        size, alpha, beta = ctx.size, ctx.alpha, ctx.beta
+        through_d = _channel_window_sum(gy * y / d, (size - 1) // 2, size // 2)
+        return gy * d ** -beta - (2 * beta * alpha / size) * x * through_d
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation over channels, as ``torch.nn.functional.local_response_norm``
+    (AlexNet uses size=5, alpha=1e-4, beta=0.75, k=2)."""
+    if input.ndim < 3:
+        raise ValueError(f"local_response_norm: expected 3D or higher dimensional input "
+                         f"(N, C, ...), got shape {input.shape}")
+    if int(size) != size or size < 1:
+        raise ValueError(f"local_response_norm: size must be a positive integer, got {size}")
+    return LocalResponseNorm.apply(input, size=int(size), alpha=alpha, beta=beta, k=k)
+
+
+# ---------------------------------------------------------------- Lp normalisation
+class Normalize(Function):
+    """y = x / max(||x||_p, eps) along ``dim`` (each vector scaled to unit Lp norm).
+
+    With n = ||x||_p = (sum_j |x_j|^p)^(1/p) and r = max(n, eps):
+
+        dL/dx_i = g_i / r - [n >= eps] * (sum_j g_j x_j) / r^2 * dn/dx_i
+        dn/dx_i = sign(x_i) |x_i|^(p-1) / n^(p-1)        (p = 2: x_i / n)
+        p = inf: n = max_j |x_j|, dn/dx_i = sign(x_i) on the maximal entries
+                 (shared equally between ties, as PyTorch)
+
+    Below eps the denominator is the constant eps and only the first term
+    remains. PyTorch computes the same thing as x / norm(x).clamp_min(eps).
+    """
+
+    def forward(ctx, x, p=2.0, dim=1, eps=1e-12):
+        xp = get_array_module(x)
+        a = xp.abs(x)
+        if p == math.inf:
+            n = a.max(axis=dim, keepdims=True)
+        elif p == 2:
+            n = xp.sqrt((x * x).sum(axis=dim, keepdims=True))
+        elif p == 1:
+            n = a.sum(axis=dim, keepdims=True)
+        else:
+            n = (a ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        r = xp.maximum(n, xp.asarray(eps, dtype=x.dtype))
+        ctx.save_for_backward(x, n, r)
+        ctx.p, ctx.dim, ctx.eps = p, dim, eps
+        return x / r
+
+    def backward(ctx, gy):
+        x, n, r = ctx.saved_tensors
+        xp = get_array_module(gy)
+        p, dim = ctx.p, ctx.dim
+        active = n >= ctx.eps                              # where the norm, not eps, divides
+        safe_n = xp.where(active & (n > 0), n, 1)          # avoid 0/0 where the term is masked out
+        if p == math.inf:
+            top = xp.abs(x) == n
+            dn = xp.sign(x) * top / top.sum(axis=dim, keepdims=True).astype(x.dtype)
+        elif p == 2:
+            dn = x / safe_n
+        elif p == 1:
+            dn = xp.sign(x)
+        else:
+            dn = xp.sign(x) * xp.abs(x) ** (p - 1) / safe_n ** (p - 1)
+        g_r = -(gy * x).sum(axis=dim, keepdims=True) / (r * r)   # dL/dr
+        return gy / r + xp.where(active, g_r, 0) * dn
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """x / max(||x||_p, eps) along ``dim``, as ``torch.nn.functional.normalize``."""
+    if not -input.ndim <= dim < input.ndim:
+        raise IndexError(f"normalize: dim {dim} is out of range for an input of shape {input.shape}")
+    p = float(p)
+    if not p > 0:
+        raise ValueError(f"normalize: p must be positive (or inf), got {p}")
+    return Normalize.apply(input, p=p, dim=dim % input.ndim, eps=eps)

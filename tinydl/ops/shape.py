@@ -1,2 +1,539 @@
-"""(being written)"""
-__all__ = []
+"""Shape and indexing ops: they move elements around, never change their values.
+
+So every backward here is the same forward run the other way: a reshape is
+undone by reshaping back, a permutation by the inverse permutation, a slice by
+writing the gradient into a zero array at the slice, a concatenation by
+splitting. The one subtle case is indexing with repeated indices,
+``y = x[[0, 0, 1]]``: x[0] was used twice, so its gradient is the SUM of both
+upstream gradients. ``g[idx] = gy`` would keep only one of them; the backward
+uses a scatter-add (``scatter_add`` below) instead.
+"""
+import math
+
+import numpy as np
+
+from ..autograd import Function, unbroadcast
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+__all__ = ["reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
+           "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll"]
+
+
+# ---------------------------------------------------------------- helpers
+def normalize_dim(dim, ndim, op, shape=None):
+    """A dim in [-ndim, ndim) as a non-negative int, or a clear error.
+
+    A 0-d tensor accepts dim 0 and -1, as in PyTorch.
+    """
+    n = max(ndim, 1)
+    if isinstance(dim, Tensor):
+        dim = int(dim)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -n <= dim < n:
+        where = f"shape {tuple(shape)}" if shape is not None else f"{ndim} dims"
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {where} "
+                         f"(expected a dim in [{-n}, {n - 1}])")
+    return int(dim) % n
+
+
+def scatter_add(target, index, values):
+    """``target[index] += values`` where repeated indices ADD up; returns ``target``.
+
+    Plain ``target[index] += values`` is a read-modify-write per element, so
+    with index [0, 0] only the last write survives. NumPy spells the
+    accumulating version ``np.add.at``; CuPy ``cupyx.scatter_add``. This is the
+    one place that knows the difference.
+    """
+    xp = get_array_module(target)
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    return target
+
+
+def _as_tensor(t, op, k):
+    if isinstance(t, Tensor):
+        return t
+    if isinstance(t, np.ndarray) or type(t).__module__.startswith("cupy"):
+        return Tensor(t)
+    raise TypeError(f"{op}: expected a sequence of Tensors, got {type(t).__name__} at entry {k}")
+
+
+# ---------------------------------------------------------------- reshape family
+class Reshape(Function):
+    """y = x with a new shape (same elements, same order);  dL/dx = gy reshaped back.
+
+    Also serves flatten, squeeze and unsqueeze, which are reshapes too.
+    """
+
+    def forward(ctx, x, shape):
+        ctx.x_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(ctx, gy):
+        return gy.reshape(ctx.x_shape)
+
+
+def reshape(x, shape):
+    """``x.reshape(shape)``; one entry may be -1 (inferred). A view when NumPy can make one."""
+    shape = tuple(int(s) for s in shape)
+    known = math.prod(s for s in shape if s != -1)
+    n_unknown = shape.count(-1)
+    ok = (n_unknown == 0 and known == x.numel()) or \
+         (n_unknown == 1 and known != 0 and x.numel() % known == 0)
+    if n_unknown > 1 or not ok or any(s < -1 for s in shape):
+        raise RuntimeError(f"reshape: shape {list(shape)} is invalid for input of size {x.numel()} "
+                           f"(shape {x.shape})")
+    return Reshape.apply(x, shape=shape)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dims start_dim..end_dim into one. A 0-d tensor becomes shape (1,) as in PyTorch."""
+    if x.ndim == 0:
+        return Reshape.apply(x, shape=(1,))
+    s = normalize_dim(start_dim, x.ndim, "flatten", x.shape)
+    e = normalize_dim(end_dim, x.ndim, "flatten", x.shape)
+    if s > e:
+        raise RuntimeError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
+    shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    return Reshape.apply(x, shape=shape)
+
+
+def squeeze(x, dim=None):
+    """Drop dims of size 1: all of them (dim=None) or those listed in ``dim`` (int or tuple).
+    Naming a dim whose size is not 1 is not an error, it stays (PyTorch's rule)."""
+    if dim is None:
+        dims = range(x.ndim)
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        dims = [normalize_dim(d, x.ndim, "squeeze", x.shape) for d in dims]
+    drop = {d for d in dims if d < x.ndim and x.shape[d] == 1}
+    shape = tuple(n for d, n in enumerate(x.shape) if d not in drop)
+    return Reshape.apply(x, shape=shape)
+
+
+def unsqueeze(x, dim):
+    """Insert a dim of size 1 at ``dim`` in [-ndim-1, ndim] (-1 appends)."""
+    d = normalize_dim(dim, x.ndim + 1, "unsqueeze", x.shape)
+    return Reshape.apply(x, shape=x.shape[:d] + (1,) + x.shape[d:])
+
+
+# ---------------------------------------------------------------- permute / transpose
+class Permute(Function):
+    """y = x with its axes reordered: y.shape[i] = x.shape[dims[i]].
+
+    dL/dx = gy with the inverse permutation (axis dims[i] of x is axis i of y).
+    """
+
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return get_array_module(x).transpose(x, dims)
+
+    def backward(ctx, gy):
+        inverse = [0] * len(ctx.dims)
+        for i, d in enumerate(ctx.dims):
+            inverse[d] = i
+        return get_array_module(gy).transpose(gy, inverse)
+
+
+def permute(x, dims):
+    dims = tuple(normalize_dim(d, x.ndim, "permute", x.shape) for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise RuntimeError(f"permute: dims {dims} are not a permutation of the {x.ndim} dims "
+                           f"of a tensor of shape {x.shape}")
+    return Permute.apply(x, dims=dims)
+
+
+def transpose(x, dim0, dim1):
+    """Swap two dims (a permutation that exchanges dim0 and dim1)."""
+    if x.ndim == 0:
+        return Reshape.apply(x, shape=())
+    dims = list(range(x.ndim))
+    d0 = normalize_dim(dim0, x.ndim, "transpose", x.shape)
+    d1 = normalize_dim(dim1, x.ndim, "transpose", x.shape)
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return Permute.apply(x, dims=tuple(dims))
+
+
+# ---------------------------------------------------------------- expand
+class Expand(Function):
+    """y = x broadcast to ``shape`` (a read-only view: no copy).
+
+    Each x element is used once per copy, so dL/dx sums gy over the new leading
+    axes and over the axes where x had size 1 (``unbroadcast``).
+    """
+
+    def forward(ctx, x, shape):
+        ctx.x_shape = x.shape
+        return get_array_module(x).broadcast_to(x, shape)
+
+    def backward(ctx, gy):
+        return unbroadcast(gy, ctx.x_shape)
+
+
+def expand(x, shape):
+    """PyTorch's expand: -1 keeps a size; new dims may only be added in front."""
+    shape = tuple(int(s) for s in shape)
+    new = len(shape) - x.ndim
+    if new < 0:
+        raise RuntimeError(f"expand: the number of sizes ({len(shape)}) must be at least the "
+                           f"number of dims ({x.ndim}) of the tensor of shape {x.shape}")
+    out = []
+    for i, s in enumerate(shape):
+        if i < new:
+            if s < 0:
+                raise RuntimeError(f"expand: size {s} is not allowed for a new leading dim "
+                                   f"(target sizes {list(shape)}, tensor shape {x.shape})")
+            out.append(s)
+            continue
+        old = x.shape[i - new]
+        if s == -1:
+            s = old
+        if s != old and old != 1:
+            raise RuntimeError(f"expand: the expanded size ({s}) must match the existing size ({old}) "
+                               f"at non-singleton dim {i}; target sizes {list(shape)}, tensor shape {x.shape}")
+        out.append(s)
+    return Expand.apply(x, shape=tuple(out))
+
+
+# ---------------------------------------------------------------- cat / stack / split
+class Cat(Function):
+    """y = the inputs joined along ``dim``;  dL/dx_k = the slice of gy that x_k filled."""
+
+    def forward(ctx, *arrays, dim):
+        xp = get_array_module(*arrays)
+        ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]
+        return xp.concatenate(arrays, axis=dim)
+
+    def backward(ctx, gy):
+        grads, start = [], 0
+        for size in ctx.sizes:
+            index = (slice(None),) * ctx.dim + (slice(start, start + size),)
+            grads.append(gy[index])
+            start += size
+        return tuple(grads)
+
+
+def cat(tensors, dim=0):
+    """Concatenate along an existing dim (torch.cat). Shapes must agree except along ``dim``."""
+    tensors = [_as_tensor(t, "cat", k) for k, t in enumerate(tensors)]
+    if not tensors:
+        raise RuntimeError("cat: expected a non-empty sequence of tensors")
+    ref = tensors[0]
+    d = normalize_dim(dim, ref.ndim, "cat", ref.shape)
+    for k, t in enumerate(tensors):
+        if t.device != ref.device:
+            raise RuntimeError(f"cat: tensor 0 is on {ref.device} but tensor {k} is on {t.device}")
+        if t.ndim != ref.ndim or t.ndim == 0 or \
+                any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != d):
+            raise RuntimeError(f"cat: sizes of tensors must match except in dim {d}: "
+                               f"tensor 0 has shape {ref.shape}, tensor {k} has shape {t.shape}")
+    return Cat.apply(*tensors, dim=d)
+
+
+class Stack(Function):
+    """y = the inputs stacked along a new axis ``dim``;  dL/dx_k = gy taken at position k of that axis."""
+
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        return get_array_module(*arrays).stack(arrays, axis=dim)
+
+    def backward(ctx, gy):
+        n = gy.shape[ctx.dim]
+        return tuple(gy[(slice(None),) * ctx.dim + (k,)] for k in range(n))
+
+
+def stack(tensors, dim=0):
+    """Join equally shaped tensors along a new dim (torch.stack)."""
+    tensors = [_as_tensor(t, "stack", k) for k, t in enumerate(tensors)]
+    if not tensors:
+        raise RuntimeError("stack: expected a non-empty sequence of tensors")
+    ref = tensors[0]
+    for k, t in enumerate(tensors):
+        if t.device != ref.device:
+            raise RuntimeError(f"stack: tensor 0 is on {ref.device} but tensor {k} is on {t.device}")
+        if t.shape != ref.shape:
+            raise RuntimeError(f"stack: expects each tensor to be equal size, but tensor 0 has shape "
+                               f"{ref.shape} and tensor {k} has shape {t.shape}")
+    d = normalize_dim(dim, ref.ndim + 1, "stack", ref.shape)
+    return Stack.apply(*tensors, dim=d)
+
+
+class Split(Function):
+    """ys = consecutive slices of x along ``dim`` (views, no copy).
+
+    dL/dx = the upstream gradients of the pieces joined back together (pieces
+    that got no gradient contribute zeros).
+    """
+
+    def forward(ctx, x, sizes, dim):
+        ctx.dim = dim
+        pieces, start = [], 0
+        for size in sizes:
+            pieces.append(x[(slice(None),) * dim + (slice(start, start + size),)])
+            start += size
+        return tuple(pieces)
+
+    def backward(ctx, *gys):
+        return get_array_module(*gys).concatenate(gys, axis=ctx.dim)
+
+
+def split(x, split_size_or_sections, dim=0):
+    """torch.split: pieces of ``split_size`` (the last may be smaller), or of the listed sizes."""
+    d = normalize_dim(dim, x.ndim, "split", x.shape)
+    if x.ndim == 0:
+        raise RuntimeError("split: cannot split a 0-d tensor")
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, (list, tuple)):
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise RuntimeError(f"split: sizes {sizes} do not add up to the size {n} of dim {d} "
+                               f"(tensor shape {x.shape})")
+    else:
+        size = int(split_size_or_sections)
+        if size <= 0 and n > 0:
+            raise RuntimeError(f"split: split_size must be positive, got {size}")
+        sizes = [min(size, n - start) for start in range(0, n, size)] if n else [0]
+    return Split.apply(x, sizes=tuple(sizes), dim=d)
+
+
+def chunk(x, chunks, dim=0):
+    """torch.chunk: pieces of ceil(n / chunks) elements; may return fewer than ``chunks``."""
+    if chunks <= 0:
+        raise RuntimeError(f"chunk: chunks must be positive, got {chunks}")
+    d = normalize_dim(dim, x.ndim, "chunk", x.shape)
+    n = x.shape[d]
+    if n == 0:
+        return Split.apply(x, sizes=(0,) * chunks, dim=d)
+    return split(x, -(-n // chunks), d)
+
+
+def narrow(x, dim, start, length):
+    """x restricted to ``start:start+length`` along ``dim`` (a view; torch.narrow)."""
+    d = normalize_dim(dim, x.ndim, "narrow", x.shape)
+    n = x.shape[d]
+    start = start + n if start < 0 else start
+    if not (0 <= start <= n and 0 <= length and start + length <= n):
+        raise IndexError(f"narrow: start {start} + length {length} exceeds dim {d} of size {n} "
+                         f"(tensor shape {x.shape})")
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+# ---------------------------------------------------------------- indexing
+def _is_array(p):
+    return hasattr(p, "dtype") and hasattr(p, "ndim")
+
+
+def _is_integer(p):
+    """A Python/NumPy integer or a 0-d integer array: PyTorch treats both as a plain int."""
+    if isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)):
+        return True
+    return _is_array(p) and p.ndim == 0 and p.dtype.kind in "iu"
+
+
+def _raw_index(index, xp, shape):
+    """The index as a tuple of array-module objects: Tensors unwrapped, lists as arrays."""
+    parts = index if isinstance(index, tuple) else (index,)
+    out = []
+    for p in parts:
+        if isinstance(p, Tensor):
+            p = p.data
+        elif isinstance(p, list):
+            p = xp.asarray(p)
+        elif isinstance(p, np.ndarray) and xp is not np:
+            p = xp.asarray(p)
+        if _is_array(p) and p.dtype.kind not in "iub":
+            raise IndexError(f"getitem: tensors used as indices must be integer or bool, got dtype "
+                             f"{p.dtype} (indexing a tensor of shape {tuple(shape)})")
+        out.append(p)
+    return tuple(out)
+
+
+def _has_integer_array(index):
+    """True if ``index`` has an integer array: then positions may repeat."""
+    return any(_is_array(p) and p.dtype.kind in "iu" for p in index)
+
+
+class GetItem(Function):
+    """y = x[index]: basic (ints, slices with any step, None, ...) and advanced
+    (integer / boolean arrays) indexing with NumPy's rules (``getitem`` below
+    handles the one case where PyTorch's differ).
+
+    Each y element is one x element, so dL/dx is gy written back where it came
+    from, zeros elsewhere. Integer-array indices may name one x element several
+    times; then its gradient is the sum, hence scatter-add instead of assignment.
+    """
+
+    def forward(ctx, x, index):
+        ctx.x_shape, ctx.index = x.shape, index
+        return x[index]
+
+    def backward(ctx, gy):
+        gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
+        if _has_integer_array(ctx.index):
+            scatter_add(gx, ctx.index, gy)
+        else:
+            gx[ctx.index] = gy   # basic indices and masks never repeat an element
+        return gx
+
+
+def _split_integers_first(index):
+    """PyTorch and NumPy differ on ``x[1, :, [4, 4, 0]]``: NumPy counts the int
+    as an advanced index, so the two 'advanced' parts are separated by a slice
+    and the result's advanced dim moves to the front (shape (3, 4)); PyTorch
+    applies the int first, leaving ``x[1][:, [4, 4, 0]]`` (shape (4, 3)). We
+    follow PyTorch by indexing twice: the ints (and the slices, Nones) first,
+    then the arrays on what is left."""
+    first, then = [], []
+    for p in index:
+        if _is_integer(p):
+            first.append(p)
+        elif _is_array(p):
+            # a k-dim boolean mask covers k dims
+            first.extend([slice(None)] * (p.ndim if p.dtype.kind == "b" else 1))
+            then.append(p)
+        elif p is Ellipsis:
+            first.append(p)
+            then.append(p)
+        else:       # a slice, or None (a new dim of size 1 that ``then`` keeps)
+            first.append(p)
+            then.append(slice(None))
+    return tuple(first), tuple(then)
+
+
+def getitem(x, index):
+    """``x[index]`` for a Tensor ``x`` (differentiable), with PyTorch's rules."""
+    index = _raw_index(index, x._xp, x.shape)
+    has_array = any(_is_array(p) and p.ndim > 0 for p in index)
+    try:
+        if has_array and any(_is_integer(p) for p in index):
+            first, then = _split_integers_first(index)
+            return GetItem.apply(GetItem.apply(x, index=first), index=then)
+        return GetItem.apply(x, index=index)
+    except IndexError as exc:
+        raise IndexError(f"getitem: {exc} (indexing a tensor of shape {x.shape})") from None
+
+
+def _along_dim_index(index, dim):
+    """The full advanced index that picks ``x[..., index[i,j,k], ...]`` along ``dim``:
+    ``index`` itself at ``dim`` and a broadcast arange (i, j, k, ...) at every other dim."""
+    xp = get_array_module(index)
+    parts = []
+    for d, n in enumerate(index.shape):
+        if d == dim:
+            parts.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = n
+            parts.append(xp.arange(n).reshape(shape))
+    return tuple(parts)
+
+
+class Gather(Function):
+    """y[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (and likewise for other dims; torch.gather).
+
+    dL/dx: each y element came from one x element, so gy is scatter-added back
+    there (one x element may be gathered several times).
+    """
+
+    def forward(ctx, x, index, dim):
+        ctx.x_shape, ctx.index = x.shape, _along_dim_index(index, dim)
+        return x[ctx.index]
+
+    def backward(ctx, gy):
+        gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
+        return scatter_add(gx, ctx.index, gy), None
+
+
+def _check_index_range(index, n, op, what):
+    if index.size:
+        lo, hi = int(index.min()), int(index.max())   # one small device-to-host copy on 'cuda'
+        if lo < 0 or hi >= n:
+            bad = lo if lo < 0 else hi
+            raise IndexError(f"{op}: index {bad} is out of bounds for {what} with size {n}")
+
+
+def gather(input, dim, index):
+    """torch.gather: out has ``index``'s shape; out[...] = input[... index[...] at dim ...]."""
+    d = normalize_dim(dim, input.ndim, "gather", input.shape)
+    idx = index.data if isinstance(index, Tensor) else input._xp.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"gather: index must be an integer tensor, got dtype {idx.dtype}")
+    if idx.ndim != input.ndim or input.ndim == 0:
+        raise RuntimeError(f"gather: index has {idx.ndim} dims but input has {input.ndim} "
+                           f"(index shape {tuple(idx.shape)}, input shape {input.shape})")
+    for k in range(idx.ndim):
+        if k != d and idx.shape[k] > input.shape[k]:
+            raise RuntimeError(f"gather: index shape {tuple(idx.shape)} is larger than input shape "
+                               f"{input.shape} in dim {k}")
+    _check_index_range(idx, input.shape[d], "gather", f"dim {d}")
+    return Gather.apply(input, idx, dim=d)
+
+
+class IndexSelect(Function):
+    """y = x taken at the positions ``index`` (1-d) along ``dim``;  dL/dx = gy scatter-added back."""
+
+    def forward(ctx, x, index, dim):
+        ctx.x_shape, ctx.index = x.shape, (slice(None),) * dim + (index,)
+        return x[ctx.index]
+
+    def backward(ctx, gy):
+        gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
+        return scatter_add(gx, ctx.index, gy), None
+
+
+def index_select(input, dim, index):
+    """torch.index_select: rows (or any dim's slices) picked by a 1-d integer index, repeats allowed."""
+    d = normalize_dim(dim, input.ndim, "index_select", input.shape)
+    idx = index.data if isinstance(index, Tensor) else input._xp.asarray(index)
+    if idx.dtype.kind not in "iu" or idx.ndim > 1:
+        raise RuntimeError(f"index_select: index must be a 1-d integer tensor, got dtype {idx.dtype} "
+                           f"and shape {tuple(idx.shape)}")
+    _check_index_range(idx, input.shape[d], "index_select", f"dim {d}")
+    return IndexSelect.apply(input, idx.reshape(-1), dim=d)
+
+
+class Flip(Function):
+    """y = x reversed along ``dims``;  dL/dx = gy reversed along the same dims."""
+
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return get_array_module(x).flip(x, axis=dims)
+
+    def backward(ctx, gy):
+        return get_array_module(gy).flip(gy, axis=ctx.dims)
+
+
+def flip(input, dims):
+    dims = dims if isinstance(dims, (tuple, list)) else (dims,)
+    dims = tuple(normalize_dim(d, input.ndim, "flip", input.shape) for d in dims)
+    return Flip.apply(input, dims=dims)
+
+
+class Roll(Function):
+    """y = x shifted circularly by ``shifts`` along ``dims`` (all elements, flattened, if dims is
+    None);  dL/dx = gy shifted back by -shifts."""
+
+    def forward(ctx, x, shifts, dims):
+        ctx.shifts, ctx.dims = shifts, dims
+        return get_array_module(x).roll(x, shifts, axis=dims)
+
+    def backward(ctx, gy):
+        back = -ctx.shifts if ctx.dims is None else tuple(-s for s in ctx.shifts)
+        return get_array_module(gy).roll(gy, back, axis=ctx.dims)
+
+
+def roll(input, shifts, dims=None):
+    """torch.roll (used for circular convolution on closed contours)."""
+    if dims is None:   # roll the flattened tensor, then restore the shape
+        return Roll.apply(input, shifts=int(shifts), dims=None)
+    shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    dims = tuple(normalize_dim(d, input.ndim, "roll", input.shape) for d in dims)
+    return Roll.apply(input, shifts=tuple(int(s) for s in shifts), dims=dims)

@@ -1,1 +1,19 @@
-"""(being written)"""
+"""Optimizers and learning-rate schedules, with PyTorch's names, defaults and numbers.
+
+    import tinydl.optim as optim
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+
+Every optimizer is a subclass of :class:`Optimizer` (optimizer.py: param groups,
+state, state_dict) with one method, ``_update(p, grad, group)``, that changes
+``p.data`` in place with plain array code (NumPy or CuPy, whichever holds the data).
+"""
+from .optimizer import Optimizer, required
+from .sgd import SGD
+from .adam import Adam, AdamW
+from .adagrad import Adagrad
+from .rmsprop import RMSprop
+from .adadelta import Adadelta
+from . import lr_scheduler
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "lr_scheduler"]

@@ -1,0 +1,22 @@
+"""tinydl: a from-scratch deep learning engine on NumPy (CPU) and CuPy (GPU)."""
+from setuptools import find_packages, setup
+
+TRAIN = ["scikit-learn>=1.3", "opencv-python-headless>=4.8", "tqdm>=4.66", "matplotlib>=3.7"]
+
+setup(
+    name="tinydl",
+    version="0.1.0",
+    description="A readable deep learning engine on NumPy/CuPy with Numba kernels, PyTorch's API",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tinydl", "tinydl.*", "models", "models.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "numba>=0.59"],
+    extras_require={
+        "gpu": ["cupy-cuda12x>=13"],
+        "train": TRAIN,
+        # torch (CPU build) is the oracle the tests compare every op against
+        "dev": TRAIN + ["pytest>=7", "torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["tinydl=tinydl.cli:main"]},
+)

@@ -1,0 +1,100 @@
+"""Op table rows: batch_norm (train / eval), local_response_norm, normalize."""
+import math
+
+import torch
+import torch.nn.functional as TF
+
+import tinydl.ops.norm as N
+from optable import OpCase
+
+
+def randn(*shape):
+    return lambda rng: [rng.standard_normal(s) for s in shape]
+
+
+def transposed(shape):
+    """A non-contiguous array of ``shape``: the transpose of a C-ordered one."""
+    return lambda rng: rng.standard_normal(shape[::-1]).T
+
+
+def bn_inputs(shape, affine=True, running=False, noncontig=False):
+    """x, [running_mean, running_var], [weight, bias]: weight away from 0, running_var > 0."""
+    C = shape[1]
+
+    def make(rng):
+        x = transposed(shape)(rng) if noncontig else rng.standard_normal(shape) * 2 + 0.5
+        out = [x]
+        if running:
+            out += [rng.standard_normal(C) * 0.3, rng.uniform(0.5, 2.0, C)]
+        if affine:
+            out += [rng.uniform(0.5, 1.5, C), rng.standard_normal(C)]
+        return out
+    return make
+
+
+def bn_train(td_or_torch, momentum=0.1, eps=1e-5):
+    """batch_norm in training mode, without running stats, weight and bias optional."""
+    f = N.batch_norm if td_or_torch == "td" else TF.batch_norm
+    return lambda x, w=None, b=None: f(x, None, None, w, b, True, momentum, eps)
+
+
+def bn_train_running(td_or_torch, momentum):
+    """batch_norm in training mode updating running stats (the update is checked in
+    tests/test_norm_layers.py; here: the output and gradients are unaffected by it)."""
+    f = N.batch_norm if td_or_torch == "td" else TF.batch_norm
+    return lambda x, rm, rv, w, b: f(x, rm, rv, w, b, True, momentum, 1e-5)
+
+
+def bn_eval(td_or_torch, eps=1e-5):
+    f = N.batch_norm if td_or_torch == "td" else TF.batch_norm
+    return lambda x, rm, rv, w=None, b=None: f(x, rm, rv, w, b, False, 0.1, eps)
+
+
+def lrn(size, alpha=1e-4, beta=0.75, k=1.0):
+    return (lambda x: N.local_response_norm(x, size, alpha, beta, k),
+            lambda x: TF.local_response_norm(x, size, alpha, beta, k))
+
+
+def normalize(p=2.0, dim=1, eps=1e-12):
+    return (lambda x: N.normalize(x, p, dim, eps), lambda x: TF.normalize(x, p, dim, eps))
+
+
+CASES = [
+    # ---- batch norm, training: batch statistics, full gradient through mean and variance
+    OpCase("batch_norm/train_2d", bn_train("td"), bn_train("torch"), bn_inputs((6, 4))),
+    OpCase("batch_norm/train_3d", bn_train("td"), bn_train("torch"), bn_inputs((3, 4, 5))),
+    OpCase("batch_norm/train_4d_odd", bn_train("td"), bn_train("torch"), bn_inputs((2, 3, 5, 3))),
+    OpCase("batch_norm/train_batch1", bn_train("td"), bn_train("torch"), bn_inputs((1, 3, 3, 5))),
+    OpCase("batch_norm/train_two_values", bn_train("td"), bn_train("torch"), bn_inputs((2, 3))),
+    OpCase("batch_norm/train_no_affine", bn_train("td"), bn_train("torch"), bn_inputs((3, 2, 3, 3), affine=False)),
+    OpCase("batch_norm/train_non_contiguous", bn_train("td"), bn_train("torch"),
+           bn_inputs((2, 3, 4, 5), noncontig=True)),
+    OpCase("batch_norm/train_5d_eps", bn_train("td", eps=0.1), bn_train("torch", eps=0.1),
+           bn_inputs((2, 2, 3, 2, 3))),
+    OpCase("batch_norm/train_running_stats", bn_train_running("td", 0.3), bn_train_running("torch", 0.3),
+           bn_inputs((4, 3, 2, 3), running=True), grad=[0, 3, 4]),
+    # ---- batch norm, eval: running statistics are constants, a per-channel affine map
+    OpCase("batch_norm/eval_4d", bn_eval("td"), bn_eval("torch"), bn_inputs((2, 3, 4, 5), running=True),
+           grad=[0, 3, 4]),
+    OpCase("batch_norm/eval_2d", bn_eval("td"), bn_eval("torch"), bn_inputs((5, 4), running=True),
+           grad=[0, 3, 4]),
+    OpCase("batch_norm/eval_no_affine_non_contiguous", bn_eval("td"), bn_eval("torch"),
+           lambda rng: [transposed((2, 3, 4, 5))(rng), rng.standard_normal(3), rng.uniform(0.5, 2, 3)],
+           grad=[0]),
+    # ---- local response norm (alpha large enough for the cross-channel term to matter)
+    OpCase("local_response_norm/alexnet", *lrn(5, 1e-4, 0.75, 2.0), randn((2, 7, 3, 4))),
+    OpCase("local_response_norm/strong_odd", *lrn(3, 0.9, 0.75, 1.0), randn((2, 5, 3, 3))),
+    OpCase("local_response_norm/even_size", *lrn(4, 1.5, 0.6, 0.5), randn((1, 6, 2, 3))),
+    OpCase("local_response_norm/size_gt_channels", *lrn(7, 2.0, 0.75, 1.0), randn((2, 3, 2, 2))),
+    OpCase("local_response_norm/3d", *lrn(2, 1.0, 0.9, 1.5), randn((2, 5, 4))),
+    OpCase("local_response_norm/5d", *lrn(3, 1.0, 0.75, 1.0), randn((1, 4, 2, 2, 3))),
+    OpCase("local_response_norm/non_contiguous", *lrn(3, 1.0, 0.75, 1.0),
+           lambda rng: [transposed((2, 4, 3, 3))(rng)]),
+    # ---- normalize
+    OpCase("normalize/l2_dim1", *normalize(), randn((3, 4, 5))),
+    OpCase("normalize/l1_last", *normalize(1.0, -1), randn((4, 6))),
+    OpCase("normalize/p3_dim0", *normalize(3.0, 0), randn((5, 3))),
+    OpCase("normalize/inf", *normalize(math.inf, 1), randn((3, 5, 2))),
+    OpCase("normalize/eps_active", *normalize(2.0, 1, 2.0), randn((8, 3))),   # some rows below eps
+    OpCase("normalize/non_contiguous", *normalize(2.0, 1), lambda rng: [transposed((2, 6, 3))(rng)]),
+]

@@ -1,0 +1,543 @@
+"""The autograd engine itself (graph, accumulation, memory, gradcheck) and Tensor basics.
+
+The op-by-op gradients live in the op table (tests/optable); here we test what
+no single op can show: how the engine combines them.
+"""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+from tinydl.autograd import Function
+
+
+def leaf(*shape, seed=0, dtype=np.float64):
+    return td.Tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype), requires_grad=True)
+
+
+def upstream(shape, seed=1, dtype=np.float64):
+    return td.Tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+
+
+# ================================================================ graph walking
+def test_long_chain_has_no_recursion_limit():
+    x = leaf(3)
+    y = x
+    for _ in range(20_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(3, 1.0001 ** 20_000), rtol=1e-9)
+    del y   # freeing a 20,000-deep graph must not overflow the C stack either
+
+
+def test_reused_node_accumulates_both_paths():
+    x = leaf(4)
+    h = x * 3.0                 # h feeds two consumers
+    y = h * h + h
+    v = upstream(4)
+    y.backward(v)
+    xd = x.detach().numpy()
+    np.testing.assert_allclose(x.grad.numpy(), v.numpy() * (18 * xd + 3), rtol=1e-12)
+
+
+def test_same_leaf_used_twice_in_one_op():
+    x = leaf(5)
+    v = upstream(5)
+    (x * x).backward(v)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.detach().numpy() * v.numpy(), rtol=1e-12)
+
+
+def test_leaf_grad_accumulates_across_backward_calls():
+    x = leaf(3)
+    v1, v2 = upstream(3, seed=1), upstream(3, seed=2)
+    (x * 2.0).backward(v1)
+    first = x.grad.numpy().copy()
+    (x * 2.0).backward(v2)
+    np.testing.assert_allclose(first, 2 * v1.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (v1.numpy() + v2.numpy()))
+
+
+def test_accumulation_does_not_write_into_the_previous_grad_array():
+    x = leaf(3)
+    (x * 2.0).backward(upstream(3))
+    old = x.grad
+    kept = old.numpy().copy()
+    (x * 3.0).backward(upstream(3, seed=5))
+    np.testing.assert_array_equal(old.numpy(), kept)
+
+
+def test_backward_twice_needs_retain_graph():
+    x = leaf(3)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+    x.grad = None
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4 * x.detach().numpy())
+
+
+def test_retain_grad_on_non_leaf():
+    x = leaf(2, 3)
+    h = x * 2.0
+    h.retain_grad()
+    g = x * 5.0               # a non-leaf that does not retain its grad
+    y = h * h + g
+    v = upstream((2, 3))
+    y.backward(v)
+    np.testing.assert_allclose(h.grad.numpy(), 2 * h.detach().numpy() * v.numpy(), rtol=1e-12)
+    assert g.grad is None
+    assert y.grad is None
+
+
+def test_multi_output_node_with_one_unused_output():
+    x = leaf(6)
+    a, b, c = td.split(x, 2)
+    v = upstream(2)
+    (b * 3.0).backward(v)
+    np.testing.assert_allclose(x.grad.numpy(), np.r_[0, 0, 3 * v.numpy(), 0, 0])
+
+
+def test_backward_on_non_scalar_without_grad_raises():
+    x = leaf(3)
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2.0).backward()
+
+
+def test_backward_on_tensor_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        td.tensor([1.0, 2.0]).sum().backward()
+
+
+def test_backward_grad_of_wrong_shape_raises():
+    x = leaf(3)
+    with pytest.raises(RuntimeError, match="shape"):
+        (x * 2.0).backward(td.ones(4, dtype=td.float64))
+
+
+# ================================================================ grad mode
+def test_no_grad_records_nothing():
+    x = leaf(3)
+    with td.no_grad():
+        y = x * 2.0 + 1.0
+        z = y.sum()
+    assert y.grad_fn is None and not y.requires_grad
+    assert z.grad_fn is None and not z.requires_grad
+    assert td.is_grad_enabled()
+    w = x * 2.0
+    assert w.requires_grad and w.grad_fn is not None
+
+
+def test_no_grad_as_decorator_and_restores_on_error():
+    x = leaf(3)
+
+    @td.no_grad()
+    def f(t):
+        assert not td.is_grad_enabled()
+        return t * 3.0
+
+    assert not f(x).requires_grad
+    assert td.is_grad_enabled()
+
+    with pytest.raises(ValueError):
+        with td.no_grad():
+            raise ValueError("boom")
+    assert td.is_grad_enabled()
+
+
+def test_enable_grad_inside_no_grad():
+    x = leaf(2)
+    with td.no_grad():
+        with td.enable_grad():
+            y = x * 2.0
+    assert y.requires_grad
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = leaf(3)
+    d = (x * 2.0).detach()
+    assert d.grad_fn is None and not d.requires_grad and d.is_leaf
+    y = x * d
+    v = upstream(3)
+    y.backward(v)
+    np.testing.assert_allclose(x.grad.numpy(), d.numpy() * v.numpy())  # d treated as a constant
+    assert x.detach().data is x.data or np.shares_memory(x.detach().data, x.data)
+
+
+def test_requires_grad_propagation():
+    a = leaf(3)
+    b = td.tensor([1.0, 2.0, 3.0], dtype=td.float64)
+    assert (a + b).requires_grad
+    assert (b + a).requires_grad
+    assert not (b * 2.0).requires_grad
+    assert not (b + b).requires_grad
+    assert (a * 2.0).grad_fn is not None and (b * 2.0).grad_fn is None
+    assert a.is_leaf and not (a * 1.0).is_leaf
+
+
+def test_comparison_and_argmax_results_are_outside_the_graph():
+    x = leaf(3, 4)
+    assert not (x > 0).requires_grad
+    assert not x.argmax(1).requires_grad
+    v, i = x.max(1)
+    assert v.requires_grad and not i.requires_grad
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(RuntimeError, match="floating point"):
+        td.tensor([1, 2], requires_grad=True)
+
+
+def test_in_place_change_of_a_tensor_that_requires_grad_raises():
+    x = leaf(3)
+    with pytest.raises(RuntimeError, match="in-place"):
+        x[0] = 1.0
+    with td.no_grad():
+        x[0] = 1.0
+    assert x.data[0] == 1.0
+
+
+# ================================================================ memory
+def test_graph_is_freed_without_the_cycle_collector():
+    """The node keeps its inputs, never its outputs, so dropping the output frees
+    the whole graph by reference counting alone."""
+    gc.collect()
+    gc.disable()
+    try:
+        x = leaf(4, 5)
+        y = ((x * 2.0).exp() * x).sum(1)
+        z = y[1:]
+        node = weakref.ref(y.grad_fn)
+        saved = weakref.ref(y.grad_fn.inputs[0].grad_fn.saved_tensors[0])  # an array Mul saved
+        del y
+        assert node() is not None   # z still holds the graph
+        del z
+        assert node() is None, "the graph outlived its output: a reference cycle"
+        assert saved() is None, "a saved array outlived the graph"
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_backward_releases_saved_arrays_unless_retain_graph():
+    x = leaf(4)
+    y = x.var()                       # var saves x - mean, an array nothing else holds
+    saved = weakref.ref(y.grad_fn.saved_tensors[0])
+    y.backward(retain_graph=True)
+    assert saved() is not None
+    y.backward()
+    assert saved() is None            # freed by reference counting right after backward
+    assert y.grad_fn.saved_tensors is None
+
+
+# ================================================================ gradcheck
+class ScaleBuggy(Function):
+    """y = a * 3 + b * 3, with a planted bug in dL/db at element (1, 2)."""
+
+    def forward(ctx, a, b):
+        return 3 * a + 3 * b
+
+    def backward(ctx, gy):
+        gb = 3 * gy
+        gb[1, 2] *= 1.5      # the planted bug
+        return 3 * gy, gb
+
+
+class ScaleCorrect(Function):
+    """y = a * 3 + b * 3 done right."""
+
+    def forward(ctx, a, b):
+        return 3 * a + 3 * b
+
+    def backward(ctx, gy):
+        return 3 * gy, 3 * gy
+
+
+def test_gradcheck_names_the_input_and_element_of_a_wrong_backward():
+    a, b = leaf(2, 4, seed=1), leaf(2, 4, seed=2)
+    with pytest.raises(td.GradcheckError) as info:
+        td.gradcheck(lambda a, b: ScaleBuggy.apply(a, b), [a, b])
+    msg = str(info.value)
+    assert "input 1" in msg and "(1, 2)" in msg, msg
+    assert td.gradcheck(lambda a, b: ScaleBuggy.apply(a, b), [a, b], raise_exception=False) is False
+
+
+def test_gradcheck_passes_a_correct_function_and_a_composite():
+    a, b = leaf(2, 4, seed=1), leaf(2, 4, seed=2)
+    assert td.gradcheck(lambda a, b: ScaleCorrect.apply(a, b), [a, b])
+    assert td.gradcheck(lambda a, b: ((a * b).exp() / (1.0 + b * b)).sum(0), [a, b])
+
+
+def test_gradcheck_catches_a_planted_bug_in_a_real_op(monkeypatch):
+    from tinydl.ops import math as M
+    x = leaf(3, 4)
+    assert td.gradcheck(M.exp, [x])
+    original = M.Exp.backward
+    monkeypatch.setattr(M.Exp, "backward", lambda ctx, gy: original(ctx, gy) * 1.01)
+    with pytest.raises(td.GradcheckError, match="input 0"):
+        td.gradcheck(M.exp, [x])
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+class SoftmaxRight(Function):
+    """y = softmax(x) on the last axis;  dL/dx = y * (gy - sum(gy * y))."""
+
+    def forward(ctx, x):
+        y = _softmax(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return y * (gy - (gy * y).sum(-1, keepdims=True))
+
+
+class SoftmaxWrong(SoftmaxRight):
+    """The planted bug: the mean of gy instead of its y-weighted sum. With gy = 1
+    both give y * (1 - 1) = 0, the true gradient of sum(softmax) = 1."""
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return y * (gy - gy.mean(-1, keepdims=True))
+
+
+def _check_with_sum_upstream(fn, x, eps=1e-6):
+    """The weak check the design forbids: y.sum().backward() against finite
+    differences of y.sum(). Returns the largest error."""
+    x.grad = None
+    fn(x).sum().backward()
+    numeric = np.zeros(x.shape)
+    for idx in np.ndindex(*x.shape):
+        orig = x.data[idx]
+        x.data[idx] = orig + eps
+        plus = fn(x).sum().item()
+        x.data[idx] = orig - eps
+        minus = fn(x).sum().item()
+        x.data[idx] = orig
+        numeric[idx] = (plus - minus) / (2 * eps)
+    return np.abs(x.grad.numpy() - numeric).max()
+
+
+def test_random_upstream_catches_a_bug_that_sum_upstream_hides():
+    x = leaf(3, 5)
+    wrong = lambda t: SoftmaxWrong.apply(t)
+    right = lambda t: SoftmaxRight.apply(t)
+    assert _check_with_sum_upstream(wrong, x) < 1e-8     # the weak check is fooled
+    assert td.gradcheck(right, [x])
+    with pytest.raises(td.GradcheckError):
+        td.gradcheck(wrong, [x])
+
+
+def test_gradcheck_refuses_float32_and_no_grad_inputs():
+    with pytest.raises(TypeError, match="float64"):
+        td.gradcheck(lambda t: t * 2.0, [leaf(3, dtype=np.float32)])
+    with pytest.raises(ValueError, match="no input requires grad"):
+        td.gradcheck(lambda t: t * 2.0, [td.ones(3, dtype=td.float64)])
+
+
+# ================================================================ dtypes
+def test_float32_leaf_grads_stay_float32():
+    x = leaf(3, 4, dtype=np.float32)
+    w = leaf(4, 2, seed=3, dtype=np.float32)
+    y = ((x @ w).exp() * 0.5 + 1.5).log().mean(0) / 3.0 - x.var().sqrt() + x.max(1).values.sum()
+    assert y.dtype == np.float32
+    y.backward(upstream(2, dtype=np.float32))
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+def test_float64_stays_float64():
+    x = leaf(3)
+    y = (x * 0.5).mean()
+    y.backward()
+    assert y.dtype == np.float64 and x.grad.dtype == np.float64
+
+
+def test_integer_reductions_and_dtype_errors():
+    assert td.tensor([1, 2, 3], dtype=td.int32).sum().dtype == td.int64
+    assert td.tensor([True, False, True]).sum().item() == 2
+    assert td.tensor(np.ones(300, np.uint8)).sum().item() == 300   # no uint8 overflow
+    assert td.tensor([[1, 2], [3, 4]]).sum(0).tolist() == [4, 6]
+    with pytest.raises(RuntimeError, match="floating point"):
+        td.tensor([1, 2]).mean()
+    with pytest.raises(RuntimeError, match="floating point"):
+        td.tensor([1, 2]).var()
+
+
+# ================================================================ devices
+@pytest.mark.gpu
+def test_mixing_devices_raises():
+    a = td.ones(3, device="cuda")
+    b = td.ones(3)
+    with pytest.raises(RuntimeError, match="device"):
+        a + b
+    with pytest.raises(RuntimeError, match="device"):
+        td.cat([a, b])
+
+
+# ================================================================ Tensor basics
+@pytest.mark.parametrize("data", [1.5, [1.0, 2.0], 3, [[1, 2]], True, [True, False],
+                                  np.float64(2.0), np.array([1, 2], np.int32), np.array([1.0], np.float64),
+                                  np.array([1.0], np.float16), np.array([1], np.uint8), [1, 2.5]],
+                         ids=repr)
+def test_tensor_dtype_rules_match_torch(data):
+    assert str(td.tensor(data).dtype) == str(torch.tensor(data).dtype).replace("torch.", "")
+
+
+def test_tensor_copies_and_dtype_argument():
+    a = np.array([1.0, 2.0])
+    t = td.tensor(a)
+    a[0] = 99
+    assert t.tolist() == [1.0, 2.0]
+    assert td.tensor([1, 2], dtype=td.float32).dtype == np.float32
+    assert td.tensor([1.5], dtype=float).dtype == np.float32
+    assert td.tensor([1.5], dtype=td.float64).dtype == np.float64
+
+
+def test_creation_shapes_and_dtypes():
+    assert td.zeros(2, 3).shape == (2, 3) and td.zeros((2, 3)).shape == (2, 3)
+    assert td.zeros(2, 3).dtype == np.float32
+    assert td.ones(4, dtype=td.float64).dtype == np.float64 and td.ones(4).numpy().sum() == 4
+    assert td.zeros(()).shape == () and td.zeros(0).shape == (0,)
+    assert td.randn(3, 4, 5).shape == (3, 4, 5) and td.randn(3).dtype == np.float32
+    assert td.rand(2, 2).dtype == np.float32
+    assert td.arange(5).tolist() == [0, 1, 2, 3, 4] and td.arange(5).dtype == np.int64
+    assert td.arange(1, 7, 2).tolist() == [1, 3, 5]
+    assert td.arange(0, 1, 0.25).dtype == np.float32 and td.arange(0, 1, 0.25).shape == (4,)
+    assert td.full((2, 3), 7).dtype == np.int64 and td.full((2, 3), 7).tolist() == [[7] * 3] * 2
+    assert td.full((2,), 1.5).dtype == np.float32
+    assert td.full((2,), True).dtype == np.bool_
+    assert td.zeros(2, 3, requires_grad=True).requires_grad
+
+
+def test_manual_seed_makes_runs_reproducible():
+    td.manual_seed(123)
+    a, b = td.randn(5), td.rand(3)
+    td.manual_seed(123)
+    c, d = td.randn(5), td.rand(3)
+    np.testing.assert_array_equal(a.numpy(), c.numpy())
+    np.testing.assert_array_equal(b.numpy(), d.numpy())
+    td.manual_seed(124)
+    assert not np.array_equal(td.randn(5).numpy(), a.numpy())
+
+
+def test_item_tolist_numpy():
+    x = td.tensor([[1.5, 2.0]])
+    assert x.tolist() == [[1.5, 2.0]]
+    assert td.tensor(3).item() == 3 and isinstance(td.tensor(3).item(), int)
+    assert isinstance(x[0, 0].item(), float) and x[0, 0].item() == 1.5
+    assert isinstance(x.numpy(), np.ndarray)
+    with pytest.raises(ValueError, match="one element"):
+        x.item()
+    g = leaf(2)
+    with pytest.raises(RuntimeError, match="detach"):
+        g.numpy()
+    assert np.shares_memory(g.detach().numpy(), g.data)
+    assert float(td.tensor(2.5)) == 2.5 and int(td.tensor(7)) == 7
+
+
+@pytest.mark.parametrize("t", [td.tensor(1.5), td.tensor([1, 2]), td.tensor([True]), td.zeros(0),
+                               td.tensor([1.0], dtype=td.float64), td.randn(3, 4, 5),
+                               td.ones(2, requires_grad=True), td.ones(2, requires_grad=True) * 2.0],
+                         ids=["0d", "int", "bool", "empty", "f64", "3d", "leaf", "non_leaf"])
+def test_repr_does_not_crash(t):
+    text = repr(t)
+    assert text.startswith("tensor(")
+
+
+def test_repr_mentions_grad_fn_and_dtype():
+    assert "grad_fn" in repr(td.ones(2, requires_grad=True) * 2.0)
+    assert "requires_grad=True" in repr(td.ones(2, requires_grad=True))
+    assert "float64" in repr(td.ones(2, dtype=td.float64))
+
+
+def test_comparisons_give_bool_tensors_and_masks_index():
+    x = td.tensor([[-1.0, 2.0], [3.0, -4.0]], requires_grad=True)
+    for m in (x > 0, x >= 0, x < 0, x <= 0, x == 2.0, x != 2.0, x > td.zeros(2)):
+        assert m.dtype == np.bool_ and m.shape == (2, 2)
+    assert (x > 0).tolist() == [[False, True], [True, False]]
+    pos = x[x > 0]
+    assert pos.tolist() == [2.0, 3.0]
+    (pos * td.tensor([10.0, 20.0])).sum().backward()
+    assert x.grad.tolist() == [[0.0, 10.0], [20.0, 0.0]]
+    assert ((x > 0) & (x < 3)).tolist() == [[False, True], [False, False]]
+    assert (~(x > 0)).tolist() == [[True, False], [False, True]]
+
+
+# ================================================================ shape and reduce ops: return types, errors
+def test_max_min_over_a_dim_return_values_and_int64_indices():
+    x = leaf(3, 4)
+    out = x.max(1)
+    values, indices = out
+    assert out.values is values and out.indices is indices
+    assert indices.dtype == np.int64 and values.shape == (3,)
+    assert x.min(-1, keepdim=True).indices.shape == (3, 1)
+    assert td.max(x).shape == () and td.min(x).shape == ()
+    assert x.argmax().dtype == np.int64 and x.argmax().shape == ()
+    t = td.tensor(2.0)
+    assert t.max(0).values.item() == 2.0 and t.max(0).indices.item() == 0
+
+
+def test_split_and_chunk_sizes_follow_torch():
+    x = td.arange(10)
+    assert [p.shape[0] for p in x.chunk(4)] == [3, 3, 3, 1]
+    assert [p.shape[0] for p in td.chunk(td.arange(6), 4)] == [2, 2, 2]
+    assert [p.shape[0] for p in x.split(4)] == [4, 4, 2]
+    assert isinstance(x.split([2, 8]), tuple)
+    assert [p.shape for p in td.split(td.zeros(0), 2)] == [(0,)]
+
+
+def test_views_squeeze_unsqueeze_shapes():
+    x = td.zeros(1, 3, 1)
+    assert x.squeeze().shape == (3,) and x.squeeze(1).shape == (1, 3, 1)
+    assert x.squeeze((0, 2)).shape == (3,) and x.unsqueeze(-1).shape == (1, 3, 1, 1)
+    assert td.tensor(1.0).unsqueeze(0).shape == (1,) and td.tensor(1.0).flatten().shape == (1,)
+    assert x.expand(2, 1, 3, 4).shape == (2, 1, 3, 4)
+    assert td.reshape(td.zeros(2, 3, 4), (-1, 4)).shape == (6, 4)
+    assert td.permute(td.zeros(2, 3, 4), (2, 0, 1)).shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: td.cat([td.zeros(2, 3), td.zeros(2, 4)]), r"\(2, 3\).*\(2, 4\)"),
+    (lambda: td.stack([td.zeros(2), td.zeros(3)]), r"\(2,\).*\(3,\)"),
+    (lambda: td.zeros(2, 3).reshape(4, 2), r"\[4, 2\].*6"),
+    (lambda: td.zeros(2, 3).sum(2), r"dim 2 is out of range.*\(2, 3\)"),
+    (lambda: td.zeros(2, 3).permute(0, 0), "permutation"),
+    (lambda: td.zeros(3).expand(2, 4), r"\(4\).*\(3\)"),
+    (lambda: td.zeros(5).split([2, 2]), r"\[2, 2\].*5"),
+    (lambda: td.zeros(3)[td.tensor([0.5])], "integer or bool"),
+    (lambda: td.zeros(3)[5], "out of bounds"),
+    (lambda: td.zeros(0).max(), "empty"),
+], ids=["cat", "stack", "reshape", "dim_range", "permute", "expand", "split", "float_index",
+        "index_range", "empty_max"])
+def test_bad_shapes_give_clear_errors(call, match):
+    with pytest.raises((RuntimeError, IndexError, TypeError), match=match):
+        call()
+
+
+def test_gather_checks_index_range():
+    from tinydl.nn import functional as F
+    with pytest.raises(IndexError, match="index 5 is out of bounds"):
+        F.gather(td.zeros(3, 4), 1, td.tensor([[5]]))
+    with pytest.raises(IndexError, match="-1"):
+        F.index_select(td.zeros(3, 4), 0, td.tensor([-1]))
+
+
+def test_ops_never_write_into_their_inputs():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 5))
+    keep = a.copy()
+    x = td.Tensor(a, requires_grad=True)
+    y = td.cat([x[1:, ::2], x[[0, 0, 3]].sum(1, keepdim=True)], 1).logsumexp(0) + x.var(0)[:4] + \
+        x.max(0).values[:4]
+    y.backward(upstream(y.shape))
+    np.testing.assert_array_equal(a, keep)

@@ -1,0 +1,74 @@
+"""MNIST in its original IDX format (the files LeCun's site distributes).
+
+An IDX file is a big-endian header -- two zero bytes, a type code (0x08 for
+unsigned bytes), the number of dimensions -- then one 32-bit size per
+dimension, then the raw values. The four MNIST files are gzipped IDX files.
+"""
+import gzip
+import hashlib
+import pathlib
+
+import numpy as np
+
+# md5 of the canonical gzipped files, so a truncated download is caught early
+FILES = {
+    (True, "images"): ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    (True, "labels"): ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    (False, "images"): ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    (False, "labels"): ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path):
+    """The array stored in an IDX file (``.gz`` or raw)."""
+    path = pathlib.Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"{path}: not an IDX file (header {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    body = 4 + 4 * ndim
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - body != expected:
+        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) "
+                         f"but the file holds {len(raw) - body} bytes")
+    return np.frombuffer(raw, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(root, name):
+    """``name`` in ``root``, gzipped or not."""
+    for candidate in (root / name, root / name[:-3]):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_mnist(root, train=True, verify=True):
+    """(images uint8 (N, 28, 28), labels int64 (N,)) from the IDX files in ``root``.
+
+    Only the split asked for is needed: ``train=False`` works with just the two
+    t10k files.
+    """
+    root = pathlib.Path(root).expanduser()
+    arrays = []
+    for part in ("images", "labels"):
+        name, md5 = FILES[(train, part)]
+        path = _find(root, name)
+        if path is None:
+            wanted = ", ".join(FILES[(train, p)][0] for p in ("images", "labels"))
+            raise FileNotFoundError(f"MNIST {'train' if train else 'test'} files not found in {root}: "
+                                    f"put {wanted} (gzipped or not) in that folder")
+        if verify and path.suffix == ".gz":
+            digest = hashlib.md5(path.read_bytes()).hexdigest()
+            if digest != md5:
+                raise ValueError(f"{path}: md5 {digest} differs from the canonical {md5} "
+                                 "(truncated or corrupted download?)")
+        arrays.append(read_idx(path))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise ValueError(f"MNIST in {root}: {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int64)

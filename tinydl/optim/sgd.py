@@ -1,0 +1,78 @@
+"""Stochastic gradient descent, with momentum, dampening, Nesterov and L2 weight decay."""
+from .optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""SGD as PyTorch computes it (``torch.optim.SGD``, same defaults).
+
+    For each parameter x with gradient g, at step t (buf is the momentum buffer)::
+
+        g   = -g                              if maximize
+        g   = g + weight_decay * x            (L2 weight decay: d/dx of wd/2 * |x|^2)
+        buf = g                               at the first step, else
+        buf = momentum * buf + (1 - dampening) * g
+        g   = g + momentum * buf              if nesterov, else  g = buf
+        x   = x - lr * g
+
+    **The notes' form.** The study notes write momentum as a velocity
+    ``v = momentum * v - lr * g;  x += v``. With a constant lr the two are the same
+    algorithm: by induction ``v = -lr * buf`` (both start from zero, and
+    ``m * (-lr * buf) - lr * g = -lr * (m * buf + g)``), so ``x += v`` is exactly
+    ``x -= lr * buf``. They differ when lr changes during training (a scheduler):
+    PyTorch's buffer holds raw gradients and the *current* lr scales all of it at
+    once, while the notes' velocity keeps the old lr baked in and only feels the new
+    lr through new gradients, fading in over ~1/(1-momentum) steps.
+    ``tests/test_optim.py::test_sgd_notes_form_matches_under_constant_lr`` checks the
+    equality.
+
+    **Nesterov** evaluates the momentum step "one step ahead": the update uses
+    ``g + momentum * buf`` (the look-ahead gradient, in the usual reformulation
+    that needs no second gradient evaluation). It needs momentum > 0 and no dampening.
+
+    Args:
+        params: Tensors or parameter groups (see :class:`Optimizer`).
+        lr (float): learning rate. Default 1e-3.
+        momentum (float): momentum factor. Default 0 (plain SGD: no state kept).
+        dampening (float): scales the new gradient in the buffer by (1 - dampening).
+        weight_decay (float): L2 penalty coefficient added to the gradient.
+        nesterov (bool): Nesterov momentum.
+        maximize (bool): ascend the objective instead of descending it.
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
+        if lr < 0:
+            raise ValueError(f"SGD: invalid learning rate lr={lr} (must be >= 0)")
+        if momentum < 0:
+            raise ValueError(f"SGD: invalid momentum={momentum} (must be >= 0)")
+        if wd < 0:
+            raise ValueError(f"SGD: invalid weight_decay={wd} (must be >= 0)")
+        if group["nesterov"] and (momentum <= 0 or float(group["dampening"]) != 0):
+            raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got "
+                             f"momentum={momentum}, dampening={group['dampening']}")
+
+    def _update(self, p, grad, group):
+        lr, momentum = float(group["lr"]), float(group["momentum"])
+        dampening, wd = float(group["dampening"]), float(group["weight_decay"])
+        x = p.data
+        g = -grad if group["maximize"] else grad
+        if wd != 0:
+            g = g + wd * x                 # a new array: grad itself is never written
+        if momentum != 0:
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()   # first step: buf = g (a copy, not the grad)
+            else:
+                buf *= momentum
+                buf += g if dampening == 0 else (1 - dampening) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        x -= lr * g

@@ -1,0 +1,245 @@
+"""``td.save`` / ``td.load``: checkpoints as .npz files that never run code.
+
+``torch.save`` pickles, and unpickling a file can execute anything its author
+wanted. A tinydl checkpoint is a plain NumPy .npz (a zip of .npy arrays):
+
+  * every array (a Tensor's data, a NumPy array, a NumPy scalar) is one entry,
+    named ``a0``, ``a1``, ...;
+  * the structure around them — dicts (keys of any supported type: the integer
+    keys of an optimizer's state stay integers), lists, tuples, strings,
+    numbers, booleans, None — is one JSON document stored as bytes in the entry
+    ``__tinydl_structure__``, where arrays appear as references to their entries.
+
+Loading reads the JSON and the arrays with ``np.load(allow_pickle=False)``: an
+entry holding Python objects is refused, never unpickled.
+
+Saving is atomic: the file is written under a temporary name in the same
+folder, flushed to disk, then renamed over the target, so a crash or an error
+midway never leaves a half-written checkpoint in place of a good one.
+"""
+import json
+import os
+import secrets
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+__all__ = ["save", "load"]
+
+STRUCTURE_KEY = "__tinydl_structure__"
+FORMAT = "tinydl-checkpoint"
+VERSION = 1
+
+
+# ================================================================ save
+class _Encoder:
+    """Turns a Python object into a JSON-able tree plus a dict of arrays."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def _store(self, array, where):
+        if array.dtype.hasobject:
+            raise TypeError(f"save: the array at {where} holds Python objects (dtype object); "
+                            "only numeric and boolean arrays can be saved")
+        name = f"a{len(self.arrays)}"
+        self.arrays[name] = array
+        return name
+
+    def encode(self, obj, where):
+        # bool before int (bool is an int), NumPy scalars before float (np.float64 is a float).
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, np.generic):
+            return {"type": "scalar", "array": self._store(np.asarray(obj), where)}
+        if isinstance(obj, (int, float)):
+            return obj
+        if isinstance(obj, Tensor):
+            host = backend.to_device(obj.data, "cpu")   # a cuda tensor is copied to the host
+            node = {"type": "tensor", "array": self._store(host, where),
+                    "requires_grad": bool(obj.requires_grad), "device": str(obj.device)}
+            if _is_parameter(obj):
+                node["type"] = "parameter"
+            return node
+        if isinstance(obj, np.ndarray) or backend.is_cupy_array(obj):
+            return {"type": "ndarray", "array": self._store(backend.to_device(obj, "cpu"), where)}
+        if isinstance(obj, (dict, OrderedDict)):
+            kind = "odict" if isinstance(obj, OrderedDict) else "dict"
+            items = []
+            for k, v in obj.items():
+                key_where = f"{where}[{k!r}]"
+                if not _is_plain_key(k):
+                    raise TypeError(f"save: unsupported dict key {k!r} of type {type(k).__name__} at {where}; "
+                                    "keys may be str, int, float, bool, None or tuples of these")
+                items.append([self.encode(k, key_where), self.encode(v, key_where)])
+            return {"type": kind, "items": items}
+        if isinstance(obj, (list, tuple)):
+            kind = "list" if isinstance(obj, list) else "tuple"
+            return {"type": kind, "items": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
+        hint = ""
+        if _is_module(obj):
+            hint = " (save its state_dict() instead: a Module is code, not data)"
+        elif hasattr(obj, "state_dict"):
+            hint = " (save its state_dict() instead)"
+        raise TypeError(f"save: cannot save an object of type {type(obj).__module__}.{type(obj).__qualname__} "
+                        f"at {where}{hint}; supported: Tensor, NumPy/CuPy arrays and scalars, dict, list, "
+                        "tuple, str, int, float, bool, None")
+
+
+def _is_plain_key(k):
+    if k is None or isinstance(k, (str, int, float, bool)):
+        return True
+    return isinstance(k, tuple) and all(_is_plain_key(e) for e in k)
+
+
+def _is_parameter(t):
+    from ..nn.parameter import Parameter
+    return isinstance(t, Parameter)
+
+
+def _is_module(obj):
+    from ..nn.module import Module
+    return isinstance(obj, Module)
+
+
+def save(obj, f):
+    """Save ``obj`` (nested dicts/lists/tuples of Tensors, arrays, numbers, strings,
+    None: a state_dict, an optimizer's state_dict, a whole checkpoint) to ``f``.
+
+    ``f`` is a path (str or pathlib.Path, written exactly as given: no ``.npz`` is
+    appended) or a binary file object. A path is written atomically. Tensors on
+    'cuda' are copied to the host. Unsupported objects raise TypeError naming
+    where they are (e.g. ``obj['optimizer']['state'][0]``) before anything is written.
+    """
+    encoder = _Encoder()
+    tree = encoder.encode(obj, "obj")
+    doc = json.dumps({"format": FORMAT, "version": VERSION, "root": tree}, allow_nan=True)
+    entries = dict(encoder.arrays)
+    entries[STRUCTURE_KEY] = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8)
+
+    if hasattr(f, "write"):
+        np.savez(f, **entries)
+        return
+    path = os.fspath(f)
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save: the folder {folder!r} does not exist (saving to {path!r})")
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    # os.open with mode 0o666 lets the umask decide the permissions, as for a normal file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, **entries)   # through a file object: np.savez adds no suffix
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    # Makes the rename itself durable on POSIX; not possible (nor needed) on Windows.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ================================================================ load
+class _Decoder:
+    def __init__(self, npz, source, device):
+        self.npz = npz
+        self.names = set(npz.files)
+        self.source = source
+        self.device = device
+
+    def array(self, node):
+        name = node.get("array")
+        if not isinstance(name, str) or name not in self.names or name == STRUCTURE_KEY:
+            raise ValueError(f"load: {self.source} is corrupt: the structure refers to a missing array {name!r}")
+        try:
+            return self.npz[name]
+        except ValueError as exc:   # "Object arrays cannot be loaded when allow_pickle=False"
+            raise ValueError(f"load: entry {name!r} of {self.source} holds pickled Python objects; "
+                             "tinydl never unpickles (it could run arbitrary code)") from exc
+
+    def decode(self, node):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if not isinstance(node, dict):
+            raise ValueError(f"load: {self.source} is corrupt: unexpected {type(node).__name__} in the structure")
+        kind = node.get("type")
+        if kind in ("list", "tuple"):
+            items = [self.decode(v) for v in node["items"]]
+            return items if kind == "list" else tuple(items)
+        if kind in ("dict", "odict"):
+            out = OrderedDict() if kind == "odict" else {}
+            for k, v in node["items"]:
+                key, value = self.decode(k), self.decode(v)
+                try:
+                    out[key] = value
+                except TypeError as exc:   # an unhashable key: not something save writes
+                    raise ValueError(f"load: {self.source} is corrupt: bad dict key {key!r}") from exc
+            return out
+        if kind == "ndarray":
+            return self.array(node)
+        if kind == "scalar":
+            return self.array(node)[()]
+        if kind in ("tensor", "parameter"):
+            data = self.array(node)
+            if self.device is not None and self.device.type != "cpu":
+                data = backend.to_device(data, self.device)
+            requires_grad = bool(node.get("requires_grad", False))
+            if kind == "parameter":
+                from ..nn.parameter import Parameter
+                return Parameter(data, requires_grad=requires_grad)
+            return Tensor(data, requires_grad=requires_grad)
+        raise ValueError(f"load: {self.source} is corrupt: unknown node type {kind!r}")
+
+
+def load(f, map_location=None, weights_only=None):
+    """Load what ``save`` wrote: Tensors come back as Tensors (on 'cpu', or on
+    ``map_location`` such as 'cuda'), NumPy/CuPy arrays as NumPy arrays, and the
+    containers and numbers as they were (integer dict keys included).
+
+    ``f`` is a path or a binary file object. The file is read with
+    ``allow_pickle=False``: no code in it is ever executed (``weights_only`` is
+    accepted for PyTorch compatibility; tinydl always behaves as weights_only).
+    An .npz not written by ``save`` loads as a dict of its arrays.
+    """
+    device = None if map_location is None else backend.parse_device(map_location)
+    source = repr(os.fspath(f)) if not hasattr(f, "read") else "the file object"
+    npz = np.load(f, allow_pickle=False)
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"load: {source} is a single .npy array, not a checkpoint written by td.save "
+                         "(read it with numpy.load)")
+    with npz:
+        if STRUCTURE_KEY not in npz.files:
+            decoder = _Decoder(npz, source, device)
+            return {name: decoder.array({"array": name}) for name in npz.files}
+        raw = npz[STRUCTURE_KEY]
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"load: {source} is corrupt: bad {STRUCTURE_KEY} entry")
+        try:
+            doc = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"load: {source} is corrupt: unreadable structure ({exc})") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"load: {source} is not a tinydl checkpoint")
+        if doc.get("version", 0) > VERSION:
+            raise ValueError(f"load: {source} was written by a newer tinydl (format version {doc['version']})")
+        return _Decoder(npz, source, device).decode(doc["root"])
