@@ -7,7 +7,7 @@
 import importlib
 
 _REGISTRY = {}
-_FAMILIES = ["mlp"]
+_FAMILIES = ["mlp", "lenet"]
 
 
 def register(fn):

@@ -1,7 +1,6 @@
 """Op table rows: batch_norm (train / eval), local_response_norm, normalize."""
 import math
 
-import torch
 import torch.nn.functional as TF
 
 import tinydl.ops.norm as N

@@ -1,2 +1,466 @@
-"""(being written)"""
-__all__ = []
+"""Convolution: conv2d, conv_transpose2d (and their 1-D forms), by im2col + GEMM.
+
+Convolution as a matrix product
+-------------------------------
+A 2-D convolution (cross-correlation, as in every DL library) of x (N, C, H, W)
+with W (C_out, C, kh, kw) computes, for each output pixel, a dot product of the
+weights with the (C, kh, kw) patch of the input under the window. ``im2col``
+copies every patch into one column of a matrix::
+
+    cols = im2col(x)              (K, N*L)      K = C*kh*kw (channel outermost), L = Ho*Wo
+    y2   = W2 @ cols              (C_out, K) @ (K, N*L) = (C_out, N*L)
+    y    = y2 as (C_out, N, Ho, Wo), first two axes swapped
+
+with W2 = W.reshape(C_out, K). One GEMM does all the arithmetic for the whole
+batch; im2col only moves data. ``col2im`` is im2col's adjoint: it adds every
+column entry back onto the input pixel it was copied from (a pixel under
+several windows gets the sum).
+
+Groups split the channels into G independent convolutions: input channels
+[g*C/G, (g+1)*C/G) meet only output channels [g*C_out/G, (g+1)*C_out/G); the
+weight is (C_out, C/G, kh, kw). Because im2col puts the channel outermost in K,
+group g's rows of ``cols`` are one contiguous block, so the G products are one
+batched matmul over a (G, K/G, N*L) view. Depthwise convolution is groups = C
+(each channel filtered on its own).
+
+The transposed convolution ("deconvolution") is the adjoint of a convolution:
+its forward is a convolution's input-gradient (GEMM, then col2im) and its
+backward is a convolution's forward (im2col, then GEMM). Both ops use the one
+im2col/col2im pair of ``tinydl.kernels.im2col``.
+
+Output size along one axis (PyTorch's formula):
+    conv:            Ho = floor((H + p_before + p_after - d*(k-1) - 1) / s) + 1
+    conv_transpose:  Ho = (H - 1)*s - 2p + d*(k-1) + output_padding + 1
+"""
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..kernels import col2im, im2col, workspace
+from ..tensor import Tensor
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
+
+
+# ---------------------------------------------------------------- argument parsing
+def _ntuple(value, n, name, op):
+    """An int or a sequence of n ints (or of 1, repeated) -> tuple of n Python ints."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (int(value),) * n
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _pair(value, name="argument", op="conv2d"):
+    return _ntuple(value, 2, name, op)
+
+
+def _check_positive(values, name, op):
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{op}: {name} must be positive, got {values}")
+
+
+def _conv_padding(padding, kernel, stride, dilation, op):
+    """PyTorch's padding argument -> (top, bottom, left, right).
+
+    'valid' is no padding. 'same' pads so that Ho = H (stride 1 only): the
+    dilated kernel overhangs by d*(k-1) in total, split as left = total // 2 and
+    right = the rest, so an even kernel gets its extra pixel on the right/bottom,
+    as in PyTorch (and TensorFlow's 'SAME').
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride})")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    ph, pw = _pair(padding, "padding", op)
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got {(ph, pw)}")
+    return (ph, ph, pw, pw)
+
+
+def conv_output_size(size, kernel, stride, pad_before, pad_after, dilation):
+    """Output length along one axis: floor((size + pads - d*(k-1) - 1) / s) + 1."""
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _check_same_kind(op, input, *others):
+    """Tensors of one dtype and device (PyTorch refuses float32 input with a float64 weight)."""
+    for name, t in others:
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+        if t.dtype != input.dtype:
+            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) should be the same")
+        if t.device != input.device:
+            raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {t.device}")
+
+
+def _check_groups(op, groups, in_channels, out_channels):
+    if not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
+    if out_channels % groups:
+        raise RuntimeError(f"{op}: groups={groups} does not divide the {out_channels} output channels")
+    if in_channels % groups:
+        raise RuntimeError(f"{op}: groups={groups} does not divide the {in_channels} input channels")
+
+
+def _check_bias(op, bias, out_channels):
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise RuntimeError(f"{op}: expected bias of shape ({out_channels},), got {tuple(bias.shape)}")
+
+
+# ---------------------------------------------------------------- the GEMM side
+# Layout of the kernels (tinydl/kernels/im2col.py): cols is (K, N*L) with
+# K = C*kh*kw (channel outermost) and L = Ho*Wo, columns batch-major. So a
+# convolution is ONE matrix product per group for a whole batch:
+#     y2 (C_out, N*L) = W2 (C_out, K) @ cols (K, N*L)
+# and y2 only needs its first two axes swapped to become (N, C_out, Ho, Wo).
+#
+# Memory and speed, on the CPU:
+#  * cols is C*kh*kw times bigger than x (100 MB for 64 channels of 56x56, batch
+#    16). It is built into a reusable ``workspace`` buffer and NOT kept for the
+#    backward pass, which rebuilds it from x (x is kept alive by the graph
+#    anyway): a fresh 100 MB array per call would cost page faults about as
+#    long as the rebuild, and a network would hold one per layer.
+#  * The batch is processed in chunks whose columns fit in the L3 cache
+#    (``_CHUNK_BYTES``): im2col's output is then still in cache when the GEMM
+#    reads it, and in the backward pass dcols is still in cache for col2im.
+# On the GPU the whole batch is one chunk (CuPy's memory pool reuses memory).
+
+_CHUNK_BYTES = 8 << 20
+
+
+def _batch_chunks(xp, n, bytes_per_image):
+    """Slices of the batch, each with at most ``_CHUNK_BYTES`` of columns (at least one image)."""
+    step = n if xp is not np else max(1, min(n, _CHUNK_BYTES // max(bytes_per_image, 1)))
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _grouped(a, groups):
+    """(G*M, P) -> (G, M, P): a free view; group g's rows are one contiguous block."""
+    return a.reshape(groups, a.shape[0] // groups, a.shape[1])
+
+
+def _gemm(a, b, out=None):
+    """Batched over groups: (G, M, K) @ (G, K, P) -> (G, M, P); a plain 2-D GEMM when G = 1."""
+    xp = get_array_module(a)
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return xp.matmul(a, b, out=out)
+
+
+def _scratch(xp, shape, dtype, key):
+    """A reusable buffer on the CPU (see kernels.workspace); a fresh array on the GPU.
+    Valid until the next request with the same key: never saved for backward."""
+    if xp is np:
+        return workspace(shape, dtype, key)
+    return xp.empty(shape, dtype=dtype)
+
+
+def _channels_first(x, key):
+    """(N, C, H, W) -> (C, N*H*W) copied into a scratch buffer: the layout of cols' columns."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = _scratch(xp, (c, n, h * w), x.dtype, key)
+    out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
+    return out.reshape(c, n * h * w)
+
+
+def _batch_first(y2, out, bias=None):
+    """Write y2 (C, N*L) into ``out`` (N, C, ...) swapping the first two axes,
+    adding the bias (C,) in the same pass."""
+    xp = get_array_module(y2)
+    n, c = out.shape[:2]
+    src = y2.reshape(c, n, -1).transpose(1, 0, 2)
+    if bias is None:
+        out.reshape(n, c, -1)[...] = src
+    else:
+        xp.add(src, bias.reshape(1, c, 1), out=out.reshape(n, c, -1))
+    return out
+
+
+class Conv2d(Function):
+    """y = conv2d(x, W) + b  with x (N, C, H, W), W (C_out, C/G, kh, kw), b (C_out,).
+
+    Forward, per group g (G = groups, K = C/G*kh*kw, L = Ho*Wo):
+        cols = im2col(x)                         (G, K, N*L)  every patch a column
+        y[g] = W[g] @ cols[g]                    (C_out/G, K) @ (K, N*L)
+        y += b                                   (then reshaped to (N, C_out, Ho, Wo))
+
+    Backward: y is linear in W, in b and in cols, and cols is linear in x, so
+        dL/dW[g]    = gy[g] @ cols[g]^T          (the GEMM sums over the batch)
+        dL/db       = sum of gy over n, Ho, Wo
+        dL/dcols[g] = W[g]^T @ gy[g]
+        dL/dx       = col2im(dL/dcols)           (im2col's adjoint: a pixel copied
+                                                  into several columns receives the
+                                                  sum of their gradients)
+    Both passes run over chunks of the batch (see the notes above); the sums
+    over the batch (dW, db) add up the chunks.
+    """
+
+    def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
+        xp = get_array_module(x)
+        n = x.shape[0]
+        c_out, _, kh, kw = weight.shape
+        ho = conv_output_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0])
+        wo = conv_output_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
+        k, l = x.shape[1] * kh * kw, ho * wo
+        w3 = weight.reshape(groups, c_out // groups, -1)                   # (G, C_out/G, K/G)
+        y = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+        for s in _batch_chunks(xp, n, k * l * x.itemsize):
+            m = s.stop - s.start
+            cols = im2col(x[s], (kh, kw), stride, padding, dilation,
+                          out=_scratch(xp, (k, m * l), x.dtype, "conv2d.cols"))   # (K, m*L)
+            y2 = _gemm(w3, _grouped(cols, groups),
+                       out=_scratch(xp, (groups, c_out // groups, m * l), x.dtype, "conv2d.y"))
+            _batch_first(y2.reshape(c_out, -1), y[s], bias)
+        ctx.save_for_backward(x, weight)
+        ctx.settings = (kh, kw), stride, padding, dilation, groups
+        ctx.has_bias = bias is not None
+        return y
+
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        kernel, stride, padding, dilation, groups = ctx.settings
+        xp = get_array_module(gy)
+        n, c_out = gy.shape[:2]
+        k, l = x.shape[1] * kernel[0] * kernel[1], gy.shape[2] * gy.shape[3]
+        w3 = weight.reshape(groups, c_out // groups, -1)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        gx = xp.empty(x.shape, dtype=gy.dtype) if need_x else None
+        gw = xp.zeros(w3.shape, dtype=gy.dtype) if need_w else None
+        for s in _batch_chunks(xp, n, k * l * gy.itemsize):
+            m = s.stop - s.start
+            gy2 = _grouped(_channels_first(gy[s], "conv2d.gy"), groups)   # (G, C_out/G, m*L)
+            if need_w:
+                cols = im2col(x[s], kernel, stride, padding, dilation,
+                              out=_scratch(xp, (k, m * l), x.dtype, "conv2d.cols"))
+                gw += _gemm(gy2, _grouped(cols, groups).swapaxes(1, 2))
+            if need_x:
+                dcols = _gemm(w3.swapaxes(1, 2), gy2,
+                              out=_scratch(xp, (groups, k // groups, m * l), gy.dtype, "conv2d.cols"))
+                col2im(dcols.reshape(k, -1), (m,) + x.shape[1:], kernel, stride, padding, dilation, out=gx[s])
+        gw = gw.reshape(weight.shape) if need_w else None
+        gb = gy.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """y = conv_transpose2d(x, W) + b  with x (N, C_in, H, W), W (C_in, C_out/G, kh, kw).
+
+    The adjoint of conv2d with the same kernel, stride, padding and dilation
+    (from C_out channels to C_in): each input pixel scatters W-weighted copies
+    of itself onto a kh x kw window of the output. Per group g (K = C_out/G*kh*kw):
+        cols[g] = W[g]^T @ x[g]                  (K, C_in/G) @ (C_in/G, N*H*W)
+        y = col2im(cols) + b                     (conv2d's input-gradient path)
+
+    Backward is therefore a convolution's forward:
+        gcols = im2col(gy)                       (G, K, N*H*W)
+        dL/dx[g] = W[g] @ gcols[g]
+        dL/dW[g] = x[g] @ gcols[g]^T
+        dL/db    = sum of gy over n, Ho, Wo
+
+    ``padding`` here is the (top, bottom, left, right) padding of that adjoint
+    convolution and ``extra`` the zero rows/columns appended at the bottom/right
+    that no window reaches (output_padding larger than padding).
+    """
+
+    def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups, out_hw, extra):
+        xp = get_array_module(x)
+        n, c_in, h, w = x.shape
+        _, c_out_g, kh, kw = weight.shape
+        c_out = c_out_g * groups
+        w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K)
+        x2 = _grouped(_channels_first(x, "conv_transpose2d.x"), groups)   # (G, C_in/G, N*H*W)
+        cols = _gemm(w3.swapaxes(1, 2), x2,
+                     out=_scratch(xp, (groups, w3.shape[2], n * h * w), x.dtype, "conv_transpose2d.cols"))
+        y = col2im(cols.reshape(-1, n * h * w), (n, c_out) + out_hw, (kh, kw), stride, padding, dilation)
+        if any(extra):
+            y = xp.pad(y, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+        if bias is not None:
+            y += bias.reshape(1, c_out, 1, 1)
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (kh, kw), stride, padding, dilation, groups, out_hw
+        ctx.has_bias = bias is not None
+        return y
+
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        kernel, stride, padding, dilation, groups, out_hw = ctx.geometry
+        xp = get_array_module(gy)
+        n, c_in, h, w = x.shape
+        gb = gy.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        gy = gy[:, :, :out_hw[0], :out_hw[1]]                             # drop the unreached extra rows
+        k = gy.shape[1] * kernel[0] * kernel[1]
+        gcols = im2col(gy, kernel, stride, padding, dilation,
+                       out=_scratch(xp, (k, n * h * w), gy.dtype, "conv_transpose2d.cols"))
+        gcols = _grouped(gcols, groups)                                    # (G, K, N*H*W)
+        w3 = weight.reshape(groups, c_in // groups, -1)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx2 = _gemm(w3, gcols, out=_scratch(xp, (groups, c_in // groups, n * h * w), gy.dtype,
+                                                "conv_transpose2d.y"))
+            gx = _batch_first(gx2.reshape(c_in, -1), xp.empty(x.shape, dtype=gy.dtype))
+        if ctx.needs_input_grad[1]:
+            x2 = _grouped(_channels_first(x, "conv_transpose2d.x"), groups)
+            gw = _gemm(x2, gcols.swapaxes(1, 2)).reshape(weight.shape)
+        return gx, gw, gb
+
+
+# ---------------------------------------------------------------- public functions
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) as ``torch.nn.functional.conv2d``.
+
+    input (N, C, H, W) or unbatched (C, H, W); weight (C_out, C/groups, kh, kw);
+    bias (C_out,) or None; stride, dilation: int or pair; padding: int, pair,
+    'valid' or 'same' (stride 1; an even kernel pads one more on the bottom/right).
+    """
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
+    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    if weight.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 4-D weight (out_channels, in_channels/groups, kH, kW), "
+                           f"got shape {tuple(weight.shape)}")
+    if input.ndim == 3:        # unbatched (C, H, W): a batch of one
+        out = _conv2d(input.reshape((1,) + input.shape), weight, bias, stride, padding, dilation, groups, op)
+        return out.reshape(out.shape[1:])
+    if input.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    c_out, c_per_group, kh, kw = weight.shape
+    _check_groups(op, groups, c_per_group * groups, c_out)
+    if input.shape[1] != c_per_group * groups:
+        raise RuntimeError(f"{op}: expected input with {c_per_group * groups} channels "
+                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), "
+                           f"got input of shape {input.shape}")
+    _check_bias(op, bias, c_out)
+    stride = _pair(stride, "stride", op)
+    dilation = _pair(dilation, "dilation", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    pads = _conv_padding(padding, (kh, kw), stride, dilation, op)
+    h, w = input.shape[2:]
+    ho = conv_output_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    wo = conv_output_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    if ho < 1 or wo < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} padded by (top, bottom, left, right)={pads} "
+                           f"is smaller than the kernel {(kh, kw)} dilated by {dilation}: "
+                           f"the output would be {ho}x{wo}")
+    return Conv2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation, groups=groups)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D transposed convolution as ``torch.nn.functional.conv_transpose2d``.
+
+    input (N, C_in, H, W) or (C_in, H, W); weight (C_in, C_out/groups, kh, kw).
+    Output size Ho = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1;
+    output_padding (< stride or < dilation) resolves the ambiguity of a strided
+    convolution, which maps several input sizes to the same output size.
+    """
+    return _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                             "conv_transpose2d")
+
+
+def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation, op):
+    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    if weight.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 4-D weight (in_channels, out_channels/groups, kH, kW), "
+                           f"got shape {tuple(weight.shape)}")
+    if input.ndim == 3:
+        out = _conv_transpose2d(input.reshape((1,) + input.shape), weight, bias, stride, padding,
+                                output_padding, groups, dilation, op)
+        return out.reshape(out.shape[1:])
+    if input.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    c_in, c_out_g, kh, kw = weight.shape
+    _check_groups(op, groups, c_in, c_out_g * groups)
+    if input.shape[1] != c_in:
+        raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
+                           f"got input of shape {input.shape}")
+    _check_bias(op, bias, c_out_g * groups)
+    stride = _pair(stride, "stride", op)
+    dilation = _pair(dilation, "dilation", op)
+    pad = _pair(padding, "padding", op)
+    out_pad = _pair(output_padding, "output_padding", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    if min(pad) < 0 or min(out_pad) < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got padding={pad}, output_padding={out_pad}")
+    for a in range(2):
+        if out_pad[a] >= stride[a] and out_pad[a] >= dilation[a]:
+            raise ValueError(f"{op}: output padding must be smaller than either stride or dilation, "
+                             f"got output_padding={out_pad}, stride={stride}, dilation={dilation}")
+    h, w = input.shape[2:]
+    size = [(n - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+            for n, s, p, d, k, op_ in zip((h, w), stride, pad, dilation, (kh, kw), out_pad)]
+    if min(size) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel {(kh, kw)}, stride {stride}, "
+                           f"padding {pad} gives an output of size {size[0]}x{size[1]}")
+    # The output is the input-gradient of a convolution with padding p on the
+    # top/left and p - output_padding on the bottom/right; where output_padding
+    # exceeds p, the last rows are reached by no window and stay zero ("extra").
+    pads = (pad[0], max(pad[0] - out_pad[0], 0), pad[1], max(pad[1] - out_pad[1], 0))
+    extra = (max(out_pad[0] - pad[0], 0), max(out_pad[1] - pad[1], 0))
+    out_hw = (size[0] - extra[0], size[1] - extra[1])
+    return ConvTranspose2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation,
+                                 groups=groups, out_hw=out_hw, extra=extra)
+
+
+# ---------------------------------------------------------------- 1-D, through the 2-D path
+def _single(value, name, op):
+    return _ntuple(value, 1, name, op)[0]
+
+
+def _check_1d(op, input, weight):
+    if weight.ndim != 3:
+        raise RuntimeError(f"{op}: expected a 3-D weight, got shape {tuple(weight.shape)}")
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"{op}: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape {input.shape}")
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution as ``torch.nn.functional.conv1d``: input (N, C, L) or (C, L),
+    weight (C_out, C/groups, k). Runs as conv2d on a height-1 image (kernel (1, k))."""
+    op = "conv1d"
+    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    _check_1d(op, input, weight)
+    if input.shape[-2] != weight.shape[1] * groups:
+        raise RuntimeError(f"{op}: expected input with {weight.shape[1] * groups} channels "
+                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), got input of shape {input.shape}")
+    if not isinstance(padding, str):
+        padding = (0, _single(padding, "padding", op))
+    out = _conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, "stride", op)), padding,
+                  (1, _single(dilation, "dilation", op)), groups, op)
+    return out.squeeze(-2)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1-D transposed convolution as ``torch.nn.functional.conv_transpose1d``
+    (weight (C_in, C_out/groups, k)), through conv_transpose2d on a height-1 image."""
+    op = "conv_transpose1d"
+    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    _check_1d(op, input, weight)
+    out = _conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, "stride", op)),
+                            (0, _single(padding, "padding", op)), (0, _single(output_padding, "output_padding", op)),
+                            groups, (1, _single(dilation, "dilation", op)), op)
+    return out.squeeze(-2)

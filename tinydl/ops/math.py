@@ -53,7 +53,7 @@ def _operands(a, b, op, elementwise=True):
             raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
         return xp.asarray(v)
     a, b = convert(a), convert(b)
-    if elementwise and a.shape != b.shape:
+    if elementwise and a.shape != b.shape and a.ndim and b.ndim:
         try:
             np.broadcast_shapes(a.shape, b.shape)  # shapes only: fine for cupy data
         except ValueError:

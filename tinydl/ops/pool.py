@@ -1,2 +1,402 @@
-"""(being written)"""
-__all__ = []
+"""Pooling: max, average, adaptive (incl. global average) and max unpooling.
+
+Pooling slides a window over each channel of each image on its own, so every
+op here views the input (..., H, W) as a stack of P independent planes
+(P = N*C, or C for an unbatched (C, H, W) input) and works per plane.
+
+Max and average pooling are im2col followed by a reduction over the window
+axis (``tinydl/kernels/pool.py``: a NumPy reference on im2col/col2im, a fused
+Numba loop for max pooling on the CPU). Their backward passes send the
+gradient back through the window: to the chosen pixel (max) or spread evenly
+(average, col2im); a pixel under several overlapping windows collects the sum.
+
+Max pooling also returns PyTorch's *indices*: for every output, the position
+of the chosen input pixel in its plane, flattened as h * W + w (unpadded
+coordinates). ``max_unpool2d`` uses them ("switches", as in ZFNet's
+deconvnet) to put values back where they came from.
+
+Output size (PyTorch's rule), along one axis:
+    Ho = floor_or_ceil((H + 2p - d*(k-1) - 1) / s) + 1
+and in ceil_mode the last window is dropped if it would start at or beyond
+H + p (beyond the input and its left/top padding). The windows that ceil_mode
+adds may run past the padded input; that overhang is padded with -inf (max)
+or 0 (average) and does not count in the average's divisor.
+
+Adaptive pooling picks windows to give a requested output size: output i
+along an axis of length H covers [floor(i*H/Ho), ceil((i+1)*H/Ho)), PyTorch's
+bins, which may differ in length and overlap when Ho does not divide H.
+"""
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
+                       max_unpool2d_backward, max_unpool2d_forward)
+
+from ..tensor import Tensor
+from .conv import _ntuple
+
+__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
+           "max_unpool2d"]
+
+
+# ---------------------------------------------------------------- geometry
+def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
+    """PyTorch's pooling_output_shape for one axis."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1     # the last window would start in the right padding or beyond: drop it
+    return out
+
+
+def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
+    """Check the arguments of a 2-D pooling; returns (kernel, stride, padding, dilation),
+    each a pair of ints, with PyTorch's errors for bad values and too-small inputs."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    kernel = _ntuple(kernel_size, 2, "kernel_size", op)
+    stride = kernel if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
+        else _ntuple(stride, 2, "stride", op)
+    padding = _ntuple(padding, 2, "padding", op)
+    dilation = _ntuple(dilation, 2, "dilation", op)
+    for name, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
+        if min(v) <= 0:
+            raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
+    if min(padding) < 0 or any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: pad should be at most half of effective kernel size, "
+                         f"but got padding={padding} for kernel_size={kernel}")
+    h, w = input.shape[-2:]
+    out = tuple(pool_output_size(n, k, s, p, d, ceil_mode)
+                for n, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
+    if min(out) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} is too small for kernel_size={kernel}, "
+                           f"stride={stride}, padding={padding}, dilation={dilation}: "
+                           f"the output would be {out[0]}x{out[1]}")
+    return kernel, stride, padding, dilation
+
+
+def _nchw(x):
+    """An unbatched (C, H, W) array as a batch of one; (N, C, H, W) unchanged (a free view)."""
+    return x.reshape((-1,) + x.shape[-3:])
+
+
+# ---------------------------------------------------------------- max pooling
+class MaxPool2d(Function):
+    """y = max over each window, and PyTorch's indices of the maxima.
+
+    Forward (kernels.max_pool2d_forward; its NumPy reference reads like this):
+        cols = im2col(planes, padded with -inf)      (kh*kw, P*Ho*Wo), P = N*C
+        a = argmax over the window axis, y = cols[a]
+        index = h*W + w of the chosen pixel (h = ho*s - p_top + i*d, ...)
+    Backward: only the chosen element of each window influenced y, with slope 1:
+        dL/dx.flat[index] += gy   per plane (a pixel that won several
+                                  overlapping windows gets the sum).
+    """
+    non_differentiable_outputs = (1,)
+
+    def forward(ctx, x, *, kernel, stride, padding, dilation, ceil_mode):
+        y, index = max_pool2d_forward(_nchw(x), kernel, stride, padding, dilation, ceil_mode)
+        ctx.save_for_backward(index)
+        ctx.x_shape = x.shape
+        shape = x.shape[:-2] + y.shape[-2:]
+        return y.reshape(shape), index.reshape(shape)
+
+    def backward(ctx, gy, _gindex):
+        index, = ctx.saved_tensors
+        gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
+        return gx.reshape(ctx.x_shape)
+
+
+def _nchw_shape(shape):
+    return (1,) + tuple(shape) if len(shape) == 3 else tuple(shape)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """2-D max pooling as ``torch.nn.functional.max_pool2d``; with ``return_indices``
+    also the flat per-plane positions (h*W + w) of the maxima (for max_unpool2d)."""
+    kernel, stride, padding, dilation = _pool_args("max_pool2d", input, kernel_size, stride, padding,
+                                                   dilation, ceil_mode)
+    y, index = MaxPool2d.apply(input, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                               ceil_mode=bool(ceil_mode))
+    return (y, index) if return_indices else y
+
+
+# ---------------------------------------------------------------- average pooling
+class AvgPool2d(Function):
+    """y = sum over each window / divisor (a linear map: its backward is its transpose).
+
+    Forward (kernels.avg_pool2d_forward):
+        cols = im2col(planes, zero padded);  y = cols.sum(window axis) / divisor
+    Backward: every element of a window contributed 1/divisor of its output:
+        dcols = (gy / divisor) repeated over the window;  dx = col2im(dcols)
+    The divisor is the window's size, clipped PyTorch's way (kernels.avg_pool2d_divisor):
+    padding cells count when count_include_pad, ceil_mode's overhang never does;
+    divisor_override replaces it.
+    """
+
+    def forward(ctx, x, *, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        ctx.settings = kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+        ctx.x_shape = x.shape
+        y = avg_pool2d_forward(_nchw(x), *ctx.settings)
+        return y.reshape(x.shape[:-2] + y.shape[-2:])
+
+    def backward(ctx, gy):
+        gx = avg_pool2d_backward(_nchw(gy), _nchw_shape(ctx.x_shape), *ctx.settings)
+        return gx.reshape(ctx.x_shape)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-D average pooling as ``torch.nn.functional.avg_pool2d``."""
+    op = "avg_pool2d"
+    kernel, stride, padding, _ = _pool_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError(f"{op}: divisor must be not zero")
+    return AvgPool2d.apply(input, kernel=kernel, stride=stride, padding=padding, ceil_mode=bool(ceil_mode),
+                           count_include_pad=bool(count_include_pad), divisor_override=divisor_override)
+
+
+# ---------------------------------------------------------------- adaptive pooling
+def _adaptive_output(op, input, output_size):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    if min(input.shape[-2:]) < 1:
+        raise RuntimeError(f"{op}: expected an input with non-zero H and W, got shape {input.shape}")
+    if isinstance(output_size, numbers.Integral) or output_size is None:
+        output_size = (output_size, output_size)
+    output_size = tuple(output_size)
+    if len(output_size) != 2:
+        raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+    out = tuple(n if o is None else int(o) for n, o in zip(input.shape[-2:], output_size))
+    if min(out) < 1:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
+    return out
+
+
+def _adaptive_bins(size, out):
+    """PyTorch's bins: output i covers input [floor(i*size/out), ceil((i+1)*size/out))."""
+    i = np.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    return start, end
+
+
+def _bin_average_matrix(xp, dtype, size, out):
+    """A (out, size) matrix whose row i averages bin i: y = A @ x along that axis."""
+    start, end = _adaptive_bins(size, out)
+    cols = np.arange(size)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return xp.asarray((inside / (end - start)[:, None]).astype(dtype))
+
+
+class AdaptiveAvgPool2d(Function):
+    """Average over PyTorch's adaptive bins, written as two small matrix products.
+
+    With A_h (Ho, H) and A_w (Wo, W) the bin-averaging matrices of each axis
+    (row i holds 1/len(bin i) on bin i), every plane X maps to
+        Y = A_h @ X @ A_w^T
+    which is linear in X, so  dL/dX = A_h^T @ dL/dY @ A_w.
+    Global average pooling is the case Ho = Wo = 1 (each A a row of 1/H).
+    """
+
+    def forward(ctx, x, *, out_hw):
+        xp = get_array_module(x)
+        a_h = _bin_average_matrix(xp, x.dtype, x.shape[-2], out_hw[0])
+        a_w = _bin_average_matrix(xp, x.dtype, x.shape[-1], out_hw[1])
+        ctx.save_for_backward(a_h, a_w)
+        return a_h @ x @ a_w.T
+
+    def backward(ctx, gy):
+        a_h, a_w = ctx.saved_tensors
+        return a_h.T @ gy @ a_w
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """As ``torch.nn.functional.adaptive_avg_pool2d``; ``output_size`` an int or a pair
+    (None keeps that axis). ``adaptive_avg_pool2d(x, 1)`` is global average pooling."""
+    out = _adaptive_output("adaptive_avg_pool2d", input, output_size)
+    return AdaptiveAvgPool2d.apply(input, out_hw=out)
+
+
+def _bin_taps(xp, size, out):
+    """(out, longest bin) input positions of each bin; short bins repeat their last
+    position (a repeated element cannot change a max or its argmax)."""
+    start, end = _adaptive_bins(size, out)
+    longest = int((end - start).max())
+    taps = np.minimum(start[:, None] + np.arange(longest), end[:, None] - 1)
+    return xp.asarray(taps)
+
+
+class AdaptiveMaxPool2d(Function):
+    """Max over PyTorch's adaptive bins, with its flat per-plane indices.
+
+    Forward: gather each bin's elements (the (Ho, kh) row taps times the (Wo, kw)
+    column taps) into windows (P, Ho, Wo, kh*kw); y = max over the window,
+    index = h*W + w of the argmax.
+    Backward: each output's gradient goes to its chosen input element; bins may
+    overlap, so two outputs can pick the same element: scatter-ADD
+        dL/dx.flat[index] += gy   per plane (max pooling's own backward).
+    """
+    non_differentiable_outputs = (1,)
+
+    def forward(ctx, x, *, out_hw):
+        xp = get_array_module(x)
+        h, w = x.shape[-2:]
+        planes = x.reshape(-1, h, w)
+        th, tw = _bin_taps(xp, h, out_hw[0]), _bin_taps(xp, w, out_hw[1])            # (Ho, kh), (Wo, kw)
+        windows = planes[:, th[:, None, :, None], tw[None, :, None, :]]             # (P, Ho, Wo, kh, kw)
+        windows = windows.reshape(windows.shape[:3] + (-1,))
+        arg = windows.argmax(axis=-1)                                                # (P, Ho, Wo)
+        y = xp.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
+        ki, kj = arg // tw.shape[1], arg % tw.shape[1]
+        rows = th[xp.arange(out_hw[0])[:, None], ki]
+        cols = tw[xp.arange(out_hw[1])[None, :], kj]
+        shape = x.shape[:-2] + out_hw
+        index = (rows * w + cols).astype(np.int64).reshape(_nchw_shape(shape))
+        ctx.save_for_backward(index)
+        ctx.x_shape = x.shape
+        return y.reshape(shape), index.reshape(shape)
+
+    def backward(ctx, gy, _gindex):
+        index, = ctx.saved_tensors
+        gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
+        return gx.reshape(ctx.x_shape)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """As ``torch.nn.functional.adaptive_max_pool2d`` (indices: flat h*W + w per plane)."""
+    out = _adaptive_output("adaptive_max_pool2d", input, output_size)
+    y, index = AdaptiveMaxPool2d.apply(input, out_hw=out)
+    return (y, index) if return_indices else y
+
+
+# ---------------------------------------------------------------- max unpooling
+class MaxUnpool2d(Function):
+    """The partial inverse of max pooling: y is zero except y.flat[index] = x (per plane).
+
+    Forward (kernels.max_unpool2d_forward): out = zeros; out[p].flat[index[p, j]] = x[p, j]
+    Backward: y took x[p, j] at one place, so dL/dx[p, j] = gy[p].flat[index[p, j]]
+    (a gather). When overlapping pooling windows chose the same pixel, the
+    forward writes the same value twice and both inputs receive its gradient,
+    as in PyTorch.
+    """
+
+    def forward(ctx, x, index, *, out_hw):
+        index4 = _nchw(index)
+        ctx.save_for_backward(index4)
+        ctx.x_shape = x.shape
+        y = max_unpool2d_forward(_nchw(x), index4, out_hw)
+        return y.reshape(x.shape[:-2] + out_hw)
+
+    def backward(ctx, gy):
+        index4, = ctx.saved_tensors
+        return max_unpool2d_backward(_nchw(gy), index4).reshape(ctx.x_shape), None
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """As ``torch.nn.functional.max_unpool2d``: default output size
+    (H - 1)*stride - 2*padding + kernel_size per axis; ``output_size`` (H, W) or the
+    full shape picks another within one stride of it."""
+    op = "max_unpool2d"
+    if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
+        raise TypeError(f"{op}: input and indices must be Tensors")
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    if indices.shape != input.shape:
+        raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
+    if indices.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
+    kernel = _ntuple(kernel_size, 2, "kernel_size", op)
+    stride = kernel if stride is None else _ntuple(stride, 2, "stride", op)
+    padding = _ntuple(padding, 2, "padding", op)
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-2:], stride, padding, kernel))
+    if output_size is None:
+        out = default
+    else:
+        output_size = tuple(int(v) for v in output_size)
+        if len(output_size) == input.ndim:
+            output_size = output_size[-2:]
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must have 2 or {input.ndim} elements, got {output_size}")
+        for o, d, s in zip(output_size, default, stride):
+            if not d - s < o < d + s:
+                raise ValueError(f"{op}: invalid output_size {output_size} (must be between "
+                                 f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
+        out = output_size
+    if indices.numel():
+        lo, hi = int(indices.data.min()), int(indices.data.max())
+        if lo < 0 or hi >= out[0] * out[1]:
+            bad = lo if lo < 0 else hi
+            raise RuntimeError(f"{op}: found an invalid max index {bad} (output volumes are of size "
+                               f"{out[0]}x{out[1]})")
+    return MaxUnpool2d.apply(input, indices.data, out_hw=out)
+
+
+# ---------------------------------------------------------------- 1-D, through the 2-D path
+def _check_1d(op, input):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"{op}: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape {input.shape}")
+
+
+def _one(value, name, op):
+    return _ntuple(value, 1, name, op)[0]
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """As ``torch.nn.functional.max_pool1d`` (indices: positions along L)."""
+    op = "max_pool1d"
+    _check_1d(op, input)
+    stride = kernel_size if stride is None else stride
+    out = max_pool2d(input.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)), (1, _one(stride, "stride", op)),
+                     (0, _one(padding, "padding", op)), (1, _one(dilation, "dilation", op)), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """As ``torch.nn.functional.avg_pool1d``."""
+    op = "avg_pool1d"
+    _check_1d(op, input)
+    stride = kernel_size if stride is None else stride
+    out = avg_pool2d(input.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)), (1, _one(stride, "stride", op)),
+                     (0, _one(padding, "padding", op)), ceil_mode, count_include_pad)
+    return out.squeeze(-2)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """As ``torch.nn.functional.adaptive_avg_pool1d``."""
+    _check_1d("adaptive_avg_pool1d", input)
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _one(output_size, "output_size", "adaptive_avg_pool1d"))
+                               ).squeeze(-2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """As ``torch.nn.functional.adaptive_max_pool1d``."""
+    _check_1d("adaptive_max_pool1d", input)
+    out = adaptive_max_pool2d(input.unsqueeze(-2), (1, _one(output_size, "output_size", "adaptive_max_pool1d")),
+                              return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """As ``torch.nn.functional.max_unpool1d``."""
+    op = "max_unpool1d"
+    _check_1d(op, input)
+    stride = kernel_size if stride is None else stride
+    if output_size is not None:
+        output_size = (1, tuple(output_size)[-1])
+    return max_unpool2d(input.unsqueeze(-2), indices.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)),
+                        (1, _one(stride, "stride", op)), (0, _one(padding, "padding", op)), output_size).squeeze(-2)

@@ -189,8 +189,8 @@ def pad(input, pad, mode="constant", value=None):
 #     y[o] = sum_t w[o, t] * x[idx[o, t]]
 #
 # The tap functions below reproduce PyTorch's CPU kernels, including the
-# precision they compute coordinates in (float32 for nearest and for float32
-# inputs), so that the chosen neighbours agree exactly.
+# precision they compute coordinates in (float32 for float32 inputs; see
+# _nearest_taps for nearest), so that the chosen neighbours agree exactly.
 
 def _source_scale(in_size, out_size, scale_factor, align_corners, dtype):
     """Input pixels per output pixel, as PyTorch's area_pixel_compute_scale."""
@@ -282,25 +282,44 @@ def _cubic_taps(xp, in_size, out_size, scale_factor, align_corners, dtype, A=-0.
     return idx, w
 
 
-def _broadcast_along(v, axis, ndim):
-    """A 1-D array shaped to broadcast along ``axis`` of an ndim-D array."""
-    return v.reshape((-1,) + (1,) * (ndim - 1 - axis))
+def _tap_matrix(xp, idx, w, in_size, dtype):
+    """The taps of one axis as the dense (out, in) matrix W of the linear map y = W x:
+    W[o, idx[o, t]] += w[o, t] (taps clamped onto the same pixel add up)."""
+    out_size, n_taps = idx.shape
+    W = xp.zeros((out_size, in_size), dtype=dtype)
+    rows = xp.arange(out_size)
+    for t in range(n_taps):          # within one tap the rows differ, so += cannot collide
+        W[rows, idx[:, t]] += 1 if w is None else w[:, t]
+    return W
+
+
+def _matmul_along(x, W, axis):
+    """y[..., o, ...] = sum_i W[o, i] x[..., i, ...]: W applied to every line of x along ``axis``."""
+    xp = get_array_module(x)
+    # tensordot makes this one 2-D GEMM; a stacked ``x @ W.T`` would run one small GEMM per line group.
+    return xp.moveaxis(xp.tensordot(x, W, axes=([axis], [1])), -1, axis)
 
 
 class Interpolate(Function):
-    """Resize the spatial axes (2, 3, ...) with per-axis taps (see the comment above).
+    """Resize the spatial axes (2, 3, ...), one axis at a time (see the comment above).
 
-    Forward, along each resized axis in turn:
-        y[..., o, ...] = sum_t w[o, t] * x[..., idx[o, t], ...]
-    Backward is the adjoint, along the axes in reverse order: each output
-    gradient is scattered back to the taps it read, times their weights,
-    and taps shared by several outputs add up:
-        dL/dx[..., j, ...] = sum over (o, t) with idx[o, t] == j of w[o, t] * dL/dy[..., o, ...]
-    For nearest (one tap, weight 1) this just sums the gradients of the copies.
+    Along one axis the resize is a linear map y = W x with W of shape (out, in),
+    row o holding the tap weights of output o. W is sparse (1, 2 or 4 nonzeros
+    per row) but small, one per axis rather than per pixel, so one matrix
+    product (BLAS, cuBLAS) applies it faster than gathering taps would:
+
+        forward:   y = W x      nearest: a plain gather x[idx] (an exact copy, any dtype)
+        backward:  dL/dx = W^T dL/dy
+
+    W^T is the "scatter-add of the interpolation weights": input pixel i
+    receives w[o, t] * dL/dy[o] from every output o that read it, e.g. for
+    nearest upsampling by 2 the sum of the gradients of its two copies.
+    Applying the axes in reverse order gives the adjoint of the whole resize.
     """
 
     def forward(ctx, x, size, scale_factor, mode, align_corners):
         xp = get_array_module(x)
+        opmath = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
         ctx.steps = []
         for k, out_size in enumerate(size):
             axis, in_size = 2 + k, x.shape[2 + k]
@@ -309,31 +328,19 @@ class Interpolate(Function):
                 idx, w = _nearest_taps(xp, in_size, out_size, sf, mode == "nearest-exact", x.dtype,
                                        legacy_2d=len(size) == 2)
             elif mode == "bicubic":
-                idx, w = _cubic_taps(xp, in_size, out_size, sf, align_corners, x.dtype)
+                idx, w = _cubic_taps(xp, in_size, out_size, sf, align_corners, opmath)
             elif out_size == in_size:   # PyTorch's linear kernels copy such an axis, whatever the scale
                 continue
             else:   # linear, bilinear, trilinear
-                idx, w = _linear_taps(xp, in_size, out_size, sf, align_corners, x.dtype)
-            ctx.steps.append((axis, in_size, idx, w))
-            y = None
-            for t in range(idx.shape[1]):
-                term = xp.take(x, idx[:, t], axis=axis)
-                if w is not None:
-                    term *= _broadcast_along(w[:, t], axis, x.ndim)
-                y = term if y is None else y + term
-            x = y
+                idx, w = _linear_taps(xp, in_size, out_size, sf, align_corners, opmath)
+            W = _tap_matrix(xp, idx, w, in_size, x.dtype)
+            x = xp.take(x, idx[:, 0], axis=axis) if w is None else _matmul_along(x, W, axis)
+            ctx.steps.append((axis, W))
         return x if ctx.steps else x.copy()     # never hand out the input array itself
 
     def backward(ctx, gy):
-        for axis, in_size, idx, w in reversed(ctx.steps):
-            xp = get_array_module(gy)
-            shape = list(gy.shape)
-            shape[axis] = in_size
-            gx = xp.zeros(shape, dtype=gy.dtype)
-            for t in range(idx.shape[1]):
-                contribution = gy if w is None else gy * _broadcast_along(w[:, t], axis, gy.ndim)
-                _index_add(gx, (slice(None),) * axis + (idx[:, t],), contribution)
-            gy = gx
+        for axis, W in reversed(ctx.steps):
+            gy = _matmul_along(gy, W.T, axis)
         return gy
 
 
@@ -366,6 +373,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             raise NotImplementedError(f"interpolate: got {input.ndim}D input (shape {input.shape}), "
                                       f"but {mode} mode needs {_MODE_DIMS[mode] + 2}D input")
         align_corners = bool(align_corners)
+        if input.dtype.kind != "f":
+            raise RuntimeError(f"interpolate: mode '{mode}' needs a floating-point input, got {input.dtype}")
     else:
         raise NotImplementedError(f"interpolate: unknown or unsupported mode {mode!r}; expected one of "
                                   "nearest | nearest-exact | linear | bilinear | bicubic | trilinear")
@@ -432,7 +441,7 @@ class PixelShuffle(Function):
 
     def forward(ctx, x, r):
         ctx.r = r
-        return _shuffle(x, r)
+        return _shuffle(x, r) if r > 1 else x.copy()    # r = 1 would be a view of the input
 
     def backward(ctx, gy):
         return _unshuffle(gy, ctx.r)
@@ -445,7 +454,7 @@ class PixelUnshuffle(Function):
 
     def forward(ctx, x, r):
         ctx.r = r
-        return _unshuffle(x, r)
+        return _unshuffle(x, r) if r > 1 else x.copy()
 
     def backward(ctx, gy):
         return _shuffle(gy, ctx.r)

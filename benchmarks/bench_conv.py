@@ -1,0 +1,203 @@
+"""Convolution, pooling and CNN training steps: tinydl vs PyTorch (CPU), same run.
+
+    python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
+
+Rows (float32, NCHW):
+  conv2d forward, and forward + backward (dL/dx, dL/dW, dL/db), on
+      1->6 5x5 32x32 batch 64 (LeNet-5's C1), 16->16 3x3 p1 32x32 batch 64,
+      64->64 3x3 p1 56x56 batch 16, 256->256 3x3 p1 14x14 batch 16;
+  max_pool2d 2x2 on 64x64x32x32, forward and forward + backward;
+  one training step (forward, cross-entropy, backward, SGD momentum) of
+      LeNet-5 at batch 64 and CIFAR ResNet-20 (option-A shortcuts) at batch 128.
+Each row prints milliseconds (best of all runs) and the ratio tinydl / PyTorch.
+tinydl and PyTorch alternate in rounds, so on a busy machine both see the same
+load. The target: every conv row and both training steps <= 1.5x PyTorch.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import tinydl as td                      # noqa: E402  (before torch: it sets OMP_WAIT_POLICY)
+import tinydl.nn as nn                   # noqa: E402
+import tinydl.nn.functional as F         # noqa: E402
+import torch                             # noqa: E402
+import torch.nn.functional as TF         # noqa: E402
+from _timing import best_time, print_table  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape, dtype=np.float32)
+
+
+# ---------------------------------------------------------------- single ops
+def conv_cases(ci, co, k, p, hw, n):
+    """(tinydl fwd, torch fwd, tinydl fwd+bwd, torch fwd+bwd) closures for one conv shape."""
+    x, w, b = rand(n, ci, hw, hw), rand(co, ci, k, k) * 0.1, rand(co)
+    tx, tw, tb = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+    px, pw, pb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ho = hw + 2 * p - k + 1
+    g = rand(n, co, ho, ho)
+    tg, pg = td.tensor(g), torch.tensor(g)
+
+    def td_fwd():
+        F.conv2d(tx, tw, tb, padding=p)
+
+    def pt_fwd():
+        TF.conv2d(px, pw, pb, padding=p)
+
+    def td_fb():
+        tx.grad = tw.grad = tb.grad = None
+        F.conv2d(tx, tw, tb, padding=p).backward(tg)
+
+    def pt_fb():
+        px.grad = pw.grad = pb.grad = None
+        TF.conv2d(px, pw, pb, padding=p).backward(pg)
+    return td_fwd, pt_fwd, td_fb, pt_fb
+
+
+def pool_cases(n, c, hw):
+    x = RNG.permutation(n * c * hw * hw).reshape(n, c, hw, hw).astype(np.float32)
+    tx, px = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    g = rand(n, c, hw // 2, hw // 2)
+    tg, pg = td.tensor(g), torch.tensor(g)
+
+    def td_fb():
+        tx.grad = None
+        F.max_pool2d(tx, 2).backward(tg)
+
+    def pt_fb():
+        px.grad = None
+        TF.max_pool2d(px, 2).backward(pg)
+    return (lambda: F.max_pool2d(tx, 2)), (lambda: TF.max_pool2d(px, 2)), td_fb, pt_fb
+
+
+# ---------------------------------------------------------------- networks, built twice
+def lenet5(lib):
+    return lib.Sequential(
+        lib.Conv2d(1, 6, 5), lib.ReLU(), lib.MaxPool2d(2),
+        lib.Conv2d(6, 16, 5), lib.ReLU(), lib.MaxPool2d(2),
+        lib.Flatten(), lib.Linear(400, 120), lib.ReLU(), lib.Linear(120, 84), lib.ReLU(), lib.Linear(84, 10))
+
+
+def resnet20(lib, functional):
+    """CIFAR ResNet-20 (He et al. 2016, sec. 4.2): 3x3 conv 16, three stages of three
+    basic blocks (16, 32, 64 channels; stride 2 at stages 2 and 3), global average
+    pool, fc 10. Option A: a shortcut that changes shape subsamples by 2 and pads
+    the new channels with zeros (no parameters). ~0.27M parameters."""
+
+    class Block(lib.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = lib.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = lib.BatchNorm2d(cout)
+            self.conv2 = lib.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = lib.BatchNorm2d(cout)
+            self.pad = (cout - cin) // 2
+            self.stride = stride
+
+        def forward(self, x):
+            out = functional.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            shortcut = x
+            if self.stride != 1 or self.pad:
+                shortcut = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+            return functional.relu(out + shortcut)
+
+    class ResNet20(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = lib.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn = lib.BatchNorm2d(16)
+            blocks, cin = [], 16
+            for cout, stride in ((16, 1), (32, 2), (64, 2)):
+                for i in range(3):
+                    blocks.append(Block(cin, cout, stride if i == 0 else 1))
+                    cin = cout
+            self.blocks = lib.Sequential(*blocks)
+            self.pool = lib.AdaptiveAvgPool2d(1)
+            self.fc = lib.Linear(64, 10)
+
+        def forward(self, x):
+            x = self.blocks(functional.relu(self.bn(self.conv(x))))
+            return self.fc(self.pool(x).flatten(1))
+    return ResNet20()
+
+
+def train_steps(make, shape, batch):
+    """(tinydl step, torch step) for the network ``make(lib, functional)`` on random data."""
+    x, y = rand(batch, *shape), RNG.integers(0, 10, batch)
+    steps = []
+    for lib, functional, tensor, optim, loss_fn in (
+            (nn, F, td.tensor, td.optim, F.cross_entropy),
+            (torch.nn, TF, torch.tensor, torch.optim, TF.cross_entropy)):
+        model = make(lib, functional)
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        xb, yb = tensor(x), tensor(y)
+
+        def step(model=model, opt=opt, xb=xb, yb=yb, loss_fn=loss_fn):
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        steps.append(step)
+    n_params = sum(p.numel() for p in make(nn, F).parameters())
+    return steps, n_params
+
+
+# ---------------------------------------------------------------- timing
+def race(td_fn, pt_fn, repeat, rounds):
+    """Best time of each, alternating ``rounds`` times (both see the same machine load)."""
+    t_td = t_pt = float("inf")
+    for r in range(rounds):
+        warm = 2 if r == 0 else 0
+        t_td = min(t_td, best_time(td_fn, repeat=repeat, warmup=warm))
+        t_pt = min(t_pt, best_time(pt_fn, repeat=repeat, warmup=warm))
+    return t_td, t_pt
+
+
+def row(name, t_td, t_pt):
+    return (name, f"{1e3 * t_td:.2f}", f"{1e3 * t_pt:.2f}", f"{t_td / t_pt:.2f}x")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per round (best kept)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating tinydl/torch rounds")
+    args = parser.parse_args(argv)
+    td.manual_seed(0)
+    torch.manual_seed(0)
+
+    rows = []
+    for ci, co, k, p, hw, n in [(1, 6, 5, 0, 32, 64), (16, 16, 3, 1, 32, 64),
+                                (64, 64, 3, 1, 56, 16), (256, 256, 3, 1, 14, 16)]:
+        td_fwd, pt_fwd, td_fb, pt_fb = conv_cases(ci, co, k, p, hw, n)
+        name = f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}"
+        rows.append(row(name + " fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
+        rows.append(row(name + " fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
+    td_fwd, pt_fwd, td_fb, pt_fb = pool_cases(64, 64, 32)
+    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
+    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
+
+    (td_step, pt_step), n_lenet = train_steps(lambda lib, f: lenet5(lib), (1, 32, 32), 64)
+    rows.append(row(f"LeNet-5 train step batch 64 ({n_lenet:,} params)",
+                    *race(td_step, pt_step, args.repeat, args.rounds)))
+    (td_step, pt_step), n_resnet = train_steps(resnet20, (3, 32, 32), 128)
+    rows.append(row(f"ResNet-20 train step batch 128 ({n_resnet:,} params)",
+                    *race(td_step, pt_step, max(1, args.repeat // 2), args.rounds)))
+
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = [f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas"]
+    print(f"float32, NCHW; threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
+          f"numpy BLAS {', '.join(blas) or '?'}; best of {args.rounds} x {args.repeat} runs")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Hot loops on raw arrays (NumPy or CuPy), never on Tensors.
+
+Each kernel has a NumPy reference (the readable one), a Numba version (parallel,
+compiled, cached on disk) and, where it matters, a CuPy version; the
+un-suffixed name dispatches: CuPy array -> CuPy, otherwise Numba unless the
+environment variable ``TINYDL_NO_NUMBA=1`` is set. All paths give the same
+numbers (bit-identical on the CPU).
+
+    im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
+    pool                   max pool (+indices, backward), max unpool, avg pool
+    workspace              reusable scratch buffers for the big column matrices
+"""
+from ._dispatch import clear_workspace, is_cupy, use_numba, workspace
+from .im2col import (
+    col2im,
+    col2im_cupy,
+    col2im_numba,
+    col2im_reference,
+    conv_output_size,
+    im2col,
+    im2col_cupy,
+    im2col_numba,
+    im2col_reference,
+)
+from .pool import (
+    avg_pool2d_backward,
+    avg_pool2d_divisor,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_backward_numba,
+    max_pool2d_backward_reference,
+    max_pool2d_forward,
+    max_pool2d_forward_numba,
+    max_pool2d_forward_reference,
+    max_unpool2d_backward,
+    max_unpool2d_forward,
+    pool_geometry,
+    pool_output_size,
+)

@@ -1,0 +1,143 @@
+"""Small shared helpers for the kernels: which implementation to run, argument
+normalisation, and a reusable scratch-buffer cache.
+
+Nothing here imports CuPy. A CuPy array is recognised by the module its type
+lives in, so CPU-only installs never pay for (or fail on) ``import cupy``.
+"""
+import os
+
+import numpy as np
+
+# Idle OpenMP workers must sleep, not spin. By default OpenMP threads busy-wait
+# after each parallel loop; on a small machine (our 2-vCPU development VMs) the
+# spinning threads starve the main thread and OpenBLAS's threads, and every
+# parallel kernel call then costs ~12 ms instead of ~0.2 ms (median of 40
+# max-pool-backward calls: 12 ms default vs 0.18 ms passive; PyTorch's own
+# max_pool2d in the same process: 12 ms vs 2.4 ms). OpenMP reads this variable
+# once, when the first OpenMP runtime is loaded -- and a process has only one
+# libgomp, shared by Numba and PyTorch -- so it must be set before Numba starts its
+# threads or torch is imported. An explicit user setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+try:  # Numba is a hard dependency of tinydl, but the NumPy paths must still work without it.
+    import numba
+    from numba import njit, prange
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only on broken installs
+    numba = None
+    HAVE_NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):
+        """Stand-in decorator: leaves the function as plain Python."""
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+
+# Numba compiles one machine-code version per argument-type signature; the
+# kernels are only ever dispatched with these dtypes, so at most two versions
+# of each kernel get compiled (and cached on disk).
+NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_cupy(x):
+    """True if ``x`` is a CuPy array (checked without importing CuPy)."""
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
+def array_module(x):
+    """``numpy`` or ``cupy``, whichever owns ``x``."""
+    if is_cupy(x):
+        import cupy
+
+        return cupy
+    return np
+
+
+def use_numba(dtype=None):
+    """Should the Numba path run? No if ``TINYDL_NO_NUMBA=1`` or Numba is missing,
+    or for dtypes we do not compile for (they take the NumPy reference path).
+
+    The variable is read on every call (it costs ~100 ns) so tests and users can
+    flip it at run time.
+    """
+    if not HAVE_NUMBA or os.environ.get("TINYDL_NO_NUMBA", "0") == "1":
+        return False
+    if dtype is not None and np.dtype(dtype) not in NUMBA_DTYPES:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- arguments
+def pair(v, name="argument"):
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``. Values become plain Python ints."""
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    v = tuple(int(a) for a in v)
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return v
+
+
+def padding4(p):
+    """Padding as ``(top, bottom, left, right)``.
+
+    Accepts ``p`` (all sides), ``(ph, pw)`` (PyTorch's symmetric pair) or
+    ``(top, bottom, left, right)``. The 4-int form lets callers pad unevenly:
+    'same' convolution with an even kernel, or the extra bottom/right cells that
+    ``ceil_mode`` pooling needs.
+    """
+    if isinstance(p, (int, np.integer)):
+        p = (int(p),) * 4
+    else:
+        p = tuple(int(a) for a in p)
+        if len(p) == 2:
+            p = (p[0], p[0], p[1], p[1])
+    if len(p) != 4 or min(p) < 0:
+        raise ValueError(f"padding must be an int, (ph, pw) or (top, bottom, left, right) >= 0, got {p!r}")
+    return p
+
+
+# --------------------------------------------------------------------------- workspace
+_WORKSPACE = {}
+
+
+def workspace(shape, dtype, key):
+    """A scratch NumPy array of ``shape``/``dtype`` whose memory is reused across calls.
+
+    Why: an im2col matrix is often 10-100 MB. ``np.empty`` of that size gets fresh
+    pages from the OS every time, and touching them for the first time costs
+    page faults (milliseconds per step, comparable to the im2col itself). Reusing
+    one buffer per ``key`` keeps the pages mapped.
+
+    Contract (read it before using this):
+      * the returned array is only valid until the next ``workspace`` call with
+        the same ``key``; the next call hands out the same memory again, so
+        never keep a workspace array in autograd's saved state;
+      * contents are garbage (like ``np.empty``);
+      * not thread-safe: two threads using the same key would share memory;
+      * the buffer grows to the largest request seen for the key and is never
+        shrunk; ``clear_workspace()`` frees everything.
+
+    NumPy only: CuPy has its own caching memory pool, so GPU code just allocates.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    size = 1
+    for s in shape:
+        size *= s
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=dtype)
+        _WORKSPACE[key] = buf
+    return buf[:size].reshape(shape)
+
+
+def clear_workspace(key=None):
+    """Free the workspace buffer of ``key`` (or all of them when ``key`` is None)."""
+    if key is None:
+        _WORKSPACE.clear()
+    else:
+        _WORKSPACE.pop(key, None)

@@ -1,0 +1,488 @@
+r"""im2col / col2im: turn a convolution into one matrix multiplication.
+
+The idea
+--------
+A 2-D convolution (really a cross-correlation) of an input ``x`` (N, C, H, W)
+with weights ``w`` (O, C, kh, kw) is
+
+    y[n, o, ho, wo] = sum_{c, i, j} w[o, c, i, j] * xp[n, c, ho*sh + i*dh, wo*sw + j*dw]
+
+where ``xp`` is ``x`` padded by (top, bottom, left, right) = (pt, pb, pl, pr),
+``s`` is the stride and ``d`` the dilation. If we copy every input value that
+the sum touches into a matrix ``cols`` -- one row per weight position (c, i, j),
+one column per output position (n, ho, wo) -- the triple sum becomes a
+matrix product, which BLAS (or cuBLAS) does at close to peak speed:
+
+    y = w.reshape(O, C*kh*kw) @ cols          # (O, N*Ho*Wo)
+
+The layout (read this before using the kernels)
+-----------------------------------------------
+::
+
+    cols.shape == (C*kh*kw, N*Ho*Wo)
+    cols[(c*kh + i)*kw + j, (n*Ho + ho)*Wo + wo] = xp[n, c, ho*sh + i*dh, wo*sw + j*dw]
+
+* rows: channel outermost, then kernel row i, then kernel column j. This is the
+  order of ``w.reshape(O, -1)`` (PyTorch's weight layout), and it makes the rows
+  of one channel group a contiguous block, so grouped / depthwise convolution
+  slices ``cols[g*Cg*kh*kw:(g+1)*Cg*kh*kw]`` without copying.
+* columns: batch outermost, output width innermost. Every row is a run of
+  contiguous output positions, which is what the Numba builder writes fastest
+  (sequential stores) and what makes the three conv GEMMs single 2-D products::
+
+    forward   y2  = W2 @ cols                 (O, K) @ (K, N*L)      L = Ho*Wo
+    backward  dW2 = gy2 @ cols.T              (O, N*L) @ (N*L, K)
+              dcols = W2.T @ gy2              (K, O) @ (O, N*L), then col2im
+  with ``gy2 = gy.transpose(1, 0, 2, 3).reshape(O, N*L)`` and
+  ``y = y2.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)``: the only copies are of
+  y / gy, which are kh*kw*C/O times smaller than cols.
+
+  Why this layout (measured on the shared 2-vCPU dev VM, float32; numbers are
+  noisy there, see benchmarks/bench_im2col.py):
+  - building it with the Numba kernel into a reused buffer takes 0.4 / 2.8 /
+    7.0 / 2.7 ms on the four benchmark shapes (1->6 5x5 32x32 N64; 16->16 3x3
+    32x32 N64; 64->64 3x3 56x56 N16; 256->256 3x3 14x14 N16), versus 7.0 / 54 /
+    76 / 32 ms for the (N*Ho*Wo, C*kh*kw) row layout of DeZero/Chainer (11-19x)
+    and 5.4 / 38 / 98 / 12 ms for torch.nn.functional.unfold;
+  - the three GEMMs plus the y/gy transposes cost the same as with the per-image
+    layout (N, C*kh*kw, Ho*Wo) and its batched matmuls (1.9 vs 2.1, 16.4 vs 16.7,
+    95 vs 95, 83 vs 91 ms), and every product is one 2-D GEMM: no Python loop over
+    the batch for dW, and the single large GEMM that cuBLAS prefers;
+  - pooling (N*C planes as the batch, C=1) reduces over the contiguous axis 0.
+
+How the ops use it (a sketch, CPU; on the GPU pass ``out=None``)::
+
+    K, L = C*kh*kw, Ho*Wo
+    cols = im2col(x, k, s, p, d, out=workspace((K, N*L), x.dtype, "conv.cols"))
+    y = np.ascontiguousarray((W.reshape(O, K) @ cols).reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3))
+    # backward: the workspace was reused by later layers, so rebuild cols from x
+    # (cheap next to the GEMMs) instead of keeping a copy per layer
+    cols = im2col(x, k, s, p, d, out=workspace((K, N*L), x.dtype, "conv.cols"))
+    gy2 = gy.transpose(1, 0, 2, 3).reshape(O, N*L)
+    dW = (gy2 @ cols.T).reshape(W.shape)
+    dcols = np.matmul(W.reshape(O, K).T, gy2, out=cols)   # cols is no longer needed
+    dx = col2im(dcols, x.shape, k, s, p, d)
+
+col2im is the adjoint (transpose) of im2col: every entry of ``cols`` is added back
+to the input pixel it was copied from; entries that came from padding are dropped.
+So ``<im2col(x), c> == <x, col2im(c)>`` for all x and c, which is exactly what the
+convolution backward pass needs (dx = col2im(dcols)) and what transposed
+convolution uses as its forward pass.
+
+Output size (PyTorch's formula, with possibly uneven padding)::
+
+    Ho = (H + pt + pb - dh*(kh-1) - 1) // sh + 1
+
+Three implementations, identical results
+----------------------------------------
+``*_reference`` (NumPy, loops over the kh*kw kernel offsets: read this one),
+``*_numba`` (parallel loops compiled by Numba, writing into a caller-given buffer)
+and ``*_cupy`` (CUDA kernels through CuPy). ``im2col``/``col2im`` pick one:
+CuPy array -> CuPy; otherwise Numba unless ``TINYDL_NO_NUMBA=1`` (or the dtype is
+not float32/float64) -> NumPy reference. im2col is pure copying and col2im adds
+contributions to each pixel in the same (i, j) order in all three, so their
+results are bit-for-bit equal.
+"""
+import numpy as np
+
+from ._dispatch import array_module, is_cupy, njit, pair, padding4, prange, use_numba
+
+__all__ = [
+    "conv_output_size",
+    "im2col",
+    "col2im",
+    "im2col_reference",
+    "col2im_reference",
+    "im2col_numba",
+    "col2im_numba",
+    "im2col_cupy",
+    "col2im_cupy",
+]
+
+
+# --------------------------------------------------------------------------- geometry
+def _out_len(size, k, s, p_before, p_after, d):
+    n = (size + p_before + p_after - d * (k - 1) - 1) // s + 1
+    if n <= 0:
+        raise ValueError(
+            f"window of {k} (dilation {d}) does not fit into input {size} padded by ({p_before}, {p_after})"
+        )
+    return n
+
+
+def conv_output_size(in_hw, kernel_size, stride=1, padding=0, dilation=1):
+    """``(Ho, Wo)`` of a convolution/im2col over an input of spatial size ``in_hw = (H, W)``.
+
+    ``padding`` is an int, ``(ph, pw)`` or ``(top, bottom, left, right)``.
+    """
+    H, W = in_hw
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pb, pl, pr = padding4(padding)
+    return _out_len(H, kh, sh, pt, pb, dh), _out_len(W, kw, sw, pl, pr, dw)
+
+
+def _geometry(x_shape, kernel_size, stride, padding, dilation):
+    """All the integers a kernel needs, normalised once."""
+    if len(x_shape) != 4:
+        raise ValueError(f"expected a 4-D NCHW shape, got {tuple(x_shape)}")
+    N, C, H, W = (int(v) for v in x_shape)
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pb, pl, pr = padding4(padding)
+    if min(kh, kw, sh, sw, dh, dw) < 1:
+        raise ValueError("kernel_size, stride and dilation must be >= 1")
+    Ho = _out_len(H, kh, sh, pt, pb, dh)
+    Wo = _out_len(W, kw, sw, pl, pr, dw)
+    return N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo
+
+
+def _check_out(out, shape, dtype, xp):
+    """Return ``out`` (or a new array) viewed as ``shape``; it must be C-contiguous."""
+    size = int(np.prod(shape))
+    if out is None:
+        return xp.empty(shape, dtype=dtype)
+    if out.dtype != dtype or out.size != size or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be a C-contiguous {np.dtype(dtype).name} array of {size} elements "
+            f"(shape {shape}), got {out.dtype} {out.shape} contiguous={out.flags.c_contiguous}"
+        )
+    return out.reshape(shape)
+
+
+# --------------------------------------------------------------------------- reference (NumPy)
+def im2col_reference(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=None):
+    r"""Unfold the sliding windows of ``x`` (N, C, H, W) into columns (NumPy version).
+
+    Returns ``cols`` of shape ``(C*kh*kw, N*Ho*Wo)`` with
+
+        cols[(c*kh + i)*kw + j, (n*Ho + ho)*Wo + wo] = xp[n, c, ho*sh + i*dh, wo*sw + j*dw]
+
+    where ``xp`` is ``x`` padded with ``pad_value`` (0 for convolution, -inf for
+    max pooling). ``padding`` is an int, ``(ph, pw)`` or ``(top, bottom, left, right)``.
+
+    How: for a fixed kernel offset (i, j), the values seen by all output positions
+    form a strided slice of the padded input,
+
+        xp[:, :, i*dh : i*dh + sh*(Ho-1) + 1 : sh, j*dw : j*dw + sw*(Wo-1) + 1 : sw]
+
+    of shape (N, C, Ho, Wo). So there are only kh*kw slice copies, each moving a
+    whole (N, C, Ho, Wo) block; the Python loop never visits single pixels.
+    Also works on CuPy arrays (used as the oracle in the GPU tests).
+    """
+    xp = array_module(x)
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x.shape, kernel_size, stride, padding, dilation
+    )
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), mode="constant", constant_values=pad_value)
+    # View the result as (C, kh, kw, N, Ho, Wo): the row index (c, i, j) and
+    # column index (n, ho, wo) are these axes flattened in C order.
+    cols = _check_out(out, (C, kh, kw, N, Ho, Wo), x.dtype, xp)
+    for i in range(kh):
+        h0 = i * dh
+        for j in range(kw):
+            w0 = j * dw
+            window = x_pad[:, :, h0 : h0 + sh * (Ho - 1) + 1 : sh, w0 : w0 + sw * (Wo - 1) + 1 : sw]
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)  # (N, C, ..) -> (C, N, ..)
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
+
+
+def col2im_reference(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out=None):
+    r"""Fold columns back into an image: the adjoint of :func:`im2col_reference`.
+
+    ``cols`` has shape ``(C*kh*kw, N*Ho*Wo)`` (any array of that size in that
+    order); the result has shape ``x_shape = (N, C, H, W)`` and dtype of ``cols``:
+
+        img[n, c, h, w] = sum over (i, j, ho, wo) with ho*sh + i*dh - pt == h
+                                                  and wo*sw + j*dw - pl == w
+                          of cols[(c*kh + i)*kw + j, (n*Ho + ho)*Wo + wo]
+
+    i.e. each column entry is *added* back to the pixel it was copied from
+    (overlapping windows add up) and entries that came from padding are dropped.
+    Why this is the gradient: im2col is linear, x -> A x with A a 0/1 matrix;
+    the backward of a linear map is its transpose, dx = A^T dcols, and A^T
+    scatters-and-adds exactly as above.
+
+    How: accumulate into a zero padded image with the same kh*kw strided slices
+    as im2col (``+=`` instead of ``=``), then crop the padding away. Contributions
+    reach each pixel in (i, j) order, the same order as the Numba/CuPy versions,
+    so all three give bit-identical sums.
+    """
+    xp = array_module(cols)
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x_shape, kernel_size, stride, padding, dilation
+    )
+    cols6 = cols.reshape(C, kh, kw, N, Ho, Wo)
+    img_pad = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=cols.dtype)
+    for i in range(kh):
+        h0 = i * dh
+        for j in range(kw):
+            w0 = j * dw
+            img_pad[:, :, h0 : h0 + sh * (Ho - 1) + 1 : sh, w0 : w0 + sw * (Wo - 1) + 1 : sw] += cols6[
+                :, i, j
+            ].transpose(1, 0, 2, 3)
+    img = _check_out(out, (N, C, H, W), cols.dtype, xp)
+    img[...] = img_pad[:, :, pt : pt + H, pl : pl + W]
+    return img
+
+
+# --------------------------------------------------------------------------- Numba
+@njit(cache=True)
+def _valid_range(offset, s, size, n_out):
+    """Outputs ``o`` in ``[lo, hi)`` read an in-bounds input ``o*s - offset`` in [0, size)."""
+    # Integer // is floor division in Numba too (Python semantics, also for negatives).
+    lo = -((-offset) // s)  # ceil(offset / s)
+    hi = (size - 1 + offset) // s + 1  # floor((size - 1 + offset) / s) + 1
+    lo = min(max(lo, 0), n_out)
+    hi = min(max(hi, lo), n_out)
+    return lo, hi
+
+
+# Numba notes. The kernels index flat 1-D views with *unsigned* offsets: for a
+# signed index Numba inserts a negative-index (wraparound) check on every access,
+# which blocks vectorisation and made the first version of these kernels 3-5x
+# slower. The three helpers below are the only places that touch memory.
+@njit(inline="always")
+def _fill(dst, start, n, value):
+    """dst[start : start + n] = value"""
+    d = np.uint64(start)
+    for t in range(np.uint64(n)):
+        dst[d + t] = value
+
+
+@njit(inline="always")
+def _gather(dst, start, src, src_start, n, src_step):
+    """dst[start + t] = src[src_start + t*src_step] for t < n"""
+    d, s, step = np.uint64(start), np.uint64(src_start), np.uint64(src_step)
+    for t in range(np.uint64(n)):
+        dst[d + t] = src[s + t * step]
+
+
+@njit(inline="always")
+def _scatter_add(dst, start, dst_step, src, src_start, n):
+    """dst[start + t*dst_step] += src[src_start + t] for t < n"""
+    d, step, s = np.uint64(start), np.uint64(dst_step), np.uint64(src_start)
+    for t in range(np.uint64(n)):
+        dst[d + t * step] += src[s + t]
+
+
+@njit(parallel=True, cache=True)
+def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
+    # cols is (C*kh*kw, N, Ho, Wo). One task = one (row, image) pair, i.e. one
+    # contiguous run of Ho*Wo values: enough tasks to balance the cores even
+    # when C*kh*kw is small (pooling uses C=1), and no two tasks share memory.
+    N, C, H, W = x.shape
+    K, _, Ho, Wo = cols.shape
+    x_flat = x.reshape(-1)
+    cols_flat = cols.reshape(-1)
+    for task in prange(K * N):
+        r = task // N
+        n = task - r * N
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        # Which output rows/columns read real pixels rather than padding:
+        # computed once per task so the copy loop has no bounds tests.
+        ho_lo, ho_hi = _valid_range(pt - i * dh, sh, H, Ho)
+        wo_lo, wo_hi = _valid_range(pl - j * dw, sw, W, Wo)
+        w_first = wo_lo * sw - pl + j * dw  # input column read by output column wo_lo
+        for ho in range(Ho):
+            out = (task * Ho + ho) * Wo  # start of cols[r, n, ho, :]
+            if ho < ho_lo or ho >= ho_hi:
+                _fill(cols_flat, out, Wo, pad_value)
+                continue
+            h = ho * sh - pt + i * dh
+            _fill(cols_flat, out, wo_lo, pad_value)
+            _gather(cols_flat, out + wo_lo, x_flat, ((n * C + c) * H + h) * W + w_first, wo_hi - wo_lo, sw)
+            _fill(cols_flat, out + wo_hi, Wo - wo_hi, pad_value)
+
+
+@njit(parallel=True, cache=True)
+def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
+    # One task = one (n, c) plane of the output image: every write of a task
+    # lands in its own plane, so the scatter-add needs no atomics or locks.
+    N, C, H, W = img.shape
+    K, _, Ho, Wo = cols.shape
+    cols_flat = cols.reshape(-1)
+    img_flat = img.reshape(-1)
+    for task in prange(N * C):
+        n = task // C
+        c = task - n * C
+        plane = task * H * W  # start of img[n, c]
+        _fill(img_flat, plane, H * W, 0)
+        for i in range(kh):
+            ho_lo, ho_hi = _valid_range(pt - i * dh, sh, H, Ho)
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                wo_lo, wo_hi = _valid_range(pl - j * dw, sw, W, Wo)
+                w_first = wo_lo * sw - pl + j * dw
+                for ho in range(ho_lo, ho_hi):
+                    h = ho * sh - pt + i * dh
+                    _scatter_add(img_flat, plane + h * W + w_first, sw,
+                                 cols_flat, ((r * N + n) * Ho + ho) * Wo + wo_lo, wo_hi - wo_lo)
+
+
+def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=None):
+    """Same result as :func:`im2col_reference`, built by a parallel Numba loop.
+
+    ``out``: optional C-contiguous array with ``C*kh*kw*N*Ho*Wo`` elements and
+    the dtype of ``x`` (e.g. from ``workspace``); it is overwritten and a 2-D
+    view of it is returned. ``x`` is made C-contiguous first (a copy only for
+    views such as transposes), which also keeps Numba at one compiled version
+    per dtype.
+    """
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x.shape, kernel_size, stride, padding, dilation
+    )
+    x = np.ascontiguousarray(x)
+    cols = _check_out(out, (C * kh * kw, N, Ho, Wo), x.dtype, np)
+    _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
+
+
+def col2im_numba(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out=None):
+    """Same result as :func:`col2im_reference` (bit-identical), by a parallel Numba loop.
+
+    ``out``: optional C-contiguous array of ``x_shape`` and the dtype of ``cols``;
+    it is overwritten (not accumulated into).
+    """
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x_shape, kernel_size, stride, padding, dilation
+    )
+    cols4 = np.ascontiguousarray(cols).reshape(C * kh * kw, N, Ho, Wo)
+    img = _check_out(out, (N, C, H, W), cols.dtype, np)
+    _col2im_kernel(cols4, kh, kw, sh, sw, pt, pl, dh, dw, img)
+    return img
+
+
+# --------------------------------------------------------------------------- CuPy
+# The CUDA sources below are compiled on first use. Nothing here imports CuPy
+# at module import time, so CPU-only machines never need it.
+_IM2COL_CUDA = r"""
+    // One thread per element of cols, seen as (C, kh, kw, N, Ho, Wo) in C order.
+    long long t = i;
+    const int wo = t % Wo; t /= Wo;
+    const int ho = t % Ho; t /= Ho;
+    const int n  = t % N;  t /= N;
+    const int kj = t % kw; t /= kw;
+    const int ki = t % kh; t /= kh;
+    const int c  = (int)t;
+    const int h = ho * sh - pt + ki * dh;
+    const int w = wo * sw - pl + kj * dw;
+    if (h >= 0 && h < H && w >= 0 && w < W) {
+        col = x[(((long long)n * C + c) * H + h) * W + w];
+    } else {
+        col = pad_value;
+    }
+"""
+
+_COL2IM_CUDA = r"""
+    // One thread per image pixel; it *gathers* its contributions instead of
+    // scattering them, so no atomics are needed and the sum runs in the same
+    // (ki, kj) order as the CPU versions (bit-identical results).
+    long long t = i;
+    const int w = t % W; t /= W;
+    const int h = t % H; t /= H;
+    const int c = t % C; t /= C;
+    const int n = (int)t;
+    T acc = 0;
+    for (int ki = 0; ki < kh; ++ki) {
+        const int th = h + pt - ki * dh;          // = ho * sh for a contributing ho
+        if (th < 0 || th % sh != 0) continue;
+        const int ho = th / sh;
+        if (ho >= Ho) continue;
+        for (int kj = 0; kj < kw; ++kj) {
+            const int tw = w + pl - kj * dw;
+            if (tw < 0 || tw % sw != 0) continue;
+            const int wo = tw / sw;
+            if (wo >= Wo) continue;
+            const long long r = ((long long)c * kh + ki) * kw + kj;
+            acc += cols[((r * N + n) * Ho + ho) * Wo + wo];
+        }
+    }
+    img = acc;
+"""
+
+_GEOM_PARAMS = (
+    "int32 N, int32 C, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, "
+    "int32 sh, int32 sw, int32 pt, int32 pl, int32 dh, int32 dw"
+)
+_cuda_kernels = {}
+
+
+def _cuda_kernel(name):
+    if not _cuda_kernels:
+        import cupy
+
+        _cuda_kernels["im2col"] = cupy.ElementwiseKernel(
+            "raw T x, " + _GEOM_PARAMS + ", T pad_value", "T col", _IM2COL_CUDA, "tinydl_im2col"
+        )
+        _cuda_kernels["col2im"] = cupy.ElementwiseKernel(
+            "raw T cols, " + _GEOM_PARAMS, "T img", _COL2IM_CUDA, "tinydl_col2im"
+        )
+    return _cuda_kernels[name]
+
+
+def im2col_cupy(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=None):
+    """Same result as :func:`im2col_reference` for a CuPy array (one CUDA thread per output)."""
+    import cupy
+
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x.shape, kernel_size, stride, padding, dilation
+    )
+    x_flat = cupy.ascontiguousarray(x).reshape(-1)  # raw indexing below assumes C order
+    cols = _check_out(out, (C * kh * kw, N * Ho * Wo), x.dtype, cupy)
+    _cuda_kernel("im2col")(
+        x_flat, N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols
+    )
+    return cols
+
+
+def col2im_cupy(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out=None):
+    """Same result as :func:`col2im_reference` for a CuPy array (one CUDA thread per pixel)."""
+    import cupy
+
+    N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
+        x_shape, kernel_size, stride, padding, dilation
+    )
+    if cols.size != C * kh * kw * N * Ho * Wo:
+        raise ValueError(f"cols has {cols.size} elements, expected {(C * kh * kw, N * Ho * Wo)}")
+    cols_flat = cupy.ascontiguousarray(cols).reshape(-1)
+    img = _check_out(out, (N, C, H, W), cols.dtype, cupy)
+    _cuda_kernel("col2im")(cols_flat, N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, img)
+    return img
+
+
+# --------------------------------------------------------------------------- dispatch
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=None):
+    """Unfold ``x`` (N, C, H, W) into ``cols`` (C*kh*kw, N*Ho*Wo); see the module docstring.
+
+    Picks the implementation: CuPy array -> :func:`im2col_cupy`; NumPy array ->
+    :func:`im2col_numba`, or :func:`im2col_reference` when ``TINYDL_NO_NUMBA=1``
+    or the dtype is not float32/float64.
+
+    ``kernel_size``, ``stride``, ``dilation``: int or (h, w). ``padding``: int,
+    (ph, pw) or (top, bottom, left, right). ``pad_value``: value of padded cells.
+    ``out``: optional C-contiguous buffer of the right size and dtype, overwritten
+    and returned as a 2-D view (pair it with ``workspace`` to reuse memory).
+    """
+    if is_cupy(x):
+        return im2col_cupy(x, kernel_size, stride, padding, dilation, pad_value, out)
+    if use_numba(x.dtype):
+        return im2col_numba(x, kernel_size, stride, padding, dilation, pad_value, out)
+    return im2col_reference(x, kernel_size, stride, padding, dilation, pad_value, out)
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out=None):
+    """Fold ``cols`` (C*kh*kw, N*Ho*Wo) back into an (N, C, H, W) image by summing
+    overlaps: the adjoint of :func:`im2col`. Dispatches like :func:`im2col`.
+
+    ``out``: optional C-contiguous array of ``x_shape``; overwritten, not accumulated into.
+    """
+    if is_cupy(cols):
+        return col2im_cupy(cols, x_shape, kernel_size, stride, padding, dilation, out)
+    if use_numba(cols.dtype):
+        return col2im_numba(cols, x_shape, kernel_size, stride, padding, dilation, out)
+    return col2im_reference(cols, x_shape, kernel_size, stride, padding, dilation, out)

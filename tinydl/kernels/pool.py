@@ -1,0 +1,376 @@
+r"""Pooling kernels on raw arrays: max pooling (with PyTorch-style indices),
+its backward, max unpooling, and average pooling -- all built on im2col.
+
+Pooling as im2col
+-----------------
+Pooling treats every (n, c) plane on its own. View ``x`` (N, C, H, W) as N*C
+single-channel images, ``x.reshape(N*C, 1, H, W)``; then
+
+    cols = im2col(x1, kernel, stride, padding, dilation)    # (kh*kw, N*C*Ho*Wo)
+
+holds, in column q = (n*C + c)*Ho*Wo + ho*Wo + wo, the kh*kw values of that
+output's window, and pooling is a reduction over axis 0:
+
+    max pool:  y = cols.max(axis=0)       (padding filled with -inf, so it never wins)
+    avg pool:  y = cols.sum(axis=0) / divisor[ho, wo]     (padding filled with 0)
+
+Backward passes reverse this: avg pool spreads ``gy / divisor`` over the window
+(col2im of a broadcast), max pool sends ``gy`` to the one input that won.
+
+Indices (PyTorch's convention)
+------------------------------
+``max_pool2d`` returns, per output, the flat index ``h*W + w`` of the winning
+pixel inside its own *unpadded* (H, W) plane, as int64 -- the same numbers as
+``torch.nn.functional.max_pool2d(..., return_indices=True)``, including its scan
+rules: the window is scanned row by row and a value replaces the current best
+only if it is strictly greater (so the first maximum wins ties), or if it is NaN
+(so the last NaN wins); a window whose real pixels are all -inf reports its
+first in-bounds pixel. ``max_unpool2d`` and the max-pool backward consume these
+indices.
+
+Output size and ceil_mode (PyTorch's rules)
+-------------------------------------------
+``Ho = floor_or_ceil((H + pt + pb - d*(k-1) - 1) / s) + 1``; with ceil_mode the
+last window may hang over the bottom/right edge, but it must start inside the
+input or the top/left padding (otherwise it is dropped). We implement the
+overhang as extra bottom/right padding passed to im2col; for average pooling
+those extra cells are *not* counted in the divisor, while cells of the
+requested padding are counted when ``count_include_pad=True``
+(see :func:`avg_pool2d_divisor`).
+"""
+import numpy as np
+
+from ._dispatch import array_module, is_cupy, njit, pair, padding4, prange, use_numba
+from .im2col import _fill, _valid_range, col2im, im2col
+
+__all__ = [
+    "pool_output_size",
+    "pool_geometry",
+    "max_pool2d_forward",
+    "max_pool2d_forward_reference",
+    "max_pool2d_forward_numba",
+    "max_pool2d_backward",
+    "max_pool2d_backward_reference",
+    "max_pool2d_backward_numba",
+    "max_unpool2d_forward",
+    "max_unpool2d_backward",
+    "avg_pool2d_divisor",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+]
+
+
+# --------------------------------------------------------------------------- geometry
+def pool_output_size(size, kernel, stride, pad_before, pad_after, dilation=1, ceil_mode=False):
+    """Output length along one axis, exactly as PyTorch's ``pooling_output_shape``."""
+    span = size + pad_before + pad_after - dilation * (kernel - 1) - 1
+    n = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    # ceil_mode: the last window must start inside the input or the leading padding.
+    if ceil_mode and (n - 1) * stride >= size + pad_before:
+        n -= 1
+    if n <= 0:
+        raise ValueError(f"pooling output would be empty (input {size}, kernel {kernel}, dilation {dilation})")
+    return n
+
+
+def pool_geometry(in_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Normalise pooling arguments; return ``(Ho, Wo, pad4)``.
+
+    ``pad4 = (top, bottom, left, right)`` is the padding to hand to im2col: the
+    requested padding, with bottom/right enlarged when ceil_mode makes the last
+    window overhang the padded input. ``stride=None`` means ``stride = kernel_size``
+    (PyTorch's default). Like PyTorch, the padding of each side may be at most
+    half the effective (dilated) kernel, so every window holds a real pixel.
+    """
+    H, W = in_hw
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pb, pl, pr = padding4(padding)
+    if max(pt, pb) > (dh * (kh - 1) + 1) // 2 or max(pl, pr) > (dw * (kw - 1) + 1) // 2:
+        raise ValueError(f"padding {padding} must be at most half of the (dilated) kernel size {kernel_size}")
+    Ho = pool_output_size(H, kh, sh, pt, pb, dh, ceil_mode)
+    Wo = pool_output_size(W, kw, sw, pl, pr, dw, ceil_mode)
+    # How far the last window reaches, in padded coordinates; anything beyond
+    # H + pt + pb is the ceil_mode overhang.
+    pb = max(pb, (Ho - 1) * sh + dh * (kh - 1) + 1 - H - pt)
+    pr = max(pr, (Wo - 1) * sw + dw * (kw - 1) + 1 - W - pl)
+    return Ho, Wo, (pt, pb, pl, pr)
+
+
+def _first_inbounds(n_out, s, p_before, d):
+    """Per output position, the first kernel tap whose pixel is not in the leading padding.
+
+    For output o the taps read o*s - p_before + t*d; the first t with a
+    non-negative position is ceil((p_before - o*s) / d), or 0.
+    """
+    o = np.arange(n_out)
+    return np.maximum(-((o * s - p_before) // d), 0)
+
+
+# --------------------------------------------------------------------------- max pool
+def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Max pooling through im2col. Returns ``(y, indices)``, both (N, C, Ho, Wo);
+    ``indices`` are int64 flat positions ``h*W + w`` in each unpadded plane.
+
+    Steps: unfold every plane with -inf padding, take the per-column argmax
+    (NumPy's argmax returns the first maximum, the same as PyTorch's scan), then
+    turn the winning tap (i, j) of output (ho, wo) into the pixel it read:
+    h = ho*sh - pt + i*dh, w = wo*sw - pl + j*dw. Works on NumPy and CuPy arrays.
+    """
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+
+    cols = im2col(x.reshape(N * C, 1, H, W), (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw), pad_value=-np.inf)
+    tap = cols.argmax(axis=0)  # (N*C*Ho*Wo,), first maximum wins
+
+    # PyTorch's scan has two rules argmax lacks; they matter only for NaN and
+    # -inf inputs but keep the indices identical (and inside the plane).
+    if xp.isnan(x).any():  # `v > best or isnan(v)`: the *last* NaN of the window wins
+        is_nan = xp.isnan(cols)
+        last_nan = cols.shape[0] - 1 - is_nan[::-1].argmax(axis=0)
+        tap = xp.where(is_nan.any(axis=0), last_nan, tap)
+    y = xp.take_along_axis(cols, tap[None], axis=0)[0]
+    all_neg_inf = (y == -np.inf).reshape(N * C, Ho, Wo)
+    tap = tap.reshape(N * C, Ho, Wo)
+    if all_neg_inf.any():  # nothing beat the initial -inf: PyTorch reports the first real pixel
+        i0 = xp.asarray(_first_inbounds(Ho, sh, pt, dh))[:, None]
+        j0 = xp.asarray(_first_inbounds(Wo, sw, pl, dw))[None, :]
+        tap = xp.where(all_neg_inf, i0 * kw + j0, tap)
+
+    i, j = tap // kw, tap % kw
+    h = xp.arange(Ho)[:, None] * sh - pt + i * dh
+    w = xp.arange(Wo)[None, :] * sw - pl + j * dw
+    indices = (h * W + w).astype(xp.int64)
+    return y.reshape(N, C, Ho, Wo), indices.reshape(N, C, Ho, Wo)
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx):
+    # Fused forward: scan each window directly in the input, no cols matrix.
+    # Same scan order and comparison as PyTorch, hence the same indices.
+    # Flat arrays with unsigned offsets, as in im2col.py (no wraparound checks).
+    P, H, W = x.shape
+    _, Ho, Wo = y.shape
+    x_flat, y_flat, idx_flat = x.reshape(-1), y.reshape(-1), idx.reshape(-1)
+    for p in prange(P):
+        plane = np.uint64(p * H * W)
+        for ho in range(Ho):
+            h_start = ho * sh - pt
+            i_lo, i_hi = _valid_range(-h_start, dh, H, kh)  # taps inside the image
+            for wo in range(Wo):
+                w_start = wo * sw - pl
+                j_lo, j_hi = _valid_range(-w_start, dw, W, kw)
+                # Start from the first in-bounds pixel: PyTorch's answer when
+                # nothing beats its initial -inf, and otherwise overtaken below.
+                best_k = (h_start + i_lo * dh) * W + w_start + j_lo * dw
+                best = x_flat[plane + np.uint64(best_k)]
+                for i in range(i_lo, i_hi):
+                    row = (h_start + i * dh) * W + w_start
+                    for j in range(j_lo, j_hi):
+                        k = row + j * dw  # h*W + w, >= 0 for in-bounds taps
+                        v = x_flat[plane + np.uint64(k)]
+                        if v > best or v != v:  # strictly greater, or NaN (v != v)
+                            best = v
+                            best_k = k
+                out = np.uint64((p * Ho + ho) * Wo + wo)
+                y_flat[out] = best
+                idx_flat[out] = best_k
+
+
+def max_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, by a fused Numba loop."""
+    N, C, H, W = x.shape
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+    x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
+    y = np.empty((N * C, Ho, Wo), dtype=x.dtype)
+    idx = np.empty((N * C, Ho, Wo), dtype=np.int64)
+    _max_pool_kernel(x3, kh, kw, sh, sw, pt, pl, dh, dw, y, idx)
+    return y.reshape(N, C, Ho, Wo), idx.reshape(N, C, Ho, Wo)
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Max pooling; returns ``(y, indices)`` like ``F.max_pool2d(..., return_indices=True)``.
+
+    Fused Numba loop on the CPU; the im2col reference when ``TINYDL_NO_NUMBA=1``
+    or for CuPy arrays (whose im2col runs on the GPU).
+    """
+    if not is_cupy(x) and use_numba(x.dtype):
+        return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _scatter_add(xp, target, flat_index, values):
+    """target[flat_index] += values, with repeated indices adding up."""
+    if xp is np:
+        # Unbuffered and in index order: the same summation order as the Numba loop.
+        np.add.at(target, flat_index, values)
+    elif hasattr(xp.add, "at"):  # CuPy >= 13: atomics, so float sums may differ in the last bits
+        xp.add.at(target, flat_index, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, flat_index, values)
+
+
+def _plane_flat_index(xp, indices, plane_size):
+    """Per-plane indices (N, C, ...) -> indices into the flattened (N*C*plane_size) array."""
+    N, C = indices.shape[:2]
+    planes = xp.arange(N * C, dtype=xp.int64).reshape(N, C, *([1] * (indices.ndim - 2)))
+    return (planes * plane_size + indices).reshape(-1)
+
+
+def max_pool2d_backward_reference(gy, indices, x_shape):
+    r"""Gradient of max pooling: ``gx[n, c].flat[indices[n, c, ho, wo]] += gy[n, c, ho, wo]``.
+
+    y = x at the winning pixel, so dy/dx is 1 there and 0 elsewhere; a pixel
+    that wins several (overlapping) windows collects the sum of their gradients.
+    """
+    xp = array_module(gy)
+    N, C, H, W = x_shape
+    gx = xp.zeros(N * C * H * W, dtype=gy.dtype)
+    _scatter_add(xp, gx, _plane_flat_index(xp, indices, H * W), gy.reshape(-1))
+    return gx.reshape(N, C, H, W)
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_backward_kernel(gy, idx, gx):
+    # One task per plane: scatters never cross planes, so no races. Outputs are
+    # visited in C order, the order np.add.at uses in the reference.
+    P, HW = gx.shape
+    L = gy.size // P
+    gy_flat, idx_flat, gx_flat = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
+    for p in prange(P):
+        plane = np.uint64(p * HW)
+        _fill(gx_flat, plane, HW, 0)
+        first = np.uint64(p * L)
+        for t in range(np.uint64(L)):
+            gx_flat[plane + np.uint64(idx_flat[first + t])] += gy_flat[first + t]
+
+
+def max_pool2d_backward_numba(gy, indices, x_shape):
+    """Same result as :func:`max_pool2d_backward_reference` (bit-identical), parallel over planes."""
+    N, C, H, W = x_shape
+    Ho, Wo = gy.shape[2:]
+    gy3 = np.ascontiguousarray(gy).reshape(N * C, Ho, Wo)
+    idx3 = np.ascontiguousarray(indices, dtype=np.int64).reshape(N * C, Ho, Wo)
+    if idx3.size and (idx3.min() < 0 or idx3.max() >= H * W):  # the kernel does not bounds-check
+        raise IndexError(f"max-pool index out of range for a {H}x{W} plane")
+    gx = np.empty((N * C, H * W), dtype=gy.dtype)
+    _max_pool_backward_kernel(gy3, idx3, gx)
+    return gx.reshape(N, C, H, W)
+
+
+def max_pool2d_backward(gy, indices, x_shape):
+    """Gradient of max pooling w.r.t. its input, from the forward's ``indices``."""
+    if not is_cupy(gy) and use_numba(gy.dtype):
+        return max_pool2d_backward_numba(gy, indices, x_shape)
+    return max_pool2d_backward_reference(gy, indices, x_shape)
+
+
+# --------------------------------------------------------------------------- max unpool
+def _check_indices(xp, indices, plane_size):
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= plane_size):
+        raise IndexError(f"max_unpool2d: index out of range for an output plane of {plane_size} elements")
+
+
+def max_unpool2d_forward(x, indices, output_size):
+    """Place each ``x[n, c, i, j]`` at flat position ``indices[n, c, i, j]`` of a zero
+    (N, C, Hout, Wout) map (``output_size = (Hout, Wout)``); ZFNet's "switches".
+
+    If two entries share an index, the later one (C order) is kept, like PyTorch's
+    CPU kernel (on the GPU the winner is unspecified, as in PyTorch). Linear in x,
+    so its backward is the gather :func:`max_unpool2d_backward`.
+    """
+    xp = array_module(x)
+    N, C = x.shape[:2]
+    Hout, Wout = pair(output_size, "output_size")
+    _check_indices(xp, indices, Hout * Wout)
+    y = xp.zeros(N * C * Hout * Wout, dtype=x.dtype)
+    y[_plane_flat_index(xp, indices, Hout * Wout)] = x.reshape(-1)
+    return y.reshape(N, C, Hout, Wout)
+
+
+def max_unpool2d_backward(gy, indices):
+    """Gradient of max unpooling: ``gx[n, c, i, j] = gy[n, c].flat[indices[n, c, i, j]]``."""
+    xp = array_module(gy)
+    N, C, Hout, Wout = gy.shape
+    _check_indices(xp, indices, Hout * Wout)
+    return gy.reshape(-1)[_plane_flat_index(xp, indices, Hout * Wout)].reshape(indices.shape)
+
+
+# --------------------------------------------------------------------------- avg pool
+def _window_counts(size, n_out, k, s, pad_before, pad_after):
+    """Per output position along one axis: (cells counted with padding, real cells).
+
+    PyTorch: a window spans [o*s - p, o*s - p + k); cut it at the end of the
+    padded input (size + pad_after) to get the count *with* padding -- this drops
+    the ceil_mode overhang -- and at [0, size) to get the real cells.
+    """
+    start = np.arange(n_out) * s - pad_before
+    end = np.minimum(start + k, size + pad_after)
+    with_pad = end - start
+    real = np.minimum(end, size) - np.maximum(start, 0)
+    return with_pad, real
+
+
+def avg_pool2d_divisor(in_hw, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None, dtype=np.float64):
+    """The (Ho, Wo) map of divisors of average pooling, exactly as PyTorch counts them.
+
+    ``count_include_pad=True``: cells of the requested padding count, the extra
+    ceil_mode cells do not; ``False``: only real input cells count;
+    ``divisor_override``: that number everywhere. Windows are rectangles, so the
+    count is (rows counted) x (columns counted). Returned as a NumPy array; the
+    caller moves it to the GPU if needed.
+    """
+    H, W = in_hw
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    pt, pb, pl, pr = padding4(padding)
+    Ho, Wo, _ = pool_geometry(in_hw, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None:
+        return np.full((Ho, Wo), divisor_override, dtype=dtype)
+    rows_pad, rows_real = _window_counts(H, Ho, kh, sh, pt, pb)
+    cols_pad, cols_real = _window_counts(W, Wo, kw, sw, pl, pr)
+    if count_include_pad:
+        return np.outer(rows_pad, cols_pad).astype(dtype)
+    return np.outer(rows_real, cols_real).astype(dtype)
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """Average pooling: ``y[n, c, ho, wo] = sum of the window / divisor[ho, wo]`` (zero padding)."""
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
+    cols = im2col(x.reshape(N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)
+    div = xp.asarray(avg_pool2d_divisor((H, W), kernel_size, stride, padding, ceil_mode,
+                                        count_include_pad, divisor_override, x.dtype))
+    y = cols.sum(axis=0).reshape(N, C, Ho, Wo) / div
+    return y.astype(x.dtype, copy=False)
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    """Gradient of average pooling: every cell of a window gets ``gy / divisor``
+    (dy/dx = 1/divisor for each cell summed); overlaps add up, padding is dropped
+    -- which is col2im of ``gy / divisor`` repeated over the kh*kw taps.
+    """
+    xp = array_module(gy)
+    N, C, H, W = x_shape
+    kh, kw = pair(kernel_size, "kernel_size")
+    Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
+    div = xp.asarray(avg_pool2d_divisor((H, W), kernel_size, stride, padding, ceil_mode,
+                                        count_include_pad, divisor_override, gy.dtype))
+    g = (gy / div).astype(gy.dtype, copy=False).reshape(1, N * C * Ho * Wo)
+    cols = xp.ascontiguousarray(xp.broadcast_to(g, (kh * kw, N * C * Ho * Wo)))
+    gx = col2im(cols, (N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)
+    return gx.reshape(N, C, H, W)
