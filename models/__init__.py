@@ -7,7 +7,7 @@
 import importlib
 
 _REGISTRY = {}
-_FAMILIES = ["mlp", "lenet"]
+_FAMILIES = ["mlp", "lenet", "alexnet", "vgg", "nin", "inception", "resnet", "mobilenet"]
 
 
 def register(fn):

@@ -39,6 +39,27 @@ def read_idx(path):
     return np.frombuffer(raw, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+class ChecksumError(ValueError):
+    """A file's checksum differs from the published one (truncated or corrupted)."""
+
+
+def md5sum(path, chunk=1 << 20):
+    """Hex md5 of a file, read in chunks (the CIFAR archives are 160 MB)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_md5(path, md5):
+    """Raise ChecksumError naming the file when its md5 is not ``md5``."""
+    digest = md5sum(path)
+    if digest != md5:
+        raise ChecksumError(f"{path}: md5 {digest} differs from the canonical {md5} "
+                            "(truncated or corrupted download? delete it and fetch it again)")
+
+
 def _find(root, name):
     """``name`` in ``root``, gzipped or not."""
     for candidate in (root / name, root / name[:-3]):
@@ -47,28 +68,29 @@ def _find(root, name):
     return None
 
 
-def load_mnist(root, train=True, verify=True):
+def load_mnist(root, train=True, verify=True, files=None, name="MNIST"):
     """(images uint8 (N, 28, 28), labels int64 (N,)) from the IDX files in ``root``.
 
     Only the split asked for is needed: ``train=False`` works with just the two
-    t10k files.
+    t10k files. ``files`` maps (train, "images"/"labels") to (file name, md5 of
+    the .gz) and defaults to MNIST's (Fashion-MNIST passes its own). With
+    ``verify``, a gzipped file must have the published md5; an uncompressed one
+    is checked by its IDX header and size only.
     """
+    files = FILES if files is None else files
     root = pathlib.Path(root).expanduser()
     arrays = []
     for part in ("images", "labels"):
-        name, md5 = FILES[(train, part)]
-        path = _find(root, name)
+        filename, md5 = files[(train, part)]
+        path = _find(root, filename)
         if path is None:
-            wanted = ", ".join(FILES[(train, p)][0] for p in ("images", "labels"))
-            raise FileNotFoundError(f"MNIST {'train' if train else 'test'} files not found in {root}: "
+            wanted = ", ".join(files[(train, p)][0] for p in ("images", "labels"))
+            raise FileNotFoundError(f"{name} {'train' if train else 'test'} files not found in {root}: "
                                     f"put {wanted} (gzipped or not) in that folder")
         if verify and path.suffix == ".gz":
-            digest = hashlib.md5(path.read_bytes()).hexdigest()
-            if digest != md5:
-                raise ValueError(f"{path}: md5 {digest} differs from the canonical {md5} "
-                                 "(truncated or corrupted download?)")
+            check_md5(path, md5)
         arrays.append(read_idx(path))
     images, labels = arrays
     if len(images) != len(labels):
-        raise ValueError(f"MNIST in {root}: {len(images)} images but {len(labels)} labels")
+        raise ValueError(f"{name} in {root}: {len(images)} images but {len(labels)} labels")
     return images, labels.astype(np.int64)

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from ..backend import get_array_module, is_cupy_array, numba_enabled
+
 # Idle OpenMP workers must sleep, not spin. By default OpenMP threads busy-wait
 # after each parallel loop; on a small machine (our 2-vCPU development VMs) the
 # spinning threads starve the main thread and OpenBLAS's threads, and every
@@ -42,18 +44,9 @@ except ImportError:  # pragma: no cover - exercised only on broken installs
 NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def is_cupy(x):
-    """True if ``x`` is a CuPy array (checked without importing CuPy)."""
-    return type(x).__module__.split(".")[0] == "cupy"
-
-
-def array_module(x):
-    """``numpy`` or ``cupy``, whichever owns ``x``."""
-    if is_cupy(x):
-        import cupy
-
-        return cupy
-    return np
+# One definition each, in the backend: which array module owns an array.
+is_cupy = is_cupy_array
+array_module = get_array_module
 
 
 def use_numba(dtype=None):
@@ -63,7 +56,7 @@ def use_numba(dtype=None):
     The variable is read on every call (it costs ~100 ns) so tests and users can
     flip it at run time.
     """
-    if not HAVE_NUMBA or os.environ.get("TINYDL_NO_NUMBA", "0") == "1":
+    if not HAVE_NUMBA or not numba_enabled():
         return False
     if dtype is not None and np.dtype(dtype) not in NUMBA_DTYPES:
         return False

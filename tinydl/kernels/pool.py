@@ -42,6 +42,7 @@ import numpy as np
 
 from ._dispatch import array_module, is_cupy, njit, pair, padding4, prange, use_numba
 from .im2col import _fill, _valid_range, col2im, im2col
+from .scatter import scatter_add
 
 __all__ = [
     "pool_output_size",
@@ -207,19 +208,6 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _scatter_add(xp, target, flat_index, values):
-    """target[flat_index] += values, with repeated indices adding up."""
-    if xp is np:
-        # Unbuffered and in index order: the same summation order as the Numba loop.
-        np.add.at(target, flat_index, values)
-    elif hasattr(xp.add, "at"):  # CuPy >= 13: atomics, so float sums may differ in the last bits
-        xp.add.at(target, flat_index, values)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(target, flat_index, values)
-
-
 def _plane_flat_index(xp, indices, plane_size):
     """Per-plane indices (N, C, ...) -> indices into the flattened (N*C*plane_size) array."""
     N, C = indices.shape[:2]
@@ -236,7 +224,7 @@ def max_pool2d_backward_reference(gy, indices, x_shape):
     xp = array_module(gy)
     N, C, H, W = x_shape
     gx = xp.zeros(N * C * H * W, dtype=gy.dtype)
-    _scatter_add(xp, gx, _plane_flat_index(xp, indices, H * W), gy.reshape(-1))
+    scatter_add(gx, _plane_flat_index(xp, indices, H * W), gy.reshape(-1))
     return gx.reshape(N, C, H, W)
 
 

@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..kernels import col2im, im2col, workspace
 from ..tensor import Tensor
@@ -131,28 +131,59 @@ def _check_bias(op, bias, out_channels):
 # ---------------------------------------------------------------- the GEMM side
 # Layout of the kernels (tinydl/kernels/im2col.py): cols is (K, N*L) with
 # K = C*kh*kw (channel outermost) and L = Ho*Wo, columns batch-major. So a
-# convolution is ONE matrix product per group for a whole batch:
+# convolution is ONE matrix product per group for a batch of images:
 #     y2 (C_out, N*L) = W2 (C_out, K) @ cols (K, N*L)
 # and y2 only needs its first two axes swapped to become (N, C_out, Ho, Wo).
 #
-# Memory and speed, on the CPU:
-#  * cols is C*kh*kw times bigger than x (100 MB for 64 channels of 56x56, batch
-#    16). It is built into a reusable ``workspace`` buffer and NOT kept for the
-#    backward pass, which rebuilds it from x (x is kept alive by the graph
-#    anyway): a fresh 100 MB array per call would cost page faults about as
-#    long as the rebuild, and a network would hold one per layer.
-#  * The batch is processed in chunks whose columns fit in the L3 cache
-#    (``_CHUNK_BYTES``): im2col's output is then still in cache when the GEMM
-#    reads it, and in the backward pass dcols is still in cache for col2im.
-# On the GPU the whole batch is one chunk (CuPy's memory pool reuses memory).
+# Speed and memory on the CPU (measured on ResNet-20 / the benchmark shapes):
+#  * The batch is processed in chunks of images whose columns take about
+#    _CHUNK_BYTES: what im2col writes is still in the L3 cache when the GEMM
+#    reads it, and in the backward pass dcols is still in cache when col2im
+#    folds it (25-35% faster than one pass over a 75 MB dcols). Chunking also
+#    bounds the scratch memory whatever the batch and image size.
+#  * Temporaries that live only during one call (a chunk's product before its
+#    transpose, dcols) go to reusable ``workspace`` buffers: a fresh 10-100 MB
+#    array costs page faults on every call.
+#  * The forward's columns are needed again for dL/dW. Up to _SAVE_LIMIT per
+#    layer they are kept (saves rebuilding them: ~17% of a ResNet-20 step), in
+#    buffers from a pool that ``release`` refills once backward is done, so the
+#    next step reuses them without page faults; bigger layers (VGG on 224x224
+#    images) rebuild their columns from x in backward instead of holding GBs.
+# On the GPU the whole batch is one chunk and CuPy's memory pool does the reuse.
 
 _CHUNK_BYTES = 8 << 20
+_SAVE_LIMIT = 256 << 20
 
 
 def _batch_chunks(xp, n, bytes_per_image):
     """Slices of the batch, each with at most ``_CHUNK_BYTES`` of columns (at least one image)."""
     step = n if xp is not np else max(1, min(n, _CHUNK_BYTES // max(bytes_per_image, 1)))
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+class _BufferPool:
+    """Arrays handed back after use, handed out again for the same size and dtype
+    (at most ``limit`` bytes are kept waiting; the rest is left to the garbage collector)."""
+
+    def __init__(self, limit=2 << 30):
+        self.free, self.bytes, self.limit = {}, 0, limit
+
+    def take(self, shape, dtype):
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        waiting = self.free.get((int(np.prod(shape)), dtype))
+        if waiting:
+            a = waiting.pop()
+            self.bytes -= a.nbytes
+            return a.reshape(shape)
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, a):
+        if self.bytes + a.nbytes <= self.limit:
+            self.free.setdefault((a.size, a.dtype), []).append(a.reshape(-1))
+            self.bytes += a.nbytes
+
+
+_saved_columns = _BufferPool()
 
 
 def _grouped(a, groups):
@@ -207,14 +238,14 @@ class Conv2d(Function):
         y += b                                   (then reshaped to (N, C_out, Ho, Wo))
 
     Backward: y is linear in W, in b and in cols, and cols is linear in x, so
-        dL/dW[g]    = gy[g] @ cols[g]^T          (the GEMM sums over the batch)
+        dL/dW[g]    = gy[g] @ cols[g]^T          (the GEMM sums over the images)
         dL/db       = sum of gy over n, Ho, Wo
         dL/dcols[g] = W[g]^T @ gy[g]
         dL/dx       = col2im(dL/dcols)           (im2col's adjoint: a pixel copied
                                                   into several columns receives the
                                                   sum of their gradients)
-    Both passes run over chunks of the batch (see the notes above); the sums
-    over the batch (dW, db) add up the chunks.
+    Both passes loop over chunks of images (see the notes above); dL/dW adds
+    up the chunks' products.
     """
 
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
@@ -224,15 +255,24 @@ class Conv2d(Function):
         ho = conv_output_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0])
         wo = conv_output_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
         k, l = x.shape[1] * kh * kw, ho * wo
+        keep = is_grad_enabled() and ctx.needs_input_grad[1] and n * k * l * x.itemsize <= _SAVE_LIMIT
         w3 = weight.reshape(groups, c_out // groups, -1)                   # (G, C_out/G, K/G)
         y = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+        ctx.columns = []
         for s in _batch_chunks(xp, n, k * l * x.itemsize):
-            m = s.stop - s.start
-            cols = im2col(x[s], (kh, kw), stride, padding, dilation,
-                          out=_scratch(xp, (k, m * l), x.dtype, "conv2d.cols"))   # (K, m*L)
+            shape = (k, (s.stop - s.start) * l)
+            if not keep:
+                out = _scratch(xp, shape, x.dtype, "conv2d.cols")
+            elif xp is np:
+                out = _saved_columns.take(shape, x.dtype)
+            else:
+                out = None                                                 # CuPy's pool allocates
+            cols = im2col(x[s], (kh, kw), stride, padding, dilation, out=out)   # (K, m*L)
             y2 = _gemm(w3, _grouped(cols, groups),
-                       out=_scratch(xp, (groups, c_out // groups, m * l), x.dtype, "conv2d.y"))
+                       out=_scratch(xp, (groups, c_out // groups, shape[1]), x.dtype, "conv2d.y"))
             _batch_first(y2.reshape(c_out, -1), y[s], bias)
+            if keep:
+                ctx.columns.append(cols)
         ctx.save_for_backward(x, weight)
         ctx.settings = (kh, kw), stride, padding, dilation, groups
         ctx.has_bias = bias is not None
@@ -248,20 +288,32 @@ class Conv2d(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         gx = xp.empty(x.shape, dtype=gy.dtype) if need_x else None
         gw = xp.zeros(w3.shape, dtype=gy.dtype) if need_w else None
-        for s in _batch_chunks(xp, n, k * l * gy.itemsize):
+        for i, s in enumerate(_batch_chunks(xp, n, k * l * gy.itemsize)):
             m = s.stop - s.start
             gy2 = _grouped(_channels_first(gy[s], "conv2d.gy"), groups)   # (G, C_out/G, m*L)
             if need_w:
-                cols = im2col(x[s], kernel, stride, padding, dilation,
-                              out=_scratch(xp, (k, m * l), x.dtype, "conv2d.cols"))
+                if ctx.columns:
+                    cols = ctx.columns[i]
+                else:                                                      # too big to keep: rebuild
+                    cols = im2col(x[s], kernel, stride, padding, dilation,
+                                  out=_scratch(xp, (k, m * l), x.dtype, "conv2d.cols"))
                 gw += _gemm(gy2, _grouped(cols, groups).swapaxes(1, 2))
             if need_x:
                 dcols = _gemm(w3.swapaxes(1, 2), gy2,
-                              out=_scratch(xp, (groups, k // groups, m * l), gy.dtype, "conv2d.cols"))
+                              out=_scratch(xp, (groups, k // groups, m * l), gy.dtype, "conv2d.dcols"))
                 col2im(dcols.reshape(k, -1), (m,) + x.shape[1:], kernel, stride, padding, dilation, out=gx[s])
         gw = gw.reshape(weight.shape) if need_w else None
         gb = gy.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
+
+    def release(ctx):
+        # Backward is done with the columns (autograd calls this unless
+        # retain_graph=True): their buffers serve the next forward pass.
+        for cols in getattr(ctx, "columns", ()):
+            if isinstance(cols, np.ndarray):
+                _saved_columns.give(cols)
+        ctx.columns = []
+        super().release()
 
 
 class ConvTranspose2d(Function):
@@ -281,7 +333,8 @@ class ConvTranspose2d(Function):
 
     ``padding`` here is the (top, bottom, left, right) padding of that adjoint
     convolution and ``extra`` the zero rows/columns appended at the bottom/right
-    that no window reaches (output_padding larger than padding).
+    that no window reaches (output_padding larger than padding). Both passes
+    loop over chunks of images, like Conv2d.
     """
 
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups, out_hw, extra):
@@ -289,40 +342,48 @@ class ConvTranspose2d(Function):
         n, c_in, h, w = x.shape
         _, c_out_g, kh, kw = weight.shape
         c_out = c_out_g * groups
-        w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K)
-        x2 = _grouped(_channels_first(x, "conv_transpose2d.x"), groups)   # (G, C_in/G, N*H*W)
-        cols = _gemm(w3.swapaxes(1, 2), x2,
-                     out=_scratch(xp, (groups, w3.shape[2], n * h * w), x.dtype, "conv_transpose2d.cols"))
-        y = col2im(cols.reshape(-1, n * h * w), (n, c_out) + out_hw, (kh, kw), stride, padding, dilation)
+        w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K/G)
+        k = w3.shape[0] * w3.shape[2]
+        y = xp.empty((n, c_out) + out_hw, dtype=x.dtype)
+        for s in _batch_chunks(xp, n, k * h * w * x.itemsize):
+            x2 = _grouped(_channels_first(x[s], "conv_transpose2d.x"), groups)   # (G, C_in/G, m*H*W)
+            cols = _gemm(w3.swapaxes(1, 2), x2,
+                         out=_scratch(xp, (groups, k // groups, x2.shape[2]), x.dtype, "conv_transpose2d.cols"))
+            col2im(cols.reshape(k, -1), y[s].shape, (kh, kw), stride, padding, dilation, out=y[s])
         if any(extra):
             y = xp.pad(y, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         if bias is not None:
             y += bias.reshape(1, c_out, 1, 1)
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (kh, kw), stride, padding, dilation, groups, out_hw
+        ctx.settings = (kh, kw), stride, padding, dilation, groups, out_hw
         ctx.has_bias = bias is not None
         return y
 
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        kernel, stride, padding, dilation, groups, out_hw = ctx.geometry
+        kernel, stride, padding, dilation, groups, out_hw = ctx.settings
         xp = get_array_module(gy)
         n, c_in, h, w = x.shape
         gb = gy.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         gy = gy[:, :, :out_hw[0], :out_hw[1]]                             # drop the unreached extra rows
-        k = gy.shape[1] * kernel[0] * kernel[1]
-        gcols = im2col(gy, kernel, stride, padding, dilation,
-                       out=_scratch(xp, (k, n * h * w), gy.dtype, "conv_transpose2d.cols"))
-        gcols = _grouped(gcols, groups)                                    # (G, K, N*H*W)
         w3 = weight.reshape(groups, c_in // groups, -1)
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx2 = _gemm(w3, gcols, out=_scratch(xp, (groups, c_in // groups, n * h * w), gy.dtype,
-                                                "conv_transpose2d.y"))
-            gx = _batch_first(gx2.reshape(c_in, -1), xp.empty(x.shape, dtype=gy.dtype))
-        if ctx.needs_input_grad[1]:
-            x2 = _grouped(_channels_first(x, "conv_transpose2d.x"), groups)
-            gw = _gemm(x2, gcols.swapaxes(1, 2)).reshape(weight.shape)
+        k = gy.shape[1] * kernel[0] * kernel[1]
+        need_x, need_w = ctx.needs_input_grad[:2]
+        gx = xp.empty(x.shape, dtype=gy.dtype) if need_x else None
+        gw = xp.zeros(w3.shape, dtype=gy.dtype) if need_w else None
+        for s in _batch_chunks(xp, n, k * h * w * gy.itemsize):
+            m = s.stop - s.start
+            gcols = _grouped(im2col(gy[s], kernel, stride, padding, dilation,
+                                    out=_scratch(xp, (k, m * h * w), gy.dtype, "conv_transpose2d.cols")),
+                             groups)                                        # (G, K/G, m*H*W)
+            if need_x:
+                gx2 = _gemm(w3, gcols, out=_scratch(xp, (groups, c_in // groups, m * h * w), gy.dtype,
+                                                    "conv_transpose2d.y"))
+                _batch_first(gx2.reshape(c_in, -1), gx[s])
+            if need_w:
+                x2 = _grouped(_channels_first(x[s], "conv_transpose2d.x"), groups)
+                gw += _gemm(x2, gcols.swapaxes(1, 2))
+        gw = gw.reshape(weight.shape) if need_w else None
         return gx, gw, gb
 
 

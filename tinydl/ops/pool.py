@@ -34,7 +34,6 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
                        max_unpool2d_backward, max_unpool2d_forward)
-
 from ..tensor import Tensor
 from .conv import _ntuple
 
@@ -204,11 +203,16 @@ class AdaptiveAvgPool2d(Function):
     (row i holds 1/len(bin i) on bin i), every plane X maps to
         Y = A_h @ X @ A_w^T
     which is linear in X, so  dL/dX = A_h^T @ dL/dY @ A_w.
-    Global average pooling is the case Ho = Wo = 1 (each A a row of 1/H).
+    Global average pooling is the case Ho = Wo = 1 (each A a row of 1/H): there
+    it is simply the mean over H and W, and dL/dX = dL/dY / (H*W) everywhere.
     """
 
     def forward(ctx, x, *, out_hw):
         xp = get_array_module(x)
+        ctx.x_shape = x.shape
+        if out_hw == (1, 1):
+            ctx.save_for_backward(None, None)
+            return x.mean(axis=(-2, -1), keepdims=True)
         a_h = _bin_average_matrix(xp, x.dtype, x.shape[-2], out_hw[0])
         a_w = _bin_average_matrix(xp, x.dtype, x.shape[-1], out_hw[1])
         ctx.save_for_backward(a_h, a_w)
@@ -216,6 +220,10 @@ class AdaptiveAvgPool2d(Function):
 
     def backward(ctx, gy):
         a_h, a_w = ctx.saved_tensors
+        if a_h is None:
+            xp = get_array_module(gy)
+            h, w = ctx.x_shape[-2:]
+            return xp.broadcast_to(gy / gy.dtype.type(h * w), ctx.x_shape).copy()
         return a_h.T @ gy @ a_w
 
 

@@ -12,26 +12,13 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
-from ..backend import get_array_module, is_cupy_array
+from ..kernels.scatter import scatter_add
+from ..backend import get_array_module
 
 __all__ = ["pad", "interpolate", "pixel_shuffle", "pixel_unshuffle"]
 
 
 # ---------------------------------------------------------------- scatter-add helpers
-def _index_add(target, index, values):
-    """target[index] += values, adding up repeated indices.
-
-    Plain ``target[index] += values`` keeps only one of the repeated writes;
-    numpy spells the accumulating version ``np.add.at``, cupy
-    ``cupyx.scatter_add``. This is the one place that knows the difference.
-    """
-    if is_cupy_array(target):
-        import cupyx
-        cupyx.scatter_add(target, index, values)
-    else:
-        np.add.at(target, index, values)
-
-
 def _take_adjoint(g, index, axis, size):
     """Adjoint of ``y = xp.take(x, index, axis)`` for an x with ``size`` entries on ``axis``:
     dL/dx[..., j, ...] = sum of dL/dy[..., o, ...] over the o with index[o] == j."""
@@ -39,7 +26,7 @@ def _take_adjoint(g, index, axis, size):
     shape = list(g.shape)
     shape[axis] = size
     gx = xp.zeros(shape, dtype=g.dtype)
-    _index_add(gx, (slice(None),) * axis + (index,), g)
+    scatter_add(gx, (slice(None),) * axis + (index,), g)
     return gx
 
 

@@ -6,13 +6,14 @@ writing the gradient into a zero array at the slice, a concatenation by
 splitting. The one subtle case is indexing with repeated indices,
 ``y = x[[0, 0, 1]]``: x[0] was used twice, so its gradient is the SUM of both
 upstream gradients. ``g[idx] = gy`` would keep only one of them; the backward
-uses a scatter-add (``scatter_add`` below) instead.
+uses a scatter-add (``kernels.scatter.scatter_add``) instead.
 """
 import math
 
 import numpy as np
 
 from ..autograd import Function, unbroadcast
+from ..kernels.scatter import scatter_add
 from ..backend import get_array_module
 from ..tensor import Tensor
 
@@ -36,23 +37,6 @@ def normalize_dim(dim, ndim, op, shape=None):
         raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {where} "
                          f"(expected a dim in [{-n}, {n - 1}])")
     return int(dim) % n
-
-
-def scatter_add(target, index, values):
-    """``target[index] += values`` where repeated indices ADD up; returns ``target``.
-
-    Plain ``target[index] += values`` is a read-modify-write per element, so
-    with index [0, 0] only the last write survives. NumPy spells the
-    accumulating version ``np.add.at``; CuPy ``cupyx.scatter_add``. This is the
-    one place that knows the difference.
-    """
-    xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
-    return target
 
 
 def _as_tensor(t, op, k):
