@@ -38,7 +38,7 @@ import numpy as np
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
-from ..kernels import col2im, im2col, workspace
+from ..kernels import col2im, conv_output_size, im2col, workspace
 from ..tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -94,11 +94,6 @@ def _conv_padding(padding, kernel, stride, dilation, op):
     if ph < 0 or pw < 0:
         raise ValueError(f"{op}: negative padding is not supported, got {(ph, pw)}")
     return (ph, ph, pw, pw)
-
-
-def conv_output_size(size, kernel, stride, pad_before, pad_after, dilation):
-    """Output length along one axis: floor((size + pads - d*(k-1) - 1) / s) + 1."""
-    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _check_same_kind(op, input, *others):
@@ -165,7 +160,7 @@ class _BufferPool:
     """Arrays handed back after use, handed out again for the same size and dtype
     (at most ``limit`` bytes are kept waiting; the rest is left to the garbage collector)."""
 
-    def __init__(self, limit=2 << 30):
+    def __init__(self, limit=1 << 30):
         self.free, self.bytes, self.limit = {}, 0, limit
 
     def take(self, shape, dtype):
@@ -252,8 +247,7 @@ class Conv2d(Function):
         xp = get_array_module(x)
         n = x.shape[0]
         c_out, _, kh, kw = weight.shape
-        ho = conv_output_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0])
-        wo = conv_output_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
+        ho, wo = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
         k, l = x.shape[1] * kh * kw, ho * wo
         keep = is_grad_enabled() and ctx.needs_input_grad[1] and n * k * l * x.itemsize <= _SAVE_LIMIT
         w3 = weight.reshape(groups, c_out // groups, -1)                   # (G, C_out/G, K/G)
@@ -309,11 +303,19 @@ class Conv2d(Function):
     def release(ctx):
         # Backward is done with the columns (autograd calls this unless
         # retain_graph=True): their buffers serve the next forward pass.
+        ctx._give_back_columns()
+        super().release()
+
+    def __del__(ctx):
+        # A graph dropped without a backward pass (say, an evaluation run with
+        # grad enabled) hands its columns back too.
+        ctx._give_back_columns()
+
+    def _give_back_columns(ctx):
         for cols in getattr(ctx, "columns", ()):
             if isinstance(cols, np.ndarray):
                 _saved_columns.give(cols)
         ctx.columns = []
-        super().release()
 
 
 class ConvTranspose2d(Function):
@@ -420,13 +422,12 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
     _check_positive(stride, "stride", op)
     _check_positive(dilation, "dilation", op)
     pads = _conv_padding(padding, (kh, kw), stride, dilation, op)
-    h, w = input.shape[2:]
-    ho = conv_output_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
-    wo = conv_output_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
-    if ho < 1 or wo < 1:
+    try:
+        conv_output_size(input.shape[2:], (kh, kw), stride, pads, dilation)
+    except ValueError:
         raise RuntimeError(f"{op}: input of shape {input.shape} padded by (top, bottom, left, right)={pads} "
                            f"is smaller than the kernel {(kh, kw)} dilated by {dilation}: "
-                           f"the output would be {ho}x{wo}")
+                           "the output would be empty") from None
     return Conv2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation, groups=groups)
 
 
@@ -507,7 +508,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_1d(op, input, weight)
     if input.shape[-2] != weight.shape[1] * groups:
         raise RuntimeError(f"{op}: expected input with {weight.shape[1] * groups} channels "
-                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), got input of shape {input.shape}")
+                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), "
+                           f"got input of shape {input.shape}")
     if not isinstance(padding, str):
         padding = (0, _single(padding, "padding", op))
     out = _conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, "stride", op)), padding,

@@ -33,7 +33,7 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
-                       max_unpool2d_backward, max_unpool2d_forward)
+                       max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
 from .conv import _ntuple
 
@@ -43,15 +43,6 @@ __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg
 
 
 # ---------------------------------------------------------------- geometry
-def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
-    """PyTorch's pooling_output_shape for one axis."""
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1     # the last window would start in the right padding or beyond: drop it
-    return out
-
-
 def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     """Check the arguments of a 2-D pooling; returns (kernel, stride, padding, dilation),
     each a pair of ints, with PyTorch's errors for bad values and too-small inputs."""
@@ -68,15 +59,15 @@ def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
         if min(v) <= 0:
             raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
     if min(padding) < 0 or any(p > k // 2 for p, k in zip(padding, kernel)):
-        raise ValueError(f"{op}: pad should be at most half of effective kernel size, "
+        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, "
                          f"but got padding={padding} for kernel_size={kernel}")
-    h, w = input.shape[-2:]
-    out = tuple(pool_output_size(n, k, s, p, d, ceil_mode)
-                for n, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
-    if min(out) < 1:
+    try:
+        for n, k, s, p, d in zip(input.shape[-2:], kernel, stride, padding, dilation):
+            pool_output_size(n, k, s, p, p, d, ceil_mode)     # PyTorch's output-size rule
+    except ValueError:
         raise RuntimeError(f"{op}: input of shape {input.shape} is too small for kernel_size={kernel}, "
                            f"stride={stride}, padding={padding}, dilation={dilation}: "
-                           f"the output would be {out[0]}x{out[1]}")
+                           "the output would be empty") from None
     return kernel, stride, padding, dilation
 
 
