@@ -504,7 +504,7 @@ def test_scheduler_matches_torch(name, kwargs):
     pseq = _lr_sequence(popt, getattr(torch.optim.lr_scheduler, name)(popt, **kwargs))
     assert topt.param_groups[0]["initial_lr"] == 1.0 and topt.param_groups[1]["initial_lr"] == 0.3
     for epoch, (a, b) in enumerate(zip(tseq, pseq)):
-        assert a == pytest.approx(b, rel=1e-14, abs=0), f"epoch {epoch}: {a} vs {b}"
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=0, err_msg=f"epoch {epoch}")
 
 
 @pytest.mark.parametrize("name, kwargs", [

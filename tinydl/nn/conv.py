@@ -15,7 +15,6 @@ and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 ``padding_mode`` other than 'zeros' pads the input explicitly with ``F.pad``
 ('reflect', 'replicate', 'circular') and then convolves without padding.
 """
-import math
 
 from ..tensor import empty
 from . import init
@@ -98,12 +97,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def extra_repr(self):
         n = self._dims

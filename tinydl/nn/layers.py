@@ -4,7 +4,6 @@ Each layer is a thin Module around a function of ``tinydl.nn.functional``
 (where forward and backward live). Attribute names and ``extra_repr`` follow
 PyTorch, so ``print(model)`` and ``state_dict()`` keys look the same.
 """
-import math
 
 from ..tensor import empty
 from . import init
@@ -52,11 +51,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, input):
         return _F().linear(input, self.weight, self.bias)
