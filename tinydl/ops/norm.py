@@ -63,7 +63,8 @@ class BatchNorm(Function):
         m = x.size // x.shape[1]                    # values per channel
         if training:
             mean = x.mean(axis=axes)
-            var = x.var(axis=axes)                  # biased: 1/m
+            x_hat = x - _per_channel(mean, x.ndim)        # centred now, normalised below
+            var = (x_hat * x_hat).mean(axis=axes)         # biased: 1/m
             if running_mean is not None:            # in place: these are the module's buffers
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
@@ -72,15 +73,17 @@ class BatchNorm(Function):
                 running_var *= 1 - momentum
                 running_var += momentum * unbiased.astype(running_var.dtype, copy=False)
         else:
-            mean = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
+            x_hat = x - _per_channel(running_mean.astype(x.dtype, copy=False), x.ndim)
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
-        y = x_hat
-        if weight is not None:
-            y = y * _per_channel(weight, x.ndim)
+        x_hat *= _per_channel(inv_std, x.ndim)      # in place: x_hat is our own array
+        # y = gamma * x_hat + beta, written into one fresh array (these are full-size passes)
+        y = x_hat * _per_channel(weight, x.ndim) if weight is not None else x_hat
         if bias is not None:
-            y = y + _per_channel(bias, x.ndim)
+            if y is x_hat:
+                y = x_hat + _per_channel(bias, x.ndim)
+            else:
+                y += _per_channel(bias, x.ndim)
         ctx.save_for_backward(x_hat, inv_std, weight)
         ctx.training, ctx.axes, ctx.m = training, axes, m
         ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
@@ -88,21 +91,21 @@ class BatchNorm(Function):
 
     def backward(ctx, gy):
         x_hat, inv_std, weight = ctx.saved_tensors
-        axes, ndim = ctx.axes, gy.ndim
-        gx = gweight = gbias = None
-        if ctx.needs_input_grad[0]:
+        axes, ndim, m = ctx.axes, gy.ndim, ctx.m
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x_sums = need_x and ctx.training
+        # the two per-channel sums serve both dx (training) and dgamma / dbeta
+        sum_g = gy.sum(axis=axes) if need_x_sums or (ctx.has_bias and need_b) else None
+        sum_g_xhat = (gy * x_hat).sum(axis=axes) if need_x_sums or (ctx.has_weight and need_w) else None
+        gx = None
+        if need_x:
             scale = inv_std if weight is None else weight * inv_std    # gamma * s, per channel
-            scale = _per_channel(scale, ndim)
-            if ctx.training:
-                sum_g = _per_channel(gy.sum(axis=axes), ndim)
-                sum_g_xhat = _per_channel((gy * x_hat).sum(axis=axes), ndim)
-                gx = (scale / ctx.m) * (ctx.m * gy - sum_g - x_hat * sum_g_xhat)
-            else:
-                gx = gy * scale
-        if ctx.has_weight and ctx.needs_input_grad[1]:
-            gweight = (gy * x_hat).sum(axis=axes)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gbias = gy.sum(axis=axes)
+            gx = gy * _per_channel(scale, ndim)
+            if ctx.training:   # gx = (gamma s / m) (m g - sum g - x_hat sum g x_hat), term by term
+                gx -= x_hat * _per_channel(scale * sum_g_xhat / m, ndim)
+                gx -= _per_channel(scale * sum_g / m, ndim)
+        gweight = sum_g_xhat if ctx.has_weight and need_w else None
+        gbias = sum_g if ctx.has_bias and need_b else None
         return gx, gweight, gbias
 
 
