@@ -376,7 +376,24 @@ class CIFAR100(CIFAR10):
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-class ImageFolder(Dataset):
+class _ImageFiles(Dataset):
+    """Images read from disk on demand: ``samples`` lists (path, class index),
+    ``loader(path)`` reads one (default ``imread``: OpenCV, RGB uint8)."""
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        path, target = self.samples[index]
+        img = self.loader(path)
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+class ImageFolder(_ImageFiles):
     """Images sorted into one folder per class (``root/cat/001.jpg``, ``root/dog/xyz.png``).
 
     Classes are the sub-folder names in sorted order (``classes``, ``class_to_idx``);
@@ -420,20 +437,7 @@ class ImageFolder(Dataset):
     def _has_extension(self, path):
         return path.lower().endswith(self.extensions)
 
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, index):
-        path, target = self.samples[index]
-        img = self.loader(path)
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-
-class CUB200(Dataset):
+class CUB200(_ImageFiles):
     """Caltech-UCSD Birds-200-2011 with its official train/test split (5,994 / 5,794).
 
     ``root``: the ``CUB_200_2011`` folder (or its parent) holding ``images.txt``,
@@ -483,19 +487,6 @@ class CUB200(Dataset):
                 key, _, rest = line.strip().partition(" ")
                 rows.append((key, rest.strip()))
         return rows
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, index):
-        path, target = self.samples[index]
-        img = self.loader(path)
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
 
 # ================================================================ offline digits
 class Digits(_VisionDataset):

@@ -127,7 +127,23 @@ class _ConvNd(Module):
             raise RuntimeError(f"{self!r}: expected input with {self.in_channels} channels, got shape {input.shape}")
 
 
-class Conv2d(_ConvNd):
+class _Conv(_ConvNd):
+    """Forward of Conv1d / Conv2d: ``F.conv{1,2}d``, after ``F.pad`` for non-zero padding modes."""
+
+    def _conv_forward(self, input, weight, bias):
+        F = _F()
+        conv = getattr(F, f"conv{self._dims}d")
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return conv(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def forward(self, input):
+        self._check_input(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+
+class Conv2d(_Conv):
     """2-D convolution over (N, C_in, H, W) (or unbatched (C_in, H, W)) inputs,
     as ``torch.nn.Conv2d``."""
 
@@ -138,19 +154,9 @@ class Conv2d(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
                          bias, padding_mode, device, dtype)
 
-    def _conv_forward(self, input, weight, bias):
-        F = _F()
-        if self.padding_mode != "zeros":
-            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(input, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def forward(self, input):
-        self._check_input(input)
-        return self._conv_forward(input, self.weight, self.bias)
 
 
-class Conv1d(_ConvNd):
+class Conv1d(_Conv):
     """1-D convolution over (N, C_in, L) (or (C_in, L)) inputs, as ``torch.nn.Conv1d``
     (e.g. Deep Snake's circular convolution: ``padding_mode='circular'``)."""
 
@@ -161,13 +167,6 @@ class Conv1d(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
                          bias, padding_mode, device, dtype)
 
-    def forward(self, input):
-        self._check_input(input)
-        F = _F()
-        if self.padding_mode != "zeros":
-            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv1d(input, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class _ConvTransposeNd(_ConvNd):
@@ -202,6 +201,13 @@ class _ConvTransposeNd(_ConvNd):
             pads.append(output_size[a] - smallest)
         return tuple(pads)
 
+    def forward(self, input, output_size=None):
+        self._check_input(input)
+        output_padding = self._output_padding(input, output_size)
+        conv_transpose = getattr(_F(), f"conv_transpose{self._dims}d")
+        return conv_transpose(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                              self.groups, self.dilation)
+
 
 class ConvTranspose2d(_ConvTransposeNd):
     """2-D transposed convolution, as ``torch.nn.ConvTranspose2d``; weight (in, out/groups, kh, kw).
@@ -214,11 +220,6 @@ class ConvTranspose2d(_ConvTransposeNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device, dtype)
 
-    def forward(self, input, output_size=None):
-        self._check_input(input)
-        output_padding = self._output_padding(input, output_size)
-        return _F().conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
-                                     self.groups, self.dilation)
 
 
 class ConvTranspose1d(_ConvTransposeNd):
@@ -231,8 +232,3 @@ class ConvTranspose1d(_ConvTransposeNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device, dtype)
 
-    def forward(self, input, output_size=None):
-        self._check_input(input)
-        output_padding = self._output_padding(input, output_size)
-        return _F().conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
-                                     self.groups, self.dilation)

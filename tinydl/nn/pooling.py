@@ -8,6 +8,7 @@ No parameters: each layer stores its settings (PyTorch's attribute names and
     y, switches = pool(x)            # switches: where each maximum came from
     x_back = unpool(y, switches)     # ZFNet's deconvnet step
 """
+from .conv import _ntuple
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
@@ -103,11 +104,11 @@ class AvgPool1d(Module):
 
 
 def _single(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    return _ntuple(v, 1)
 
 
 def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    return _ntuple(v, 2)
 
 
 class AdaptiveAvgPool2d(Module):

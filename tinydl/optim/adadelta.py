@@ -36,7 +36,7 @@ class Adadelta(Optimizer):
 
     def _update(self, p, grad, group):
         lr, rho = float(group["lr"]), float(group["rho"])
-        eps, wd = float(group["eps"]), float(group["weight_decay"])
+        eps = float(group["eps"])
         x = p.data
         xp = backend.get_array_module(x)
         state = self.state[p]
@@ -47,9 +47,7 @@ class Adadelta(Optimizer):
         state["step"] += 1
         v, u = state["square_avg"], state["acc_delta"]
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            g = g + wd * x
+        g = self._descent_gradient(grad, x, group)
         # v = rho * v + (1 - rho) * g^2
         tmp = g * g
         tmp *= 1 - rho

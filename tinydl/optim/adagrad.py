@@ -46,16 +46,14 @@ class Adagrad(Optimizer):
 
     def _update(self, p, grad, group):
         lr, lr_decay = float(group["lr"]), float(group["lr_decay"])
-        wd, eps = float(group["weight_decay"]), float(group["eps"])
+        eps = float(group["eps"])
         x = p.data
         xp = backend.get_array_module(x)
         state = self.state[p]
         state["step"] += 1
         s = state["sum"]
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            g = g + wd * x
+        g = self._descent_gradient(grad, x, group)
         clr = lr / (1 + (state["step"] - 1) * lr_decay)
         tmp = g * g
         s += tmp

@@ -180,6 +180,17 @@ class Optimizer:
         """Change ``p.data`` in place from ``grad`` (an array; read it, never write it)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
+    @staticmethod
+    def _descent_gradient(grad, x, group):
+        """The gradient every optimizer starts from: negated for ``maximize``, plus
+        ``weight_decay * x`` (L2 regularisation, PyTorch's coupled form). A new
+        array whenever it differs from ``grad``: ``grad`` itself is never written."""
+        g = -grad if group["maximize"] else grad
+        wd = float(group["weight_decay"])
+        if wd != 0:
+            g = g + wd * x
+        return g
+
     # ------------------------------------------------------------ checkpoints
     def state_dict(self):
         """The optimizer's state, with parameters replaced by their positions.

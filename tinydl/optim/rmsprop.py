@@ -39,7 +39,7 @@ class RMSprop(Optimizer):
 
     def _update(self, p, grad, group):
         lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
-        wd, momentum = float(group["weight_decay"]), float(group["momentum"])
+        momentum = float(group["momentum"])
         x = p.data
         xp = backend.get_array_module(x)
         state = self.state[p]
@@ -53,9 +53,7 @@ class RMSprop(Optimizer):
         state["step"] += 1
         v = state["square_avg"]
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            g = g + wd * x
+        g = self._descent_gradient(grad, x, group)
         # v = alpha * v + (1 - alpha) * g^2
         avg = g * g
         avg *= 1 - alpha

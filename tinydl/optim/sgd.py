@@ -61,11 +61,9 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, group):
         lr, momentum = float(group["lr"]), float(group["momentum"])
-        dampening, wd = float(group["dampening"]), float(group["weight_decay"])
+        dampening = float(group["dampening"])
         x = p.data
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            g = g + wd * x                 # a new array: grad itself is never written
+        g = self._descent_gradient(grad, x, group)
         if momentum != 0:
             state = self.state[p]
             buf = state.get("momentum_buffer")
