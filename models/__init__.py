@@ -7,7 +7,8 @@
 import importlib
 
 _REGISTRY = {}
-_FAMILIES = ["mlp", "lenet", "alexnet", "vgg", "nin", "inception", "resnet", "mobilenet"]
+_FAMILIES = ["mlp", "lenet", "alexnet", "vgg", "nin", "inception", "resnet", "mobilenet",
+             "spp", "fcn", "faster_rcnn", "superpoint", "deep_snake", "bilinear_cnn"]
 
 
 def register(fn):

@@ -1,0 +1,2 @@
+"""(being written)"""
+from . import register  # noqa: F401
