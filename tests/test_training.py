@@ -53,15 +53,18 @@ def test_mlp_784_256_10_reaches_95_percent_on_mnist(mnist_dir):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-def test_main_command_trains_offline(capsys):
+def test_main_command_trains_offline(capsys, tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     pytest.importorskip("cv2")
     from tinydl.cli import main
+    monkeypatch.chdir(tmp_path)              # the run's files go to ./runs/mlp-digits
     assert main(["train", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "final test accuracy" in out
     accuracy = float(out.rsplit("final test accuracy:", 1)[1].strip().rstrip("%"))
     assert accuracy > 80.0
+    assert sorted(p.name for p in (tmp_path / "runs" / "mlp-digits").iterdir()) == \
+        ["checkpoint.npz", "curves.png", "log.csv", "log.json"]
 
 
 def test_notes_mlp_has_622496_weights():

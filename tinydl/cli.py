@@ -1,88 +1,423 @@
-"""``tinydl train``: train a zoo model from the command line.
+"""``tinydl``: train a zoo model from the command line.
 
-With no arguments it trains the notes' MLP (784-784-10) on scikit-learn's
-bundled digits, so it runs offline. ``--dataset mnist --data-dir DIR`` reads
-MNIST IDX files; when only the 10,000-image test split is there, it trains on
-the first 8,000 of those and tests on the last 2,000.
+    tinydl train                                   # the notes' MLP 784-784-10 on scikit-learn's digits (offline)
+    tinydl train lenet5 --dataset mnist --data-dir ~/data/mnist --epochs 10 --schedule step
+    tinydl train resnet20 --dataset cifar10 --data-dir ~/data/cifar10 --device cuda
+    tinydl train lenet5 --dataset mnist --epochs 20 --resume      # continue runs/lenet5-mnist
+    tinydl list                                    # the zoo's model names
+    tinydl summary alexnet                         # per-layer shapes, params, memory, FLOPs, receptive fields
+
+Each run writes into ``--out`` (default ``runs/<model>-<dataset>``): log.csv and
+log.json (per epoch: lr, train loss/accuracy, test loss, top-1 and top-5
+accuracy, seconds), curves.png (loss and accuracy curves) and checkpoint.npz
+(model, optimizer, schedule, data-order and random-generator state, rewritten
+atomically after every epoch). ``--resume`` reloads that checkpoint and trains
+on to ``--epochs``; on the CPU the losses are then exactly those of an
+uninterrupted run. The other flags must be the ones the run started with (the
+checkpoint's schedule, e.g. a cosine T_max set from the first ``--epochs``, is
+kept).
+
+Datasets: ``digits`` (scikit-learn's 8x8 digits in a 28x28 frame; no download),
+``mnist`` and ``fashion-mnist`` (IDX files in ``--data-dir``; when only the
+10,000-image test split is there, its first 8,000 train and the last 2,000
+test), ``cifar10`` (the binary version's .bin files in ``--data-dir``), and
+``shapes`` (OpenCV-drawn lines, polygons, stars, checkerboards, cubes and
+ellipses, 32x32: a 6-class problem generated on the fly). Images are fitted to
+the model: grey images are repeated to 3 channels for colour-only networks (or
+``in_channels`` is passed where the builder has it), and resized -- zero-padded
+for a small difference, as MNIST's 28x28 to LeNet-5's 32x32 -- to the size
+the network needs (``--image-size`` overrides).
 """
 import argparse
-import pathlib
+import inspect
+import os
 import sys
 
 import numpy as np
 
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "shapes")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+SCHEDULES = ("none", "step", "multistep", "exp", "cosine", "plateau")
 
-def _load_dataset(args):
-    from .data import load_digits_28, load_mnist
+# The input size a network is built for, where it cannot take other sizes (its
+# classifier sees a fixed-size feature map). Others take the dataset's size.
+NATIVE_SIZE = {"lenet5": 32, "lenet_tf": 28, "seed_cnn": 28, "alexnet": 227, "zfnet": 224,
+               "alexnet_tv": 224, "googlenet": 224, "googlenet_tv": 224, "inception_v2": 224,
+               "inception_v3": 299, "mobilenet_v1": 224}
+
+# Learning rates that work for each optimizer when --lr is not given.
+DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, "rmsprop": 1e-3,
+              "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3}
+
+# Flags that may differ between a run and its --resume (everything else must match).
+_RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command"}
+
+
+class UsageError(ValueError):
+    """A bad combination of flags, model and data (printed without a traceback)."""
+
+
+# ================================================================ data
+class _ShapeClasses:
+    """SyntheticShapes as a classification set: the label is the primitive drawn."""
+
+    def __init__(self, shapes, transform=None):
+        self.shapes, self.transform = shapes, transform
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def __getitem__(self, index):
+        image, _ = self.shapes[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.shapes.primitives.index(self.shapes.primitive(index))
+
+
+def _load_dataset(args, transform):
+    """(train set, test set, number of classes, description) for ``args.dataset``."""
+    from . import data
+    root = os.path.expanduser(args.data_dir) if args.data_dir else None
     if args.dataset == "digits":
-        images, labels = load_digits_28()
-        order = np.random.default_rng(0).permutation(len(images))
-        cut = len(images) - 300
-        return (images[order[:cut]], labels[order[:cut]]), (images[order[cut:]], labels[order[cut:]]), \
-            f"digits: {cut} train / 300 test images (scikit-learn's bundled set, 28x28)"
-    root = pathlib.Path(args.data_dir).expanduser()
+        return (data.Digits(train=True, transform=transform), data.Digits(train=False, transform=transform), 10,
+                "digits: scikit-learn's bundled 8x8 digits in a 28x28 frame")
+    if args.dataset == "shapes":
+        prims = data.PRIMITIVES
+        make = lambda n, seed: _ShapeClasses(data.SyntheticShapes(n, image_size=(32, 32), seed=seed), transform)  # noqa: E731
+        return make(2400, 0), make(600, 1), len(prims), f"shapes: OpenCV drawings of {', '.join(prims)} (32x32)"
+    if args.dataset in ("mnist", "fashion-mnist"):
+        cls = data.MNIST if args.dataset == "mnist" else data.FashionMNIST
+        test = cls(root, train=False, transform=transform, download=args.download)
+        try:
+            train = cls(root, train=True, transform=transform, download=args.download)
+            return train, test, 10, f"{cls.__name__} from {test.root}"
+        except FileNotFoundError:
+            n = len(test)
+            cut = n * 4 // 5
+            return (data.Subset(test, range(cut)), data.Subset(test, range(cut, n)), 10,
+                    f"{cls.__name__}: only the test split found in {test.root}; training on its first "
+                    f"{cut:,} images, testing on the last {n - cut:,}")
+    if args.dataset == "cifar10":
+        train = data.CIFAR10(root, train=True, transform=transform, download=args.download)
+        test = data.CIFAR10(root, train=False, transform=transform, download=args.download)
+        return train, test, 10, f"CIFAR-10 from {train.root}"
+    raise UsageError(f"unknown dataset {args.dataset!r}; choose from {', '.join(DATASETS)}")
+
+
+def _limit(dataset, n):
+    from .data import Subset
+    return Subset(dataset, range(min(n, len(dataset)))) if n else dataset
+
+
+class FitImages:
+    """Per-sample transform: a uint8 (H, W) or (H, W, 3) image -> the model's size and channels.
+
+    Size: zero padding when the target is at most 8 pixels larger (MNIST 28 -> 32
+    for LeNet-5, as the notes do), else an OpenCV resize ('area' when shrinking).
+    Channels: grey -> 3 by repeating, colour -> grey by OpenCV's luminance.
+    """
+
+    def __init__(self, size=None, channels=None):
+        self.size, self.channels = size, channels      # None: keep the image's own
+
+    def __call__(self, img):
+        from .data import transforms as T
+        img = np.asarray(img)
+        if self.size is not None and img.shape[:2] != (self.size, self.size):
+            h, w = img.shape[:2]
+            dh, dw = self.size - h, self.size - w
+            if 0 <= dh <= 8 and 0 <= dw <= 8 and dh % 2 == 0 and dw % 2 == 0:
+                img = T.pad(img, (dw // 2, dh // 2))
+            else:
+                shrink = self.size < min(h, w)
+                img = T.resize(img, (self.size, self.size), "area" if shrink else "bilinear")
+        if self.channels == 3 and img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        elif self.channels == 1 and img.ndim == 3:
+            import cv2
+            img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        return img
+
+
+# ================================================================ model
+def _zoo():
+    """{name: builder} of the zoo. Families are imported one by one, so that one that
+    fails to import (a missing optional dependency, work in progress) does not stop
+    the others from training; its error is reported only if its model is asked for."""
+    import importlib
+    import models
+    broken = {}
+    for family in models._FAMILIES:
+        try:
+            importlib.import_module(f"models.{family}")
+        except ImportError as exc:
+            broken[family] = exc
+    return dict(models._REGISTRY), broken
+
+
+def _builder(name):
+    zoo, broken = _zoo()
+    if name not in zoo:
+        hint = "".join(f"; family {f} failed to import ({e})" for f, e in broken.items())
+        raise UsageError(f"unknown model {name!r}; known: {', '.join(sorted(zoo))}{hint}")
+    return zoo[name]
+
+
+def _first_conv_channels(model):
+    for m in model.modules():
+        if hasattr(m, "in_channels") and isinstance(getattr(m, "in_channels"), int):
+            return m.in_channels
+    return None
+
+
+def build_model(name, image_shape, num_classes, image_size=None):
+    """(model, FitImages transform, (C, H, W) the model sees) for dataset images of ``image_shape``.
+
+    ``in_channels`` / ``in_features`` are passed when the builder has them;
+    otherwise images are converted to what the first convolution takes.
+    """
+    builder = _builder(name)
+    params = inspect.signature(builder).parameters
+    channels = 1 if len(image_shape) == 2 else image_shape[2]
+    size = image_size or NATIVE_SIZE.get(name) or image_shape[0]
+    options = {"num_classes": num_classes} if "num_classes" in params else {}
+    if "in_channels" in params:
+        options["in_channels"] = channels
+    if "in_features" in params:
+        options["in_features"] = channels * size * size
+    model = builder(**options)
+    want = _first_conv_channels(model) if "in_channels" not in params and "in_features" not in params else None
+    if want not in (None, channels):
+        if want not in (1, 3):
+            raise UsageError(f"{name} takes {want}-channel images; the dataset's have {channels}")
+        channels = want
+    return model, FitImages(size, channels), (channels, size, size)
+
+
+def check_model_input(model, name, chw, num_classes):
+    """Run a zero batch through ``model`` (eval mode, no_grad); a clear error if it fails."""
+    import tinydl as td
+    was = model.training
+    model.eval()
     try:
-        train = load_mnist(root, train=True)
-        test = load_mnist(root, train=False)
-        return train, test, f"MNIST: {len(train[0])} train / {len(test[0])} test images"
-    except FileNotFoundError:
-        images, labels = load_mnist(root, train=False)
-        return (images[:8000], labels[:8000]), (images[8000:], labels[8000:]), \
-            "MNIST: only the test split found; training on its first 8,000 images, testing on the last 2,000"
+        with td.no_grad():
+            out = model(td.zeros(2, *chw))
+    except Exception as exc:
+        raise UsageError(f"model {name} cannot take {chw[0]}x{chw[1]}x{chw[2]} images ({type(exc).__name__}: "
+                         f"{exc}); try --image-size with the size it was built for") from exc
+    finally:
+        model.train(was)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    if getattr(logits, "shape", None) != (2, num_classes):
+        raise UsageError(f"model {name} outputs shape {getattr(logits, 'shape', type(logits).__name__)} for a "
+                         f"batch of 2, not (2, {num_classes}) class scores: `tinydl train` trains classifiers")
 
 
-def _build_optimizer(args, params):
+# ================================================================ optimizer and schedule
+def build_optimizer(args, params):
+    """The optimizer of ``--optimizer`` (momentum = SGD with momentum 0.9)."""
     from . import optim
-    if args.optimizer == "sgd":
-        return optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    if args.optimizer == "nesterov":
-        return optim.SGD(params, lr=args.lr, momentum=args.momentum or 0.9, nesterov=True,
-                         weight_decay=args.weight_decay)
-    cls = {"adam": optim.Adam, "adamw": optim.AdamW, "adagrad": optim.Adagrad,
-           "rmsprop": optim.RMSprop, "adadelta": optim.Adadelta}[args.optimizer]
-    return cls(params, lr=args.lr, weight_decay=args.weight_decay)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    wd = args.weight_decay
+    name = args.optimizer
+    if name in ("sgd", "momentum", "nesterov"):
+        momentum = args.momentum if args.momentum is not None else (0.0 if name == "sgd" else 0.9)
+        if name == "nesterov" and momentum <= 0:
+            raise UsageError("--optimizer nesterov needs --momentum > 0")
+        return optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=wd)
+    if name == "rmsprop":
+        return optim.RMSprop(params, lr=lr, momentum=args.momentum or 0.0, weight_decay=wd)
+    if args.momentum:
+        raise UsageError(f"--momentum does not apply to --optimizer {name}")
+    cls = {"adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "adam": optim.Adam, "adamw": optim.AdamW}[name]
+    return cls(params, lr=lr, weight_decay=wd)
+
+
+def build_scheduler(args, optimizer):
+    """(scheduler or None, description) of ``--schedule``."""
+    from .optim import lr_scheduler as S
+    kind, epochs = args.schedule, args.epochs
+    if kind == "none":
+        return None, "constant lr"
+    if kind == "step":
+        step, gamma = args.step_size or max(1, epochs // 3), args.gamma if args.gamma is not None else 0.1
+        return S.StepLR(optimizer, step_size=step, gamma=gamma), f"lr x{gamma:g} every {step} epochs"
+    if kind == "multistep":
+        milestones = args.milestones or sorted({max(1, epochs // 2), max(1, 3 * epochs // 4)})
+        gamma = args.gamma if args.gamma is not None else 0.1
+        return S.MultiStepLR(optimizer, milestones, gamma=gamma), f"lr x{gamma:g} at epochs {milestones}"
+    if kind == "exp":
+        gamma = args.gamma if args.gamma is not None else 0.9
+        return S.ExponentialLR(optimizer, gamma=gamma), f"lr x{gamma:g} every epoch"
+    if kind == "cosine":
+        return S.CosineAnnealingLR(optimizer, T_max=epochs), f"cosine to 0 over {epochs} epochs"
+    if kind == "plateau":
+        gamma = args.gamma if args.gamma is not None else 0.1
+        return (S.ReduceLROnPlateau(optimizer, factor=gamma, patience=args.patience),
+                f"lr x{gamma:g} after {args.patience} epochs without a better test loss")
+    raise UsageError(f"unknown schedule {kind!r}; choose from {', '.join(SCHEDULES)}")
+
+
+# ================================================================ the command
+def _config(args):
+    return {k: v for k, v in vars(args).items() if k != "command"}
+
+
+def _check_resume_config(saved, config, path):
+    diffs = [f"--{k.replace('_', '-')} {saved[k]!r} (now {config.get(k)!r})" for k in sorted(saved)
+             if k not in _RESUME_FREE and saved.get(k) != config.get(k)]
+    if diffs:
+        raise UsageError(f"--resume: {path} was trained with different settings: {'; '.join(diffs)}. "
+                         "Resume with the run's own flags (only --epochs, --device, --out, --data-dir, "
+                         "--workers may change)")
 
 
 def train(args):
-    import models
+    """Run ``tinydl train`` with parsed ``args``; returns the history (list of per-epoch dicts)."""
     import tinydl as td
+    from .data import DataLoader
+    from .train import CHECKPOINT_NAME, Trainer
+
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UsageError(f"--epochs and --batch-size must be >= 1, got {args.epochs} and {args.batch_size}")
+    if str(args.device).startswith("cuda") and not td.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
+                         "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
     td.manual_seed(args.seed)
-    train_set, test_set, about = _load_dataset(args)
-    print(about)
-    model = models.create(args.model, num_classes=10)
+    fit = FitImages()
+    train_set, test_set, num_classes, about = _load_dataset(args, fit)
+    train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
+    image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
+    model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
+    fit.size, fit.channels = adapted.size, adapted.channels     # the datasets hold ``fit``: adapt in place
+    check_model_input(model, args.model, chw, num_classes)
     model.to(args.device)
+    optimizer = build_optimizer(args, model.parameters())
+    scheduler, schedule_about = build_scheduler(args, optimizer)
+    # The loader's seed comes from the seeded generator: the data order is a function of --seed.
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
+    test_loader = DataLoader(test_set, batch_size=max(args.batch_size, 256), num_workers=args.workers, seed=0)
+
+    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    config = _config(args)
+    config["title"] = f"{args.model} on {args.dataset}"
+    trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
+                      out=out, progress=args.progress, log=print, seed=args.seed, config=config)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model {args.model}: {n_params:,} parameters, device {args.device}")
-    optimizer = _build_optimizer(args, model.parameters())
-    from .train import fit
-    history = fit(model, optimizer, train_set, test_set, epochs=args.epochs, batch_size=args.batch_size,
-                  device=args.device, seed=args.seed)
-    print(f"final test accuracy: {100 * history[-1]['test_acc']:.2f}%")
+    print(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
+          f"{chw[0]}x{chw[1]}x{chw[2]}")
+    print(f"model {args.model}: {n_params:,} parameters, device {args.device}; optimizer "
+          f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; {schedule_about}")
+    if args.resume:
+        path = args.resume if isinstance(args.resume, str) else os.path.join(out, CHECKPOINT_NAME)
+        state = trainer.read_checkpoint(path)
+        _check_resume_config(state.get("config") or {}, config, path)
+        trainer.load_state_dict(state, source=f"the checkpoint {path}")
+        trainer.config = config
+        print(f"resumed from {path} after epoch {trainer.epoch} (lr now {optimizer.param_groups[0]['lr']:g})")
+        if trainer.epoch >= args.epochs:
+            print(f"the checkpoint has {trainer.epoch} epochs already (--epochs {args.epochs}): nothing to train")
+    history = trainer.fit(args.epochs)
+    if history:
+        print(f"wrote {out}/log.csv, log.json, curves.png, {CHECKPOINT_NAME}")
+        print(f"final test accuracy: {100 * history[-1]['test_acc']:.2f}%")
     return history
 
 
-def main(argv=None):
+def summary_command(args):
+    """``tinydl summary MODEL``: per-layer shapes, parameters, memory, FLOPs, receptive fields."""
+    from .utils.summary import summary
+    builder = _builder(args.model)
+    options = {"num_classes": args.num_classes} if args.num_classes else {}
+    model = builder(**options)
+    if args.input_size:
+        input_size = tuple(args.input_size)
+    else:   # the size the net is built for; else MNIST's for grey nets, CIFAR's for colour ones
+        channels = _first_conv_channels(model) or 1
+        size = NATIVE_SIZE.get(args.model) or (32 if channels == 3 else 28)
+        input_size = (channels, size, size)
+        print(f"input {channels}x{size}x{size} (pass --input-size C H W for another)")
+    summary(model, input_size, batch_size=args.batch_size)
+    return 0
+
+
+def _has_summary():
+    try:
+        from .utils.summary import summary  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_parser():
     parser = argparse.ArgumentParser(prog="tinydl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("train", help="train a model of the zoo")
+    p = sub.add_parser("train", help="train a model of the zoo on an image-classification set",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default="mlp", help="zoo name (default: mlp, the notes' 784-784-10)")
-    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    p.add_argument("--data-dir", default="~/.cache/tinydl/mnist", help="folder with the MNIST IDX files")
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the dataset's files (default: $TINYDL_DATA or ~/.cache/tinydl, + the "
+                        "dataset's name)")
+    p.add_argument("--download", action="store_true", help="fetch missing dataset files (needs network)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["sgd", "nesterov", "adam", "adamw", "adagrad", "rmsprop", "adadelta"],
-                   default="sgd")
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="momentum",
+                   help="momentum = SGD with momentum 0.9 (default); sgd = plain SGD")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.05 for the SGDs, 1e-3 Adam/RMSprop, 0.01 Adagrad, 1 Adadelta)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="SGD/RMSprop momentum (default: 0.9 for momentum/nesterov, 0 otherwise)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    p.add_argument("--schedule", choices=SCHEDULES, default="none", help="learning-rate schedule (per epoch)")
+    p.add_argument("--step-size", type=int, default=None, help="step: epochs between decays (default epochs/3)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="decay factor (default 0.1 for step/multistep/plateau, 0.9 for exp)")
+    p.add_argument("--milestones", type=int, nargs="+", default=None,
+                   help="multistep: the epochs after which the lr decays (default: 1/2 and 3/4 of --epochs)")
+    p.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement before a decay")
+    p.add_argument("--image-size", type=int, default=None, help="feed the model SIZE x SIZE images")
+    p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--workers", type=int, default=0, help="threads that load batches ahead")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default: runs/<model>-<dataset>)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                   help="continue from OUT/checkpoint.npz (or CHECKPOINT) up to --epochs")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    sub.add_parser("list", help="list the zoo's model names")
+    if _has_summary():
+        s = sub.add_parser("summary", help="per-layer output shapes and parameter counts of a zoo model")
+        s.add_argument("model")
+        s.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
+                       help="C H W of one input (default: the size the model is built for)")
+        s.add_argument("--batch-size", type=int, default=1, help="batch of the forward (memory, FLOPs)")
+        s.add_argument("--num-classes", type=int, default=None, help="classes of the model's head")
+    return parser
+
+
+def main(argv=None):
+    parser = make_parser()
     args = parser.parse_args(argv)
-    if args.command != "train":
+    if args.command is None:
         parser.print_help()
-        return 0 if args.command is None else 2
-    train(args)
+        return 0
+    from .train import CheckpointError
+    try:
+        if args.command == "list":
+            print("\n".join(sorted(_zoo()[0])))
+            return 0
+        if args.command == "summary":
+            return summary_command(args)
+        train(args)
+    except (UsageError, CheckpointError, FileNotFoundError, FloatingPointError) as exc:
+        # what a user can fix: one line, no traceback
+        print(f"tinydl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,67 +1,475 @@
-"""A small supervised training loop for classifiers (the CLI and tests use it).
+"""Training classifiers: a ``Trainer`` on DataLoaders, and ``fit`` for in-memory arrays.
 
-Kept deliberately plain: shuffle, slice a batch, forward, loss, backward, step;
-evaluate in eval mode under no_grad.
+One epoch of ``Trainer.fit`` is the loop every deep-learning course draws::
+
+    model.train()                                # dropout drops, batch norm uses batch statistics
+    for images, labels in train_loader:          # shuffled batches, a new order each epoch
+        x = prepare_images(images, device)       # uint8 -> float32 in [0, 1], (N, C, H, W), on the device
+        loss = loss_fn(model(x), labels)         # forward
+        optimizer.zero_grad()
+        loss.backward()                          # backward: fills p.grad of every parameter
+        optimizer.step()                         # update
+    scheduler.step()                             # the learning-rate schedule moves once per epoch
+    evaluate(model, test_loader)                 # model.eval() under no_grad: dropout off, BN running stats
+
+then it appends one row to ``history`` -- ``{epoch, lr, train_loss, train_acc,
+test_loss, test_acc, test_top5, seconds}`` -- and, when ``out`` is a folder,
+writes there ``log.csv`` and ``log.json`` (the history so far), ``curves.png``
+(loss and accuracy per epoch; redrawn after every epoch, or only after the last
+one when epochs are quicker than the drawing) and ``checkpoint.npz``.
+
+Checkpoints and resuming. ``checkpoint.npz`` (written with ``td.save``: atomic,
+never pickled) holds everything the next epoch depends on: the model's
+parameters and buffers (BN running statistics), the optimizer's state (momentum
+buffers, Adam's moments, the lr), the scheduler's state, the train loader's
+state (its seed: the shuffle of epoch e is a pure function of (seed, e)), the
+random generators (tinydl's, which dropout draws from; NumPy's and Python's
+global ones, in case a user's code draws from them), the epoch and the history.
+``Trainer.resume(path)`` puts all of that back, so on the CPU a run stopped
+after epoch k and resumed repeats *exactly* the losses of the uninterrupted run
+(seed before resuming, not after: ``td.manual_seed`` replaces the restored generator).
+On 'cuda', dropout draws from CuPy's generator, whose state cannot be saved:
+the Trainer reseeds it from (seed, epoch) at the start of every epoch instead,
+so resumed GPU runs repeat the uninterrupted ones too (up to the GPU's own
+non-determinism in atomic additions).
+
+Accuracy and top-k. A sample counts as correct at k when fewer than k classes
+score strictly higher than its true class (a tie with the true class counts in
+its favour; PyTorch's ``topk`` breaks ties arbitrarily). Top-1 is the accuracy.
 """
+import csv
+import io
+import json
+import math
+import os
+import random
+import secrets
+import sys
 import time
 
 import numpy as np
 
 from . import backend
 from .autograd import no_grad
+from .backend import get_array_module
 from .nn import functional as F
 from .tensor import Tensor
 
+__all__ = ["Trainer", "CheckpointError", "fit", "evaluate", "evaluate_loader", "prepare_images",
+           "topk_correct", "CHECKPOINT_NAME"]
 
-def _to_batch(images, device):
-    """uint8 images (N, H, W) or (N, C, H, W) -> float32 tensor in [0, 1], NCHW, on device."""
-    x = images.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[:, None]
-    return Tensor(backend.to_device(x, device))
+CHECKPOINT_NAME = "checkpoint.npz"
+_FORMAT = "tinydl-trainer"
+_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or does not fit the trainer it is loaded into."""
+
+
+# ================================================================ batches
+def prepare_images(images, device=None):
+    """A batch of images -> float32 Tensor (N, C, H, W) on ``device``.
+
+    uint8 batches are the datasets' raw images, (N, H, W) grey or (N, H, W, C)
+    colour: they travel to the device as uint8 (4x fewer bytes than float32),
+    then become float32 in [0, 1] in NCHW layout. Float batches are taken as
+    already prepared (e.g. by ``transforms.ToTensor``): (N, C, H, W), or (N, H, W)
+    which gets a channel axis.
+    """
+    data = images.data if isinstance(images, Tensor) else images
+    if device is not None:
+        data = backend.to_device(data, device)
+    xp = get_array_module(data)
+    if data.ndim not in (3, 4):
+        raise ValueError(f"prepare_images: expected a batch of images (N, H, W) or (N, H, W, C) uint8 / "
+                         f"(N, C, H, W) float, got shape {tuple(data.shape)}")
+    if data.dtype == xp.uint8:
+        data = data[:, None] if data.ndim == 3 else xp.ascontiguousarray(data.transpose(0, 3, 1, 2))
+        data = data.astype(xp.float32) / xp.float32(255)
+    elif data.ndim == 3:
+        data = data[:, None]
+    return Tensor(data)
+
+
+def _labels(labels, device):
+    if isinstance(labels, Tensor):
+        return labels.to(device) if device is not None else labels
+    return Tensor(backend.to_device(np.asarray(labels), device or "cpu"))
+
+
+def topk_correct(logits, target, ks=(1, 5)):
+    """How many rows of ``logits`` (N, C) rank their ``target`` class within the top k, for each k.
+
+    Returns one 0-d integer array per k, on the logits' device (no host copy).
+    Rank of the true class = number of classes scoring strictly higher; a NaN
+    score for the true class is never correct.
+    """
+    logits = logits.data if isinstance(logits, Tensor) else logits
+    target = target.data if isinstance(target, Tensor) else target
+    xp = get_array_module(logits)
+    if logits.ndim != 2 or target.shape != logits.shape[:1]:
+        raise ValueError(f"topk_correct: expected logits (N, C) and target (N,), got {tuple(logits.shape)} "
+                         f"and {tuple(target.shape)}")
+    true_score = xp.take_along_axis(logits, target.astype(xp.int64)[:, None], axis=1)
+    rank = (logits > true_score).sum(axis=1)
+    valid = ~xp.isnan(true_score[:, 0])
+    return [((rank < k) & valid).sum() for k in ks]
+
+
+def _host(value):
+    """A device scalar/array as a NumPy value (one transfer)."""
+    return backend.to_device(value, "cpu")
+
+
+def _split_outputs(out):
+    """(main logits, [auxiliary logits]) of a model's output: GoogLeNet and Inception v3
+    return a namedtuple (logits, aux...) in training mode."""
+    if isinstance(out, (tuple, list)):
+        return out[0], [o for o in out[1:] if o is not None]
+    return out, []
+
+
+# ================================================================ evaluation
+def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
+    """{'loss', 'acc', 'top<k>'} of ``model`` over ``loader``, in eval mode under no_grad.
+
+    The model's mode is restored afterwards. Losses are the mean over samples.
+    """
+    loss_fn = loss_fn or F.cross_entropy
+    was_training = model.training
+    model.eval()                       # dropout off, batch norm on its running statistics
+    batch_losses, sizes, correct1, correctk = [], [], 0, 0
+    try:
+        with no_grad():
+            for images, labels in loader:
+                x, y = prepare_images(images, device), _labels(labels, device)
+                logits, _ = _split_outputs(model(x))
+                batch_losses.append(loss_fn(logits, y).data)
+                sizes.append(len(y))
+                c1, ck = topk_correct(logits, y, (1, topk))
+                correct1, correctk = correct1 + c1, correctk + ck
+    finally:
+        model.train(was_training)
+    n = sum(sizes)
+    if n == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    xp = get_array_module(batch_losses[0])
+    losses = _host(xp.stack(batch_losses)).astype(np.float64)
+    return {"loss": float(losses @ np.asarray(sizes, np.float64) / n),
+            "acc": int(_host(correct1)) / n, f"top{topk}": int(_host(correctk)) / n}
 
 
 def evaluate(model, images, labels, batch_size=500, device="cpu"):
-    """(mean loss, accuracy) of ``model`` on uint8 images and int labels."""
-    model.eval()
-    total_loss, correct = 0.0, 0
-    with no_grad():
-        for start in range(0, len(images), batch_size):
-            x = _to_batch(images[start:start + batch_size], device)
-            y = Tensor(backend.to_device(labels[start:start + batch_size], device))
-            logits = model(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(dim=1) == y).sum().item())
-    return total_loss / len(images), correct / len(images)
+    """(mean loss, accuracy) of ``model`` on uint8 images and int labels (arrays)."""
+    from .data import DataLoader, TensorDataset
+    loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size, seed=0)  # seed: draw nothing
+    result = evaluate_loader(model, loader, device=device)
+    return result["loss"], result["acc"]
 
 
-def fit(model, optimizer, train, test, epochs=10, batch_size=64, device="cpu", seed=0,
-        scheduler=None, log=print):
-    """Train ``model`` on ``train`` = (uint8 images, int labels); returns a list of per-epoch dicts."""
-    images, labels = train
-    rng = np.random.default_rng(seed)
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = rng.permutation(len(images))
-        start_time, running, seen = time.perf_counter(), 0.0, 0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x = _to_batch(images[idx], device)
-            y = Tensor(backend.to_device(labels[idx], device))
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad()
+# ================================================================ files
+def _write_atomic(path, data):
+    """Write bytes or text to ``path`` through a temporary file and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _csv_text(rows):
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _rng_states():
+    return {"tinydl": backend.get_rng_state(), "numpy": np.random.get_state(legacy=False),
+            "python": random.getstate()}
+
+
+def _set_rng_states(states):
+    backend.set_rng_state(states["tinydl"])
+    np.random.set_state(states["numpy"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _seed_device_rng(device, seed, epoch):
+    """On 'cuda', reseed CuPy's generator (dropout's) from (seed, epoch); see the module docstring."""
+    if backend.parse_device(device).type == "cuda":
+        backend.rng_for(backend.cupy_module()).seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+# ================================================================ the trainer
+class Trainer:
+    """Trains ``model`` on ``train_loader`` (batches of (images, labels)) epoch by epoch.
+
+    model, optimizer      a tinydl Module and an Optimizer over its parameters
+    train_loader          a DataLoader (its state_dict is checkpointed) or any iterable
+                          of (images, labels) batches
+    test_loader           evaluated after each epoch (optional)
+    scheduler             an lr_scheduler, stepped once per epoch (ReduceLROnPlateau with
+                          the test loss, or the train loss without a test loader)
+    loss_fn               ``loss_fn(logits, labels)`` -> scalar Tensor; cross-entropy by default
+    device                'cpu' or 'cuda' (the model must already be there)
+    out                   folder for log.csv, log.json, curves.png, checkpoint.npz (None: no files)
+    progress              tqdm bar per epoch: None = only when stderr is a terminal
+    log                   called with one line per epoch (None: silent)
+    topk                  the k of the reported top-k accuracy (5)
+    aux_weight            weight of the auxiliary heads' losses for models that return
+                          (logits, aux...) in training (GoogLeNet: 0.3)
+    seed                  seeds CuPy's generator per epoch on 'cuda'
+    config                a dict stored in log.json and the checkpoint (e.g. the CLI's flags);
+                          its 'title' (if any) titles curves.png
+    plot                  False: no curves.png
+    """
+
+    def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
+                 device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
+                 config=None, plot=True):
+        self.model, self.optimizer = model, optimizer
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.scheduler = scheduler
+        self.loss_fn = loss_fn or F.cross_entropy
+        self.device = str(backend.parse_device(device))
+        self.out = os.fspath(out) if out is not None else None
+        self.progress = progress
+        self.log = log
+        self.topk = int(topk)
+        self.aux_weight = aux_weight
+        self.seed = int(seed)
+        self.config = dict(config or {})
+        self.plot = plot
+        self.epoch = 0             # epochs completed
+        self.history = []          # one dict per epoch
+        self.step_losses = []      # the loss of every training step, in order
+        self._plot_seconds = 0.0   # how long curves.png took to draw last time
+
+    # ------------------------------------------------------------ one epoch
+    def _bar(self, iterable, total):
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm import tqdm
+        return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}", leave=False, dynamic_ncols=True)
+
+    def _loss(self, out, y):
+        logits, aux = _split_outputs(out)
+        loss = self.loss_fn(logits, y)
+        for a in aux:
+            loss = loss + self.aux_weight * self.loss_fn(a, y)
+        return logits, loss
+
+    def train_one_epoch(self):
+        """One pass over the train loader: epoch ``self.epoch`` (0-based; ``fit`` advances it).
+        Returns {'train_loss', 'train_acc'} and records each step's loss in ``step_losses``.
+        Losses stay on the device until the epoch ends (no host sync per step, except to
+        refresh the progress bar)."""
+        self.model.train()
+        loader = self.train_loader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(self.epoch)          # epoch e's shuffle is a function of (seed, e)
+        _seed_device_rng(self.device, self.seed, self.epoch)
+        try:
+            total = len(loader)
+        except TypeError:
+            total = None
+        bar = self._bar(loader, total)
+        losses, sizes, correct = [], [], 0
+        for step, (images, labels) in enumerate(bar if bar is not None else loader):
+            x, y = prepare_images(images, self.device), _labels(labels, self.device)
+            logits, loss = self._loss(self.model(x), y)
+            self.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
-        if scheduler is not None:
-            scheduler.step()
-        test_loss, test_acc = evaluate(model, *test, device=device)
-        row = dict(epoch=epoch, train_loss=running / seen, test_loss=test_loss, test_acc=test_acc,
-                   seconds=time.perf_counter() - start_time)
-        history.append(row)
-        if log:
-            log(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f}  test loss {test_loss:.4f}  "
-                f"test acc {100 * test_acc:.2f}%  ({row['seconds']:.1f}s)")
-    return history
+            self.optimizer.step()
+            losses.append(loss.data)
+            sizes.append(len(y))
+            correct = correct + topk_correct(logits, y, (1,))[0]
+            if bar is not None and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(_host(loss.data)):.4f}", acc=f"{int(_host(correct)) / sum(sizes):.3f}")
+        if bar is not None:
+            bar.close()
+        if not losses:
+            raise ValueError("Trainer: the train loader yielded no batches")
+        xp = get_array_module(losses[0])
+        values = _host(xp.stack(losses)).astype(np.float64)
+        self.step_losses.extend(values.tolist())
+        n = sum(sizes)
+        return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
+                "train_acc": int(_host(correct)) / n}
+
+    def evaluate(self, loader=None):
+        """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""
+        loader = loader if loader is not None else self.test_loader
+        return evaluate_loader(self.model, loader, self.device, self.loss_fn, self.topk)
+
+    def _step_scheduler(self, row):
+        if self.scheduler is None:
+            return
+        from .optim.lr_scheduler import ReduceLROnPlateau
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(row.get("test_loss", row["train_loss"]))
+        else:
+            self.scheduler.step()
+
+    def fit(self, epochs):
+        """Train until ``epochs`` epochs are complete (a resumed trainer continues); returns history."""
+        while self.epoch < epochs:
+            start = time.perf_counter()
+            row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
+            row.update(self.train_one_epoch())
+            if self.test_loader is not None:
+                result = self.evaluate()
+                row.update(test_loss=result["loss"], test_acc=result["acc"])
+                row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
+            if not math.isfinite(row["train_loss"]):
+                raise FloatingPointError(
+                    f"Trainer: the training loss is {row['train_loss']} in epoch {row['epoch']} "
+                    f"(lr {row['lr']:g}): training diverged; try a smaller learning rate. "
+                    "The last checkpoint (if any) is the previous epoch's.")
+            self._step_scheduler(row)
+            row["seconds"] = time.perf_counter() - start
+            self.epoch += 1
+            self.history.append(row)
+            if self.log:
+                self.log(self.format_row(row, epochs))
+            if self.out is not None:
+                # Redraw the curves after every epoch, except when epochs are shorter than
+                # the drawing itself (tiny runs): then only after the last one.
+                self.write_outputs(plot=self.epoch >= epochs or row["seconds"] >= self._plot_seconds)
+        return self.history
+
+    def format_row(self, row, epochs=None):
+        text = f"epoch {row['epoch']:3d}" + (f"/{epochs}" if epochs else "")
+        text += f"  lr {row['lr']:.3g}  train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"
+        if "test_loss" in row:
+            text += (f"  test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}% "
+                     f"top-{self.topk} {100 * row[f'test_top{self.topk}']:.2f}%")
+        return text + f"  ({row['seconds']:.1f}s)"
+
+    # ------------------------------------------------------------ files
+    def write_outputs(self, plot=True):
+        """log.csv, log.json, curves.png and checkpoint.npz in ``out`` (each written atomically)."""
+        os.makedirs(self.out, exist_ok=True)
+        _write_atomic(os.path.join(self.out, "log.csv"), _csv_text(self.history))
+        _write_atomic(os.path.join(self.out, "log.json"),
+                      json.dumps({"config": self.config, "history": self.history}, indent=1))
+        if self.plot and plot:
+            from .utils.plot import plot_curves
+            start = time.perf_counter()
+            plot_curves(self.history, os.path.join(self.out, "curves.png"), keys=("loss", "acc"),
+                        title=self.config.get("title"))
+            self._plot_seconds = time.perf_counter() - start
+        self.save_checkpoint()
+
+    def state_dict(self):
+        """Everything a resumed run needs (see the module docstring)."""
+        loader = self.train_loader
+        return {
+            "format": _FORMAT, "version": _VERSION, "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "optimizer_type": type(self.optimizer).__name__,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler_type": type(self.scheduler).__name__ if self.scheduler is not None else None,
+            "train_loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
+            "rng": _rng_states(), "seed": self.seed,
+            "history": self.history, "step_losses": np.asarray(self.step_losses, dtype=np.float64),
+            "config": self.config,
+        }
+
+    def load_state_dict(self, state, source="the checkpoint"):
+        """Restore a ``state_dict()``; raises CheckpointError when it does not fit this trainer."""
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise CheckpointError(f"{source} is not a tinydl training checkpoint (no '{_FORMAT}' format "
+                                  "tag); was it written by Trainer.save_checkpoint / `tinydl train`?")
+        if state.get("version", 0) > _VERSION:
+            raise CheckpointError(f"{source} was written by a newer tinydl (trainer format {state['version']})")
+        for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            saved = state.get(f"{what}_type")
+            have = type(obj).__name__ if obj is not None else None
+            if saved != have:
+                raise CheckpointError(f"{source} was trained with {what} {saved}, this run has {have}: "
+                                      "resume with the same settings")
+        try:
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{source} does not fit the model {type(self.model).__name__}: {exc}") from exc
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{source}: cannot restore the optimizer/scheduler: {exc}") from exc
+        if state.get("train_loader") is not None and hasattr(self.train_loader, "load_state_dict"):
+            self.train_loader.load_state_dict(state["train_loader"])
+        _set_rng_states(state["rng"])
+        self.seed = int(state.get("seed", self.seed))
+        self.epoch = int(state["epoch"])
+        self.history = [dict(row) for row in state["history"]]
+        self.step_losses = np.asarray(state["step_losses"], dtype=np.float64).tolist()
+
+    def checkpoint_path(self, path=None):
+        if path is not None:
+            return os.fspath(path)
+        if self.out is None:
+            raise ValueError("Trainer: no checkpoint path given and no out folder set")
+        return os.path.join(self.out, CHECKPOINT_NAME)
+
+    def save_checkpoint(self, path=None):
+        """Write ``state_dict()`` with td.save (atomic: a crash never leaves half a file)."""
+        from .utils.serialization import save
+        path = self.checkpoint_path(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save(self.state_dict(), path)
+        return path
+
+    def read_checkpoint(self, path=None):
+        """The state dict in a checkpoint file, with clear errors when it is missing or corrupt."""
+        from .utils.serialization import load
+        path = self.checkpoint_path(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"resume: no checkpoint at {path}; a training run writes one there "
+                                    "after each epoch (run without resuming first)")
+        try:
+            state = load(path)
+        except Exception as exc:   # a truncated zip, a bad structure, not an npz at all...
+            raise CheckpointError(f"resume: the checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+                                  "it is corrupt or not a tinydl checkpoint. Delete it to start afresh") from exc
+        return state
+
+    def resume(self, path=None):
+        """Load a checkpoint (default ``out/checkpoint.npz``) written by ``save_checkpoint``;
+        ``fit(epochs)`` then continues after its last epoch. Returns the epoch reached."""
+        path = self.checkpoint_path(path)
+        self.load_state_dict(self.read_checkpoint(path), source=f"the checkpoint {path}")
+        return self.epoch
+
+
+# ================================================================ arrays in, history out
+def fit(model, optimizer, train, test, epochs=10, batch_size=64, device="cpu", seed=0, scheduler=None,
+        log=print, out=None, progress=None):
+    """Train ``model`` on ``train`` = (uint8 images, int labels) arrays, evaluating on ``test``
+    after each epoch; returns the list of per-epoch dicts (``epoch``, ``lr``, ``train_loss``,
+    ``train_acc``, ``test_loss``, ``test_acc``, ``test_top5``, ``seconds``).
+
+    The batches are shuffled by a DataLoader seeded with ``seed``; ``out`` (a folder)
+    adds the Trainer's log, curves and checkpoints.
+    """
+    from .data import DataLoader, TensorDataset
+    train_loader = DataLoader(TensorDataset(*train), batch_size=batch_size, shuffle=True, seed=seed)
+    test_loader = DataLoader(TensorDataset(*test), batch_size=500, seed=0) if test is not None else None
+    trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=device,
+                      out=out, progress=progress, log=log, seed=seed)
+    return trainer.fit(epochs)

@@ -1,0 +1,248 @@
+"""`tinydl train` / `tinydl list`: outputs, exact --resume, every optimizer and schedule, data fitting."""
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import models
+import tinydl as td
+import tinydl.nn as nn
+from tinydl import cli
+
+pytest.importorskip("cv2")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["--train-size", "96", "--test-size", "64", "--batch-size", "32", "--no-progress"]
+
+
+def _run(capsys, *argv):
+    code = cli.main(["train", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# ================================================================ outputs
+def test_train_writes_log_csv_json_curves_and_checkpoint(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code, out, _ = _run(capsys, "--epochs", "2", "--out", str(tmp_path), *TINY)
+    assert code == 0, out
+    assert "96 train / 64 test images, fed as 1x28x28" in out and "final test accuracy" in out
+    rows = _csv(tmp_path / "log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "seconds"}
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert log["config"]["model"] == "mlp" and log["config"]["optimizer"] == "momentum"
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_MAGIC
+    state = td.load(tmp_path / "checkpoint.npz")
+    assert state["epoch"] == 2 and state["optimizer_type"] == "SGD"
+    assert state["optimizer"]["param_groups"][0]["momentum"] == 0.9
+
+
+def test_default_out_folder_is_runs_model_dataset(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _run(capsys, "seed_cnn", "--epochs", "1", *TINY)
+    assert code == 0
+    assert (tmp_path / "runs" / "seed_cnn-digits" / "checkpoint.npz").exists()
+
+
+# ================================================================ --resume
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, capsys):
+    """lenet_tf has dropout; the data is shuffled and the lr steps each epoch."""
+    pytest.importorskip("sklearn")
+    flags = ["lenet_tf", *TINY, "--schedule", "step", "--step-size", "1", "--gamma", "0.5"]
+    assert _run(capsys, *flags, "--epochs", "3", "--out", str(tmp_path / "straight"))[0] == 0
+    assert _run(capsys, *flags, "--epochs", "2", "--out", str(tmp_path / "split"))[0] == 0
+    code, out, _ = _run(capsys, *flags, "--epochs", "3", "--out", str(tmp_path / "split"), "--resume")
+    assert code == 0 and "resumed from" in out and "after epoch 2" in out
+
+    straight, split = td.load(tmp_path / "straight" / "checkpoint.npz"), td.load(tmp_path / "split" / "checkpoint.npz")
+    assert split["epoch"] == 3 and len(split["step_losses"]) == 9
+    np.testing.assert_array_equal(split["step_losses"], straight["step_losses"])
+    for name, value in straight["model"].items():
+        np.testing.assert_array_equal(split["model"][name].numpy(), value.numpy(), err_msg=name)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in _csv(tmp_path / "split" / "log.csv")] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in _csv(tmp_path / "straight" / "log.csv")]
+    assert [float(r["lr"]) for r in _csv(tmp_path / "split" / "log.csv")] == [0.05, 0.025, 0.0125]
+
+
+def test_resume_errors(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code, _, err = _run(capsys, "--epochs", "1", "--out", str(tmp_path), "--resume", *TINY)
+    assert code == 2 and "no checkpoint at" in err
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)[0] == 0
+    code, _, err = _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", "--lr", "0.2", *TINY)
+    assert code == 2 and "different settings" in err and "--lr None (now 0.2)" in err
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    code, _, err = _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", *TINY)
+    assert code == 2 and "unreadable" in err
+
+
+# ================================================================ optimizers and schedules
+def _args(**kw):
+    base = dict(optimizer="momentum", lr=None, momentum=None, weight_decay=0.0, schedule="none", epochs=6,
+                step_size=None, gamma=None, milestones=None, patience=1)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.mark.parametrize("name", cli.OPTIMIZERS)
+def test_each_optimizer_constructs_and_steps(name):
+    td.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = cli.build_optimizer(_args(optimizer=name, weight_decay=1e-4), model.parameters())
+    assert opt.param_groups[0]["lr"] == cli.DEFAULT_LR[name]
+    if name in ("sgd", "momentum", "nesterov"):
+        assert opt.param_groups[0]["momentum"] == (0.0 if name == "sgd" else 0.9)
+        assert opt.param_groups[0]["nesterov"] == (name == "nesterov")
+    before = model.weight.detach().numpy().copy()
+    loss = (model(td.ones(4, 3)) ** 2).mean()
+    loss.backward()
+    opt.step()
+    assert not np.array_equal(model.weight.detach().numpy(), before)
+
+
+def test_optimizer_flag_errors():
+    with pytest.raises(cli.UsageError, match="--momentum does not apply to --optimizer adam"):
+        cli.build_optimizer(_args(optimizer="adam", momentum=0.5), nn.Linear(2, 2).parameters())
+    with pytest.raises(cli.UsageError, match="nesterov needs --momentum > 0"):
+        cli.build_optimizer(_args(optimizer="nesterov", momentum=0.0), nn.Linear(2, 2).parameters())
+
+
+@pytest.mark.parametrize("schedule, lrs", [
+    ("none", [0.1] * 6),
+    ("step", [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),          # default step size: epochs // 3 = 2
+    ("multistep", [0.1, 0.1, 0.1, 0.01, 0.001, 0.001]),      # default milestones: 3 and 4
+    ("exp", [0.1 * 0.9 ** e for e in range(6)]),
+    ("cosine", [0.05 * (1 + np.cos(np.pi * e / 6)) for e in range(6)]),
+    ("plateau", [0.1, 0.1, 0.1, 0.01, 0.01, 0.001]),         # constant metric, patience 1
+])
+def test_each_schedule_constructs_and_steps(schedule, lrs):
+    model = nn.Linear(2, 2)
+    opt = cli.build_optimizer(_args(lr=0.1), model.parameters())
+    scheduler, about = cli.build_scheduler(_args(schedule=schedule), opt)
+    assert isinstance(about, str)
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if scheduler is not None:
+            scheduler.step(1.0) if schedule == "plateau" else scheduler.step()
+    assert seen == pytest.approx(lrs, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "cosine"), ("nesterov", "plateau")])
+def test_train_command_with_other_optimizers_and_schedules(tmp_path, capsys, optimizer, schedule):
+    pytest.importorskip("sklearn")
+    code, out, _ = _run(capsys, "seed_cnn", "--epochs", "2", "--optimizer", optimizer, "--schedule", schedule,
+                        "--out", str(tmp_path), *TINY)
+    assert code == 0, out
+    assert td.load(tmp_path / "checkpoint.npz")["scheduler_type"] in ("CosineAnnealingLR", "ReduceLROnPlateau")
+
+
+# ================================================================ fitting the images to the model
+def test_fit_images_pads_resizes_and_converts_channels():
+    grey = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    padded = cli.FitImages(32)(grey)
+    assert padded.shape == (32, 32) and padded[:2].sum() == 0 and np.array_equal(padded[2:30, 2:30], grey)
+    assert cli.FitImages(64, 3)(grey).shape == (64, 64, 3)
+    assert cli.FitImages(16)(grey).shape == (16, 16)
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 1] = 200
+    assert cli.FitImages(28, 1)(rgb).shape == (28, 28)
+    assert cli.FitImages()(grey) is not None and cli.FitImages()(grey).shape == (28, 28)
+
+
+def test_lenet5_gets_mnist_sized_images_padded_to_32(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code, out, _ = _run(capsys, "lenet5", "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 0 and "fed as 1x32x32" in out
+
+
+def test_a_colour_network_gets_grey_images_repeated_to_3_channels(monkeypatch):
+    def rgb_net(num_classes=10):        # no in_channels argument: its first conv takes 3 channels
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+    monkeypatch.setitem(models._REGISTRY, "rgb_net", rgb_net)
+    model, fit, chw = cli.build_model("rgb_net", (28, 28), 10)
+    assert chw == (3, 28, 28) and fit.channels == 3
+    cli.check_model_input(model, "rgb_net", chw, 10)
+
+
+def test_clear_errors_for_models_that_cannot_take_the_images(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    code, _, err = _run(capsys, "lenet5", "--image-size", "12", "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 2 and "model lenet5 cannot take 1x12x12 images" in err and "--image-size" in err
+
+    monkeypatch.setitem(models._REGISTRY, "not_a_classifier", lambda num_classes=10: nn.Conv2d(1, 2, 3))
+    code, _, err = _run(capsys, "not_a_classifier", "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 2 and "trains classifiers" in err
+    code, _, err = _run(capsys, "no_such_net", "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 2 and "unknown model 'no_such_net'" in err and "lenet5" in err
+
+
+# ================================================================ datasets
+def test_mnist_test_split_fallback(tmp_path, capsys, mnist_dir):
+    code, out, _ = _run(capsys, "seed_cnn", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--epochs", "1",
+                        "--out", str(tmp_path), *TINY)
+    assert code == 0 and "only the test split found" in out and "fed as 1x28x28" in out
+
+
+def test_missing_dataset_files_are_a_clear_error(tmp_path, capsys):
+    code, _, err = _run(capsys, "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--out",
+                        str(tmp_path / "run"), *TINY)
+    assert code == 2 and "t10k-images-idx3-ubyte" in err and str(tmp_path) in err
+
+
+def _fake_cifar(folder, n=40):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
+        records.astype(np.uint8).tofile(folder / name)
+
+
+def test_cifar10_binary_files_with_a_colour_lenet5(tmp_path, capsys):
+    _fake_cifar(tmp_path / "cifar-10-batches-bin")
+    code, out, _ = _run(capsys, "lenet5", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
+                        "--out", str(tmp_path / "run"), *TINY)
+    assert code == 0, out
+    assert "96 train / 40 test images, fed as 3x32x32" in out
+
+
+def test_synthetic_shapes_six_classes(tmp_path, capsys):
+    code, out, _ = _run(capsys, "seed_cnn", "--dataset", "shapes", "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 0, out
+    assert "fed as 1x28x28" in out          # 32x32 drawings resized to seed_cnn's 28x28
+    state = td.load(tmp_path / "checkpoint.npz")
+    assert state["model"]["classifier.1.weight"].shape[0] == 6
+
+
+def test_list_command(capsys):
+    assert cli.main(["list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "mlp" in names and "lenet5" in names and "resnet20" in names
+
+
+def test_summary_command(capsys):
+    pytest.importorskip("tinydl.utils.summary")
+    assert cli.main(["summary", "lenet5", "--input-size", "1", "32", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "61,706" in out and "features.0" in out
+    assert cli.main(["summary", "seed_cnn"]) == 0
+    assert "input 1x28x28" in capsys.readouterr().out
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    if td.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = _run(capsys, "--device", "cuda", "--out", str(tmp_path), *TINY)
+    assert code == 2 and "--device cuda: no CUDA device" in err

@@ -1,0 +1,304 @@
+"""The Trainer (tinydl.train): exact resume, eval mode, top-k, checkpoints, logs and curves."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import tinydl as td
+import tinydl.nn as nn
+import tinydl.nn.functional as F
+from tinydl import optim
+from tinydl.data import DataLoader, TensorDataset
+from tinydl.train import (CheckpointError, Trainer, evaluate, evaluate_loader, fit, prepare_images,
+                          topk_correct)
+from tinydl.utils.plot import plot_curves
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(n=48, size=8, classes=3, seed=0):
+    """uint8 images whose class shows in their mean brightness (learnable, not trivial)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=n)
+    images = rng.integers(0, 120, size=(n, size, size)) + 40 * labels[:, None, None]
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
+def _bn_dropout_net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 3))
+
+
+_SETUPS = {
+    "sgd-momentum+step": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
+                          lambda o: optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5)),
+    "adam+plateau": (lambda p: optim.Adam(p, lr=0.01),
+                     lambda o: optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=0)),
+    "rmsprop+cosine": (lambda p: optim.RMSprop(p, lr=0.01, momentum=0.5),
+                       lambda o: optim.lr_scheduler.CosineAnnealingLR(o, T_max=3)),
+}
+
+
+def _trainer(setup, out, seed=0, plot=False):
+    """A fresh trainer, as a new process would build it (``seed`` changes the init)."""
+    make_opt, make_sched = _SETUPS[setup]
+    td.manual_seed(seed)
+    model = _bn_dropout_net()
+    opt = make_opt(model.parameters())
+    train = DataLoader(TensorDataset(*_images()), batch_size=10, shuffle=True)   # 5 steps, last one short
+    test = DataLoader(TensorDataset(*_images(24, seed=1)), batch_size=16, seed=0)
+    return Trainer(model, opt, train, test, scheduler=make_sched(opt), out=out, log=None, progress=False, plot=plot)
+
+
+# ================================================================ exact resume
+@pytest.mark.parametrize("setup", sorted(_SETUPS))
+def test_resumed_run_repeats_the_uninterrupted_losses_exactly(tmp_path, setup):
+    straight = _trainer(setup, tmp_path / "straight")
+    straight.fit(3)
+
+    first = _trainer(setup, tmp_path / "split")
+    first.fit(2)
+    del first                                      # "the process ends"
+    resumed = _trainer(setup, tmp_path / "split", seed=123)     # other init: all of it must be restored
+    td.manual_seed(999)                            # the global generator must come from the checkpoint too
+    assert resumed.resume() == 2
+    resumed.fit(3)
+
+    assert len(straight.step_losses) == 15
+    assert resumed.step_losses == straight.step_losses
+    for a, b in zip(resumed.history, straight.history):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    for (name, a), (_, b) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)    # incl. BN running stats
+    assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_without_the_rng_state_would_differ(tmp_path):
+    """The check above can fail: replaying epoch 3 with another dropout stream changes the losses."""
+    straight = _trainer("sgd-momentum+step", tmp_path / "a")
+    straight.fit(3)
+    first = _trainer("sgd-momentum+step", tmp_path / "b")
+    first.fit(2)
+    resumed = _trainer("sgd-momentum+step", tmp_path / "b")
+    td.manual_seed(999)
+    resumed.resume()
+    resumed.fit(3)
+    assert resumed.step_losses == straight.step_losses       # with the state restored: equal
+    third = _trainer("sgd-momentum+step", tmp_path / "b")
+    third.resume()
+    third.epoch, third.history, third.step_losses = 2, third.history[:2], third.step_losses[:10]
+    td.manual_seed(999)          # restored, then replaced: dropout draws differ
+    third.train_one_epoch()
+    assert third.step_losses[10:] != straight.step_losses[10:]
+
+
+def test_resume_continues_the_shuffle_and_schedule(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    again = _trainer("sgd-momentum+step", tmp_path)
+    again.resume()
+    assert again.epoch == 1 and len(again.history) == 1
+    assert again.train_loader.state_dict()["epoch"] == 1
+    assert again.scheduler.last_epoch == 1 and again.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert again.fit(1) == again.history and len(again.history) == 1     # nothing left to do
+
+
+# ================================================================ eval mode
+class _ModeSpy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = _bn_dropout_net()
+        self.modes = []
+
+    def forward(self, x):
+        self.modes.append(self.net[5].training)        # the Dropout's flag
+        return self.net(x)
+
+
+def test_evaluation_runs_in_eval_mode_and_restores_training_mode():
+    td.manual_seed(0)
+    spy = _ModeSpy()
+    images, labels = _images()
+    trainer = Trainer(spy, optim.SGD(spy.parameters(), lr=0.1), DataLoader(TensorDataset(images, labels),
+                      batch_size=16, shuffle=True, seed=0), DataLoader(TensorDataset(images, labels), batch_size=16,
+                      seed=0), log=None, progress=False)
+    trainer.fit(1)
+    assert spy.modes == [True] * 3 + [False] * 3
+    assert spy.training and spy.net[5].training
+
+
+def test_evaluation_is_deterministic_with_dropout_and_uses_running_stats():
+    td.manual_seed(0)
+    model = _bn_dropout_net()
+    images, labels = _images()
+    model.train()
+    for _ in range(3):                      # move BN's running statistics away from (0, 1)
+        model(prepare_images(images))
+    loader = DataLoader(TensorDataset(images, labels), batch_size=20, seed=0)
+    first = evaluate_loader(model, loader)
+    second = evaluate_loader(model, loader)
+    assert first == second and model.training
+    model.eval()
+    with td.no_grad():
+        logits = model(prepare_images(images))
+    expected = F.cross_entropy(logits, td.tensor(labels)).item()
+    assert first["loss"] == pytest.approx(expected, rel=1e-5)
+    assert first["acc"] == np.mean(logits.numpy().argmax(1) == labels)
+
+
+# ================================================================ top-k
+def test_topk_on_a_hand_made_example():
+    logits = np.array([[9, 1, 2, 3, 4, 5, 6],      # true class 0 ranks first
+                       [1, 2, 3, 4, 5, 6, 7],      # true class 2: 4 classes above -> top-5 only
+                       [7, 6, 5, 4, 3, 2, 1],      # true class 5: 5 classes above -> neither
+                       [2, 2, 0, 0, 0, 0, 0],      # a tie with the true class counts in its favour
+                       [np.nan, 1, 1, 1, 1, 1, 1]], dtype=np.float32)   # NaN score: never correct
+    target = np.array([0, 2, 5, 1, 0])
+    top1, top5 = topk_correct(logits, target, (1, 5))
+    assert int(top1) == 2 and int(top5) == 3
+    top3, = topk_correct(td.tensor(logits), td.tensor(target), (3,))
+    assert int(top3) == 2
+    with pytest.raises(ValueError, match=r"logits \(N, C\) and target \(N,\)"):
+        topk_correct(logits, target[:3])
+
+
+def test_topk_matches_torch_on_random_tie_free_logits():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    logits = rng.permuted(np.tile(np.arange(10, dtype=np.float32), (200, 1)), axis=1)
+    target = rng.integers(0, 10, size=200)
+    t_top = torch.from_numpy(logits).topk(5, dim=1).indices.numpy()
+    expected = [(t_top[:, :k] == target[:, None]).any(1).sum() for k in (1, 5)]
+    assert [int(c) for c in topk_correct(logits, target, (1, 5))] == expected
+
+
+# ================================================================ batches
+def test_prepare_images_layouts():
+    grey = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    x = prepare_images(grey)
+    assert x.shape == (2, 1, 3, 4) and x.dtype == np.float32
+    np.testing.assert_array_equal(x.numpy()[:, 0], grey.astype(np.float32) / 255)
+    rgb = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    x = prepare_images(td.tensor(rgb))
+    assert x.shape == (2, 3, 3, 4)
+    np.testing.assert_array_equal(x.numpy(), rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    ready = np.zeros((2, 3, 5, 5), np.float32)
+    assert prepare_images(ready).shape == (2, 3, 5, 5)
+    with pytest.raises(ValueError, match="prepare_images"):
+        prepare_images(np.zeros((4, 5), np.uint8))
+
+
+# ================================================================ outputs
+def test_outputs_written_each_epoch(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path, plot=True)
+    trainer.config = {"title": "tiny"}
+    trainer.fit(2)
+    names = sorted(os.listdir(tmp_path))
+    assert names == ["checkpoint.npz", "curves.png", "log.csv", "log.json"]     # no temporary files left
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_top5,seconds" and len(lines) == 3
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert log["config"] == {"title": "tiny"} and [r["epoch"] for r in log["history"]] == [1, 2]
+    assert log["history"][1]["lr"] == 0.05
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_MAGIC
+    state = td.load(tmp_path / "checkpoint.npz")
+    assert state["epoch"] == 2 and len(state["step_losses"]) == 10
+    assert set(state) >= {"model", "optimizer", "scheduler", "train_loader", "rng", "history"}
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        trainer.resume()
+    trainer.fit(1)
+    path = tmp_path / "checkpoint.npz"
+    good = path.read_bytes()
+
+    path.write_bytes(good[: len(good) // 2])                       # a truncated file
+    with pytest.raises(CheckpointError, match="unreadable"):
+        _trainer("sgd-momentum+step", tmp_path).resume()
+    path.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or not a tinydl checkpoint"):
+        _trainer("sgd-momentum+step", tmp_path).resume()
+    td.save({"weights": td.zeros(3)}, path)                        # a td.save file, but not a trainer's
+    with pytest.raises(CheckpointError, match="not a tinydl training checkpoint"):
+        _trainer("sgd-momentum+step", tmp_path).resume()
+
+    path.write_bytes(good)
+    other = _trainer("sgd-momentum+step", tmp_path)
+    other.model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        other.resume()
+    with pytest.raises(CheckpointError, match="trained with optimizer SGD, this run has Adam"):
+        _trainer("adam+plateau", tmp_path).resume()
+
+
+def test_divergence_stops_before_writing_a_bad_checkpoint(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    trainer.loss_fn = lambda logits, y: F.cross_entropy(logits, y) * float("nan")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        trainer.fit(2)
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
+def test_progress_bar_shows_running_loss(capsys):
+    trainer = _trainer("sgd-momentum+step", None)
+    trainer.progress = True
+    trainer.fit(1)
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "loss=" in err
+
+
+def test_auxiliary_heads_are_weighted():
+    class Aux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = x.flatten(1)
+            return (self.main(x), self.aux(x)) if self.training else self.main(x)
+
+    td.manual_seed(0)
+    model = Aux()
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.0), [], log=None, progress=False)
+    x, y = td.tensor(np.random.default_rng(0).random((5, 1, 2, 2), np.float32)), td.tensor(np.arange(5) % 3)
+    _, loss = trainer._loss(model(x), y)
+    expected = F.cross_entropy(model.main(x.flatten(1)), y).item() + 0.3 * F.cross_entropy(
+        model.aux(x.flatten(1)), y).item()
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+# ================================================================ fit / evaluate on arrays
+def test_fit_on_arrays_keeps_its_history_keys_and_evaluate_its_pair():
+    td.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    train, test = _images(), _images(24, seed=1)
+    lines = []
+    history = fit(model, optim.SGD(model.parameters(), lr=0.5), train, test, epochs=2, batch_size=16,
+                  log=lines.append)
+    assert len(history) == 2 and len(lines) == 2 and "test loss" in lines[0]
+    assert {"epoch", "train_loss", "test_loss", "test_acc", "seconds"} <= set(history[0])
+    loss, acc = evaluate(model, *test, batch_size=7)
+    assert (loss, acc) == pytest.approx((history[-1]["test_loss"], history[-1]["test_acc"]), rel=1e-6)
+    with td.no_grad():
+        logits = model(prepare_images(test[0]))
+    assert acc == np.mean(logits.numpy().argmax(1) == test[1])
+
+
+# ================================================================ plot_curves
+def test_plot_curves_one_run_and_several(tmp_path):
+    rows = [dict(epoch=e, train_loss=1 / e, test_loss=1.2 / e, train_acc=1 - 1 / (e + 1), test_acc=0.8)
+            for e in (1, 2, 3)]
+    path = plot_curves(rows, tmp_path / "one.png", title="one run")
+    assert path == os.fspath(tmp_path / "one.png") and open(path, "rb").read(8) == PNG_MAGIC
+    path = plot_curves({"sgd": rows, "momentum": rows[:2]}, tmp_path / "sub" / "two.png", keys=("loss",))
+    assert open(path, "rb").read(8) == PNG_MAGIC
+    assert sorted(os.listdir(tmp_path)) == ["one.png", "sub"] and os.listdir(tmp_path / "sub") == ["two.png"]
+    with pytest.raises(ValueError, match="none of the key families"):
+        plot_curves([{"epoch": 1, "loss": 1.0}], tmp_path / "bad.png")
+    with pytest.raises(TypeError, match="must be a dict"):
+        plot_curves([1.0, 2.0], tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
