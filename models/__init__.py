@@ -27,8 +27,13 @@ def list():  # noqa: A001  (the zoo's public name, as in timm)
     return sorted(_REGISTRY)
 
 
-def create(name, **options):
+def builder(name):
+    """The function that builds ``name`` (to inspect its options before calling it)."""
     _load_all()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def create(name, **options):
+    return builder(name)(**options)

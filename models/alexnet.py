@@ -47,7 +47,6 @@ Initialisation: PyTorch's default layer init, or with ``paper_init=True`` the
 paper's: weights N(0, 0.01^2), biases 1 in conv2, conv4, conv5 and the hidden fc
 layers (to give the ReLUs positive inputs early on) and 0 elsewhere.
 """
-import math
 
 import tinydl.nn as nn
 import tinydl.nn.functional as F
@@ -300,31 +299,17 @@ def receptive_field_table(layers, image_size):
     skipped. Returns a list of ``(index, layer, n, jump, r, start)``. For AlexNet at
     227: conv1 r=11, pool1 19, conv2 51, pool2 67, conv3 99, conv4 131, conv5 163,
     pool5 195.
+
+    The recurrence itself lives in ``tinydl.utils.summary`` (``receptive_fields``,
+    which ``td.utils.summary(model, (3, 227, 227))`` also uses); this helper only
+    presents its rows for a square image, one number per quantity.
     """
-    n, j, r, start = image_size, 1, 1, 0.5
+    from tinydl.utils.summary import receptive_fields
     rows = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.Conv2d):
-            k, s, p, d = layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.dilation[0]
-            k = d * (k - 1) + 1
-            ceil = False
-        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-            k, s, p = (_first(layer.kernel_size), _first(layer.stride), _first(layer.padding))
-            ceil = layer.ceil_mode
-        else:
-            continue
-        steps = (n + 2 * p - k) / s
-        n_out = (math.ceil(steps) if ceil else math.floor(steps)) + 1
-        start = start + ((k - 1) / 2 - p) * j
-        r = r + (k - 1) * j
-        j = j * s
-        n = n_out
+    for i, layer, field in receptive_fields(layers, image_size):
+        n, j, r, start = (v[0] for v in field)
         rows.append((i, layer, n, j, r, start))
     return rows
-
-
-def _first(v):
-    return v[0] if isinstance(v, (tuple, list)) else v
 
 
 @register

@@ -140,27 +140,12 @@ class FitImages:
 
 
 # ================================================================ model
-def _zoo():
-    """{name: builder} of the zoo. Families are imported one by one, so that one that
-    fails to import (a missing optional dependency, work in progress) does not stop
-    the others from training; its error is reported only if its model is asked for."""
-    import importlib
-    import models
-    broken = {}
-    for family in models._FAMILIES:
-        try:
-            importlib.import_module(f"models.{family}")
-        except ImportError as exc:
-            broken[family] = exc
-    return dict(models._REGISTRY), broken
-
-
 def _builder(name):
-    zoo, broken = _zoo()
-    if name not in zoo:
-        hint = "".join(f"; family {f} failed to import ({e})" for f, e in broken.items())
-        raise UsageError(f"unknown model {name!r}; known: {', '.join(sorted(zoo))}{hint}")
-    return zoo[name]
+    import models
+    try:
+        return models.builder(name)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
 
 
 def _first_conv_channels(model):
@@ -409,7 +394,8 @@ def main(argv=None):
     from .train import CheckpointError
     try:
         if args.command == "list":
-            print("\n".join(sorted(_zoo()[0])))
+            import models
+            print("\n".join(models.list()))
             return 0
         if args.command == "summary":
             return summary_command(args)
