@@ -96,7 +96,7 @@ class Switches:
         return f"Switches(pools={sorted(self.indices)}, last={self.last})"
 
 
-class _ConvNetWithDeconv(nn.Module):
+class ConvNetWithDeconv(nn.Module):
     """The part AlexNet and ZFNet share: ``features`` (a Sequential of conv / ReLU /
     LRN / max-pool layers with names in ``layer_names``), ``avgpool`` and
     ``classifier``, plus the deconvnet of Zeiler & Fergus."""
@@ -151,7 +151,10 @@ class _ConvNetWithDeconv(nn.Module):
         each layer, from ``start`` down to the first, is undone approximately:
 
         - max pool  -> unpool: put each value where the switch says the maximum was,
-                       zeros elsewhere (``F.max_unpool2d``);
+                       zeros elsewhere; where overlapping windows chose the same
+                       pixel their values add up (``F.max_pool2d_transpose``, the
+                       adjoint of the pooling; PyTorch's max_unpool2d would let
+                       one window's zero overwrite another's activation);
         - ReLU      -> ReLU (the reconstruction is kept positive, as the maps were);
         - conv      -> the same filters transposed (``F.conv_transpose2d`` with the
                        conv's weight, no bias);
@@ -168,8 +171,7 @@ class _ConvNetWithDeconv(nn.Module):
             layer = self.features[i]
             size = switches.sizes[i]
             if isinstance(layer, nn.MaxPool2d):
-                y = F.max_unpool2d(y, switches.indices[i], layer.kernel_size, layer.stride, layer.padding,
-                                   output_size=size)
+                y = F.max_pool2d_transpose(y, switches.indices[i], size)
             elif isinstance(layer, nn.ReLU):
                 y = F.relu(y)
             elif isinstance(layer, nn.Conv2d):
@@ -198,7 +200,7 @@ def _paper_init(model, one_bias_convs):
         nn.init.constant_(m.bias, 1.0 if one else 0.0)
 
 
-class AlexNet(_ConvNetWithDeconv):
+class AlexNet(ConvNetWithDeconv):
     """The notes' AlexNet (see the module docstring): features.{0: conv1, 4: conv2,
     8: conv3, 10: conv4, 12: conv5}, classifier.{0: fc6, 3: fc7, 6: fc8}."""
 
@@ -226,7 +228,7 @@ class AlexNet(_ConvNetWithDeconv):
             _paper_init(self, one_bias_convs={1, 3, 4})
 
 
-class ZFNet(_ConvNetWithDeconv):
+class ZFNet(ConvNetWithDeconv):
     """Zeiler & Fergus's net (see the module docstring): features.{0: conv1, 4: conv2,
     8: conv3, 10: conv4, 12: conv5}; pooling uses ceil_mode, as their Caffe model
     did, so a 224x224 input gives the paper's 110-55-26-13-13-13-6 maps."""

@@ -37,17 +37,22 @@ def no_init(monkeypatch):
 
 
 def _quick_init(model, seed=0):
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every weight, filled in float32 (a
-    fifth of the time of the normal draws the real inits make); for models built
-    under ``no_init``. 1-D parameters (biases, BN) keep the constants the model set."""
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every conv/linear weight and bias, filled in
+    float32 (a fifth of the time of the normal draws the real inits make); for models
+    built under ``no_init``, whose random fills left uninitialised memory behind. Other
+    1-D parameters (BN) keep the constants the model set."""
     rng = np.random.default_rng(seed)
-    for p in model.parameters():
-        if p.ndim > 1:
-            bound = np.float32(1 / math.sqrt(p.numel() // p.shape[0]))
-            u = rng.random(p.shape, dtype=np.float32)
-            u -= np.float32(0.5)
-            u *= 2 * bound
-            p.data[...] = u
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if weight is None or weight.ndim < 2:
+            continue
+        bound = np.float32(1 / math.sqrt(weight.numel() // weight.shape[0]))
+        for p in (weight, getattr(module, "bias", None)):
+            if p is not None:
+                u = rng.random(p.shape, dtype=np.float32)
+                u -= np.float32(0.5)
+                u *= 2 * bound
+                p.data[...] = u
     return model
 
 
@@ -344,9 +349,13 @@ def test_zfnet_deconvnet_matches_torch(zfnet_model):
     s2 = t.shape[-2:]
     t, i2 = tf.max_pool2d(t, 3, 2, ceil_mode=True, return_indices=True)
     np.testing.assert_allclose(y.numpy(), t.numpy(), rtol=1e-4, atol=1e-5)
-    r = tf.relu(tf.max_unpool2d(t, i2, 3, 2, output_size=s2))
+    def unpool_adding(v, index, out_hw):       # the pooling's adjoint: shared switches add up
+        flat = torch.zeros(v.shape[0], v.shape[1], out_hw[0] * out_hw[1], dtype=v.dtype)
+        return flat.scatter_add(2, index.flatten(2), v.flatten(2)).reshape(*v.shape[:2], *out_hw)
+
+    r = tf.relu(unpool_adding(t, i2, s2))
     r = tf.conv_transpose2d(r, w2, stride=2, output_padding=p1[0] - ((s2[0] - 1) * 2 + 5))
-    r = tf.relu(tf.max_unpool2d(r, i1, 3, 2, output_size=s1))
+    r = tf.relu(unpool_adding(r, i1, s1))
     r = tf.conv_transpose2d(r, w1, stride=2, padding=1, output_padding=64 - ((s1[0] - 1) * 2 - 2 + 7))
     np.testing.assert_allclose(back.numpy(), r.numpy(), rtol=1e-4, atol=1e-4 * float(r.abs().max()))
 

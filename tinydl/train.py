@@ -335,10 +335,12 @@ class Trainer:
                 row.update(test_loss=result["loss"], test_acc=result["acc"])
                 row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
             if not math.isfinite(row["train_loss"]):
-                raise FloatingPointError(
+                err = FloatingPointError(
                     f"Trainer: the training loss is {row['train_loss']} in epoch {row['epoch']} "
                     f"(lr {row['lr']:g}): training diverged; try a smaller learning rate. "
                     "The last checkpoint (if any) is the previous epoch's.")
+                err.history = list(self.history)     # the epochs that did finish, for reports
+                raise err
             self._step_scheduler(row)
             row["seconds"] = time.perf_counter() - start
             self.epoch += 1

@@ -57,6 +57,13 @@ def pooled(shape, kernel, stride=None, padding=0, dims=2, unique=False):
     return make
 
 
+def scatter_add_planes(x, index, out_hw):
+    """torch oracle of max_pool2d_transpose: per plane, out.flat[index] += x."""
+    n, c = x.shape[:2]
+    out = torch.zeros(n, c, out_hw[0] * out_hw[1], dtype=x.dtype)
+    return out.scatter_add(2, index.reshape(n, c, -1), x.reshape(n, c, -1)).reshape(n, c, *out_hw)
+
+
 CASES = [
     # ---- max_pool2d
     OpCase("max_pool2d/k2", *both("max_pool2d", kernel_size=2), distinct((2, 3, 6, 6))),
@@ -134,6 +141,11 @@ CASES = [
            lambda x, i: TF.max_unpool2d(x, i, 3, 3, 1, output_size=(1, 2, 6, 7)), pooled((1, 2, 6, 7), 3, 3, 1)),
     OpCase("max_unpool2d/unbatched", lambda x, i: P.max_unpool2d(x, i, 2), lambda x, i: TF.max_unpool2d(x, i, 2),
            pooled((3, 4, 4), 2)),
+    # ---- the adjoint of max pooling (ZFNet's deconvnet): shared switches add up
+    OpCase("max_pool2d_transpose/overlapping_shared_switches", lambda x, i: P.max_pool2d_transpose(x, i, (6, 6)),
+           lambda x, i: scatter_add_planes(x, i, (6, 6)), pooled((1, 2, 6, 6), 3, 1)),
+    OpCase("max_pool2d_transpose/k3_s2", lambda x, i: P.max_pool2d_transpose(x, i, (7, 7)),
+           lambda x, i: scatter_add_planes(x, i, (7, 7)), pooled((2, 2, 7, 7), 3, 2)),
     OpCase("max_unpool1d/output_size", lambda x, i: P.max_unpool1d(x, i, 2, output_size=[9]),
            lambda x, i: TF.max_unpool1d(x, i, 2, output_size=[9]), pooled((2, 2, 9), 2, dims=1)),
 ]

@@ -39,7 +39,7 @@ from .conv import _ntuple
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
-           "max_unpool2d"]
+           "max_unpool2d", "max_pool2d_transpose"]
 
 
 # ---------------------------------------------------------------- geometry
@@ -337,6 +337,49 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
             raise RuntimeError(f"{op}: found an invalid max index {bad} (output volumes are of size "
                                f"{out[0]}x{out[1]})")
     return MaxUnpool2d.apply(input, indices.data, out_hw=out)
+
+
+class MaxPoolTranspose2d(Function):
+    """The transpose (adjoint) of max pooling with fixed switches:
+    y[p].flat[index[p, j]] += x[p, j]  (per plane p), zeros elsewhere.
+
+    Max pooling with its switches frozen is the linear map  pooled = S x  (S picks
+    one pixel per window); this op is  y = S^T x, the same scatter-add as max
+    pooling's backward. It differs from max unpooling (PyTorch's, which *writes*)
+    only where overlapping windows share a maximum: there the values add up
+    instead of the last one winning (and an activation is never overwritten by a
+    zero from another window).
+    Backward: y is linear in x, so dL/dx = S (dL/dy), a gather at the switches.
+    """
+
+    def forward(ctx, x, index, *, out_hw):
+        index4 = _nchw(index)
+        ctx.save_for_backward(index4)
+        ctx.x_shape = x.shape
+        x4 = _nchw(x)
+        y = max_pool2d_backward(x4, index4, x4.shape[:2] + tuple(out_hw))
+        return y.reshape(x.shape[:-2] + tuple(out_hw))
+
+    def backward(ctx, gy):
+        index4, = ctx.saved_tensors
+        return max_unpool2d_backward(_nchw(gy), index4).reshape(ctx.x_shape), None
+
+
+def max_pool2d_transpose(input, indices, output_size):
+    """tinydl's own (PyTorch has no such op): the adjoint of ``max_pool2d`` with the
+    switches ``indices`` it returned; ``output_size`` is the pooled input's (H, W).
+    ZFNet's deconvnet unpools with it, so overlapping 3x3/2 windows that share a
+    maximum add their reconstructions (see :class:`MaxPoolTranspose2d`)."""
+    op = "max_pool2d_transpose"
+    if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
+        raise TypeError(f"{op}: input and indices must be Tensors")
+    if input.ndim not in (3, 4) or indices.shape != input.shape:
+        raise RuntimeError(f"{op}: expected a 3-D or 4-D input and indices of its shape, got "
+                           f"{input.shape} and {indices.shape}")
+    out = tuple(int(v) for v in output_size)[-2:]
+    if indices.numel() and (int(indices.data.min()) < 0 or int(indices.data.max()) >= out[0] * out[1]):
+        raise RuntimeError(f"{op}: switch indices out of range for a {out[0]}x{out[1]} plane")
+    return MaxPoolTranspose2d.apply(input, indices.data, out_hw=out)
 
 
 # ---------------------------------------------------------------- 1-D, through the 2-D path
