@@ -16,6 +16,12 @@ image.
 ``keypoints_to_label`` makes SuperPoint's detector target: one class per 8x8
 cell, 0..63 for the position of a keypoint inside the cell, 64 ("dustbin") for
 none; a (120, 160) image gives a (15, 20) label, matching the (15, 20, 65) head.
+
+``SyntheticContours`` is the same idea for Deep Snake: one filled shape (ellipse,
+polygon or star) per image, whose outline is known exactly; a sample is the
+image, the initial contour a detector would give (an octagon built from the
+object's box and extreme points, or a diamond from its box) and the true
+contour, both resampled to V vertices that correspond one to one.
 """
 import math
 
@@ -23,7 +29,9 @@ import numpy as np
 
 from .dataset import Dataset
 
-__all__ = ["SyntheticShapes", "PRIMITIVES", "keypoints_to_heatmap", "keypoints_to_label", "label_to_heatmap"]
+__all__ = ["SyntheticShapes", "PRIMITIVES", "keypoints_to_heatmap", "keypoints_to_label", "label_to_heatmap",
+           "SyntheticContours", "CONTOUR_SHAPES", "resample_contour", "box_octagon", "box_diamond",
+           "contour_to_mask", "contour_iou"]
 
 PRIMITIVES = ("lines", "polygons", "stars", "checkerboards", "cubes", "ellipses")
 
@@ -382,3 +390,206 @@ def label_to_heatmap(label, cell=8):
     pos = label[rows, cols]
     heat[rows * cell + pos // cell, cols * cell + pos % cell] = 1.0
     return heat
+
+
+# ================================================================ closed contours (Deep Snake)
+CONTOUR_SHAPES = ("ellipses", "polygons", "stars")
+
+
+def _signed_area(points):
+    """Shoelace area of a closed polygon (x, y); positive when it runs top -> right ->
+    bottom -> left on screen (y down), the order every contour here uses."""
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def resample_contour(points, num_vertices, start=None):
+    """``num_vertices`` points equally spaced along the closed polygon ``points`` (M, 2).
+
+    The walk starts at ``start`` (x, y) projected onto the polygon (default: its
+    first vertex) and follows the polygon's order. float64 (V, 2) out.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 2:
+        raise ValueError(f"resample_contour: a closed contour needs at least 2 points, got {len(pts)}")
+    closed = np.vstack([pts, pts[:1]])
+    seg = np.diff(closed, axis=0)
+    lengths = np.hypot(seg[:, 0], seg[:, 1])
+    cum = np.concatenate([[0.0], np.cumsum(lengths)])
+    total = cum[-1]
+    if total <= 0:
+        raise ValueError("resample_contour: the contour has zero length")
+    offset = 0.0
+    if start is not None:     # arc length of the polygon point nearest to ``start``
+        d = np.asarray(start, dtype=np.float64) - closed[:-1]
+        t = np.clip((d * seg).sum(axis=1) / np.maximum(lengths ** 2, 1e-12), 0, 1)
+        foot = closed[:-1] + t[:, None] * seg
+        k = int(np.argmin(np.hypot(*(foot - start).T)))
+        offset = cum[k] + t[k] * lengths[k]
+    s = (offset + np.arange(num_vertices) * total / num_vertices) % total
+    return np.stack([np.interp(s, cum, closed[:, 0]), np.interp(s, cum, closed[:, 1])], axis=1)
+
+
+def _extreme_points(contour):
+    """Top, right, bottom, left extreme points of a contour (the first one of each)."""
+    return (contour[np.argmin(contour[:, 1])], contour[np.argmax(contour[:, 0])],
+            contour[np.argmax(contour[:, 1])], contour[np.argmin(contour[:, 0])])
+
+
+def box_octagon(box, extremes=None):
+    """Deep Snake's initial contour: an octagon (12 vertices, top extreme first, in
+    contour order) from a box (x1, y1, x2, y2) and its four extreme points
+    (top, right, bottom, left; default: the middles of the sides).
+
+    Each extreme point grows into a segment along its box side, a quarter of
+    that side long (clipped to the box); joining the segments' ends cuts the
+    box's corners off. With the side middles it is a regular-looking octagon.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    if extremes is None:
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        extremes = ((cx, y1), (x2, cy), (cx, y2), (x1, cy))
+    (xt, _), (_, yr), (xb, _), (_, yl) = extremes
+    return np.array([
+        (xt, y1), (min(xt + w / 8, x2), y1),
+        (x2, max(yr - h / 8, y1)), (x2, yr), (x2, min(yr + h / 8, y2)),
+        (min(xb + w / 8, x2), y2), (xb, y2), (max(xb - w / 8, x1), y2),
+        (x1, min(yl + h / 8, y2)), (x1, yl), (x1, max(yl - h / 8, y1)),
+        (max(xt - w / 8, x1), y1),
+    ], dtype=np.float64)
+
+
+def box_diamond(box):
+    """The diamond joining the middles of a box's sides (top first, contour order)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return np.array([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], dtype=np.float64)
+
+
+def contour_to_mask(contour, shape):
+    """uint8 (H, W) mask, 1 inside the closed polygon ``contour`` (V, 2) (x, y):
+    OpenCV's fillPoly at 1/16-pixel precision."""
+    cv2 = _cv2()
+    mask = np.zeros(shape, dtype=np.uint8)
+    pts = np.rint(np.asarray(contour, dtype=np.float64).reshape(-1, 2) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 1, cv2.LINE_8, shift=4)
+    return mask
+
+
+def contour_iou(contour_a, contour_b, shape):
+    """Intersection over union of the masks of two contours in an image of ``shape``."""
+    a, b = contour_to_mask(contour_a, shape).astype(bool), contour_to_mask(contour_b, shape).astype(bool)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _shape_outline(kind, rng, center, radius):
+    """A dense outline (M, 2) of one shape around ``center``, within ``radius``."""
+    if kind == "ellipses":
+        a, b = radius * rng.uniform(0.5, 1.0), radius * rng.uniform(0.35, 1.0)
+        theta, t = rng.uniform(0, math.pi), np.linspace(0, 2 * math.pi, 256, endpoint=False)
+        x, y = a * np.cos(t), b * np.sin(t)
+        return np.stack([center[0] + x * math.cos(theta) - y * math.sin(theta),
+                         center[1] + x * math.sin(theta) + y * math.cos(theta)], axis=1)
+    if kind == "polygons":
+        pts = _polygon(rng, center, radius, int(rng.integers(3, 9)))
+        if pts is not None:
+            return pts.astype(np.float64)
+        kind = "stars"    # (rare) no acceptable polygon: draw a star instead
+    points = int(rng.integers(4, 8))
+    inner = rng.uniform(0.4, 0.65)
+    angles = rng.uniform(0, 2 * math.pi) + np.arange(2 * points) * math.pi / points
+    radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner) * radius * rng.uniform(0.9, 1.0, 2 * points)
+    return np.stack([center[0] + radii * np.cos(angles), center[1] + radii * np.sin(angles)], axis=1)
+
+
+class SyntheticContours(Dataset):
+    """One filled shape per image with its exact outline, for Deep Snake.
+
+    ``dataset[i]`` -> ``(image, init, contour)``: image uint8 (H, W); ``init`` and
+    ``contour`` float32 (V, 2) (x, y), V = ``num_vertices`` (Deep Snake: 128).
+    ``contour`` is the shape's outline resampled to V equally spaced vertices;
+    ``init`` is the initial contour Deep Snake starts from: ``init='octagon'``
+    builds an octagon from the object's box and extreme points (``box_octagon``),
+    ``'diamond'`` a diamond from its box, both from a box whose sides (and extreme
+    points) are moved by Gaussian noise of ``jitter`` times the box size, as a
+    detector's would be. Both contours run in the same direction (top, right,
+    bottom, left on screen), ``init`` from its top vertex and ``contour`` from its
+    point nearest to that vertex, so vertex k of one corresponds to vertex k of
+    the other: the snake's target offsets are ``contour - init``.
+
+    ``draw(i)`` also gives the shape's mask (``contour_to_mask`` of its outline) and box.
+    Image i is drawn from ``default_rng([seed, i])``: the same everywhere, nothing stored.
+    """
+
+    def __init__(self, num_samples=1000, image_size=(64, 64), num_vertices=40, shapes=CONTOUR_SHAPES,
+                 init="octagon", jitter=0.05, seed=0, noise_std=5.0, blur=True, transform=None):
+        unknown = [k for k in shapes if k not in CONTOUR_SHAPES]
+        if unknown or not shapes:
+            raise ValueError(f"SyntheticContours: unknown shapes {unknown}; choose from {CONTOUR_SHAPES}")
+        if init not in ("octagon", "diamond"):
+            raise ValueError(f"SyntheticContours: init must be 'octagon' or 'diamond', got {init!r}")
+        if int(num_vertices) < 4:
+            raise ValueError(f"SyntheticContours: num_vertices must be at least 4, got {num_vertices}")
+        self.num_samples, self.image_size = int(num_samples), tuple(int(v) for v in image_size)
+        self.num_vertices, self.shapes, self.init = int(num_vertices), tuple(shapes), init
+        self.jitter, self.seed, self.noise_std, self.blur = float(jitter), int(seed), float(noise_std), blur
+        self.transform = transform
+
+    def __len__(self):
+        return self.num_samples
+
+    def shape_kind(self, index):
+        return self.shapes[index % len(self.shapes)]
+
+    def draw(self, index):
+        """dict(image uint8 (H, W), mask uint8 (H, W), contour and init float32 (V, 2),
+        box float32 (4,) (the true, unjittered x1, y1, x2, y2), kind)."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"SyntheticContours: index {index} out of range for {self.num_samples} samples")
+        cv2 = _cv2()
+        rng = np.random.default_rng([self.seed, int(index), 7])
+        h, w = self.image_size
+        img = _background(rng, h, w)
+        radius = rng.uniform(0.22, 0.4) * min(h, w)
+        center = (rng.uniform(radius + 2, w - 3 - radius), rng.uniform(radius + 2, h - 3 - radius))
+        outline = _shape_outline(self.shape_kind(index), rng, center, radius)
+        if _signed_area(outline) < 0:
+            outline = outline[::-1]
+        dense = resample_contour(outline, 512)
+        pts = np.rint(dense * 16).astype(np.int32)
+        cv2.fillPoly(img, [pts], _colour(rng, img), cv2.LINE_AA, shift=4)
+        if self.blur:
+            img = cv2.GaussianBlur(img, (3, 3), 0.7)
+        if self.noise_std > 0:
+            img = np.clip(np.rint(img + rng.normal(0.0, self.noise_std, size=img.shape)), 0, 255).astype(np.uint8)
+
+        box = np.array([dense[:, 0].min(), dense[:, 1].min(), dense[:, 0].max(), dense[:, 1].max()])
+        size = np.array([box[2] - box[0], box[3] - box[1]] * 2)
+        noisy = box + rng.normal(0.0, self.jitter, 4) * size
+        noisy = np.clip(noisy, 0, [w - 1, h - 1, w - 1, h - 1])
+        if noisy[2] - noisy[0] < 2 or noisy[3] - noisy[1] < 2:
+            noisy = box
+        if self.init == "octagon":
+            extremes = []
+            for k, p in enumerate(_extreme_points(dense)):
+                along = 0 if k % 2 else 1     # top/bottom move along x, right/left along y
+                p = np.array(p, dtype=np.float64)
+                p[along] += rng.normal(0.0, self.jitter) * size[along]
+                p[along] = np.clip(p[along], noisy[along], noisy[along + 2])
+                extremes.append(p)
+            polygon = box_octagon(noisy, extremes)
+        else:
+            polygon = box_diamond(noisy)
+        init = resample_contour(polygon, self.num_vertices)
+        contour = resample_contour(dense, self.num_vertices, start=init[0])
+        return {"image": img, "mask": contour_to_mask(dense, (h, w)), "contour": contour.astype(np.float32),
+                "init": init.astype(np.float32), "box": box.astype(np.float32), "kind": self.shape_kind(index)}
+
+    def __getitem__(self, index):
+        if index < 0:
+            index += self.num_samples
+        sample = self.draw(index)
+        img = sample["image"] if self.transform is None else self.transform(sample["image"])
+        return img, sample["init"], sample["contour"]
