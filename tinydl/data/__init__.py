@@ -20,7 +20,10 @@ from .dataloader import (DataLoader, Sampler, SequentialSampler, RandomSampler, 
 from .datasets import (data_home, download_url, DownloadError, ChecksumError, imread, read_cifar_binary,
                        MNIST, FashionMNIST, CIFAR10, CIFAR100, ImageFolder, CUB200, Digits, IMG_EXTENSIONS)
 from .synthetic import (SyntheticShapes, PRIMITIVES, keypoints_to_heatmap, keypoints_to_label,
-                        label_to_heatmap)
+                        label_to_heatmap, SyntheticContours, CONTOUR_SHAPES, resample_contour, box_octagon,
+                        box_diamond, contour_to_mask, contour_iou)
+from .shapes_detection import SyntheticDetection, collate_detection, DETECTION_SHAPES
+from .shapes_segmentation import SyntheticSegmentation, colorize_mask, SEGMENTATION_PALETTE, SHAPE_CLASSES
 from . import transforms
 
 __all__ = [
@@ -31,5 +34,8 @@ __all__ = [
     "data_home", "download_url", "DownloadError", "ChecksumError", "imread", "read_cifar_binary",
     "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolder", "CUB200", "Digits", "IMG_EXTENSIONS",
     "SyntheticShapes", "PRIMITIVES", "keypoints_to_heatmap", "keypoints_to_label", "label_to_heatmap",
+    "SyntheticContours", "CONTOUR_SHAPES", "resample_contour", "box_octagon", "box_diamond", "contour_to_mask",
+    "contour_iou", "SyntheticDetection", "collate_detection", "DETECTION_SHAPES",
+    "SyntheticSegmentation", "colorize_mask", "SEGMENTATION_PALETTE", "SHAPE_CLASSES",
     "transforms",
 ]
