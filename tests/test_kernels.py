@@ -1,10 +1,13 @@
-"""Tests of tinydl/kernels: im2col/col2im and the pooling kernels.
+"""Tests of tinydl/kernels: im2col/col2im, the pooling kernels and the batch-norm kernels.
 
 * the NumPy reference, the Numba and (on a GPU) the CuPy versions must agree
   exactly, in float32 and float64;
 * the reference itself is checked against PyTorch (unfold/fold, max_pool2d with
   indices, max_unpool2d, avg_pool2d) and against the adjoint identity
-  <im2col(x), c> == <x, col2im(c)>.
+  <im2col(x), c> == <x, col2im(c)>;
+* the batch-norm kernels: Numba equals the NumPy reference to rounding (their
+  sums may add in another order), the reference equals a float64 oracle, and
+  the statistics stay accurate when a channel's mean dwarfs its spread.
 """
 import importlib
 
@@ -407,3 +410,87 @@ class TestCupyKernels:
             ya = K.avg_pool2d_forward(cp.asarray(x), k, s, p, ceil, False)
             np.testing.assert_allclose(cp.asnumpy(ya), K.avg_pool2d_forward(x, k, s, p, ceil, False),
                                        rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- batch-norm kernels
+# tinydl.kernels does not re-export these (yet): use the module.
+norm_mod = importlib.import_module("tinydl.kernels.norm")
+
+BN_SHAPES = [(5, 3), (1, 2, 7), (4, 3, 5, 6), (2, 3, 2, 3, 4), (3, 1, 1, 1), (7, 4, 3, 1)]
+
+
+def _bn_arrays(shape, dtype, seed, contiguous=True):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    if contiguous:
+        x = rng.standard_normal(shape) * 2 + rng.standard_normal(c).reshape((1, c) + (1,) * (len(shape) - 2))
+    else:                                   # a transposed view: the kernels must copy or cope
+        x = rng.standard_normal(shape[::-1]).T
+    g = rng.standard_normal(shape)
+    vecs = [rng.standard_normal(c) for _ in range(4)]
+    return [a.astype(dtype) for a in [x, g] + vecs]
+
+
+def _bn_tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("contiguous", [True, False], ids=["contiguous", "transposed"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batch_norm_kernels_numba_equal_reference(shape, dtype, contiguous):
+    x, g, mean, a, k, b = _bn_arrays(shape, dtype, seed=1, contiguous=contiguous)
+    tol = _bn_tol(dtype)
+    pairs = [
+        (norm_mod.batch_norm_stats_numba(x), norm_mod.batch_norm_stats_reference(x)),
+        (norm_mod.batch_norm_affine_numba(x, mean, a, b), norm_mod.batch_norm_affine_reference(x, mean, a, b)),
+        (norm_mod.batch_norm_grad_sums_numba(g, x, mean), norm_mod.batch_norm_grad_sums_reference(g, x, mean)),
+        (norm_mod.batch_norm_input_grad_numba(g, x, mean, a, k, b), norm_mod.batch_norm_input_grad_reference(g, x, mean, a, k, b)),
+    ]
+    for got, want in pairs:
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        for u, v in zip(got, want):
+            assert u.dtype == dtype and u.shape == v.shape
+            np.testing.assert_allclose(u, v, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_reference_matches_float64_formulas(dtype):
+    x, g, mean, a, k, b = _bn_arrays((3, 4, 5, 2), dtype, seed=2)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    c = lambda v: v.astype(np.float64).reshape(1, -1, 1, 1)     # noqa: E731
+    tol = _bn_tol(dtype)
+    m, v = norm_mod.batch_norm_stats(x)
+    np.testing.assert_allclose(m, x64.mean(axis=(0, 2, 3)), **tol)
+    np.testing.assert_allclose(v, x64.var(axis=(0, 2, 3)), **tol)
+    np.testing.assert_allclose(norm_mod.batch_norm_affine(x, mean, a, b), (x64 - c(mean)) * c(a) + c(b), **tol)
+    s1, s2 = norm_mod.batch_norm_grad_sums(g, x, mean)
+    np.testing.assert_allclose(s1, g64.sum(axis=(0, 2, 3)), **tol)
+    np.testing.assert_allclose(s2, (g64 * (x64 - c(mean))).sum(axis=(0, 2, 3)), **tol)
+    np.testing.assert_allclose(norm_mod.batch_norm_input_grad(g, x, mean, a, k, b),
+                               g64 * c(a) + (x64 - c(mean)) * c(k) + c(b), **tol)
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba"])
+def test_batch_norm_stats_survive_a_large_offset(impl):
+    # sum(x^2)/m - mean^2 would lose every digit here (mean^2 / var = 1e8 > 1/eps of float32)
+    rng = np.random.default_rng(3)
+    x64 = rng.standard_normal((64, 2, 16, 16)) + np.array([1e4, -3e3]).reshape(1, 2, 1, 1)
+    mean, var = getattr(norm_mod, f"batch_norm_stats_{impl}")(x64.astype(np.float32))
+    x64 = x64.astype(np.float32).astype(np.float64)                 # the values it was given
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2, 3)), rtol=1e-4)
+
+
+def test_batch_norm_dispatch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(norm_mod, "batch_norm_stats_reference", lambda x: calls.append("ref"))
+    monkeypatch.setattr(norm_mod, "batch_norm_stats_numba", lambda x: calls.append("numba"))
+    x = np.zeros((2, 3, 4), np.float32)
+    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
+    norm_mod.batch_norm_stats(x)
+    norm_mod.batch_norm_stats(x.astype(np.float16))                 # not a compiled dtype
+    norm_mod.batch_norm_stats(x[:, :, 0])                           # (N, C): NumPy is faster
+    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
+    norm_mod.batch_norm_stats(x)
+    assert calls == ["numba", "ref", "ref", "ref"]

@@ -154,6 +154,51 @@ def test_functional_batch_norm_updates_running_stats_in_place():
     _close(ours_rv, t_rv)
 
 
+# ---------------------------------------------------------------- batch norm: Numba and NumPy paths
+def _bn_run(x, g, w, b, rm, rv, training):
+    """Output, running stats and every gradient of one F.batch_norm call (fresh tensors)."""
+    tx, tw, tb = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+    trm, trv = td.tensor(rm.copy()), td.tensor(rv.copy())
+    y = F.batch_norm(tx, trm, trv, tw, tb, training=training, momentum=0.2)
+    y.backward(td.tensor(g))
+    return [y.detach().numpy(), trm.numpy(), trv.numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", [(16, 3), (8, 4, 6, 5), (2, 3, 2, 3, 2)], ids=["NC", "NCHW", "NCDHW"])
+def test_batch_norm_numba_and_numpy_paths_agree(monkeypatch, shape, dtype, training):
+    rng = np.random.default_rng(5)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    w, b, rm = (rng.standard_normal(c).astype(dtype) for _ in range(3))
+    rv = rng.uniform(0.5, 2, c).astype(dtype)
+    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
+    fast = _bn_run(x, g, w, b, rm, rv, training)
+    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
+    slow = _bn_run(x, g, w, b, rm, rv, training)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for name, u, v in zip(["y", "running_mean", "running_var", "dx", "dweight", "dbias"], fast, slow):
+        assert u.dtype == dtype, name
+        np.testing.assert_allclose(u, v, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_batch_norm_float32_with_a_large_channel_offset():
+    """A channel whose mean is 1e4 times its spread: float32 output and gradients stay close to
+    the float64 truth (computing var as E[x^2] - E[x]^2 in float32 would give garbage)."""
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((32, 2, 8, 8)) + np.array([1e4, -2e3]).reshape(1, 2, 1, 1)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = np.array([1.5, 0.5], np.float32), np.array([0.1, -0.2], np.float32)
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    ours = _bn_run(x, g, w, b, rm, rv, True)
+    truth = _bn_run(*(a.astype(np.float64) for a in (x, g, w, b, rm, rv)), True)
+    for name, u, v in zip(["y", "running_mean", "running_var", "dx", "dweight", "dbias"], ours, truth):
+        scale = np.abs(v).max()
+        np.testing.assert_allclose(u, v, rtol=0, atol=2e-3 * scale, err_msg=name)
+
+
 # ---------------------------------------------------------------- batch norm: state, dtypes, errors
 def test_state_dict_keys_and_loading_from_torch():
     theirs = torch.nn.BatchNorm2d(4)

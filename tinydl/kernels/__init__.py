@@ -8,6 +8,8 @@ numbers (bit-identical on the CPU).
 
     im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
     pool                   max pool (+indices, backward), max unpool, avg pool
+    norm                   batch-norm per-channel statistics, affine, input gradient
+    detection              NMS, RoI max pooling (forward and backward)
     workspace              reusable scratch buffers for the big column matrices
 """
 from ._dispatch import clear_workspace, is_cupy, use_numba, workspace
@@ -37,3 +39,5 @@ from .pool import (
     pool_geometry,
     pool_output_size,
 )
+from .norm import batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad, batch_norm_stats
+from .detection import nms_kernel, roi_pool_backward, roi_pool_forward

@@ -243,7 +243,11 @@ def _valid_range(offset, s, size, n_out):
 # Numba notes. The kernels index flat 1-D views with *unsigned* offsets: for a
 # signed index Numba inserts a negative-index (wraparound) check on every access,
 # which blocks vectorisation and made the first version of these kernels 3-5x
-# slower. The three helpers below are the only places that touch memory.
+# slower. The three helpers below are the only places that touch memory; the two
+# strided ones branch on stride 1: with a run-time stride LLVM keeps the loop
+# scalar (for the scatter-add it must even allow step 0, i.e. colliding writes);
+# the stride-1 loops vectorise, which made im2col 12-35% and col2im 5-10% faster
+# on ResNet-20's stride-1 layers (CPU-time medians, 1 thread).
 @njit(inline="always")
 def _fill(dst, start, n, value):
     """dst[start : start + n] = value"""
@@ -256,16 +260,24 @@ def _fill(dst, start, n, value):
 def _gather(dst, start, src, src_start, n, src_step):
     """dst[start + t] = src[src_start + t*src_step] for t < n"""
     d, s, step = np.uint64(start), np.uint64(src_start), np.uint64(src_step)
-    for t in range(np.uint64(n)):
-        dst[d + t] = src[s + t * step]
+    if src_step == 1:  # stride 1, the common case: a plain copy that LLVM vectorises
+        for t in range(np.uint64(n)):
+            dst[d + t] = src[s + t]
+    else:
+        for t in range(np.uint64(n)):
+            dst[d + t] = src[s + t * step]
 
 
 @njit(inline="always")
 def _scatter_add(dst, start, dst_step, src, src_start, n):
     """dst[start + t*dst_step] += src[src_start + t] for t < n"""
     d, step, s = np.uint64(start), np.uint64(dst_step), np.uint64(src_start)
-    for t in range(np.uint64(n)):
-        dst[d + t * step] += src[s + t]
+    if dst_step == 1:  # stride 1: with a run-time step LLVM must assume the writes may
+        for t in range(np.uint64(n)):  # collide (step 0) and cannot vectorise
+            dst[d + t] += src[s + t]
+    else:
+        for t in range(np.uint64(n)):
+            dst[d + t * step] += src[s + t]
 
 
 @njit(parallel=True, cache=True)

@@ -9,6 +9,8 @@ import math
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
+                            batch_norm_stats)
 from ..tensor import Tensor
 
 __all__ = ["batch_norm", "local_response_norm", "normalize"]
@@ -54,17 +56,25 @@ class BatchNorm(Function):
     compact form above. Its two sums remove from g the part along the constant
     vector and the part along xhat: shifting or scaling a channel's input
     leaves its output unchanged, so those directions get no gradient.
+
+    How it runs (tinydl/kernels/norm.py): x_hat is never stored. Forward is
+    one pass for the statistics and one for y = (x - mu) * (gamma s) + beta;
+    backward is one pass for the two sums, with sum_j g_j xhat_j =
+    s * sum_j g_j (x_j - mu), and one for dx written per channel as
+
+        dx_i = g_i * (gamma s) + (x_i - mu) * k + b,
+        k = -(gamma s) * s^2 * sum_j g_j (x_j - mu) / m,   b = -(gamma s) * sum_j g_j / m
+
+    (the training formula above, multiplied out). Each pass reads the big
+    arrays once, as PyTorch's CPU kernels do.
     """
 
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None,
                 training=False, momentum=0.1, eps=1e-5):
         xp = get_array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))      # every axis but the channel axis
         m = x.size // x.shape[1]                    # values per channel
         if training:
-            mean = x.mean(axis=axes)
-            x_hat = x - _per_channel(mean, x.ndim)        # centred now, normalised below
-            var = (x_hat * x_hat).mean(axis=axes)         # biased: 1/m
+            mean, var = batch_norm_stats(x)         # biased: 1/m
             if running_mean is not None:            # in place: these are the module's buffers
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
@@ -73,37 +83,32 @@ class BatchNorm(Function):
                 running_var *= 1 - momentum
                 running_var += momentum * unbiased.astype(running_var.dtype, copy=False)
         else:
+            mean = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
-            x_hat = x - _per_channel(running_mean.astype(x.dtype, copy=False), x.ndim)
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat *= _per_channel(inv_std, x.ndim)      # in place: x_hat is our own array
-        # y = gamma * x_hat + beta, written into one fresh array (these are full-size passes)
-        y = x_hat * _per_channel(weight, x.ndim) if weight is not None else x_hat
-        if bias is not None:
-            if y is x_hat:
-                y = x_hat + _per_channel(bias, x.ndim)
-            else:
-                y += _per_channel(bias, x.ndim)
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.training, ctx.axes, ctx.m = training, axes, m
+        scale = inv_std if weight is None else weight * inv_std         # gamma * s, per channel
+        shift = xp.zeros_like(scale) if bias is None else bias          # beta
+        y = batch_norm_affine(x, mean, scale, shift)                    # (x - mu) * gamma s + beta
+        ctx.save_for_backward(x, mean, inv_std, scale)
+        ctx.training, ctx.m = training, m
         ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
         return y
 
     def backward(ctx, gy):
-        x_hat, inv_std, weight = ctx.saved_tensors
-        axes, ndim, m = ctx.axes, gy.ndim, ctx.m
+        x, mean, inv_std, scale = ctx.saved_tensors
+        m = ctx.m
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_x_sums = need_x and ctx.training
-        # the two per-channel sums serve both dx (training) and dgamma / dbeta
-        sum_g = gy.sum(axis=axes) if need_x_sums or (ctx.has_bias and need_b) else None
-        sum_g_xhat = (gy * x_hat).sum(axis=axes) if need_x_sums or (ctx.has_weight and need_w) else None
+        need_sums = (need_x and ctx.training) or (ctx.has_weight and need_w) or (ctx.has_bias and need_b)
+        if need_sums:   # the two per-channel sums serve both dx (training) and dgamma / dbeta
+            sum_g, sum_g_xc = batch_norm_grad_sums(gy, x, mean)         # sum g, sum g (x - mu)
+            sum_g_xhat = sum_g_xc * inv_std
         gx = None
         if need_x:
-            scale = inv_std if weight is None else weight * inv_std    # gamma * s, per channel
-            gx = gy * _per_channel(scale, ndim)
-            if ctx.training:   # gx = (gamma s / m) (m g - sum g - x_hat sum g x_hat), term by term
-                gx -= x_hat * _per_channel(scale * sum_g_xhat / m, ndim)
-                gx -= _per_channel(scale * sum_g / m, ndim)
+            if ctx.training:   # gx = (gamma s / m) (m g - sum g - x_hat sum g x_hat), multiplied out
+                k = -scale * inv_std * sum_g_xhat / m
+                gx = batch_norm_input_grad(gy, x, mean, scale, k, -scale * sum_g / m)
+            else:
+                gx = gy * _per_channel(scale, gy.ndim)
         gweight = sum_g_xhat if ctx.has_weight and need_w else None
         gbias = sum_g if ctx.has_bias and need_b else None
         return gx, gweight, gbias
