@@ -25,7 +25,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from .dataset import Dataset
-from .synthetic import _cv2
+from .synthetic import _cv2, smooth_background
 
 __all__ = ["SyntheticDetection", "DETECTION_SHAPES", "collate_detection"]
 
@@ -33,15 +33,6 @@ DETECTION_SHAPES = ("rectangle", "ellipse", "triangle")
 
 
 # ================================================================ drawing
-def _background(rng, h, w):
-    """A smooth random colour background (coarse noise per channel, enlarged)."""
-    cv2 = _cv2()
-    base = rng.uniform(30, 225, size=3)
-    coarse = rng.uniform(-35, 35, size=(max(h // 16, 2), max(w // 16, 2), 3)).astype(np.float32)
-    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(base + smooth, 0, 255).astype(np.uint8)
-
-
 def _colour(rng, mean):
     """An RGB colour at least 100 away (Euclidean) from the background's mean colour."""
     for _ in range(100):
@@ -129,7 +120,7 @@ class SyntheticDetection(Dataset):
         cv2 = _cv2()
         rng = np.random.default_rng([self.seed, int(index)])
         h, w = self.image_size
-        img = _background(rng, h, w)
+        img = smooth_background(rng, h, w, channels=3, base_range=(30, 225), amplitude=35)
         mean = img.reshape(-1, 3).mean(axis=0)
         boxes, labels, placed = [], [], []
         lo, hi = self.object_size

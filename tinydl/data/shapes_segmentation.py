@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from .dataset import Dataset
+from .synthetic import _cv2, smooth_background
 
 __all__ = ["SyntheticSegmentation", "SHAPE_CLASSES", "SEGMENTATION_PALETTE", "colorize_mask"]
 
@@ -32,14 +33,6 @@ SEGMENTATION_PALETTE = np.array([
     [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
 ], dtype=np.uint8)
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError("SyntheticSegmentation draws with OpenCV: pip install 'tinydl[train]'") from exc
-    return cv2
 
 
 def colorize_mask(mask, palette=SEGMENTATION_PALETTE, ignore_index=None):
@@ -53,15 +46,6 @@ def colorize_mask(mask, palette=SEGMENTATION_PALETTE, ignore_index=None):
 
 
 # ================================================================ drawing
-def _background(rng, h, w):
-    """(H, W, 3) uint8: a random base colour plus coarse noise enlarged smoothly."""
-    cv2 = _cv2()
-    base = rng.uniform(40, 215, size=3)
-    coarse = rng.uniform(-35, 35, size=(max(h // 16, 2), max(w // 16, 2), 3)).astype(np.float32)
-    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(base + smooth, 0, 255).astype(np.uint8)
-
-
 def _colour(rng, around):
     """An RGB colour that differs from ``around`` (mean colour) by >= 60 in some channel."""
     for _ in range(100):
@@ -145,7 +129,7 @@ class SyntheticSegmentation(Dataset):
             raise IndexError(f"SyntheticSegmentation: index {index} out of range for {self.num_images} images")
         rng = np.random.default_rng([self.seed, int(index)])
         h, w = self.image_size
-        img = _background(rng, h, w)
+        img = smooth_background(rng, h, w, channels=3, amplitude=35)
         mask = np.zeros((h, w), dtype=np.uint8)
         placed = []
         for _ in range(int(rng.integers(1, self.max_shapes + 1))):

@@ -40,17 +40,20 @@ def _cv2():
     try:
         import cv2
     except ImportError as exc:
-        raise ImportError("SyntheticShapes draws with OpenCV: pip install 'tinydl[train]'") from exc
+        raise ImportError("the synthetic datasets draw with OpenCV: pip install 'tinydl[train]'") from exc
     return cv2
 
 
 # ================================================================ drawing helpers
-def _background(rng, h, w):
-    """A smooth random grey background: coarse noise, enlarged and blurred."""
+def smooth_background(rng, h, w, channels=None, base_range=(40, 215), amplitude=40):
+    """A smooth random background, (H, W) grey or (H, W, channels) uint8: a random base
+    level plus coarse uniform noise enlarged with cubic interpolation, so that shapes
+    drawn on it are not the only structure in the image."""
     cv2 = _cv2()
-    base = rng.uniform(40, 215)
-    coarse = rng.uniform(-40, 40, size=(max(h // 16, 2), max(w // 16, 2))).astype(np.float32)
-    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    extra = () if channels is None else (channels,)
+    base = rng.uniform(*base_range, size=extra or None)
+    coarse = rng.uniform(-amplitude, amplitude, size=(max(h // 16, 2), max(w // 16, 2)) + extra)
+    smooth = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     return np.clip(base + smooth, 0, 255).astype(np.uint8)
 
 
@@ -310,7 +313,7 @@ class SyntheticShapes(Dataset):
         cv2 = _cv2()
         rng = np.random.default_rng([self.seed, int(index)])
         h, w = self.image_size
-        img = _background(rng, h, w)
+        img = smooth_background(rng, h, w)
         keypoints = _DRAW[self.primitive(index)](img, rng)
         if self.blur:
             img = cv2.GaussianBlur(img, (3, 3), 0.7)
@@ -551,7 +554,7 @@ class SyntheticContours(Dataset):
         cv2 = _cv2()
         rng = np.random.default_rng([self.seed, int(index), 7])
         h, w = self.image_size
-        img = _background(rng, h, w)
+        img = smooth_background(rng, h, w)
         radius = rng.uniform(0.22, 0.4) * min(h, w)
         center = (rng.uniform(radius + 2, w - 3 - radius), rng.uniform(radius + 2, h - 3 - radius))
         outline = _shape_outline(self.shape_kind(index), rng, center, radius)
