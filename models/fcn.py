@@ -66,7 +66,7 @@ import numpy as np
 import tinydl.nn as nn
 
 from models import register
-from models.vgg import cfgs, vgg_fc_to_conv
+from models.vgg import cfgs, make_layers, vgg_fc_to_conv
 
 __all__ = ["FCN", "bilinear_kernel", "coordinate_map", "load_vgg16_backbone", "fcn32s", "fcn16s", "fcn8s"]
 
@@ -189,23 +189,6 @@ _BACKBONES = {
 }
 
 
-def _features(cfg, first_padding, batch_norm=False):
-    """VGG's ``make_layers`` with FCN's two changes: conv1_1 padded by ``first_padding``
-    and ceil-mode pools (as Caffe pooled). Without batch norm the layer indices are
-    VGG's, and so are the state_dict keys (``features.28.weight`` = conv5_3)."""
-    layers, in_ch = [], 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
-            continue
-        layers.append(nn.Conv2d(in_ch, v, kernel_size=3, padding=first_padding if not layers else 1))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(v))
-        layers.append(nn.ReLU(inplace=True))
-        in_ch = v
-    return nn.Sequential(*layers)
-
-
 class FCN(nn.Module):
     """FCN-``stride`` (32, 16 or 8) on the ``backbone`` ('vgg16' or 'small'); see the
     module docstring. forward: (N, 3, H, W) -> (N, num_classes, H, W) class scores."""
@@ -218,7 +201,7 @@ class FCN(nn.Module):
             raise ValueError(f"FCN: backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}")
         cfg, pad, k6, p6, width, bn = _BACKBONES[backbone]
         self.stride, self.num_classes, self.backbone = stride, num_classes, backbone
-        self.features = _features(cfg, pad, bn)
+        self.features = make_layers(cfg, bn, first_padding=pad, ceil_mode=True)   # keys as VGG's
         pools = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.MaxPool2d)]
         self._pool3, self._pool4 = pools[2], pools[3]
         c3, c4, c5 = (_channels_before_pool(cfg, n) for n in (2, 3, 4))

@@ -44,14 +44,15 @@ cfgs = {
 _FC_INDICES = (0, 3, 6)
 
 
-def make_layers(cfg, batch_norm=False, in_channels=3):
-    """The conv part: for each number a 3x3 conv (+ BN) + ReLU, for each 'M' a 2x2 max pool."""
+def make_layers(cfg, batch_norm=False, in_channels=3, first_padding=1, ceil_mode=False):
+    """The conv part: for each number a 3x3 conv (+ BN) + ReLU, for each 'M' a 2x2 max pool.
+    FCN pads conv1_1 by ``first_padding`` = 100 and pools in ceil mode, as Caffe did."""
     layers = []
     for v in cfg:
         if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=ceil_mode))
             continue
-        layers.append(nn.Conv2d(in_channels, v, kernel_size=3, padding=1))
+        layers.append(nn.Conv2d(in_channels, v, kernel_size=3, padding=first_padding if not layers else 1))
         if batch_norm:
             layers.append(nn.BatchNorm2d(v))
         layers.append(nn.ReLU(inplace=True))
