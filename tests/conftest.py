@@ -38,3 +38,21 @@ def mnist_dir():
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"the MNIST test-set files are not in {MNIST_DIR} (set TINYDL_MNIST_DIR)")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def load_example():
+    """``load_example('train_fcn')`` imports examples/train_fcn.py by its path (examples/
+    is a folder of scripts, not a package); each script is imported once per session."""
+    import importlib.util
+    folder = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    loaded = {}
+
+    def load(name):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(f"_example_{name}", folder / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+    return load

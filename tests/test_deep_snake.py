@@ -1,6 +1,4 @@
 """Deep Snake: circular convolution, the synthetic contour data, the model, the example."""
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -178,11 +176,8 @@ def test_one_step_lowers_the_snake_loss():
     assert np.isfinite(before.item()) and snake_loss(net(images, init), truth).item() < before.item()
 
 
-def test_train_deep_snake_smoke(tmp_path):
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "train_deep_snake.py"
-    spec = importlib.util.spec_from_file_location("_example_train_deep_snake", path)   # examples/ is no package
-    ex = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ex)
+def test_train_deep_snake_smoke(tmp_path, load_example):
+    ex = load_example("train_deep_snake")
     metrics = ex.main(["--steps", "2", "--num-train", "8", "--num-test", "3", "--batch-size", "4",
                        "--image-size", "32", "--num-vertices", "16", "--state-dim", "8", "--feature-channels", "8",
                        "--backbone-channels", "4", "8", "8", "--iterations", "2",

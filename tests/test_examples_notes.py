@@ -1,5 +1,4 @@
 """The notes' MNIST experiment, the deconvnet visualisation and tinydl.utils.visualize."""
-import importlib.util
 import json
 import math
 import pathlib
@@ -16,21 +15,14 @@ from models.alexnet import ConvNetWithDeconv
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def notes(load_example):
+    return load_example("notes_mnist_experiment")
 
 
 @pytest.fixture(scope="module")
-def notes():
-    return _load("notes_mnist_experiment")
-
-
-@pytest.fixture(scope="module")
-def deconv():
-    return _load("deconvnet_visualize")
+def deconv(load_example):
+    return load_example("deconvnet_visualize")
 
 
 def _png(path):

@@ -1,7 +1,5 @@
 """Faster R-CNN (models/faster_rcnn.py), its synthetic data set and the training example."""
-import importlib.util
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -190,11 +188,8 @@ def test_eval_output_format_and_per_image_independence():
         np.testing.assert_array_equal(labels, single["labels"].numpy())
 
 
-def test_example_smoke(tmp_path):
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "train_faster_rcnn.py"
-    spec = importlib.util.spec_from_file_location("_example_train_faster_rcnn", path)   # examples/ is no package
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+def test_example_smoke(tmp_path, load_example):
+    example = load_example("train_faster_rcnn")
     result = example.main(["--steps", "3", "--num-train", "4", "--num-test", "3", "--batch-size", "2",
                            "--out", str(tmp_path), "--quiet"])
     assert 0.0 <= result["mAP50"] <= 1.0 and result["steps"] == 3

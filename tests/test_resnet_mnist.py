@@ -4,7 +4,6 @@ example (examples/plain_vs_residual.py): the data helpers, a smoke run, and the 
 Data: the shared MNIST subset (the t10k files: first 8,000 images train, last 2,000
 test); the tests that need it skip when the files are absent (``mnist_dir``).
 """
-import importlib.util
 import json
 import pathlib
 
@@ -14,22 +13,14 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
-def _example(name):
-    """Import examples/<name>.py (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def resnet_mnist(load_example):
+    return load_example("resnet_mnist")
 
 
 @pytest.fixture(scope="module")
-def resnet_mnist():
-    return _example("resnet_mnist")
-
-
-@pytest.fixture(scope="module")
-def plain_vs_residual():
-    return _example("plain_vs_residual")
+def plain_vs_residual(load_example):
+    return load_example("plain_vs_residual")
 
 
 # ---------------------------------------------------------------- data helpers

@@ -1,7 +1,6 @@
 """SPP-net, FCN and bilinear CNN: their pooling ops (gradchecks, PyTorch parity),
 the models (fixed-length SPP output, FCN output size = input size, crops, bilinear
 upsampling), one SGD step each, the synthetic segmentation set and the examples."""
-import importlib.util
 import pathlib
 
 import numpy as np
@@ -383,15 +382,8 @@ def test_synthetic_segmentation_options_and_errors():
 
 
 # ================================================================ examples
-def _example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_fcn_example_smoke(tmp_path):
-    out = _example("train_fcn").main(["--train-size", "8", "--test-size", "4", "--image-size", "32",
+def test_train_fcn_example_smoke(tmp_path, load_example):
+    out = load_example("train_fcn").main(["--train-size", "8", "--test-size", "4", "--image-size", "32",
                                       "--epochs", "1", "--batch-size", "4", "--compare", "--num-show", "2",
                                       "--out", str(tmp_path)])
     assert 0 <= out["pixel_acc"] <= 1 and 0 <= out["mean_iou"] <= 1 and len(out["per_class_iou"]) == 4
@@ -399,8 +391,8 @@ def test_train_fcn_example_smoke(tmp_path):
     assert (tmp_path / "fcn.png").stat().st_size > 0 and (tmp_path / "metrics.json").exists()
 
 
-def test_train_bilinear_cnn_example_smoke(tmp_path):
-    example = _example("train_bilinear_cnn")
+def test_train_bilinear_cnn_example_smoke(tmp_path, load_example):
+    example = load_example("train_bilinear_cnn")
     tiny = ["--epochs", "1", "--batch-size", "8", "--resize", "24", "--crop", "20"]
     out = example.main(["--train-per-class", "3", "--test-per-class", "1", "--out", str(tmp_path / "a")] + tiny)
     assert out["num_classes"] == 6 and out["test_images"] == 6 and 0 <= out["test_acc"] <= 1

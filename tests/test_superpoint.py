@@ -1,6 +1,4 @@
 """SuperPoint / MagicPoint: descriptor sampling, heatmap NMS, the model, its loss, the example."""
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -226,16 +224,8 @@ def test_one_step_lowers_the_detector_loss(builder):
     assert loss().item() < before.item()
 
 
-def _example(name):
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", path)     # examples/ is no package
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_magicpoint_smoke(tmp_path):
-    ex = _example("train_magicpoint")
+def test_train_magicpoint_smoke(tmp_path, load_example):
+    ex = load_example("train_magicpoint")
     metrics = ex.main(["--steps", "2", "--num-train", "8", "--num-test", "3", "--batch-size", "4",
                        "--train-size", "32", "40", "--image-size", "32", "40", "--channels", "4", "4", "8", "8",
                        "--head-channels", "8", "--out", str(tmp_path / "run"), "--figure", str(tmp_path / "f.png")])

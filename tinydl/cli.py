@@ -326,14 +326,6 @@ def summary_command(args):
     return 0
 
 
-def _has_summary():
-    try:
-        from .utils.summary import summary  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_parser():
     parser = argparse.ArgumentParser(prog="tinydl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -375,13 +367,12 @@ def make_parser():
                    help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     sub.add_parser("list", help="list the zoo's model names")
-    if _has_summary():
-        s = sub.add_parser("summary", help="per-layer output shapes and parameter counts of a zoo model")
-        s.add_argument("model")
-        s.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
-                       help="C H W of one input (default: the size the model is built for)")
-        s.add_argument("--batch-size", type=int, default=1, help="batch of the forward (memory, FLOPs)")
-        s.add_argument("--num-classes", type=int, default=None, help="classes of the model's head")
+    s = sub.add_parser("summary", help="per-layer output shapes and parameter counts of a zoo model")
+    s.add_argument("model")
+    s.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
+                   help="C H W of one input (default: the size the model is built for)")
+    s.add_argument("--batch-size", type=int, default=1, help="batch of the forward (memory, FLOPs)")
+    s.add_argument("--num-classes", type=int, default=None, help="classes of the model's head")
     return parser
 
 
