@@ -37,7 +37,10 @@ _SETUPS = {
                      lambda o: optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=0)),
     "rmsprop+cosine": (lambda p: optim.RMSprop(p, lr=0.01, momentum=0.5),
                        lambda o: optim.lr_scheduler.CosineAnnealingLR(o, T_max=3)),
+    "sgd+warmup-per-step": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                            lambda o: optim.lr_scheduler.LambdaLR(o, lambda step: min(1.0, (step + 1) / 7))),
 }
+_PER_STEP = {"sgd+warmup-per-step"}          # scheduler_interval='step'
 
 
 def _trainer(setup, out, seed=0, plot=False):
@@ -48,7 +51,8 @@ def _trainer(setup, out, seed=0, plot=False):
     opt = make_opt(model.parameters())
     train = DataLoader(TensorDataset(*_images()), batch_size=10, shuffle=True)   # 5 steps, last one short
     test = DataLoader(TensorDataset(*_images(24, seed=1)), batch_size=16, seed=0)
-    return Trainer(model, opt, train, test, scheduler=make_sched(opt), out=out, log=None, progress=False, plot=plot)
+    return Trainer(model, opt, train, test, scheduler=make_sched(opt), out=out, log=None, progress=False, plot=plot,
+                   scheduler_interval="step" if setup in _PER_STEP else "epoch")
 
 
 # ================================================================ exact resume
@@ -302,3 +306,16 @@ def test_plot_curves_one_run_and_several(tmp_path):
     with pytest.raises(TypeError, match="must be a dict"):
         plot_curves([1.0, 2.0], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_per_step_scheduler_moves_after_every_optimizer_step(tmp_path):
+    trainer = _trainer("sgd+warmup-per-step", None)
+    trainer.fit(1)                                 # 5 steps: the lambda has seen steps 0..5
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 6 / 7)
+    trainer.fit(2)                                 # 10 steps: warm-up over, lr 0.1
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        Trainer(trainer.model, trainer.optimizer, trainer.train_loader, scheduler_interval="batch")
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        Trainer(trainer.model, trainer.optimizer, trainer.train_loader, scheduler_interval="step",
+                scheduler=optim.lr_scheduler.ReduceLROnPlateau(trainer.optimizer))

@@ -222,6 +222,9 @@ class Trainer:
     test_loader           evaluated after each epoch (optional)
     scheduler             an lr_scheduler, stepped once per epoch (ReduceLROnPlateau with
                           the test loss, or the train loss without a test loader)
+    scheduler_interval    'epoch' (default) or 'step': step the scheduler after every
+                          optimizer step instead (warm-up and one-cycle schedules, whose
+                          lr is a function of the step count)
     loss_fn               ``loss_fn(logits, labels)`` -> scalar Tensor; cross-entropy by default
     device                'cpu' or 'cuda' (the model must already be there)
     out                   folder for log.csv, log.json, curves.png, checkpoint.npz (None: no files)
@@ -238,10 +241,15 @@ class Trainer:
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
-                 config=None, plot=True):
+                 config=None, plot=True, scheduler_interval="epoch"):
+        from .optim.lr_scheduler import ReduceLROnPlateau
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if scheduler_interval == "step" and isinstance(scheduler, ReduceLROnPlateau):
+            raise ValueError("Trainer: ReduceLROnPlateau watches a per-epoch loss; use scheduler_interval='epoch'")
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.test_loader = train_loader, test_loader
-        self.scheduler = scheduler
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.loss_fn = loss_fn or F.cross_entropy
         self.device = str(backend.parse_device(device))
         self.out = os.fspath(out) if out is not None else None
@@ -294,6 +302,8 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
             losses.append(loss.data)
             sizes.append(len(y))
             correct = correct + topk_correct(logits, y, (1,))[0]
@@ -316,7 +326,7 @@ class Trainer:
         return evaluate_loader(self.model, loader, self.device, self.loss_fn, self.topk)
 
     def _step_scheduler(self, row):
-        if self.scheduler is None:
+        if self.scheduler is None or self.scheduler_interval != "epoch":
             return
         from .optim.lr_scheduler import ReduceLROnPlateau
         if isinstance(self.scheduler, ReduceLROnPlateau):
@@ -461,7 +471,7 @@ class Trainer:
 
 # ================================================================ arrays in, history out
 def fit(model, optimizer, train, test, epochs=10, batch_size=64, device="cpu", seed=0, scheduler=None,
-        log=print, out=None, progress=None):
+        log=print, out=None, progress=None, scheduler_interval="epoch"):
     """Train ``model`` on ``train`` = (uint8 images, int labels) arrays, evaluating on ``test``
     after each epoch; returns the list of per-epoch dicts (``epoch``, ``lr``, ``train_loss``,
     ``train_acc``, ``test_loss``, ``test_acc``, ``test_top5``, ``seconds``).
@@ -473,5 +483,5 @@ def fit(model, optimizer, train, test, epochs=10, batch_size=64, device="cpu", s
     train_loader = DataLoader(TensorDataset(*train), batch_size=batch_size, shuffle=True, seed=seed)
     test_loader = DataLoader(TensorDataset(*test), batch_size=500, seed=0) if test is not None else None
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=device,
-                      out=out, progress=progress, log=log, seed=seed)
+                      out=out, progress=progress, log=log, seed=seed, scheduler_interval=scheduler_interval)
     return trainer.fit(epochs)
