@@ -195,3 +195,28 @@ def test_example_smoke(tmp_path, load_example):
     assert 0.0 <= result["mAP50"] <= 1.0 and result["steps"] == 3
     assert (tmp_path / "faster_rcnn.png").stat().st_size > 1000
     assert (tmp_path / "metrics.json").exists()
+
+
+# ================================================================ a short training run reaches a stated mAP
+# Seeds 0/1/2 of this configuration reached mAP@0.5 0.391 / 0.419 / 0.444 (the default
+# 1000-step recipe reaches ~0.88); 0.27 is ~70% of the lowest. An untrained network scores 0.013.
+SHORT_FRCNN = ["--steps", "350", "--num-train", "700", "--num-test", "50", "--warmup", "35",
+               "--channels", "8", "16", "32", "64", "--seed", "0", "--quiet"]
+
+
+@pytest.mark.slow
+def test_faster_rcnn_small_reaches_map50_on_synthetic_shapes(tmp_path, load_example):
+    """350 AdamW steps of 2 images (128x128, half-width small backbone 8-16-32-64) reach
+    mAP@0.5 0.391 on 50 held-out images (seed 0); asserted >= 0.27; untrained (0.013) asserted < 0.05.
+    About 23 s on one core (measured under load from another engineer)."""
+    example = load_example("train_faster_rcnn")
+    test_set = SyntheticDetection(50, (128, 128), 3, seed=1)
+    td.manual_seed(0)
+    untrained = models.create("faster_rcnn", num_classes=test_set.num_classes, backbone="small",
+                              channels=(8, 16, 32, 64))
+    untrained_map, _, _ = example.evaluate(untrained, test_set)
+    result = example.main(SHORT_FRCNN + ["--out", str(tmp_path)])
+    assert result["steps"] == 350
+    assert untrained_map < 0.05
+    assert result["mAP50"] >= 0.27, result["per_class_AP"]
+    assert all(ap > 0.1 for ap in result["per_class_AP"].values()), result["per_class_AP"]
