@@ -38,13 +38,10 @@ import tinydl as td
 from models.deep_snake import DeepSnake, snake_loss
 from tinydl import optim
 from tinydl.data import DataLoader
+from tinydl.train import step_batches
 from tinydl.data.synthetic import SyntheticContours, contour_to_mask
 
-try:
-    from tqdm import tqdm
-except ImportError:                      # tqdm is optional: a plain loop without a bar
-    def tqdm(it, **_):
-        return it
+from tqdm import tqdm
 
 
 def to_input(images, device):
@@ -155,13 +152,10 @@ def main(argv=None):
     schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)    # stepped per batch
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, seed=args.seed)
 
-    start, step, losses = time.perf_counter(), 0, []
-    bar = tqdm(total=args.steps, desc="deep snake", leave=False)
-    while step < args.steps:
-        model.train()
-        for images, init, contour in loader:
-            if step >= args.steps:
-                break
+    start, losses = time.perf_counter(), []
+    model.train()
+    with tqdm(total=args.steps, desc="deep snake", leave=False) as bar:
+        for images, init, contour in step_batches(loader, args.steps, bar):
             preds = model(to_input(images, args.device), init.to(args.device))
             loss = snake_loss(preds, contour.to(args.device))
             optimizer.zero_grad()
@@ -169,12 +163,7 @@ def main(argv=None):
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
-            step += 1
-            if hasattr(bar, "update"):
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    if hasattr(bar, "close"):
-        bar.close()
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     train_seconds = time.perf_counter() - start
 
     metrics, inits, preds = evaluate(model, test, device=args.device)

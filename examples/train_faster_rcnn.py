@@ -40,14 +40,11 @@ import models
 import tinydl as td
 from tinydl import optim
 from tinydl.data import DataLoader
+from tinydl.train import step_batches
 from tinydl.data.shapes_detection import SyntheticDetection, collate_detection
 from tinydl.vision.metrics import mean_average_precision
 
-try:
-    from tqdm import tqdm
-except ImportError:                      # tqdm is optional: a plain loop without a bar
-    def tqdm(it, **_):
-        return it
+from tqdm import tqdm
 
 # BGR colours per class for the figure (OpenCV draws in BGR)
 _COLOURS = [(0, 0, 255), (0, 200, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255), (255, 255, 0)]
@@ -184,9 +181,8 @@ def main(argv=None):
     model.train()
     history, running, step = [], None, 0
     start = time.perf_counter()
-    bar = tqdm(total=args.steps, disable=args.quiet, desc="train", smoothing=0.05)
-    while step < args.steps:
-        for images, targets in loader:
+    with tqdm(total=args.steps, disable=args.quiet, desc="train", smoothing=0.05) as bar:
+        for images, targets in step_batches(loader, args.steps, bar):
             losses = model(images, targets)
             total = sum(losses.values())
             opt.zero_grad()
@@ -201,12 +197,7 @@ def main(argv=None):
             step += 1
             if step % 25 == 0 or step == args.steps:
                 history.append(dict(step=step, **running))
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{running['total']:.3f}", cls=f"{running['loss_classifier']:.3f}")
-            bar.update(1)
-            if step >= args.steps:
-                break
-    bar.close()
+                bar.set_postfix(loss=f"{running['total']:.3f}", cls=f"{running['loss_classifier']:.3f}")
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -42,14 +42,11 @@ import tinydl as td
 from models.superpoint import detect_keypoints, detector_loss, logits_to_heatmap, magicpoint
 from tinydl import optim
 from tinydl.data import DataLoader
+from tinydl.train import step_batches
 from tinydl.data.synthetic import SyntheticShapes, keypoints_to_label
 from tinydl.vision.metrics import keypoint_precision_recall
 
-try:
-    from tqdm import tqdm
-except ImportError:                      # tqdm is optional: a plain loop without a bar
-    def tqdm(it, **_):
-        return it
+from tqdm import tqdm
 
 
 def collate_keypoints(batch):
@@ -164,13 +161,10 @@ def main(argv=None):
                         collate_fn=collate_keypoints)
     label_rng = np.random.default_rng(args.seed)      # which keypoint a crowded cell keeps: new each time
 
-    start, step, losses = time.perf_counter(), 0, []
-    bar = tqdm(total=args.steps, desc="magicpoint", leave=False)
-    while step < args.steps:
-        model.train()
-        for images, keypoints in loader:
-            if step >= args.steps:
-                break
+    start, losses = time.perf_counter(), []
+    model.train()
+    with tqdm(total=args.steps, desc="magicpoint", leave=False) as bar:
+        for images, keypoints in step_batches(loader, args.steps, bar):
             labels = np.stack([keypoints_to_label(kp, size, rng=label_rng) for kp in keypoints])
             loss = detector_loss(model(to_input(images, args.device)), td.tensor(labels, device=args.device))
             optimizer.zero_grad()
@@ -178,12 +172,7 @@ def main(argv=None):
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
-            step += 1
-            if hasattr(bar, "update"):
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    if hasattr(bar, "close"):
-        bar.close()
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     train_seconds = time.perf_counter() - start
 
     heatmaps, points, truths = predict(model, test, args)

@@ -319,3 +319,14 @@ def test_per_step_scheduler_moves_after_every_optimizer_step(tmp_path):
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         Trainer(trainer.model, trainer.optimizer, trainer.train_loader, scheduler_interval="step",
                 scheduler=optim.lr_scheduler.ReduceLROnPlateau(trainer.optimizer))
+
+
+def test_step_batches_cycles_the_loader_for_exactly_n_steps():
+    from tinydl.train import step_batches
+    loader = DataLoader(TensorDataset(np.arange(10)), batch_size=4, shuffle=True, seed=0)   # 3 batches a pass
+    got = [b[0].numpy().tolist() for b in step_batches(loader, 7)]
+    assert len(got) == 7
+    assert sorted(sum(got[:3], [])) == list(range(10)) and sorted(sum(got[3:6], [])) == list(range(10))
+    assert got[:3] != got[3:6]                      # the second pass is reshuffled
+    with pytest.raises(ValueError, match="no batches"):
+        list(step_batches([], 2))

@@ -212,6 +212,26 @@ def _seed_device_rng(device, seed, epoch):
         backend.rng_for(backend.cupy_module()).seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
 
 
+# ================================================================ step-counted loops
+def step_batches(loader, steps, bar=None):
+    """Yield exactly ``steps`` batches, going through ``loader`` as many times as needed
+    (a DataLoader reshuffles on each pass); for training counted in steps, not epochs.
+    ``bar``: a tqdm bar, advanced once per finished step."""
+    done = 0
+    while done < steps:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+            done += 1
+            if bar is not None:
+                bar.update(1)
+            if done >= steps:
+                return
+        if empty:
+            raise ValueError("step_batches: the loader yielded no batches")
+
+
 # ================================================================ the trainer
 class Trainer:
     """Trains ``model`` on ``train_loader`` (batches of (images, labels)) epoch by epoch.
