@@ -45,6 +45,7 @@ from .scatter import scatter_add
 
 __all__ = [
     "argsort_descending",
+    "box_inter_union",
     "nms_kernel",
     "nms_reference",
     "nms_numba",
@@ -81,15 +82,24 @@ def _prepare(boxes, scores, idxs):
     return order, b, xp.ascontiguousarray(cat)
 
 
-def _iou_one_to_many(xp, box, others):
-    """IoU of one box (4,) against many (M, 4), float64, in the module docstring's expression."""
-    w = xp.maximum(xp.minimum(box[2], others[:, 2]) - xp.maximum(box[0], others[:, 0]), 0.0)
-    h = xp.maximum(xp.minimum(box[3], others[:, 3]) - xp.maximum(box[1], others[:, 1]), 0.0)
-    inter = w * h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+def box_inter_union(b1, b2):
+    """Pairwise intersection and union areas of (N, 4) and (M, 4) xyxy boxes -> two (N, M)
+    arrays (box_iou, box matching and both NumPy NMS paths use it; the Numba NMS
+    kernel computes the same expression per pair)."""
+    xp = array_module(b1)
+    lt = xp.maximum(b1[:, None, :2], b2[None, :, :2])   # (N, M, 2) top-left of the overlap
+    rb = xp.minimum(b1[:, None, 2:], b2[None, :, 2:])   # (N, M, 2) bottom-right
+    wh = xp.clip(rb - lt, 0, None)                      # empty overlap -> 0 wide
+    inter = wh[..., 0] * wh[..., 1]
+    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
+    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
+    return inter, area1[:, None] + area2[None, :] - inter
+
+
+def _iou(b1, b2):
+    inter, union = box_inter_union(b1, b2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area + areas - inter)
+        return inter / union
 
 
 def nms_reference(boxes, scores, iou_threshold, idxs=None):
@@ -104,7 +114,7 @@ def nms_reference(boxes, scores, iou_threshold, idxs=None):
         if suppressed[i]:
             continue
         keep.append(i)
-        iou = _iou_one_to_many(xp, b[i], b[i + 1:])
+        iou = _iou(b[i:i + 1], b[i + 1:])[0]
         hit = (iou > iou_threshold) & (cat[i + 1:] == cat[i])
         suppressed[i + 1:] |= hit if xp is np else hit.get()
     return order[xp.asarray(np.asarray(keep, dtype=np.int64))]
@@ -169,16 +179,10 @@ def nms_matrix(boxes, scores, iou_threshold, idxs=None, max_iterations=None):
     n = len(order)
     if n == 0:
         return order.astype(xp.int64)
-    x1, y1, x2, y2 = (b[:, k] for k in range(4))
-    w = xp.maximum(xp.minimum(x2[:, None], x2[None, :]) - xp.maximum(x1[:, None], x1[None, :]), 0.0)
-    h = xp.maximum(xp.minimum(y2[:, None], y2[None, :]) - xp.maximum(y1[:, None], y1[None, :]), 0.0)
-    inter = w * h
-    area = (x2 - x1) * (y2 - y1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area[:, None] + area[None, :] - inter)
+    iou = _iou(b, b)
     upper = xp.triu(xp.ones((n, n), dtype=bool), k=1)
     S = (iou > iou_threshold) & upper & (cat[:, None] == cat[None, :])
-    del w, h, inter, iou, upper
+    del iou, upper
     keep = xp.ones(n, dtype=bool)
     for _ in range(n + 1 if max_iterations is None else max_iterations):
         new = ~(S & keep[:, None]).any(axis=0)

@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from ...backend import get_array_module, rng_for
-from .boxes import _check_boxes, _pairwise_inter_union, _unwrap, _wrap
-from ...kernels.detection import argsort_descending, nms_kernel
+from .boxes import _check_boxes, _unwrap, _wrap
+from ...kernels.detection import argsort_descending, box_inter_union, nms_kernel
 
 __all__ = ["generate_anchors", "grid_anchors", "encode_boxes", "decode_boxes", "select_proposals",
            "sample_labels", "match_boxes", "hard_negative_mining"]
@@ -213,7 +213,7 @@ def match_boxes(anchors_or_proposals, gt_boxes, high=0.7, low=0.3, allow_low_qua
     n = p.shape[0]
     if g.shape[0] == 0:
         return _wrap(xp.zeros(n, dtype=xp.int64), t), _wrap(xp.zeros(n, dtype=xp.int64), t)
-    inter, union = _pairwise_inter_union(p.astype(xp.float64), g.astype(xp.float64))
+    inter, union = box_inter_union(p.astype(xp.float64), g.astype(xp.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = xp.nan_to_num(inter / union, nan=0.0)      # (N, G); degenerate pairs overlap 0
     matched = iou.argmax(axis=1).astype(xp.int64)

@@ -23,7 +23,7 @@ for the three implementations (NumPy, Numba, GPU) that give identical results.
 import numpy as np
 
 from ...backend import get_array_module
-from ...kernels.detection import nms_kernel
+from ...kernels.detection import box_inter_union, nms_kernel
 from ...tensor import Tensor
 
 __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes_to_image", "remove_small_boxes",
@@ -59,17 +59,6 @@ def box_area(boxes):
     return _wrap((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]), t)
 
 
-def _pairwise_inter_union(b1, b2):
-    xp = get_array_module(b1, b2)
-    lt = xp.maximum(b1[:, None, :2], b2[None, :, :2])   # (N, M, 2) top-left of the overlap
-    rb = xp.minimum(b1[:, None, 2:], b2[None, :, 2:])   # (N, M, 2) bottom-right
-    wh = xp.clip(rb - lt, 0, None)                      # empty overlap -> 0 wide
-    inter = wh[..., 0] * wh[..., 1]
-    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
-    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
-    return inter, area1[:, None] + area2[None, :] - inter
-
-
 def box_iou(boxes1, boxes2):
     """Pairwise IoU: (N, 4) and (M, 4) -> (N, M); ``iou[i, j]`` is IoU(boxes1[i], boxes2[j]).
 
@@ -79,7 +68,7 @@ def box_iou(boxes1, boxes2):
     b2, t2 = _unwrap(boxes2)
     _check_boxes("box_iou", b1, "boxes1")
     _check_boxes("box_iou", b2, "boxes2")
-    inter, union = _pairwise_inter_union(b1, b2)
+    inter, union = box_inter_union(b1, b2)
     with np.errstate(divide="ignore", invalid="ignore"):
         return _wrap(inter / union, t1 or t2)
 

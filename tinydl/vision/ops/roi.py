@@ -17,12 +17,11 @@ Gradient: a bin's output *is* one input cell (its argmax), so
 (overlapping boxes can pick the same cell: their gradients add up). The boxes
 get no gradient: they only choose where to look.
 """
-import numbers
-
 from ...autograd import Function
 from ...backend import get_array_module
 from ...kernels.detection import roi_pool_backward, roi_pool_forward
 from ...nn import Module
+from ...ops.conv import _ntuple
 from ...tensor import Tensor
 from .boxes import _unwrap
 
@@ -50,10 +49,8 @@ class RoIPoolFunction(Function):
 
 
 def _output_size(output_size):
-    if isinstance(output_size, numbers.Integral):
-        output_size = (output_size, output_size)
-    output_size = tuple(int(v) for v in output_size)
-    if len(output_size) != 2 or min(output_size) < 1:
+    output_size = _ntuple(output_size, 2, "output_size", "roi_pool")
+    if min(output_size) < 1:
         raise ValueError(f"roi_pool: output_size must be a positive int or (height, width), got {output_size!r}")
     return output_size
 
