@@ -1,6 +1,7 @@
-"""Convolution, pooling and CNN training steps: tinydl vs PyTorch (CPU), same run.
+"""Convolution, pooling and CNN training steps: tinydl vs PyTorch, same run, same device.
 
     python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
+    python benchmarks/bench_conv.py --device cuda [--torch-tf32] [--resnet50]
 
 Rows (float32, NCHW):
   conv2d forward, and forward + backward (dL/dx, dL/dW, dL/db), on
@@ -12,6 +13,13 @@ Rows (float32, NCHW):
 Each row prints milliseconds (best of all runs) and the ratio tinydl / PyTorch.
 tinydl and PyTorch alternate in rounds, so on a busy machine both see the same
 load. The target: every conv row and both training steps <= 1.5x PyTorch.
+
+On 'cuda' tinydl runs on CuPy (im2col kernels + cuBLAS) and PyTorch on cuDNN;
+every timed call ends with a device synchronise, so the times are wall times of
+finished work. PyTorch's cuDNN convolutions may use TF32 by default; tinydl's
+GEMMs are plain float32, so TF32 is switched off for the comparison unless
+``--torch-tf32`` is given. ``--resnet50`` adds a ResNet-50 training step at
+batch 64 on 224x224 images (the tinydl model zoo's against torchvision's).
 """
 import argparse
 import os
@@ -35,15 +43,38 @@ def rand(*shape):
     return RNG.standard_normal(shape, dtype=np.float32)
 
 
+DEVICE = "cpu"
+
+
+def on_device(lib_tensor, array, requires_grad=False):
+    """``array`` as a tinydl or torch tensor on the benchmark's device."""
+    return lib_tensor(array, device=DEVICE, requires_grad=requires_grad)
+
+
+def synchronize():
+    """Wait for both libraries' queued GPU work (no-op on the CPU)."""
+    if DEVICE == "cuda":
+        td.cuda.synchronize()
+        torch.cuda.synchronize()
+
+
+def finished(fn):
+    """``fn`` followed by a device synchronise, so timings count finished work."""
+    def run():
+        fn()
+        synchronize()
+    return run
+
+
 # ---------------------------------------------------------------- single ops
 def conv_cases(ci, co, k, p, hw, n):
     """(tinydl fwd, torch fwd, tinydl fwd+bwd, torch fwd+bwd) closures for one conv shape."""
     x, w, b = rand(n, ci, hw, hw), rand(co, ci, k, k) * 0.1, rand(co)
-    tx, tw, tb = (td.tensor(a, requires_grad=True) for a in (x, w, b))
-    px, pw, pb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (on_device(td.tensor, a, True) for a in (x, w, b))
+    px, pw, pb = (on_device(torch.tensor, a, True) for a in (x, w, b))
     ho = hw + 2 * p - k + 1
     g = rand(n, co, ho, ho)
-    tg, pg = td.tensor(g), torch.tensor(g)
+    tg, pg = on_device(td.tensor, g), on_device(torch.tensor, g)
 
     def td_fwd():
         F.conv2d(tx, tw, tb, padding=p)
@@ -63,9 +94,9 @@ def conv_cases(ci, co, k, p, hw, n):
 
 def pool_cases(n, c, hw):
     x = RNG.permutation(n * c * hw * hw).reshape(n, c, hw, hw).astype(np.float32)
-    tx, px = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    tx, px = on_device(td.tensor, x, True), on_device(torch.tensor, x, True)
     g = rand(n, c, hw // 2, hw // 2)
-    tg, pg = td.tensor(g), torch.tensor(g)
+    tg, pg = on_device(td.tensor, g), on_device(torch.tensor, g)
 
     def td_fb():
         tx.grad = None
@@ -129,16 +160,26 @@ def resnet20(lib, functional):
     return ResNet20()
 
 
-def train_steps(make, shape, batch):
+def resnet50(lib, functional):
+    """ResNet-50 (bottleneck blocks, projection shortcuts): the model zoo's for tinydl,
+    torchvision's for PyTorch; both have 25,557,032 parameters."""
+    if lib is nn:
+        import models
+        return models.create("resnet50")
+    import torchvision
+    return torchvision.models.resnet50()
+
+
+def train_steps(make, shape, batch, classes=10):
     """(tinydl step, torch step) for the network ``make(lib, functional)`` on random data."""
-    x, y = rand(batch, *shape), RNG.integers(0, 10, batch)
+    x, y = rand(batch, *shape), RNG.integers(0, classes, batch)
     steps = []
     for lib, functional, tensor, optim, loss_fn in (
             (nn, F, td.tensor, td.optim, F.cross_entropy),
             (torch.nn, TF, torch.tensor, torch.optim, TF.cross_entropy)):
-        model = make(lib, functional)
+        model = make(lib, functional).to(DEVICE)
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        xb, yb = tensor(x), tensor(y)
+        xb, yb = on_device(tensor, x), on_device(tensor, y)
 
         def step(model=model, opt=opt, xb=xb, yb=yb, loss_fn=loss_fn):
             loss = loss_fn(model(xb), yb)
@@ -147,7 +188,7 @@ def train_steps(make, shape, batch):
             opt.step()
         steps.append(step)
     n_params = sum(p.numel() for p in make(nn, F).parameters())
-    return steps, n_params
+    return [finished(s) for s in steps], n_params
 
 
 # ---------------------------------------------------------------- timing
@@ -156,8 +197,8 @@ def race(td_fn, pt_fn, repeat, rounds):
     t_td = t_pt = float("inf")
     for r in range(rounds):
         warm = 2 if r == 0 else 0
-        t_td = min(t_td, best_time(td_fn, repeat=repeat, warmup=warm))
-        t_pt = min(t_pt, best_time(pt_fn, repeat=repeat, warmup=warm))
+        t_td = min(t_td, best_time(finished(td_fn), repeat=repeat, warmup=warm))
+        t_pt = min(t_pt, best_time(finished(pt_fn), repeat=repeat, warmup=warm))
     return t_td, t_pt
 
 
@@ -169,7 +210,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per round (best kept)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating tinydl/torch rounds")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--torch-tf32", action="store_true",
+                        help="let PyTorch's cuDNN use TF32 (its default; tinydl's GEMMs stay float32)")
+    parser.add_argument("--resnet50", action="store_true", help="add a ResNet-50 step, batch 64, 224x224")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda":
+        td.cuda.synchronize()          # a clear error here when CuPy or the GPU is missing
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.torch_tf32
     td.manual_seed(0)
     torch.manual_seed(0)
 
@@ -190,7 +241,18 @@ def main(argv=None):
     (td_step, pt_step), n_resnet = train_steps(resnet20, (3, 32, 32), 128)
     rows.append(row(f"ResNet-20 train step batch 128 ({n_resnet:,} params)",
                     *race(td_step, pt_step, max(1, args.repeat // 2), args.rounds)))
+    if args.resnet50:
+        (td_step, pt_step), n_r50 = train_steps(resnet50, (3, 224, 224), 64, classes=1000)
+        rows.append(row(f"ResNet-50 train step batch 64 ({n_r50:,} params)",
+                        *race(td_step, pt_step, max(1, args.repeat // 2), args.rounds)))
 
+    if DEVICE == "cuda":
+        import cupy
+        print(f"float32, NCHW on {torch.cuda.get_device_name()}: CuPy {cupy.__version__}, torch "
+              f"{torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 "
+              f"{'on' if args.torch_tf32 else 'off'}); best of {args.rounds} x {args.repeat} runs")
+        print_table(rows)
+        return
     import numba
     from threadpoolctl import threadpool_info
     blas = [f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas"]

@@ -406,10 +406,28 @@ class TestCupyKernels:
                                    rtol=1e-6, atol=1e-6)
         up = K.max_unpool2d_forward(cp.asarray(y_ref), idx, shape[2:])
         np.testing.assert_array_equal(cp.asnumpy(up), K.max_unpool2d_forward(y_ref, idx_ref, shape[2:]))
+        g_up = rand(shape, np.float32, seed=3)
+        np.testing.assert_array_equal(cp.asnumpy(K.max_unpool2d_backward(cp.asarray(g_up), idx)),
+                                      K.max_unpool2d_backward(g_up, idx_ref))
         if d == 1:
             ya = K.avg_pool2d_forward(cp.asarray(x), k, s, p, ceil, False)
             np.testing.assert_allclose(cp.asnumpy(ya), K.avg_pool2d_forward(x, k, s, p, ceil, False),
                                        rtol=1e-6, atol=1e-6)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_max_pool_special_values_and_float64(self, dtype):
+        """The CUDA scan keeps PyTorch's rules: -inf windows, the last NaN, first of ties."""
+        cp = _cupy_or_skip()
+        x = distinct((2, 2, 7, 8), dtype)
+        x[0, 0, :3, :3] = -np.inf
+        x[0, 1, 2, 2] = x[0, 1, 2, 3] = np.nan
+        x[1, 0] = 0.25
+        view = cp.asarray(x).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)   # strided on the GPU
+        y, idx = K.max_pool2d_forward(view, 3, 2, 1, 1, True)
+        y_t, i_t = torch_max_pool(x, 3, 2, 1, 1, True)
+        assert y.dtype == dtype and idx.dtype == np.int64
+        np.testing.assert_array_equal(cp.asnumpy(y), y_t)
+        np.testing.assert_array_equal(cp.asnumpy(idx), i_t)
 
 
 # ----------------------------------------------------------------------------- batch-norm kernels

@@ -129,3 +129,30 @@ def test_cuda_matches_cpu(case):
     for a, b in zip(cpu_grads, gpu_grads):
         if a is not None:
             np.testing.assert_allclose(_host(b), _host(a), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradcheck_on_cuda(case):
+    if not case.gradcheck:
+        pytest.skip("no finite-difference gradient for this op")
+    arrays, grad = _inputs(case, np.float64)
+    if not grad:
+        pytest.skip("no differentiable input")
+    xs = _td_inputs(arrays, grad, "cuda")
+    assert td.gradcheck(case.fn, xs, atol=case.gc_atol, rtol=case.gc_rtol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_cuda_float32_matches_cpu(case):
+    """float32 on the GPU: same dtype, and the CPU's values to the row's PyTorch tolerances."""
+    arrays, grad = _inputs(case, np.float32)
+    upstream = _upstream(_as_list(case.fn(*_td_inputs(arrays, grad))))
+    cpu_outs, cpu_grads, _ = _run_td(case, arrays, grad, "cpu", upstream)
+    gpu_outs, gpu_grads, _ = _run_td(case, arrays, grad, "cuda", upstream)
+    for a, b in zip(cpu_outs + cpu_grads, gpu_outs + gpu_grads):
+        if a is None:
+            continue
+        assert b.dtype == a.dtype
+        np.testing.assert_allclose(_host(b), _host(a), atol=case.atol * 10, rtol=case.rtol * 10)

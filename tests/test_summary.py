@@ -346,5 +346,8 @@ def test_summary_on_cuda():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).to("cuda")
     s = summary(net, (3, 8, 8), print_table=False)
     assert s[0]["output_shape"] == (1, 4, 6, 6) and s.param_bytes == (4 * 27 + 4) * 4
+    used, reserved = s.gpu_memory
+    assert 0 < used <= reserved and "GPU memory (CuPy pool)" in s.table()
     cpu = summary(net.to("cpu"), (3, 8, 8), print_table=False)
     assert [dict(r) for r in s] == [dict(r) for r in cpu]
+    assert cpu.gpu_memory is None and "GPU memory" not in cpu.table()

@@ -367,12 +367,16 @@ class Trainer:
             if not math.isfinite(row["train_loss"]):
                 err = FloatingPointError(
                     f"Trainer: the training loss is {row['train_loss']} in epoch {row['epoch']} "
-                    f"(lr {row['lr']:g}): training diverged; try a smaller learning rate. "
-                    "The last checkpoint (if any) is the previous epoch's.")
+                    f"(lr {row['lr']:g}): training diverged; try a smaller learning rate "
+                    "(on 'cuda' a label out of range also gives a nan loss). The last checkpoint (if any) is the previous epoch's.")
                 err.history = list(self.history)     # the epochs that did finish, for reports
                 raise err
             self._step_scheduler(row)
             row["seconds"] = time.perf_counter() - start
+            if backend.parse_device(self.device).type == "cuda":
+                from . import cuda      # CuPy's memory pool: bytes in live arrays / taken from the driver
+                row["gpu_mem_used_mb"] = cuda.memory_allocated() / 2**20
+                row["gpu_mem_reserved_mb"] = cuda.memory_reserved() / 2**20
             self.epoch += 1
             self.history.append(row)
             if self.log:
@@ -389,6 +393,8 @@ class Trainer:
         if "test_loss" in row:
             text += (f"  test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}% "
                      f"top-{self.topk} {100 * row[f'test_top{self.topk}']:.2f}%")
+        if "gpu_mem_used_mb" in row:
+            text += f"  gpu mem {row['gpu_mem_used_mb']:.0f}/{row['gpu_mem_reserved_mb']:.0f} MB"
         return text + f"  ({row['seconds']:.1f}s)"
 
     # ------------------------------------------------------------ files

@@ -197,13 +197,108 @@ def max_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, dilation=1,
     return y.reshape(N, C, Ho, Wo), idx.reshape(N, C, Ho, Wo)
 
 
+# The CUDA kernels are compiled by CuPy on first use (nothing imports CuPy at import time).
+_MAX_POOL_CUDA = r"""
+    // One thread per output (plane p, ho, wo): the scan of _max_pool_kernel above,
+    // in the same order with the same rules, hence the same values and indices.
+    long long t = i;
+    const int wo = t % Wo; t /= Wo;
+    const int ho = t % Ho; t /= Ho;
+    const long long plane = t * H * W;
+    const int h0 = ho * sh - pt, w0 = wo * sw - pl;
+    T best = 0;
+    long long best_k = -1;
+    for (int a = 0; a < kh; ++a) {
+        const int h = h0 + a * dh;
+        if (h < 0 || h >= H) continue;
+        for (int b = 0; b < kw; ++b) {
+            const int w = w0 + b * dw;
+            if (w < 0 || w >= W) continue;
+            const T v = x[plane + (long long)h * W + w];
+            // the first in-bounds pixel starts the scan; then strictly greater, or NaN
+            if (best_k < 0 || v > best || v != v) {
+                best = v;
+                best_k = (long long)h * W + w;
+            }
+        }
+    }
+    y = best;
+    idx = best_k;
+"""
+
+_MAX_POOL_BACKWARD_CUDA = r"""
+    // One thread per output: add its gradient to the pixel that won. Windows
+    // overlap only when stride < kernel; then atomics make the float sum's order
+    // (not its terms) vary from run to run.
+    atomicAdd(&gx[(i / L) * HW + idx], gy);
+"""
+
+_UNPOOL_CUDA = r"""
+    // One thread per input element: place it at its switch in its own output plane.
+    y[(i / L) * HW + idx] = x;
+"""
+
+_UNPOOL_BACKWARD_CUDA = r"""
+    gx = gy[(i / L) * HW + idx];
+"""
+
+_POOL_GEOMETRY = "int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sh, int32 sw, " \
+                 "int32 pt, int32 pl, int32 dh, int32 dw"
+_cuda_kernels = {}
+
+
+def _cuda_kernel(name):
+    if not _cuda_kernels:
+        import cupy
+        _cuda_kernels["max_pool"] = cupy.ElementwiseKernel(
+            "raw T x, " + _POOL_GEOMETRY, "T y, int64 idx", _MAX_POOL_CUDA, "tinydl_max_pool2d")
+        # "raw" outputs: the launch covers gy / x (one thread each); gx / y are written at computed spots
+        _cuda_kernels["max_pool_backward"] = cupy.ElementwiseKernel(
+            "T gy, int64 idx, int64 L, int64 HW", "raw T gx", _MAX_POOL_BACKWARD_CUDA,
+            "tinydl_max_pool2d_backward")
+        _cuda_kernels["unpool"] = cupy.ElementwiseKernel(
+            "T x, int64 idx, int64 L, int64 HW", "raw T y", _UNPOOL_CUDA, "tinydl_max_unpool2d")
+        _cuda_kernels["unpool_backward"] = cupy.ElementwiseKernel(
+            "raw T gy, int64 idx, int64 L, int64 HW", "T gx", _UNPOOL_BACKWARD_CUDA,
+            "tinydl_max_unpool2d_backward")
+    return _cuda_kernels[name]
+
+
+def max_pool2d_forward_cupy(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, one CUDA thread per output."""
+    import cupy
+    N, C, H, W = x.shape
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+    y = cupy.empty((N, C, Ho, Wo), dtype=x.dtype)
+    idx = cupy.empty((N, C, Ho, Wo), dtype=cupy.int64)
+    _cuda_kernel("max_pool")(cupy.ascontiguousarray(x), H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, y, idx)
+    return y, idx
+
+
+def max_pool2d_backward_cupy(gy, indices, x_shape):
+    """Same result as :func:`max_pool2d_backward_reference` (up to the order of float
+    sums where windows overlap), one CUDA thread per output."""
+    import cupy
+    N, C, H, W = x_shape
+    gx = cupy.zeros(x_shape, dtype=gy.dtype)
+    L = gy.shape[2] * gy.shape[3]
+    _cuda_kernel("max_pool_backward")(cupy.ascontiguousarray(gy), cupy.ascontiguousarray(indices),
+                                      L, H * W, gx)
+    return gx
+
+
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max pooling; returns ``(y, indices)`` like ``F.max_pool2d(..., return_indices=True)``.
 
-    Fused Numba loop on the CPU; the im2col reference when ``TINYDL_NO_NUMBA=1``
-    or for CuPy arrays (whose im2col runs on the GPU).
+    A fused loop on both devices (Numba on the CPU, a CUDA kernel on CuPy arrays);
+    the im2col reference when ``TINYDL_NO_NUMBA=1`` on the CPU.
     """
-    if not is_cupy(x) and use_numba(x.dtype):
+    if is_cupy(x):
+        return max_pool2d_forward_cupy(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if use_numba(x.dtype):
         return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation, ceil_mode)
     return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -258,7 +353,9 @@ def max_pool2d_backward_numba(gy, indices, x_shape):
 
 def max_pool2d_backward(gy, indices, x_shape):
     """Gradient of max pooling w.r.t. its input, from the forward's ``indices``."""
-    if not is_cupy(gy) and use_numba(gy.dtype):
+    if is_cupy(gy):
+        return max_pool2d_backward_cupy(gy, indices, x_shape)
+    if use_numba(gy.dtype):
         return max_pool2d_backward_numba(gy, indices, x_shape)
     return max_pool2d_backward_reference(gy, indices, x_shape)
 
@@ -282,7 +379,11 @@ def max_unpool2d_forward(x, indices, output_size):
     Hout, Wout = pair(output_size, "output_size")
     _check_indices(xp, indices, Hout * Wout)
     y = xp.zeros(N * C * Hout * Wout, dtype=x.dtype)
-    y[_plane_flat_index(xp, indices, Hout * Wout)] = x.reshape(-1)
+    if is_cupy(x):
+        L = x.size // max(N * C, 1)
+        _cuda_kernel("unpool")(xp.ascontiguousarray(x), xp.ascontiguousarray(indices), L, Hout * Wout, y)
+    else:
+        y[_plane_flat_index(xp, indices, Hout * Wout)] = x.reshape(-1)
     return y.reshape(N, C, Hout, Wout)
 
 
@@ -291,6 +392,10 @@ def max_unpool2d_backward(gy, indices):
     xp = array_module(gy)
     N, C, Hout, Wout = gy.shape
     _check_indices(xp, indices, Hout * Wout)
+    if is_cupy(gy):
+        L = indices.size // max(N * C, 1)
+        return _cuda_kernel("unpool_backward")(xp.ascontiguousarray(gy), xp.ascontiguousarray(indices),
+                                               L, Hout * Wout)
     return gy.reshape(-1)[_plane_flat_index(xp, indices, Hout * Wout)].reshape(indices.shape)
 
 

@@ -3,8 +3,8 @@
 Plain ``target[index] += values`` is a read-modify-write per element, so with
 index [0, 0] only the last write survives. NumPy spells the accumulating
 version ``np.add.at`` (unbuffered, in index order: the same summation order as
-the Numba loops); CuPy ``cupyx.scatter_add`` (atomics, so float sums may differ
-in the last bits). This is the one place that knows the difference; the
+the Numba loops); CuPy's ``cupy.add.at`` uses atomics, so float sums of repeated
+indices may differ in the last bits. This is the one place that knows the difference; the
 backward of indexing, gather, max pooling and resampling all call it.
 """
 import numpy as np
@@ -15,8 +15,8 @@ from ._dispatch import is_cupy
 def scatter_add(target, index, values):
     """Add ``values`` into ``target[index]`` in place (repeats accumulate); returns ``target``."""
     if is_cupy(target):
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+        import cupy
+        cupy.add.at(target, index, values)
     else:
         np.add.at(target, index, values)
     return target

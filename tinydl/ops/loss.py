@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from ..autograd import Function, unbroadcast, is_grad_enabled
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cupy_array
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -337,11 +337,20 @@ def _target_setup(x, target, weight, ignore_index):
     """For class-index targets: (idx, valid, w_t) with
     idx    the targets with a class axis added (ignored ones replaced by class 0),
     valid  target != ignore_index,
-    w_t    the weight of each sample's class, 0 where ignored (1 without weight)."""
+    w_t    the weight of each sample's class, 0 where ignored (1 without weight),
+           nan where the label is out of range.
+
+    On the CPU an out-of-range label has already raised (_check_class_target). On
+    'cuda' that check would cost a device-to-host copy every step, so such a label
+    gets weight nan instead: the loss and its gradients become nan (the trainer
+    stops on a nan loss), never a silently wrong gather."""
     xp = get_array_module(x)
     valid = target != ignore_index
-    safe = xp.where(valid, target, 0)
+    in_range = (target >= 0) & (target < x.shape[_class_axis(x.ndim)])
+    safe = xp.where(valid & in_range, target, 0)
     w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[safe], 0).astype(x.dtype)
+    if xp is not np:
+        w_t = xp.where(valid & ~in_range, xp.asarray(np.nan, dtype=x.dtype), w_t)
     return xp.expand_dims(safe, _class_axis(x.ndim)), valid, w_t
 
 
@@ -492,6 +501,8 @@ def _check_class_target(op, input, target, weight, ignore_index, allow_probabili
     if tuple(t.shape) != expected:
         raise ValueError(f"{op}: input of shape {input.shape} (classes on dim {ax}) needs a target "
                          f"of shape {expected}, got target of shape {tuple(t.shape)}")
+    if is_cupy_array(t):
+        return False   # checked on the device instead: see _target_setup
     # one boolean comes back to the host: a label out of range must fail here, not as a
     # wrong gather (PyTorch checks the same on the CPU)
     out_of_range = (t != ignore_index) & ((t < 0) | (t >= n_classes))

@@ -211,7 +211,8 @@ def cat(tensors, dim=0):
     d = normalize_dim(dim, ref.ndim, "cat", ref.shape)
     for k, t in enumerate(tensors):
         if t.device != ref.device:
-            raise RuntimeError(f"cat: tensor 0 is on {ref.device} but tensor {k} is on {t.device}")
+            raise RuntimeError(f"cat: expected all tensors on one device, but tensor 0 is on {ref.device} "
+                               f"and tensor {k} on {t.device}")
         if t.ndim != ref.ndim or t.ndim == 0 or \
                 any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != d):
             raise RuntimeError(f"cat: sizes of tensors must match except in dim {d}: "
@@ -239,7 +240,8 @@ def stack(tensors, dim=0):
     ref = tensors[0]
     for k, t in enumerate(tensors):
         if t.device != ref.device:
-            raise RuntimeError(f"stack: tensor 0 is on {ref.device} but tensor {k} is on {t.device}")
+            raise RuntimeError(f"stack: expected all tensors on one device, but tensor 0 is on {ref.device} "
+                               f"and tensor {k} on {t.device}")
         if t.shape != ref.shape:
             raise RuntimeError(f"stack: expects each tensor to be equal size, but tensor 0 has shape "
                                f"{ref.shape} and tensor {k} has shape {t.shape}")

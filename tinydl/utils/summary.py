@@ -385,7 +385,9 @@ class Summary(list):
     ``buffer_bytes``, ``input_bytes``, ``activation_bytes`` (all layers, forward +
     backward, for ``batch_size``), ``flops`` (multiply-adds for ``batch_size``),
     ``batch_size``, ``dtype``, ``input_shapes``, ``output_shapes``, ``model_name``,
-    ``unused_params`` (parameters of modules the forward did not call).
+    ``unused_params`` (parameters of modules the forward did not call),
+    ``gpu_memory`` ((bytes in live arrays, bytes taken from the driver) of CuPy's
+    memory pool just after the forward, on 'cuda'; None on the CPU).
     """
 
     def __getitem__(self, key):
@@ -466,6 +468,10 @@ class Summary(list):
         if last is not None:
             totals.append(("Last feature map", f"{last['name']}: receptive field {_fmt_geom(last['rf'])}, "
                                                 f"jump {_fmt_geom(last['jump'])}, start {_fmt_geom(last['start'])}"))
+        if self.gpu_memory is not None:
+            used, reserved = self.gpu_memory
+            totals.append(("GPU memory (CuPy pool)", f"{_fmt_bytes(used)} in arrays, "
+                                                     f"{_fmt_bytes(reserved)} taken from the driver"))
         width = max(len(k) for k, _ in totals)
         out += [f"{k.ljust(width)}  {v}" for k, v in totals]
         return "\n".join(out)
@@ -693,6 +699,10 @@ def summary(model, input_size, batch_size=1, device=None, dtype=None, print_tabl
     result.input_bytes = sum(x.numel() * x.dtype.itemsize for x in inputs)
     result.activation_bytes = sum(r["activation_bytes"] for r in result)
     result.flops = sum(r["flops"] for r in result)
+    result.gpu_memory = None
+    if device.type == "cuda":   # measured right after the forward, while its outputs are alive
+        from .. import cuda
+        result.gpu_memory = (cuda.memory_allocated(), cuda.memory_reserved())
     if print_table:
         print(result.table(), file=file if file is not None else sys.stdout)
     return result
