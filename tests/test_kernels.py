@@ -489,12 +489,47 @@ def test_batch_norm_reference_matches_float64_formulas(dtype):
                                g64 * c(a) + (x64 - c(mean)) * c(k) + c(b), **tol)
 
 
-@pytest.mark.parametrize("impl", ["reference", "numba"])
+@pytest.mark.gpu
+@pytest.mark.parametrize("contiguous", [True, False], ids=["contiguous", "transposed"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batch_norm_cuda_kernels_equal_reference(shape, dtype, contiguous):
+    cp = _cupy_or_skip()
+    arrays = _bn_arrays(shape, dtype, seed=1, contiguous=contiguous)
+    x, g, mean, a, k, b = arrays
+
+    def on_gpu(v):      # the transposed cases get a strided view on the GPU too
+        d = cp.asarray(v)
+        return d.T.copy().T if not contiguous and v.ndim > 1 else d
+    xg, gg, mg, ag, kg, bg = (on_gpu(v) for v in arrays)
+    tol = _bn_tol(dtype)
+    pairs = [
+        (norm_mod.batch_norm_stats(xg), norm_mod.batch_norm_stats_reference(x)),
+        (norm_mod.batch_norm_affine(xg, mg, ag, bg), norm_mod.batch_norm_affine_reference(x, mean, a, b)),
+        (norm_mod.batch_norm_grad_sums(gg, xg, mg), norm_mod.batch_norm_grad_sums_reference(g, x, mean)),
+        (norm_mod.batch_norm_input_grad(gg, xg, mg, ag, kg, bg),
+         norm_mod.batch_norm_input_grad_reference(g, x, mean, a, k, b)),
+    ]
+    for got, want in pairs:
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        for u, v in zip(got, want):
+            assert isinstance(u, cp.ndarray) and u.dtype == dtype and u.shape == v.shape
+            np.testing.assert_allclose(cp.asnumpy(u), v, **tol)
+
+
+def _stats_impl(impl):
+    if impl != "cupy":
+        return getattr(norm_mod, f"batch_norm_stats_{impl}")
+    cp = _cupy_or_skip()
+    return lambda x: [cp.asnumpy(v) for v in norm_mod.batch_norm_stats_cupy(cp.asarray(x))]
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba", pytest.param("cupy", marks=pytest.mark.gpu)])
 def test_batch_norm_stats_survive_a_large_offset(impl):
     # sum(x^2)/m - mean^2 would lose every digit here (mean^2 / var = 1e8 > 1/eps of float32)
     rng = np.random.default_rng(3)
     x64 = rng.standard_normal((64, 2, 16, 16)) + np.array([1e4, -3e3]).reshape(1, 2, 1, 1)
-    mean, var = getattr(norm_mod, f"batch_norm_stats_{impl}")(x64.astype(np.float32))
+    mean, var = _stats_impl(impl)(x64.astype(np.float32))
     x64 = x64.astype(np.float32).astype(np.float64)                 # the values it was given
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(var, x64.var(axis=(0, 2, 3)), rtol=1e-4)

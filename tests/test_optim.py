@@ -430,6 +430,7 @@ class _NeedsLR(optim.Optimizer):
 # ---------------------------------------------------------------- devices
 @pytest.mark.parametrize("td_cls, kwargs", [
     (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (optim.SGD, dict(lr=0.1, momentum=0.8, dampening=0.3, maximize=True)),
     (optim.Adam, dict(lr=0.05, amsgrad=True)),
     (optim.AdamW, dict(lr=0.05)),
     (optim.Adagrad, dict(lr=0.1)),

@@ -125,7 +125,7 @@ def test_box_shape_errors():
 
 
 # ============================================================ NMS
-NMS_PATHS = {"reference": K.nms_reference, "numba": K.nms_numba, "matrix": K.nms_matrix}
+NMS_PATHS = {"reference": K.nms_reference, "numba": K.nms_numba, "bitmask": K.nms_bitmask}
 
 
 @pytest.mark.parametrize("path", sorted(NMS_PATHS))

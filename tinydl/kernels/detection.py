@@ -19,8 +19,10 @@ never suppresses).
 
     nms_reference  NumPy: one Python step per kept box, IoU of it against the rest
     nms_numba      the same greedy walk compiled (torchvision's CPU algorithm)
-    nms_matrix     for the GPU: the whole IoU matrix at once, then a fixed point
-                   (see its docstring); runs on NumPy too, which is how it is tested
+    nms_bitmask    the GPU path: one CUDA thread per 64 (box, later box) pairs writes
+                   "who suppresses whom" as bits, ONE copy of that mask to the host,
+                   then the greedy walk over the bits on the CPU (runs on NumPy
+                   too: there the mask comes from the IoU matrix)
 
 RoI max pooling (torchvision.ops.roi_pool's exact rules)
 --------------------------------------------------------
@@ -37,6 +39,20 @@ dtype, as torchvision does, so the bins agree with it even at rounding edges.
 
 Backward: the bin's output equals one input cell, so its gradient goes there:
 ``gx[b, c].flat[argmax] += gy`` (bins of overlapping RoIs add up).
+
+    roi_pool_forward_reference / _backward_reference   NumPy or CuPy, whole arrays
+    roi_pool_forward_numba / _backward_numba           CPU loops, parallel
+    roi_pool_forward_cupy / _backward_cupy             CUDA: one thread per output
+
+CUDA kernels
+------------
+Each ``*_CUDA`` string below is plain CUDA C for ``cupy.RawKernel``, compiled the
+first time it runs (CPU-only machines never import CuPy) once per dtype: ``T`` is
+a typedef for ``float`` or ``double``. Every kernel is a grid-stride loop over
+its outputs with 64-bit indices (K * C * oh * ow can pass 2**31). They are
+compiled with ``--fmad=false``: otherwise the compiler may fuse ``a * b + c``
+into one FMA with a single rounding, and the IoU would differ from NumPy's in
+the last bit -- enough to flip a box that sits exactly at the threshold.
 """
 import numpy as np
 
@@ -49,28 +65,67 @@ __all__ = [
     "nms_kernel",
     "nms_reference",
     "nms_numba",
-    "nms_matrix",
+    "nms_bitmask",
     "roi_bins",
     "roi_pool_forward",
     "roi_pool_forward_reference",
     "roi_pool_forward_numba",
+    "roi_pool_forward_cupy",
     "roi_pool_backward",
     "roi_pool_backward_reference",
     "roi_pool_backward_numba",
+    "roi_pool_backward_cupy",
 ]
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
+# =========================================================================== CUDA plumbing
+_CUDA_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_cuda_kernels = {}   # (name, dtype) -> cupy.RawKernel, filled on first use
+
+
+def _cuda_kernel(name, source, dtype):
+    """The RawKernel ``tinydl_<name>`` of ``source`` with ``T`` = ``dtype``'s C type."""
+    key = (name, np.dtype(dtype))
+    kernel = _cuda_kernels.get(key)
+    if kernel is None:
+        import cupy
+
+        code = f"typedef {_CUDA_TYPES[key[1]]} T;\n" + source
+        kernel = cupy.RawKernel(code, "tinydl_" + name, options=("--fmad=false",))
+        _cuda_kernels[key] = kernel
+    return kernel
+
+
+def _launch(kernel, total, args, threads=256):
+    """Run a grid-stride kernel over ``total`` items (nothing to do for 0).
+
+    Scalars in ``args`` must be NumPy scalars of the kernel's C types
+    (np.int64 -> long long, np.float64 -> double): RawKernel passes raw bytes.
+    """
+    if total > 0:
+        blocks = min((total + threads - 1) // threads, 1 << 20)   # the loop covers the rest
+        kernel((blocks,), (threads,), args)
+
+
 # =========================================================================== NMS
 def argsort_descending(xp, scores):
-    """Indices sorting ``scores`` from high to low, ties by lower index (a stable sort of -s).
+    """Indices sorting ``scores`` from high to low, ties by lower index (a stable sort
+    of -s), NaN last: NumPy's order, on either backend.
 
-    NumPy needs kind='stable'; CuPy's sort is a radix sort, always stable.
+    NumPy needs kind='stable'. CuPy sorts a 1-D float array with a stable radix
+    sort of its bits, where a NaN's sign bit decides whether it goes first or last
+    (and -s flips it), and -0.0 and +0.0 are different bit patterns: so its key
+    gets a single zero (-0.0 + 0.0 = +0.0) and only positive NaNs.
     """
+    key = -scores
     if xp is np:
-        return np.argsort(-scores, kind="stable")
-    return xp.argsort(-scores)
+        return np.argsort(key, kind="stable")
+    if key.dtype.kind == "f":
+        key = key + key.dtype.type(0)
+        key[xp.isnan(key)] = xp.nan
+    return xp.argsort(key)
 
 
 def _prepare(boxes, scores, idxs):
@@ -159,43 +214,122 @@ def nms_numba(boxes, scores, iou_threshold, idxs=None):
     return order[keep[:count]]
 
 
-def nms_matrix(boxes, scores, iou_threshold, idxs=None, max_iterations=None):
-    r"""NMS without a per-box Python loop, for the GPU (works on NumPy arrays too).
+_NMS_MASK_CUDA = r"""
+// NumPy's maximum / minimum: a NaN in gives NaN out (CUDA's fmax / fmin drop it).
+__device__ __forceinline__ double nan_max(double a, double b) { return (a > b || a != a) ? a : b; }
+__device__ __forceinline__ double nan_min(double a, double b) { return (a < b || a != a) ? a : b; }
 
-    With the boxes in score order, let ``S[i, j] = (i < j) and IoU(i, j) > t``
-    (same category): "i would suppress j if i is kept". The greedy answer is the
-    unique ``keep`` with
+extern "C" __global__ void tinydl_nms_mask(
+        const double* b, const long long* cat, const long long n, const long long words,
+        const double iou_threshold, unsigned long long* mask) {
+    // One thread per 64-bit word (i, jw) of the (n, words) mask. Bit s of it says
+    // "box i, if kept, suppresses box j = 64 * jw + s": j > i, same category and
+    // IoU > threshold. Boxes are in score order, float64, (n, 4) C order.
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < n * words;
+         t += (long long)blockDim.x * gridDim.x) {
+        const long long i = t / words;
+        const long long j0 = (t % words) * 64;            // the word covers boxes j0 .. j0 + 63
+        const long long j_end = j0 + 64 < n ? j0 + 64 : n;
+        const double* bi = b + 4 * i;
+        const double area_i = (bi[2] - bi[0]) * (bi[3] - bi[1]);
+        unsigned long long bits = 0;
+        for (long long j = (i + 1 > j0 ? i + 1 : j0); j < j_end; ++j) {
+            if (cat[j] != cat[i]) continue;
+            const double* bj = b + 4 * j;
+            // box_inter_union's expression, operation for operation, so the IoU
+            // equals NumPy's bit for bit; 0/0 = NaN compares false: never suppresses.
+            const double w = nan_max(nan_min(bi[2], bj[2]) - nan_max(bi[0], bj[0]), 0.0);
+            const double h = nan_max(nan_min(bi[3], bj[3]) - nan_max(bi[1], bj[1]), 0.0);
+            const double inter = w * h;
+            const double area_j = (bj[2] - bj[0]) * (bj[3] - bj[1]);
+            if (inter / (area_i + area_j - inter) > iou_threshold) bits |= 1ULL << (j - j0);
+        }
+        mask[t] = bits;
+    }
+}
+"""
 
-        keep[j] = not any_i (keep[i] and S[i, j])
 
-    since keep[j] depends only on earlier boxes. Iterating that equation from
-    all-True makes entry j exact once everything before it is, so it converges in
-    at most (longest chain of suppressions) + 1 steps, each one (n x n) boolean
-    reduction -- a few steps in practice. Memory: the n x n matrix (6000 boxes:
-    36 MB of bools).
+def _nms_mask_numpy(b, cat, iou_threshold):
+    """The suppression bitmask from the IoU matrix (NumPy): what the CUDA kernel computes.
+
+    ``mask[i, jw]`` bit ``s`` (least significant first) is set when box ``j = 64 * jw + s``
+    comes after box ``i`` in score order, has its category and IoU(i, j) > threshold.
+    """
+    n = len(b)
+    words = (n + 63) // 64
+    hit = (_iou(b, b) > iou_threshold) & (cat[:, None] == cat[None, :])
+    hit &= np.triu(np.ones((n, n), dtype=bool), k=1)              # only later boxes
+    bits = np.zeros((n, words * 64), dtype=bool)
+    bits[:, :n] = hit
+    packed = np.packbits(bits.reshape(n, words, 64), axis=-1, bitorder="little")   # (n, words, 8) bytes
+    return packed.view("<u8").reshape(n, words).astype(np.uint64)
+
+
+def _nms_mask_cupy(b, cat, iou_threshold):
+    """The same bitmask on the GPU: one CUDA thread per 64 (i, j) pairs, no n x n matrix."""
+    import cupy
+
+    n = len(b)
+    words = (n + 63) // 64
+    mask = cupy.empty((n, words), dtype=cupy.uint64)
+    kernel = _cuda_kernel("nms_mask", _NMS_MASK_CUDA, np.float64)
+    _launch(kernel, n * words, (cupy.ascontiguousarray(b, dtype=cupy.float64),
+                                cupy.ascontiguousarray(cat, dtype=cupy.int64),
+                                np.int64(n), np.int64(words), np.float64(iou_threshold), mask))
+    return mask
+
+
+@njit(cache=True)
+def _nms_scan(mask, keep):
+    # The greedy walk over the bitmask (host, sequential): box i survives unless a
+    # kept box set its bit in ``removed``; a kept box ORs its row into ``removed``
+    # (words before i's own hold only earlier boxes, already decided). Writes the
+    # kept positions to keep[:count] and returns count.
+    n, words = mask.shape
+    removed = np.zeros(words, dtype=np.uint64)
+    one = np.uint64(1)
+    count = 0
+    for i in range(n):
+        w = i // 64
+        if (removed[w] >> np.uint64(i % 64)) & one:
+            continue
+        keep[count] = i
+        count += 1
+        for v in range(w, words):
+            removed[v] |= mask[i, v]
+    return count
+
+
+def nms_bitmask(boxes, scores, iou_threshold, idxs=None):
+    """Same result as :func:`nms_reference`, the GPU way (torchvision's CUDA algorithm).
+
+    On CuPy: a CUDA kernel writes the (n, ceil(n / 64)) uint64 suppression mask
+    (see :func:`_nms_mask_numpy` for its meaning), ONE device-to-host copy brings
+    it over (the only sync: the number of kept boxes decides the output's size),
+    and :func:`_nms_scan` walks it on the CPU -- n steps of a few word ORs
+    instead of n kernel launches. Returns int64 indices on the boxes' device.
+    Memory: n * n / 8 bytes of mask (12,000 boxes: 18 MB). On NumPy the mask
+    comes from the IoU matrix, which is how the host half is tested without a GPU.
     """
     xp = array_module(boxes)
     order, b, cat = _prepare(boxes, scores, idxs)
     n = len(order)
     if n == 0:
         return order.astype(xp.int64)
-    iou = _iou(b, b)
-    upper = xp.triu(xp.ones((n, n), dtype=bool), k=1)
-    S = (iou > iou_threshold) & upper & (cat[:, None] == cat[None, :])
-    del iou, upper
-    keep = xp.ones(n, dtype=bool)
-    for _ in range(n + 1 if max_iterations is None else max_iterations):
-        new = ~(S & keep[:, None]).any(axis=0)
-        if bool((new == keep).all()):  # one scalar sync per step
-            break
-        keep = new
-    return order[xp.nonzero(keep)[0]].astype(xp.int64)
+    if is_cupy(b):
+        mask = _nms_mask_cupy(b, cat, iou_threshold).get()          # the one sync
+    else:
+        mask = _nms_mask_numpy(b, cat, iou_threshold)
+    keep = np.empty(n, dtype=np.int64)
+    count = _nms_scan(mask, keep)
+    return order[xp.asarray(keep[:count])].astype(xp.int64, copy=False)
 
 
 def nms_kernel(boxes, scores, iou_threshold, idxs=None):
-    """Dispatch: CuPy -> :func:`nms_matrix`, else Numba unless ``TINYDL_NO_NUMBA=1``."""
+    """Dispatch: CuPy -> :func:`nms_bitmask`, else Numba unless ``TINYDL_NO_NUMBA=1``."""
     if is_cupy(boxes):
-        return nms_matrix(boxes, scores, iou_threshold, idxs)
+        return nms_bitmask(boxes, scores, iou_threshold, idxs)
     if use_numba():
         return nms_numba(boxes, scores, iou_threshold, idxs)
     return nms_reference(boxes, scores, iou_threshold, idxs)
@@ -330,10 +464,74 @@ def roi_pool_forward_numba(x, rois, output_size, spatial_scale):
     return y, argmax
 
 
+_ROI_POOL_FORWARD_CUDA = r"""
+extern "C" __global__ void tinydl_roi_pool_forward(
+        const T* x, const long long* batch, const long long* hs, const long long* he,
+        const long long* ws, const long long* we, const long long C, const long long H,
+        const long long W, const long long oh, const long long ow, const long long total,
+        T* y, long long* argmax) {
+    // One thread per output (k, c, ph, pw) of y (K, C, oh, ow), C order; the bins
+    // come from roi_bins: rows [hs, he) x columns [ws, we) of RoI k, (K, oh) / (K, ow).
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)blockDim.x * gridDim.x) {
+        long long r = t;
+        const long long pw = r % ow; r /= ow;
+        const long long ph = r % oh; r /= oh;
+        const long long c = r % C;
+        const long long k = r / C;
+        const long long h0 = hs[k * oh + ph], h1 = he[k * oh + ph];
+        const long long w0 = ws[k * ow + pw], w1 = we[k * ow + pw];
+        if (h1 <= h0 || w1 <= w0) {          // empty bin (RoI off the map): 0, no winner
+            y[t] = 0;
+            argmax[t] = -1;
+            continue;
+        }
+        const T* plane = x + (batch[k] * C + c) * H * W;
+        T best = (T)(-3.4028234663852886e+38);   // -FLT_MAX, torchvision's starting value
+        long long best_i = -1;
+        for (long long h = h0; h < h1; ++h) {
+            for (long long w = w0; w < w1; ++w) {
+                const T v = plane[h * W + w];
+                if (v > best) {                  // strictly greater: first maximum wins, NaN never
+                    best = v;
+                    best_i = h * W + w;
+                }
+            }
+        }
+        y[t] = best;
+        argmax[t] = best_i;
+    }
+}
+"""
+
+
+def roi_pool_forward_cupy(x, rois, output_size, spatial_scale):
+    """Same ``(y, argmax)`` as :func:`roi_pool_forward_numba`, one CUDA thread per output
+    (x float32 or float64 on the GPU; the bins come from :func:`roi_bins` on the GPU)."""
+    import cupy
+
+    N, C, H, W = x.shape
+    oh, ow = output_size
+    K = rois.shape[0]
+    bins = roi_bins(rois, spatial_scale, output_size, H, W)
+    batch, hs, he, ws, we = (cupy.ascontiguousarray(a, dtype=cupy.int64) for a in bins)
+    y = cupy.empty((K, C, oh, ow), dtype=x.dtype)
+    argmax = cupy.empty((K, C, oh, ow), dtype=cupy.int64)
+    kernel = _cuda_kernel("roi_pool_forward", _ROI_POOL_FORWARD_CUDA, x.dtype)
+    _launch(kernel, y.size, (cupy.ascontiguousarray(x), batch, hs, he, ws, we,
+                             np.int64(C), np.int64(H), np.int64(W), np.int64(oh), np.int64(ow),
+                             np.int64(y.size), y, argmax))
+    return y, argmax
+
+
 def roi_pool_forward(x, rois, output_size, spatial_scale):
     """RoI max pooling of ``x`` (N, C, H, W) over ``rois`` (K, 5) in x's dtype:
-    Numba on the CPU, the gathering reference on CuPy or with ``TINYDL_NO_NUMBA=1``."""
-    if not is_cupy(x) and use_numba(x.dtype):
+    the CUDA kernel on CuPy, Numba on the CPU, the gathering reference for other
+    dtypes or with ``TINYDL_NO_NUMBA=1``."""
+    if is_cupy(x):
+        if x.dtype in _CUDA_TYPES:
+            return roi_pool_forward_cupy(x, rois, output_size, spatial_scale)
+    elif use_numba(x.dtype):
         return roi_pool_forward_numba(x, rois, output_size, spatial_scale)
     return roi_pool_forward_reference(x, rois, output_size, spatial_scale)
 
@@ -378,8 +576,47 @@ def roi_pool_backward_numba(gy, argmax, batch, x_shape):
     return gx
 
 
+_ROI_POOL_BACKWARD_CUDA = r"""
+extern "C" __global__ void tinydl_roi_pool_backward(
+        const T* gy, const long long* argmax, const long long* batch, const long long C,
+        const long long HW, const long long bins, const long long total, T* gx) {
+    // One thread per element (k, c, ph, pw) of gy; bins = oh * ow. Overlapping RoIs
+    // can pick the same cell, so the add is atomic (the order of the adds, and so the
+    // last bits of a float sum, may change from run to run).
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)blockDim.x * gridDim.x) {
+        const long long a = argmax[t];
+        if (a < 0) continue;                   // empty bin: no input cell to send to
+        const long long kc = t / bins;         // = k * C + c
+        const long long k = kc / C;
+        const long long c = kc % C;
+        atomicAdd(gx + (batch[k] * C + c) * HW + a, gy[t]);
+    }
+}
+"""
+
+
+def roi_pool_backward_cupy(gy, argmax, batch, x_shape):
+    """Same result as :func:`roi_pool_backward_reference` on the GPU (atomicAdd into a
+    zeroed gx; float64 atomicAdd needs compute capability 6.0+)."""
+    import cupy
+
+    N, C, H, W = x_shape
+    K, _, oh, ow = gy.shape
+    gx = cupy.zeros(x_shape, dtype=gy.dtype)
+    kernel = _cuda_kernel("roi_pool_backward", _ROI_POOL_BACKWARD_CUDA, gy.dtype)
+    _launch(kernel, gy.size, (cupy.ascontiguousarray(gy), cupy.ascontiguousarray(argmax, dtype=cupy.int64),
+                              cupy.ascontiguousarray(batch, dtype=cupy.int64), np.int64(C), np.int64(H * W),
+                              np.int64(oh * ow), np.int64(gy.size), gx))
+    return gx
+
+
 def roi_pool_backward(gy, argmax, batch, x_shape):
-    """Gradient of RoI max pooling w.r.t. the feature map, from the forward's argmax."""
-    if not is_cupy(gy) and use_numba(gy.dtype):
+    """Gradient of RoI max pooling w.r.t. the feature map, from the forward's argmax
+    (dispatched like :func:`roi_pool_forward`)."""
+    if is_cupy(gy):
+        if gy.dtype in _CUDA_TYPES:
+            return roi_pool_backward_cupy(gy, argmax, batch, x_shape)
+    elif use_numba(gy.dtype):
         return roi_pool_backward_numba(gy, argmax, batch, x_shape)
     return roi_pool_backward_reference(gy, argmax, batch, x_shape)

@@ -374,7 +374,7 @@ def col2im_numba(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, ou
 # at module import time, so CPU-only machines never need it.
 _IM2COL_CUDA = r"""
     // One thread per element of cols, seen as (C, kh, kw, N, Ho, Wo) in C order.
-    long long t = i;
+    index_t t = i;
     const int wo = t % Wo; t /= Wo;
     const int ho = t % Ho; t /= Ho;
     const int n  = t % N;  t /= N;
@@ -394,7 +394,7 @@ _COL2IM_CUDA = r"""
     // One thread per image pixel; it *gathers* its contributions instead of
     // scattering them, so no atomics are needed and the sum runs in the same
     // (ki, kj) order as the CPU versions (bit-identical results).
-    long long t = i;
+    index_t t = i;
     const int w = t % W; t /= W;
     const int h = t % H; t /= H;
     const int c = t % C; t /= C;
@@ -424,17 +424,23 @@ _GEOM_PARAMS = (
 _cuda_kernels = {}
 
 
-def _cuda_kernel(name):
+def _cuda_kernel(name, size):
+    """The kernel ``name`` for arrays of ``size`` elements. Each comes in two builds:
+    with 32-bit index arithmetic when the size allows it (a GPU divides 32-bit
+    integers several times faster than 64-bit ones, and the index unpacking above is
+    six divisions per element), and with 64-bit indices for the rest."""
     if not _cuda_kernels:
         import cupy
 
-        _cuda_kernels["im2col"] = cupy.ElementwiseKernel(
-            "raw T x, " + _GEOM_PARAMS + ", T pad_value", "T col", _IM2COL_CUDA, "tinydl_im2col"
-        )
-        _cuda_kernels["col2im"] = cupy.ElementwiseKernel(
-            "raw T cols, " + _GEOM_PARAMS, "T img", _COL2IM_CUDA, "tinydl_col2im"
-        )
-    return _cuda_kernels[name]
+        for bits, index_type in ((32, "unsigned int"), (64, "unsigned long long")):
+            preamble = f"typedef {index_type} index_t;"
+            _cuda_kernels["im2col", bits] = cupy.ElementwiseKernel(
+                "raw T x, " + _GEOM_PARAMS + ", T pad_value", "T col", _IM2COL_CUDA,
+                f"tinydl_im2col_{bits}", preamble=preamble)
+            _cuda_kernels["col2im", bits] = cupy.ElementwiseKernel(
+                "raw T cols, " + _GEOM_PARAMS, "T img", _COL2IM_CUDA, f"tinydl_col2im_{bits}",
+                preamble=preamble)
+    return _cuda_kernels[name, 32 if size < 2**31 else 64]
 
 
 def im2col_cupy(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=None):
@@ -446,7 +452,7 @@ def im2col_cupy(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, 
     )
     x_flat = cupy.ascontiguousarray(x).reshape(-1)  # raw indexing below assumes C order
     cols = _check_out(out, (C * kh * kw, N * Ho * Wo), x.dtype, cupy)
-    _cuda_kernel("im2col")(
+    _cuda_kernel("im2col", cols.size)(
         x_flat, N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols
     )
     return cols
@@ -463,7 +469,7 @@ def col2im_cupy(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out
         raise ValueError(f"cols has {cols.size} elements, expected {(C * kh * kw, N * Ho * Wo)}")
     cols_flat = cupy.ascontiguousarray(cols).reshape(-1)
     img = _check_out(out, (N, C, H, W), cols.dtype, cupy)
-    _cuda_kernel("col2im")(cols_flat, N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, img)
+    _cuda_kernel("col2im", img.size)(cols_flat, N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, img)
     return img
 
 

@@ -31,11 +31,12 @@ at least as accurate and costs nothing here). The Numba sums may add in a
 different order than NumPy (``fastmath={"reassoc"}`` lets LLVM vectorise the
 loops), so the two paths agree to rounding, not bit for bit.
 
-Two implementations: ``*_reference`` (NumPy or CuPy array code: read these)
-and ``*_numba`` (parallel loops, compiled and cached); the un-suffixed names
-dispatch like im2col (CuPy array -> reference on the GPU, TINYDL_NO_NUMBA=1 or
-a dtype other than float32/float64 -> reference), and (N, C) inputs take the
-reference too (see ``_numba_for``).
+Three implementations: ``*_reference`` (NumPy or CuPy array code: read these),
+``*_numba`` (parallel loops, compiled and cached) and ``*_cupy`` (CUDA kernels,
+one pass over the big arrays each); the un-suffixed names dispatch like im2col
+(CuPy float32/float64 -> CUDA, TINYDL_NO_NUMBA=1 or a dtype other than
+float32/float64 -> reference), and (N, C) inputs on the CPU take the reference
+too (see ``_numba_for``).
 """
 import numpy as np
 
@@ -209,6 +210,116 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
     return dx
 
 
+# --------------------------------------------------------------------------- CuPy
+# Two CUDA kernels do the full-size work on the GPU, compiled on first use:
+#  * channel_sums: block c reads channel c's N*S values once and returns, in double,
+#        sum (a - sa_c)   and   sum (a - sa_c) * (b - sb_c)
+#    which is (sum g, sum g (x - mean)) for the backward (a = g, sa = 0, b = x,
+#    sb = mean) and, with a = b = x and both shifts = the channel's first value K_c,
+#    the shifted sums that give mean = K + s1/m and var = s2/m - (s1/m)^2 without
+#    the cancellation of sum(x^2) - m mean^2 when a channel sits far from zero;
+#  * two elementwise maps, affine and input gradient, one pass each, with the
+#    channel of flat element i being (i / S) % C.
+_CHANNEL_SUMS_CUDA = r"""
+template <typename T>
+__global__ void channel_sums(const T* a, const T* shift_a, const T* b, const T* shift_b,
+                             long long N, long long C, long long S, double* out) {
+    __shared__ double part[2 * 256];
+    const long long c = blockIdx.x;
+    const double sa = (double)shift_a[c], sb = (double)shift_b[c];
+    double s1 = 0.0, s2 = 0.0;
+    for (long long j = threadIdx.x; j < N * S; j += blockDim.x) {
+        const long long n = j / S;
+        const long long at = (n * C + c) * S + (j - n * S);
+        const double u = (double)a[at] - sa;
+        s1 += u;
+        s2 += u * ((double)b[at] - sb);
+    }
+    part[threadIdx.x] = s1;
+    part[256 + threadIdx.x] = s2;
+    __syncthreads();
+    for (int half = 128; half > 0; half /= 2) {   // tree sum of the block's 256 partial sums
+        if (threadIdx.x < half) {
+            part[threadIdx.x] += part[threadIdx.x + half];
+            part[256 + threadIdx.x] += part[256 + threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        out[2 * c] = part[0];
+        out[2 * c + 1] = part[256];
+    }
+}
+"""
+_cuda = {}
+
+
+def _cuda_kernels():
+    if not _cuda:
+        import cupy
+        module = cupy.RawModule(code=_CHANNEL_SUMS_CUDA,
+                                name_expressions=["channel_sums<float>", "channel_sums<double>"])
+        _cuda["sums", np.dtype(np.float32)] = module.get_function("channel_sums<float>")
+        _cuda["sums", np.dtype(np.float64)] = module.get_function("channel_sums<double>")
+        per_channel = "raw T mean, raw T a, raw T b, int64 S, int64 C"
+        _cuda["affine"] = cupy.ElementwiseKernel(
+            "T x, " + per_channel, "T y",
+            "const long long c = (i / S) % C; y = (x - mean[c]) * a[c] + b[c];",
+            "tinydl_batch_norm_affine")
+        _cuda["input_grad"] = cupy.ElementwiseKernel(
+            "T g, T x, raw T k, " + per_channel, "T dx",
+            "const long long c = (i / S) % C; dx = g * a[c] + (x - mean[c]) * k[c] + b[c];",
+            "tinydl_batch_norm_input_grad")
+    return _cuda
+
+
+def _channel_sums(a, shift_a, b, shift_b):
+    """(C,) float64 sums of (a - shift_a) and (a - shift_a) (b - shift_b) per channel."""
+    import cupy
+    a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
+    N, C = a.shape[:2]
+    S = a.size // max(N * C, 1)
+    out = cupy.empty((C, 2), dtype=np.float64)
+    kernel = _cuda_kernels()["sums", np.dtype(a.dtype)]
+    kernel((C,), (256,), (a, cupy.ascontiguousarray(shift_a, dtype=a.dtype), b,
+                          cupy.ascontiguousarray(shift_b, dtype=a.dtype), np.int64(N), np.int64(C),
+                          np.int64(S), out))
+    return out[:, 0], out[:, 1]
+
+
+def batch_norm_stats_cupy(x):
+    """Same as :func:`batch_norm_stats_reference` for a CuPy array, one pass over x."""
+    N, C = x.shape[:2]
+    m = x.size // C
+    first = x[(0, slice(None)) + (0,) * (x.ndim - 2)]    # K_c = x[0, c, 0, ...]: the shift (see above)
+    s1, s2 = _channel_sums(x, first, x, first)
+    mean = s1 / m
+    var = s2 / m - mean * mean
+    return (first + mean).astype(x.dtype), var.clip(0).astype(x.dtype)
+
+
+def batch_norm_grad_sums_cupy(g, x, mean):
+    """Same as :func:`batch_norm_grad_sums_reference` for CuPy arrays, one pass over g and x."""
+    import cupy
+    sum_g, sum_gx = _channel_sums(g, cupy.zeros(g.shape[1], g.dtype), x, mean)
+    return sum_g.astype(g.dtype), sum_gx.astype(g.dtype)
+
+
+def batch_norm_affine_cupy(x, mean, a, b):
+    N, C = x.shape[:2]
+    dt = x.dtype
+    return _cuda_kernels()["affine"](x, mean.astype(dt, copy=False), a.astype(dt, copy=False),
+                                     b.astype(dt, copy=False), x.size // max(N * C, 1), C)
+
+
+def batch_norm_input_grad_cupy(g, x, mean, a, k, b):
+    N, C = g.shape[:2]
+    dt = g.dtype
+    return _cuda_kernels()["input_grad"](g, x, k.astype(dt, copy=False), mean.astype(dt, copy=False),
+                                         a.astype(dt, copy=False), b.astype(dt, copy=False),
+                                         g.size // max(N * C, 1), C)
+
+
 # --------------------------------------------------------------------------- dispatch
 def _numba_for(*arrays):
     """Numba for NumPy arrays of one supported dtype with S > 1 values per (n, c) row;
@@ -226,18 +337,30 @@ def _numba_for(*arrays):
             and use_numba(x.dtype))
 
 
+def _cuda_for(*arrays):
+    """The CUDA kernels for CuPy arrays of one dtype, float32 or float64."""
+    return (is_cupy(arrays[0]) and all(a.dtype == arrays[0].dtype for a in arrays)
+            and np.dtype(arrays[0].dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
+
+
 def batch_norm_stats(x):
     """Per-channel (mean, biased variance) of x (N, C, ...) over every axis but 1, in x's dtype."""
+    if _cuda_for(x):
+        return batch_norm_stats_cupy(x)
     return batch_norm_stats_numba(x) if _numba_for(x) else batch_norm_stats_reference(x)
 
 
 def batch_norm_affine(x, mean, a, b):
     """y = (x - mean_c) * a_c + b_c for x (N, C, ...) and (C,) vectors mean, a, b."""
+    if _cuda_for(x):
+        return batch_norm_affine_cupy(x, mean, a, b)
     return batch_norm_affine_numba(x, mean, a, b) if _numba_for(x) else batch_norm_affine_reference(x, mean, a, b)
 
 
 def batch_norm_grad_sums(g, x, mean):
     """Per-channel (sum g, sum g * (x - mean_c)) for g, x (N, C, ...)."""
+    if _cuda_for(g, x):
+        return batch_norm_grad_sums_cupy(g, x, mean)
     if _numba_for(g, x):
         return batch_norm_grad_sums_numba(g, x, mean)
     return batch_norm_grad_sums_reference(g, x, mean)
@@ -245,6 +368,8 @@ def batch_norm_grad_sums(g, x, mean):
 
 def batch_norm_input_grad(g, x, mean, a, k, b):
     """dx = g * a_c + (x - mean_c) * k_c + b_c for g, x (N, C, ...) and (C,) vectors."""
+    if _cuda_for(g, x):
+        return batch_norm_input_grad_cupy(g, x, mean, a, k, b)
     if _numba_for(g, x):
         return batch_norm_input_grad_numba(g, x, mean, a, k, b)
     return batch_norm_input_grad_reference(g, x, mean, a, k, b)

@@ -1,4 +1,5 @@
 """Stochastic gradient descent, with momentum, dampening, Nesterov and L2 weight decay."""
+from ..backend import is_cupy_array
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -63,6 +64,14 @@ class SGD(Optimizer):
         lr, momentum = float(group["lr"]), float(group["momentum"])
         dampening = float(group["dampening"])
         x = p.data
+        if momentum != 0 and is_cupy_array(x) and "momentum_buffer" in self.state[p]:
+            # the same update as below in one CUDA kernel: on a GPU each array
+            # operation is a kernel launch, and launches, not arithmetic, bound a
+            # small network's step
+            _momentum_step_cuda()(grad, lr, momentum, dampening, float(group["weight_decay"]),
+                                  -1.0 if group["maximize"] else 1.0, bool(group["nesterov"]),
+                                  x, self.state[p]["momentum_buffer"])
+            return
         g = self._descent_gradient(grad, x, group)
         if momentum != 0:
             state = self.state[p]
@@ -74,3 +83,21 @@ class SGD(Optimizer):
                 buf += g if dampening == 0 else (1 - dampening) * g
             g = g + momentum * buf if group["nesterov"] else buf
         x -= lr * g
+
+
+_kernel = []
+
+
+def _momentum_step_cuda():
+    """x and buf updated in place by the formulas of the SGD docstring (after the first step)."""
+    if not _kernel:
+        import cupy
+        _kernel.append(cupy.ElementwiseKernel(
+            "T grad, T lr, T momentum, T dampening, T weight_decay, T sign, bool nesterov", "T x, T buf",
+            """
+            T g = sign * grad;
+            if (weight_decay != 0) g += weight_decay * x;
+            buf = momentum * buf + (1 - dampening) * g;
+            x -= lr * (nesterov ? g + momentum * buf : buf);
+            """, "tinydl_sgd_momentum_step"))
+    return _kernel[0]
