@@ -13,7 +13,8 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
-        "gpu": ["cupy-cuda12x>=13"],
+        "gpu": ["cupy-cuda12x>=13"],          # CUDA 12 drivers
+        "gpu-cuda13": ["cupy-cuda13x>=13"],   # CUDA 13 drivers (the H100 tests ran on CuPy 14.2)
         "train": TRAIN,
         # torch (CPU build) is the oracle the tests compare every op against
         "dev": TRAIN + ["pytest>=7", "torch==2.13.0"],

@@ -212,7 +212,7 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
 
 # --------------------------------------------------------------------------- CuPy
 # Two CUDA kernels do the full-size work on the GPU, compiled on first use:
-#  * channel_sums: block c reads channel c's N*S values once and returns, in double,
+#  * channel_sums: reads channel c's N*S values once and returns, in double,
 #        sum (a - sa_c)   and   sum (a - sa_c) * (b - sb_c)
 #    which is (sum g, sum g (x - mean)) for the backward (a = g, sa = 0, b = x,
 #    sb = mean) and, with a = b = x and both shifts = the channel's first value K_c,
@@ -221,46 +221,51 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
 #  * two elementwise maps, affine and input gradient, one pass each, with the
 #    channel of flat element i being (i / S) % C.
 _CHANNEL_SUMS_CUDA = r"""
-template <typename T>
+template <typename T, typename I>
 __global__ void channel_sums(const T* a, const T* shift_a, const T* b, const T* shift_b,
-                             long long N, long long C, long long S, double* out) {
-    __shared__ double part[2 * 256];
-    const long long c = blockIdx.x;
+                             I N, I C, I S, I chunk, double* out) {
+    // Block (c, part) sums values [part * chunk, (part + 1) * chunk) of channel c's
+    // N*S values (value j is image j / S, position j % S) into out[c, part, 0:2].
+    __shared__ double sums[2 * 256];
+    const I c = blockIdx.x, part = blockIdx.y;
     const double sa = (double)shift_a[c], sb = (double)shift_b[c];
+    const I end = min((part + 1) * chunk, N * S);
     double s1 = 0.0, s2 = 0.0;
-    for (long long j = threadIdx.x; j < N * S; j += blockDim.x) {
-        const long long n = j / S;
-        const long long at = (n * C + c) * S + (j - n * S);
+    for (I j = part * chunk + threadIdx.x; j < end; j += blockDim.x) {
+        const I n = j / S;
+        const long long at = ((long long)n * C + c) * S + (j - n * S);
         const double u = (double)a[at] - sa;
         s1 += u;
         s2 += u * ((double)b[at] - sb);
     }
-    part[threadIdx.x] = s1;
-    part[256 + threadIdx.x] = s2;
+    sums[threadIdx.x] = s1;
+    sums[256 + threadIdx.x] = s2;
     __syncthreads();
     for (int half = 128; half > 0; half /= 2) {   // tree sum of the block's 256 partial sums
         if (threadIdx.x < half) {
-            part[threadIdx.x] += part[threadIdx.x + half];
-            part[256 + threadIdx.x] += part[256 + threadIdx.x + half];
+            sums[threadIdx.x] += sums[threadIdx.x + half];
+            sums[256 + threadIdx.x] += sums[256 + threadIdx.x + half];
         }
         __syncthreads();
     }
     if (threadIdx.x == 0) {
-        out[2 * c] = part[0];
-        out[2 * c + 1] = part[256];
+        out[2 * (c * gridDim.y + part)] = sums[0];
+        out[2 * (c * gridDim.y + part) + 1] = sums[256];
     }
 }
 """
 _cuda = {}
+_INDEX_TYPES = {32: ("unsigned int", np.uint32), 64: ("unsigned long long", np.uint64)}
 
 
 def _cuda_kernels():
     if not _cuda:
         import cupy
-        module = cupy.RawModule(code=_CHANNEL_SUMS_CUDA,
-                                name_expressions=["channel_sums<float>", "channel_sums<double>"])
-        _cuda["sums", np.dtype(np.float32)] = module.get_function("channel_sums<float>")
-        _cuda["sums", np.dtype(np.float64)] = module.get_function("channel_sums<double>")
+        names = {(dt, bits): f"channel_sums<{c_type}, {_INDEX_TYPES[bits][0]}>"
+                 for dt, c_type in ((np.float32, "float"), (np.float64, "double")) for bits in (32, 64)}
+        module = cupy.RawModule(code=_CHANNEL_SUMS_CUDA, name_expressions=list(names.values()))
+        for (dt, bits), name in names.items():
+            _cuda["sums", np.dtype(dt), bits] = module.get_function(name)
         per_channel = "raw T mean, raw T a, raw T b, int64 S, int64 C"
         _cuda["affine"] = cupy.ElementwiseKernel(
             "T x, " + per_channel, "T y",
@@ -274,17 +279,28 @@ def _cuda_kernels():
 
 
 def _channel_sums(a, shift_a, b, shift_b):
-    """(C,) float64 sums of (a - shift_a) and (a - shift_a) (b - shift_b) per channel."""
+    """(C,) float64 sums of (a - shift_a) and (a - shift_a) (b - shift_b) per channel.
+
+    A channel's m = N*S values are split into ``parts`` blocks of 256 threads, so the
+    GPU has work for all its multiprocessors even with 16 channels; the (C, parts)
+    partial sums are added afterwards, in a fixed order (the result is deterministic).
+    """
     import cupy
     a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
     N, C = a.shape[:2]
     S = a.size // max(N * C, 1)
-    out = cupy.empty((C, 2), dtype=np.float64)
-    kernel = _cuda_kernels()["sums", np.dtype(a.dtype)]
-    kernel((C,), (256,), (a, cupy.ascontiguousarray(shift_a, dtype=a.dtype), b,
-                          cupy.ascontiguousarray(shift_b, dtype=a.dtype), np.int64(N), np.int64(C),
-                          np.int64(S), out))
-    return out[:, 0], out[:, 1]
+    m = N * S
+    parts = max(1, min(-(-m // 4096), 1024 // max(C, 1)))    # ~4k values a block, ~1k blocks in all
+    chunk = -(-m // parts)
+    bits = 32 if a.size < 2**31 else 64
+    index = _INDEX_TYPES[bits][1]
+    out = cupy.empty((C, parts, 2), dtype=np.float64)
+    kernel = _cuda_kernels()["sums", np.dtype(a.dtype), bits]
+    kernel((C, parts), (256,), (a, cupy.ascontiguousarray(shift_a, dtype=a.dtype), b,
+                                cupy.ascontiguousarray(shift_b, dtype=a.dtype),
+                                index(N), index(C), index(S), index(chunk), out))
+    sums = out.sum(axis=1)
+    return sums[:, 0], sums[:, 1]
 
 
 def batch_norm_stats_cupy(x):
