@@ -4,7 +4,10 @@ normalisation, and a reusable scratch-buffer cache.
 Nothing here imports CuPy. A CuPy array is recognised by the module its type
 lives in, so CPU-only installs never pay for (or fail on) ``import cupy``.
 """
+import ctypes
+import ctypes.util
 import os
+import sys
 
 import numpy as np
 
@@ -20,6 +23,33 @@ from ..backend import get_array_module, is_cupy_array, numba_enabled
 # libgomp, shared by Numba and PyTorch -- so it must be set before Numba starts its
 # threads or torch is imported. An explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _keep_freed_memory():
+    """Let glibc reuse freed memory for big arrays instead of returning it to the OS.
+
+    By default glibc serves every allocation of 128 KB or more (growing up to 32 MB)
+    with a fresh mmap and unmaps it on free, so each new activation, gradient or GEMM
+    output of a training step is new pages, and the first touch of each page is a
+    page fault: ~17,600 faults, 50-60 ms of kernel time per ResNet-20 CPU step at
+    batch 128 (an 8 MB GEMM output costs 4.4 ms fresh, 2 ms reused). Serving arrays
+    up to 32 MB from the heap, and keeping up to 1 GB of freed heap, brings that to
+    a dozen faults: the step took 812 instead of 938 ms (wall, 2 threads; PyTorch in
+    the same process: 539 instead of 589 ms). The price: the process keeps its peak
+    heap until it exits. ``TINYDL_MALLOPT=0`` leaves glibc's defaults alone.
+    """
+    if os.environ.get("TINYDL_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # glibc's malloc.h
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)            # the largest value glibc accepts
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError, TypeError):           # not glibc (musl, ...): leave it
+        pass
+
+
+_keep_freed_memory()
 
 try:  # Numba is a hard dependency of tinydl, but the NumPy paths must still work without it.
     import numba

@@ -72,15 +72,21 @@ def _finish(x, out, inplace):
 
 # ---------------------------------------------------------------- piecewise linear
 class ReLU(Function):
-    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch).
+
+    x > 0 exactly where y > 0, so backward reads the mask off the output:
+    saving y costs no memory (the next layer keeps it anyway), where a
+    separate boolean mask would be one more array per ReLU.
+    """
 
     def forward(ctx, x):
-        ctx.save_for_backward(x > 0)
-        return get_array_module(x).maximum(x, 0)   # NaN stays NaN, as in PyTorch
+        y = get_array_module(x).maximum(x, 0)       # NaN stays NaN, as in PyTorch
+        ctx.save_for_backward(y)
+        return y
 
     def backward(ctx, gy):
-        positive, = ctx.saved_tensors
-        return gy * positive
+        y, = ctx.saved_tensors
+        return gy * (y > 0)
 
 
 class LeakyReLU(Function):

@@ -1,0 +1,60 @@
+"""The speed-motivated paths of the conv / ReLU / batch-norm chain keep PyTorch's numbers.
+
+ReLU saves its output (not a boolean mask) and reads dy/dx = [y > 0] off it:
+the gradient at x == 0 must stay 0 and float32 must stay float32. One ResNet
+block (conv, BN, ReLU, conv, BN, add, ReLU) runs forward and backward on the
+Numba path and on the NumPy reference path (TINYDL_NO_NUMBA=1) and matches
+PyTorch on both.
+"""
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn.functional as F
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_gradient_from_saved_output(dtype):
+    x = np.array([[-2.0, -0.0, 0.0, 1e-30, 3.0], [0.5, -1e-30, 0.0, -4.0, 2.0]], dtype=dtype)
+    g = np.arange(1, 11, dtype=dtype).reshape(x.shape)
+    tx, px = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ty, py = F.relu(tx), torch.relu(px)
+    ty.backward(td.tensor(g))
+    py.backward(torch.tensor(g))
+    assert ty.dtype == tx.dtype and tx.grad.dtype == tx.dtype
+    np.testing.assert_array_equal(ty.detach().numpy(), py.detach().numpy())
+    np.testing.assert_array_equal(tx.grad.numpy(), px.grad.numpy())   # 0 where x <= 0
+
+
+def _block(lib, functional, x, w1, w2, g):
+    """conv-BN-ReLU-conv-BN + identity, ReLU; forward and backward; returns output and grads."""
+    tensor = td.tensor if lib is td else torch.tensor
+    tx, tw1, tw2 = (tensor(a, requires_grad=True) for a in (x, w1, w2))
+    c = w1.shape[0]
+    stats = [tensor(np.zeros(c, np.float32)), tensor(np.ones(c, np.float32)),
+             tensor(np.zeros(c, np.float32)), tensor(np.ones(c, np.float32))]
+    gamma = tensor(np.linspace(0.5, 1.5, c, dtype=np.float32), requires_grad=True)
+    beta = tensor(np.linspace(-0.2, 0.2, c, dtype=np.float32), requires_grad=True)
+    h = functional.relu(functional.batch_norm(functional.conv2d(tx, tw1, None, 1, 1), stats[0], stats[1],
+                                              gamma, beta, True))
+    h = functional.batch_norm(functional.conv2d(h, tw2, None, 1, 1), stats[2], stats[3], gamma, beta, True)
+    y = functional.relu(h + tx)
+    y.backward(tensor(g))
+    out = [y, tx.grad, tw1.grad, tw2.grad, gamma.grad, beta.grad] + stats
+    return [o.detach().numpy() for o in out]
+
+
+@pytest.mark.parametrize("no_numba", ["0", "1"])
+def test_resnet_block_matches_torch(monkeypatch, no_numba):
+    monkeypatch.setenv("TINYDL_NO_NUMBA", no_numba)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 8, 9, 9), dtype=np.float32)
+    w1, w2 = (rng.standard_normal((8, 8, 3, 3), dtype=np.float32) * 0.2 for _ in range(2))
+    g = rng.standard_normal(x.shape, dtype=np.float32)
+    ours = _block(td, F, x, w1, w2, g)
+    theirs = _block(torch, torch.nn.functional, x, w1, w2, g)
+    names = ["y", "dx", "dw1", "dw2", "dgamma", "dbeta", "rm1", "rv1", "rm2", "rv2"]
+    for name, a, b in zip(names, ours, theirs):
+        assert a.dtype == np.float32, name
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
