@@ -11,6 +11,7 @@ numbers (bit-identical on the CPU).
     norm                   batch-norm per-channel statistics, affine, input gradient
     detection              NMS, RoI max pooling (forward and backward)
     workspace              reusable scratch buffers for the big column matrices
+    activation             ReLU forward and backward (fused, parallel)
 """
 from ._dispatch import clear_workspace, is_cupy, use_numba, workspace
 from .im2col import (
@@ -38,6 +39,14 @@ from .pool import (
     max_unpool2d_forward,
     pool_geometry,
     pool_output_size,
+)
+from .activation import (
+    relu_backward,
+    relu_backward_numba,
+    relu_backward_reference,
+    relu_forward,
+    relu_forward_numba,
+    relu_forward_reference,
 )
 from .norm import batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad, batch_norm_stats
 from .detection import nms_kernel, roi_pool_backward, roi_pool_forward

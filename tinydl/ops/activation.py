@@ -21,6 +21,7 @@ import math
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
+from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
@@ -77,16 +78,20 @@ class ReLU(Function):
     x > 0 exactly where y > 0, so backward reads the mask off the output:
     saving y costs no memory (the next layer keeps it anyway), where a
     separate boolean mask would be one more array per ReLU.
+
+    The array code is ``y = xp.maximum(x, 0)`` (NaN stays NaN, as in PyTorch)
+    and ``gx = gy * (y > 0)``; on the CPU a fused Numba loop computes the same
+    bits (tinydl/kernels/activation.py).
     """
 
     def forward(ctx, x):
-        y = get_array_module(x).maximum(x, 0)       # NaN stays NaN, as in PyTorch
+        y = relu_forward(x)                         # xp.maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
     def backward(ctx, gy):
         y, = ctx.saved_tensors
-        return gy * (y > 0)
+        return relu_backward(gy, y)                 # gy * (y > 0)
 
 
 class LeakyReLU(Function):
