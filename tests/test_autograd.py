@@ -541,3 +541,38 @@ def test_ops_never_write_into_their_inputs():
         x.max(0).values[:4]
     y.backward(upstream(y.shape))
     np.testing.assert_array_equal(a, keep)
+
+
+def test_backward_frees_intermediate_activations():
+    """After backward (no retain_graph) the graph keeps its shape but no activation:
+    a loop that holds the last loss while the next batch runs forward must not hold
+    the previous step's activations."""
+    rng = np.random.default_rng(0)
+    x = td.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    h = td.nn.functional.tanh(x * 2.0)                 # one intermediate feeding two ops
+    loss = (h * td.tensor(rng.standard_normal((4, 5)))).sum() + (h * h).sum()
+    h_data, x_data = weakref.ref(h.data), weakref.ref(x.data)
+    producer = h.grad_fn
+    del h
+    loss.backward()
+    gc.collect()
+    assert h_data() is None, "an intermediate activation outlived backward"
+    assert x_data() is not None          # leaves stay: they are the user's tensors
+    # the structure is intact: the shared input is still one node, and a second
+    # backward reaches a released node and says so
+    feeders = [t for fn in (loss.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn,
+                            loss.grad_fn.inputs[1].grad_fn.inputs[0].grad_fn)
+               for t in fn.inputs if t is not None and t.grad_fn is producer]
+    assert len(feeders) == 3 and len({id(t) for t in feeders}) == 1
+    assert feeders[0].shape == (4, 5)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_retain_graph_keeps_intermediates_for_a_second_backward():
+    x = td.tensor(np.linspace(-1, 1, 6), requires_grad=True)
+    loss = (td.nn.functional.tanh(x) * td.nn.functional.tanh(x)).sum()
+    loss.backward(retain_graph=True)
+    first = x.grad.data.copy()
+    loss.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * first)

@@ -107,10 +107,12 @@ def test_leaf_root_escaping_and_errors():
 
 def test_graph_after_backward_and_a_module_as_params():
     model, loss = _mlp_loss()
-    loss.backward()                               # frees saved arrays, keeps the structure
+    before = to_dot(loss, params=model)
+    loss.backward()                               # frees saved arrays and activations, keeps the structure
     text = to_dot(loss, params=model)
     nodes, edges = parse(text)
     assert len(nodes) == 14 and len(edges) == 13 and "2.bias" in text
+    assert text == before
 
 
 def test_deep_chain_needs_no_recursion():

@@ -116,9 +116,19 @@ class Function:
         return tensors[0] if single else tensors
 
     def release(self):
-        """Drop saved arrays; a second backward through this node then fails loudly."""
+        """Drop saved arrays; a second backward through this node then fails loudly.
+
+        The node's non-leaf inputs are swapped for data-free stand-ins too: the
+        usual loop ``loss = f(model(x)); loss.backward()`` keeps the last ``loss``
+        (and so this graph) alive while the next batch runs forward, and holding
+        the intermediate tensors here would keep every activation of the
+        previous step in memory with it. The graph's shape stays walkable
+        (``utils.to_dot`` after backward; the clear error on a second backward).
+        """
         self.saved_tensors = None
         self._released = True
+        if getattr(self, "inputs", None):
+            self.inputs = tuple(_without_data(t) for t in self.inputs)
 
     @property
     def name(self):
@@ -142,6 +152,29 @@ def unbroadcast(grad, shape):
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
     grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)
+
+
+class _FreedInput:
+    """What a released node keeps of a non-leaf input: which op made it, its
+    shape and dtype; not its values."""
+
+    __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad", "_retains_grad")
+
+    def __init__(self, t):
+        self.grad_fn, self._output_index = t.grad_fn, t._output_index
+        self.shape, self.dtype, self.requires_grad = t.shape, t.dtype, t.requires_grad
+        self._retains_grad = False
+
+
+def _without_data(t):
+    """``t`` itself for leaves (parameters, inputs) and None; else one shared stand-in
+    per tensor, so a tensor that feeds several ops stays one node of the graph."""
+    if t is None or t.grad_fn is None:
+        return t
+    freed = t.__dict__.get("_freed_input")
+    if freed is None:
+        freed = t._freed_input = _FreedInput(t)
+    return freed
 
 
 # ------------------------------------------------------------------ backward
