@@ -1,4 +1,12 @@
-"""Shared timing helper for the benchmarks: best-of-N wall time after warm-up."""
+"""Shared timing helper for the benchmarks: best-of-N wall time after warm-up.
+
+Import order. The benchmarks import torch before tinydl. PyTorch's OpenMP
+runtime then keeps its default settings. Imported after tinydl, it would inherit
+tinydl's OMP_WAIT_POLICY=PASSIVE, and that slowed PyTorch's ResNet-20 CPU step from
+481-508 ms to 554-693 ms. tinydl sees that an OpenMP runtime is already loaded and
+runs its Numba kernels on Numba's workqueue pool (tinydl/kernels/_dispatch.py).
+Each library is then timed in the setting a user who imports only it would get.
+"""
 import time
 
 

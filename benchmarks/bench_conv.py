@@ -29,11 +29,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import tinydl as td                      # noqa: E402  (before torch: it sets OMP_WAIT_POLICY)
-import tinydl.nn as nn                   # noqa: E402
-import tinydl.nn.functional as F         # noqa: E402
+# torch before tinydl: each library in its own default thread settings (see _timing.py)
 import torch                             # noqa: E402
 import torch.nn.functional as TF         # noqa: E402
+import tinydl as td                      # noqa: E402
+import tinydl.nn as nn                   # noqa: E402
+import tinydl.nn.functional as F         # noqa: E402
 from _timing import best_time, print_table  # noqa: E402
 
 RNG = np.random.default_rng(0)

@@ -9,6 +9,7 @@ import os
 import sys
 
 import numpy as np
+# torch before tinydl: each library in its own default thread settings (see _timing.py)
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))

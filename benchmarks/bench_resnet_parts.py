@@ -37,10 +37,11 @@ import numpy as np                   # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import tinydl as td                  # noqa: E402  (before torch: it sets OMP_WAIT_POLICY)
-import tinydl.nn.functional as F     # noqa: E402
+# torch before tinydl: each library in its own default thread settings (see _timing.py)
 import torch                         # noqa: E402
 import torch.nn.functional as TF     # noqa: E402
+import tinydl as td                  # noqa: E402
+import tinydl.nn.functional as F     # noqa: E402
 from _timing import print_table      # noqa: E402
 from bench_conv import resnet20, train_steps  # noqa: E402
 

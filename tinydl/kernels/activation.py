@@ -23,8 +23,13 @@ check every case below):
   does the same multiplication rather than writing a literal 0.
 
 Dispatch: CuPy arrays, dtypes other than float32/float64, non-C-contiguous
-arrays (views, transposes) and 0-d arrays take the reference; otherwise Numba
-unless ``TINYDL_NO_NUMBA=1``.
+arrays (views, transposes), and arrays under ``_NUMBA_MIN_SIZE`` elements take
+the reference. Everything else takes Numba, unless ``TINYDL_NO_NUMBA=1``.
+
+Waking the idle Numba threads costs about 70 us per call, and NumPy needs only
+6-34 us for up to 64K elements. Numba pulls ahead at about 256K elements for the
+forward and 512K for the backward. An MLP's activations therefore stay with NumPy.
+A CNN's activations, 0.5-2M elements at batch 128, go to Numba.
 """
 import numpy as np
 
@@ -90,10 +95,14 @@ def relu_backward_numba(gy, y):
 
 
 # --------------------------------------------------------------------------- dispatch
+_NUMBA_MIN_SIZE = 1 << 19
+
+
 def _numba_ok(*arrays):
-    """All plain C-contiguous NumPy arrays of one shape and one compiled dtype?"""
+    """All plain C-contiguous NumPy arrays of one shape and one compiled dtype,
+    big enough to be worth waking the threads for?"""
     a = arrays[0]
-    if is_cupy(a) or a.ndim == 0 or not use_numba(a.dtype):
+    if is_cupy(a) or a.size < _NUMBA_MIN_SIZE or not use_numba(a.dtype):
         return False
     return all(b.flags.c_contiguous and b.dtype == a.dtype and b.shape == a.shape
                and not is_cupy(b) for b in arrays)
