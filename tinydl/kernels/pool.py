@@ -110,6 +110,16 @@ def _first_inbounds(n_out, s, p_before, d):
 
 
 # --------------------------------------------------------------------------- max pool
+def _max_pool_settings(in_hw, kernel_size, stride, padding, dilation, ceil_mode):
+    """Kernel, stride and dilation as pairs, the output size and the padding
+    (top, bottom, left, right): what every max-pooling path needs first."""
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    Ho, Wo, pad4 = pool_geometry(in_hw, kernel_size, stride, padding, dilation, ceil_mode)
+    return kh, kw, sh, sw, dh, dw, Ho, Wo, pad4
+
+
 def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max pooling through im2col. Returns ``(y, indices)``, both (N, C, Ho, Wo);
     ``indices`` are int64 flat positions ``h*W + w`` in each unpadded plane.
@@ -121,10 +131,8 @@ def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilatio
     """
     xp = array_module(x)
     N, C, H, W = x.shape
-    kh, kw = pair(kernel_size, "kernel_size")
-    sh, sw = pair(kernel_size if stride is None else stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+    kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
+        (H, W), kernel_size, stride, padding, dilation, ceil_mode)
 
     cols = im2col(x.reshape(N * C, 1, H, W), (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw), pad_value=-np.inf)
     tap = cols.argmax(axis=0)  # (N*C*Ho*Wo,), first maximum wins
@@ -186,10 +194,8 @@ def _max_pool_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx):
 def max_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, by a fused Numba loop."""
     N, C, H, W = x.shape
-    kh, kw = pair(kernel_size, "kernel_size")
-    sh, sw = pair(kernel_size if stride is None else stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+    kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
+        (H, W), kernel_size, stride, padding, dilation, ceil_mode)
     x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
     y = np.empty((N * C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N * C, Ho, Wo), dtype=np.int64)
@@ -268,10 +274,8 @@ def max_pool2d_forward_cupy(x, kernel_size, stride=None, padding=0, dilation=1, 
     """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, one CUDA thread per output."""
     import cupy
     N, C, H, W = x.shape
-    kh, kw = pair(kernel_size, "kernel_size")
-    sh, sw = pair(kernel_size if stride is None else stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    Ho, Wo, (pt, pb, pl, pr) = pool_geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode)
+    kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
+        (H, W), kernel_size, stride, padding, dilation, ceil_mode)
     y = cupy.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cupy.empty((N, C, Ho, Wo), dtype=cupy.int64)
     _cuda_kernel("max_pool")(cupy.ascontiguousarray(x), H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, y, idx)
