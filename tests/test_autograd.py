@@ -550,29 +550,31 @@ def test_backward_frees_intermediate_activations():
     rng = np.random.default_rng(0)
     x = td.tensor(rng.standard_normal((4, 5)), requires_grad=True)
     h = td.nn.functional.tanh(x * 2.0)                 # one intermediate feeding two ops
-    loss = (h * td.tensor(rng.standard_normal((4, 5)))).sum() + (h * h).sum()
+    loss = h * td.tensor(rng.standard_normal((4, 5))) + h * h
     h_data, x_data = weakref.ref(h.data), weakref.ref(x.data)
     producer = h.grad_fn
     del h
-    loss.backward()
+    upstream = td.tensor(rng.standard_normal((4, 5)))
+    loss.backward(upstream)
     gc.collect()
     assert h_data() is None, "an intermediate activation outlived backward"
     assert x_data() is not None          # leaves stay: they are the user's tensors
     # the structure is intact: the shared input is still one node, and a second
     # backward reaches a released node and says so
-    feeders = [t for fn in (loss.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn,
-                            loss.grad_fn.inputs[1].grad_fn.inputs[0].grad_fn)
+    feeders = [t for fn in (loss.grad_fn.inputs[0].grad_fn, loss.grad_fn.inputs[1].grad_fn)
                for t in fn.inputs if t is not None and t.grad_fn is producer]
     assert len(feeders) == 3 and len({id(t) for t in feeders}) == 1
     assert feeders[0].shape == (4, 5)
     with pytest.raises(RuntimeError, match="second time"):
-        loss.backward()
+        loss.backward(upstream)
 
 
 def test_retain_graph_keeps_intermediates_for_a_second_backward():
     x = td.tensor(np.linspace(-1, 1, 6), requires_grad=True)
-    loss = (td.nn.functional.tanh(x) * td.nn.functional.tanh(x)).sum()
-    loss.backward(retain_graph=True)
+    y = td.nn.functional.tanh(x) * td.nn.functional.tanh(x)
+    g = td.tensor(np.random.default_rng(1).standard_normal(6))
+    y.backward(g, retain_graph=True)
     first = x.grad.data.copy()
-    loss.backward()
+    np.testing.assert_allclose(first, g.data * 2 * np.tanh(x.data) * (1 - np.tanh(x.data) ** 2))
+    y.backward(g)
     np.testing.assert_allclose(x.grad.data, 2 * first)
