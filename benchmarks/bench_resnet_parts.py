@@ -43,7 +43,8 @@ import torch.nn.functional as TF     # noqa: E402
 import tinydl as td                  # noqa: E402
 import tinydl.nn.functional as F     # noqa: E402
 from _timing import print_table      # noqa: E402
-from bench_conv import resnet20, train_steps  # noqa: E402
+from _nets import resnet20            # noqa: E402
+from bench_conv import train_steps    # noqa: E402
 
 RNG = np.random.default_rng(0)
 

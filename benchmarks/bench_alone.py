@@ -1,0 +1,119 @@
+"""tinydl and PyTorch (CPU), each timed alone in its own process: the fair comparison.
+
+    python benchmarks/bench_alone.py [--rounds 3] [--repeat 5]
+
+In one process the two libraries share one OpenMP runtime, and whichever is imported
+first sets how its idle threads wait (see _timing.py): PyTorch then runs either with
+tinydl's PASSIVE policy or tinydl on Numba's slower workqueue pool. Here every child
+process imports one library only and keeps its defaults. It times the rows of
+bench_conv.py (the same shapes and the same random data, from the same seed) and
+prints them as JSON. The parent alternates a tinydl child and a PyTorch child
+``--rounds`` times, so both see the same machine load. It keeps each row's best
+time and prints the ratio tinydl / PyTorch.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from _nets import lenet5, resnet20                 # noqa: E402
+from _timing import best_time, print_table          # noqa: E402
+
+CONVS = [(1, 6, 5, 0, 32, 64), (16, 16, 3, 1, 32, 64), (64, 64, 3, 1, 56, 16), (256, 256, 3, 1, 14, 16)]
+LIBRARIES = ("tinydl", "torch")
+
+
+def library(name):
+    """(tensor, nn, functional, optim) of one library; the other is never imported."""
+    if name == "tinydl":
+        import tinydl
+        import tinydl.nn.functional
+        return tinydl.tensor, tinydl.nn, tinydl.nn.functional, tinydl.optim
+    import torch
+    import torch.nn.functional
+    return torch.tensor, torch.nn, torch.nn.functional, torch.optim
+
+
+def cases(name):
+    """{row name: (callable, repeat)}, built the same way for either library."""
+    tensor, nn, F, optim = library(name)
+    rng = np.random.default_rng(0)
+
+    def rand(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    rows = {}
+
+    def forward_and_backward(label, op, inputs, grad, repeat=5):
+        def fwd():
+            op(*inputs)
+
+        def fwd_bwd():
+            for t in inputs:
+                t.grad = None
+            op(*inputs).backward(grad)
+        rows[label + " fwd"] = (fwd, repeat)
+        rows[label + " fwd+bwd"] = (fwd_bwd, repeat)
+
+    for ci, co, k, p, hw, n in CONVS:
+        x, w, b = rand(n, ci, hw, hw), rand(co, ci, k, k) * 0.1, rand(co)
+        g = rand(n, co, hw + 2 * p - k + 1, hw + 2 * p - k + 1)
+        forward_and_backward(f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}",
+                             lambda x, w, b, p=p: F.conv2d(x, w, b, padding=p),
+                             [tensor(a, requires_grad=True) for a in (x, w, b)], tensor(g))
+    x = rng.permutation(64 * 64 * 32 * 32).reshape(64, 64, 32, 32).astype(np.float32)
+    forward_and_backward("max_pool2d 2x2 64x64x32x32", lambda x: F.max_pool2d(x, 2),
+                         [tensor(x, requires_grad=True)], tensor(rand(64, 64, 16, 16)))
+
+    for label, make, shape, batch, repeat in (
+            ("LeNet-5 train step batch 64", lambda lib, functional: lenet5(lib), (1, 32, 32), 64, 5),
+            ("ResNet-20 train step batch 128", resnet20, (3, 32, 32), 128, 3)):
+        model = make(nn, F)
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        xb, yb = tensor(rand(batch, *shape)), tensor(rng.integers(0, 10, batch))
+
+        def step(model=model, opt=opt, xb=xb, yb=yb):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rows[label] = (step, repeat)
+    return rows
+
+
+def child(name, repeat_scale):
+    """Time every row once (best of its repeats) and print the seconds as JSON."""
+    times = {label: best_time(fn, repeat=max(1, round(repeat * repeat_scale)), warmup=2)
+             for label, (fn, repeat) in cases(name).items()}
+    print(json.dumps(times))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="tinydl/PyTorch child pairs (best kept)")
+    parser.add_argument("--repeat", type=float, default=1.0, help="scale every row's runs per child")
+    parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child, args.repeat)
+
+    best = {lib: {} for lib in LIBRARIES}
+    for _ in range(args.rounds):
+        for lib in LIBRARIES:
+            done = subprocess.run([sys.executable, __file__, "--child", lib, "--repeat", str(args.repeat)],
+                                  capture_output=True, text=True, check=True)
+            for label, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                best[lib][label] = min(t, best[lib].get(label, float("inf")))
+    rows = [(label, f"{1e3 * t:.2f}", f"{1e3 * best['torch'][label]:.2f}", f"{t / best['torch'][label]:.2f}x")
+            for label, t in best["tinydl"].items()]
+    print(f"each library alone in its own process, default threads; best of {args.rounds} children")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
