@@ -29,11 +29,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _openmp_already_loaded():
-    """Is an OpenMP runtime already in this process (say, torch was imported first)?
-    It has then read its settings: our OMP_WAIT_POLICY comes too late for it."""
+    """Is the OpenMP runtime that Numba would share already in this process (say,
+    torch was imported first)? It has then read its settings, and our
+    OMP_WAIT_POLICY comes too late for it. Numba's OpenMP layer links against
+    ``libgomp.so.1``; a copy vendored under another name (scikit-learn's
+    ``libgomp-<hash>.so``) is a separate runtime and does not count."""
     try:
         with open("/proc/self/maps") as maps:
-            return any(name in line for line in maps for name in ("libgomp", "libiomp", "libomp"))
+            return any("/libgomp.so.1" in line for line in maps)
     except OSError:                                      # not Linux: nothing to check
         return False
 
