@@ -274,6 +274,29 @@ def test_max_pool_non_contiguous_and_special_values(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, s, d, ceil", [(2, 2, 1, False), (3, 2, 1, False), (3, 1, 2, False),
+                                           (2, 3, 1, False), (2, 2, 1, True)])
+def test_max_pool_interior_kernel_special_values(k, s, d, ceil, dtype):
+    """Windows wholly inside the image take the kernel with the window size compiled
+    in (kernels/pool.py); it must keep PyTorch's scan: -inf windows, the last NaN,
+    the first of ties. A ceil_mode window that runs off the edge takes the general one."""
+    pool_mod = importlib.import_module("tinydl.kernels.pool")
+    x = distinct((2, 3, 9, 11), dtype)
+    x[0, 0, :4, :4] = -np.inf
+    x[0, 1, 2, 2] = x[0, 1, 2, 3] = x[0, 1, 3, 2] = np.nan
+    x[1, 0] = 0.25
+    x[1, 2, ::2] = -0.0
+    pool_mod._interior_kernels.pop((k, k), None)
+    y_t, i_t = torch_max_pool(x, k, s, 0, d, ceil)
+    y, idx = K.max_pool2d_forward_numba(x, k, s, 0, d, ceil)
+    np.testing.assert_array_equal(y, y_t)
+    np.testing.assert_array_equal(idx, i_t)
+    ho, wo = y.shape[2:]
+    inside = (ho - 1) * s + (k - 1) * d < 9 and (wo - 1) * s + (k - 1) * d < 11
+    assert ((k, k) in pool_mod._interior_kernels) == inside
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=pool_id)
 def test_max_pool_backward(case, dtype):
     shape, k, s, p, d, ceil = case
