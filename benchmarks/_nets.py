@@ -2,6 +2,9 @@
 or ``torch.nn`` and ``functional`` the matching functional module (their APIs are
 the same). Nothing here imports either library."""
 
+# The issue's convolution rows: (C_in, C_out, kernel, padding, H = W, batch).
+CONV_SHAPES = [(1, 6, 5, 0, 32, 64), (16, 16, 3, 1, 32, 64), (64, 64, 3, 1, 56, 16), (256, 256, 3, 1, 14, 16)]
+
 
 def lenet5(lib):
     return lib.Sequential(

@@ -21,10 +21,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from _nets import lenet5, resnet20                 # noqa: E402
+from _nets import CONV_SHAPES, lenet5, resnet20    # noqa: E402
 from _timing import best_time, print_table          # noqa: E402
 
-CONVS = [(1, 6, 5, 0, 32, 64), (16, 16, 3, 1, 32, 64), (64, 64, 3, 1, 56, 16), (256, 256, 3, 1, 14, 16)]
 LIBRARIES = ("tinydl", "torch")
 
 
@@ -60,7 +59,7 @@ def cases(name):
         rows[label + " fwd"] = (fwd, repeat)
         rows[label + " fwd+bwd"] = (fwd_bwd, repeat)
 
-    for ci, co, k, p, hw, n in CONVS:
+    for ci, co, k, p, hw, n in CONV_SHAPES:
         x, w, b = rand(n, ci, hw, hw), rand(co, ci, k, k) * 0.1, rand(co)
         g = rand(n, co, hw + 2 * p - k + 1, hw + 2 * p - k + 1)
         forward_and_backward(f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}",

@@ -35,7 +35,7 @@ import torch.nn.functional as TF         # noqa: E402
 import tinydl as td                      # noqa: E402
 import tinydl.nn as nn                   # noqa: E402
 import tinydl.nn.functional as F         # noqa: E402
-from _nets import lenet5, resnet20  # noqa: E402
+from _nets import CONV_SHAPES, lenet5, resnet20  # noqa: E402
 from _timing import best_time, print_table  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -176,8 +176,7 @@ def main(argv=None):
     torch.manual_seed(0)
 
     rows = []
-    for ci, co, k, p, hw, n in [(1, 6, 5, 0, 32, 64), (16, 16, 3, 1, 32, 64),
-                                (64, 64, 3, 1, 56, 16), (256, 256, 3, 1, 14, 16)]:
+    for ci, co, k, p, hw, n in CONV_SHAPES:
         td_fwd, pt_fwd, td_fb, pt_fb = conv_cases(ci, co, k, p, hw, n)
         name = f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}"
         rows.append(row(name + " fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))

@@ -113,7 +113,6 @@ def njit(*args, **options):
         def one_at_a_time(*call_args):
             with _PARALLEL_KERNEL_LOCK:
                 return compiled(*call_args)
-        one_at_a_time.compiled = compiled
         return one_at_a_time
     return decorate
 
