@@ -96,7 +96,8 @@ def test_dropout_masks_and_batch_norm_buffers_stay_on_the_gpu():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.5),
                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 3)).to("cuda")
     x = td.randn(5, 1, 8, 8, device="cuda", requires_grad=True)
-    net(x).sum().backward()
+    out = net(x)
+    out.backward(td.randn(*out.shape, device="cuda"))     # a random upstream gradient
     assert x.grad.device.type == "cuda"
     assert all(td.backend.is_cupy_array(b.data) for b in net.buffers())
     dropped = F.dropout(td.ones(1000, device="cuda"), 0.5)
