@@ -154,6 +154,8 @@ def test_chunked_and_rebuilt_columns_match_torch(monkeypatch, chunk_bytes, save_
     monkeypatch.setattr(C, "_SAVE_LIMIT", save_limit)
     ours, theirs = _twins("Conv2d", 3, 4, 3, padding=1, groups=1)
     _compare(ours, theirs, _x(5, 3, 6, 6))
+    ours, theirs = _twins("Conv2d", 4, 3, 3, padding=1)              # backward from gy's columns
+    _compare(ours, theirs, _x(5, 4, 6, 6))
     ours, theirs = _twins("Conv2d", 4, 6, 3, stride=2, groups=2)
     _compare(ours, theirs, _x(5, 4, 7, 7))
     ours, theirs = _twins("ConvTranspose2d", 3, 4, 3, stride=2, padding=1, output_padding=1)
@@ -175,6 +177,44 @@ def test_saved_columns_survive_retain_graph_and_other_forwards():
     conv.zero_grad()
     y1.backward(g)                           # second pass through the retained graph
     np.testing.assert_allclose(_np(conv.weight.grad), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("route", ["cols_of_x", "cols_of_gy"])
+@pytest.mark.parametrize("kwargs, x_shape, w_shape", [
+    (dict(padding=1), (3, 4, 7, 6), (5, 4, 3, 3)),
+    (dict(), (2, 3, 6, 7), (4, 3, 3, 2)),                                 # no padding: the full conv pads k-1
+    (dict(padding=(2, 0), dilation=(2, 3)), (2, 3, 9, 10), (2, 3, 3, 3)),
+    (dict(padding="same"), (2, 3, 7, 8), (4, 3, 4, 4)),                   # asymmetric padding
+    (dict(padding=(0, 2)), (2, 2, 5, 6), (3, 2, 3, 2)),                   # pad > k-1: the usual route
+    (dict(padding=1, stride=(1, 2)), (2, 2, 5, 6), (3, 2, 3, 3)),         # strided: the usual route
+], ids=["3x3_pad1", "no_pad", "dilated", "same_even", "pad_beyond_kernel", "strided"])
+@pytest.mark.parametrize("x_needs_grad", [True, False], ids=["dx", "no_dx"])
+def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shape, x_needs_grad):
+    """Conv2d.backward either uses the columns of x kept by the forward (dW) and col2im
+    (dx), or builds both gradients from the columns of gy. Both must give torch's
+    gradients (float64, random upstream gradient), and the route taken must be the
+    one expected: gy's columns only when x needs a gradient and the layer allows it."""
+    import tinydl.ops.conv as C
+    monkeypatch.setattr(C, "_GY_COLUMNS_MAX_RATIO", 0 if route == "cols_of_x" else math.inf)
+    calls, original = [], C.Conv2d._backward_from_gy_columns
+    monkeypatch.setattr(C.Conv2d, "_backward_from_gy_columns",
+                        lambda ctx, gy: calls.append(1) or original(ctx, gy))
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
+    wo, bo = td.tensor(w, requires_grad=True), td.tensor(b, requires_grad=True)
+    wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+    yo = F.conv2d(xo, wo, bo, **kwargs)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kwargs)
+    g = rng.standard_normal(yo.shape)
+    yo.backward(td.tensor(g))
+    yt.backward(torch.tensor(g))
+    pairs = [(yo, yt), (wo.grad, wt.grad), (bo.grad, bt.grad)] + [(xo.grad, xt.grad)] * x_needs_grad
+    for ours, theirs in pairs:
+        assert ours.dtype == np.float64
+        np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-10, atol=1e-10)
+    allowed = kwargs.get("padding") != (0, 2) and kwargs.get("stride", 1) == 1
+    assert len(calls) == (route == "cols_of_gy" and x_needs_grad and allowed)
 
 
 def test_state_dict_keys_match_torch():
