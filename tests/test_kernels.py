@@ -40,6 +40,11 @@ CONV_CASES = [
     ((1, 1, 1, 1), 3, 1, 1, 1),  # 1x1 image, 3x3 kernel
     ((2, 3, 7, 8), 4, 1, (1, 2, 2, 1), 1),  # asymmetric: 'same' with an even kernel
     ((2, 2, 7, 7), 3, 2, (0, 2, 1, 3), 1),  # asymmetric, extra bottom/right (ceil_mode-like)
+    # stride 1 with the width kept takes the Numba kernel's whole-plane copy:
+    ((2, 2, 6, 5), 3, 1, (0, 0, 1, 1), 1),  # fewer rows than the input
+    ((1, 2, 4, 3), (1, 5), 1, (0, 0, 2, 2), 1),  # kernel wider than the image
+    ((2, 1, 5, 4), 3, 1, 3, 3),  # dilation 3 on a 4-wide image: shifts of most of a row
+    ((2, 2, 3, 4), 3, 1, (2, 2, 1, 1), (2, 1)),  # some taps read only padding rows
 ]
 
 

@@ -312,6 +312,41 @@ def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
 
 
 @njit(parallel=True, cache=True)
+def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
+    # Stride 1 with the width kept (Wo == W: 3x3 'same' layers). Output (ho, wo)
+    # of kernel tap (i, j) reads input (ho + i*dh - pt, wo + j*dw - pl): one flat
+    # offset for the whole plane. So a row of cols is, per image, one long copy
+    # of the valid rows, after which the columns that read a neighbouring row
+    # get the padding. One task = one row of cols (all images): the per-task
+    # set-up is paid K times, not K*N times, which is what makes this kernel
+    # faster than the general one on narrow planes: 8 MB of ResNet-20's columns,
+    # 2 cores (medians), 0.54 -> 0.30 ms from 16x16 planes, 1.07 -> 0.39 ms
+    # from 8x8 ones; a plain copy of 8 MB takes 0.25-0.3 ms.
+    N, C, H, W = x.shape
+    K, _, Ho, _ = cols.shape
+    x_flat = x.reshape(-1)
+    cols_flat = cols.reshape(-1)
+    for r in prange(K):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        ho_lo, ho_hi = _valid_range(pt - i * dh, 1, H, Ho)
+        wo_lo, wo_hi = _valid_range(pl - j * dw, 1, W, W)
+        shift = (i * dh - pt) * W + (j * dw - pl)
+        first, last = ho_lo * W, ho_hi * W
+        q0, q1 = max(first, -shift), min(last, H * W - shift)
+        for n in range(N):
+            out = (r * N + n) * Ho * W
+            _fill(cols_flat, out, first, pad_value)
+            if q1 > q0:
+                _gather(cols_flat, out + q0, x_flat, (n * C + c) * H * W + q0 + shift, q1 - q0, 1)
+            _fill(cols_flat, out + last, Ho * W - last, pad_value)
+            for ho in range(ho_lo, ho_hi):
+                _fill(cols_flat, out + ho * W, wo_lo, pad_value)
+                _fill(cols_flat, out + ho * W + wo_hi, W - wo_hi, pad_value)
+
+
+@njit(parallel=True, cache=True)
 def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
     # One task = one (n, c) plane of the output image: every write of a task
     # lands in its own plane, so the scatter-add needs no atomics or locks.
@@ -350,7 +385,14 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0,
     )
     x = np.ascontiguousarray(x)
     cols = _check_out(out, (C * kh * kw, N, Ho, Wo), x.dtype, np)
-    _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+    if sh == sw == 1 and Wo == W and W < 32:
+        # Rows of 32 and more go to the general kernel: their per-row overhead
+        # is small there, and the long copies of this one can run 2x slower from
+        # 4K aliasing (NumPy's big arrays start at the same offset within a page,
+        # and a 32x32 float32 plane is exactly one page).
+        _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+    else:
+        _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
     return cols.reshape(C * kh * kw, N * Ho * Wo)
 
 
