@@ -11,9 +11,11 @@ numbers (bit-identical on the CPU).
     norm                   batch-norm per-channel statistics, affine, input gradient
     detection              NMS, RoI max pooling (forward and backward)
     workspace              reusable scratch buffers for the big column matrices
+    run_chunks             a convolution's chunks of images spread over the cores
     activation             ReLU forward and backward (fused, parallel)
 """
 from ._dispatch import clear_workspace, is_cupy, use_numba, workspace
+from ._threads import chunk_workers, run_chunks, worker_key
 from .im2col import (
     col2im,
     col2im_cupy,

@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 import threading
+import types
 
 import numpy as np
 
@@ -98,7 +99,10 @@ _PARALLEL_KERNEL_LOCK = threading.Lock()
 
 def njit(*args, **options):
     """``numba.njit``, where kernels compiled with ``parallel=True`` run one at a
-    time (see above). Without Numba, it leaves the function as plain Python."""
+    time (see above) and come with a ``.serial`` twin: the same function compiled
+    without ``parallel`` (``prange`` is then ``range``) and without the GIL, for
+    the chunk workers of ``_threads.run_chunks``, which already fill every core.
+    Without Numba, it leaves the function as plain Python."""
     if args and callable(args[0]):
         return njit(**options)(args[0])
 
@@ -113,8 +117,28 @@ def njit(*args, **options):
         def one_at_a_time(*call_args):
             with _PARALLEL_KERNEL_LOCK:
                 return compiled(*call_args)
+        # A copy under its own name: Numba's disk cache files are named after the
+        # function, and the two compilations must not share them.
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        one_at_a_time.serial = numba.njit(**{**options, "parallel": False, "nogil": True})(twin)
         return one_at_a_time
     return decorate
+
+
+# Set while a thread runs a share of run_chunks' work (kernels/_threads.py).
+_chunk_worker = threading.local()
+
+
+def in_chunk_worker():
+    """Is this thread one of run_chunks' workers? Its kernels must then be serial."""
+    return getattr(_chunk_worker, "active", False)
+
+
+def for_this_thread(kernel):
+    """A parallel kernel, or its serial twin inside a chunk worker."""
+    return kernel.serial if in_chunk_worker() else kernel
 
 
 # Numba compiles one machine-code version per argument-type signature; the

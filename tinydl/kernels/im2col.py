@@ -85,7 +85,7 @@ results are bit-for-bit equal.
 """
 import numpy as np
 
-from ._dispatch import array_module, is_cupy, njit, pair, padding4, prange, use_numba
+from ._dispatch import array_module, for_this_thread, is_cupy, njit, pair, padding4, prange, use_numba
 
 __all__ = [
     "conv_output_size",
@@ -390,9 +390,9 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0,
         # is small there, and the long copies of this one can run 2x slower from
         # 4K aliasing (NumPy's big arrays start at the same offset within a page,
         # and a 32x32 float32 plane is exactly one page).
-        _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+        for_this_thread(_im2col_shifted_planes_kernel)(x, kh, kw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
     else:
-        _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+        for_this_thread(_im2col_kernel)(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
     return cols.reshape(C * kh * kw, N * Ho * Wo)
 
 
@@ -407,7 +407,7 @@ def col2im_numba(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, ou
     )
     cols4 = np.ascontiguousarray(cols).reshape(C * kh * kw, N, Ho, Wo)
     img = _check_out(out, (N, C, H, W), cols.dtype, np)
-    _col2im_kernel(cols4, kh, kw, sh, sw, pt, pl, dh, dw, img)
+    for_this_thread(_col2im_kernel)(cols4, kh, kw, sh, sw, pt, pl, dh, dw, img)
     return img
 
 

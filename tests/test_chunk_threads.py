@@ -1,0 +1,127 @@
+"""run_chunks (tinydl/kernels/_threads.py): a convolution's chunks of images on all
+cores at once, each worker with serial kernels and single-threaded OpenBLAS.
+
+The chunked convolutions themselves are compared with torch in
+tests/test_conv_layers.py (test_chunked_and_rebuilt_columns_match_torch, and here
+with more chunks than workers, float64).
+"""
+import importlib
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn.functional as F
+from tinydl.kernels import _dispatch, _threads, chunk_workers, run_chunks
+
+im2col_mod = importlib.import_module("tinydl.kernels.im2col")
+
+needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="one core, Numba off or no OpenBLAS controls: "
+                                                                 "run_chunks runs in the calling thread")
+
+
+def _blas_threads():
+    return _threads._blas_controls()[1]()
+
+
+@needs_workers
+def test_every_chunk_once_on_several_threads_with_serial_kernels():
+    before = _blas_threads()
+    seen, lock = [], threading.Lock()
+
+    def work(chunk, worker):
+        with lock:
+            seen.append((chunk, worker, threading.get_ident(), _dispatch.in_chunk_worker(),
+                         _dispatch.for_this_thread(im2col_mod._im2col_kernel), _blas_threads()))
+
+    run_chunks(work, list(range(7)))
+    assert sorted(c for c, *_ in seen) == list(range(7))
+    assert {w for _, w, *_ in seen} == set(range(chunk_workers(7)))
+    assert len({t for _, _, t, *_ in seen}) == chunk_workers(7)          # one thread per worker
+    assert all(active and kernel is im2col_mod._im2col_kernel.serial and blas == 1
+               for *_, active, kernel, blas in seen)
+    assert _blas_threads() == before                                  # restored afterwards
+    assert not _dispatch.in_chunk_worker()
+    assert _dispatch.for_this_thread(im2col_mod._im2col_kernel) is im2col_mod._im2col_kernel
+
+
+@needs_workers
+def test_a_workers_exception_reaches_the_caller_and_leaves_things_as_they_were():
+    before = _blas_threads()
+
+    def work(chunk, worker):
+        if chunk == 3:
+            raise ValueError("chunk 3 failed")
+
+    with pytest.raises(ValueError, match="chunk 3 failed"):
+        run_chunks(work, list(range(6)))
+    assert _blas_threads() == before
+    done = []
+    run_chunks(lambda chunk, worker: done.append(chunk), list(range(4)))   # the workers are free again
+    assert sorted(done) == list(range(4))
+
+
+def test_concurrent_callers_each_get_all_their_chunks():
+    """A second thread calling run_chunks while the workers are busy runs its chunks itself."""
+    results = {}
+
+    def caller(name):
+        out = np.zeros(40)
+
+        def work(chunk, worker):
+            out[chunk] = np.sqrt(chunk) + len(name)
+        for _ in range(20):
+            run_chunks(work, list(range(40)))
+        results[name] = out
+
+    threads = [threading.Thread(target=caller, args=(name,)) for name in ("a", "bb")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, out in results.items():
+        np.testing.assert_array_equal(out, np.sqrt(np.arange(40)) + len(name))
+
+
+def test_no_workers_without_numba(monkeypatch):
+    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
+    assert chunk_workers(8) == 1
+
+
+@pytest.mark.parametrize("name, shape, kwargs", [
+    ("shifted planes", (5, 3, 6, 7), dict(kernel_size=3, stride=1, padding=1, dilation=1)),
+    ("general", (5, 3, 9, 40), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
+])
+def test_serial_twins_are_bit_identical(name, shape, kwargs):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    parallel = im2col_mod.im2col_numba(x, **kwargs)
+    _dispatch._chunk_worker.active = True
+    try:
+        serial = im2col_mod.im2col_numba(x, **kwargs)
+        folded = im2col_mod.col2im_numba(parallel, shape, **kwargs)
+    finally:
+        _dispatch._chunk_worker.active = False
+    np.testing.assert_array_equal(serial, parallel)
+    np.testing.assert_array_equal(folded, im2col_mod.col2im_numba(parallel, shape, **kwargs))
+
+
+@pytest.mark.parametrize("kwargs, w_shape", [
+    (dict(padding=1), (4, 4, 3, 3)),                                       # backward from gy's columns
+    (dict(stride=2, padding=1), (6, 4, 3, 3)),                             # columns of x kept, col2im
+    (dict(padding=1), (6, 4, 3, 3)),                                       # gy's columns bigger: x's kept
+])
+def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape):
+    import tinydl.ops.conv as C
+    monkeypatch.setattr(C, "_CHUNK_BYTES", 1)                            # one image per chunk: 9 chunks
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((9, 4, 8, 7)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    xo, wo, bo = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yo, yt = F.conv2d(xo, wo, bo, **kwargs), torch.nn.functional.conv2d(xt, wt, bt, **kwargs)
+    g = rng.standard_normal(yo.shape)
+    yo.backward(td.tensor(g))
+    yt.backward(torch.tensor(g))
+    for ours, theirs in ((yo, yt), (xo.grad, xt.grad), (wo.grad, wt.grad), (bo.grad, bt.grad)):
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
