@@ -92,6 +92,8 @@ def test_no_workers_without_numba(monkeypatch):
 
 @pytest.mark.parametrize("name, shape, kwargs", [
     ("shifted planes", (5, 3, 6, 7), dict(kernel_size=3, stride=1, padding=1, dilation=1)),
+    ("wide: planes in a worker, rows in parallel", (2, 2, 5, 33),
+     dict(kernel_size=3, stride=1, padding=(2, 0, 1, 1), dilation=(1, 1))),
     ("general", (5, 3, 9, 40), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
 ])
 def test_serial_twins_are_bit_identical(name, shape, kwargs):
