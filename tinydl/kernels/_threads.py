@@ -42,6 +42,7 @@ sequential path made a ResNet-20 step 6-20% slower (medians 628-717 against
 597-625 ms).
 """
 import ctypes
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -77,17 +78,10 @@ def _openblas_thread_controls():
     return None
 
 
-_blas = None                 # found on first use: NumPy has loaded its BLAS by then
-_blas_searched = False
+# Looked up on first use (NumPy has loaded its BLAS by then), once.
+_blas_controls = functools.lru_cache(maxsize=None)(_openblas_thread_controls)
 _pool = None
 _busy = threading.Lock()     # one run_chunks at a time owns the workers and the BLAS setting
-
-
-def _blas_controls():
-    global _blas, _blas_searched
-    if not _blas_searched:
-        _blas, _blas_searched = _openblas_thread_controls(), True
-    return _blas
 
 
 def _mark_worker():

@@ -146,7 +146,7 @@ def _check_bias(op, bias, out_channels):
 #    next step reuses them without page faults; bigger layers (VGG on 224x224
 #    images) rebuild their columns from x in backward instead of holding GBs.
 #    Stride-1 layers such as ResNet's 3x3 ones keep none: their backward works
-#    from the columns of gy instead (see _backward_from_gy_columns).
+#    from the columns of gy instead (see _gy_columns_route).
 #  * Orientation: with OpenBLAS the products as written here are the fastest we
 #    found for ResNet-20's layers (C_out 16/32/64, 1 thread, CPU-time medians):
 #    y^T = cols^T @ W^T (the long N*L axis as the GEMM's rows) costs 1.1-1.5x;
@@ -251,11 +251,12 @@ def _batch_first(y2, out, bias=None):
     return out
 
 
-def _convolve(x, weight, bias, stride, padding, dilation, groups, keep_columns):
+def _convolve(x, weight, bias, stride, padding, dilation, groups, keep_columns, with_columns=None):
     """y = conv2d(x, weight) + bias by im2col and one GEMM per group, a chunk of
     images at a time, the chunks spread over the cores (see the notes above).
     Returns y and, when ``keep_columns``, the chunks' columns (from
-    ``_saved_columns``, for dL/dW in backward)."""
+    ``_saved_columns``, for dL/dW in backward). ``with_columns(cols, s, worker)``,
+    if given, is called with each chunk's columns while they are still in cache."""
     xp = get_array_module(x)
     n = x.shape[0]
     c_out, _, kh, kw = weight.shape
@@ -281,6 +282,8 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, keep_columns):
         _batch_first(y2.reshape(c_out, -1), y[s], bias)
         if keep_columns:
             columns[i] = cols
+        if with_columns is not None:
+            with_columns(cols, s, worker)
 
     run_chunks(convolve_chunk, list(enumerate(chunks)))
     return y, columns
@@ -295,7 +298,11 @@ def _add_up(parts, xp, shape, dtype):
 
 
 def _accumulate(parts, worker, value):
-    parts[worker] = value if worker not in parts else parts[worker] + value
+    """parts[worker] += value; ``value`` is a fresh product, so the first one is kept as is."""
+    if worker in parts:
+        parts[worker] += value
+    else:
+        parts[worker] = value
 
 
 # Stride-1, one-group convolutions have a second backward route
@@ -308,12 +315,12 @@ def _accumulate(parts, worker, value):
 # dcols matrix that col2im reads back, and the columns kept for dL/dW, written
 # to and read back from cold memory. Measured fwd+bwd, 2 cores (medians):
 # ResNet-20's 128x16x32x32 layers 45 -> 41 ms, 128x32x16x16 and 128x64x8x8 tie,
-# 16x64x56x56 116 -> 109 ms, 16x256x14x14 ties; ResNet-20's step keeps
-# ~870 MB less (peak RSS).
+# 16x64x56x56 116 -> 109 ms, 16x256x14x14 ties; peak RSS of a ResNet-20
+# step (batch 128) 1,271 -> 576 MB.
 _GY_COLUMNS_MAX_RATIO = 1.0
 
 
-def _backward_from_gy_columns(xp, x_shape, weight_shape, stride, padding, dilation, groups, needs_input_grad):
+def _gy_columns_route(xp, x_shape, weight_shape, stride, padding, dilation, groups, needs_input_grad):
     c_out, c, kh, kw = weight_shape
     pt, pb, pl, pr = padding
     if not (xp is np and needs_input_grad and groups == 1 and stride == (1, 1)
@@ -342,7 +349,7 @@ class Conv2d(Function):
     up the chunks' products.
 
     Backward from the columns of gy (stride 1, one group; where faster, see
-    _backward_from_gy_columns). Written out, with the padded offsets,
+    _gy_columns_route). Written out, with the padded offsets,
         dL/dx[n, c, h, w] = sum_{o, i, j} gy[n, o, h + pt - i*dh, w + pl - j*dw] * W[o, c, i, j]
     Substituting i -> kh-1-i, j -> kw-1-j makes this a cross-correlation of gy
     (padded by dh*(kh-1) - pt on top, dh*(kh-1) - pb at the bottom, likewise for
@@ -360,8 +367,8 @@ class Conv2d(Function):
         xp = get_array_module(x)
         c_out, _, kh, kw = weight.shape
         ho, wo = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
-        ctx.from_gy_columns = _backward_from_gy_columns(xp, x.shape, weight.shape, stride, padding, dilation,
-                                                        groups, ctx.needs_input_grad[0])
+        ctx.from_gy_columns = _gy_columns_route(xp, x.shape, weight.shape, stride, padding, dilation, groups,
+                                                ctx.needs_input_grad[0])
         keep = (is_grad_enabled() and ctx.needs_input_grad[1] and not ctx.from_gy_columns
                 and x.shape[0] * x.shape[1] * kh * kw * ho * wo * x.itemsize <= _SAVE_LIMIT)
         y, ctx.columns = _convolve(x, weight, bias, stride, padding, dilation, groups, keep)
@@ -409,29 +416,20 @@ class Conv2d(Function):
         x, weight = ctx.saved_tensors
         (kh, kw), _, (pt, pb, pl, pr), (dh, dw), _ = ctx.settings
         xp = get_array_module(gy)
-        n, c, h, w = x.shape
-        k = weight.shape[0] * kh * kw
+        c = x.shape[1]
         full = (dh * (kh - 1) - pt, dh * (kh - 1) - pb, dw * (kw - 1) - pl, dw * (kw - 1) - pr)
-        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, k)      # W' (C, K), a copy
-        need_w = ctx.needs_input_grad[1]
-        gx = xp.empty(x.shape, dtype=gy.dtype)
+        flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))    # W' (C, C_out, kh, kw)
         gw_parts = {}                                                      # worker -> its share of (dL/dW')^T
 
-        def backward_chunk(s, worker):
-            m = s.stop - s.start
-            gcols = im2col(gy[s], (kh, kw), 1, full, (dh, dw),
-                           out=_scratch(xp, (k, m * h * w), gy.dtype, worker_key("conv2d.cols", worker)))
-            gx2 = xp.matmul(flipped, gcols,
-                            out=_scratch(xp, (c, m * h * w), gy.dtype, worker_key("conv2d.y", worker)))
-            _batch_first(gx2, gx[s])
-            if need_w:
-                _accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
+        def weight_grad(gcols, s, worker):
+            _accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
 
-        run_chunks(backward_chunk, _batch_chunks(xp, n, k * h * w * gy.itemsize))
+        gx, _ = _convolve(gy, flipped, None, (1, 1), full, (dh, dw), 1, keep_columns=False,
+                          with_columns=weight_grad if ctx.needs_input_grad[1] else None)
         gw = None
-        if need_w:
-            gw = _add_up(gw_parts, xp, (k, c), gy.dtype).reshape(-1, kh, kw, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
-            gw = xp.ascontiguousarray(gw)
+        if ctx.needs_input_grad[1]:
+            gw_flipped = _add_up(gw_parts, xp, (flipped[0].size, c), gy.dtype)    # (C_out*kh*kw, C)
+            gw = xp.ascontiguousarray(gw_flipped.reshape(-1, kh, kw, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2))
         return gx, gw
 
     def release(ctx):
