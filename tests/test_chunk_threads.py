@@ -22,6 +22,9 @@ needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="one core, Numba
                                                                  "run_chunks runs in the calling thread")
 
 
+BIG = 1 << 40            # a size that would take the parallel kernels outside a worker
+
+
 def _blas_threads():
     return _threads._blas_controls()[1]()
 
@@ -34,7 +37,7 @@ def test_every_chunk_once_on_several_threads_with_serial_kernels():
     def work(chunk, worker):
         with lock:
             seen.append((chunk, worker, threading.get_ident(), _dispatch.in_chunk_worker(),
-                         _dispatch.for_this_thread(im2col_mod._im2col_kernel), _blas_threads()))
+                         _dispatch.for_this_thread(im2col_mod._im2col_kernel, BIG), _blas_threads()))
 
     run_chunks(work, list(range(7)))
     assert sorted(c for c, *_ in seen) == list(range(7))
@@ -44,7 +47,13 @@ def test_every_chunk_once_on_several_threads_with_serial_kernels():
                for *_, active, kernel, blas in seen)
     assert _blas_threads() == before                                  # restored afterwards
     assert not _dispatch.in_chunk_worker()
-    assert _dispatch.for_this_thread(im2col_mod._im2col_kernel) is im2col_mod._im2col_kernel
+    assert _dispatch.for_this_thread(im2col_mod._im2col_kernel, BIG) is im2col_mod._im2col_kernel
+
+
+def test_small_work_runs_on_one_thread():
+    kernel, size = im2col_mod._im2col_kernel, _dispatch.PARALLEL_MIN_SIZE
+    assert _dispatch.for_this_thread(kernel, size - 1) is kernel.serial
+    assert _dispatch.for_this_thread(kernel, size) is kernel
 
 
 @needs_workers
@@ -90,23 +99,47 @@ def test_no_workers_without_numba(monkeypatch):
     assert chunk_workers(8) == 1
 
 
+def serial_and_parallel(monkeypatch, compute):
+    """compute() run once with every kernel on one thread, once with every kernel parallel."""
+    monkeypatch.setattr(_dispatch, "PARALLEL_MIN_SIZE", BIG)
+    serial = compute()
+    monkeypatch.setattr(_dispatch, "PARALLEL_MIN_SIZE", 0)
+    return serial, compute()
+
+
 @pytest.mark.parametrize("name, shape, kwargs", [
     ("shifted planes", (5, 3, 6, 7), dict(kernel_size=3, stride=1, padding=1, dilation=1)),
-    ("wide: planes in a worker, rows in parallel", (2, 2, 5, 33),
+    ("wide: planes serially, rows in parallel", (2, 2, 5, 33),
      dict(kernel_size=3, stride=1, padding=(2, 0, 1, 1), dilation=(1, 1))),
     ("general", (5, 3, 9, 40), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
 ])
-def test_serial_twins_are_bit_identical(name, shape, kwargs):
+def test_serial_twins_are_bit_identical_im2col(monkeypatch, name, shape, kwargs):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    parallel = im2col_mod.im2col_numba(x, **kwargs)
-    _dispatch._chunk_worker.active = True
-    try:
-        serial = im2col_mod.im2col_numba(x, **kwargs)
-        folded = im2col_mod.col2im_numba(parallel, shape, **kwargs)
-    finally:
-        _dispatch._chunk_worker.active = False
-    np.testing.assert_array_equal(serial, parallel)
-    np.testing.assert_array_equal(folded, im2col_mod.col2im_numba(parallel, shape, **kwargs))
+    cols = im2col_mod.im2col_reference(x, **kwargs)
+    serial, parallel = serial_and_parallel(monkeypatch, lambda: (im2col_mod.im2col_numba(x, **kwargs),
+                                                                 im2col_mod.col2im_numba(cols, shape, **kwargs)))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(serial[0], cols)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_twins_are_bit_identical_relu_pool_batch_norm(monkeypatch, dtype):
+    from tinydl.kernels import activation, norm, pool
+    rng = np.random.default_rng(1)
+    x, g = (rng.standard_normal((3, 4, 9, 10)).astype(dtype) for _ in range(2))
+    mean, a, k, b = (rng.standard_normal(4).astype(dtype) for _ in range(4))
+
+    def compute():
+        y, idx = pool.max_pool2d_forward_numba(x, 2)
+        return (activation.relu_forward_numba(x), activation.relu_backward_numba(g, x),
+                pool.max_pool2d_backward_numba(y, idx, x.shape),
+                *norm.batch_norm_stats_numba(x), norm.batch_norm_affine_numba(x, mean, a, b),
+                *norm.batch_norm_grad_sums_numba(g, x, mean), norm.batch_norm_input_grad_numba(g, x, mean, a, k, b))
+    serial, parallel = serial_and_parallel(monkeypatch, compute)
+    for s, p in zip(serial, parallel):
+        assert s.dtype == p.dtype == dtype
+        np.testing.assert_array_equal(s, p)
 
 
 @pytest.mark.parametrize("kwargs, w_shape", [

@@ -30,7 +30,7 @@ def test_torch_imported_first_switches_numba_to_its_own_pool():
         openmp_before = _dispatch._openmp_already_loaded()
         import numba, numpy as np
         from tinydl.kernels import relu_forward_numba
-        relu_forward_numba(np.ones(1 << 10, np.float32))
+        relu_forward_numba(np.ones(_dispatch.PARALLEL_MIN_SIZE, np.float32))    # big enough for the threads
         print(openmp_before, numba.threading_layer())
     """)
     if out[0] != "True":
@@ -63,8 +63,9 @@ def test_parallel_kernels_from_many_threads_on_the_workqueue_pool():
     out = run_child("""
         import threading
         import numpy as np, numba
-        from tinydl.kernels import (relu_forward_numba, relu_forward_reference,
+        from tinydl.kernels import (_dispatch, relu_forward_numba, relu_forward_reference,
                                     im2col_numba, im2col_reference)
+        _dispatch.PARALLEL_MIN_SIZE = 0         # the parallel kernels, however small the arrays
         rng = np.random.default_rng(0)
         x = rng.standard_normal((4, 3, 17, 15)).astype(np.float32)
         v = rng.standard_normal(1 << 16).astype(np.float32)

@@ -40,7 +40,7 @@ too (see ``_numba_for``).
 """
 import numpy as np
 
-from ._dispatch import array_module, is_cupy, njit, prange, use_numba
+from ._dispatch import array_module, for_this_thread, is_cupy, njit, prange, use_numba
 
 __all__ = [
     "batch_norm_stats",
@@ -177,7 +177,7 @@ def batch_norm_stats_numba(x):
     x3 = _rows(x)
     mean = np.empty(x3.shape[1], dtype=np.float64)
     var = np.empty(x3.shape[1], dtype=np.float64)
-    _stats_kernel(x3, mean, var)
+    for_this_thread(_stats_kernel, x3.size)(x3, mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -186,8 +186,8 @@ def batch_norm_affine_numba(x, mean, a, b):
     x3 = _rows(x)
     y = np.empty(x.shape, dtype=x.dtype)
     dt = x.dtype
-    _affine_kernel(x3, mean.astype(dt, copy=False), a.astype(dt, copy=False), b.astype(dt, copy=False),
-                   y.reshape(x3.shape))
+    for_this_thread(_affine_kernel, x3.size)(x3, mean.astype(dt, copy=False), a.astype(dt, copy=False),
+                                             b.astype(dt, copy=False), y.reshape(x3.shape))
     return y
 
 
@@ -196,7 +196,7 @@ def batch_norm_grad_sums_numba(g, x, mean):
     g3, x3 = _rows(g), _rows(x)
     sum_g = np.empty(g3.shape[1], dtype=np.float64)
     sum_gx = np.empty(g3.shape[1], dtype=np.float64)
-    _grad_sums_kernel(g3, x3, mean.astype(x.dtype, copy=False), sum_g, sum_gx)
+    for_this_thread(_grad_sums_kernel, g3.size)(g3, x3, mean.astype(x.dtype, copy=False), sum_g, sum_gx)
     return sum_g.astype(g.dtype), sum_gx.astype(g.dtype)
 
 
@@ -205,8 +205,9 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
     g3, x3 = _rows(g), _rows(x)
     dx = np.empty(g.shape, dtype=g.dtype)
     dt = g.dtype
-    _input_grad_kernel(g3, x3, mean.astype(dt, copy=False), a.astype(dt, copy=False),
-                       k.astype(dt, copy=False), b.astype(dt, copy=False), dx.reshape(g3.shape))
+    for_this_thread(_input_grad_kernel, g3.size)(g3, x3, mean.astype(dt, copy=False), a.astype(dt, copy=False),
+                                                 k.astype(dt, copy=False), b.astype(dt, copy=False),
+                                                 dx.reshape(g3.shape))
     return dx
 
 

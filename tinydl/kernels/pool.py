@@ -40,7 +40,7 @@ requested padding are counted when ``count_include_pad=True``
 """
 import numpy as np
 
-from ._dispatch import array_module, is_cupy, njit, pair, padding4, prange, use_numba
+from ._dispatch import array_module, for_this_thread, is_cupy, njit, pair, padding4, prange, use_numba
 from .im2col import _fill, _valid_range, col2im, im2col
 from .scatter import scatter_add
 
@@ -410,7 +410,7 @@ def max_pool2d_backward_numba(gy, indices, x_shape):
     if idx3.size and (idx3.min() < 0 or idx3.max() >= H * W):  # the kernel does not bounds-check
         raise IndexError(f"max-pool index out of range for a {H}x{W} plane")
     gx = np.empty((N * C, H * W), dtype=gy.dtype)
-    _max_pool_backward_kernel(gy3, idx3, gx)
+    for_this_thread(_max_pool_backward_kernel, gx.size)(gy3, idx3, gx)
     return gx.reshape(N, C, H, W)
 
 
