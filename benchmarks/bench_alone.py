@@ -6,10 +6,10 @@ In one process the two libraries share one OpenMP runtime, and whichever is impo
 first sets how its idle threads wait (see _timing.py): PyTorch then runs either with
 tinydl's PASSIVE policy or tinydl on Numba's slower workqueue pool. Here every child
 process imports one library only and keeps its defaults. It times the rows of
-bench_conv.py (the same shapes and the same random data, from the same seed) and
-prints them as JSON. The parent alternates a tinydl child and a PyTorch child
-``--rounds`` times, so both see the same machine load. It keeps each row's best
-time and prints the ratio tinydl / PyTorch.
+bench_conv.py (the same shapes and the same random data, from the same seed),
+plus a transposed convolution, and prints them as JSON. The parent alternates a
+tinydl child and a PyTorch child ``--rounds`` times, so both see the same machine
+load. It keeps each row's best time and prints the ratio tinydl / PyTorch.
 """
 import argparse
 import json
@@ -65,6 +65,11 @@ def cases(name):
         forward_and_backward(f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}",
                              lambda x, w, b, p=p: F.conv2d(x, w, b, padding=p),
                              [tensor(a, requires_grad=True) for a in (x, w, b)], tensor(g))
+    # FCN's and SuperPoint-style decoders' 2x upsampling (not one of issue #3's rows)
+    x, w, b = rand(32, 64, 16, 16), rand(64, 32, 4, 4) * 0.1, rand(32)
+    forward_and_backward("conv_transpose 64->32 4x4 s2 p1 16x16 N32",
+                         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1),
+                         [tensor(a, requires_grad=True) for a in (x, w, b)], tensor(rand(32, 32, 32, 32)))
     x = rng.permutation(64 * 64 * 32 * 32).reshape(64, 64, 32, 32).astype(np.float32)
     forward_and_backward("max_pool2d 2x2 64x64x32x32", lambda x: F.max_pool2d(x, 2),
                          [tensor(x, requires_grad=True)], tensor(rand(64, 64, 16, 16)))

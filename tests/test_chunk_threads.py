@@ -160,3 +160,28 @@ def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w
     yt.backward(torch.tensor(g))
     for ours, theirs in ((yo, yt), (xo.grad, xt.grad), (wo.grad, wt.grad), (bo.grad, bt.grad)):
         np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, w_shape, x_needs_grad", [
+    (dict(stride=2, padding=1, output_padding=1), (4, 3, 3, 3), True),
+    (dict(stride=2, groups=2, dilation=2), (4, 2, 3, 2), True),
+    (dict(stride=3, padding=1, output_padding=2), (4, 5, 2, 2), False),   # extra rows; dL/dW only
+])
+def test_chunked_transposed_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape, x_needs_grad):
+    import tinydl.ops.conv as C
+    monkeypatch.setattr(C, "_CHUNK_BYTES", 1)                            # one image per chunk: 9 chunks
+    rng = np.random.default_rng(4)
+    c_out = w_shape[1] * kwargs.get("groups", 1)
+    x, w, b = rng.standard_normal((9, 4, 6, 5)), rng.standard_normal(w_shape), rng.standard_normal(c_out)
+    xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
+    wo, bo = (td.tensor(a, requires_grad=True) for a in (w, b))
+    wt, bt = (torch.tensor(a, requires_grad=True) for a in (w, b))
+    yo = F.conv_transpose2d(xo, wo, bo, **kwargs)
+    yt = torch.nn.functional.conv_transpose2d(xt, wt, bt, **kwargs)
+    g = rng.standard_normal(yo.shape)
+    yo.backward(td.tensor(g))
+    yt.backward(torch.tensor(g))
+    pairs = [(yo, yt), (wo.grad, wt.grad), (bo.grad, bt.grad)] + ([(xo.grad, xt.grad)] if x_needs_grad else [])
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
+    assert x_needs_grad or xo.grad is None

@@ -521,7 +521,8 @@ class ConvTranspose2d(Function):
     ``padding`` here is the (top, bottom, left, right) padding of that adjoint
     convolution and ``extra`` the zero rows/columns appended at the bottom/right
     that no window reaches (output_padding larger than padding). Both passes
-    loop over chunks of images, like Conv2d.
+    loop over chunks of images on all cores, like Conv2d; backward runs
+    conv2d's own forward (_convolve) on gy.
     """
 
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups, out_hw, extra):
@@ -532,11 +533,14 @@ class ConvTranspose2d(Function):
         w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K/G)
         k = w3.shape[0] * w3.shape[2]
         y = xp.empty((n, c_out) + out_hw, dtype=x.dtype)
-        for s in _batch_chunks(xp, n, k * h * w * x.itemsize):
-            x2 = _grouped(_channels_first(x[s], "conv_transpose2d.x"), groups)   # (G, C_in/G, m*H*W)
-            cols = _gemm(w3.swapaxes(1, 2), x2,
-                         out=_scratch(xp, (groups, k // groups, x2.shape[2]), x.dtype, "conv_transpose2d.cols"))
+
+        def forward_chunk(s, worker):
+            x2 = _grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
+            cols = _gemm(w3.swapaxes(1, 2), x2, out=_scratch(xp, (groups, k // groups, x2.shape[2]), x.dtype,
+                                                             worker_key("conv_transpose2d.cols", worker)))
             col2im(cols.reshape(k, -1), y[s].shape, (kh, kw), stride, padding, dilation, out=y[s])
+
+        run_chunks(forward_chunk, _batch_chunks(xp, n, k * h * w * x.itemsize))
         if any(extra):
             y = xp.pad(y, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         if bias is not None:
@@ -550,27 +554,21 @@ class ConvTranspose2d(Function):
         x, weight = ctx.saved_tensors
         kernel, stride, padding, dilation, groups, out_hw = ctx.settings
         xp = get_array_module(gy)
-        n, c_in, h, w = x.shape
         gb = gy.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         gy = gy[:, :, :out_hw[0], :out_hw[1]]                             # drop the unreached extra rows
-        w3 = weight.reshape(groups, c_in // groups, -1)
-        k = gy.shape[1] * kernel[0] * kernel[1]
-        need_x, need_w = ctx.needs_input_grad[:2]
-        gx = xp.empty(x.shape, dtype=gy.dtype) if need_x else None
-        gw = xp.zeros(w3.shape, dtype=gy.dtype) if need_w else None
-        for s in _batch_chunks(xp, n, k * h * w * gy.itemsize):
-            m = s.stop - s.start
-            gcols = _grouped(im2col(gy[s], kernel, stride, padding, dilation,
-                                    out=_scratch(xp, (k, m * h * w), gy.dtype, "conv_transpose2d.cols")),
-                             groups)                                        # (G, K/G, m*H*W)
-            if need_x:
-                gx2 = _gemm(w3, gcols, out=_scratch(xp, (groups, c_in // groups, m * h * w), gy.dtype,
-                                                    "conv_transpose2d.y"))
-                _batch_first(gx2.reshape(c_in, -1), gx[s])
-            if need_w:
-                x2 = _grouped(_channels_first(x[s], "conv_transpose2d.x"), groups)
-                gw += _gemm(x2, gcols.swapaxes(1, 2))
-        gw = gw.reshape(weight.shape) if need_w else None
+        gw_parts = {}                                                      # worker -> its share of dL/dW
+
+        def weight_grad(gcols, s, worker):
+            x2 = _grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
+            _accumulate(gw_parts, worker, _gemm(x2, _grouped(gcols, groups).swapaxes(1, 2)))
+
+        # dL/dx is the convolution of gy with the same weight, read as (C_in, C_out/G, kh, kw),
+        # and its columns of gy give dL/dW on the way (dL/dx is computed even when only dL/dW
+        # is wanted: an input that needs no gradient is rare for a transposed convolution).
+        gx, _ = _convolve(gy, weight, None, stride, padding, dilation, groups, keep_columns=False,
+                          with_columns=weight_grad if ctx.needs_input_grad[1] else None)
+        gx = gx if ctx.needs_input_grad[0] else None
+        gw = _add_up(gw_parts, xp, weight.shape, gy.dtype) if ctx.needs_input_grad[1] else None
         return gx, gw, gb
 
 
