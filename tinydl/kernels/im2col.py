@@ -391,14 +391,15 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0,
     )
     x = np.ascontiguousarray(x)
     cols = _check_out(out, (C * kh * kw, N, Ho, Wo), x.dtype, np)
+    pad_value = x.dtype.type(pad_value)
     if sh == sw == 1 and Wo == W and (W < 32 or runs_serial(cols.size)):
-        # Serial (in a chunk worker), whole planes win at every width measured:
-        # 4 MB of columns from 32x32 planes 0.25-0.31 vs 0.67-0.69 ms, 56x56
-        # 0.64-0.71 vs 0.79 ms, 112x112 a tie. In parallel, with one task per row
-        # of cols, they win only on narrow rows (32x32: 0.36 vs 0.26 ms).
-        for_this_thread(_im2col_shifted_planes_kernel, cols.size)(x, kh, kw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+        # Serial (in a chunk worker, or on small arrays), whole planes win at every
+        # width measured: 4 MB of columns from 32x32 planes 0.25-0.31 vs 0.67-0.69 ms,
+        # 56x56 0.64-0.71 vs 0.79 ms, 112x112 a tie. In parallel, with one task per
+        # row of cols, they win only on narrow rows (32x32: 0.36 vs 0.26 ms).
+        for_this_thread(_im2col_shifted_planes_kernel, cols.size)(x, kh, kw, pt, pl, dh, dw, pad_value, cols)
     else:
-        for_this_thread(_im2col_kernel, cols.size)(x, kh, kw, sh, sw, pt, pl, dh, dw, x.dtype.type(pad_value), cols)
+        for_this_thread(_im2col_kernel, cols.size)(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols)
     return cols.reshape(C * kh * kw, N * Ho * Wo)
 
 
