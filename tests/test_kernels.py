@@ -279,26 +279,33 @@ def test_max_pool_non_contiguous_and_special_values(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k, s, d, ceil", [(2, 2, 1, False), (3, 2, 1, False), (3, 1, 2, False),
-                                           (2, 3, 1, False), (2, 2, 1, True)])
-def test_max_pool_interior_kernel_special_values(k, s, d, ceil, dtype):
+@pytest.mark.parametrize("k, s, p, d, ceil", [(2, 2, 0, 1, False), (3, 2, 0, 1, False), (3, 1, 0, 2, False),
+                                              (2, 3, 0, 1, False), (2, 2, 0, 1, True), (3, 2, 1, 1, False),
+                                              (3, 1, 1, 2, True), (3, 2, 1, 3, False), (2, 2, 1, 1, True)])
+def test_max_pool_interior_kernel_special_values(monkeypatch, k, s, p, d, ceil, dtype):
     """Windows wholly inside the image take the kernel with the window size compiled
     in (kernels/pool.py); it must keep PyTorch's scan: -inf windows, the last NaN,
-    the first of ties. A ceil_mode window that runs off the edge takes the general one."""
+    the first of ties. Windows that reach the padding or run off the edge in
+    ceil_mode take the general kernel, which skips the inner block."""
     pool_mod = importlib.import_module("tinydl.kernels.pool")
     x = distinct((2, 3, 9, 11), dtype)
     x[0, 0, :4, :4] = -np.inf
     x[0, 1, 2, 2] = x[0, 1, 2, 3] = x[0, 1, 3, 2] = np.nan
     x[1, 0] = 0.25
     x[1, 2, ::2] = -0.0
-    pool_mod._interior_kernels.pop((k, k), None)
-    y_t, i_t = torch_max_pool(x, k, s, 0, d, ceil)
-    y, idx = K.max_pool2d_forward_numba(x, k, s, 0, d, ceil)
+    x[1, 1, :, -1] = np.nan                                          # NaN in the border windows too
+    calls = []
+    general, interior = pool_mod._max_pool_kernel, pool_mod._interior_max_pool_kernel
+    monkeypatch.setattr(pool_mod, "_max_pool_kernel", lambda *a: (calls.append("general"), general(*a)))
+    monkeypatch.setattr(pool_mod, "_interior_max_pool_kernel",
+                        lambda *geometry: (calls.append("interior"), interior(*geometry))[1])
+    y_t, i_t = torch_max_pool(x, k, s, p, d, ceil)
+    y, idx = K.max_pool2d_forward_numba(x, k, s, p, d, ceil)
     np.testing.assert_array_equal(y, y_t)
     np.testing.assert_array_equal(idx, i_t)
     ho, wo = y.shape[2:]
-    inside = (ho - 1) * s + (k - 1) * d < 9 and (wo - 1) * s + (k - 1) * d < 11
-    assert ((k, k) in pool_mod._interior_kernels) == inside
+    all_inside = p == 0 and (ho - 1) * s + (k - 1) * d < 9 and (wo - 1) * s + (k - 1) * d < 11
+    assert calls == ["interior"] if all_inside else calls == ["interior", "general"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -172,26 +172,30 @@ def _window_taps(n_out, s, p_before, d, size, k):
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_kernel(x, h_taps, w_taps, dh, dw, y, idx):
+def _max_pool_kernel(x, h_taps, w_taps, dh, dw, inner, y, idx):
     # Fused forward: scan each window directly in the input, no cols matrix.
     # Same scan order and comparison as PyTorch, hence the same indices.
     # Flat arrays with unsigned offsets, as in im2col.py (no wraparound checks).
     # The in-image taps of every window row and column come precomputed
     # (_window_taps) rather than worked out per output with floor divisions.
     # Most of the remaining time is mispredicted branches on the comparison.
-    # When no window reaches padding, _interior_max_pool_kernel below runs
-    # instead, about 8x faster. Every way we tried of handling the border
-    # windows in that kernel brought it back to this one's 12 ms (4096 planes
-    # of 32x32).
+    # The outputs in ``inner`` = (ho0, ho1, wo0, wo1), whose windows lie wholly
+    # inside the image, are left to _interior_max_pool_kernel below, about 8x
+    # faster. (Every way we tried of handling the border windows in that kernel
+    # brought it back to this one's 12 ms on 4096 planes of 32x32.)
     P, H, W = x.shape
     _, Ho, Wo = y.shape
     h_start, i_lo, i_hi = h_taps
     w_start, j_lo, j_hi = w_taps
+    ho0, ho1, wo0, wo1 = inner
     x_flat, y_flat, idx_flat = x.reshape(-1), y.reshape(-1), idx.reshape(-1)
     for p in prange(P):
         plane = np.uint64(p * H * W)
         for ho in range(Ho):
+            inner_row = ho0 <= ho < ho1
             for wo in range(Wo):
+                if inner_row and wo0 <= wo < wo1:
+                    continue
                 # Start from the first in-bounds pixel: PyTorch's answer when
                 # nothing beats its initial -inf, and otherwise overtaken below.
                 best_k = (h_start[ho] + i_lo[ho] * dh) * W + w_start[wo] + j_lo[wo] * dw
@@ -212,25 +216,31 @@ def _max_pool_kernel(x, h_taps, w_taps, dh, dw, y, idx):
 _interior_kernels = {}
 
 
-def _interior_max_pool_kernel(kh, kw):
-    """The same scan for the common case where every window lies wholly inside the
-    image (no padding reached: LeNet's, VGG's, AlexNet's pools). With the window
+def _interior_max_pool_kernel(kh, kw, sh, sw, pt, pl, dh, dw):
+    """The same scan for the windows that lie wholly inside the image: all of them
+    in LeNet's, VGG's and AlexNet's pools, all but a border of outputs in padded
+    ones (ResNet's 3x3 stride-2 stem pool; the general kernel does the border:
+    on 16x64x112x112 that pool took 22-26 ms instead of 59-63). With the window
     size compiled in, LLVM unrolls the window and compiles the comparison without
     branches, which the general kernel's per-window tap ranges prevent. On 4096
     planes of 32x32 with a 2x2 window it took 1.6 ms instead of 12 ms, which is
-    mostly mispredicted branches on real data. One compiled kernel per window
-    size, cached on disk like the others."""
-    kernel = _interior_kernels.get((kh, kw))
+    mostly mispredicted branches on real data. Stride, padding and dilation are
+    compiled in too: as run-time arguments they cost 25-40% on that pool. One
+    compiled kernel per pooling geometry, cached on disk like the others."""
+    key = (kh, kw, sh, sw, pt, pl, dh, dw)
+    kernel = _interior_kernels.get(key)
     if kernel is None:
         @njit(parallel=True, cache=True)
-        def kernel(x, sh, sw, dh, dw, y, idx):
+        def kernel(x, inner, y, idx):
+            # Outputs (ho, wo) in inner = (ho0, ho1, wo0, wo1); their windows start
+            # at (ho*sh - pt, wo*sw - pl) and lie inside the image.
             P, H, W = x.shape
-            _, Ho, Wo = y.shape
+            ho0, ho1, wo0, wo1 = inner
             for p in prange(P):
-                for ho in range(Ho):
-                    h0 = ho * sh
-                    for wo in range(Wo):
-                        w0 = wo * sw
+                for ho in range(ho0, ho1):
+                    h0 = ho * sh - pt
+                    for wo in range(wo0, wo1):
+                        w0 = wo * sw - pl
                         best = x[p, h0, w0]
                         best_k = h0 * W + w0
                         for i in range(kh):
@@ -241,7 +251,7 @@ def _interior_max_pool_kernel(kh, kw):
                                     best_k = (h0 + i * dh) * W + w0 + j * dw
                         y[p, ho, wo] = best
                         idx[p, ho, wo] = best_k
-        _interior_kernels[(kh, kw)] = kernel
+        _interior_kernels[key] = kernel
     return kernel
 
 
@@ -253,13 +263,21 @@ def max_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, dilation=1,
     x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
     y = np.empty((N * C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N * C, Ho, Wo), dtype=np.int64)
-    inside = (pt == pl == 0 and (Ho - 1) * sh + (kh - 1) * dh < H and (Wo - 1) * sw + (kw - 1) * dw < W)
-    if inside:
-        _interior_max_pool_kernel(kh, kw)(x3, sh, sw, dh, dw, y, idx)
-    else:
+    inner = _inside_outputs(Ho, sh, pt, dh, H, kh) + _inside_outputs(Wo, sw, pl, dw, W, kw)
+    if inner[0] < inner[1] and inner[2] < inner[3]:
+        _interior_max_pool_kernel(kh, kw, sh, sw, pt, pl, dh, dw)(x3, inner, y, idx)
+    if inner != (0, Ho, 0, Wo):                       # windows that reach the padding
         _max_pool_kernel(x3, _window_taps(Ho, sh, pt, dh, H, kh), _window_taps(Wo, sw, pl, dw, W, kw),
-                         dh, dw, y, idx)
+                         dh, dw, inner, y, idx)
     return y.reshape(N, C, Ho, Wo), idx.reshape(N, C, Ho, Wo)
+
+
+def _inside_outputs(n_out, s, p_before, d, size, k):
+    """The outputs [lo, hi) along one axis whose whole window lies inside the image:
+    o*s - p_before >= 0 and o*s - p_before + d*(k-1) <= size - 1."""
+    lo = min(-(-p_before // s), n_out)
+    hi = max(lo, min(n_out, (size - 1 - d * (k - 1) + p_before) // s + 1))
+    return lo, hi
 
 
 # The CUDA kernels are compiled by CuPy on first use (nothing imports CuPy at import time).
