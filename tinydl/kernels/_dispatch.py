@@ -7,6 +7,7 @@ lives in, so CPU-only installs never pay for (or fail on) ``import cupy``.
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 import sys
 import threading
@@ -240,10 +241,8 @@ def workspace(shape, dtype, key):
     NumPy only: CuPy has its own caching memory pool, so GPU code just allocates.
     """
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in shape)
-    size = 1
-    for s in shape:
-        size *= s
+    shape = tuple(map(int, shape))
+    size = math.prod(shape)
     buf = _WORKSPACE.get(key)
     if buf is None or buf.dtype != dtype or buf.size < size:
         buf = np.empty(max(size, 1), dtype=dtype)

@@ -83,6 +83,8 @@ not float32/float64) -> NumPy reference. im2col is pure copying and col2im adds
 contributions to each pixel in the same (i, j) order in all three, so their
 results are bit-for-bit equal.
 """
+import math
+
 import numpy as np
 
 from ._dispatch import (array_module, for_this_thread, is_cupy, njit, pair, padding4, prange, runs_serial,
@@ -128,7 +130,7 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
     """All the integers a kernel needs, normalised once."""
     if len(x_shape) != 4:
         raise ValueError(f"expected a 4-D NCHW shape, got {tuple(x_shape)}")
-    N, C, H, W = (int(v) for v in x_shape)
+    N, C, H, W = map(int, x_shape)
     kh, kw = pair(kernel_size, "kernel_size")
     sh, sw = pair(stride, "stride")
     dh, dw = pair(dilation, "dilation")
@@ -142,7 +144,7 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def _check_out(out, shape, dtype, xp):
     """Return ``out`` (or a new array) viewed as ``shape``; it must be C-contiguous."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if out is None:
         return xp.empty(shape, dtype=dtype)
     if out.dtype != dtype or out.size != size or not out.flags.c_contiguous:

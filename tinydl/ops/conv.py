@@ -32,6 +32,7 @@ Output size along one axis (PyTorch's formula):
     conv:            Ho = floor((H + p_before + p_after - d*(k-1) - 1) / s) + 1
     conv_transpose:  Ho = (H - 1)*s - 2p + d*(k-1) + output_padding + 1
 """
+import math
 import numbers
 import threading
 
@@ -196,7 +197,7 @@ class _BufferPool:
     def take(self, shape, dtype):
         shape, dtype = tuple(shape), np.dtype(dtype)
         with self.lock:
-            waiting = self.free.get((int(np.prod(shape)), dtype))
+            waiting = self.free.get((math.prod(shape), dtype))
             if waiting:
                 a = waiting.pop()
                 self.bytes -= a.nbytes
