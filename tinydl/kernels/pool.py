@@ -220,7 +220,7 @@ def _interior_max_pool_kernel(kh, kw, sh, sw, pt, pl, dh, dw):
     """The same scan for the windows that lie wholly inside the image: all of them
     in LeNet's, VGG's and AlexNet's pools, all but a border of outputs in padded
     ones (ResNet's 3x3 stride-2 stem pool; the general kernel does the border:
-    on 16x64x112x112 that pool took 22-26 ms instead of 59-63). With the window
+    on 16x64x112x112 that pool took 19-26 ms instead of 59-63). With the window
     size compiled in, LLVM unrolls the window and compiles the comparison without
     branches, which the general kernel's per-window tap ranges prevent. On 4096
     planes of 32x32 with a 2x2 window it took 1.6 ms instead of 12 ms, which is
