@@ -256,7 +256,8 @@ def _interior_max_pool_kernel(kh, kw, sh, sw, pt, pl, dh, dw):
 
 
 def max_pool2d_forward_numba(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, by a fused Numba loop."""
+    """Same ``(y, indices)`` as :func:`max_pool2d_forward_reference`, by a fused Numba loop
+    (always the parallel kernels, even on small arrays: see ``_dispatch.njit``)."""
     N, C, H, W = x.shape
     kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
         (H, W), kernel_size, stride, padding, dilation, ceil_mode)
