@@ -33,13 +33,13 @@ found (another BLAS, another OS), when Numba is off, when there is one chunk or
 one core, or while another thread is running chunks, everything runs in the
 calling thread, in order, with the usual parallel kernels.
 
-Even small convolutions take the workers. On LeNet's first one alone (two chunks
-of 32 images, 1->6 channels, 5x5) the workers took 1.6-1.8 ms against 1.0-1.2 ms
-for the sequential path. But within a training step, a convolution that uses
-two-thread OpenBLAS wakes its helper thread, which then spins on a core while
-the next convolutions' workers need both: keeping layers with 3 chunks on the
-sequential path made a ResNet-20 step 6-20% slower (medians 628-717 against
-597-625 ms).
+Every convolution with 2 MB of columns or more takes the workers (ops/conv.py:
+_batch_chunks splits it even when one chunk would hold it). Within a training
+step, a convolution that uses two-thread OpenBLAS wakes its helper thread, which
+then spins on a core while the next convolutions' workers need both: keeping
+layers with 3 chunks on the sequential path made a ResNet-20 step 6-20% slower
+(medians 628-717 against 597-625 ms). Smaller ones run sequentially, where their
+kernels are serial too (_dispatch.PARALLEL_MIN_SIZE).
 """
 import ctypes
 import functools
