@@ -150,6 +150,7 @@ def test_serial_twins_are_bit_identical_relu_pool_batch_norm(monkeypatch, dtype)
 def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape):
     import tinydl.ops.conv as C
     monkeypatch.setattr(C, "_CHUNK_BYTES", 1)                            # one image per chunk: 9 chunks
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                    # the im2col route, not the direct one
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((9, 4, 8, 7)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, wo, bo = (td.tensor(a, requires_grad=True) for a in (x, w, b))

@@ -132,7 +132,10 @@ def test_conv_stack_matches_torch():
     _compare(ours, theirs, _x(2, 3, 8, 8))
 
 
-def test_outputs_do_not_alias_scratch_buffers():
+@pytest.mark.parametrize("direct_max_channels", [0, 16], ids=["im2col", "direct"])
+def test_outputs_do_not_alias_scratch_buffers(monkeypatch, direct_max_channels):
+    import tinydl.ops.conv as C
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", direct_max_channels)
     conv = nn.Conv2d(2, 3, 3)
     x1, x2 = td.tensor(_x(2, 2, 6, 6, seed=1)), td.tensor(_x(2, 2, 6, 6, seed=2))
     y1 = conv(x1)
@@ -152,6 +155,7 @@ def test_chunked_and_rebuilt_columns_match_torch(monkeypatch, chunk_bytes, save_
     import tinydl.ops.conv as C
     monkeypatch.setattr(C, "_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(C, "_SAVE_LIMIT", save_limit)
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                # these few channels would go direct
     ours, theirs = _twins("Conv2d", 3, 4, 3, padding=1, groups=1)
     _compare(ours, theirs, _x(5, 3, 6, 6))
     ours, theirs = _twins("Conv2d", 4, 3, 3, padding=1)              # backward from gy's columns
@@ -162,9 +166,11 @@ def test_chunked_and_rebuilt_columns_match_torch(monkeypatch, chunk_bytes, save_
     _compare(ours, theirs, _x(5, 3, 4, 4))
 
 
-def test_saved_columns_survive_retain_graph_and_other_forwards():
+def test_saved_columns_survive_retain_graph_and_other_forwards(monkeypatch):
     """Columns kept for backward come from a pool refilled after backward: a retained
     graph must keep its own, and forwards run in between must not overwrite them."""
+    import tinydl.ops.conv as C
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                # keep the im2col route, which saves columns
     conv = nn.Conv2d(2, 3, 3)
     x1, x2 = td.tensor(_x(2, 2, 6, 6, seed=1)), td.tensor(_x(2, 2, 6, 6, seed=2))
     g = td.tensor(_x(2, 3, 4, 4, seed=3))
@@ -179,7 +185,7 @@ def test_saved_columns_survive_retain_graph_and_other_forwards():
     np.testing.assert_allclose(_np(conv.weight.grad), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("route", ["cols_of_x", "cols_of_gy"])
+@pytest.mark.parametrize("route", ["cols_of_x", "cols_of_gy", "direct"])
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", [
     (dict(padding=1), (3, 4, 7, 6), (5, 4, 3, 3)),
     (dict(), (2, 3, 6, 7), (4, 3, 3, 2)),                                 # no padding: the full conv pads k-1
@@ -190,15 +196,20 @@ def test_saved_columns_survive_retain_graph_and_other_forwards():
 ], ids=["3x3_pad1", "no_pad", "dilated", "same_even", "pad_beyond_kernel", "strided"])
 @pytest.mark.parametrize("x_needs_grad", [True, False], ids=["dx", "no_dx"])
 def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shape, x_needs_grad):
-    """Conv2d.backward either uses the columns of x kept by the forward (dW) and col2im
-    (dx), or builds both gradients from the columns of gy. Both must give torch's
-    gradients (float64, random upstream gradient), and the route taken must be the
-    one expected: gy's columns only when x needs a gradient and the layer allows it."""
+    """Conv2d.backward uses the columns of x kept by the forward (dW) and col2im (dx),
+    or builds both gradients from the columns of gy, or runs the direct kernels
+    (kernels/direct_conv.py, for few channels). Each must give torch's gradients
+    (float64, random upstream gradient), and the route taken must be the one
+    expected: gy's columns or the direct kernels only for stride 1 and, when x
+    needs a gradient, padding no wider than the dilated kernel."""
     import tinydl.ops.conv as C
     monkeypatch.setattr(C, "_GY_COLUMNS_MAX_RATIO", 0 if route == "cols_of_x" else math.inf)
-    calls, original = [], C.Conv2d._backward_from_gy_columns
-    monkeypatch.setattr(C.Conv2d, "_backward_from_gy_columns",
-                        lambda ctx, gy: calls.append(1) or original(ctx, gy))
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 16 if route == "direct" else 0)
+    calls = []
+    for name in ("_backward_from_gy_columns", "_backward_direct"):
+        original = getattr(C.Conv2d, name)
+        monkeypatch.setattr(C.Conv2d, name, lambda ctx, gy, name=name, original=original:
+                            calls.append(name) or original(ctx, gy))
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
@@ -213,8 +224,13 @@ def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shap
     for ours, theirs in pairs:
         assert ours.dtype == np.float64
         np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-10, atol=1e-10)
-    allowed = kwargs.get("padding") != (0, 2) and kwargs.get("stride", 1) == 1
-    assert len(calls) == (route == "cols_of_gy" and x_needs_grad and allowed)
+    stride_1 = kwargs.get("stride", 1) == 1
+    padding_allowed = kwargs.get("padding") != (0, 2) or not x_needs_grad
+    if route == "direct":
+        assert calls == ["_backward_direct"] * (stride_1 and padding_allowed)
+    else:
+        assert calls == ["_backward_from_gy_columns"] * (route == "cols_of_gy" and x_needs_grad
+                                                         and stride_1 and padding_allowed)
 
 
 def test_state_dict_keys_match_torch():

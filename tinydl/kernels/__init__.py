@@ -7,6 +7,7 @@ environment variable ``TINYDL_NO_NUMBA=1`` is set. All paths give the same
 numbers (bit-identical on the CPU).
 
     im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
+    direct_conv            stride-1 convolution with few channels, no columns (CPU)
     pool                   max pool (+indices, backward), max unpool, avg pool
     norm                   batch-norm per-channel statistics, affine, input gradient
     detection              NMS, RoI max pooling (forward and backward)

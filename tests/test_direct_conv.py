@@ -1,0 +1,141 @@
+"""The direct convolution kernels (tinydl/kernels/direct_conv.py): which layers take
+them, and their forward, dL/dx and dL/dW against PyTorch (float64, random upstream
+gradient) over the awkward cases: output channels and taps that do not fill a pass,
+dilation, asymmetric padding, one image, non-contiguous input, no bias, planes wider
+than the vector loops. Also: float32 stays float32, the serial twin equals the
+parallel kernel, and the direct route agrees with the NumPy reference path.
+
+The op table (tests/optable/conv.py) gradient-checks the same kernels: its small
+stride-1 convolutions take this route."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn.functional as F
+import tinydl.ops.conv as C
+from tinydl.kernels import _dispatch, direct_conv
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
+              pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the direct kernels are Numba kernels")]
+
+
+def _spy(monkeypatch):
+    """Names of the direct kernels called through ops/conv.py."""
+    calls = []
+    for name in ("conv2d_direct", "conv2d_direct_weight_grad"):
+        original = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, name=name, original=original: calls.append(name) or original(*a))
+    return calls
+
+
+def _forward_backward(lib, functional, x, w, b, g, x_needs_grad=True, **kwargs):
+    xt = lib.tensor(x, requires_grad=x_needs_grad)
+    wt = lib.tensor(w, requires_grad=True)
+    bt = None if b is None else lib.tensor(b, requires_grad=True)
+    y = functional.conv2d(xt, wt, bt, **kwargs)
+    y.backward(lib.tensor(g))
+    grads = [t.grad for t in (xt, wt, bt) if t is not None and t.requires_grad]
+    return [a.detach().numpy() for a in [y] + grads]
+
+
+CASES = [
+    (dict(), (3, 1, 32, 32), (6, 1, 5, 5)),                      # LeNet's first layer; 25 taps
+    (dict(padding=1), (2, 16, 9, 11), (16, 16, 3, 3)),           # the widest layer that goes direct
+    (dict(padding=1), (2, 3, 7, 6), (5, 3, 3, 3)),               # odd C_out: a half-empty pass
+    (dict(), (1, 1, 7, 5), (2, 1, 3, 3)),                        # one image, 9 taps (not a multiple of 4)
+    (dict(padding=(2, 1), dilation=(2, 3)), (2, 3, 9, 10), (3, 3, 3, 2)),
+    (dict(padding="same"), (2, 2, 7, 8), (4, 2, 4, 4)),          # asymmetric padding (even kernel)
+    (dict(), (2, 2, 4, 5), (3, 2, 4, 5)),                        # kernel = input: one output pixel
+    (dict(padding=(0, 2)), (2, 2, 3, 40), (7, 2, 1, 3)),         # 1xk kernel on wide rows
+    (dict(padding=2), (2, 2, 41, 37), (3, 2, 5, 5)),             # planes wider than the vector loops
+]
+IDS = ["lenet_5x5", "16_channels", "odd_out", "batch1_9taps", "dilated", "same_even", "kernel_is_input",
+       "1xk", "big_plane"]
+
+
+@pytest.mark.parametrize("kwargs, x_shape, w_shape", CASES, ids=IDS)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shape, bias):
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    b = b if bias else None
+    y_shape = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=kwargs.get("padding", 0),
+                                         dilation=kwargs.get("dilation", 1)).shape
+    g = rng.standard_normal(y_shape)
+    ours = _forward_backward(td, F, x, w, b, g, **kwargs)
+    theirs = _forward_backward(torch, torch.nn.functional, x, w, b, g, **kwargs)
+    for name, a, t in zip(["y", "dx", "dw", "db"], ours, theirs):
+        assert a.dtype == np.float64, name
+        np.testing.assert_allclose(a, t, rtol=1e-10, atol=1e-10, err_msg=name)
+    assert calls == ["conv2d_direct", "conv2d_direct", "conv2d_direct_weight_grad"]    # y, dx, dw
+
+
+def test_non_contiguous_input_and_float32(monkeypatch):
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 9, 2, 10)).astype(np.float32).transpose(0, 2, 3, 1)    # (3, 2, 10, 9), strided
+    w, b = rng.standard_normal((4, 2, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    g = rng.standard_normal((3, 4, 10, 9)).astype(np.float32)
+    ours = _forward_backward(td, F, x, w, b, g, padding=1)
+    theirs = _forward_backward(torch, torch.nn.functional, np.ascontiguousarray(x), w, b, g, padding=1)
+    for a, t in zip(ours, theirs):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, t, rtol=1e-4, atol=1e-4)
+    assert calls == ["conv2d_direct", "conv2d_direct", "conv2d_direct_weight_grad"]
+
+
+@pytest.mark.parametrize("kwargs, x_shape, w_shape, x_needs_grad, direct", [
+    (dict(padding=1), (2, 16, 6, 6), (16, 16, 3, 3), True, True),
+    (dict(padding=1), (2, 4, 6, 6), (17, 4, 3, 3), True, False),          # too many output channels
+    (dict(padding=1), (2, 17, 6, 6), (8, 17, 3, 3), True, False),         # dL/dx would have 17 outputs ...
+    (dict(padding=1), (2, 17, 6, 6), (8, 17, 3, 3), False, True),         # ... unless x needs none
+    (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided
+    (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, False),            # grouped
+    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, False),           # padding beyond the kernel ...
+    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, True),           # ... matters only for dL/dx
+], ids=["16_in_16_out", "17_out", "17_in", "17_in_no_dx", "strided", "grouped", "wide_pad", "wide_pad_no_dx"])
+def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_grad, direct):
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = F.conv2d(td.tensor(x, requires_grad=x_needs_grad), td.tensor(w, requires_grad=True), **kwargs)
+    y.backward(td.tensor(rng.standard_normal(y.shape)))
+    expected = ["conv2d_direct"] + ["conv2d_direct"] * x_needs_grad + ["conv2d_direct_weight_grad"]
+    assert calls == (expected if direct else [])
+
+
+def test_no_numba_takes_the_reference_path(monkeypatch):
+    """TINYDL_NO_NUMBA=1 runs im2col + GEMM; both routes agree to rounding."""
+    rng = np.random.default_rng(10)
+    x, w, b = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
+    g = rng.standard_normal((2, 5, 8, 7))
+    results = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("TINYDL_NO_NUMBA", flag)
+        calls = _spy(monkeypatch)
+        results[flag] = _forward_backward(td, F, x, w, b, g, padding=1)
+        assert bool(calls) == (flag == "0")
+    for a, r in zip(results["0"], results["1"]):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype):
+    """One share of the images on the serial twin, or one per thread on the parallel
+    kernel: the forward is the same to the bit (each image is computed alone), dL/dW
+    adds the shares' partial sums and so agrees to rounding."""
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((5, 3, 9, 8)).astype(dtype), rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    g = rng.standard_normal((5, 4, 9, 8)).astype(dtype)
+    results = []
+    for min_size in (1 << 62, 0):                                    # everything serial, then everything parallel
+        monkeypatch.setattr(_dispatch, "PARALLEL_MIN_SIZE", min_size)
+        results.append((direct_conv.conv2d_direct(x, w, None, (1, 1, 1, 1), (1, 1)),
+                        direct_conv.conv2d_direct_weight_grad(x, g, (3, 3), (1, 1, 1, 1), (1, 1))))
+    (y_serial, gw_serial), (y_parallel, gw_parallel) = results
+    assert y_serial.dtype == gw_serial.dtype == dtype
+    np.testing.assert_array_equal(y_serial, y_parallel)
+    tol = 1e-4 if dtype == np.float32 else 1e-11                    # the sums are ~20 in size
+    np.testing.assert_allclose(gw_serial, gw_parallel, rtol=tol, atol=tol)

@@ -1,0 +1,230 @@
+r"""Direct convolution on the CPU: stride-1 conv2d, forward and backward, with no column matrix.
+
+Why
+---
+im2col + GEMM (kernels/im2col.py) copies every input value kh*kw times into the
+columns, then multiplies. With many channels the GEMM is most of the time and
+the copy pays for itself. With few (LeNet's 6 and 16, ResNet-20's first stage's
+16) OpenBLAS runs a product of so few rows at a fraction of its speed, and
+writing and reading the columns costs as much as the product. Multiplying
+straight from the input, as PyTorch's oneDNN kernels do, needs neither.
+Measured on our 2-vCPU VM, one thread, float32: 1->6 5x5 on 32 images 0.20-0.25
+ms (30-43 GFLOP/s) against 0.5-0.7 ms for im2col + GEMM + the NCHW copy; 16->16
+3x3 'same' on 8 images 0.65-0.77 ms (49-58 GFLOP/s) against 0.96-1.1 ms.
+
+The wide-row trick
+------------------
+Pad one image to (C, Hp, Wp) and flatten each padded channel plane. With stride
+1, output pixel (r, j) reads the input at (r + i*dh, j + jj*dw) for tap (c, i, jj),
+which in the flat image is position  q + off(c, i, jj)  with
+
+    q = r*Wp + j,        off(c, i, jj) = c*Hp*Wp + i*dh*Wp + jj*dw.
+
+So if we compute an output at every flat position q < span = (Ho-1)*Wp + Wo,
+including the Wp - Wo positions per row that wrap around into the next row (they
+are computed and thrown away), each tap becomes ONE long contiguous loop:
+
+    acc[q] += W[o, c, i, jj] * plane[q + off(c, i, jj)]        for all q < span
+
+Long unit-stride loops are what LLVM vectorises well; short per-row loops paid
+the loop set-up on every row (an earlier direct kernel reached 8-29 GFLOP/s).
+Each pass over acc takes four taps and two output channels: every loaded input
+vector feeds two accumulators, and acc is read and written once per four taps.
+The valid positions of acc (j < Wo in every row) are then copied into y.
+
+Backward
+--------
+dL/dx is itself a stride-1 convolution: of gy, padded to the "full" size, with
+the kernel flipped and its channel axes swapped (derived in ops/conv.py,
+Conv2d's docstring), so ``conv2d_direct`` computes it too. dL/dW is, on the same
+wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
+plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``.
+
+Where it is used: ops/conv.py (_direct_route) picks it on the CPU for stride-1,
+one-group convolutions with few channels. The sums run in another order than
+the GEMM's, so results agree with the im2col path to rounding, not bit for bit;
+the tests compare both with PyTorch. The NumPy reference (TINYDL_NO_NUMBA=1) is
+the im2col path.
+"""
+import numpy as np
+
+from ._dispatch import njit, numba, prange, runs_serial
+from .im2col import _fill, _gather
+
+TAPS_PER_PASS = 4        # the passes below are written out for four taps ...
+OUTPUTS_PER_PASS = 2     # ... and two output channels
+
+
+def _geometry(x_shape, weight_shape, padding, dilation):
+    """Padded plane (hp, wp), output (ho, wo), and the taps' offsets (T rounded up to
+    a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with weight 0)."""
+    _, c, h, w = x_shape
+    _, _, kh, kw = weight_shape
+    pt, pb, pl, pr = padding
+    dh, dw = dilation
+    hp, wp = h + pt + pb, w + pl + pr
+    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+    t = c * kh * kw
+    offsets = np.zeros(_round_up(t, TAPS_PER_PASS), dtype=np.int64)
+    offsets[:t] = (np.arange(c)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
+                   + np.arange(kw)[None, None, :] * dw).reshape(-1)
+    return (hp, wp), (ho, wo), offsets
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _shares(work, n):
+    """Into how many shares to split the n images: one per thread, or a single
+    one where ``runs_serial(work)``. A single share runs on the serial twin."""
+    return 1 if runs_serial(work) else min(n, numba.get_num_threads())
+
+
+def _run(kernel, shares, *args):
+    (kernel.serial if shares == 1 else kernel)(shares, *args)
+
+
+@njit(inline="always")
+def _copy_into_padded(plane, x, n, pt, pl, hp, wp):
+    """Image n of x (N, C, H, W) into the interior of plane (C*hp*wp,), whose borders
+    hold zeros (the padding) from its allocation and are never written."""
+    _, C, H, W = x.shape
+    x_flat = x.reshape(-1)
+    for c in range(C):
+        for r in range(H):
+            _gather(plane, (c * hp + r + pt) * wp + pl, x_flat, ((n * C + c) * H + r) * W, W, 1)
+
+
+# ---------------------------------------------------------------- forward
+@njit(inline="always")
+def _four_taps_two_outputs(acc0, acc1, plane, offsets, w0, w1, t, n):
+    """acc0[q] += sum_k w0[t+k] * plane[q + offsets[t+k]]  for k < 4, q < n; acc1 likewise with w1."""
+    s0, s1 = np.uint64(offsets[t]), np.uint64(offsets[t + 1])
+    s2, s3 = np.uint64(offsets[t + 2]), np.uint64(offsets[t + 3])
+    a0, a1, a2, a3 = w0[t], w0[t + 1], w0[t + 2], w0[t + 3]
+    b0, b1, b2, b3 = w1[t], w1[t + 1], w1[t + 2], w1[t + 3]
+    for q in range(np.uint64(n)):
+        v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
+        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+
+
+# fastmath "contract": multiply-adds become fused FMA instructions.
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, y):
+    # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to
+    # even, T rounded up to a multiple of 4): W reshaped, zero-padded; offsets (T,):
+    # off(c, i, jj) of each tap (0 for the padding taps); bias rounded up like taps.
+    N, C = x.shape[0], x.shape[1]
+    c_out, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
+    span = (Ho - 1) * wp + Wo
+    y_flat = y.reshape(-1)
+    for share in prange(shares):                     # one share of the images per thread
+        plane = np.zeros(C * hp * wp, dtype=x.dtype)    # the borders stay 0: the padding
+        acc = np.empty((2, span), dtype=x.dtype)
+        for n in range(share * N // shares, (share + 1) * N // shares):
+            _copy_into_padded(plane, x, n, pt, pl, hp, wp)
+            for o in range(0, c_out, 2):
+                _fill(acc[0], 0, span, bias[o])
+                _fill(acc[1], 0, span, bias[o + 1])
+                for t in range(0, taps.shape[1], 4):
+                    _four_taps_two_outputs(acc[0], acc[1], plane, offsets, taps[o], taps[o + 1], t, span)
+                for k in range(min(2, c_out - o)):
+                    for r in range(Ho):
+                        _gather(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
+
+
+def conv2d_direct(x, weight, bias, padding, dilation):
+    """y = conv2d(x, weight) + bias with stride 1 and one group, on the CPU with Numba.
+
+    ``x`` (N, C, H, W), ``weight`` (C_out, C, kh, kw), ``bias`` (C_out,) or None,
+    ``padding`` (top, bottom, left, right), ``dilation`` (dh, dw); float32 or
+    float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
+    n, c_out, t = x.shape[0], weight.shape[0], weight[0].size
+    (hp, wp), (ho, wo), offsets = _geometry(x.shape, weight.shape, padding, dilation)
+    rows = _round_up(c_out, OUTPUTS_PER_PASS)
+    taps = np.zeros((rows, offsets.size), dtype=x.dtype)
+    taps[:c_out, :t] = weight.reshape(c_out, t)
+    b = np.zeros(rows, dtype=x.dtype)
+    if bias is not None:
+        b[:c_out] = bias
+    y = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    # A multiply-add costs about an eighth of what one element costs the
+    # memory-bound kernels that PARALLEL_MIN_SIZE was measured on.
+    _run(_direct_conv_kernel, _shares(n * c_out * ho * wo * t // 8, n),
+         np.ascontiguousarray(x), taps, offsets, b, padding[0], padding[2], hp, wp, y)
+    return y
+
+
+# ---------------------------------------------------------------- dL/dW
+@njit(inline="always")
+def _four_taps_two_outputs_dot(g0, g1, plane, offsets, t, n, out0, out1):
+    """out0[t+k] += sum_q g0[q] * plane[q + offsets[t+k]]  for k < 4, q < n; out1 likewise with g1."""
+    s0, s1 = np.uint64(offsets[t]), np.uint64(offsets[t + 1])
+    s2, s3 = np.uint64(offsets[t + 2]), np.uint64(offsets[t + 3])
+    # The sums start from out's own entries: a literal 0 would make them float64
+    # (Numba types float32 * int as float64), 3-4x slower for float32.
+    a0, a1, a2, a3 = out0[t], out0[t + 1], out0[t + 2], out0[t + 3]
+    b0, b1, b2, b3 = out1[t], out1[t + 1], out1[t + 2], out1[t + 3]
+    for q in range(np.uint64(n)):
+        v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
+        u, v = g0[q], g1[q]
+        a0 += u * v0
+        a1 += u * v1
+        a2 += u * v2
+        a3 += u * v3
+        b0 += v * v0
+        b1 += v * v1
+        b2 += v * v2
+        b3 += v * v3
+    out0[t], out0[t + 1], out0[t + 2], out0[t + 3] = a0, a1, a2, a3
+    out1[t], out1[t + 1], out1[t + 2], out1[t + 3] = b0, b1, b2, b3
+
+
+# fastmath: "reassoc" lets LLVM split each of the sums above over the lanes of
+# several vector registers (a sum in a fixed order cannot vectorise), "contract"
+# fuses the multiply-adds. One thread, 32 images 16->16 3x3: 7.5 ms without
+# either, 2.5 ms with reassoc, 2.0 ms with both.
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, gw_shares):
+    # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4): one
+    # partial dL/dW per thread, summed by the caller.
+    N, C = x.shape[0], x.shape[1]
+    c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    span = (Ho - 1) * wp + Wo
+    gy_flat = gy.reshape(-1)
+    for share in prange(shares):
+        plane = np.zeros(C * hp * wp, dtype=x.dtype)
+        wide = np.zeros((gw_shares.shape[1], span), dtype=x.dtype)   # gy on the wide rows: 0 where j >= Wo
+        gw = gw_shares[share]
+        gw[:] = 0
+        for n in range(share * N // shares, (share + 1) * N // shares):
+            _copy_into_padded(plane, x, n, pt, pl, hp, wp)
+            for o in range(c_out):
+                for r in range(Ho):
+                    _gather(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
+            for o in range(0, c_out, 2):
+                for t in range(0, gw.shape[1], 4):
+                    _four_taps_two_outputs_dot(wide[o], wide[o + 1], plane, offsets, t, span, gw[o], gw[o + 1])
+
+
+def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation):
+    """dL/dW of ``conv2d_direct`` for the upstream gradient ``gy`` (N, C_out, Ho, Wo):
+
+        dL/dW[o, c, i, jj] = sum_{n, r, j} gy[n, o, r, j] * xpad[n, c, r + i*dh, j + jj*dw]
+
+    On the wide rows this is a dot product of gy (0 at the wrapped positions)
+    with the shifted plane, for every (output channel, tap) pair:
+        dL/dW[o, tap] = sum_n sum_{q < span} gy_wide[n, o, q] * plane_n[q + off(tap)]
+    Each thread sums its share of the images; the shares are added at the end."""
+    n, c = x.shape[:2]
+    c_out = gy.shape[1]
+    kh, kw = kernel_size
+    t = c * kh * kw
+    (hp, wp), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation)
+    shares = _shares(gy.size * t // 8, n)
+    gw = np.empty((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
+    _run(_direct_weight_grad_kernel, shares,
+         np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, gw)
+    return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)
