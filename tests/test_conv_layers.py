@@ -132,7 +132,7 @@ def test_conv_stack_matches_torch():
     _compare(ours, theirs, _x(2, 3, 8, 8))
 
 
-@pytest.mark.parametrize("direct_max_channels", [0, 16], ids=["im2col", "direct"])
+@pytest.mark.parametrize("direct_max_channels", [0, 32], ids=["im2col", "direct"])
 def test_outputs_do_not_alias_scratch_buffers(monkeypatch, direct_max_channels):
     import tinydl.ops.conv as C
     monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", direct_max_channels)
@@ -204,7 +204,7 @@ def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shap
     needs a gradient, padding no wider than the dilated kernel."""
     import tinydl.ops.conv as C
     monkeypatch.setattr(C, "_GY_COLUMNS_MAX_RATIO", 0 if route == "cols_of_x" else math.inf)
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 16 if route == "direct" else 0)
+    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 32 if route == "direct" else 0)
     calls = []
     for name in ("_backward_from_gy_columns", "_backward_direct"):
         original = getattr(C.Conv2d, name)

@@ -41,7 +41,7 @@ def _forward_backward(lib, functional, x, w, b, g, x_needs_grad=True, **kwargs):
 
 CASES = [
     (dict(), (3, 1, 32, 32), (6, 1, 5, 5)),                      # LeNet's first layer; 25 taps
-    (dict(padding=1), (2, 16, 9, 11), (16, 16, 3, 3)),           # the widest layer that goes direct
+    (dict(padding=1), (2, 32, 9, 11), (32, 32, 3, 3)),           # the widest layer that goes direct
     (dict(padding=1), (2, 3, 7, 6), (5, 3, 3, 3)),               # odd C_out: a half-empty pass
     (dict(), (1, 1, 7, 5), (2, 1, 3, 3)),                        # one image, 9 taps (not a multiple of 4)
     (dict(padding=(2, 1), dilation=(2, 3)), (2, 3, 9, 10), (3, 3, 3, 2)),
@@ -50,7 +50,7 @@ CASES = [
     (dict(padding=(0, 2)), (2, 2, 3, 40), (7, 2, 1, 3)),         # 1xk kernel on wide rows
     (dict(padding=2), (2, 2, 41, 37), (3, 2, 5, 5)),             # planes wider than the vector loops
 ]
-IDS = ["lenet_5x5", "16_channels", "odd_out", "batch1_9taps", "dilated", "same_even", "kernel_is_input",
+IDS = ["lenet_5x5", "32_channels", "odd_out", "batch1_9taps", "dilated", "same_even", "kernel_is_input",
        "1xk", "big_plane"]
 
 
@@ -87,15 +87,15 @@ def test_non_contiguous_input_and_float32(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, x_shape, w_shape, x_needs_grad, direct", [
-    (dict(padding=1), (2, 16, 6, 6), (16, 16, 3, 3), True, True),
-    (dict(padding=1), (2, 4, 6, 6), (17, 4, 3, 3), True, False),          # too many output channels
-    (dict(padding=1), (2, 17, 6, 6), (8, 17, 3, 3), True, False),         # dL/dx would have 17 outputs ...
-    (dict(padding=1), (2, 17, 6, 6), (8, 17, 3, 3), False, True),         # ... unless x needs none
+    (dict(padding=1), (2, 32, 6, 6), (32, 32, 3, 3), True, True),
+    (dict(padding=1), (2, 4, 6, 6), (33, 4, 3, 3), True, False),          # too many output channels
+    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), True, False),         # dL/dx would have 33 outputs ...
+    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), False, True),         # ... unless x needs none
     (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided
     (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, False),            # grouped
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, False),           # padding beyond the kernel ...
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, True),           # ... matters only for dL/dx
-], ids=["16_in_16_out", "17_out", "17_in", "17_in_no_dx", "strided", "grouped", "wide_pad", "wide_pad_no_dx"])
+], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided", "grouped", "wide_pad", "wide_pad_no_dx"])
 def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_grad, direct):
     calls = _spy(monkeypatch)
     rng = np.random.default_rng(9)

@@ -71,8 +71,17 @@ def _geometry(x_shape, weight_shape, padding, dilation):
     return (hp, wp), (ho, wo), offsets
 
 
+@njit(inline="always")
 def _round_up(value, multiple):
     return -(-value // multiple) * multiple
+
+
+# The wide rows are computed up to a multiple of 8 positions (the extra ones are
+# thrown away like the wrapped ones; the planes get 8 zeros of slack at the end
+# for their reads), so no pass ends in a scalar remainder loop. One thread,
+# medians: 16->16 3x3 on 32x32 forward 3.45 -> 3.13 ms, dL/dW 3.14 -> 2.85 ms;
+# 32->32 on 16x16 4.29 -> 3.69 and 3.93 -> 3.25 ms. Rounding to 32 did no better.
+_VECTOR_LOOP = 8
 
 
 def _shares(work, n):
@@ -118,10 +127,10 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, y):
     # off(c, i, jj) of each tap (0 for the padding taps); bias rounded up like taps.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    span = (Ho - 1) * wp + Wo
+    span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
     y_flat = y.reshape(-1)
     for share in prange(shares):                     # one share of the images per thread
-        plane = np.zeros(C * hp * wp, dtype=x.dtype)    # the borders stay 0: the padding
+        plane = np.zeros(C * hp * wp + _VECTOR_LOOP, dtype=x.dtype)    # the borders stay 0: the padding
         acc = np.empty((2, span), dtype=x.dtype)
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
@@ -192,10 +201,10 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, gw_shares
     # partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    span = (Ho - 1) * wp + Wo
+    span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
     gy_flat = gy.reshape(-1)
     for share in prange(shares):
-        plane = np.zeros(C * hp * wp, dtype=x.dtype)
+        plane = np.zeros(C * hp * wp + _VECTOR_LOOP, dtype=x.dtype)
         wide = np.zeros((gw_shares.shape[1], span), dtype=x.dtype)   # gy on the wide rows: 0 where j >= Wo
         gw = gw_shares[share]
         gw[:] = 0

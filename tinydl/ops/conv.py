@@ -356,9 +356,11 @@ def _gy_columns_route(xp, x_shape, weight_shape, stride, padding, dilation, grou
 # small and the padding is no wider than the dilated kernel. Measured fwd+bwd
 # against the im2col routes, 2 cores, best times: 1->6 5x5 32x32 N64 2.7 -> 1.7
 # ms; 16->16 3x3 32x32 N64 13.7 -> 11.5 ms; 3->16 32x32 N128 10.9 -> 6.4 ms;
-# LeNet-5 step 9.6 -> 6.9 ms; ResNet-20 step 491 -> 453 ms. At 32 channels
-# (32->32 16x16 N128) the two tie, so the limit stays at 16.
-_DIRECT_MAX_CHANNELS = 16
+# LeNet-5 step 9.6 -> 6.9 ms; ResNet-20 step 491 -> 453 ms. ResNet-20's 32->32
+# layers (16x16, N128) on one thread (CPU time, medians) 55 -> 37 ms, its step
+# 966 -> 874 ms; on two threads they tie. Its 64->64 layers on 8x8 planes are
+# 2x slower direct: rows of 8 leave the vector loops too short.
+_DIRECT_MAX_CHANNELS = 32
 
 
 def _direct_route(xp, weight_shape, dtype, stride, padding, dilation, groups, needs_input_grad):
