@@ -473,7 +473,7 @@ class Conv2d(Function):
 
     def _backward_direct(ctx, gy):
         """(dL/dx, dL/dW) by the direct kernels: dL/dx as the full convolution of gy."""
-        x, weight = ctx.saved_tensors
+        x = ctx.saved_tensors[0]
         kernel, _, padding, dilation, _ = ctx.settings
         gx = gw = None
         if ctx.needs_input_grad[0]:
