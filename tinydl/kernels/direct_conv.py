@@ -105,14 +105,26 @@ def _copy_into_padded(plane, x, n, pt, pl, hp, wp):
             _gather(plane, (c * hp + r + pt) * wp + pl, x_flat, ((n * C + c) * H + r) * W, W, 1)
 
 
+@njit(inline="always")
+def _four(a, t):
+    """a[t], a[t+1], a[t+2], a[t+3]"""
+    return a[t], a[t + 1], a[t + 2], a[t + 3]
+
+
+@njit(inline="always")
+def _four_starts(offsets, t):
+    """The four taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
+    o0, o1, o2, o3 = _four(offsets, t)
+    return np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
+
+
 # ---------------------------------------------------------------- forward
 @njit(inline="always")
 def _four_taps_two_outputs(acc0, acc1, plane, offsets, w0, w1, t, n):
     """acc0[q] += sum_k w0[t+k] * plane[q + offsets[t+k]]  for k < 4, q < n; acc1 likewise with w1."""
-    s0, s1 = np.uint64(offsets[t]), np.uint64(offsets[t + 1])
-    s2, s3 = np.uint64(offsets[t + 2]), np.uint64(offsets[t + 3])
-    a0, a1, a2, a3 = w0[t], w0[t + 1], w0[t + 2], w0[t + 3]
-    b0, b1, b2, b3 = w1[t], w1[t + 1], w1[t + 2], w1[t + 3]
+    s0, s1, s2, s3 = _four_starts(offsets, t)
+    a0, a1, a2, a3 = _four(w0, t)
+    b0, b1, b2, b3 = _four(w1, t)
     for q in range(np.uint64(n)):
         v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
         acc0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
@@ -170,12 +182,11 @@ def conv2d_direct(x, weight, bias, padding, dilation):
 @njit(inline="always")
 def _four_taps_two_outputs_dot(g0, g1, plane, offsets, t, n, out0, out1):
     """out0[t+k] += sum_q g0[q] * plane[q + offsets[t+k]]  for k < 4, q < n; out1 likewise with g1."""
-    s0, s1 = np.uint64(offsets[t]), np.uint64(offsets[t + 1])
-    s2, s3 = np.uint64(offsets[t + 2]), np.uint64(offsets[t + 3])
+    s0, s1, s2, s3 = _four_starts(offsets, t)
     # The sums start from out's own entries: a literal 0 would make them float64
     # (Numba types float32 * int as float64), 3-4x slower for float32.
-    a0, a1, a2, a3 = out0[t], out0[t + 1], out0[t + 2], out0[t + 3]
-    b0, b1, b2, b3 = out1[t], out1[t + 1], out1[t + 2], out1[t + 3]
+    a0, a1, a2, a3 = _four(out0, t)
+    b0, b1, b2, b3 = _four(out1, t)
     for q in range(np.uint64(n)):
         v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
         u, v = g0[q], g1[q]
