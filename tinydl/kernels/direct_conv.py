@@ -204,8 +204,8 @@ def _four_taps_two_outputs_dot(g0, g1, plane, offsets, t, n, out0, out1):
 
 # fastmath: "reassoc" lets LLVM split each of the sums above over the lanes of
 # several vector registers (a sum in a fixed order cannot vectorise), "contract"
-# fuses the multiply-adds. One thread, 32 images 16->16 3x3: 7.5 ms without
-# either, 2.5 ms with reassoc, 2.0 ms with both.
+# fuses the multiply-adds. One thread, 32 images 16->16 3x3: 19.7 ms without
+# either, 2.4 ms with reassoc, 2.0 ms with both.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, gw_shares):
     # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4): one
