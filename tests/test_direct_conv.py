@@ -2,7 +2,7 @@
 them, and their forward, dL/dx and dL/dW against PyTorch (float64, random upstream
 gradient) over the awkward cases: output channels and taps that do not fill a pass,
 dilation, asymmetric padding, one image, non-contiguous input, no bias, planes wider
-than the vector loops. Also: float32 stays float32, the serial twin equals the
+than the vector loops, groups (depthwise, and pairs of outputs within a group). Also: float32 stays float32, the serial twin equals the
 parallel kernel, and the direct route agrees with the NumPy reference path.
 
 The op table (tests/optable/conv.py) gradient-checks the same kernels: its small
@@ -49,9 +49,13 @@ CASES = [
     (dict(), (2, 2, 4, 5), (3, 2, 4, 5)),                        # kernel = input: one output pixel
     (dict(padding=(0, 2)), (2, 2, 3, 40), (7, 2, 1, 3)),         # 1xk kernel on wide rows
     (dict(padding=2), (2, 2, 41, 37), (3, 2, 5, 5)),             # planes wider than the vector loops
+    (dict(padding=1, groups=6), (2, 6, 9, 8), (6, 1, 3, 3)),     # depthwise: one output per pass
+    (dict(padding=1, groups=3), (2, 3, 9, 8), (9, 1, 3, 3)),     # depthwise, 3 outputs per channel
+    (dict(padding=(2, 1), dilation=(1, 2), groups=2), (2, 4, 7, 9), (4, 2, 3, 2)),   # pairs per group
+    (dict(padding=2, groups=4), (3, 8, 10, 10), (8, 2, 5, 5)),
 ]
 IDS = ["lenet_5x5", "32_channels", "odd_out", "batch1_9taps", "dilated", "same_even", "kernel_is_input",
-       "1xk", "big_plane"]
+       "1xk", "big_plane", "depthwise", "depthwise_x3", "groups2_dilated", "groups4_5x5"]
 
 
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", CASES, ids=IDS)
@@ -61,8 +65,7 @@ def test_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shape, bias)
     rng = np.random.default_rng(7)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     b = b if bias else None
-    y_shape = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=kwargs.get("padding", 0),
-                                         dilation=kwargs.get("dilation", 1)).shape
+    y_shape = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
     g = rng.standard_normal(y_shape)
     ours = _forward_backward(td, F, x, w, b, g, **kwargs)
     theirs = _forward_backward(torch, torch.nn.functional, x, w, b, g, **kwargs)
@@ -92,10 +95,12 @@ def test_non_contiguous_input_and_float32(monkeypatch):
     (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), True, False),         # dL/dx would have 33 outputs ...
     (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), False, True),         # ... unless x needs none
     (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided
-    (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, False),            # grouped
+    (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, True),             # grouped
+    (dict(groups=2), (2, 4, 6, 6), (66, 2, 3, 3), True, False),           # 33 outputs per group
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, False),           # padding beyond the kernel ...
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, True),           # ... matters only for dL/dx
-], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided", "grouped", "wide_pad", "wide_pad_no_dx"])
+], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided", "grouped", "grouped_33_out", "wide_pad",
+                             "wide_pad_no_dx"])
 def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_grad, direct):
     calls = _spy(monkeypatch)
     rng = np.random.default_rng(9)
@@ -121,19 +126,21 @@ def test_no_numba_takes_the_reference_path(monkeypatch):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("groups", [1, 3], ids=["one_group", "depthwise"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype):
+def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups):
     """One share of the images on the serial twin, or one per thread on the parallel
     kernel: the forward is the same to the bit (each image is computed alone), dL/dW
     adds the shares' partial sums and so agrees to rounding."""
     rng = np.random.default_rng(11)
-    x, w = rng.standard_normal((5, 3, 9, 8)).astype(dtype), rng.standard_normal((4, 3, 3, 3)).astype(dtype)
-    g = rng.standard_normal((5, 4, 9, 8)).astype(dtype)
+    c_out = 4 if groups == 1 else 3
+    x, w = rng.standard_normal((5, 3, 9, 8)).astype(dtype), rng.standard_normal((c_out, 3 // groups, 3, 3)).astype(dtype)
+    g = rng.standard_normal((5, c_out, 9, 8)).astype(dtype)
     results = []
     for min_size in (1 << 62, 0):                                    # everything serial, then everything parallel
         monkeypatch.setattr(_dispatch, "PARALLEL_MIN_SIZE", min_size)
-        results.append((direct_conv.conv2d_direct(x, w, None, (1, 1, 1, 1), (1, 1)),
-                        direct_conv.conv2d_direct_weight_grad(x, g, (3, 3), (1, 1, 1, 1), (1, 1))))
+        results.append((direct_conv.conv2d_direct(x, w, None, (1, 1, 1, 1), (1, 1), groups),
+                        direct_conv.conv2d_direct_weight_grad(x, g, (3, 3), (1, 1, 1, 1), (1, 1), groups)))
     (y_serial, gw_serial), (y_parallel, gw_parallel) = results
     assert y_serial.dtype == gw_serial.dtype == dtype
     np.testing.assert_array_equal(y_serial, y_parallel)

@@ -40,8 +40,13 @@ Conv2d's docstring), so ``conv2d_direct`` computes it too. dL/dW is, on the same
 wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
 plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``.
 
-Where it is used: ops/conv.py (_direct_route) picks it on the CPU for stride-1,
-one-group convolutions with few channels. The sums run in another order than
+Groups: output o reads only its group's C/groups channels, so its taps' offsets
+start at that group's first plane. Two outputs share a pass (and their loads)
+when they are in the same group; depthwise convolutions (one output per group)
+run one output per pass.
+
+Where it is used: ops/conv.py (_direct_route) picks it on the CPU for stride-1
+convolutions with few channels per group. The sums run in another order than
 the GEMM's, so results agree with the im2col path to rounding, not bit for bit;
 the tests compare both with PyTorch. The NumPy reference (TINYDL_NO_NUMBA=1) is
 the im2col path.
@@ -58,8 +63,8 @@ OUTPUTS_PER_PASS = 2     # ... and two output channels
 def _geometry(x_shape, weight_shape, padding, dilation):
     """Padded plane (hp, wp), output (ho, wo), and the taps' offsets (T rounded up to
     a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with weight 0)."""
-    _, c, h, w = x_shape
-    _, _, kh, kw = weight_shape
+    _, _, h, w = x_shape
+    _, c, kh, kw = weight_shape                      # c = C/groups: the channels one output reads
     pt, pb, pl, pr = padding
     dh, dw = dilation
     hp, wp = h + pt + pb, w + pl + pr
@@ -112,17 +117,32 @@ def _four(a, t):
 
 
 @njit(inline="always")
-def _four_starts(offsets, t):
-    """The four taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
+def _four_starts(offsets, t, base):
+    """base + the four taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
     o0, o1, o2, o3 = _four(offsets, t)
-    return np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
+    return np.uint64(base + o0), np.uint64(base + o1), np.uint64(base + o2), np.uint64(base + o3)
+
+
+@njit(inline="always")
+def _pairs_share_channels(c_out, groups):
+    """Do outputs o and o+1 (o even) always read the same input channels? With one
+    group, yes (an odd last output is paired with a zero row of the taps); with
+    several, when each group has an even number of outputs."""
+    return groups == 1 or (c_out // groups) % 2 == 0
+
+
+@njit(inline="always")
+def _group_base(o, c_out, c, groups, hp, wp):
+    """Where the channels that output o reads start in the padded image."""
+    return (o // (c_out // groups)) * (c // groups) * hp * wp
 
 
 # ---------------------------------------------------------------- forward
 @njit(inline="always")
-def _four_taps_two_outputs(acc0, acc1, plane, offsets, w0, w1, t, n):
-    """acc0[q] += sum_k w0[t+k] * plane[q + offsets[t+k]]  for k < 4, q < n; acc1 likewise with w1."""
-    s0, s1, s2, s3 = _four_starts(offsets, t)
+def _four_taps_two_outputs(acc0, acc1, plane, base, offsets, w0, w1, t, n):
+    """acc0[q] += sum_k w0[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n; acc1
+    likewise with w1 (two outputs that read the same channels: one load feeds both)."""
+    s0, s1, s2, s3 = _four_starts(offsets, t, base)
     a0, a1, a2, a3 = _four(w0, t)
     b0, b1, b2, b3 = _four(w1, t)
     for q in range(np.uint64(n)):
@@ -131,12 +151,22 @@ def _four_taps_two_outputs(acc0, acc1, plane, offsets, w0, w1, t, n):
         acc1[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
 
 
+@njit(inline="always")
+def _four_taps_one_output(acc, plane, base, offsets, w, t, n):
+    """acc[q] += sum_k w[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n."""
+    s0, s1, s2, s3 = _four_starts(offsets, t, base)
+    a0, a1, a2, a3 = _four(w, t)
+    for q in range(np.uint64(n)):
+        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q] + a3 * plane[s3 + q]
+
+
 # fastmath "contract": multiply-adds become fused FMA instructions.
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, y):
+def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, y):
     # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to
     # even, T rounded up to a multiple of 4): W reshaped, zero-padded; offsets (T,):
-    # off(c, i, jj) of each tap (0 for the padding taps); bias rounded up like taps.
+    # off(c, i, jj) of each tap within its group's channels (0 for the padding
+    # taps); bias rounded up like taps.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
@@ -146,22 +176,28 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, y):
         acc = np.empty((2, span), dtype=x.dtype)
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
-            for o in range(0, c_out, 2):
+            step = 2 if _pairs_share_channels(c_out, groups) else 1
+            for o in range(0, c_out, step):
+                base = _group_base(o, c_out, C, groups, hp, wp)
                 _fill(acc[0], 0, span, bias[o])
-                _fill(acc[1], 0, span, bias[o + 1])
-                for t in range(0, taps.shape[1], 4):
-                    _four_taps_two_outputs(acc[0], acc[1], plane, offsets, taps[o], taps[o + 1], t, span)
-                for k in range(min(2, c_out - o)):
+                if step == 2:
+                    _fill(acc[1], 0, span, bias[o + 1])
+                    for t in range(0, taps.shape[1], 4):
+                        _four_taps_two_outputs(acc[0], acc[1], plane, base, offsets, taps[o], taps[o + 1], t, span)
+                else:
+                    for t in range(0, taps.shape[1], 4):
+                        _four_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
+                for k in range(min(step, c_out - o)):
                     for r in range(Ho):
                         _gather(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
 
 
-def conv2d_direct(x, weight, bias, padding, dilation):
-    """y = conv2d(x, weight) + bias with stride 1 and one group, on the CPU with Numba.
+def conv2d_direct(x, weight, bias, padding, dilation, groups=1):
+    """y = conv2d(x, weight) + bias with stride 1, on the CPU with Numba.
 
-    ``x`` (N, C, H, W), ``weight`` (C_out, C, kh, kw), ``bias`` (C_out,) or None,
-    ``padding`` (top, bottom, left, right), ``dilation`` (dh, dw); float32 or
-    float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
+    ``x`` (N, C, H, W), ``weight`` (C_out, C/groups, kh, kw), ``bias`` (C_out,) or
+    None, ``padding`` (top, bottom, left, right), ``dilation`` (dh, dw); float32
+    or float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
     n, c_out, t = x.shape[0], weight.shape[0], weight[0].size
     (hp, wp), (ho, wo), offsets = _geometry(x.shape, weight.shape, padding, dilation)
     rows = _round_up(c_out, OUTPUTS_PER_PASS)
@@ -174,15 +210,15 @@ def conv2d_direct(x, weight, bias, padding, dilation):
     # A multiply-add costs about an eighth of what one element costs the
     # memory-bound kernels that PARALLEL_MIN_SIZE was measured on.
     _run(_direct_conv_kernel, _shares(n * c_out * ho * wo * t // 8, n),
-         np.ascontiguousarray(x), taps, offsets, b, padding[0], padding[2], hp, wp, y)
+         np.ascontiguousarray(x), taps, offsets, b, padding[0], padding[2], hp, wp, groups, y)
     return y
 
 
 # ---------------------------------------------------------------- dL/dW
 @njit(inline="always")
-def _four_taps_two_outputs_dot(g0, g1, plane, offsets, t, n, out0, out1):
-    """out0[t+k] += sum_q g0[q] * plane[q + offsets[t+k]]  for k < 4, q < n; out1 likewise with g1."""
-    s0, s1, s2, s3 = _four_starts(offsets, t)
+def _four_taps_two_outputs_dot(g0, g1, plane, base, offsets, t, n, out0, out1):
+    """out0[t+k] += sum_q g0[q] * plane[base + offsets[t+k] + q]  for k < 4, q < n; out1 likewise with g1."""
+    s0, s1, s2, s3 = _four_starts(offsets, t, base)
     # The sums start from out's own entries: a literal 0 would make them float64
     # (Numba types float32 * int as float64), 3-4x slower for float32.
     a0, a1, a2, a3 = _four(out0, t)
@@ -202,12 +238,26 @@ def _four_taps_two_outputs_dot(g0, g1, plane, offsets, t, n, out0, out1):
     out1[t], out1[t + 1], out1[t + 2], out1[t + 3] = b0, b1, b2, b3
 
 
+@njit(inline="always")
+def _four_taps_one_output_dot(g, plane, base, offsets, t, n, out):
+    """out[t+k] += sum_q g[q] * plane[base + offsets[t+k] + q]  for k < 4, q < n."""
+    s0, s1, s2, s3 = _four_starts(offsets, t, base)
+    a0, a1, a2, a3 = _four(out, t)
+    for q in range(np.uint64(n)):
+        u = g[q]
+        a0 += u * plane[s0 + q]
+        a1 += u * plane[s1 + q]
+        a2 += u * plane[s2 + q]
+        a3 += u * plane[s3 + q]
+    out[t], out[t + 1], out[t + 2], out[t + 3] = a0, a1, a2, a3
+
+
 # fastmath: "reassoc" lets LLVM split each of the sums above over the lanes of
 # several vector registers (a sum in a fixed order cannot vectorise), "contract"
 # fuses the multiply-adds. One thread, 32 images 16->16 3x3: 19.7 ms without
 # either, 2.4 ms with reassoc, 2.0 ms with both.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, gw_shares):
+def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, gw_shares):
     # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4): one
     # partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
@@ -224,12 +274,18 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, gw_shares
             for o in range(c_out):
                 for r in range(Ho):
                     _gather(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
-            for o in range(0, c_out, 2):
+            step = 2 if _pairs_share_channels(c_out, groups) else 1
+            for o in range(0, c_out, step):
+                base = _group_base(o, c_out, C, groups, hp, wp)
                 for t in range(0, gw.shape[1], 4):
-                    _four_taps_two_outputs_dot(wide[o], wide[o + 1], plane, offsets, t, span, gw[o], gw[o + 1])
+                    if step == 2:
+                        _four_taps_two_outputs_dot(wide[o], wide[o + 1], plane, base, offsets, t, span,
+                                                   gw[o], gw[o + 1])
+                    else:
+                        _four_taps_one_output_dot(wide[o], plane, base, offsets, t, span, gw[o])
 
 
-def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation):
+def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
     """dL/dW of ``conv2d_direct`` for the upstream gradient ``gy`` (N, C_out, Ho, Wo):
 
         dL/dW[o, c, i, jj] = sum_{n, r, j} gy[n, o, r, j] * xpad[n, c, r + i*dh, j + jj*dw]
@@ -238,7 +294,7 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation):
     with the shifted plane, for every (output channel, tap) pair:
         dL/dW[o, tap] = sum_n sum_{q < span} gy_wide[n, o, q] * plane_n[q + off(tap)]
     Each thread sums its share of the images; the shares are added at the end."""
-    n, c = x.shape[:2]
+    n, c = x.shape[0], x.shape[1] // groups
     c_out = gy.shape[1]
     kh, kw = kernel_size
     t = c * kh * kw
@@ -246,5 +302,5 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation):
     shares = _shares(gy.size * t // 8, n)
     gw = np.empty((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
     _run(_direct_weight_grad_kernel, shares,
-         np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, gw)
+         np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)
