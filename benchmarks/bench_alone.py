@@ -70,6 +70,11 @@ def cases(name):
     forward_and_backward("conv_transpose 64->32 4x4 s2 p1 16x16 N32",
                          lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1),
                          [tensor(a, requires_grad=True) for a in (x, w, b)], tensor(rand(32, 32, 32, 32)))
+    # MobileNet's depthwise 3x3 (not one of issue #3's rows)
+    x, w = rand(16, 128, 56, 56), rand(128, 1, 3, 3)
+    forward_and_backward("depthwise 3x3 p1 128x56x56 N16",
+                         lambda x, w: F.conv2d(x, w, padding=1, groups=128),
+                         [tensor(a, requires_grad=True) for a in (x, w)], tensor(rand(16, 128, 56, 56)))
     x = rng.permutation(64 * 64 * 32 * 32).reshape(64, 64, 32, 32).astype(np.float32)
     forward_and_backward("max_pool2d 2x2 64x64x32x32", lambda x: F.max_pool2d(x, 2),
                          [tensor(x, requires_grad=True)], tensor(rand(64, 64, 16, 16)))
