@@ -2,8 +2,9 @@
 them, and their forward, dL/dx and dL/dW against PyTorch (float64, random upstream
 gradient) over the awkward cases: output channels and taps that do not fill a pass,
 dilation, asymmetric padding, one image, non-contiguous input, no bias, planes wider
-than the vector loops, groups (depthwise, and pairs of outputs within a group). Also: float32 stays float32, the serial twin equals the
-parallel kernel, and the direct route agrees with the NumPy reference path.
+than the vector loops, groups (depthwise, and pairs of outputs within a group).
+Also: float32 stays float32, the serial twin equals the parallel kernel, and the
+direct route agrees with the NumPy reference path.
 
 The op table (tests/optable/conv.py) gradient-checks the same kernels: its small
 stride-1 convolutions take this route."""
@@ -134,7 +135,8 @@ def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups):
     adds the shares' partial sums and so agrees to rounding."""
     rng = np.random.default_rng(11)
     c_out = 4 if groups == 1 else 3
-    x, w = rng.standard_normal((5, 3, 9, 8)).astype(dtype), rng.standard_normal((c_out, 3 // groups, 3, 3)).astype(dtype)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    w = rng.standard_normal((c_out, 3 // groups, 3, 3)).astype(dtype)
     g = rng.standard_normal((5, c_out, 9, 8)).astype(dtype)
     results = []
     for min_size in (1 << 62, 0):                                    # everything serial, then everything parallel

@@ -283,8 +283,8 @@ def _four_taps_one_output_dot(g, plane, base, offsets, t, n, out):
 # either, 2.4 ms with reassoc, 2.0 ms with both.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, gw_shares):
-    # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4): one
-    # partial dL/dW per thread, summed by the caller.
+    # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4),
+    # zeros: one partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
     span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
@@ -293,7 +293,6 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, g
         plane = _aligned_zeros(C * hp * wp + _VECTOR_LOOP, x.dtype)
         wide = _aligned_rows(gw_shares.shape[1], span, x.dtype)     # gy on the wide rows: 0 where j >= Wo
         gw = gw_shares[share]
-        gw[:] = 0
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
             for o in range(c_out):
@@ -325,7 +324,7 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
     t = c * kh * kw
     (hp, wp), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation)
     shares = _shares(gy.size * t // 8, n)
-    gw = np.empty((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
+    gw = np.zeros((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
     _run(_direct_weight_grad_kernel, shares,
          np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)

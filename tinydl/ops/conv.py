@@ -25,9 +25,10 @@ batched matmul over a (G, K/G, N*L) view. Depthwise convolution is groups = C
 (each channel filtered on its own).
 
 On the CPU, stride-1 convolutions with at most _DIRECT_MAX_CHANNELS output
-channels per group (depthwise ones included) skip the columns: kernels/direct_conv.py multiplies straight from the
-padded input, forward and backward (OpenBLAS is slow on products with so few
-rows, and the columns cost as much again to write and read).
+channels per group (depthwise ones included) skip the columns:
+kernels/direct_conv.py multiplies straight from the padded input, forward and
+backward (OpenBLAS is slow on products with so few rows, and the columns cost
+as much again to write and read).
 
 The transposed convolution ("deconvolution") is the adjoint of a convolution:
 its forward is a convolution's input-gradient (GEMM, then col2im) and its
@@ -354,14 +355,14 @@ def _gy_columns_route(xp, x_shape, weight_shape, stride, padding, dilation, grou
 # write and read. The backward's dL/dx is the "full" convolution of gy derived in
 # Conv2d's docstring, so it takes the direct kernel too when C/groups (its output
 # channels per group) is small and the padding is no wider than the dilated kernel.
-# Depthwise 3x3 (N16; 32x112x112, 128x56x56, 512x14x14) went from 4.8-5.3x
-# PyTorch's time forward and 4.9-7.5x fwd+bwd to 0.73-1.01x and 0.62-1.29x. Measured fwd+bwd
-# against the im2col routes, 2 cores, best times: 1->6 5x5 32x32 N64 2.7 -> 1.7
-# ms; 16->16 3x3 32x32 N64 13.7 -> 11.5 ms; 3->16 32x32 N128 10.9 -> 6.4 ms;
-# LeNet-5 step 9.6 -> 6.9 ms; ResNet-20 step 491 -> 453 ms. ResNet-20's 32->32
-# layers (16x16, N128) on one thread (CPU time, medians) 55 -> 37 ms, its step
-# 966 -> 874 ms; on two threads they tie. Its 64->64 layers on 8x8 planes are
-# 2x slower direct: rows of 8 leave the vector loops too short.
+# Measured fwd+bwd against the im2col routes, 2 cores, best times: 1->6 5x5 32x32
+# N64 2.7 -> 1.7 ms; 16->16 3x3 32x32 N64 13.7 -> 11.5 ms; 3->16 32x32 N128 10.9
+# -> 6.4 ms; LeNet-5 step 9.6 -> 6.9 ms; ResNet-20 step 491 -> 453 ms. Depthwise
+# 3x3 (N16; 32x112x112, 128x56x56, 512x14x14): 4.8-5.3x PyTorch's time forward
+# and 4.9-7.5x fwd+bwd -> 0.73-1.01x and 0.62-1.29x. ResNet-20's 32->32 layers
+# (16x16, N128) on one thread (CPU time, medians) 55 -> 37 ms, its step 966 ->
+# 874 ms; on two threads they tie. Its 64->64 layers on 8x8 planes are 2x slower
+# direct: rows of 8 leave the vector loops too short.
 _DIRECT_MAX_CHANNELS = 32
 
 
@@ -482,6 +483,7 @@ class Conv2d(Function):
         """(dL/dx, dL/dW) by the direct kernels: dL/dx as the full convolution of gy."""
         x = ctx.saved_tensors[0]
         kernel, _, padding, dilation, groups = ctx.settings
+        gy = np.ascontiguousarray(gy)                     # once, for both kernels
         gx = gw = None
         if ctx.needs_input_grad[0]:
             full, flipped = ctx._full_convolution()
