@@ -72,6 +72,7 @@ import tinydl as td
 import tinydl.nn as nn
 import tinydl.nn.functional as F
 from tinydl.backend import get_array_module
+from tinydl.ops.math import raw
 from tinydl.tensor import Tensor
 from tinydl.vision.ops import (batched_nms, clip_boxes_to_image, decode_boxes, encode_boxes, generate_anchors,
                                grid_anchors, match_boxes, remove_small_boxes, roi_pool, sample_labels,
@@ -84,10 +85,6 @@ __all__ = ["FasterRCNN", "RPNHead", "faster_rcnn", "small_backbone"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _raw(x):
-    return x.data if isinstance(x, Tensor) else x
 
 
 class RPNHead(nn.Module):
@@ -159,7 +156,7 @@ class FasterRCNN(nn.Module):
         self.backbone = backbone
         self.stride = int(stride)
         self.num_classes = int(num_classes)
-        base = np.asarray(_raw(generate_anchors(base_size=anchor_base_size, ratios=anchor_ratios,
+        base = np.asarray(raw(generate_anchors(base_size=anchor_base_size, ratios=anchor_ratios,
                                                 scales=anchor_scales)), dtype=np.float32)
         self.base_anchors = base                      # (k, 4), centred on the first cell
         self.rpn = RPNHead(backbone_channels, rpn_channels, len(base))
@@ -196,7 +193,7 @@ class FasterRCNN(nn.Module):
         xp = get_array_module(like)
         key = (tuple(feature_size), xp.__name__, str(like.dtype))
         if key not in self._anchor_cache:
-            a = np.asarray(_raw(grid_anchors(self.base_anchors, tuple(feature_size), self.stride)))
+            a = np.asarray(raw(grid_anchors(self.base_anchors, tuple(feature_size), self.stride)))
             self._anchor_cache[key] = xp.asarray(a.astype(like.dtype))
         return self._anchor_cache[key]
 
@@ -219,13 +216,13 @@ class FasterRCNN(nn.Module):
         """The proposals of each image (a list of (P_i, 4) arrays), from the RPN's
         detached outputs: foreground probability, decode, clip, drop tiny, top-n, NMS, top-n."""
         mode = "train" if self.training else "test"
-        fg = _raw(logits.detach().softmax(-1))[..., 1]
-        d = _raw(deltas.detach())
+        fg = raw(logits.detach().softmax(-1))[..., 1]
+        d = raw(deltas.detach())
         proposals = []
         for i in range(fg.shape[0]):
             boxes, _ = select_proposals(anchors, fg[i], d[i], image_size, self.rpn_pre_nms_top_n[mode],
                                         self.rpn_post_nms_top_n[mode], self.rpn_nms_thresh, self.rpn_min_size)
-            proposals.append(_raw(boxes))
+            proposals.append(raw(boxes))
         return proposals
 
     def rpn_loss(self, logits, deltas, anchors, targets):
@@ -234,20 +231,20 @@ class FasterRCNN(nn.Module):
         n, a = logits.shape[0], anchors.shape[0]
         rows, labels, pos_rows, reg_targets = [], [], [], []
         for i, t in enumerate(targets):
-            gt = _raw(t["boxes"])
+            gt = raw(t["boxes"])
             if gt.shape[0] == 0:                      # no object: every anchor is background
                 match_labels = xp.zeros(a, dtype=xp.int64)
                 matched = None
             else:
-                matched, match_labels = (_raw(v) for v in match_boxes(
+                matched, match_labels = (raw(v) for v in match_boxes(
                     anchors, gt, high=self.rpn_fg_iou_thresh, low=self.rpn_bg_iou_thresh, allow_low_quality=True))
-            pos, neg = (_raw(v) for v in sample_labels(match_labels, self.rpn_batch_size_per_image,
+            pos, neg = (raw(v) for v in sample_labels(match_labels, self.rpn_batch_size_per_image,
                                                         self.rpn_positive_fraction))
             rows += [pos + i * a, neg + i * a]
             labels += [xp.ones(len(pos), dtype=xp.int64), xp.zeros(len(neg), dtype=xp.int64)]
             if len(pos):
                 pos_rows.append(pos + i * a)
-                reg_targets.append(_raw(encode_boxes(gt[matched[pos]].astype(anchors.dtype), anchors[pos],
+                reg_targets.append(raw(encode_boxes(gt[matched[pos]].astype(anchors.dtype), anchors[pos],
                                                      self.rpn_reg_weights)))
         rows, labels = xp.concatenate(rows), xp.concatenate(labels)
         loss_cls = F.cross_entropy(logits.reshape(n * a, 2)[rows], Tensor(labels))
@@ -270,21 +267,21 @@ class FasterRCNN(nn.Module):
         rois, labels, fg_rows, reg_targets = [], [], [], []
         offset = 0
         for i, (props, t) in enumerate(zip(proposals, targets)):
-            gt, gt_labels = _raw(t["boxes"]).astype(props.dtype), _raw(t["labels"])
+            gt, gt_labels = raw(t["boxes"]).astype(props.dtype), raw(t["labels"])
             boxes = xp.concatenate([props, gt]) if gt.shape[0] else props
             if gt.shape[0] == 0:
                 match_labels = xp.zeros(boxes.shape[0], dtype=xp.int64)
                 matched = xp.zeros(boxes.shape[0], dtype=xp.int64)
             else:
-                matched, match_labels = (_raw(v) for v in match_boxes(
+                matched, match_labels = (raw(v) for v in match_boxes(
                     boxes, gt, high=self.box_fg_iou_thresh, low=self.box_bg_iou_thresh, allow_low_quality=False))
-            pos, neg = (_raw(v) for v in sample_labels(match_labels, self.box_batch_size_per_image,
+            pos, neg = (raw(v) for v in sample_labels(match_labels, self.box_batch_size_per_image,
                                                         self.box_positive_fraction))
             keep = xp.concatenate([pos, neg])
             cls = xp.zeros(len(keep), dtype=xp.int64)
             if len(pos):
                 cls[:len(pos)] = gt_labels[matched[pos]]
-                reg_targets.append(_raw(encode_boxes(gt[matched[pos]], boxes[pos], self.bbox_reg_weights)))
+                reg_targets.append(raw(encode_boxes(gt[matched[pos]], boxes[pos], self.bbox_reg_weights)))
                 fg_rows.append(xp.arange(offset, offset + len(pos)))
             batch_col = xp.full((len(keep), 1), i, dtype=boxes.dtype)
             rois.append(xp.concatenate([batch_col, boxes[keep]], axis=1))
@@ -314,8 +311,8 @@ class FasterRCNN(nn.Module):
     def postprocess(self, class_logits, box_deltas, proposals, image_size):
         """Per-image detections from the head's outputs on the test proposals."""
         xp = get_array_module(proposals[0])
-        probs = _raw(class_logits.softmax(-1))
-        deltas = _raw(box_deltas)
+        probs = raw(class_logits.softmax(-1))
+        deltas = raw(box_deltas)
         c = self.num_classes
         out, start = [], 0
         for props in proposals:
@@ -323,15 +320,15 @@ class FasterRCNN(nn.Module):
             p, d = probs[start:start + k], deltas[start:start + k]
             start += k
             # every class's box from its own deltas: (k, C, 4), then drop the background column
-            boxes = _raw(decode_boxes(d.reshape(-1, 4), xp.repeat(props, c, axis=0), self.bbox_reg_weights))
-            boxes = _raw(clip_boxes_to_image(boxes, image_size)).reshape(k, c, 4)[:, 1:].reshape(-1, 4)
+            boxes = raw(decode_boxes(d.reshape(-1, 4), xp.repeat(props, c, axis=0), self.bbox_reg_weights))
+            boxes = raw(clip_boxes_to_image(boxes, image_size)).reshape(k, c, 4)[:, 1:].reshape(-1, 4)
             scores = p[:, 1:].reshape(-1)
             labels = xp.tile(xp.arange(1, c, dtype=xp.int64), k)
             keep = xp.nonzero(scores > self.box_score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = _raw(remove_small_boxes(boxes, 1e-2))
+            keep = raw(remove_small_boxes(boxes, 1e-2))
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = _raw(batched_nms(boxes, scores, labels, self.box_nms_thresh))[:self.detections_per_img]
+            keep = raw(batched_nms(boxes, scores, labels, self.box_nms_thresh))[:self.detections_per_img]
             out.append({"boxes": Tensor(boxes[keep]), "scores": Tensor(scores[keep]), "labels": Tensor(labels[keep])})
         return out
 
@@ -372,7 +369,7 @@ class FasterRCNN(nn.Module):
     def _check_target(self, i, t):
         if "boxes" not in t or "labels" not in t:
             raise ValueError(f"FasterRCNN: target {i} must be a dict with 'boxes' and 'labels', got keys {list(t)}")
-        b, lab = _raw(t["boxes"]), _raw(t["labels"])
+        b, lab = raw(t["boxes"]), raw(t["labels"])
         if b.ndim != 2 or b.shape[1] != 4 or lab.shape != (b.shape[0],):
             raise ValueError(f"FasterRCNN: target {i} has boxes {tuple(b.shape)} and labels {tuple(lab.shape)}; "
                              "expected (M, 4) and (M,)")

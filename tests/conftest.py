@@ -6,6 +6,10 @@ import pytest
 
 import tinydl as td
 
+# The suite runs tuned, as the CLI and the Trainer do (idle OpenMP threads sleep, chunks
+# of a convolution on all cores); tests/test_threading_layer.py checks the untuned import.
+td.backends.cpu.tune()
+
 MNIST_DIR = pathlib.Path(os.environ.get(
     "TINYDL_MNIST_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
 

@@ -94,8 +94,10 @@ def test_concurrent_callers_each_get_all_their_chunks():
         np.testing.assert_array_equal(out, np.sqrt(np.arange(40)) + len(name))
 
 
-def test_no_workers_without_numba(monkeypatch):
-    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
+def test_no_workers_without_numba_or_without_tuning(monkeypatch):
+    with td.backends.reference():
+        assert chunk_workers(8) == 1
+    monkeypatch.setattr(_threads, "WORKERS_ALLOWED", False)          # as before td.backends.cpu.tune()
     assert chunk_workers(8) == 1
 
 
@@ -145,19 +147,22 @@ def test_serial_twins_are_bit_identical_relu_pool_batch_norm(monkeypatch, dtype)
 @pytest.mark.parametrize("kwargs, w_shape", [
     (dict(padding=1), (4, 4, 3, 3)),                                       # backward from gy's columns
     (dict(stride=2, padding=1), (6, 4, 3, 3)),                             # columns of x kept, col2im
-    (dict(padding=1), (6, 4, 3, 3)),                                       # gy's columns bigger: x's kept
+    (dict(padding=1), (6, 4, 3, 3)),                                       # stride 1, columns of x kept
 ])
 def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape):
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_CHUNK_BYTES", 1)                            # one image per chunk: 9 chunks
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                    # the im2col route, not the direct one
+    from tinydl.kernels.conv import Chunked
+    monkeypatch.setattr(Chunked, "chunk_bytes", 1)                       # one image per chunk: 9 chunks
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((9, 4, 8, 7)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, wo, bo = (td.tensor(a, requires_grad=True) for a in (x, w, b))
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yo, yt = F.conv2d(xo, wo, bo, **kwargs), torch.nn.functional.conv2d(xt, wt, bt, **kwargs)
-    g = rng.standard_normal(yo.shape)
-    yo.backward(td.tensor(g))
+    route = "gy_columns" if w_shape[0] == 4 else "chunked"
+    with td.backends.route(conv2d=route), td.backends.record_routes() as taken:
+        yo = F.conv2d(xo, wo, bo, **kwargs)
+        g = rng.standard_normal(yo.shape)
+        yo.backward(td.tensor(g))
+    assert taken == [("conv2d", route)]
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kwargs)
     yt.backward(torch.tensor(g))
     for ours, theirs in ((yo, yt), (xo.grad, xt.grad), (wo.grad, wt.grad), (bo.grad, bt.grad)):
         np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
@@ -169,8 +174,8 @@ def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w
     (dict(stride=3, padding=1, output_padding=2), (4, 5, 2, 2), False),   # extra rows; dL/dW only
 ])
 def test_chunked_transposed_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape, x_needs_grad):
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_CHUNK_BYTES", 1)                            # one image per chunk: 9 chunks
+    from tinydl.kernels.conv import Chunked
+    monkeypatch.setattr(Chunked, "chunk_bytes", 1)                       # one image per chunk: 9 chunks
     rng = np.random.default_rng(4)
     c_out = w_shape[1] * kwargs.get("groups", 1)
     x, w, b = rng.standard_normal((9, 4, 6, 5)), rng.standard_normal(w_shape), rng.standard_normal(c_out)

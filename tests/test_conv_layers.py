@@ -132,93 +132,87 @@ def test_conv_stack_matches_torch():
     _compare(ours, theirs, _x(2, 3, 8, 8))
 
 
-@pytest.mark.parametrize("direct_max_channels", [0, 32], ids=["im2col", "direct"])
-def test_outputs_do_not_alias_scratch_buffers(monkeypatch, direct_max_channels):
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", direct_max_channels)
+@pytest.mark.parametrize("route", ["chunked", "direct"])
+def test_outputs_do_not_alias_scratch_buffers(route):
     conv = nn.Conv2d(2, 3, 3)
     x1, x2 = td.tensor(_x(2, 2, 6, 6, seed=1)), td.tensor(_x(2, 2, 6, 6, seed=2))
-    y1 = conv(x1)
-    kept = y1.detach().numpy().copy()
-    conv(x2)
-    np.testing.assert_array_equal(y1.detach().numpy(), kept)
-    with td.no_grad():
-        y3 = conv(x1)
+    with td.backends.route(conv2d=route), td.backends.record_routes() as taken:
+        y1 = conv(x1)
+        kept = y1.detach().numpy().copy()
+        conv(x2)
+        np.testing.assert_array_equal(y1.detach().numpy(), kept)
+        with td.no_grad():
+            y3 = conv(x1)
     np.testing.assert_array_equal(y3.numpy(), kept)
+    assert taken == [("conv2d", route)] * 3
 
 
 @pytest.mark.parametrize("chunk_bytes, save_limit", [(1, 1 << 30), (3 * 4 * 9 * 36 * 2, 1 << 30), (1, 0)],
                          ids=["one_image_chunks", "two_image_chunks", "columns_rebuilt"])
 def test_chunked_and_rebuilt_columns_match_torch(monkeypatch, chunk_bytes, save_limit):
-    """The batch loop (images per chunk from _CHUNK_BYTES) and the backward that rebuilds
-    the columns (layers above _SAVE_LIMIT) give the same numbers as one pass."""
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(C, "_SAVE_LIMIT", save_limit)
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                # these few channels would go direct
-    ours, theirs = _twins("Conv2d", 3, 4, 3, padding=1, groups=1)
-    _compare(ours, theirs, _x(5, 3, 6, 6))
-    ours, theirs = _twins("Conv2d", 4, 3, 3, padding=1)              # backward from gy's columns
-    _compare(ours, theirs, _x(5, 4, 6, 6))
-    ours, theirs = _twins("Conv2d", 4, 6, 3, stride=2, groups=2)
-    _compare(ours, theirs, _x(5, 4, 7, 7))
-    ours, theirs = _twins("ConvTranspose2d", 3, 4, 3, stride=2, padding=1, output_padding=1)
-    _compare(ours, theirs, _x(5, 3, 4, 4))
+    """The chunked route's batch loop (images per chunk from ``chunk_bytes``) and its
+    backward that rebuilds the columns (layers above ``save_limit``) give one pass's numbers."""
+    from tinydl.kernels.conv import Chunked
+    monkeypatch.setattr(Chunked, "chunk_bytes", chunk_bytes)
+    monkeypatch.setattr(Chunked, "save_limit", save_limit)
+    with td.backends.route(conv2d="chunked"), td.backends.record_routes() as taken:
+        ours, theirs = _twins("Conv2d", 3, 4, 3, padding=1, groups=1)
+        _compare(ours, theirs, _x(5, 3, 6, 6))
+        ours, theirs = _twins("Conv2d", 4, 6, 3, stride=2, groups=2)
+        _compare(ours, theirs, _x(5, 4, 7, 7))
+        ours, theirs = _twins("ConvTranspose2d", 3, 4, 3, stride=2, padding=1, output_padding=1)
+        _compare(ours, theirs, _x(5, 3, 4, 4))
+    with td.backends.route(conv2d="gy_columns"), td.backends.record_routes() as gy_taken:
+        ours, theirs = _twins("Conv2d", 4, 3, 3, padding=1)              # dL/dx by the chunked route on gy
+        _compare(ours, theirs, _x(5, 4, 6, 6))
+    assert {name for _, name in taken} == {"chunked"}
+    assert ("conv2d", "gy_columns") in gy_taken
 
 
-def test_saved_columns_survive_retain_graph_and_other_forwards(monkeypatch):
+def test_saved_columns_survive_retain_graph_and_other_forwards():
     """Columns kept for backward come from a pool refilled after backward: a retained
     graph must keep its own, and forwards run in between must not overwrite them."""
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)                # keep the im2col route, which saves columns
     conv = nn.Conv2d(2, 3, 3)
     x1, x2 = td.tensor(_x(2, 2, 6, 6, seed=1)), td.tensor(_x(2, 2, 6, 6, seed=2))
     g = td.tensor(_x(2, 3, 4, 4, seed=3))
-    conv(x1).backward(g)                     # fills the pool
-    expected = _np(conv.weight.grad).copy()
-    conv.zero_grad()
-    y1 = conv(x1)
-    y1.backward(g, retain_graph=True)
-    conv(x2).backward(g)                     # takes (and returns) other buffers
-    conv.zero_grad()
-    y1.backward(g)                           # second pass through the retained graph
+    with td.backends.route(conv2d="chunked"):                         # the route that keeps columns
+        conv(x1).backward(g)                     # fills the pool
+        expected = _np(conv.weight.grad).copy()
+        conv.zero_grad()
+        y1 = conv(x1)
+        y1.backward(g, retain_graph=True)
+        conv(x2).backward(g)                     # takes (and returns) other buffers
+        conv.zero_grad()
+        y1.backward(g)                           # second pass through the retained graph
     np.testing.assert_allclose(_np(conv.weight.grad), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("route", ["cols_of_x", "cols_of_gy", "direct"])
+@pytest.mark.parametrize("route", ["reference", "im2col", "chunked", "gy_columns", "direct"])
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", [
     (dict(padding=1), (3, 4, 7, 6), (5, 4, 3, 3)),
     (dict(), (2, 3, 6, 7), (4, 3, 3, 2)),                                 # no padding: the full conv pads k-1
     (dict(padding=(2, 0), dilation=(2, 3)), (2, 3, 9, 10), (2, 3, 3, 3)),
     (dict(padding="same"), (2, 3, 7, 8), (4, 3, 4, 4)),                   # asymmetric padding
-    (dict(padding=(0, 2)), (2, 2, 5, 6), (3, 2, 3, 2)),                   # pad > k-1: the usual route
-    (dict(padding=1, stride=(1, 2)), (2, 2, 5, 6), (3, 2, 3, 3)),         # strided: the usual route
+    (dict(padding=(0, 2)), (2, 2, 5, 6), (3, 2, 3, 2)),                   # pad > k-1: no full convolution
+    (dict(padding=1, stride=(1, 2)), (2, 2, 5, 6), (3, 2, 3, 3)),         # strided: the im2col routes
 ], ids=["3x3_pad1", "no_pad", "dilated", "same_even", "pad_beyond_kernel", "strided"])
 @pytest.mark.parametrize("x_needs_grad", [True, False], ids=["dx", "no_dx"])
-def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shape, x_needs_grad):
-    """Conv2d.backward uses the columns of x kept by the forward (dW) and col2im (dx),
-    or builds both gradients from the columns of gy, or runs the direct kernels
-    (kernels/direct_conv.py, for few channels). Each must give torch's gradients
-    (float64, random upstream gradient), and the route taken must be the one
-    expected: gy's columns or the direct kernels only for stride 1 and, when x
-    needs a gradient, padding no wider than the dilated kernel."""
-    import tinydl.ops.conv as C
-    monkeypatch.setattr(C, "_GY_COLUMNS_MAX_RATIO", 0 if route == "cols_of_x" else math.inf)
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 32 if route == "direct" else 0)
-    calls = []
-    for name in ("_backward_from_gy_columns", "_backward_direct"):
-        original = getattr(C.Conv2d, name)
-        monkeypatch.setattr(C.Conv2d, name, lambda ctx, gy, name=name, original=original:
-                            calls.append(name) or original(ctx, gy))
+def test_backward_routes_match_torch(route, kwargs, x_shape, w_shape, x_needs_grad):
+    """Every route of Conv2d gives torch's output and gradients (float64, random upstream
+    gradient), and runs where it applies: gy's columns and the direct kernels only for
+    stride 1 and, when x needs a gradient, padding no wider than the dilated kernel;
+    elsewhere the usual choice runs."""
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
     wo, bo = td.tensor(w, requires_grad=True), td.tensor(b, requires_grad=True)
     wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
-    yo = F.conv2d(xo, wo, bo, **kwargs)
+    scope = td.backends.reference() if route == "reference" else td.backends.route(conv2d=route)
+    with scope, td.backends.record_routes() as taken:
+        yo = F.conv2d(xo, wo, bo, **kwargs)
+        g = rng.standard_normal(yo.shape)
+        yo.backward(td.tensor(g))
     yt = torch.nn.functional.conv2d(xt, wt, bt, **kwargs)
-    g = rng.standard_normal(yo.shape)
-    yo.backward(td.tensor(g))
     yt.backward(torch.tensor(g))
     pairs = [(yo, yt), (wo.grad, wt.grad), (bo.grad, bt.grad)] + [(xo.grad, xt.grad)] * x_needs_grad
     for ours, theirs in pairs:
@@ -226,11 +220,9 @@ def test_backward_routes_match_torch(monkeypatch, route, kwargs, x_shape, w_shap
         np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-10, atol=1e-10)
     stride_1 = kwargs.get("stride", 1) == 1
     padding_allowed = kwargs.get("padding") != (0, 2) or not x_needs_grad
-    if route == "direct":
-        assert calls == ["_backward_direct"] * (stride_1 and padding_allowed)
-    else:
-        assert calls == ["_backward_from_gy_columns"] * (route == "cols_of_gy" and x_needs_grad
-                                                         and stride_1 and padding_allowed)
+    applies = {"gy_columns": stride_1 and padding_allowed and x_needs_grad,
+               "direct": stride_1 and padding_allowed}.get(route, True)
+    assert (taken == [("conv2d", route)]) == applies, taken
 
 
 def test_state_dict_keys_match_torch():
@@ -364,16 +356,16 @@ def test_pool_errors():
 
 
 # ---------------------------------------------------------------- Numba path == NumPy reference path
-def _run_both_paths(monkeypatch, fn, arrays):
-    """Outputs and input gradients of ``fn`` with the Numba kernels and with TINYDL_NO_NUMBA=1."""
+def _run_both_paths(fn, arrays):
+    """Outputs and input gradients of ``fn`` with the Numba kernels and with the reference ones."""
     results = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv("TINYDL_NO_NUMBA", flag)
-        ts = [td.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
-        outs = fn(*ts)
-        outs = outs if isinstance(outs, tuple) else (outs,)
-        g = np.random.default_rng(5).standard_normal(outs[0].shape).astype(outs[0].dtype)
-        outs[0].backward(td.tensor(g))
+    for reference in (False, True):
+        with td.backends.reference(reference):
+            ts = [td.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+            outs = fn(*ts)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            g = np.random.default_rng(5).standard_normal(outs[0].shape).astype(outs[0].dtype)
+            outs[0].backward(td.tensor(g))
         results.append([_np(o) for o in outs] + [_np(t.grad) for t in ts if t.requires_grad])
     return results
 
@@ -388,14 +380,13 @@ def _run_both_paths(monkeypatch, fn, arrays):
     ("max_pool2d", lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True), [(2, 3, 9, 8)]),
     ("avg_pool2d", lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False), [(2, 3, 9, 8)]),
 ])
-def test_numba_path_equals_numpy_reference(monkeypatch, name, fn, shapes, dtype):
-    import tinydl.ops.conv as C
-    # The im2col route's kernels at these tolerances. The direct kernels sum in another
+def test_numba_path_equals_numpy_reference(name, fn, shapes, dtype):
+    # The im2col routes' kernels at these tolerances. The direct kernels sum in another
     # order: tests/test_direct_conv.py compares them with the reference path.
-    monkeypatch.setattr(C, "_DIRECT_MAX_CHANNELS", 0)
     rng = np.random.default_rng(0)
     arrays = [rng.permutation(int(np.prod(s))).reshape(s).astype(dtype) / 7 for s in shapes]
-    fast, reference = _run_both_paths(monkeypatch, fn, arrays)
+    with td.backends.route(conv2d="chunked"):
+        fast, reference = _run_both_paths(fn, arrays)
     for a, b in zip(fast, reference):
         assert a.dtype == b.dtype
         np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)

@@ -14,7 +14,7 @@ import torch
 
 import tinydl as td
 import tinydl.nn.functional as F
-import tinydl.ops.conv as C
+import tinydl.kernels.conv as C
 from tinydl.kernels import _dispatch, direct_conv
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarnin
 
 
 def _spy(monkeypatch):
-    """Names of the direct kernels called through ops/conv.py."""
+    """Names of the direct kernels called through the direct route (kernels/conv.py)."""
     calls = []
     for name in ("conv2d_direct", "conv2d_direct_weight_grad"):
         original = getattr(C, name)

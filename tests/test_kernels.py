@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tinydl import kernels as K
+from tinydl.args import pair
 from tinydl.kernels import _dispatch
 
 # The package re-exports the function ``im2col``, which hides the submodule of
@@ -90,7 +91,7 @@ def test_im2col_numba_equals_reference(case, dtype):
 def test_col2im_numba_equals_reference(case, dtype):
     shape, k, s, p, d = case
     Ho, Wo = out_hw(case)
-    kh, kw = _dispatch.pair(k)
+    kh, kw = pair(k)
     cols = rand((shape[1] * kh * kw, shape[0] * Ho * Wo), dtype, seed=1)
     ref = K.col2im_reference(cols, shape, k, s, p, d)
     fast = K.col2im_numba(cols, shape, k, s, p, d)
@@ -102,7 +103,7 @@ def torch_unfold(x, k, s, p, d):
     """PyTorch's unfold rearranged to our (C*kh*kw, N*Ho*Wo) layout; uneven padding by np.pad."""
     pt, pb, pl, pr = _dispatch.padding4(p)
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    u = TF.unfold(torch.from_numpy(xp), _dispatch.pair(k), dilation=_dispatch.pair(d), stride=_dispatch.pair(s))
+    u = TF.unfold(torch.from_numpy(xp), pair(k), dilation=pair(d), stride=pair(s))
     return u.numpy().transpose(1, 0, 2).reshape(u.shape[1], -1)
 
 
@@ -119,11 +120,11 @@ def test_col2im_matches_torch_fold(case):
     N, C, H, W = shape
     pt, pb, pl, pr = _dispatch.padding4(p)
     Ho, Wo = out_hw(case)
-    kh, kw = _dispatch.pair(k)
+    kh, kw = pair(k)
     cols = rand((C * kh * kw, N * Ho * Wo), np.float64, seed=2)
     # torch.fold wants (N, C*kh*kw, L); fold into the padded size, then crop.
     t = torch.from_numpy(np.ascontiguousarray(cols.reshape(C * kh * kw, N, Ho * Wo).transpose(1, 0, 2)))
-    folded = TF.fold(t, (H + pt + pb, W + pl + pr), (kh, kw), dilation=_dispatch.pair(d), stride=_dispatch.pair(s))
+    folded = TF.fold(t, (H + pt + pb, W + pl + pr), (kh, kw), dilation=pair(d), stride=pair(s))
     expected = folded.numpy()[:, :, pt : pt + H, pl : pl + W]
     np.testing.assert_allclose(K.col2im_reference(cols, shape, k, s, p, d), expected, rtol=1e-12, atol=1e-12)
 

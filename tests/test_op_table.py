@@ -101,6 +101,40 @@ def test_torch_parity(case, dtype):
                                    err_msg=f"gradient of input {i}")
 
 
+# Every route of the routed ops (td.backends.ROUTES) on every row of those ops: each route
+# that applies must give PyTorch's numbers in float64, and the reference route's.
+_ROUTED_OP = {"conv2d": "conv2d", "conv1d": "conv2d", "conv_transpose2d": "conv_transpose2d",
+              "conv_transpose1d": "conv_transpose2d"}
+ROUTE_CASES = [(case, op, route) for case in CASES if (op := _ROUTED_OP.get(case.name.split("/")[0]))
+               for route in td.backends.ROUTES[op]]
+
+
+def _run_route(case, arrays, grad, op, route, upstream):
+    scope = td.backends.reference() if route == "reference" else td.backends.route(**{op: route})
+    with scope, td.backends.record_routes() as taken:
+        outs, grads, _ = _run_td(case, arrays, grad, "cpu", upstream)
+    return [_host(o) for o in outs] + [None if g is None else _host(g) for g in grads], taken
+
+
+@pytest.mark.parametrize("case, op, route", ROUTE_CASES, ids=[f"{c.name}-{r}" for c, _, r in ROUTE_CASES])
+def test_every_route_matches_torch_and_the_reference(case, op, route):
+    arrays, grad = _inputs(case, np.float64)
+    t_in = _torch_inputs(arrays, grad)
+    t_outs = _as_list(case.torch_fn(*t_in))
+    upstream = _upstream([o.detach().numpy() for o in t_outs])
+    for o, v in zip(t_outs, upstream):
+        o.backward(torch.tensor(v, dtype=o.dtype), retain_graph=True)
+    got, taken = _run_route(case, arrays, grad, op, route, upstream)
+    if (op, route) not in taken:
+        pytest.skip(f"the {route} route does not apply here (ran: {taken})")
+    reference, _ = _run_route(case, arrays, grad, op, "reference", upstream)
+    expected = [t.detach().numpy() for t in t_outs] + [t_in[i].grad.numpy() for i in grad]
+    for k, (ours, ref, theirs) in enumerate(zip(got, reference, expected)):
+        assert ours.dtype == np.float64
+        np.testing.assert_allclose(ours, theirs, atol=1e-10, rtol=1e-7, err_msg=f"{route}: result {k} vs torch")
+        np.testing.assert_allclose(ours, ref, atol=1e-10, rtol=1e-7, err_msg=f"{route}: result {k} vs reference")
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_float32_stays_float32(case):
     arrays, grad = _inputs(case, np.float32)

@@ -1,5 +1,5 @@
-"""Numba's thread pool next to PyTorch's OpenMP runtime, and parallel kernels called
-from several Python threads (tinydl/kernels/_dispatch.py)."""
+"""Nothing process-wide at import; td.backends.cpu.tune() (Numba's thread pool next to
+PyTorch's OpenMP runtime); parallel kernels called from several Python threads."""
 import os
 import subprocess
 import sys
@@ -22,38 +22,64 @@ def run_child(code, **env_overrides):
     return done.stdout.split()
 
 
+def test_import_changes_nothing_process_wide():
+    """``import tinydl`` (and a convolution, untuned) leaves the environment, Numba's
+    threading layer and OpenBLAS's thread count as they were."""
+    out = run_child("""
+        import os, numba
+        before = dict(os.environ)
+        import numpy as np
+        from tinydl.kernels import _threads
+        blas = _threads._blas_controls()
+        threads_before = blas[1]() if blas else -1
+        import tinydl, tinydl.nn.functional as F
+        after_import = dict(os.environ)
+        x = tinydl.randn(64, 16, 32, 32, requires_grad=True)
+        y = F.conv2d(x, tinydl.randn(16, 16, 3, 3), padding=1)
+        y.backward(tinydl.randn(*y.shape))
+        changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+        print(after_import == before, changed or "none", numba.config.THREADING_LAYER,
+              (blas[1]() if blas else -1) == threads_before, tinydl.backends.cpu.is_tuned())
+    """)
+    assert out == ["True", "none", "default", "True", "False"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-def test_torch_imported_first_switches_numba_to_its_own_pool():
+def test_tune_after_torch_switches_numba_to_its_own_pool():
     out = run_child("""
         import torch
-        from tinydl.kernels import _dispatch
-        openmp_before = _dispatch._openmp_already_loaded()
+        import tinydl
+        from tinydl.backends.cpu import _openmp_loaded
+        openmp_before = _openmp_loaded()
+        print(openmp_before, tinydl.backends.cpu.tune()["threading_layer"])
         import numba, numpy as np
-        from tinydl.kernels import relu_forward_numba
+        from tinydl.kernels import _dispatch, relu_forward_numba
         relu_forward_numba(np.ones(_dispatch.PARALLEL_MIN_SIZE, np.float32))    # big enough for the threads
-        print(openmp_before, numba.threading_layer())
+        print(numba.threading_layer())
     """)
     if out[0] != "True":
         pytest.skip("this torch build loads no OpenMP runtime at import")
-    assert out[1] == "workqueue"
+    assert out[1:] == ["workqueue", "workqueue"]
 
 
-def test_tinydl_first_keeps_numbas_default_and_passive_openmp():
+def test_tune_first_keeps_numbas_default_and_makes_openmp_passive():
     out = run_child("""
         import tinydl, numba, os
+        settings = tinydl.backends.cpu.tune()
         import torch
-        print(numba.config.THREADING_LAYER, os.environ["OMP_WAIT_POLICY"])
+        print(numba.config.THREADING_LAYER, os.environ["OMP_WAIT_POLICY"], settings["chunk_workers"])
     """)
-    assert out == ["default", "PASSIVE"]
+    assert out == ["default", "PASSIVE", "True"]
 
 
 def test_an_explicit_user_choice_wins():
     out = run_child("""
         import torch
-        import tinydl, numba
-        print(numba.config.THREADING_LAYER)
+        import tinydl, numba, os
+        tinydl.backends.cpu.tune()
+        print(numba.config.THREADING_LAYER, os.environ["OMP_WAIT_POLICY"])
     """, OMP_WAIT_POLICY="ACTIVE")
-    assert out == ["default"]
+    assert out == ["default", "ACTIVE"]
 
 
 def test_parallel_kernels_from_many_threads_on_the_workqueue_pool():

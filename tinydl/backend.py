@@ -11,8 +11,6 @@ receives a GPU array (that would copy it to the host behind our back).
 CuPy is optional (the ``[gpu]`` extra). It is imported lazily, the first time
 something asks about CUDA, so ``import tinydl`` stays fast and works without it.
 """
-import os
-
 import numpy as np
 
 _cupy = None            # the cupy module once imported, False if unavailable
@@ -117,6 +115,11 @@ def to_device(array, device):
         return cp.asarray(array)
 
 
+def to_host(array):
+    """A NumPy array of ``array`` (numpy, cupy or a Python value): the one host copy."""
+    return to_device(array, "cpu")
+
+
 def array_module_for(device):
     """The array module that holds data on ``device``."""
     return cupy_module() if parse_device(device).type == "cuda" else np
@@ -148,8 +151,3 @@ def get_rng_state():
 
 def set_rng_state(state):
     _np_rng.bit_generator.state = state
-
-
-def numba_enabled():
-    """False when TINYDL_NO_NUMBA=1 selects the NumPy reference kernels."""
-    return os.environ.get("TINYDL_NO_NUMBA", "0") != "1"   # read on every call: tests flip it

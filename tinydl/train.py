@@ -51,7 +51,7 @@ import numpy as np
 
 from . import backend
 from .autograd import no_grad
-from .backend import get_array_module
+from .backend import get_array_module, to_host
 from .nn import functional as F
 from .tensor import Tensor
 
@@ -117,11 +117,6 @@ def topk_correct(logits, target, ks=(1, 5)):
     return [((rank < k) & valid).sum() for k in ks]
 
 
-def _host(value):
-    """A device scalar/array as a NumPy value (one transfer)."""
-    return backend.to_device(value, "cpu")
-
-
 def _split_outputs(out):
     """(main logits, [auxiliary logits]) of a model's output: GoogLeNet and Inception v3
     return a namedtuple (logits, aux...) in training mode."""
@@ -155,9 +150,9 @@ def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
     if n == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     xp = get_array_module(batch_losses[0])
-    losses = _host(xp.stack(batch_losses)).astype(np.float64)
+    losses = to_host(xp.stack(batch_losses)).astype(np.float64)
     return {"loss": float(losses @ np.asarray(sizes, np.float64) / n),
-            "acc": int(_host(correct1)) / n, f"top{topk}": int(_host(correctk)) / n}
+            "acc": int(to_host(correct1)) / n, f"top{topk}": int(to_host(correctk)) / n}
 
 
 def evaluate(model, images, labels, batch_size=500, device="cpu"):
@@ -328,17 +323,17 @@ class Trainer:
             sizes.append(len(y))
             correct = correct + topk_correct(logits, y, (1,))[0]
             if bar is not None and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(_host(loss.data)):.4f}", acc=f"{int(_host(correct)) / sum(sizes):.3f}")
+                bar.set_postfix(loss=f"{float(to_host(loss.data)):.4f}", acc=f"{int(to_host(correct)) / sum(sizes):.3f}")
         if bar is not None:
             bar.close()
         if not losses:
             raise ValueError("Trainer: the train loader yielded no batches")
         xp = get_array_module(losses[0])
-        values = _host(xp.stack(losses)).astype(np.float64)
+        values = to_host(xp.stack(losses)).astype(np.float64)
         self.step_losses.extend(values.tolist())
         n = sum(sizes)
         return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
-                "train_acc": int(_host(correct)) / n}
+                "train_acc": int(to_host(correct)) / n}
 
     def evaluate(self, loader=None):
         """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""

@@ -49,6 +49,7 @@ import threading
 import numpy as np
 
 from .. import backend
+from ..args import pair
 from ..tensor import Tensor
 
 __all__ = [
@@ -152,12 +153,10 @@ def _check_image(img, who):
     return img
 
 
-def _pair(size, who):
-    """int -> (size, size); (h, w) -> (h, w)."""
-    if isinstance(size, numbers.Integral):
-        size = (int(size), int(size))
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) <= 0:
+def _size(size, who):
+    """A positive output size: int -> (size, size); (h, w) -> (h, w)."""
+    size = pair(size, "size", who)
+    if min(size) <= 0:
         raise ValueError(f"{who}: size must be a positive int or (h, w), got {size}")
     return size
 
@@ -384,7 +383,7 @@ def resize(img, size, interpolation="bilinear", max_size=None):
             new_short, new_long = int(max_size * new_short / new_long), int(max_size)
         new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
     else:
-        new_h, new_w = _pair(size, "Resize")
+        new_h, new_w = _size(size, "Resize")
     if (new_h, new_w) == (h, w):
         return img.copy()
     out = _cv2().resize(np.ascontiguousarray(img), (new_w, new_h), interpolation=_interpolation(interpolation))
@@ -400,7 +399,7 @@ class Resize(Transform):
 
     def __init__(self, size, interpolation="bilinear", max_size=None):
         if not isinstance(size, numbers.Integral):
-            _pair(size, "Resize")
+            _size(size, "Resize")
         self.size, self.interpolation, self.max_size = size, interpolation, max_size
 
     def __call__(self, img, rng=None):
@@ -442,7 +441,7 @@ class CenterCrop(Transform):
     """The central ``size`` crop (zero-padded first if the image is smaller, as torchvision)."""
 
     def __init__(self, size):
-        self.size = _pair(size, "CenterCrop")
+        self.size = _size(size, "CenterCrop")
 
     def __call__(self, img, rng=None):
         img = _check_image(img, "CenterCrop")
@@ -468,7 +467,7 @@ class RandomCrop(RandomTransform):
     def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant",
                  generator=None):
         super().__init__(generator)
-        self.size = _pair(size, "RandomCrop")
+        self.size = _size(size, "RandomCrop")
         if padding is not None:
             _padding4(padding, "RandomCrop")
         self.padding, self.pad_if_needed, self.fill, self.padding_mode = padding, pad_if_needed, fill, padding_mode
@@ -505,7 +504,7 @@ class RandomResizedCrop(RandomTransform):
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation="bilinear",
                  generator=None):
         super().__init__(generator)
-        self.size = _pair(size, "RandomResizedCrop")
+        self.size = _size(size, "RandomResizedCrop")
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
             raise ValueError(f"RandomResizedCrop: scale {scale} and ratio {ratio} must be (min, max)")
         self.scale, self.ratio, self.interpolation = tuple(scale), tuple(ratio), interpolation
@@ -826,7 +825,7 @@ class GaussianBlur(RandomTransform):
 
     def __init__(self, kernel_size, sigma=(0.1, 2.0), generator=None):
         super().__init__(generator)
-        self.kernel_size = _pair(kernel_size, "GaussianBlur")
+        self.kernel_size = _size(kernel_size, "GaussianBlur")
         if any(k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f"GaussianBlur: kernel_size must be odd, got {self.kernel_size}")
         self.sigma = (float(sigma), float(sigma)) if isinstance(sigma, numbers.Number) else tuple(sigma)
@@ -862,7 +861,7 @@ class FiveCrop(Transform):
     """
 
     def __init__(self, size):
-        self.size = _pair(size, "FiveCrop")
+        self.size = _size(size, "FiveCrop")
 
     def __call__(self, img, rng=None):
         return np.stack(_five_crops(_check_image(img, "FiveCrop"), self.size))
@@ -873,7 +872,7 @@ class TenCrop(Transform):
     ``vertical_flip``): (10, h, w, C). AlexNet's test-time augmentation."""
 
     def __init__(self, size, vertical_flip=False):
-        self.size = _pair(size, "TenCrop")
+        self.size = _size(size, "TenCrop")
         self.vertical_flip = vertical_flip
 
     def __call__(self, img, rng=None):

@@ -15,7 +15,7 @@ numbers (bit-identical on the CPU).
     run_chunks             a convolution's chunks of images spread over the cores
     activation             ReLU forward and backward (fused, parallel)
 """
-from ._dispatch import clear_workspace, is_cupy, use_numba, workspace
+from ._dispatch import clear_workspace, use_numba, workspace
 from ._threads import chunk_workers, run_chunks, worker_key
 from .im2col import (
     col2im,

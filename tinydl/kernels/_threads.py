@@ -1,45 +1,21 @@
 """Spread the chunks of a convolution over the cores: one thread per core, each
 running whole chunks with single-threaded kernels.
 
-Why
----
-A convolution on the CPU is a loop over chunks of images: im2col (a Numba
-kernel), a GEMM (OpenBLAS), then a copy into the output (NumPy). Each step used
-to be parallel on its own, and the two thread pools took turns: OpenBLAS's
-threads spin for a while after every GEMM, and on a small machine the spinning
-threads took cores from Numba's threads that ran the next im2col, and the
-reverse. Measured on 2 cores, a ResNet-20 training step (batch 128) ran only
-1.2-1.45x faster on 2 threads than on 1, while PyTorch's ran 1.8x faster. On
-one thread tinydl took 1.13x PyTorch's time; on two, 1.7-1.9x.
+Why: im2col (Numba), the GEMM (OpenBLAS) and the output copy, each parallel on its
+own, leave two thread pools taking turns, and OpenBLAS's spinning threads take the
+cores the next im2col needs. Whole chunks per core keep every core busy.
 
-How
----
-``run_chunks(work, chunks)`` calls ``work(chunk, worker)`` for every chunk, the
-chunks dealt round-robin to ``workers`` threads (the calling thread is worker 0).
-Inside a worker:
-  * Numba kernels run their serial twin (``_dispatch.njit`` compiles one per
-    parallel kernel, without the GIL): ``for_this_thread`` picks it;
-  * OpenBLAS runs on one thread: its thread count is set to 1 for the duration
-    of the call and restored after (a process-wide setting of the OpenBLAS that
-    NumPy loaded, found through ctypes);
-  * NumPy releases the GIL in matmul and in array copies, so the workers really
-    run at the same time.
-One convolution forward of 128x16x32x32 (3x3): 26.8 -> 17.6 ms; 128x32x16x16:
-16.8 -> 10.4 ms (medians, 2 cores).
+``run_chunks(work, chunks)`` calls ``work(chunk, worker)`` for every chunk, dealt
+round-robin to the workers (the calling thread is worker 0). Inside a worker, Numba
+kernels run their serial twin (``for_this_thread``) and OpenBLAS runs on one thread:
+its process-wide thread count is set to 1 while the workers run and restored after,
+which is why the workers are used only after ``td.backends.cpu.tune()`` allowed it.
+NumPy releases the GIL in matmul and in copies, so the workers really run together.
 
-``work`` must write only to its own chunk's slice of an output, or to buffers
-of its own worker (see ``worker_key``). When the OpenBLAS controls are not
-found (another BLAS, another OS), when Numba is off, when there is one chunk or
-one core, or while another thread is running chunks, everything runs in the
-calling thread, in order, with the usual parallel kernels.
-
-Every convolution with 2 MB of columns or more takes the workers (ops/conv.py:
-_batch_chunks splits it even when one chunk would hold it). Within a training
-step, a convolution that uses two-thread OpenBLAS wakes its helper thread, which
-then spins on a core while the next convolutions' workers need both: keeping
-layers with 3 chunks on the sequential path made a ResNet-20 step 6-20% slower
-(medians 628-717 against 597-625 ms). Smaller ones run sequentially, where their
-kernels are serial too (_dispatch.PARALLEL_MIN_SIZE).
+``work`` must write only to its own chunk's slice of an output, or to buffers of its
+own worker (``worker_key``). Without tuning, without the OpenBLAS controls (another
+BLAS, another OS), without Numba, with one chunk or one core, or while another thread
+is running chunks, everything runs in the calling thread, in order.
 """
 import ctypes
 import functools
@@ -48,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from ._dispatch import HAVE_NUMBA, _chunk_worker, numba, use_numba
 
-# None: one worker per thread Numba may use (NUMBA_NUM_THREADS, all cores by default).
-MAX_WORKERS = None
+# Set by td.backends.cpu.tune(): the workers change OpenBLAS's thread count while they run.
+WORKERS_ALLOWED = False
 
 
 def _openblas_thread_controls():
@@ -90,10 +66,9 @@ def _mark_worker():
 
 def chunk_workers(n_chunks):
     """How many threads ``run_chunks`` would use for ``n_chunks`` chunks."""
-    if not (HAVE_NUMBA and use_numba()) or _blas_controls() is None:
+    if not (WORKERS_ALLOWED and HAVE_NUMBA and use_numba()) or _blas_controls() is None:
         return 1
-    threads = numba.get_num_threads() if MAX_WORKERS is None else MAX_WORKERS
-    return max(1, min(threads, n_chunks, numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(numba.get_num_threads(), n_chunks, numba.config.NUMBA_NUM_THREADS))
 
 
 def worker_key(key, worker):

@@ -32,7 +32,8 @@ backward 1.5 / 12 / 47 / 196 us against 5 / 32 / 105 / 466 us.
 """
 import numpy as np
 
-from ._dispatch import array_module, for_this_thread, is_cupy, njit, prange, use_numba
+from ..backend import get_array_module, is_cupy_array
+from ._dispatch import for_this_thread, njit, prange, use_numba
 
 __all__ = [
     "relu_forward",
@@ -47,7 +48,7 @@ __all__ = [
 # --------------------------------------------------------------------------- reference (NumPy / CuPy)
 def relu_forward_reference(x):
     """``max(x, 0)``, elementwise; NaN stays NaN (as in PyTorch)."""
-    return array_module(x).maximum(x, 0)
+    return get_array_module(x).maximum(x, 0)
 
 
 def relu_backward_reference(gy, y):
@@ -97,10 +98,10 @@ def relu_backward_numba(gy, y):
 def _numba_ok(*arrays):
     """All plain C-contiguous NumPy arrays of one shape and one compiled dtype?"""
     a = arrays[0]
-    if is_cupy(a) or not use_numba(a.dtype):
+    if is_cupy_array(a) or not use_numba(a.dtype):
         return False
     return all(b.flags.c_contiguous and b.dtype == a.dtype and b.shape == a.shape
-               and not is_cupy(b) for b in arrays)
+               and not is_cupy_array(b) for b in arrays)
 
 
 def relu_forward(x):

@@ -56,7 +56,8 @@ the last bit -- enough to flip a box that sits exactly at the threshold.
 """
 import numpy as np
 
-from ._dispatch import array_module, is_cupy, njit, prange, use_numba
+from ..backend import get_array_module, is_cupy_array
+from ._dispatch import njit, prange, use_numba
 from .scatter import scatter_add
 
 __all__ = [
@@ -130,7 +131,7 @@ def argsort_descending(xp, scores):
 
 def _prepare(boxes, scores, idxs):
     """float64 boxes and category ids (zeros when None) of the boxes in score order."""
-    xp = array_module(boxes)
+    xp = get_array_module(boxes)
     order = argsort_descending(xp, scores.astype(xp.float64))
     b = xp.ascontiguousarray(boxes[order].astype(xp.float64))
     cat = xp.zeros(len(order), dtype=xp.int64) if idxs is None else idxs[order].astype(xp.int64)
@@ -141,7 +142,7 @@ def box_inter_union(b1, b2):
     """Pairwise intersection and union areas of (N, 4) and (M, 4) xyxy boxes -> two (N, M)
     arrays (box_iou, box matching and both NumPy NMS paths use it; the Numba NMS
     kernel computes the same expression per pair)."""
-    xp = array_module(b1)
+    xp = get_array_module(b1)
     lt = xp.maximum(b1[:, None, :2], b2[None, :, :2])   # (N, M, 2) top-left of the overlap
     rb = xp.minimum(b1[:, None, 2:], b2[None, :, 2:])   # (N, M, 2) bottom-right
     wh = xp.clip(rb - lt, 0, None)                      # empty overlap -> 0 wide
@@ -160,7 +161,7 @@ def _iou(b1, b2):
 def nms_reference(boxes, scores, iou_threshold, idxs=None):
     """Greedy NMS in NumPy, the readable version: returns kept indices (int64),
     by decreasing score. ``idxs``: optional category per box (batched NMS)."""
-    xp = array_module(boxes)
+    xp = get_array_module(boxes)
     order, b, cat = _prepare(boxes, scores, idxs)
     n = len(order)
     suppressed = np.zeros(n, dtype=bool)
@@ -312,12 +313,12 @@ def nms_bitmask(boxes, scores, iou_threshold, idxs=None):
     Memory: n * n / 8 bytes of mask (12,000 boxes: 18 MB). On NumPy the mask
     comes from the IoU matrix, which is how the host half is tested without a GPU.
     """
-    xp = array_module(boxes)
+    xp = get_array_module(boxes)
     order, b, cat = _prepare(boxes, scores, idxs)
     n = len(order)
     if n == 0:
         return order.astype(xp.int64)
-    if is_cupy(b):
+    if is_cupy_array(b):
         mask = _nms_mask_cupy(b, cat, iou_threshold).get()          # the one sync
     else:
         mask = _nms_mask_numpy(b, cat, iou_threshold)
@@ -328,7 +329,7 @@ def nms_bitmask(boxes, scores, iou_threshold, idxs=None):
 
 def nms_kernel(boxes, scores, iou_threshold, idxs=None):
     """Dispatch: CuPy -> :func:`nms_bitmask`, else Numba unless ``TINYDL_NO_NUMBA=1``."""
-    if is_cupy(boxes):
+    if is_cupy_array(boxes):
         return nms_bitmask(boxes, scores, iou_threshold, idxs)
     if use_numba():
         return nms_numba(boxes, scores, iou_threshold, idxs)
@@ -354,7 +355,7 @@ def roi_bins(rois, spatial_scale, output_size, height, width):
     (K, ow))`` as int64: bin (ph, pw) of RoI k covers rows [h_start, h_end) and
     columns [w_start, w_end), already clipped to the map (may be empty).
     """
-    xp = array_module(rois)
+    xp = get_array_module(rois)
     dt = rois.dtype.type
     oh, ow = output_size
     batch = rois[:, 0].astype(xp.int64)        # C's float -> int conversion truncates
@@ -393,7 +394,7 @@ def roi_pool_forward_reference(x, rois, output_size, spatial_scale):
     so it never wins, and a max below -FLT_MAX (nothing beat torchvision's
     starting value) reports -FLT_MAX and -1.
     """
-    xp = array_module(x)
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     oh, ow = output_size
     K = rois.shape[0]
@@ -528,7 +529,7 @@ def roi_pool_forward(x, rois, output_size, spatial_scale):
     """RoI max pooling of ``x`` (N, C, H, W) over ``rois`` (K, 5) in x's dtype:
     the CUDA kernel on CuPy, Numba on the CPU, the gathering reference for other
     dtypes or with ``TINYDL_NO_NUMBA=1``."""
-    if is_cupy(x):
+    if is_cupy_array(x):
         if x.dtype in _CUDA_TYPES:
             return roi_pool_forward_cupy(x, rois, output_size, spatial_scale)
     elif use_numba(x.dtype):
@@ -538,7 +539,7 @@ def roi_pool_forward(x, rois, output_size, spatial_scale):
 
 def roi_pool_backward_reference(gy, argmax, batch, x_shape):
     """``gx[batch[k], c].flat[argmax[k, c, ph, pw]] += gy[k, c, ph, pw]`` (skipping -1)."""
-    xp = array_module(gy)
+    xp = get_array_module(gy)
     N, C, H, W = x_shape
     gx = xp.zeros(N * C * H * W, dtype=gy.dtype)
     plane = (batch[:, None] * C + xp.arange(C)[None, :]) * (H * W)      # (K, C) start of each plane
@@ -614,7 +615,7 @@ def roi_pool_backward_cupy(gy, argmax, batch, x_shape):
 def roi_pool_backward(gy, argmax, batch, x_shape):
     """Gradient of RoI max pooling w.r.t. the feature map, from the forward's argmax
     (dispatched like :func:`roi_pool_forward`)."""
-    if is_cupy(gy):
+    if is_cupy_array(gy):
         if gy.dtype in _CUDA_TYPES:
             return roi_pool_backward_cupy(gy, argmax, batch, x_shape)
     elif use_numba(gy.dtype):

@@ -54,7 +54,7 @@ the im2col path.
 import numpy as np
 
 from ._dispatch import njit, numba, prange, runs_serial
-from .im2col import _fill, _gather
+from ._memory import fill_flat, gather_flat
 
 TAPS_PER_PASS = 4        # the passes below are written out for four taps ...
 OUTPUTS_PER_PASS = 2     # ... and two output channels
@@ -132,7 +132,7 @@ def _copy_into_padded(plane, x, n, pt, pl, hp, wp):
     x_flat = x.reshape(-1)
     for c in range(C):
         for r in range(H):
-            _gather(plane, (c * hp + r + pt) * wp + pl, x_flat, ((n * C + c) * H + r) * W, W, 1)
+            gather_flat(plane, (c * hp + r + pt) * wp + pl, x_flat, ((n * C + c) * H + r) * W, W, 1)
 
 
 @njit(inline="always")
@@ -204,9 +204,9 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, 
             step = 2 if _pairs_share_channels(c_out, groups) else 1
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)
-                _fill(acc[0], 0, span, bias[o])
+                fill_flat(acc[0], 0, span, bias[o])
                 if step == 2:
-                    _fill(acc[1], 0, span, bias[o + 1])
+                    fill_flat(acc[1], 0, span, bias[o + 1])
                     for t in range(0, taps.shape[1], 4):
                         _four_taps_two_outputs(acc[0], acc[1], plane, base, offsets, taps[o], taps[o + 1], t, span)
                 else:
@@ -214,7 +214,7 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, 
                         _four_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
                 for k in range(min(step, c_out - o)):
                     for r in range(Ho):
-                        _gather(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
+                        gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
 
 
 def conv2d_direct(x, weight, bias, padding, dilation, groups=1):
@@ -297,7 +297,7 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, g
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
             for o in range(c_out):
                 for r in range(Ho):
-                    _gather(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
+                    gather_flat(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
             step = 2 if _pairs_share_channels(c_out, groups) else 1
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)

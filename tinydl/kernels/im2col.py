@@ -87,8 +87,10 @@ import math
 
 import numpy as np
 
-from ._dispatch import (array_module, for_this_thread, is_cupy, njit, pair, padding4, prange, runs_serial,
-                        use_numba)
+from ..args import pair
+from ..backend import get_array_module, is_cupy_array
+from ._dispatch import for_this_thread, njit, padding4, prange, runs_serial, use_numba
+from ._memory import fill_flat, gather_flat, scatter_add_flat
 
 __all__ = [
     "conv_output_size",
@@ -175,7 +177,7 @@ def im2col_reference(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=
     whole (N, C, Ho, Wo) block; the Python loop never visits single pixels.
     Also works on CuPy arrays (used as the oracle in the GPU tests).
     """
-    xp = array_module(x)
+    xp = get_array_module(x)
     N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
         x.shape, kernel_size, stride, padding, dilation
     )
@@ -213,7 +215,7 @@ def col2im_reference(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1
     reach each pixel in (i, j) order, the same order as the Numba/CuPy versions,
     so all three give bit-identical sums.
     """
-    xp = array_module(cols)
+    xp = get_array_module(cols)
     N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo = _geometry(
         x_shape, kernel_size, stride, padding, dilation
     )
@@ -243,48 +245,6 @@ def _valid_range(offset, s, size, n_out):
     return lo, hi
 
 
-# Numba notes. The kernels index flat 1-D views with *unsigned* offsets: for a
-# signed index Numba inserts a negative-index (wraparound) check on every access,
-# which blocks vectorisation and made the first version of these kernels 3-5x
-# slower. The three helpers below are the only places that touch memory; the two
-# strided ones branch on stride 1: with a run-time stride LLVM keeps the loop
-# scalar (for the scatter-add it must even allow step 0, i.e. colliding writes);
-# the stride-1 loops vectorise, which made im2col 12-35% and col2im 5-10% faster
-# on ResNet-20's stride-1 layers (CPU-time medians, 1 thread).
-@njit(inline="always")
-def _fill(dst, start, n, value):
-    """dst[start : start + n] = value"""
-    if n <= 0:  # an empty fill still paid the vectorised loop's set-up: im2col ran
-        return  # 1.7-1.9x slower on unpadded layers, which fill nothing on every row
-    d = np.uint64(start)
-    for t in range(np.uint64(n)):
-        dst[d + t] = value
-
-
-@njit(inline="always")
-def _gather(dst, start, src, src_start, n, src_step):
-    """dst[start + t] = src[src_start + t*src_step] for t < n"""
-    d, s, step = np.uint64(start), np.uint64(src_start), np.uint64(src_step)
-    if src_step == 1:  # stride 1, the common case: a plain copy that LLVM vectorises
-        for t in range(np.uint64(n)):
-            dst[d + t] = src[s + t]
-    else:
-        for t in range(np.uint64(n)):
-            dst[d + t] = src[s + t * step]
-
-
-@njit(inline="always")
-def _scatter_add(dst, start, dst_step, src, src_start, n):
-    """dst[start + t*dst_step] += src[src_start + t] for t < n"""
-    d, step, s = np.uint64(start), np.uint64(dst_step), np.uint64(src_start)
-    if dst_step == 1:  # stride 1: with a run-time step LLVM must assume the writes may
-        for t in range(np.uint64(n)):  # collide (step 0) and cannot vectorise
-            dst[d + t] += src[s + t]
-    else:
-        for t in range(np.uint64(n)):
-            dst[d + t * step] += src[s + t]
-
-
 @njit(parallel=True, cache=True)
 def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
     # cols is (C*kh*kw, N, Ho, Wo). One task = one (row, image) pair, i.e. one
@@ -306,14 +266,14 @@ def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
         wo_lo, wo_hi = _valid_range(pl - j * dw, sw, W, Wo)
         w_first = wo_lo * sw - pl + j * dw  # input column read by output column wo_lo
         plane = task * Ho * Wo  # start of cols[r, n]
-        _fill(cols_flat, plane, ho_lo * Wo, pad_value)
-        _fill(cols_flat, plane + ho_hi * Wo, (Ho - ho_hi) * Wo, pad_value)
+        fill_flat(cols_flat, plane, ho_lo * Wo, pad_value)
+        fill_flat(cols_flat, plane + ho_hi * Wo, (Ho - ho_hi) * Wo, pad_value)
         for ho in range(ho_lo, ho_hi):
             out = plane + ho * Wo  # start of cols[r, n, ho, :]
             h = ho * sh - pt + i * dh
-            _fill(cols_flat, out, wo_lo, pad_value)
-            _gather(cols_flat, out + wo_lo, x_flat, ((n * C + c) * H + h) * W + w_first, wo_hi - wo_lo, sw)
-            _fill(cols_flat, out + wo_hi, Wo - wo_hi, pad_value)
+            fill_flat(cols_flat, out, wo_lo, pad_value)
+            gather_flat(cols_flat, out + wo_lo, x_flat, ((n * C + c) * H + h) * W + w_first, wo_hi - wo_lo, sw)
+            fill_flat(cols_flat, out + wo_hi, Wo - wo_hi, pad_value)
 
 
 @njit(parallel=True, cache=True)
@@ -342,13 +302,13 @@ def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
         q0, q1 = max(first, -shift), min(last, H * W - shift)
         for n in range(N):
             out = (r * N + n) * Ho * W
-            _fill(cols_flat, out, first, pad_value)
+            fill_flat(cols_flat, out, first, pad_value)
             if q1 > q0:
-                _gather(cols_flat, out + q0, x_flat, (n * C + c) * H * W + q0 + shift, q1 - q0, 1)
-            _fill(cols_flat, out + last, Ho * W - last, pad_value)
+                gather_flat(cols_flat, out + q0, x_flat, (n * C + c) * H * W + q0 + shift, q1 - q0, 1)
+            fill_flat(cols_flat, out + last, Ho * W - last, pad_value)
             for ho in range(ho_lo, ho_hi):
-                _fill(cols_flat, out + ho * W, wo_lo, pad_value)
-                _fill(cols_flat, out + ho * W + wo_hi, W - wo_hi, pad_value)
+                fill_flat(cols_flat, out + ho * W, wo_lo, pad_value)
+                fill_flat(cols_flat, out + ho * W + wo_hi, W - wo_hi, pad_value)
 
 
 @njit(parallel=True, cache=True)
@@ -363,7 +323,7 @@ def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
         n = task // C
         c = task - n * C
         plane = task * H * W  # start of img[n, c]
-        _fill(img_flat, plane, H * W, 0)
+        fill_flat(img_flat, plane, H * W, 0)
         for i in range(kh):
             ho_lo, ho_hi = _valid_range(pt - i * dh, sh, H, Ho)
             for j in range(kw):
@@ -372,7 +332,7 @@ def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
                 w_first = wo_lo * sw - pl + j * dw
                 for ho in range(ho_lo, ho_hi):
                     h = ho * sh - pt + i * dh
-                    _scatter_add(img_flat, plane + h * W + w_first, sw,
+                    scatter_add_flat(img_flat, plane + h * W + w_first, sw,
                                  cols_flat, ((r * N + n) * Ho + ho) * Wo + wo_lo, wo_hi - wo_lo)
 
 
@@ -534,7 +494,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0, out=N
     ``out``: optional C-contiguous buffer of the right size and dtype, overwritten
     and returned as a 2-D view (pair it with ``workspace`` to reuse memory).
     """
-    if is_cupy(x):
+    if is_cupy_array(x):
         return im2col_cupy(x, kernel_size, stride, padding, dilation, pad_value, out)
     if use_numba(x.dtype):
         return im2col_numba(x, kernel_size, stride, padding, dilation, pad_value, out)
@@ -547,7 +507,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, out=None
 
     ``out``: optional C-contiguous array of ``x_shape``; overwritten, not accumulated into.
     """
-    if is_cupy(cols):
+    if is_cupy_array(cols):
         return col2im_cupy(cols, x_shape, kernel_size, stride, padding, dilation, out)
     if use_numba(cols.dtype):
         return col2im_numba(cols, x_shape, kernel_size, stride, padding, dilation, out)

@@ -40,7 +40,8 @@ too (see ``_numba_for``).
 """
 import numpy as np
 
-from ._dispatch import array_module, for_this_thread, is_cupy, njit, prange, use_numba
+from ..backend import get_array_module, is_cupy_array
+from ._dispatch import for_this_thread, njit, prange, use_numba
 
 __all__ = [
     "batch_norm_stats",
@@ -347,7 +348,7 @@ def _numba_for(*arrays):
     (5x slower than NumPy, measured on (256, 4096)), while NumPy's reductions
     over axis 0 run along contiguous rows.
     """
-    if any(is_cupy(a) for a in arrays):
+    if any(is_cupy_array(a) for a in arrays):
         return False
     x = arrays[0]
     return (all(a.dtype == x.dtype for a in arrays) and x.size > x.shape[0] * x.shape[1]
@@ -356,7 +357,7 @@ def _numba_for(*arrays):
 
 def _cuda_for(*arrays):
     """The CUDA kernels for CuPy arrays of one dtype, float32 or float64."""
-    return (is_cupy(arrays[0]) and all(a.dtype == arrays[0].dtype for a in arrays)
+    return (is_cupy_array(arrays[0]) and all(a.dtype == arrays[0].dtype for a in arrays)
             and np.dtype(arrays[0].dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
 
 

@@ -40,8 +40,11 @@ requested padding are counted when ``count_include_pad=True``
 """
 import numpy as np
 
-from ._dispatch import array_module, for_this_thread, is_cupy, njit, pair, padding4, prange, use_numba
-from .im2col import _fill, _valid_range, col2im, im2col
+from ..args import pair
+from ..backend import get_array_module, is_cupy_array
+from ._dispatch import for_this_thread, njit, padding4, prange, use_numba
+from ._memory import fill_flat
+from .im2col import _valid_range, col2im, im2col
 from .scatter import scatter_add
 
 __all__ = [
@@ -129,7 +132,7 @@ def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilatio
     turn the winning tap (i, j) of output (ho, wo) into the pixel it read:
     h = ho*sh - pt + i*dh, w = wo*sw - pl + j*dw. Works on NumPy and CuPy arrays.
     """
-    xp = array_module(x)
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
         (H, W), kernel_size, stride, padding, dilation, ceil_mode)
@@ -378,7 +381,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     A fused loop on both devices (Numba on the CPU, a CUDA kernel on CuPy arrays);
     the im2col reference when ``TINYDL_NO_NUMBA=1`` on the CPU.
     """
-    if is_cupy(x):
+    if is_cupy_array(x):
         return max_pool2d_forward_cupy(x, kernel_size, stride, padding, dilation, ceil_mode)
     if use_numba(x.dtype):
         return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation, ceil_mode)
@@ -398,7 +401,7 @@ def max_pool2d_backward_reference(gy, indices, x_shape):
     y = x at the winning pixel, so dy/dx is 1 there and 0 elsewhere; a pixel
     that wins several (overlapping) windows collects the sum of their gradients.
     """
-    xp = array_module(gy)
+    xp = get_array_module(gy)
     N, C, H, W = x_shape
     gx = xp.zeros(N * C * H * W, dtype=gy.dtype)
     scatter_add(gx, _plane_flat_index(xp, indices, H * W), gy.reshape(-1))
@@ -414,7 +417,7 @@ def _max_pool_backward_kernel(gy, idx, gx):
     gy_flat, idx_flat, gx_flat = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
     for p in prange(P):
         plane = np.uint64(p * HW)
-        _fill(gx_flat, plane, HW, 0)
+        fill_flat(gx_flat, plane, HW, 0)
         first = np.uint64(p * L)
         for t in range(np.uint64(L)):
             gx_flat[plane + np.uint64(idx_flat[first + t])] += gy_flat[first + t]
@@ -435,7 +438,7 @@ def max_pool2d_backward_numba(gy, indices, x_shape):
 
 def max_pool2d_backward(gy, indices, x_shape):
     """Gradient of max pooling w.r.t. its input, from the forward's ``indices``."""
-    if is_cupy(gy):
+    if is_cupy_array(gy):
         return max_pool2d_backward_cupy(gy, indices, x_shape)
     if use_numba(gy.dtype):
         return max_pool2d_backward_numba(gy, indices, x_shape)
@@ -456,12 +459,12 @@ def max_unpool2d_forward(x, indices, output_size):
     CPU kernel (on the GPU the winner is unspecified, as in PyTorch). Linear in x,
     so its backward is the gather :func:`max_unpool2d_backward`.
     """
-    xp = array_module(x)
+    xp = get_array_module(x)
     N, C = x.shape[:2]
     Hout, Wout = pair(output_size, "output_size")
     _check_indices(xp, indices, Hout * Wout)
     y = xp.zeros(N * C * Hout * Wout, dtype=x.dtype)
-    if is_cupy(x):
+    if is_cupy_array(x):
         L = x.size // max(N * C, 1)
         _cuda_kernel("unpool")(xp.ascontiguousarray(x), xp.ascontiguousarray(indices), L, Hout * Wout, y)
     else:
@@ -471,10 +474,10 @@ def max_unpool2d_forward(x, indices, output_size):
 
 def max_unpool2d_backward(gy, indices):
     """Gradient of max unpooling: ``gx[n, c, i, j] = gy[n, c].flat[indices[n, c, i, j]]``."""
-    xp = array_module(gy)
+    xp = get_array_module(gy)
     N, C, Hout, Wout = gy.shape
     _check_indices(xp, indices, Hout * Wout)
-    if is_cupy(gy):
+    if is_cupy_array(gy):
         L = indices.size // max(N * C, 1)
         return _cuda_kernel("unpool_backward")(xp.ascontiguousarray(gy), xp.ascontiguousarray(indices),
                                                L, Hout * Wout)
@@ -523,7 +526,7 @@ def avg_pool2d_divisor(in_hw, kernel_size, stride=None, padding=0, ceil_mode=Fal
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """Average pooling: ``y[n, c, ho, wo] = sum of the window / divisor[ho, wo]`` (zero padding)."""
-    xp = array_module(x)
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
     cols = im2col(x.reshape(N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)
@@ -539,7 +542,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, ceil_m
     (dy/dx = 1/divisor for each cell summed); overlaps add up, padding is dropped
     -- which is col2im of ``gy / divisor`` repeated over the kh*kw taps.
     """
-    xp = array_module(gy)
+    xp = get_array_module(gy)
     N, C, H, W = x_shape
     kh, kw = pair(kernel_size, "kernel_size")
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)

@@ -9,12 +9,12 @@ backward of indexing, gather, max pooling and resampling all call it.
 """
 import numpy as np
 
-from ._dispatch import is_cupy
+from ..backend import is_cupy_array
 
 
 def scatter_add(target, index, values):
     """Add ``values`` into ``target[index]`` in place (repeats accumulate); returns ``target``."""
-    if is_cupy(target):
+    if is_cupy_array(target):
         import cupy
         cupy.add.at(target, index, values)
     else:

@@ -16,6 +16,7 @@ and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 ('reflect', 'replicate', 'circular') and then convolves without padding.
 """
 
+from ..args import ntuple
 from ..tensor import empty
 from . import init
 from .module import Module
@@ -29,13 +30,6 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 def _F():
     from . import functional   # imported when first used, as in layers.py
     return functional
-
-
-def _ntuple(value, n):
-    if isinstance(value, (tuple, list)):
-        value = tuple(value)
-        return value * n if len(value) == 1 else value
-    return (value,) * n
 
 
 class _ConvNd(Module):
@@ -55,14 +49,15 @@ class _ConvNd(Module):
             raise ValueError(f"{name}: out_channels ({out_channels}) must be divisible by groups ({groups})")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
-        kernel_size, stride, dilation = _ntuple(kernel_size, n), _ntuple(stride, n), _ntuple(dilation, n)
+        kernel_size, stride, dilation = (ntuple(v, n, arg, name) for v, arg in
+                                          ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{name}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
             if padding == "same" and any(s != 1 for s in stride):
                 raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
         else:
-            padding = _ntuple(padding, n)
+            padding = ntuple(padding, n, "padding", name)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -70,7 +65,7 @@ class _ConvNd(Module):
         self.padding = padding
         self.dilation = dilation
         self.transposed = transposed
-        self.output_padding = _ntuple(output_padding, n)
+        self.output_padding = ntuple(output_padding, n, "output_padding", name)
         self.groups = groups
         self.padding_mode = padding_mode
         # F.pad's amounts for the non-zero padding modes, last axis first

@@ -8,7 +8,7 @@ No parameters: each layer stores its settings (PyTorch's attribute names and
     y, switches = pool(x)            # switches: where each maximum came from
     x_back = unpool(y, switches)     # ZFNet's deconvnet step
 """
-from .conv import _ntuple
+from ..args import ntuple, pair
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
@@ -88,9 +88,9 @@ class AvgPool2d(Module):
 class AvgPool1d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
-        self.kernel_size = _single(kernel_size)
-        self.stride = _single(stride if (stride is not None) else kernel_size)
-        self.padding = _single(padding)
+        self.kernel_size = ntuple(kernel_size, 1)
+        self.stride = ntuple(stride if (stride is not None) else kernel_size, 1)
+        self.padding = ntuple(padding, 1)
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 
@@ -103,12 +103,6 @@ class AvgPool1d(Module):
                                self.count_include_pad)
 
 
-def _single(v):
-    return _ntuple(v, 1)
-
-
-def _pair(v):
-    return _ntuple(v, 2)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -161,9 +155,9 @@ class MaxUnpool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride if (stride is not None) else kernel_size)
-        self.padding = _pair(padding)
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride if (stride is not None) else kernel_size)
+        self.padding = pair(padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -176,9 +170,9 @@ class MaxUnpool2d(Module):
 class MaxUnpool1d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _single(kernel_size)
-        self.stride = _single(stride if (stride is not None) else kernel_size)
-        self.padding = _single(padding)
+        self.kernel_size = ntuple(kernel_size, 1)
+        self.stride = ntuple(stride if (stride is not None) else kernel_size, 1)
+        self.padding = ntuple(padding, 1)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -26,6 +26,7 @@ import numpy as np
 from ..autograd import Function, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..tensor import Tensor
+from .math import raw
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -95,16 +96,12 @@ def _reduce_backward(gy, loss, reduction, weight=None, mean_by="count", weight_g
 
 
 # ================================================================ shape checks
-def _raw(x):
-    return x.data if isinstance(x, Tensor) else x
-
-
 def _check_device(op, **tensors):
     """All tensors on the device of the first (a clear error instead of a backend crash)."""
     items = [(k, v) for k, v in tensors.items() if v is not None]
     name0, ref = items[0]
     for name, t in items[1:]:
-        if get_array_module(_raw(t)) is not get_array_module(_raw(ref)):
+        if get_array_module(raw(t)) is not get_array_module(raw(ref)):
             raise RuntimeError(f"{op}: {name0} and {name} are on different devices "
                                f"({ref.device} and {t.device})")
 
@@ -484,7 +481,7 @@ def _check_class_target(op, input, target, weight, ignore_index, allow_probabili
     if weight is not None and tuple(weight.shape) != (n_classes,):
         raise ValueError(f"{op}: weight must have one entry per class, shape ({n_classes},), "
                          f"got shape {tuple(weight.shape)}")
-    t = _raw(target)
+    t = raw(target)
     if t.dtype.kind == "f":
         if not allow_probabilities:
             raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype {t.dtype}")

@@ -11,7 +11,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
-from ..tensor import Tensor
+from .math import raw
 
 __all__ = ["batch_norm", "local_response_norm", "normalize"]
 
@@ -19,10 +19,6 @@ __all__ = ["batch_norm", "local_response_norm", "normalize"]
 def _per_channel(a, ndim):
     """A (C,) array shaped (1, C, 1, ..., 1) so it broadcasts over an ndim-D input."""
     return a.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _data(t):
-    return t.data if isinstance(t, Tensor) else t
 
 
 # ---------------------------------------------------------------- batch norm
@@ -143,8 +139,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     elif running_mean is None or running_var is None:
         raise RuntimeError("batch_norm: running_mean and running_var must be given in evaluation "
                            "mode (training=False)")
-    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean),
-                           running_var=_data(running_var), training=bool(training),
+    return BatchNorm.apply(input, weight, bias, running_mean=raw(running_mean),
+                           running_var=raw(running_var), training=bool(training),
                            momentum=momentum, eps=eps)
 
 

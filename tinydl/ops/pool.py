@@ -35,7 +35,7 @@ from ..backend import get_array_module
 from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
                        max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
-from .conv import _ntuple
+from ..args import pair, single
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
@@ -50,11 +50,11 @@ def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
     if input.ndim not in (3, 4):
         raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    kernel = _ntuple(kernel_size, 2, "kernel_size", op)
+    kernel = pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
-        else _ntuple(stride, 2, "stride", op)
-    padding = _ntuple(padding, 2, "padding", op)
-    dilation = _ntuple(dilation, 2, "dilation", op)
+        else pair(stride, "stride", op)
+    padding = pair(padding, "padding", op)
+    dilation = pair(dilation, "dilation", op)
     for name, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
         if min(v) <= 0:
             raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
@@ -313,9 +313,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
     if indices.dtype.kind not in "iu":
         raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
-    kernel = _ntuple(kernel_size, 2, "kernel_size", op)
-    stride = kernel if stride is None else _ntuple(stride, 2, "stride", op)
-    padding = _ntuple(padding, 2, "padding", op)
+    kernel = pair(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None else pair(stride, "stride", op)
+    padding = pair(padding, "padding", op)
     default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-2:], stride, padding, kernel))
     if output_size is None:
         out = default
@@ -390,17 +390,13 @@ def _check_1d(op, input):
         raise RuntimeError(f"{op}: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape {input.shape}")
 
 
-def _one(value, name, op):
-    return _ntuple(value, 1, name, op)[0]
-
-
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """As ``torch.nn.functional.max_pool1d`` (indices: positions along L)."""
     op = "max_pool1d"
     _check_1d(op, input)
     stride = kernel_size if stride is None else stride
-    out = max_pool2d(input.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)), (1, _one(stride, "stride", op)),
-                     (0, _one(padding, "padding", op)), (1, _one(dilation, "dilation", op)), ceil_mode, return_indices)
+    out = max_pool2d(input.unsqueeze(-2), (1, single(kernel_size, "kernel_size", op)), (1, single(stride, "stride", op)),
+                     (0, single(padding, "padding", op)), (1, single(dilation, "dilation", op)), ceil_mode, return_indices)
     if return_indices:
         return out[0].squeeze(-2), out[1].squeeze(-2)
     return out.squeeze(-2)
@@ -411,22 +407,22 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     op = "avg_pool1d"
     _check_1d(op, input)
     stride = kernel_size if stride is None else stride
-    out = avg_pool2d(input.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)), (1, _one(stride, "stride", op)),
-                     (0, _one(padding, "padding", op)), ceil_mode, count_include_pad)
+    out = avg_pool2d(input.unsqueeze(-2), (1, single(kernel_size, "kernel_size", op)), (1, single(stride, "stride", op)),
+                     (0, single(padding, "padding", op)), ceil_mode, count_include_pad)
     return out.squeeze(-2)
 
 
 def adaptive_avg_pool1d(input, output_size):
     """As ``torch.nn.functional.adaptive_avg_pool1d``."""
     _check_1d("adaptive_avg_pool1d", input)
-    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _one(output_size, "output_size", "adaptive_avg_pool1d"))
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, single(output_size, "output_size", "adaptive_avg_pool1d"))
                                ).squeeze(-2)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices=False):
     """As ``torch.nn.functional.adaptive_max_pool1d``."""
     _check_1d("adaptive_max_pool1d", input)
-    out = adaptive_max_pool2d(input.unsqueeze(-2), (1, _one(output_size, "output_size", "adaptive_max_pool1d")),
+    out = adaptive_max_pool2d(input.unsqueeze(-2), (1, single(output_size, "output_size", "adaptive_max_pool1d")),
                               return_indices)
     if return_indices:
         return out[0].squeeze(-2), out[1].squeeze(-2)
@@ -440,5 +436,5 @@ def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_siz
     stride = kernel_size if stride is None else stride
     if output_size is not None:
         output_size = (1, tuple(output_size)[-1])
-    return max_unpool2d(input.unsqueeze(-2), indices.unsqueeze(-2), (1, _one(kernel_size, "kernel_size", op)),
-                        (1, _one(stride, "stride", op)), (0, _one(padding, "padding", op)), output_size).squeeze(-2)
+    return max_unpool2d(input.unsqueeze(-2), indices.unsqueeze(-2), (1, single(kernel_size, "kernel_size", op)),
+                        (1, single(stride, "stride", op)), (0, single(padding, "padding", op)), output_size).squeeze(-2)

@@ -13,7 +13,7 @@ Run it in float64: in float32 the rounding error of L swamps eps.
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import get_array_module
+from ..backend import get_array_module, to_host
 from ..tensor import Tensor
 
 
@@ -65,7 +65,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
 
     for i in checked:
         x = inputs[i]
-        analytic = np.zeros(x.shape) if x.grad is None else _host(x.grad.data)
+        analytic = np.zeros(x.shape) if x.grad is None else to_host(x.grad.data)
         numeric = np.zeros(x.shape)
         with no_grad():
             for idx in np.ndindex(*x.shape):   # indexing, not a flat view: strided inputs work too
@@ -89,7 +89,3 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
                 raise GradcheckError(msg)
             return False
     return True
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)

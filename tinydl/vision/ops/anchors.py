@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ...backend import get_array_module, rng_for
+from ...backend import get_array_module, rng_for, to_host
 from .boxes import _check_boxes, _unwrap, _wrap
 from ...kernels.detection import argsort_descending, box_inter_union, nms_kernel
 
@@ -232,10 +232,6 @@ def _rng(generator, xp):
     return rng_for(xp) if generator is None else generator
 
 
-def _host(a):
-    return a if isinstance(a, np.ndarray) else a.get()
-
-
 def sample_labels(labels, batch_size_per_image=256, positive_fraction=0.5, generator=None):
     """Pick a balanced minibatch of anchors (torchvision's ``BalancedPositiveNegativeSampler``).
 
@@ -251,8 +247,8 @@ def sample_labels(labels, batch_size_per_image=256, positive_fraction=0.5, gener
         raise ValueError(f"sample_labels: labels must be 1-D, got shape {tuple(lab.shape)}")
     xp = get_array_module(lab)
     rng = _rng(generator, np)
-    pos = _host(xp.nonzero(lab >= 1)[0])
-    neg = _host(xp.nonzero(lab == 0)[0])
+    pos = to_host(xp.nonzero(lab >= 1)[0])
+    neg = to_host(xp.nonzero(lab == 0)[0])
     n_pos = min(int(batch_size_per_image * positive_fraction), len(pos))
     n_neg = min(batch_size_per_image - n_pos, len(neg))
     pos = np.sort(rng.permutation(pos)[:n_pos]).astype(np.int64)

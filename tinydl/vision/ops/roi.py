@@ -21,7 +21,7 @@ from ...autograd import Function
 from ...backend import get_array_module
 from ...kernels.detection import roi_pool_backward, roi_pool_forward
 from ...nn import Module
-from ...ops.conv import _ntuple
+from ...args import pair
 from ...tensor import Tensor
 from .boxes import _unwrap
 
@@ -49,7 +49,7 @@ class RoIPoolFunction(Function):
 
 
 def _output_size(output_size):
-    output_size = _ntuple(output_size, 2, "output_size", "roi_pool")
+    output_size = pair(output_size, "output_size", "roi_pool")
     if min(output_size) < 1:
         raise ValueError(f"roi_pool: output_size must be a positive int or (height, width), got {output_size!r}")
     return output_size

@@ -1,0 +1,103 @@
+"""Which implementation of an op runs: scoped, thread-local settings, like ``td.no_grad()``.
+
+Every op in ``tinydl/ops/`` is written as the textbook algorithm (the convolution:
+im2col, one matrix product, col2im). Faster ways of computing the same numbers
+(a direct kernel, a chunked multi-core schedule, ...) are *routes* in
+``tinydl/kernels/``, chosen by one dispatch function per op. These settings pick
+the route::
+
+    with td.backends.reference():           # the textbook ops on the NumPy reference
+        loss.backward()                     # kernels: what to step through in a debugger
+
+    with td.backends.route(conv2d="direct"):         # force a route where it applies
+        y = F.conv2d(x, w)
+
+    with td.backends.record_routes() as taken:      # which routes ran, in order
+        y = F.conv2d(x, w)
+    taken        # [('conv2d', 'direct')]
+
+``TINYDL_NO_NUMBA=1`` in the environment makes ``reference()`` the default. The
+settings belong to the thread that makes them (a DataLoader worker keeps its own),
+so two threads can run different routes at once. ``ROUTES`` lists each op's routes;
+``td.backends.cpu.tune()`` is the explicit, process-wide tuning for speed.
+"""
+import contextlib
+import os
+import threading
+
+__all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "record_routes", "note_route"]
+
+#: op -> its routes. The textbook ones: 'reference' (NumPy kernels) and 'im2col'
+#: (compiled kernels: Numba on the CPU, CUDA on the GPU); the others live in kernels/.
+ROUTES = {
+    "conv2d": ("reference", "im2col", "pointwise", "direct", "gy_columns", "chunked"),
+    "conv_transpose2d": ("reference", "im2col", "chunked"),
+    "max_pool2d": ("reference", "numba", "cuda"),
+    "batch_norm": ("reference", "numba", "cuda"),
+    "sgd": ("single_tensor", "fused_cuda"),
+}
+
+_local = threading.local()
+
+
+def is_reference():
+    """Do the textbook ops run on the NumPy reference kernels in this thread?"""
+    flag = getattr(_local, "reference", None)
+    if flag is None:
+        return os.environ.get("TINYDL_NO_NUMBA", "0") == "1"     # read per call: tests flip it
+    return flag
+
+
+@contextlib.contextmanager
+def reference(enabled=True):
+    """``with td.backends.reference():`` runs every op as written in ``tinydl/ops/``,
+    on the plain NumPy kernels (``reference(False)`` lifts it in an inner block)."""
+    previous = getattr(_local, "reference", None)
+    _local.reference = bool(enabled)
+    try:
+        yield
+    finally:
+        _local.reference = previous
+
+
+@contextlib.contextmanager
+def route(**routes):
+    """``with td.backends.route(conv2d="direct"):`` forces a route for each named op.
+    A call the route cannot compute (a direct convolution with stride 2, say) takes
+    the usual choice instead: ``record_routes`` tells which ran."""
+    for op, name in routes.items():
+        if op not in ROUTES or name not in ROUTES[op]:
+            raise ValueError(f"td.backends.route: unknown route {op}={name!r}; "
+                             f"the routes are {ROUTES.get(op, ROUTES)}")
+    previous = getattr(_local, "forced", {})
+    _local.forced = {**previous, **routes}
+    try:
+        yield
+    finally:
+        _local.forced = previous
+
+
+def forced_route(op):
+    """The route forced for ``op`` in this thread, or None."""
+    return getattr(_local, "forced", {}).get(op)
+
+
+@contextlib.contextmanager
+def record_routes():
+    """Collects ``(op, route)`` for every dispatched call in the block (this thread)."""
+    taken = []
+    recorders = getattr(_local, "recorders", ())
+    _local.recorders = recorders + (taken,)
+    try:
+        yield taken
+    finally:
+        _local.recorders = recorders
+
+
+def note_route(op, name):
+    """Called by the dispatchers: tell the open ``record_routes`` blocks."""
+    for taken in getattr(_local, "recorders", ()):
+        taken.append((op, name))
+
+
+from . import cpu  # noqa: E402  (td.backends.cpu.tune)

@@ -1,0 +1,86 @@
+"""``td.backends.cpu.tune()``: the process-wide settings that make tinydl fast on a CPU.
+
+``import tinydl`` changes nothing outside tinydl. These changes reach beyond it (other
+libraries in the process see them too), so they wait for an explicit call. The CLI,
+the Trainer, the benchmarks and the test suite make it; a script can too::
+
+    import tinydl as td
+    td.backends.cpu.tune()        # before the first parallel kernel runs, ideally
+
+What it changes, and why (figures in docs/performance.md and the commit log):
+
+* ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning. On a
+  small machine spinning threads starve the next kernel's threads. OpenMP reads it
+  once, when its runtime loads, so it works only if no OpenMP runtime is loaded yet;
+  a value the user set wins.
+* Numba's ``workqueue`` threading layer when an OpenMP runtime is already loaded
+  (torch imported first): its threads then spin, and Numba's own pool sleeps.
+* glibc ``mallopt``: arrays up to 32 MB come from the heap, and freed memory is kept,
+  so the step's big temporaries reuse mapped pages instead of page-faulting new ones.
+  The process then keeps its peak heap until it exits (``malloc=False`` skips it).
+* Convolutions run their chunks of images on all cores at once, each worker on one
+  thread with single-threaded OpenBLAS (tinydl sets OpenBLAS's thread count to 1
+  while its workers run, and restores it).
+* ``threads``: Numba's thread count (e.g. cores / ranks under mpiexec).
+"""
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["tune", "is_tuned"]
+
+_tuned = {}
+
+
+def _openmp_loaded():
+    """Is an OpenMP runtime (libgomp, shared by Numba and PyTorch) already in this process?
+    A copy vendored under another name (scikit-learn's libgomp-<hash>.so) does not count."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("/libgomp.so.1" in line for line in maps)
+    except OSError:                                      # not Linux: nothing to check
+        return False
+
+
+def _keep_freed_memory():
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3      # glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError, TypeError):         # not glibc (musl, ...)
+        return False
+
+
+def tune(threads=None, malloc=True, chunk_workers=True):
+    """Apply the settings above (each once; calling again is cheap). Returns a dict of
+    what is in force: ``wait_policy``, ``threading_layer``, ``malloc``, ``chunk_workers``,
+    ``threads``."""
+    from ..kernels import _dispatch, _threads
+
+    if "wait_policy" not in _tuned:
+        user_choice = "OMP_WAIT_POLICY" in os.environ
+        openmp = _openmp_loaded()
+        if not user_choice and not openmp:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        _tuned["wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "(the runtime's default)")
+        layer = "(Numba's default)"
+        if (_dispatch.HAVE_NUMBA and openmp and not user_choice and "NUMBA_THREADING_LAYER" not in os.environ
+                and not _dispatch.numba_threads_started()):
+            _dispatch.numba.config.THREADING_LAYER = layer = "workqueue"
+        _tuned["threading_layer"] = layer
+    if malloc and not _tuned.get("malloc"):
+        _tuned["malloc"] = _keep_freed_memory()
+    _threads.WORKERS_ALLOWED = bool(chunk_workers)
+    _tuned["chunk_workers"] = bool(chunk_workers)
+    if threads is not None and _dispatch.HAVE_NUMBA:
+        _dispatch.numba.set_num_threads(int(threads))
+    _tuned["threads"] = _dispatch.numba.get_num_threads() if _dispatch.HAVE_NUMBA else 1
+    return dict(_tuned)
+
+
+def is_tuned():
+    """Has ``tune()`` run in this process?"""
+    return bool(_tuned)

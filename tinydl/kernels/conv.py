@@ -1,0 +1,446 @@
+"""The fast routes of the convolution ops, and the one dispatcher that picks them.
+
+``tinydl/ops/conv.py`` holds the textbook Conv2d and ConvTranspose2d (im2col, one
+matrix product, col2im). Each route here computes the same numbers another way, on
+raw arrays, with the op's interface::
+
+    route.forward(x, weight, bias, geometry, needs)       -> y, saved
+    route.backward(x, weight, saved, gy, geometry, needs) -> dL/dx, dL/dW
+    (ConvTranspose2d's routes: forward(x, weight, geometry, y_shape) -> y without bias,
+     backward(x, weight, gy, geometry, needs) -> dL/dx, dL/dW)
+
+``geometry`` is (kernel, stride, padding (top, bottom, left, right), dilation, groups)
+and ``needs`` the op's ``needs_input_grad``. The routes of Conv2d:
+
+    pointwise   1x1 unpadded: one matrix product per image, no columns (any device)
+    direct      stride 1, few channels per group: kernels/direct_conv.py, no columns (CPU)
+    gy_columns  stride 1, one group: both gradients from the columns of gy, so the
+                forward keeps no columns (CPU)
+    chunked     im2col + GEMM a chunk of images at a time, into reused buffers; on the
+                CPU the chunks run on all cores at once (kernels/_threads.py), and the
+                forward's columns are kept for dL/dW in pooled buffers (any device)
+
+``conv2d_route`` picks the first route that applies and is the fast choice for the
+call (the thresholds were measured: benchmarks/bench_alone.py); ``td.backends`` can
+force a route or the textbook op (``reference()``), and records which ran.
+"""
+import math
+import threading
+
+import numpy as np
+
+from .. import backends
+from ..backend import get_array_module
+from ._dispatch import use_numba, workspace
+from ._threads import chunk_workers, run_chunks, worker_key
+from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
+from .im2col import col2im, conv_output_size, im2col
+
+__all__ = ["conv2d_route", "conv_transpose2d_route", "CONV2D_ROUTES", "CONV_TRANSPOSE2D_ROUTES"]
+
+
+# ---------------------------------------------------------------- shared pieces
+def grouped(a, groups):
+    """(G*M, P) -> (G, M, P): a free view; group g's rows are one contiguous block."""
+    return a.reshape(groups, a.shape[0] // groups, a.shape[1])
+
+
+def gemm(a, b, out=None):
+    """Batched over groups: (G, M, K) @ (G, K, P) -> (G, M, P); a plain 2-D GEMM when G = 1."""
+    xp = get_array_module(a)
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return xp.matmul(a, b, out=out)
+
+
+def _scratch(xp, shape, dtype, key):
+    """A reused buffer on the CPU (valid until the next request with ``key``); fresh on the GPU."""
+    return workspace(shape, dtype, key) if xp is np else xp.empty(shape, dtype=dtype)
+
+
+def _channels_first(x, key):
+    """(N, C, H, W) -> (C, N*H*W), copied into a scratch buffer: the layout of cols' columns."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = _scratch(xp, (c, n, h * w), x.dtype, key)
+    out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
+    return out.reshape(c, n * h * w)
+
+
+def _batch_first(y2, out, bias=None):
+    """y2 (C, N*L) + bias into ``out`` (N, C, ...); the bias goes in before the transposing
+    copy, where NumPy's broadcast add is slow."""
+    n, c = out.shape[:2]
+    if bias is not None:
+        y2 += bias.reshape(c, 1)
+    out.reshape(n, c, -1)[...] = y2.reshape(c, n, -1).transpose(1, 0, 2)
+    return out
+
+
+def _full_padding_fits(padding, kernel, dilation):
+    """Is the padding no wider than the dilated kernel? Then gy padded to the "full"
+    size (dilation*(k-1) - padding on each side) is never cropped."""
+    pt, pb, pl, pr = padding
+    return max(pt, pb) <= dilation[0] * (kernel[0] - 1) and max(pl, pr) <= dilation[1] * (kernel[1] - 1)
+
+
+def full_convolution(weight, geometry):
+    """dL/dx of a stride-1 convolution as a convolution of gy (ops/conv.py, Conv2d's
+    docstring): gy's "full" padding, and W' (C, C_out/G, kh, kw) = group g's block of W,
+    flipped, with its two channel axes swapped."""
+    (kh, kw), _, (pt, pb, pl, pr), (dh, dw), groups = geometry
+    full = (dh * (kh - 1) - pt, dh * (kh - 1) - pb, dw * (kw - 1) - pl, dw * (kw - 1) - pr)
+    c_out, c_per_group = weight.shape[:2]
+    blocks = weight.reshape(groups, c_out // groups, c_per_group, kh, kw)[..., ::-1, ::-1]
+    flipped = blocks.transpose(0, 2, 1, 3, 4).reshape(groups * c_per_group, c_out // groups, kh, kw)
+    return full, get_array_module(weight).ascontiguousarray(flipped)
+
+
+# ---------------------------------------------------------------- chunks of images
+class _BufferPool:
+    """Arrays handed back after use, handed out again for the same size and dtype
+    (at most ``limit`` bytes wait; the rest goes to the garbage collector)."""
+
+    def __init__(self, limit=1 << 30):
+        self.free, self.bytes, self.limit = {}, 0, limit
+        self.lock = threading.Lock()                 # the chunk workers take buffers concurrently
+
+    def take(self, shape, dtype):
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        with self.lock:
+            waiting = self.free.get((math.prod(shape), dtype))
+            if waiting:
+                a = waiting.pop()
+                self.bytes -= a.nbytes
+                return a.reshape(shape)
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, a):
+        with self.lock:
+            if self.bytes + a.nbytes <= self.limit:
+                self.free.setdefault((a.size, a.dtype), []).append(a.reshape(-1))
+                self.bytes += a.nbytes
+
+
+_column_pool = _BufferPool()
+
+
+class SavedColumns(list):
+    """The forward's columns, one array per chunk, kept for dL/dW. When autograd drops
+    them (after backward, or with an unused graph) their buffers go back to the pool,
+    so the next step's forward writes into memory that is already mapped."""
+
+    def __del__(self):
+        for cols in self:
+            if isinstance(cols, np.ndarray):
+                _column_pool.give(cols)
+
+
+def _batch_chunks(xp, n, bytes_per_image, chunk_bytes):
+    """Slices of the batch with at most ``chunk_bytes`` of columns each (one image at
+    least), of near-equal sizes, as many for every worker; columns of half a chunk or
+    more are split among the workers even when one chunk would hold them."""
+    if xp is not np or n == 0:
+        return [slice(0, n)]
+    per_chunk = max(1, min(n, chunk_bytes // max(bytes_per_image, 1)))
+    count = -(-n // per_chunk)
+    if count == 1 and n * bytes_per_image < chunk_bytes // 2:
+        return [slice(0, n)]
+    workers = chunk_workers(n)
+    count = min(n, -(-count // workers) * workers)
+    bounds = [i * n // count for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _add_up(parts, xp, shape, dtype):
+    """The sum of the workers' partial results (a dict worker -> array); zeros if none."""
+    total = xp.zeros(shape, dtype=dtype)
+    for part in parts.values():
+        total += part.reshape(shape)
+    return total
+
+
+def _accumulate(parts, worker, value):
+    """parts[worker] += value; ``value`` is a fresh product, so the first one is kept as is."""
+    if worker in parts:
+        parts[worker] += value
+    else:
+        parts[worker] = value
+
+
+class Chunked:
+    """im2col + one GEMM per group, a chunk of images at a time, spread over the cores."""
+
+    name = "chunked"
+    chunk_bytes = 4 << 20          # columns per chunk: still in cache when the GEMM reads them
+    save_limit = 256 << 20         # larger layers rebuild their columns in backward
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        return True
+
+    wins = applies
+
+    @classmethod
+    def convolve(cls, x, weight, bias, geometry, keep_columns=False, with_columns=None):
+        """y = conv2d(x, weight) + bias, and the chunks' columns if ``keep_columns``.
+        ``with_columns(cols, s, worker)`` sees each chunk's columns while they are in cache."""
+        (kh, kw), stride, padding, dilation, groups = geometry
+        xp = get_array_module(x)
+        n, c_out = x.shape[0], weight.shape[0]
+        ho, wo = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+        k, l = x.shape[1] * kh * kw, ho * wo
+        w3 = weight.reshape(groups, c_out // groups, -1)
+        y = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+        chunks = _batch_chunks(xp, n, k * l * x.itemsize, cls.chunk_bytes)
+        columns = SavedColumns([None] * len(chunks) if keep_columns else [])
+
+        def convolve_chunk(chunk, worker):
+            i, s = chunk
+            shape = (k, (s.stop - s.start) * l)
+            if not keep_columns:
+                out = _scratch(xp, shape, x.dtype, worker_key("conv2d.cols", worker))
+            else:
+                out = _column_pool.take(shape, x.dtype) if xp is np else None
+            cols = im2col(x[s], (kh, kw), stride, padding, dilation, out=out)
+            y2 = gemm(w3, grouped(cols, groups), out=_scratch(xp, (groups, c_out // groups, shape[1]), x.dtype,
+                                                                worker_key("conv2d.y", worker)))
+            _batch_first(y2.reshape(c_out, -1), y[s], bias)
+            if keep_columns:
+                columns[i] = cols
+            if with_columns is not None:
+                with_columns(cols, s, worker)
+
+        run_chunks(convolve_chunk, list(enumerate(chunks)))
+        return y, columns
+
+    @classmethod
+    def forward(cls, x, weight, bias, geometry, needs):
+        (kh, kw), stride, padding, dilation, _ = geometry
+        ho, wo = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+        keep = needs[1] and x.shape[0] * x.shape[1] * kh * kw * ho * wo * x.itemsize <= cls.save_limit
+        return cls.convolve(x, weight, bias, geometry, keep_columns=keep)
+
+    @classmethod
+    def backward(cls, x, weight, columns, gy, geometry, needs):
+        kernel, stride, padding, dilation, groups = geometry
+        xp = get_array_module(gy)
+        n, c_out = gy.shape[:2]
+        k, l = x.shape[1] * kernel[0] * kernel[1], gy.shape[2] * gy.shape[3]
+        w3 = weight.reshape(groups, c_out // groups, -1)
+        gx = xp.empty(x.shape, dtype=gy.dtype) if needs[0] else None
+        gw_parts = {}                                                      # worker -> its share of dL/dW
+
+        def backward_chunk(chunk, worker):
+            i, s = chunk
+            m = s.stop - s.start
+            gy2 = grouped(_channels_first(gy[s], worker_key("conv2d.gy", worker)), groups)
+            if needs[1]:
+                cols = columns[i] if columns else im2col(
+                    x[s], kernel, stride, padding, dilation,
+                    out=_scratch(xp, (k, m * l), x.dtype, worker_key("conv2d.cols", worker)))
+                _accumulate(gw_parts, worker, gemm(gy2, grouped(cols, groups).swapaxes(1, 2)))
+            if needs[0]:
+                dcols = gemm(w3.swapaxes(1, 2), gy2, out=_scratch(xp, (groups, k // groups, m * l), gy.dtype,
+                                                                  worker_key("conv2d.dcols", worker)))
+                col2im(dcols.reshape(k, -1), (m,) + x.shape[1:], kernel, stride, padding, dilation, out=gx[s])
+
+        run_chunks(backward_chunk, list(enumerate(_batch_chunks(xp, n, k * l * gy.itemsize, cls.chunk_bytes))))
+        gw = _add_up(gw_parts, xp, weight.shape, gy.dtype) if needs[1] else None
+        return gx, gw
+
+
+class GyColumns:
+    """Stride 1, one group: dL/dx as the full convolution of gy with W' (chunked), whose
+    columns of gy also give dL/dW: (dL/dW')^T = gcols @ x^T. The forward keeps no columns."""
+
+    name = "gy_columns"
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        kernel, stride, padding, dilation, groups = geometry
+        return (get_array_module(x) is np and needs[0] and groups == 1 and stride == (1, 1)
+                and _full_padding_fits(padding, kernel, dilation))
+
+    @staticmethod
+    def wins(x, weight_shape, geometry, needs):
+        """When gy's columns are no bigger than x's (3x3 'same' layers, not unpadded 5x5 ones)."""
+        kernel, stride, padding, dilation, _ = geometry
+        ho, wo = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
+        return weight_shape[0] * x.shape[2] * x.shape[3] <= weight_shape[1] * ho * wo
+
+    @staticmethod
+    def forward(x, weight, bias, geometry, needs):
+        return Chunked.convolve(x, weight, bias, geometry)
+
+    @staticmethod
+    def backward(x, weight, _, gy, geometry, needs):
+        (kh, kw), _, _, dilation, _ = geometry
+        xp = get_array_module(gy)
+        full, flipped = full_convolution(weight, geometry)
+        gw_parts = {}                                                      # worker -> its share of (dL/dW')^T
+
+        def weight_grad(gcols, s, worker):
+            _accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
+
+        gx, _ = Chunked.convolve(gy, flipped, None, ((kh, kw), (1, 1), full, dilation, 1),
+                                 with_columns=weight_grad if needs[1] else None)
+        gw = None
+        if needs[1]:
+            gw_flipped = _add_up(gw_parts, xp, (flipped[0].size, x.shape[1]), gy.dtype)   # (C_out*kh*kw, C)
+            gw = xp.ascontiguousarray(gw_flipped.reshape(-1, kh, kw, x.shape[1])[:, ::-1, ::-1].transpose(0, 3, 1, 2))
+        return gx, gw
+
+
+class Direct:
+    """Stride 1, few channels per group: kernels/direct_conv.py, no columns anywhere."""
+
+    name = "direct"
+    max_channels = 32              # per group; beyond it im2col + OpenBLAS is faster
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        kernel, stride, padding, dilation, _ = geometry
+        return (get_array_module(x) is np and use_numba(x.dtype) and stride == (1, 1)
+                and (not needs[0] or _full_padding_fits(padding, kernel, dilation)))
+
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
+        c_out, c_per_group = weight_shape[:2]
+        return c_out // geometry[4] <= cls.max_channels and (not needs[0] or c_per_group <= cls.max_channels)
+
+    @staticmethod
+    def forward(x, weight, bias, geometry, needs):
+        _, _, padding, dilation, groups = geometry
+        return conv2d_direct(x, weight, bias, padding, dilation, groups), None
+
+    @staticmethod
+    def backward(x, weight, _, gy, geometry, needs):
+        kernel, _, padding, dilation, groups = geometry
+        gy = np.ascontiguousarray(gy)                     # once, for both kernels
+        gx = gw = None
+        if needs[0]:
+            full, flipped = full_convolution(weight, geometry)
+            gx = conv2d_direct(gy, flipped, None, full, dilation, groups)
+        if needs[1]:
+            gw = conv2d_direct_weight_grad(x, gy, kernel, padding, dilation, groups)
+        return gx, gw
+
+
+class Pointwise:
+    """1x1, unpadded, one group: x subsampled by the stride is (N, C, L), and
+        y[n] = W2 @ x_s[n] + b,   dL/dx_s[n] = W2^T @ gy[n],   dL/dW2 = sum_n gy[n] @ x_s[n]^T
+    batched products straight into NCHW: no columns, no transposing copies, no col2im."""
+
+    name = "pointwise"
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        kernel, _, padding, _, groups = geometry
+        return kernel == (1, 1) and padding == (0, 0, 0, 0) and groups == 1
+
+    wins = applies
+
+    @staticmethod
+    def forward(x, weight, bias, geometry, needs):
+        xp, stride = get_array_module(x), geometry[1]
+        if stride != (1, 1):
+            x = x[:, :, ::stride[0], ::stride[1]]
+        n, c, ho, wo = x.shape
+        x3 = xp.ascontiguousarray(x).reshape(n, c, ho * wo)
+        y = xp.matmul(weight.reshape(weight.shape[0], c), x3)              # (N, C_out, L)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1)
+        return y.reshape(n, -1, ho, wo), x3
+
+    @staticmethod
+    def backward(x, weight, x3, gy, geometry, needs):
+        xp, stride = get_array_module(gy), geometry[1]
+        n, c_out = gy.shape[:2]
+        gy3 = xp.ascontiguousarray(gy).reshape(n, c_out, -1)
+        gx = gw = None
+        if needs[0]:
+            gx_s = xp.matmul(weight.reshape(c_out, -1).T, gy3).reshape((n, -1) + gy.shape[2:])
+            if stride == (1, 1):
+                gx = gx_s
+            else:
+                gx = xp.zeros(x.shape, dtype=gy.dtype)
+                gx[:, :, ::stride[0], ::stride[1]] = gx_s
+        if needs[1]:
+            gw = xp.tensordot(gy3, x3, axes=([0, 2], [0, 2])).reshape(weight.shape)
+        return gx, gw
+
+
+class ChunkedTranspose:
+    """ConvTranspose2d a chunk of images at a time, on all cores: forward GEMM + col2im per
+    chunk; backward is Chunked.convolve on gy (dL/dx), whose columns give dL/dW."""
+
+    name = "chunked"
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        return True
+
+    wins = applies
+
+    @staticmethod
+    def forward(x, weight, geometry, y_shape):
+        kernel, stride, padding, dilation, groups = geometry
+        xp = get_array_module(x)
+        n, c_in, h, w = x.shape
+        w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K/G)
+        k = w3.shape[0] * w3.shape[2]
+        y = xp.empty(y_shape, dtype=x.dtype)
+
+        def forward_chunk(s, worker):
+            x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
+            cols = gemm(w3.swapaxes(1, 2), x2, out=_scratch(xp, (groups, k // groups, x2.shape[2]), x.dtype,
+                                                            worker_key("conv_transpose2d.cols", worker)))
+            col2im(cols.reshape(k, -1), y[s].shape, kernel, stride, padding, dilation, out=y[s])
+
+        run_chunks(forward_chunk, _batch_chunks(xp, n, k * h * w * x.itemsize, Chunked.chunk_bytes))
+        return y
+
+    @staticmethod
+    def backward(x, weight, gy, geometry, needs):
+        groups = geometry[4]
+        gw_parts = {}                                                      # worker -> its share of dL/dW
+
+        def weight_grad(gcols, s, worker):
+            x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
+            _accumulate(gw_parts, worker, gemm(x2, grouped(gcols, groups).swapaxes(1, 2)))
+
+        # dL/dx is computed even when only dL/dW is wanted: its columns give dL/dW
+        gx, _ = Chunked.convolve(gy, weight, None, geometry, with_columns=weight_grad if needs[1] else None)
+        gw = _add_up(gw_parts, get_array_module(gy), weight.shape, gy.dtype) if needs[1] else None
+        return (gx if needs[0] else None), gw
+
+
+# ---------------------------------------------------------------- the dispatcher
+CONV2D_ROUTES = (Pointwise, Direct, GyColumns, Chunked)        # in order of preference
+CONV_TRANSPOSE2D_ROUTES = (ChunkedTranspose,)
+
+
+def _choose(op, routes, x, *args):
+    """The first route that applies and wins (or the forced one, where it applies);
+    None for the op's own textbook code. Tells ``td.backends.record_routes``."""
+    forced = backends.forced_route(op)
+    chosen = None
+    if not backends.is_reference() and forced != "im2col":
+        candidates = [r for r in routes if r.applies(x, *args)]
+        chosen = next((r for r in candidates if r.name == forced), None) if forced else None
+        chosen = chosen or next((r for r in candidates if r.wins(x, *args)), None)
+    name = chosen.name if chosen else ("im2col" if use_numba(x.dtype) or get_array_module(x) is not np
+                                       else "reference")
+    backends.note_route(op, name)
+    return chosen
+
+
+def conv2d_route(x, weight_shape, geometry, needs):
+    """The route for this Conv2d call (see the module docstring), or None for the textbook op."""
+    return _choose("conv2d", CONV2D_ROUTES, x, weight_shape, geometry, needs)
+
+
+def conv_transpose2d_route(x, weight_shape, geometry, needs):
+    """The route for this ConvTranspose2d call, or None for the textbook op."""
+    return _choose("conv_transpose2d", CONV_TRANSPOSE2D_ROUTES, x, weight_shape, geometry, needs)
