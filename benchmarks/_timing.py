@@ -1,11 +1,9 @@
 """Shared timing helper for the benchmarks: best-of-N wall time after warm-up.
 
-Import order. The benchmarks import torch before tinydl. PyTorch's OpenMP
-runtime then keeps its default settings. Imported after tinydl, it would inherit
-tinydl's OMP_WAIT_POLICY=PASSIVE, and that slowed PyTorch's ResNet-20 CPU step from
-481-508 ms to 554-693 ms. tinydl sees that an OpenMP runtime is already loaded and
-runs its Numba kernels on Numba's workqueue pool (tinydl/kernels/_dispatch.py).
-Each library is then timed in the setting a user who imports only it would get.
+Tuning. Every benchmark calls ``td.backends.cpu.tune()``, as the CLI and the Trainer
+do. The ones that time both libraries in one process import torch first, so PyTorch's
+OpenMP runtime keeps its defaults (tune() then puts Numba on its own workqueue pool);
+bench_alone.py times each library alone in its own process, the fair comparison.
 """
 import time
 

@@ -1,15 +1,16 @@
 """tinydl and PyTorch (CPU), each timed alone in its own process: the fair comparison.
 
-    python benchmarks/bench_alone.py [--rounds 3] [--repeat 5]
+    python benchmarks/bench_alone.py [--rounds 3] [--repeat 5] [--against OTHER_CHECKOUT]
 
-In one process the two libraries share one OpenMP runtime, and whichever is imported
-first sets how its idle threads wait (see _timing.py): PyTorch then runs either with
-tinydl's PASSIVE policy or tinydl on Numba's slower workqueue pool. Here every child
-process imports one library only and keeps its defaults. It times the rows of
+In one process the two libraries share one OpenMP runtime, and tinydl's tuning (see
+_timing.py) would change how PyTorch's idle threads wait, or put tinydl on Numba's slower
+workqueue pool. Here every child process imports one library only: PyTorch keeps its
+defaults, tinydl calls td.backends.cpu.tune() as its CLI does. It times the rows of
 bench_conv.py (the same shapes and the same random data, from the same seed),
 plus a transposed convolution, and prints them as JSON. The parent alternates a
 tinydl child and a PyTorch child ``--rounds`` times, so both see the same machine
-load. It keeps each row's best time and prints the ratio tinydl / PyTorch.
+load. It keeps each row's best time and prints the ratio tinydl / PyTorch. With
+``--against DIR`` a child of another checkout joins every round: before/after a change.
 """
 import argparse
 import json
@@ -32,6 +33,7 @@ def library(name):
     if name == "tinydl":
         import tinydl
         import tinydl.nn.functional
+        tinydl.backends.cpu.tune()
         return tinydl.tensor, tinydl.nn, tinydl.nn.functional, tinydl.optim
     import torch
     import torch.nn.functional
@@ -108,22 +110,35 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="tinydl/PyTorch child pairs (best kept)")
     parser.add_argument("--repeat", type=float, default=1.0, help="scale every row's runs per child")
+    parser.add_argument("--against", metavar="DIR",
+                        help="another tinydl checkout (say, a worktree of the commit before a change), "
+                             "timed in the same rounds: its times and the ratio this / that")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.repeat)
 
-    best = {lib: {} for lib in LIBRARIES}
+    script = os.path.abspath(__file__)
+    children = {lib: [sys.executable, script, "--child", lib] for lib in LIBRARIES}
+    if args.against:
+        children["against"] = [sys.executable, os.path.join(args.against, "benchmarks", "bench_alone.py"),
+                               "--child", "tinydl"]
+    best = {lib: {} for lib in children}
     for _ in range(args.rounds):
-        for lib in LIBRARIES:
-            done = subprocess.run([sys.executable, __file__, "--child", lib, "--repeat", str(args.repeat)],
-                                  capture_output=True, text=True, check=True)
+        for lib, command in children.items():
+            done = subprocess.run(command + ["--repeat", str(args.repeat)], capture_output=True, text=True,
+                                  check=True)
             for label, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 best[lib][label] = min(t, best[lib].get(label, float("inf")))
+    header = ("case", "tinydl ms", "torch ms", "ratio")
     rows = [(label, f"{1e3 * t:.2f}", f"{1e3 * best['torch'][label]:.2f}", f"{t / best['torch'][label]:.2f}x")
             for label, t in best["tinydl"].items()]
+    if args.against:
+        header += ("against ms", "this / against")
+        rows = [row + ((f"{1e3 * best['against'][row[0]]:.2f}", f"{best['tinydl'][row[0]] / best['against'][row[0]]:.3f}")
+                       if row[0] in best["against"] else ("-", "-")) for row in rows]
     print(f"each library alone in its own process, default threads; best of {args.rounds} children")
-    print_table(rows)
+    print_table(rows, header)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import torch                             # noqa: E402
 import torch.nn.functional as TF         # noqa: E402
 import tinydl as td                      # noqa: E402
+
+td.backends.cpu.tune()
 import tinydl.nn as nn                   # noqa: E402
 import tinydl.nn.functional as F         # noqa: E402
 from _nets import CONV_SHAPES, lenet5, resnet20  # noqa: E402

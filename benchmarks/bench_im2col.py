@@ -21,7 +21,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import tinydl.kernels as K  # noqa: E402  (import before torch: sets OMP_WAIT_POLICY first)
+import tinydl as td  # noqa: E402
+import tinydl.kernels as K  # noqa: E402
+
+td.backends.cpu.tune()  # before torch's import: OMP_WAIT_POLICY reaches the one OpenMP runtime
 from _timing import best_time, print_table  # noqa: E402
 
 import numba  # noqa: E402

@@ -14,6 +14,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tinydl as td                      # noqa: E402
+
+td.backends.cpu.tune()
 import tinydl.nn as nn                   # noqa: E402
 import tinydl.nn.functional as F         # noqa: E402
 from _timing import best_time, print_table  # noqa: E402

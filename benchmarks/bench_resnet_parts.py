@@ -41,6 +41,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import torch                         # noqa: E402
 import torch.nn.functional as TF     # noqa: E402
 import tinydl as td                  # noqa: E402
+
+td.backends.cpu.tune()
 import tinydl.nn.functional as F     # noqa: E402
 from _timing import print_table      # noqa: E402
 from _nets import resnet20            # noqa: E402

@@ -268,6 +268,7 @@ def train(args):
     if str(args.device).startswith("cuda") and not td.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
+    td.backends.cpu.tune()     # the process-wide CPU settings (sleeping OpenMP threads, ...): see its docstring
     td.manual_seed(args.seed)
     fit = FitImages()
     train_set, test_set, num_classes, about = _load_dataset(args, fit)

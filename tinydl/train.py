@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from . import backend
+from . import backend, backends
 from .autograd import no_grad
 from .backend import get_array_module, to_host
 from .nn import functional as F
@@ -252,12 +252,16 @@ class Trainer:
     config                a dict stored in log.json and the checkpoint (e.g. the CLI's flags);
                           its 'title' (if any) titles curves.png
     plot                  False: no curves.png
+    tune                  call ``td.backends.cpu.tune()``: process-wide CPU settings for speed
+                          (False leaves the process as it is)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
-                 config=None, plot=True, scheduler_interval="epoch"):
+                 config=None, plot=True, scheduler_interval="epoch", tune=True):
         from .optim.lr_scheduler import ReduceLROnPlateau
+        if tune:                   # process-wide CPU settings for speed: td.backends.cpu.tune()
+            backends.cpu.tune()
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if scheduler_interval == "step" and isinstance(scheduler, ReduceLROnPlateau):

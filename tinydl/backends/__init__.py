@@ -27,14 +27,13 @@ import threading
 
 __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "record_routes", "note_route"]
 
-#: op -> its routes. The textbook ones: 'reference' (NumPy kernels) and 'im2col'
-#: (compiled kernels: Numba on the CPU, CUDA on the GPU); the others live in kernels/.
+#: op -> the routes ``route()`` can force. The textbook ones: 'reference' (NumPy kernels)
+#: and 'im2col' (compiled kernels: Numba on the CPU, CUDA on the GPU); the others live in
+#: kernels/conv.py. Max pooling and batch norm ('reference', 'numba', 'cuda') and SGD
+#: ('single_tensor', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
     "conv2d": ("reference", "im2col", "pointwise", "direct", "gy_columns", "chunked"),
     "conv_transpose2d": ("reference", "im2col", "chunked"),
-    "max_pool2d": ("reference", "numba", "cuda"),
-    "batch_norm": ("reference", "numba", "cuda"),
-    "sgd": ("single_tensor", "fused_cuda"),
 }
 
 _local = threading.local()

@@ -2,11 +2,12 @@
 
 Each kernel has a NumPy reference (the readable one), a Numba version (parallel,
 compiled, cached on disk) and, where it matters, a CuPy version; the
-un-suffixed name dispatches: CuPy array -> CuPy, otherwise Numba unless the
-environment variable ``TINYDL_NO_NUMBA=1`` is set. All paths give the same
-numbers (bit-identical on the CPU).
+un-suffixed name dispatches: CuPy array -> CuPy, otherwise Numba unless
+``td.backends.reference()`` (or ``TINYDL_NO_NUMBA=1``) asks for the reference. All
+paths give the same numbers (bit-identical on the CPU).
 
     im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
+    conv                   the convolution ops' fast routes and their dispatcher
     direct_conv            stride-1 convolution with few channels, no columns (CPU)
     pool                   max pool (+indices, backward), max unpool, avg pool
     norm                   batch-norm per-channel statistics, affine, input gradient
@@ -14,6 +15,7 @@ numbers (bit-identical on the CPU).
     workspace              reusable scratch buffers for the big column matrices
     run_chunks             a convolution's chunks of images spread over the cores
     activation             ReLU forward and backward (fused, parallel)
+    optim                  fused optimizer steps (CUDA)
 """
 from ._dispatch import clear_workspace, use_numba, workspace
 from ._threads import chunk_workers, run_chunks, worker_key

@@ -13,6 +13,7 @@ import types
 import numpy as np
 
 from .. import backends
+from ..backend import is_cupy_array
 
 try:  # Numba is a hard dependency of tinydl, but the NumPy paths must still work without it.
     import numba
@@ -101,6 +102,17 @@ def use_numba(dtype=None):
     if not HAVE_NUMBA or backends.is_reference():
         return False
     return dtype is None or np.dtype(dtype) in NUMBA_DTYPES
+
+
+def kernel_route(op, x, numba_ok=True):
+    """'cuda', 'numba' or 'reference' for a kernel family with those three versions, on
+    array ``x``; told to ``td.backends.record_routes`` under the op's name."""
+    if is_cupy_array(x):
+        route = "cuda"
+    else:
+        route = "numba" if numba_ok and use_numba(x.dtype) else "reference"
+    backends.note_route(op, route)
+    return route
 
 
 def numba_threads_started():

@@ -7,10 +7,8 @@ columns, then multiplies. With many channels the GEMM is most of the time and
 the copy pays for itself. With few (LeNet's 6 and 16, ResNet-20's first stage's
 16) OpenBLAS runs a product of so few rows at a fraction of its speed, and
 writing and reading the columns costs as much as the product. Multiplying
-straight from the input, as PyTorch's oneDNN kernels do, needs neither.
-Measured on our 2-vCPU VM, one thread, float32: 1->6 5x5 on 32 images 0.20-0.25
-ms (30-43 GFLOP/s) against 0.5-0.7 ms for im2col + GEMM + the NCHW copy; 16->16
-3x3 'same' on 8 images 0.65-0.77 ms (49-58 GFLOP/s) against 0.96-1.1 ms.
+straight from the input, as PyTorch's oneDNN kernels do, needs neither
+(benchmarks/bench_alone.py: the conv 1->6 and 16->16 rows).
 
 The wide-row trick
 ------------------
@@ -26,8 +24,8 @@ are computed and thrown away), each tap becomes ONE long contiguous loop:
 
     acc[q] += W[o, c, i, jj] * plane[q + off(c, i, jj)]        for all q < span
 
-Long unit-stride loops are what LLVM vectorises well; short per-row loops paid
-the loop set-up on every row (an earlier direct kernel reached 8-29 GFLOP/s).
+Long unit-stride loops are what LLVM vectorises well; short per-row loops pay the
+loop set-up on every row.
 Each pass over acc takes four taps and two output channels: every loaded input
 vector feeds two accumulators, and acc is read and written once per four taps.
 The valid positions of acc (j < Wo in every row) are then copied into y.
@@ -45,11 +43,11 @@ start at that group's first plane. Two outputs share a pass (and their loads)
 when they are in the same group; depthwise convolutions (one output per group)
 run one output per pass.
 
-Where it is used: ops/conv.py (_direct_route) picks it on the CPU for stride-1
+Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for stride-1
 convolutions with few channels per group. The sums run in another order than
 the GEMM's, so results agree with the im2col path to rounding, not bit for bit;
-the tests compare both with PyTorch. The NumPy reference (TINYDL_NO_NUMBA=1) is
-the im2col path.
+the tests compare both with PyTorch. Its NumPy reference is the textbook op
+(``td.backends.reference()``).
 """
 import numpy as np
 
@@ -81,20 +79,10 @@ def _round_up(value, multiple):
     return -(-value // multiple) * multiple
 
 
-# The wide rows are computed up to a multiple of 8 positions (the extra ones are
-# thrown away like the wrapped ones; the planes get 8 zeros of slack at the end
-# for their reads), so no pass ends in a scalar remainder loop. One thread,
-# medians: 16->16 3x3 on 32x32 forward 3.45 -> 3.13 ms, dL/dW 3.14 -> 2.85 ms;
-# 32->32 on 16x16 4.29 -> 3.69 and 3.93 -> 3.25 ms. Rounding to 32 did no better.
+# Wide rows are computed up to a multiple of 8 positions: no pass ends in a scalar remainder loop.
 _VECTOR_LOOP = 8
 
-# The kernels' buffers start on a cache line, and so does every accumulator row
-# (rows of a multiple of 16 elements). Left to the allocator, the start moved
-# from process to process, and so did the speed: moving the accumulators or the
-# plane by 4 bytes took one thread from 1.18 to 1.27-1.55 ms (16->16 3x3, 16
-# images), and the serial kernel on 64 images ran 4.7 or 6.4 ms depending on
-# the process; aligned, 4.8-4.9 ms in each of five. (The parallel kernel still
-# varies between processes, 2.2-4.0 ms on two threads: that is not alignment.)
+# Buffers and accumulator rows start on a cache line: left to the allocator, speed varied by process.
 _ALIGN_BYTES = 64
 _ALIGN_SLACK = 16                                    # elements: 64 bytes even for float32
 
@@ -277,10 +265,7 @@ def _four_taps_one_output_dot(g, plane, base, offsets, t, n, out):
     out[t], out[t + 1], out[t + 2], out[t + 3] = a0, a1, a2, a3
 
 
-# fastmath: "reassoc" lets LLVM split each of the sums above over the lanes of
-# several vector registers (a sum in a fixed order cannot vectorise), "contract"
-# fuses the multiply-adds. One thread, 32 images 16->16 3x3: 19.7 ms without
-# either, 2.4 ms with reassoc, 2.0 ms with both.
+# fastmath: "reassoc" lets LLVM vectorise the dot products' sums, "contract" fuses the multiply-adds.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, gw_shares):
     # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4),

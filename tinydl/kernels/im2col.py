@@ -37,18 +37,10 @@ The layout (read this before using the kernels)
   ``y = y2.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)``: the only copies are of
   y / gy, which are kh*kw*C/O times smaller than cols.
 
-  Why this layout (measured on the shared 2-vCPU dev VM, float32; numbers are
-  noisy there, see benchmarks/bench_im2col.py):
-  - building it with the Numba kernel into a reused buffer takes 0.4 / 2.8 /
-    7.0 / 2.7 ms on the four benchmark shapes (1->6 5x5 32x32 N64; 16->16 3x3
-    32x32 N64; 64->64 3x3 56x56 N16; 256->256 3x3 14x14 N16), versus 7.0 / 54 /
-    76 / 32 ms for the (N*Ho*Wo, C*kh*kw) row layout of DeZero/Chainer (11-19x)
-    and 5.4 / 38 / 98 / 12 ms for torch.nn.functional.unfold;
-  - the three GEMMs plus the y/gy transposes cost the same as with the per-image
-    layout (N, C*kh*kw, Ho*Wo) and its batched matmuls (1.9 vs 2.1, 16.4 vs 16.7,
-    95 vs 95, 83 vs 91 ms), and every product is one 2-D GEMM: no Python loop over
-    the batch for dW, and the single large GEMM that cuBLAS prefers;
-  - pooling (N*C planes as the batch, C=1) reduces over the contiguous axis 0.
+  Why this layout (benchmarks/bench_im2col.py): the Numba kernel writes it 11-19x
+  faster than the (N*Ho*Wo, C*kh*kw) row layout of DeZero and Chainer, every conv
+  product is one 2-D GEMM (no Python loop over the batch; the one large GEMM cuBLAS
+  prefers), and pooling (N*C planes as the batch, C=1) reduces over contiguous axis 0.
 
 How the ops use it (a sketch, CPU; on the GPU pass ``out=None``)::
 
@@ -283,10 +275,8 @@ def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
     # offset for the whole plane. So a row of cols is, per image, one long copy
     # of the valid rows, after which the columns that read a neighbouring row
     # get the padding. One task = one row of cols (all images): the per-task
-    # set-up is paid K times, not K*N times, which is what makes this kernel
-    # faster than the general one on narrow planes: 8 MB of ResNet-20's columns,
-    # 2 cores (medians), 0.54 -> 0.30 ms from 16x16 planes, 1.07 -> 0.39 ms
-    # from 8x8 ones; a plain copy of 8 MB takes 0.25-0.3 ms.
+    # set-up is paid K times, not K*N times: faster than the general kernel on
+    # narrow planes (benchmarks/bench_im2col.py).
     N, C, H, W = x.shape
     K, _, Ho, _ = cols.shape
     x_flat = x.reshape(-1)
@@ -352,10 +342,8 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0,
     cols = _check_out(out, (C * kh * kw, N, Ho, Wo), x.dtype, np)
     pad_value = x.dtype.type(pad_value)
     if sh == sw == 1 and Wo == W and (W < 32 or runs_serial(cols.size)):
-        # Serial (in a chunk worker, or on small arrays), whole planes win at every
-        # width measured: 4 MB of columns from 32x32 planes 0.25-0.31 vs 0.67-0.69 ms,
-        # 56x56 0.64-0.71 vs 0.79 ms, 112x112 a tie. In parallel, with one task per
-        # row of cols, they win only on narrow rows (32x32: 0.36 vs 0.26 ms).
+        # whole planes win serially at every width, in parallel only on narrow rows
+        # (benchmarks/bench_im2col.py)
         for_this_thread(_im2col_shifted_planes_kernel, cols.size)(x, kh, kw, pt, pl, dh, dw, pad_value, cols)
     else:
         for_this_thread(_im2col_kernel, cols.size)(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols)

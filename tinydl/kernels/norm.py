@@ -41,7 +41,7 @@ too (see ``_numba_for``).
 import numpy as np
 
 from ..backend import get_array_module, is_cupy_array
-from ._dispatch import for_this_thread, njit, prange, use_numba
+from ._dispatch import for_this_thread, kernel_route, njit, prange, use_numba
 
 __all__ = [
     "batch_norm_stats",
@@ -370,9 +370,12 @@ def batch_norm_stats(x):
 
 def batch_norm_affine(x, mean, a, b):
     """y = (x - mean_c) * a_c + b_c for x (N, C, ...) and (C,) vectors mean, a, b."""
-    if _cuda_for(x):
+    route = kernel_route("batch_norm", x, _numba_for(x))        # the forward's pass: recorded
+    if route == "cuda" and _cuda_for(x):
         return batch_norm_affine_cupy(x, mean, a, b)
-    return batch_norm_affine_numba(x, mean, a, b) if _numba_for(x) else batch_norm_affine_reference(x, mean, a, b)
+    if route == "numba":
+        return batch_norm_affine_numba(x, mean, a, b)
+    return batch_norm_affine_reference(x, mean, a, b)
 
 
 def batch_norm_grad_sums(g, x, mean):

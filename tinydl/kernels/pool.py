@@ -42,7 +42,7 @@ import numpy as np
 
 from ..args import pair
 from ..backend import get_array_module, is_cupy_array
-from ._dispatch import for_this_thread, njit, padding4, prange, use_numba
+from ._dispatch import for_this_thread, kernel_route, njit, padding4, prange, use_numba
 from ._memory import fill_flat
 from .im2col import _valid_range, col2im, im2col
 from .scatter import scatter_add
@@ -381,9 +381,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     A fused loop on both devices (Numba on the CPU, a CUDA kernel on CuPy arrays);
     the im2col reference when ``TINYDL_NO_NUMBA=1`` on the CPU.
     """
-    if is_cupy_array(x):
+    route = kernel_route("max_pool2d", x)
+    if route == "cuda":
         return max_pool2d_forward_cupy(x, kernel_size, stride, padding, dilation, ceil_mode)
-    if use_numba(x.dtype):
+    if route == "numba":
         return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation, ceil_mode)
     return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
 

@@ -1,5 +1,7 @@
 """Stochastic gradient descent, with momentum, dampening, Nesterov and L2 weight decay."""
+from .. import backends
 from ..backend import is_cupy_array
+from ..kernels.optim import sgd_momentum_step_cuda
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -61,43 +63,30 @@ class SGD(Optimizer):
                              f"momentum={momentum}, dampening={group['dampening']}")
 
     def _update(self, p, grad, group):
-        lr, momentum = float(group["lr"]), float(group["momentum"])
-        dampening = float(group["dampening"])
-        x = p.data
-        if momentum != 0 and is_cupy_array(x) and "momentum_buffer" in self.state[p]:
-            # the same update as below in one CUDA kernel: on a GPU each array
-            # operation is a kernel launch, and launches, not arithmetic, bound a
-            # small network's step
-            _momentum_step_cuda()(grad, lr, momentum, dampening, float(group["weight_decay"]),
-                                  -1.0 if group["maximize"] else 1.0, bool(group["nesterov"]),
-                                  x, self.state[p]["momentum_buffer"])
-            return
-        g = self._descent_gradient(grad, x, group)
-        if momentum != 0:
-            state = self.state[p]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()   # first step: buf = g (a copy, not the grad)
-            else:
-                buf *= momentum
-                buf += g if dampening == 0 else (1 - dampening) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        x -= lr * g
+        state = self.state[p] if float(group["momentum"]) != 0 else {}    # plain SGD keeps no state
+        fused = is_cupy_array(p.data) and "momentum_buffer" in state
+        backends.note_route("sgd", "fused_cuda" if fused else "single_tensor")
+        step = _fused_sgd_cuda if fused else _single_tensor_sgd
+        step(p.data, grad, state, group, self._descent_gradient)
 
 
-_kernel = []
+def _single_tensor_sgd(x, grad, state, group, descent_gradient):
+    """The update of the class docstring on one parameter, in plain array operations."""
+    lr, momentum, dampening = float(group["lr"]), float(group["momentum"]), float(group["dampening"])
+    g = descent_gradient(grad, x, group)
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = g.copy()   # first step: buf = g (a copy, not the grad)
+        else:
+            buf *= momentum
+            buf += g if dampening == 0 else (1 - dampening) * g
+        g = g + momentum * buf if group["nesterov"] else buf
+    x -= lr * g
 
 
-def _momentum_step_cuda():
-    """x and buf updated in place by the formulas of the SGD docstring (after the first step)."""
-    if not _kernel:
-        import cupy
-        _kernel.append(cupy.ElementwiseKernel(
-            "T grad, T lr, T momentum, T dampening, T weight_decay, T sign, bool nesterov", "T x, T buf",
-            """
-            T g = sign * grad;
-            if (weight_decay != 0) g += weight_decay * x;
-            buf = momentum * buf + (1 - dampening) * g;
-            x -= lr * (nesterov ? g + momentum * buf : buf);
-            """, "tinydl_sgd_momentum_step"))
-    return _kernel[0]
+def _fused_sgd_cuda(x, grad, state, group, descent_gradient):
+    """The same update in one CUDA kernel (kernels/optim.py), from the second step on."""
+    sgd_momentum_step_cuda(grad, x, state["momentum_buffer"], float(group["lr"]), float(group["momentum"]),
+                           float(group["dampening"]), float(group["weight_decay"]), group["maximize"],
+                           group["nesterov"])

@@ -1,0 +1,117 @@
+"""td.backends: the scoped, thread-local route settings (reference(), route(),
+record_routes()) and the explicit CPU tuning. The routes' numbers are checked against
+PyTorch in tests/test_op_table.py (every conv row through every route)."""
+import threading
+
+import numpy as np
+import pytest
+
+import tinydl as td
+import tinydl.nn as nn
+import tinydl.nn.functional as F
+
+
+def _conv_route(**kwargs):
+    x, w = td.randn(2, 3, 8, 8), td.randn(4, 3, 3, 3)
+    with td.backends.record_routes() as taken:
+        F.conv2d(x, w, padding=1, **kwargs)
+    return taken[0][1]
+
+
+def test_reference_is_scoped_nested_and_restored(monkeypatch):
+    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
+    assert not td.backends.is_reference()
+    with td.backends.reference():
+        assert td.backends.is_reference() and _conv_route() == "reference"
+        with td.backends.reference(False):
+            assert not td.backends.is_reference() and _conv_route() != "reference"
+        assert td.backends.is_reference()
+    assert not td.backends.is_reference()
+
+
+def test_the_environment_variable_is_the_default(monkeypatch):
+    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
+    assert td.backends.is_reference() and _conv_route() == "reference"
+    with td.backends.reference(False):
+        assert _conv_route() == "direct"
+
+
+def test_settings_belong_to_their_thread():
+    seen = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with td.backends.route(conv2d="chunked"):
+            seen["other"] = _conv_route()
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(10)
+    with td.backends.reference():
+        seen["main"] = _conv_route()                  # while the other thread forces 'chunked'
+    release.set()
+    t.join()
+    assert seen == {"other": "chunked", "main": "reference"}
+    assert _conv_route() == "direct"                 # the default: few channels, stride 1
+
+
+def test_a_forced_route_that_cannot_run_falls_back_and_says_so():
+    with td.backends.route(conv2d="direct"):
+        assert _conv_route() == "direct"
+        assert _conv_route(stride=2) == "chunked"    # the direct kernels are stride 1 only
+    with td.backends.route(conv2d="im2col"):
+        assert _conv_route() == "im2col"             # the textbook op on the Numba kernels
+
+
+def test_unknown_routes_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"conv2d='winograd'.*direct"):
+        with td.backends.route(conv2d="winograd"):
+            pass
+    with pytest.raises(ValueError, match="unknown route"):
+        with td.backends.route(matmul="blas"):
+            pass
+
+
+def test_pooling_batch_norm_and_sgd_report_their_routes():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    opt = td.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = td.randn(2, 3, 10, 10)
+    for reference in (False, True):
+        with td.backends.reference(reference), td.backends.record_routes() as taken:
+            y = model(x)
+            y.backward(td.randn(*y.shape))
+            opt.step()
+        routes = dict(taken)
+        kernel = "reference" if reference else "numba"
+        assert routes["max_pool2d"] == routes["batch_norm"] == kernel
+        assert routes["conv2d"] == ("reference" if reference else "direct")
+        assert routes["sgd"] == "single_tensor"
+
+
+def test_tune_reports_what_it_set():
+    settings = td.backends.cpu.tune()
+    assert td.backends.cpu.is_tuned()
+    assert set(settings) == {"wait_policy", "threading_layer", "malloc", "chunk_workers", "threads"}
+    assert settings["chunk_workers"] is True and settings["threads"] >= 1
+
+
+def test_routes_give_the_same_training_step():
+    """A small CNN's step on every conv route it can take, float64, against the reference."""
+    rng = np.random.default_rng(0)
+    x, y = td.tensor(rng.standard_normal((4, 3, 12, 12))), td.tensor(rng.integers(0, 5, 4))
+
+    def grads(scope):
+        td.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1),
+                              nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Flatten(), nn.Linear(4 * 24 * 24, 5))
+        model.double()
+        with scope:
+            F.cross_entropy(model(x), y).backward()
+        return [p.grad.numpy() for p in model.parameters()]
+
+    expected = grads(td.backends.reference())
+    for route in td.backends.ROUTES["conv2d"][1:]:
+        for got, want in zip(grads(td.backends.route(conv2d=route)), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=route)
