@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _host(t):
-    return td.backend.to_device(t.data if isinstance(t, td.Tensor) else t, "cpu")
+    return td.backend.to_host(t.data if isinstance(t, td.Tensor) else t)
 
 
 def _resnet20_step(device, dtype=np.float32, batch=16, seed=0):

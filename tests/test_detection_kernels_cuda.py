@@ -26,7 +26,7 @@ def cupy():
 
 
 def host(a):
-    return a.get() if td.backend.is_cupy_array(a) else np.asarray(a)
+    return td.backend.to_host(a)
 
 
 def assert_same(name, got, want, context=""):

@@ -146,7 +146,7 @@ class Tensor:
     # ------------------------------------------------------------ conversion
     def numpy_view(self):
         """The data as a NumPy array (a host copy for 'cuda'), for printing."""
-        return self.data.get() if backend.is_cupy_array(self.data) else self.data
+        return backend.to_host(self.data)
 
     def numpy(self):
         if self.requires_grad:

@@ -22,17 +22,16 @@ import os
 
 import numpy as np
 
+from ..backend import to_host
+from ..ops.math import raw
+
 __all__ = ["to_numpy", "make_grid", "save_image", "filter_grid", "feature_map_grid",
            "label_image", "stack_panels", "top_activations", "deconv_projections"]
 
 
 def to_numpy(x):
     """A host NumPy array from a Tensor, a CuPy array or anything array-like."""
-    if hasattr(x, "numpy_view"):                 # tinydl Tensor (host copy if on 'cuda')
-        x = x.detach().numpy_view()
-    elif hasattr(x, "get") and type(x).__module__.startswith("cupy"):
-        x = x.get()
-    return np.asarray(x)
+    return np.asarray(to_host(raw(x)))
 
 
 def _as_nchw(images, op):

@@ -15,7 +15,8 @@ copy per evaluation, not per training step).
 """
 import numpy as np
 
-from ..backend import is_cupy_array
+from ..backend import to_host
+from ..ops.math import raw
 from .ops.boxes import box_iou
 
 __all__ = ["mean_average_precision", "average_precision", "mean_iou", "confusion_matrix",
@@ -24,11 +25,7 @@ __all__ = ["mean_average_precision", "average_precision", "mean_iou", "confusion
 
 def _numpy(x, dtype=None):
     """A NumPy copy of an array, Tensor, CuPy array or nested list (host side: metrics only)."""
-    if hasattr(x, "data") and hasattr(x, "requires_grad"):      # a tinydl Tensor
-        x = x.data
-    if is_cupy_array(x):
-        x = x.get()
-    return np.asarray(x, dtype=dtype)
+    return np.asarray(to_host(raw(x)), dtype=dtype)
 
 
 def _box_iou(boxes1, boxes2):
