@@ -1,4 +1,5 @@
-"""The three memory loops the Numba kernels are built from: fill, gather, scatter-add on flat views.
+"""What the Numba kernels share: three loops on flat views (fill, gather, scatter-add) and
+the range of outputs whose window reads inside the input.
 
 They index flat 1-D views with unsigned offsets (a signed index makes Numba check for
 negative indices on every access, which blocks vectorisation), and the strided ones
@@ -8,7 +9,7 @@ import numpy as np
 
 from ._dispatch import njit
 
-__all__ = ["fill_flat", "gather_flat", "scatter_add_flat"]
+__all__ = ["fill_flat", "gather_flat", "scatter_add_flat", "valid_range"]
 
 
 @njit(inline="always")
@@ -43,3 +44,13 @@ def scatter_add_flat(dst, start, dst_step, src, src_start, n):
     else:
         for t in range(np.uint64(n)):
             dst[d + t * step] += src[s + t]
+
+
+@njit(cache=True)
+def valid_range(offset, s, size, n_out):
+    """Outputs ``o`` in ``[lo, hi)`` read an in-bounds input ``o*s - offset`` in [0, size)."""
+    lo = -((-offset) // s)  # ceil(offset / s); // floors in Numba too, negatives included
+    hi = (size - 1 + offset) // s + 1  # floor((size - 1 + offset) / s) + 1
+    lo = min(max(lo, 0), n_out)
+    hi = min(max(hi, lo), n_out)
+    return lo, hi

@@ -82,7 +82,7 @@ import numpy as np
 from ..args import pair
 from ..backend import get_array_module, is_cupy_array
 from ._dispatch import for_this_thread, njit, padding4, prange, runs_serial, use_numba
-from ._memory import fill_flat, gather_flat, scatter_add_flat
+from ._memory import fill_flat, gather_flat, scatter_add_flat, valid_range
 
 __all__ = [
     "conv_output_size",
@@ -226,17 +226,6 @@ def col2im_reference(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1
 
 
 # --------------------------------------------------------------------------- Numba
-@njit(cache=True)
-def _valid_range(offset, s, size, n_out):
-    """Outputs ``o`` in ``[lo, hi)`` read an in-bounds input ``o*s - offset`` in [0, size)."""
-    # Integer // is floor division in Numba too (Python semantics, also for negatives).
-    lo = -((-offset) // s)  # ceil(offset / s)
-    hi = (size - 1 + offset) // s + 1  # floor((size - 1 + offset) / s) + 1
-    lo = min(max(lo, 0), n_out)
-    hi = min(max(hi, lo), n_out)
-    return lo, hi
-
-
 @njit(parallel=True, cache=True)
 def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
     # cols is (C*kh*kw, N, Ho, Wo). One task = one (row, image) pair, i.e. one
@@ -254,8 +243,8 @@ def _im2col_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
         j = r % kw
         # Which output rows/columns read real pixels rather than padding:
         # computed once per task so the copy loop has no bounds tests.
-        ho_lo, ho_hi = _valid_range(pt - i * dh, sh, H, Ho)
-        wo_lo, wo_hi = _valid_range(pl - j * dw, sw, W, Wo)
+        ho_lo, ho_hi = valid_range(pt - i * dh, sh, H, Ho)
+        wo_lo, wo_hi = valid_range(pl - j * dw, sw, W, Wo)
         w_first = wo_lo * sw - pl + j * dw  # input column read by output column wo_lo
         plane = task * Ho * Wo  # start of cols[r, n]
         fill_flat(cols_flat, plane, ho_lo * Wo, pad_value)
@@ -285,8 +274,8 @@ def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        ho_lo, ho_hi = _valid_range(pt - i * dh, 1, H, Ho)
-        wo_lo, wo_hi = _valid_range(pl - j * dw, 1, W, W)
+        ho_lo, ho_hi = valid_range(pt - i * dh, 1, H, Ho)
+        wo_lo, wo_hi = valid_range(pl - j * dw, 1, W, W)
         shift = (i * dh - pt) * W + (j * dw - pl)
         first, last = ho_lo * W, ho_hi * W
         q0, q1 = max(first, -shift), min(last, H * W - shift)
@@ -315,10 +304,10 @@ def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
         plane = task * H * W  # start of img[n, c]
         fill_flat(img_flat, plane, H * W, 0)
         for i in range(kh):
-            ho_lo, ho_hi = _valid_range(pt - i * dh, sh, H, Ho)
+            ho_lo, ho_hi = valid_range(pt - i * dh, sh, H, Ho)
             for j in range(kw):
                 r = (c * kh + i) * kw + j
-                wo_lo, wo_hi = _valid_range(pl - j * dw, sw, W, Wo)
+                wo_lo, wo_hi = valid_range(pl - j * dw, sw, W, Wo)
                 w_first = wo_lo * sw - pl + j * dw
                 for ho in range(ho_lo, ho_hi):
                     h = ho * sh - pt + i * dh

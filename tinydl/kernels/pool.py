@@ -43,8 +43,8 @@ import numpy as np
 from ..args import pair
 from ..backend import get_array_module, is_cupy_array
 from ._dispatch import for_this_thread, kernel_route, njit, padding4, prange, use_numba
-from ._memory import fill_flat
-from .im2col import _valid_range, col2im, im2col
+from ._memory import fill_flat, valid_range
+from .im2col import col2im, im2col
 from .scatter import scatter_add
 
 __all__ = [
@@ -170,7 +170,7 @@ def _window_taps(n_out, s, p_before, d, size, k):
     hi = np.empty(n_out, np.int64)
     for o in range(n_out):
         start[o] = o * s - p_before
-        lo[o], hi[o] = _valid_range(-start[o], d, size, k)
+        lo[o], hi[o] = valid_range(-start[o], d, size, k)
     return start, lo, hi
 
 
