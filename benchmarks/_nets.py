@@ -55,3 +55,51 @@ def resnet20(lib, functional):
             x = self.blocks(functional.relu(self.bn(self.conv(x))))
             return self.fc(self.pool(x).flatten(1))
     return ResNet20()
+
+
+def resnet50(lib, functional):
+    """ResNet-50 as torchvision builds it (v1.5: the stride on the 3x3 of a bottleneck,
+    1x1 projection shortcuts where the shape changes), 1000 classes, 25.6M parameters."""
+
+    class Bottleneck(lib.Module):
+        def __init__(self, cin, width, stride):
+            super().__init__()
+            cout = 4 * width
+            self.conv1, self.bn1 = lib.Conv2d(cin, width, 1, bias=False), lib.BatchNorm2d(width)
+            self.conv2, self.bn2 = lib.Conv2d(width, width, 3, stride, 1, bias=False), lib.BatchNorm2d(width)
+            self.conv3, self.bn3 = lib.Conv2d(width, cout, 1, bias=False), lib.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = lib.Sequential(lib.Conv2d(cin, cout, 1, stride, bias=False), lib.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = functional.relu(self.bn1(self.conv1(x)))
+            out = functional.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            return functional.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class ResNet50(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = lib.Sequential(lib.Conv2d(3, 64, 7, 2, 3, bias=False), lib.BatchNorm2d(64), lib.ReLU(),
+                                       lib.MaxPool2d(3, 2, 1))
+            blocks, cin = [], 64
+            for width, count, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+                for i in range(count):
+                    blocks.append(Bottleneck(cin, width, stride if i == 0 else 1))
+                    cin = 4 * width
+            self.blocks = lib.Sequential(*blocks)
+            self.pool = lib.AdaptiveAvgPool2d(1)
+            self.fc = lib.Linear(2048, 1000)
+
+        def forward(self, x):
+            return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
+    return ResNet50()
+
+
+def tiny_ops(x, count=400):
+    """``count`` elementwise ops on a tiny tensor, alternating * and +: the per-op cost of
+    a framework (graph recording, dispatch), not arithmetic."""
+    for i in range(count // 2):
+        x = x * 1.001 + 0.001
+    return x

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from _nets import CONV_SHAPES, lenet5, resnet20    # noqa: E402
+from _nets import CONV_SHAPES, lenet5, resnet20, resnet50, tiny_ops    # noqa: E402
 from _timing import best_time, print_table          # noqa: E402
 
 LIBRARIES = ("tinydl", "torch")
@@ -83,7 +83,9 @@ def cases(name):
 
     for label, make, shape, batch, repeat in (
             ("LeNet-5 train step batch 64", lambda lib, functional: lenet5(lib), (1, 32, 32), 64, 5),
-            ("ResNet-20 train step batch 128", resnet20, (3, 32, 32), 128, 3)):
+            ("ResNet-20 train step batch 128", resnet20, (3, 32, 32), 128, 3),
+            ("ResNet-50 train step batch 8 224x224", resnet50, (3, 224, 224), 8, 1),
+            ("overhead: ResNet-20 train step batch 1 8x8", resnet20, (3, 8, 8), 1, 20)):
         model = make(nn, F)
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         xb, yb = tensor(rand(batch, *shape)), tensor(rng.integers(0, 10, batch))
@@ -94,15 +96,21 @@ def cases(name):
             loss.backward()
             opt.step()
         rows[label] = (step, repeat)
+    x, g = tensor(rand(4), requires_grad=True), tensor(rand(4))
+
+    def tiny():
+        x.grad = None
+        tiny_ops(x).backward(g)
+    rows["overhead: 400 tiny elementwise ops fwd+bwd"] = (tiny, 20)
     return rows
 
 
-def child(name, repeat_scale):
-    """Time every row once (best of its repeats) and print the seconds as JSON."""
+def child(name, repeat_scale, only=None):
+    """Time every row (containing ``only``) once, best of its repeats; print the seconds as JSON."""
     # At least a quarter second per row: a 1 ms row then gets ~200 runs instead of 5, and
     # its best time no longer depends on whether one of five runs hit a quiet moment.
     times = {label: best_time(fn, repeat=max(1, round(repeat * repeat_scale)), warmup=2, min_seconds=0.25)
-             for label, (fn, repeat) in cases(name).items()}
+             for label, (fn, repeat) in cases(name).items() if only is None or only in label}
     print(json.dumps(times))
 
 
@@ -113,13 +121,15 @@ def main(argv=None):
     parser.add_argument("--against", metavar="DIR",
                         help="another tinydl checkout (say, a worktree of the commit before a change), "
                              "timed in the same rounds: its times and the ratio this / that")
+    parser.add_argument("--only", metavar="TEXT", help="only the rows whose name contains TEXT")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child(args.child, args.repeat)
+        return child(args.child, args.repeat, args.only)
 
     script = os.path.abspath(__file__)
-    children = {lib: [sys.executable, script, "--child", lib] for lib in LIBRARIES}
+    only = ["--only", args.only] if args.only else []
+    children = {lib: [sys.executable, script, "--child", lib] + only for lib in LIBRARIES}
     if args.against:
         children["against"] = [sys.executable, os.path.join(args.against, "benchmarks", "bench_alone.py"),
                                "--child", "tinydl"]
