@@ -10,7 +10,7 @@ import tinydl.nn as nn
 import tinydl.nn.functional as F
 from tinydl import optim
 from tinydl.data import DataLoader, TensorDataset
-from tinydl.train import (CheckpointError, Trainer, evaluate, evaluate_loader, fit, prepare_images,
+from tinydl.train import (CheckpointError, RunFolderError, Trainer, evaluate, evaluate_loader, fit, prepare_images,
                           topk_correct)
 from tinydl.utils.plot import plot_curves
 
@@ -223,7 +223,7 @@ def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="unreadable"):
         _trainer("sgd-momentum+step", tmp_path).resume()
     path.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt or not a tinydl checkpoint"):
+    with pytest.raises(CheckpointError, match="corrupt or not a tinydl checkpoint: not an .npz file"):
         _trainer("sgd-momentum+step", tmp_path).resume()
     td.save({"weights": td.zeros(3)}, path)                        # a td.save file, but not a trainer's
     with pytest.raises(CheckpointError, match="not a tinydl training checkpoint"):
@@ -236,6 +236,36 @@ def test_checkpoint_errors_are_clear(tmp_path):
         other.resume()
     with pytest.raises(CheckpointError, match="trained with optimizer SGD, this run has Adam"):
         _trainer("adam+plateau", tmp_path).resume()
+
+
+@pytest.mark.parametrize("key", ["rng", "history", "epoch", "model", "scheduler"])
+def test_an_incomplete_checkpoint_is_refused_before_anything_is_loaded(tmp_path, key):
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    state = td.load(tmp_path / "checkpoint.npz")
+    del state[key]
+    td.save(state, tmp_path / "incomplete.npz")
+    fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
+    weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=f"incomplete.npz is damaged or incomplete: bad entries {key} "
+                                              r"\(missing\)"):
+        fresh.resume(tmp_path / "incomplete.npz")
+    for k, v in fresh.model.state_dict().items():                    # nothing was restored
+        np.testing.assert_array_equal(v.numpy(), weights[k])
+    assert fresh.epoch == 0 and not fresh.optimizer.state
+
+
+def test_a_fresh_trainer_never_replaces_another_run(tmp_path):
+    _trainer("sgd-momentum+step", tmp_path).fit(2)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(RunFolderError, match="already holds a run .*overwrite=True"):
+        _trainer("sgd-momentum+step", tmp_path).fit(1)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    again = _trainer("sgd-momentum+step", tmp_path)
+    again.overwrite = True
+    again.fit(1)
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    with pytest.raises(RunFolderError, match="is not a writable folder"):
+        _trainer("sgd-momentum+step", tmp_path / "checkpoint.npz" / "sub").fit(1)
 
 
 def test_divergence_stops_before_writing_a_bad_checkpoint(tmp_path):

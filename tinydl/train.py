@@ -43,7 +43,6 @@ import json
 import math
 import os
 import random
-import secrets
 import sys
 import time
 
@@ -54,17 +53,21 @@ from .autograd import no_grad
 from .backend import get_array_module
 from .nn import functional as F
 from .tensor import Tensor
+from .utils.serialization import CheckpointError, atomic_file
 
-__all__ = ["Trainer", "CheckpointError", "fit", "evaluate", "evaluate_loader", "prepare_images",
-           "topk_correct", "CHECKPOINT_NAME"]
+__all__ = ["Trainer", "CheckpointError", "RunFolderError", "fit", "evaluate", "evaluate_loader",
+           "prepare_images", "topk_correct", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+RUN_FILES = ("log.csv", "log.json", "curves.png", CHECKPOINT_NAME)   # what a run writes into ``out``
 _FORMAT = "tinydl-trainer"
 _VERSION = 1
+# What load_state_dict reads, checked before anything is restored.
+_STATE_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "rng": dict, "history": list}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or does not fit the trainer it is loaded into."""
+class RunFolderError(OSError):
+    """The ``out`` folder cannot take this run: not writable, or it holds another run."""
 
 
 # ================================================================ batches
@@ -171,16 +174,24 @@ def evaluate(model, images, labels, batch_size=500, device="cpu"):
 # ================================================================ files
 def _write_atomic(path, data):
     """Write bytes or text to ``path`` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    mode = "wb" if isinstance(data, bytes) else "w"
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def run_files(out):
+    """The files of a run already in folder ``out`` (empty when there is none)."""
+    return [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
+
+
+def check_writable(out):
+    """Create folder ``out`` if needed and write a probe file there; RunFolderError if that fails."""
     try:
-        with open(tmp, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.makedirs(out, exist_ok=True)
+        with atomic_file(os.path.join(out, ".write-probe")):
+            pass
+        os.remove(os.path.join(out, ".write-probe"))
+    except OSError as exc:
+        raise RunFolderError(f"{out} is not a writable folder ({exc.strerror or exc})") from None
 
 
 def _csv_text(rows):
@@ -257,11 +268,13 @@ class Trainer:
     config                a dict stored in log.json and the checkpoint (e.g. the CLI's flags);
                           its 'title' (if any) titles curves.png
     plot                  False: no curves.png
+    overwrite             True: a fresh run (epoch 0) may replace the run already in ``out``
+                          (without it, ``fit`` refuses: RunFolderError)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
-                 config=None, plot=True, scheduler_interval="epoch"):
+                 config=None, plot=True, scheduler_interval="epoch", overwrite=False):
         from .optim.lr_scheduler import ReduceLROnPlateau
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
@@ -280,6 +293,7 @@ class Trainer:
         self.seed = int(seed)
         self.config = dict(config or {})
         self.plot = plot
+        self.overwrite = overwrite
         self.epoch = 0             # epochs completed
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
@@ -356,6 +370,8 @@ class Trainer:
 
     def fit(self, epochs):
         """Train until ``epochs`` epochs are complete (a resumed trainer continues); returns history."""
+        if self.out is not None and self.epoch < epochs:
+            self._claim_out()
         while self.epoch < epochs:
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
@@ -398,6 +414,17 @@ class Trainer:
         return text + f"  ({row['seconds']:.1f}s)"
 
     # ------------------------------------------------------------ files
+    def _claim_out(self):
+        """Before the first epoch: ``out`` must be writable, and a fresh run never replaces
+        another one there silently (``overwrite=True`` removes the old run's files)."""
+        found = run_files(self.out) if self.epoch == 0 else []
+        if found and not self.overwrite:
+            raise RunFolderError(f"Trainer: {self.out} already holds a run ({', '.join(found)}); resume it "
+                                 "(Trainer.resume()), pass overwrite=True to replace it, or choose another out")
+        check_writable(self.out)
+        for name in found:     # so a replaced run never mixes with the new one
+            os.remove(os.path.join(self.out, name))
+
     def write_outputs(self, plot=True):
         """log.csv, log.json, curves.png and checkpoint.npz in ``out`` (each written atomically)."""
         os.makedirs(self.out, exist_ok=True)
@@ -432,8 +459,15 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise CheckpointError(f"{source} is not a tinydl training checkpoint (no '{_FORMAT}' format "
                                   "tag); was it written by Trainer.save_checkpoint / `tinydl train`?")
-        if state.get("version", 0) > _VERSION:
+        if not isinstance(state.get("version", 0), int) or state.get("version", 0) > _VERSION:
             raise CheckpointError(f"{source} was written by a newer tinydl (trainer format {state['version']})")
+        wanted = dict(_STATE_KEYS, **({"scheduler": dict} if self.scheduler is not None else {}))
+        wrong = [key if key in state else f"{key} (missing)" for key, kind in wanted.items()
+                 if not isinstance(state.get(key), kind)]
+        if isinstance(state.get("rng"), dict) and not {"tinydl", "numpy", "python"} <= set(state["rng"]):
+            wrong.append("rng (incomplete)")
+        if wrong:     # checked before anything is restored: a failed resume changes nothing
+            raise CheckpointError(f"{source} is damaged or incomplete: bad entries {', '.join(wrong)}")
         for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
             saved = state.get(f"{what}_type")
             have = type(obj).__name__ if obj is not None else None
@@ -456,7 +490,7 @@ class Trainer:
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         self.history = [dict(row) for row in state["history"]]
-        self.step_losses = np.asarray(state["step_losses"], dtype=np.float64).tolist()
+        self.step_losses = np.asarray(state.get("step_losses", []), dtype=np.float64).tolist()
 
     def checkpoint_path(self, path=None):
         if path is not None:
@@ -480,12 +514,9 @@ class Trainer:
         if not os.path.exists(path):
             raise FileNotFoundError(f"resume: no checkpoint at {path}; a training run writes one there "
                                     "after each epoch (run without resuming first)")
-        try:
-            state = load(path)
-        except Exception as exc:   # a truncated zip, a bad structure, not an npz at all...
-            raise CheckpointError(f"resume: the checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
-                                  "it is corrupt or not a tinydl checkpoint. Delete it to start afresh") from exc
-        return state
+        if not os.path.isfile(path):
+            raise CheckpointError(f"resume: {path} is a folder, not a checkpoint file")
+        return load(path)     # CheckpointError (one line, naming the file) when it is not a checkpoint
 
     def resume(self, path=None):
         """Load a checkpoint (default ``out/checkpoint.npz``) written by ``save_checkpoint``;
