@@ -119,6 +119,15 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
     assert "epoch" not in stdout                                   # refused before the first epoch
 
 
+def test_bad_dataset_files_are_one_line_errors(tmp_path, capsys):
+    labels = np.array([1, 200], np.uint8)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 2]) + labels.tobytes())
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28])
+                                                       + bytes(2 * 28 * 28))
+    code, _, err = _run(capsys, "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and len(err.splitlines()) == 1 and "has label 200 at index 1" in err
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
     (["--lr", "-1"], "--lr must be >= 0, got -1.0"),

@@ -312,7 +312,10 @@ def train(args):
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
     td.manual_seed(args.seed)
     fit = FitImages()
-    train_set, test_set, num_classes, about = _load_dataset(args, fit)
+    try:
+        train_set, test_set, num_classes, about = _load_dataset(args, fit)
+    except ValueError as exc:     # files that are not the dataset's (checked at load): one line
+        raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
     image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
