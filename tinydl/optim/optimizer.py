@@ -189,6 +189,7 @@ class Optimizer:
                 if p.grad is None:
                     continue   # not reached by backward (frozen or unused): leave it alone
                 self._update(p, p.grad.data, group)
+                p._bump_version()     # a graph that saved p before this step can no longer backward
         self._step_count += 1
         return loss
 
