@@ -694,3 +694,42 @@ def test_versions_count_inplace_changes_and_views_share_them():
     assert x._version == v._version == 4
     assert x.reshape(6)._version == 4 and x.detach()._version == 4
     assert (x + 1)._version == 0                               # a new tensor, a new counter
+
+
+# ================================================================ anomaly mode
+def _nan_in_sqrt_backward(lib):
+    x = lib.tensor(np.array([0.0, 4.0], np.float32), requires_grad=True)
+    y = x.sqrt()
+    (y * lib.tensor(np.array([0.0, 1.0], np.float32))).sum().backward()    # 0 * (1 / 0) = nan
+    return x.grad
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:Error detected:UserWarning")
+def test_anomaly_mode_names_the_op_whose_backward_gave_nan_and_where_its_forward_ran():
+    with pytest.warns(UserWarning, match="Anomaly Detection"), torch.autograd.detect_anomaly(), \
+            pytest.raises(RuntimeError, match="Function 'SqrtBackward0' returned nan values"):
+        _nan_in_sqrt_backward(torch)                       # the oracle raises at the same op
+    assert np.isnan(_nan_in_sqrt_backward(td).numpy()[0])   # off by default: nan flows silently
+    with td.autograd.detect_anomaly():
+        assert td.autograd.is_anomaly_enabled()
+        with pytest.raises(td.autograd.AnomalyError, match="Function 'SqrtBackward' returned nan values in its "
+                                                           r"gradient for input 0 \(shape \(2,\), float32\)") as info:
+            _nan_in_sqrt_backward(td)
+    assert not td.autograd.is_anomaly_enabled()
+    trace = info.value.forward_traceback
+    assert "in _nan_in_sqrt_backward" in trace and "y = x.sqrt()" in trace and trace in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_set_detect_anomaly_switches_it_on_and_off_and_inf_counts_too():
+    td.autograd.set_detect_anomaly(True)
+    try:
+        x = td.zeros(2, requires_grad=True)
+        with pytest.raises(td.autograd.AnomalyError, match="SqrtBackward' returned inf"):
+            x.sqrt().sum().backward()                      # d sqrt(x)/dx at 0 = inf
+    finally:
+        td.autograd.set_detect_anomaly(False)
+    assert not td.autograd.is_anomaly_enabled()
+    with td.autograd.set_detect_anomaly(True):
+        assert td.autograd.is_anomaly_enabled()
+    assert not td.autograd.is_anomaly_enabled()

@@ -110,6 +110,13 @@ def test_a_new_run_never_replaces_a_finished_one(tmp_path, capsys):
     assert len(_csv(tmp_path / "ow" / "log.csv")) == 1
 
 
+def test_detect_anomaly_flag_trains_and_may_change_on_resume(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), "--detect-anomaly", *TINY)[0] == 0
+    assert json.loads((tmp_path / "log.json").read_text())["config"]["detect_anomaly"] is True
+    assert _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", *TINY)[0] == 0
+
+
 @pytest.mark.parametrize("out", ["/proc/tinydl-x", "a-file/below"])
 def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch, out):
     monkeypatch.chdir(tmp_path)

@@ -277,6 +277,39 @@ def test_divergence_stops_before_writing_a_bad_checkpoint(tmp_path):
     assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
 
 
+def test_a_nan_loss_stops_training_at_its_step_before_it_reaches_the_weights(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    calls = []
+
+    def loss_fn(logits, y):                              # the 3rd batch of epoch 2 gives nan
+        calls.append(1)
+        return F.cross_entropy(logits, y) * (float("nan") if len(calls) == 3 else 1.0)
+    trainer.loss_fn = loss_fn
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 8 \(epoch 2, batch 3 of 5, lr 0.05\).*"
+                                                 r"checkpoint.npz still holds epoch 1") as info:
+        trainer.fit(2)
+    assert len(info.value.history) == 1 and len(calls) == 3
+    assert all(np.isfinite(p.numpy()).all() for p in trainer.model.state_dict().values())
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_names_the_op_that_made_the_nan():
+    def loss_fn(logits, y):    # finite loss, but d sqrt(s)/ds at s = 0 is inf (and inf * 0 = nan below)
+        return F.cross_entropy(logits, y) + (logits * 0).sum().sqrt()
+    plain = _trainer("sgd-momentum+step", None)
+    plain.loss_fn = loss_fn
+    with pytest.raises(FloatingPointError, match="at step 2 .*detect_anomaly"):
+        plain.fit(1)                                     # the nan reached the weights, then the loss
+    watched = _trainer("sgd-momentum+step", None)
+    watched.loss_fn, watched.detect_anomaly = loss_fn, True
+    with pytest.raises(td.autograd.AnomalyError, match="'SqrtBackward' returned inf") as info:
+        watched.fit(1)
+    assert "in loss_fn" in info.value.forward_traceback
+    assert not td.autograd.is_anomaly_enabled()          # the Trainer's anomaly mode ended with it
+
+
 def test_progress_bar_shows_running_loss(capsys):
     trainer = _trainer("sgd-momentum+step", None)
     trainer.progress = True

@@ -30,6 +30,13 @@ tensor changed since, as PyTorch does, instead of returning wrong gradients.
 What an op computes and keeps for itself (a mask, x_hat) is private and never
 checked, and ops that save nothing (add) are never stopped.
 
+Anomaly mode (``with td.autograd.detect_anomaly():`` or
+``td.autograd.set_detect_anomaly(True)``): each node also remembers the stack
+of the line that ran its forward, and backward checks every gradient an op
+returns; the first NaN or Inf raises ``AnomalyError`` naming that op, with the
+forward's traceback. It costs a stack capture per op and a check (on the GPU a
+device sync) per gradient: a debugging tool, off by default.
+
 Memory: a node keeps its inputs (needed to walk the graph) and what ``forward``
 saved; it never refers to its outputs, so the graph holds no reference cycles
 and is freed as soon as the output Tensor is. After a backward pass the saved
@@ -37,7 +44,9 @@ arrays are dropped unless ``retain_graph=True``.
 """
 import contextlib
 import threading
+import traceback
 
+from .backend import get_array_module
 from .tensor import Tensor
 
 # ------------------------------------------------------------------ grad mode
@@ -77,6 +86,75 @@ class no_grad(set_grad_enabled):
 class enable_grad(set_grad_enabled):
     def __init__(self):
         super().__init__(True)
+
+
+# ------------------------------------------------------------------ anomaly mode
+_anomaly = {"enabled": False, "check_nan": True}
+
+
+def is_anomaly_enabled():
+    return _anomaly["enabled"]
+
+
+def is_anomaly_check_nan_enabled():
+    return _anomaly["enabled"] and _anomaly["check_nan"]
+
+
+class set_detect_anomaly(contextlib.ContextDecorator):
+    """``set_detect_anomaly(True)`` turns anomaly mode on (for the whole process, as in
+    PyTorch) until ``set_detect_anomaly(False)``; ``with set_detect_anomaly(True):``
+    turns it on for a block and then restores the previous mode."""
+
+    def __init__(self, mode, check_nan=True):
+        self.prev = dict(_anomaly)
+        _anomaly.update(enabled=bool(mode), check_nan=bool(check_nan))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly.update(self.prev)
+        return False
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """``with td.autograd.detect_anomaly():`` -- anomaly mode for a block (see the module doc)."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self.prev = dict(_anomaly)
+        _anomaly.update(enabled=True, check_nan=bool(self.check_nan))
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly.update(self.prev)
+        return False
+
+
+class AnomalyError(RuntimeError):
+    """A backward produced NaN or Inf in anomaly mode; ``forward_traceback`` is where that op's forward ran."""
+
+    def __init__(self, message, forward_traceback=""):
+        super().__init__(message + ("\n" + forward_traceback if forward_traceback else ""))
+        self.forward_traceback = forward_traceback
+
+
+def _check_gradients(node, grads):
+    """In anomaly mode: AnomalyError if ``node``'s backward returned a NaN or Inf gradient."""
+    for i, g in enumerate(grads):
+        if g is None or g.dtype.kind not in "fc":
+            continue
+        xp = get_array_module(g)
+        if not bool(xp.isfinite(g).all()):      # one device sync per gradient: debugging only
+            what = "nan" if bool(xp.isnan(g).any()) else "inf"
+            trace = getattr(node, "forward_traceback", None)
+            where = ("the forward of this op ran at (most recent call last):\n" + trace if trace else
+                     "(its forward ran before anomaly mode was on: no traceback)")
+            raise AnomalyError(f"Function '{node.name}Backward' returned {what} values in its gradient for "
+                               f"input {i} (shape {g.shape}, {g.dtype}); the first op whose backward gave "
+                               f"a non-finite gradient", where)
 
 
 # ------------------------------------------------------------------ Function
@@ -121,6 +199,8 @@ class Function:
             ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
             ctx.output_meta = tuple((o.shape, o.dtype) for o in outputs)
             ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
+            if _anomaly["enabled"]:   # where this forward ran, minus this frame
+                ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
             for i, t in enumerate(tensors):
                 if i in cls.non_differentiable_outputs or t.dtype.kind not in "fc":
                     continue
@@ -292,6 +372,8 @@ def backward(root, grad=None, retain_graph=False):
         grads_in = node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
+        if _anomaly["enabled"] and _anomaly["check_nan"]:
+            _check_gradients(node, grads_in)
         if len(grads_in) != len(node.inputs):
             raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "
                                f"for {len(node.inputs)} inputs")

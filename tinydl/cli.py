@@ -51,7 +51,7 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
 
 # Flags that may differ between a run and its --resume (everything else must match).
 _RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
-                "overwrite"}
+                "overwrite", "detect_anomaly"}
 
 
 class UsageError(ValueError):
@@ -332,7 +332,7 @@ def train(args):
     config["title"] = f"{args.model} on {args.dataset}"
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
                       out=out, progress=args.progress, log=print, seed=args.seed, config=config,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, detect_anomaly=args.detect_anomaly)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
           f"{chw[0]}x{chw[1]}x{chw[2]}")
@@ -410,6 +410,9 @@ def make_parser():
                    help="continue from OUT/checkpoint.npz (or CHECKPOINT) up to --epochs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, tinydl train refuses to)")
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="stop at the first backward giving NaN/Inf, naming the op and where its forward ran "
+                        "(slower: a debugging aid)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -429,6 +432,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    from .autograd import AnomalyError
     from .train import CheckpointError, RunFolderError
     try:
         if args.command == "list":
@@ -438,7 +442,8 @@ def main(argv=None):
         if args.command == "summary":
             return summary_command(args)
         train(args)
-    except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError) as exc:
+    except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
+            AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
         # what a user can fix: one line, no traceback
         print(f"tinydl {args.command}: error: {exc}", file=sys.stderr)
         return 2

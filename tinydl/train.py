@@ -37,10 +37,10 @@ Accuracy and top-k. A sample counts as correct at k when fewer than k classes
 score strictly higher than its true class (a tie with the true class counts in
 its favour; PyTorch's ``topk`` breaks ties arbitrarily). Top-1 is the accuracy.
 """
+import contextlib
 import csv
 import io
 import json
-import math
 import os
 import random
 import sys
@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from . import backend
-from .autograd import no_grad
+from .autograd import detect_anomaly, no_grad
 from .backend import get_array_module
 from .nn import functional as F
 from .tensor import Tensor
@@ -270,11 +270,16 @@ class Trainer:
     plot                  False: no curves.png
     overwrite             True: a fresh run (epoch 0) may replace the run already in ``out``
                           (without it, ``fit`` refuses: RunFolderError)
+    detect_anomaly        train under ``td.autograd.detect_anomaly()``: the first backward that
+                          gives NaN/Inf raises, naming the op and where its forward ran
+    nan_check_interval    on a GPU, steps between checks of the losses for NaN/Inf (one sync
+                          each; on the CPU every step is checked, before its backward)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
-                 config=None, plot=True, scheduler_interval="epoch", overwrite=False):
+                 config=None, plot=True, scheduler_interval="epoch", overwrite=False, detect_anomaly=False,
+                 nan_check_interval=50):
         from .optim.lr_scheduler import ReduceLROnPlateau
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
@@ -294,6 +299,8 @@ class Trainer:
         self.config = dict(config or {})
         self.plot = plot
         self.overwrite = overwrite
+        self.detect_anomaly = bool(detect_anomaly)
+        self.nan_check_interval = int(nan_check_interval)
         self.epoch = 0             # epochs completed
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
@@ -329,30 +336,59 @@ class Trainer:
         except TypeError:
             total = None
         bar = self._bar(loader, total)
-        losses, sizes, correct = [], [], 0
-        for step, (images, labels) in enumerate(bar if bar is not None else loader):
-            x, y = prepare_images(images, self.device), _labels(labels, self.device)
-            logits, loss = self._loss(self.model(x), y)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None and self.scheduler_interval == "step":
-                self.scheduler.step()
-            losses.append(loss.data)
-            sizes.append(len(y))
-            correct = correct + topk_correct(logits, y, (1,))[0]
-            if bar is not None and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(_host(loss.data)):.4f}", acc=f"{int(_host(correct)) / sum(sizes):.3f}")
+        losses, sizes, correct, checked = [], [], 0, 0
+        # A non-finite loss stops training at once on the CPU (reading a 0-d host array is
+        # free); on a GPU every ``nan_check_interval`` steps, to keep one sync per interval.
+        every = 1 if self.detect_anomaly or backend.parse_device(self.device).type == "cpu" \
+            else self.nan_check_interval
+        anomaly = detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
+        with anomaly:
+            for step, (images, labels) in enumerate(bar if bar is not None else loader):
+                x, y = prepare_images(images, self.device), _labels(labels, self.device)
+                logits, loss = self._loss(self.model(x), y)
+                losses.append(loss.data)
+                if (step + 1) % every == 0:     # before backward: the weights stay finite
+                    checked = self._check_losses(losses, checked, total)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler is not None and self.scheduler_interval == "step":
+                    self.scheduler.step()
+                sizes.append(len(y))
+                correct = correct + topk_correct(logits, y, (1,))[0]
+                if bar is not None and step % 10 == 0:
+                    bar.set_postfix(loss=f"{float(_host(loss.data)):.4f}",
+                                    acc=f"{int(_host(correct)) / sum(sizes):.3f}")
         if bar is not None:
             bar.close()
         if not losses:
             raise ValueError("Trainer: the train loader yielded no batches")
+        self._check_losses(losses, checked, total)
         xp = get_array_module(losses[0])
         values = _host(xp.stack(losses)).astype(np.float64)
         self.step_losses.extend(values.tolist())
         n = sum(sizes)
         return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
                 "train_acc": int(_host(correct)) / n}
+
+    def _check_losses(self, losses, start, total):
+        """FloatingPointError naming the first step from ``losses[start:]`` whose loss is NaN or
+        Inf (one host copy of those losses); else the number of losses checked so far."""
+        if start == len(losses):
+            return start
+        xp = get_array_module(losses[start])
+        values = _host(xp.stack(losses[start:]))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            batch = start + int(bad[0])
+            kept = (f"{self.checkpoint_path()} still holds epoch {self.epoch}" if self.out is not None and
+                    self.epoch > 0 else "no checkpoint of this run was written")
+            raise FloatingPointError(
+                f"Trainer: the training loss is {values[bad[0]]} at step {len(self.step_losses) + batch + 1} "
+                f"(epoch {self.epoch + 1}, batch {batch + 1}{f' of {total}' if total else ''}, lr "
+                f"{self.optimizer.param_groups[0]['lr']:g}): training diverged; {kept}. Try a smaller "
+                "learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it")
+        return len(losses)
 
     def evaluate(self, loader=None):
         """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""
@@ -375,18 +411,15 @@ class Trainer:
         while self.epoch < epochs:
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
-            row.update(self.train_one_epoch())
+            try:
+                row.update(self.train_one_epoch())
+            except FloatingPointError as err:
+                err.history = list(self.history)     # the epochs that did finish, for reports
+                raise
             if self.test_loader is not None:
                 result = self.evaluate()
                 row.update(test_loss=result["loss"], test_acc=result["acc"])
                 row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
-            if not math.isfinite(row["train_loss"]):
-                err = FloatingPointError(
-                    f"Trainer: the training loss is {row['train_loss']} in epoch {row['epoch']} "
-                    f"(lr {row['lr']:g}): training diverged; try a smaller learning rate "
-                    "(on 'cuda' a label out of range also gives a nan loss). The last checkpoint (if any) is the previous epoch's.")
-                err.history = list(self.history)     # the epochs that did finish, for reports
-                raise err
             self._step_scheduler(row)
             row["seconds"] = time.perf_counter() - start
             if backend.parse_device(self.device).type == "cuda":
