@@ -578,3 +578,158 @@ def test_retain_graph_keeps_intermediates_for_a_second_backward():
     np.testing.assert_allclose(first, g.data * 2 * np.tanh(x.data) * (1 - np.tanh(x.data) ** 2))
     y.backward(g)
     np.testing.assert_allclose(x.grad.data, 2 * first)
+
+
+# ================================================================ in-place changes of saved tensors
+_INPLACE = "modified by an inplace operation"
+
+
+def _both(case):
+    """Run ``case(lib)`` with tinydl and with PyTorch; return (tinydl error or None, torch error or None)."""
+    import torch
+    errors = []
+    for lib in (td, torch):
+        try:
+            case(lib)
+            errors.append(None)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def _issue_example(lib):
+    w = lib.randn(3, requires_grad=True)
+    x = lib.tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    y = (w * x).sum()
+    x[0] = 100.0
+    y.backward()
+
+
+def _fill_saved_leaf(lib):
+    w = lib.ones(3, requires_grad=True)
+    y = (w * w).sum()
+    with lib.no_grad():
+        w.fill_(2.0)
+    y.backward()
+
+
+def _copy_into_saved_leaf(lib):
+    w = lib.ones(3, requires_grad=True)
+    y = (w.exp() * 2).sum()           # exp saves its output, mul by a number saves nothing of w
+    with lib.no_grad():
+        w.copy_(lib.zeros(3))         # exp's input is not saved: fine
+    y.backward()
+
+
+def _view_of_saved(lib):
+    x = lib.ones(2, 3)
+    w = lib.ones(6, requires_grad=True)
+    y = (w * x.reshape(6)).sum()      # the reshape is a view: it shares x's version
+    x[0, 0] = 5.0
+    y.backward()
+
+
+def _changed_output_of_relu(lib):
+    x = lib.tensor(np.array([1.0, -2.0, 3.0], np.float32), requires_grad=True)
+    y = (x * 1.0).relu()              # relu saves its output
+    out = (y * 2).sum()
+    with lib.no_grad():
+        y.zero_()
+    out.backward()
+
+
+def _changed_input_of_add(lib):
+    w = lib.ones(3, requires_grad=True)
+    x = lib.ones(3)
+    y = (w + x).sum()                 # add saves nothing
+    x.fill_(7.0)
+    y.backward()
+
+
+def _detached_alias(lib):
+    w = lib.ones(3, requires_grad=True)
+    y = (w * w).sum()
+    w.detach().zero_()                # the same storage, so the same version
+    y.backward()
+
+
+@pytest.mark.parametrize("case, raises", [(_issue_example, True), (_fill_saved_leaf, True), (_view_of_saved, True),
+                                          (_changed_output_of_relu, True), (_detached_alias, True),
+                                          (_copy_into_saved_leaf, False), (_changed_input_of_add, False)])
+def test_inplace_changes_of_saved_tensors_raise_exactly_where_pytorch_does(case, raises):
+    ours, theirs = _both(case)
+    assert (theirs is not None) == raises, theirs          # the oracle agrees with the expectation
+    if raises:
+        assert ours is not None and _INPLACE in ours and "version 1; expected version 0" in ours
+    else:
+        assert ours is None, ours
+
+
+def test_the_error_names_the_op_and_the_tensor():
+    with pytest.raises(RuntimeError, match=r"input 1 \(shape \(3,\), float32\) of Mul is at version 1; "
+                                           r"expected version 0"):
+        _issue_example(td)
+
+
+def test_an_optimizer_step_between_two_backwards_raises():
+    td.manual_seed(0)
+    model = td.nn.Linear(3, 2)
+    opt = td.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(td.randn(4, 3)).sum()
+    loss.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match=f"{_INPLACE}: input 1 \\(shape \\(2, 3\\), float32\\) of Linear"):
+        loss.backward()
+    assert [p._version for p in model.parameters()] == [1, 1]
+
+
+def test_versions_count_inplace_changes_and_views_share_them():
+    x = td.zeros(2, 3)
+    v = x[0]
+    assert x._version == v._version == 0
+    v.fill_(1.0)
+    x[1] = 2.0
+    x.copy_(td.ones(2, 3))
+    x.zero_()
+    assert x._version == v._version == 4
+    assert x.reshape(6)._version == 4 and x.detach()._version == 4
+    assert (x + 1)._version == 0                               # a new tensor, a new counter
+
+
+# ================================================================ anomaly mode
+def _nan_in_sqrt_backward(lib):
+    x = lib.tensor(np.array([0.0, 4.0], np.float32), requires_grad=True)
+    y = x.sqrt()
+    (y * lib.tensor(np.array([0.0, 1.0], np.float32))).sum().backward()    # 0 * (1 / 0) = nan
+    return x.grad
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:Error detected:UserWarning")
+def test_anomaly_mode_names_the_op_whose_backward_gave_nan_and_where_its_forward_ran():
+    with pytest.warns(UserWarning, match="Anomaly Detection"), torch.autograd.detect_anomaly(), \
+            pytest.raises(RuntimeError, match="Function 'SqrtBackward0' returned nan values"):
+        _nan_in_sqrt_backward(torch)                       # the oracle raises at the same op
+    assert np.isnan(_nan_in_sqrt_backward(td).numpy()[0])   # off by default: nan flows silently
+    with td.autograd.detect_anomaly():
+        assert td.autograd.is_anomaly_enabled()
+        with pytest.raises(td.autograd.AnomalyError, match="Function 'SqrtBackward' returned nan values in its "
+                                                           r"gradient for input 0 \(shape \(2,\), float32\)") as info:
+            _nan_in_sqrt_backward(td)
+    assert not td.autograd.is_anomaly_enabled()
+    trace = info.value.forward_traceback
+    assert "in _nan_in_sqrt_backward" in trace and "y = x.sqrt()" in trace and trace in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_set_detect_anomaly_switches_it_on_and_off_and_inf_counts_too():
+    td.autograd.set_detect_anomaly(True)
+    try:
+        x = td.zeros(2, requires_grad=True)
+        with pytest.raises(td.autograd.AnomalyError, match="SqrtBackward' returned inf"):
+            x.sqrt().sum().backward()                      # d sqrt(x)/dx at 0 = inf
+    finally:
+        td.autograd.set_detect_anomaly(False)
+    assert not td.autograd.is_anomaly_enabled()
+    with td.autograd.set_detect_anomaly(True):
+        assert td.autograd.is_anomaly_enabled()
+    assert not td.autograd.is_anomaly_enabled()

@@ -2,6 +2,7 @@
 import argparse
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -83,7 +84,72 @@ def test_resume_errors(tmp_path, capsys):
     assert code == 2 and "different settings" in err and "--lr None (now 0.2)" in err
     (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
     code, _, err = _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", *TINY)
-    assert code == 2 and "unreadable" in err
+    assert code == 2 and "unreadable" in err and len(err.splitlines()) == 1
+
+
+def test_resume_from_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    code, _, err = _run(capsys, "--out", str(tmp_path / "run"), "--resume", str(tmp_path / "passwd"), *TINY)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "passwd' is corrupt or not a tinydl checkpoint: not an .npz file" in err and "Delete" not in err
+
+
+# ================================================================ runs never clobber each other
+def test_a_new_run_never_replaces_a_finished_one(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = str(tmp_path / "ow")
+    assert _run(capsys, "--epochs", "2", "--out", out, *TINY)[0] == 0
+    before = (tmp_path / "ow" / "checkpoint.npz").read_bytes()
+    code, _, err = _run(capsys, "--epochs", "1", "--out", out, *TINY)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert (tmp_path / "ow" / "checkpoint.npz").read_bytes() == before       # untouched
+    assert _run(capsys, "--epochs", "1", "--out", out, "--overwrite", *TINY)[0] == 0
+    assert td.load(tmp_path / "ow" / "checkpoint.npz")["epoch"] == 1
+    assert len(_csv(tmp_path / "ow" / "log.csv")) == 1
+
+
+def test_detect_anomaly_flag_trains_and_may_change_on_resume(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), "--detect-anomaly", *TINY)[0] == 0
+    assert json.loads((tmp_path / "log.json").read_text())["config"]["detect_anomaly"] is True
+    assert _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", *TINY)[0] == 0
+
+
+@pytest.mark.parametrize("out", ["/proc/tinydl-x", "a-file/below"])
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("a regular file")
+    code, stdout, err = _run(capsys, "--out", out, *TINY)
+    assert code == 2 and len(err.splitlines()) == 1 and "is not a writable folder" in err
+    assert "epoch" not in stdout                                   # refused before the first epoch
+
+
+def test_bad_dataset_files_are_one_line_errors(tmp_path, capsys):
+    labels = np.array([1, 200], np.uint8)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 2]) + labels.tobytes())
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28])
+                                                       + bytes(2 * 28 * 28))
+    code, _, err = _run(capsys, "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and len(err.splitlines()) == 1 and "has label 200 at index 1" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+    (["--lr", "-1"], "--lr must be >= 0, got -1.0"),
+    (["--lr", "nan"], "--lr must be >= 0, got nan"),
+    (["--workers", "-2"], "--workers must be >= 0, got -2"),
+    (["--train-size", "-5"], "--train-size must be >= 1"),
+    (["--train-size", "0"], "--train-size must be >= 1 (leave it out to use every image), got 0"),
+    (["--test-size", "0"], "--test-size must be >= 1"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--momentum", "-0.5"], "--momentum must be >= 0"),
+])
+def test_bad_flag_values_are_one_line_errors(tmp_path, capsys, flags, message):
+    code, stdout, err = _run(capsys, "--out", str(tmp_path), *TINY, *flags)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"tinydl train: error: {message}"), err
+    assert os.listdir(tmp_path) == []
 
 
 # ================================================================ optimizers and schedules

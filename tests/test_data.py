@@ -642,3 +642,32 @@ def test_loader_argument_errors_and_samplers():
     long = data.RandomSampler(ds, num_samples=25, seed=1)
     drawn = list(long)
     assert len(drawn) == 25 and sorted(drawn[:10]) == list(range(10))
+
+
+def _write_mnist_parts(folder, images, labels, swap=False):
+    names = ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if swap:
+        names.reverse()
+    (folder / names[0]).write_bytes(idx_bytes(images))
+    (folder / names[1]).write_bytes(idx_bytes(labels))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("label 200", r"t10k-labels-idx1-ubyte has label 200 at index 2; labels must be 0\.\.9"),
+    ("swapped", "the two files are swapped"),
+    ("flat images", r"holds uint8 of shape \(4, 784\); MNIST images are uint8 \(N, 28, 28\)"),
+    ("small images", r"shape \(4, 8, 8\)"),
+    ("2-d labels", r"labels-idx1-ubyte holds uint8 of shape \(4, 1\)"),
+    ("count", "4 images in .* but 3 labels in"),
+])
+def test_mnist_files_are_checked_at_load(tmp_path, case, message):
+    images = np.zeros((4, 28, 28), np.uint8)
+    labels = np.array([1, 2, 3, 4], np.uint8)
+    if case == "label 200":
+        labels[2] = 200
+    kw = dict(swap=case == "swapped")
+    images = {"flat images": images.reshape(4, 784), "small images": images[:, :8, :8]}.get(case, images)
+    labels = {"2-d labels": labels[:, None], "count": labels[:3]}.get(case, labels)
+    _write_mnist_parts(tmp_path, images, labels, **kw)
+    with pytest.raises(ValueError, match=message):
+        data.MNIST(root=tmp_path, train=False)

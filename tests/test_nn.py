@@ -770,3 +770,34 @@ def test_init_is_reproducible_and_needs_no_no_grad():
     init.kaiming_normal_(p)
     np.testing.assert_array_equal(a, p.data)
     assert p.is_leaf and p.requires_grad
+
+
+# ================================================================ parameters and inputs of one dtype
+_PARAM_LAYERS = {
+    "Linear": (lambda m: m.Linear(3, 2), (4, 3)),
+    "BatchNorm1d": (lambda m: m.BatchNorm1d(3), (4, 3)),
+    "BatchNorm2d": (lambda m: m.BatchNorm2d(3), (4, 3, 2, 2)),
+    "Conv2d": (lambda m: m.Conv2d(3, 2, 1), (1, 3, 2, 2)),
+    "ConvTranspose2d": (lambda m: m.ConvTranspose2d(3, 2, 1), (1, 3, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(_PARAM_LAYERS))
+@pytest.mark.parametrize("module_dtype, input_dtype", [("float32", "float64"), ("float64", "float32")])
+def test_layers_with_parameters_refuse_an_input_of_another_dtype_as_pytorch(layer, module_dtype, input_dtype):
+    torch = pytest.importorskip("torch")
+    make, shape = _PARAM_LAYERS[layer]
+    with pytest.raises(RuntimeError):                  # PyTorch refuses it too, rather than promoting
+        make(torch.nn).to(getattr(torch, module_dtype))(torch.zeros(shape, dtype=getattr(torch, input_dtype)))
+    module = make(nn).to(getattr(td, module_dtype))
+    with pytest.raises(RuntimeError, match=f"input type \\({input_dtype}\\) and weight type \\({module_dtype}\\)"):
+        module(td.zeros(*shape, dtype=getattr(td, input_dtype)))
+    assert module(td.zeros(*shape, dtype=getattr(td, module_dtype))).dtype == getattr(td, module_dtype)
+
+
+def test_functional_linear_and_batch_norm_check_every_parameter():
+    x = td.zeros(4, 3)
+    with pytest.raises(RuntimeError, match=r"linear: input type \(float32\) and bias type \(float64\)"):
+        F.linear(x, td.zeros(2, 3), td.zeros(2, dtype=td.float64))
+    with pytest.raises(RuntimeError, match=r"batch_norm: input type \(float32\) and running_var type \(float64\)"):
+        F.batch_norm(x, td.zeros(3), td.ones(3, dtype=td.float64))

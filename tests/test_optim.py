@@ -677,3 +677,20 @@ def test_scheduler_bad_arguments():
         lr_scheduler.ReduceLROnPlateau(topt, min_lr=[0.1])
     with pytest.raises(KeyError, match="initial_lr"):
         lr_scheduler.StepLR(topt, step_size=3, last_epoch=5)
+
+
+def test_a_parameter_listed_twice_in_a_group_warns_at_the_callers_line_as_pytorch():
+    torch = pytest.importorskip("torch")
+    tw = torch.zeros(3, requires_grad=True)
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        torch.optim.SGD([tw, tw], lr=0.1)
+    w, v = td.zeros(3, requires_grad=True), td.zeros(2, requires_grad=True)
+    for make in (lambda: optim.SGD([w, v, w], lr=0.1), lambda: optim.Adam([{"params": [w, v, w]}])):
+        with pytest.warns(UserWarning, match=r"lists the same parameter twice \(positions 0 and 2 \(shape \(3,\)\)\)") \
+                as record:
+            make()
+        assert record[0].filename == __file__                 # points at the user's line, not tinydl's
+    opt = optim.SGD([v], lr=0.1)
+    with pytest.warns(UserWarning, match="positions 0 and 1") as record:
+        opt.add_param_group({"params": [w, w]})
+    assert record[0].filename == __file__

@@ -230,3 +230,74 @@ def test_cuda_tensors_are_saved_from_host_and_mapped_back(tmp_path):
     np.testing.assert_array_equal(back["w"].data, w.cpu().numpy())
     on_gpu = td.load(tmp_path / "g.npz", map_location="cuda")
     assert on_gpu["w"].device.type == "cuda"
+
+
+# ================================================================ one error type for every bad file
+def _structure_file(path, root_json):
+    doc = '{"format": "tinydl-checkpoint", "version": 1, "root": ' + root_json + '}'
+    with open(path, "wb") as f:     # a file object: np.savez adds no .npz suffix
+        np.savez(f, **{td.utils.serialization.STRUCTURE_KEY: np.frombuffer(doc.encode(), np.uint8)})
+
+
+def _npz_with_member(path, member_bytes):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a.npy", member_bytes)
+
+
+def _npy_bytes():
+    buf = io.BytesIO()
+    np.save(buf, np.arange(1000.0))
+    return buf.getvalue()
+
+
+_BAD_FILES = {
+    "text file": (lambda p: p.write_text("root:x:0:0:root:/root:/bin/bash\n"),
+                  r"is corrupt or not a tinydl checkpoint: not an \.npz file \(it starts with b'root:x'\)"),
+    "empty file": (lambda p: p.write_bytes(b""), "not an .npz file"),
+    "truncated zip": (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), r"unreadable: .*\(BadZipFile"),
+    "truncated npy member": (lambda p: _npz_with_member(p, _npy_bytes()[:500]),
+                             r"entry 'a' of .* is corrupt \(EOF: reading array data"),
+    "empty member": (lambda p: _npz_with_member(p, b""), "entry 'a' of .* is not a .npy array"),
+    "structure without items": (lambda p: _structure_file(p, '{"type": "dict"}'), r"\(KeyError: 'items'\)"),
+    "deep structure": (lambda p: _structure_file(p, '{"type": "list", "items": [' * 3000 + "]}" * 3000),
+                       "nested too deeply"),
+    "deep json": (lambda p: _structure_file(p, "[" * 100000 + "]" * 100000), "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_FILES))
+def test_every_bad_file_raises_checkpoint_error_naming_it(tmp_path, case):
+    write, message = _BAD_FILES[case]
+    path = tmp_path / "bad.ckpt"
+    write(path)
+    with pytest.raises(td.utils.serialization.CheckpointError, match=message) as info:
+        td.load(path)
+    assert "bad.ckpt" in str(info.value) and isinstance(info.value, ValueError)
+    assert "allow_pickle" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_bit_flip_inside_a_checkpoint_is_caught(tmp_path):
+    path = tmp_path / "c.npz"
+    td.save({"w": np.arange(10000.0)}, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(td.utils.serialization.CheckpointError, match="c.npz' is unreadable.*Bad CRC"):
+        td.load(path)
+
+
+# ================================================================ killed saves leave no orphan for long
+def test_orphans_of_dead_writers_are_removed_on_the_next_save(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)                                      # a process that has exited
+    orphan = tmp_path / f".ckpt.npz.{dead_pid}.0123456789ab.tmp"
+    legacy = tmp_path / ".ckpt.npz.a1b2c3d4e5f6.tmp"                # the name before pids were added
+    live = tmp_path / f".ckpt.npz.{os.getppid()}.0123456789ab.tmp"  # a live writer's: kept
+    other = tmp_path / f".other.npz.{dead_pid}.0123456789ab.tmp"     # another file's: not ours to judge
+    for p in (orphan, legacy, live, other):
+        p.write_bytes(b"half a checkpoint")
+    td.save({"w": np.arange(3)}, tmp_path / "ckpt.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.npz", live.name, other.name])

@@ -10,7 +10,7 @@ import tinydl.nn as nn
 import tinydl.nn.functional as F
 from tinydl import optim
 from tinydl.data import DataLoader, TensorDataset
-from tinydl.train import (CheckpointError, Trainer, evaluate, evaluate_loader, fit, prepare_images,
+from tinydl.train import (CheckpointError, RunFolderError, Trainer, evaluate, evaluate_loader, fit, prepare_images,
                           topk_correct)
 from tinydl.utils.plot import plot_curves
 
@@ -223,7 +223,7 @@ def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="unreadable"):
         _trainer("sgd-momentum+step", tmp_path).resume()
     path.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt or not a tinydl checkpoint"):
+    with pytest.raises(CheckpointError, match="corrupt or not a tinydl checkpoint: not an .npz file"):
         _trainer("sgd-momentum+step", tmp_path).resume()
     td.save({"weights": td.zeros(3)}, path)                        # a td.save file, but not a trainer's
     with pytest.raises(CheckpointError, match="not a tinydl training checkpoint"):
@@ -238,6 +238,36 @@ def test_checkpoint_errors_are_clear(tmp_path):
         _trainer("adam+plateau", tmp_path).resume()
 
 
+@pytest.mark.parametrize("key", ["rng", "history", "epoch", "model", "scheduler"])
+def test_an_incomplete_checkpoint_is_refused_before_anything_is_loaded(tmp_path, key):
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    state = td.load(tmp_path / "checkpoint.npz")
+    del state[key]
+    td.save(state, tmp_path / "incomplete.npz")
+    fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
+    weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=f"incomplete.npz is damaged or incomplete: bad entries {key} "
+                                              r"\(missing\)"):
+        fresh.resume(tmp_path / "incomplete.npz")
+    for k, v in fresh.model.state_dict().items():                    # nothing was restored
+        np.testing.assert_array_equal(v.numpy(), weights[k])
+    assert fresh.epoch == 0 and not fresh.optimizer.state
+
+
+def test_a_fresh_trainer_never_replaces_another_run(tmp_path):
+    _trainer("sgd-momentum+step", tmp_path).fit(2)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(RunFolderError, match="already holds a run .*overwrite=True"):
+        _trainer("sgd-momentum+step", tmp_path).fit(1)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    again = _trainer("sgd-momentum+step", tmp_path)
+    again.overwrite = True
+    again.fit(1)
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    with pytest.raises(RunFolderError, match="is not a writable folder"):
+        _trainer("sgd-momentum+step", tmp_path / "checkpoint.npz" / "sub").fit(1)
+
+
 def test_divergence_stops_before_writing_a_bad_checkpoint(tmp_path):
     trainer = _trainer("sgd-momentum+step", tmp_path)
     trainer.fit(1)
@@ -245,6 +275,39 @@ def test_divergence_stops_before_writing_a_bad_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match="diverged"):
         trainer.fit(2)
     assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
+def test_a_nan_loss_stops_training_at_its_step_before_it_reaches_the_weights(tmp_path):
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    calls = []
+
+    def loss_fn(logits, y):                              # the 3rd batch of epoch 2 gives nan
+        calls.append(1)
+        return F.cross_entropy(logits, y) * (float("nan") if len(calls) == 3 else 1.0)
+    trainer.loss_fn = loss_fn
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 8 \(epoch 2, batch 3 of 5, lr 0.05\).*"
+                                                 r"checkpoint.npz still holds epoch 1") as info:
+        trainer.fit(2)
+    assert len(info.value.history) == 1 and len(calls) == 3
+    assert all(np.isfinite(p.numpy()).all() for p in trainer.model.state_dict().values())
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_names_the_op_that_made_the_nan():
+    def loss_fn(logits, y):    # finite loss, but d sqrt(s)/ds at s = 0 is inf (and inf * 0 = nan below)
+        return F.cross_entropy(logits, y) + (logits * 0).sum().sqrt()
+    plain = _trainer("sgd-momentum+step", None)
+    plain.loss_fn = loss_fn
+    with pytest.raises(FloatingPointError, match="at step 2 .*detect_anomaly"):
+        plain.fit(1)                                     # the nan reached the weights, then the loss
+    watched = _trainer("sgd-momentum+step", None)
+    watched.loss_fn, watched.detect_anomaly = loss_fn, True
+    with pytest.raises(td.autograd.AnomalyError, match="'SqrtBackward' returned inf") as info:
+        watched.fit(1)
+    assert "in loss_fn" in info.value.forward_traceback
+    assert not td.autograd.is_anomaly_enabled()          # the Trainer's anomaly mode ended with it
 
 
 def test_progress_bar_shows_running_loss(capsys):

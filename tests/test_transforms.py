@@ -331,3 +331,30 @@ def test_lambda_and_random_apply():
     flipped = sum(np.array_equal(o, img[:5][::-1]) for o in outs)
     assert all(o.shape == (5, 14, 3) for o in outs) and 8 < flipped < 32
     assert "RandomApply" in repr(tf)
+
+
+# ================================================================ bad values: errors naming the transform and the value
+@pytest.mark.parametrize("make, message", [
+    (lambda: T.Resize(0), r"Resize: size must be a positive int or \(h, w\), got 0"),
+    (lambda: T.Resize(-2), "got -2"),
+    (lambda: T.Resize((0, 3)), r"got \(0, 3\)"),
+    (lambda: T.Resize(10, max_size=5), r"max_size \(5\) must be larger than size \(10\)"),
+    (lambda: T.Pad(-3), r"Pad: padding must be >= 0, got \(-3, -3, -3, -3\)"),
+    (lambda: T.Pad((1, -1)), r"got \(1, -1\)"),
+    (lambda: T.Resize(4)(np.zeros((0, 5), np.uint8)), r"Resize: got an empty image \(shape \(0, 5\)\)"),
+    (lambda: T.CenterCrop(2)(np.zeros((5, 0, 3), np.uint8)), r"CenterCrop: got an empty image"),
+    (lambda: T.pad(np.zeros((3, 3)), -1), "pad: padding must be >= 0"),
+])
+def test_bad_sizes_paddings_and_empty_images_name_the_transform_and_value(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_zero_byte_image_file_names_its_path(tmp_path):
+    from tinydl.data import imread
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"imread: {tmp_path / 'empty.png'} is empty \\(0 bytes\\)"):
+        imread(tmp_path / "empty.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="junk.png"):
+        imread(tmp_path / "junk.png")

@@ -22,6 +22,21 @@ ops needs no recursion), calling each node's ``backward`` once with the sum of
 the gradients that reached its outputs, and accumulates into ``.grad`` of the
 leaves that require grad.
 
+In-place safety: every Tensor has a version counter (shared with its views),
+bumped by each in-place change (``x[i] = v``, ``fill_``, ``copy_``, an optimizer
+step...). When forward saves an input's or an output's array, the node notes
+that tensor's counter and value; backward refuses to use a saved array whose
+tensor changed since, as PyTorch does, instead of returning wrong gradients.
+What an op computes and keeps for itself (a mask, x_hat) is private and never
+checked, and ops that save nothing (add) are never stopped.
+
+Anomaly mode (``with td.autograd.detect_anomaly():`` or
+``td.autograd.set_detect_anomaly(True)``): each node also remembers the stack
+of the line that ran its forward, and backward checks every gradient an op
+returns; the first NaN or Inf raises ``AnomalyError`` naming that op, with the
+forward's traceback. It costs a stack capture per op and a check (on the GPU a
+device sync) per gradient: a debugging tool, off by default.
+
 Memory: a node keeps its inputs (needed to walk the graph) and what ``forward``
 saved; it never refers to its outputs, so the graph holds no reference cycles
 and is freed as soon as the output Tensor is. After a backward pass the saved
@@ -29,7 +44,9 @@ arrays are dropped unless ``retain_graph=True``.
 """
 import contextlib
 import threading
+import traceback
 
+from .backend import get_array_module
 from .tensor import Tensor
 
 # ------------------------------------------------------------------ grad mode
@@ -71,6 +88,75 @@ class enable_grad(set_grad_enabled):
         super().__init__(True)
 
 
+# ------------------------------------------------------------------ anomaly mode
+_anomaly = {"enabled": False, "check_nan": True}
+
+
+def is_anomaly_enabled():
+    return _anomaly["enabled"]
+
+
+def is_anomaly_check_nan_enabled():
+    return _anomaly["enabled"] and _anomaly["check_nan"]
+
+
+class set_detect_anomaly(contextlib.ContextDecorator):
+    """``set_detect_anomaly(True)`` turns anomaly mode on (for the whole process, as in
+    PyTorch) until ``set_detect_anomaly(False)``; ``with set_detect_anomaly(True):``
+    turns it on for a block and then restores the previous mode."""
+
+    def __init__(self, mode, check_nan=True):
+        self.prev = dict(_anomaly)
+        _anomaly.update(enabled=bool(mode), check_nan=bool(check_nan))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly.update(self.prev)
+        return False
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """``with td.autograd.detect_anomaly():`` -- anomaly mode for a block (see the module doc)."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self.prev = dict(_anomaly)
+        _anomaly.update(enabled=True, check_nan=bool(self.check_nan))
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly.update(self.prev)
+        return False
+
+
+class AnomalyError(RuntimeError):
+    """A backward produced NaN or Inf in anomaly mode; ``forward_traceback`` is where that op's forward ran."""
+
+    def __init__(self, message, forward_traceback=""):
+        super().__init__(message + ("\n" + forward_traceback if forward_traceback else ""))
+        self.forward_traceback = forward_traceback
+
+
+def _check_gradients(node, grads):
+    """In anomaly mode: AnomalyError if ``node``'s backward returned a NaN or Inf gradient."""
+    for i, g in enumerate(grads):
+        if g is None or g.dtype.kind not in "fc":
+            continue
+        xp = get_array_module(g)
+        if not bool(xp.isfinite(g).all()):      # one device sync per gradient: debugging only
+            what = "nan" if bool(xp.isnan(g).any()) else "inf"
+            trace = getattr(node, "forward_traceback", None)
+            where = ("the forward of this op ran at (most recent call last):\n" + trace if trace else
+                     "(its forward ran before anomaly mode was on: no traceback)")
+            raise AnomalyError(f"Function '{node.name}Backward' returned {what} values in its gradient for "
+                               f"input {i} (shape {g.shape}, {g.dtype}); the first op whose backward gave "
+                               f"a non-finite gradient", where)
+
+
 # ------------------------------------------------------------------ Function
 class Function:
     """Base class of every differentiable op. Subclasses define
@@ -91,6 +177,8 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
+    #: (version counter, value at forward, description) of the tensors whose arrays were saved
+    saved_versions = ()
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -106,9 +194,13 @@ class Function:
         single = not isinstance(raw, tuple)
         outputs = (raw,) if single else raw
         tensors = tuple(Tensor(o) for o in outputs)
+        _share_counters_with_views(inputs, tensors)
         if record:
             ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
             ctx.output_meta = tuple((o.shape, o.dtype) for o in outputs)
+            ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
+            if _anomaly["enabled"]:   # where this forward ran, minus this frame
+                ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
             for i, t in enumerate(tensors):
                 if i in cls.non_differentiable_outputs or t.dtype.kind not in "fc":
                     continue
@@ -126,6 +218,7 @@ class Function:
         (``utils.to_dot`` after backward; the clear error on a second backward).
         """
         self.saved_tensors = None
+        self.saved_versions = ()
         self._released = True
         if getattr(self, "inputs", None):
             self.inputs = tuple(_without_data(t) for t in self.inputs)
@@ -136,6 +229,48 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name}Backward>"
+
+
+def _storage(a):
+    """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+def _share_counters_with_views(inputs, outputs):
+    """An output that is a view of an input (reshape, indexing, transpose) shares its version
+    counter: changing either in place changes both, so both count as changed."""
+    owners = {id(_storage(t.data)): t for t in inputs if isinstance(t, Tensor)}
+    if owners:
+        for out in outputs:
+            source = owners.get(id(_storage(out.data)))
+            if source is not None:
+                out._version_counter = source._version_counter
+
+
+def _saved_versions(ctx, inputs, outputs):
+    """(counter, value at forward, which tensor) of each input and output whose memory
+    ``forward`` saved for backward (directly or as a view)."""
+    saved = getattr(ctx, "saved_tensors", None) or ()
+    kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}
+    if not kept:
+        return ()
+    return tuple((t._version_counter, t._version_counter.value, f"{kind} {i} (shape {t.shape}, {t.dtype})")
+                 for kind, tensors in (("input", inputs), ("output", outputs))
+                 for i, t in enumerate(tensors)
+                 if isinstance(t, Tensor) and id(_storage(t.data)) in kept)
+
+
+def _check_versions(node):
+    """Refuse a backward that would read arrays changed in place since forward saved them."""
+    for counter, version, what in node.saved_versions:
+        if counter.value != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: {what} of {node.name} is at version {counter.value}; expected version {version} "
+                "instead. It was changed (x[...] = v, fill_, copy_, zero_, an optimizer step...) after the "
+                "forward pass saved it: change a clone() instead, or change it after backward")
 
 
 def unbroadcast(grad, shape):
@@ -231,11 +366,14 @@ def backward(root, grad=None, retain_graph=False):
         if getattr(node, "_released", False):
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
+        _check_versions(node)
         grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
                      for i, (shape, dtype) in enumerate(node.output_meta)]
         grads_in = node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
+        if _anomaly["enabled"] and _anomaly["check_nan"]:
+            _check_gradients(node, grads_in)
         if len(grads_in) != len(node.inputs):
             raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "
                                f"for {len(node.inputs)} inputs")

@@ -50,7 +50,8 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
               "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3}
 
 # Flags that may differ between a run and its --resume (everything else must match).
-_RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command"}
+_RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
+                "overwrite", "detect_anomaly"}
 
 
 class UsageError(ValueError):
@@ -106,7 +107,7 @@ def _load_dataset(args, transform):
 
 def _limit(dataset, n):
     from .data import Subset
-    return Subset(dataset, range(min(n, len(dataset)))) if n else dataset
+    return Subset(dataset, range(min(n, len(dataset)))) if n is not None else dataset
 
 
 class FitImages:
@@ -257,21 +258,65 @@ def _check_resume_config(saved, config, path):
                          "--workers may change)")
 
 
+# (flag, what it must be, test) for the numeric flags; None (not given) always passes.
+_FLAG_RULES = (
+    ("epochs", ">= 1", lambda v: v >= 1), ("batch_size", ">= 1", lambda v: v >= 1),
+    ("lr", ">= 0", lambda v: v >= 0), ("momentum", ">= 0", lambda v: v >= 0),
+    ("weight_decay", ">= 0", lambda v: v >= 0), ("gamma", "> 0", lambda v: v > 0),
+    ("step_size", ">= 1", lambda v: v >= 1), ("patience", ">= 0", lambda v: v >= 0),
+    ("image_size", ">= 1", lambda v: v >= 1), ("workers", ">= 0", lambda v: v >= 0),
+    ("train_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
+    ("test_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
+)
+
+
+def check_args(args):
+    """Refuse flag values that cannot work, before anything is loaded (one line each)."""
+    from .backend import parse_device
+    for name, rule, ok in _FLAG_RULES:
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):   # NaN fails every comparison: refused too
+            raise UsageError(f"--{name.replace('_', '-')} must be {rule}, got {value}")
+    try:
+        parse_device(args.device)
+    except ValueError:
+        raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+
+
+def check_out(out, overwrite, resume):
+    """A new run never replaces a finished one: refuse a folder that holds a run unless
+    ``--resume`` continues it or ``--overwrite`` replaces it; and refuse it early when it
+    cannot be written."""
+    from .train import RunFolderError, check_writable, run_files
+    found = run_files(out)
+    if found and not (overwrite or resume):
+        raise UsageError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
+                         "replace it with --overwrite, or choose another --out")
+    try:
+        check_writable(out)
+    except RunFolderError as exc:
+        raise UsageError(f"--out: {exc}") from None
+
+
 def train(args):
     """Run ``tinydl train`` with parsed ``args``; returns the history (list of per-epoch dicts)."""
     import tinydl as td
     from .data import DataLoader
     from .train import CHECKPOINT_NAME, Trainer
 
-    if args.epochs < 1 or args.batch_size < 1:
-        raise UsageError(f"--epochs and --batch-size must be >= 1, got {args.epochs} and {args.batch_size}")
+    check_args(args)
+    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    check_out(out, args.overwrite, args.resume)
     if str(args.device).startswith("cuda") and not td.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
     td.backends.cpu.tune()     # the process-wide CPU settings (sleeping OpenMP threads, ...): see its docstring
     td.manual_seed(args.seed)
     fit = FitImages()
-    train_set, test_set, num_classes, about = _load_dataset(args, fit)
+    try:
+        train_set, test_set, num_classes, about = _load_dataset(args, fit)
+    except ValueError as exc:     # files that are not the dataset's (checked at load): one line
+        raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
     image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
@@ -284,11 +329,11 @@ def train(args):
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     test_loader = DataLoader(test_set, batch_size=max(args.batch_size, 256), num_workers=args.workers, seed=0)
 
-    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
-                      out=out, progress=args.progress, log=print, seed=args.seed, config=config)
+                      out=out, progress=args.progress, log=print, seed=args.seed, config=config,
+                      overwrite=args.overwrite, detect_anomaly=args.detect_anomaly)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
           f"{chw[0]}x{chw[1]}x{chw[2]}")
@@ -364,6 +409,11 @@ def make_parser():
     p.add_argument("--out", default=None, help="output folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from OUT/checkpoint.npz (or CHECKPOINT) up to --epochs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, tinydl train refuses to)")
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="stop at the first backward giving NaN/Inf, naming the op and where its forward ran "
+                        "(slower: a debugging aid)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -383,7 +433,8 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    from .train import CheckpointError
+    from .autograd import AnomalyError
+    from .train import CheckpointError, RunFolderError
     try:
         if args.command == "list":
             import models
@@ -392,7 +443,8 @@ def main(argv=None):
         if args.command == "summary":
             return summary_command(args)
         train(args)
-    except (UsageError, CheckpointError, FileNotFoundError, FloatingPointError) as exc:
+    except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
+            AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
         # what a user can fix: one line, no traceback
         print(f"tinydl {args.command}: error: {exc}", file=sys.stderr)
         return 2

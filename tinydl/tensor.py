@@ -42,6 +42,16 @@ def _normalize_dtype(dtype):
     return np.dtype(dtype)
 
 
+class _VersionCounter:
+    """How many times a storage was changed in place; shared by a tensor and its views
+    (autograd compares it with the value seen at forward, see autograd.py)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+
 class Tensor:
     __array_priority__ = 1000   # numpy_array * tensor -> Tensor.__rmul__, not numpy's loop
 
@@ -55,6 +65,7 @@ class Tensor:
         self.grad_fn = None
         self._output_index = 0
         self._retains_grad = False
+        self._version_counter = _VersionCounter()
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -99,6 +110,15 @@ class Tensor:
         return self.shape[0]
 
     @property
+    def _version(self):
+        """In-place changes so far (shared with views), as PyTorch's ``t._version``."""
+        return self._version_counter.value
+
+    def _bump_version(self):
+        """Record an in-place change of the data (every writer of ``self.data[...]`` calls this)."""
+        self._version_counter.value += 1
+
+    @property
     def is_leaf(self):
         return self.grad_fn is None
 
@@ -136,8 +156,10 @@ class Tensor:
         backward(self, gradient, retain_graph=retain_graph)
 
     def detach(self):
-        """Same data, cut from the graph."""
-        return Tensor(self.data)
+        """Same data (and so the same version counter), cut from the graph."""
+        out = Tensor(self.data)
+        out._version_counter = self._version_counter
+        return out
 
     def detach_(self):
         self.grad_fn, self.requires_grad = None, False
@@ -243,31 +265,37 @@ class Tensor:
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
         self.data[_math.raw_index(index)] = value.data if isinstance(value, Tensor) else value
+        self._bump_version()
 
     def zero_(self):
         self._check_inplace("zero_")
         self.data[...] = 0
+        self._bump_version()
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
         self.data[...] = value
+        self._bump_version()
         return self
 
     def copy_(self, src):
         self._check_inplace("copy_")
         src = src.data if isinstance(src, Tensor) else src
         self.data[...] = to_device(src, self.device)
+        self._bump_version()
         return self
 
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
         self.data[...] = backend.rng_for(self._xp).uniform(a, b, self.shape)
+        self._bump_version()
         return self
 
     def normal_(self, mean=0.0, std=1.0):
         self._check_inplace("normal_")
         self.data[...] = backend.rng_for(self._xp).normal(mean, std, self.shape)
+        self._bump_version()
         return self
 
     # ------------------------------------------------------------ arithmetic

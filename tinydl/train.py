@@ -37,34 +37,37 @@ Accuracy and top-k. A sample counts as correct at k when fewer than k classes
 score strictly higher than its true class (a tie with the true class counts in
 its favour; PyTorch's ``topk`` breaks ties arbitrarily). Top-1 is the accuracy.
 """
+import contextlib
 import csv
 import io
 import json
-import math
 import os
 import random
-import secrets
 import sys
 import time
 
 import numpy as np
 
 from . import backend, backends
-from .autograd import no_grad
+from .autograd import detect_anomaly, no_grad
 from .backend import get_array_module, to_host
 from .nn import functional as F
 from .tensor import Tensor
+from .utils.serialization import CheckpointError, atomic_file
 
-__all__ = ["Trainer", "CheckpointError", "fit", "evaluate", "evaluate_loader", "prepare_images",
-           "topk_correct", "CHECKPOINT_NAME"]
+__all__ = ["Trainer", "CheckpointError", "RunFolderError", "fit", "evaluate", "evaluate_loader",
+           "prepare_images", "topk_correct", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+RUN_FILES = ("log.csv", "log.json", "curves.png", CHECKPOINT_NAME)   # what a run writes into ``out``
 _FORMAT = "tinydl-trainer"
 _VERSION = 1
+# What load_state_dict reads, checked before anything is restored.
+_STATE_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "rng": dict, "history": list}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or does not fit the trainer it is loaded into."""
+class RunFolderError(OSError):
+    """The ``out`` folder cannot take this run: not writable, or it holds another run."""
 
 
 # ================================================================ batches
@@ -150,9 +153,9 @@ def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
     if n == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     xp = get_array_module(batch_losses[0])
-    losses = to_host(xp.stack(batch_losses)).astype(np.float64)
+    losses = toto_host(xp.stack(batch_losses)).astype(np.float64)
     return {"loss": float(losses @ np.asarray(sizes, np.float64) / n),
-            "acc": int(to_host(correct1)) / n, f"top{topk}": int(to_host(correctk)) / n}
+            "acc": int(toto_host(correct1)) / n, f"top{topk}": int(toto_host(correctk)) / n}
 
 
 def evaluate(model, images, labels, batch_size=500, device="cpu"):
@@ -166,16 +169,24 @@ def evaluate(model, images, labels, batch_size=500, device="cpu"):
 # ================================================================ files
 def _write_atomic(path, data):
     """Write bytes or text to ``path`` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    mode = "wb" if isinstance(data, bytes) else "w"
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def run_files(out):
+    """The files of a run already in folder ``out`` (empty when there is none)."""
+    return [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
+
+
+def check_writable(out):
+    """Create folder ``out`` if needed and write a probe file there; RunFolderError if that fails."""
     try:
-        with open(tmp, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.makedirs(out, exist_ok=True)
+        with atomic_file(os.path.join(out, ".write-probe")):
+            pass
+        os.remove(os.path.join(out, ".write-probe"))
+    except OSError as exc:
+        raise RunFolderError(f"{out} is not a writable folder ({exc.strerror or exc})") from None
 
 
 def _csv_text(rows):
@@ -252,13 +263,20 @@ class Trainer:
     config                a dict stored in log.json and the checkpoint (e.g. the CLI's flags);
                           its 'title' (if any) titles curves.png
     plot                  False: no curves.png
+    overwrite             True: a fresh run (epoch 0) may replace the run already in ``out``
+                          (without it, ``fit`` refuses: RunFolderError)
+    detect_anomaly        train under ``td.autograd.detect_anomaly()``: the first backward that
+                          gives NaN/Inf raises, naming the op and where its forward ran
+    nan_check_interval    on a GPU, steps between checks of the losses for NaN/Inf (one sync
+                          each; on the CPU every step is checked, before its backward)
     tune                  call ``td.backends.cpu.tune()``: process-wide CPU settings for speed
                           (False leaves the process as it is)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
-                 config=None, plot=True, scheduler_interval="epoch", tune=True):
+                 config=None, plot=True, scheduler_interval="epoch", overwrite=False, detect_anomaly=False,
+                 nan_check_interval=50, tune=True):
         from .optim.lr_scheduler import ReduceLROnPlateau
         if tune:                   # process-wide CPU settings for speed: td.backends.cpu.tune()
             backends.cpu.tune()
@@ -279,6 +297,9 @@ class Trainer:
         self.seed = int(seed)
         self.config = dict(config or {})
         self.plot = plot
+        self.overwrite = overwrite
+        self.detect_anomaly = bool(detect_anomaly)
+        self.nan_check_interval = int(nan_check_interval)
         self.epoch = 0             # epochs completed
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
@@ -314,30 +335,59 @@ class Trainer:
         except TypeError:
             total = None
         bar = self._bar(loader, total)
-        losses, sizes, correct = [], [], 0
-        for step, (images, labels) in enumerate(bar if bar is not None else loader):
-            x, y = prepare_images(images, self.device), _labels(labels, self.device)
-            logits, loss = self._loss(self.model(x), y)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None and self.scheduler_interval == "step":
-                self.scheduler.step()
-            losses.append(loss.data)
-            sizes.append(len(y))
-            correct = correct + topk_correct(logits, y, (1,))[0]
-            if bar is not None and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(to_host(loss.data)):.4f}", acc=f"{int(to_host(correct)) / sum(sizes):.3f}")
+        losses, sizes, correct, checked = [], [], 0, 0
+        # A non-finite loss stops training at once on the CPU (reading a 0-d host array is
+        # free); on a GPU every ``nan_check_interval`` steps, to keep one sync per interval.
+        every = 1 if self.detect_anomaly or backend.parse_device(self.device).type == "cpu" \
+            else self.nan_check_interval
+        anomaly = detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
+        with anomaly:
+            for step, (images, labels) in enumerate(bar if bar is not None else loader):
+                x, y = prepare_images(images, self.device), _labels(labels, self.device)
+                logits, loss = self._loss(self.model(x), y)
+                losses.append(loss.data)
+                if (step + 1) % every == 0:     # before backward: the weights stay finite
+                    checked = self._check_losses(losses, checked, total)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler is not None and self.scheduler_interval == "step":
+                    self.scheduler.step()
+                sizes.append(len(y))
+                correct = correct + topk_correct(logits, y, (1,))[0]
+                if bar is not None and step % 10 == 0:
+                    bar.set_postfix(loss=f"{float(to_host(loss.data)):.4f}",
+                                    acc=f"{int(to_host(correct)) / sum(sizes):.3f}")
         if bar is not None:
             bar.close()
         if not losses:
             raise ValueError("Trainer: the train loader yielded no batches")
+        self._check_losses(losses, checked, total)
         xp = get_array_module(losses[0])
-        values = to_host(xp.stack(losses)).astype(np.float64)
+        values = toto_host(xp.stack(losses)).astype(np.float64)
         self.step_losses.extend(values.tolist())
         n = sum(sizes)
         return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
-                "train_acc": int(to_host(correct)) / n}
+                "train_acc": int(toto_host(correct)) / n}
+
+    def _check_losses(self, losses, start, total):
+        """FloatingPointError naming the first step from ``losses[start:]`` whose loss is NaN or
+        Inf (one host copy of those losses); else the number of losses checked so far."""
+        if start == len(losses):
+            return start
+        xp = get_array_module(losses[start])
+        values = to_host(xp.stack(losses[start:]))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            batch = start + int(bad[0])
+            kept = (f"{self.checkpoint_path()} still holds epoch {self.epoch}" if self.out is not None and
+                    self.epoch > 0 else "no checkpoint of this run was written")
+            raise FloatingPointError(
+                f"Trainer: the training loss is {values[bad[0]]} at step {len(self.step_losses) + batch + 1} "
+                f"(epoch {self.epoch + 1}, batch {batch + 1}{f' of {total}' if total else ''}, lr "
+                f"{self.optimizer.param_groups[0]['lr']:g}): training diverged; {kept}. Try a smaller "
+                "learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it")
+        return len(losses)
 
     def evaluate(self, loader=None):
         """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""
@@ -355,21 +405,20 @@ class Trainer:
 
     def fit(self, epochs):
         """Train until ``epochs`` epochs are complete (a resumed trainer continues); returns history."""
+        if self.out is not None and self.epoch < epochs:
+            self._claim_out()
         while self.epoch < epochs:
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
-            row.update(self.train_one_epoch())
+            try:
+                row.update(self.train_one_epoch())
+            except FloatingPointError as err:
+                err.history = list(self.history)     # the epochs that did finish, for reports
+                raise
             if self.test_loader is not None:
                 result = self.evaluate()
                 row.update(test_loss=result["loss"], test_acc=result["acc"])
                 row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
-            if not math.isfinite(row["train_loss"]):
-                err = FloatingPointError(
-                    f"Trainer: the training loss is {row['train_loss']} in epoch {row['epoch']} "
-                    f"(lr {row['lr']:g}): training diverged; try a smaller learning rate "
-                    "(on 'cuda' a label out of range also gives a nan loss). The last checkpoint (if any) is the previous epoch's.")
-                err.history = list(self.history)     # the epochs that did finish, for reports
-                raise err
             self._step_scheduler(row)
             row["seconds"] = time.perf_counter() - start
             if backend.parse_device(self.device).type == "cuda":
@@ -397,6 +446,17 @@ class Trainer:
         return text + f"  ({row['seconds']:.1f}s)"
 
     # ------------------------------------------------------------ files
+    def _claim_out(self):
+        """Before the first epoch: ``out`` must be writable, and a fresh run never replaces
+        another one there silently (``overwrite=True`` removes the old run's files)."""
+        found = run_files(self.out) if self.epoch == 0 else []
+        if found and not self.overwrite:
+            raise RunFolderError(f"Trainer: {self.out} already holds a run ({', '.join(found)}); resume it "
+                                 "(Trainer.resume()), pass overwrite=True to replace it, or choose another out")
+        check_writable(self.out)
+        for name in found:     # so a replaced run never mixes with the new one
+            os.remove(os.path.join(self.out, name))
+
     def write_outputs(self, plot=True):
         """log.csv, log.json, curves.png and checkpoint.npz in ``out`` (each written atomically)."""
         os.makedirs(self.out, exist_ok=True)
@@ -431,8 +491,15 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise CheckpointError(f"{source} is not a tinydl training checkpoint (no '{_FORMAT}' format "
                                   "tag); was it written by Trainer.save_checkpoint / `tinydl train`?")
-        if state.get("version", 0) > _VERSION:
+        if not isinstance(state.get("version", 0), int) or state.get("version", 0) > _VERSION:
             raise CheckpointError(f"{source} was written by a newer tinydl (trainer format {state['version']})")
+        wanted = dict(_STATE_KEYS, **({"scheduler": dict} if self.scheduler is not None else {}))
+        wrong = [key if key in state else f"{key} (missing)" for key, kind in wanted.items()
+                 if not isinstance(state.get(key), kind)]
+        if isinstance(state.get("rng"), dict) and not {"tinydl", "numpy", "python"} <= set(state["rng"]):
+            wrong.append("rng (incomplete)")
+        if wrong:     # checked before anything is restored: a failed resume changes nothing
+            raise CheckpointError(f"{source} is damaged or incomplete: bad entries {', '.join(wrong)}")
         for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
             saved = state.get(f"{what}_type")
             have = type(obj).__name__ if obj is not None else None
@@ -455,7 +522,7 @@ class Trainer:
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         self.history = [dict(row) for row in state["history"]]
-        self.step_losses = np.asarray(state["step_losses"], dtype=np.float64).tolist()
+        self.step_losses = np.asarray(state.get("step_losses", []), dtype=np.float64).tolist()
 
     def checkpoint_path(self, path=None):
         if path is not None:
@@ -479,12 +546,9 @@ class Trainer:
         if not os.path.exists(path):
             raise FileNotFoundError(f"resume: no checkpoint at {path}; a training run writes one there "
                                     "after each epoch (run without resuming first)")
-        try:
-            state = load(path)
-        except Exception as exc:   # a truncated zip, a bad structure, not an npz at all...
-            raise CheckpointError(f"resume: the checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
-                                  "it is corrupt or not a tinydl checkpoint. Delete it to start afresh") from exc
-        return state
+        if not os.path.isfile(path):
+            raise CheckpointError(f"resume: {path} is a folder, not a checkpoint file")
+        return load(path)     # CheckpointError (one line, naming the file) when it is not a checkpoint
 
     def resume(self, path=None):
         """Load a checkpoint (default ``out/checkpoint.npz``) written by ``save_checkpoint``;

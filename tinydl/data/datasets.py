@@ -129,7 +129,10 @@ def imread(path, mode="rgb"):
     flags = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE}
     if mode not in flags:
         raise ValueError(f"imread: mode must be 'rgb', 'bgr' or 'gray', got {mode!r}")
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flags[mode])
+    raw = np.fromfile(str(path), dtype=np.uint8)
+    if raw.size == 0:
+        raise ValueError(f"imread: {path} is empty (0 bytes)")
+    img = cv2.imdecode(raw, flags[mode])
     if img is None:
         raise ValueError(f"imread: OpenCV cannot decode {path} (not an image, or a format it lacks)")
     if mode == "rgb":

@@ -89,8 +89,26 @@ def load_mnist(root, train=True, verify=True, files=None, name="MNIST"):
                                     f"put {wanted} (gzipped or not) in that folder")
         if verify and path.suffix == ".gz":
             check_md5(path, md5)
-        arrays.append(read_idx(path))
-    images, labels = arrays
-    if len(images) != len(labels):
-        raise ValueError(f"{name} in {root}: {len(images)} images but {len(labels)} labels")
+        arrays.append((path, read_idx(path)))
+    (image_path, images), (label_path, labels) = arrays
+    _check_mnist(name, image_path, images, label_path, labels)
     return images, labels.astype(np.int64)
+
+
+def _check_mnist(name, image_path, images, label_path, labels, size=28, classes=10):
+    """Refuse, at load, files that would fail deep in training: swapped or foreign files,
+    images that are not (N, 28, 28) uint8, labels outside 0..9."""
+    if images.ndim == 1 and labels.ndim == 3:
+        raise ValueError(f"{name}: {image_path} holds labels and {label_path} images: the two files are swapped")
+    if images.ndim != 3 or images.shape[1:] != (size, size) or images.dtype != np.uint8:
+        raise ValueError(f"{name}: {image_path} holds {images.dtype} of shape {images.shape}; "
+                         f"{name} images are uint8 (N, {size}, {size})")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise ValueError(f"{name}: {label_path} holds {labels.dtype} of shape {labels.shape}; "
+                         f"{name} labels are uint8 (N,)")
+    if len(images) != len(labels):
+        raise ValueError(f"{name}: {len(images)} images in {image_path} but {len(labels)} labels in {label_path}")
+    if labels.size and labels.max() >= classes:
+        bad = int(np.argmax(labels >= classes))
+        raise ValueError(f"{name}: {label_path} has label {int(labels[bad])} at index {bad}; "
+                         f"labels must be 0..{classes - 1}")

@@ -150,6 +150,8 @@ def _check_image(img, who):
         raise TypeError(f"{who}: expected a NumPy image (H, W) or (H, W, C), got {type(img).__name__}")
     if img.ndim not in (2, 3):
         raise ValueError(f"{who}: expected an image of shape (H, W) or (H, W, C), got shape {img.shape}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"{who}: got an empty image (shape {img.shape})")
     return img
 
 
@@ -338,13 +340,13 @@ _PAD_MODES = ("constant", "edge", "reflect", "symmetric")
 def _padding4(padding, who):
     """torchvision's padding: int, (left/right, top/bottom) or (left, top, right, bottom)."""
     if isinstance(padding, numbers.Integral):
-        return (int(padding),) * 4
+        padding = (int(padding),) * 4
     padding = tuple(int(p) for p in padding)
-    if len(padding) == 2:
-        return (padding[0], padding[1], padding[0], padding[1])
-    if len(padding) == 4:
-        return padding
-    raise ValueError(f"{who}: padding must be an int or a sequence of 2 or 4 ints, got {padding}")
+    if len(padding) not in (2, 4):
+        raise ValueError(f"{who}: padding must be an int or a sequence of 2 or 4 ints, got {padding}")
+    if min(padding) < 0:
+        raise ValueError(f"{who}: padding must be >= 0, got {padding}")
+    return padding * 2 if len(padding) == 2 else padding
 
 
 def pad(img, padding, fill=0, padding_mode="constant"):
@@ -375,12 +377,13 @@ def resize(img, size, interpolation="bilinear", max_size=None):
     """Resize with torchvision's size rule: an int sets the shorter side (the longer
     one is ``int(size * long / short)``), ``(h, w)`` sets both."""
     img = _check_image(img, "Resize")
+    _check_resize_size(size, max_size)
     h, w = img.shape[:2]
     if isinstance(size, numbers.Integral):
         short, long = min(h, w), max(h, w)
         new_short, new_long = int(size), int(size * long / short)
         if max_size is not None and new_long > max_size:
-            new_short, new_long = int(max_size * new_short / new_long), int(max_size)
+            new_short, new_long = max(1, int(max_size * new_short / new_long)), int(max_size)
         new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
     else:
         new_h, new_w = _size(size, "Resize")
@@ -388,6 +391,17 @@ def resize(img, size, interpolation="bilinear", max_size=None):
         return img.copy()
     out = _cv2().resize(np.ascontiguousarray(img), (new_w, new_h), interpolation=_interpolation(interpolation))
     return _restore_channels(out, img)
+
+
+def _check_resize_size(size, max_size):
+    """Resize's ``size``: a positive int (the shorter side) or (h, w); ``max_size`` above it."""
+    if isinstance(size, numbers.Integral):
+        if size <= 0:
+            raise ValueError(f"Resize: size must be a positive int or (h, w), got {size}")
+        if max_size is not None and max_size <= size:
+            raise ValueError(f"Resize: max_size ({max_size}) must be larger than size ({size})")
+    else:
+        _size(size, "Resize")
 
 
 class Resize(Transform):
@@ -398,8 +412,8 @@ class Resize(Transform):
     """
 
     def __init__(self, size, interpolation="bilinear", max_size=None):
-        if not isinstance(size, numbers.Integral):
-            _size(size, "Resize")
+        _check_resize_size(size, max_size)
+        _interpolation(interpolation)
         self.size, self.interpolation, self.max_size = size, interpolation, max_size
 
     def __call__(self, img, rng=None):

@@ -370,6 +370,7 @@ class Module:
                 # In place, into the model's own array: keeps its device and dtype
                 # (a float64 checkpoint loads into a float32 model as float32).
                 target.data[...] = to_device(src, target.device)
+                target._bump_version()
             except Exception as exc:
                 error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in the model are '
                                   f"{target.shape} and whose dimensions in the checkpoint are {tuple(src.shape)}, "

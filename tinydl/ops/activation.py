@@ -67,6 +67,7 @@ def _finish(x, out, inplace):
     """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
     if inplace and not is_grad_enabled() and isinstance(x, Tensor):
         x.data[...] = out.data
+        x._bump_version()
         return x
     return out
 

@@ -34,7 +34,7 @@ from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
 from ..kernels.conv import conv2d_route, conv_transpose2d_route
-from ..tensor import Tensor
+from .checks import check_same_kind
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
@@ -70,19 +70,6 @@ def _conv_padding(padding, kernel, stride, dilation, op):
     if ph < 0 or pw < 0:
         raise ValueError(f"{op}: negative padding is not supported, got {(ph, pw)}")
     return (ph, ph, pw, pw)
-
-
-def _check_same_kind(op, input, *others):
-    """Tensors of one dtype and device (PyTorch refuses float32 input with a float64 weight)."""
-    for name, t in others:
-        if t is None:
-            continue
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
-        if t.dtype != input.dtype:
-            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) should be the same")
-        if t.device != input.device:
-            raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {t.device}")
 
 
 def _check_groups(op, groups, in_channels, out_channels):
@@ -242,7 +229,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
-    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    check_same_kind(op, input, ("weight", weight), ("bias", bias))
     if weight.ndim != 4:
         raise RuntimeError(f"{op}: expected a 4-D weight (out_channels, in_channels/groups, kH, kW), "
                            f"got shape {tuple(weight.shape)}")
@@ -285,7 +272,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation, op):
-    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    check_same_kind(op, input, ("weight", weight), ("bias", bias))
     if weight.ndim != 4:
         raise RuntimeError(f"{op}: expected a 4-D weight (in_channels, out_channels/groups, kH, kW), "
                            f"got shape {tuple(weight.shape)}")
@@ -341,7 +328,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution as ``torch.nn.functional.conv1d``: input (N, C, L) or (C, L),
     weight (C_out, C/groups, k). Runs as conv2d on a height-1 image (kernel (1, k))."""
     op = "conv1d"
-    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    check_same_kind(op, input, ("weight", weight), ("bias", bias))
     _check_1d(op, input, weight)
     if input.shape[-2] != weight.shape[1] * groups:
         raise RuntimeError(f"{op}: expected input with {weight.shape[1] * groups} channels "
@@ -358,7 +345,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """1-D transposed convolution as ``torch.nn.functional.conv_transpose1d``
     (weight (C_in, C_out/groups, k)), through conv_transpose2d on a height-1 image."""
     op = "conv_transpose1d"
-    _check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    check_same_kind(op, input, ("weight", weight), ("bias", bias))
     _check_1d(op, input, weight)
     out = _conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, single(stride, "stride", op)),
                             (0, single(padding, "padding", op)), (0, single(output_padding, "output_padding", op)),

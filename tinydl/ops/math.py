@@ -13,6 +13,7 @@ import numpy as np
 from ..autograd import Function, unbroadcast
 from ..backend import get_array_module, device_of, to_device as _array_to_device
 from ..tensor import Tensor, _default_float
+from .checks import check_same_kind
 
 __all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "clamp",
            "maximum", "minimum", "where", "matmul", "linear"]
@@ -424,6 +425,7 @@ def matmul(a, b):
 
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias, as torch.nn.functional.linear."""
+    check_same_kind("linear", input, ("weight", weight), ("bias", bias))
     if input.shape[-1] != weight.shape[-1]:
         raise RuntimeError(f"linear: input has {input.shape[-1]} features (shape {input.shape}) "
                            f"but weight expects {weight.shape[-1]} (shape {weight.shape})")

@@ -11,6 +11,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
+from .checks import check_same_kind
 from .math import raw
 
 __all__ = ["batch_norm", "local_response_norm", "normalize"]
@@ -124,6 +125,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got shape {input.shape}")
     C = input.shape[1]
+    check_same_kind("batch_norm", input, ("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var))
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != (C,):

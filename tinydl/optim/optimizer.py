@@ -27,6 +27,8 @@ by their position (0, 1, 2, ... over all groups, in order), so a checkpoint can 
 loaded into a new optimizer built over a new copy of the same model.
 """
 import copy
+import os
+import sys
 import warnings
 from collections import defaultdict
 
@@ -49,6 +51,14 @@ required = _RequiredParameter()
 
 def _is_array(x):
     return hasattr(x, "dtype") and hasattr(x, "shape") and not isinstance(x, Tensor)
+
+
+def _outside_optim():
+    """The ``stacklevel`` of the first frame outside tinydl/optim: a warning points at the user's line."""
+    here, level, frame = os.path.dirname(__file__), 1, sys._getframe(1)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class Optimizer:
@@ -122,9 +132,15 @@ class Optimizer:
                                  f"optimization parameter {key}")
             param_group.setdefault(key, default)
 
-        if len({id(p) for p in params}) != len(params):
-            warnings.warn(f"{name}: a parameter group contains the same parameter twice; "
-                          "it would be updated twice per step", stacklevel=3)
+        first, twice = {}, []
+        for i, p in enumerate(params):
+            j = first.setdefault(id(p), i)
+            if j != i:
+                twice.append(f"{j} and {i} (shape {p.shape})")
+        if twice:
+            where = ", ".join(twice)
+            warnings.warn(f"{name}: a parameter group lists the same parameter twice (positions {where}); "
+                          "it would be updated twice per step", stacklevel=_outside_optim())
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params):
             raise ValueError(f"{name}: some parameters appear in more than one parameter group")
@@ -173,6 +189,7 @@ class Optimizer:
                 if p.grad is None:
                     continue   # not reached by backward (frozen or unused): leave it alone
                 self._update(p, p.grad.data, group)
+                p._bump_version()     # a graph that saved p before this step can no longer backward
         self._step_count += 1
         return loss
 

@@ -15,7 +15,8 @@ written atomically: to a temporary file in the same folder, then renamed over
 the target, so a reader never sees half a PNG.
 """
 import os
-import secrets
+
+from .serialization import atomic_file
 
 __all__ = ["plot_curves"]
 
@@ -104,11 +105,6 @@ def plot_curves(histories, path, keys=("loss", "acc"), title=None):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     return path

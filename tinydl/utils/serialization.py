@@ -15,11 +15,21 @@ entry holding Python objects is refused, never unpickled.
 
 Saving is atomic: the file is written under a temporary name in the same
 folder, flushed to disk, then renamed over the target, so a crash or an error
-midway never leaves a half-written checkpoint in place of a good one.
+midway never leaves a half-written checkpoint in place of a good one. The
+temporary name carries the writer's process id; a process killed mid-write
+leaves its temporary file behind, and the next save of the same file removes it.
+
+Every way a file can fail to load as a checkpoint (not an .npz, a truncated
+zip, a damaged or hostile structure) raises one error type, ``CheckpointError``
+(a ValueError), naming the file and what is wrong.
 """
+import contextlib
+import glob
 import json
 import os
 import secrets
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -27,11 +37,15 @@ import numpy as np
 from .. import backend
 from ..tensor import Tensor
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "CheckpointError", "atomic_file"]
 
 STRUCTURE_KEY = "__tinydl_structure__"
 FORMAT = "tinydl-checkpoint"
 VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint, or one that does not fit what it is loaded into."""
 
 
 # ================================================================ save
@@ -124,25 +138,64 @@ def save(obj, f):
         np.savez(f, **entries)
         return
     path = os.fspath(f)
-    folder, name = os.path.split(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: the folder {folder!r} does not exist (saving to {path!r})")
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    with atomic_file(path) as out:
+        np.savez(out, **entries)   # through a file object: np.savez adds no suffix
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="wb"):
+    """``with atomic_file(path) as f: f.write(...)``: ``path`` holds either its old content
+    or all of the new one, whatever happens midway (an exception, a kill, a power cut).
+
+    The data goes to ``.<name>.<pid>.<random>.tmp`` in the same folder, is flushed to
+    disk, and the temporary file is renamed over ``path``. Temporary files of the same
+    ``path`` left by writers that died (their process is gone) are removed first.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_orphans(folder, name)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     # os.open with mode 0o666 lets the umask decide the permissions, as for a normal file.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **entries)   # through a file object: np.savez adds no suffix
+        with os.fdopen(fd, mode) as out:
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_folder(folder)
+
+
+def _remove_orphans(folder, name):
+    """Delete the temporary files of ``name`` whose writer is dead (a killed save)."""
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+        pid = os.path.basename(tmp)[len(name) + 2:].split(".")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue    # a live writer (this process's other threads included) is still at work
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _alive(pid):
+    """Whether process ``pid`` exists (when it cannot be told, as on Windows: yes)."""
+    if os.name != "posix":
+        return True         # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)     # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False        # too big to be a process id
+    except OSError:
+        return True         # it exists but is not ours
+    return True
 
 
 def _fsync_folder(folder):
@@ -170,18 +223,23 @@ class _Decoder:
     def array(self, node):
         name = node.get("array")
         if not isinstance(name, str) or name not in self.names or name == STRUCTURE_KEY:
-            raise ValueError(f"load: {self.source} is corrupt: the structure refers to a missing array {name!r}")
+            raise CheckpointError(f"load: {self.source} is corrupt: the structure refers to a missing array {name!r}")
         try:
-            return self.npz[name]
-        except ValueError as exc:   # "Object arrays cannot be loaded when allow_pickle=False"
-            raise ValueError(f"load: entry {name!r} of {self.source} holds pickled Python objects; "
-                             "tinydl never unpickles (it could run arbitrary code)") from exc
+            array = self.npz[name]
+        except ValueError as exc:
+            if "allow_pickle" not in str(exc):     # a damaged .npy header or body
+                raise CheckpointError(f"load: entry {name!r} of {self.source} is corrupt ({exc})") from exc
+            raise CheckpointError(f"load: entry {name!r} of {self.source} holds pickled Python objects; "
+                                  "tinydl never unpickles (it could run arbitrary code)") from exc
+        if not isinstance(array, np.ndarray):      # NpzFile hands out raw bytes for non-.npy members
+            raise CheckpointError(f"load: entry {name!r} of {self.source} is not a .npy array")
+        return array
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
         if not isinstance(node, dict):
-            raise ValueError(f"load: {self.source} is corrupt: unexpected {type(node).__name__} in the structure")
+            raise CheckpointError(f"load: {self.source} is corrupt: unexpected {type(node).__name__} in the structure")
         kind = node.get("type")
         if kind in ("list", "tuple"):
             items = [self.decode(v) for v in node["items"]]
@@ -193,7 +251,7 @@ class _Decoder:
                 try:
                     out[key] = value
                 except TypeError as exc:   # an unhashable key: not something save writes
-                    raise ValueError(f"load: {self.source} is corrupt: bad dict key {key!r}") from exc
+                    raise CheckpointError(f"load: {self.source} is corrupt: bad dict key {key!r}") from exc
             return out
         if kind == "ndarray":
             return self.array(node)
@@ -208,7 +266,10 @@ class _Decoder:
                 from ..nn.parameter import Parameter
                 return Parameter(data, requires_grad=requires_grad)
             return Tensor(data, requires_grad=requires_grad)
-        raise ValueError(f"load: {self.source} is corrupt: unknown node type {kind!r}")
+        raise CheckpointError(f"load: {self.source} is corrupt: unknown node type {kind!r}")
+
+
+_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
 
 
 def load(f, map_location=None, weights_only=None):
@@ -219,27 +280,60 @@ def load(f, map_location=None, weights_only=None):
     ``f`` is a path or a binary file object. The file is read with
     ``allow_pickle=False``: no code in it is ever executed (``weights_only`` is
     accepted for PyTorch compatibility; tinydl always behaves as weights_only).
-    An .npz not written by ``save`` loads as a dict of its arrays.
+    An .npz not written by ``save`` loads as a dict of its arrays. A file that
+    cannot be read as a checkpoint raises ``CheckpointError`` naming it and the fault.
     """
     device = None if map_location is None else backend.parse_device(map_location)
     source = repr(os.fspath(f)) if not hasattr(f, "read") else "the file object"
+    try:
+        return _load(f, source, device)
+    except RecursionError:
+        raise CheckpointError(f"load: {source} is corrupt: its structure is nested too deeply") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error, KeyError, IndexError, TypeError, AttributeError,
+            UnicodeDecodeError) as exc:
+        raise CheckpointError(f"load: {source} is unreadable: truncated, damaged or not written by td.save "
+                              f"({type(exc).__name__}: {exc})") from exc
+    except ValueError as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"load: {source} is unreadable: corrupt ({exc})") from exc
+
+
+def _load(f, source, device):
+    head = _peek(f, 6)
+    if head[:4] != _ZIP_MAGIC:
+        if head == _NPY_MAGIC:
+            what = "a single .npy array (read it with numpy.load)"
+        elif head[:1] == b"\x80":
+            what = "a Python pickle (as torch.save writes); tinydl never unpickles (it could run arbitrary code)"
+        else:
+            what = f"not an .npz file (it starts with {head!r})"
+        raise CheckpointError(f"load: {source} is corrupt or not a tinydl checkpoint: {what}")
     npz = np.load(f, allow_pickle=False)
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"load: {source} is a single .npy array, not a checkpoint written by td.save "
-                         "(read it with numpy.load)")
     with npz:
         if STRUCTURE_KEY not in npz.files:
             decoder = _Decoder(npz, source, device)
             return {name: decoder.array({"array": name}) for name in npz.files}
         raw = npz[STRUCTURE_KEY]
         if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"load: {source} is corrupt: bad {STRUCTURE_KEY} entry")
+            raise CheckpointError(f"load: {source} is corrupt: bad {STRUCTURE_KEY} entry")
         try:
             doc = json.loads(raw.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"load: {source} is corrupt: unreadable structure ({exc})") from exc
+            raise CheckpointError(f"load: {source} is corrupt: unreadable structure ({exc})") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError(f"load: {source} is not a tinydl checkpoint")
-        if doc.get("version", 0) > VERSION:
-            raise ValueError(f"load: {source} was written by a newer tinydl (format version {doc['version']})")
+            raise CheckpointError(f"load: {source} is not a tinydl checkpoint")
+        if not isinstance(doc.get("version", 0), int) or doc.get("version", 0) > VERSION:
+            raise CheckpointError(f"load: {source} was written by a newer tinydl (format version {doc['version']})")
         return _Decoder(npz, source, device).decode(doc["root"])
+
+
+def _peek(f, n):
+    """The first ``n`` bytes of a path or a seekable file object, leaving its position as it was."""
+    if not hasattr(f, "read"):
+        with open(f, "rb") as fh:
+            return fh.read(n)
+    start = f.tell()
+    head = f.read(n)
+    f.seek(start)
+    return head
