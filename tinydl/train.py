@@ -153,9 +153,9 @@ def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
     if n == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     xp = get_array_module(batch_losses[0])
-    losses = toto_host(xp.stack(batch_losses)).astype(np.float64)
+    losses = to_host(xp.stack(batch_losses)).astype(np.float64)
     return {"loss": float(losses @ np.asarray(sizes, np.float64) / n),
-            "acc": int(toto_host(correct1)) / n, f"top{topk}": int(toto_host(correctk)) / n}
+            "acc": int(to_host(correct1)) / n, f"top{topk}": int(to_host(correctk)) / n}
 
 
 def evaluate(model, images, labels, batch_size=500, device="cpu"):
@@ -364,11 +364,11 @@ class Trainer:
             raise ValueError("Trainer: the train loader yielded no batches")
         self._check_losses(losses, checked, total)
         xp = get_array_module(losses[0])
-        values = toto_host(xp.stack(losses)).astype(np.float64)
+        values = to_host(xp.stack(losses)).astype(np.float64)
         self.step_losses.extend(values.tolist())
         n = sum(sizes)
         return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
-                "train_acc": int(toto_host(correct)) / n}
+                "train_acc": int(to_host(correct)) / n}
 
     def _check_losses(self, losses, start, total):
         """FloatingPointError naming the first step from ``losses[start:]`` whose loss is NaN or
