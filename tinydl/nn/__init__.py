@@ -7,4 +7,5 @@ from .conv import *            # noqa: F401,F403  Conv2d, ConvTranspose2d
 from .pooling import *         # noqa: F401,F403  MaxPool2d, AvgPool2d, MaxUnpool2d, adaptive pools
 from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseNorm
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
+from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
 from . import functional, init  # noqa: F401
