@@ -8,4 +8,5 @@ from .pooling import *         # noqa: F401,F403  MaxPool2d, AvgPool2d, MaxUnpoo
 from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseNorm
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
 from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
+from .sparse import *          # noqa: F401,F403  Embedding
 from . import functional, init  # noqa: F401
