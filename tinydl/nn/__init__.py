@@ -9,4 +9,5 @@ from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseN
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
 from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
 from .sparse import *          # noqa: F401,F403  Embedding
+from .fold import *            # noqa: F401,F403  Unfold, Fold
 from . import functional, init  # noqa: F401
