@@ -24,8 +24,9 @@ from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
 
-__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
-           "silu", "gelu", "softplus", "softmax", "log_softmax"]
+__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
+           "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
+           "threshold", "hardshrink", "softshrink", "prelu", "glu", "softmax", "softmin", "log_softmax"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -125,23 +126,26 @@ class Hardtanh(Function):
 
 # ---------------------------------------------------------------- exponential family
 class ELU(Function):
-    """y = x where x > 0, else alpha * (exp(x) - 1);   (SELU: y times ``scale``)
-    dy/dx = 1 where x > 0, else alpha * exp(x)  (= y + alpha there)."""
+    """y = x where x > 0, else alpha * (exp(k x) - 1);   (SELU: y times ``scale``)
+    dy/dx = 1 where x > 0, else k * alpha * exp(k x)  (= k (y + alpha) there).
 
-    def forward(ctx, x, alpha, scale=1.0):
+    k (``input_scale``) is 1 for ELU and SELU; CELU is k = 1 / alpha, which keeps the
+    slope at 0- equal to 1 for every alpha (continuously differentiable)."""
+
+    def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
         xp = get_array_module(x)
         positive = x > 0
         # expm1 is accurate near 0, where exp(x) - 1 would cancel; the minimum
         # keeps exp from overflowing in the branch where() throws away.
-        negative_part = alpha * xp.expm1(xp.minimum(x, 0))
+        negative_part = alpha * xp.expm1(xp.minimum(x, 0) * input_scale)
         y = xp.where(positive, x, negative_part)
         ctx.save_for_backward(positive, negative_part)
-        ctx.alpha, ctx.scale = alpha, scale
+        ctx.alpha, ctx.scale, ctx.input_scale = alpha, scale, input_scale
         return y * scale if scale != 1.0 else y
 
     def backward(ctx, gy):
         positive, negative_part = ctx.saved_tensors
-        slope = get_array_module(gy).where(positive, 1, negative_part + ctx.alpha)
+        slope = get_array_module(gy).where(positive, 1, (negative_part + ctx.alpha) * ctx.input_scale)
         slope = slope.astype(gy.dtype, copy=False)
         return gy * slope * ctx.scale if ctx.scale != 1.0 else gy * slope
 
@@ -245,6 +249,154 @@ class Softplus(Function):
         bx, linear = ctx.saved_tensors
         xp = get_array_module(gy)
         return xp.where(linear, gy, gy * _stable_sigmoid(bx))
+
+
+class Mish(Function):
+    """y = x * tanh(softplus(x));  with t = tanh(softplus(x)) and d softplus/dx = sigmoid(x),
+    dy/dx = t + x * (1 - t**2) * sigmoid(x)."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0)     # softplus, never overflows
+        t = xp.tanh(sp)
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    def backward(ctx, gy):
+        x, t = ctx.saved_tensors
+        return gy * (t + x * (1 - t * t) * _stable_sigmoid(x))
+
+
+class Hardswish(Function):
+    """y = x * relu6(x + 3) / 6: 0 for x <= -3, x for x >= 3, x (x + 3) / 6 between;
+    dy/dx = 0 for x < -3, 1 for x > 3, x / 3 + 1/2 on [-3, 3] (PyTorch's values at the kinks)."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        ctx.save_for_backward(x)
+        return x * xp.clip(x + 3, 0, 6) / 6
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        xp = get_array_module(x)
+        slope = xp.where(x < -3, 0, xp.where(x <= 3, x / 3 + 0.5, 1)).astype(gy.dtype, copy=False)
+        return gy * slope
+
+
+class Hardsigmoid(Function):
+    """y = relu6(x + 3) / 6;  dy/dx = 1/6 where -3 < x < 3, else 0."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        ctx.save_for_backward((x > -3) & (x < 3))
+        return (xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        inside, = ctx.saved_tensors
+        return gy * inside / 6
+
+
+class Softsign(Function):
+    """y = x / (1 + |x|);  dy/dx = 1 / (1 + |x|)**2."""
+
+    def forward(ctx, x):
+        d = 1 + get_array_module(x).abs(x)
+        ctx.save_for_backward(d)
+        return x / d
+
+    def backward(ctx, gy):
+        d, = ctx.saved_tensors
+        return gy / (d * d)
+
+
+class Tanhshrink(Function):
+    """y = x - tanh(x);  dy/dx = 1 - (1 - tanh(x)**2) = tanh(x)**2."""
+
+    def forward(ctx, x):
+        t = get_array_module(x).tanh(x)
+        ctx.save_for_backward(t)
+        return x - t
+
+    def backward(ctx, gy):
+        t, = ctx.saved_tensors
+        return gy * t * t
+
+
+class Threshold(Function):
+    """y = x where x > threshold, else value;  dy/dx = 1 where x > threshold, else 0."""
+
+    def forward(ctx, x, threshold, value):
+        xp = get_array_module(x)
+        keep = x > threshold
+        ctx.save_for_backward(keep)
+        return xp.where(keep, x, xp.asarray(value, dtype=x.dtype))
+
+    def backward(ctx, gy):
+        keep, = ctx.saved_tensors
+        return gy * keep
+
+
+class Shrink(Function):
+    """Hardshrink: y = x where |x| > lambd, else 0.
+    Softshrink: y = x - lambd sign(x) where |x| > lambd, else 0 (shifted toward 0 by lambd).
+    Both: dy/dx = 1 where |x| > lambd, else 0."""
+
+    def forward(ctx, x, lambd, soft):
+        xp = get_array_module(x)
+        outside = xp.abs(x) > lambd
+        ctx.save_for_backward(outside)
+        y = x - lambd * xp.sign(x) if soft else x
+        return xp.where(outside, y, 0).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        outside, = ctx.saved_tensors
+        return gy * outside
+
+
+class PReLU(Function):
+    """y = x where x > 0, else a * x, with a learnable slope a per channel (dim 1 of
+    (N, C, ...)) or one shared slope;
+    dL/dx = gy where x > 0, else a * gy;  dL/da_c = sum over channel c of gy * x where x <= 0."""
+
+    def forward(ctx, x, a):
+        xp = get_array_module(x)
+        shape = [1] * x.ndim
+        if a.size > 1:
+            shape[1] = a.size
+        a_b = a.reshape(shape)
+        positive = x > 0
+        ctx.save_for_backward(x, a_b, positive)
+        ctx.a_shape = a.shape
+        return xp.where(positive, x, a_b * x)
+
+    def backward(ctx, gy):
+        x, a_b, positive = ctx.saved_tensors
+        xp = get_array_module(gy)
+        gx = xp.where(positive, gy, a_b * gy) if ctx.needs_input_grad[0] else None
+        ga = None
+        if ctx.needs_input_grad[1]:
+            per_elem = xp.where(positive, 0, gy * x)
+            axes = tuple(k for k in range(x.ndim) if a_b.shape[k] == 1)
+            ga = per_elem.sum(axis=axes).reshape(ctx.a_shape)
+        return gx, ga
+
+
+class GLU(Function):
+    """Gated linear unit: split x in halves a, b along ``dim``; y = a * sigmoid(b);
+    dL/da = gy * sigmoid(b),  dL/db = gy * a * sigmoid(b) * (1 - sigmoid(b))."""
+
+    def forward(ctx, x, dim):
+        xp = get_array_module(x)
+        a, b = xp.split(x, 2, axis=dim)
+        s = _stable_sigmoid(b)
+        ctx.save_for_backward(a, s)
+        ctx.dim = dim
+        return a * s
+
+    def backward(ctx, gy):
+        a, s = ctx.saved_tensors
+        xp = get_array_module(gy)
+        return xp.concatenate([gy * s, gy * a * s * (1 - s)], axis=ctx.dim)
 
 
 # ---------------------------------------------------------------- along a dimension
@@ -370,11 +522,75 @@ def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
+def celu(input, alpha=1.0, inplace=False):
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)): ELU whose slope stays 1 at 0 for any alpha."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0 (it divides the input)")
+    return _finish(input, ELU.apply(input, alpha=alpha, input_scale=1.0 / alpha), inplace)
+
+
+def mish(input, inplace=False):
+    return _finish(input, Mish.apply(input), inplace)
+
+
+def hardswish(input, inplace=False):
+    return _finish(input, Hardswish.apply(input), inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    return _finish(input, Hardsigmoid.apply(input), inplace)
+
+
+def softsign(input):
+    return Softsign.apply(input)
+
+
+def tanhshrink(input):
+    return Tanhshrink.apply(input)
+
+
+def threshold(input, threshold, value, inplace=False):
+    return _finish(input, Threshold.apply(input, threshold=threshold, value=value), inplace)
+
+
+def hardshrink(input, lambd=0.5):
+    return Shrink.apply(input, lambd=lambd, soft=False)
+
+
+def softshrink(input, lambd=0.5):
+    if lambd < 0:
+        raise ValueError(f"softshrink: lambd must be >= 0, got {lambd}")
+    return Shrink.apply(input, lambd=lambd, soft=True)
+
+
+def prelu(input, weight):
+    """Leaky ReLU with learnable slopes ``weight``: one per channel (dim 1) or a single
+    shared one (the only choice for inputs of fewer than 2 dims, as PyTorch)."""
+    channels = 1 if input.ndim < 2 else input.shape[1]
+    if weight.ndim > 1 or weight.numel() not in (1, channels):
+        raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({channels}) for an "
+                         f"input of shape {input.shape}, got weight of shape {weight.shape}")
+    return PReLU.apply(input, weight)
+
+
+def glu(input, dim=-1):
+    """First half of ``input`` along ``dim`` gated by the sigmoid of the second half."""
+    d = _normalize_dim(dim, input.ndim, "glu")
+    if input.ndim == 0 or input.shape[d] % 2:
+        raise ValueError(f"glu: halving dimension {dim} needs an even size, got input of shape {input.shape}")
+    return GLU.apply(input, dim=d)
+
+
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Softmax along ``dim``. Unlike PyTorch, ``dim`` may be omitted only for 0-d and
     1-d inputs: PyTorch's implicit choice for other ranks is deprecated and a
     common source of silent bugs."""
     return _along_dim(Softmax, input, dim, dtype, "softmax")
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    """softmax(-x) along ``dim``: the smallest entries get the most weight."""
+    return _along_dim(Softmax, -input, dim, dtype, "softmin")
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
