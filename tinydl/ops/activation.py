@@ -11,11 +11,18 @@ Numerical care (the reason some forwards look longer than the formula):
   * softmax and log-softmax subtract the maximum along ``dim`` first, so
     logits of 1e3 (or 1e30) give finite results and gradients.
 
-``inplace=True`` (accepted by relu, leaky_relu, elu, hardtanh, relu6, silu, as in
-PyTorch) writes the result into the input only under ``td.no_grad()``. While the
-graph is being recorded a new tensor is returned instead: tinydl has no version
-counters, so it could not detect that the overwritten input was saved for a
-backward pass elsewhere. Always use the returned tensor, as ``x = F.relu(x, True)``.
+``inplace=True`` (PyTorch's argument). relu, relu6, hardtanh and leaky_relu really
+compute in place, also while the graph is recorded: the result is written into the
+input's array and no array of the input's size is kept beside it (their backward
+needs only the output's sign or a mask, never the overwritten x). Where overwriting
+would break a gradient, they raise as PyTorch does: for a leaf that requires grad
+(or a view of one), and for an input its producing op saved for its own backward
+(e.g. the output of tanh or sigmoid). tinydl has no version counters yet, so an
+input that a *different* consumer saved earlier (``a = conv(x); y = relu(x, True)``)
+is not detected: overwrite only a tensor nothing else reads. While recording, the
+result is a new Tensor sharing the input's storage; always use the returned tensor,
+as ``x = F.relu(x, True)``. The other activations accept ``inplace`` and write into
+the input only under ``td.no_grad()``.
 """
 import math
 
@@ -64,6 +71,37 @@ def _normalize_dim(dim, ndim, op):
     return dim % n
 
 
+def _overwrite_ok(x, op):
+    """May ``op`` write its result into x's array? True, or an error where PyTorch's
+    autograd would refuse (see the module docstring); False for a non-Tensor."""
+    if not isinstance(x, Tensor):
+        return False
+    if not (is_grad_enabled() and x.requires_grad):
+        return True
+    xp = x._xp
+    t = x
+    while t is not None:        # x, then whatever x is a view of
+        if t.grad_fn is None:
+            raise RuntimeError(f"{op}(inplace=True): the input is (a view of) a leaf tensor that "
+                               f"requires grad (a parameter or an input with requires_grad=True); "
+                               f"it cannot be overwritten in place, use inplace=False")
+        node = t.grad_fn
+        for saved in getattr(node, "saved_tensors", None) or ():
+            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.data):
+                raise RuntimeError(f"{op}(inplace=True): the input was saved by {node.name} for its "
+                                   f"backward pass; overwriting it would corrupt that gradient, use "
+                                   f"inplace=False")
+        t = next((i for i in node.inputs if isinstance(getattr(i, "data", None), type(x.data))
+                  and i.requires_grad and xp.may_share_memory(i.data, x.data)), None)
+    return True
+
+
+def _in_place(x, out):
+    """``x`` itself when nothing was recorded (PyTorch's in-place result), else ``out``,
+    the recorded result that already shares x's storage."""
+    return out if out.requires_grad else x
+
+
 def _finish(x, out, inplace):
     """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
     if inplace and not is_grad_enabled() and isinstance(x, Tensor):
@@ -82,11 +120,15 @@ class ReLU(Function):
 
     The array code is ``y = xp.maximum(x, 0)`` (NaN stays NaN, as in PyTorch)
     and ``gx = gy * (y > 0)``; on the CPU a fused Numba loop computes the same
-    bits (tinydl/kernels/activation.py).
+    bits (tinydl/kernels/activation.py). In place, y is x's own array, so the
+    layer keeps no array besides its input's.
     """
 
-    def forward(ctx, x):
-        y = relu_forward(x)                         # xp.maximum(x, 0)
+    def forward(ctx, x, inplace=False):
+        if inplace:
+            y = get_array_module(x).maximum(x, 0, out=x)
+        else:
+            y = relu_forward(x)                     # xp.maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
@@ -98,11 +140,13 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope."""
 
-    def forward(ctx, x, negative_slope):
+    def forward(ctx, x, negative_slope, inplace=False):
         xp = get_array_module(x)
         positive = x > 0
         ctx.save_for_backward(positive)
         ctx.slope = negative_slope
+        if inplace:
+            return xp.multiply(x, xp.where(positive, 1, negative_slope).astype(x.dtype), out=x)
         return xp.where(positive, x, x * negative_slope)
 
     def backward(ctx, gy):
@@ -114,9 +158,11 @@ class Hardtanh(Function):
     """y = clip(x, lo, hi);  dy/dx = 1 where lo < x < hi, else 0 (PyTorch: 0 on the
     boundaries). relu6 is hardtanh(x, 0, 6)."""
 
-    def forward(ctx, x, lo, hi):
+    def forward(ctx, x, lo, hi, inplace=False):
         xp = get_array_module(x)
         ctx.save_for_backward((x > lo) & (x < hi))
+        if inplace:
+            return xp.clip(x, lo, hi, out=x)
         return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
 
     def backward(ctx, gy):
@@ -465,21 +511,28 @@ def _along_dim(fn, x, dim, dtype, op):
 
 # ---------------------------------------------------------------- public functions
 def relu(input, inplace=False):
-    return _finish(input, ReLU.apply(input), inplace)
+    """max(x, 0); ``inplace=True`` overwrites the input (module docstring)."""
+    if inplace and _overwrite_ok(input, "relu"):
+        return _in_place(input, ReLU.apply(input, inplace=True))
+    return ReLU.apply(input)
 
 
 def relu6(input, inplace=False):
-    return _finish(input, Hardtanh.apply(input, lo=0.0, hi=6.0), inplace)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _finish(input, LeakyReLU.apply(input, negative_slope=negative_slope), inplace)
+    if inplace and _overwrite_ok(input, "leaky_relu"):
+        return _in_place(input, LeakyReLU.apply(input, negative_slope=negative_slope, inplace=True))
+    return LeakyReLU.apply(input, negative_slope=negative_slope)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    return _finish(input, Hardtanh.apply(input, lo=min_val, hi=max_val), inplace)
+    if inplace and _overwrite_ok(input, "hardtanh"):
+        return _in_place(input, Hardtanh.apply(input, lo=min_val, hi=max_val, inplace=True))
+    return Hardtanh.apply(input, lo=min_val, hi=max_val)
 
 
 def elu(input, alpha=1.0, inplace=False):
