@@ -288,8 +288,9 @@ class AlexNetTV(nn.Module):
 
 
 def receptive_field_table(layers, image_size):
-    """For each conv / pooling layer of ``layers`` (a Sequential or list), the notes'
-    receptive-field recurrence (seed 001, "AlexNet 下感受野计算样例"):
+    """For each conv / pooling layer of ``layers`` (a Sequential or list of modules, or
+    the notes' ``convnet`` list of ``[k, s, p]`` triples), the notes' receptive-field
+    recurrence (seed 001, "AlexNet 下感受野计算样例"):
 
         n_out = floor((n_in + 2p - k) / s) + 1     (ceil for ceil_mode pooling)
         j_out = j_in * s                           (jump: input pixels between neighbours)
@@ -300,7 +301,9 @@ def receptive_field_table(layers, image_size):
     without a spatial kernel (ReLU, LRN, dropout) leave all four unchanged and are
     skipped. Returns a list of ``(index, layer, n, jump, r, start)``. For AlexNet at
     227: conv1 r=11, pool1 19, conv2 51, pool2 67, conv3 99, conv4 131, conv5 163,
-    pool5 195.
+    pool5 195; the notes' list ``[[11,4,0],[3,2,0],[5,1,2],[3,2,0],[3,1,1],[3,1,1],
+    [3,1,1],[3,2,0],[6,1,0],[1,1,0]]`` adds fc6-conv 355 and fc7-conv 355. How a
+    triple's padding is read: ``tinydl.utils.summary.receptive_fields``.
 
     The recurrence itself lives in ``tinydl.utils.summary`` (``receptive_fields``,
     which ``td.utils.summary(model, (3, 227, 227))`` also uses); this helper only

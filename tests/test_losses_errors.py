@@ -232,14 +232,15 @@ def test_nan_input_gives_nan_loss_like_torch():
 
 
 # ================================================================ in-place
-def test_inplace_writes_only_without_graph():
+def test_inplace_relu_writes_into_its_input():
     x = t(np.array([-1.0, 2.0]))
     with td.no_grad():
         y = A.relu(x, inplace=True)
     assert y is x and list(x.data) == [0.0, 2.0]
     x = t(np.array([-1.0, 2.0]), requires_grad=True)
-    y = A.relu(x, inplace=True)
-    assert y is not x and list(x.data) == [-1.0, 2.0]
+    with pytest.raises(RuntimeError, match="relu.inplace=True.: the input is .a view of. a leaf"):
+        A.relu(x, inplace=True)       # as PyTorch: a leaf that requires grad
+    assert list(x.data) == [-1.0, 2.0]
 
 
 # ================================================================ dropout

@@ -569,7 +569,7 @@ def test_identity():
 
 @needs("relu")
 def test_relu_layer():
-    _compare_layer(nn.ReLU(inplace=True), torch.nn.ReLU(), X)
+    _compare_layer(nn.ReLU(), torch.nn.ReLU(), X)   # in place: tests/test_inplace_relu.py
 
 
 @needs("leaky_relu")

@@ -351,3 +351,44 @@ def test_summary_on_cuda():
     cpu = summary(net.to("cpu"), (3, 8, 8), print_table=False)
     assert [dict(r) for r in s] == [dict(r) for r in cpu]
     assert cpu.gpu_memory is None and "GPU memory" not in cpu.table()
+
+
+# ---------------------------------------------------------------- the notes' [k, s, p] list
+NOTES_CONVNET = [[11, 4, 0], [3, 2, 0], [5, 1, 2], [3, 2, 0], [3, 1, 1], [3, 1, 1], [3, 1, 1], [3, 2, 0],
+                 [6, 1, 0], [1, 1, 0]]
+
+
+def _notes_out_from_in(conv, layer_in):
+    """The notes' outFromIn (seed 001), re-typed as the oracle: its left padding is
+    recomputed from the output size (TensorFlow's SAME rule)."""
+    import math
+    n_in, j_in, r_in, start_in = layer_in
+    k, s, p = conv
+    n_out = math.floor((n_in - k + 2 * p) / s) + 1
+    actual_p = (n_out - 1) * s - n_in + k
+    p_left = math.floor(actual_p / 2)
+    return n_out, j_in * s, r_in + (k - 1) * j_in, start_in + ((k - 1) / 2 - p_left) * j_in
+
+
+@pytest.mark.parametrize("convnet, size", [(NOTES_CONVNET, 227), ([[7, 2, 3], [3, 2, 1], [3, 1, 1]], 224),
+                                           ([[3, 2, 1], [2, 2, 0], [5, 3, 2]], 33)])
+def test_receptive_field_table_takes_the_notes_kps_list(convnet, size):
+    rows = receptive_field_table(convnet, size)
+    assert [r[1] for r in rows] == convnet
+    layer, padding_used_in_full = (size, 1, 1, 0.5), True
+    for (k, s, p), row in zip(convnet, rows):
+        padding_used_in_full &= (layer[0] + 2 * p - k) % s == 0
+        layer = _notes_out_from_in((k, s, p), layer)
+        assert row[2:5] == layer[:3]                       # n, jump, receptive field: always equal
+        # start too, as long as the two readings of p (ours: PyTorch's; the notes': SAME) agree
+        assert (row[5] == layer[3]) == padding_used_in_full
+    if convnet is NOTES_CONVNET:
+        assert [r[4] for r in rows] == [11, 19, 51, 67, 99, 131, 163, 195, 355, 355]
+        assert [r[5] for r in rows][-3:] == [33.5, 113.5, 113.5]
+
+
+def test_receptive_field_table_rejects_what_is_not_a_layer():
+    with pytest.raises(TypeError, match=r"entry 1 \('relu'\) is neither a module nor a \[kernel, stride, padding\]"):
+        receptive_field_table([[3, 1, 1], "relu"], 32)
+    with pytest.raises(ValueError, match=r"entry 0 \[9, 1, 0\]: a kernel of 9 does not fit"):
+        receptive_field_table([[9, 1, 0]], 5)

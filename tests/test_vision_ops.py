@@ -288,6 +288,21 @@ def test_sample_labels_counts():
     assert isinstance(pos, td.Tensor) and len(pos) == 16 and len(neg) == 48
 
 
+def test_generator_accepts_an_int_seed():
+    labels = np.array([1] * 300 + [0] * 1000 + [-1] * 50)
+    by_seed = sample_labels(labels, generator=7)
+    by_generator = sample_labels(labels, generator=np.random.default_rng(7))
+    assert all(np.array_equal(x, y) for x, y in zip(by_seed, by_generator))
+    assert all(np.array_equal(x, y) for x, y in zip(by_seed, sample_labels(labels, generator=7)))
+    assert not np.array_equal(by_seed[1], sample_labels(labels, generator=8)[1])
+    loss, lab = np.random.default_rng(0).uniform(size=200), np.r_[np.ones(5, int), np.zeros(195, int)]
+    mask = hard_negative_mining(loss, lab, pool_size=40, generator=3)
+    np.testing.assert_array_equal(mask, hard_negative_mining(loss, lab, pool_size=40,
+                                                             generator=np.random.default_rng(3)))
+    with pytest.raises(TypeError, match="generator must be a numpy Generator, an int seed or None"):
+        sample_labels(labels, generator="seven")
+
+
 def test_hard_negative_mining():
     loss = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.8, 0.7, 0.3, 5.0])
     labels = np.array([1, 0, 0, 0, -1, 0, 2, 0, -1])

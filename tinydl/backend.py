@@ -11,6 +11,8 @@ receives a GPU array (that would copy it to the host behind our back).
 CuPy is optional (the ``[gpu]`` extra). It is imported lazily, the first time
 something asks about CUDA, so ``import tinydl`` stays fast and works without it.
 """
+import numbers
+
 import numpy as np
 
 _cupy = None            # the cupy module once imported, False if unavailable
@@ -143,6 +145,16 @@ def rng_for(xp):
     if xp is np:
         return _np_rng
     return xp.random
+
+
+def as_generator(generator):
+    """A ``generator=`` argument: a NumPy Generator, an int seed (a fresh generator: the
+    same draw on every call) or None (left as None: the caller's default)."""
+    if generator is None or isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return np.random.default_rng(int(generator))
+    raise TypeError(f"generator must be a numpy Generator, an int seed or None, got {type(generator).__name__}")
 
 
 def get_rng_state():

@@ -16,7 +16,7 @@ from .mnist import read_idx, load_mnist
 from .digits import load_digits_28
 from .dataset import Dataset, TensorDataset, Subset, ConcatDataset, random_split
 from .dataloader import (DataLoader, Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
-                         BatchSampler, default_collate)
+                         WeightedRandomSampler, BatchSampler, default_collate)
 from .datasets import (data_home, download_url, DownloadError, ChecksumError, imread, read_cifar_binary,
                        MNIST, FashionMNIST, CIFAR10, CIFAR100, ImageFolder, CUB200, Digits, IMG_EXTENSIONS)
 from .synthetic import (SyntheticShapes, PRIMITIVES, keypoints_to_heatmap, keypoints_to_label,
@@ -30,6 +30,7 @@ __all__ = [
     "read_idx", "load_mnist", "load_digits_28",
     "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
     "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
+    "WeightedRandomSampler",
     "default_collate",
     "data_home", "download_url", "DownloadError", "ChecksumError", "imread", "read_cifar_binary",
     "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolder", "CUB200", "Digits", "IMG_EXTENSIONS",

@@ -38,8 +38,8 @@ from .. import backend
 from ..tensor import Tensor
 from . import transforms as _transforms
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
-           "DataLoader", "default_collate"]
+__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
+           "BatchSampler", "DataLoader", "default_collate"]
 
 _SEED_BOUND = 2 ** 63     # seeds stay below this, so a checkpoint stores them as int64
 
@@ -145,6 +145,36 @@ class SubsetRandomSampler(RandomSampler):
         order = self.indices(self.epoch)
         self.epoch += 1
         return iter([self.subset[i] for i in order.tolist()])
+
+
+class WeightedRandomSampler(RandomSampler):
+    """``num_samples`` indices in [0, len(weights)), index i drawn with probability
+    weights[i] / sum(weights) (torch.utils.data.WeightedRandomSampler; with replacement
+    by default). Class-balanced sampling (the notes' "label shuffle"): give every sample
+    the weight 1 / (number of samples of its class); each class then comes up equally
+    often. Epoch e draws from ``default_rng([seed, 0, e])``, as RandomSampler."""
+
+    def __init__(self, weights, num_samples, replacement=True, generator=None, seed=None):
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"WeightedRandomSampler: num_samples must be a positive int, got {num_samples!r}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"WeightedRandomSampler: replacement must be a bool, got {replacement!r}")
+        w = backend.to_device(weights.data if isinstance(weights, Tensor) else np.asarray(weights), "cpu")
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D sequence, got shape {w.shape}")
+        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("WeightedRandomSampler: weights must be finite, non-negative and not all zero")
+        if not replacement and num_samples > np.count_nonzero(w):
+            raise ValueError(f"WeightedRandomSampler: cannot draw {num_samples} samples without replacement "
+                             f"from {np.count_nonzero(w)} indices of non-zero weight")
+        self.weights = w
+        super().__init__(range(w.size), replacement, num_samples, generator, seed)
+
+    def indices(self, epoch):
+        rng = np.random.default_rng([self.seed, 0, int(epoch)])
+        return rng.choice(self.weights.size, size=self.num_samples, replace=self.replacement,
+                          p=self.weights / self.weights.sum())
 
 
 class BatchSampler(Sampler):

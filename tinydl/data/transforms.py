@@ -110,14 +110,6 @@ def current_rng():
     return rng
 
 
-def _as_generator(generator):
-    if generator is None or isinstance(generator, np.random.Generator):
-        return generator
-    if isinstance(generator, numbers.Integral):
-        return np.random.default_rng(int(generator))
-    raise TypeError(f"generator must be a numpy Generator, an int seed or None, got {type(generator).__name__}")
-
-
 # ================================================================ helpers
 def _cv2():
     try:
@@ -218,7 +210,7 @@ class RandomTransform(Transform):
     """A transform that draws random numbers; see "Randomness" in the module docstring."""
 
     def __init__(self, generator=None):
-        self.generator = _as_generator(generator)
+        self.generator = backend.as_generator(generator)
 
     def _rng(self, rng):
         if rng is not None:

@@ -2,9 +2,13 @@
 from .parameter import *       # noqa: F401,F403  Parameter
 from .module import *          # noqa: F401,F403  Module
 from .containers import *      # noqa: F401,F403  Sequential, ModuleList, ModuleDict
-from .layers import *          # noqa: F401,F403  Identity, Linear, activations, Dropout, Flatten
+from .layers import *          # noqa: F401,F403  Identity, Linear, Dropout, Flatten
+from .activation import *      # noqa: F401,F403  ReLU, GELU, PReLU, Softmax, ...
 from .conv import *            # noqa: F401,F403  Conv2d, ConvTranspose2d
 from .pooling import *         # noqa: F401,F403  MaxPool2d, AvgPool2d, MaxUnpool2d, adaptive pools
 from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseNorm
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
+from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
+from .sparse import *          # noqa: F401,F403  Embedding
+from .fold import *            # noqa: F401,F403  Unfold, Fold
 from . import functional, init  # noqa: F401

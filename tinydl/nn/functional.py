@@ -13,3 +13,5 @@ from ..ops.conv import *        # noqa: F401,F403  conv2d, conv_transpose2d
 from ..ops.pool import *        # noqa: F401,F403  max_pool2d, ...
 from ..ops.norm import *        # noqa: F401,F403  batch_norm, local_response_norm, normalize
 from ..ops.resample import *    # noqa: F401,F403  pad, interpolate, pixel_shuffle
+from ..ops.embedding import *   # noqa: F401,F403  embedding
+from ..ops.fold import *        # noqa: F401,F403  unfold, fold

@@ -1,4 +1,4 @@
-"""Basic layers: Identity, Linear, the activations, dropout and flattening.
+"""Basic layers: Identity, Linear, dropout and flattening (activations: ``activation.py``).
 
 Each layer is a thin Module around a function of ``tinydl.nn.functional``
 (where forward and backward live). Attribute names and ``extra_repr`` follow
@@ -10,8 +10,7 @@ from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-           "Dropout", "Dropout2d", "Flatten", "Unflatten"]
+__all__ = ["Identity", "Linear", "Dropout", "Dropout2d", "Flatten", "Unflatten"]
 
 
 def _F():
@@ -58,82 +57,6 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-# ---------------------------------------------------------------- activations
-class ReLU(Module):
-    """max(0, x). ``inplace`` is accepted for PyTorch compatibility and ignored
-    (an in-place op would overwrite an array that backward may need)."""
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return _F().relu(input)
-
-    def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
-
-
-class LeakyReLU(Module):
-    """x for x >= 0, negative_slope * x otherwise (``inplace`` ignored)."""
-
-    def __init__(self, negative_slope=0.01, inplace=False):
-        super().__init__()
-        self.negative_slope = negative_slope
-        self.inplace = inplace
-
-    def forward(self, input):
-        return _F().leaky_relu(input, self.negative_slope)
-
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
-
-
-class Sigmoid(Module):
-    def forward(self, input):
-        return _F().sigmoid(input)
-
-
-class Tanh(Module):
-    def forward(self, input):
-        return _F().tanh(input)
-
-
-def _implicit_softmax_dim(ndim):
-    # PyTorch's legacy rule when dim is not given: 0 for 0-, 1- and 3-d inputs, else 1.
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-class Softmax(Module):
-    """exp(x_i) / sum_j exp(x_j) along ``dim``."""
-
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        dim = self.dim if self.dim is not None else _implicit_softmax_dim(input.ndim)
-        return _F().softmax(input, dim)
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
-
-class LogSoftmax(Module):
-    """log(softmax(x)) along ``dim``, computed stably."""
-
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        dim = self.dim if self.dim is not None else _implicit_softmax_dim(input.ndim)
-        return _F().log_softmax(input, dim)
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
 
 
 # ---------------------------------------------------------------- dropout

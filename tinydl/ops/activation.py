@@ -11,11 +11,18 @@ Numerical care (the reason some forwards look longer than the formula):
   * softmax and log-softmax subtract the maximum along ``dim`` first, so
     logits of 1e3 (or 1e30) give finite results and gradients.
 
-``inplace=True`` (accepted by relu, leaky_relu, elu, hardtanh, relu6, silu, as in
-PyTorch) writes the result into the input only under ``td.no_grad()``. While the
-graph is being recorded a new tensor is returned instead: tinydl has no version
-counters, so it could not detect that the overwritten input was saved for a
-backward pass elsewhere. Always use the returned tensor, as ``x = F.relu(x, True)``.
+``inplace=True`` (PyTorch's argument). relu, relu6, hardtanh and leaky_relu really
+compute in place, also while the graph is recorded: the result is written into the
+input's array and no array of the input's size is kept beside it (their backward
+needs only the output's sign or a mask, never the overwritten x). Where overwriting
+would break a gradient, they raise as PyTorch does: for a leaf that requires grad
+(or a view of one), and for an input its producing op saved for its own backward
+(e.g. the output of tanh or sigmoid). tinydl has no version counters yet, so an
+input that a *different* consumer saved earlier (``a = conv(x); y = relu(x, True)``)
+is not detected: overwrite only a tensor nothing else reads. While recording, the
+result is a new Tensor sharing the input's storage; always use the returned tensor,
+as ``x = F.relu(x, True)``. The other activations accept ``inplace`` and write into
+the input only under ``td.no_grad()``.
 """
 import math
 
@@ -24,8 +31,9 @@ from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
 
-__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
-           "silu", "gelu", "softplus", "softmax", "log_softmax"]
+__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
+           "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
+           "threshold", "hardshrink", "softshrink", "prelu", "glu", "softmax", "softmin", "log_softmax"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -63,6 +71,37 @@ def _normalize_dim(dim, ndim, op):
     return dim % n
 
 
+def _overwrite_ok(x, op):
+    """May ``op`` write its result into x's array? True, or an error where PyTorch's
+    autograd would refuse (see the module docstring); False for a non-Tensor."""
+    if not isinstance(x, Tensor):
+        return False
+    if not (is_grad_enabled() and x.requires_grad):
+        return True
+    xp = x._xp
+    t = x
+    while t is not None:        # x, then whatever x is a view of
+        if t.grad_fn is None:
+            raise RuntimeError(f"{op}(inplace=True): the input is (a view of) a leaf tensor that "
+                               f"requires grad (a parameter or an input with requires_grad=True); "
+                               f"it cannot be overwritten in place, use inplace=False")
+        node = t.grad_fn
+        for saved in getattr(node, "saved_tensors", None) or ():
+            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.data):
+                raise RuntimeError(f"{op}(inplace=True): the input was saved by {node.name} for its "
+                                   f"backward pass; overwriting it would corrupt that gradient, use "
+                                   f"inplace=False")
+        t = next((i for i in node.inputs if isinstance(getattr(i, "data", None), type(x.data))
+                  and i.requires_grad and xp.may_share_memory(i.data, x.data)), None)
+    return True
+
+
+def _in_place(x, out):
+    """``x`` itself when nothing was recorded (PyTorch's in-place result), else ``out``,
+    the recorded result that already shares x's storage."""
+    return out if out.requires_grad else x
+
+
 def _finish(x, out, inplace):
     """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
     if inplace and not is_grad_enabled() and isinstance(x, Tensor):
@@ -82,11 +121,15 @@ class ReLU(Function):
 
     The array code is ``y = xp.maximum(x, 0)`` (NaN stays NaN, as in PyTorch)
     and ``gx = gy * (y > 0)``; on the CPU a fused Numba loop computes the same
-    bits (tinydl/kernels/activation.py).
+    bits (tinydl/kernels/activation.py). In place, y is x's own array, so the
+    layer keeps no array besides its input's.
     """
 
-    def forward(ctx, x):
-        y = relu_forward(x)                         # xp.maximum(x, 0)
+    def forward(ctx, x, inplace=False):
+        if inplace:
+            y = get_array_module(x).maximum(x, 0, out=x)
+        else:
+            y = relu_forward(x)                     # xp.maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
@@ -98,11 +141,13 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope."""
 
-    def forward(ctx, x, negative_slope):
+    def forward(ctx, x, negative_slope, inplace=False):
         xp = get_array_module(x)
         positive = x > 0
         ctx.save_for_backward(positive)
         ctx.slope = negative_slope
+        if inplace:
+            return xp.multiply(x, xp.where(positive, 1, negative_slope).astype(x.dtype), out=x)
         return xp.where(positive, x, x * negative_slope)
 
     def backward(ctx, gy):
@@ -114,9 +159,11 @@ class Hardtanh(Function):
     """y = clip(x, lo, hi);  dy/dx = 1 where lo < x < hi, else 0 (PyTorch: 0 on the
     boundaries). relu6 is hardtanh(x, 0, 6)."""
 
-    def forward(ctx, x, lo, hi):
+    def forward(ctx, x, lo, hi, inplace=False):
         xp = get_array_module(x)
         ctx.save_for_backward((x > lo) & (x < hi))
+        if inplace:
+            return xp.clip(x, lo, hi, out=x)
         return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
 
     def backward(ctx, gy):
@@ -126,23 +173,26 @@ class Hardtanh(Function):
 
 # ---------------------------------------------------------------- exponential family
 class ELU(Function):
-    """y = x where x > 0, else alpha * (exp(x) - 1);   (SELU: y times ``scale``)
-    dy/dx = 1 where x > 0, else alpha * exp(x)  (= y + alpha there)."""
+    """y = x where x > 0, else alpha * (exp(k x) - 1);   (SELU: y times ``scale``)
+    dy/dx = 1 where x > 0, else k * alpha * exp(k x)  (= k (y + alpha) there).
 
-    def forward(ctx, x, alpha, scale=1.0):
+    k (``input_scale``) is 1 for ELU and SELU; CELU is k = 1 / alpha, which keeps the
+    slope at 0- equal to 1 for every alpha (continuously differentiable)."""
+
+    def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
         xp = get_array_module(x)
         positive = x > 0
         # expm1 is accurate near 0, where exp(x) - 1 would cancel; the minimum
         # keeps exp from overflowing in the branch where() throws away.
-        negative_part = alpha * xp.expm1(xp.minimum(x, 0))
+        negative_part = alpha * xp.expm1(xp.minimum(x, 0) * input_scale)
         y = xp.where(positive, x, negative_part)
         ctx.save_for_backward(positive, negative_part)
-        ctx.alpha, ctx.scale = alpha, scale
+        ctx.alpha, ctx.scale, ctx.input_scale = alpha, scale, input_scale
         return y * scale if scale != 1.0 else y
 
     def backward(ctx, gy):
         positive, negative_part = ctx.saved_tensors
-        slope = get_array_module(gy).where(positive, 1, negative_part + ctx.alpha)
+        slope = get_array_module(gy).where(positive, 1, (negative_part + ctx.alpha) * ctx.input_scale)
         slope = slope.astype(gy.dtype, copy=False)
         return gy * slope * ctx.scale if ctx.scale != 1.0 else gy * slope
 
@@ -248,6 +298,154 @@ class Softplus(Function):
         return xp.where(linear, gy, gy * _stable_sigmoid(bx))
 
 
+class Mish(Function):
+    """y = x * tanh(softplus(x));  with t = tanh(softplus(x)) and d softplus/dx = sigmoid(x),
+    dy/dx = t + x * (1 - t**2) * sigmoid(x)."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0)     # softplus, never overflows
+        t = xp.tanh(sp)
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    def backward(ctx, gy):
+        x, t = ctx.saved_tensors
+        return gy * (t + x * (1 - t * t) * _stable_sigmoid(x))
+
+
+class Hardswish(Function):
+    """y = x * relu6(x + 3) / 6: 0 for x <= -3, x for x >= 3, x (x + 3) / 6 between;
+    dy/dx = 0 for x < -3, 1 for x > 3, x / 3 + 1/2 on [-3, 3] (PyTorch's values at the kinks)."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        ctx.save_for_backward(x)
+        return x * xp.clip(x + 3, 0, 6) / 6
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        xp = get_array_module(x)
+        slope = xp.where(x < -3, 0, xp.where(x <= 3, x / 3 + 0.5, 1)).astype(gy.dtype, copy=False)
+        return gy * slope
+
+
+class Hardsigmoid(Function):
+    """y = relu6(x + 3) / 6;  dy/dx = 1/6 where -3 < x < 3, else 0."""
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        ctx.save_for_backward((x > -3) & (x < 3))
+        return (xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        inside, = ctx.saved_tensors
+        return gy * inside / 6
+
+
+class Softsign(Function):
+    """y = x / (1 + |x|);  dy/dx = 1 / (1 + |x|)**2."""
+
+    def forward(ctx, x):
+        d = 1 + get_array_module(x).abs(x)
+        ctx.save_for_backward(d)
+        return x / d
+
+    def backward(ctx, gy):
+        d, = ctx.saved_tensors
+        return gy / (d * d)
+
+
+class Tanhshrink(Function):
+    """y = x - tanh(x);  dy/dx = 1 - (1 - tanh(x)**2) = tanh(x)**2."""
+
+    def forward(ctx, x):
+        t = get_array_module(x).tanh(x)
+        ctx.save_for_backward(t)
+        return x - t
+
+    def backward(ctx, gy):
+        t, = ctx.saved_tensors
+        return gy * t * t
+
+
+class Threshold(Function):
+    """y = x where x > threshold, else value;  dy/dx = 1 where x > threshold, else 0."""
+
+    def forward(ctx, x, threshold, value):
+        xp = get_array_module(x)
+        keep = x > threshold
+        ctx.save_for_backward(keep)
+        return xp.where(keep, x, xp.asarray(value, dtype=x.dtype))
+
+    def backward(ctx, gy):
+        keep, = ctx.saved_tensors
+        return gy * keep
+
+
+class Shrink(Function):
+    """Hardshrink: y = x where |x| > lambd, else 0.
+    Softshrink: y = x - lambd sign(x) where |x| > lambd, else 0 (shifted toward 0 by lambd).
+    Both: dy/dx = 1 where |x| > lambd, else 0."""
+
+    def forward(ctx, x, lambd, soft):
+        xp = get_array_module(x)
+        outside = xp.abs(x) > lambd
+        ctx.save_for_backward(outside)
+        y = x - lambd * xp.sign(x) if soft else x
+        return xp.where(outside, y, 0).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        outside, = ctx.saved_tensors
+        return gy * outside
+
+
+class PReLU(Function):
+    """y = x where x > 0, else a * x, with a learnable slope a per channel (dim 1 of
+    (N, C, ...)) or one shared slope;
+    dL/dx = gy where x > 0, else a * gy;  dL/da_c = sum over channel c of gy * x where x <= 0."""
+
+    def forward(ctx, x, a):
+        xp = get_array_module(x)
+        shape = [1] * x.ndim
+        if a.size > 1:
+            shape[1] = a.size
+        a_b = a.reshape(shape)
+        positive = x > 0
+        ctx.save_for_backward(x, a_b, positive)
+        ctx.a_shape = a.shape
+        return xp.where(positive, x, a_b * x)
+
+    def backward(ctx, gy):
+        x, a_b, positive = ctx.saved_tensors
+        xp = get_array_module(gy)
+        gx = xp.where(positive, gy, a_b * gy) if ctx.needs_input_grad[0] else None
+        ga = None
+        if ctx.needs_input_grad[1]:
+            per_elem = xp.where(positive, 0, gy * x)
+            axes = tuple(k for k in range(x.ndim) if a_b.shape[k] == 1)
+            ga = per_elem.sum(axis=axes).reshape(ctx.a_shape)
+        return gx, ga
+
+
+class GLU(Function):
+    """Gated linear unit: split x in halves a, b along ``dim``; y = a * sigmoid(b);
+    dL/da = gy * sigmoid(b),  dL/db = gy * a * sigmoid(b) * (1 - sigmoid(b))."""
+
+    def forward(ctx, x, dim):
+        xp = get_array_module(x)
+        a, b = xp.split(x, 2, axis=dim)
+        s = _stable_sigmoid(b)
+        ctx.save_for_backward(a, s)
+        ctx.dim = dim
+        return a * s
+
+    def backward(ctx, gy):
+        a, s = ctx.saved_tensors
+        xp = get_array_module(gy)
+        return xp.concatenate([gy * s, gy * a * s * (1 - s)], axis=ctx.dim)
+
+
 # ---------------------------------------------------------------- along a dimension
 class Softmax(Function):
     """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``.
@@ -314,21 +512,28 @@ def _along_dim(fn, x, dim, dtype, op):
 
 # ---------------------------------------------------------------- public functions
 def relu(input, inplace=False):
-    return _finish(input, ReLU.apply(input), inplace)
+    """max(x, 0); ``inplace=True`` overwrites the input (module docstring)."""
+    if inplace and _overwrite_ok(input, "relu"):
+        return _in_place(input, ReLU.apply(input, inplace=True))
+    return ReLU.apply(input)
 
 
 def relu6(input, inplace=False):
-    return _finish(input, Hardtanh.apply(input, lo=0.0, hi=6.0), inplace)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _finish(input, LeakyReLU.apply(input, negative_slope=negative_slope), inplace)
+    if inplace and _overwrite_ok(input, "leaky_relu"):
+        return _in_place(input, LeakyReLU.apply(input, negative_slope=negative_slope, inplace=True))
+    return LeakyReLU.apply(input, negative_slope=negative_slope)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    return _finish(input, Hardtanh.apply(input, lo=min_val, hi=max_val), inplace)
+    if inplace and _overwrite_ok(input, "hardtanh"):
+        return _in_place(input, Hardtanh.apply(input, lo=min_val, hi=max_val, inplace=True))
+    return Hardtanh.apply(input, lo=min_val, hi=max_val)
 
 
 def elu(input, alpha=1.0, inplace=False):
@@ -371,11 +576,75 @@ def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
+def celu(input, alpha=1.0, inplace=False):
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)): ELU whose slope stays 1 at 0 for any alpha."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0 (it divides the input)")
+    return _finish(input, ELU.apply(input, alpha=alpha, input_scale=1.0 / alpha), inplace)
+
+
+def mish(input, inplace=False):
+    return _finish(input, Mish.apply(input), inplace)
+
+
+def hardswish(input, inplace=False):
+    return _finish(input, Hardswish.apply(input), inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    return _finish(input, Hardsigmoid.apply(input), inplace)
+
+
+def softsign(input):
+    return Softsign.apply(input)
+
+
+def tanhshrink(input):
+    return Tanhshrink.apply(input)
+
+
+def threshold(input, threshold, value, inplace=False):
+    return _finish(input, Threshold.apply(input, threshold=threshold, value=value), inplace)
+
+
+def hardshrink(input, lambd=0.5):
+    return Shrink.apply(input, lambd=lambd, soft=False)
+
+
+def softshrink(input, lambd=0.5):
+    if lambd < 0:
+        raise ValueError(f"softshrink: lambd must be >= 0, got {lambd}")
+    return Shrink.apply(input, lambd=lambd, soft=True)
+
+
+def prelu(input, weight):
+    """Leaky ReLU with learnable slopes ``weight``: one per channel (dim 1) or a single
+    shared one (the only choice for inputs of fewer than 2 dims, as PyTorch)."""
+    channels = 1 if input.ndim < 2 else input.shape[1]
+    if weight.ndim > 1 or weight.numel() not in (1, channels):
+        raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({channels}) for an "
+                         f"input of shape {input.shape}, got weight of shape {weight.shape}")
+    return PReLU.apply(input, weight)
+
+
+def glu(input, dim=-1):
+    """First half of ``input`` along ``dim`` gated by the sigmoid of the second half."""
+    d = _normalize_dim(dim, input.ndim, "glu")
+    if input.ndim == 0 or input.shape[d] % 2:
+        raise ValueError(f"glu: halving dimension {dim} needs an even size, got input of shape {input.shape}")
+    return GLU.apply(input, dim=d)
+
+
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Softmax along ``dim``. Unlike PyTorch, ``dim`` may be omitted only for 0-d and
     1-d inputs: PyTorch's implicit choice for other ranks is deprecated and a
     common source of silent bugs."""
     return _along_dim(Softmax, input, dim, dtype, "softmax")
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    """softmax(-x) along ``dim``: the smallest entries get the most weight."""
+    return _along_dim(Softmax, -input, dim, dtype, "softmin")
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):

@@ -14,6 +14,6 @@ from .adam import Adam, AdamW
 from .adagrad import Adagrad
 from .rmsprop import RMSprop
 from .adadelta import Adadelta
-from . import lr_scheduler
+from . import lr_scheduler, swa_utils
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "lr_scheduler", "swa_utils"]

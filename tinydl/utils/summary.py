@@ -253,23 +253,47 @@ def layer_field(module, field, out_size=None):
 def receptive_fields(layers, input_size):
     """The notes' receptive-field table for a plain chain of layers, without running them.
 
-    ``layers``: an iterable of modules (a Sequential); ``input_size``: the spatial
-    size of the image (an int for a square one, or a tuple). Returns
-    ``[(index, layer, Field), ...]`` for every layer that resamples the map (conv,
-    pooling, ...); the others keep the field and are skipped. For a net with
-    branches, run ``summary`` instead.
+    ``layers``: an iterable of modules (a Sequential), or of the notes' ``[k, s, p]``
+    triples (kernel, stride, padding; a 4th entry is the dilation), or a mix;
+    ``input_size``: the spatial size of the image (an int for a square one, or a tuple).
+    Returns ``[(index, layer, Field), ...]`` for every layer that resamples the map
+    (conv, pooling, every triple, ...); the other modules keep the field and are
+    skipped. For a net with branches, run ``summary`` instead.
+
+    A triple is read as a PyTorch conv / pool with that padding on both sides. The
+    notes' script instead recomputes the left padding from the output size, as
+    TensorFlow's SAME padding ((n_out - 1) s - n + k, the odd pixel on the right);
+    both give the same table whenever the padding is used in full, (n + 2p - k) % s == 0,
+    as at every AlexNet layer, and the same n, jump and receptive size always.
     """
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
+    from ..nn.module import Module
     field = Field.image(input_size)
     rows = []
     for i, layer in enumerate(layers):
-        new = layer_field(layer, field)
+        new = layer_field(layer, field) if isinstance(layer, Module) else _triple_field(layer, field, i)
         if new is None:
             continue
         field = new
         rows.append((i, layer, field))
     return rows
+
+
+def _triple_field(entry, field, i):
+    """The field after the notes' ``[k, s, p]`` (or ``[k, s, p, d]``) entry number ``i``."""
+    try:
+        values = [int(v) for v in entry]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) not in (3, 4) or values[0] < 1 or values[1] < 1 or values[2] < 0:
+        raise TypeError(f"receptive_fields: entry {i} ({entry!r}) is neither a module nor a "
+                        f"[kernel, stride, padding] triple of non-negative ints (kernel, stride >= 1)")
+    if any(n + 2 * values[2] < values[0] for n in field.n):
+        raise ValueError(f"receptive_fields: entry {i} {values}: a kernel of {values[0]} does not fit "
+                         f"into the {field.n} map padded by {values[2]}")
+    axes = len(field.n)
+    return _apply_axes(conv_step, field, *((v,) * axes for v in values))
 
 
 def _collapse(values):

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ...backend import get_array_module, rng_for, to_host
+from ...backend import as_generator, get_array_module, rng_for, to_host
 from .boxes import _check_boxes, _unwrap, _wrap
 from ...kernels.detection import argsort_descending, box_inter_union, nms_kernel
 
@@ -229,7 +229,9 @@ def match_boxes(anchors_or_proposals, gt_boxes, high=0.7, low=0.3, allow_low_qua
 
 
 def _rng(generator, xp):
-    return rng_for(xp) if generator is None else generator
+    """``generator``: a NumPy Generator, an int seed (a fresh generator: the same draw on
+    every call) or None (tinydl's, seeded by ``td.manual_seed``)."""
+    return rng_for(xp) if generator is None else as_generator(generator)
 
 
 def sample_labels(labels, batch_size_per_image=256, positive_fraction=0.5, generator=None):
@@ -238,7 +240,7 @@ def sample_labels(labels, batch_size_per_image=256, positive_fraction=0.5, gener
     ``labels``: 1 (or any value >= 1) positive, 0 negative, -1 ignored. Take at
     most ``batch_size_per_image * positive_fraction`` positives at random (128 of
     256), then fill the rest of the batch with random negatives. ``generator``: a
-    NumPy Generator (default: tinydl's, seeded by ``td.manual_seed``).
+    NumPy Generator or an int seed (default: tinydl's, seeded by ``td.manual_seed``).
 
     Returns ``(pos_idx, neg_idx)``: sorted int64 indices into ``labels``.
     """
@@ -266,7 +268,8 @@ def hard_negative_mining(loss_per_sample, labels, neg_pos_ratio=3, pool_size=Non
     never kept. Equal losses: lower index first.
 
     ``pool_size`` (the notes' variant): first draw that many negatives at random
-    as a candidate pool, then keep the hardest of the pool.
+    as a candidate pool, then keep the hardest of the pool, drawn from ``generator``
+    (a NumPy Generator, an int seed, or None for tinydl's).
 
     Returns a boolean mask (N,); e.g. ``loss = (per_sample * mask).sum() / num_pos``.
     The loss values are only read (no gradient flows through the choice).

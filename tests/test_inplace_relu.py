@@ -1,0 +1,104 @@
+"""ReLU(inplace=True) really works in place: the output is the input's array, no array
+of the input's size is allocated, the gradients equal the out-of-place ones (and
+PyTorch's), and the cases PyTorch's autograd refuses raise a clear error."""
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn as nn
+import tinydl.nn.functional as F
+
+IN_PLACE = [("relu", lambda x: F.relu(x, inplace=True)), ("relu6", lambda x: F.relu6(x, inplace=True)),
+            ("hardtanh", lambda x: F.hardtanh(x, -0.5, 0.5, inplace=True)),
+            ("leaky_relu", lambda x: F.leaky_relu(x, 0.1, inplace=True)),
+            ("nn.ReLU", nn.ReLU(inplace=True))]
+TORCH = {"relu": torch.relu, "relu6": torch.nn.functional.relu6,
+         "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5),
+         "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1), "nn.ReLU": torch.relu}
+
+
+def _net_input(rng, requires_grad=True):
+    """A non-leaf input, as a ReLU sees it inside a network: x = w * a (the product saves
+    w and a, not x, so x may be overwritten)."""
+    a = td.tensor(rng.standard_normal((64, 128)) * 4)
+    w = td.tensor(rng.standard_normal((64, 128)), requires_grad=requires_grad)
+    return w, a, w * a
+
+
+@pytest.mark.parametrize("name, act", IN_PLACE, ids=[n for n, _ in IN_PLACE])
+def test_output_is_the_input_array_and_gradients_match(name, act):
+    rng = np.random.default_rng(0)
+    w, a, x = _net_input(rng)
+    before = x.data
+    y = act(x)
+    assert y.data is before and np.shares_memory(y.data, x.data)
+    gy = rng.standard_normal(y.shape)
+    y.backward(td.tensor(gy))
+    wt = torch.tensor(w.detach().numpy(), requires_grad=True)
+    yt = TORCH[name](wt * torch.tensor(a.numpy()))
+    yt.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-12)
+
+
+def _peak_bytes(fn):
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    out = fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak, out
+
+
+@pytest.mark.parametrize("name, act", IN_PLACE[:2], ids=["relu", "relu6"])
+def test_no_array_of_the_input_size_is_allocated(name, act):
+    """NumPy reports its allocations to tracemalloc: the in-place forward allocates
+    only the masks/bookkeeping (relu: nothing of x's size), the out-of-place one a new x."""
+    rng = np.random.default_rng(1)
+    _, _, x = _net_input(rng)
+    size = x.data.nbytes
+    inplace_peak, _ = _peak_bytes(lambda: act(x))
+    _, _, x2 = _net_input(rng)
+    copy_peak, _ = _peak_bytes(lambda: F.relu(x2))
+    assert copy_peak >= size
+    assert inplace_peak < size / 4 if name == "relu" else inplace_peak < size / 2   # relu6: a bool mask
+
+
+def test_sequential_with_inplace_relu_trains_like_out_of_place():
+    rng = np.random.default_rng(2)
+    x = td.tensor(rng.standard_normal((16, 8)))
+    grads = []
+    for inplace in (False, True):
+        td.manual_seed(0)
+        net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(inplace=inplace), nn.Linear(32, 32),
+                            nn.ReLU(inplace=inplace), nn.Linear(32, 3)).double()
+        net(x).sum().backward()
+        grads.append([p.grad.numpy().copy() for p in net.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_without_graph_the_input_itself_is_returned():
+    x = td.tensor([-1.0, 0.5, 3.0])
+    assert F.relu(x, inplace=True) is x and x.tolist() == [0.0, 0.5, 3.0]
+    y = td.tensor([-1.0, 2.0], requires_grad=True)
+    with td.no_grad():
+        assert F.relu(y, inplace=True) is y
+    assert y.tolist() == [0.0, 2.0]
+
+
+def test_refuses_what_torch_autograd_refuses():
+    leaf = td.tensor([-1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="a leaf tensor that requires grad"):
+        F.relu(leaf, inplace=True)
+    with pytest.raises(RuntimeError, match="a leaf tensor that requires grad"):
+        F.relu(leaf.reshape(2, 1), inplace=True)          # a view of a leaf
+    with pytest.raises(RuntimeError, match=r"relu\(inplace=True\): the input was saved by Tanh"):
+        F.relu(leaf.tanh(), inplace=True)                # tanh's backward reads its output
+    with pytest.raises(RuntimeError, match="saved by Tanh"):
+        F.relu(leaf.tanh()[:1], inplace=True)            # ... also through a view
+    assert leaf.tolist() == [-1.0, 2.0]

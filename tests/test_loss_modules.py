@@ -1,0 +1,163 @@
+"""nn.*Loss modules against torch.nn's: the same constructor arguments give the same loss
+and the same gradients (random targets, random upstream gradient, float64 and float32)."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn as nn
+
+
+def _class_data(rng, shape=(6, 4), n_classes=4):
+    t_shape = (shape[0],) + shape[2:]
+    return rng.standard_normal(shape), rng.integers(0, n_classes, t_shape).astype(np.int64)
+
+
+def _soft_labels(rng, shape=(6, 4)):
+    t = rng.uniform(0.1, 1.0, shape)
+    return rng.standard_normal(shape), t / t.sum(1, keepdims=True)
+
+
+def _log_probs(rng, shape=(6, 4)):
+    x, t = _class_data(rng, shape)
+    return x - np.log(np.exp(x).sum(1, keepdims=True)), t
+
+
+def _regression(rng, shape=(5, 3)):
+    return rng.standard_normal(shape), rng.standard_normal(shape)
+
+
+def _probabilities(rng, shape=(5, 3)):
+    return rng.uniform(0.05, 0.95, shape), rng.uniform(0, 1, shape)
+
+
+def _logits(rng, shape=(5, 3)):
+    return rng.standard_normal(shape) * 2, rng.integers(0, 2, shape).astype(np.float64)
+
+
+def _kl(rng, shape=(5, 3)):
+    q, p = rng.uniform(0.1, 1, shape), rng.uniform(0.1, 1, shape)
+    return np.log(q / q.sum(-1, keepdims=True)), p / p.sum(-1, keepdims=True)
+
+
+W4 = np.array([0.5, 2.0, 1.0, 0.25])          # a class weight for 4 classes
+W53 = np.linspace(0.2, 2.0, 15).reshape(5, 3)  # an element weight for BCE
+PW3 = np.array([0.5, 1.0, 3.0])                # BCE-with-logits pos_weight per class
+
+# (module name, constructor kwargs (arrays become tensors), data maker)
+CASES = [
+    ("L1Loss", {}, _regression),
+    ("L1Loss", {"reduction": "sum"}, _regression),
+    ("L1Loss", {"reduction": "none"}, _regression),
+    ("MSELoss", {}, _regression),
+    ("MSELoss", {"reduction": "none"}, _regression),
+    ("MSELoss", {"size_average": False}, _regression),              # legacy pair -> 'sum'
+    ("MSELoss", {"reduce": False}, _regression),                    # legacy pair -> 'none'
+    ("SmoothL1Loss", {}, _regression),
+    ("SmoothL1Loss", {"beta": 0.3, "reduction": "sum"}, _regression),
+    ("SmoothL1Loss", {"beta": 0.0}, _regression),
+    ("HuberLoss", {}, _regression),
+    ("HuberLoss", {"delta": 0.4, "reduction": "none"}, _regression),
+    ("NLLLoss", {}, _log_probs),
+    ("NLLLoss", {"weight": W4, "ignore_index": 1}, _log_probs),
+    ("NLLLoss", {"reduction": "sum"}, lambda rng: _log_probs(rng, (3, 4, 2, 2))),
+    ("CrossEntropyLoss", {}, _class_data),
+    ("CrossEntropyLoss", {"weight": W4}, _class_data),
+    ("CrossEntropyLoss", {"ignore_index": 2, "reduction": "none"}, _class_data),
+    ("CrossEntropyLoss", {"label_smoothing": 0.1, "weight": W4}, _class_data),
+    ("CrossEntropyLoss", {}, lambda rng: _class_data(rng, (2, 4, 3, 2))),   # per pixel
+    ("CrossEntropyLoss", {"label_smoothing": 0.2}, _soft_labels),
+    ("BCELoss", {}, _probabilities),
+    ("BCELoss", {"weight": W53, "reduction": "sum"}, _probabilities),
+    ("BCEWithLogitsLoss", {}, _logits),
+    ("BCEWithLogitsLoss", {"pos_weight": PW3}, _logits),
+    ("BCEWithLogitsLoss", {"weight": W53, "pos_weight": PW3, "reduction": "none"}, _logits),
+    ("KLDivLoss", {"reduction": "batchmean"}, _kl),
+    ("KLDivLoss", {"reduction": "sum", "log_target": True},
+     lambda rng: (lambda q, p: (q, np.log(p)))(*_kl(rng))),
+]
+IDS = [f"{name}-{'-'.join(map(str, kw)) or 'default'}-{i}" for i, (name, kw, _) in enumerate(CASES)]
+
+
+def _build(lib_nn, name, kw, to_tensor):
+    return getattr(lib_nn, name)(**{k: to_tensor(v) if isinstance(v, np.ndarray) else v
+                                    for k, v in kw.items()})
+
+
+@pytest.mark.filterwarnings("ignore:size_average and reduce")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name, kw, make", CASES, ids=IDS)
+def test_loss_module_matches_torch(name, kw, make, dtype):
+    rng = np.random.default_rng(0)
+    x, t = make(rng)
+    x = x.astype(dtype)
+    t_grad = t.dtype.kind == "f"            # float targets get gradients too, as in PyTorch
+    if t_grad:
+        t = t.astype(dtype)
+    cast = (lambda a: a.astype(dtype))
+    ours = _build(nn, name, kw, lambda a: td.tensor(cast(a)))
+    theirs = _build(torch.nn, name, kw, lambda a: torch.tensor(cast(a)))
+    assert ours.reduction == theirs.reduction
+    xt, tt = torch.tensor(x, requires_grad=True), torch.tensor(t, requires_grad=t_grad)
+    xd, tdt = td.tensor(x, requires_grad=True), td.tensor(t, requires_grad=t_grad)
+    expected, got = theirs(xt, tt), ours(xd, tdt)
+    assert got.shape == tuple(expected.shape) and got.dtype == dtype
+    gy = rng.standard_normal(got.shape).astype(dtype)
+    expected.backward(torch.tensor(gy))
+    got.backward(td.tensor(gy))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), **tol)
+    np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), **tol)
+    assert xd.grad.dtype == dtype
+    if t_grad:
+        np.testing.assert_allclose(tdt.grad.numpy(), tt.grad.numpy(), **tol)
+
+
+@pytest.mark.parametrize("name, kw", [("CrossEntropyLoss", {"weight": W4}), ("NLLLoss", {"weight": W4}),
+                                      ("BCELoss", {"weight": W53}),
+                                      ("BCEWithLogitsLoss", {"weight": W53, "pos_weight": PW3}),
+                                      ("BCEWithLogitsLoss", {}), ("MSELoss", {})])
+def test_weights_are_buffers_as_in_torch(name, kw):
+    ours = _build(nn, name, kw, td.tensor)
+    theirs = _build(torch.nn, name, kw, torch.tensor)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert list(ours.parameters()) == []
+    assert repr(ours) == repr(theirs)
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[key], value.numpy())
+
+
+def test_constructor_defaults_match_torch():
+    import inspect
+    for name in ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
+                 "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]:
+        ours = inspect.signature(getattr(nn, name)).parameters
+        theirs = inspect.signature(getattr(torch.nn, name)).parameters
+        theirs = {k: v for k, v in theirs.items() if k not in ("device", "dtype")}
+        assert list(ours) == list(theirs), name
+        for k in ours:
+            assert ours[k].default == theirs[k].default, (name, k)
+
+
+def test_bad_reduction_names_the_module():
+    with pytest.raises(ValueError, match="CrossEntropyLoss: 'avg' is not a valid value for reduction"):
+        nn.CrossEntropyLoss(reduction="avg")
+    with pytest.raises(ValueError, match="MSELoss.*'batchmean'"):
+        nn.MSELoss(reduction="batchmean")
+
+
+def test_loss_module_trains_a_classifier():
+    td.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = td.randn(30, 4)
+    y = td.tensor((x.numpy()[:, 0] > 0).astype(np.int64) + (x.numpy()[:, 1] > 0))
+    loss_fn = nn.CrossEntropyLoss()
+    first = None
+    for _ in range(30):
+        loss = loss_fn(model(x), y)
+        first = first if first is not None else loss.item()
+        model.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            p.data[...] -= 0.5 * p.grad.data
+    assert loss.item() < 0.5 * first

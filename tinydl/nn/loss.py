@@ -1,0 +1,131 @@
+"""Loss modules: ``nn.CrossEntropyLoss()(input, target)`` and friends, as PyTorch's.
+
+Each is a thin Module over a function of ``tinydl.ops.loss`` (where the loss, its
+reduction and its gradient are written out). The constructors take PyTorch's
+arguments with PyTorch's defaults, including the deprecated ``size_average`` /
+``reduce`` pair, which is turned into ``reduction`` once, here. Class weights
+(``weight``, ``pos_weight``) are buffers, as in PyTorch: they appear in
+``state_dict()`` and follow ``module.to(device)``.
+"""
+from ..ops import loss as L
+from .module import Module
+
+__all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
+           "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]
+
+
+class _Loss(Module):
+    """Holds ``reduction`` ('none' | 'mean' | 'sum'); legacy size_average/reduce override it."""
+
+    _reductions = ("none", "mean", "sum")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.reduction = L._reduction_mode(size_average, reduce, reduction, type(self).__name__,
+                                           allowed=self._reductions)
+
+
+class _WeightedLoss(_Loss):
+    """A loss with an optional per-class (or per-element) ``weight`` buffer."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error |input - target| (see F.l1_loss)."""
+
+    def forward(self, input, target):
+        return L.l1_loss(input, target, reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """Mean squared error (input - target)**2 (see F.mse_loss)."""
+
+    def forward(self, input, target):
+        return L.mse_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """Quadratic below ``beta``, linear above (Fast R-CNN's box loss; see F.smooth_l1_loss)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return L.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Huber loss: delta * SmoothL1Loss(beta=delta) (see F.huber_loss)."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return L.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities (pair with LogSoftmax; see F.nll_loss)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input, target):
+        return L.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy of logits: class indices or class probabilities as the target,
+    class weights, ignore_index and label smoothing (see F.cross_entropy)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input, target):
+        return L.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities in [0, 1] (see F.binary_cross_entropy)."""
+
+    def forward(self, input, target):
+        return L.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(input), computed stably from the logits;
+    ``pos_weight`` (a buffer, like ``weight``) weighs the positive term per class."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return L.binary_cross_entropy_with_logits(input, target, weight=self.weight,
+                                                  pos_weight=self.pos_weight, reduction=self.reduction)
+
+
+class KLDivLoss(_Loss):
+    """KL(target || exp(input)) with ``input`` log-probabilities; 'batchmean' is the true
+    KL divergence per sample (see F.kl_div)."""
+
+    _reductions = ("none", "mean", "sum", "batchmean")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input, target):
+        return L.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
