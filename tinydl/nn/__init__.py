@@ -5,6 +5,6 @@ from .containers import *      # noqa: F401,F403  Sequential, ModuleList, Module
 from .layers import *          # noqa: F401,F403  Identity, Linear, activations, Dropout, Flatten
 from .conv import *            # noqa: F401,F403  Conv2d, ConvTranspose2d
 from .pooling import *         # noqa: F401,F403  MaxPool2d, AvgPool2d, MaxUnpool2d, adaptive pools
-from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseNorm
+from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, SyncBatchNorm, LocalResponseNorm
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
-from . import functional, init  # noqa: F401
+from . import functional, init, parallel  # noqa: F401
