@@ -54,7 +54,7 @@ def _copy_into(dst, src):
 def _staged(a):
     """(contiguous host array that MPI can use, step that copies it back into ``a`` or None)."""
     if backend.is_cupy_array(a):          # MPI reads host memory: one copy down, one back
-        host = a.get()
+        host = np.ascontiguousarray(a.get())
         return host, lambda: _copy_into(a, host)
     if a.flags.c_contiguous:
         return a, None
