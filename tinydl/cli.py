@@ -370,14 +370,14 @@ def train(args):
                       out=out, progress=args.progress, log=say, seed=args.seed, config=config)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
-          f"{chw[0]}x{chw[1]}x{chw[2]}")
+        f"{chw[0]}x{chw[1]}x{chw[2]}")
     say(f"model {args.model}: {n_params:,} parameters, device {args.device}; optimizer "
         f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; {schedule_about}")
     if args.distributed:
         import numba
-        say(f"data-parallel on {world} process{'es' if world > 1 else ''} ({td.distributed.get_backend()}), {numba.get_num_threads()} "
-            f"thread(s) each; batch {args.batch_size} = {world} x {args.batch_size // world}"
-            + ("; batch norm over the global batch" if args.sync_bn else ""))
+        say(f"data-parallel on {world} process{'es' if world > 1 else ''} ({td.distributed.get_backend()}), "
+            f"{numba.get_num_threads()} thread(s) each; batch {args.batch_size} = {world} x "
+            f"{args.batch_size // world}" + ("; batch norm over the global batch" if args.sync_bn else ""))
     if args.resume:
         path = args.resume if isinstance(args.resume, str) else os.path.join(out, CHECKPOINT_NAME)
         state = trainer.read_checkpoint(path)

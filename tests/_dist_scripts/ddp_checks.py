@@ -32,6 +32,16 @@ def close(a, b, tol, what):
     assert err <= tol, f"{what}: max |difference| {err:.3g} > {tol:g}"
 
 
+def raises(fn, exc_type, *fragments):
+    """``fn()`` must raise ``exc_type`` with every fragment in its message."""
+    try:
+        fn()
+    except exc_type as exc:
+        assert all(f in str(exc) for f in fragments), str(exc)
+    else:
+        raise AssertionError(f"no {exc_type.__name__} (expected one saying {fragments})")
+
+
 def halves(a, rank, world):
     """Rank ``rank``'s contiguous part of the batch axis of ``a``."""
     n = a.shape[0] // world
@@ -56,11 +66,7 @@ def collectives(rank, world):
     work = dist.all_reduce(t, async_op=True)
     work.wait()
     close(t, [3, 14], 0, "async all_reduce of int64")
-    try:
-        dist.all_reduce(td.tensor([1, 2]), dist.ReduceOp.AVG)
-        raise AssertionError("AVG of an integer tensor did not raise")
-    except TypeError:
-        pass
+    raises(lambda: dist.all_reduce(td.tensor([1, 2]), dist.ReduceOp.AVG), TypeError, "floating-point")
     t = td.tensor([[rank * 5.0, 1.0]])
     dist.broadcast(t, src=1)
     close(t, [[5.0, 1.0]], 0, "broadcast from rank 1")
@@ -180,12 +186,7 @@ def ddp_broadcasts_rank0_weights_and_buffers(rank, world):
 @check
 def ddp_shape_mismatch_names_the_parameter(rank, world):
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2 + rank))
-    try:
-        DDP(model)
-    except RuntimeError as exc:
-        assert "'2.weight'" in str(exc) and "rank 1" in str(exc), str(exc)
-    else:
-        raise AssertionError("no error for parameter shapes that differ across ranks")
+    raises(lambda: DDP(model), RuntimeError, "'2.weight'", "rank 1")
 
 
 class TwoHeads(nn.Module):
@@ -208,12 +209,7 @@ def ddp_unused_parameters(rank, world):
         assert ddp.module.unused.weight.grad is None and ddp.module.used.weight.grad is not None
     strict = DDP(TwoHeads().double())
     strict(x).mean().backward()
-    try:
-        strict(x)
-    except RuntimeError as exc:
-        assert "find_unused_parameters=True" in str(exc) and "unused.weight" in str(exc), str(exc)
-    else:
-        raise AssertionError("an unfinished reduction did not raise at the next forward")
+    raises(lambda: strict(x), RuntimeError, "find_unused_parameters=True", "unused.weight")
 
 
 # ------------------------------------------------------------------ SyncBatchNorm = BatchNorm on the whole batch
