@@ -2,6 +2,8 @@
 from setuptools import find_packages, setup
 
 TRAIN = ["scikit-learn>=1.3", "opencv-python-headless>=4.8", "tqdm>=4.66", "matplotlib>=3.7"]
+# mpi4py over the MPICH wheel, which brings mpiexec: data-parallel training (tinydl.distributed)
+DIST = ["mpi4py>=4", "mpich"]
 
 setup(
     name="tinydl",
@@ -16,8 +18,9 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],          # CUDA 12 drivers
         "gpu-cuda13": ["cupy-cuda13x>=13"],   # CUDA 13 drivers (the H100 tests ran on CuPy 14.2)
         "train": TRAIN,
+        "dist": DIST,
         # torch (CPU build) is the oracle the tests compare every op against
-        "dev": TRAIN + ["pytest>=7", "torch==2.13.0"],
+        "dev": TRAIN + DIST + ["pytest>=7", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["tinydl=tinydl.cli:main"]},
 )

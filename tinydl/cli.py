@@ -6,6 +6,7 @@
     tinydl train lenet5 --dataset mnist --epochs 20 --resume      # continue runs/lenet5-mnist
     tinydl list                                    # the zoo's model names
     tinydl summary alexnet                         # per-layer shapes, params, memory, FLOPs, receptive fields
+    mpiexec -n 2 tinydl train resnet20 --dataset shapes --distributed   # data-parallel, docs/distributed.md
 
 Each run writes into ``--out`` (default ``runs/<model>-<dataset>``): log.csv and
 log.json (per epoch: lr, train loss/accuracy, test loss, top-1 and top-5
@@ -32,6 +33,8 @@ import argparse
 import inspect
 import os
 import sys
+import time
+import traceback
 
 import numpy as np
 
@@ -50,8 +53,9 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
               "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3}
 
 # Flags that may differ between a run and its --resume (everything else must match).
+# (--distributed too: the checkpoint's world size is checked with its own message)
 _RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
-                "overwrite", "detect_anomaly"}
+                "overwrite", "detect_anomaly", "distributed"}
 
 
 class UsageError(ValueError):
@@ -298,10 +302,70 @@ def check_out(out, overwrite, resume):
         raise UsageError(f"--out: {exc}") from None
 
 
+# ================================================================ data-parallel runs
+def _join_job(args):
+    """(rank, world size) of this process in the MPI job of a ``--distributed`` run.
+
+    Backend 'nccl' with --device cuda (each rank on GPU <local rank>), else 'mpi';
+    each rank's Numba and BLAS threads default to its node's cores / ranks.
+    """
+    from . import distributed as dist
+    if not dist.launched_by_mpi():
+        raise UsageError("--distributed: start the processes with MPI, e.g. `mpiexec -n 2 tinydl train ... "
+                         "--distributed` (pip install 'tinydl[dist]' provides mpiexec)")
+    if not dist.is_mpi_available():
+        raise UsageError("--distributed needs mpi4py: pip install 'tinydl[dist]'")
+    cuda = str(args.device).startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "mpi")
+    if cuda:
+        args.device = f"cuda:{dist.get_node_local_rank()}"
+    _share_cores(dist.get_node_local_world_size())
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _share_cores(ranks_here):
+    """Numba's and OpenBLAS's threads: the cores this process may use, divided among the ranks on
+    this node (unless the launcher bound each rank to its own cores, or NUMBA_NUM_THREADS is set)."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = cores if cores < os.cpu_count() else max(1, cores // ranks_here)
+    import numba
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:      # scikit-learn's dependency, so part of [train]
+        return
+    threadpool_limits(threads, user_api="blas")
+
+
+def _report_and_stop(args, text, code):
+    """Print ``text`` to stderr and return ``code``; in a job of several processes, end all of them.
+
+    A rank waiting in a collective would wait forever for one that failed, so the
+    failing rank calls MPI_Abort, which ends every process of the job. Rank 0
+    reports at once; another rank first waits a second, so that an error every
+    rank meets (bad flags, a bad checkpoint) is printed once, by rank 0.
+    """
+    from . import distributed as dist
+    if not (getattr(args, "distributed", False) and dist.is_initialized() and dist.get_world_size() > 1):
+        print(text, file=sys.stderr)
+        return code
+    rank = dist.get_rank()
+    if rank != 0:
+        time.sleep(1.0)
+    print(f"[rank {rank} of {dist.get_world_size()}] {text}", file=sys.stderr, flush=True)
+    time.sleep(0.5)          # mpiexec forwards our output asynchronously; MPI_Abort would cut it off
+    from mpi4py import MPI
+    MPI.COMM_WORLD.Abort(code)
+    return code
+
+
 def train(args):
     """Run ``tinydl train`` with parsed ``args``; returns the history (list of per-epoch dicts)."""
     import tinydl as td
-    from .data import DataLoader
+    from .data import DataLoader, DistributedSampler, Subset
     from .train import CHECKPOINT_NAME, Trainer
 
     check_args(args)
@@ -311,6 +375,13 @@ def train(args):
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
     td.backends.cpu.tune()     # the process-wide CPU settings (sleeping OpenMP threads, ...): see its docstring
+    if args.sync_bn and not args.distributed:
+        raise UsageError("--sync-bn synchronises batch norm across the processes of a --distributed run")
+    rank, world = _join_job(args) if args.distributed else (0, 1)
+    if args.batch_size % world:
+        raise UsageError(f"--batch-size {args.batch_size} is the global batch: it must be a multiple of the "
+                         f"{world} processes")
+    say = print if rank == 0 else (lambda *a, **k: None)     # one report per job
     td.manual_seed(args.seed)
     fit = FitImages()
     try:
@@ -322,36 +393,50 @@ def train(args):
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
     fit.size, fit.channels = adapted.size, adapted.channels     # the datasets hold ``fit``: adapt in place
     check_model_input(model, args.model, chw, num_classes)
+    if args.sync_bn:
+        model = td.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(args.device)
+    if args.distributed:       # rank 0's weights everywhere; gradients averaged in backward
+        model = td.nn.parallel.DistributedDataParallel(model)
     optimizer = build_optimizer(args, model.parameters())
     scheduler, schedule_about = build_scheduler(args, optimizer)
     # The loader's seed comes from the seeded generator: the data order is a function of --seed.
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
-    test_loader = DataLoader(test_set, batch_size=max(args.batch_size, 256), num_workers=args.workers, seed=0)
+    # In a distributed run each rank takes its share of every epoch's order, and of the test set.
+    sampler = DistributedSampler(train_set, world, rank, seed=args.seed) if args.distributed else None
+    train_loader = DataLoader(train_set, batch_size=args.batch_size // world, shuffle=sampler is None,
+                              sampler=sampler, num_workers=args.workers)
+    my_test = Subset(test_set, range(rank, len(test_set), world)) if world > 1 else test_set
+    test_loader = DataLoader(my_test, batch_size=max(args.batch_size, 256), num_workers=args.workers, seed=0)
 
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
-                      out=out, progress=args.progress, log=print, seed=args.seed, config=config,
+                      out=out, progress=args.progress, log=say, seed=args.seed, config=config,
                       overwrite=args.overwrite, detect_anomaly=args.detect_anomaly)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
-          f"{chw[0]}x{chw[1]}x{chw[2]}")
-    print(f"model {args.model}: {n_params:,} parameters, device {args.device}; optimizer "
-          f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; {schedule_about}")
+    say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
+        f"{chw[0]}x{chw[1]}x{chw[2]}")
+    say(f"model {args.model}: {n_params:,} parameters, device {args.device}; optimizer "
+        f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; {schedule_about}")
+    if args.distributed:
+        import numba
+        say(f"data-parallel on {world} process{'es' if world > 1 else ''} ({td.distributed.get_backend()}), "
+            f"{numba.get_num_threads()} thread(s) each; batch {args.batch_size} = {world} x "
+            f"{args.batch_size // world}" + ("; batch norm over the global batch" if args.sync_bn else ""))
     if args.resume:
         path = args.resume if isinstance(args.resume, str) else os.path.join(out, CHECKPOINT_NAME)
         state = trainer.read_checkpoint(path)
+        trainer.check_world_size(state, source=f"the checkpoint {path}")
         _check_resume_config(state.get("config") or {}, config, path)
         trainer.load_state_dict(state, source=f"the checkpoint {path}")
         trainer.config = config
-        print(f"resumed from {path} after epoch {trainer.epoch} (lr now {optimizer.param_groups[0]['lr']:g})")
+        say(f"resumed from {path} after epoch {trainer.epoch} (lr now {optimizer.param_groups[0]['lr']:g})")
         if trainer.epoch >= args.epochs:
-            print(f"the checkpoint has {trainer.epoch} epochs already (--epochs {args.epochs}): nothing to train")
+            say(f"the checkpoint has {trainer.epoch} epochs already (--epochs {args.epochs}): nothing to train")
     history = trainer.fit(args.epochs)
     if history:
-        print(f"wrote {out}/log.csv, log.json, curves.png, {CHECKPOINT_NAME}")
-        print(f"final test accuracy: {100 * history[-1]['test_acc']:.2f}%")
+        say(f"wrote {out}/log.csv, log.json, curves.png, {CHECKPOINT_NAME}")
+        say(f"final test accuracy: {100 * history[-1]['test_acc']:.2f}%")
     return history
 
 
@@ -414,6 +499,11 @@ def make_parser():
     p.add_argument("--detect-anomaly", action="store_true",
                    help="stop at the first backward giving NaN/Inf, naming the op and where its forward ran "
                         "(slower: a debugging aid)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes mpiexec started (mpiexec -n 2 tinydl train ... "
+                        "--distributed); --batch-size is then the global batch, split among them")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: batch-norm statistics over the global batch (SyncBatchNorm)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -446,8 +536,11 @@ def main(argv=None):
     except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
             AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
         # what a user can fix: one line, no traceback
-        print(f"tinydl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _report_and_stop(args, f"tinydl {args.command}: error: {exc}", 2)
+    except BaseException:
+        if not getattr(args, "distributed", False):
+            raise
+        return _report_and_stop(args, traceback.format_exc().rstrip(), 1)
     return 0
 
 

@@ -33,6 +33,18 @@ the Trainer reseeds it from (seed, epoch) at the start of every epoch instead,
 so resumed GPU runs repeat the uninterrupted ones too (up to the GPU's own
 non-determinism in atomic additions).
 
+Data-parallel runs. When ``tinydl.distributed`` is initialised (W processes
+started by mpiexec), each rank trains the model -- wrapped in
+``nn.parallel.DistributedDataParallel`` -- on its share of the data (a
+``DistributedSampler``), and the Trainer: adds every rank's loss and accuracy
+sums so the reported figures are the whole data set's (each rank evaluates its
+own share of the test set); logs, draws and checkpoints on rank 0 only; saves
+the model without the wrapper's ``module.`` prefix, so the checkpoint loads
+into a plain model; records W and refuses to resume at another world size (the
+data order and the optimizer steps would differ); and seeds tinydl's CPU
+generator per epoch from (seed, epoch, rank), so ranks draw different dropout
+masks and a resumed run draws what the uninterrupted one drew.
+
 Accuracy and top-k. A sample counts as correct at k when fewer than k classes
 score strictly higher than its true class (a tie with the true class counts in
 its favour; PyTorch's ``topk`` breaks ties arbitrarily). Top-1 is the accuracy.
@@ -120,6 +132,26 @@ def topk_correct(logits, target, ks=(1, 5)):
     return [((rank < k) & valid).sum() for k in ks]
 
 
+def _process_group():
+    """(rank, world size) of the initialised process group; (0, 1) without one."""
+    from . import distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _sum_over_ranks(values, device):
+    """Element-wise sum over all ranks of a list of numbers (float64 NumPy array)."""
+    from . import distributed as dist
+    t = Tensor(backend.to_device(np.asarray(values, dtype=np.float64), device))
+    dist.all_reduce(t)
+    return to_host(t.data)
+
+
+def _unwrap(model):
+    """The model inside DistributedDataParallel (checkpoints hold it without the 'module.' prefix)."""
+    from .nn.parallel import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def _split_outputs(out):
     """(main logits, [auxiliary logits]) of a model's output: GoogLeNet and Inception v3
     return a namedtuple (logits, aux...) in training mode."""
@@ -134,6 +166,17 @@ def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
 
     The model's mode is restored afterwards. Losses are the mean over samples.
     """
+    return _evaluation_means(*_evaluation_sums(model, loader, device, loss_fn, topk), topk)
+
+
+def _evaluation_means(loss_sum, correct1, correctk, n, topk):
+    if n == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    return {"loss": float(loss_sum) / n, "acc": int(correct1) / n, f"top{topk}": int(correctk) / n}
+
+
+def _evaluation_sums(model, loader, device, loss_fn, topk):
+    """(sum of the losses, top-1 correct, top-k correct, samples) of ``model`` over ``loader``."""
     loss_fn = loss_fn or F.cross_entropy
     was_training = model.training
     model.eval()                       # dropout off, batch norm on its running statistics
@@ -149,13 +192,11 @@ def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
                 correct1, correctk = correct1 + c1, correctk + ck
     finally:
         model.train(was_training)
-    n = sum(sizes)
-    if n == 0:
-        raise ValueError("evaluate: the loader yielded no samples")
+    if not sizes:
+        return 0.0, 0, 0, 0
     xp = get_array_module(batch_losses[0])
     losses = to_host(xp.stack(batch_losses)).astype(np.float64)
-    return {"loss": float(losses @ np.asarray(sizes, np.float64) / n),
-            "acc": int(to_host(correct1)) / n, f"top{topk}": int(to_host(correctk)) / n}
+    return float(losses @ np.asarray(sizes, np.float64)), int(to_host(correct1)), int(to_host(correctk)), sum(sizes)
 
 
 def evaluate(model, images, labels, batch_size=500, device="cpu"):
@@ -212,10 +253,14 @@ def _set_rng_states(states):
     random.setstate((version, tuple(internal), gauss))
 
 
-def _seed_device_rng(device, seed, epoch):
-    """On 'cuda', reseed CuPy's generator (dropout's) from (seed, epoch); see the module docstring."""
+def _seed_device_rng(device, seed, epoch, rank=None):
+    """On 'cuda', reseed CuPy's generator (dropout's) from (seed, epoch); in a data-parallel run
+    (``rank`` given) tinydl's CPU generator too, and from (seed, epoch, rank). See the module docstring."""
+    value = int(np.random.SeedSequence([seed, epoch] + ([rank] if rank is not None else [])).generate_state(1)[0])
+    if rank is not None:
+        backend.manual_seed(value)
     if backend.parse_device(device).type == "cuda":
-        backend.rng_for(backend.cupy_module()).seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        backend.rng_for(backend.cupy_module()).seed(value)
 
 
 # ================================================================ step-counted loops
@@ -284,6 +329,7 @@ class Trainer:
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if scheduler_interval == "step" and isinstance(scheduler, ReduceLROnPlateau):
             raise ValueError("Trainer: ReduceLROnPlateau watches a per-epoch loss; use scheduler_interval='epoch'")
+        self.rank, self.world_size = _process_group()
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.test_loader = train_loader, test_loader
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
@@ -291,7 +337,7 @@ class Trainer:
         self.device = str(backend.parse_device(device))
         self.out = os.fspath(out) if out is not None else None
         self.progress = progress
-        self.log = log
+        self.log = log if self.rank == 0 else None      # one report per job, from rank 0
         self.topk = int(topk)
         self.aux_weight = aux_weight
         self.seed = int(seed)
@@ -308,7 +354,7 @@ class Trainer:
     # ------------------------------------------------------------ one epoch
     def _bar(self, iterable, total):
         show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
+        if not show or self.rank != 0:
             return None
         from tqdm import tqdm
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}", leave=False, dynamic_ncols=True)
@@ -329,7 +375,7 @@ class Trainer:
         loader = self.train_loader
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)          # epoch e's shuffle is a function of (seed, e)
-        _seed_device_rng(self.device, self.seed, self.epoch)
+        _seed_device_rng(self.device, self.seed, self.epoch, self.rank if self.world_size > 1 else None)
         try:
             total = len(loader)
         except TypeError:
@@ -365,10 +411,12 @@ class Trainer:
         self._check_losses(losses, checked, total)
         xp = get_array_module(losses[0])
         values = to_host(xp.stack(losses)).astype(np.float64)
+        loss_sum, correct, n = float(values @ np.asarray(sizes, np.float64)), int(to_host(correct)), sum(sizes)
+        if self.world_size > 1:     # the whole batch's figures: every rank's sums added
+            values = _sum_over_ranks(values, self.device) / self.world_size
+            loss_sum, correct, n = _sum_over_ranks([loss_sum, correct, n], self.device)
         self.step_losses.extend(values.tolist())
-        n = sum(sizes)
-        return {"train_loss": float(values @ np.asarray(sizes, np.float64) / n),
-                "train_acc": int(to_host(correct)) / n}
+        return {"train_loss": float(loss_sum / n), "train_acc": float(correct / n)}
 
     def _check_losses(self, losses, start, total):
         """FloatingPointError naming the first step from ``losses[start:]`` whose loss is NaN or
@@ -392,7 +440,10 @@ class Trainer:
     def evaluate(self, loader=None):
         """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""
         loader = loader if loader is not None else self.test_loader
-        return evaluate_loader(self.model, loader, self.device, self.loss_fn, self.topk)
+        sums = _evaluation_sums(self.model, loader, self.device, self.loss_fn, self.topk)
+        if self.world_size > 1:     # each rank evaluated its share of the test set
+            sums = _sum_over_ranks(sums, self.device)
+        return _evaluation_means(*sums, self.topk)
 
     def _step_scheduler(self, row):
         if self.scheduler is None or self.scheduler_interval != "epoch":
@@ -429,10 +480,13 @@ class Trainer:
             self.history.append(row)
             if self.log:
                 self.log(self.format_row(row, epochs))
-            if self.out is not None:
+            if self.out is not None and self.rank == 0:
                 # Redraw the curves after every epoch, except when epochs are shorter than
                 # the drawing itself (tiny runs): then only after the last one.
                 self.write_outputs(plot=self.epoch >= epochs or row["seconds"] >= self._plot_seconds)
+            if self.world_size > 1:      # no rank runs ahead (and dies) before rank 0's checkpoint is written
+                from . import distributed
+                distributed.barrier()
         return self.history
 
     def format_row(self, row, epochs=None):
@@ -476,7 +530,7 @@ class Trainer:
         loader = self.train_loader
         return {
             "format": _FORMAT, "version": _VERSION, "epoch": self.epoch,
-            "model": self.model.state_dict(),
+            "model": _unwrap(self.model).state_dict(), "world_size": self.world_size,
             "optimizer": self.optimizer.state_dict(), "optimizer_type": type(self.optimizer).__name__,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scheduler_type": type(self.scheduler).__name__ if self.scheduler is not None else None,
@@ -500,6 +554,7 @@ class Trainer:
             wrong.append("rng (incomplete)")
         if wrong:     # checked before anything is restored: a failed resume changes nothing
             raise CheckpointError(f"{source} is damaged or incomplete: bad entries {', '.join(wrong)}")
+        self.check_world_size(state, source)
         for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
             saved = state.get(f"{what}_type")
             have = type(obj).__name__ if obj is not None else None
@@ -507,7 +562,7 @@ class Trainer:
                 raise CheckpointError(f"{source} was trained with {what} {saved}, this run has {have}: "
                                       "resume with the same settings")
         try:
-            self.model.load_state_dict(state["model"])
+            _unwrap(self.model).load_state_dict(state["model"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{source} does not fit the model {type(self.model).__name__}: {exc}") from exc
         try:
@@ -523,6 +578,14 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.history = [dict(row) for row in state["history"]]
         self.step_losses = np.asarray(state.get("step_losses", []), dtype=np.float64).tolist()
+
+    def check_world_size(self, state, source="the checkpoint"):
+        """A checkpoint resumes only at the world size that wrote it (the data order and the
+        steps would differ); CheckpointError otherwise."""
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise CheckpointError(f"{source} was written by a run on {saved_world} process(es), this one has "
+                                  f"{self.world_size}: resume at the same world size (mpiexec -n {saved_world})")
 
     def checkpoint_path(self, path=None):
         if path is not None:

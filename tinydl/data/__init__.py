@@ -17,6 +17,7 @@ from .digits import load_digits_28
 from .dataset import Dataset, TensorDataset, Subset, ConcatDataset, random_split
 from .dataloader import (DataLoader, Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
                          WeightedRandomSampler, BatchSampler, default_collate)
+from .distributed import DistributedSampler
 from .datasets import (data_home, download_url, DownloadError, ChecksumError, imread, read_cifar_binary,
                        MNIST, FashionMNIST, CIFAR10, CIFAR100, ImageFolder, CUB200, Digits, IMG_EXTENSIONS)
 from .synthetic import (SyntheticShapes, PRIMITIVES, keypoints_to_heatmap, keypoints_to_label,
@@ -30,7 +31,7 @@ __all__ = [
     "read_idx", "load_mnist", "load_digits_28",
     "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
     "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
-    "WeightedRandomSampler",
+    "WeightedRandomSampler", "DistributedSampler",
     "default_collate",
     "data_home", "download_url", "DownloadError", "ChecksumError", "imread", "read_cifar_binary",
     "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolder", "CUB200", "Digits", "IMG_EXTENSIONS",

@@ -6,9 +6,9 @@ from .layers import *          # noqa: F401,F403  Identity, Linear, Dropout, Fla
 from .activation import *      # noqa: F401,F403  ReLU, GELU, PReLU, Softmax, ...
 from .conv import *            # noqa: F401,F403  Conv2d, ConvTranspose2d
 from .pooling import *         # noqa: F401,F403  MaxPool2d, AvgPool2d, MaxUnpool2d, adaptive pools
-from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, LocalResponseNorm
+from .normalization import *   # noqa: F401,F403  BatchNorm1d/2d, SyncBatchNorm, LocalResponseNorm
 from .resample import *        # noqa: F401,F403  Upsample, PixelShuffle, PixelUnshuffle
 from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
 from .sparse import *          # noqa: F401,F403  Embedding
 from .fold import *            # noqa: F401,F403  Unfold, Fold
-from . import functional, init  # noqa: F401
+from . import functional, init, parallel  # noqa: F401

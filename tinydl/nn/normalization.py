@@ -1,4 +1,4 @@
-"""Normalisation layers: BatchNorm1d/2d/3d and LocalResponseNorm.
+"""Normalisation layers: BatchNorm1d/2d/3d, SyncBatchNorm and LocalResponseNorm.
 
 Thin Modules around ``F.batch_norm`` and ``F.local_response_norm`` (where
 forward and backward live). Parameter and buffer names are PyTorch's
@@ -6,11 +6,12 @@ forward and backward live). Parameter and buffer names are PyTorch's
 ``num_batches_tracked``), so a PyTorch state_dict loads as is.
 """
 from ..ops.norm import batch_norm, local_response_norm
+from ..ops.sync_norm import sync_batch_norm
 from ..tensor import empty, ones, tensor, zeros, int64
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -87,8 +88,12 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # The running buffers are updated only when training with tracking on.
         track = not self.training or self.track_running_stats
-        return batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
-                          self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        return self._normalize(input, self.running_mean if track else None, self.running_var if track else None,
+                               use_batch_stats, momentum)
+
+    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
+        return batch_norm(input, running_mean, running_var, self.weight, self.bias, use_batch_stats, momentum,
+                          self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -111,6 +116,52 @@ class BatchNorm3d(_BatchNorm):
     """Batch norm of (N, C, D, H, W) volumes, as ``torch.nn.BatchNorm3d``."""
     _expected_dims = (5,)
     _layout = "(N, C, D, H, W)"
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm whose training statistics cover the batch of every rank, as ``torch.nn.SyncBatchNorm``.
+
+    With a process group of W > 1 ranks (``tinydl.distributed``), training mode
+    normalises each rank's part of the batch with the mean and variance of all
+    W parts together, forward and backward (see ``tinydl.ops.sync_norm``), and
+    the running statistics are those BatchNorm would get on the whole batch.
+    Without a process group, with one rank, or in evaluation mode it is BatchNorm.
+    Every rank must call it the same number of times (it communicates).
+    """
+    _expected_dims = (2, 3, 4, 5)
+    _layout = "(N, C, *)"
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 process_group=None, device=None, dtype=None, *, bias=True):
+        if process_group is not None:
+            raise NotImplementedError("SyncBatchNorm: only the default process group (process_group=None) "
+                                      "exists in tinydl")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+        self.process_group = None
+
+    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
+        from .. import distributed as dist
+        if not (use_batch_stats and self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super()._normalize(input, running_mean, running_var, use_batch_stats, momentum)
+        return sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, momentum, self.eps,
+                               dist._get_default_group())
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm1d/2d/3d replaced by a SyncBatchNorm holding the same
+        parameters and buffers (the same Tensors), as PyTorch's; returns the new root."""
+        out = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            out = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                      process_group, bias=module.bias is not None)
+            for name in ("weight", "bias"):
+                out._parameters[name] = module._parameters[name]
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                out._buffers[name] = module._buffers[name]
+            out.training = module.training
+        for name, child in module.named_children():
+            out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return out
 
 
 class LocalResponseNorm(Module):
