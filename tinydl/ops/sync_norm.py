@@ -11,7 +11,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
-from .norm import _data
+from .math import raw
 
 __all__ = ["sync_batch_norm"]
 
@@ -102,5 +102,5 @@ class SyncBatchNorm(Function):
 def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, eps, group):
     """Training-mode batch norm of ``input`` (N, C, ...) with the statistics of every rank's
     batch together (``group``: the process group's array-level collectives)."""
-    return SyncBatchNorm.apply(input, weight, bias, running_mean=_data(running_mean),
-                               running_var=_data(running_var), momentum=momentum, eps=eps, group=group)
+    return SyncBatchNorm.apply(input, weight, bias, running_mean=raw(running_mean),
+                               running_var=raw(running_var), momentum=momentum, eps=eps, group=group)
