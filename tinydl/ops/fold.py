@@ -21,7 +21,7 @@ axis to the front.
 from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
-from .conv import _ntuple
+from ..args import pair
 
 __all__ = ["unfold", "fold"]
 
@@ -80,8 +80,8 @@ class Fold(Function):
 
 def _geometry(kernel_size, dilation, padding, stride, op):
     """(kernel, stride, padding, dilation) as pairs of ints, in the kernels' argument order."""
-    kernel, dilation = _ntuple(kernel_size, 2, "kernel_size", op), _ntuple(dilation, 2, "dilation", op)
-    padding, stride = _ntuple(padding, 2, "padding", op), _ntuple(stride, 2, "stride", op)
+    kernel, dilation = pair(kernel_size, "kernel_size", op), pair(dilation, "dilation", op)
+    padding, stride = pair(padding, "padding", op), pair(stride, "stride", op)
     for name, v, low in [("kernel_size", kernel, 1), ("dilation", dilation, 1), ("stride", stride, 1),
                          ("padding", padding, 0)]:
         if min(v) < low:
@@ -119,7 +119,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
         raise ValueError(f"{op}: expected a 2-D (C*kh*kw, L) or 3-D (N, C*kh*kw, L) input, "
                          f"got shape {input.shape}")
     geometry = _geometry(kernel_size, dilation, padding, stride, op)
-    out_hw = _ntuple(output_size, 2, "output_size", op)
+    out_hw = pair(output_size, "output_size", op)
     cols = input if input.ndim == 3 else input.unsqueeze(0)
     N, K, L = cols.shape
     kh, kw = geometry[0]
