@@ -223,9 +223,10 @@ def check_writable(out):
     """Create folder ``out`` if needed and write a probe file there; RunFolderError if that fails."""
     try:
         os.makedirs(out, exist_ok=True)
-        with atomic_file(os.path.join(out, ".write-probe")):
+        probe = os.path.join(out, f".write-probe-{os.getpid()}")      # one per process: ranks check at once
+        with atomic_file(probe):
             pass
-        os.remove(os.path.join(out, ".write-probe"))
+        os.remove(probe)
     except OSError as exc:
         raise RunFolderError(f"{out} is not a writable folder ({exc.strerror or exc})") from None
 
