@@ -1,6 +1,9 @@
 """td.backends: the scoped, thread-local route settings (reference(), route(),
 record_routes()) and the explicit CPU tuning. The routes' numbers are checked against
 PyTorch in tests/test_op_table.py (every conv row through every route)."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -10,6 +13,8 @@ import tinydl as td
 import tinydl.nn as nn
 import tinydl.nn.functional as F
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _conv_route(**kwargs):
     x, w = td.randn(2, 3, 8, 8), td.randn(4, 3, 3, 3)
@@ -18,22 +23,25 @@ def _conv_route(**kwargs):
     return taken[0][1]
 
 
-def test_reference_is_scoped_nested_and_restored(monkeypatch):
-    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
-    assert not td.backends.is_reference()
-    with td.backends.reference():
-        assert td.backends.is_reference() and _conv_route() == "reference"
-        with td.backends.reference(False):
-            assert not td.backends.is_reference() and _conv_route() != "reference"
-        assert td.backends.is_reference()
-    assert not td.backends.is_reference()
-
-
-def test_the_environment_variable_is_the_default(monkeypatch):
-    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
-    assert td.backends.is_reference() and _conv_route() == "reference"
+def test_reference_is_scoped_nested_and_restored():
     with td.backends.reference(False):
-        assert _conv_route() == "direct"
+        assert not td.backends.is_reference()
+        with td.backends.reference():
+            assert td.backends.is_reference() and _conv_route() == "reference"
+            with td.backends.reference(False):
+                assert not td.backends.is_reference() and _conv_route() != "reference"
+            assert td.backends.is_reference()
+        assert not td.backends.is_reference()
+
+
+def test_the_environment_variable_at_import_is_the_default():
+    code = ("import tinydl as td\nprint(td.backends.is_reference(), td.kernels.use_numba())\n"
+            "with td.backends.reference(False):\n    print(td.backends.is_reference())")
+    env = {k: v for k, v in os.environ.items() if k != "TINYDL_NO_NUMBA"}
+    for flag, expected in (("1", "True False False"), ("0", "False True False")):
+        done = subprocess.run([sys.executable, "-c", code], env={**env, "TINYDL_NO_NUMBA": flag, "PYTHONPATH": ROOT},
+                              capture_output=True, text=True, timeout=120)
+        assert " ".join(done.stdout.split()) == expected, done.stderr[-2000:]
 
 
 def test_settings_belong_to_their_thread():

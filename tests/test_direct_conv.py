@@ -113,17 +113,17 @@ def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_g
 
 
 def test_no_numba_takes_the_reference_path(monkeypatch):
-    """TINYDL_NO_NUMBA=1 runs im2col + GEMM; both routes agree to rounding."""
+    """td.backends.reference() runs im2col + GEMM; both routes agree to rounding."""
     rng = np.random.default_rng(10)
     x, w, b = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
     g = rng.standard_normal((2, 5, 8, 7))
     results = {}
-    for flag in ("0", "1"):
-        monkeypatch.setenv("TINYDL_NO_NUMBA", flag)
+    for reference in (False, True):
         calls = _spy(monkeypatch)
-        results[flag] = _forward_backward(td, F, x, w, b, g, padding=1)
-        assert bool(calls) == (flag == "0")
-    for a, r in zip(results["0"], results["1"]):
+        with td.backends.reference(reference):
+            results[reference] = _forward_backward(td, F, x, w, b, g, padding=1)
+        assert bool(calls) == (not reference)
+    for a, r in zip(results[False], results[True]):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
 
 

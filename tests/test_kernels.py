@@ -14,6 +14,7 @@ import importlib
 import numpy as np
 import pytest
 
+import tinydl as td
 from tinydl import kernels as K
 from tinydl.args import pair
 from tinydl.kernels import _dispatch
@@ -173,13 +174,13 @@ def test_dispatch_respects_env(monkeypatch):
     monkeypatch.setattr(im2col_mod, "col2im_reference", lambda *a, **k: calls.append("ref"))
     monkeypatch.setattr(im2col_mod, "col2im_numba", lambda *a, **k: calls.append("numba"))
     x = np.zeros((1, 1, 3, 3), np.float32)
-    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
-    K.im2col(x, 2)
-    K.col2im(x, x.shape, 1)
-    K.im2col(x.astype(np.float16), 2)  # not a compiled dtype -> reference
-    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
-    K.im2col(x, 2)
-    K.col2im(x, x.shape, 1)
+    with td.backends.reference(False):
+        K.im2col(x, 2)
+        K.col2im(x, x.shape, 1)
+        K.im2col(x.astype(np.float16), 2)  # not a compiled dtype -> reference
+    with td.backends.reference():
+        K.im2col(x, 2)
+        K.col2im(x, x.shape, 1)
     assert calls == ["numba", "numba", "ref", "ref", "ref"]
 
 
@@ -576,10 +577,10 @@ def test_batch_norm_dispatch(monkeypatch):
     monkeypatch.setattr(norm_mod, "batch_norm_stats_reference", lambda x: calls.append("ref"))
     monkeypatch.setattr(norm_mod, "batch_norm_stats_numba", lambda x: calls.append("numba"))
     x = np.zeros((2, 3, 4), np.float32)
-    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
-    norm_mod.batch_norm_stats(x)
-    norm_mod.batch_norm_stats(x.astype(np.float16))                 # not a compiled dtype
-    norm_mod.batch_norm_stats(x[:, :, 0])                           # (N, C): NumPy is faster
-    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
-    norm_mod.batch_norm_stats(x)
+    with td.backends.reference(False):
+        norm_mod.batch_norm_stats(x)
+        norm_mod.batch_norm_stats(x.astype(np.float16))             # not a compiled dtype
+        norm_mod.batch_norm_stats(x[:, :, 0])                       # (N, C): NumPy is faster
+    with td.backends.reference():
+        norm_mod.batch_norm_stats(x)
     assert calls == ["numba", "ref", "ref", "ref"]

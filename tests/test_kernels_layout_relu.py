@@ -61,14 +61,14 @@ def test_relu_dispatch(monkeypatch, dtype):
     calls = []
     monkeypatch.setattr(act_mod, "relu_forward_numba", lambda x: calls.append("numba"))
     monkeypatch.setattr(act_mod, "relu_forward_reference", lambda x: calls.append("ref"))
-    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
     x = np.ones((4, 5), dtype=dtype)
-    act_mod.relu_forward(x)                     # contiguous float, even a small one: Numba
-    act_mod.relu_forward(x.T)                   # not C-contiguous: reference
-    act_mod.relu_forward(np.ones(20, np.int64))  # not a compiled dtype: reference
-    act_mod.relu_forward(np.array(1.0, dtype))  # 0-d: Numba too
-    monkeypatch.setenv("TINYDL_NO_NUMBA", "1")
-    act_mod.relu_forward(x)
+    with td.backends.reference(False):
+        act_mod.relu_forward(x)                     # contiguous float, even a small one: Numba
+        act_mod.relu_forward(x.T)                   # not C-contiguous: reference
+        act_mod.relu_forward(np.ones(20, np.int64))  # not a compiled dtype: reference
+        act_mod.relu_forward(np.array(1.0, dtype))  # 0-d: Numba too
+    with td.backends.reference():
+        act_mod.relu_forward(x)
     assert calls == ["numba", "ref", "ref", "numba", "ref"]
 
 
@@ -76,11 +76,11 @@ def test_relu_backward_dispatch_mixed(monkeypatch):
     calls = []
     monkeypatch.setattr(act_mod, "relu_backward_numba", lambda gy, y: calls.append("numba"))
     monkeypatch.setattr(act_mod, "relu_backward_reference", lambda gy, y: calls.append("ref"))
-    monkeypatch.delenv("TINYDL_NO_NUMBA", raising=False)
     y = np.ones((4, 5), np.float32)
-    act_mod.relu_backward(np.ones((4, 5), np.float32), y)
-    act_mod.relu_backward(np.ones((5, 4), np.float32).T, y)     # gy non-contiguous
-    act_mod.relu_backward(np.ones((4, 5), np.float64), y)       # dtypes differ
+    with td.backends.reference(False):
+        act_mod.relu_backward(np.ones((4, 5), np.float32), y)
+        act_mod.relu_backward(np.ones((5, 4), np.float32).T, y)     # gy non-contiguous
+        act_mod.relu_backward(np.ones((4, 5), np.float64), y)       # dtypes differ
     assert calls == ["numba", "ref", "ref"]
 
 

@@ -177,7 +177,8 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
-    #: (version counter, value at forward, description) of the tensors whose arrays were saved
+    #: (version counter, value at forward, 'input'/'output', position, shape, dtype) of the
+    #: tensors whose arrays were saved
     saved_versions = ()
 
     def save_for_backward(self, *arrays):
@@ -241,12 +242,14 @@ def _storage(a):
 def _share_counters_with_views(inputs, outputs):
     """An output that is a view of an input (reshape, indexing, transpose) shares its version
     counter: changing either in place changes both, so both count as changed."""
+    views = [out for out in outputs if getattr(out.data, "base", None) is not None]
+    if not views:                     # the common case: every output owns fresh memory
+        return
     owners = {id(_storage(t.data)): t for t in inputs if isinstance(t, Tensor)}
-    if owners:
-        for out in outputs:
-            source = owners.get(id(_storage(out.data)))
-            if source is not None:
-                out._version_counter = source._version_counter
+    for out in views:
+        source = owners.get(id(_storage(out.data)))
+        if source is not None:
+            out._version_counter = source._version_counter
 
 
 def _saved_versions(ctx, inputs, outputs):
@@ -256,7 +259,7 @@ def _saved_versions(ctx, inputs, outputs):
     kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}
     if not kept:
         return ()
-    return tuple((t._version_counter, t._version_counter.value, f"{kind} {i} (shape {t.shape}, {t.dtype})")
+    return tuple((t._version_counter, t._version_counter.value, kind, i, t.data.shape, t.data.dtype)
                  for kind, tensors in (("input", inputs), ("output", outputs))
                  for i, t in enumerate(tensors)
                  if isinstance(t, Tensor) and id(_storage(t.data)) in kept)
@@ -264,11 +267,12 @@ def _saved_versions(ctx, inputs, outputs):
 
 def _check_versions(node):
     """Refuse a backward that would read arrays changed in place since forward saved them."""
-    for counter, version, what in node.saved_versions:
+    for counter, version, kind, i, shape, dtype in node.saved_versions:
         if counter.value != version:
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: {what} of {node.name} is at version {counter.value}; expected version {version} "
+                f"operation: {kind} {i} (shape {tuple(shape)}, {dtype}) of {node.name} is at version "
+                f"{counter.value}; expected version {version} "
                 "instead. It was changed (x[...] = v, fill_, copy_, zero_, an optimizer step...) after the "
                 "forward pass saved it: change a clone() instead, or change it after backward")
 

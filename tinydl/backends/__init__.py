@@ -16,7 +16,7 @@ the route::
         y = F.conv2d(x, w)
     taken        # [('conv2d', 'direct')]
 
-``TINYDL_NO_NUMBA=1`` in the environment makes ``reference()`` the default. The
+``TINYDL_NO_NUMBA=1`` in the environment at import makes ``reference()`` the default. The
 settings belong to the thread that makes them (a DataLoader worker keeps its own),
 so two threads can run different routes at once. ``ROUTES`` lists each op's routes;
 ``td.backends.cpu.tune()`` is the explicit, process-wide tuning for speed.
@@ -39,12 +39,14 @@ ROUTES = {
 _local = threading.local()
 
 
+# The default of every thread: TINYDL_NO_NUMBA=1 in the environment when tinydl was imported.
+_REFERENCE_BY_DEFAULT = os.environ.get("TINYDL_NO_NUMBA", "0") == "1"
+
+
 def is_reference():
     """Do the textbook ops run on the NumPy reference kernels in this thread?"""
     flag = getattr(_local, "reference", None)
-    if flag is None:
-        return os.environ.get("TINYDL_NO_NUMBA", "0") == "1"     # read per call: tests flip it
-    return flag
+    return _REFERENCE_BY_DEFAULT if flag is None else flag
 
 
 @contextlib.contextmanager
