@@ -187,18 +187,25 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         ctx = cls()
-        ctx.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
-        record = is_grad_enabled() and any(ctx.needs_input_grad)
-        arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        needs, arrays = [], []            # one pass over the inputs: this runs for every op
+        for t in inputs:
+            if isinstance(t, Tensor):
+                needs.append(t.requires_grad)
+                arrays.append(t.data)
+            else:
+                needs.append(False)
+                arrays.append(t)
+        ctx.needs_input_grad = tuple(needs)
+        record = True in needs and is_grad_enabled()
         raw = ctx.forward(*arrays, **params)
 
         single = not isinstance(raw, tuple)
         outputs = (raw,) if single else raw
-        tensors = tuple(Tensor(o) for o in outputs)
+        tensors = tuple([Tensor(o) for o in outputs])
         _share_counters_with_views(inputs, tensors)
         if record:
-            ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
-            ctx.output_meta = tuple((o.shape, o.dtype) for o in outputs)
+            ctx.inputs = tuple([t if isinstance(t, Tensor) else None for t in inputs])
+            ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
             ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
             if _anomaly["enabled"]:   # where this forward ran, minus this frame
                 ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
@@ -234,8 +241,9 @@ class Function:
 
 def _storage(a):
     """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
-    while getattr(a, "base", None) is not None:
-        a = a.base
+    base = getattr(a, "base", None)
+    while base is not None:
+        a, base = base, getattr(base, "base", None)
     return a
 
 
@@ -255,14 +263,19 @@ def _share_counters_with_views(inputs, outputs):
 def _saved_versions(ctx, inputs, outputs):
     """(counter, value at forward, which tensor) of each input and output whose memory
     ``forward`` saved for backward (directly or as a view)."""
-    saved = getattr(ctx, "saved_tensors", None) or ()
+    saved = getattr(ctx, "saved_tensors", None)
+    if not saved:
+        return ()
     kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}
     if not kept:
         return ()
-    return tuple((t._version_counter, t._version_counter.value, kind, i, t.data.shape, t.data.dtype)
-                 for kind, tensors in (("input", inputs), ("output", outputs))
-                 for i, t in enumerate(tensors)
-                 if isinstance(t, Tensor) and id(_storage(t.data)) in kept)
+    found = []
+    for kind, tensors in (("input", inputs), ("output", outputs)):
+        for i, t in enumerate(tensors):
+            if isinstance(t, Tensor) and id(_storage(t.data)) in kept:
+                counter = t._version_counter
+                found.append((counter, counter.value, kind, i, t.data.shape, t.data.dtype))
+    return tuple(found)
 
 
 def _check_versions(node):
@@ -301,7 +314,7 @@ class _FreedInput:
 
     def __init__(self, t):
         self.grad_fn, self._output_index = t.grad_fn, t._output_index
-        self.shape, self.dtype, self.requires_grad = t.shape, t.dtype, t.requires_grad
+        self.shape, self.dtype, self.requires_grad = tuple(t.data.shape), t.data.dtype, t.requires_grad
         self._retains_grad = False
 
 

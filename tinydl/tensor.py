@@ -56,10 +56,11 @@ class Tensor:
     __array_priority__ = 1000   # numpy_array * tensor -> Tensor.__rmul__, not numpy's loop
 
     def __init__(self, data, requires_grad=False):
-        if isinstance(data, Tensor):
-            data = data.data
-        if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
-            data = np.asarray(data)
+        if type(data) is not np.ndarray:              # every op's output takes this one test
+            if isinstance(data, Tensor):
+                data = data.data
+            if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+                data = np.asarray(data)
         self.data = data
         self.grad = None
         self.grad_fn = None

@@ -49,7 +49,8 @@ def _operands(a, b, op, elementwise=True):
             dtype = ref.dtype
             if isinstance(v, float) and dtype.kind in "biu":
                 dtype = _default_float
-            return xp.asarray(v, dtype=dtype)
+            # a NumPy scalar is a 0-d operand too, and costs a fifth of a 0-d array to make
+            return dtype.type(v) if xp is np else xp.asarray(v, dtype=dtype)
         if get_array_module(v) is not xp:
             raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
         return xp.asarray(v)
