@@ -22,6 +22,7 @@ import pytest
 import tinydl as td
 from tinydl import cli
 from tinydl.data import DataLoader, DistributedSampler
+from tinydl.train import evaluate_loader
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "_dist_scripts"
@@ -181,7 +182,7 @@ def test_cli_distributed_run_reports_once_writes_one_checkpoint_and_resumes(tmp_
     model, adapted, _ = cli.build_model("resnet20", np.asarray(test_set[0][0]).shape, classes)
     fit.size, fit.channels = adapted.size, adapted.channels
     model.load_state_dict(state["model"])
-    whole = td.train.evaluate_loader(model, DataLoader(test_set, batch_size=40))
+    whole = evaluate_loader(model, DataLoader(test_set, batch_size=40))
     row = json.loads((out_dir / "log.json").read_text())["history"][0]
     assert row["test_acc"] == whole["acc"] and abs(row["test_loss"] - whole["loss"]) < 1e-4
     assert f"acc {100 * whole['acc']:.2f}%" in out
