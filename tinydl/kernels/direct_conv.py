@@ -49,6 +49,8 @@ the GEMM's, so results agree with the im2col path to rounding, not bit for bit;
 the tests compare both with PyTorch. Its NumPy reference is the textbook op
 (``td.backends.reference()``).
 """
+import functools
+
 import numpy as np
 
 from ._dispatch import njit, numba, prange, runs_serial
@@ -61,8 +63,13 @@ OUTPUTS_PER_PASS = 2     # ... and two output channels
 def _geometry(x_shape, weight_shape, padding, dilation):
     """Padded plane (hp, wp), output (ho, wo), and the taps' offsets (T rounded up to
     a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with weight 0)."""
-    _, _, h, w = x_shape
-    _, c, kh, kw = weight_shape                      # c = C/groups: the channels one output reads
+    return _plane_geometry(tuple(x_shape[2:]), tuple(weight_shape[1:]), tuple(padding), tuple(dilation))
+
+
+@functools.lru_cache(maxsize=256)    # a layer asks again every step: the offsets are built once
+def _plane_geometry(hw, weight_taps, padding, dilation):
+    h, w = hw
+    c, kh, kw = weight_taps                          # c = C/groups: the channels one output reads
     pt, pb, pl, pr = padding
     dh, dw = dilation
     hp, wp = h + pt + pb, w + pl + pr
@@ -71,6 +78,7 @@ def _geometry(x_shape, weight_shape, padding, dilation):
     offsets = np.zeros(_round_up(t, TAPS_PER_PASS), dtype=np.int64)
     offsets[:t] = (np.arange(c)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
                    + np.arange(kw)[None, None, :] * dw).reshape(-1)
+    offsets.flags.writeable = False                  # shared by every call with this geometry
     return (hp, wp), (ho, wo), offsets
 
 
