@@ -177,7 +177,7 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
-    #: (version counter, value at forward, description) of the tensors whose arrays were saved
+    #: (version counter, value at forward, kind, position, shape, dtype) of the tensors whose arrays were saved
     saved_versions = ()
 
     def save_for_backward(self, *arrays):
@@ -194,11 +194,10 @@ class Function:
         single = not isinstance(raw, tuple)
         outputs = (raw,) if single else raw
         tensors = tuple(Tensor(o) for o in outputs)
-        _share_counters_with_views(inputs, tensors)
+        _track_versions(ctx, inputs, tensors, record)
         if record:
             ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
             ctx.output_meta = tuple((o.shape, o.dtype) for o in outputs)
-            ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
             if _anomaly["enabled"]:   # where this forward ran, minus this frame
                 ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
             for i, t in enumerate(tensors):
@@ -210,11 +209,12 @@ class Function:
     def release(self):
         """Drop saved arrays; a second backward through this node then fails loudly.
 
-        The node's non-leaf inputs are swapped for data-free stand-ins too: the
-        usual loop ``loss = f(model(x)); loss.backward()`` keeps the last ``loss``
-        (and so this graph) alive while the next batch runs forward, and holding
-        the intermediate tensors here would keep every activation of the
-        previous step in memory with it. The graph's shape stays walkable
+        The node's inputs are swapped for data-free stand-ins too, except the
+        leaves that require grad (parameters): the usual loop
+        ``loss = f(model(x)); loss.backward()`` keeps the last ``loss`` (and so
+        this graph) alive while the next batch runs forward, and a list of
+        losses kept by mistake keeps every graph; holding the intermediate
+        tensors or the input batch here would keep them all in memory. The graph's shape stays walkable
         (``utils.to_dot`` after backward; the clear error on a second backward).
         """
         self.saved_tensors = None
@@ -232,45 +232,51 @@ class Function:
 
 
 def _storage(a):
-    """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
+    """id of the array that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    base = a.base
+    while base is not None:
+        a, base = base, getattr(base, "base", None)
+    return id(a)
 
 
-def _share_counters_with_views(inputs, outputs):
-    """An output that is a view of an input (reshape, indexing, transpose) shares its version
-    counter: changing either in place changes both, so both count as changed."""
-    owners = {id(_storage(t.data)): t for t in inputs if isinstance(t, Tensor)}
-    if owners:
-        for out in outputs:
-            source = owners.get(id(_storage(out.data)))
-            if source is not None:
-                out._version_counter = source._version_counter
+def _track_versions(ctx, inputs, outputs, record):
+    """Version bookkeeping of one op call (see the module doc).
 
-
-def _saved_versions(ctx, inputs, outputs):
-    """(counter, value at forward, which tensor) of each input and output whose memory
-    ``forward`` saved for backward (directly or as a view)."""
-    saved = getattr(ctx, "saved_tensors", None) or ()
-    kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}
-    if not kept:
-        return ()
-    return tuple((t._version_counter, t._version_counter.value, f"{kind} {i} (shape {t.shape}, {t.dtype})")
-                 for kind, tensors in (("input", inputs), ("output", outputs))
-                 for i, t in enumerate(tensors)
-                 if isinstance(t, Tensor) and id(_storage(t.data)) in kept)
+    An output that is a view of an input (reshape, indexing, transpose) shares its
+    version counter: changing either in place changes both. When the call is
+    recorded, ``ctx.saved_versions`` notes (counter, value now, "input"/"output",
+    position, shape, dtype) of each input and output whose memory forward saved.
+    """
+    owners = {}
+    for t in inputs:
+        if isinstance(t, Tensor):
+            owners[_storage(t.data)] = t
+    for out in outputs:
+        source = owners.get(_storage(out.data))
+        if source is not None:
+            out._version_counter = source._version_counter
+    saved = getattr(ctx, "saved_tensors", None) if record else None
+    if not saved:
+        return
+    kept = {_storage(a) for a in saved if hasattr(a, "base")}
+    entries = []
+    for kind, tensors in (("input", inputs), ("output", outputs)):
+        for i, t in enumerate(tensors):
+            if isinstance(t, Tensor) and _storage(t.data) in kept:
+                entries.append((t._version_counter, t._version_counter.value, kind, i, t.shape, t.dtype))
+    ctx.saved_versions = tuple(entries)
 
 
 def _check_versions(node):
     """Refuse a backward that would read arrays changed in place since forward saved them."""
-    for counter, version, what in node.saved_versions:
+    for counter, version, kind, i, shape, dtype in node.saved_versions:
         if counter.value != version:
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: {what} of {node.name} is at version {counter.value}; expected version {version} "
-                "instead. It was changed (x[...] = v, fill_, copy_, zero_, an optimizer step...) after the "
-                "forward pass saved it: change a clone() instead, or change it after backward")
+                f"operation: {kind} {i} (shape {shape}, {dtype}) of {node.name} is at version {counter.value}; "
+                f"expected version {version} instead. It was changed (x[...] = v, fill_, copy_, zero_, an "
+                "optimizer step...) after the forward pass saved it: change a clone() instead, or change it "
+                "after backward")
 
 
 def unbroadcast(grad, shape):
@@ -302,9 +308,11 @@ class _FreedInput:
 
 
 def _without_data(t):
-    """``t`` itself for leaves (parameters, inputs) and None; else one shared stand-in
-    per tensor, so a tensor that feeds several ops stays one node of the graph."""
-    if t is None or t.grad_fn is None:
+    """What a released node keeps of input ``t``: the parameters and other leaves that
+    require grad themselves (they live on anyway), and for everything else (the
+    intermediate tensors, the input batch) one data-free stand-in per tensor, so a
+    tensor that feeds several ops stays one node of the graph."""
+    if t is None or (t.grad_fn is None and t.requires_grad):
         return t
     freed = t.__dict__.get("_freed_input")
     if freed is None:
