@@ -16,8 +16,8 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],          # CUDA 12 drivers
         "gpu-cuda13": ["cupy-cuda13x>=13"],   # CUDA 13 drivers (the H100 tests ran on CuPy 14.2)
         "train": TRAIN,
-        # torch (CPU build) is the oracle the tests compare every op against
-        "dev": TRAIN + ["pytest>=7", "torch==2.13.0"],
+        # torch (CPU build) is the oracle the tests compare every op against; hypothesis fuzzes shapes
+        "dev": TRAIN + ["pytest>=7", "torch==2.13.0", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["tinydl=tinydl.cli:main"]},
 )
