@@ -214,8 +214,9 @@ class Function:
         ``loss = f(model(x)); loss.backward()`` keeps the last ``loss`` (and so
         this graph) alive while the next batch runs forward, and a list of
         losses kept by mistake keeps every graph; holding the intermediate
-        tensors or the input batch here would keep them all in memory. The graph's shape stays walkable
-        (``utils.to_dot`` after backward; the clear error on a second backward).
+        tensors or the input batch here would keep them all in memory. The
+        graph's shape stays walkable (``utils.to_dot`` after backward; the
+        clear error on a second backward).
         """
         self.saved_tensors = None
         self.saved_versions = ()
@@ -380,7 +381,7 @@ def backward(root, grad=None, retain_graph=False):
         grads_in = node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
-        if _anomaly["enabled"] and _anomaly["check_nan"]:
+        if is_anomaly_check_nan_enabled():
             _check_gradients(node, grads_in)
         if len(grads_in) != len(node.inputs):
             raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "
