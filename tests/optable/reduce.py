@@ -88,4 +88,6 @@ CASES = [
            randn((2, 0, 3))),
     OpCase("std/constant_has_zero_gradient", lambda x: x.std(1), lambda x: x.std(1),
            lambda rng: [np.repeat(rng.standard_normal((3, 1)), 4, axis=1)], gradcheck=False),
+    OpCase("logsumexp/empty", lambda x: R.logsumexp(x, 0), lambda x: torch.logsumexp(x, 0), randn((0, 3))),
+    OpCase("var/empty_is_nan", R.var, torch.var, randn((0,)), gradcheck=False),
 ]

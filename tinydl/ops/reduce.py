@@ -45,6 +45,13 @@ def _count(shape, axes):
     return math.prod(shape[a] for a in axes)
 
 
+def _dof(shape, axes, correction):
+    """n - correction, the divisor of var/std, never below 0: with too few values the result
+    is inf or nan (0/0, also for no values at all), as PyTorch's."""
+    dof = _count(shape, axes) - correction
+    return dof if dof > 0 else 0
+
+
 def _spread(gy, x_shape, axes, keepdim):
     """gy (the reduced shape) broadcast back to x's shape, as a fresh writeable array."""
     xp = get_array_module(gy)
@@ -107,7 +114,7 @@ class Var(Function):
         d = x - m
         ctx.save_for_backward(d)
         ctx.axes, ctx.keepdim = axes, keepdim
-        ctx.denom = _count(x.shape, axes) - correction   # may be <= 0: inf/nan as in PyTorch
+        ctx.denom = _dof(x.shape, axes, correction)
         return (d * d).sum(axis=axes, keepdims=keepdim) / ctx.denom
 
     def backward(ctx, gy):
@@ -125,7 +132,7 @@ class Std(Function):
     def forward(ctx, x, axes, keepdim, correction):
         xp = get_array_module(x)
         d = x - x.mean(axis=axes, keepdims=True)
-        denom = _count(x.shape, axes) - correction
+        denom = _dof(x.shape, axes, correction)
         y = xp.sqrt((d * d).sum(axis=axes, keepdims=True) / denom)
         ctx.save_for_backward(d, y)
         ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, denom
@@ -279,9 +286,12 @@ class LogSumExp(Function):
 
     def forward(ctx, x, axes, keepdim):
         xp = get_array_module(x)
-        m = x.max(axis=axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)   # an all -inf (or +inf) row: exp(x - m) must not be nan
-        y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        if x.size == 0:          # a sum of no exponentials is 0, its log -inf (no max to shift by)
+            y = xp.full([1 if i in axes else n for i, n in enumerate(x.shape)], -xp.inf, dtype=x.dtype)
+        else:
+            m = x.max(axis=axes, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, 0)   # an all -inf (or +inf) row: exp(x - m) must not be nan
+            y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         ctx.save_for_backward(x, y)
         ctx.axes, ctx.keepdim = axes, keepdim
         return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
