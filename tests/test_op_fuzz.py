@@ -1,5 +1,5 @@
-"""Property tests: the op table's elementwise, broadcasting, reduction, shape and activation
-ops on random shapes, compared with PyTorch (forward, every input gradient, and the same
+"""Property tests: the op table's elementwise, broadcasting, reduction, shape, activation
+and loss ops on random shapes, compared with PyTorch (forward, every input gradient, and the same
 refusals).
 
 Hypothesis draws the shapes (broadcastable pairs and triples, size-1 and zero-size
@@ -29,8 +29,10 @@ import tinydl.nn.functional as F
 import tinydl.ops.shape as S
 
 pytest.importorskip("hypothesis")
-# Degenerate draws (a variance of one element, a mean of nothing) warn in both libraries.
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore:var\\(\\)|std\\(\\):UserWarning")
+# Degenerate draws (a variance of one element, a mean of nothing) warn in both libraries, and
+# kl_div's reduction='mean' warns in both that it is not 'batchmean'.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore:var\\(\\)|std\\(\\):UserWarning",
+                                        "ignore:reduction. 'mean' divides:UserWarning")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
@@ -52,6 +54,8 @@ def _values(rng, shape, domain, dtype):
         a = rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
     elif domain == "spread":
         a = rng.standard_normal(shape) * 4
+    elif domain == "probability":
+        a = rng.uniform(0.05, 0.95, shape)
     else:
         a = rng.standard_normal(shape)
     return np.asarray(a, dtype=dtype)
@@ -461,8 +465,55 @@ def test_advanced_indexing_gather_index_select(data, kind):
         check(lambda ns, t: ns.S.gather(t, d, index if ns is TD else torch.tensor(index)), [x])
 
 
+# ================================================================ losses
+ELEMENTWISE_LOSSES = {   # name: (fn(ns, input, target, reduction), domain of input, domain of target)
+    "mse_loss": (lambda ns, x, t, r: ns.F.mse_loss(x, t, reduction=r), "real", "real"),
+    "l1_loss": (lambda ns, x, t, r: ns.F.l1_loss(x, t, reduction=r), "real", "real"),
+    "smooth_l1_loss": (lambda ns, x, t, r: ns.F.smooth_l1_loss(x, t, reduction=r, beta=0.5), "real", "real"),
+    "huber_loss": (lambda ns, x, t, r: ns.F.huber_loss(x, t, reduction=r, delta=0.7), "real", "real"),
+    "bce_with_logits": (lambda ns, x, t, r: ns.F.binary_cross_entropy_with_logits(x, t, reduction=r),
+                        "spread", "probability"),
+    "binary_cross_entropy": (lambda ns, x, t, r: ns.F.binary_cross_entropy(x, t, reduction=r),
+                             "probability", "probability"),
+    "kl_div": (lambda ns, x, t, r: ns.F.kl_div(x, t, reduction=r), "real", "probability"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_LOSSES))
+@FUZZ
+@given(data=st.data())
+def test_elementwise_losses(data, name):
+    fn, dx, dt = ELEMENTWISE_LOSSES[name]
+    shape, dtype = data.draw(shapes()), data.draw(DTYPES)
+    reduction = data.draw(st.sampled_from(["mean", "sum", "none"] + ["batchmean"] * (name == "kl_div")))
+    x, = data.draw(arrays_of([shape], dx, dtype))
+    t, = data.draw(arrays_of([shape], dt, dtype))
+    check(lambda ns, a, b: fn(ns, a, b, reduction), [x, t])
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@FUZZ
+@given(data=st.data())
+def test_class_losses(data, name):
+    lead = data.draw(shapes(0, 3, 0, 3))            # (), (N,), (N, d1), (N, d1, d2): class axis after N
+    classes = data.draw(st.integers(1, 5))
+    shape = (classes,) if not lead else lead[:1] + (classes,) + lead[1:]
+    x, = data.draw(arrays_of([shape], "spread"))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    target = rng.integers(0, classes, lead)
+    ignore = int(target.flat[0]) if target.size and data.draw(st.booleans()) else -100
+    weight = rng.uniform(0.5, 2.0, classes).astype(x.dtype) if data.draw(st.booleans()) else None
+    kw = dict(reduction=data.draw(st.sampled_from(["mean", "sum", "none"])), ignore_index=ignore)
+    if name == "cross_entropy":
+        kw["label_smoothing"] = data.draw(st.sampled_from([0.0, 0.1]))
+    fn = getattr(F, name), getattr(torch.nn.functional, name)
+    wrap = lambda ns, a: a if ns is TD else torch.from_numpy(a)     # noqa: E731
+    check(lambda ns, t: fn[ns is TORCH](t, wrap(ns, target), None if weight is None else wrap(ns, weight), **kw),
+          [x])
+
+
 # ================================================================ coverage of the op table
-FUZZED = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {
+FUZZED = set(UNARY) | set(BINARY) | set(REDUCTIONS) | set(ELEMENTWISE_LOSSES) | {"cross_entropy", "nll_loss",
     "where", "matmul", "linear", "softmax", "log_softmax", "reshape", "view", "permute", "transpose", "T",
     "flatten", "flip", "roll", "squeeze", "unsqueeze", "expand", "expand_as", "cat", "stack", "split",
     "chunk", "narrow", "getitem", "index_select", "gather"}
@@ -470,6 +521,6 @@ FUZZED = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {
 
 def test_every_row_of_the_fuzzed_families_has_a_property_test():
     import importlib
-    rows = {c.name.split("/")[0] for family in ("math", "shape", "reduce", "activation")
+    rows = {c.name.split("/")[0] for family in ("math", "shape", "reduce", "activation", "loss")
             for c in importlib.import_module(f"optable.{family}").CASES}
     assert rows - FUZZED == set(), f"op table rows without a property test: {sorted(rows - FUZZED)}"
