@@ -733,3 +733,20 @@ def test_set_detect_anomaly_switches_it_on_and_off_and_inf_counts_too():
     with td.autograd.set_detect_anomaly(True):
         assert td.autograd.is_anomaly_enabled()
     assert not td.autograd.is_anomaly_enabled()
+
+
+# ================================================================ a released graph keeps no batch alive
+def test_a_kept_loss_keeps_neither_its_input_batch_nor_its_activations_alive():
+    td.manual_seed(0)
+    model = td.nn.Sequential(td.nn.Conv2d(1, 2, 3), td.nn.ReLU(), td.nn.Flatten(), td.nn.Linear(8, 3))
+    x = td.randn(4, 1, 4, 4)
+    hidden = model[1](model[0](x))
+    loss = td.nn.functional.cross_entropy(model[3](model[2](hidden)), td.tensor(np.arange(4) % 3))
+    batch, activation = weakref.ref(x.data), weakref.ref(hidden.data)
+    loss.backward()
+    del x, hidden
+    gc.collect()
+    assert batch() is None and activation() is None                # only the parameters stay referenced
+    assert {p.data.shape for p in model.parameters()} == {(2, 1, 3, 3), (2,), (3, 8), (3,)}
+    with pytest.raises(RuntimeError, match="a second time"):
+        loss.backward()                                            # the graph is still walkable

@@ -105,6 +105,10 @@ def test_a_new_run_never_replaces_a_finished_one(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
     assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
     assert (tmp_path / "ow" / "checkpoint.npz").read_bytes() == before       # untouched
+    other = str(tmp_path / "other")
+    assert _run(capsys, "--epochs", "1", "--out", other, *TINY)[0] == 0
+    code, _, err = _run(capsys, "--epochs", "2", "--out", out, "--resume", f"{other}/checkpoint.npz", *TINY)
+    assert code == 2 and "already holds a run" in err                # resuming another run into it: refused
     assert _run(capsys, "--epochs", "1", "--out", out, "--overwrite", *TINY)[0] == 0
     assert td.load(tmp_path / "ow" / "checkpoint.npz")["epoch"] == 1
     assert len(_csv(tmp_path / "ow" / "log.csv")) == 1

@@ -44,3 +44,50 @@ def test_a_save_killed_midway_leaves_a_loadable_file_and_no_orphan_after_the_nex
     assert killed_mid_write >= 1              # the test did hit a write in progress
     td.save({"version": -1}, path)            # the next save of the file removes the dead writers' files
     assert os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
+def test_a_thousand_training_steps_keep_resident_memory_flat():
+    """The usual loop (DataLoader, Adam, a per-step scheduler, the last loss kept, one loss
+    per step kept as a number): after warm-up, memory must not grow with the step count."""
+    import tracemalloc
+    from tinydl import nn, optim
+    from tinydl.data import DataLoader, TensorDataset
+    td.manual_seed(0)
+    rng = np.random.default_rng(0)
+    data = TensorDataset(rng.standard_normal((256, 16)).astype(np.float32), rng.integers(0, 4, 256))
+    loader = DataLoader(data, batch_size=16, shuffle=True)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 4))
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=100, gamma=0.9)
+    history, loss, step = [], None, 0
+
+    def run(steps):
+        nonlocal loss, step
+        while steps > 0:
+            for x, y in loader:
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                history.append(loss.item())
+                step, steps = step + 1, steps - 1
+                if steps == 0:
+                    return
+
+    run(200)                                     # warm-up: caches, pools, first allocations
+    tracemalloc.start()
+    rss, traced = _resident_bytes(), tracemalloc.get_traced_memory()[0]
+    run(1000)
+    grown_traced = tracemalloc.get_traced_memory()[0] - traced
+    tracemalloc.stop()
+    grown_rss = _resident_bytes() - rss
+    assert step == 1200 and np.isfinite(history).all()
+    assert grown_traced < 1000 * 200, f"{grown_traced / 1000:.0f} bytes per step kept"   # history: ~40 B/step
+    assert grown_rss < 8 * 2**20, f"resident memory grew by {grown_rss / 2**20:.1f} MB over 1,000 steps"

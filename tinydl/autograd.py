@@ -218,12 +218,14 @@ class Function:
     def release(self):
         """Drop saved arrays; a second backward through this node then fails loudly.
 
-        The node's non-leaf inputs are swapped for data-free stand-ins too: the
-        usual loop ``loss = f(model(x)); loss.backward()`` keeps the last ``loss``
-        (and so this graph) alive while the next batch runs forward, and holding
-        the intermediate tensors here would keep every activation of the
-        previous step in memory with it. The graph's shape stays walkable
-        (``utils.to_dot`` after backward; the clear error on a second backward).
+        The node's inputs are swapped for data-free stand-ins too, except the
+        leaves that require grad (parameters): the usual loop
+        ``loss = f(model(x)); loss.backward()`` keeps the last ``loss`` (and so
+        this graph) alive while the next batch runs forward, and a list of
+        losses kept by mistake keeps every graph; holding the intermediate
+        tensors or the input batch here would keep them all in memory. The
+        graph's shape stays walkable (``utils.to_dot`` after backward; the
+        clear error on a second backward).
         """
         self.saved_tensors = None
         self.saved_versions = ()
@@ -319,9 +321,11 @@ class _FreedInput:
 
 
 def _without_data(t):
-    """``t`` itself for leaves (parameters, inputs) and None; else one shared stand-in
-    per tensor, so a tensor that feeds several ops stays one node of the graph."""
-    if t is None or t.grad_fn is None:
+    """What a released node keeps of input ``t``: the parameters and other leaves that
+    require grad themselves (they live on anyway), and for everything else (the
+    intermediate tensors, the input batch) one data-free stand-in per tensor, so a
+    tensor that feeds several ops stays one node of the graph."""
+    if t is None or (t.grad_fn is None and t.requires_grad):
         return t
     freed = t.__dict__.get("_freed_input")
     if freed is None:
@@ -389,7 +393,7 @@ def backward(root, grad=None, retain_graph=False):
         grads_in = node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
-        if _anomaly["enabled"] and _anomaly["check_nan"]:
+        if is_anomaly_check_nan_enabled():
             _check_gradients(node, grads_in)
         if len(grads_in) != len(node.inputs):
             raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "

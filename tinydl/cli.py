@@ -289,11 +289,13 @@ def check_args(args):
 
 def check_out(out, overwrite, resume):
     """A new run never replaces a finished one: refuse a folder that holds a run unless
-    ``--resume`` continues it or ``--overwrite`` replaces it; and refuse it early when it
-    cannot be written."""
-    from .train import RunFolderError, check_writable, run_files
+    ``--resume`` continues that very run or ``--overwrite`` replaces it; and refuse it early
+    when it cannot be written."""
+    from .train import CHECKPOINT_NAME, RunFolderError, check_writable, run_files
     found = run_files(out)
-    if found and not (overwrite or resume):
+    own = os.path.abspath(os.path.join(out, CHECKPOINT_NAME))
+    continues = resume is True or (bool(resume) and os.path.abspath(resume) == own)
+    if found and not (overwrite or continues):
         raise UsageError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
                          "replace it with --overwrite, or choose another --out")
     try:

@@ -435,7 +435,8 @@ class Trainer:
                 f"Trainer: the training loss is {values[bad[0]]} at step {len(self.step_losses) + batch + 1} "
                 f"(epoch {self.epoch + 1}, batch {batch + 1}{f' of {total}' if total else ''}, lr "
                 f"{self.optimizer.param_groups[0]['lr']:g}): training diverged; {kept}. Try a smaller "
-                "learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it")
+                "learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it (on 'cuda' "
+                "a label out of range also gives a nan loss)")
         return len(losses)
 
     def evaluate(self, loader=None):

@@ -83,4 +83,7 @@ CASES = [
     OpCase("log_softmax/tensor_method", lambda x: x.log_softmax(1), lambda x: x.log_softmax(1), randn((3, 4))),
     OpCase("log_softmax/scalar", lambda x: A.log_softmax(x, 0), lambda x: TF.log_softmax(x, 0),
            lambda rng: [rng.standard_normal(())]),
+    # found by tests/test_op_fuzz.py
+    OpCase("softmax/empty_dim", lambda x: A.softmax(x, 1), lambda x: TF.softmax(x, 1), randn((2, 0))),
+    OpCase("log_softmax/empty_dim", lambda x: A.log_softmax(x, 0), lambda x: TF.log_softmax(x, 0), randn((0, 3))),
 ]

@@ -40,10 +40,13 @@ CASES = [
     OpCase("matmul/2d", lambda a, b: a @ b, lambda a, b: a @ b, randn((3, 4), (4, 5))),
     OpCase("matmul/batched_broadcast", lambda a, b: a @ b, lambda a, b: a @ b, randn((2, 1, 3, 4), (3, 4, 2))),
     OpCase("matmul/vector_matrix", lambda a, b: a @ b, lambda a, b: a @ b, randn((4,), (2, 4, 3))),
+    OpCase("matmul/vector_vector", lambda a, b: a @ b, lambda a, b: a @ b, randn((4,), (4,))),   # fuzz-found
     OpCase("matmul/matrix_vector", lambda a, b: a @ b, lambda a, b: a @ b, randn((2, 3, 4), (4,))),
     OpCase("matmul/non_contiguous", lambda a, b: a @ b, lambda a, b: a @ b,
            lambda rng: [rng.standard_normal((4, 3)).T, rng.standard_normal((8, 5))[::2, :]]),
     OpCase("linear/bias", M.linear, torch.nn.functional.linear, randn((5, 4), (3, 4), (3,))),
     OpCase("linear/no_bias_3d", M.linear, torch.nn.functional.linear, randn((2, 5, 4), (3, 4))),
+    OpCase("linear/zero_rows", M.linear, torch.nn.functional.linear, randn((0, 4), (3, 4), (3,))),   # fuzz-found
+    OpCase("linear/zero_features", M.linear, torch.nn.functional.linear, randn((2, 5, 0), (3, 0))),
     OpCase("clone", M.clone, torch.clone, randn((3,))),
 ]

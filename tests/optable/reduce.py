@@ -1,4 +1,5 @@
 """Op table rows: sum, mean, var, std, max/min (+ arg versions), logsumexp."""
+import numpy as np
 import torch
 
 import tinydl.ops.reduce as R
@@ -81,4 +82,12 @@ CASES = [
            randn((3, 5), scale=300.0, shift=500.0), atol=1e-3),
     OpCase("logsumexp/very_negative", lambda x: R.logsumexp(x, 0), lambda x: torch.logsumexp(x, 0),
            randn((4, 2), scale=10.0, shift=-1000.0), atol=1e-3),
+    # found by tests/test_op_fuzz.py
+    OpCase("max/dim_of_empty_tensor", lambda x: R.max(x, 1), lambda x: torch.max(x, 1), randn((0, 3))),
+    OpCase("min/dim_of_empty_tensor", lambda x: x.min(-1, keepdim=True), lambda x: x.min(-1, keepdim=True),
+           randn((2, 0, 3))),
+    OpCase("std/constant_has_zero_gradient", lambda x: x.std(1), lambda x: x.std(1),
+           lambda rng: [np.repeat(rng.standard_normal((3, 1)), 4, axis=1)], gradcheck=False),
+    OpCase("logsumexp/empty", lambda x: R.logsumexp(x, 0), lambda x: torch.logsumexp(x, 0), randn((0, 3))),
+    OpCase("var/empty_is_nan", R.var, torch.var, randn((0,)), gradcheck=False),
 ]

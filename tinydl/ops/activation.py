@@ -447,6 +447,11 @@ class GLU(Function):
 
 
 # ---------------------------------------------------------------- along a dimension
+def _minus_max(x, dim):
+    """x - max along ``dim``: the shift that keeps exp from overflowing (an empty x stays empty)."""
+    return x - x.max(axis=dim, keepdims=True) if x.size else x.copy()
+
+
 class Softmax(Function):
     """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``.
 
@@ -459,7 +464,7 @@ class Softmax(Function):
 
     def forward(ctx, x, dim):
         xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        e = xp.exp(_minus_max(x, dim))
         y = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -482,8 +487,8 @@ class LogSoftmax(Function):
 
     def forward(ctx, x, dim):
         xp = get_array_module(x)
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        shifted = _minus_max(x, dim)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True)) if x.size else shifted
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y

@@ -6,6 +6,7 @@ broadcast like NumPy; ``unbroadcast`` sums the gradient back to each input's
 shape.
 """
 import builtins
+import math
 import numbers
 
 import numpy as np
@@ -283,11 +284,11 @@ class MatMul(Function):
         xp = get_array_module(gy)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        gy2 = gy
+        gy2 = gy      # put back the axes the vectors dropped: the column first (a 0-d gy for vector @ vector)
+        if b.ndim == 1:
+            gy2 = gy2[..., None]
         if a.ndim == 1:
             gy2 = xp.expand_dims(gy2, -2)
-        if b.ndim == 1:
-            gy2 = xp.expand_dims(gy2, -1)
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = unbroadcast(gy2 @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -313,9 +314,10 @@ class Linear(Function):
 
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        gy2 = gy.reshape(-1, gy.shape[-1])
+        rows = math.prod(gy.shape[:-1])     # not -1: reshape cannot infer it when a size is 0
+        gy2 = gy.reshape(rows, gy.shape[-1])
         gx = (gy2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
-        gw = gy2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        gw = gy2.T @ x.reshape(rows, x.shape[-1]) if ctx.needs_input_grad[1] else None
         gb = gy2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 

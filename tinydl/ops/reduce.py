@@ -45,6 +45,13 @@ def _count(shape, axes):
     return math.prod(shape[a] for a in axes)
 
 
+def _dof(shape, axes, correction):
+    """n - correction, the divisor of var/std, never below 0: with too few values the result
+    is inf or nan (0/0, also for no values at all), as PyTorch's."""
+    dof = _count(shape, axes) - correction
+    return dof if dof > 0 else 0
+
+
 def _spread(gy, x_shape, axes, keepdim):
     """gy (the reduced shape) broadcast back to x's shape, as a fresh writeable array."""
     xp = get_array_module(gy)
@@ -107,7 +114,7 @@ class Var(Function):
         d = x - m
         ctx.save_for_backward(d)
         ctx.axes, ctx.keepdim = axes, keepdim
-        ctx.denom = _count(x.shape, axes) - correction   # may be <= 0: inf/nan as in PyTorch
+        ctx.denom = _dof(x.shape, axes, correction)
         return (d * d).sum(axis=axes, keepdims=keepdim) / ctx.denom
 
     def backward(ctx, gy):
@@ -116,12 +123,16 @@ class Var(Function):
 
 
 class Std(Function):
-    """y = sqrt(var(x));  dL/dx = gy * dvar/dx / (2 y) = gy * (x - m) / ((n - c) y)."""
+    """y = sqrt(var(x));  dL/dx = gy * dvar/dx / (2 y) = gy * (x - m) / ((n - c) y).
+
+    Where y = 0 (all values equal) that is 0/0; the gradient is taken as 0 there,
+    as PyTorch does, so a constant feature never turns the weights into NaN.
+    """
 
     def forward(ctx, x, axes, keepdim, correction):
         xp = get_array_module(x)
         d = x - x.mean(axis=axes, keepdims=True)
-        denom = _count(x.shape, axes) - correction
+        denom = _dof(x.shape, axes, correction)
         y = xp.sqrt((d * d).sum(axis=axes, keepdims=True) / denom)
         ctx.save_for_backward(d, y)
         ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, denom
@@ -129,7 +140,10 @@ class Std(Function):
 
     def backward(ctx, gy):
         d, y = ctx.saved_tensors
-        return _spread(gy, d.shape, ctx.axes, ctx.keepdim) * d / (y * ctx.denom)
+        xp = get_array_module(gy)
+        flat = y == 0
+        scale = xp.where(flat, 0, 1 / (xp.where(flat, 1, y) * ctx.denom))
+        return _spread(gy, d.shape, ctx.axes, ctx.keepdim) * d * scale
 
 
 def _correction(unbiased, correction):
@@ -203,17 +217,24 @@ class ExtremeDim(Function):
         return (positions == idx) * gy
 
 
+def _check_not_empty(input, dim, op):
+    """max/min/argmax/argmin need an element to pick along ``dim`` (None: anywhere); the
+    other dims may be empty (the result is then empty too, as PyTorch)."""
+    if input.numel() == 0 and (dim is None or input.ndim == 0 or input.shape[dim] == 0):
+        where = "" if dim is None or input.ndim == 0 else f" along dim {dim}"
+        raise RuntimeError(f"{op}: the tensor of shape {input.shape} is empty{where}; there is nothing to pick")
+
+
 def _extreme(input, dim, keepdim, mode):
     if isinstance(dim, Tensor):   # torch.max(a, b) is the elementwise maximum
         return (_math.maximum if mode == "max" else _math.minimum)(input, dim)
-    if input.numel() == 0:
-        raise RuntimeError(f"{mode}: the tensor of shape {input.shape} is empty; "
-                           f"there is no {mode} to take")
     if dim is None:
+        _check_not_empty(input, None, mode)
         return Extreme.apply(input, mode=mode)
     if isinstance(dim, (tuple, list)):
         raise TypeError(f"{mode}: dim must be one int (use amax-style reductions one dim at a time)")
     d = normalize_dim(dim, input.ndim, mode, input.shape)
+    _check_not_empty(input, d, mode)
     result = max_result if mode == "max" else min_result
     if input.ndim == 0:   # a 0-d tensor: the value itself, at index 0
         return result(reshape(input, ()), Tensor(input._xp.zeros((), dtype=int64)))
@@ -234,13 +255,13 @@ def _arg_extreme(input, dim, keepdim, mode):
     xp = input._xp
     arg = xp.argmax if mode == "max" else xp.argmin
     op = "arg" + mode
-    if input.numel() == 0:
-        raise RuntimeError(f"{op}: the tensor of shape {input.shape} is empty")
     if dim is None:   # index into the flattened tensor
+        _check_not_empty(input, None, op)
         idx = arg(input.data)
         shape = (1,) * input.ndim if keepdim else ()
         return Tensor(xp.asarray(idx, dtype=int64).reshape(shape))
     d = normalize_dim(dim, input.ndim, op, input.shape)
+    _check_not_empty(input, d, op)
     if input.ndim == 0:
         return Tensor(xp.zeros((), dtype=int64))
     return Tensor(arg(input.data, axis=d, keepdims=keepdim).astype(int64, copy=False))
@@ -265,9 +286,12 @@ class LogSumExp(Function):
 
     def forward(ctx, x, axes, keepdim):
         xp = get_array_module(x)
-        m = x.max(axis=axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)   # an all -inf (or +inf) row: exp(x - m) must not be nan
-        y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        if x.size == 0:          # a sum of no exponentials is 0, its log -inf (no max to shift by)
+            y = xp.full([1 if i in axes else n for i, n in enumerate(x.shape)], -xp.inf, dtype=x.dtype)
+        else:
+            m = x.max(axis=axes, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, 0)   # an all -inf (or +inf) row: exp(x - m) must not be nan
+            y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         ctx.save_for_backward(x, y)
         ctx.axes, ctx.keepdim = axes, keepdim
         return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
