@@ -265,6 +265,8 @@ def train(args):
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError(f"--epochs and --batch-size must be >= 1, got {args.epochs} and {args.batch_size}")
+    if args.early_stop is not None and args.early_stop < 1:
+        raise UsageError(f"--early-stop must be >= 1 epochs, got {args.early_stop}")
     if str(args.device).startswith("cuda") and not td.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
@@ -287,7 +289,8 @@ def train(args):
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
-                      out=out, progress=args.progress, log=print, seed=args.seed, config=config)
+                      out=out, progress=args.progress, log=print, seed=args.seed, config=config,
+                      early_stopping_patience=args.early_stop)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
           f"{chw[0]}x{chw[1]}x{chw[2]}")
@@ -355,6 +358,8 @@ def make_parser():
     p.add_argument("--milestones", type=int, nargs="+", default=None,
                    help="multistep: the epochs after which the lr decays (default: 1/2 and 3/4 of --epochs)")
     p.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement before a decay")
+    p.add_argument("--early-stop", type=int, default=None, metavar="N",
+                   help="stop when the test loss has not improved for N epochs")
     p.add_argument("--image-size", type=int, default=None, help="feed the model SIZE x SIZE images")
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
