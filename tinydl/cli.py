@@ -6,6 +6,7 @@
     tinydl train lenet5 --dataset mnist --epochs 20 --resume      # continue runs/lenet5-mnist
     tinydl list                                    # the zoo's model names
     tinydl summary alexnet                         # per-layer shapes, params, memory, FLOPs, receptive fields
+    tinydl convert-weights resnet50.pth resnet50.npz   # torchvision weights -> models.create(..., weights=)
 
 Each run writes into ``--out`` (default ``runs/<model>-<dataset>``): log.csv and
 log.json (per epoch: lr, train loss/accuracy, test loss, top-1 and top-5
@@ -378,7 +379,22 @@ def make_parser():
                    help="C H W of one input (default: the size the model is built for)")
     s.add_argument("--batch-size", type=int, default=1, help="batch of the forward (memory, FLOPs)")
     s.add_argument("--num-classes", type=int, default=None, help="classes of the model's head")
+    c = sub.add_parser("convert-weights", help="PyTorch .pth weights -> tinydl .npz (read by torch, weights only)")
+    c.add_argument("src", help="a .pth / .pt state dict (e.g. torchvision's)")
+    c.add_argument("dst", help="the .npz to write")
+    c.add_argument("--force", action="store_true", help="replace DST if it exists")
     return parser
+
+
+def convert_weights_command(args):
+    """``tinydl convert-weights SRC DST``."""
+    from .utils.pretrained import convert_torch_weights
+    try:
+        tensors, values = convert_torch_weights(args.src, args.dst, overwrite=args.force)
+    except (ImportError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise UsageError(str(exc).replace("convert-weights: ", "", 1)) from None
+    print(f"wrote {args.dst}: {tensors} tensors, {values:,} values")
+    return 0
 
 
 def main(argv=None):
@@ -395,6 +411,8 @@ def main(argv=None):
             return 0
         if args.command == "summary":
             return summary_command(args)
+        if args.command == "convert-weights":
+            return convert_weights_command(args)
         train(args)
     except (UsageError, CheckpointError, FileNotFoundError, FloatingPointError) as exc:
         # what a user can fix: one line, no traceback
