@@ -6,6 +6,7 @@ import torch
 
 import tinydl as td
 import tinydl.nn as nn
+import tinydl.nn.functional as F
 
 
 def _class_data(rng, shape=(6, 4), n_classes=4):
@@ -129,8 +130,7 @@ def test_weights_are_buffers_as_in_torch(name, kw):
 
 def test_constructor_defaults_match_torch():
     import inspect
-    for name in ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
-                 "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]:
+    for name in nn.loss.__all__:
         ours = inspect.signature(getattr(nn, name)).parameters
         theirs = inspect.signature(getattr(torch.nn, name)).parameters
         theirs = {k: v for k, v in theirs.items() if k not in ("device", "dtype")}
@@ -161,3 +161,62 @@ def test_loss_module_trains_a_classifier():
         for p in model.parameters():
             p.data[...] -= 0.5 * p.grad.data
     assert loss.item() < 0.5 * first
+
+
+# ---------------------------------------------------------------- likelihood and margin losses
+def _signs(rng, shape):
+    return np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0)
+
+
+# (module, kwargs, inputs maker, positions that get gradients)
+MORE = [
+    ("PoissonNLLLoss", {"full": True}, lambda r: [r.standard_normal((5, 3)), r.uniform(0, 4, (5, 3))], [0, 1]),
+    ("PoissonNLLLoss", {"log_input": False, "reduction": "none"},
+     lambda r: [r.uniform(0.1, 3, (5, 3)), r.uniform(0, 4, (5, 3))], [0, 1]),
+    # eps 0.5 clamps part of the variances: the gradient passes the clamp as in PyTorch
+    ("GaussianNLLLoss", {"eps": 0.5}, lambda r: [r.standard_normal((5, 3)), r.standard_normal((5, 3)),
+                                                 r.uniform(0.1, 2, (5, 3))], [0, 1, 2]),
+    ("GaussianNLLLoss", {"full": True, "reduction": "sum"},
+     lambda r: [r.standard_normal((5, 3)), r.standard_normal((5, 3)), r.uniform(0.1, 2, (5,))], [0, 1, 2]),
+    ("SoftMarginLoss", {}, lambda r: [r.standard_normal((5, 3)) * 3, _signs(r, (5, 3))], [0]),
+    ("MultiLabelSoftMarginLoss", {"weight": W4},
+     lambda r: [r.standard_normal((6, 4)), (r.uniform(size=(6, 4)) < 0.5).astype(float)], [0, 1]),
+    ("MarginRankingLoss", {"margin": 0.2},
+     lambda r: [r.standard_normal(9), r.standard_normal(9), _signs(r, 9)], [0, 1]),
+    ("HingeEmbeddingLoss", {"margin": 0.5, "reduction": "none"},
+     lambda r: [r.uniform(0, 1, (4, 3)) + 0.01, _signs(r, (4, 3))], [0]),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name, kw, make, grad", MORE, ids=[f"{m[0]}-{i}" for i, m in enumerate(MORE)])
+def test_more_loss_modules_match_torch(name, kw, make, grad, dtype):
+    rng = np.random.default_rng(3)
+    arrays = [a.astype(dtype) for a in make(rng)]
+    ours = _build(nn, name, kw, lambda a: td.tensor(a.astype(dtype)))
+    theirs = _build(torch.nn, name, kw, lambda a: torch.tensor(a.astype(dtype)))
+    assert repr(ours) == repr(theirs)
+    t_in = [torch.tensor(a, requires_grad=i in grad) for i, a in enumerate(arrays)]
+    d_in = [td.tensor(a, requires_grad=i in grad) for i, a in enumerate(arrays)]
+    expected, got = theirs(*t_in), ours(*d_in)
+    assert got.shape == tuple(expected.shape) and got.dtype == dtype
+    gy = rng.standard_normal(got.shape).astype(dtype)
+    expected.backward(torch.tensor(gy))
+    got.backward(td.tensor(gy))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), **tol)
+    for i in grad:
+        np.testing.assert_allclose(d_in[i].grad.numpy(), t_in[i].grad.numpy(), err_msg=f"input {i}", **tol)
+
+
+def test_more_loss_errors():
+    x = td.randn(4, 3)
+    with pytest.raises(ValueError, match=r"gaussian_nll_loss: var of shape \(4, 2\) must have the input's shape"):
+        F.gaussian_nll_loss(x, x, td.ones(4, 2))
+    with pytest.raises(ValueError, match="gaussian_nll_loss: var has negative entries"):
+        F.gaussian_nll_loss(x, x, -td.ones(4, 3))
+    with pytest.raises(RuntimeError, match="soft_margin_loss is not differentiable with respect to target"):
+        F.soft_margin_loss(x, td.ones(4, 3, requires_grad=True))
+    with pytest.raises(ValueError, match="margin_ranking_loss: input1, input2 and target must have the same "
+                                         "number of dimensions"):
+        F.margin_ranking_loss(x, x, td.ones(4))

@@ -19,6 +19,7 @@ included, as PyTorch does). Where every target of cross_entropy / nll_loss is ``
 the 'mean' loss is 0/0 = nan and the gradient 0, as in PyTorch.
 """
 import contextlib
+import math
 import warnings
 
 import numpy as np
@@ -28,7 +29,9 @@ from ..backend import get_array_module, is_cupy_array
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
+           "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "margin_ranking_loss",
+           "hinge_embedding_loss"]
 
 
 # ================================================================ reductions
@@ -320,6 +323,168 @@ class KLDiv(Function):
                 gt = g * p * (t - x + 1) if ctx.log_target else g * (xp.log(t) + 1 - x)
             gt = unbroadcast(gt, ctx.shapes[1])
         return gx, gt
+
+
+class PoissonNLL(Function):
+    """Poisson negative log-likelihood of a target count t under rate lambda:
+    log_input (x = log lambda):  l = exp(x) - t x;          dl/dx = exp(x) - t,  dl/dt = -x
+    otherwise (x = lambda):      l = x - t log(x + eps);    dl/dx = 1 - t / (x + eps),  dl/dt = -log(x + eps)
+    full adds Stirling's log(t!) ~ t log t - t + log(2 pi t) / 2 where t > 1;  d/dt = log t + 1 / (2 t).
+    """
+
+    def forward(ctx, x, t, log_input, full, eps, reduction):
+        xp = get_array_module(x)
+        if log_input:
+            rate = xp.exp(x)
+            loss = rate - t * x
+        else:
+            rate = x + eps
+            loss = x - t * xp.log(rate)
+        big = t > 1
+        if full:
+            ts = xp.where(big, t, 2)      # any value > 1 where the term is masked out
+            loss = loss + xp.where(big, ts * xp.log(ts) - ts + 0.5 * xp.log(2 * math.pi * ts), 0)
+        ctx.save_for_backward(x, t, rate, loss, big)
+        ctx.log_input, ctx.full, ctx.reduction, ctx.shapes = log_input, full, reduction, (x.shape, t.shape)
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x, t, rate, loss, big = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gx = gt = None
+        if ctx.needs_input_grad[0]:
+            gx = unbroadcast(g * (rate - t if ctx.log_input else 1 - t / rate), ctx.shapes[0])
+        if ctx.needs_input_grad[1]:
+            d = -x if ctx.log_input else -xp.log(rate)
+            if ctx.full:
+                ts = xp.where(big, t, 2)
+                d = d + xp.where(big, xp.log(ts) + 0.5 / ts, 0)
+            gt = unbroadcast(g * d, ctx.shapes[1])
+        return gx, gt
+
+
+class GaussianNLL(Function):
+    """Gaussian negative log-likelihood of t under N(x, var), v = max(var, eps):
+    l = (log v + (x - t)**2 / v) / 2  (+ log(2 pi) / 2 with full);
+    dl/dx = (x - t) / v,  dl/dt = -dl/dx,  dl/dvar = (1 / v - (x - t)**2 / v**2) / 2
+    (the clamp passes the gradient through unchanged, as PyTorch's no-grad clamp does)."""
+
+    def forward(ctx, x, t, var, full, eps, reduction):
+        xp = get_array_module(x)
+        v = xp.maximum(var, eps)
+        d = x - t
+        loss = 0.5 * (xp.log(v) + d * d / v)
+        if full:
+            loss = loss + 0.5 * math.log(2 * math.pi)
+        ctx.save_for_backward(d, v, loss)
+        ctx.reduction, ctx.shapes = reduction, (x.shape, t.shape, var.shape)
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        d, v, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gx = g * d / v
+        gv = g * 0.5 * (1 / v - d * d / (v * v)) if ctx.needs_input_grad[2] else None
+        return (unbroadcast(gx, ctx.shapes[0]) if ctx.needs_input_grad[0] else None,
+                unbroadcast(-gx, ctx.shapes[1]) if ctx.needs_input_grad[1] else None,
+                unbroadcast(gv, ctx.shapes[2]) if gv is not None else None)
+
+
+class SoftMargin(Function):
+    """Two-class logistic loss with labels y = +-1:  l = log(1 + exp(-y x)) = softplus(-y x);
+    dl/dx = -y sigmoid(-y x)."""
+
+    def forward(ctx, x, y, reduction):
+        xp = get_array_module(x)
+        z = -y * x
+        loss = xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+        ctx.save_for_backward(y, z, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        y, z, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        e = xp.exp(-xp.abs(z))
+        sig = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))       # stable sigmoid(z)
+        return -g * y * sig, None
+
+
+class MultiLabelSoftMargin(Function):
+    """Per sample n of x (N, C) with 0/1 targets y: the mean over classes of the weighted
+    binary cross-entropy of sigmoid(x),
+    l_n = -(1/C) sum_c w_c (y log sigmoid(x) + (1 - y) log sigmoid(-x)) = (1/C) sum_c w_c (softplus(-x) + (1 - y) x);
+    dl_n/dx = w (sigmoid(x) - y) / C,  dl_n/dy = -w x / C."""
+
+    def forward(ctx, x, y, weight, reduction):
+        xp = get_array_module(x)
+        n_classes = x.shape[-1]
+        per_class = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x))) + (1 - y) * x
+        if weight is not None:
+            per_class = per_class * weight
+        loss = per_class.sum(axis=-1) / n_classes
+        ctx.save_for_backward(x, y, weight, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x, y, weight, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = g[..., None] / x.shape[-1]
+        if weight is not None:
+            g = g * weight
+        e = xp.exp(-xp.abs(x))
+        sig = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        gx = g * (sig - y) if ctx.needs_input_grad[0] else None
+        gt = -g * x if ctx.needs_input_grad[1] else None
+        return gx, gt, None
+
+
+class MarginRanking(Function):
+    """Ranking with labels y = +-1 (x1 should rank above x2 where y = 1):
+    l = max(0, margin - y (x1 - x2));  where the margin is violated (l >= 0 side, as PyTorch's
+    clamp), dl/dx1 = -y, dl/dx2 = y, dl/dy = -(x1 - x2); else 0."""
+
+    def forward(ctx, x1, x2, y, margin, reduction):
+        xp = get_array_module(x1)
+        diff = x1 - x2
+        raw = margin - y * diff
+        loss = xp.maximum(raw, 0)
+        ctx.save_for_backward(diff, y, raw >= 0, loss)
+        ctx.reduction, ctx.shapes = reduction, (x1.shape, x2.shape, y.shape)
+        return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def backward(ctx, gy):
+        diff, y, active, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = g * active
+        s1, s2, sy = ctx.shapes
+        return (unbroadcast(-g * y, s1) if ctx.needs_input_grad[0] else None,
+                unbroadcast(g * y, s2) if ctx.needs_input_grad[1] else None,
+                unbroadcast(-g * diff, sy) if ctx.needs_input_grad[2] else None)
+
+
+class HingeEmbedding(Function):
+    """With labels y = +-1 (similar / dissimilar pairs, x a distance):
+    l = x where y = 1,  max(0, margin - x) where y = -1 (PyTorch adds both terms for any
+    other label);  dl/dx = [y != -1] - [y != 1][margin - x >= 0]."""
+
+    def forward(ctx, x, y, margin, reduction):
+        xp = get_array_module(x)
+        pull, push = y != -1, y != 1
+        hinge = margin - x
+        loss = xp.where(pull, x, 0) + xp.where(push, xp.maximum(hinge, 0), 0)
+        ctx.save_for_backward(pull, push & (hinge >= 0), loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        pull, pushing, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        return g * (pull.astype(g.dtype) - pushing), None
 
 
 # ================================================================ classification losses
@@ -625,3 +790,76 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     _check_device("kl_div", input=input, target=target)
     _broadcast_target("kl_div", input, target)
     return KLDiv.apply(input, target, reduction=reduction, log_target=bool(log_target))
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                     reduction="mean"):
+    """Poisson NLL of counts ``target`` under rates exp(input) (``log_input``) or input;
+    ``full`` adds the Stirling approximation of log(target!)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "poisson_nll_loss")
+    _check_device("poisson_nll_loss", input=input, target=target)
+    _broadcast_target("poisson_nll_loss", input, target)
+    return PoissonNLL.apply(input, target, log_input=bool(log_input), full=bool(full), eps=float(eps),
+                            reduction=reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """Gaussian NLL of ``target`` under N(input, var): ``var`` has the input's shape, or one
+    entry per sample (its last dim 1, or missing); entries below ``eps`` count as eps."""
+    op = "gaussian_nll_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    _check_device(op, input=input, target=target, var=var)
+    if not isinstance(var, Tensor):
+        var = Tensor(input._xp.asarray(var, dtype=input.dtype))
+    if var.shape != input.shape:
+        if var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (var.shape[:-1] == input.shape[:-1] and var.shape[-1:] == (1,)):
+            raise ValueError(f"{op}: var of shape {var.shape} must have the input's shape {input.shape}, "
+                             f"or one entry per sample {input.shape[:-1]} (+ (1,))")
+    if bool((var.data < 0).any()):      # one host sync, as PyTorch's check
+        raise ValueError(f"{op}: var has negative entries")
+    _broadcast_target(op, input, target)
+    return GaussianNLL.apply(input, target, var, full=bool(full), eps=float(eps), reduction=reduction)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Logistic loss log(1 + exp(-y x)) with labels ``target`` = +-1 (input's shape)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "soft_margin_loss")
+    _check_device("soft_margin_loss", input=input, target=target)
+    _check_no_grad_weight("soft_margin_loss", target=target)
+    _check_same_shape("soft_margin_loss", "target", target, input)
+    return SoftMargin.apply(input, target, reduction=reduction)
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """Multi-label one-versus-all loss: per sample, the mean over the C classes (last dim) of
+    the binary cross-entropy of sigmoid(input) and 0/1 ``target``; ``weight`` (C,) per class."""
+    op = "multilabel_soft_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input=input, target=target, weight=weight)
+    _check_no_grad_weight(op, weight=weight)
+    _check_same_shape(op, "target", target, input)
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    _check_broadcastable_to(op, "weight", weight, input.shape)
+    return MultiLabelSoftMargin.apply(input, target, weight, reduction=reduction)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    """max(0, margin - target (input1 - input2)) with labels ``target`` = +-1."""
+    op = "margin_ranking_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input1=input1, input2=input2, target=target)
+    if not (input1.ndim == input2.ndim == target.ndim):
+        raise ValueError(f"{op}: input1, input2 and target must have the same number of dimensions, got "
+                         f"shapes {input1.shape}, {input2.shape} and {tuple(target.shape)}")
+    return MarginRanking.apply(input1, input2, target, margin=float(margin), reduction=reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    """Pull similar pairs (``target`` 1: loss x) and push dissimilar ones (-1: max(0, margin - x))."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "hinge_embedding_loss")
+    _check_device("hinge_embedding_loss", input=input, target=target)
+    _check_same_shape("hinge_embedding_loss", "target", target, input)
+    return HingeEmbedding.apply(input, target, margin=float(margin), reduction=reduction)
