@@ -185,6 +185,12 @@ MORE = [
      lambda r: [r.standard_normal(9), r.standard_normal(9), _signs(r, 9)], [0, 1]),
     ("HingeEmbeddingLoss", {"margin": 0.5, "reduction": "none"},
      lambda r: [r.uniform(0, 1, (4, 3)) + 0.01, _signs(r, (4, 3))], [0]),
+    ("CosineEmbeddingLoss", {"margin": -0.5},
+     lambda r: [r.standard_normal((7, 4)), r.standard_normal((7, 4)), _signs(r, 7)], [0, 1]),
+    ("TripletMarginLoss", {"margin": 2.0, "swap": True},
+     lambda r: [r.standard_normal((6, 4)), r.standard_normal((6, 4)), r.standard_normal((6, 4))], [0, 1, 2]),
+    ("MultiMarginLoss", {"p": 2, "weight": W4},
+     lambda r: [r.standard_normal((6, 4)), r.integers(0, 4, 6)], [0]),
 ]
 
 
@@ -192,7 +198,7 @@ MORE = [
 @pytest.mark.parametrize("name, kw, make, grad", MORE, ids=[f"{m[0]}-{i}" for i, m in enumerate(MORE)])
 def test_more_loss_modules_match_torch(name, kw, make, grad, dtype):
     rng = np.random.default_rng(3)
-    arrays = [a.astype(dtype) for a in make(rng)]
+    arrays = [a.astype(dtype) if a.dtype.kind == "f" else a for a in make(rng)]
     ours = _build(nn, name, kw, lambda a: td.tensor(a.astype(dtype)))
     theirs = _build(torch.nn, name, kw, lambda a: torch.tensor(a.astype(dtype)))
     assert repr(ours) == repr(theirs)
@@ -220,3 +226,13 @@ def test_more_loss_errors():
     with pytest.raises(ValueError, match="margin_ranking_loss: input1, input2 and target must have the same "
                                          "number of dimensions"):
         F.margin_ranking_loss(x, x, td.ones(4))
+
+
+def test_distance_modules_match_torch():
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    for ours, theirs in [(nn.CosineSimilarity(dim=0), torch.nn.CosineSimilarity(dim=0)),
+                         (nn.PairwiseDistance(p=1.5, keepdim=True), torch.nn.PairwiseDistance(p=1.5, keepdim=True))]:
+        assert repr(ours) == repr(theirs)
+        np.testing.assert_allclose(ours(td.tensor(a), td.tensor(b)).numpy(),
+                                   theirs(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-12)

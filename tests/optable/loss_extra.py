@@ -1,10 +1,13 @@
-"""Op table rows: the likelihood and margin losses (poisson_nll, gaussian_nll, soft_margin,
-multilabel_soft_margin, margin_ranking, hinge_embedding). Labels +-1 and 0/1 are float
+"""Op table rows: the likelihood, margin and metric losses (poisson_nll, gaussian_nll,
+soft_margin, multilabel_soft_margin, margin_ranking, hinge_embedding, cosine_embedding,
+triplet_margin, multi_margin) and the distances under them (cosine_similarity,
+pairwise_distance). Labels +-1 and 0/1 are float
 arrays, as PyTorch takes them; rows list ``grad`` where PyTorch does not differentiate the
 labels. Inputs keep away from the hinges' kinks."""
 import numpy as np
 import torch.nn.functional as TF
 
+import tinydl.ops.distance as Dist
 import tinydl.ops.loss as L
 from optable import OpCase
 
@@ -67,7 +70,85 @@ def mlsm(**kw):
             lambda x, y, w=None: TF.multilabel_soft_margin_loss(x, y, weight=w, **kw))
 
 
+def pairs(shape, n=2, y=False, margin=None):
+    """n float arrays (and +-1 labels per row); with ``margin``, rows whose cosine lies
+    within 0.02 of it are labelled +1, where the hinge is not used."""
+    def make(rng):
+        out = [rng.standard_normal(shape) for _ in range(n)]
+        if y:
+            labels = signs(rng, shape[:-1])
+            if margin is not None:
+                a, b = out
+                c = (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+                labels = np.where(np.abs(c - margin) < 0.02, 1.0, labels)
+            out.append(labels)
+        return out
+    return make
+
+
+def triplets(shape, margin, p=2.0, swap=False):
+    """Anchor, positive, negative with margin + d(a, p) - d(a, n) off 0 (and the swap
+    choice off a tie)."""
+    def make(rng):
+        while True:
+            a, pos, neg = (rng.standard_normal(shape) for _ in range(3))
+            dist = lambda u, v: (np.abs(u - v + 1e-6) ** p).sum(-1) ** (1 / p)
+            d_neg = np.minimum(dist(a, neg), dist(pos, neg)) if swap else dist(a, neg)
+            if (np.abs(margin + dist(a, pos) - d_neg).min() > 0.02
+                    and np.abs(dist(a, neg) - dist(pos, neg)).min() > 0.02):
+                return [a, pos, neg]
+    return make
+
+
+def scores(shape, margin, weight=False):
+    """Scores (N, C) and class indices with every margin - x_y + x_i off 0."""
+    def make(rng):
+        while True:
+            x = rng.standard_normal(shape)
+            y = rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
+            xy = np.take_along_axis(x.reshape(-1, shape[-1]), y.reshape(-1, 1), 1)
+            if np.abs(margin - xy + x.reshape(-1, shape[-1])).min() > 0.02:
+                break
+        out = [x, y]
+        if weight:
+            out.append(rng.uniform(0.2, 2.0, shape[-1]))
+        return out
+    return make
+
+
+def mm(**kw):
+    return (lambda x, y, w=None: L.multi_margin_loss(x, y, weight=w, **kw),
+            lambda x, y, w=None: TF.multi_margin_loss(x, y, weight=w, **kw))
+
+
+def dist(name, **kw):
+    return (lambda *a: getattr(Dist, name)(*a, **kw), lambda *a: getattr(TF, name)(*a, **kw))
+
+
 CASES = [
+    OpCase("cosine_similarity/dim1", *dist("cosine_similarity"), pairs((4, 5))),
+    OpCase("cosine_similarity/dim-1_broadcast", *dist("cosine_similarity", dim=-1),
+           lambda rng: [rng.standard_normal((3, 1, 4)), rng.standard_normal((2, 4))]),
+    OpCase("cosine_similarity/dim0_3d", *dist("cosine_similarity", dim=0), pairs((3, 2, 4))),
+    OpCase("pairwise_distance/p2", *dist("pairwise_distance"), pairs((4, 5))),
+    OpCase("pairwise_distance/p1_keepdim", *dist("pairwise_distance", p=1.0, keepdim=True), pairs((3, 6))),
+    OpCase("pairwise_distance/p3_broadcast", *dist("pairwise_distance", p=3.0),
+           lambda rng: [rng.standard_normal((4, 3)), rng.standard_normal((3,))]),
+    OpCase("cosine_embedding/margin0", *pair("cosine_embedding_loss"), pairs((6, 4), y=True, margin=0.0),
+           grad=[0, 1]),
+    OpCase("cosine_embedding/margin0.3_none", *pair("cosine_embedding_loss", margin=0.3, reduction="none"),
+           pairs((6, 4), y=True, margin=0.3), grad=[0, 1]),
+    OpCase("cosine_embedding/1d", *pair("cosine_embedding_loss"),
+           lambda rng: [rng.standard_normal(5), rng.standard_normal(5), np.array(1.0)], grad=[0, 1]),
+    OpCase("triplet_margin/default", *pair("triplet_margin_loss"), triplets((5, 4), 1.0)),
+    OpCase("triplet_margin/p1_swap_sum", *pair("triplet_margin_loss", p=1.0, swap=True, reduction="sum"),
+           triplets((6, 3), 1.0, p=1.0, swap=True)),
+    OpCase("triplet_margin/margin0.2_none", *pair("triplet_margin_loss", margin=0.2, reduction="none"),
+           triplets((5, 4), 0.2)),
+    OpCase("multi_margin/default", *mm(), scores((5, 4), 1.0)),
+    OpCase("multi_margin/p2_margin0.5_weight", *mm(p=2, margin=0.5), scores((5, 4), 0.5, weight=True), grad=[0]),
+    OpCase("multi_margin/1d_none", *mm(reduction="none"), scores((6,), 1.0)),
+
     OpCase("poisson_nll/log_input", *pair("poisson_nll_loss"), counts(NC)),
     OpCase("poisson_nll/rates_sum", *pair("poisson_nll_loss", log_input=False, reduction="sum"),
            counts(NC, log_input=False)),

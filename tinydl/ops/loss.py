@@ -27,11 +27,13 @@ import numpy as np
 from ..autograd import Function, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..tensor import Tensor
+from .distance import pnorm, pnorm_grad
+from .shape import _check_index_range
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
            "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "margin_ranking_loss",
-           "hinge_embedding_loss"]
+           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "multi_margin_loss"]
 
 
 # ================================================================ reductions
@@ -487,6 +489,100 @@ class HingeEmbedding(Function):
         return g * (pull.astype(g.dtype) - pushing), None
 
 
+_COS_EPS = 1e-12   # added to the squared lengths of cosine_embedding_loss, as PyTorch
+
+
+class CosineEmbedding(Function):
+    """With c = cos(x1, x2) along the last dim (c = s / r, s = sum x1 x2, r = sqrt(m1 m2),
+    m_i = sum x_i**2 + 1e-12) and labels y = +-1:
+    l = 1 - c where y = 1,  max(0, c - margin) where y = -1;
+    dl/dc = -1, or 1 where c - margin >= 0;  dc/dx1 = x2 / r - c x1 / m1,  dc/dx2 = x1 / r - c x2 / m2."""
+
+    def forward(ctx, x1, x2, y, margin, reduction):
+        xp = get_array_module(x1)
+        m1 = (x1 * x1).sum(axis=-1) + _COS_EPS
+        m2 = (x2 * x2).sum(axis=-1) + _COS_EPS
+        r = xp.sqrt(m1 * m2)
+        c = (x1 * x2).sum(axis=-1) / r
+        push = (y == -1) & (c - margin >= 0)
+        loss = xp.where(y == 1, 1 - c, 0) + xp.where(y == -1, xp.maximum(c - margin, 0), 0)
+        ctx.save_for_backward(x1, x2, m1, m2, r, c, (y == 1), push, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x1, x2, m1, m2, r, c, pull, push, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gc = (g * (push.astype(g.dtype) - pull))[..., None]
+        c, r = c[..., None], r[..., None]
+        return (gc * (x2 / r - c * x1 / m1[..., None]) if ctx.needs_input_grad[0] else None,
+                gc * (x1 / r - c * x2 / m2[..., None]) if ctx.needs_input_grad[1] else None, None)
+
+
+class TripletMargin(Function):
+    """l = max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_P along the last
+    dim (``swap``: d(a, n) replaced by d(p, n) where that is smaller). Where l > 0 side
+    (>= 0, as PyTorch's clamp), dl/dd(a, p) = 1 and dl/dd(negative) = -1, and each
+    d(u, v) passes its gradient u_grad = sign(D)|D|**(P-1)/d**(P-1) (D = u - v + eps) to u, minus it to v."""
+
+    def forward(ctx, a, pos, neg, margin, p, eps, swap, reduction):
+        xp = get_array_module(a)
+        D_ap, D_an = a - pos + eps, a - neg + eps
+        d_ap, d_an = pnorm(D_ap, p, -1, keepdims=True), pnorm(D_an, p, -1, keepdims=True)
+        use_pn = xp.zeros(d_an.shape, dtype=bool)
+        D_pn = d_pn = None
+        if swap:
+            D_pn = pos - neg + eps
+            d_pn = pnorm(D_pn, p, -1, keepdims=True)
+            use_pn = d_pn < d_an
+        d_neg = xp.where(use_pn, d_pn, d_an) if swap else d_an
+        raw = (margin + d_ap - d_neg)[..., 0]
+        loss = xp.maximum(raw, 0)
+        ctx.save_for_backward(D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, raw >= 0, loss)
+        ctx.p, ctx.reduction = p, reduction
+        return _reduce(loss, reduction).astype(a.dtype, copy=False)
+
+    def backward(ctx, gy):
+        D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, active, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = (g * active)[..., None]
+        u_ap = g * pnorm_grad(D_ap, d_ap, ctx.p)
+        u_an = g * pnorm_grad(D_an, d_an, ctx.p) * ~use_pn
+        ga, gp, gn = u_ap - u_an, -u_ap, u_an
+        if D_pn is not None:
+            u_pn = g * pnorm_grad(D_pn, d_pn, ctx.p) * use_pn
+            gp, gn = gp - u_pn, gn + u_pn
+        return tuple(grad if need else None for grad, need in zip((ga, gp, gn), ctx.needs_input_grad))
+
+
+class MultiMargin(Function):
+    """Multi-class hinge loss of scores x (N, C) and class indices y, with h_i = margin - x_y + x_i:
+    l_n = w_y / C sum_{i != y} max(0, h_i)**p  (p = 1 or 2);
+    dl_n/dx_i = w_y / C p h_i**(p-1) where h_i > 0 (i != y),  dl_n/dx_y = -sum_i dl_n/dx_i."""
+
+    def forward(ctx, x, y, weight, p, margin, reduction):
+        xp = get_array_module(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        idx = y.reshape(-1, 1)
+        h = margin - xp.take_along_axis(x2, idx, axis=1) + x2
+        active = (h > 0) & (xp.arange(x2.shape[1]) != idx)
+        scale = (1 if weight is None else weight[idx[:, 0]]) / x2.shape[1]
+        loss = (xp.where(active, h ** p, 0).sum(axis=1) * scale).astype(x.dtype, copy=False)
+        loss = loss.reshape(y.shape)
+        ctx.save_for_backward(h, active, idx, scale, loss)
+        ctx.p, ctx.reduction, ctx.x_shape = p, reduction, x.shape
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        h, active, idx, scale, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        coef = xp.where(active, (g.reshape(-1) * scale)[:, None] * (ctx.p * h ** (ctx.p - 1)), 0)
+        gx = coef.astype(gy.dtype, copy=False)
+        gx[xp.arange(gx.shape[0]), idx[:, 0]] = -coef.sum(axis=1)
+        return gx.reshape(ctx.x_shape), None, None
+
+
 # ================================================================ classification losses
 def _class_axis(ndim):
     """Classes are dim 1 of (N, C, d1, ...), dim 0 of an unbatched (C,) input."""
@@ -863,3 +959,53 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
     _check_device("hinge_embedding_loss", input=input, target=target)
     _check_same_shape("hinge_embedding_loss", "target", target, input)
     return HingeEmbedding.apply(input, target, margin=float(margin), reduction=reduction)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    """1 - cos(x1, x2) for similar pairs (``target`` 1), max(0, cos - margin) for dissimilar
+    ones (-1); cosines along the last dim of (N, D) or (D,) inputs."""
+    op = "cosine_embedding_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input1=input1, input2=input2, target=target)
+    if input1.shape != input2.shape or input1.ndim not in (1, 2) or tuple(target.shape) != input1.shape[:-1]:
+        raise ValueError(f"{op}: expected input1 and input2 of one shape (N, D) or (D,) and target of "
+                         f"shape (N,) or (), got {input1.shape}, {input2.shape} and {tuple(target.shape)}")
+    return CosineEmbedding.apply(input1, input2, target, margin=float(margin), reduction=reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
+                        reduce=None, reduction="mean"):
+    """max(0, margin + d(anchor, positive) - d(anchor, negative)), d the p-norm distance of
+    F.pairwise_distance; ``swap`` uses d(positive, negative) when smaller (Balntas et al.)."""
+    op = "triplet_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, anchor=anchor, positive=positive, negative=negative)
+    if not (anchor.shape == positive.shape == negative.shape) or anchor.ndim not in (1, 2):
+        raise ValueError(f"{op}: anchor, positive and negative must share one shape (N, D) or (D,), got "
+                         f"{anchor.shape}, {positive.shape} and {negative.shape}")
+    if p <= 0:
+        raise ValueError(f"{op}: p must be > 0, got {p}")
+    return TripletMargin.apply(anchor, positive, negative, margin=float(margin), p=float(p), eps=float(eps),
+                               swap=bool(swap), reduction=reduction)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    """Multi-class hinge loss (Weston-Watkins / Crammer-Singer style) of scores (N, C) or (C,)
+    and class indices; ``weight`` (C,) weighs each sample by its true class."""
+    op = "multi_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    if p not in (1, 2):
+        raise ValueError(f"{op}: only p == 1 and p == 2 are supported, got {p}")
+    _check_device(op, input=input, target=target, weight=weight)
+    _check_no_grad_weight(op, weight=weight)
+    if input.ndim not in (1, 2):
+        raise ValueError(f"{op}: input must be (N, C) or (C,), got shape {input.shape}")
+    t = _raw(target)
+    if t.dtype.kind not in "iu" or tuple(t.shape) != input.shape[:-1]:
+        raise ValueError(f"{op}: target must hold integer class indices of shape {input.shape[:-1]}, got "
+                         f"{t.dtype} of shape {tuple(t.shape)}")
+    if weight is not None and tuple(weight.shape) != input.shape[-1:]:
+        raise ValueError(f"{op}: weight must have one entry per class {input.shape[-1:]}, got {tuple(weight.shape)}")
+    _check_index_range(t, input.shape[-1], op, f"{input.shape[-1]} classes")
+    return MultiMargin.apply(input, target, weight, p=int(p), margin=float(margin), reduction=reduction)
