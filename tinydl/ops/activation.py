@@ -33,7 +33,7 @@ from ..tensor import Tensor
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
-           "threshold", "hardshrink", "softshrink", "prelu", "glu", "softmax", "softmin", "log_softmax"]
+           "threshold", "hardshrink", "softshrink", "prelu", "rrelu", "glu", "softmax", "softmin", "log_softmax"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -427,6 +427,27 @@ class PReLU(Function):
         return gx, ga
 
 
+class RReLU(Function):
+    """Randomized leaky ReLU (Xu et al. 2015): y = x where x > 0, else a x, with a slope
+    a ~ U(lower, upper) drawn per element in training and a = (lower + upper) / 2 in
+    evaluation;  dy/dx = 1 where x > 0, else the same a (saved from the forward)."""
+
+    def forward(ctx, x, lower, upper, training):
+        xp = get_array_module(x)
+        if training:
+            from .dropout import _uniform       # the seeded draw dropout uses (td.manual_seed)
+            a = lower + (upper - lower) * _uniform(xp, x.shape, x.dtype)
+        else:
+            a = (lower + upper) / 2
+        slope = xp.where(x > 0, 1, a).astype(x.dtype, copy=False)
+        ctx.save_for_backward(slope)
+        return x * slope
+
+    def backward(ctx, gy):
+        slope, = ctx.saved_tensors
+        return gy * slope
+
+
 class GLU(Function):
     """Gated linear unit: split x in halves a, b along ``dim``; y = a * sigmoid(b);
     dL/da = gy * sigmoid(b),  dL/db = gy * a * sigmoid(b) * (1 - sigmoid(b))."""
@@ -624,6 +645,13 @@ def prelu(input, weight):
         raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({channels}) for an "
                          f"input of shape {input.shape}, got weight of shape {weight.shape}")
     return PReLU.apply(input, weight)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Leaky ReLU with a random slope in [lower, upper] per element while ``training``."""
+    if not 0 <= lower <= upper:
+        raise ValueError(f"rrelu: expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
+    return _finish(input, RReLU.apply(input, lower=lower, upper=upper, training=bool(training)), inplace)
 
 
 def glu(input, dim=-1):
