@@ -236,3 +236,30 @@ def test_distance_modules_match_torch():
         assert repr(ours) == repr(theirs)
         np.testing.assert_allclose(ours(td.tensor(a), td.tensor(b)).numpy(),
                                    theirs(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-12)
+
+
+def test_triplet_with_a_cosine_distance_and_multilabel_margin_modules_match_torch():
+    rng = np.random.default_rng(5)
+    a, p, n = (rng.standard_normal((6, 4)) for _ in range(3))
+    ours = nn.TripletMarginWithDistanceLoss(distance_function=lambda x, y: 1 - F.cosine_similarity(x, y),
+                                            margin=0.5, swap=True)
+    theirs = torch.nn.TripletMarginWithDistanceLoss(
+        distance_function=lambda x, y: 1 - torch.nn.functional.cosine_similarity(x, y), margin=0.5, swap=True)
+    assert repr(nn.TripletMarginWithDistanceLoss()) == repr(torch.nn.TripletMarginWithDistanceLoss())
+    d_in = [td.tensor(v, requires_grad=True) for v in (a, p, n)]
+    t_in = [torch.tensor(v, requires_grad=True) for v in (a, p, n)]
+    got, expected = ours(*d_in), theirs(*t_in)
+    got.backward(td.tensor(1.7, dtype=td.float64))
+    expected.backward(torch.tensor(1.7, dtype=torch.float64))
+    np.testing.assert_allclose(got.item(), expected.item(), rtol=1e-12)
+    for d, t in zip(d_in, t_in):
+        np.testing.assert_allclose(d.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    x, y = rng.standard_normal((3, 4)), np.array([[3, 0, -1, 1], [1, 1, 2, -1], [-1, 0, 0, 0]])
+    xd, xt = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    got, expected = nn.MultiLabelMarginLoss()(xd, td.tensor(y)), torch.nn.MultiLabelMarginLoss()(xt, torch.tensor(y))
+    got.backward()
+    expected.backward()
+    np.testing.assert_allclose(got.item(), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+    with pytest.raises(IndexError, match=r"multilabel_margin_loss: target entries must be class indices in \[0, 4\)"):
+        F.multilabel_margin_loss(xd, td.tensor(y + 2))

@@ -170,3 +170,36 @@ CASES = [
     OpCase("hinge_embedding/margin2_sum", *pair("hinge_embedding_loss", margin=2.0, reduction="sum"),
            hinge(NC, 2.0), grad=[0]),
 ]
+
+
+def multilabel_targets(shape):
+    """Scores and -1-terminated class lists (repeats and entries after the -1 included),
+    with every 1 - x_j + x_i off 0."""
+    def make(rng):
+        n_classes = shape[-1]
+        while True:
+            x = rng.standard_normal(shape)
+            t = rng.integers(0, n_classes, shape).astype(np.int64)
+            flat = t.reshape(-1, n_classes)
+            for row in flat:
+                row[rng.integers(1, n_classes + 1):] = -1 if rng.uniform() < 0.8 else row[0]
+            flat[0, 2:] = [-1] + [1] * (n_classes - 3)        # an entry after the -1 is ignored
+            x2 = x.reshape(-1, n_classes)
+            if np.abs(1 - x2[:, :, None] + x2[:, None, :]).min() > 0.02:
+                return [x, t]
+    return make
+
+
+def triplet_dist(**kw):
+    return (lambda a, p, n: L.triplet_margin_with_distance_loss(a, p, n, **kw),
+            lambda a, p, n: TF.triplet_margin_with_distance_loss(a, p, n, **kw))
+
+
+CASES += [
+    OpCase("multilabel_margin/mean", *pair("multilabel_margin_loss"), multilabel_targets((4, 5))),
+    OpCase("multilabel_margin/none", *pair("multilabel_margin_loss", reduction="none"), multilabel_targets((3, 4))),
+    OpCase("multilabel_margin/1d_sum", *pair("multilabel_margin_loss", reduction="sum"), multilabel_targets((6,))),
+    OpCase("triplet_with_distance/default", *triplet_dist(), triplets((5, 4), 1.0)),
+    OpCase("triplet_with_distance/swap_sum", *triplet_dist(swap=True, reduction="sum"),
+           triplets((6, 3), 1.0, swap=True)),
+]

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..autograd import Function, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
+from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .distance import pnorm, pnorm_grad
 from .shape import _check_index_range
@@ -33,7 +34,8 @@ from .shape import _check_index_range
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
            "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "margin_ranking_loss",
-           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "multi_margin_loss"]
+           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+           "multi_margin_loss", "multilabel_margin_loss"]
 
 
 # ================================================================ reductions
@@ -583,6 +585,40 @@ class MultiMargin(Function):
         return gx.reshape(ctx.x_shape), None, None
 
 
+class MultiLabelMargin(Function):
+    """Multi-label hinge loss: per sample, with T the target classes (the entries of the
+    target row before the first -1) and x the scores (C of them),
+    l = (1/C) sum_{j in T (repeats count)} sum_{i not in T} max(0, 1 - (x_j - x_i));
+    each active pair (1 - x_j + x_i > 0) adds 1/C to dl/dx_i and -1/C to dl/dx_j."""
+
+    def forward(ctx, x, target, reduction):
+        xp = get_array_module(x)
+        x2, t2 = x.reshape(-1, x.shape[-1]), target.reshape(-1, x.shape[-1])
+        valid = xp.cumprod(t2 != -1, axis=1).astype(bool)        # the entries before the first -1
+        safe = xp.where(valid, t2, 0)
+        rows = xp.arange(x2.shape[0])[:, None]
+        is_target = xp.zeros(x2.shape, dtype=bool)
+        is_target[xp.broadcast_to(rows, safe.shape)[valid], safe[valid]] = True
+        h = 1 - xp.take_along_axis(x2, safe, axis=1)[:, :, None] + x2[:, None, :]   # (N, K=C, C)
+        active = valid[:, :, None] & ~is_target[:, None, :] & (h > 0)
+        loss = (xp.where(active, h, 0).sum(axis=(1, 2)) / x2.shape[1]).astype(x.dtype, copy=False)
+        loss = loss.reshape(x.shape[:-1])
+        ctx.save_for_backward(active, safe, loss)
+        ctx.reduction, ctx.x_shape = reduction, x.shape
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        active, safe, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        n, n_classes = active.shape[0], active.shape[2]
+        w = active * (g.reshape(-1, 1, 1) / n_classes)
+        gx = w.sum(axis=1).astype(gy.dtype, copy=False)             # + for every i in a pair
+        rows = xp.broadcast_to(xp.arange(n)[:, None], safe.shape)
+        scatter_add(gx, (rows, safe), -w.sum(axis=2))               # - for its target j (repeats add)
+        return gx.reshape(ctx.x_shape), None
+
+
 # ================================================================ classification losses
 def _class_axis(ndim):
     """Classes are dim 1 of (N, C, d1, ...), dim 0 of an unbatched (C,) input."""
@@ -1009,3 +1045,40 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         raise ValueError(f"{op}: weight must have one entry per class {input.shape[-1:]}, got {tuple(weight.shape)}")
     _check_index_range(t, input.shape[-1], op, f"{input.shape[-1]} classes")
     return MultiMargin.apply(input, target, weight, p=int(p), margin=float(margin), reduction=reduction)
+
+
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0,
+                                      swap=False, reduction="mean"):
+    """triplet_margin_loss with any ``distance_function(x1, x2)`` -> distances (default
+    pairwise_distance). Composed from the ops the distance uses, so autograd
+    differentiates whatever distance is given (e.g. 1 - cosine_similarity)."""
+    op = "triplet_margin_with_distance_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    if not (anchor.ndim == positive.ndim == negative.ndim):
+        raise ValueError(f"{op}: anchor, positive and negative must have the same number of dimensions, got "
+                         f"{anchor.shape}, {positive.shape} and {negative.shape}")
+    if margin <= 0:
+        raise ValueError(f"{op}: margin must be greater than 0, got {margin}")
+    from .distance import pairwise_distance
+    dist = distance_function if distance_function is not None else pairwise_distance
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = d_neg.minimum(dist(positive, negative))
+    loss = (margin + d_pos - d_neg).clamp(min=0)
+    return loss if reduction == "none" else (loss.sum() if reduction == "sum" else loss.mean())
+
+
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Multi-label hinge loss of scores (N, C) or (C,): ``target`` (int, input's shape) lists
+    each sample's classes, ended by -1 (e.g. [3, 0, -1, 1]: classes 3 and 0)."""
+    op = "multilabel_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input=input, target=target)
+    t = _raw(target)
+    if input.ndim not in (1, 2) or t.dtype.kind not in "iu" or tuple(t.shape) != input.shape:
+        raise ValueError(f"{op}: expected scores (N, C) or (C,) and an integer target of their shape, got "
+                         f"{input.shape} and {t.dtype} {tuple(t.shape)}")
+    if t.size and (int(t.min()) < -1 or int(t.max()) >= input.shape[-1]):   # one host sync
+        raise IndexError(f"{op}: target entries must be class indices in [0, {input.shape[-1]}) or -1, got "
+                         f"values in [{int(t.min())}, {int(t.max())}]")
+    return MultiLabelMargin.apply(input, target, reduction=reduction)
