@@ -96,10 +96,14 @@ def _overwrite_ok(x, op):
     return True
 
 
-def _in_place(x, out):
-    """``x`` itself when nothing was recorded (PyTorch's in-place result), else ``out``,
-    the recorded result that already shares x's storage."""
-    return out if out.requires_grad else x
+def _apply_in_place(fn, x, inplace, op, **params):
+    """``fn.apply(x, **params)``, computed in x's own array when ``inplace`` (module
+    docstring). The result is x itself when nothing was recorded (PyTorch's in-place
+    result), else the recorded output, which shares x's storage."""
+    if inplace and _overwrite_ok(x, op):
+        out = fn.apply(x, inplace=True, **params)
+        return out if out.requires_grad else x
+    return fn.apply(x, **params)
 
 
 def _finish(x, out, inplace):
@@ -533,27 +537,21 @@ def _along_dim(fn, x, dim, dtype, op):
 # ---------------------------------------------------------------- public functions
 def relu(input, inplace=False):
     """max(x, 0); ``inplace=True`` overwrites the input (module docstring)."""
-    if inplace and _overwrite_ok(input, "relu"):
-        return _in_place(input, ReLU.apply(input, inplace=True))
-    return ReLU.apply(input)
+    return _apply_in_place(ReLU, input, inplace, "relu")
 
 
 def relu6(input, inplace=False):
-    return hardtanh(input, 0.0, 6.0, inplace)
+    return _apply_in_place(Hardtanh, input, inplace, "relu6", lo=0.0, hi=6.0)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    if inplace and _overwrite_ok(input, "leaky_relu"):
-        return _in_place(input, LeakyReLU.apply(input, negative_slope=negative_slope, inplace=True))
-    return LeakyReLU.apply(input, negative_slope=negative_slope)
+    return _apply_in_place(LeakyReLU, input, inplace, "leaky_relu", negative_slope=negative_slope)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    if inplace and _overwrite_ok(input, "hardtanh"):
-        return _in_place(input, Hardtanh.apply(input, lo=min_val, hi=max_val, inplace=True))
-    return Hardtanh.apply(input, lo=min_val, hi=max_val)
+    return _apply_in_place(Hardtanh, input, inplace, "hardtanh", lo=min_val, hi=max_val)
 
 
 def elu(input, alpha=1.0, inplace=False):

@@ -289,8 +289,9 @@ def _triple_field(entry, field, i):
     if len(values) not in (3, 4) or values[0] < 1 or values[1] < 1 or values[2] < 0:
         raise TypeError(f"receptive_fields: entry {i} ({entry!r}) is neither a module nor a "
                         f"[kernel, stride, padding] triple of non-negative ints (kernel, stride >= 1)")
-    if any(n + 2 * values[2] < values[0] for n in field.n):
-        raise ValueError(f"receptive_fields: entry {i} {values}: a kernel of {values[0]} does not fit "
+    k_eff = (values[3] if len(values) == 4 else 1) * (values[0] - 1) + 1
+    if any(n + 2 * values[2] < k_eff for n in field.n):
+        raise ValueError(f"receptive_fields: entry {i} {values}: a kernel of {k_eff} (dilated) does not fit "
                          f"into the {field.n} map padded by {values[2]}")
     axes = len(field.n)
     return _apply_axes(conv_step, field, *((v,) * axes for v in values))
