@@ -48,5 +48,6 @@ def create(name, weights=None, **options):
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ValueError(f"models.create({name!r}, weights={str(weights)!r}): the weights do not fit "
                              f"the model: {str(exc).rstrip('.')}. To fine-tune with another number of "
-                             f"classes, create the model with the weights' classes, then replace its head") from exc
+                             f"classes, create the model with the weights' classes, then replace its "
+                             f"head") from exc
     return model

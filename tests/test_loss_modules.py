@@ -251,3 +251,37 @@ def test_triplet_with_a_cosine_distance_and_multilabel_margin_modules_match_torc
     np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
     with pytest.raises(IndexError, match=r"multilabel_margin_loss: target entries must be class indices in \[0, 4\)"):
         F.multilabel_margin_loss(xd, td.tensor(y + 2))
+
+
+def test_ctc_module_with_tensor_lengths_and_an_impossible_target():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 2, 4)).astype(np.float32)
+    targets, in_len, tgt_len = np.array([[1, 2, 3], [3, 3, 0]]), np.array([6, 2]), np.array([3, 2])
+    ours, theirs = nn.CTCLoss(reduction="none"), torch.nn.CTCLoss(reduction="none")
+    assert repr(ours) == repr(theirs)
+    xd = td.tensor(x, requires_grad=True)
+    got = ours(F.log_softmax(xd, 2), td.tensor(targets), td.tensor(in_len), td.tensor(tgt_len))
+    expected = theirs(torch.tensor(x).log_softmax(2), torch.tensor(targets), torch.tensor(in_len),
+                      torch.tensor(tgt_len))
+    assert got.dtype == np.float32 and np.isinf(got.detach().numpy()[1])    # [3, 3] needs 3 frames, has 2
+    np.testing.assert_allclose(got.detach().numpy(), expected.numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"ctc_loss: target labels must be classes in \[0, 4\) other than the blank"):
+        F.ctc_loss(F.log_softmax(xd, 2), td.tensor([[1, 0, 3], [3, 3, 0]]), in_len, tgt_len)
+    with pytest.raises(ValueError, match=r"ctc_loss: input_lengths must be in \[1, 6\]"):
+        F.ctc_loss(F.log_softmax(xd, 2), td.tensor(targets), [7, 2], tgt_len)
+
+
+def test_ctc_zero_infinity_gives_no_gradient_to_an_impossible_sample():
+    """Directly on log-probabilities (no log_softmax to cancel terms), as PyTorch."""
+    rng = np.random.default_rng(7)
+    lp = np.log(rng.dirichlet(np.ones(3), size=(4, 2)))           # (T, N, C) log-probabilities
+    args = ([[1, 2, 0], [2, 2, 2]], [4, 3], [2, 3])
+    xd, xt = td.tensor(lp, requires_grad=True), torch.tensor(lp, requires_grad=True)
+    got = F.ctc_loss(xd, td.tensor(args[0]), args[1], args[2], reduction="sum", zero_infinity=True)
+    expected = torch.nn.functional.ctc_loss(xt, torch.tensor(args[0]), torch.tensor(args[1]),
+                                            torch.tensor(args[2]), reduction="sum", zero_infinity=True)
+    got.backward()
+    expected.backward()
+    np.testing.assert_allclose(got.item(), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(xd.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert not xd.grad.numpy()[:, 1].any()

@@ -203,3 +203,34 @@ CASES += [
     OpCase("triplet_with_distance/swap_sum", *triplet_dist(swap=True, reduction="sum"),
            triplets((6, 3), 1.0, swap=True)),
 ]
+
+
+def ctc(targets, input_lengths, target_lengths, **kw):
+    """(tinydl, torch) CTC of log_softmax(x) (the way CTC is fed: PyTorch's gradient
+    assumes it) with fixed targets and lengths."""
+    import torch
+    import tinydl.ops.activation as A
+
+    def ours(x):
+        return L.ctc_loss(A.log_softmax(x, -1), np.asarray(targets), input_lengths, target_lengths, **kw)
+
+    def theirs(x):
+        return TF.ctc_loss(x.log_softmax(-1), torch.tensor(targets), torch.tensor(input_lengths),
+                           torch.tensor(target_lengths), **kw)
+    return ours, theirs
+
+
+PADDED = [[1, 2, 2, 0], [3, 1, 0, 0], [4, 4, 4, 1]]     # repeats need a blank between them
+
+CASES += [
+    OpCase("ctc/padded_mean", *ctc(PADDED, (12, 10, 8), (3, 2, 4)), lambda rng: [rng.standard_normal((12, 3, 5))]),
+    OpCase("ctc/concatenated_sum", *ctc([1, 2, 3, 3, 1], (7, 6), (2, 3), reduction="sum"),
+           lambda rng: [rng.standard_normal((7, 2, 4))]),
+    OpCase("ctc/none_empty_target", *ctc([[2, 1], [0, 0]], (5, 4), (2, 0), reduction="none"),
+           lambda rng: [rng.standard_normal((5, 2, 3))]),
+    OpCase("ctc/blank_last", *ctc([[0, 1, 1]], (6,), (3,), blank=3), lambda rng: [rng.standard_normal((6, 1, 4))]),
+    # the second sample cannot be aligned (3 repeats need 5 frames, it has 3): loss 0, no gradient
+    OpCase("ctc/zero_infinity", *ctc([[1, 2, 0], [2, 2, 2]], (6, 3), (2, 3), reduction="sum", zero_infinity=True),
+           lambda rng: [rng.standard_normal((6, 2, 3))]),
+    OpCase("ctc/unbatched", *ctc([1, 2], 5, 2), lambda rng: [rng.standard_normal((5, 3))]),
+]

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from ..autograd import Function, unbroadcast, is_grad_enabled
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module, is_cupy_array, to_device
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .distance import pnorm, pnorm_grad
@@ -34,8 +34,9 @@ from .shape import _check_index_range
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
            "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "margin_ranking_loss",
-           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
-           "multi_margin_loss", "multilabel_margin_loss"]
+           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss",
+           "triplet_margin_with_distance_loss",
+           "multi_margin_loss", "multilabel_margin_loss", "ctc_loss"]
 
 
 # ================================================================ reductions
@@ -419,7 +420,8 @@ class SoftMargin(Function):
 class MultiLabelSoftMargin(Function):
     """Per sample n of x (N, C) with 0/1 targets y: the mean over classes of the weighted
     binary cross-entropy of sigmoid(x),
-    l_n = -(1/C) sum_c w_c (y log sigmoid(x) + (1 - y) log sigmoid(-x)) = (1/C) sum_c w_c (softplus(-x) + (1 - y) x);
+    l_n = -(1/C) sum_c w_c (y log sigmoid(x) + (1 - y) log sigmoid(-x))
+        = (1/C) sum_c w_c (softplus(-x) + (1 - y) x);
     dl_n/dx = w (sigmoid(x) - y) / C,  dl_n/dy = -w x / C."""
 
     def forward(ctx, x, y, weight, reduction):
@@ -617,6 +619,136 @@ class MultiLabelMargin(Function):
         rows = xp.broadcast_to(xp.arange(n)[:, None], safe.shape)
         scatter_add(gx, (rows, safe), -w.sum(axis=2))               # - for its target j (repeats add)
         return gx.reshape(ctx.x_shape), None
+
+
+def _logsumexp3(a, b, c):
+    """log(exp(a) + exp(b) + exp(c)) elementwise, -inf when all three are -inf."""
+    xp = get_array_module(a)
+    m = xp.maximum(xp.maximum(a, b), c)
+    safe = xp.where(xp.isfinite(m), m, 0)
+    with _quiet(xp):
+        return safe + xp.log(xp.exp(a - safe) + xp.exp(b - safe) + xp.exp(c - safe))
+
+
+def _shifted(a, k):
+    """a(s - k) along the last axis (k < 0: a(s + |k|)), -inf where that falls outside."""
+    xp = get_array_module(a)
+    out = xp.full(a.shape, -xp.inf, dtype=a.dtype)
+    if k > 0:
+        out[..., k:] = a[..., :-k]
+    else:
+        out[..., :k] = a[..., -k:]
+    return out
+
+
+class CTC(Function):
+    """Connectionist temporal classification (Graves et al. 2006), as torch's ctc_loss.
+
+    For one sample: log-probabilities lp[t, c] over T steps, a target l of length L, and
+    the extended target l' = (blank, l1, blank, l2, ..., lL, blank) of 2L + 1 symbols. An
+    alignment walks l' from its first two entries to its last two, one step per frame,
+    staying, moving by 1, or skipping a blank between two different labels. In log space
+
+        alpha_t(s) = lp[t, l'_s] + logsumexp(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2)*)
+        beta_t(s)  = lp[t, l'_s] + logsumexp(beta_{t+1}(s), beta_{t+1}(s+1), beta_{t+1}(s+2)*)
+
+    (* only where l'_s is a label different from l'_{s-2}, resp. l'_{s+2}), and the loss is
+    nll = -log p(l | x) = -logsumexp(alpha_{T-1}(2L), alpha_{T-1}(2L-1)). Since
+    p = sum_s alpha_t(s) beta_t(s) / exp(lp[t, l'_s]) at every t,
+
+        dnll/dlp[t, c] = -exp(logsumexp_{s: l'_s = c}(alpha_t(s) + beta_t(s)) + nll - lp[t, c])
+
+    and PyTorch adds exp(lp[t, c]): the gradient as seen through a log_softmax (whose
+    backward removes that term again), which is how CTC is always fed. Frames t >= T_n
+    get no gradient; impossible targets give nll = inf (``zero_infinity``: 0, and no gradient).
+    """
+
+    def forward(ctx, lp, ext, in_len, ext_len, blank, zero_infinity, reduction, target_len):
+        xp = get_array_module(lp)
+        T, N, _ = lp.shape
+        S = ext.shape[1]
+        neg_inf = xp.asarray(-xp.inf, dtype=lp.dtype)
+        # where alpha(s - 2) may feed alpha(s): a label different from the one two back
+        skip = xp.zeros(ext.shape, dtype=bool)
+        skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+        s_idx = xp.arange(S)
+        inside = s_idx[None, :] < ext_len[:, None]                      # (N, S)
+        emit = xp.take_along_axis(lp, xp.broadcast_to(ext[None], (T, N, S)), axis=2)   # lp[t, n, l'_s]
+        emit = xp.where(inside[None], emit, neg_inf)        # no symbol past the extended target
+        alpha = xp.full((T, N, S), neg_inf, dtype=lp.dtype)
+        alpha[0, :, :2] = emit[0, :, :2]
+        for t in range(1, T):
+            prev = alpha[t - 1]
+            alpha[t] = emit[t] + _logsumexp3(prev, _shifted(prev, 1), xp.where(skip, _shifted(prev, 2), neg_inf))
+        rows = xp.arange(N)
+        last = alpha[in_len - 1, rows]                                   # alpha_{T_n - 1}, (N, S)
+        end1 = last[rows, ext_len - 1]
+        end2 = xp.where(ext_len > 1, last[rows, xp.maximum(ext_len - 2, 0)], neg_inf)
+        nll = -_logsumexp3(end1, end2, neg_inf)
+        possible = xp.isfinite(nll)
+        if zero_infinity:
+            nll = xp.where(possible, nll, 0)
+        ctx.save_for_backward(lp, ext, in_len, ext_len, skip, emit, alpha, nll, possible, target_len)
+        ctx.zero_infinity, ctx.reduction = zero_infinity, reduction
+        return _ctc_reduce(nll, reduction, target_len).astype(lp.dtype, copy=False)
+
+    def backward(ctx, gy):
+        lp, ext, in_len, ext_len, skip, emit, alpha, nll, possible, target_len = ctx.saved_tensors
+        xp = get_array_module(gy)
+        T, N, _ = lp.shape
+        S = ext.shape[1]
+        neg_inf = xp.asarray(-xp.inf, dtype=lp.dtype)
+        skip_next = xp.zeros(ext.shape, dtype=bool)                     # beta(s + 2) may feed beta(s)
+        skip_next[:, :-2] = skip[:, 2:]
+        s_idx = xp.arange(S)
+        final = (s_idx[None, :] == ext_len[:, None] - 1) | (s_idx[None, :] == ext_len[:, None] - 2)
+        beta = xp.full((T, N, S), neg_inf, dtype=lp.dtype)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                nxt = beta[t + 1]
+                two_ahead = xp.where(skip_next, _shifted(nxt, -2), neg_inf)
+                step = emit[t] + _logsumexp3(nxt, _shifted(nxt, -1), two_ahead)
+            else:
+                step = xp.full((N, S), neg_inf, dtype=lp.dtype)
+            at_end = (t == in_len - 1)[:, None]
+            beta[t] = xp.where(at_end, xp.where(final, emit[t], neg_inf),
+                               xp.where((t < in_len - 1)[:, None], step, neg_inf))
+        # exp(alpha + beta + nll - lp) summed over the positions s carrying each symbol
+        ab = alpha + beta
+        at_ext = xp.broadcast_to(ext[None], ab.shape)
+        lp_ext = xp.take_along_axis(lp, at_ext, axis=2)
+        scale = xp.where(possible, nll, 0)[None, :, None]
+        with _quiet(xp):
+            term = xp.where(xp.isfinite(ab), xp.exp(ab + scale - lp_ext), 0)
+        mass = xp.zeros(lp.shape, dtype=lp.dtype)
+        t_i = xp.broadcast_to(xp.arange(T)[:, None, None], ab.shape)
+        n_i = xp.broadcast_to(xp.arange(N)[None, :, None], ab.shape)
+        scatter_add(mass, (t_i, n_i, at_ext), term)
+        grad = xp.exp(lp) - mass
+        valid = (xp.arange(T)[:, None] < in_len[None, :])[:, :, None]
+        if ctx.zero_infinity:      # an impossible target contributes nothing
+            valid = valid & possible[None, :, None]
+        grad = xp.where(valid, grad, 0)
+        g = _ctc_reduce_backward(gy, ctx.reduction, target_len, N)
+        return (grad * g[None, :, None]).astype(lp.dtype, copy=False), None, None, None
+
+
+def _ctc_reduce(nll, reduction, target_len):
+    """'mean': each loss divided by its target length (at least 1), then the batch mean."""
+    if reduction == "none":
+        return nll
+    if reduction == "sum":
+        return nll.sum()
+    return (nll / get_array_module(nll).maximum(target_len, 1)).mean()
+
+
+def _ctc_reduce_backward(gy, reduction, target_len, n):
+    xp = get_array_module(gy)
+    if reduction == "none":
+        return gy
+    if reduction == "sum":
+        return xp.broadcast_to(gy, (n,))
+    return gy / (xp.maximum(target_len, 1) * n)
 
 
 # ================================================================ classification losses
@@ -1042,7 +1174,8 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         raise ValueError(f"{op}: target must hold integer class indices of shape {input.shape[:-1]}, got "
                          f"{t.dtype} of shape {tuple(t.shape)}")
     if weight is not None and tuple(weight.shape) != input.shape[-1:]:
-        raise ValueError(f"{op}: weight must have one entry per class {input.shape[-1:]}, got {tuple(weight.shape)}")
+        raise ValueError(f"{op}: weight must have one entry per class {input.shape[-1:]}, "
+                         f"got {tuple(weight.shape)}")
     _check_index_range(t, input.shape[-1], op, f"{input.shape[-1]} classes")
     return MultiMargin.apply(input, target, weight, p=int(p), margin=float(margin), reduction=reduction)
 
@@ -1082,3 +1215,51 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduct
         raise IndexError(f"{op}: target entries must be class indices in [0, {input.shape[-1]}) or -1, got "
                          f"values in [{int(t.min())}, {int(t.max())}]")
     return MultiLabelMargin.apply(input, target, reduction=reduction)
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    """CTC loss of ``log_probs`` (T, N, C) (or unbatched (T, C); the output of log_softmax)
+    and label sequences: ``targets`` padded (N, S) or concatenated (sum(target_lengths),),
+    with ``input_lengths`` / ``target_lengths`` (N,) (tuples or tensors); ``blank`` is the
+    blank class. 'mean' divides each loss by its target length, then averages."""
+    op = "ctc_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    xp = log_probs._xp
+    unbatched = log_probs.ndim == 2
+    lp = log_probs.unsqueeze(1) if unbatched else log_probs
+    if lp.ndim != 3:
+        raise ValueError(f"{op}: log_probs must be (T, N, C) or (T, C), got shape {log_probs.shape}")
+    T, N, C = lp.shape
+    # lengths and labels steer Python-level bookkeeping: they are read on the host once
+    host = lambda v: np.asarray(to_device(_raw(v), "cpu") if isinstance(v, Tensor) else v)
+    in_len = host(input_lengths).reshape(-1).astype(np.int64)
+    tgt_len = host(target_lengths).reshape(-1).astype(np.int64)
+    tgt = host(targets).astype(np.int64)
+    if unbatched:
+        tgt = tgt.reshape(1, -1)
+    if in_len.shape != (N,) or tgt_len.shape != (N,):
+        raise ValueError(f"{op}: input_lengths and target_lengths need one entry per sample ({N}), got "
+                         f"{in_len.size} and {tgt_len.size}")
+    if (in_len < 1).any() or (in_len > T).any():
+        raise ValueError(f"{op}: input_lengths must be in [1, {T}], got {in_len.tolist()}")
+    if tgt.ndim == 1:       # concatenated targets: split them by their lengths
+        if tgt.size != tgt_len.sum():
+            raise ValueError(f"{op}: {tgt.size} concatenated targets but target_lengths sum to {tgt_len.sum()}")
+        starts = np.concatenate([[0], np.cumsum(tgt_len)[:-1]])
+        padded = np.full((N, max(int(tgt_len.max(initial=0)), 1)), blank, dtype=np.int64)
+        for n in range(N):
+            padded[n, :tgt_len[n]] = tgt[starts[n]:starts[n] + tgt_len[n]]
+        tgt = padded
+    if tgt.shape[0] != N or (tgt_len > tgt.shape[1]).any() or (tgt_len < 0).any():
+        raise ValueError(f"{op}: targets of shape {tgt.shape} do not hold target_lengths {tgt_len.tolist()}")
+    labels = [tgt[n, :tgt_len[n]] for n in range(N)]
+    if any(((l < 0) | (l >= C) | (l == blank)).any() for l in labels):
+        raise ValueError(f"{op}: target labels must be classes in [0, {C}) other than the blank ({blank})")
+    # the extended targets l' = (blank, l1, blank, ..., lL, blank), padded with blanks
+    S = 2 * tgt.shape[1] + 1
+    ext = np.full((N, S), blank, dtype=np.int64)
+    ext[:, 1::2] = tgt
+    out = CTC.apply(lp, xp.asarray(ext), xp.asarray(in_len), xp.asarray(2 * tgt_len + 1), blank=int(blank),
+                    zero_infinity=bool(zero_infinity), reduction=reduction,
+                    target_len=xp.asarray(tgt_len.astype(lp.dtype)))
+    return out.squeeze(0) if unbatched and reduction == "none" else out
