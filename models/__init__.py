@@ -35,5 +35,19 @@ def builder(name):
     return _REGISTRY[name]
 
 
-def create(name, **options):
-    return builder(name)(**options)
+def create(name, weights=None, **options):
+    """Build ``name`` with ``options``; ``weights``: a path to an .npz state dict (td.save's
+    format, a tinydl training checkpoint, or a plain npz of arrays; torchvision's .pth
+    files converted by ``tinydl convert-weights``) loaded into it with strict names and shapes."""
+    model = builder(name)(**options)
+    if weights is not None:
+        from tinydl.utils.pretrained import load_state_dict_file
+        state = load_state_dict_file(weights)
+        try:
+            model.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"models.create({name!r}, weights={str(weights)!r}): the weights do not fit "
+                             f"the model: {str(exc).rstrip('.')}. To fine-tune with another number of "
+                             f"classes, create the model with the weights' classes, then replace its "
+                             f"head") from exc
+    return model

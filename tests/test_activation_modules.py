@@ -17,6 +17,7 @@ CASES = [
     ("LogSigmoid", ()), ("Tanh", ()), ("Softplus", (2.0, 5.0)), ("Softsign", ()), ("Tanhshrink", ()),
     ("Threshold", (0.25, -1.0)), ("Hardshrink", (0.7,)), ("Softshrink", (0.3,)), ("GLU", (1,)),
     ("Softmax", (1,)), ("Softmin", (1,)), ("LogSoftmax", (-1,)), ("Softmax2d", ()), ("Softmax", ()),
+    ("RReLU", (0.2, 0.4)),           # compared in eval mode (training draws random slopes)
 ]
 KINKS = [0.0, 6.0, -2.0, 1.5, 3.0, -3.0, 0.25, 0.7, -0.7, 0.3, -0.3, 2.5]
 
@@ -35,6 +36,8 @@ def test_module_matches_torch(name, args, dtype):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    if name == "RReLU":
+        ours.eval(), theirs.eval()
     assert repr(ours) == repr(theirs)
     theirs = theirs.to(torch.float64 if dtype == np.float64 else torch.float32)
     ours = ours.double() if dtype == np.float64 else ours
@@ -83,3 +86,18 @@ def test_errors_name_the_layer():
         nn.GLU(1)(td.zeros(2, 3))
     with pytest.raises(ValueError, match="Softmax2d: expected a 3-D or 4-D input"):
         nn.Softmax2d()(td.zeros(2, 3))
+
+
+def test_rrelu_training_draws_slopes_in_range_and_backward_uses_them():
+    td.manual_seed(0)
+    act = nn.RReLU(0.1, 0.3)
+    assert repr(act) == repr(torch.nn.RReLU(0.1, 0.3)) == "RReLU(lower=0.1, upper=0.3)"
+    x = td.tensor(-np.linspace(0.5, 2.0, 4000), requires_grad=True)
+    y = act(x)
+    slopes = y.detach().numpy() / x.detach().numpy()
+    assert slopes.min() >= 0.1 and slopes.max() <= 0.3
+    assert abs(slopes.mean() - 0.2) < 0.005 and abs(slopes.std() - 0.2 / np.sqrt(12)) < 0.005   # U(0.1, 0.3)
+    y.backward(td.ones(4000))
+    np.testing.assert_allclose(x.grad.numpy(), slopes, rtol=1e-12)
+    act.eval()
+    np.testing.assert_allclose(act(td.tensor([-2.0, 3.0])).numpy(), [-0.4, 3.0])

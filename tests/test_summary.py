@@ -390,5 +390,11 @@ def test_receptive_field_table_takes_the_notes_kps_list(convnet, size):
 def test_receptive_field_table_rejects_what_is_not_a_layer():
     with pytest.raises(TypeError, match=r"entry 1 \('relu'\) is neither a module nor a \[kernel, stride, padding\]"):
         receptive_field_table([[3, 1, 1], "relu"], 32)
-    with pytest.raises(ValueError, match=r"entry 0 \[9, 1, 0\]: a kernel of 9 does not fit"):
+    with pytest.raises(ValueError, match=r"entry 0 \[9, 1, 0\]: a kernel of 9 .dilated. does not fit"):
         receptive_field_table([[9, 1, 0]], 5)
+
+
+def test_every_activation_layer_counts_one_op_per_output():
+    acts = [nn.Mish(), nn.GELU(), nn.PReLU(), nn.Hardshrink(), nn.LogSigmoid(), nn.Softmax2d(), nn.RReLU()]
+    s = summary(nn.Sequential(*acts), (3, 4, 4), print_table=False)
+    assert [s[i]["flops"] for i in range(len(acts))] == [3 * 4 * 4] * len(acts)

@@ -99,3 +99,22 @@ def test_avg_fn_and_multi_avg_fn_together_is_an_error():
     with pytest.raises(ValueError, match="only one of avg_fn and multi_avg_fn"):
         swa_utils.AveragedModel(nn.Linear(2, 2), avg_fn=swa_utils.get_ema_avg_fn(),
                                 multi_avg_fn=swa_utils.get_ema_multi_avg_fn())
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("strategy, anneal_epochs", [("cos", 5), ("linear", 3), ("cos", 0), ("linear", 1)])
+def test_swalr_matches_torch(strategy, anneal_epochs):
+    """Two param groups, a per-group swa_lr, 12 epochs: the lrs equal torch's."""
+    w = [torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)]
+    t_opt = torch.optim.SGD([{"params": [w[0]], "lr": 0.5}, {"params": [w[1]], "lr": 0.1}], lr=0.5)
+    t_sched = torch_swa.SWALR(t_opt, swa_lr=[0.05, 0.02], anneal_epochs=anneal_epochs, anneal_strategy=strategy)
+    p = [nn.Parameter(td.zeros(2)), nn.Parameter(td.zeros(3))]
+    opt = td.optim.SGD([{"params": [p[0]], "lr": 0.5}, {"params": [p[1]], "lr": 0.1}], lr=0.5)
+    sched = swa_utils.SWALR(opt, swa_lr=[0.05, 0.02], anneal_epochs=anneal_epochs, anneal_strategy=strategy)
+    for epoch in range(12):
+        np.testing.assert_allclose(sched.get_last_lr(), t_sched.get_last_lr(), rtol=1e-12, err_msg=str(epoch))
+        t_opt.step(), opt.step()
+        t_sched.step(), sched.step()
+    assert sched.get_last_lr() == pytest.approx([0.05, 0.02])
+    with pytest.raises(ValueError, match="anneal_strategy must be 'cos' or 'linear'"):
+        swa_utils.SWALR(opt, 0.1, anneal_strategy="step")

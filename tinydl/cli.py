@@ -7,6 +7,7 @@
     tinydl list                                    # the zoo's model names
     tinydl summary alexnet                         # per-layer shapes, params, memory, FLOPs, receptive fields
     mpiexec -n 2 tinydl train resnet20 --dataset shapes --distributed   # data-parallel, docs/distributed.md
+    tinydl convert-weights resnet50.pth resnet50.npz   # torchvision weights -> models.create(..., weights=)
 
 Each run writes into ``--out`` (default ``runs/<model>-<dataset>``): log.csv and
 log.json (per epoch: lr, train loss/accuracy, test loss, top-1 and top-5
@@ -271,6 +272,7 @@ _FLAG_RULES = (
     ("image_size", ">= 1", lambda v: v >= 1), ("workers", ">= 0", lambda v: v >= 0),
     ("train_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
     ("test_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
+    ("early_stop", ">= 1 epochs", lambda v: v >= 1),
 )
 
 
@@ -414,7 +416,8 @@ def train(args):
     config["title"] = f"{args.model} on {args.dataset}"
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
                       out=out, progress=args.progress, log=say, seed=args.seed, config=config,
-                      overwrite=args.overwrite, detect_anomaly=args.detect_anomaly)
+                      overwrite=args.overwrite, detect_anomaly=args.detect_anomaly,
+                      early_stopping_patience=args.early_stop)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
         f"{chw[0]}x{chw[1]}x{chw[2]}")
@@ -488,6 +491,8 @@ def make_parser():
     p.add_argument("--milestones", type=int, nargs="+", default=None,
                    help="multistep: the epochs after which the lr decays (default: 1/2 and 3/4 of --epochs)")
     p.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement before a decay")
+    p.add_argument("--early-stop", type=int, default=None, metavar="N",
+                   help="stop when the test loss has not improved for N epochs")
     p.add_argument("--image-size", type=int, default=None, help="feed the model SIZE x SIZE images")
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
@@ -516,7 +521,22 @@ def make_parser():
                    help="C H W of one input (default: the size the model is built for)")
     s.add_argument("--batch-size", type=int, default=1, help="batch of the forward (memory, FLOPs)")
     s.add_argument("--num-classes", type=int, default=None, help="classes of the model's head")
+    c = sub.add_parser("convert-weights", help="PyTorch .pth weights -> tinydl .npz (read by torch, weights only)")
+    c.add_argument("src", help="a .pth / .pt state dict (e.g. torchvision's)")
+    c.add_argument("dst", help="the .npz to write")
+    c.add_argument("--force", action="store_true", help="replace DST if it exists")
     return parser
+
+
+def convert_weights_command(args):
+    """``tinydl convert-weights SRC DST``."""
+    from .utils.pretrained import convert_torch_weights
+    try:
+        tensors, values = convert_torch_weights(args.src, args.dst, overwrite=args.force)
+    except (ImportError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise UsageError(str(exc).replace("convert-weights: ", "", 1)) from None
+    print(f"wrote {args.dst}: {tensors} tensors, {values:,} values")
+    return 0
 
 
 def main(argv=None):
@@ -534,6 +554,8 @@ def main(argv=None):
             return 0
         if args.command == "summary":
             return summary_command(args)
+        if args.command == "convert-weights":
+            return convert_weights_command(args)
         train(args)
     except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
             AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for

@@ -317,12 +317,16 @@ class Trainer:
                           each; on the CPU every step is checked, before its backward)
     tune                  call ``td.backends.cpu.tune()``: process-wide CPU settings for speed
                           (False leaves the process as it is)
+    early_stopping_patience  stop when the test loss (the train loss without a test loader)
+                          has not improved by more than ``early_stopping_min_delta`` for
+                          this many epochs (None: never); read off the history, so a
+                          resumed run keeps counting
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
                  config=None, plot=True, scheduler_interval="epoch", overwrite=False, detect_anomaly=False,
-                 nan_check_interval=50, tune=True):
+                 nan_check_interval=50, early_stopping_patience=None, early_stopping_min_delta=0.0, tune=True):
         from .optim.lr_scheduler import ReduceLROnPlateau
         if tune:                   # process-wide CPU settings for speed: td.backends.cpu.tune()
             backends.cpu.tune()
@@ -347,6 +351,9 @@ class Trainer:
         self.overwrite = overwrite
         self.detect_anomaly = bool(detect_anomaly)
         self.nan_check_interval = int(nan_check_interval)
+        if early_stopping_patience is not None and early_stopping_patience < 1:
+            raise ValueError(f"Trainer: early_stopping_patience must be >= 1 or None, got {early_stopping_patience}")
+        self.early_stopping_patience, self.early_stopping_min_delta = early_stopping_patience, early_stopping_min_delta
         self.epoch = 0             # epochs completed
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
@@ -456,11 +463,35 @@ class Trainer:
         else:
             self.scheduler.step()
 
+    def epochs_without_improvement(self):
+        """(epochs since the monitored loss last improved by more than min_delta, its best
+        value, the key watched): the early-stopping count, recomputed from the history."""
+        key = "test_loss" if self.test_loader is not None else "train_loss"
+        best, since = math.inf, 0
+        for row in self.history:
+            if row[key] < best - self.early_stopping_min_delta:
+                best, since = row[key], 0
+            else:
+                since += 1
+        return since, best, key
+
+    def _should_stop(self):
+        if self.early_stopping_patience is None or not self.history:
+            return False
+        since, best, key = self.epochs_without_improvement()
+        if since < self.early_stopping_patience:
+            return False
+        if self.log:
+            self.log(f"early stopping after epoch {self.epoch}: the {key.replace('_', ' ')} has not improved "
+                     f"for {since} epochs (best {best:.4f})")
+        return True
+
     def fit(self, epochs):
-        """Train until ``epochs`` epochs are complete (a resumed trainer continues); returns history."""
+        """Train until ``epochs`` epochs are complete (a resumed trainer continues), or until
+        early stopping; returns the history."""
         if self.out is not None and self.epoch < epochs:
             self._claim_out()
-        while self.epoch < epochs:
+        while self.epoch < epochs and not self._should_stop():
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
             try:

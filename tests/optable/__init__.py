@@ -10,7 +10,8 @@ import dataclasses
 import importlib
 from typing import Callable, Optional, Sequence
 
-FAMILIES = ["math", "shape", "reduce", "activation", "loss", "conv", "pool", "norm", "resample", "vision", "embedding", "fold", "activation_extra"]
+FAMILIES = ["math", "shape", "reduce", "activation", "loss", "conv", "pool", "norm", "resample", "vision",
+            "embedding", "fold", "activation_extra", "loss_extra"]
 
 
 @dataclasses.dataclass

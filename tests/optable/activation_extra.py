@@ -46,3 +46,10 @@ CASES = [
     OpCase("softmin/dim0_large", lambda x: A.softmin(x, 0), lambda x: TF.softmin(x, 0),
            spread((4, 3), -500, 500)),
 ]
+
+CASES += [
+    # evaluation mode: the mean slope (training draws random slopes: tests/test_activation_modules.py)
+    OpCase("rrelu/eval", A.rrelu, TF.rrelu, away_from([0], (4, 5), scale=2)),
+    OpCase("rrelu/eval_range", lambda x: A.rrelu(x, 0.1, 0.6), lambda x: TF.rrelu(x, 0.1, 0.6),
+           away_from([0], NCHW, scale=2)),
+]

@@ -162,7 +162,8 @@ class WeightedRandomSampler(RandomSampler):
         w = backend.to_device(weights.data if isinstance(weights, Tensor) else np.asarray(weights), "cpu")
         w = np.asarray(w, dtype=np.float64)
         if w.ndim != 1 or w.size == 0:
-            raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D sequence, got shape {w.shape}")
+            raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D sequence, "
+                             f"got shape {w.shape}")
         if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
             raise ValueError("WeightedRandomSampler: weights must be finite, non-negative and not all zero")
         if not replacement and num_samples > np.count_nonzero(w):

@@ -15,3 +15,4 @@ from ..ops.norm import *        # noqa: F401,F403  batch_norm, local_response_no
 from ..ops.resample import *    # noqa: F401,F403  pad, interpolate, pixel_shuffle
 from ..ops.embedding import *   # noqa: F401,F403  embedding
 from ..ops.fold import *        # noqa: F401,F403  unfold, fold
+from ..ops.distance import *    # noqa: F401,F403  cosine_similarity, pairwise_distance

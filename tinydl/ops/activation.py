@@ -33,7 +33,7 @@ from ..tensor import Tensor
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
-           "threshold", "hardshrink", "softshrink", "prelu", "glu", "softmax", "softmin", "log_softmax"]
+           "threshold", "hardshrink", "softshrink", "prelu", "rrelu", "glu", "softmax", "softmin", "log_softmax"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -96,10 +96,14 @@ def _overwrite_ok(x, op):
     return True
 
 
-def _in_place(x, out):
-    """``x`` itself when nothing was recorded (PyTorch's in-place result), else ``out``,
-    the recorded result that already shares x's storage."""
-    return out if out.requires_grad else x
+def _apply_in_place(fn, x, inplace, op, **params):
+    """``fn.apply(x, **params)``, computed in x's own array when ``inplace`` (module
+    docstring). The result is x itself when nothing was recorded (PyTorch's in-place
+    result), else the recorded output, which shares x's storage."""
+    if inplace and _overwrite_ok(x, op):
+        out = fn.apply(x, inplace=True, **params)
+        return out if out.requires_grad else x
+    return fn.apply(x, **params)
 
 
 def _finish(x, out, inplace):
@@ -428,6 +432,27 @@ class PReLU(Function):
         return gx, ga
 
 
+class RReLU(Function):
+    """Randomized leaky ReLU (Xu et al. 2015): y = x where x > 0, else a x, with a slope
+    a ~ U(lower, upper) drawn per element in training and a = (lower + upper) / 2 in
+    evaluation;  dy/dx = 1 where x > 0, else the same a (saved from the forward)."""
+
+    def forward(ctx, x, lower, upper, training):
+        xp = get_array_module(x)
+        if training:
+            from .dropout import _uniform       # the seeded draw dropout uses (td.manual_seed)
+            a = lower + (upper - lower) * _uniform(xp, x.shape, x.dtype)
+        else:
+            a = (lower + upper) / 2
+        slope = xp.where(x > 0, 1, a).astype(x.dtype, copy=False)
+        ctx.save_for_backward(slope)
+        return x * slope
+
+    def backward(ctx, gy):
+        slope, = ctx.saved_tensors
+        return gy * slope
+
+
 class GLU(Function):
     """Gated linear unit: split x in halves a, b along ``dim``; y = a * sigmoid(b);
     dL/da = gy * sigmoid(b),  dL/db = gy * a * sigmoid(b) * (1 - sigmoid(b))."""
@@ -518,27 +543,21 @@ def _along_dim(fn, x, dim, dtype, op):
 # ---------------------------------------------------------------- public functions
 def relu(input, inplace=False):
     """max(x, 0); ``inplace=True`` overwrites the input (module docstring)."""
-    if inplace and _overwrite_ok(input, "relu"):
-        return _in_place(input, ReLU.apply(input, inplace=True))
-    return ReLU.apply(input)
+    return _apply_in_place(ReLU, input, inplace, "relu")
 
 
 def relu6(input, inplace=False):
-    return hardtanh(input, 0.0, 6.0, inplace)
+    return _apply_in_place(Hardtanh, input, inplace, "relu6", lo=0.0, hi=6.0)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    if inplace and _overwrite_ok(input, "leaky_relu"):
-        return _in_place(input, LeakyReLU.apply(input, negative_slope=negative_slope, inplace=True))
-    return LeakyReLU.apply(input, negative_slope=negative_slope)
+    return _apply_in_place(LeakyReLU, input, inplace, "leaky_relu", negative_slope=negative_slope)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    if inplace and _overwrite_ok(input, "hardtanh"):
-        return _in_place(input, Hardtanh.apply(input, lo=min_val, hi=max_val, inplace=True))
-    return Hardtanh.apply(input, lo=min_val, hi=max_val)
+    return _apply_in_place(Hardtanh, input, inplace, "hardtanh", lo=min_val, hi=max_val)
 
 
 def elu(input, alpha=1.0, inplace=False):
@@ -630,6 +649,13 @@ def prelu(input, weight):
         raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({channels}) for an "
                          f"input of shape {input.shape}, got weight of shape {weight.shape}")
     return PReLU.apply(input, weight)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Leaky ReLU with a random slope in [lower, upper] per element while ``training``."""
+    if not 0 <= lower <= upper:
+        raise ValueError(f"rrelu: expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
+    return _finish(input, RReLU.apply(input, lower=lower, upper=upper, training=bool(training)), inplace)
 
 
 def glu(input, dim=-1):

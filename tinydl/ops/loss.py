@@ -19,17 +19,25 @@ included, as PyTorch does). Where every target of cross_entropy / nll_loss is ``
 the 'mean' loss is 0/0 = nan and the gradient 0, as in PyTorch.
 """
 import contextlib
+import math
 import warnings
 
 import numpy as np
 
 from ..autograd import Function, unbroadcast, is_grad_enabled
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module, is_cupy_array, to_host
+from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
+from .distance import pnorm, pnorm_grad
 from .math import raw
+from .shape import _check_index_range
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
+           "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "margin_ranking_loss",
+           "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss",
+           "triplet_margin_with_distance_loss",
+           "multi_margin_loss", "multilabel_margin_loss", "ctc_loss"]
 
 
 # ================================================================ reductions
@@ -317,6 +325,427 @@ class KLDiv(Function):
                 gt = g * p * (t - x + 1) if ctx.log_target else g * (xp.log(t) + 1 - x)
             gt = unbroadcast(gt, ctx.shapes[1])
         return gx, gt
+
+
+class PoissonNLL(Function):
+    """Poisson negative log-likelihood of a target count t under rate lambda:
+    log_input (x = log lambda):  l = exp(x) - t x;          dl/dx = exp(x) - t,  dl/dt = -x
+    otherwise (x = lambda):      l = x - t log(x + eps);    dl/dx = 1 - t / (x + eps),  dl/dt = -log(x + eps)
+    full adds Stirling's log(t!) ~ t log t - t + log(2 pi t) / 2 where t > 1;  d/dt = log t + 1 / (2 t).
+    """
+
+    def forward(ctx, x, t, log_input, full, eps, reduction):
+        xp = get_array_module(x)
+        if log_input:
+            rate = xp.exp(x)
+            loss = rate - t * x
+        else:
+            rate = x + eps
+            loss = x - t * xp.log(rate)
+        big = t > 1
+        if full:
+            ts = xp.where(big, t, 2)      # any value > 1 where the term is masked out
+            loss = loss + xp.where(big, ts * xp.log(ts) - ts + 0.5 * xp.log(2 * math.pi * ts), 0)
+        ctx.save_for_backward(x, t, rate, loss, big)
+        ctx.log_input, ctx.full, ctx.reduction, ctx.shapes = log_input, full, reduction, (x.shape, t.shape)
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x, t, rate, loss, big = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gx = gt = None
+        if ctx.needs_input_grad[0]:
+            gx = unbroadcast(g * (rate - t if ctx.log_input else 1 - t / rate), ctx.shapes[0])
+        if ctx.needs_input_grad[1]:
+            d = -x if ctx.log_input else -xp.log(rate)
+            if ctx.full:
+                ts = xp.where(big, t, 2)
+                d = d + xp.where(big, xp.log(ts) + 0.5 / ts, 0)
+            gt = unbroadcast(g * d, ctx.shapes[1])
+        return gx, gt
+
+
+class GaussianNLL(Function):
+    """Gaussian negative log-likelihood of t under N(x, var), v = max(var, eps):
+    l = (log v + (x - t)**2 / v) / 2  (+ log(2 pi) / 2 with full);
+    dl/dx = (x - t) / v,  dl/dt = -dl/dx,  dl/dvar = (1 / v - (x - t)**2 / v**2) / 2
+    (the clamp passes the gradient through unchanged, as PyTorch's no-grad clamp does)."""
+
+    def forward(ctx, x, t, var, full, eps, reduction):
+        xp = get_array_module(x)
+        v = xp.maximum(var, eps)
+        d = x - t
+        loss = 0.5 * (xp.log(v) + d * d / v)
+        if full:
+            loss = loss + 0.5 * math.log(2 * math.pi)
+        ctx.save_for_backward(d, v, loss)
+        ctx.reduction, ctx.shapes = reduction, (x.shape, t.shape, var.shape)
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        d, v, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gx = g * d / v
+        gv = g * 0.5 * (1 / v - d * d / (v * v)) if ctx.needs_input_grad[2] else None
+        return (unbroadcast(gx, ctx.shapes[0]) if ctx.needs_input_grad[0] else None,
+                unbroadcast(-gx, ctx.shapes[1]) if ctx.needs_input_grad[1] else None,
+                unbroadcast(gv, ctx.shapes[2]) if gv is not None else None)
+
+
+class SoftMargin(Function):
+    """Two-class logistic loss with labels y = +-1:  l = log(1 + exp(-y x)) = softplus(-y x);
+    dl/dx = -y sigmoid(-y x)."""
+
+    def forward(ctx, x, y, reduction):
+        xp = get_array_module(x)
+        z = -y * x
+        loss = xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+        ctx.save_for_backward(y, z, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        y, z, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        e = xp.exp(-xp.abs(z))
+        sig = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))       # stable sigmoid(z)
+        return -g * y * sig, None
+
+
+class MultiLabelSoftMargin(Function):
+    """Per sample n of x (N, C) with 0/1 targets y: the mean over classes of the weighted
+    binary cross-entropy of sigmoid(x),
+    l_n = -(1/C) sum_c w_c (y log sigmoid(x) + (1 - y) log sigmoid(-x))
+        = (1/C) sum_c w_c (softplus(-x) + (1 - y) x);
+    dl_n/dx = w (sigmoid(x) - y) / C,  dl_n/dy = -w x / C."""
+
+    def forward(ctx, x, y, weight, reduction):
+        xp = get_array_module(x)
+        n_classes = x.shape[-1]
+        per_class = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x))) + (1 - y) * x
+        if weight is not None:
+            per_class = per_class * weight
+        loss = per_class.sum(axis=-1) / n_classes
+        ctx.save_for_backward(x, y, weight, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x, y, weight, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = g[..., None] / x.shape[-1]
+        if weight is not None:
+            g = g * weight
+        e = xp.exp(-xp.abs(x))
+        sig = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        gx = g * (sig - y) if ctx.needs_input_grad[0] else None
+        gt = -g * x if ctx.needs_input_grad[1] else None
+        return gx, gt, None
+
+
+class MarginRanking(Function):
+    """Ranking with labels y = +-1 (x1 should rank above x2 where y = 1):
+    l = max(0, margin - y (x1 - x2));  where the margin is violated (l >= 0 side, as PyTorch's
+    clamp), dl/dx1 = -y, dl/dx2 = y, dl/dy = -(x1 - x2); else 0."""
+
+    def forward(ctx, x1, x2, y, margin, reduction):
+        xp = get_array_module(x1)
+        diff = x1 - x2
+        raw = margin - y * diff
+        loss = xp.maximum(raw, 0)
+        ctx.save_for_backward(diff, y, raw >= 0, loss)
+        ctx.reduction, ctx.shapes = reduction, (x1.shape, x2.shape, y.shape)
+        return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def backward(ctx, gy):
+        diff, y, active, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = g * active
+        s1, s2, sy = ctx.shapes
+        return (unbroadcast(-g * y, s1) if ctx.needs_input_grad[0] else None,
+                unbroadcast(g * y, s2) if ctx.needs_input_grad[1] else None,
+                unbroadcast(-g * diff, sy) if ctx.needs_input_grad[2] else None)
+
+
+class HingeEmbedding(Function):
+    """With labels y = +-1 (similar / dissimilar pairs, x a distance):
+    l = x where y = 1,  max(0, margin - x) where y = -1 (PyTorch adds both terms for any
+    other label);  dl/dx = [y != -1] - [y != 1][margin - x >= 0]."""
+
+    def forward(ctx, x, y, margin, reduction):
+        xp = get_array_module(x)
+        pull, push = y != -1, y != 1
+        hinge = margin - x
+        loss = xp.where(pull, x, 0) + xp.where(push, xp.maximum(hinge, 0), 0)
+        ctx.save_for_backward(pull, push & (hinge >= 0), loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        pull, pushing, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        return g * (pull.astype(g.dtype) - pushing), None
+
+
+_COS_EPS = 1e-12   # added to the squared lengths of cosine_embedding_loss, as PyTorch
+
+
+class CosineEmbedding(Function):
+    """With c = cos(x1, x2) along the last dim (c = s / r, s = sum x1 x2, r = sqrt(m1 m2),
+    m_i = sum x_i**2 + 1e-12) and labels y = +-1:
+    l = 1 - c where y = 1,  max(0, c - margin) where y = -1;
+    dl/dc = -1, or 1 where c - margin >= 0;  dc/dx1 = x2 / r - c x1 / m1,  dc/dx2 = x1 / r - c x2 / m2."""
+
+    def forward(ctx, x1, x2, y, margin, reduction):
+        xp = get_array_module(x1)
+        m1 = (x1 * x1).sum(axis=-1) + _COS_EPS
+        m2 = (x2 * x2).sum(axis=-1) + _COS_EPS
+        r = xp.sqrt(m1 * m2)
+        c = (x1 * x2).sum(axis=-1) / r
+        push = (y == -1) & (c - margin >= 0)
+        loss = xp.where(y == 1, 1 - c, 0) + xp.where(y == -1, xp.maximum(c - margin, 0), 0)
+        ctx.save_for_backward(x1, x2, m1, m2, r, c, (y == 1), push, loss)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x1, x2, m1, m2, r, c, pull, push, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        gc = (g * (push.astype(g.dtype) - pull))[..., None]
+        c, r = c[..., None], r[..., None]
+        return (gc * (x2 / r - c * x1 / m1[..., None]) if ctx.needs_input_grad[0] else None,
+                gc * (x1 / r - c * x2 / m2[..., None]) if ctx.needs_input_grad[1] else None, None)
+
+
+class TripletMargin(Function):
+    """l = max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_P along the last
+    dim (``swap``: d(a, n) replaced by d(p, n) where that is smaller). Where l > 0 side
+    (>= 0, as PyTorch's clamp), dl/dd(a, p) = 1 and dl/dd(negative) = -1, and each
+    d(u, v) passes its gradient u_grad = sign(D)|D|**(P-1)/d**(P-1) (D = u - v + eps) to u, minus it to v."""
+
+    def forward(ctx, a, pos, neg, margin, p, eps, swap, reduction):
+        xp = get_array_module(a)
+        D_ap, D_an = a - pos + eps, a - neg + eps
+        d_ap, d_an = pnorm(D_ap, p, -1, keepdims=True), pnorm(D_an, p, -1, keepdims=True)
+        use_pn = xp.zeros(d_an.shape, dtype=bool)
+        D_pn = d_pn = None
+        if swap:
+            D_pn = pos - neg + eps
+            d_pn = pnorm(D_pn, p, -1, keepdims=True)
+            use_pn = d_pn < d_an
+        d_neg = xp.where(use_pn, d_pn, d_an) if swap else d_an
+        raw = (margin + d_ap - d_neg)[..., 0]
+        loss = xp.maximum(raw, 0)
+        ctx.save_for_backward(D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, raw >= 0, loss)
+        ctx.p, ctx.reduction = p, reduction
+        return _reduce(loss, reduction).astype(a.dtype, copy=False)
+
+    def backward(ctx, gy):
+        D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, active, loss = ctx.saved_tensors
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        g = (g * active)[..., None]
+        u_ap = g * pnorm_grad(D_ap, d_ap, ctx.p)
+        u_an = g * pnorm_grad(D_an, d_an, ctx.p) * ~use_pn
+        ga, gp, gn = u_ap - u_an, -u_ap, u_an
+        if D_pn is not None:
+            u_pn = g * pnorm_grad(D_pn, d_pn, ctx.p) * use_pn
+            gp, gn = gp - u_pn, gn + u_pn
+        return tuple(grad if need else None for grad, need in zip((ga, gp, gn), ctx.needs_input_grad))
+
+
+class MultiMargin(Function):
+    """Multi-class hinge loss of scores x (N, C) and class indices y, with h_i = margin - x_y + x_i:
+    l_n = w_y / C sum_{i != y} max(0, h_i)**p  (p = 1 or 2);
+    dl_n/dx_i = w_y / C p h_i**(p-1) where h_i > 0 (i != y),  dl_n/dx_y = -sum_i dl_n/dx_i."""
+
+    def forward(ctx, x, y, weight, p, margin, reduction):
+        xp = get_array_module(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        idx = y.reshape(-1, 1)
+        h = margin - xp.take_along_axis(x2, idx, axis=1) + x2
+        active = (h > 0) & (xp.arange(x2.shape[1]) != idx)
+        scale = (1 if weight is None else weight[idx[:, 0]]) / x2.shape[1]
+        loss = (xp.where(active, h ** p, 0).sum(axis=1) * scale).astype(x.dtype, copy=False)
+        loss = loss.reshape(y.shape)
+        ctx.save_for_backward(h, active, idx, scale, loss)
+        ctx.p, ctx.reduction, ctx.x_shape = p, reduction, x.shape
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        h, active, idx, scale, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        coef = xp.where(active, (g.reshape(-1) * scale)[:, None] * (ctx.p * h ** (ctx.p - 1)), 0)
+        gx = coef.astype(gy.dtype, copy=False)
+        gx[xp.arange(gx.shape[0]), idx[:, 0]] = -coef.sum(axis=1)
+        return gx.reshape(ctx.x_shape), None, None
+
+
+class MultiLabelMargin(Function):
+    """Multi-label hinge loss: per sample, with T the target classes (the entries of the
+    target row before the first -1) and x the scores (C of them),
+    l = (1/C) sum_{j in T (repeats count)} sum_{i not in T} max(0, 1 - (x_j - x_i));
+    each active pair (1 - x_j + x_i > 0) adds 1/C to dl/dx_i and -1/C to dl/dx_j."""
+
+    def forward(ctx, x, target, reduction):
+        xp = get_array_module(x)
+        x2, t2 = x.reshape(-1, x.shape[-1]), target.reshape(-1, x.shape[-1])
+        valid = xp.cumprod(t2 != -1, axis=1).astype(bool)        # the entries before the first -1
+        safe = xp.where(valid, t2, 0)
+        rows = xp.arange(x2.shape[0])[:, None]
+        is_target = xp.zeros(x2.shape, dtype=bool)
+        is_target[xp.broadcast_to(rows, safe.shape)[valid], safe[valid]] = True
+        h = 1 - xp.take_along_axis(x2, safe, axis=1)[:, :, None] + x2[:, None, :]   # (N, K=C, C)
+        active = valid[:, :, None] & ~is_target[:, None, :] & (h > 0)
+        loss = (xp.where(active, h, 0).sum(axis=(1, 2)) / x2.shape[1]).astype(x.dtype, copy=False)
+        loss = loss.reshape(x.shape[:-1])
+        ctx.save_for_backward(active, safe, loss)
+        ctx.reduction, ctx.x_shape = reduction, x.shape
+        return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        active, safe, loss = ctx.saved_tensors
+        xp = get_array_module(gy)
+        g, _ = _reduce_backward(gy, loss, ctx.reduction)
+        n, n_classes = active.shape[0], active.shape[2]
+        w = active * (g.reshape(-1, 1, 1) / n_classes)
+        gx = w.sum(axis=1).astype(gy.dtype, copy=False)             # + for every i in a pair
+        rows = xp.broadcast_to(xp.arange(n)[:, None], safe.shape)
+        scatter_add(gx, (rows, safe), -w.sum(axis=2))               # - for its target j (repeats add)
+        return gx.reshape(ctx.x_shape), None
+
+
+def _logsumexp3(a, b, c):
+    """log(exp(a) + exp(b) + exp(c)) elementwise, -inf when all three are -inf."""
+    xp = get_array_module(a)
+    m = xp.maximum(xp.maximum(a, b), c)
+    safe = xp.where(xp.isfinite(m), m, 0)
+    with _quiet(xp):
+        return safe + xp.log(xp.exp(a - safe) + xp.exp(b - safe) + xp.exp(c - safe))
+
+
+def _shifted(a, k):
+    """a(s - k) along the last axis (k < 0: a(s + |k|)), -inf where that falls outside."""
+    xp = get_array_module(a)
+    out = xp.full(a.shape, -xp.inf, dtype=a.dtype)
+    if k > 0:
+        out[..., k:] = a[..., :-k]
+    else:
+        out[..., :k] = a[..., -k:]
+    return out
+
+
+class CTC(Function):
+    """Connectionist temporal classification (Graves et al. 2006), as torch's ctc_loss.
+
+    For one sample: log-probabilities lp[t, c] over T steps, a target l of length L, and
+    the extended target l' = (blank, l1, blank, l2, ..., lL, blank) of 2L + 1 symbols. An
+    alignment walks l' from its first two entries to its last two, one step per frame,
+    staying, moving by 1, or skipping a blank between two different labels. In log space
+
+        alpha_t(s) = lp[t, l'_s] + logsumexp(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2)*)
+        beta_t(s)  = lp[t, l'_s] + logsumexp(beta_{t+1}(s), beta_{t+1}(s+1), beta_{t+1}(s+2)*)
+
+    (* only where l'_s is a label different from l'_{s-2}, resp. l'_{s+2}), and the loss is
+    nll = -log p(l | x) = -logsumexp(alpha_{T-1}(2L), alpha_{T-1}(2L-1)). Since
+    p = sum_s alpha_t(s) beta_t(s) / exp(lp[t, l'_s]) at every t,
+
+        dnll/dlp[t, c] = -exp(logsumexp_{s: l'_s = c}(alpha_t(s) + beta_t(s)) + nll - lp[t, c])
+
+    and PyTorch adds exp(lp[t, c]): the gradient as seen through a log_softmax (whose
+    backward removes that term again), which is how CTC is always fed. Frames t >= T_n
+    get no gradient; impossible targets give nll = inf (``zero_infinity``: 0, and no gradient).
+    """
+
+    def forward(ctx, lp, ext, in_len, ext_len, blank, zero_infinity, reduction, target_len):
+        xp = get_array_module(lp)
+        T, N, _ = lp.shape
+        S = ext.shape[1]
+        neg_inf = xp.asarray(-xp.inf, dtype=lp.dtype)
+        # where alpha(s - 2) may feed alpha(s): a label different from the one two back
+        skip = xp.zeros(ext.shape, dtype=bool)
+        skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+        s_idx = xp.arange(S)
+        inside = s_idx[None, :] < ext_len[:, None]                      # (N, S)
+        emit = xp.take_along_axis(lp, xp.broadcast_to(ext[None], (T, N, S)), axis=2)   # lp[t, n, l'_s]
+        emit = xp.where(inside[None], emit, neg_inf)        # no symbol past the extended target
+        alpha = xp.full((T, N, S), neg_inf, dtype=lp.dtype)
+        alpha[0, :, :2] = emit[0, :, :2]
+        for t in range(1, T):
+            prev = alpha[t - 1]
+            alpha[t] = emit[t] + _logsumexp3(prev, _shifted(prev, 1), xp.where(skip, _shifted(prev, 2), neg_inf))
+        rows = xp.arange(N)
+        last = alpha[in_len - 1, rows]                                   # alpha_{T_n - 1}, (N, S)
+        end1 = last[rows, ext_len - 1]
+        end2 = xp.where(ext_len > 1, last[rows, xp.maximum(ext_len - 2, 0)], neg_inf)
+        nll = -_logsumexp3(end1, end2, neg_inf)
+        possible = xp.isfinite(nll)
+        if zero_infinity:
+            nll = xp.where(possible, nll, 0)
+        ctx.save_for_backward(lp, ext, in_len, ext_len, skip, emit, alpha, nll, possible, target_len)
+        ctx.zero_infinity, ctx.reduction = zero_infinity, reduction
+        return _ctc_reduce(nll, reduction, target_len).astype(lp.dtype, copy=False)
+
+    def backward(ctx, gy):
+        lp, ext, in_len, ext_len, skip, emit, alpha, nll, possible, target_len = ctx.saved_tensors
+        xp = get_array_module(gy)
+        T, N, _ = lp.shape
+        S = ext.shape[1]
+        neg_inf = xp.asarray(-xp.inf, dtype=lp.dtype)
+        skip_next = xp.zeros(ext.shape, dtype=bool)                     # beta(s + 2) may feed beta(s)
+        skip_next[:, :-2] = skip[:, 2:]
+        s_idx = xp.arange(S)
+        final = (s_idx[None, :] == ext_len[:, None] - 1) | (s_idx[None, :] == ext_len[:, None] - 2)
+        beta = xp.full((T, N, S), neg_inf, dtype=lp.dtype)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                nxt = beta[t + 1]
+                two_ahead = xp.where(skip_next, _shifted(nxt, -2), neg_inf)
+                step = emit[t] + _logsumexp3(nxt, _shifted(nxt, -1), two_ahead)
+            else:
+                step = xp.full((N, S), neg_inf, dtype=lp.dtype)
+            at_end = (t == in_len - 1)[:, None]
+            beta[t] = xp.where(at_end, xp.where(final, emit[t], neg_inf),
+                               xp.where((t < in_len - 1)[:, None], step, neg_inf))
+        # exp(alpha + beta + nll - lp) summed over the positions s carrying each symbol
+        ab = alpha + beta
+        at_ext = xp.broadcast_to(ext[None], ab.shape)
+        lp_ext = xp.take_along_axis(lp, at_ext, axis=2)
+        scale = xp.where(possible, nll, 0)[None, :, None]
+        with _quiet(xp):
+            term = xp.where(xp.isfinite(ab), xp.exp(ab + scale - lp_ext), 0)
+        mass = xp.zeros(lp.shape, dtype=lp.dtype)
+        t_i = xp.broadcast_to(xp.arange(T)[:, None, None], ab.shape)
+        n_i = xp.broadcast_to(xp.arange(N)[None, :, None], ab.shape)
+        scatter_add(mass, (t_i, n_i, at_ext), term)
+        grad = xp.exp(lp) - mass
+        valid = (xp.arange(T)[:, None] < in_len[None, :])[:, :, None]
+        if ctx.zero_infinity:      # an impossible target contributes nothing
+            valid = valid & possible[None, :, None]
+        grad = xp.where(valid, grad, 0)
+        g = _ctc_reduce_backward(gy, ctx.reduction, target_len, N)
+        return (grad * g[None, :, None]).astype(lp.dtype, copy=False), None, None, None
+
+
+def _ctc_reduce(nll, reduction, target_len):
+    """'mean': each loss divided by its target length (at least 1), then the batch mean."""
+    if reduction == "none":
+        return nll
+    if reduction == "sum":
+        return nll.sum()
+    return (nll / get_array_module(nll).maximum(target_len, 1)).mean()
+
+
+def _ctc_reduce_backward(gy, reduction, target_len, n):
+    xp = get_array_module(gy)
+    if reduction == "none":
+        return gy
+    if reduction == "sum":
+        return xp.broadcast_to(gy, (n,))
+    return gy / (xp.maximum(target_len, 1) * n)
 
 
 # ================================================================ classification losses
@@ -622,3 +1051,212 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     _check_device("kl_div", input=input, target=target)
     _broadcast_target("kl_div", input, target)
     return KLDiv.apply(input, target, reduction=reduction, log_target=bool(log_target))
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                     reduction="mean"):
+    """Poisson NLL of counts ``target`` under rates exp(input) (``log_input``) or input;
+    ``full`` adds the Stirling approximation of log(target!)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "poisson_nll_loss")
+    _check_device("poisson_nll_loss", input=input, target=target)
+    _broadcast_target("poisson_nll_loss", input, target)
+    return PoissonNLL.apply(input, target, log_input=bool(log_input), full=bool(full), eps=float(eps),
+                            reduction=reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """Gaussian NLL of ``target`` under N(input, var): ``var`` has the input's shape, or one
+    entry per sample (its last dim 1, or missing); entries below ``eps`` count as eps."""
+    op = "gaussian_nll_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    _check_device(op, input=input, target=target, var=var)
+    if not isinstance(var, Tensor):
+        var = Tensor(input._xp.asarray(var, dtype=input.dtype))
+    if var.shape != input.shape:
+        if var.shape == input.shape[:-1]:
+            var = var.unsqueeze(-1)
+        elif not (var.shape[:-1] == input.shape[:-1] and var.shape[-1:] == (1,)):
+            raise ValueError(f"{op}: var of shape {var.shape} must have the input's shape {input.shape}, "
+                             f"or one entry per sample {input.shape[:-1]} (+ (1,))")
+    if bool((var.data < 0).any()):      # one host sync, as PyTorch's check
+        raise ValueError(f"{op}: var has negative entries")
+    _broadcast_target(op, input, target)
+    return GaussianNLL.apply(input, target, var, full=bool(full), eps=float(eps), reduction=reduction)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Logistic loss log(1 + exp(-y x)) with labels ``target`` = +-1 (input's shape)."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "soft_margin_loss")
+    _check_device("soft_margin_loss", input=input, target=target)
+    _check_no_grad_weight("soft_margin_loss", target=target)
+    _check_same_shape("soft_margin_loss", "target", target, input)
+    return SoftMargin.apply(input, target, reduction=reduction)
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """Multi-label one-versus-all loss: per sample, the mean over the C classes (last dim) of
+    the binary cross-entropy of sigmoid(input) and 0/1 ``target``; ``weight`` (C,) per class."""
+    op = "multilabel_soft_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input=input, target=target, weight=weight)
+    _check_no_grad_weight(op, weight=weight)
+    _check_same_shape(op, "target", target, input)
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    _check_broadcastable_to(op, "weight", weight, input.shape)
+    return MultiLabelSoftMargin.apply(input, target, weight, reduction=reduction)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    """max(0, margin - target (input1 - input2)) with labels ``target`` = +-1."""
+    op = "margin_ranking_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input1=input1, input2=input2, target=target)
+    if not (input1.ndim == input2.ndim == target.ndim):
+        raise ValueError(f"{op}: input1, input2 and target must have the same number of dimensions, got "
+                         f"shapes {input1.shape}, {input2.shape} and {tuple(target.shape)}")
+    return MarginRanking.apply(input1, input2, target, margin=float(margin), reduction=reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    """Pull similar pairs (``target`` 1: loss x) and push dissimilar ones (-1: max(0, margin - x))."""
+    reduction = _reduction_mode(size_average, reduce, reduction, "hinge_embedding_loss")
+    _check_device("hinge_embedding_loss", input=input, target=target)
+    _check_same_shape("hinge_embedding_loss", "target", target, input)
+    return HingeEmbedding.apply(input, target, margin=float(margin), reduction=reduction)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    """1 - cos(x1, x2) for similar pairs (``target`` 1), max(0, cos - margin) for dissimilar
+    ones (-1); cosines along the last dim of (N, D) or (D,) inputs."""
+    op = "cosine_embedding_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input1=input1, input2=input2, target=target)
+    if input1.shape != input2.shape or input1.ndim not in (1, 2) or tuple(target.shape) != input1.shape[:-1]:
+        raise ValueError(f"{op}: expected input1 and input2 of one shape (N, D) or (D,) and target of "
+                         f"shape (N,) or (), got {input1.shape}, {input2.shape} and {tuple(target.shape)}")
+    return CosineEmbedding.apply(input1, input2, target, margin=float(margin), reduction=reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
+                        reduce=None, reduction="mean"):
+    """max(0, margin + d(anchor, positive) - d(anchor, negative)), d the p-norm distance of
+    F.pairwise_distance; ``swap`` uses d(positive, negative) when smaller (Balntas et al.)."""
+    op = "triplet_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, anchor=anchor, positive=positive, negative=negative)
+    if not (anchor.shape == positive.shape == negative.shape) or anchor.ndim not in (1, 2):
+        raise ValueError(f"{op}: anchor, positive and negative must share one shape (N, D) or (D,), got "
+                         f"{anchor.shape}, {positive.shape} and {negative.shape}")
+    if p <= 0:
+        raise ValueError(f"{op}: p must be > 0, got {p}")
+    return TripletMargin.apply(anchor, positive, negative, margin=float(margin), p=float(p), eps=float(eps),
+                               swap=bool(swap), reduction=reduction)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    """Multi-class hinge loss (Weston-Watkins / Crammer-Singer style) of scores (N, C) or (C,)
+    and class indices; ``weight`` (C,) weighs each sample by its true class."""
+    op = "multi_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    if p not in (1, 2):
+        raise ValueError(f"{op}: only p == 1 and p == 2 are supported, got {p}")
+    _check_device(op, input=input, target=target, weight=weight)
+    _check_no_grad_weight(op, weight=weight)
+    if input.ndim not in (1, 2):
+        raise ValueError(f"{op}: input must be (N, C) or (C,), got shape {input.shape}")
+    t = raw(target)
+    if t.dtype.kind not in "iu" or tuple(t.shape) != input.shape[:-1]:
+        raise ValueError(f"{op}: target must hold integer class indices of shape {input.shape[:-1]}, got "
+                         f"{t.dtype} of shape {tuple(t.shape)}")
+    if weight is not None and tuple(weight.shape) != input.shape[-1:]:
+        raise ValueError(f"{op}: weight must have one entry per class {input.shape[-1:]}, "
+                         f"got {tuple(weight.shape)}")
+    _check_index_range(t, input.shape[-1], op, f"{input.shape[-1]} classes")
+    return MultiMargin.apply(input, target, weight, p=int(p), margin=float(margin), reduction=reduction)
+
+
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0,
+                                      swap=False, reduction="mean"):
+    """triplet_margin_loss with any ``distance_function(x1, x2)`` -> distances (default
+    pairwise_distance). Composed from the ops the distance uses, so autograd
+    differentiates whatever distance is given (e.g. 1 - cosine_similarity)."""
+    op = "triplet_margin_with_distance_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    if not (anchor.ndim == positive.ndim == negative.ndim):
+        raise ValueError(f"{op}: anchor, positive and negative must have the same number of dimensions, got "
+                         f"{anchor.shape}, {positive.shape} and {negative.shape}")
+    if margin <= 0:
+        raise ValueError(f"{op}: margin must be greater than 0, got {margin}")
+    from .distance import pairwise_distance
+    dist = distance_function if distance_function is not None else pairwise_distance
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = d_neg.minimum(dist(positive, negative))
+    loss = (margin + d_pos - d_neg).clamp(min=0)
+    return loss if reduction == "none" else (loss.sum() if reduction == "sum" else loss.mean())
+
+
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Multi-label hinge loss of scores (N, C) or (C,): ``target`` (int, input's shape) lists
+    each sample's classes, ended by -1 (e.g. [3, 0, -1, 1]: classes 3 and 0)."""
+    op = "multilabel_margin_loss"
+    reduction = _reduction_mode(size_average, reduce, reduction, op)
+    _check_device(op, input=input, target=target)
+    t = raw(target)
+    if input.ndim not in (1, 2) or t.dtype.kind not in "iu" or tuple(t.shape) != input.shape:
+        raise ValueError(f"{op}: expected scores (N, C) or (C,) and an integer target of their shape, got "
+                         f"{input.shape} and {t.dtype} {tuple(t.shape)}")
+    if t.size and (int(t.min()) < -1 or int(t.max()) >= input.shape[-1]):   # one host sync
+        raise IndexError(f"{op}: target entries must be class indices in [0, {input.shape[-1]}) or -1, got "
+                         f"values in [{int(t.min())}, {int(t.max())}]")
+    return MultiLabelMargin.apply(input, target, reduction=reduction)
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    """CTC loss of ``log_probs`` (T, N, C) (or unbatched (T, C); the output of log_softmax)
+    and label sequences: ``targets`` padded (N, S) or concatenated (sum(target_lengths),),
+    with ``input_lengths`` / ``target_lengths`` (N,) (tuples or tensors); ``blank`` is the
+    blank class. 'mean' divides each loss by its target length, then averages."""
+    op = "ctc_loss"
+    reduction = _reduction_mode(None, None, reduction, op)
+    xp = log_probs._xp
+    unbatched = log_probs.ndim == 2
+    lp = log_probs.unsqueeze(1) if unbatched else log_probs
+    if lp.ndim != 3:
+        raise ValueError(f"{op}: log_probs must be (T, N, C) or (T, C), got shape {log_probs.shape}")
+    T, N, C = lp.shape
+    # lengths and labels steer Python-level bookkeeping: they are read on the host once
+    host = lambda v: np.asarray(to_host(raw(v)))
+    in_len = host(input_lengths).reshape(-1).astype(np.int64)
+    tgt_len = host(target_lengths).reshape(-1).astype(np.int64)
+    tgt = host(targets).astype(np.int64)
+    if unbatched:
+        tgt = tgt.reshape(1, -1)
+    if in_len.shape != (N,) or tgt_len.shape != (N,):
+        raise ValueError(f"{op}: input_lengths and target_lengths need one entry per sample ({N}), got "
+                         f"{in_len.size} and {tgt_len.size}")
+    if (in_len < 1).any() or (in_len > T).any():
+        raise ValueError(f"{op}: input_lengths must be in [1, {T}], got {in_len.tolist()}")
+    if tgt.ndim == 1:       # concatenated targets: split them by their lengths
+        if tgt.size != tgt_len.sum():
+            raise ValueError(f"{op}: {tgt.size} concatenated targets but target_lengths sum to {tgt_len.sum()}")
+        starts = np.concatenate([[0], np.cumsum(tgt_len)[:-1]])
+        padded = np.full((N, max(int(tgt_len.max(initial=0)), 1)), blank, dtype=np.int64)
+        for n in range(N):
+            padded[n, :tgt_len[n]] = tgt[starts[n]:starts[n] + tgt_len[n]]
+        tgt = padded
+    if tgt.shape[0] != N or (tgt_len > tgt.shape[1]).any() or (tgt_len < 0).any():
+        raise ValueError(f"{op}: targets of shape {tgt.shape} do not hold target_lengths {tgt_len.tolist()}")
+    labels = [tgt[n, :tgt_len[n]] for n in range(N)]
+    if any(((l < 0) | (l >= C) | (l == blank)).any() for l in labels):
+        raise ValueError(f"{op}: target labels must be classes in [0, {C}) other than the blank ({blank})")
+    # the extended targets l' = (blank, l1, blank, ..., lL, blank), padded with blanks
+    S = 2 * tgt.shape[1] + 1
+    ext = np.full((N, S), blank, dtype=np.int64)
+    ext[:, 1::2] = tgt
+    out = CTC.apply(lp, xp.asarray(ext), xp.asarray(in_len), xp.asarray(2 * tgt_len + 1), blank=int(blank),
+                    zero_infinity=bool(zero_infinity), reduction=reduction,
+                    target_len=xp.asarray(tgt_len.astype(lp.dtype)))
+    return out.squeeze(0) if unbatched and reduction == "none" else out

@@ -18,15 +18,17 @@ All updates run on the arrays, outside the graph, on the averaged copy's device.
 """
 import copy
 import itertools
+import math
 
 from ..autograd import no_grad
 from ..backend import to_device
 from ..nn.module import Module
 from ..nn.normalization import _BatchNorm
 from ..tensor import Tensor, int64, tensor
+from .lr_scheduler import LRScheduler, _per_group
 
 __all__ = ["AveragedModel", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get_ema_avg_fn",
-           "get_swa_avg_fn", "update_bn"]
+           "get_swa_avg_fn", "update_bn", "SWALR"]
 
 
 def _lerp_(averaged, current, weight):
@@ -147,3 +149,40 @@ def update_bn(loader, model, device=None):
     for m, momentum in momenta.items():
         m.momentum = momentum
     model.train(was_training)
+
+
+class SWALR(LRScheduler):
+    """The SWA learning rate: anneal each group's lr from its value when SWA starts to
+    ``swa_lr`` over ``anneal_epochs`` epochs, then hold it (torch.optim.swa_utils.SWALR).
+    With t = min(1, epoch / anneal_epochs) and a = t ('linear') or (1 - cos(pi t)) / 2
+    ('cos'):  lr = a * swa_lr + (1 - a) * lr_at_start, computed step by step from the
+    current lr as PyTorch does (so another scheduler's changes carry over)."""
+
+    def __init__(self, optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos", last_epoch=-1):
+        for lr, group in zip(_per_group(swa_lr, optimizer, "swa_lr"), optimizer.param_groups):
+            group["swa_lr"] = lr
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"SWALR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        if not isinstance(anneal_epochs, int) or anneal_epochs < 0:
+            raise ValueError(f"SWALR: anneal_epochs must be a non-negative int, got {anneal_epochs!r}")
+        self.anneal_strategy, self.anneal_epochs = anneal_strategy, anneal_epochs
+        super().__init__(optimizer, last_epoch)
+
+    def _anneal(self, t):
+        return t if self.anneal_strategy == "linear" else (1 - math.cos(math.pi * t)) / 2
+
+    def get_lr(self):
+        step = self._step_count - 1
+        if self.anneal_epochs == 0:
+            step = max(1, step)
+        # undo the previous step's mix to recover the lr the anneal started from
+        prev_alpha = self._anneal(max(0, min(1, (step - 1) / max(1, self.anneal_epochs))))
+        alpha = self._anneal(max(0, min(1, step / max(1, self.anneal_epochs))))
+        lrs = []
+        for group in self.optimizer.param_groups:
+            if prev_alpha == 1:
+                start = group["swa_lr"]
+            else:
+                start = (group["lr"] - prev_alpha * group["swa_lr"]) / (1 - prev_alpha)
+            lrs.append(group["swa_lr"] * alpha + start * (1 - alpha))
+        return lrs

@@ -96,9 +96,6 @@ OPTIMIZER_FACTORS = {"sgd": 2, "momentum": 3, "adam": 4}
 _OPTIMIZER_ALIASES = {"sgd_momentum": "momentum", "nesterov": "momentum", "adamw": "adam"}
 
 BATCHNORM_FLOPS_PER_ELEMENT = 4
-_ACTIVATIONS = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
-                "Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid", "Hardswish", "Softplus", "Softsign",
-                "Softmax", "LogSoftmax", "Softmin", "Threshold"}
 _INTERP_TAPS = {"nearest": 1, "linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}
 
 
@@ -289,8 +286,9 @@ def _triple_field(entry, field, i):
     if len(values) not in (3, 4) or values[0] < 1 or values[1] < 1 or values[2] < 0:
         raise TypeError(f"receptive_fields: entry {i} ({entry!r}) is neither a module nor a "
                         f"[kernel, stride, padding] triple of non-negative ints (kernel, stride >= 1)")
-    if any(n + 2 * values[2] < values[0] for n in field.n):
-        raise ValueError(f"receptive_fields: entry {i} {values}: a kernel of {values[0]} does not fit "
+    k_eff = (values[3] if len(values) == 4 else 1) * (values[0] - 1) + 1
+    if any(n + 2 * values[2] < k_eff for n in field.n):
+        raise ValueError(f"receptive_fields: entry {i} {values}: a kernel of {k_eff} (dilated) does not fit "
                          f"into the {field.n} map padded by {values[2]}")
     axes = len(field.n)
     return _apply_axes(conv_step, field, *((v,) * axes for v in values))
@@ -314,7 +312,7 @@ def _prod(values):
 
 def layer_flops(module, inputs, outputs):
     """Multiply-adds of one call of ``module`` (see the table in the module docstring)."""
-    from ..nn import conv, layers, normalization, pooling, resample
+    from ..nn import activation, conv, layers, normalization, pooling, resample
     if not outputs:
         return 0
     y = outputs[0]
@@ -342,7 +340,7 @@ def layer_flops(module, inputs, outputs):
     if isinstance(module, resample.Upsample):
         taps = _INTERP_TAPS.get(module.mode, 1)
         return 0 if taps == 1 else y.numel() * taps ** max(y.ndim - 2, 1)
-    if name in _ACTIVATIONS:
+    if name in activation.__all__:      # every activation layer: one op per output element
         return y.numel()
     return 0
 
