@@ -17,7 +17,7 @@ the target, so a reader never sees half a PNG.
 import os
 import secrets
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "save_figure"]
 
 # (column prefix, line style, legend suffix): train solid, held-out dashed.
 _SPLITS = (("train", "-", "train"), ("test", "--", "test"), ("val", "--", "val"))
@@ -101,12 +101,18 @@ def plot_curves(histories, path, keys=("loss", "acc"), title=None):
     if title:
         fig.suptitle(title)
 
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi=100):
+    """Write a matplotlib Figure to ``path`` as a PNG, atomically (a temporary file in
+    the same folder, renamed over the target); returns ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=dpi)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
