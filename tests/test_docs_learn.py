@@ -1,5 +1,6 @@
 """docs/learn, the tutorial: every ```python block runs, in order, in one namespace per
-chapter (a block whose first line is ``# raises: SomeError`` must raise it); every
+chapter (a block whose first line is ``# raises: SomeError`` must raise it, and with
+``# raises: SomeError "text"`` say that text); every
 "Source:" pointer names a file and a def/class that exist; the index lists the
 chapters in order; make_figures.py draws its PNGs."""
 import pathlib
@@ -11,7 +12,7 @@ LEARN = pathlib.Path(__file__).resolve().parents[1] / "docs" / "learn"
 ROOT = LEARN.parents[1]
 CHAPTERS = sorted(LEARN.glob("[0-9][0-9]-*.md"))
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-_RAISES = re.compile(r"#\s*raises:\s*(\w+)")
+_RAISES = re.compile(r'#\s*raises:\s*(\w+)(?:\s+"([^"]*)")?')
 _POINTER = re.compile(r"`((?:tinydl|models)/[\w/]+\.py)::([\w.]+)`")
 
 
@@ -52,6 +53,7 @@ def test_chapter_code_runs(chapter, tmp_path, monkeypatch):
             exec(compiled, namespace)
         names = [cls.__name__ for cls in type(info.value).__mro__]
         assert expected.group(1) in names, f"{chapter.name} block {i}: expected {expected.group(1)}, got {names}"
+        assert (expected.group(2) or "") in str(info.value), f"{chapter.name} block {i}: {info.value}"
 
 
 def test_make_figures_draws_every_png(tmp_path):
