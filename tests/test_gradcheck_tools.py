@@ -267,3 +267,14 @@ def test_draw_graph_layout_and_png(tmp_path):
     assert image.ndim == 3 and image.shape[0] > 200 and (image[..., :3] < 0.5).any()
     with pytest.raises(TypeError, match="expected a Tensor"):
         draw_graph(3.0, tmp_path / "x.png")
+
+
+def test_a_nan_gradient_or_difference_fails_instead_of_passing():
+    x = td.tensor([0.5, -1.0, 2.0], dtype=td.float64, requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        with pytest.raises(td.GradcheckError, match="numeric nan"):
+            td.gradcheck(lambda t: t.log(), [x])         # log of -1: NaN, which compares False
+        model = nn.Linear(3, 2)
+        report = gradcheck_module(model, x.detach().reshape(1, 3), loss_fn=lambda out: out.log(),
+                                  print_table=False, raise_exception=False)
+    assert not report.ok

@@ -26,7 +26,7 @@ draws the same nodes and edges to a PNG with matplotlib:
     >>> td.utils.draw_graph(loss, 'loss.png', params=model)
 
 It places every node on the row of its longest path to the output (the output
-at the bottom, each leaf just above the first op that reads it) and orders each
+at the bottom, each leaf one row above the earliest op that reads it) and orders each
 row by where its consumers sit: enough for the graph of a small net.
 """
 from ..tensor import Tensor

@@ -1,11 +1,12 @@
 """Seeing backward run: ``trace_backward(loss)`` is ``loss.backward()`` that tells what it did.
 
-    >>> td.utils.trace_backward(loss, params=model)
+    >>> td.utils.trace_backward(loss, params=model)      # model: Linear(4, 3), ReLU, Linear(3, 2)
     backward from a () float32 tensor: 4 nodes, in the order backward ran them
-    step  op            output          |dL/d output|   gradients handed on
-       1  CrossEntropy  ()                          1   (5, 2) -> 0.2375
-       2  Linear        (5, 2)                 0.2375   (5, 3) -> 0.1433,  2.weight -> 0.3124,  2.bias -> 0.2375
-       ...
+    step  op              output             |dL/d output|   gradients handed on (leaves marked *)
+       1  CrossEntropy    ()                             1   (5, 2) -> 0.3294
+       2  Linear          (5, 2)                    0.3294   (5, 3) -> 0.1176,  2.weight* -> 0.09544,  2.bias* -> 0.2064
+       3  ReLU            (5, 3)                    0.1176   (5, 3) -> 0.09384
+       4  Linear          (5, 3)                   0.09384   0.weight* -> 0.1408,  0.bias* -> 0.0373
 
 Every op that ran while a gradient was needed left a node in the graph (its
 ``Function`` instance, see tinydl/autograd.py). ``backward()`` takes the nodes in
