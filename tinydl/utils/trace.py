@@ -17,6 +17,7 @@ sum of the gradients that reached its outputs. To watch this, each node's
 the wrapper notes the gradients that came in and went out, and the engine runs as
 it always does (the leaves' ``.grad`` accumulate as after ``backward()``).
 """
+from ..autograd import _topological_order
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .graph import _param_names
@@ -45,7 +46,6 @@ def trace_backward(tensor, gradient=None, retain_graph=False, params=None, print
     name in ``params`` -- a dict, a Module or (name, tensor) pairs -- else the shape).
     ``print_table`` prints it to ``file`` (default stdout).
     """
-    from ..autograd import _topological_order
     if not isinstance(tensor, Tensor):
         raise TypeError(f"trace_backward: expected a Tensor, got {type(tensor).__name__}")
     if tensor.grad_fn is None:
