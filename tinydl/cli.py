@@ -8,6 +8,7 @@
     tinydl summary alexnet                         # per-layer shapes, params, memory, FLOPs, receptive fields
     mpiexec -n 2 tinydl train resnet20 --dataset shapes --distributed   # data-parallel, docs/distributed.md
     tinydl convert-weights resnet50.pth resnet50.npz   # torchvision weights -> models.create(..., weights=)
+    tinydl gradcheck lenet5                        # every parameter's gradient against finite differences
 
 Each run writes into ``--out`` (default ``runs/<model>-<dataset>``): log.csv and
 log.json (per epoch: lr, train loss/accuracy, test loss, top-1 and top-5
@@ -445,21 +446,56 @@ def train(args):
     return history
 
 
+def _input_size(args, model):
+    """(C, H, W) of ``--input-size``, else the size the net is built for; else MNIST's
+    for grey nets, CIFAR's for colour ones."""
+    if args.input_size:
+        return tuple(args.input_size)
+    channels = _first_conv_channels(model) or 1
+    size = NATIVE_SIZE.get(args.model) or (32 if channels == 3 else 28)
+    print(f"input {channels}x{size}x{size} (pass --input-size C H W for another)")
+    return (channels, size, size)
+
+
 def summary_command(args):
     """``tinydl summary MODEL``: per-layer shapes, parameters, memory, FLOPs, receptive fields."""
     from .utils.summary import summary
     builder = _builder(args.model)
     options = {"num_classes": args.num_classes} if args.num_classes else {}
     model = builder(**options)
-    if args.input_size:
-        input_size = tuple(args.input_size)
-    else:   # the size the net is built for; else MNIST's for grey nets, CIFAR's for colour ones
-        channels = _first_conv_channels(model) or 1
-        size = NATIVE_SIZE.get(args.model) or (32 if channels == 3 else 28)
-        input_size = (channels, size, size)
-        print(f"input {channels}x{size}x{size} (pass --input-size C H W for another)")
-    summary(model, input_size, batch_size=args.batch_size)
+    summary(model, _input_size(args, model), batch_size=args.batch_size)
     return 0
+
+
+def gradcheck_command(args):
+    """``tinydl gradcheck MODEL``: every parameter's gradient against central differences,
+    in float64 on a small random batch; exit status 1 when one disagrees."""
+    import tinydl as td
+    from .nn.layers import _DropoutNd
+    from .utils.gradcheck import gradcheck_module
+    if args.nsamples < 1 or args.batch_size < 1:
+        raise UsageError(f"--nsamples and --batch-size must be >= 1, got {args.nsamples} and {args.batch_size}")
+    builder = _builder(args.model)
+    options = {"num_classes": args.num_classes} if "num_classes" in inspect.signature(builder).parameters else {}
+    model = builder(**options)
+    chw = _input_size(args, model)
+    for m in model.modules():
+        if isinstance(m, _DropoutNd):
+            m.eval()            # a new mask per call would make finite differences measure noise
+    td.manual_seed(args.seed)
+    x = td.randn(args.batch_size, *chw)
+    try:
+        with td.no_grad():
+            model(x)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise UsageError(f"model {args.model} cannot take a {'x'.join(map(str, x.shape))} input "
+                         f"({type(exc).__name__}: {exc}); try --input-size C H W") from None
+    print(f"{args.model}: each parameter's gradient against central differences (eps {args.eps:g}), float64, "
+          f"batch {'x'.join(map(str, x.shape))}, {args.nsamples} random elements per tensor, a random "
+          "upstream gradient on the output; dropout off")
+    report = gradcheck_module(model, x, nsamples=args.nsamples, eps=args.eps, seed=args.seed,
+                              raise_exception=False)
+    return 0 if report.ok else 1
 
 
 def make_parser():
@@ -525,6 +561,15 @@ def make_parser():
     c.add_argument("src", help="a .pth / .pt state dict (e.g. torchvision's)")
     c.add_argument("dst", help="the .npz to write")
     c.add_argument("--force", action="store_true", help="replace DST if it exists")
+    g = sub.add_parser("gradcheck", help="check a zoo model's gradients against finite differences (float64)")
+    g.add_argument("model")
+    g.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
+                   help="C H W of one input (default: the size the model is built for)")
+    g.add_argument("--batch-size", type=int, default=2, help="images in the batch (default 2)")
+    g.add_argument("--num-classes", type=int, default=10, help="classes of the model's head (default 10)")
+    g.add_argument("--nsamples", type=int, default=6, help="elements checked per parameter tensor (default 6)")
+    g.add_argument("--eps", type=float, default=1e-6, help="finite-difference step (default 1e-6)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the input, the upstream gradient and the samples")
     return parser
 
 
@@ -556,6 +601,8 @@ def main(argv=None):
             return summary_command(args)
         if args.command == "convert-weights":
             return convert_weights_command(args)
+        if args.command == "gradcheck":
+            return gradcheck_command(args)
         train(args)
     except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
             AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for

@@ -1,6 +1,8 @@
-"""Tools around the engine: gradient checking, save/load, model summary, graph export."""
-from .gradcheck import gradcheck, GradcheckError
+"""Tools around the engine: gradient checking, save/load, model summary, graph export and tracing."""
+from .gradcheck import gradcheck, GradcheckError, gradcheck_module, ModuleGradcheck
 from .summary import summary, Summary
-from .graph import to_dot, save_dot
+from .graph import to_dot, save_dot, draw_graph
+from .trace import trace_backward
 
-__all__ = ["gradcheck", "GradcheckError", "summary", "Summary", "to_dot", "save_dot"]
+__all__ = ["gradcheck", "GradcheckError", "gradcheck_module", "ModuleGradcheck", "summary", "Summary",
+           "to_dot", "save_dot", "draw_graph", "trace_backward"]

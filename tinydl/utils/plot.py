@@ -18,7 +18,7 @@ import os
 
 from .serialization import atomic_file
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "save_figure"]
 
 # (column prefix, line style, legend suffix): train solid, held-out dashed.
 _SPLITS = (("train", "-", "train"), ("test", "--", "test"), ("val", "--", "val"))
@@ -102,9 +102,15 @@ def plot_curves(histories, path, keys=("loss", "acc"), title=None):
     if title:
         fig.suptitle(title)
 
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi=100):
+    """Write a matplotlib Figure to ``path`` as a PNG, atomically (a temporary file in
+    the same folder, renamed over the target); returns ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     with atomic_file(path) as f:
-        fig.savefig(f, format="png", dpi=100)
+        fig.savefig(f, format="png", dpi=dpi)
     return path
