@@ -102,3 +102,18 @@ def test_refuses_what_torch_autograd_refuses():
     with pytest.raises(RuntimeError, match="saved by Tanh"):
         F.relu(leaf.tanh()[:1], inplace=True)            # ... also through a view
     assert leaf.tolist() == [-1.0, 2.0]
+
+
+def test_overwriting_what_another_op_saved_raises_at_its_backward_as_torch():
+    """conv saved x for dL/dW; relu(x, inplace=True) then overwrites x. The version counter
+    catches it when conv's backward runs, in both libraries."""
+    rng = np.random.default_rng(4)
+    x0, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    for lib, functional in ((td, F), (torch, torch.nn.functional)):
+        xt, wt = lib.tensor(x0, requires_grad=True), lib.tensor(w, requires_grad=True)
+        x = xt * 1.0
+        a = functional.conv2d(x, wt)
+        y = functional.relu(x, inplace=True)
+        loss = (a * lib.tensor(rng.standard_normal((2, 4, 4, 4)))).sum() + y.sum()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()

@@ -252,7 +252,8 @@ def _storage(a):
 def _share_counters_with_views(inputs, outputs):
     """An output that is a view of an input (reshape, indexing, transpose) shares its version
     counter: changing either in place changes both, so both count as changed."""
-    views = [out for out in outputs if getattr(out.data, "base", None) is not None]
+    views = [out for out in outputs if getattr(out.data, "base", None) is not None
+             or any(out.data is getattr(t, "data", None) for t in inputs)]      # in-place results
     if not views:                     # the common case: every output owns fresh memory
         return
     owners = {id(_storage(t.data)): t for t in inputs if isinstance(t, Tensor)}

@@ -17,9 +17,9 @@ input's array and no array of the input's size is kept beside it (their backward
 needs only the output's sign or a mask, never the overwritten x). Where overwriting
 would break a gradient, they raise as PyTorch does: for a leaf that requires grad
 (or a view of one), and for an input its producing op saved for its own backward
-(e.g. the output of tanh or sigmoid). tinydl has no version counters yet, so an
-input that a *different* consumer saved earlier (``a = conv(x); y = relu(x, True)``)
-is not detected: overwrite only a tensor nothing else reads. While recording, the
+(e.g. the output of tanh or sigmoid). An input that a *different* consumer saved
+earlier (``a = conv(x); y = relu(x, True)``) is caught by the version counters: that
+consumer's backward raises, as PyTorch's does. While recording, the
 result is a new Tensor sharing the input's storage; always use the returned tensor,
 as ``x = F.relu(x, True)``. The other activations accept ``inplace`` and write into
 the input only under ``td.no_grad()``.
@@ -101,6 +101,7 @@ def _apply_in_place(fn, x, inplace, op, **params):
     docstring). The result is x itself when nothing was recorded (PyTorch's in-place
     result), else the recorded output, which shares x's storage."""
     if inplace and _overwrite_ok(x, op):
+        x._bump_version()       # before the write: ops that saved x see the change at backward
         out = fn.apply(x, inplace=True, **params)
         return out if out.requires_grad else x
     return fn.apply(x, **params)
