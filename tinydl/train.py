@@ -53,6 +53,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import random
 import sys
