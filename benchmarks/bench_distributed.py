@@ -62,6 +62,7 @@ def worker_train(threads, steps, distributed):
     import models
     import tinydl as td
     import tinydl.nn.functional as F
+    td.backends.cpu.tune()          # as the CLI does, in both set-ups
     _limit_threads(threads)
     rank, world = 0, 1
     td.manual_seed(0)
