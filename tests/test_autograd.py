@@ -750,3 +750,44 @@ def test_a_kept_loss_keeps_neither_its_input_batch_nor_its_activations_alive():
     assert {p.data.shape for p in model.parameters()} == {(2, 1, 3, 3), (2,), (3, 8), (3,)}
     with pytest.raises(RuntimeError, match="a second time"):
         loss.backward()                                            # the graph is still walkable
+
+
+# ---------------------------------------------------------------- td.autograd.grad
+def _grad_case(lib):
+    """Two outputs of three inputs (a leaf, a non-leaf, an unused leaf), float64."""
+    rng = np.random.default_rng(11)
+    a = lib.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    b0 = lib.tensor(rng.standard_normal(4), requires_grad=True)
+    unused = lib.tensor(rng.standard_normal(2), requires_grad=True)
+    b = b0 * 2.0                                   # a non-leaf input
+    y1 = (a * b).exp()                             # (3, 4)
+    y2 = (a @ b).tanh()                            # (3,)
+    g1, g2 = lib.tensor(rng.standard_normal((3, 4))), lib.tensor(rng.standard_normal(3))
+    return a, b0, b, unused, y1, y2, g1, g2
+
+
+def test_autograd_grad_matches_torch_and_leaves_grad_alone():
+    ours, theirs = _grad_case(td), _grad_case(torch)
+    got = td.autograd.grad([ours[4], ours[5]], [ours[0], ours[2], ours[3]], grad_outputs=[ours[6], ours[7]],
+                           allow_unused=True)
+    want = torch.autograd.grad([theirs[4], theirs[5]], [theirs[0], theirs[2], theirs[3]],
+                               grad_outputs=[theirs[6], theirs[7]], allow_unused=True)
+    for g, w in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12, atol=1e-12)
+    assert got[2] is None and want[2] is None
+    assert ours[0].grad is None and ours[1].grad is None          # nothing accumulated
+    with pytest.raises(RuntimeError, match="second time"):        # retain_graph defaults to False
+        td.autograd.grad(ours[5], ours[0], grad_outputs=ours[7])
+
+
+def test_autograd_grad_errors_and_scalar_default():
+    x = td.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = (x * x).sum()
+    with pytest.raises(RuntimeError, match="not used in the graph"):
+        td.autograd.grad(y, [x, td.tensor(np.ones(2), requires_grad=True)], retain_graph=True)
+    (gx,) = td.autograd.grad(y, x, retain_graph=True)                 # scalar output: upstream 1
+    np.testing.assert_allclose(gx.numpy(), [2.0, 4.0, 6.0])
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        td.autograd.grad(x * 2.0, x)
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        td.autograd.grad(y, x, create_graph=True)

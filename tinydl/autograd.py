@@ -335,15 +335,15 @@ def _without_data(t):
 
 
 # ------------------------------------------------------------------ backward
-def _topological_order(root_fn):
-    """Nodes reachable from ``root_fn``, each after every node that consumes it.
+def _topological_order(root_fns):
+    """Nodes reachable from ``root_fns``, each after every node that consumes it.
 
     Iterative depth-first search (no recursion limit): a node is emitted once
     all the nodes below it are emitted; reversing that post-order puts every
     node before the nodes that produced its inputs.
     """
     post_order, visited = [], set()
-    stack = [(root_fn, False)]
+    stack = [(root_fn, False) for root_fn in root_fns]
     while stack:
         node, children_done = stack.pop()
         if children_done:
@@ -359,29 +359,37 @@ def _topological_order(root_fn):
     return reversed(post_order)
 
 
-def backward(root, grad=None, retain_graph=False):
-    """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
+def _seed_gradient(root, grad, who):
+    """The gradient that starts a backward pass at ``root``: ones for a scalar, else ``grad``."""
     if not root.requires_grad:
-        raise RuntimeError("backward(): the tensor does not require grad and has no grad_fn "
+        raise RuntimeError(f"{who}: the tensor does not require grad and has no grad_fn "
                            "(did you create it under no_grad(), or detach it?)")
     xp = root._xp
     if grad is None:
         if root.data.size != 1:
-            raise RuntimeError(f"backward(): grad can be implicitly created only for scalar outputs, "
-                               f"got shape {root.shape}; pass grad=")
-        grad = xp.ones(root.shape, dtype=root.dtype)
-    else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
-        if grad.shape != root.shape:
-            raise RuntimeError(f"backward(): grad has shape {grad.shape} but the tensor has shape {root.shape}")
+            raise RuntimeError(f"{who}: grad can be implicitly created only for scalar outputs, "
+                               f"got shape {root.shape}; pass the gradient of the output")
+        return xp.ones(root.shape, dtype=root.dtype)
+    grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise RuntimeError(f"{who}: grad has shape {grad.shape} but the tensor has shape {root.shape}")
+    return grad
 
-    handed_out = {id(grad)}   # arrays already visible to the user (see _accumulate_leaf)
-    if root.grad_fn is None:  # a leaf: d(root)/d(root) = 1
-        _accumulate_leaf(root, grad, handed_out)
-        return
 
-    pending = {id(root.grad_fn): {root._output_index: grad}}
-    for node in _topological_order(root.grad_fn):
+def _walk(seeds, retain_graph, reached):
+    """Run backward from ``seeds`` ((tensor, gradient) pairs) over the graph, in topological
+    order. ``reached(t, g)`` gets every gradient that reaches a leaf, and every gradient that
+    reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``)."""
+    pending = {}
+    for root, grad in seeds:
+        if root.grad_fn is None or reached(root, None):
+            reached(root, grad)
+        if root.grad_fn is not None:
+            slot = pending.setdefault(id(root.grad_fn), {})
+            i = root._output_index
+            slot[i] = grad if i not in slot else slot[i] + grad
+    roots = [root.grad_fn for root, _ in seeds if root.grad_fn is not None]
+    for node in _topological_order(roots):
         got = pending.pop(id(node), None)
         if got is None:
             continue
@@ -389,6 +397,7 @@ def backward(root, grad=None, retain_graph=False):
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
         _check_versions(node)
+        xp = get_array_module(next(iter(got.values())))
         grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
                      for i, (shape, dtype) in enumerate(node.output_meta)]
         grads_in = node.backward(*grads_out)
@@ -408,15 +417,70 @@ def backward(root, grad=None, retain_graph=False):
             if g.dtype != t.dtype:
                 g = g.astype(t.dtype)
             if t.grad_fn is None:
-                _accumulate_leaf(t, g, handed_out)
+                reached(t, g)
                 continue
-            if t._retains_grad:
-                _accumulate_leaf(t, g, handed_out)
+            if reached(t, None):
+                reached(t, g)
             slot = pending.setdefault(id(t.grad_fn), {})
             i = t._output_index
             slot[i] = g if i not in slot else slot[i] + g
         if not retain_graph:
             node.release()
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad
+    (and into ``.grad`` of the non-leaf tensors that called ``retain_grad()``)."""
+    grad = _seed_gradient(root, grad, "backward()")
+    handed_out = {id(grad)}   # arrays already visible to the user (see _accumulate_leaf)
+
+    def reached(t, g):
+        if g is None:                          # asked before a non-leaf's gradient arrives
+            return t._retains_grad
+        _accumulate_leaf(t, g, handed_out)
+    _walk([(root, grad)], retain_graph, reached)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """d(outputs)/d(inputs) as ``torch.autograd.grad``: a tuple with one gradient per input,
+    of sum_k grad_outputs[k] * d outputs[k] / d input, without touching any ``.grad``.
+
+    ``outputs``, ``inputs``: a Tensor or a sequence; ``grad_outputs``: the upstream
+    gradients (None for scalar outputs: 1). ``retain_graph`` defaults to ``create_graph``;
+    an input the outputs do not depend on raises unless ``allow_unused`` (then None).
+    ``create_graph=True`` (a differentiable gradient, for higher-order derivatives) is
+    not supported yet and raises.
+    """
+    if create_graph:
+        raise NotImplementedError("td.autograd.grad: create_graph=True (higher-order gradients) is not "
+                                  "supported yet")
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"td.autograd.grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"td.autograd.grad: input {i} does not require grad")
+    seeds = [(o, _seed_gradient(o, g, f"td.autograd.grad: output {k}"))
+             for k, (o, g) in enumerate(zip(outputs, grad_outputs))]
+    wanted = {id(t) for t in inputs}
+    found = {}
+
+    def reached(t, g):
+        if g is None:
+            return id(t) in wanted
+        if id(t) in wanted:
+            found[id(t)] = g.copy() if id(t) not in found else found[id(t)] + g
+    _walk(seeds, bool(retain_graph), reached)
+    result = []
+    for i, t in enumerate(inputs):
+        if id(t) not in found and not allow_unused:
+            raise RuntimeError(f"td.autograd.grad: input {i} (shape {t.shape}) was not used in the graph "
+                               "of the outputs; pass allow_unused=True to get None for it")
+        result.append(Tensor(found[id(t)]) if id(t) in found else None)
+    return tuple(result)
 
 
 def _accumulate_leaf(t, g, handed_out):

@@ -52,7 +52,7 @@ def trace_backward(tensor, gradient=None, retain_graph=False, params=None, print
         raise RuntimeError("trace_backward: the tensor has no grad_fn (a leaf, or made under no_grad()): "
                            "there is no graph to run backward through")
     names = _param_names(params)
-    nodes = list(_topological_order(tensor.grad_fn))
+    nodes = list(_topological_order([tensor.grad_fn]))
     steps = []
 
     def watch(node):

@@ -278,7 +278,7 @@ class DistributedDataParallel(Module):
             reached = set()
             for t in _tensors_in(output):
                 if t.grad_fn is not None:
-                    reached.update(id(node) for node in _topological_order(t.grad_fn))
+                    reached.update(id(node) for node in _topological_order([t.grad_fn]))
             pass_.unused = [i for i, s in stand_ins.items() if id(s.grad_fn) not in reached]
         return output
 
