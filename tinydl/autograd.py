@@ -397,9 +397,12 @@ def _walk(seeds, retain_graph, reached):
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
         _check_versions(node)
-        xp = get_array_module(next(iter(got.values())))
-        grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
-                     for i, (shape, dtype) in enumerate(node.output_meta)]
+        if len(got) == len(node.output_meta):
+            grads_out = [got[i] for i in range(len(got))]
+        else:                                  # outputs no gradient reached get zeros
+            xp = get_array_module(next(iter(got.values())))
+            grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
+                         for i, (shape, dtype) in enumerate(node.output_meta)]
         grads_in = node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
