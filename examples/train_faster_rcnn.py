@@ -79,8 +79,8 @@ def evaluate(model, dataset, batch_size=8, device="cpu"):
     with td.no_grad():
         for images, targets in loader:
             for out, t in zip(model(images), targets):
-                detections.append((out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy()))
-                truths.append((t["boxes"].numpy(), t["labels"].numpy()))
+                detections.append(tuple(out[k].cpu().numpy() for k in ("boxes", "scores", "labels")))
+                truths.append((t["boxes"].cpu().numpy(), t["labels"].cpu().numpy()))     # cuda or cpu
     mAP, per_class = mean_average_precision(detections, truths, iou_threshold=0.5,
                                             num_classes=model.num_classes)
     model.train()
