@@ -2,7 +2,8 @@
 # Every GPU check in one command, for a machine with an NVIDIA GPU and CuPy:
 # the environment, the gpu-marked tests (every op on 'cuda' against the CPU, gradchecks
 # on 'cuda', training, no host transfers, checkpoints) and the GPU benchmarks against
-# PyTorch (cuDNN). Logs go to $OUT (default ./gpu-checks); the summary is printed last.
+# PyTorch (cuDNN), and every example and the CLI on cuda. Logs go to $OUT (default
+# ./gpu-checks); the summary is printed last.
 #
 #   OUT=/tmp/gpu bash benchmarks/run_gpu_checks.sh [--all]
 #
@@ -30,6 +31,27 @@ timeout "${BENCH_TIMEOUT:-240}" $PY benchmarks/bench_conv.py --device cuda --res
     --repeat 10 --rounds 3 > "$OUT/bench_gpu.txt" 2>&1
 echo "benchmark exit code $?" >> "$OUT/bench_gpu.txt"
 
+# Every example and the CLI end to end on cuda, on small settings (the same commands run on
+# the CPU in a few seconds each). The MNIST ones need $TINYDL_MNIST_DIR (or ../shared/data/mnist).
+mkdir -p "$OUT/examples"
+example() {
+  local name=$1; shift
+  timeout "${EXAMPLE_TIMEOUT:-300}" "$@" > "$OUT/examples/$name.txt" 2>&1
+  echo "$name exit code $?" >> "$OUT/examples.txt"
+}
+: > "$OUT/examples.txt"
+E="$OUT/examples"
+example deconvnet_visualize $PY examples/deconvnet_visualize.py --n-train 256 --n-probe 32 --epochs 1 --device cuda --out "$E/deconvnet"
+example plain_vs_residual $PY examples/plain_vs_residual.py --depths 20 --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$E/plain"
+example train_bilinear_cnn $PY examples/train_bilinear_cnn.py --train-per-class 4 --test-per-class 2 --epochs 1 --device cuda --out "$E/bilinear"
+example train_deep_snake $PY examples/train_deep_snake.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$E/snake"
+example train_faster_rcnn $PY examples/train_faster_rcnn.py --num-train 16 --num-test 8 --steps 5 --device cuda --out "$E/frcnn" --quiet
+example train_fcn $PY examples/train_fcn.py --train-size 16 --test-size 8 --epochs 1 --device cuda --out "$E/fcn"
+example train_magicpoint $PY examples/train_magicpoint.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$E/magicpoint"
+example resnet_mnist $PY examples/resnet_mnist.py --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$E/resnet_mnist"
+example notes_mnist_experiment $PY examples/notes_mnist_experiment.py --n-train 256 --n-test 64 --lrs 0.1 --momenta 0.9 --epochs 1 --device cuda --out "$E/notes" --quiet
+example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$E/cli"
+
 if [ "${1:-}" = "--all" ]; then
   timeout "${ALL_TIMEOUT:-400}" $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
       --timeout 300 --tb=short -rfE > "$OUT/cpu_tests.txt" 2>&1
@@ -41,4 +63,5 @@ cat "$OUT/env.txt"
 grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.txt" | cut -c1-300 | head -60
 tail -3 "$OUT/gpu_tests.txt"
 [ -f "$OUT/cpu_tests.txt" ] && { grep -E "^(FAILED|ERROR)" "$OUT/cpu_tests.txt" | cut -c1-300 | head -20; tail -2 "$OUT/cpu_tests.txt"; }
+cat "$OUT/examples.txt"
 cat "$OUT/bench_gpu.txt" | tail -25
