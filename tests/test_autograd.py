@@ -789,5 +789,40 @@ def test_autograd_grad_errors_and_scalar_default():
     np.testing.assert_allclose(gx.numpy(), [2.0, 4.0, 6.0])
     with pytest.raises(RuntimeError, match="scalar outputs"):
         td.autograd.grad(x * 2.0, x)
-    with pytest.raises(NotImplementedError, match="create_graph"):
-        td.autograd.grad(y, x, create_graph=True)
+    (gx,) = td.autograd.grad(y, x, retain_graph=True)
+    np.testing.assert_allclose(gx.numpy(), [2.0, 4.0, 6.0])
+
+
+# ---------------------------------------------------------------- create_graph (second derivatives)
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True:UserWarning")
+def test_backward_with_create_graph_gives_a_differentiable_grad_as_torch():
+    x0 = np.array([0.3, -1.2, 2.0])
+    grads = {}
+    for lib in (td, torch):
+        x = lib.tensor(x0, requires_grad=True)
+        y = (x * x).tanh() * x.exp()
+        y.backward(lib.tensor(np.ones(3)), create_graph=True)
+        g = x.grad
+        assert g.requires_grad                        # the gradient is itself recorded
+        x.grad = None
+        g.backward(lib.tensor(np.array([1.0, 0.5, -2.0])))
+        grads[lib.__name__] = x.grad.detach().numpy()
+    np.testing.assert_allclose(grads["tinydl"], grads["torch"], rtol=1e-12)
+
+
+def test_newtons_method_with_second_derivatives():
+    """x <- x - f'(x) / f''(x) on f(x) = exp(x) - 3x (elementwise), to x = log 3."""
+    x = td.tensor(np.array([0.0, 2.0, -1.0]), requires_grad=True)
+    ones = td.tensor(np.ones(3))
+    for _ in range(25):
+        (d1,) = td.autograd.grad(x.exp() - x * 3.0, x, grad_outputs=ones, create_graph=True)
+        (d2,) = td.autograd.grad(d1, x, grad_outputs=ones)
+        x = td.tensor(x.detach().numpy() - d1.detach().numpy() / d2.numpy(), requires_grad=True)
+    np.testing.assert_allclose(x.detach().numpy(), np.log(3.0), rtol=1e-12)
+
+
+def test_create_graph_through_an_op_without_a_differentiable_backward_says_so():
+    a = td.tensor(np.ones((2, 3)), requires_grad=True)
+    y = (a @ td.tensor(np.ones((3, 2)))).exp()
+    with pytest.raises(NotImplementedError, match="MatMul"):
+        td.autograd.grad(y, a, grad_outputs=td.tensor(np.ones((2, 2))), create_graph=True)

@@ -190,3 +190,50 @@ def test_cuda_float32_matches_cpu(case):
             continue
         assert b.dtype == a.dtype
         np.testing.assert_allclose(_host(b), _host(a), atol=case.atol * 10, rtol=case.rtol * 10)
+
+
+# ---------------------------------------------------------------- second derivatives
+def _double_backward(lib, case, arrays, grad, v_seed=2, w_seed=3):
+    """d/dx of <w, d<v, f(x)>/dx> for the differentiable inputs x: the double backward."""
+    if lib is torch:
+        xs = _torch_inputs(arrays, grad)
+        outs = [o for o in _as_list(case.torch_fn(*xs)) if o.dtype.is_floating_point]
+    else:
+        xs = _td_inputs(arrays, grad)
+        outs = [o for o in _as_list(case.fn(*xs)) if o.dtype.kind == "f"]
+    chosen = [xs[i] for i in grad]
+    vs = [lib.tensor(v) for v in _upstream([np.asarray(o.detach().numpy()) for o in outs], v_seed)]
+    firsts = lib.autograd.grad(outs, chosen, grad_outputs=vs, create_graph=True, allow_unused=True)
+    pairs = [(g, w) for g, w in zip(firsts, _upstream([np.asarray(c.detach().numpy()) for c in chosen], w_seed))
+             if g is not None and g.requires_grad]
+    if not pairs:
+        return None
+    seconds = lib.autograd.grad([g for g, _ in pairs], chosen, grad_outputs=[lib.tensor(w) for _, w in pairs],
+                                allow_unused=True)
+    return [None if s is None else s.detach().numpy() for s in seconds]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradgradcheck_and_double_backward_match_torch(case):
+    """The op-table column of second derivatives: every row whose ops have a differentiable
+    backward is gradgradchecked (float64) and its double backward compared with PyTorch's."""
+    if not case.gradcheck or case.torch_fn is None:
+        pytest.skip("no finite-difference gradient or no PyTorch op")
+    arrays, grad = _inputs(case, np.float64)
+    if not grad:
+        pytest.skip("no differentiable input")
+    try:
+        ours = _double_backward(td, case, arrays, grad)
+    except NotImplementedError as exc:
+        pytest.skip(str(exc).split(";")[0])
+    theirs = _double_backward(torch, case, arrays, grad)
+    if theirs is None:
+        pytest.skip("the gradient does not depend on the inputs (a linear op)")
+    ours = ours or [None] * len(theirs)              # no graph from our gradient: zeros, to compare
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        if b is None:
+            assert a is None or not np.any(a), f"input {k}: torch gives no second derivative"
+            continue
+        np.testing.assert_allclose(np.zeros_like(b) if a is None else a, b, atol=1e-10, rtol=1e-7,
+                                   err_msg=f"second derivative of input {k}")
+    assert td.gradgradcheck(case.fn, _td_inputs(arrays, grad), atol=case.gc_atol, rtol=case.gc_rtol)

@@ -7,7 +7,7 @@ from .tensor import (Tensor, tensor, as_tensor, from_numpy, zeros, ones, empty, 
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .backend import manual_seed, Device as device
 from . import backend
-from .utils.gradcheck import gradcheck, GradcheckError
+from .utils.gradcheck import gradcheck, gradgradcheck, GradcheckError
 from .ops.shape import cat, stack, split, chunk, flatten, squeeze, unsqueeze, reshape, permute, transpose  # noqa: E402
 from .ops.math import where, exp, log, sqrt, abs, clamp, maximum, minimum, matmul  # noqa: E402,A004
 from .ops.reduce import sum, mean, max, min, argmax, argmin, var, std, logsumexp  # noqa: E402,A004

@@ -45,6 +45,7 @@ arrays are dropped unless ``retain_graph=True``.
 import contextlib
 import threading
 import traceback
+import weakref
 
 from .backend import get_array_module
 from .tensor import Tensor
@@ -177,6 +178,10 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
+    #: True for ops whose ``backward`` uses only operators (+ - * / and unbroadcast) on
+    #: ``gy`` and the saved arrays: with ``create_graph=True`` it runs on Tensors, so the
+    #: gradient is itself recorded and can be differentiated again
+    differentiable_backward = False
     #: (version counter, value at forward, 'input'/'output', position, shape, dtype) of the
     #: tensors whose arrays were saved
     saved_versions = ()
@@ -207,6 +212,9 @@ class Function:
             ctx.inputs = tuple([t if isinstance(t, Tensor) else None for t in inputs])
             ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
             ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
+            if cls.differentiable_backward:     # outputs it saved, for create_graph (weakly held)
+                saved = getattr(ctx, "saved_tensors", ())
+                ctx.output_refs = tuple(weakref.ref(t) for t in tensors if any(a is t.data for a in saved))
             if _anomaly["enabled"]:   # where this forward ran, minus this frame
                 ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
             for i, t in enumerate(tensors):
@@ -305,6 +313,8 @@ def unbroadcast(grad, shape):
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    if isinstance(grad, Tensor):                     # a backward building a graph (create_graph)
+        return grad.sum(dim=axes, keepdim=True).reshape(tuple(shape))
     grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)
 
@@ -376,10 +386,35 @@ def _seed_gradient(root, grad, who):
     return grad
 
 
-def _walk(seeds, retain_graph, reached):
+def _backward_on_tensors(node, grads_out):
+    """``node.backward`` run on Tensors: the gradients and the saved arrays (as the input or
+    output Tensors they are) become Tensors, so every operation of the backward is recorded
+    (``create_graph=True``)."""
+    if not node.differentiable_backward:
+        raise NotImplementedError(f"create_graph=True: the backward of {node.name} is not differentiable "
+                                  "yet (it runs on arrays); higher-order gradients cover the ops whose "
+                                  "backward uses operators only")
+    known = {id(t.data): t for t in node.inputs if isinstance(t, Tensor)}
+    for ref in getattr(node, "output_refs", ()):
+        t = ref()
+        if t is not None:
+            known[id(t.data)] = t
+    saved = getattr(node, "saved_tensors", None)
+    if saved:
+        node.saved_tensors = tuple(known.get(id(a), Tensor(a)) if hasattr(a, "shape") else a for a in saved)
+    try:
+        with enable_grad():
+            return node.backward(*grads_out)
+    finally:
+        if saved:
+            node.saved_tensors = saved
+
+
+def _walk(seeds, retain_graph, reached, create_graph=False):
     """Run backward from ``seeds`` ((tensor, gradient) pairs) over the graph, in topological
     order. ``reached(t, g)`` gets every gradient that reaches a leaf, and every gradient that
-    reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``)."""
+    reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``).
+    With ``create_graph`` the gradients are Tensors whose computation is recorded."""
     pending = {}
     for root, grad in seeds:
         if root.grad_fn is None or reached(root, None):
@@ -400,10 +435,13 @@ def _walk(seeds, retain_graph, reached):
         if len(got) == len(node.output_meta):
             grads_out = [got[i] for i in range(len(got))]
         else:                                  # outputs no gradient reached get zeros
-            xp = get_array_module(next(iter(got.values())))
+            some = next(iter(got.values()))
+            xp = get_array_module(some.data if isinstance(some, Tensor) else some)
             grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
                          for i, (shape, dtype) in enumerate(node.output_meta)]
-        grads_in = node.backward(*grads_out)
+            if create_graph:
+                grads_out = [g if isinstance(g, Tensor) else Tensor(g) for g in grads_out]
+        grads_in = _backward_on_tensors(node, grads_out) if create_graph else node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
         if is_anomaly_check_nan_enabled():
@@ -418,7 +456,7 @@ def _walk(seeds, retain_graph, reached):
                 raise RuntimeError(f"{node.name}.backward returned a gradient of shape {g.shape} "
                                    f"for an input of shape {t.shape}")
             if g.dtype != t.dtype:
-                g = g.astype(t.dtype)
+                g = g.to(t.dtype) if isinstance(g, Tensor) else g.astype(t.dtype)
             if t.grad_fn is None:
                 reached(t, g)
                 continue
@@ -431,17 +469,22 @@ def _walk(seeds, retain_graph, reached):
             node.release()
 
 
-def backward(root, grad=None, retain_graph=False):
+def backward(root, grad=None, retain_graph=False, create_graph=False):
     """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad
-    (and into ``.grad`` of the non-leaf tensors that called ``retain_grad()``)."""
+    (and into ``.grad`` of the non-leaf tensors that called ``retain_grad()``). With
+    ``create_graph`` the ``.grad`` tensors are recorded results, differentiable again."""
     grad = _seed_gradient(root, grad, "backward()")
     handed_out = {id(grad)}   # arrays already visible to the user (see _accumulate_leaf)
 
     def reached(t, g):
         if g is None:                          # asked before a non-leaf's gradient arrives
             return t._retains_grad
+        if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
+            t.grad = g if t.grad is None else t.grad + g
+            return
         _accumulate_leaf(t, g, handed_out)
-    _walk([(root, grad)], retain_graph, reached)
+    seed = Tensor(grad) if create_graph else grad
+    _walk([(root, seed)], retain_graph or create_graph, reached, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -451,12 +494,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     ``outputs``, ``inputs``: a Tensor or a sequence; ``grad_outputs``: the upstream
     gradients (None for scalar outputs: 1). ``retain_graph`` defaults to ``create_graph``;
     an input the outputs do not depend on raises unless ``allow_unused`` (then None).
-    ``create_graph=True`` (a differentiable gradient, for higher-order derivatives) is
-    not supported yet and raises.
+    With ``create_graph=True`` the gradients are recorded results, to differentiate again
+    (Hessian-vector products, gradient penalties), for graphs of the ops whose backward is
+    differentiable (``Function.differentiable_backward``); others raise NotImplementedError.
     """
-    if create_graph:
-        raise NotImplementedError("td.autograd.grad: create_graph=True (higher-order gradients) is not "
-                                  "supported yet")
+    if retain_graph is None:
+        retain_graph = create_graph
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, Tensor):
@@ -468,6 +511,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"td.autograd.grad: input {i} does not require grad")
     seeds = [(o, _seed_gradient(o, g, f"td.autograd.grad: output {k}"))
              for k, (o, g) in enumerate(zip(outputs, grad_outputs))]
+    if create_graph:    # an upstream Tensor that requires grad stays in the graph (gradgradcheck)
+        seeds = [(o, g if isinstance(g, Tensor) else Tensor(d))
+                 for (o, d), g in zip(seeds, grad_outputs)]
     wanted = {id(t) for t in inputs}
     found = {}
 
@@ -475,14 +521,18 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None:
             return id(t) in wanted
         if id(t) in wanted:
-            found[id(t)] = g.copy() if id(t) not in found else found[id(t)] + g
-    _walk(seeds, bool(retain_graph), reached)
+            if id(t) in found:
+                found[id(t)] = found[id(t)] + g
+            else:
+                found[id(t)] = g if isinstance(g, Tensor) else g.copy()
+    _walk(seeds, bool(retain_graph), reached, create_graph)
     result = []
     for i, t in enumerate(inputs):
         if id(t) not in found and not allow_unused:
             raise RuntimeError(f"td.autograd.grad: input {i} (shape {t.shape}) was not used in the graph "
                                "of the outputs; pass allow_unused=True to get None for it")
-        result.append(Tensor(found[id(t)]) if id(t) in found else None)
+        g = found.get(id(t))
+        result.append(g if g is None or isinstance(g, Tensor) else Tensor(g))
     return tuple(result)
 
 

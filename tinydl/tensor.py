@@ -152,9 +152,9 @@ class Tensor:
     __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient=None, retain_graph=False, create_graph=False):
         from .autograd import backward
-        backward(self, gradient, retain_graph=retain_graph)
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self):
         """Same data (and so the same version counter), cut from the graph."""

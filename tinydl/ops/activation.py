@@ -205,6 +205,8 @@ class ELU(Function):
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x));  dy/dx = y * (1 - y)."""
 
+    differentiable_backward = True
+
     def forward(ctx, x):
         y = _stable_sigmoid(x)
         ctx.save_for_backward(y)
@@ -231,6 +233,8 @@ class LogSigmoid(Function):
 
 class Tanh(Function):
     """y = tanh(x);  dy/dx = 1 - y**2."""
+
+    differentiable_backward = True
 
     def forward(ctx, x):
         y = get_array_module(x).tanh(x)

@@ -68,6 +68,8 @@ def _operands(a, b, op, elementwise=True):
 class Add(Function):
     """y = a + b;  dL/da = gy,  dL/db = gy  (each summed over broadcast axes)."""
 
+    differentiable_backward = True
+
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
         return a + b
@@ -80,6 +82,8 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  dL/da = gy,  dL/db = -gy."""
 
+    differentiable_backward = True
+
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
         return a - b
@@ -91,6 +95,8 @@ class Sub(Function):
 
 class Mul(Function):
     """y = a * b;  dL/da = gy * b,  dL/db = gy * a."""
+
+    differentiable_backward = True
 
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -105,6 +111,8 @@ class Mul(Function):
 
 class Div(Function):
     """y = a / b;  dL/da = gy / b,  dL/db = -gy * a / b**2 = -gy * y / b."""
+
+    differentiable_backward = True
 
     def forward(ctx, a, b):
         y = a / b
@@ -143,6 +151,8 @@ class Pow(Function):
 class Neg(Function):
     """y = -x;  dL/dx = -gy."""
 
+    differentiable_backward = True
+
     def forward(ctx, x):
         return -x
 
@@ -152,6 +162,8 @@ class Neg(Function):
 
 class Exp(Function):
     """y = exp(x);  dL/dx = gy * y."""
+
+    differentiable_backward = True
 
     def forward(ctx, x):
         y = get_array_module(x).exp(x)
@@ -166,6 +178,8 @@ class Exp(Function):
 class Log(Function):
     """y = log(x);  dL/dx = gy / x."""
 
+    differentiable_backward = True
+
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return get_array_module(x).log(x)
@@ -177,6 +191,8 @@ class Log(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dL/dx = gy / (2 y)."""
+
+    differentiable_backward = True
 
     def forward(ctx, x):
         y = get_array_module(x).sqrt(x)

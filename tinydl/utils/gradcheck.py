@@ -27,7 +27,7 @@ from ..autograd import no_grad
 from ..backend import get_array_module, to_host
 from ..tensor import Tensor
 
-__all__ = ["gradcheck", "GradcheckError", "gradcheck_module", "ModuleGradcheck"]
+__all__ = ["gradcheck", "gradgradcheck", "GradcheckError", "gradcheck_module", "ModuleGradcheck"]
 
 
 class GradcheckError(AssertionError):
@@ -196,6 +196,43 @@ class ModuleGradcheck(list):
 
     def __str__(self):
         return self.table()
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True,
+                  nsamples=None):
+    """Second derivatives of ``fn`` against finite differences of its first derivatives.
+
+    The function checked is inputs -> d(sum of grad_outputs * fn(inputs))/d inputs, built
+    with ``td.autograd.grad(..., create_graph=True)``: its own gradient (the second
+    derivative of fn along ``grad_outputs``) must match finite differences of it, as
+    ``gradcheck`` checks any function. ``grad_outputs``: one per output of fn (default:
+    random, drawn with ``seed``, and differentiated too, as PyTorch's gradgradcheck).
+    Raises NotImplementedError for a graph with an op whose backward is not
+    differentiable yet (``Function.differentiable_backward``).
+    """
+    from ..autograd import enable_grad, grad
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    outs = _outputs(fn, inputs)
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed)
+        xp = get_array_module(outs[0].data)
+        grad_outputs = [Tensor(xp.asarray(rng.standard_normal(o.shape)).astype(o.dtype), requires_grad=True)
+                        for o in outs]
+    grad_outputs = list(grad_outputs)
+
+    def first_derivatives(*args):
+        xs, vs = args[:len(inputs)], args[len(inputs):]
+        with enable_grad():             # gradcheck's finite differences run under no_grad
+            ys = _outputs(fn, xs)
+            chosen = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
+            grads = grad(ys, chosen, grad_outputs=list(vs), create_graph=True, allow_unused=True)
+        return tuple(g for g in grads if g is not None)
+
+    if not wrt:
+        raise ValueError("gradgradcheck: no input requires grad")
+    return gradcheck(first_derivatives, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol, seed=seed,
+                     raise_exception=raise_exception, nsamples=nsamples)
 
 
 def gradcheck_module(module, inputs, loss_fn=None, *, nsamples=None, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0,
