@@ -826,3 +826,17 @@ def test_create_graph_through_an_op_without_a_differentiable_backward_says_so():
     y = (a @ td.tensor(np.ones((3, 2)))).exp()
     with pytest.raises(NotImplementedError, match="MatMul"):
         td.autograd.grad(y, a, grad_outputs=td.tensor(np.ones((2, 2))), create_graph=True)
+
+
+def test_hessian_vector_product_matches_torch():
+    """H v of a scalar loss through elementwise ops, sum and mean: grad of <grad, v>."""
+    rng = np.random.default_rng(12)
+    w0, x0, v0 = (rng.standard_normal((3, 4)) for _ in range(3))
+    results = []
+    for lib in (td, torch):
+        x, w = lib.tensor(x0, requires_grad=True), lib.tensor(w0)
+        loss = ((x * w).tanh() * x).sum() + (x * x).mean(1).sum()
+        (g,) = lib.autograd.grad(loss, x, create_graph=True)
+        (hv,) = lib.autograd.grad(g, x, grad_outputs=lib.tensor(v0))
+        results.append(hv.detach().numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12)

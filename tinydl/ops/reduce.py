@@ -54,6 +54,9 @@ def _dof(shape, axes, correction):
 
 def _spread(gy, x_shape, axes, keepdim):
     """gy (the reduced shape) broadcast back to x's shape, as a fresh writeable array."""
+    if isinstance(gy, Tensor):                      # a backward building a graph (create_graph)
+        kept = tuple(1 if i in axes else n for i, n in enumerate(x_shape))
+        return gy.reshape(kept).expand(*x_shape)
     xp = get_array_module(gy)
     if not keepdim:
         gy = xp.expand_dims(gy, axes) if axes else gy
@@ -69,6 +72,8 @@ def _require_float(x, op):
 class Sum(Function):
     """y = sum of x over ``axes``;  dL/dx = gy broadcast back (every x element has dy/dx = 1)."""
 
+    differentiable_backward = True
+
     def forward(ctx, x, axes, keepdim):
         ctx.x_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
         # Integers and booleans sum to int64 (PyTorch); NumPy would give uint64 for uint8.
@@ -81,6 +86,8 @@ class Sum(Function):
 
 class Mean(Function):
     """y = sum of x over ``axes`` / n;  dL/dx = gy / n broadcast back."""
+
+    differentiable_backward = True
 
     def forward(ctx, x, axes, keepdim):
         ctx.x_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim

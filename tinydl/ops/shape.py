@@ -54,6 +54,8 @@ class Reshape(Function):
     Also serves flatten, squeeze and unsqueeze, which are reshapes too.
     """
 
+    differentiable_backward = True
+
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
         return x.reshape(shape)
@@ -150,6 +152,8 @@ class Expand(Function):
     Each x element is used once per copy, so dL/dx sums gy over the new leading
     axes and over the axes where x had size 1 (``unbroadcast``).
     """
+
+    differentiable_backward = True
 
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
