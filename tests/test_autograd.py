@@ -840,3 +840,21 @@ def test_hessian_vector_product_matches_torch():
         (hv,) = lib.autograd.grad(g, x, grad_outputs=lib.tensor(v0))
         results.append(hv.detach().numpy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_penalty_as_wgan_gp_matches_torch():
+    """WGAN-GP's penalty mean((|d critic(x)/dx| - 1)^2) backpropagated into the critic's weights."""
+    rng = np.random.default_rng(13)
+    x0 = rng.standard_normal((5, 3))
+    w1, b1, w2 = rng.standard_normal((4, 3)), rng.standard_normal(4), rng.standard_normal((1, 4))
+    grads = []
+    for lib, functional in ((td, td.nn.functional), (torch, torch.nn.functional)):
+        p1, q1, p2 = (lib.tensor(a, requires_grad=True) for a in (w1, b1, w2))
+        x = lib.tensor(x0, requires_grad=True)
+        critic = functional.linear(functional.linear(x, p1, q1).tanh(), p2)
+        (gx,) = lib.autograd.grad(critic.sum(), x, create_graph=True)
+        penalty = (((gx * gx).sum(1).sqrt() - 1.0) * ((gx * gx).sum(1).sqrt() - 1.0)).mean()
+        penalty.backward()
+        grads.append([t.grad.detach().numpy() for t in (p1, q1, p2)])
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)

@@ -320,6 +320,8 @@ class Linear(Function):
     One GEMM each way, with the leading axes flattened into rows.
     """
 
+    differentiable_backward = True
+
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
@@ -334,7 +336,7 @@ class Linear(Function):
         gy2 = gy.reshape(rows, gy.shape[-1])
         gx = (gy2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
         gw = gy2.T @ x.reshape(rows, x.shape[-1]) if ctx.needs_input_grad[1] else None
-        gb = gy2.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        gb = gy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 
