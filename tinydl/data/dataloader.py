@@ -159,8 +159,7 @@ class WeightedRandomSampler(RandomSampler):
             raise ValueError(f"WeightedRandomSampler: num_samples must be a positive int, got {num_samples!r}")
         if not isinstance(replacement, bool):
             raise ValueError(f"WeightedRandomSampler: replacement must be a bool, got {replacement!r}")
-        w = backend.to_device(weights.data if isinstance(weights, Tensor) else np.asarray(weights), "cpu")
-        w = np.asarray(w, dtype=np.float64)
+        w = np.asarray(backend.to_host(weights.data if isinstance(weights, Tensor) else weights), dtype=np.float64)
         if w.ndim != 1 or w.size == 0:
             raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D sequence, "
                              f"got shape {w.shape}")

@@ -427,9 +427,9 @@ def _choose(op, routes, x, *args):
     forced = backends.forced_route(op)
     chosen = None
     if not backends.is_reference() and forced != "im2col":
-        candidates = [r for r in routes if r.applies(x, *args)]
-        chosen = next((r for r in candidates if r.name == forced), None) if forced else None
-        chosen = chosen or next((r for r in candidates if r.wins(x, *args)), None)
+        if forced:
+            chosen = next((r for r in routes if r.name == forced and r.applies(x, *args)), None)
+        chosen = chosen or next((r for r in routes if r.applies(x, *args) and r.wins(x, *args)), None)
     name = chosen.name if chosen else ("im2col" if use_numba(x.dtype) or get_array_module(x) is not np
                                        else "reference")
     backends.note_route(op, name)

@@ -124,11 +124,11 @@ class Conv2d(Function):
         cols = im2col(x, weight.shape[2:], stride, padding, dilation)          # (G*K, N*L)
         w3 = weight.reshape(groups, c_out // groups, -1)                        # (G, C_out/G, K)
         y = xp.matmul(w3, cols.reshape(groups, -1, cols.shape[1]))              # (G, C_out/G, N*L)
-        y = y.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3)
+        y = xp.ascontiguousarray(y.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3))
         if bias is not None:
-            y = y + bias.reshape(1, c_out, 1, 1)
+            y += bias.reshape(1, c_out, 1, 1)
         ctx.save_for_backward(x, weight, cols)
-        return xp.ascontiguousarray(y)
+        return y
 
     def backward(ctx, gy):
         x, weight, saved = ctx.saved_tensors

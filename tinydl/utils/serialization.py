@@ -72,14 +72,14 @@ class _Encoder:
         if isinstance(obj, (int, float)):
             return obj
         if isinstance(obj, Tensor):
-            host = backend.to_device(obj.data, "cpu")   # a cuda tensor is copied to the host
+            host = backend.to_host(obj.data)   # a cuda tensor is copied to the host
             node = {"type": "tensor", "array": self._store(host, where),
                     "requires_grad": bool(obj.requires_grad), "device": str(obj.device)}
             if _is_parameter(obj):
                 node["type"] = "parameter"
             return node
         if isinstance(obj, np.ndarray) or backend.is_cupy_array(obj):
-            return {"type": "ndarray", "array": self._store(backend.to_device(obj, "cpu"), where)}
+            return {"type": "ndarray", "array": self._store(backend.to_host(obj), where)}
         if isinstance(obj, (dict, OrderedDict)):
             kind = "odict" if isinstance(obj, OrderedDict) else "dict"
             items = []
