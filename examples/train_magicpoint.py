@@ -68,7 +68,7 @@ def predict(model, dataset, args):
         heat = logits_to_heatmap(model(to_input(images, args.device)))
         pts, _ = detect_keypoints(heat, threshold=args.threshold, nms_radius=args.nms_radius, border=0)
         heatmaps.append(heat.cpu().numpy())
-        points += [td.backend.to_host(p.data) for p in pts]
+        points += [td.backend.to_host(p.array) for p in pts]
         truths += keypoints
     return np.concatenate(heatmaps), points, truths
 

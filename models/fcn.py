@@ -235,7 +235,7 @@ class FCN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.ConvTranspose2d):
                 k = _two(m.kernel_size)[0]
-                m.weight.data[...] = bilinear_kernel(m.in_channels, m.out_channels, k, m.weight.dtype)
+                m.weight.array[...] = bilinear_kernel(m.in_channels, m.out_channels, k, m.weight.dtype)
             elif id(m) in score:
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)

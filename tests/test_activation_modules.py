@@ -75,7 +75,7 @@ def test_prelu_learns_its_slope():
         loss = ((act(x) - 0.5 * x) ** 2).mean()
         act.zero_grad()
         loss.backward()
-        act.weight.data[...] -= 0.1 * act.weight.grad.data
+        act.weight.array[...] -= 0.1 * act.weight.grad.array
     assert abs(act.weight.item() - 0.5) < 1e-3
 
 

@@ -167,7 +167,7 @@ def test_detach_cuts_the_graph_and_shares_data():
     v = upstream(3)
     y.backward(v)
     np.testing.assert_allclose(x.grad.numpy(), d.numpy() * v.numpy())  # d treated as a constant
-    assert x.detach().data is x.data or np.shares_memory(x.detach().data, x.data)
+    assert x.detach().array is x.array or np.shares_memory(x.detach().array, x.array)
 
 
 def test_requires_grad_propagation():
@@ -200,7 +200,7 @@ def test_in_place_change_of_a_tensor_that_requires_grad_raises():
         x[0] = 1.0
     with td.no_grad():
         x[0] = 1.0
-    assert x.data[0] == 1.0
+    assert x.array[0] == 1.0
 
 
 # ================================================================ memory
@@ -318,12 +318,12 @@ def _check_with_sum_upstream(fn, x, eps=1e-6):
     fn(x).sum().backward()
     numeric = np.zeros(x.shape)
     for idx in np.ndindex(*x.shape):
-        orig = x.data[idx]
-        x.data[idx] = orig + eps
+        orig = x.array[idx]
+        x.array[idx] = orig + eps
         plus = fn(x).sum().item()
-        x.data[idx] = orig - eps
+        x.array[idx] = orig - eps
         minus = fn(x).sum().item()
-        x.data[idx] = orig
+        x.array[idx] = orig
         numeric[idx] = (plus - minus) / (2 * eps)
     return np.abs(x.grad.numpy() - numeric).max()
 
@@ -441,7 +441,7 @@ def test_item_tolist_numpy():
     g = leaf(2)
     with pytest.raises(RuntimeError, match="detach"):
         g.numpy()
-    assert np.shares_memory(g.detach().numpy(), g.data)
+    assert np.shares_memory(g.detach().numpy(), g.array)
     assert float(td.tensor(2.5)) == 2.5 and int(td.tensor(7)) == 7
 
 
@@ -551,7 +551,7 @@ def test_backward_frees_intermediate_activations():
     x = td.tensor(rng.standard_normal((4, 5)), requires_grad=True)
     h = td.nn.functional.tanh(x * 2.0)                 # one intermediate feeding two ops
     loss = h * td.tensor(rng.standard_normal((4, 5))) + h * h
-    h_data, x_data = weakref.ref(h.data), weakref.ref(x.data)
+    h_data, x_data = weakref.ref(h.array), weakref.ref(x.array)
     producer = h.grad_fn
     del h
     upstream = td.tensor(rng.standard_normal((4, 5)))
@@ -574,10 +574,10 @@ def test_retain_graph_keeps_intermediates_for_a_second_backward():
     y = td.nn.functional.tanh(x) * td.nn.functional.tanh(x)
     g = td.tensor(np.random.default_rng(1).standard_normal(6))
     y.backward(g, retain_graph=True)
-    first = x.grad.data.copy()
-    np.testing.assert_allclose(first, g.data * 2 * np.tanh(x.data) * (1 - np.tanh(x.data) ** 2))
+    first = x.grad.array.copy()
+    np.testing.assert_allclose(first, g.array * 2 * np.tanh(x.array) * (1 - np.tanh(x.array) ** 2))
     y.backward(g)
-    np.testing.assert_allclose(x.grad.data, 2 * first)
+    np.testing.assert_allclose(x.grad.array, 2 * first)
 
 
 # ================================================================ in-place changes of saved tensors
@@ -742,12 +742,12 @@ def test_a_kept_loss_keeps_neither_its_input_batch_nor_its_activations_alive():
     x = td.randn(4, 1, 4, 4)
     hidden = model[1](model[0](x))
     loss = td.nn.functional.cross_entropy(model[3](model[2](hidden)), td.tensor(np.arange(4) % 3))
-    batch, activation = weakref.ref(x.data), weakref.ref(hidden.data)
+    batch, activation = weakref.ref(x.array), weakref.ref(hidden.array)
     loss.backward()
     del x, hidden
     gc.collect()
     assert batch() is None and activation() is None                # only the parameters stay referenced
-    assert {p.data.shape for p in model.parameters()} == {(2, 1, 3, 3), (2,), (3, 8), (3,)}
+    assert {p.array.shape for p in model.parameters()} == {(2, 1, 3, 3), (2,), (3, 8), (3,)}
     with pytest.raises(RuntimeError, match="a second time"):
         loss.backward()                                            # the graph is still walkable
 

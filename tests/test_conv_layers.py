@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning
 
 
 def _np(t):
-    return t.detach().numpy() if isinstance(t, torch.Tensor) else td.backend.to_device(t.data, "cpu")
+    return t.detach().numpy() if isinstance(t, torch.Tensor) else td.backend.to_device(t.array, "cpu")
 
 
 def _twins(cls_name, *args, **kwargs):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _host(t):
-    return td.backend.to_host(t.data if isinstance(t, td.Tensor) else t)
+    return td.backend.to_host(t.array if isinstance(t, td.Tensor) else t)
 
 
 def _resnet20_step(device, dtype=np.float32, batch=16, seed=0):
@@ -89,7 +89,7 @@ def test_resnet20_trains_on_cuda_as_on_the_cpu_in_float64():
 
 
 def _raw(a):
-    return a.data if isinstance(a, td.Tensor) else a
+    return a.array if isinstance(a, td.Tensor) else a
 
 
 def test_dropout_masks_and_batch_norm_buffers_stay_on_the_gpu():
@@ -99,7 +99,7 @@ def test_dropout_masks_and_batch_norm_buffers_stay_on_the_gpu():
     out = net(x)
     out.backward(td.randn(*out.shape, device="cuda"))     # a random upstream gradient
     assert x.grad.device.type == "cuda"
-    assert all(td.backend.is_cupy_array(b.data) for b in net.buffers())
+    assert all(td.backend.is_cupy_array(b.array) for b in net.buffers())
     dropped = F.dropout(td.ones(1000, device="cuda"), 0.5)
     assert dropped.device.type == "cuda" and 350 < int(_host((dropped == 0).sum())) < 650
 
@@ -133,7 +133,7 @@ def test_trainer_on_cuda_learns_checkpoints_and_resumes_exactly(tmp_path):
     del first
     resumed = _trainer(tmp_path / "resumed")
     assert resumed.resume() == 2
-    assert all(td.backend.is_cupy_array(p.data) for p in resumed.model.parameters())
+    assert all(td.backend.is_cupy_array(p.array) for p in resumed.model.parameters())
     assert all(td.backend.is_cupy_array(v) for s in resumed.optimizer.state.values()
                for v in s.values() if hasattr(v, "shape") and v.ndim)
     history = resumed.fit(6)

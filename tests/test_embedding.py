@@ -51,7 +51,7 @@ def test_module_matches_torch_and_padding_row_stays_zero():
 def test_from_pretrained_shares_and_freezes():
     table = td.tensor(np.arange(12.0).reshape(4, 3))
     e = nn.Embedding.from_pretrained(table)
-    assert not e.weight.requires_grad and e.weight.data is table.data
+    assert not e.weight.requires_grad and e.weight.array is table.array
     np.testing.assert_array_equal(e(td.tensor([3, 0])).numpy(), [[9, 10, 11], [0, 1, 2]])
     assert nn.Embedding.from_pretrained(table, freeze=False).weight.requires_grad
     assert repr(nn.Embedding.from_pretrained(table, max_norm=1.0)) == "Embedding(4, 3, max_norm=1.0)"

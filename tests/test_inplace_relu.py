@@ -32,9 +32,9 @@ def _net_input(rng, requires_grad=True):
 def test_output_is_the_input_array_and_gradients_match(name, act):
     rng = np.random.default_rng(0)
     w, a, x = _net_input(rng)
-    before = x.data
+    before = x.array
     y = act(x)
-    assert y.data is before and np.shares_memory(y.data, x.data)
+    assert y.array is before and np.shares_memory(y.array, x.array)
     gy = rng.standard_normal(y.shape)
     y.backward(td.tensor(gy))
     wt = torch.tensor(w.detach().numpy(), requires_grad=True)
@@ -60,7 +60,7 @@ def test_no_array_of_the_input_size_is_allocated(name, act):
     only the masks/bookkeeping (relu: nothing of x's size), the out-of-place one a new x."""
     rng = np.random.default_rng(1)
     _, _, x = _net_input(rng)
-    size = x.data.nbytes
+    size = x.array.nbytes
     inplace_peak, _ = _peak_bytes(lambda: act(x))
     _, _, x2 = _net_input(rng)
     copy_peak, _ = _peak_bytes(lambda: F.relu(x2))

@@ -161,7 +161,7 @@ def test_loss_module_trains_a_classifier():
         model.zero_grad()
         loss.backward()
         for p in model.parameters():
-            p.data[...] -= 0.5 * p.grad.data
+            p.array[...] -= 0.5 * p.grad.array
     assert loss.item() < 0.5 * first
 
 

@@ -61,7 +61,7 @@ def test_regression_broadcast_warns_with_both_shapes_and_matches_torch():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = TF.mse_loss(torch.tensor(x), torch.tensor(y), reduction="none").numpy()
-    np.testing.assert_allclose(out.data, expected)
+    np.testing.assert_allclose(out.array, expected)
 
 
 def test_bad_arguments():
@@ -133,14 +133,14 @@ def test_dropout2d_wrong_rank_names_shape():
 # ================================================================ reductions and conventions
 def test_reductions_are_consistent():
     x, y = t(logits(5, 4)), t(np.array([0, 1, 2, 3, 1]))
-    none = L.cross_entropy(x, y, reduction="none").data
+    none = L.cross_entropy(x, y, reduction="none").array
     assert none.shape == (5,)
     np.testing.assert_allclose(L.cross_entropy(x, y, reduction="sum").item(), none.sum())
     np.testing.assert_allclose(L.cross_entropy(x, y).item(), none.mean())
     # cross_entropy == nll_loss(log_softmax)
-    np.testing.assert_allclose(L.nll_loss(A.log_softmax(x, 1), y, reduction="none").data, none)
+    np.testing.assert_allclose(L.nll_loss(A.log_softmax(x, 1), y, reduction="none").array, none)
     # legacy size_average / reduce map to reductions as in PyTorch
-    np.testing.assert_allclose(L.mse_loss(x, x * 0, size_average=False).item(), (x.data ** 2).sum())
+    np.testing.assert_allclose(L.mse_loss(x, x * 0, size_average=False).item(), (x.array ** 2).sum())
     assert L.mse_loss(x, x * 0, reduce=False).shape == (5, 4)
 
 
@@ -148,7 +148,7 @@ def test_weighted_mean_divides_by_weights_of_counted_targets():
     x = logits(4, 3)
     y = np.array([0, 2, -100, 2])
     w = np.array([1.0, 5.0, 3.0])
-    per_sample = L.cross_entropy(t(x), t(y), weight=t(w), reduction="none").data
+    per_sample = L.cross_entropy(t(x), t(y), weight=t(w), reduction="none").array
     assert per_sample[2] == 0
     expected = per_sample.sum() / (1 + 3 + 3)          # the ignored sample's class weight is not counted
     np.testing.assert_allclose(L.cross_entropy(t(x), t(y), weight=t(w)).item(), expected)
@@ -160,13 +160,13 @@ def test_all_ignored_mean_is_nan_with_zero_gradient_like_torch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")       # no NumPy 0/0 warning either
         loss = L.cross_entropy(x, t(y))
-    xt = torch.tensor(x.data, requires_grad=True)
+    xt = torch.tensor(x.array, requires_grad=True)
     lt = TF.cross_entropy(xt, torch.tensor(y))
     assert np.isnan(loss.item()) and torch.isnan(lt)
     loss.backward()
     lt.backward()
-    np.testing.assert_array_equal(x.grad.data, xt.grad.numpy())
-    assert not np.any(x.grad.data)
+    np.testing.assert_array_equal(x.grad.array, xt.grad.numpy())
+    assert not np.any(x.grad.array)
 
 
 # ================================================================ numerical stability
@@ -182,9 +182,9 @@ def test_cross_entropy_stable_for_huge_logits(dtype):
     xr = torch.tensor(x, requires_grad=True)
     lr = TF.cross_entropy(xr, torch.tensor(y), label_smoothing=0.1)
     lr.backward()
-    assert np.isfinite(loss.item()) and np.all(np.isfinite(xt.grad.data))
+    assert np.isfinite(loss.item()) and np.all(np.isfinite(xt.grad.array))
     np.testing.assert_allclose(loss.item(), lr.item(), rtol=1e-6)
-    np.testing.assert_allclose(xt.grad.data, xr.grad.numpy(), atol=1e-7)
+    np.testing.assert_allclose(xt.grad.array, xr.grad.numpy(), atol=1e-7)
 
 
 def test_masked_logits_minus_inf_give_finite_loss_like_torch():
@@ -197,7 +197,7 @@ def test_masked_logits_minus_inf_give_finite_loss_like_torch():
     lr = TF.cross_entropy(xr, torch.tensor(y))
     lr.backward()
     np.testing.assert_allclose(loss.item(), lr.item())
-    np.testing.assert_allclose(xt.grad.data, xr.grad.numpy())
+    np.testing.assert_allclose(xt.grad.array, xr.grad.numpy())
 
 
 def test_activations_do_not_overflow():
@@ -212,15 +212,15 @@ def test_activations_do_not_overflow():
             xr = torch.tensor(x, requires_grad=True)
             yr = tfn(xr)
             yr.backward(torch.linspace(-1, 1, x.size, dtype=torch.float64))
-            np.testing.assert_allclose(y.data, yr.detach().numpy(), rtol=1e-12, atol=1e-15)
-            np.testing.assert_allclose(xt.grad.data, xr.grad.numpy(), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(y.array, yr.detach().numpy(), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(xt.grad.array, xr.grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
 def test_bce_with_logits_stable_for_huge_logits():
     x = np.array([-1e4, -50.0, 50.0, 1e4])
     y = np.array([1.0, 0.0, 1.0, 0.0])
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        loss = L.binary_cross_entropy_with_logits(t(x), t(y), reduction="none").data
+        loss = L.binary_cross_entropy_with_logits(t(x), t(y), reduction="none").array
     np.testing.assert_allclose(loss, [1e4, 0.0, 0.0, 1e4], atol=1e-20)
 
 
@@ -236,11 +236,11 @@ def test_inplace_relu_writes_into_its_input():
     x = t(np.array([-1.0, 2.0]))
     with td.no_grad():
         y = A.relu(x, inplace=True)
-    assert y is x and list(x.data) == [0.0, 2.0]
+    assert y is x and list(x.array) == [0.0, 2.0]
     x = t(np.array([-1.0, 2.0]), requires_grad=True)
     with pytest.raises(RuntimeError, match="relu.inplace=True.: the input is .a view of. a leaf"):
         A.relu(x, inplace=True)       # as PyTorch: a leaf that requires grad
-    assert list(x.data) == [-1.0, 2.0]
+    assert list(x.array) == [-1.0, 2.0]
 
 
 # ================================================================ dropout
@@ -248,7 +248,7 @@ def test_dropout_statistics():
     td.manual_seed(0)
     p = 0.3
     x = t(np.ones((400, 500), dtype=np.float32))
-    y = D.dropout(x, p).data
+    y = D.dropout(x, p).array
     assert y.dtype == np.float32
     dropped = (y == 0).mean()
     assert abs(dropped - p) < 0.005                   # 200k Bernoulli draws: std ~ 0.001
@@ -262,17 +262,17 @@ def test_dropout_identity_cases():
     assert D.dropout(x, 0.0) is x
     assert D.dropout2d(t(logits(2, 3, 4, 4)), 0.5, training=False).shape == (2, 3, 4, 4)
     assert D.alpha_dropout(x, 0.5) is x               # PyTorch's default training=False
-    assert not np.any(D.dropout(x, 1.0).data)
-    assert not np.any(D.alpha_dropout(x, 1.0, True).data)
+    assert not np.any(D.dropout(x, 1.0).array)
+    assert not np.any(D.alpha_dropout(x, 1.0, True).array)
 
 
 def test_dropout_seeded_reproducibility():
     x = t(np.ones((50, 60)))
     td.manual_seed(123)
-    a = D.dropout(x, 0.5).data
-    b = D.dropout(x, 0.5).data
+    a = D.dropout(x, 0.5).array
+    b = D.dropout(x, 0.5).array
     td.manual_seed(123)
-    c = D.dropout(x, 0.5).data
+    c = D.dropout(x, 0.5).array
     np.testing.assert_array_equal(a, c)
     assert not np.array_equal(a, b)
 
@@ -284,9 +284,9 @@ def test_dropout_gradient_is_mask_times_scale():
     y = D.dropout(x, p)
     gy = logits(6, 7, seed=9)
     y.backward(t(gy))
-    mask = y.data / x.data                            # 0 or 1/(1-p)
+    mask = y.array / x.array                            # 0 or 1/(1-p)
     np.testing.assert_allclose(np.unique(np.round(mask, 12)), [0.0, round(1 / (1 - p), 12)])
-    np.testing.assert_allclose(x.grad.data, gy * mask)
+    np.testing.assert_allclose(x.grad.array, gy * mask)
 
 
 @pytest.mark.parametrize("fn, shape", [(D.dropout, (3, 4)), (D.dropout2d, (2, 3, 2, 2)),
@@ -306,24 +306,24 @@ def test_dropout2d_zeroes_whole_channels():
     td.manual_seed(1)
     p = 0.5
     x = t(np.ones((40, 50, 3, 4), dtype=np.float32))
-    y = D.dropout2d(x, p).data
+    y = D.dropout2d(x, p).array
     per_channel = y.reshape(40, 50, -1)
     assert np.all(per_channel.min(axis=2) == per_channel.max(axis=2))   # each plane all kept or all dropped
     dropped = (per_channel[:, :, 0] == 0).mean()
     assert abs(dropped - p) < 0.05                    # 2000 channels: std ~ 0.011
     np.testing.assert_allclose(np.unique(y), [0.0, 2.0])
     # unbatched (C, H, W): whole channels too
-    y3 = D.dropout2d(t(np.ones((64, 3, 4))), p).data.reshape(64, -1)
+    y3 = D.dropout2d(t(np.ones((64, 3, 4))), p).array.reshape(64, -1)
     assert np.all(y3.min(axis=1) == y3.max(axis=1)) and 0 < (y3[:, 0] == 0).sum() < 64
 
 
 def test_alpha_dropout_keeps_mean_and_variance():
     td.manual_seed(3)
     x = np.random.default_rng(0).standard_normal(200_000)
-    y = D.alpha_dropout(t(x), 0.2, training=True).data
+    y = D.alpha_dropout(t(x), 0.2, training=True).array
     assert abs(y.mean()) < 0.01 and abs(y.std() - 1.0) < 0.01
     # on zeros: kept units become a alpha' p, dropped ones a alpha' (p - 1), as in PyTorch
-    ours = np.unique(D.alpha_dropout(t(np.zeros(1000)), 0.2, training=True).data)
+    ours = np.unique(D.alpha_dropout(t(np.zeros(1000)), 0.2, training=True).array)
     ref = np.unique(TF.alpha_dropout(torch.zeros(1000, dtype=torch.float64), 0.2, True).numpy())
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
@@ -332,7 +332,7 @@ def test_dropout_inplace_under_no_grad():
     x = t(np.ones((10, 10)))
     with td.no_grad():
         y = D.dropout(x, 0.5, inplace=True)
-    assert y is x and np.any(x.data == 0)
+    assert y is x and np.any(x.array == 0)
 
 
 def test_functional_namespace_exports():
@@ -344,4 +344,4 @@ def test_functional_namespace_exports():
 
 def test_relu_of_infinities_and_nan_like_torch():
     x = np.array([-np.inf, np.inf, np.nan, -1.0, 0.0], dtype=np.float32)
-    np.testing.assert_array_equal(A.relu(t(x)).data, torch.relu(torch.tensor(x)).numpy())
+    np.testing.assert_array_equal(A.relu(t(x)).array, torch.relu(torch.tensor(x)).numpy())

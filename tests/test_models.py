@@ -52,7 +52,7 @@ def _quick_init(model, seed=0):
                 u = rng.random(p.shape, dtype=np.float32)
                 u -= np.float32(0.5)
                 u *= 2 * bound
-                p.data[...] = u
+                p.array[...] = u
     return model
 
 
@@ -647,7 +647,7 @@ def test_block_with_zero_residual_branch(shortcut):
     m.eval()
     block = m.layer2[0]                                # 16 -> 32 channels, stride 2
     for conv in (block.conv1, block.conv2):
-        conv.weight.data[...] = 0
+        conv.weight.array[...] = 0
     x = td.randn(2, 16, 8, 8)
     with td.no_grad():
         y = block(x).numpy()

@@ -38,7 +38,7 @@ def test_parameter_basics():
     data = td.tensor([1.0, 2.0])
     p = nn.Parameter(data)
     assert isinstance(p, td.Tensor) and p.requires_grad and p.is_leaf
-    assert p.data is data.data                     # shares memory, as torch.nn.Parameter
+    assert p.array is data.array                     # shares memory, as torch.nn.Parameter
     assert repr(p).startswith("Parameter containing:\ntensor(")
     assert repr(p).endswith("requires_grad=True)")
     assert not nn.Parameter(data, requires_grad=False).requires_grad
@@ -93,7 +93,7 @@ def test_state_dict_keys_order_and_shapes_match_torch():
     assert [str(v.dtype) for v in sd.values()] == [str(v.dtype).replace("torch.", "") for v in tsd.values()]
     # detached views of the module's arrays
     assert all(type(v) is td.Tensor and not v.requires_grad for v in sd.values())
-    assert sd["scale"].data is ours.scale.data
+    assert sd["scale"].array is ours.scale.array
     assert all(v is p for v, p in zip(ours.state_dict(keep_vars=True).values(),
                                       list(ours.parameters())[:1]))
 
@@ -141,19 +141,19 @@ def test_load_state_dict_from_torch_numpy_gives_same_outputs():
     ours3 = nn.Sequential(nn.Linear(5, 7), nn.Identity(), nn.Linear(7, 3))
     ours3.load_state_dict(ours2.state_dict())
     for a, b in zip(ours.parameters(), ours3.parameters()):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
 
 
 def test_load_state_dict_copies_in_place_keeping_dtype_and_identity():
     model = nn.Linear(3, 2, dtype=td.float64)
-    weight, weight_array = model.weight, model.weight.data
+    weight, weight_array = model.weight, model.weight.array
     src = np.arange(6, dtype=np.float32).reshape(2, 3)
     model.load_state_dict({"weight": src, "bias": np.zeros(2, np.float32)})
-    assert model.weight is weight and model.weight.data is weight_array
+    assert model.weight is weight and model.weight.array is weight_array
     assert model.weight.dtype == np.float64
-    np.testing.assert_array_equal(model.weight.data, src)
+    np.testing.assert_array_equal(model.weight.array, src)
     src[0, 0] = 100          # copied, not aliased
-    assert model.weight.data[0, 0] == 0
+    assert model.weight.array[0, 0] == 0
 
 
 def test_load_state_dict_buffers_and_scalar_compat():
@@ -162,7 +162,7 @@ def test_load_state_dict_buffers_and_scalar_compat():
     theirs.running_mean.fill_(0.5)
     ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
     assert ours.num_batches_tracked.dtype == np.int64 and ours.num_batches_tracked.item() == 7
-    np.testing.assert_array_equal(ours.running_mean.data, 0.5)
+    np.testing.assert_array_equal(ours.running_mean.array, 0.5)
     sd = ours.state_dict()
     sd["num_batches_tracked"] = np.array([3])       # old checkpoints stored scalars as (1,)
     ours.load_state_dict(sd)
@@ -190,7 +190,7 @@ def test_load_state_dict_strict_errors_match_torch_message():
     assert result.missing_keys == ["0.bias"] and result.unexpected_keys == ["2.weight", "extra", "1.foo"]
     assert tuple(result) == tuple(theirs.load_state_dict({k: torch.tensor(v) for k, v in bad.items()},
                                                          strict=False))
-    np.testing.assert_array_equal(ours[1].weight.data, bad["1.weight"])
+    np.testing.assert_array_equal(ours[1].weight.array, bad["1.weight"])
 
 
 def test_load_state_dict_size_mismatch_raises_even_when_not_strict():
@@ -205,7 +205,7 @@ def test_load_state_dict_size_mismatch_raises_even_when_not_strict():
     missing = model.load_state_dict({"0.weight": np.ones((2, 3))}, strict=False)
     assert missing.missing_keys == ["0.bias"] and missing.unexpected_keys == []
     assert missing == (["0.bias"], [])
-    np.testing.assert_array_equal(model[0].weight.data, 1)
+    np.testing.assert_array_equal(model[0].weight.array, 1)
     with pytest.raises(TypeError, match="dict-like"):
         model.load_state_dict([1, 2])
     with pytest.raises(TypeError, match=r"keys must be parameter names \(str\), got \[0\]"):
@@ -258,7 +258,7 @@ def test_optimizer_style_update_sees_cast_parameters():
     model(x).backward(td.ones(4, 2, dtype=td.float64))
     with td.no_grad():
         for p in params:            # a "step" on the pre-cast list
-            p.data -= 0.1 * p.grad.data
+            p.array -= 0.1 * p.grad.array
     assert all(p.grad.dtype == np.float64 for p in params)
 
 
@@ -294,8 +294,8 @@ def test_zero_grad():
     grad_obj = model[1].bias.grad
     model.zero_grad(set_to_none=False)
     assert model[1].bias.grad is grad_obj
-    assert all(float(np.abs(p.grad.data).sum()) == 0 for p in model.parameters())
-    assert float(np.abs(upstream.data).sum()) > 0       # the caller's array is not zeroed
+    assert all(float(np.abs(p.grad.array).sum()) == 0 for p in model.parameters())
+    assert float(np.abs(upstream.array).sum()) > 0       # the caller's array is not zeroed
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
 
@@ -414,7 +414,7 @@ def test_deepcopy_gives_independent_parameters():
     assert list(clone.state_dict()) == list(model.state_dict())
     with td.no_grad():
         clone.scale.fill_(5.0)
-    assert float(model.scale.data[0]) == 1.0
+    assert float(model.scale.array[0]) == 1.0
     assert isinstance(clone.scale, nn.Parameter) and clone.scale is not model.scale
 
 
@@ -529,12 +529,12 @@ def test_linear_default_init_matches_torch_distribution():
     ours, theirs = nn.Linear(fan_in, 400), torch.nn.Linear(fan_in, 400)
     bound = 1 / math.sqrt(fan_in)
     for ours_p, theirs_p in ((ours.weight, theirs.weight), (ours.bias, theirs.bias)):
-        w = ours_p.data
+        w = ours_p.array
         assert w.dtype == np.float32
         assert w.min() >= -bound and w.max() <= bound
         assert abs(float(np.abs(w).max()) - float(theirs_p.detach().abs().max())) < 0.02 * bound
-    assert abs(ours.weight.data.std() - bound / math.sqrt(3)) < 0.01 * bound
-    assert abs(ours.weight.data.std() - theirs.weight.detach().std().item()) < 0.01 * bound
+    assert abs(ours.weight.array.std() - bound / math.sqrt(3)) < 0.01 * bound
+    assert abs(ours.weight.array.std() - theirs.weight.detach().std().item()) < 0.01 * bound
 
 
 def test_manual_seed_makes_init_reproducible():
@@ -542,9 +542,9 @@ def test_manual_seed_makes_init_reproducible():
     a = nn.Linear(6, 4)
     td.manual_seed(123)
     b = nn.Linear(6, 4)
-    np.testing.assert_array_equal(a.weight.data, b.weight.data)
-    np.testing.assert_array_equal(a.bias.data, b.bias.data)
-    assert not np.array_equal(a.weight.data, nn.Linear(6, 4).weight.data)
+    np.testing.assert_array_equal(a.weight.array, b.weight.array)
+    np.testing.assert_array_equal(a.bias.array, b.bias.array)
+    assert not np.array_equal(a.weight.array, nn.Linear(6, 4).weight.array)
 
 
 # ====================================================================== other layers vs torch
@@ -692,7 +692,7 @@ def test_uniform_inits_bounds_and_std(fn_name, kwargs, dtype):
     out = getattr(init, fn_name)(p, **kwargs)
     assert out is p and p.dtype == dtype and p.requires_grad and p.grad_fn is None
     bound = _uniform_bound(fn_name, kwargs)
-    w = p.data
+    w = p.array
     assert w.min() >= -bound and w.max() <= bound
     assert w.max() > 0.995 * bound and w.min() < -0.995 * bound
     assert abs(w.std() - bound / math.sqrt(3)) < 0.02 * bound / math.sqrt(3)
@@ -712,7 +712,7 @@ def test_uniform_inits_bounds_and_std(fn_name, kwargs, dtype):
 def test_normal_inits_std(fn_name, kwargs, std):
     p = nn.Parameter(td.zeros(*SHAPE))
     assert getattr(init, fn_name)(p, **kwargs) is p and p.dtype == np.float32
-    w = p.data
+    w = p.array
     mean = kwargs.get("mean", 0.0)
     assert abs(w.mean() - mean) < 0.02 * std
     assert abs(w.std() - std) < 0.02 * std
@@ -723,12 +723,12 @@ def test_normal_inits_std(fn_name, kwargs, std):
 def test_uniform_and_trunc_normal():
     p = nn.Parameter(td.zeros(100, 1000))
     init.uniform_(p, -0.5, 2.0)
-    assert p.data.min() >= -0.5 and p.data.max() <= 2.0
-    assert abs(p.data.mean() - 0.75) < 0.01 and abs(p.data.std() - 2.5 / math.sqrt(12)) < 0.01
+    assert p.array.min() >= -0.5 and p.array.max() <= 2.0
+    assert abs(p.array.mean() - 0.75) < 0.01 and abs(p.array.std() - 2.5 / math.sqrt(12)) < 0.01
 
     mean, std, a, b = 0.5, 2.0, -1.0, 3.0
     init.trunc_normal_(p, mean, std, a, b)
-    w = p.data
+    w = p.array
     assert w.min() >= a and w.max() <= b and p.dtype == np.float32
     # moments of a normal truncated to [a, b]
     phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)    # noqa: E731
@@ -746,18 +746,18 @@ def test_uniform_and_trunc_normal():
 
 def test_constant_zeros_ones_eye_orthogonal():
     p = nn.Parameter(td.zeros(3, 5, dtype=td.float64))
-    assert init.constant_(p, 0.25) is p and np.all(p.data == 0.25)
+    assert init.constant_(p, 0.25) is p and np.all(p.array == 0.25)
     init.ones_(p)
-    assert np.all(p.data == 1)
+    assert np.all(p.array == 1)
     init.zeros_(p)
-    assert np.all(p.data == 0)
+    assert np.all(p.array == 0)
     init.eye_(p)
-    np.testing.assert_array_equal(p.data, np.eye(3, 5))
+    np.testing.assert_array_equal(p.array, np.eye(3, 5))
     init.orthogonal_(p, gain=2.0)
-    np.testing.assert_allclose(p.data @ p.data.T, 4 * np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(p.array @ p.array.T, 4 * np.eye(3), atol=1e-12)
     q = nn.Parameter(td.zeros(12, 2, 2))
     init.orthogonal_(q)
-    flat = q.data.reshape(12, 4)
+    flat = q.array.reshape(12, 4)
     assert q.dtype == np.float32
     np.testing.assert_allclose(flat.T @ flat, np.eye(4), atol=1e-5)
 
@@ -765,10 +765,10 @@ def test_constant_zeros_ones_eye_orthogonal():
 def test_init_is_reproducible_and_needs_no_no_grad():
     p = nn.Parameter(td.zeros(4, 4))
     td.manual_seed(7)
-    a = init.kaiming_normal_(p).data.copy()
+    a = init.kaiming_normal_(p).array.copy()
     td.manual_seed(7)
     init.kaiming_normal_(p)
-    np.testing.assert_array_equal(a, p.data)
+    np.testing.assert_array_equal(a, p.array)
     assert p.is_leaf and p.requires_grad
 
 

@@ -16,7 +16,7 @@ import tinydl.nn.functional as F
 
 
 def _np(t):
-    return t.detach().numpy() if isinstance(t, torch.Tensor) else td.backend.to_device(t.data, "cpu")
+    return t.detach().numpy() if isinstance(t, torch.Tensor) else td.backend.to_device(t.array, "cpu")
 
 
 def _close(a, b, dtype=np.float64):
@@ -35,11 +35,11 @@ def _pair(cls_name, *args, dtype=np.float64, **kwargs):
     rng = np.random.default_rng(3)
     if getattr(ours, "weight", None) is not None:
         w = rng.uniform(0.5, 1.5, ours.weight.shape).astype(dtype)
-        ours.weight.data[...] = w
+        ours.weight.array[...] = w
         theirs.weight.data.copy_(torch.tensor(w))
     if getattr(ours, "bias", None) is not None:
         b = rng.standard_normal(ours.bias.shape).astype(dtype)
-        ours.bias.data[...] = b
+        ours.bias.array[...] = b
         theirs.bias.data.copy_(torch.tensor(b))
     return ours, theirs
 
@@ -475,4 +475,4 @@ def test_ops_leave_their_input_alone(op):
     y = op(t)
     y.backward(td.tensor(np.ones(y.shape)))
     np.testing.assert_array_equal(x, before)
-    assert not np.shares_memory(y.data, x)
+    assert not np.shares_memory(y.array, x)

@@ -118,7 +118,7 @@ def check(fn, arrays, grad=None):
         want = t.detach().numpy()
         assert o.shape == tuple(want.shape), f"output {k}: shape {o.shape}, torch {tuple(want.shape)}"
         assert o.dtype == want.dtype, f"output {k}: dtype {o.dtype}, torch {want.dtype}"
-        np.testing.assert_allclose(o.data, want, atol=atol, rtol=rtol, equal_nan=True, err_msg=f"output {k}")
+        np.testing.assert_allclose(o.array, want, atol=atol, rtol=rtol, equal_nan=True, err_msg=f"output {k}")
         if t.requires_grad:                                   # a random upstream gradient, never .sum()
             up = rng.standard_normal(want.shape).astype(want.dtype)
             t.backward(torch.tensor(up), retain_graph=True)
@@ -126,11 +126,11 @@ def check(fn, arrays, grad=None):
     for i in grad:
         want, got = t_in[i].grad, xs[i].grad
         if want is None:
-            assert got is None or not np.any(got.data), f"input {i}: torch gives no gradient"
+            assert got is None or not np.any(got.array), f"input {i}: torch gives no gradient"
             continue
         assert got is not None, f"input {i}: no gradient"
         assert got.dtype == arrays[i].dtype and got.shape == arrays[i].shape
-        np.testing.assert_allclose(got.data, want.numpy(), atol=10 * atol, rtol=10 * rtol, equal_nan=True,
+        np.testing.assert_allclose(got.array, want.numpy(), atol=10 * atol, rtol=10 * rtol, equal_nan=True,
                                    err_msg=f"gradient of input {i}")
     for i, (a, b) in enumerate(zip(arrays, before)):
         np.testing.assert_array_equal(a, b, err_msg=f"input {i} was written to")

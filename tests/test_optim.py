@@ -47,7 +47,7 @@ def torch_params(values, dtype=torch.float64):
 
 
 def host(p):
-    d = p.data
+    d = p.array
     return d.get() if hasattr(d, "get") else np.asarray(d)
 
 
@@ -357,8 +357,8 @@ def test_step_skips_none_grads_and_runs_closure():
     with td.no_grad():
         loss = opt.step(closure)
     assert calls == [True] and float(loss.item()) == 5.0
-    np.testing.assert_allclose(p.data, [0.0, 0.0])      # x - 0.5 * 2x
-    np.testing.assert_array_equal(q.data, [3.0])         # no grad: untouched
+    np.testing.assert_allclose(p.array, [0.0, 0.0])      # x - 0.5 * 2x
+    np.testing.assert_array_equal(q.array, [3.0])         # no grad: untouched
 
 
 def test_zero_grad():
@@ -366,9 +366,9 @@ def test_zero_grad():
     b = td.tensor(np.array([3.0, 4.0]), requires_grad=True)
     (a + b).backward(td.tensor(np.array([1.0, 1.0])))
     opt = optim.SGD([a, b], lr=0.1)
-    shared = b.grad.data                   # may be the very array a.grad holds
+    shared = b.grad.array                   # may be the very array a.grad holds
     opt.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(a.grad.data, [0.0, 0.0])
+    np.testing.assert_array_equal(a.grad.array, [0.0, 0.0])
     np.testing.assert_array_equal(shared, [1.0, 1.0])    # not zeroed in place
     opt.zero_grad()
     assert a.grad is None and b.grad is None
@@ -381,11 +381,11 @@ def test_step_does_not_write_into_grads():
         opt = td_cls(tp, **kwargs)
         for g in grads[:3]:
             set_td_grads(tp, g)
-            before = [None if p.grad is None else p.grad.data.copy() for p in tp]
+            before = [None if p.grad is None else p.grad.array.copy() for p in tp]
             opt.step()
             for p, b in zip(tp, before):
                 if b is not None:
-                    np.testing.assert_array_equal(p.grad.data, b, err_msg=f"{td_cls.__name__}({kwargs})")
+                    np.testing.assert_array_equal(p.grad.array, b, err_msg=f"{td_cls.__name__}({kwargs})")
 
 
 def test_named_parameters_and_repr():

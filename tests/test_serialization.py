@@ -18,7 +18,7 @@ def _same(a, b):
     assert type(a) is type(b), (type(a), type(b))
     if isinstance(a, td.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
     elif isinstance(a, (np.ndarray, np.generic)):
         assert a.dtype == b.dtype and np.shape(a) == np.shape(b)
         np.testing.assert_array_equal(a, b)
@@ -74,7 +74,7 @@ def test_tensors_and_parameters(tmp_path):
     assert type(back["t"]) is td.Tensor and back["t"].requires_grad and back["t"].is_leaf
     assert back["y"].is_leaf and back["y"].requires_grad   # a graph output comes back as a leaf
     assert not back["frozen"].requires_grad
-    np.testing.assert_array_equal(back["p"].data, p.data)
+    np.testing.assert_array_equal(back["p"].array, p.array)
     assert back["p"].device == "cpu"
     assert td.load(path, map_location="cpu")["t"].device == "cpu"
 
@@ -116,7 +116,7 @@ def test_file_objects():
     assert zipfile.is_zipfile(buf)
     buf.seek(0)
     back = td.load(buf)
-    np.testing.assert_array_equal(back["w"].data, np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(back["w"].array, np.ones((2, 3), np.float32))
 
 
 def test_unsupported_objects_name_the_key_path(tmp_path):
@@ -227,7 +227,7 @@ def test_cuda_tensors_are_saved_from_host_and_mapped_back(tmp_path):
     td.save({"w": w}, tmp_path / "g.npz")
     back = td.load(tmp_path / "g.npz")
     assert back["w"].device == "cpu"
-    np.testing.assert_array_equal(back["w"].data, w.cpu().numpy())
+    np.testing.assert_array_equal(back["w"].array, w.cpu().numpy())
     on_gpu = td.load(tmp_path / "g.npz", map_location="cuda")
     assert on_gpu["w"].device.type == "cuda"
 

@@ -23,7 +23,7 @@ def _rows(s, name):
 def alexnet_summary():
     # Zero weights instead of 62M random draws: the numbers here do not depend on values.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.data.fill(0) or t)
+        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.array.fill(0) or t)
         model = models.create("alexnet")
     return model, summary(model, (3, 227, 227), print_table=False)
 
@@ -88,7 +88,7 @@ def test_alexnet_flops_and_memory_by_hand(alexnet_summary):
 
 def test_alexnet_groups_halve_the_grouped_convs():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.data.fill(0) or t)
+        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.array.fill(0) or t)
         model = models.create("alexnet", groups=2)
     s = summary(model, (3, 227, 227), print_table=False)
     assert s.total_params == 60_965_224
@@ -166,12 +166,12 @@ def test_eval_mode_restored_no_grad_and_rng_untouched():
     net.train()
     net[2].eval()
     state = td.backend.get_rng_state()
-    running = net[1].running_mean.data.copy()
+    running = net[1].running_mean.array.copy()
     summary(net, (1, 8, 8), batch_size=2, print_table=False)
     assert [m.training for m in net.modules()] == [True, True, True, False]
     assert td.backend.get_rng_state() == state
     assert all(p.grad is None for p in net.parameters())
-    np.testing.assert_array_equal(net[1].running_mean.data, running)    # eval: stats untouched
+    np.testing.assert_array_equal(net[1].running_mean.array, running)    # eval: stats untouched
     assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks
 
 

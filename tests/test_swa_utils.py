@@ -25,7 +25,7 @@ def _step(ours, theirs, rng):
     """New weights (as an optimizer step would give) and one training forward (BN buffers move)."""
     for (_, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
         w = q.detach().numpy() + rng.standard_normal(q.shape) * 0.3
-        p.data[...] = w
+        p.array[...] = w
         with torch.no_grad():
             q.copy_(torch.tensor(w))
     x = rng.standard_normal((16, 5))
@@ -75,7 +75,7 @@ def test_ema_is_the_notes_exponential_moving_average():
     ema = swa_utils.AveragedModel(lin, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.99))
     expected = None
     for w in [1.0, 2.0, -3.0, 0.5]:
-        lin.weight.data[...] = w
+        lin.weight.array[...] = w
         ema.update_parameters(lin)
         expected = w if expected is None else 0.99 * expected + 0.01 * w
         np.testing.assert_allclose(ema.module.weight.detach().numpy(), expected, rtol=1e-6)

@@ -178,10 +178,17 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
-    #: True for ops whose ``backward`` uses only operators (+ - * / and unbroadcast) on
-    #: ``gy`` and the saved arrays: with ``create_graph=True`` it runs on Tensors, so the
-    #: gradient is itself recorded and can be differentiated again
-    differentiable_backward = False
+    #: how ``create_graph=True`` differentiates this op's backward (``_backward_on_tensors``):
+    #:   "operators"  backward uses only operators and Tensor methods (+ - * / @, sum,
+    #:                reshape, unbroadcast) on ``gy`` and the saved arrays: it runs on Tensors;
+    #:   "linear"     the op is linear in its float inputs and its backward reads no input
+    #:                value (reshape, indexing, pad, avg pooling, unfold...): the backward of
+    #:                its backward is the op itself;
+    #:   "composite"  ``composite(ctx, *inputs, **params)`` restates the op with other ops
+    #:                (conv as unfold + matmul, batch norm as means and products): autograd
+    #:                differentiates that definition;
+    #:   None         not yet: create_graph raises NotImplementedError naming the op
+    double_backward = None
     #: (version counter, value at forward, 'input'/'output', position, shape, dtype) of the
     #: tensors whose arrays were saved
     saved_versions = ()
@@ -196,7 +203,7 @@ class Function:
         for t in inputs:
             if isinstance(t, Tensor):
                 needs.append(t.requires_grad)
-                arrays.append(t.data)
+                arrays.append(t.array)
             else:
                 needs.append(False)
                 arrays.append(t)
@@ -212,9 +219,12 @@ class Function:
             ctx.inputs = tuple([t if isinstance(t, Tensor) else None for t in inputs])
             ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
             ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
-            if cls.differentiable_backward:     # outputs it saved, for create_graph (weakly held)
+            if cls.double_backward == "operators":   # outputs it saved, for create_graph (weakly held)
                 saved = getattr(ctx, "saved_tensors", ())
-                ctx.output_refs = tuple(weakref.ref(t) for t in tensors if any(a is t.data for a in saved))
+                ctx.output_refs = tuple((id(o), weakref.ref(t)) for o, t in zip(outputs, tensors)
+                                        if any(a is o for a in saved))
+            elif cls.double_backward is not None:    # what rerunning the op needs
+                ctx.params, ctx.constants = params, tuple(None if isinstance(t, Tensor) else t for t in inputs)
             if _anomaly["enabled"]:   # where this forward ran, minus this frame
                 ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
             for i, t in enumerate(tensors):
@@ -260,13 +270,13 @@ def _storage(a):
 def _share_counters_with_views(inputs, outputs):
     """An output that is a view of an input (reshape, indexing, transpose) shares its version
     counter: changing either in place changes both, so both count as changed."""
-    views = [out for out in outputs if getattr(out.data, "base", None) is not None
-             or any(out.data is getattr(t, "data", None) for t in inputs)]      # in-place results
+    views = [out for out in outputs if getattr(out.array, "base", None) is not None
+             or any(out.array is getattr(t, "array", None) for t in inputs)]      # in-place results
     if not views:                     # the common case: every output owns fresh memory
         return
-    owners = {id(_storage(t.data)): t for t in inputs if isinstance(t, Tensor)}
+    owners = {id(_storage(t.array)): t for t in inputs if isinstance(t, Tensor)}
     for out in views:
-        source = owners.get(id(_storage(out.data)))
+        source = owners.get(id(_storage(out.array)))
         if source is not None:
             out._version_counter = source._version_counter
 
@@ -283,9 +293,9 @@ def _saved_versions(ctx, inputs, outputs):
     found = []
     for kind, tensors in (("input", inputs), ("output", outputs)):
         for i, t in enumerate(tensors):
-            if isinstance(t, Tensor) and id(_storage(t.data)) in kept:
+            if isinstance(t, Tensor) and id(_storage(t.array)) in kept:
                 counter = t._version_counter
-                found.append((counter, counter.value, kind, i, t.data.shape, t.data.dtype))
+                found.append((counter, counter.value, kind, i, t.array.shape, t.array.dtype))
     return tuple(found)
 
 
@@ -327,7 +337,7 @@ class _FreedInput:
 
     def __init__(self, t):
         self.grad_fn, self._output_index = t.grad_fn, t._output_index
-        self.shape, self.dtype, self.requires_grad = tuple(t.data.shape), t.data.dtype, t.requires_grad
+        self.shape, self.dtype, self.requires_grad = tuple(t.array.shape), t.array.dtype, t.requires_grad
         self._retains_grad = False
 
 
@@ -345,8 +355,9 @@ def _without_data(t):
 
 
 # ------------------------------------------------------------------ backward
-def _topological_order(root_fns):
-    """Nodes reachable from ``root_fns``, each after every node that consumes it.
+def _topological_order(root_fns, stop_at=()):
+    """Nodes reachable from ``root_fns`` (not past the tensors whose ids are in ``stop_at``),
+    each after every node that consumes it.
 
     Iterative depth-first search (no recursion limit): a node is emitted once
     all the nodes below it are emitted; reversing that post-order puts every
@@ -364,7 +375,8 @@ def _topological_order(root_fns):
         visited.add(id(node))
         stack.append((node, True))
         for t in node.inputs:
-            if t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited:
+            if (t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited
+                    and id(t) not in stop_at):
                 stack.append((t.grad_fn, False))
     return reversed(post_order)
 
@@ -376,29 +388,34 @@ def _seed_gradient(root, grad, who):
                            "(did you create it under no_grad(), or detach it?)")
     xp = root._xp
     if grad is None:
-        if root.data.size != 1:
+        if root.array.size != 1:
             raise RuntimeError(f"{who}: grad can be implicitly created only for scalar outputs, "
                                f"got shape {root.shape}; pass the gradient of the output")
         return xp.ones(root.shape, dtype=root.dtype)
-    grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+    grad = grad.array if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise RuntimeError(f"{who}: grad has shape {grad.shape} but the tensor has shape {root.shape}")
     return grad
 
 
 def _backward_on_tensors(node, grads_out):
-    """``node.backward`` run on Tensors: the gradients and the saved arrays (as the input or
-    output Tensors they are) become Tensors, so every operation of the backward is recorded
-    (``create_graph=True``)."""
-    if not node.differentiable_backward:
+    """``node``'s backward as recorded Tensor operations (``create_graph=True``), so the
+    gradient can be differentiated again; how depends on ``node.double_backward``."""
+    how = node.double_backward
+    if how == "linear":
+        return _linear_backward(node, grads_out)
+    if how == "composite":
+        return _composite_backward(node, grads_out)
+    if how != "operators":
         raise NotImplementedError(f"create_graph=True: the backward of {node.name} is not differentiable "
-                                  "yet (it runs on arrays); higher-order gradients cover the ops whose "
-                                  "backward uses operators only")
-    known = {id(t.data): t for t in node.inputs if isinstance(t, Tensor)}
-    for ref in getattr(node, "output_refs", ()):
-        t = ref()
+                                  "yet (it runs on arrays); higher-order gradients cover the ops with a "
+                                  "double_backward")
+    # the saved arrays become the input or output Tensors they are (constants otherwise)
+    known = {id(t.array): t for t in node.inputs if isinstance(t, Tensor)}
+    for saved_id, ref in getattr(node, "output_refs", ()):   # by the forward's own result (a
+        t = ref()                                            # NumPy scalar for 0-d outputs)
         if t is not None:
-            known[id(t.data)] = t
+            known[saved_id] = t
     saved = getattr(node, "saved_tensors", None)
     if saved:
         node.saved_tensors = tuple(known.get(id(a), Tensor(a)) if hasattr(a, "shape") else a for a in saved)
@@ -410,21 +427,101 @@ def _backward_on_tensors(node, grads_out):
             node.saved_tensors = saved
 
 
-def _walk(seeds, retain_graph, reached, create_graph=False):
+def constant(array, like):
+    """A Tensor outside the graph over ``array`` in ``like``'s dtype: the masks and saved
+    values a ``composite`` multiplies by (their derivative is zero)."""
+    return Tensor(like._xp.asarray(array, dtype=like.dtype))
+
+
+def _given_inputs(node):
+    """The op's positional arguments as ``apply`` got them: its input Tensors and constants."""
+    return [t if c is None else c for t, c in zip(node.inputs, node.constants)]
+
+
+class LinearBackward(Function):
+    """The backward of a linear op y = A x as an op of its own: forward is A^T gy (the op's
+    array backward), backward is A g (the op applied again, so a third derivative works too).
+    Inputs: the op's output gradients; outputs: the gradients of the inputs that need one."""
+
+    double_backward = "operators"       # its backward calls the op through apply
+
+    def forward(ctx, *gys, node):
+        ctx.node = node
+        grads = node.backward(*gys)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        ctx.wanted = _wanted_positions(node)
+        return tuple(grads[i] for i in ctx.wanted)
+
+    def backward(ctx, *ggs):
+        node = ctx.node
+        args = _given_inputs(node)
+        for i, t in enumerate(args):      # float inputs without a gradient contribute nothing: 0
+            if isinstance(t, Tensor) and t.dtype.kind == "f" and i not in ctx.wanted:
+                args[i] = Tensor(t._xp.zeros(t.shape, t.dtype))
+        for i, gg in zip(ctx.wanted, ggs):
+            args[i] = gg if isinstance(gg, Tensor) else Tensor(gg)
+        outs = type(node).apply(*args, **node.params)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        on_arrays = not isinstance(ggs[0], Tensor)
+        return tuple(o.array if on_arrays else o for o in outs) if len(outs) > 1 else \
+            (outs[0].array if on_arrays else outs[0])
+
+
+def _linear_backward(node, grads_out):
+    gys = [g if isinstance(g, Tensor) else Tensor(g) for g in grads_out]
+    with enable_grad():
+        got = LinearBackward.apply(*gys, node=node)
+    got = got if isinstance(got, tuple) else (got,)
+    grads = [None] * len(node.inputs)
+    for i, g in zip(_wanted_positions(node), got):
+        grads[i] = g
+    return tuple(grads)
+
+
+def _wanted_positions(node):
+    return [i for i, need in enumerate(node.needs_input_grad) if need]
+
+
+def _composite_backward(node, grads_out):
+    """Differentiate ``node.composite`` (the op restated with other ops) on the same input
+    Tensors, with the graph recorded; the walk stops at the inputs."""
+    inputs = [t for t in node.inputs if isinstance(t, Tensor) and t.requires_grad]
+    with enable_grad():
+        outs = node.composite(*_given_inputs(node), **node.params)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    found = {}
+
+    def reached(t, g):
+        if g is None:
+            return False
+        found[id(t)] = g if id(t) not in found else found[id(t)] + g
+    seeds = [(o, g) for o, g in zip(outs, grads_out) if o.requires_grad]
+    _walk(seeds, True, reached, create_graph=True, stop_at={id(t) for t in inputs})
+    grads, given = [], set()
+    for t, need in zip(node.inputs, node.needs_input_grad):
+        # an input given twice (x * x) gets its whole gradient once
+        grads.append(found.get(id(t)) if need and id(t) not in given else None)
+        given.add(id(t))
+    return tuple(grads)
+
+
+def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
     """Run backward from ``seeds`` ((tensor, gradient) pairs) over the graph, in topological
     order. ``reached(t, g)`` gets every gradient that reaches a leaf, and every gradient that
     reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``).
-    With ``create_graph`` the gradients are Tensors whose computation is recorded."""
+    With ``create_graph`` the gradients are Tensors whose computation is recorded. The walk
+    treats the tensors whose ids are in ``stop_at`` as leaves."""
     pending = {}
     for root, grad in seeds:
-        if root.grad_fn is None or reached(root, None):
+        stops = root.grad_fn is None or id(root) in stop_at
+        if stops or reached(root, None):
             reached(root, grad)
-        if root.grad_fn is not None:
+        if not stops:
             slot = pending.setdefault(id(root.grad_fn), {})
             i = root._output_index
             slot[i] = grad if i not in slot else slot[i] + grad
-    roots = [root.grad_fn for root, _ in seeds if root.grad_fn is not None]
-    for node in _topological_order(roots):
+    roots = [root.grad_fn for root, _ in seeds if root.grad_fn is not None and id(root) not in stop_at]
+    for node in _topological_order(roots, stop_at):
         got = pending.pop(id(node), None)
         if got is None:
             continue
@@ -436,7 +533,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False):
             grads_out = [got[i] for i in range(len(got))]
         else:                                  # outputs no gradient reached get zeros
             some = next(iter(got.values()))
-            xp = get_array_module(some.data if isinstance(some, Tensor) else some)
+            xp = get_array_module(some.array if isinstance(some, Tensor) else some)
             grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
                          for i, (shape, dtype) in enumerate(node.output_meta)]
             if create_graph:
@@ -457,7 +554,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False):
                                    f"for an input of shape {t.shape}")
             if g.dtype != t.dtype:
                 g = g.to(t.dtype) if isinstance(g, Tensor) else g.astype(t.dtype)
-            if t.grad_fn is None:
+            if t.grad_fn is None or id(t) in stop_at:
                 reached(t, g)
                 continue
             if reached(t, None):
@@ -496,7 +593,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     an input the outputs do not depend on raises unless ``allow_unused`` (then None).
     With ``create_graph=True`` the gradients are recorded results, to differentiate again
     (Hessian-vector products, gradient penalties), for graphs of the ops whose backward is
-    differentiable (``Function.differentiable_backward``); others raise NotImplementedError.
+    differentiable (``Function.double_backward``); others raise NotImplementedError.
     """
     if retain_graph is None:
         retain_graph = create_graph
@@ -545,7 +642,7 @@ def _accumulate_leaf(t, g, handed_out):
     is copied. A fresh array is stored without a copy.
     """
     if t.grad is not None:
-        t.grad = Tensor(t.grad.data + g)
+        t.grad = Tensor(t.grad.array + g)
         return
     if id(g) in handed_out or g.base is not None:
         g = g.copy()

@@ -1,7 +1,8 @@
 """The Tensor: an array (numpy on 'cpu', cupy on 'cuda') plus what autograd needs.
 
 A Tensor holds
-  ``data``           the array itself;
+  ``array``          the array itself (``t.data`` is PyTorch's: a Tensor over the same
+                     array that autograd does not see);
   ``requires_grad``  whether gradients should flow to it;
   ``grad``           a Tensor of the same shape once backward() reached it (leaves);
   ``grad_fn``        the Function node that produced it (None for leaves).
@@ -58,10 +59,10 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
             if isinstance(data, Tensor):
-                data = data.data
+                data = data.array
             if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
                 data = np.asarray(data)
-        self.data = data
+        self.array = data
         self.grad = None
         self.grad_fn = None
         self._output_index = 0
@@ -74,22 +75,22 @@ class Tensor:
     # ------------------------------------------------------------ attributes
     @property
     def _xp(self):
-        return get_array_module(self.data)
+        return get_array_module(self.array)
 
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return device_of(self.data)
+        return device_of(self.array)
 
     @property
     def is_cuda(self):
@@ -97,13 +98,13 @@ class Tensor:
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self):
         if self.ndim == 0:
@@ -116,7 +117,7 @@ class Tensor:
         return self._version_counter.value
 
     def _bump_version(self):
-        """Record an in-place change of the data (every writer of ``self.data[...]`` calls this)."""
+        """Record an in-place change of the data (every writer of ``self.array[...]`` calls this)."""
         self._version_counter.value += 1
 
     @property
@@ -158,9 +159,25 @@ class Tensor:
 
     def detach(self):
         """Same data (and so the same version counter), cut from the graph."""
-        out = Tensor(self.data)
+        out = Tensor(self.array)
         out._version_counter = self._version_counter
         return out
+
+    @property
+    def data(self):
+        """PyTorch's ``.data``: a new Tensor over the same array, outside the graph and
+        not requiring grad. Unlike ``detach()`` it has its own version counter, so
+        in-place changes through it are not seen by autograd (the old way to update
+        weights: ``p.data.sub_(lr * p.grad.data)``); ``t.array`` is the array itself."""
+        return Tensor(self.array)
+
+    @data.setter
+    def data(self, value):
+        """``t.data = other`` makes ``t`` use ``other``'s array (same shape not required,
+        as PyTorch); the graph and ``requires_grad`` stay as they are."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"t.data = value: value must be a Tensor, got {type(value).__name__}")
+        self.array = value.array
 
     def detach_(self):
         self.grad_fn, self.requires_grad = None, False
@@ -169,19 +186,19 @@ class Tensor:
     # ------------------------------------------------------------ conversion
     def numpy_view(self):
         """The data as a NumPy array (a host copy for 'cuda'), for printing."""
-        return backend.to_host(self.data)
+        return backend.to_host(self.array)
 
     def numpy(self):
         if self.requires_grad:
             raise RuntimeError("numpy() on a tensor that requires grad; use tensor.detach().numpy()")
         if self.device.type != "cpu":
             raise TypeError(f"numpy() on a '{self.device}' tensor; use tensor.cpu().numpy() to copy it to the host")
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.reshape(()).item()  # one scalar device-to-host copy on 'cuda'
+        return self.array.reshape(()).item()  # one scalar device-to-host copy on 'cuda'
 
     def tolist(self):
         return self.numpy_view().tolist()
@@ -193,12 +210,12 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
         return bool(self.item())
 
     def __index__(self):
-        if self.dtype.kind not in "iub" or self.data.size != 1:
+        if self.dtype.kind not in "iub" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -265,37 +282,37 @@ class Tensor:
 
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
-        self.data[_math.raw_index(index)] = value.data if isinstance(value, Tensor) else value
+        self.array[_math.raw_index(index)] = value.array if isinstance(value, Tensor) else value
         self._bump_version()
 
     def zero_(self):
         self._check_inplace("zero_")
-        self.data[...] = 0
+        self.array[...] = 0
         self._bump_version()
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        self.data[...] = value
+        self.array[...] = value
         self._bump_version()
         return self
 
     def copy_(self, src):
         self._check_inplace("copy_")
-        src = src.data if isinstance(src, Tensor) else src
-        self.data[...] = to_device(src, self.device)
+        src = src.array if isinstance(src, Tensor) else src
+        self.array[...] = to_device(src, self.device)
         self._bump_version()
         return self
 
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
-        self.data[...] = backend.rng_for(self._xp).uniform(a, b, self.shape)
+        self.array[...] = backend.rng_for(self._xp).uniform(a, b, self.shape)
         self._bump_version()
         return self
 
     def normal_(self, mean=0.0, std=1.0):
         self._check_inplace("normal_")
-        self.data[...] = backend.rng_for(self._xp).normal(mean, std, self.shape)
+        self.array[...] = backend.rng_for(self._xp).normal(mean, std, self.shape)
         self._bump_version()
         return self
 
@@ -365,13 +382,13 @@ class Tensor:
         return _math.compare(self, other, "not_equal")
 
     def __invert__(self):
-        return Tensor(~self.data)
+        return Tensor(~self.array)
 
     def __and__(self, other):
-        return Tensor(self.data & _math.raw(other))
+        return Tensor(self.array & _math.raw(other))
 
     def __or__(self, other):
-        return Tensor(self.data | _math.raw(other))
+        return Tensor(self.array | _math.raw(other))
 
     def eq(self, other):
         return self == other
@@ -542,7 +559,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     Python floats -> float32, Python ints -> int64, arrays keep their dtype)."""
     dtype = _normalize_dtype(dtype)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if backend.is_cupy_array(data) or isinstance(data, np.ndarray):
         arr = data.astype(dtype or data.dtype, copy=True)
     else:

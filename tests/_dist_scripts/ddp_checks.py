@@ -26,7 +26,7 @@ def check(fn):
 
 
 def close(a, b, tol, what):
-    a, b = np.asarray(a.data if isinstance(a, td.Tensor) else a), np.asarray(b.data if isinstance(b, td.Tensor) else b)
+    a, b = np.asarray(a.array if isinstance(a, td.Tensor) else a), np.asarray(b.array if isinstance(b, td.Tensor) else b)
     assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
     err = float(np.max(np.abs(a - b))) if a.size else 0.0
     assert err <= tol, f"{what}: max |difference| {err:.3g} > {tol:g}"
@@ -94,7 +94,7 @@ def train_steps(model, batches, steps=3):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        after.append(([p.data.copy() for p in model.parameters()], [b.data.copy() for b in model.buffers()]))
+        after.append(([p.array.copy() for p in model.parameters()], [b.array.copy() for b in model.buffers()]))
     return after
 
 
@@ -150,7 +150,7 @@ def ddp_no_sync_accumulates(rank, world):
             grad = ddp.module[0].weight.grad
             both = [td.zeros_like(grad) for _ in range(world)]
             dist.all_gather(both, grad)
-            assert not np.allclose(both[0].data, both[1].data), "no_sync() reduced the gradients"
+            assert not np.allclose(both[0].array, both[1].array), "no_sync() reduced the gradients"
         else:
             loss().backward()
     for p_ref, p in zip(ref.parameters(), ddp.parameters()):
@@ -174,7 +174,7 @@ def ddp_state_dict_has_module_prefix(rank, world):
 def ddp_broadcasts_rank0_weights_and_buffers(rank, world):
     td.manual_seed(rank)
     model = small_cnn(sync_bn=False)
-    model[1].running_mean.data[...] = rank + 1.0
+    model[1].running_mean.array[...] = rank + 1.0
     ddp = DDP(model)
     for t in list(ddp.parameters()) + list(ddp.buffers()):
         got = [td.zeros_like(t) for _ in range(world)]
@@ -224,13 +224,13 @@ def syncbn_equals_batchnorm(rank, world):
         bn = (nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d)(C, momentum=0.3).double()
         sync = nn.SyncBatchNorm(C, momentum=0.3).double()
         for layer in (bn, sync):
-            layer.weight.data[...], layer.bias.data[...] = w0, b0
+            layer.weight.array[...], layer.bias.array[...] = w0, b0
         xb, xs = td.tensor(x, requires_grad=True), td.tensor(halves(x, rank, world), requires_grad=True)
         yb, ys = bn(xb), sync(xs)
         yb.backward(td.tensor(gy))
         ys.backward(td.tensor(halves(gy, rank, world)))
-        close(ys, halves(yb.data, rank, world), 1e-12, f"{shape}: output")
-        close(xs.grad, halves(xb.grad.data, rank, world), 1e-12, f"{shape}: input gradient")
+        close(ys, halves(yb.array, rank, world), 1e-12, f"{shape}: output")
+        close(xs.grad, halves(xb.grad.array, rank, world), 1e-12, f"{shape}: input gradient")
         for name in ("weight", "bias"):
             g = getattr(sync, name).grad
             dist.all_reduce(g)                 # this rank's sums; DDP would average them

@@ -17,7 +17,7 @@ def main():
 
     t = td.tensor([1.0 + rank, 2.0], device=device)
     dist.all_reduce(t)
-    assert is_cupy_array(t.data)
+    assert is_cupy_array(t.array)
     np.testing.assert_array_equal(t.cpu().numpy(), [world * (world + 1) / 2, 2.0 * world])
     t = td.tensor([1.0 + rank], device=device, dtype=td.float64)
     dist.all_reduce(t, dist.ReduceOp.AVG, async_op=True).wait()
@@ -43,13 +43,13 @@ def main():
     for model in (plain, ddp):
         F.cross_entropy(model(td.tensor(x, device=device)), td.tensor(y, device=device)).backward()
     for p, q in zip(plain.parameters(), ddp.parameters()):
-        assert is_cupy_array(q.grad.data)
+        assert is_cupy_array(q.grad.array)
         if world == 1:
             np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.cpu().numpy(), rtol=1e-12, atol=1e-12)
 
     # The SyncBatchNorm op through NCCL (on one rank: batch norm).
     xb = td.tensor(rng.standard_normal((6, 3, 4, 4)), device=device, requires_grad=True)
-    xs = td.tensor(xb.data.copy(), requires_grad=True)
+    xs = td.tensor(xb.array.copy(), requires_grad=True)
     bn = nn.BatchNorm2d(3).double().to(device)
     yb = bn(xb)
     ys = sync_batch_norm(xs, None, None, bn.weight, bn.bias, 0.1, 1e-5, dist._get_default_group())

@@ -159,7 +159,7 @@ class WeightedRandomSampler(RandomSampler):
             raise ValueError(f"WeightedRandomSampler: num_samples must be a positive int, got {num_samples!r}")
         if not isinstance(replacement, bool):
             raise ValueError(f"WeightedRandomSampler: replacement must be a bool, got {replacement!r}")
-        w = np.asarray(backend.to_host(weights.data if isinstance(weights, Tensor) else weights), dtype=np.float64)
+        w = np.asarray(backend.to_host(weights.array if isinstance(weights, Tensor) else weights), dtype=np.float64)
         if w.ndim != 1 or w.size == 0:
             raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D sequence, "
                              f"got shape {w.shape}")
@@ -219,7 +219,7 @@ def default_collate(batch):
         raise ValueError("default_collate: empty batch")
     elem = batch[0]
     if isinstance(elem, Tensor):
-        datas = [b.data for b in batch]
+        datas = [b.array for b in batch]
         _check_same_shape(batch, datas)
         return Tensor(backend.get_array_module(*datas).stack(datas))
     if isinstance(elem, np.ndarray):

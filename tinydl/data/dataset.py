@@ -52,7 +52,7 @@ class TensorDataset(Dataset):
         self.tensors = tuple(tensors)
 
     def __getitem__(self, index):
-        return tuple(Tensor(t.data[index]) if isinstance(t, Tensor) else t[index] for t in self.tensors)
+        return tuple(Tensor(t.array[index]) if isinstance(t, Tensor) else t[index] for t in self.tensors)
 
     def __len__(self):
         return _rows(self.tensors[0])

@@ -165,7 +165,7 @@ def collate_detection(batch):
     list of N dicts of Tensors ({'boxes': (M_i, 4), 'labels': (M_i,)}), since M varies."""
     if not batch:
         raise ValueError("collate_detection: empty batch")
-    images = [b[0].data if isinstance(b[0], Tensor) else np.asarray(b[0]) for b in batch]
+    images = [b[0].array if isinstance(b[0], Tensor) else np.asarray(b[0]) for b in batch]
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise ValueError(f"collate_detection: images of different shapes {sorted(shapes)} cannot be stacked; "

@@ -172,7 +172,7 @@ def get_node_local_world_size():
 def _array(tensor, caller):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{caller}: expected a tinydl Tensor, got {type(tensor).__name__}")
-    return tensor.data
+    return tensor.array
 
 
 def _reduce_op(op, caller):
@@ -232,7 +232,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
                              f"the input tensor {tuple(a.shape)} and {a.dtype}; they must match")
     gathered = g.all_gather(a)
     for t, row in zip(tensor_list, gathered):
-        t.data[...] = row
+        t.array[...] = row
     return Work() if async_op else None
 
 

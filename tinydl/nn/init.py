@@ -89,20 +89,20 @@ def _sample_dtype(tensor):
 
 
 def _fill_uniform(tensor, low, high):
-    xp = get_array_module(tensor.data)
+    xp = get_array_module(tensor.array)
     u = rng_for(xp).random(tensor.shape, dtype=_sample_dtype(tensor))   # U[0, 1)
     u *= high - low
     u += low
-    tensor.data[...] = u
+    tensor.array[...] = u
     return tensor
 
 
 def _fill_normal(tensor, mean, std):
-    xp = get_array_module(tensor.data)
+    xp = get_array_module(tensor.array)
     z = rng_for(xp).standard_normal(tensor.shape, dtype=_sample_dtype(tensor))
     z *= std
     z += mean
-    tensor.data[...] = z
+    tensor.array[...] = z
     return tensor
 
 
@@ -118,7 +118,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 
 def constant_(tensor, val):
-    tensor.data[...] = val
+    tensor.array[...] = val
     return tensor
 
 
@@ -134,8 +134,8 @@ def eye_(tensor):
     """The identity matrix, for a 2-D tensor (keeps inputs unchanged in a Linear layer)."""
     if tensor.ndim != 2:
         raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape {tensor.shape}")
-    xp = get_array_module(tensor.data)
-    tensor.data[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
+    xp = get_array_module(tensor.array)
+    tensor.array[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
     return tensor
 
 
@@ -212,7 +212,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     if cdf(b) - cdf(a) < 1e-3:
         raise ValueError(f"trunc_normal_: [{a}, {b}] holds less than 0.1% of N({mean}, {std}^2); "
                          "rejection sampling would not finish")
-    xp = get_array_module(tensor.data)
+    xp = get_array_module(tensor.array)
     rng = rng_for(xp)
     dtype = _sample_dtype(tensor)
     values = rng.standard_normal(tensor.shape, dtype=dtype) * dtype(std) + dtype(mean)
@@ -221,7 +221,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
         redraw = rng.standard_normal(tensor.shape, dtype=dtype) * dtype(std) + dtype(mean)
         values = xp.where(outside, redraw, values)
         outside = (values < a) | (values > b)
-    tensor.data[...] = values
+    tensor.array[...] = values
     return tensor
 
 
@@ -234,11 +234,11 @@ def orthogonal_(tensor, gain=1.0):
     """
     if tensor.ndim < 2:
         raise ValueError(f"Only tensors with 2 or more dimensions are supported, got shape {tensor.shape}")
-    if tensor.data.size == 0:
+    if tensor.array.size == 0:
         return tensor
-    xp = get_array_module(tensor.data)
+    xp = get_array_module(tensor.array)
     rows = tensor.shape[0]
-    cols = tensor.data.size // rows
+    cols = tensor.array.size // rows
     flat = rng_for(xp).standard_normal((rows, cols))
     if rows < cols:
         flat = flat.T
@@ -246,5 +246,5 @@ def orthogonal_(tensor, gain=1.0):
     q *= xp.sign(xp.diag(r))
     if rows < cols:
         q = q.T
-    tensor.data[...] = (gain * q).reshape(tensor.shape)
+    tensor.array[...] = (gain * q).reshape(tensor.shape)
     return tensor

@@ -76,7 +76,7 @@ def _as_array(value):
     """The array behind a state_dict value: a Tensor, a NumPy/CuPy array or anything
     with ``__array__`` (a CPU torch.Tensor); None if it is none of these."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if hasattr(value, "__array__") and hasattr(value, "shape"):
         if type(value).__module__.startswith("cupy"):
             return value
@@ -369,7 +369,7 @@ class Module:
             try:
                 # In place, into the model's own array: keeps its device and dtype
                 # (a float64 checkpoint loads into a float32 model as float32).
-                target.data[...] = to_device(src, target.device)
+                target.array[...] = to_device(src, target.device)
                 target._bump_version()
             except Exception as exc:
                 error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in the model are '
@@ -451,7 +451,7 @@ class Module:
             else:
                 # A fresh zero array rather than zeroing in place: a grad array can be
                 # shared with another leaf or with the caller's upstream gradient.
-                p.grad.data = get_array_module(p.grad.data).zeros_like(p.grad.data)
+                p.grad.array = get_array_module(p.grad.array).zeros_like(p.grad.array)
 
     def apply(self, fn):
         """Call ``fn(module)`` on every descendant, then on self (e.g. a custom init)."""
@@ -471,9 +471,9 @@ class Module:
                 if t is None or id(t) in done:
                     continue
                 done.add(id(t))
-                t.data = fn(t.data)
+                t.array = fn(t.array)
                 if t.grad is not None:
-                    t.grad.data = fn(t.grad.data)
+                    t.grad.array = fn(t.grad.array)
         return self
 
     def to(self, *args, **kwargs):

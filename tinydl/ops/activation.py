@@ -26,7 +26,7 @@ the input only under ``td.no_grad()``.
 """
 import math
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
@@ -62,6 +62,22 @@ def _erf(x):
     return special.erf(x)
 
 
+class Erf(Function):
+    """y = erf(x);  dy/dx = 2 / sqrt(pi) * exp(-x**2). (Exact GELU's higher derivatives.)"""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _erf(x).astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        minus_square = -(x * x)
+        gauss = minus_square.exp() if isinstance(x, Tensor) else get_array_module(x).exp(minus_square)
+        return gy * gauss * (2 / math.sqrt(math.pi))
+
+
 def _normalize_dim(dim, ndim, op):
     """A dimension in range [-ndim, ndim) as a non-negative axis (0-d counts as 1-d)."""
     n = max(ndim, 1)
@@ -87,12 +103,12 @@ def _overwrite_ok(x, op):
                                f"it cannot be overwritten in place, use inplace=False")
         node = t.grad_fn
         for saved in getattr(node, "saved_tensors", None) or ():
-            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.data):
+            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.array):
                 raise RuntimeError(f"{op}(inplace=True): the input was saved by {node.name} for its "
                                    f"backward pass; overwriting it would corrupt that gradient, use "
                                    f"inplace=False")
-        t = next((i for i in node.inputs if isinstance(getattr(i, "data", None), type(x.data))
-                  and i.requires_grad and xp.may_share_memory(i.data, x.data)), None)
+        t = next((i for i in node.inputs if isinstance(getattr(i, "array", None), type(x.array))
+                  and i.requires_grad and xp.may_share_memory(i.array, x.array)), None)
     return True
 
 
@@ -110,7 +126,7 @@ def _apply_in_place(fn, x, inplace, op, **params):
 def _finish(x, out, inplace):
     """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
     if inplace and not is_grad_enabled() and isinstance(x, Tensor):
-        x.data[...] = out.data
+        x.array[...] = out.array
         x._bump_version()
         return x
     return out
@@ -130,6 +146,8 @@ class ReLU(Function):
     layer keeps no array besides its input's.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, inplace=False):
         if inplace:
             y = get_array_module(x).maximum(x, 0, out=x)
@@ -138,6 +156,9 @@ class ReLU(Function):
         ctx.save_for_backward(y)
         return y
 
+    def composite(ctx, x, inplace=False):
+        return x * constant(x.array > 0, x)
+
     def backward(ctx, gy):
         y, = ctx.saved_tensors
         return relu_backward(gy, y)                 # gy * (y > 0)
@@ -145,6 +166,8 @@ class ReLU(Function):
 
 class LeakyReLU(Function):
     """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope."""
+
+    double_backward = "composite"
 
     def forward(ctx, x, negative_slope, inplace=False):
         xp = get_array_module(x)
@@ -155,6 +178,10 @@ class LeakyReLU(Function):
             return xp.multiply(x, xp.where(positive, 1, negative_slope).astype(x.dtype), out=x)
         return xp.where(positive, x, x * negative_slope)
 
+    def composite(ctx, x, negative_slope, inplace=False):
+        positive, = ctx.saved_tensors
+        return x * constant(x._xp.where(positive, 1, negative_slope), x)
+
     def backward(ctx, gy):
         positive, = ctx.saved_tensors
         return get_array_module(gy).where(positive, gy, gy * ctx.slope)
@@ -164,12 +191,18 @@ class Hardtanh(Function):
     """y = clip(x, lo, hi);  dy/dx = 1 where lo < x < hi, else 0 (PyTorch: 0 on the
     boundaries). relu6 is hardtanh(x, 0, 6)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, lo, hi, inplace=False):
         xp = get_array_module(x)
         ctx.save_for_backward((x > lo) & (x < hi))
         if inplace:
             return xp.clip(x, lo, hi, out=x)
         return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, lo, hi, inplace=False):
+        inside, = ctx.saved_tensors
+        return x * constant(inside, x) + constant(x._xp.clip(x.array, lo, hi) * ~inside, x)
 
     def backward(ctx, gy):
         inside, = ctx.saved_tensors
@@ -184,6 +217,8 @@ class ELU(Function):
     k (``input_scale``) is 1 for ELU and SELU; CELU is k = 1 / alpha, which keeps the
     slope at 0- equal to 1 for every alpha (continuously differentiable)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
         xp = get_array_module(x)
         positive = x > 0
@@ -195,6 +230,11 @@ class ELU(Function):
         ctx.alpha, ctx.scale, ctx.input_scale = alpha, scale, input_scale
         return y * scale if scale != 1.0 else y
 
+    def composite(ctx, x, alpha, scale=1.0, input_scale=1.0):
+        p = constant(x.array > 0, x)
+        negative = ((x * (1 - p) * input_scale).exp() - 1) * (1 - p) * alpha
+        return (x * p + negative) * scale
+
     def backward(ctx, gy):
         positive, negative_part = ctx.saved_tensors
         slope = get_array_module(gy).where(positive, 1, (negative_part + ctx.alpha) * ctx.input_scale)
@@ -205,7 +245,7 @@ class ELU(Function):
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x));  dy/dx = y * (1 - y)."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         y = _stable_sigmoid(x)
@@ -221,10 +261,17 @@ class LogSigmoid(Function):
     """y = log(sigmoid(x)) = -log(1 + exp(-x)) = min(x, 0) - log(1 + exp(-|x|));
     dy/dx = 1 - sigmoid(x) = sigmoid(-x)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         xp = get_array_module(x)
         ctx.save_for_backward(x)
         return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+    def composite(ctx, x):
+        xp = x._xp
+        minus_abs = -(x * constant(xp.sign(x.array), x))
+        return x * constant(x.array < 0, x) - (minus_abs.exp() + 1).log()
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
@@ -234,7 +281,7 @@ class LogSigmoid(Function):
 class Tanh(Function):
     """y = tanh(x);  dy/dx = 1 - y**2."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         y = get_array_module(x).tanh(x)
@@ -249,10 +296,15 @@ class Tanh(Function):
 class SiLU(Function):
     """y = x * s with s = sigmoid(x) (a.k.a. swish);  dy/dx = s * (1 + x * (1 - s))."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         s = _stable_sigmoid(x)
         ctx.save_for_backward(x, s)
         return x * s
+
+    def composite(ctx, x):
+        return x * x.sigmoid()
 
     def backward(ctx, gy):
         x, s = ctx.saved_tensors
@@ -267,6 +319,8 @@ class GELU(Function):
     dy/dx = (1 + t)/2 + x/2 * (1 - t**2) * k * (1 + 3 * 0.044715 x**2).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, approximate):
         xp = get_array_module(x)
         ctx.approximate = approximate
@@ -275,6 +329,11 @@ class GELU(Function):
             t = xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + t)
         return x * (0.5 * (1 + _erf(x * (1 / math.sqrt(2)))))
+
+    def composite(ctx, x, approximate):
+        if approximate == "tanh":
+            return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)).tanh())
+        return x * (0.5 * (1 + Erf.apply(x * (1 / math.sqrt(2)))))
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
@@ -292,6 +351,8 @@ class Softplus(Function):
     """y = log(1 + exp(beta x)) / beta, and y = x where beta x > threshold (PyTorch's
     switch to the linear asymptote);  dy/dx = sigmoid(beta x), and 1 past the threshold."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, beta, threshold):
         xp = get_array_module(x)
         bx = x * beta
@@ -300,6 +361,11 @@ class Softplus(Function):
         y = xp.where(linear, x, xp.log1p(xp.exp(xp.minimum(bx, threshold))) / beta)
         ctx.save_for_backward(bx, linear)
         return y
+
+    def composite(ctx, x, beta, threshold):
+        _, linear = ctx.saved_tensors
+        lin = constant(linear, x)
+        return x * lin + ((x * beta * (1 - lin)).exp() + 1).log() * (1 - lin) / beta
 
     def backward(ctx, gy):
         bx, linear = ctx.saved_tensors
@@ -311,12 +377,20 @@ class Mish(Function):
     """y = x * tanh(softplus(x));  with t = tanh(softplus(x)) and d softplus/dx = sigmoid(x),
     dy/dx = t + x * (1 - t**2) * sigmoid(x)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         xp = get_array_module(x)
         sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0)     # softplus, never overflows
         t = xp.tanh(sp)
         ctx.save_for_backward(x, t)
         return x * t
+
+    def composite(ctx, x):
+        xp = x._xp
+        minus_abs = -(x * constant(xp.sign(x.array), x))
+        softplus = (minus_abs.exp() + 1).log() + x * constant(x.array > 0, x)
+        return x * softplus.tanh()
 
     def backward(ctx, gy):
         x, t = ctx.saved_tensors
@@ -327,10 +401,17 @@ class Hardswish(Function):
     """y = x * relu6(x + 3) / 6: 0 for x <= -3, x for x >= 3, x (x + 3) / 6 between;
     dy/dx = 0 for x < -3, 1 for x > 3, x / 3 + 1/2 on [-3, 3] (PyTorch's values at the kinks)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         xp = get_array_module(x)
         ctx.save_for_backward(x)
         return x * xp.clip(x + 3, 0, 6) / 6
+
+    def composite(ctx, x):
+        a = x.array
+        mid, high = constant((a >= -3) & (a <= 3), x), constant(a > 3, x)
+        return x * (x + 3) * mid / 6 + x * high
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
@@ -342,10 +423,16 @@ class Hardswish(Function):
 class Hardsigmoid(Function):
     """y = relu6(x + 3) / 6;  dy/dx = 1/6 where -3 < x < 3, else 0."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         xp = get_array_module(x)
         ctx.save_for_backward((x > -3) & (x < 3))
         return (xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    def composite(ctx, x):
+        inside, = ctx.saved_tensors
+        return (x + 3) * constant(inside, x) / 6 + constant(x.array >= 3, x)
 
     def backward(ctx, gy):
         inside, = ctx.saved_tensors
@@ -355,10 +442,15 @@ class Hardsigmoid(Function):
 class Softsign(Function):
     """y = x / (1 + |x|);  dy/dx = 1 / (1 + |x|)**2."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         d = 1 + get_array_module(x).abs(x)
         ctx.save_for_backward(d)
         return x / d
+
+    def composite(ctx, x):
+        return x / (x * constant(x._xp.sign(x.array), x) + 1)
 
     def backward(ctx, gy):
         d, = ctx.saved_tensors
@@ -368,10 +460,15 @@ class Softsign(Function):
 class Tanhshrink(Function):
     """y = x - tanh(x);  dy/dx = 1 - (1 - tanh(x)**2) = tanh(x)**2."""
 
+    double_backward = "composite"
+
     def forward(ctx, x):
         t = get_array_module(x).tanh(x)
         ctx.save_for_backward(t)
         return x - t
+
+    def composite(ctx, x):
+        return x - x.tanh()
 
     def backward(ctx, gy):
         t, = ctx.saved_tensors
@@ -381,11 +478,17 @@ class Tanhshrink(Function):
 class Threshold(Function):
     """y = x where x > threshold, else value;  dy/dx = 1 where x > threshold, else 0."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, threshold, value):
         xp = get_array_module(x)
         keep = x > threshold
         ctx.save_for_backward(keep)
         return xp.where(keep, x, xp.asarray(value, dtype=x.dtype))
+
+    def composite(ctx, x, threshold, value):
+        keep, = ctx.saved_tensors
+        return x * constant(keep, x) + constant(value * ~keep, x)
 
     def backward(ctx, gy):
         keep, = ctx.saved_tensors
@@ -397,12 +500,19 @@ class Shrink(Function):
     Softshrink: y = x - lambd sign(x) where |x| > lambd, else 0 (shifted toward 0 by lambd).
     Both: dy/dx = 1 where |x| > lambd, else 0."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, lambd, soft):
         xp = get_array_module(x)
         outside = xp.abs(x) > lambd
         ctx.save_for_backward(outside)
         y = x - lambd * xp.sign(x) if soft else x
         return xp.where(outside, y, 0).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, lambd, soft):
+        outside, = ctx.saved_tensors
+        y = x - constant(lambd * x._xp.sign(x.array), x) if soft else x
+        return y * constant(outside, x)
 
     def backward(ctx, gy):
         outside, = ctx.saved_tensors
@@ -414,6 +524,8 @@ class PReLU(Function):
     (N, C, ...)) or one shared slope;
     dL/dx = gy where x > 0, else a * gy;  dL/da_c = sum over channel c of gy * x where x <= 0."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, a):
         xp = get_array_module(x)
         shape = [1] * x.ndim
@@ -424,6 +536,13 @@ class PReLU(Function):
         ctx.save_for_backward(x, a_b, positive)
         ctx.a_shape = a.shape
         return xp.where(positive, x, a_b * x)
+
+    def composite(ctx, x, a):
+        shape = [1] * x.ndim
+        if a.numel() > 1:
+            shape[1] = a.numel()
+        p = constant(x.array > 0, x)
+        return x * p + a.reshape(shape) * x * (1 - p)
 
     def backward(ctx, gy):
         x, a_b, positive = ctx.saved_tensors
@@ -442,6 +561,8 @@ class RReLU(Function):
     a ~ U(lower, upper) drawn per element in training and a = (lower + upper) / 2 in
     evaluation;  dy/dx = 1 where x > 0, else the same a (saved from the forward)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, lower, upper, training):
         xp = get_array_module(x)
         if training:
@@ -453,6 +574,10 @@ class RReLU(Function):
         ctx.save_for_backward(slope)
         return x * slope
 
+    def composite(ctx, x, lower, upper, training):
+        slope, = ctx.saved_tensors
+        return x * constant(slope, x)
+
     def backward(ctx, gy):
         slope, = ctx.saved_tensors
         return gy * slope
@@ -462,6 +587,8 @@ class GLU(Function):
     """Gated linear unit: split x in halves a, b along ``dim``; y = a * sigmoid(b);
     dL/da = gy * sigmoid(b),  dL/db = gy * a * sigmoid(b) * (1 - sigmoid(b))."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, dim):
         xp = get_array_module(x)
         a, b = xp.split(x, 2, axis=dim)
@@ -469,6 +596,11 @@ class GLU(Function):
         ctx.save_for_backward(a, s)
         ctx.dim = dim
         return a * s
+
+    def composite(ctx, x, dim):
+        half = x.shape[dim] // 2
+        a, b = x.split(half, dim)
+        return a * b.sigmoid()
 
     def backward(ctx, gy):
         a, s = ctx.saved_tensors
@@ -492,6 +624,8 @@ class Softmax(Function):
     dL/dx_k = sum_i gy_i y_i (delta_ik - y_k) = y_k (gy_k - sum_i gy_i y_i).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, dim):
         xp = get_array_module(x)
         e = xp.exp(_minus_max(x, dim))
@@ -499,6 +633,10 @@ class Softmax(Function):
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
+
+    def composite(ctx, x, dim):
+        e = (x + constant(_minus_max(x.array, dim) - x.array, x)).exp()     # exp(x - max)
+        return e / e.sum(dim, keepdim=True)
 
     def backward(ctx, gy):
         y, = ctx.saved_tensors
@@ -515,6 +653,8 @@ class LogSoftmax(Function):
     dL/dx_k = gy_k - softmax_k * sum_i gy_i, with softmax = exp(y).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, dim):
         xp = get_array_module(x)
         shifted = _minus_max(x, dim)
@@ -522,6 +662,10 @@ class LogSoftmax(Function):
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
+
+    def composite(ctx, x, dim):
+        shifted = x + constant(_minus_max(x.array, dim) - x.array, x)     # x - max, a constant shift
+        return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
     def backward(ctx, gy):
         y, = ctx.saved_tensors

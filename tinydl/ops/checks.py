@@ -19,6 +19,6 @@ def check_same_kind(op, input, *others):
         if t.dtype != input.dtype:
             raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) should be the "
                                f"same (input shape {input.shape}, {name} shape {t.shape})")
-        both_numpy = isinstance(t.data, np.ndarray) and isinstance(input.data, np.ndarray)
+        both_numpy = isinstance(t.array, np.ndarray) and isinstance(input.array, np.ndarray)
         if not both_numpy and t.device != input.device:      # NumPy arrays all live on the CPU
             raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {t.device}")

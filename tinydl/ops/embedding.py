@@ -23,6 +23,8 @@ class Embedding(Function):
     each gy[p] divided first by the number of times i[p] occurs in the batch.
     """
 
+    double_backward = "linear"
+
     def forward(ctx, weight, indices, padding_idx, scale_grad_by_freq):
         ctx.save_for_backward(indices)
         ctx.weight_shape, ctx.padding_idx, ctx.scale = weight.shape, padding_idx, scale_grad_by_freq
@@ -69,7 +71,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     if not isinstance(weight, Tensor) or weight.ndim != 2:
         raise ValueError(f"embedding: weight must be a 2-D tensor (num_embeddings, embedding_dim), "
                          f"got shape {getattr(weight, 'shape', None)}")
-    idx = input.data if isinstance(input, Tensor) else weight._xp.asarray(input)
+    idx = input.array if isinstance(input, Tensor) else weight._xp.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: input must hold integer ids (int64 or int32), got dtype {idx.dtype}")
     n = weight.shape[0]
@@ -80,6 +82,6 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
                              f"num_embeddings ({n}) rows")
         padding_idx %= n
     if max_norm is not None:    # on the raw array: outside the graph, as PyTorch
-        _renorm_rows_(weight.data, idx, max_norm, norm_type)
+        _renorm_rows_(weight.array, idx, max_norm, norm_type)
     return Embedding.apply(weight, idx, padding_idx=padding_idx,
                            scale_grad_by_freq=bool(scale_grad_by_freq))

@@ -54,6 +54,8 @@ class Unfold(Function):
     that sum over overlapping windows is exactly fold(gy).
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, geometry):
         ctx.x_shape, ctx.geometry = x.shape, geometry
         return _unfold_array(x, geometry)
@@ -69,6 +71,8 @@ class Fold(Function):
     y is a sum of the columns, each with coefficient 1, so dL/dcols[n, row, l] is gy at the
     pixel that column entry was added to (0 if it fell in the padding): unfold(gy).
     """
+
+    double_backward = "linear"
 
     def forward(ctx, cols, x_shape, geometry):
         ctx.geometry = geometry

@@ -1021,7 +1021,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     _check_no_grad_weight("binary_cross_entropy", weight=weight)
     _check_same_shape("binary_cross_entropy", "target", target, input)
     _check_broadcastable_to("binary_cross_entropy", "weight", weight, input.shape)
-    x = input.data
+    x = input.array
     if not bool(((x >= 0) & (x <= 1)).all()):   # one host sync, as PyTorch's CPU check
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1 "
                          "(pass probabilities, e.g. sigmoid(logits), or use "
@@ -1078,7 +1078,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         elif not (var.shape[:-1] == input.shape[:-1] and var.shape[-1:] == (1,)):
             raise ValueError(f"{op}: var of shape {var.shape} must have the input's shape {input.shape}, "
                              f"or one entry per sample {input.shape[:-1]} (+ (1,))")
-    if bool((var.data < 0).any()):      # one host sync, as PyTorch's check
+    if bool((var.array < 0).any()):      # one host sync, as PyTorch's check
         raise ValueError(f"{op}: var has negative entries")
     _broadcast_target(op, input, target)
     return GaussianNLL.apply(input, target, var, full=bool(full), eps=float(eps), reduction=reduction)

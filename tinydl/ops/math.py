@@ -23,7 +23,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs"
 # ---------------------------------------------------------------- operands
 def raw(x):
     """The array behind a Tensor (other values unchanged)."""
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def raw_index(index):
@@ -68,7 +68,7 @@ def _operands(a, b, op, elementwise=True):
 class Add(Function):
     """y = a + b;  dL/da = gy,  dL/db = gy  (each summed over broadcast axes)."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
@@ -82,7 +82,7 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  dL/da = gy,  dL/db = -gy."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
@@ -96,7 +96,7 @@ class Sub(Function):
 class Mul(Function):
     """y = a * b;  dL/da = gy * b,  dL/db = gy * a."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -112,7 +112,7 @@ class Mul(Function):
 class Div(Function):
     """y = a / b;  dL/da = gy / b,  dL/db = -gy * a / b**2 = -gy * y / b."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, a, b):
         y = a / b
@@ -151,7 +151,7 @@ class Pow(Function):
 class Neg(Function):
     """y = -x;  dL/dx = -gy."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         return -x
@@ -163,7 +163,7 @@ class Neg(Function):
 class Exp(Function):
     """y = exp(x);  dL/dx = gy * y."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         y = get_array_module(x).exp(x)
@@ -178,7 +178,7 @@ class Exp(Function):
 class Log(Function):
     """y = log(x);  dL/dx = gy / x."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -192,7 +192,7 @@ class Log(Function):
 class Sqrt(Function):
     """y = sqrt(x);  dL/dx = gy / (2 y)."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x):
         y = get_array_module(x).sqrt(x)
@@ -270,6 +270,8 @@ class Minimum(Function):
 class Where(Function):
     """y = cond ? a : b;  dL/da = gy where cond, dL/db = gy elsewhere."""
 
+    double_backward = "linear"
+
     def forward(ctx, cond, a, b):
         xp = get_array_module(cond, a, b)
         ctx.save_for_backward(cond)
@@ -320,7 +322,7 @@ class Linear(Function):
     One GEMM each way, with the leading axes flattened into rows.
     """
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
@@ -343,6 +345,8 @@ class Linear(Function):
 class Cast(Function):
     """y = x converted to another dtype;  dL/dx = gy converted back."""
 
+    double_backward = "linear"
+
     def forward(ctx, x, dtype):
         ctx.dtype = x.dtype
         return x.astype(dtype)
@@ -354,6 +358,8 @@ class Cast(Function):
 class ToDevice(Function):
     """y = x copied to another device;  dL/dx = gy copied back."""
 
+    double_backward = "linear"
+
     def forward(ctx, x, device):
         ctx.source = device_of(x)
         return _array_to_device(x, device)
@@ -364,6 +370,8 @@ class ToDevice(Function):
 
 class Clone(Function):
     """y = a copy of x;  dL/dx = gy."""
+
+    double_backward = "linear"
 
     def forward(ctx, x):
         return x.copy()
@@ -462,7 +470,7 @@ def compare(a, b, how):
 
 def cast(x, dtype):
     if x.requires_grad and np.dtype(dtype).kind not in "fc":
-        return Tensor(x.data.astype(dtype))  # integer copies leave the graph
+        return Tensor(x.array.astype(dtype))  # integer copies leave the graph
     return Cast.apply(x, dtype)
 
 

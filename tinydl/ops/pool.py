@@ -130,6 +130,8 @@ class AvgPool2d(Function):
     divisor_override replaces it.
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, *, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
         ctx.settings = kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
         ctx.x_shape = x.shape
@@ -197,6 +199,8 @@ class AdaptiveAvgPool2d(Function):
     Global average pooling is the case Ho = Wo = 1 (each A a row of 1/H): there
     it is simply the mean over H and W, and dL/dX = dL/dY / (H*W) everywhere.
     """
+
+    double_backward = "linear"
 
     def forward(ctx, x, *, out_hw):
         xp = get_array_module(x)
@@ -288,6 +292,8 @@ class MaxUnpool2d(Function):
     as in PyTorch.
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, index, *, out_hw):
         index4 = _nchw(index)
         ctx.save_for_backward(index4)
@@ -331,12 +337,12 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
                                  f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
         out = output_size
     if indices.numel():
-        lo, hi = int(indices.data.min()), int(indices.data.max())
+        lo, hi = int(indices.array.min()), int(indices.array.max())
         if lo < 0 or hi >= out[0] * out[1]:
             bad = lo if lo < 0 else hi
             raise RuntimeError(f"{op}: found an invalid max index {bad} (output volumes are of size "
                                f"{out[0]}x{out[1]})")
-    return MaxUnpool2d.apply(input, indices.data, out_hw=out)
+    return MaxUnpool2d.apply(input, indices.array, out_hw=out)
 
 
 class MaxPoolTranspose2d(Function):
@@ -351,6 +357,8 @@ class MaxPoolTranspose2d(Function):
     zero from another window).
     Backward: y is linear in x, so dL/dx = S (dL/dy), a gather at the switches.
     """
+
+    double_backward = "linear"
 
     def forward(ctx, x, index, *, out_hw):
         index4 = _nchw(index)
@@ -377,9 +385,9 @@ def max_pool2d_transpose(input, indices, output_size):
         raise RuntimeError(f"{op}: expected a 3-D or 4-D input and indices of its shape, got "
                            f"{input.shape} and {indices.shape}")
     out = tuple(int(v) for v in output_size)[-2:]
-    if indices.numel() and (int(indices.data.min()) < 0 or int(indices.data.max()) >= out[0] * out[1]):
+    if indices.numel() and (int(indices.array.min()) < 0 or int(indices.array.max()) >= out[0] * out[1]):
         raise RuntimeError(f"{op}: switch indices out of range for a {out[0]}x{out[1]} plane")
-    return MaxPoolTranspose2d.apply(input, indices.data, out_hw=out)
+    return MaxPoolTranspose2d.apply(input, indices.array, out_hw=out)
 
 
 # ---------------------------------------------------------------- 1-D, through the 2-D path

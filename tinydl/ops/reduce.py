@@ -72,7 +72,7 @@ def _require_float(x, op):
 class Sum(Function):
     """y = sum of x over ``axes``;  dL/dx = gy broadcast back (every x element has dy/dx = 1)."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x, axes, keepdim):
         ctx.x_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
@@ -87,7 +87,7 @@ class Sum(Function):
 class Mean(Function):
     """y = sum of x over ``axes`` / n;  dL/dx = gy / n broadcast back."""
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x, axes, keepdim):
         ctx.x_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
@@ -264,14 +264,14 @@ def _arg_extreme(input, dim, keepdim, mode):
     op = "arg" + mode
     if dim is None:   # index into the flattened tensor
         _check_not_empty(input, None, op)
-        idx = arg(input.data)
+        idx = arg(input.array)
         shape = (1,) * input.ndim if keepdim else ()
         return Tensor(xp.asarray(idx, dtype=int64).reshape(shape))
     d = normalize_dim(dim, input.ndim, op, input.shape)
     _check_not_empty(input, d, op)
     if input.ndim == 0:
         return Tensor(xp.zeros((), dtype=int64))
-    return Tensor(arg(input.data, axis=d, keepdims=keepdim).astype(int64, copy=False))
+    return Tensor(arg(input.array, axis=d, keepdims=keepdim).astype(int64, copy=False))
 
 
 def argmax(input, dim=None, keepdim=False):
@@ -312,5 +312,5 @@ class LogSumExp(Function):
 def logsumexp(input, dim=None, keepdim=False):
     """Stable log(sum(exp(input))) over ``dim``. Integer tensors are first cast to float32."""
     if input.dtype.kind not in "fc":
-        input = Tensor(input.data.astype(_default_float))
+        input = Tensor(input.array.astype(_default_float))
     return LogSumExp.apply(input, axes=_axes(dim, input, "logsumexp"), keepdim=keepdim)

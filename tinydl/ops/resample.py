@@ -100,6 +100,8 @@ class IndexPad(Function):
         dL/dx[j] = sum over the o with idx[o] == j of dL/dy[o]     (per axis, in reverse order)
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, pad, mode):
         xp = get_array_module(x)
         ctx.gathers = []
@@ -304,6 +306,8 @@ class Interpolate(Function):
     Applying the axes in reverse order gives the adjoint of the whole resize.
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, size, scale_factor, mode, align_corners):
         xp = get_array_module(x)
         opmath = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
@@ -426,6 +430,8 @@ class PixelShuffle(Function):
     Every element moves to exactly one place, so the gradient moves back:
     dL/dx = pixel_unshuffle(dL/dy)."""
 
+    double_backward = "linear"
+
     def forward(ctx, x, r):
         ctx.r = r
         return _shuffle(x, r) if r > 1 else x.copy()    # r = 1 would be a view of the input
@@ -438,6 +444,8 @@ class PixelUnshuffle(Function):
     """Space-to-depth, the inverse of PixelShuffle:
 
         y[..., c r^2 + i r + j, h, w] = x[..., c, h r + i, w r + j];   dL/dx = pixel_shuffle(dL/dy)."""
+
+    double_backward = "linear"
 
     def forward(ctx, x, r):
         ctx.r = r

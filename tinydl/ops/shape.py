@@ -54,7 +54,7 @@ class Reshape(Function):
     Also serves flatten, squeeze and unsqueeze, which are reshapes too.
     """
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
@@ -115,6 +115,8 @@ class Permute(Function):
     dL/dx = gy with the inverse permutation (axis dims[i] of x is axis i of y).
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, dims):
         ctx.dims = dims
         return get_array_module(x).transpose(x, dims)
@@ -153,7 +155,7 @@ class Expand(Function):
     axes and over the axes where x had size 1 (``unbroadcast``).
     """
 
-    differentiable_backward = True
+    double_backward = "operators"
 
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
@@ -192,6 +194,8 @@ def expand(x, shape):
 class Cat(Function):
     """y = the inputs joined along ``dim``;  dL/dx_k = the slice of gy that x_k filled."""
 
+    double_backward = "linear"
+
     def forward(ctx, *arrays, dim):
         xp = get_array_module(*arrays)
         ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]
@@ -227,6 +231,8 @@ def cat(tensors, dim=0):
 class Stack(Function):
     """y = the inputs stacked along a new axis ``dim``;  dL/dx_k = gy taken at position k of that axis."""
 
+    double_backward = "linear"
+
     def forward(ctx, *arrays, dim):
         ctx.dim = dim
         return get_array_module(*arrays).stack(arrays, axis=dim)
@@ -259,6 +265,8 @@ class Split(Function):
     dL/dx = the upstream gradients of the pieces joined back together (pieces
     that got no gradient contribute zeros).
     """
+
+    double_backward = "linear"
 
     def forward(ctx, x, sizes, dim):
         ctx.dim = dim
@@ -331,7 +339,7 @@ def _raw_index(index, xp, shape):
     out = []
     for p in parts:
         if isinstance(p, Tensor):
-            p = p.data
+            p = p.array
         elif isinstance(p, list):
             p = xp.asarray(p)
         elif isinstance(p, np.ndarray) and xp is not np:
@@ -357,6 +365,8 @@ class GetItem(Function):
     from, zeros elsewhere. Integer-array indices may name one x element several
     times; then its gradient is the sum, hence scatter-add instead of assignment.
     """
+
+    double_backward = "linear"
 
     def forward(ctx, x, index):
         ctx.x_shape, ctx.index = x.shape, index
@@ -430,6 +440,8 @@ class Gather(Function):
     there (one x element may be gathered several times).
     """
 
+    double_backward = "linear"
+
     def forward(ctx, x, index, dim):
         ctx.x_shape, ctx.index = x.shape, _along_dim_index(index, dim)
         return x[ctx.index]
@@ -450,7 +462,7 @@ def _check_index_range(index, n, op, what):
 def gather(input, dim, index):
     """torch.gather: out has ``index``'s shape; out[...] = input[... index[...] at dim ...]."""
     d = normalize_dim(dim, input.ndim, "gather", input.shape)
-    idx = index.data if isinstance(index, Tensor) else input._xp.asarray(index)
+    idx = index.array if isinstance(index, Tensor) else input._xp.asarray(index)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"gather: index must be an integer tensor, got dtype {idx.dtype}")
     if idx.ndim != input.ndim or input.ndim == 0:
@@ -467,6 +479,8 @@ def gather(input, dim, index):
 class IndexSelect(Function):
     """y = x taken at the positions ``index`` (1-d) along ``dim``;  dL/dx = gy scatter-added back."""
 
+    double_backward = "linear"
+
     def forward(ctx, x, index, dim):
         ctx.x_shape, ctx.index = x.shape, (slice(None),) * dim + (index,)
         return x[ctx.index]
@@ -479,7 +493,7 @@ class IndexSelect(Function):
 def index_select(input, dim, index):
     """torch.index_select: rows (or any dim's slices) picked by a 1-d integer index, repeats allowed."""
     d = normalize_dim(dim, input.ndim, "index_select", input.shape)
-    idx = index.data if isinstance(index, Tensor) else input._xp.asarray(index)
+    idx = index.array if isinstance(index, Tensor) else input._xp.asarray(index)
     if idx.dtype.kind not in "iu" or idx.ndim > 1:
         raise RuntimeError(f"index_select: index must be a 1-d integer tensor, got dtype {idx.dtype} "
                            f"and shape {tuple(idx.shape)}")
@@ -489,6 +503,8 @@ def index_select(input, dim, index):
 
 class Flip(Function):
     """y = x reversed along ``dims``;  dL/dx = gy reversed along the same dims."""
+
+    double_backward = "linear"
 
     def forward(ctx, x, dims):
         ctx.dims = dims
@@ -507,6 +523,8 @@ def flip(input, dims):
 class Roll(Function):
     """y = x shifted circularly by ``shifts`` along ``dims`` (all elements, flattened, if dims is
     None);  dL/dx = gy shifted back by -shifts."""
+
+    double_backward = "linear"
 
     def forward(ctx, x, shifts, dims):
         ctx.shifts, ctx.dims = shifts, dims

@@ -6,7 +6,7 @@
 
 Every optimizer is a subclass of :class:`Optimizer` (optimizer.py: param groups,
 state, state_dict) with one method, ``_update(p, grad, group)``, that changes
-``p.data`` in place with plain array code (NumPy or CuPy, whichever holds the data).
+``p.array`` in place with plain array code (NumPy or CuPy, whichever holds the data).
 """
 from .optimizer import Optimizer, required
 from .sgd import SGD

@@ -37,7 +37,7 @@ class Adadelta(Optimizer):
     def _update(self, p, grad, group):
         lr, rho = float(group["lr"]), float(group["rho"])
         eps = float(group["eps"])
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         state = self.state[p]
         if not state:

@@ -35,9 +35,9 @@ class Adagrad(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         for p in group["params"]:
-            xp = backend.get_array_module(p.data)
+            xp = backend.get_array_module(p.array)
             self.state[p]["step"] = 0
-            self.state[p]["sum"] = xp.full_like(p.data, float(group["initial_accumulator_value"]))
+            self.state[p]["sum"] = xp.full_like(p.array, float(group["initial_accumulator_value"]))
 
     def _check_group(self, group):
         for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -47,7 +47,7 @@ class Adagrad(Optimizer):
     def _update(self, p, grad, group):
         lr, lr_decay = float(group["lr"]), float(group["lr_decay"])
         eps = float(group["eps"])
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         state = self.state[p]
         state["step"] += 1

@@ -53,7 +53,7 @@ class Adam(Optimizer):
     def _update(self, p, grad, group):
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         state = self.state[p]
         if not state:

@@ -11,7 +11,7 @@ An optimizer owns
                     arrays on the parameter's device, plus a Python-int ``'step'``.
 
 ``step()`` walks every parameter that has a gradient and calls the subclass's
-``_update(p, grad, group)``, which changes ``p.data`` in place with plain array code.
+``_update(p, grad, group)``, which changes ``p.array`` in place with plain array code.
 The update is not part of any graph: it works on raw arrays, so no graph is recorded.
 
 Two rules every ``_update`` follows:
@@ -172,7 +172,7 @@ class Optimizer:
                 else:
                     g = p.grad
                     g.grad_fn, g.requires_grad = None, False
-                    g.data = backend.get_array_module(g.data).zeros_like(g.data)
+                    g.array = backend.get_array_module(g.array).zeros_like(g.array)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; return ``closure()``'s loss.
@@ -188,13 +188,13 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue   # not reached by backward (frozen or unused): leave it alone
-                self._update(p, p.grad.data, group)
+                self._update(p, p.grad.array, group)
                 p._bump_version()     # a graph that saved p before this step can no longer backward
         self._step_count += 1
         return loss
 
     def _update(self, p, grad, group):
-        """Change ``p.data`` in place from ``grad`` (an array; read it, never write it)."""
+        """Change ``p.array`` in place from ``grad`` (an array; read it, never write it)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
     @staticmethod
@@ -277,7 +277,7 @@ class Optimizer:
 def _cast_state_value(p, key, value):
     """A copy of one state entry, living where ``p`` lives (arrays) or as saved (scalars)."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     if key == "step":
         # A step count is a Python int here (PyTorch keeps a float tensor): accept both.
         return int(value.item()) if _is_array(value) else int(value)

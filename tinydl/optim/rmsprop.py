@@ -40,7 +40,7 @@ class RMSprop(Optimizer):
     def _update(self, p, grad, group):
         lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
         momentum = float(group["momentum"])
-        x = p.data
+        x = p.array
         xp = backend.get_array_module(x)
         state = self.state[p]
         if not state:

@@ -64,10 +64,10 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, group):
         state = self.state[p] if float(group["momentum"]) != 0 else {}    # plain SGD keeps no state
-        fused = is_cupy_array(p.data) and "momentum_buffer" in state
+        fused = is_cupy_array(p.array) and "momentum_buffer" in state
         backends.note_route("sgd", "fused_cuda" if fused else "single_tensor")
         step = _fused_sgd_cuda if fused else _single_tensor_sgd
-        step(p.data, grad, state, group, self._descent_gradient)
+        step(p.array, grad, state, group, self._descent_gradient)
 
 
 def _single_tensor_sgd(x, grad, state, group, descent_gradient):

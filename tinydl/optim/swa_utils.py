@@ -33,7 +33,7 @@ __all__ = ["AveragedModel", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get
 
 def _lerp_(averaged, current, weight):
     """averaged <- averaged + weight (current - averaged), in place on the array."""
-    averaged.data += weight * (current.data - averaged.data)
+    averaged.array += weight * (current.array - averaged.array)
 
 
 def get_ema_multi_avg_fn(decay=0.999):
@@ -43,7 +43,7 @@ def get_ema_multi_avg_fn(decay=0.999):
             if p_ema.dtype.kind in "fc":
                 _lerp_(p_ema, p_model, 1 - decay)
             else:   # integer buffers: the formula, cast back
-                p_ema.data[...] = p_ema.data * decay + p_model.data * (1 - decay)
+                p_ema.array[...] = p_ema.array * decay + p_model.array * (1 - decay)
     return ema_update
 
 
@@ -55,7 +55,7 @@ def get_swa_multi_avg_fn():
             if p_avg.dtype.kind in "fc":
                 _lerp_(p_avg, p_model, 1 / (n + 1))
             else:
-                p_avg.data[...] = p_avg.data + (p_model.data - p_avg.data) / (n + 1)   # cast back
+                p_avg.array[...] = p_avg.array + (p_model.array - p_avg.array) / (n + 1)   # cast back
     return swa_update
 
 
@@ -107,24 +107,24 @@ class AveragedModel(Module):
         if len(averaged) != len(current):
             raise ValueError(f"AveragedModel.update_parameters: the model has {len(current)} tensors "
                              f"to average, the averaged copy {len(averaged)}")
-        current = [Tensor(to_device(p.data, a.device)) for a, p in zip(averaged, current)]
+        current = [Tensor(to_device(p.array, a.device)) for a, p in zip(averaged, current)]
         n = int(self.n_averaged.item())
         with no_grad():
             if n == 0:
                 for a, p in zip(averaged, current):
-                    a.data[...] = p.data
+                    a.array[...] = p.array
             elif self.avg_fn is not None:
                 n_t = tensor(n, dtype=int64)
                 for a, p in zip(averaged, current):
-                    new = self.avg_fn(Tensor(a.data), p, n_t)
-                    a.data[...] = new.data if isinstance(new, Tensor) else new
+                    new = self.avg_fn(Tensor(a.array), p, n_t)
+                    a.array[...] = new.array if isinstance(new, Tensor) else new
             else:
                 avg = self.multi_avg_fn or get_swa_multi_avg_fn()
-                avg([Tensor(a.data) for a in averaged], current, self.n_averaged)
+                avg([Tensor(a.array) for a in averaged], current, self.n_averaged)
             if not self.use_buffers:     # keep the buffers in step with the model
                 for b_avg, b_model in zip(self.module.buffers(), model.buffers()):
-                    b_avg.data[...] = to_device(b_model.data, b_avg.device)
-        self.n_averaged.data[...] = n + 1
+                    b_avg.array[...] = to_device(b_model.array, b_avg.device)
+        self.n_averaged.array[...] = n + 1
 
 
 def update_bn(loader, model, device=None):

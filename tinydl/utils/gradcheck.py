@@ -42,14 +42,14 @@ def _outputs(fn, inputs):
 
 
 def _scalar_loss(outs, upstream):
-    return sum(float((o.data * v).sum()) for o, v in zip(outs, upstream))
+    return sum(float((o.array * v).sum()) for o, v in zip(outs, upstream))
 
 
 def _check_deterministic(first, second, nondet_tol):
     """Raise when two evaluations of fn at the same inputs differ by more than
     ``nondet_tol`` relative to the output's size (rounding of atomic adds passes)."""
     for k, (a, b) in enumerate(zip(first, second)):
-        a, b = a.data, b.data
+        a, b = a.array, b.array
         if a.shape != b.shape:
             raise GradcheckError(f"gradcheck: fn is not deterministic: output {k} has shape {a.shape}, "
                                  f"then {b.shape} at the same inputs")
@@ -91,7 +91,7 @@ def _compare(fn, inputs, checked, eps, seed, nsamples, nondet_tol):
     rng = np.random.default_rng(seed)
     upstream = []
     for o in outs:
-        xp = get_array_module(o.data)
+        xp = get_array_module(o.array)
         upstream.append(xp.asarray(rng.standard_normal(o.shape)))
     for o, v in zip(outs, upstream):
         if o.requires_grad:   # dL/dx accumulates over the outputs
@@ -102,18 +102,18 @@ def _compare(fn, inputs, checked, eps, seed, nsamples, nondet_tol):
     results = []
     for i in checked:
         x = inputs[i]
-        grad = np.zeros(x.shape) if x.grad is None else to_host(x.grad.data)
+        grad = np.zeros(x.shape) if x.grad is None else to_host(x.grad.array)
         positions = _positions(x.shape, nsamples, rng)
         analytic = np.array([grad[idx] for idx in positions], dtype=np.float64)
         numeric = np.zeros(len(positions))
         with no_grad():
             for k, idx in enumerate(positions):   # indexing, not a flat view: strided inputs work too
-                orig = x.data[idx].item()
-                x.data[idx] = orig + eps
+                orig = x.array[idx].item()
+                x.array[idx] = orig + eps
                 plus = _scalar_loss(_outputs(fn, inputs), upstream)
-                x.data[idx] = orig - eps
+                x.array[idx] = orig - eps
                 minus = _scalar_loss(_outputs(fn, inputs), upstream)
-                x.data[idx] = orig
+                x.array[idx] = orig
                 numeric[k] = (plus - minus) / (2 * eps)
         results.append((positions, analytic, numeric))
     return results
@@ -208,7 +208,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     ``gradcheck`` checks any function. ``grad_outputs``: one per output of fn (default:
     random, drawn with ``seed``, and differentiated too, as PyTorch's gradgradcheck).
     Raises NotImplementedError for a graph with an op whose backward is not
-    differentiable yet (``Function.differentiable_backward``).
+    differentiable yet (``Function.double_backward``).
     """
     from ..autograd import enable_grad, grad
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
@@ -216,7 +216,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     outs = _outputs(fn, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
-        xp = get_array_module(outs[0].data)
+        xp = get_array_module(outs[0].array)
         grad_outputs = [Tensor(xp.asarray(rng.standard_normal(o.shape)).astype(o.dtype), requires_grad=True)
                         for o in outs]
     grad_outputs = list(grad_outputs)
@@ -293,4 +293,4 @@ def _converted(t, dtype):
     """A floating-point Tensor in ``dtype`` (a leaf again, keeping requires_grad); others as given."""
     if not isinstance(t, Tensor) or t.dtype.kind != "f" or t.dtype == dtype:
         return t
-    return Tensor(t.data.astype(dtype), requires_grad=t.requires_grad)
+    return Tensor(t.array.astype(dtype), requires_grad=t.requires_grad)

@@ -72,7 +72,7 @@ class _Encoder:
         if isinstance(obj, (int, float)):
             return obj
         if isinstance(obj, Tensor):
-            host = backend.to_host(obj.data)   # a cuda tensor is copied to the host
+            host = backend.to_host(obj.array)   # a cuda tensor is copied to the host
             node = {"type": "tensor", "array": self._store(host, where),
                     "requires_grad": bool(obj.requires_grad), "device": str(obj.device)}
             if _is_parameter(obj):

@@ -609,7 +609,7 @@ class _Recorder:
         dropout = "Dropout" in type(module).__name__
         act = 0
         for t in outputs:
-            if not dropout and any(_same_memory(t.data, e.data) for e in earlier):
+            if not dropout and any(_same_memory(t.array, e.array) for e in earlier):
                 continue
             act += t.numel() * t.dtype.itemsize * (2 if t.dtype.kind in "fc" else 1)
         shapes = [tuple(t.shape) for t in outputs]

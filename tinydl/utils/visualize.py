@@ -259,7 +259,7 @@ def deconv_projections(model, images, layer, channel, positions):
 
     with no_grad():
         y, switches = model.forward_features(images, return_switches=True, until=layer)
-        data = y.data
+        data = y.array
         xp = get_array_module(data)
         n, c, h, w = data.shape
         positions = xp.asarray(to_numpy(positions).astype(np.int64))

@@ -76,13 +76,13 @@ class _Bucket:
     """Flat buffer of consecutive gradients of one dtype and device; one all-reduce each."""
 
     def __init__(self, indices, params):
-        xp = get_array_module(params[indices[0]].data)
+        xp = get_array_module(params[indices[0]].array)
         self.indices = indices
         self.offsets, total = {}, 0
         for i in indices:
             self.offsets[i] = total
-            total += params[i].data.size
-        self.buffer = xp.zeros(total, dtype=params[indices[0]].data.dtype)
+            total += params[i].array.size
+        self.buffer = xp.zeros(total, dtype=params[indices[0]].array.dtype)
 
     def slot(self, flat, i, shape):
         start = self.offsets[i]
@@ -170,13 +170,13 @@ class DistributedDataParallel(Module):
         self.params = [p for _, p in named]
         self._check_devices(device_ids)
         self._check_shapes_across_ranks()
-        _broadcast_coalesced(self.group, [p.data for p in self.params] + [b.data for b in module.buffers()])
+        _broadcast_coalesced(self.group, [p.array for p in self.params] + [b.array for b in module.buffers()])
         self._build_buckets()
         self._pass = None
 
     # ------------------------------------------------------------ set-up
     def _check_devices(self, device_ids):
-        devices = {str(device_of(p.data)) for p in self.params}
+        devices = {str(device_of(p.array)) for p in self.params}
         if len(devices) > 1:
             raise ValueError(f"DistributedDataParallel: the module's parameters are on several devices "
                              f"{sorted(devices)}; one process drives one device")
@@ -214,7 +214,7 @@ class DistributedDataParallel(Module):
                                    "the same model")
 
     def _layout(self):
-        return [(p.data.dtype, str(device_of(p.data))) for p in self.params]
+        return [(p.array.dtype, str(device_of(p.array))) for p in self.params]
 
     def _build_buckets(self):
         """Parameters in reverse order (backward meets the last layers first), cut into buckets of
@@ -222,7 +222,7 @@ class DistributedDataParallel(Module):
         layout = self._layout()
         buckets, current, size = [], [], 0
         for i in reversed(range(len(self.params))):
-            nbytes = self.params[i].data.nbytes
+            nbytes = self.params[i].array.nbytes
             if current and (layout[i] != layout[current[0]] or size + nbytes > self.bucket_bytes_cap):
                 buckets.append(current)
                 current, size = [], 0
@@ -249,7 +249,7 @@ class DistributedDataParallel(Module):
         if not is_grad_enabled():
             return self.module(*inputs, **kwargs)
         if self.broadcast_buffers and self.training:
-            buffers = [b.data for b in self.module.buffers()]
+            buffers = [b.array for b in self.module.buffers()]
             if buffers:
                 _broadcast_coalesced(self.group, buffers)
         if not self.require_backward_grad_sync:
@@ -311,7 +311,7 @@ class DistributedDataParallel(Module):
         p, b = self.params[i], self.bucket_of[i]
         bucket = self.buckets[b]
         slot = bucket.slot(bucket.buffer, i, p.shape)
-        earlier = p.grad.data if p.grad is not None else None      # accumulated under no_sync()
+        earlier = p.grad.array if p.grad is not None else None      # accumulated under no_sync()
         if g is None:
             slot[...] = 0 if earlier is None else earlier
         else:

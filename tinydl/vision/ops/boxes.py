@@ -34,7 +34,7 @@ __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes_to_image", "remove_
 def _unwrap(x):
     """(array, was_tensor): the raw array of a Tensor, or the array itself (lists -> NumPy)."""
     if isinstance(x, Tensor):
-        return x.data, True
+        return x.array, True
     if isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy"):
         return x, False
     return np.asarray(x), False

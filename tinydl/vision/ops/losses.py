@@ -86,8 +86,8 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     t = targets if isinstance(targets, Tensor) else Tensor(inputs._xp.asarray(targets))
     if t.shape != inputs.shape:
         raise ValueError(f"{op}: targets of shape {t.shape} must have the shape of the inputs {inputs.shape}")
-    if get_array_module(t.data) is not inputs._xp:
+    if get_array_module(t.array) is not inputs._xp:
         raise RuntimeError(f"{op}: inputs and targets are on different devices ({inputs.device} and {t.device})")
     if t.dtype != inputs.dtype:
-        t = Tensor(t.data.astype(inputs.dtype)) if not t.requires_grad else t.to(inputs.dtype)
+        t = Tensor(t.array.astype(inputs.dtype)) if not t.requires_grad else t.to(inputs.dtype)
     return SigmoidFocalLoss.apply(inputs, t, alpha=float(alpha), gamma=float(gamma), reduction=reduction)

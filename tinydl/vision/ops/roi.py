@@ -105,7 +105,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     if not spatial_scale > 0:
         raise ValueError(f"roi_pool: spatial_scale must be > 0, got {spatial_scale}")
     output_size = _output_size(output_size)
-    rois = _rois(boxes, input.data)
+    rois = _rois(boxes, input.array)
     return RoIPoolFunction.apply(input, rois, output_size=output_size, spatial_scale=float(spatial_scale))
 
 

@@ -126,7 +126,7 @@ def _as_tensor_like(points, ref, op):
             if points.requires_grad:
                 raise RuntimeError(f"{op}: points of dtype {points.dtype} need a gradient but the map is "
                                    f"{ref.dtype}; convert one of them")
-            points = Tensor(points.data.astype(ref.dtype))
+            points = Tensor(points.array.astype(ref.dtype))
         return points
     xp = ref._xp
     if get_array_module(points) is not xp and not isinstance(points, (list, tuple, np.ndarray)):
@@ -256,7 +256,7 @@ def heatmap_nms(heatmap, radius=4, threshold=0.015, top_k=None, border=0):
     """
     op = "heatmap_nms"
     as_tensor = isinstance(heatmap, Tensor)
-    data = heatmap.data if as_tensor else heatmap
+    data = heatmap.array if as_tensor else heatmap
     xp = get_array_module(data)
     data = xp.asarray(data)
     if data.ndim == 3:
