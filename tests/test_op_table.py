@@ -210,7 +210,8 @@ def _double_backward(lib, case, arrays, grad, v_seed=2, w_seed=3):
         return None
     seconds = lib.autograd.grad([g for g, _ in pairs], chosen, grad_outputs=[lib.tensor(w) for _, w in pairs],
                                 allow_unused=True)
-    return [None if s is None else s.detach().numpy() for s in seconds]
+    return [None if s is None else (s.detach().numpy(force=True) if lib is torch else s.detach().numpy())
+            for s in seconds]        # force: torch's ZeroTensor (abs) converts to zeros
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -232,7 +233,10 @@ def test_gradgradcheck_and_double_backward_match_torch(case):
         if "not implemented" not in str(exc):
             raise
         theirs = None
+    empty = not all(np.size(a) for a in arrays if isinstance(a, np.ndarray))     # nothing to perturb
     if theirs is None:     # a linear op (its gradient does not depend on the inputs) or torch lacks it
+        if empty:
+            pytest.skip("an empty input")
         assert td.gradgradcheck(case.fn, _td_inputs(arrays, grad), atol=case.gc_atol, rtol=case.gc_rtol)
         return
     ours = ours or [None] * len(theirs)              # no graph from our gradient: zeros, to compare
@@ -242,4 +246,4 @@ def test_gradgradcheck_and_double_backward_match_torch(case):
             continue
         np.testing.assert_allclose(np.zeros_like(b) if a is None else a, b, atol=1e-10, rtol=1e-7,
                                    err_msg=f"second derivative of input {k}")
-    assert td.gradgradcheck(case.fn, _td_inputs(arrays, grad), atol=case.gc_atol, rtol=case.gc_rtol)
+    assert empty or td.gradgradcheck(case.fn, _td_inputs(arrays, grad), atol=case.gc_atol, rtol=case.gc_rtol)

@@ -495,6 +495,14 @@ class Tensor:
     def T(self):
         return _shape.permute(self, tuple(reversed(range(self.ndim))))
 
+    def swapaxes(self, axis0, axis1):
+        return _shape.transpose(self, axis0, axis1)
+
+    @property
+    def mT(self):
+        """The last two dims swapped (a batch of matrices transposed), as ``torch.Tensor.mT``."""
+        return _shape.transpose(self, -2, -1)
+
     def squeeze(self, dim=None):
         return _shape.squeeze(self, dim)
 

@@ -35,6 +35,8 @@ from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
 from ..kernels.conv import conv2d_route, conv_transpose2d_route
 from .checks import check_same_kind
+from .fold import Fold, Unfold
+from .resample import ZeroPad
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
@@ -109,6 +111,8 @@ class Conv2d(Function):
     W'[c, o, i, j] = W[o, c, kh-1-i, kw-1-j]: the kernel flipped, its channel axes swapped.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
         ctx.geometry = (weight.shape[2:], stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
@@ -129,6 +133,16 @@ class Conv2d(Function):
             y += bias.reshape(1, c_out, 1, 1)
         ctx.save_for_backward(x, weight, cols)
         return y
+
+    def composite(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
+        """The forward above in recorded ops: unfold (im2col), a batched matmul, + b."""
+        n, c_out = x.shape[0], weight.shape[0]
+        ho, wo = conv_output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+        cols = Unfold.apply(x, geometry=(weight.shape[2:], stride, padding, dilation))  # (N, G*K, L)
+        cols = cols.reshape(n, groups, -1, ho * wo)                                      # (N, G, K, L)
+        w = weight.reshape(1, groups, c_out // groups, -1)                               # (1, G, C_out/G, K)
+        y = (w @ cols).reshape(n, c_out, ho, wo)
+        return y if bias is None else y + bias.reshape(1, c_out, 1, 1)
 
     def backward(ctx, gy):
         x, weight, saved = ctx.saved_tensors
@@ -172,6 +186,8 @@ class ConvTranspose2d(Function):
     (output_padding larger than padding).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups, out_hw, extra):
         xp = get_array_module(x)
         n, c_in = x.shape[:2]
@@ -193,6 +209,18 @@ class ConvTranspose2d(Function):
             y += bias.reshape(1, c_out, 1, 1)
         ctx.save_for_backward(x, weight)
         return y
+
+    def composite(ctx, x, weight, bias=None, *, stride, padding, dilation, groups, out_hw, extra):
+        """The forward above in recorded ops: a batched matmul, fold (col2im), + b."""
+        n, c_in, h, w = x.shape
+        c_out = weight.shape[1] * groups
+        x4 = x.reshape(n, groups, c_in // groups, h * w)                                 # (N, G, C_in/G, HW)
+        w4 = weight.reshape(1, groups, c_in // groups, -1)                               # (1, G, C_in/G, K)
+        cols = (w4.swapaxes(-1, -2) @ x4).reshape(n, -1, h * w)                          # (N, G*K, HW)
+        y = Fold.apply(cols, (n, c_out) + out_hw, geometry=(weight.shape[2:], stride, padding, dilation))
+        if any(extra):
+            y = ZeroPad.apply(y, pad=(0, extra[1], 0, extra[0]), value=0.0)
+        return y if bias is None else y + bias.reshape(1, c_out, 1, 1)
 
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors

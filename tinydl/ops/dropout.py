@@ -43,6 +43,8 @@ class Dropout(Function):
     (the mask broadcasts, and so does its gradient: gy * m has x's shape).
     """
 
+    double_backward = "operators"
+
     def forward(ctx, x, p, mask_shape):
         xp = get_array_module(x)
         keep = _uniform(xp, mask_shape, x.dtype) >= p
@@ -67,6 +69,8 @@ class AlphaDropout(Function):
     a = ((1 - p)(1 + p alpha'^2))^(-1/2) and b = a alpha' p, i.e.
     y = a x + a alpha' p where kept and a alpha' (p - 1) where dropped;
     dL/dx = gy * a * keep."""
+
+    double_backward = "operators"
 
     def forward(ctx, x, p, mask_shape):
         xp = get_array_module(x)

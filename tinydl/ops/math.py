@@ -26,6 +26,12 @@ def raw(x):
     return x.array if isinstance(x, Tensor) else x
 
 
+def on_array_or_tensor(name, v):
+    """``v.name()`` for a Tensor (a recorded op, when a backward runs with create_graph),
+    ``xp.name(v)`` for an array: one backward for both."""
+    return getattr(v, name)() if isinstance(v, Tensor) else getattr(get_array_module(v), name)(v)
+
+
 def raw_index(index):
     """An index with Tensors replaced by their arrays (for a[t] and a[t1, :, t2])."""
     if isinstance(index, tuple):
@@ -130,6 +136,8 @@ class Div(Function):
 class Pow(Function):
     """y = a ** b;  dL/da = gy * b * a**(b-1),  dL/db = gy * y * log(a)  (a > 0)."""
 
+    double_backward = "operators"
+
     def forward(ctx, a, b):
         y = a ** b
         ctx.save_for_backward(a, b, y)
@@ -137,13 +145,13 @@ class Pow(Function):
 
     def backward(ctx, gy):
         a, b, y = ctx.saved_tensors
-        xp = get_array_module(gy)
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = unbroadcast(gy * b * a ** (b - 1), a.shape)
         if ctx.needs_input_grad[1]:
             # log(a) is undefined for a <= 0; PyTorch returns 0 where a == 0 and b >= 0.
-            safe_log = xp.log(xp.where(a > 0, a, 1))
+            positive = raw(a) > 0
+            safe_log = on_array_or_tensor("log", a * positive + ~positive)
             gb = unbroadcast(gy * y * safe_log, b.shape)
         return ga, gb
 
@@ -207,18 +215,22 @@ class Sqrt(Function):
 class Abs(Function):
     """y = |x|;  dL/dx = gy * sign(x)  (0 at x = 0, as PyTorch)."""
 
+    double_backward = "operators"
+
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return get_array_module(x).abs(x)
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
-        return gy * get_array_module(x).sign(x)
+        return gy * get_array_module(raw(x)).sign(raw(x))
 
 
 class Clamp(Function):
     """y = min(max(x, lo), hi);  dL/dx = gy where lo <= x <= hi, else 0 (PyTorch keeps the
     gradient at the boundaries)."""
+
+    double_backward = "operators"
 
     def forward(ctx, x, lo=None, hi=None):
         xp = get_array_module(x)
@@ -235,17 +247,30 @@ class Clamp(Function):
         return gy * inside
 
 
+def _share(a, b, wins):
+    """How much of the gradient of max(a, b) (``wins`` '>') or min (``'<'``) goes to a:
+    1 where a wins, 0 where b does, 1/2 on ties (PyTorch)."""
+    a_wins = a > b if wins == ">" else a < b
+    return (a_wins + 0.5 * (a == b)).astype(get_array_module(a, b).result_type(a, b), copy=False)
+
+
 class Maximum(Function):
     """y = max(a, b);  the gradient goes to the larger input, split half/half on ties (PyTorch)."""
+
+    double_backward = "composite"
 
     def forward(ctx, a, b):
         xp = get_array_module(a, b)
         ctx.save_for_backward(a, b)
         return xp.maximum(a, b)
 
+    def composite(ctx, a, b):
+        share_a = Tensor(_share(raw(a), raw(b), ">"))
+        return a * share_a + b * (1 - share_a)
+
     def backward(ctx, gy):
         a, b = ctx.saved_tensors
-        share_a = (a > b) + 0.5 * (a == b)
+        share_a = _share(a, b, ">")
         ga = unbroadcast(gy * share_a, a.shape) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(gy * (1 - share_a), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -254,14 +279,20 @@ class Maximum(Function):
 class Minimum(Function):
     """y = min(a, b);  the gradient goes to the smaller input, split half/half on ties (PyTorch)."""
 
+    double_backward = "composite"
+
     def forward(ctx, a, b):
         xp = get_array_module(a, b)
         ctx.save_for_backward(a, b)
         return xp.minimum(a, b)
 
+    def composite(ctx, a, b):
+        share_a = Tensor(_share(raw(a), raw(b), "<"))
+        return a * share_a + b * (1 - share_a)
+
     def backward(ctx, gy):
         a, b = ctx.saved_tensors
-        share_a = (a < b) + 0.5 * (a == b)
+        share_a = _share(a, b, "<")
         ga = unbroadcast(gy * share_a, a.shape) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(gy * (1 - share_a), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -293,25 +324,26 @@ class MatMul(Function):
     a row (left operand) or column (right operand) and the extra axis removed.
     """
 
+    double_backward = "operators"
+
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         return a @ b
 
     def backward(ctx, gy):
         a, b = ctx.saved_tensors
-        xp = get_array_module(gy)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         gy2 = gy      # put back the axes the vectors dropped: the column first (a 0-d gy for vector @ vector)
         if b.ndim == 1:
             gy2 = gy2[..., None]
         if a.ndim == 1:
-            gy2 = xp.expand_dims(gy2, -2)
+            gy2 = gy2[..., None, :]
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(gy2 @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(gy2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ gy2, b2.shape).reshape(b.shape)
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ gy2, b2.shape).reshape(b.shape)
         return ga, gb
 
 

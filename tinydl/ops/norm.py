@@ -7,12 +7,13 @@ and calls ``Function.apply``. Shapes follow PyTorch: channels on axis 1,
 """
 import math
 
-from ..autograd import Function
+from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
 from .checks import check_same_kind
 from .math import raw
+from .resample import ZeroPad
 
 __all__ = ["batch_norm", "local_response_norm", "normalize"]
 
@@ -66,6 +67,8 @@ class BatchNorm(Function):
     arrays once, as PyTorch's CPU kernels do.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None,
                 training=False, momentum=0.1, eps=1e-5):
         xp = get_array_module(x)
@@ -90,6 +93,22 @@ class BatchNorm(Function):
         ctx.training, ctx.m = training, m
         ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
         return y
+
+    def composite(ctx, x, weight, bias, running_mean=None, running_var=None,
+                  training=False, momentum=0.1, eps=1e-5):
+        """The first formulas above in recorded ops (the running buffers are left alone)."""
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if training:
+            centred = x - x.mean(axes, keepdim=True)
+            var = (centred * centred).mean(axes, keepdim=True)
+        else:
+            centred = x - constant(running_mean.reshape(shape), x)
+            var = constant(running_var.reshape(shape), x)
+        y = centred / (var + eps).sqrt()
+        if weight is not None:
+            y = y * weight.reshape(shape)
+        return y if bias is None else y + bias.reshape(shape)
 
     def backward(ctx, gy):
         x, mean, inv_std, scale = ctx.saved_tensors
@@ -181,6 +200,8 @@ class LocalResponseNorm(Function):
     g * y / d over the mirrored window.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
         s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
         d = k + (alpha / size) * s
@@ -188,6 +209,15 @@ class LocalResponseNorm(Function):
         ctx.save_for_backward(x, d, y)
         ctx.size, ctx.alpha, ctx.beta = size, alpha, beta
         return y
+
+    def composite(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
+        before, after = size // 2, (size - 1) // 2
+        padded = ZeroPad.apply(x * x, pad=(0, 0) * (x.ndim - 2) + (before, after), value=0.0)
+        C = x.shape[1]
+        s = padded[:, 0:C]
+        for shift in range(1, before + after + 1):
+            s = s + padded[:, shift:shift + C]
+        return x * (k + (alpha / size) * s) ** -beta
 
     def backward(ctx, gy):
         x, d, y = ctx.saved_tensors
@@ -222,6 +252,8 @@ class Normalize(Function):
     remains. PyTorch computes the same thing as x / norm(x).clamp_min(eps).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, p=2.0, dim=1, eps=1e-12):
         xp = get_array_module(x)
         a = xp.abs(x)
@@ -237,6 +269,19 @@ class Normalize(Function):
         ctx.save_for_backward(x, n, r)
         ctx.p, ctx.dim, ctx.eps = p, dim, eps
         return x / r
+
+    def composite(ctx, x, p=2.0, dim=1, eps=1e-12):
+        _, n, _ = ctx.saved_tensors
+        a = x * constant(get_array_module(n).sign(x.array), x)           # |x|
+        if p == math.inf:
+            top = a.array == n
+            n_t = (a * constant(top / top.sum(axis=dim, keepdims=True), x)).sum(dim, keepdim=True)
+        elif p == 2:
+            n_t = (x * x).sum(dim, keepdim=True).sqrt()
+        else:
+            n_t = (a ** p).sum(dim, keepdim=True) ** (1 / p)
+        active = constant(n >= eps, x)
+        return x / (n_t * active + constant(eps * (n < eps), x))
 
     def backward(ctx, gy):
         x, n, r = ctx.saved_tensors

@@ -36,6 +36,7 @@ from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backw
                        max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
 from ..args import pair, single
+from .shape import gather
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
@@ -77,6 +78,15 @@ def _nchw(x):
 
 
 # ---------------------------------------------------------------- max pooling
+def _gather_maxima(ctx, x):
+    """Max pooling restated (its composite): y is x gathered at the saved indices of the maxima."""
+    index, = ctx.saved_tensors
+    shape = ctx.output_meta[0][0]
+    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    y = gather(planes, 1, Tensor(index.reshape(planes.shape[0], -1)))
+    return y.reshape(shape), Tensor(index.reshape(shape))
+
+
 class MaxPool2d(Function):
     """y = max over each window, and PyTorch's indices of the maxima.
 
@@ -90,12 +100,17 @@ class MaxPool2d(Function):
     """
     non_differentiable_outputs = (1,)
 
+    double_backward = "composite"
+
     def forward(ctx, x, *, kernel, stride, padding, dilation, ceil_mode):
         y, index = max_pool2d_forward(_nchw(x), kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
         shape = x.shape[:-2] + y.shape[-2:]
         return y.reshape(shape), index.reshape(shape)
+
+    def composite(ctx, x, **geometry):
+        return _gather_maxima(ctx, x)
 
     def backward(ctx, gy, _gindex):
         index, = ctx.saved_tensors
@@ -250,6 +265,8 @@ class AdaptiveMaxPool2d(Function):
     """
     non_differentiable_outputs = (1,)
 
+    double_backward = "composite"
+
     def forward(ctx, x, *, out_hw):
         xp = get_array_module(x)
         h, w = x.shape[-2:]
@@ -267,6 +284,9 @@ class AdaptiveMaxPool2d(Function):
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
         return y.reshape(shape), index.reshape(shape)
+
+    def composite(ctx, x, *, out_hw):
+        return _gather_maxima(ctx, x)
 
     def backward(ctx, gy, _gindex):
         index, = ctx.saved_tensors

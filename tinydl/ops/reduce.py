@@ -12,11 +12,11 @@ from the end; ``keepdim=True`` keeps reduced dims with size 1, as in PyTorch.
 import collections
 import math
 
-from ..autograd import Function
+from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor, int64, _default_float
 from . import math as _math
-from .shape import normalize_dim, reshape
+from .shape import gather, normalize_dim, reshape
 
 __all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp"]
 
@@ -116,6 +116,8 @@ class Var(Function):
     -2/(n-c) * sum(x - m) / n = 0, because deviations from the mean sum to 0.)
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, axes, keepdim, correction):
         m = x.mean(axis=axes, keepdims=True)
         d = x - m
@@ -123,6 +125,10 @@ class Var(Function):
         ctx.axes, ctx.keepdim = axes, keepdim
         ctx.denom = _dof(x.shape, axes, correction)
         return (d * d).sum(axis=axes, keepdims=keepdim) / ctx.denom
+
+    def composite(ctx, x, axes, keepdim, correction):
+        d = x - x.mean(axes, keepdim=True)
+        return (d * d).sum(axes, keepdim=keepdim) / _dof(x.shape, axes, correction)
 
     def backward(ctx, gy):
         d, = ctx.saved_tensors
@@ -136,6 +142,8 @@ class Std(Function):
     as PyTorch does, so a constant feature never turns the weights into NaN.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, axes, keepdim, correction):
         xp = get_array_module(x)
         d = x - x.mean(axis=axes, keepdims=True)
@@ -144,6 +152,9 @@ class Std(Function):
         ctx.save_for_backward(d, y)
         ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, denom
         return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
+
+    def composite(ctx, x, axes, keepdim, correction):
+        return Var.apply(x, axes=axes, keepdim=keepdim, correction=correction).sqrt()
 
     def backward(ctx, gy):
         d, y = ctx.saved_tensors
@@ -181,10 +192,16 @@ class Extreme(Function):
     gradient of the value, shared evenly).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, mode):
         y = x.max() if mode == "max" else x.min()
         ctx.save_for_backward(x == y)
         return y
+
+    def composite(ctx, x, mode):
+        at_extreme, = ctx.saved_tensors
+        return (x * constant(at_extreme / at_extreme.sum(), x)).sum()
 
     def backward(ctx, gy):
         at_extreme, = ctx.saved_tensors
@@ -201,6 +218,8 @@ class ExtremeDim(Function):
     """
     non_differentiable_outputs = (1,)
 
+    double_backward = "composite"
+
     def forward(ctx, x, dim, keepdim, mode):
         xp = get_array_module(x)
         arg = xp.argmax if mode == "max" else xp.argmin
@@ -212,6 +231,11 @@ class ExtremeDim(Function):
         if not keepdim:
             values, idx = values.squeeze(dim), idx.squeeze(dim)
         return values, idx
+
+    def composite(ctx, x, dim, keepdim, mode):
+        idx, = ctx.saved_tensors
+        values = gather(x, dim, Tensor(idx))
+        return (values if keepdim else values.squeeze(dim)), Tensor(idx)
 
     def backward(ctx, gy, _gidx):
         idx, = ctx.saved_tensors
@@ -291,6 +315,8 @@ class LogSumExp(Function):
     dL/dx = gy * exp(x - y) = gy * softmax(x) along the reduced axes.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, axes, keepdim):
         xp = get_array_module(x)
         if x.size == 0:          # a sum of no exponentials is 0, its log -inf (no max to shift by)
@@ -302,6 +328,14 @@ class LogSumExp(Function):
         ctx.save_for_backward(x, y)
         ctx.axes, ctx.keepdim = axes, keepdim
         return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
+
+    def composite(ctx, x, axes, keepdim):
+        if not x.numel():
+            return Tensor(ctx.saved_tensors[1]).reshape(ctx.output_meta[0][0])
+        m = x.array.max(axis=axes, keepdims=True)
+        m = constant(x._xp.where(x._xp.isfinite(m), m, 0), x)
+        y = (x - m).exp().sum(axes, keepdim=True).log() + m
+        return y if keepdim else y.reshape(ctx.output_meta[0][0])
 
     def backward(ctx, gy):
         x, y = ctx.saved_tensors

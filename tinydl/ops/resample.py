@@ -47,6 +47,8 @@ class ConstantPad(Function):
         dL/dx = dL/dy at the positions the input was copied to, 0 where cropped.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, pad, value=0.0):
         xp = get_array_module(x)
         src, dst = [slice(None)] * x.ndim, [slice(None)] * x.ndim
@@ -61,6 +63,11 @@ class ConstantPad(Function):
         y[tuple(dst)] = x[tuple(src)]
         ctx.src, ctx.dst, ctx.in_shape = tuple(src), tuple(dst), x.shape
         return y
+
+    def composite(ctx, x, pad, value=0.0):
+        """Linear in x plus a constant: a zero padding of x (linear) and the padding alone."""
+        zero_padded = ZeroPad.apply(x, pad=pad, value=0.0)
+        return zero_padded if value == 0 else zero_padded + ConstantPad.apply(x.detach() * 0, pad=pad, value=value)
 
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.in_shape, dtype=gy.dtype)
@@ -88,6 +95,13 @@ def _pad_source_index(xp, mode, n, before, after):
     if mode == "reflect":
         return (n - 1) - xp.abs((n - 1) - xp.abs(i))
     return xp.clip(i, 0, n - 1)     # replicate
+
+
+class ZeroPad(ConstantPad):
+    """ConstantPad with value 0, a linear op: the part of a constant padding that depends on
+    x, for create_graph (ConstantPad's composite, conv_transpose2d's output_padding)."""
+
+    double_backward = "linear"
 
 
 class IndexPad(Function):
