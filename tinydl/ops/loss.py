@@ -24,13 +24,13 @@ import warnings
 
 import numpy as np
 
-from ..autograd import Function, unbroadcast, is_grad_enabled
+from ..autograd import Function, constant, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array, to_host
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .distance import pnorm, pnorm_grad
 from .math import raw
-from .shape import _check_index_range
+from .shape import _check_index_range, gather
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
@@ -61,6 +61,8 @@ def _quiet(xp):
 
 def _divide(a, b):
     """a / b where b may be 0 (every target ignored: nan, as PyTorch)."""
+    if isinstance(a, Tensor):                          # a composite (create_graph)
+        return a / b
     with _quiet(get_array_module(a)):
         return a / b
 
@@ -73,7 +75,7 @@ def _denominator(loss, reduction, weight, mean_by):
         return loss.shape[0] if loss.ndim else 1
     if mean_by == "weight" and weight is not None:     # mse/l1 with weight
         return weight.sum()
-    return loss.size
+    return math.prod(loss.shape)
 
 
 def _reduce(loss, reduction, weight=None, mean_by="count"):
@@ -101,6 +103,16 @@ def _reduce_backward(gy, loss, reduction, weight=None, mean_by="count", weight_g
         if reduction == "mean" and mean_by == "weight":
             g_weight = g_weight - g * _reduce(loss, reduction, weight, mean_by)
     return g_loss, g_weight
+
+
+def _abs(v):
+    """|v| of a Tensor in a composite: v times its sign (a constant)."""
+    return v * constant(v._xp.sign(v.array), v)
+
+
+def _softplus(v):
+    """log(1 + exp(v)) of a Tensor in a composite, as log(1 + exp(-|v|)) + max(v, 0)."""
+    return ((-_abs(v)).exp() + 1).log() + v * constant(v.array > 0, v)
 
 
 # ================================================================ shape checks
@@ -155,12 +167,18 @@ def _check_broadcastable_to(op, name, t, shape):
 class MSELoss(Function):
     """l = (x - t)**2;  dl/dx = 2 (x - t),  dl/dt = -2 (x - t)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, weight, reduction):
         d = x - t
         loss = d * d
         ctx.save_for_backward(d, loss, weight)
         ctx.shapes, ctx.reduction = (x.shape, t.shape), reduction
         return _reduce(loss, reduction, weight, mean_by="weight")
+
+    def composite(ctx, x, t, weight, reduction):
+        d = x - t
+        return _reduce(d * d, reduction, weight, mean_by="weight")
 
     def backward(ctx, gy):
         d, loss, weight = ctx.saved_tensors
@@ -172,6 +190,8 @@ class MSELoss(Function):
 class L1Loss(Function):
     """l = |x - t|;  dl/dx = sign(x - t) (0 where x = t, as PyTorch),  dl/dt = -dl/dx."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, weight, reduction):
         xp = get_array_module(x)
         d = x - t
@@ -179,6 +199,9 @@ class L1Loss(Function):
         ctx.save_for_backward(d, loss, weight)
         ctx.shapes, ctx.reduction = (x.shape, t.shape), reduction
         return _reduce(loss, reduction, weight, mean_by="weight")
+
+    def composite(ctx, x, t, weight, reduction):
+        return _reduce(_abs(x - t), reduction, weight, mean_by="weight")
 
     def backward(ctx, gy):
         d, loss, weight = ctx.saved_tensors
@@ -195,6 +218,8 @@ class SmoothL1Loss(Function):
     l = d**2 / 2 where |d| < delta, else delta (|d| - delta / 2);  dl/dx = d or delta sign(d).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, weight, reduction, beta, scale=1.0):
         xp = get_array_module(x)
         d = x - t
@@ -206,6 +231,12 @@ class SmoothL1Loss(Function):
         ctx.save_for_backward(d, small, loss, weight)
         ctx.shapes, ctx.reduction, ctx.beta, ctx.scale = (x.shape, t.shape), reduction, b, scale
         return _reduce(loss, reduction, weight)
+
+    def composite(ctx, x, t, weight, reduction, beta, scale=1.0):
+        d = x - t
+        small = constant(ctx.saved_tensors[1], d)
+        loss = 0.5 * d * d / ctx.beta * small + (_abs(d) - 0.5 * beta) * (1 - small)
+        return _reduce(loss * scale, reduction, weight)
 
     def backward(ctx, gy):
         d, small, loss, weight = ctx.saved_tensors
@@ -234,6 +265,8 @@ class BinaryCrossEntropy(Function):
     100, not inf);  dl/dx = (x - t) / (x (1 - x))  (denominator clamped to >= 1e-12);
     dl/dt = log(1 - x) - log(x) = -logit(x)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, weight, reduction):
         xp = get_array_module(x)
         with _quiet(xp):        # log(0) = -inf, then clamped
@@ -242,6 +275,14 @@ class BinaryCrossEntropy(Function):
         loss = -(t * log_x + (1 - t) * log_1mx)
         ctx.save_for_backward(x, t, loss, weight)
         ctx.reduction = reduction
+        return _reduce(loss, reduction, weight)
+
+    def composite(ctx, x, t, weight, reduction):
+        def clamped_log(v):       # log(v), and the constant -100 where that is lower
+            with _quiet(v._xp):
+                above = constant(v._xp.log(v.array) > _LOG_FLOOR, v)
+            return (v * above + (1 - above)).log() * above + _LOG_FLOOR * (1 - above)
+        loss = -(t * clamped_log(x) + (1 - t) * clamped_log(1 - x))
         return _reduce(loss, reduction, weight)
 
     def backward(ctx, gy):
@@ -268,6 +309,8 @@ class BinaryCrossEntropyWithLogits(Function):
     softplus(-x) = log(1 + exp(-|x|)) + max(-x, 0) never overflows.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, weight, pos_weight, reduction):
         xp = get_array_module(x)
         sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)     # softplus(-x)
@@ -276,6 +319,10 @@ class BinaryCrossEntropyWithLogits(Function):
         ctx.save_for_backward(x, t, sp, loss, weight, pos_weight)
         ctx.reduction = reduction
         return _reduce(loss, reduction, weight)
+
+    def composite(ctx, x, t, weight, pos_weight, reduction):
+        lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        return _reduce((1 - t) * x + lw * _softplus(-x), reduction, weight)
 
     def backward(ctx, gy):
         x, t, sp, loss, weight, pos_weight = ctx.saved_tensors
@@ -300,6 +347,8 @@ class KLDiv(Function):
     With log_target (target given as log t): l = exp(t) (t - x);  dl/dx = -exp(t),
     dl/dt = exp(t) (t - x + 1)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, reduction, log_target):
         xp = get_array_module(x)
         if log_target:
@@ -313,6 +362,12 @@ class KLDiv(Function):
         ctx.reduction, ctx.log_target = reduction, log_target
         ctx.shapes = x.shape, t.shape
         return _reduce(loss, reduction)
+
+    def composite(ctx, x, t, reduction, log_target):
+        if log_target:
+            return _reduce(t.exp() * (t - x), reduction)
+        positive = constant(t.array > 0, t)
+        return _reduce(t * (t * positive + (1 - positive)).log() - t * x, reduction)
 
     def backward(ctx, gy):
         x, t, p, loss = ctx.saved_tensors
@@ -334,6 +389,8 @@ class PoissonNLL(Function):
     full adds Stirling's log(t!) ~ t log t - t + log(2 pi t) / 2 where t > 1;  d/dt = log t + 1 / (2 t).
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, log_input, full, eps, reduction):
         xp = get_array_module(x)
         if log_input:
@@ -349,6 +406,14 @@ class PoissonNLL(Function):
         ctx.save_for_backward(x, t, rate, loss, big)
         ctx.log_input, ctx.full, ctx.reduction, ctx.shapes = log_input, full, reduction, (x.shape, t.shape)
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, t, log_input, full, eps, reduction):
+        loss = x.exp() - t * x if log_input else x - t * (x + eps).log()
+        if full:
+            big = ctx.saved_tensors[4]
+            ts = t * constant(big, t) + constant(2 * ~big, t)
+            loss = loss + (ts * ts.log() - ts + 0.5 * (2 * math.pi * ts).log()) * constant(big, t)
+        return _reduce(loss, reduction)
 
     def backward(ctx, gy):
         x, t, rate, loss, big = ctx.saved_tensors
@@ -372,6 +437,8 @@ class GaussianNLL(Function):
     dl/dx = (x - t) / v,  dl/dt = -dl/dx,  dl/dvar = (1 / v - (x - t)**2 / v**2) / 2
     (the clamp passes the gradient through unchanged, as PyTorch's no-grad clamp does)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, t, var, full, eps, reduction):
         xp = get_array_module(x)
         v = xp.maximum(var, eps)
@@ -382,6 +449,13 @@ class GaussianNLL(Function):
         ctx.save_for_backward(d, v, loss)
         ctx.reduction, ctx.shapes = reduction, (x.shape, t.shape, var.shape)
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, t, var, full, eps, reduction):
+        at_least_eps = constant(var.array >= eps, var)    # the clamp passes var's gradient on
+        v = var * at_least_eps + constant(eps * (var.array < eps), var)
+        d = x - t
+        loss = 0.5 * (v.log() + d * d / v)
+        return _reduce(loss + 0.5 * math.log(2 * math.pi) if full else loss, reduction)
 
     def backward(ctx, gy):
         d, v, loss = ctx.saved_tensors
@@ -397,6 +471,8 @@ class SoftMargin(Function):
     """Two-class logistic loss with labels y = +-1:  l = log(1 + exp(-y x)) = softplus(-y x);
     dl/dx = -y sigmoid(-y x)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, y, reduction):
         xp = get_array_module(x)
         z = -y * x
@@ -404,6 +480,9 @@ class SoftMargin(Function):
         ctx.save_for_backward(y, z, loss)
         ctx.reduction = reduction
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, y, reduction):
+        return _reduce(_softplus(-y * x), reduction)
 
     def backward(ctx, gy):
         y, z, loss = ctx.saved_tensors
@@ -451,6 +530,8 @@ class MarginRanking(Function):
     l = max(0, margin - y (x1 - x2));  where the margin is violated (l >= 0 side, as PyTorch's
     clamp), dl/dx1 = -y, dl/dx2 = y, dl/dy = -(x1 - x2); else 0."""
 
+    double_backward = "composite"
+
     def forward(ctx, x1, x2, y, margin, reduction):
         xp = get_array_module(x1)
         diff = x1 - x2
@@ -459,6 +540,10 @@ class MarginRanking(Function):
         ctx.save_for_backward(diff, y, raw >= 0, loss)
         ctx.reduction, ctx.shapes = reduction, (x1.shape, x2.shape, y.shape)
         return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def composite(ctx, x1, x2, y, margin, reduction):
+        active = constant(ctx.saved_tensors[2], x1)
+        return _reduce((margin - y * (x1 - x2)) * active, reduction)
 
     def backward(ctx, gy):
         diff, y, active, loss = ctx.saved_tensors
@@ -475,6 +560,8 @@ class HingeEmbedding(Function):
     l = x where y = 1,  max(0, margin - x) where y = -1 (PyTorch adds both terms for any
     other label);  dl/dx = [y != -1] - [y != 1][margin - x >= 0]."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, y, margin, reduction):
         xp = get_array_module(x)
         pull, push = y != -1, y != 1
@@ -483,6 +570,10 @@ class HingeEmbedding(Function):
         ctx.save_for_backward(pull, push & (hinge >= 0), loss)
         ctx.reduction = reduction
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, y, margin, reduction):
+        pull, pushing, _ = ctx.saved_tensors
+        return _reduce(x * constant(pull, x) + (margin - x) * constant(pushing, x), reduction)
 
     def backward(ctx, gy):
         pull, pushing, loss = ctx.saved_tensors
@@ -810,6 +901,8 @@ class NLLLoss(Function):
     dl_n/dx[n, c] = -w[t_n] where c = t_n, else 0.
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, target, weight, ignore_index, reduction):
         xp = get_array_module(x)
         ax = _class_axis(x.ndim)
@@ -820,6 +913,12 @@ class NLLLoss(Function):
         ctx.save_for_backward(idx, w_t, denominator)
         ctx.reduction, ctx.n_classes, ctx.ndim = reduction, x.shape[ax], x.ndim
         return _finish_class_loss(loss, reduction, denominator)
+
+    def composite(ctx, x, target, weight, ignore_index, reduction):
+        idx, w_t, denominator = ctx.saved_tensors
+        ax = _class_axis(x.ndim)
+        loss = -constant(w_t, x) * gather(x, ax, Tensor(idx)).squeeze(ax)
+        return _finish_class_loss(loss, reduction, constant(denominator, x))
 
     def backward(ctx, gy):
         idx, w_t, denominator = ctx.saved_tensors
@@ -848,6 +947,8 @@ class CrossEntropy(Function):
       dl_n/dT_n[c] = -(1 - eps) w[c] s_n[c]                    (probability targets)
     """
 
+    double_backward = "composite"
+
     def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
         xp = get_array_module(x)
         ax, eps = _class_axis(x.ndim), label_smoothing
@@ -875,6 +976,25 @@ class CrossEntropy(Function):
             denominator = w_t.sum()
             ctx.save_for_backward(s, idx, valid, w_t, w, denominator)
         ctx.reduction, ctx.eps, ctx.probabilities = reduction, eps, probabilities
+        return _finish_class_loss(loss, reduction, denominator)
+
+    def composite(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
+        """log_softmax, then the loss of the docstring, in recorded ops."""
+        from .activation import LogSoftmax
+        ax, eps = _class_axis(x.ndim), label_smoothing
+        n_classes = x.shape[ax]
+        s = LogSoftmax.apply(x, dim=ax)
+        w = None if weight is None else constant(_along_classes(raw(weight), x.ndim), x)
+        denominator = constant(ctx.saved_tensors[-1], x)
+        if probabilities:
+            q = target if eps == 0 else target * (1 - eps) + eps / n_classes
+            q = q if w is None else q * w
+            return _finish_class_loss(-(q * s).sum(ax), reduction, denominator)
+        _, idx, valid, w_t, _, _ = ctx.saved_tensors
+        loss = -(1 - eps) * constant(w_t, x) * gather(s, ax, Tensor(idx)).squeeze(ax)
+        if eps > 0:
+            smooth = s.sum(ax) if w is None else (s * w).sum(ax)
+            loss = loss - (eps / n_classes) * smooth * constant(valid, x)
         return _finish_class_loss(loss, reduction, denominator)
 
     def backward(ctx, gy):
