@@ -858,3 +858,33 @@ def test_gradient_penalty_as_wgan_gp_matches_torch():
         grads.append([t.grad.detach().numpy() for t in (p1, q1, p2)])
     for ours, theirs in zip(*grads):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_data_is_a_tensor_over_the_same_array_outside_the_graph_as_torch():
+    """``.data``: same storage, no grad, and a version counter of its own (so autograd does
+    not see changes made through it); the setter swaps the storage. Both libraries."""
+    for lib in (td, torch):
+        w = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = (w * w).sum()
+        d = w.data
+        assert type(d) is type(w) and d.grad_fn is None and not d.requires_grad
+        d.mul_(10)
+        assert w.tolist() == [10.0, 20.0]
+        y.backward()                           # autograd did not see the change: no error,
+        assert w.grad.tolist() == [20.0, 40.0]  # and the saved w is the changed one
+        w.data = lib.tensor([5.0, 6.0])
+        assert w.tolist() == [5.0, 6.0] and w.requires_grad
+    t = td.tensor([1.0, 2.0])
+    assert np.shares_memory(t.data.array, t.array)
+    with pytest.raises(TypeError, match="must be a Tensor"):
+        t.data = np.zeros(2)
+
+
+def test_in_place_arithmetic_as_torch():
+    for lib in (td, torch):
+        t = lib.tensor([1.0, 2.0])
+        t.add_(lib.tensor([1.0, 1.0]), alpha=2).sub_(1).mul_(3).div_(2)
+        assert t.tolist() == [3.0, 4.5]
+    w = td.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="add_: in-place change of a tensor that requires grad"):
+        w.add_(1)

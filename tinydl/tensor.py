@@ -304,6 +304,26 @@ class Tensor:
         self._bump_version()
         return self
 
+    def _update_(self, op, ufunc, other):
+        self._check_inplace(op)
+        other = other.array if isinstance(other, Tensor) else other
+        ufunc(self.array, other, out=self.array)
+        self._bump_version()
+        return self
+
+    def add_(self, other, alpha=1):
+        """self += alpha * other in place, as torch's (``p.data.add_(g, alpha=-lr)``)."""
+        return self._update_("add_", self._xp.add, other if alpha == 1 else other * alpha)
+
+    def sub_(self, other, alpha=1):
+        return self._update_("sub_", self._xp.subtract, other if alpha == 1 else other * alpha)
+
+    def mul_(self, other):
+        return self._update_("mul_", self._xp.multiply, other)
+
+    def div_(self, other):
+        return self._update_("div_", self._xp.true_divide, other)
+
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
         self.array[...] = backend.rng_for(self._xp).uniform(a, b, self.shape)
