@@ -287,9 +287,15 @@ def load_pretrained(model, name, path):
     skipped = [k for k in state if prefix and k.startswith(prefix) and k in own
                and tuple(state[k].shape) != tuple(own[k].shape)]
     try:
-        model.load_state_dict({k: v for k, v in state.items() if k not in skipped})
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"--weights {path} do not fit {name}: {str(exc).splitlines()[0][:300]}") from None
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in skipped},
+                                                    strict=False)
+    except (KeyError, RuntimeError, ValueError) as exc:    # shapes that differ outside the head
+        raise UsageError(f"--weights {path} do not fit {name}: {' '.join(str(exc).split())[:400]}") from None
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected:
+        keys = ", ".join(missing[:3] + unexpected[:3])
+        raise UsageError(f"--weights {path} do not fit {name}: {len(missing)} of its tensors are not in the "
+                         f"file and {len(unexpected)} of the file's are not in the model (e.g. {keys})")
     if skipped:
         shapes = ", ".join(f"{k} {tuple(state[k].shape)} -> {tuple(own[k].shape)}" for k in skipped)
         return f"loaded {len(state) - len(skipped)} tensors from {path}; new head {head} ({shapes})"
@@ -502,7 +508,10 @@ def train(args):
     except ValueError as exc:     # files that are not the dataset's (checked at load): one line
         raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
-    image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
+    if args.dataset == "cub200":      # its samples are normalised CHW Tensors already: (crop, crop, RGB)
+        image_shape = (cub_sizes(args)[1],) * 2 + (3,)
+    else:
+        image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
     fit.size, fit.channels = adapted.size, adapted.channels     # the datasets hold ``fit``: adapt in place
     if args.dataset == "cub200":

@@ -455,7 +455,7 @@ class CUB200(_ImageFiles):
 
     def __init__(self, root, train=True, transform=None, target_transform=None, loader=None):
         root = pathlib.Path(root).expanduser()
-        if not (root / "images.txt").exists() and (root / "CUB_200_2011" / "images.txt").exists():
+        if not (root / "images.txt").exists() and (root / "CUB_200_2011").is_dir():
             root = root / "CUB_200_2011"
         missing = [n for n in self._needed if not (root / n).exists()]
         if missing:
