@@ -317,7 +317,8 @@ def main(argv=None):
                         positions=list(r["prob"].shape),
                         share_of_positions_misclassified=float((r["classes"] != r["label"]).mean()))
                    for r in occ],
-        invariance={name: dict(values=c["values"].tolist(), mean_prob=c["prob"].mean(axis=1).tolist(),
+        invariance={name: dict(values=c["values"].tolist(), labels=probe_y[inv_idx].tolist(),
+                               prob=c["prob"].T.tolist(), mean_prob=c["prob"].mean(axis=1).tolist(),
                                accuracy=c["correct"].mean(axis=1).tolist(),
                                relative_distance={k: (d / c["norm"][k][None]).mean(axis=1).tolist()
                                                   for k, d in c["distance"].items()})
