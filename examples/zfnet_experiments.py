@@ -281,10 +281,12 @@ def main(argv=None):
                       DataLoader(TensorDataset(train_x, train_y), batch_size=args.batch_size, shuffle=True,
                                  seed=args.seed),
                       DataLoader(TensorDataset(probe_x, probe_y), batch_size=500, seed=0),
-                      device=args.device, log=None if args.quiet else print, seed=args.seed)
+                      device=args.device, log=None, seed=args.seed)
     snapshots = {}
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, args.epochs + 1):     # one epoch at a time, to keep a copy of the weights
         trainer.fit(epoch)
+        if not args.quiet:
+            print(trainer.format_row(trainer.history[-1], args.epochs))
         if epoch in args.evolution_epochs:
             snapshots[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     train_seconds = time.perf_counter() - start

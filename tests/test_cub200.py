@@ -184,9 +184,22 @@ def test_cli_fine_tunes_a_resnet_on_a_cub_folder_and_resumes_without_the_weights
     code, text, err = _run(capsys, *flags, "--epochs", "2", "--resume")
     assert code == 0, err
     log = json.loads((out / "log.json").read_text())
-    rows = log["history"] if isinstance(log, dict) else log
+    rows = log["history"]
     assert [r["epoch"] for r in rows] == [1, 2] and all(np.isfinite(r["test_loss"]) for r in rows)
     assert log["config"]["ten_crop"] is True and log["config"]["backbone_lr"] == 0.001
+
+
+@pytest.mark.gpu
+def test_cli_fine_tunes_with_ten_crops_on_cuda(tmp_path, capsys):
+    write_cub(tmp_path / "data")
+    td.save(models.create("resnet20", num_classes=10).state_dict(), tmp_path / "pretrained.npz")
+    code, text, err = _run(capsys, "resnet20", "--dataset", "cub200", "--data-dir", str(tmp_path / "data"),
+                           "--image-size", "16", "--resize", "20", "--batch-size", "4", "--backbone-lr", "0.001",
+                           "--ten-crop", "--weights", str(tmp_path / "pretrained.npz"), "--epochs", "2",
+                           "--device", "cuda", "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "run" / "log.json").read_text())["history"]
+    assert len(rows) == 2 and all(np.isfinite(r["test_loss"]) for r in rows)
 
 
 def _break(root, how):

@@ -165,3 +165,21 @@ def test_zfnet_experiments_example_short_run(load_example, mnist_dir, tmp_path):
     zero = inv["translate"]["values"].index(0)
     assert inv["translate"]["relative_distance"]["relu1"][zero] == 0 and inv["translate"]["accuracy"][zero] == 1
     assert math.isfinite(result["seconds"])
+
+
+@pytest.mark.gpu
+def test_occlusion_and_invariance_on_cuda_match_the_cpu():
+    td.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    image, images, labels = td.rand(1, 8, 8), td.rand(3, 1, 8, 8), [0, 1, 2]
+    features = {"conv": lambda x: model[0](x)}
+    cpu_map, cpu_classes = occlusion_sensitivity(model, image, 1, 3, 1, "mean", return_classes=True)
+    cpu_curve = invariance_curve(model, images, labels, "rotate", [0, 30, 90], features=features)
+    model.to("cuda")
+    gpu_map, gpu_classes = occlusion_sensitivity(model, image.to("cuda"), 1, 3, 1, "mean", return_classes=True)
+    gpu_curve = invariance_curve(model, images.to("cuda"), labels, "rotate", [0, 30, 90], features=features)
+    assert isinstance(gpu_map, np.ndarray) and gpu_map.shape == (6, 6)
+    np.testing.assert_allclose(gpu_map, cpu_map, rtol=1e-4, atol=1e-6)
+    assert (gpu_classes == cpu_classes).mean() > 0.9          # near-ties may flip on another device
+    np.testing.assert_allclose(gpu_curve["prob"], cpu_curve["prob"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu_curve["distance"]["conv"], cpu_curve["distance"]["conv"], rtol=1e-4, atol=1e-5)

@@ -481,7 +481,8 @@ class CUB200(_ImageFiles):
         if bad:
             raise ValueError(f"CUB200: image {bad[0]} has class {labels[bad[0]] + 1} in image_class_labels.txt; "
                              f"classes.txt lists {len(self.classes)}")
-        ids = sorted((k for k in paths if is_train[k] == self.train), key=lambda k: self._number(k, root / "images.txt"))
+        ids = sorted((k for k in paths if is_train[k] == self.train),
+                     key=lambda k: self._number(k, root / "images.txt"))
         self.samples = [(str(root / "images" / paths[k]), labels[k]) for k in ids]
         absent = [p for p, _ in self.samples if not os.path.isfile(p)]
         if absent:

@@ -15,9 +15,10 @@ and invariance experiments (ZFNet, notes 001, sections 5 and 7 of the paper).
 or a function picking one feature map's total activation (ZF's Fig. 7 (b)) with
 ``softmax=False``. A Module is put in eval mode while it is probed and given back its
 mode afterwards; everything runs under ``no_grad``. The occluded batches are built with
-the image's own array module (NumPy or CuPy); the answers come back as host NumPy arrays,
-one copy per call, because they are made to be drawn. The invariance transforms warp
-with OpenCV on the host (``transforms.affine``).
+the image's own array module (NumPy or CuPy) and the map comes back as a host NumPy array,
+one copy per call, because it is made to be drawn. The invariance transforms warp with
+OpenCV on the host (``transforms.affine``), so each step of a curve takes the images to
+the host and back.
 """
 import contextlib
 
@@ -155,9 +156,8 @@ def rotate_images(images, degrees, fill=0.0):
     return _warp_each(images, angle=degrees, translate=(0, 0), scale=1.0, shear=0.0, fill=fill)
 
 
-# The three transforms of ZF's Fig. 5, with the parameter that leaves an image as it is.
-INVARIANCE_TRANSFORMS = {"translate": (shift_images, 0.0), "scale": (scale_images, 1.0),
-                         "rotate": (rotate_images, 0.0)}
+# The three transforms of ZF's Fig. 5, by the names invariance_curve takes.
+INVARIANCE_TRANSFORMS = {"translate": shift_images, "scale": scale_images, "rotate": rotate_images}
 
 
 def invariance_curve(model, images, labels, transform, values, features=None, fill=0.0, softmax=True):
@@ -181,7 +181,7 @@ def invariance_curve(model, images, labels, transform, values, features=None, fi
         if transform not in INVARIANCE_TRANSFORMS:
             raise ValueError(f"invariance_curve: unknown transform {transform!r}; choose from "
                              f"{', '.join(INVARIANCE_TRANSFORMS)} or pass a function f(images, value)")
-        warp, _ = INVARIANCE_TRANSFORMS[transform]
+        warp = INVARIANCE_TRANSFORMS[transform]
         transform = lambda x, v: warp(x, v, fill)  # noqa: E731
     data = raw(images)
     if data.ndim != 4:
@@ -218,5 +218,5 @@ def invariance_curve(model, images, labels, transform, values, features=None, fi
     for name, f in original.items():
         norms[name] = to_host(get_array_module(f).sqrt((f ** 2).sum(axis=1))).astype(np.float64)
     return {"values": np.asarray(values), "prob": np.asarray(prob, dtype=np.float64), "pred": pred,
-            "correct": pred == labels[None], "distance": {k: np.asarray(v, dtype=np.float64) for k, v in distance.items()},
-            "norm": norms}
+            "correct": pred == labels[None], "norm": norms,
+            "distance": {k: np.asarray(v, dtype=np.float64) for k, v in distance.items()}}
