@@ -102,6 +102,28 @@ def test_the_transforms_move_pixels_where_they_should():
     np.testing.assert_array_equal(scale_images(centre, 1.0), centre)
 
 
+@pytest.mark.parametrize("transform, value", [("rotate", 30.0), ("rotate", -75.0), ("scale", 1.3),
+                                              ("scale", 0.6), ("translate", 2.0)])
+def test_the_transforms_match_torch_affine_grid_and_grid_sample(transform, value):
+    """PyTorch as the oracle: grid_sample reads output pixel p from the input at theta @ p in
+    [-1, 1] coordinates, the inverse of the warp (square images: the same scale on both axes)."""
+    torch = pytest.importorskip("torch")
+    images = np.random.default_rng(3).random((2, 3, 11, 11)).astype(np.float32)
+    a = np.radians(value) if transform == "rotate" else 0.0
+    inverse = {"rotate": [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0]],
+               "scale": [[1 / value, 0, 0], [0, 1 / value, 0]],
+               "translate": [[1, 0, 0], [0, 1, -2 * value / 11]]}[transform]
+    theta = torch.tensor([inverse] * 2, dtype=torch.float32)
+    grid = torch.nn.functional.affine_grid(theta, (2, 3, 11, 11), align_corners=False)
+    expected = torch.nn.functional.grid_sample(torch.from_numpy(images), grid, mode="bilinear",
+                                               padding_mode="zeros", align_corners=False).numpy()
+    warp = {"rotate": rotate_images, "scale": scale_images, "translate": shift_images}[transform]
+    got = warp(images, value)
+    assert got.dtype == np.float32 and got.shape == images.shape
+    # OpenCV interpolates with 1/32-pixel fixed-point weights: agreement to a few hundredths
+    np.testing.assert_allclose(got, expected, atol=0.03)
+
+
 def test_invariance_curve_shapes_and_values():
     rng = np.random.default_rng(2)
     images = rng.random((3, 1, 8, 8))
