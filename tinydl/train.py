@@ -94,7 +94,7 @@ def prepare_images(images, device=None):
     already prepared (e.g. by ``transforms.ToTensor``): (N, C, H, W), or (N, H, W)
     which gets a channel axis.
     """
-    data = images.data if isinstance(images, Tensor) else images
+    data = images.array if isinstance(images, Tensor) else images
     if device is not None:
         data = backend.to_device(data, device)
     xp = get_array_module(data)
@@ -131,8 +131,8 @@ def topk_correct(logits, target, ks=(1, 5)):
     Rank of the true class = number of classes scoring strictly higher; a NaN
     score for the true class is never correct.
     """
-    logits = logits.data if isinstance(logits, Tensor) else logits
-    target = target.data if isinstance(target, Tensor) else target
+    logits = logits.array if isinstance(logits, Tensor) else logits
+    target = target.array if isinstance(target, Tensor) else target
     xp = get_array_module(logits)
     if logits.ndim != 2 or target.shape != logits.shape[:1]:
         raise ValueError(f"topk_correct: expected logits (N, C) and target (N,), got {tuple(logits.shape)} "
@@ -154,7 +154,7 @@ def _sum_over_ranks(values, device):
     from . import distributed as dist
     t = Tensor(backend.to_device(np.asarray(values, dtype=np.float64), device))
     dist.all_reduce(t)
-    return to_host(t.data)
+    return to_host(t.array)
 
 
 def _unwrap(model):
@@ -202,7 +202,7 @@ def _evaluation_sums(model, loader, device, loss_fn, topk):
                 logits, _ = _split_outputs(model(x))
                 if ncrops:    # multi-crop testing: the mean of each image's crop outputs (logits)
                     logits = average_crops(logits, ncrops)
-                batch_losses.append(loss_fn(logits, y).data)
+                batch_losses.append(loss_fn(logits, y).array)
                 sizes.append(len(y))
                 c1, ck = topk_correct(logits, y, (1, topk))
                 correct1, correctk = correct1 + c1, correctk + ck
@@ -415,7 +415,7 @@ class Trainer:
             for step, (images, labels) in enumerate(bar if bar is not None else loader):
                 x, y = prepare_images(images, self.device), _labels(labels, self.device)
                 logits, loss = self._loss(self.model(x), y)
-                losses.append(loss.data)
+                losses.append(loss.array)
                 if (step + 1) % every == 0:     # before backward: the weights stay finite
                     checked = self._check_losses(losses, checked, total)
                 self.optimizer.zero_grad()
@@ -426,7 +426,7 @@ class Trainer:
                 sizes.append(len(y))
                 correct = correct + topk_correct(logits, y, (1,))[0]
                 if bar is not None and step % 10 == 0:
-                    bar.set_postfix(loss=f"{float(to_host(loss.data)):.4f}",
+                    bar.set_postfix(loss=f"{float(to_host(loss.array)):.4f}",
                                     acc=f"{int(to_host(correct)) / sum(sizes):.3f}")
         if bar is not None:
             bar.close()

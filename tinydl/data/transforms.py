@@ -301,7 +301,7 @@ class Normalize(Transform):
 
     def __call__(self, img, rng=None):
         is_tensor = isinstance(img, Tensor)
-        x = img.data if is_tensor else np.asarray(img)
+        x = img.array if is_tensor else np.asarray(img)
         xp = backend.get_array_module(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
@@ -317,7 +317,7 @@ class Normalize(Transform):
                              f"{channels} channels of an input of shape {tuple(x.shape)}")
         mean = xp.asarray(self.mean, dtype=x.dtype).reshape(shape)
         std = xp.asarray(self.std, dtype=x.dtype).reshape(shape)
-        if self.inplace and is_tensor and x is img.data:
+        if self.inplace and is_tensor and x is img.array:
             x -= mean
             x /= std
             return img
@@ -780,7 +780,7 @@ class Lighting(RandomTransform):
         alpha = rng.normal(0.0, self.alphastd, size=3)
         rgb = self.eigvec @ (alpha * self.eigval)            # one shift per channel
         if isinstance(img, Tensor):
-            x = img.data
+            x = img.array
             if x.shape[-3] != 3:
                 raise ValueError(f"Lighting: expected 3 channels in a (3, H, W) tensor, got shape {x.shape}")
             xp = backend.get_array_module(x)
@@ -824,7 +824,7 @@ class GaussianNoise(RandomTransform):
     def __call__(self, img, rng=None):
         rng = self._rng(rng)
         if isinstance(img, Tensor):
-            x = img.data
+            x = img.array
             xp = backend.get_array_module(x)
             # drawn on the host from the sample's generator (so a loader stays reproducible),
             # then copied once to where the tensor lives
