@@ -25,11 +25,30 @@ Datasets: ``digits`` (scikit-learn's 8x8 digits in a 28x28 frame; no download),
 10,000-image test split is there, its first 8,000 train and the last 2,000
 test), ``cifar10`` (the binary version's .bin files in ``--data-dir``), and
 ``shapes`` (OpenCV-drawn lines, polygons, stars, checkerboards, cubes and
-ellipses, 32x32: a 6-class problem generated on the fly). Images are fitted to
+ellipses, 32x32: a 6-class problem generated on the fly), and ``cub200``
+(CUB-200-2011 in its own layout in ``--data-dir``: images.txt,
+train_test_split.txt, image_class_labels.txt, classes.txt, images/). Images are fitted to
 the model: grey images are repeated to 3 channels for colour-only networks (or
 ``in_channels`` is passed where the builder has it), and resized -- zero-padded
 for a small difference, as MNIST's 28x28 to LeNet-5's 32x32 -- to the size
 the network needs (``--image-size`` overrides).
+
+Fine-tuning, the notes' ResNet-50 / CUB-200 recipe (seed 003)::
+
+    tinydl convert-weights resnet50-0676ba61.pth resnet50.npz
+    tinydl train resnet50 --dataset cub200 --data-dir ~/data/CUB_200_2011 --weights resnet50.npz \
+        --lr 0.01 --backbone-lr 0.001 --batch-size 16 --epochs 30 --schedule step --step-size 10 \
+        --weight-decay 1e-4 --ten-crop --device cuda
+
+``--weights`` loads pretrained weights; a classifier head of another shape (ImageNet's
+1000 classes) is left freshly initialised for the dataset's classes. ``--backbone-lr``
+gives every parameter but that head its own learning rate (two optimizer param groups:
+the head at ``--lr``, the backbone at ``--backbone-lr``). CUB-200 images are resized to
+``--resize`` (default 512) squared, then a random ``--image-size`` (default 448) crop,
+flipped left-right half the time, trains; testing takes the centre crop, or with
+``--ten-crop`` the four corners and the centre of the image and of its mirror, and
+averages the net's 10 outputs (logits). CUB-200 images are normalised with ImageNet's
+mean and std, as torchvision's pretrained weights expect.
 """
 import argparse
 import inspect
@@ -40,7 +59,7 @@ import traceback
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "shapes")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "shapes", "cub200")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "exp", "cosine", "plateau")
 
@@ -57,7 +76,11 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
 # Flags that may differ between a run and its --resume (everything else must match).
 # (--distributed too: the checkpoint's world size is checked with its own message)
 _RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
-                "overwrite", "detect_anomaly", "distributed"}
+                "overwrite", "detect_anomaly", "distributed", "test_batch_size"}
+
+# CUB-200's recipe (notes 003): resize to 512x512, random 448x448 crops; other crop
+# sizes keep that ratio when --resize is not given.
+CUB_CROP, CUB_RESIZE = 448, 512
 
 
 class UsageError(ValueError):
@@ -108,7 +131,39 @@ def _load_dataset(args, transform):
         train = data.CIFAR10(root, train=True, transform=transform, download=args.download)
         test = data.CIFAR10(root, train=False, transform=transform, download=args.download)
         return train, test, 10, f"CIFAR-10 from {train.root}"
+    if args.dataset == "cub200":
+        if root is None:
+            raise UsageError("--dataset cub200 needs --data-dir: the CUB_200_2011 folder (images.txt, "
+                             "train_test_split.txt, image_class_labels.txt, classes.txt, images/)")
+        train_tf, test_tf, about = cub_transforms(args, transform)
+        train = data.CUB200(root, train=True, transform=train_tf)
+        test = data.CUB200(root, train=False, transform=test_tf)
+        return train, test, len(train.classes), f"CUB-200-2011 from {train.root} ({about})"
     raise UsageError(f"unknown dataset {args.dataset!r}; choose from {', '.join(DATASETS)}")
+
+
+def cub_sizes(args):
+    """(resize, crop) of the CUB recipe: --image-size (else the net's own size, else 448) and
+    --resize (else the crop x 512/448)."""
+    crop = args.image_size or NATIVE_SIZE.get(args.model) or CUB_CROP
+    resize = args.resize or round(crop * CUB_RESIZE / CUB_CROP)
+    if resize < crop:
+        raise UsageError(f"--resize {resize} is smaller than the crop (--image-size) {crop}")
+    return resize, crop
+
+
+def cub_transforms(args, fit):
+    """(train transform, test transform, description) of the notes' CUB-200 recipe;
+    ``fit`` adapts the channels to the model (grey nets)."""
+    from .data import transforms as T
+    resize, crop = cub_sizes(args)
+    to_input = [fit, T.ToTensor(), T.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)]
+    train = T.Compose([T.Resize((resize, resize)), T.RandomCrop(crop), T.RandomHorizontalFlip()] + to_input)
+    test_crop = T.TenCrop(crop) if args.ten_crop else T.CenterCrop(crop)
+    test = T.Compose([T.Resize((resize, resize)), test_crop] + to_input)
+    how = "10 crops averaged" if args.ten_crop else "the centre crop"
+    return train, test, (f"resized to {resize}x{resize}, random {crop}x{crop} crops and flips; "
+                         f"tested on {how}; ImageNet mean/std")
 
 
 def _limit(dataset, n):
@@ -205,6 +260,61 @@ def check_model_input(model, name, chw, num_classes):
                          f"batch of 2, not (2, {num_classes}) class scores: `tinydl train` trains classifiers")
 
 
+def classifier_head(model):
+    """(name, module) of the model's last Linear layer, the classifier fine-tuning replaces
+    (ResNet's ``fc``, VGG's ``classifier.6``); (None, None) when it has none."""
+    from .nn import Linear
+    found = (None, None)
+    for name, module in model.named_modules():
+        if isinstance(module, Linear):
+            found = (name, module)
+    return found
+
+
+def load_pretrained(model, name, path):
+    """Load the weights in ``path`` into ``model`` for fine-tuning. The classifier head is
+    taken from the file only when its shape fits (the same classes); otherwise it keeps
+    its fresh initialisation, as ``model.fc = nn.Linear(2048, 200)`` would give in PyTorch.
+    Returns a description; weights that do not fit the rest of the model are a UsageError."""
+    from .utils.pretrained import load_state_dict_file
+    try:
+        state = load_state_dict_file(path)
+    except ValueError as exc:
+        raise UsageError(f"--weights: {exc}") from None
+    own = model.state_dict()
+    head, _ = classifier_head(model)
+    prefix = f"{head}." if head else None
+    skipped = [k for k in state if prefix and k.startswith(prefix) and k in own
+               and tuple(state[k].shape) != tuple(own[k].shape)]
+    try:
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in skipped},
+                                                    strict=False)
+    except (KeyError, RuntimeError, ValueError) as exc:    # shapes that differ outside the head
+        raise UsageError(f"--weights {path} do not fit {name}: {' '.join(str(exc).split())[:400]}") from None
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected:
+        keys = ", ".join(missing[:3] + unexpected[:3])
+        raise UsageError(f"--weights {path} do not fit {name}: {len(missing)} of its tensors are not in the "
+                         f"file and {len(unexpected)} of the file's are not in the model (e.g. {keys})")
+    if skipped:
+        shapes = ", ".join(f"{k} {tuple(state[k].shape)} -> {tuple(own[k].shape)}" for k in skipped)
+        return f"loaded {len(state) - len(skipped)} tensors from {path}; new head {head} ({shapes})"
+    return f"loaded all {len(state)} tensors from {path}"
+
+
+def param_groups(model, name, backbone_lr):
+    """The optimizer's parameters: one group, or with ``backbone_lr`` two -- the classifier
+    head (at the optimizer's lr) and every other parameter (at ``backbone_lr``)."""
+    if backbone_lr is None:
+        return list(model.parameters())
+    head, module = classifier_head(model)
+    if module is None:
+        raise UsageError(f"--backbone-lr: {name} has no Linear classifier head to train at --lr")
+    ids = {id(p) for p in module.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) in ids]},
+            {"params": [p for p in model.parameters() if id(p) not in ids], "lr": backbone_lr}]
+
+
 # ================================================================ optimizer and schedule
 def build_optimizer(args, params):
     """The optimizer of ``--optimizer`` (momentum = SGD with momentum 0.9)."""
@@ -273,7 +383,8 @@ _FLAG_RULES = (
     ("image_size", ">= 1", lambda v: v >= 1), ("workers", ">= 0", lambda v: v >= 0),
     ("train_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
     ("test_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
-    ("early_stop", ">= 1 epochs", lambda v: v >= 1),
+    ("early_stop", ">= 1 epochs", lambda v: v >= 1), ("backbone_lr", ">= 0", lambda v: v >= 0),
+    ("resize", ">= 1", lambda v: v >= 1), ("test_batch_size", ">= 1", lambda v: v >= 1),
 )
 
 
@@ -288,6 +399,9 @@ def check_args(args):
         parse_device(args.device)
     except ValueError:
         raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    for flag in ("resize", "ten_crop"):
+        if getattr(args, flag, None) and args.dataset != "cub200":
+            raise UsageError(f"--{flag.replace('_', '-')} applies to --dataset cub200 (resize, crop, 10-crop test)")
 
 
 def check_out(out, overwrite, resume):
@@ -394,16 +508,26 @@ def train(args):
     except ValueError as exc:     # files that are not the dataset's (checked at load): one line
         raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
-    image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
+    if args.dataset == "cub200":      # its samples are normalised CHW Tensors already: (crop, crop, RGB)
+        image_shape = (cub_sizes(args)[1],) * 2 + (3,)
+    else:
+        image_shape = np.asarray(train_set[0][0]).shape       # ``fit`` is still the identity here
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
     fit.size, fit.channels = adapted.size, adapted.channels     # the datasets hold ``fit``: adapt in place
+    if args.dataset == "cub200":
+        fit.size = None                    # the crop is the model's size already
+        if chw[0] != 3:
+            raise UsageError(f"{args.model} takes {chw[0]}-channel images; CUB-200's are colour (RGB)")
     check_model_input(model, args.model, chw, num_classes)
+    if args.weights and not args.resume:   # a resumed run takes every weight from its checkpoint
+        say(load_pretrained(model, args.model, args.weights))
+    groups = param_groups(model, args.model, args.backbone_lr)
     if args.sync_bn:
         model = td.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(args.device)
     if args.distributed:       # rank 0's weights everywhere; gradients averaged in backward
         model = td.nn.parallel.DistributedDataParallel(model)
-    optimizer = build_optimizer(args, model.parameters())
+    optimizer = build_optimizer(args, groups)
     scheduler, schedule_about = build_scheduler(args, optimizer)
     # The loader's seed comes from the seeded generator: the data order is a function of --seed.
     # In a distributed run each rank takes its share of every epoch's order, and of the test set.
@@ -411,7 +535,9 @@ def train(args):
     train_loader = DataLoader(train_set, batch_size=args.batch_size // world, shuffle=sampler is None,
                               sampler=sampler, num_workers=args.workers)
     my_test = Subset(test_set, range(rank, len(test_set), world)) if world > 1 else test_set
-    test_loader = DataLoader(my_test, batch_size=max(args.batch_size, 256), num_workers=args.workers, seed=0)
+    # large CUB images (10 crops each with --ten-crop) are tested in training-sized batches
+    test_batch = args.test_batch_size or (args.batch_size if args.dataset == "cub200" else max(args.batch_size, 256))
+    test_loader = DataLoader(my_test, batch_size=test_batch, num_workers=args.workers, seed=0)
 
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
@@ -422,8 +548,10 @@ def train(args):
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
         f"{chw[0]}x{chw[1]}x{chw[2]}")
+    lrs = f"lr {optimizer.param_groups[0]['lr']:g}" + (
+        f" (head), {optimizer.param_groups[1]['lr']:g} (backbone)" if len(optimizer.param_groups) > 1 else "")
     say(f"model {args.model}: {n_params:,} parameters, device {args.device}; optimizer "
-        f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; {schedule_about}")
+        f"{type(optimizer).__name__} {lrs}; {schedule_about}")
     if args.distributed:
         import numba
         say(f"data-parallel on {world} process{'es' if world > 1 else ''} ({td.distributed.get_backend()}), "
@@ -529,7 +657,19 @@ def make_parser():
     p.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement before a decay")
     p.add_argument("--early-stop", type=int, default=None, metavar="N",
                    help="stop when the test loss has not improved for N epochs")
-    p.add_argument("--image-size", type=int, default=None, help="feed the model SIZE x SIZE images")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="feed the model SIZE x SIZE images (cub200: the crop, default 448)")
+    p.add_argument("--resize", type=int, default=None,
+                   help="cub200: resize images to N x N before cropping (default 512 for a 448 crop)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="cub200: test on 10 crops (corners + centre, and mirrored) and average the outputs")
+    p.add_argument("--test-batch-size", type=int, default=None,
+                   help="images per test batch (default: max(--batch-size, 256); cub200: --batch-size)")
+    p.add_argument("--weights", default=None, metavar="NPZ",
+                   help="start from these weights (tinydl convert-weights); a head of another shape is "
+                        "left fresh for the dataset's classes")
+    p.add_argument("--backbone-lr", type=float, default=None,
+                   help="learning rate of every parameter but the classifier head (which trains at --lr)")
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-size", type=int, default=None, help="use only the first N test images")
     p.add_argument("--workers", type=int, default=0, help="threads that load batches ahead")

@@ -65,11 +65,12 @@ from . import backend, backends
 from .autograd import detect_anomaly, no_grad
 from .backend import get_array_module, to_host
 from .nn import functional as F
+from .data.transforms import average_crops
 from .tensor import Tensor
 from .utils.serialization import CheckpointError, atomic_file
 
 __all__ = ["Trainer", "CheckpointError", "RunFolderError", "fit", "evaluate", "evaluate_loader",
-           "prepare_images", "topk_correct", "CHECKPOINT_NAME"]
+           "prepare_images", "fold_crops", "topk_correct", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 RUN_FILES = ("log.csv", "log.json", "curves.png", CHECKPOINT_NAME)   # what a run writes into ``out``
@@ -106,6 +107,15 @@ def prepare_images(images, device=None):
     elif data.ndim == 3:
         data = data[:, None]
     return Tensor(data)
+
+
+def fold_crops(images):
+    """A batch of crop stacks -> (one batch of all the crops, crops per image); other batches
+    -> (images, None). Crop stacks are what FiveCrop/TenCrop give per sample: (N, ncrops, H, W, C)
+    uint8, or (N, ncrops, C, H, W) float after ToTensor; they become (N * ncrops, ...)."""
+    if images.ndim != 5:
+        return images, None
+    return images.reshape(-1, *images.shape[2:]), images.shape[1]
 
 
 def _labels(labels, device):
@@ -165,7 +175,9 @@ def _split_outputs(out):
 def evaluate_loader(model, loader, device="cpu", loss_fn=None, topk=5):
     """{'loss', 'acc', 'top<k>'} of ``model`` over ``loader``, in eval mode under no_grad.
 
-    The model's mode is restored afterwards. Losses are the mean over samples.
+    The model's mode is restored afterwards. Losses are the mean over samples. Batches of
+    crop stacks (``transforms.TenCrop``: (N, 10, ...)) are scored by the mean of each
+    image's 10 outputs (logits), as torchvision's TenCrop example does.
     """
     return _evaluation_means(*_evaluation_sums(model, loader, device, loss_fn, topk), topk)
 
@@ -185,8 +197,11 @@ def _evaluation_sums(model, loader, device, loss_fn, topk):
     try:
         with no_grad():
             for images, labels in loader:
+                images, ncrops = fold_crops(images)
                 x, y = prepare_images(images, device), _labels(labels, device)
                 logits, _ = _split_outputs(model(x))
+                if ncrops:    # multi-crop testing: the mean of each image's crop outputs (logits)
+                    logits = average_crops(logits, ncrops)
                 batch_losses.append(loss_fn(logits, y).array)
                 sizes.append(len(y))
                 c1, ck = topk_correct(logits, y, (1, topk))

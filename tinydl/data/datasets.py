@@ -455,7 +455,7 @@ class CUB200(_ImageFiles):
 
     def __init__(self, root, train=True, transform=None, target_transform=None, loader=None):
         root = pathlib.Path(root).expanduser()
-        if not (root / "images.txt").exists() and (root / "CUB_200_2011" / "images.txt").exists():
+        if not (root / "images.txt").exists() and (root / "CUB_200_2011").is_dir():
             root = root / "CUB_200_2011"
         missing = [n for n in self._needed if not (root / n).exists()]
         if missing:
@@ -466,12 +466,29 @@ class CUB200(_ImageFiles):
         self.transform, self.target_transform = transform, target_transform
         self.loader = loader if loader is not None else imread
         paths = dict(self._table(root / "images.txt"))
-        labels = {k: int(v) - 1 for k, v in self._table(root / "image_class_labels.txt")}
+        labels = {k: self._number(v, root / "image_class_labels.txt") - 1
+                  for k, v in self._table(root / "image_class_labels.txt")}
         is_train = {k: v == "1" for k, v in self._table(root / "train_test_split.txt")}
-        self.classes = [name for _, name in sorted(self._table(root / "classes.txt"), key=lambda kv: int(kv[0]))]
+        classes = self._table(root / "classes.txt")
+        self.classes = [name for _, name in sorted(classes, key=lambda kv: self._number(kv[0], root / "classes.txt"))]
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        ids = sorted((k for k in paths if is_train[k] == self.train), key=int)
+        for table, name in ((labels, "image_class_labels.txt"), (is_train, "train_test_split.txt")):
+            absent = [k for k in paths if k not in table]
+            if absent:
+                raise ValueError(f"CUB200: {len(absent)} image id(s) of images.txt are not in {root / name} "
+                                 f"(first: {absent[0]})")
+        bad = [k for k in paths if not 0 <= labels[k] < len(self.classes)]
+        if bad:
+            raise ValueError(f"CUB200: image {bad[0]} has class {labels[bad[0]] + 1} in image_class_labels.txt; "
+                             f"classes.txt lists {len(self.classes)}")
+        ids = sorted((k for k in paths if is_train[k] == self.train),
+                     key=lambda k: self._number(k, root / "images.txt"))
         self.samples = [(str(root / "images" / paths[k]), labels[k]) for k in ids]
+        absent = [p for p, _ in self.samples if not os.path.isfile(p)]
+        if absent:
+            raise FileNotFoundError(f"CUB200: {len(absent)} of the {len(self.samples)} "
+                                    f"{'training' if self.train else 'test'} images listed in images.txt are "
+                                    f"not under {root / 'images'} (first: {absent[0]})")
         self.targets = [t for _, t in self.samples]
         box_file = root / "bounding_boxes.txt"
         if box_file.exists():
@@ -485,11 +502,20 @@ class CUB200(_ImageFiles):
     def _table(path):
         """Rows 'id value...' of a CUB list file as (id, rest) pairs."""
         rows = []
-        for line in path.read_text().splitlines():
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip():
                 key, _, rest = line.strip().partition(" ")
+                if not rest.strip():
+                    raise ValueError(f"CUB200: {path} line {number} is {line.strip()!r}; expected '<id> <value>'")
                 rows.append((key, rest.strip()))
         return rows
+
+    @staticmethod
+    def _number(text, path):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"CUB200: {path} has {text!r} where a number belongs") from None
 
 # ================================================================ offline digits
 class Digits(_VisionDataset):

@@ -56,7 +56,7 @@ __all__ = [
     "Transform", "Compose", "Lambda", "RandomApply", "ToTensor", "Normalize", "Pad", "Resize",
     "RandomResize", "RandomScale", "CenterCrop", "RandomCrop", "RandomResizedCrop",
     "RandomHorizontalFlip", "RandomVerticalFlip", "ColorJitter", "Lighting", "RandomRotation",
-    "RandomAffine", "GaussianNoise", "GaussianBlur", "FiveCrop", "TenCrop", "average_crops",
+    "RandomAffine", "affine", "GaussianNoise", "GaussianBlur", "FiveCrop", "TenCrop", "average_crops",
     "pca_lighting_params", "use_rng", "current_rng", "IMAGENET_MEAN", "IMAGENET_STD",
     "IMAGENET_EIGVAL", "IMAGENET_EIGVEC",
 ]
@@ -681,6 +681,23 @@ class RandomAffine(RandomTransform):
         center = self.center if self.center is not None else ((w - 1) / 2, (h - 1) / 2)
         matrix = _affine_matrix(angle, shift, scale, shear, center)
         return _warp_affine(img, matrix, (h, w), self.interpolation, self.fill)
+
+
+def affine(img, angle, translate, scale, shear, interpolation="nearest", fill=0, center=None):
+    """One deterministic affine warp, torchvision's ``transforms.functional.affine``:
+    rotate by ``angle`` degrees (counter-clockwise on screen), scale by ``scale``,
+    shear by ``shear`` degrees (a number: along x; or (x, y)), all about ``center``
+    (default the image centre ((w-1)/2, (h-1)/2)), then shift by ``translate`` =
+    (dx, dy) pixels. The output keeps the input's size; uncovered pixels get ``fill``.
+    """
+    img = _check_image(img, "affine")
+    if scale <= 0:
+        raise ValueError(f"affine: scale must be > 0, got {scale}")
+    shear = (float(shear), 0.0) if isinstance(shear, numbers.Number) else tuple(shear)
+    h, w = img.shape[:2]
+    center = center if center is not None else ((w - 1) / 2, (h - 1) / 2)
+    matrix = _affine_matrix(angle, translate, scale, shear, center)
+    return _warp_affine(img, matrix, (h, w), interpolation, fill)
 
 
 # ================================================================ colour
