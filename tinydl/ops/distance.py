@@ -1,7 +1,8 @@
 """Distances between vectors: cosine similarity and the p-norm distance (torch.nn.functional's
 cosine_similarity and pairwise_distance), the building blocks of metric-learning losses."""
-from ..autograd import Function, unbroadcast
+from ..autograd import Function, constant, unbroadcast
 from ..backend import get_array_module
+from ..tensor import Tensor
 from .shape import normalize_dim
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
@@ -9,6 +10,9 @@ __all__ = ["cosine_similarity", "pairwise_distance"]
 
 def pnorm(d, p, axis, keepdims=False):
     """(sum |d|**p)**(1/p) along ``axis`` (p = 2: the Euclidean length)."""
+    if isinstance(d, Tensor):                    # a composite (create_graph)
+        return (d * d).sum(axis, keepdim=keepdims).sqrt() if p == 2 else \
+            (d.abs() ** p).sum(axis, keepdim=keepdims) ** (1.0 / p)
     xp = get_array_module(d)
     if p == 2:
         return xp.sqrt((d * d).sum(axis=axis, keepdims=keepdims))
@@ -30,11 +34,17 @@ class PairwiseDistance(Function):
     """n = ||x1 - x2 + eps||_p along the last dim (eps keeps the gradient finite at x1 = x2);
     dn/dx1 = sign(d) |d|**(p-1) / n**(p-1) with d = x1 - x2 + eps,  dn/dx2 = -dn/dx1."""
 
+    double_backward = "composite"
+
     def forward(ctx, x1, x2, p, eps, keepdim):
         d = x1 - x2 + eps
         n = pnorm(d, p, -1, keepdims=True)
         ctx.save_for_backward(d, n)
         ctx.p, ctx.keepdim, ctx.shapes = p, keepdim, (x1.shape, x2.shape)
+        return n if keepdim else n[..., 0]
+
+    def composite(ctx, x1, x2, p, eps, keepdim):
+        n = pnorm(x1 - x2 + eps, p, -1, keepdims=True)
         return n if keepdim else n[..., 0]
 
     def backward(ctx, gy):
@@ -49,6 +59,8 @@ class CosineSimilarity(Function):
     dc/dx1 = x2 / (n1 n2) - c x1 / n1**2,  dc/dx2 = x1 / (n1 n2) - c x2 / n2**2
     (where a norm is clamped, the second term uses the clamped value, as it is constant there)."""
 
+    double_backward = "composite"
+
     def forward(ctx, x1, x2, dim, eps):
         xp = get_array_module(x1)
         ctx.shapes = x1.shape, x2.shape
@@ -58,6 +70,15 @@ class CosineSimilarity(Function):
         c = (x1 * x2).sum(axis=dim, keepdims=True) / (n1 * n2)
         ctx.save_for_backward(x1, x2, n1, n2, c)
         ctx.dim, ctx.eps = dim, eps
+        return c.squeeze(dim)
+
+    def composite(ctx, x1, x2, dim, eps):
+        _, _, n1_clamped, n2_clamped, _ = ctx.saved_tensors
+
+        def clamped_norm(x, saved):      # max(||x||, eps): eps is a constant where it wins
+            active = constant(saved > eps, x)
+            return pnorm(x, 2, dim, keepdims=True) * active + constant(eps * (saved <= eps), x)
+        c = (x1 * x2).sum(dim, keepdim=True) / (clamped_norm(x1, n1_clamped) * clamped_norm(x2, n2_clamped))
         return c.squeeze(dim)
 
     def backward(ctx, gy):

@@ -105,14 +105,9 @@ def _reduce_backward(gy, loss, reduction, weight=None, mean_by="count", weight_g
     return g_loss, g_weight
 
 
-def _abs(v):
-    """|v| of a Tensor in a composite: v times its sign (a constant)."""
-    return v * constant(v._xp.sign(v.array), v)
-
-
 def _softplus(v):
     """log(1 + exp(v)) of a Tensor in a composite, as log(1 + exp(-|v|)) + max(v, 0)."""
-    return ((-_abs(v)).exp() + 1).log() + v * constant(v.array > 0, v)
+    return ((-v.abs()).exp() + 1).log() + v * constant(v.array > 0, v)
 
 
 # ================================================================ shape checks
@@ -201,7 +196,7 @@ class L1Loss(Function):
         return _reduce(loss, reduction, weight, mean_by="weight")
 
     def composite(ctx, x, t, weight, reduction):
-        return _reduce(_abs(x - t), reduction, weight, mean_by="weight")
+        return _reduce((x - t).abs(), reduction, weight, mean_by="weight")
 
     def backward(ctx, gy):
         d, loss, weight = ctx.saved_tensors
@@ -235,7 +230,7 @@ class SmoothL1Loss(Function):
     def composite(ctx, x, t, weight, reduction, beta, scale=1.0):
         d = x - t
         small = constant(ctx.saved_tensors[1], d)
-        loss = 0.5 * d * d / ctx.beta * small + (_abs(d) - 0.5 * beta) * (1 - small)
+        loss = 0.5 * d * d / ctx.beta * small + (d.abs() - 0.5 * beta) * (1 - small)
         return _reduce(loss * scale, reduction, weight)
 
     def backward(ctx, gy):
@@ -500,6 +495,8 @@ class MultiLabelSoftMargin(Function):
         = (1/C) sum_c w_c (softplus(-x) + (1 - y) x);
     dl_n/dx = w (sigmoid(x) - y) / C,  dl_n/dy = -w x / C."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, y, weight, reduction):
         xp = get_array_module(x)
         n_classes = x.shape[-1]
@@ -510,6 +507,12 @@ class MultiLabelSoftMargin(Function):
         ctx.save_for_backward(x, y, weight, loss)
         ctx.reduction = reduction
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, y, weight, reduction):
+        per_class = _softplus(-x) + (1 - y) * x
+        if weight is not None:
+            per_class = per_class * weight
+        return _reduce(per_class.sum(-1) / x.shape[-1], reduction)
 
     def backward(ctx, gy):
         x, y, weight, loss = ctx.saved_tensors
@@ -590,6 +593,8 @@ class CosineEmbedding(Function):
     l = 1 - c where y = 1,  max(0, c - margin) where y = -1;
     dl/dc = -1, or 1 where c - margin >= 0;  dc/dx1 = x2 / r - c x1 / m1,  dc/dx2 = x1 / r - c x2 / m2."""
 
+    double_backward = "composite"
+
     def forward(ctx, x1, x2, y, margin, reduction):
         xp = get_array_module(x1)
         m1 = (x1 * x1).sum(axis=-1) + _COS_EPS
@@ -601,6 +606,12 @@ class CosineEmbedding(Function):
         ctx.save_for_backward(x1, x2, m1, m2, r, c, (y == 1), push, loss)
         ctx.reduction = reduction
         return _reduce(loss, reduction).astype(x1.dtype, copy=False)
+
+    def composite(ctx, x1, x2, y, margin, reduction):
+        pull, push = ctx.saved_tensors[6:8]
+        m1, m2 = (x1 * x1).sum(-1) + _COS_EPS, (x2 * x2).sum(-1) + _COS_EPS
+        c = (x1 * x2).sum(-1) / (m1 * m2).sqrt()
+        return _reduce((1 - c) * constant(pull, c) + (c - margin) * constant(push, c), reduction)
 
     def backward(ctx, gy):
         x1, x2, m1, m2, r, c, pull, push, loss = ctx.saved_tensors
@@ -616,6 +627,8 @@ class TripletMargin(Function):
     dim (``swap``: d(a, n) replaced by d(p, n) where that is smaller). Where l > 0 side
     (>= 0, as PyTorch's clamp), dl/dd(a, p) = 1 and dl/dd(negative) = -1, and each
     d(u, v) passes its gradient u_grad = sign(D)|D|**(P-1)/d**(P-1) (D = u - v + eps) to u, minus it to v."""
+
+    double_backward = "composite"
 
     def forward(ctx, a, pos, neg, margin, p, eps, swap, reduction):
         xp = get_array_module(a)
@@ -633,6 +646,15 @@ class TripletMargin(Function):
         ctx.save_for_backward(D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, raw >= 0, loss)
         ctx.p, ctx.reduction = p, reduction
         return _reduce(loss, reduction).astype(a.dtype, copy=False)
+
+    def composite(ctx, a, pos, neg, margin, p, eps, swap, reduction):
+        use_pn, active = ctx.saved_tensors[6:8]
+        d_ap, d_an = pnorm(a - pos + eps, p, -1), pnorm(a - neg + eps, p, -1)
+        d_neg = d_an
+        if swap:
+            use = constant(use_pn[..., 0], d_an)
+            d_neg = pnorm(pos - neg + eps, p, -1) * use + d_an * (1 - use)
+        return _reduce((margin + d_ap - d_neg) * constant(active, d_ap), reduction)
 
     def backward(ctx, gy):
         D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, active, loss = ctx.saved_tensors
@@ -652,6 +674,8 @@ class MultiMargin(Function):
     l_n = w_y / C sum_{i != y} max(0, h_i)**p  (p = 1 or 2);
     dl_n/dx_i = w_y / C p h_i**(p-1) where h_i > 0 (i != y),  dl_n/dx_y = -sum_i dl_n/dx_i."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, y, weight, p, margin, reduction):
         xp = get_array_module(x)
         x2 = x.reshape(-1, x.shape[-1])
@@ -664,6 +688,13 @@ class MultiMargin(Function):
         ctx.save_for_backward(h, active, idx, scale, loss)
         ctx.p, ctx.reduction, ctx.x_shape = p, reduction, x.shape
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, y, weight, p, margin, reduction):
+        h, active, idx, scale, _ = ctx.saved_tensors
+        x2 = x.reshape(-1, x.shape[-1])
+        h = margin - gather(x2, 1, Tensor(idx)) + x2
+        per_class = h ** p * constant(active, x2) * constant(x2._xp.asarray(scale).reshape(-1, 1), x2)
+        return _reduce(per_class.sum(1).reshape(tuple(y.shape)), reduction)
 
     def backward(ctx, gy):
         h, active, idx, scale, loss = ctx.saved_tensors
@@ -681,6 +712,8 @@ class MultiLabelMargin(Function):
     l = (1/C) sum_{j in T (repeats count)} sum_{i not in T} max(0, 1 - (x_j - x_i));
     each active pair (1 - x_j + x_i > 0) adds 1/C to dl/dx_i and -1/C to dl/dx_j."""
 
+    double_backward = "composite"
+
     def forward(ctx, x, target, reduction):
         xp = get_array_module(x)
         x2, t2 = x.reshape(-1, x.shape[-1]), target.reshape(-1, x.shape[-1])
@@ -696,6 +729,13 @@ class MultiLabelMargin(Function):
         ctx.save_for_backward(active, safe, loss)
         ctx.reduction, ctx.x_shape = reduction, x.shape
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
+
+    def composite(ctx, x, target, reduction):
+        active, safe, _ = ctx.saved_tensors
+        x2 = x.reshape(-1, x.shape[-1])
+        h = 1 - gather(x2, 1, Tensor(safe)).unsqueeze(2) + x2.unsqueeze(1)         # (N, K, C)
+        loss = (h * constant(active, h)).sum((1, 2)) / x2.shape[1]
+        return _reduce(loss.reshape(x.shape[:-1]), reduction)
 
     def backward(ctx, gy):
         active, safe, loss = ctx.saved_tensors
