@@ -192,6 +192,8 @@ class Function:
     #: (version counter, value at forward, 'input'/'output', position, shape, dtype) of the
     #: tensors whose arrays were saved
     saved_versions = ()
+    #: set by release(): the saved arrays are gone
+    _released = False
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -318,7 +320,7 @@ def unbroadcast(grad, shape):
     times, so dL/dx[i, 0] is the sum of the upstream gradient over the new
     leading axis and over the axis where x had size 1.
     """
-    if grad.shape == tuple(shape):
+    if grad.shape == shape or grad.shape == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
@@ -521,14 +523,16 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
             i = root._output_index
             slot[i] = grad if i not in slot else slot[i] + grad
     roots = [root.grad_fn for root, _ in seeds if root.grad_fn is not None and id(root) not in stop_at]
+    check_nan = is_anomaly_check_nan_enabled()
     for node in _topological_order(roots, stop_at):
         got = pending.pop(id(node), None)
         if got is None:
             continue
-        if getattr(node, "_released", False):
+        if node._released:
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
-        _check_versions(node)
+        if node.saved_versions:
+            _check_versions(node)
         if len(got) == len(node.output_meta):
             grads_out = [got[i] for i in range(len(got))]
         else:                                  # outputs no gradient reached get zeros
@@ -541,7 +545,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
         grads_in = _backward_on_tensors(node, grads_out) if create_graph else node.backward(*grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
-        if is_anomaly_check_nan_enabled():
+        if check_nan:
             _check_gradients(node, grads_in)
         if len(grads_in) != len(node.inputs):
             raise RuntimeError(f"{node.name}.backward returned {len(grads_in)} gradients "

@@ -82,7 +82,8 @@ class Add(Function):
 
     def backward(ctx, gy):
         sa, sb = ctx.shapes
-        return unbroadcast(gy, sa), unbroadcast(gy, sb)
+        need_a, need_b = ctx.needs_input_grad
+        return unbroadcast(gy, sa) if need_a else None, unbroadcast(gy, sb) if need_b else None
 
 
 class Sub(Function):
@@ -96,7 +97,8 @@ class Sub(Function):
 
     def backward(ctx, gy):
         sa, sb = ctx.shapes
-        return unbroadcast(gy, sa), unbroadcast(-gy, sb) if ctx.needs_input_grad[1] else None
+        need_a, need_b = ctx.needs_input_grad
+        return unbroadcast(gy, sa) if need_a else None, unbroadcast(-gy, sb) if need_b else None
 
 
 class Mul(Function):
