@@ -121,6 +121,11 @@ class _BufferPool:
                 self.free.setdefault((a.size, a.dtype), []).append(a.reshape(-1))
                 self.bytes += a.nbytes
 
+    def clear(self):
+        """Let every waiting array go."""
+        with self.lock:
+            self.free, self.bytes = {}, 0
+
 
 _column_pool = _BufferPool()
 
