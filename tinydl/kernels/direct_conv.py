@@ -26,9 +26,14 @@ are computed and thrown away), each tap becomes ONE long contiguous loop:
 
 Long unit-stride loops are what LLVM vectorises well; short per-row loops pay the
 loop set-up on every row.
-Each pass over acc takes four taps and two output channels: every loaded input
-vector feeds two accumulators, and acc is read and written once per four taps.
-The valid positions of acc (j < Wo in every row) are then copied into y.
+Each pass over acc takes three taps and four output channels: every loaded input
+vector feeds four accumulators, and each accumulator row is read and written once
+per three taps. Wider passes run slower: with more rows and taps in one loop
+LLVM must check more pairs of arrays for overlap before it vectorises, and past
+its limit it leaves the loop scalar (measured on Zen 4, one thread, 16 to 64
+channels: three taps x four outputs 80-84 GFLOP/s, four x two 70-75, four x four
+70, three x six 55, eight x four 44). The valid positions of acc (j < Wo in every
+row) are then copied into y.
 
 Backward
 --------
@@ -39,9 +44,9 @@ wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
 plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``.
 
 Groups: output o reads only its group's C/groups channels, so its taps' offsets
-start at that group's first plane. Two outputs share a pass (and their loads)
-when they are in the same group; depthwise convolutions (one output per group)
-run one output per pass.
+start at that group's first plane. Four outputs share a forward pass (and their
+loads) when they are in the same group, two share a pass of dL/dW; otherwise
+(depthwise convolutions: one output per group) a pass takes one output.
 
 Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for stride-1
 convolutions with few channels per group. The sums run in another order than
@@ -56,18 +61,21 @@ import numpy as np
 from ._dispatch import njit, numba, prange, runs_serial
 from ._memory import fill_flat, gather_flat
 
-TAPS_PER_PASS = 4        # the passes below are written out for four taps ...
-OUTPUTS_PER_PASS = 2     # ... and two output channels
+TAPS_PER_PASS = 3        # the forward's passes are written out for three taps ...
+OUTPUTS_PER_PASS = 4     # ... and four output channels
+DOT_TAPS_PER_PASS = 4    # dL/dW's passes: four taps ...
+DOT_OUTPUTS_PER_PASS = 2  # ... and two output channels
 
 
-def _geometry(x_shape, weight_shape, padding, dilation):
+def _geometry(x_shape, weight_shape, padding, dilation, taps_per_pass=TAPS_PER_PASS):
     """Padded plane (hp, wp), output (ho, wo), and the taps' offsets (T rounded up to
-    a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with weight 0)."""
-    return _plane_geometry(tuple(x_shape[2:]), tuple(weight_shape[1:]), tuple(padding), tuple(dilation))
+    a multiple of ``taps_per_pass``; the extra taps point at offset 0 with weight 0)."""
+    return _plane_geometry(tuple(x_shape[2:]), tuple(weight_shape[1:]), tuple(padding), tuple(dilation),
+                           taps_per_pass)
 
 
 @functools.lru_cache(maxsize=256)    # a layer asks again every step: the offsets are built once
-def _plane_geometry(hw, weight_taps, padding, dilation):
+def _plane_geometry(hw, weight_taps, padding, dilation, taps_per_pass):
     h, w = hw
     c, kh, kw = weight_taps                          # c = C/groups: the channels one output reads
     pt, pb, pl, pr = padding
@@ -75,7 +83,7 @@ def _plane_geometry(hw, weight_taps, padding, dilation):
     hp, wp = h + pt + pb, w + pl + pr
     ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
     t = c * kh * kw
-    offsets = np.zeros(_round_up(t, TAPS_PER_PASS), dtype=np.int64)
+    offsets = np.zeros(_round_up(t, taps_per_pass), dtype=np.int64)
     offsets[:t] = (np.arange(c)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
                    + np.arange(kw)[None, None, :] * dw).reshape(-1)
     offsets.flags.writeable = False                  # shared by every call with this geometry
@@ -145,11 +153,17 @@ def _four_starts(offsets, t, base):
 
 
 @njit(inline="always")
-def _pairs_share_channels(c_out, groups):
-    """Do outputs o and o+1 (o even) always read the same input channels? With one
-    group, yes (an odd last output is paired with a zero row of the taps); with
-    several, when each group has an even number of outputs."""
-    return groups == 1 or (c_out // groups) % 2 == 0
+def _three(a, t):
+    """a[t], a[t+1], a[t+2]"""
+    return a[t], a[t + 1], a[t + 2]
+
+
+@njit(inline="always")
+def _outputs_per_pass(c_out, groups, k):
+    """k if outputs o .. o+k-1 (o a multiple of k) always read the same input channels,
+    else 1. With one group they do (the last ones are padded with zero rows of the
+    taps); with several, when each group's outputs are a multiple of k."""
+    return k if groups == 1 or (c_out // groups) % k == 0 else 1
 
 
 @njit(inline="always")
@@ -160,32 +174,44 @@ def _group_base(o, c_out, c, groups, hp, wp):
 
 # ---------------------------------------------------------------- forward
 @njit(inline="always")
-def _four_taps_two_outputs(acc0, acc1, plane, base, offsets, w0, w1, t, n):
-    """acc0[q] += sum_k w0[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n; acc1
-    likewise with w1 (two outputs that read the same channels: one load feeds both)."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    a0, a1, a2, a3 = _four(w0, t)
-    b0, b1, b2, b3 = _four(w1, t)
-    for q in range(np.uint64(n)):
-        v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
-        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+def _three_starts(offsets, t, base):
+    """base + the three taps' offsets from t on, unsigned."""
+    o0, o1, o2 = _three(offsets, t)
+    return np.uint64(base + o0), np.uint64(base + o1), np.uint64(base + o2)
 
 
 @njit(inline="always")
-def _four_taps_one_output(acc, plane, base, offsets, w, t, n):
-    """acc[q] += sum_k w[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    a0, a1, a2, a3 = _four(w, t)
+def _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, n):
+    """acc[k, q] += sum_j taps[o+k, t+j] * plane[base + offsets[t+j] + q]  for j < 3,
+    k < 4, q < n (four outputs that read the same channels: one load feeds four)."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    a0, a1, a2 = _three(taps[o], t)
+    b0, b1, b2 = _three(taps[o + 1], t)
+    c0, c1, c2 = _three(taps[o + 2], t)
+    d0, d1, d2 = _three(taps[o + 3], t)
+    acc0, acc1, acc2, acc3 = acc[0], acc[1], acc[2], acc[3]
     for q in range(np.uint64(n)):
-        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q] + a3 * plane[s3 + q]
+        v0, v1, v2 = plane[s0 + q], plane[s1 + q], plane[s2 + q]
+        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2
+        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2
+        acc2[q] += c0 * v0 + c1 * v1 + c2 * v2
+        acc3[q] += d0 * v0 + d1 * v1 + d2 * v2
+
+
+@njit(inline="always")
+def _three_taps_one_output(acc, plane, base, offsets, w, t, n):
+    """acc[q] += sum_j w[t+j] * plane[base + offsets[t+j] + q]  for j < 3, q < n."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    a0, a1, a2 = _three(w, t)
+    for q in range(np.uint64(n)):
+        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q]
 
 
 # fastmath "contract": multiply-adds become fused FMA instructions.
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, y):
-    # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to
-    # even, T rounded up to a multiple of 4): W reshaped, zero-padded; offsets (T,):
+    # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to a
+    # multiple of 4, T rounded up to a multiple of 3): W reshaped, zero-padded; offsets (T,):
     # off(c, i, jj) of each tap within its group's channels (0 for the padding
     # taps); bias rounded up like taps.
     N, C = x.shape[0], x.shape[1]
@@ -194,20 +220,19 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, 
     y_flat = y.reshape(-1)
     for share in prange(shares):                     # one share of the images per thread
         plane = _aligned_zeros(C * hp * wp + _VECTOR_LOOP, x.dtype)     # the borders stay 0: the padding
-        acc = _aligned_rows(2, span, x.dtype)
+        acc = _aligned_rows(4, span, x.dtype)
+        step = _outputs_per_pass(c_out, groups, 4)
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
-            step = 2 if _pairs_share_channels(c_out, groups) else 1
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)
-                fill_flat(acc[0], 0, span, bias[o])
-                if step == 2:
-                    fill_flat(acc[1], 0, span, bias[o + 1])
-                    for t in range(0, taps.shape[1], 4):
-                        _four_taps_two_outputs(acc[0], acc[1], plane, base, offsets, taps[o], taps[o + 1], t, span)
-                else:
-                    for t in range(0, taps.shape[1], 4):
-                        _four_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
+                for k in range(step):
+                    fill_flat(acc[k], 0, span, bias[o + k])
+                for t in range(0, taps.shape[1], 3):
+                    if step == 4:
+                        _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, span)
+                    else:
+                        _three_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
                 for k in range(min(step, c_out - o)):
                     for r in range(Ho):
                         gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
@@ -291,7 +316,7 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, g
             for o in range(c_out):
                 for r in range(Ho):
                     gather_flat(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
-            step = 2 if _pairs_share_channels(c_out, groups) else 1
+            step = _outputs_per_pass(c_out, groups, 2)
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)
                 for t in range(0, gw.shape[1], 4):
@@ -315,9 +340,9 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
     c_out = gy.shape[1]
     kh, kw = kernel_size
     t = c * kh * kw
-    (hp, wp), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation)
+    (hp, wp), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation, DOT_TAPS_PER_PASS)
     shares = _shares(gy.size * t // 8, n)
-    gw = np.zeros((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
+    gw = np.zeros((shares, _round_up(c_out, DOT_OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
     _run(_direct_weight_grad_kernel, shares,
          np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)
