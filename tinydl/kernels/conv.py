@@ -375,8 +375,23 @@ class Pointwise:
                 gx = xp.zeros(x.shape, dtype=gy.dtype)
                 gx[:, :, ::stride[0], ::stride[1]] = gx_s
         if needs[1]:
-            gw = xp.tensordot(gy3, x3, axes=([0, 2], [0, 2])).reshape(weight.shape)
+            gw = _image_products_sum(gy3, x3).reshape(weight.shape)
         return gx, gw
+
+
+def _image_products_sum(a, b):
+    """sum_n a[n] @ b[n]^T for a (N, M, L), b (N, K, L). On the CPU with L >= 128 as N
+    products added up: tensordot's one product first copies both into (M, N*L) and
+    (N*L, K), which costs more than it saves there (ResNet-50's 1x1 layers, 1 thread:
+    0.40-0.84x the time at L = 784 to 3136, 0.92-0.99x at 196, 1.2-1.3x at 49)."""
+    xp = get_array_module(a)
+    if xp is not np or a.shape[2] < 128:
+        return xp.tensordot(a, b, axes=([0, 2], [0, 2]))
+    total = a[0] @ b[0].T
+    product = np.empty_like(total)
+    for n in range(1, a.shape[0]):
+        total += np.matmul(a[n], b[n].T, out=product)
+    return total
 
 
 class ChunkedTranspose:
