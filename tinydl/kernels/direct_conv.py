@@ -28,12 +28,11 @@ Long unit-stride loops are what LLVM vectorises well; short per-row loops pay th
 loop set-up on every row.
 Each pass over acc takes three taps and four output channels: every loaded input
 vector feeds four accumulators, and each accumulator row is read and written once
-per three taps. Wider passes run slower: with more rows and taps in one loop
-LLVM must check more pairs of arrays for overlap before it vectorises, and past
-its limit it leaves the loop scalar (measured on Zen 4, one thread, 16 to 64
-channels: three taps x four outputs 80-84 GFLOP/s, four x two 70-75, four x four
-70, three x six 55, eight x four 44). The valid positions of acc (j < Wo in every
-row) are then copied into y.
+per three taps. Wider passes ran slower, most likely because LLVM must check more
+pairs of arrays for overlap before it vectorises a loop with more rows and taps
+(measured on Zen 4, one thread, 16 to 64 channels: three taps x four outputs 60-84
+GFLOP/s, four x two 52-75, four x four 45-70, three x six 40-55, eight x four 32-44).
+The valid positions of acc (j < Wo in every row) are then copied into y.
 
 Backward
 --------
