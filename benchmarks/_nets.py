@@ -13,11 +13,12 @@ def lenet5(lib):
         lib.Flatten(), lib.Linear(400, 120), lib.ReLU(), lib.Linear(120, 84), lib.ReLU(), lib.Linear(84, 10))
 
 
-def resnet20(lib, functional):
+def resnet20(lib, functional, inplace=False):
     """CIFAR ResNet-20 (He et al. 2016, sec. 4.2): 3x3 conv 16, three stages of three
     basic blocks (16, 32, 64 channels; stride 2 at stages 2 and 3), global average
     pool, fc 10. Option A: a shortcut that changes shape subsamples by 2 and pads
-    the new channels with zeros (no parameters). ~0.27M parameters."""
+    the new channels with zeros (no parameters). ~0.27M parameters. ``inplace``: the
+    ReLUs overwrite their input, as torchvision writes its ResNets."""
 
     class Block(lib.Module):
         def __init__(self, cin, cout, stride):
@@ -30,12 +31,12 @@ def resnet20(lib, functional):
             self.stride = stride
 
         def forward(self, x):
-            out = functional.relu(self.bn1(self.conv1(x)))
+            out = functional.relu(self.bn1(self.conv1(x)), inplace=inplace)
             out = self.bn2(self.conv2(out))
             shortcut = x
             if self.stride != 1 or self.pad:
                 shortcut = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
-            return functional.relu(out + shortcut)
+            return functional.relu(out + shortcut, inplace=inplace)
 
     class ResNet20(lib.Module):
         def __init__(self):
@@ -52,7 +53,7 @@ def resnet20(lib, functional):
             self.fc = lib.Linear(64, 10)
 
         def forward(self, x):
-            x = self.blocks(functional.relu(self.bn(self.conv(x))))
+            x = self.blocks(functional.relu(self.bn(self.conv(x)), inplace=inplace))
             return self.fc(self.pool(x).flatten(1))
     return ResNet20()
 

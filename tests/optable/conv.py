@@ -70,6 +70,8 @@ CASES = [
     OpCase("conv2d/depthwise", *conv(groups=3, padding=1), arrays((2, 3, 4, 5), (3, 1, 3, 3), (3,)), **TOL),
     OpCase("conv2d/depthwise_multiplier2", *conv(groups=3, stride=2), arrays((1, 3, 5, 5), (6, 1, 3, 3), (6,)), **TOL),
     OpCase("conv2d/1x1", *conv(), arrays((2, 4, 3, 3), (3, 4, 1, 1), (3,)), **TOL),
+    # 144 pixels per image: the pointwise route's dL/dW adds one product per image
+    OpCase("conv2d/1x1_wide", *conv(), arrays((2, 3, 12, 12), (2, 3, 1, 1), (2,)), **TOL),
     OpCase("conv2d/1x1_stride2", *conv(stride=2), arrays((1, 4, 5, 5), (3, 4, 1, 1), (3,)), **TOL),
     OpCase("conv2d/1x1_groups", *conv(groups=2), arrays((1, 4, 3, 3), (6, 2, 1, 1)), **TOL),
     OpCase("conv2d/kernel_equals_input", *conv(), arrays((2, 2, 4, 4), (3, 2, 4, 4), (3,)), **TOL),

@@ -26,8 +26,12 @@ are computed and thrown away), each tap becomes ONE long contiguous loop:
 
 Long unit-stride loops are what LLVM vectorises well; short per-row loops pay the
 loop set-up on every row.
-Each pass over acc takes four taps and two output channels: every loaded input
-vector feeds two accumulators, and acc is read and written once per four taps.
+Each pass over acc takes three taps and four output channels: every loaded input
+vector feeds four accumulators, and each accumulator row is read and written once
+per three taps. Wider passes ran slower, most likely because LLVM must check more
+pairs of arrays for overlap before it vectorises a loop with more rows and taps
+(measured on Zen 4, one thread, 16 to 64 channels: three taps x four outputs 60-84
+GFLOP/s, four x two 52-75, four x four 45-70, three x six 40-55, eight x four 32-44).
 The valid positions of acc (j < Wo in every row) are then copied into y.
 
 Backward
@@ -39,9 +43,9 @@ wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
 plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``.
 
 Groups: output o reads only its group's C/groups channels, so its taps' offsets
-start at that group's first plane. Two outputs share a pass (and their loads)
-when they are in the same group; depthwise convolutions (one output per group)
-run one output per pass.
+start at that group's first plane. Four outputs share a pass (and their loads)
+when they are in the same group; otherwise (depthwise convolutions: one output
+per group) a pass takes one output.
 
 Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for stride-1
 convolutions with few channels per group. The sums run in another order than
@@ -56,8 +60,8 @@ import numpy as np
 from ._dispatch import njit, numba, prange, runs_serial
 from ._memory import fill_flat, gather_flat
 
-TAPS_PER_PASS = 4        # the passes below are written out for four taps ...
-OUTPUTS_PER_PASS = 2     # ... and two output channels
+TAPS_PER_PASS = 3        # the passes below are written out for three taps ...
+OUTPUTS_PER_PASS = 4     # ... and four output channels
 
 
 def _geometry(x_shape, weight_shape, padding, dilation):
@@ -132,24 +136,17 @@ def _copy_into_padded(plane, x, n, pt, pl, hp, wp):
 
 
 @njit(inline="always")
-def _four(a, t):
-    """a[t], a[t+1], a[t+2], a[t+3]"""
-    return a[t], a[t + 1], a[t + 2], a[t + 3]
+def _three(a, t):
+    """a[t], a[t+1], a[t+2]"""
+    return a[t], a[t + 1], a[t + 2]
 
 
 @njit(inline="always")
-def _four_starts(offsets, t, base):
-    """base + the four taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
-    o0, o1, o2, o3 = _four(offsets, t)
-    return np.uint64(base + o0), np.uint64(base + o1), np.uint64(base + o2), np.uint64(base + o3)
-
-
-@njit(inline="always")
-def _pairs_share_channels(c_out, groups):
-    """Do outputs o and o+1 (o even) always read the same input channels? With one
-    group, yes (an odd last output is paired with a zero row of the taps); with
-    several, when each group has an even number of outputs."""
-    return groups == 1 or (c_out // groups) % 2 == 0
+def _outputs_per_pass(c_out, groups):
+    """OUTPUTS_PER_PASS if outputs o, o+1, ... (o a multiple of it) always read the same
+    input channels, else 1. With one group they do (the last ones are padded with zero
+    rows of the taps); with several, when each group's outputs are a multiple of it."""
+    return OUTPUTS_PER_PASS if groups == 1 or (c_out // groups) % OUTPUTS_PER_PASS == 0 else 1
 
 
 @njit(inline="always")
@@ -160,32 +157,44 @@ def _group_base(o, c_out, c, groups, hp, wp):
 
 # ---------------------------------------------------------------- forward
 @njit(inline="always")
-def _four_taps_two_outputs(acc0, acc1, plane, base, offsets, w0, w1, t, n):
-    """acc0[q] += sum_k w0[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n; acc1
-    likewise with w1 (two outputs that read the same channels: one load feeds both)."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    a0, a1, a2, a3 = _four(w0, t)
-    b0, b1, b2, b3 = _four(w1, t)
-    for q in range(np.uint64(n)):
-        v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
-        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+def _three_starts(offsets, t, base):
+    """base + the three taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
+    o0, o1, o2 = _three(offsets, t)
+    return np.uint64(base + o0), np.uint64(base + o1), np.uint64(base + o2)
 
 
 @njit(inline="always")
-def _four_taps_one_output(acc, plane, base, offsets, w, t, n):
-    """acc[q] += sum_k w[t+k] * plane[base + offsets[t+k] + q]  for k < 4, q < n."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    a0, a1, a2, a3 = _four(w, t)
+def _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, n):
+    """acc[k, q] += sum_j taps[o+k, t+j] * plane[base + offsets[t+j] + q]  for j < 3,
+    k < 4, q < n (four outputs that read the same channels: one load feeds four)."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    a0, a1, a2 = _three(taps[o], t)
+    b0, b1, b2 = _three(taps[o + 1], t)
+    c0, c1, c2 = _three(taps[o + 2], t)
+    d0, d1, d2 = _three(taps[o + 3], t)
+    acc0, acc1, acc2, acc3 = acc[0], acc[1], acc[2], acc[3]
     for q in range(np.uint64(n)):
-        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q] + a3 * plane[s3 + q]
+        v0, v1, v2 = plane[s0 + q], plane[s1 + q], plane[s2 + q]
+        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2
+        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2
+        acc2[q] += c0 * v0 + c1 * v1 + c2 * v2
+        acc3[q] += d0 * v0 + d1 * v1 + d2 * v2
+
+
+@njit(inline="always")
+def _three_taps_one_output(acc, plane, base, offsets, w, t, n):
+    """acc[q] += sum_j w[t+j] * plane[base + offsets[t+j] + q]  for j < 3, q < n."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    a0, a1, a2 = _three(w, t)
+    for q in range(np.uint64(n)):
+        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q]
 
 
 # fastmath "contract": multiply-adds become fused FMA instructions.
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, y):
-    # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to
-    # even, T rounded up to a multiple of 4): W reshaped, zero-padded; offsets (T,):
+    # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to a
+    # multiple of 4, T rounded up to a multiple of 3): W reshaped, zero-padded; offsets (T,):
     # off(c, i, jj) of each tap within its group's channels (0 for the padding
     # taps); bias rounded up like taps.
     N, C = x.shape[0], x.shape[1]
@@ -194,20 +203,19 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, 
     y_flat = y.reshape(-1)
     for share in prange(shares):                     # one share of the images per thread
         plane = _aligned_zeros(C * hp * wp + _VECTOR_LOOP, x.dtype)     # the borders stay 0: the padding
-        acc = _aligned_rows(2, span, x.dtype)
+        acc = _aligned_rows(4, span, x.dtype)
+        step = _outputs_per_pass(c_out, groups)
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hp, wp)
-            step = 2 if _pairs_share_channels(c_out, groups) else 1
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)
-                fill_flat(acc[0], 0, span, bias[o])
-                if step == 2:
-                    fill_flat(acc[1], 0, span, bias[o + 1])
-                    for t in range(0, taps.shape[1], 4):
-                        _four_taps_two_outputs(acc[0], acc[1], plane, base, offsets, taps[o], taps[o + 1], t, span)
-                else:
-                    for t in range(0, taps.shape[1], 4):
-                        _four_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
+                for k in range(step):
+                    fill_flat(acc[k], 0, span, bias[o + k])
+                for t in range(0, taps.shape[1], 3):
+                    if step == OUTPUTS_PER_PASS:
+                        _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, span)
+                    else:
+                        _three_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
                 for k in range(min(step, c_out - o)):
                     for r in range(Ho):
                         gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
@@ -237,46 +245,57 @@ def conv2d_direct(x, weight, bias, padding, dilation, groups=1):
 
 # ---------------------------------------------------------------- dL/dW
 @njit(inline="always")
-def _four_taps_two_outputs_dot(g0, g1, plane, base, offsets, t, n, out0, out1):
-    """out0[t+k] += sum_q g0[q] * plane[base + offsets[t+k] + q]  for k < 4, q < n; out1 likewise with g1."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    # The sums start from out's own entries: a literal 0 would make them float64
+def _three_taps_four_outputs_dot(wide, plane, base, offsets, t, n, gw, o):
+    """gw[o+k, t+j] += sum_q wide[o+k, q] * plane[base + offsets[t+j] + q]  for j < 3, k < 4, q < n."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    # The sums start from gw's own entries: a literal 0 would make them float64
     # (Numba types float32 * int as float64), 3-4x slower for float32.
-    a0, a1, a2, a3 = _four(out0, t)
-    b0, b1, b2, b3 = _four(out1, t)
+    a0, a1, a2 = _three(gw[o], t)
+    b0, b1, b2 = _three(gw[o + 1], t)
+    c0, c1, c2 = _three(gw[o + 2], t)
+    d0, d1, d2 = _three(gw[o + 3], t)
+    g0, g1, g2, g3 = wide[o], wide[o + 1], wide[o + 2], wide[o + 3]
     for q in range(np.uint64(n)):
-        v0, v1, v2, v3 = plane[s0 + q], plane[s1 + q], plane[s2 + q], plane[s3 + q]
-        u, v = g0[q], g1[q]
+        v0, v1, v2 = plane[s0 + q], plane[s1 + q], plane[s2 + q]
+        u = g0[q]
         a0 += u * v0
         a1 += u * v1
         a2 += u * v2
-        a3 += u * v3
-        b0 += v * v0
-        b1 += v * v1
-        b2 += v * v2
-        b3 += v * v3
-    out0[t], out0[t + 1], out0[t + 2], out0[t + 3] = a0, a1, a2, a3
-    out1[t], out1[t + 1], out1[t + 2], out1[t + 3] = b0, b1, b2, b3
+        u = g1[q]
+        b0 += u * v0
+        b1 += u * v1
+        b2 += u * v2
+        u = g2[q]
+        c0 += u * v0
+        c1 += u * v1
+        c2 += u * v2
+        u = g3[q]
+        d0 += u * v0
+        d1 += u * v1
+        d2 += u * v2
+    gw[o, t], gw[o, t + 1], gw[o, t + 2] = a0, a1, a2
+    gw[o + 1, t], gw[o + 1, t + 1], gw[o + 1, t + 2] = b0, b1, b2
+    gw[o + 2, t], gw[o + 2, t + 1], gw[o + 2, t + 2] = c0, c1, c2
+    gw[o + 3, t], gw[o + 3, t + 1], gw[o + 3, t + 2] = d0, d1, d2
 
 
 @njit(inline="always")
-def _four_taps_one_output_dot(g, plane, base, offsets, t, n, out):
-    """out[t+k] += sum_q g[q] * plane[base + offsets[t+k] + q]  for k < 4, q < n."""
-    s0, s1, s2, s3 = _four_starts(offsets, t, base)
-    a0, a1, a2, a3 = _four(out, t)
+def _three_taps_one_output_dot(g, plane, base, offsets, t, n, out):
+    """out[t+j] += sum_q g[q] * plane[base + offsets[t+j] + q]  for j < 3, q < n."""
+    s0, s1, s2 = _three_starts(offsets, t, base)
+    a0, a1, a2 = _three(out, t)
     for q in range(np.uint64(n)):
         u = g[q]
         a0 += u * plane[s0 + q]
         a1 += u * plane[s1 + q]
         a2 += u * plane[s2 + q]
-        a3 += u * plane[s3 + q]
-    out[t], out[t + 1], out[t + 2], out[t + 3] = a0, a1, a2, a3
+    out[t], out[t + 1], out[t + 2] = a0, a1, a2
 
 
 # fastmath: "reassoc" lets LLVM vectorise the dot products' sums, "contract" fuses the multiply-adds.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, gw_shares):
-    # gw_shares (shares, C_out rounded up to even, T rounded up to a multiple of 4),
+    # gw_shares (shares, C_out rounded up to a multiple of 4, T rounded up to a multiple of 3),
     # zeros: one partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
@@ -291,15 +310,14 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, g
             for o in range(c_out):
                 for r in range(Ho):
                     gather_flat(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
-            step = 2 if _pairs_share_channels(c_out, groups) else 1
+            step = _outputs_per_pass(c_out, groups)
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, hp, wp)
-                for t in range(0, gw.shape[1], 4):
-                    if step == 2:
-                        _four_taps_two_outputs_dot(wide[o], wide[o + 1], plane, base, offsets, t, span,
-                                                   gw[o], gw[o + 1])
+                for t in range(0, gw.shape[1], 3):
+                    if step == OUTPUTS_PER_PASS:
+                        _three_taps_four_outputs_dot(wide, plane, base, offsets, t, span, gw, o)
                     else:
-                        _four_taps_one_output_dot(wide[o], plane, base, offsets, t, span, gw[o])
+                        _three_taps_one_output_dot(wide[o], plane, base, offsets, t, span, gw[o])
 
 
 def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
