@@ -216,13 +216,16 @@ class Function:
         single = not isinstance(raw, tuple)
         outputs = (raw,) if single else raw
         tensors = tuple([Tensor(o) for o in outputs])
-        _share_counters_with_views(inputs, tensors)
+        views = _share_counters_with_views(inputs, tensors)
         if record:
-            ctx.inputs = tuple([t if isinstance(t, Tensor) else None for t in inputs])
+            saved = getattr(ctx, "saved_tensors", None) or ()
+            kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}     # memory backward reads
+            kept.update(id(_storage(v.array)) for v in views)                # ... or an output shares
+            keep_all = cls.double_backward == "composite"                   # it reruns the op
+            ctx.inputs = tuple([_recorded_input(t, kept, keep_all) for t in inputs])
             ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
-            ctx.saved_versions = _saved_versions(ctx, inputs, tensors)
+            ctx.saved_versions = _saved_versions(kept, inputs, tensors) if kept else ()
             if cls.double_backward == "operators":   # outputs it saved, for create_graph (weakly held)
-                saved = getattr(ctx, "saved_tensors", ())
                 ctx.output_refs = tuple((id(o), weakref.ref(t)) for o, t in zip(outputs, tensors)
                                         if any(a is o for a in saved))
             elif cls.double_backward is not None:    # what rerunning the op needs
@@ -275,23 +278,18 @@ def _share_counters_with_views(inputs, outputs):
     views = [out for out in outputs if getattr(out.array, "base", None) is not None
              or any(out.array is getattr(t, "array", None) for t in inputs)]      # in-place results
     if not views:                     # the common case: every output owns fresh memory
-        return
+        return views
     owners = {id(_storage(t.array)): t for t in inputs if isinstance(t, Tensor)}
     for out in views:
         source = owners.get(id(_storage(out.array)))
         if source is not None:
             out._version_counter = source._version_counter
+    return views
 
 
-def _saved_versions(ctx, inputs, outputs):
+def _saved_versions(kept, inputs, outputs):
     """(counter, value at forward, which tensor) of each input and output whose memory
-    ``forward`` saved for backward (directly or as a view)."""
-    saved = getattr(ctx, "saved_tensors", None)
-    if not saved:
-        return ()
-    kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}
-    if not kept:
-        return ()
+    (``kept``: ids of storages) ``forward`` saved for backward, directly or as a view."""
     found = []
     for kind, tensors in (("input", inputs), ("output", outputs)):
         for i, t in enumerate(tensors):
@@ -332,15 +330,37 @@ def unbroadcast(grad, shape):
 
 
 class _FreedInput:
-    """What a released node keeps of a non-leaf input: which op made it, its
-    shape and dtype; not its values."""
+    """What a node keeps of a non-leaf input whose values its backward never reads: which
+    op made it, its shape and dtype, and a weak reference to the tensor (alive while
+    someone else holds it: ``retain_grad()``, ``autograd.grad`` inputs)."""
 
-    __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad", "_retains_grad")
+    __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad", "_retains_grad", "_tensor")
 
     def __init__(self, t):
         self.grad_fn, self._output_index = t.grad_fn, t._output_index
         self.shape, self.dtype, self.requires_grad = tuple(t.array.shape), t.array.dtype, t.requires_grad
         self._retains_grad = False
+        self._tensor = weakref.ref(t)
+
+    def live(self):
+        """The tensor itself if it is still alive, else this stand-in."""
+        t = self._tensor()
+        return self if t is None else t
+
+
+def _recorded_input(t, kept, keep_all):
+    """What a node keeps of input ``t`` while its graph waits for backward: the tensor, if
+    backward may read it (memory the op saved or an output views, every input of an op that
+    reruns itself, constants and the leaves that require grad), else a data-free stand-in,
+    so an activation lives only as long as some op saved it, as in PyTorch (a ReLU's input
+    after batch norm, a residual sum: benchmarks/bench_memory.py)."""
+    if not isinstance(t, Tensor):
+        return None
+    if keep_all or not t.requires_grad or t.grad_fn is None or id(_storage(t.array)) in kept:
+        return t
+    if getattr(t.grad_fn, "output_refs", None):   # its maker saved it (exp's y): create_graph needs
+        return t                                 # the tensor, and its array lives on anyway
+    return _without_data(t)
 
 
 def _without_data(t):
@@ -348,7 +368,7 @@ def _without_data(t):
     require grad themselves (they live on anyway), and for everything else (the
     intermediate tensors, the input batch) one data-free stand-in per tensor, so a
     tensor that feeds several ops stays one node of the graph."""
-    if t is None or (t.grad_fn is None and t.requires_grad):
+    if t is None or type(t) is _FreedInput or (t.grad_fn is None and t.requires_grad):
         return t
     freed = t.__dict__.get("_freed_input")
     if freed is None:
@@ -377,9 +397,11 @@ def _topological_order(root_fns, stop_at=()):
         visited.add(id(node))
         stack.append((node, True))
         for t in node.inputs:
-            if (t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited
-                    and id(t) not in stop_at):
-                stack.append((t.grad_fn, False))
+            if t is None or t.grad_fn is None or id(t.grad_fn) in visited:
+                continue
+            if stop_at and id(t.live() if type(t) is _FreedInput else t) in stop_at:
+                continue
+            stack.append((t.grad_fn, False))
     return reversed(post_order)
 
 
@@ -553,6 +575,8 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
         for t, g, needed in zip(node.inputs, grads_in, node.needs_input_grad):
             if not needed or g is None:
                 continue
+            if type(t) is _FreedInput:          # the tensor itself, where someone still holds it
+                t = t.live()
             if g.shape != t.shape:
                 raise RuntimeError(f"{node.name}.backward returned a gradient of shape {g.shape} "
                                    f"for an input of shape {t.shape}")

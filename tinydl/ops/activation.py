@@ -30,6 +30,7 @@ from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
+from .math import raw
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -146,7 +147,7 @@ class ReLU(Function):
     layer keeps no array besides its input's.
     """
 
-    double_backward = "composite"
+    double_backward = "operators"
 
     def forward(ctx, x, inplace=False):
         if inplace:
@@ -156,11 +157,10 @@ class ReLU(Function):
         ctx.save_for_backward(y)
         return y
 
-    def composite(ctx, x, inplace=False):
-        return x * constant(x.array > 0, x)
-
     def backward(ctx, gy):
         y, = ctx.saved_tensors
+        if isinstance(gy, Tensor):                  # create_graph: relu'' = 0, the mask is a constant
+            return gy * constant(raw(y) > 0, gy)
         return relu_backward(gy, y)                 # gy * (y > 0)
 
 
