@@ -72,7 +72,7 @@ def torch_penalty_gradients(critic, real, fake, alpha):
 
 
 def compare_with_torch(critic, real, fake, alpha):
-    """Largest relative difference of the penalty's weight gradients, ours vs PyTorch's."""
+    """(|our penalty - PyTorch's|, the largest difference of its weight gradients relative to PyTorch's)."""
     critic.zero_grad()
     penalty, _ = gradient_penalty(critic, real, fake, alpha)
     penalty.backward()
