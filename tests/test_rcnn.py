@@ -217,13 +217,15 @@ def test_svms_and_regressors_are_fitted_and_saved(batch, tmp_path):
 # ================================================================ short runs reach a stated mAP
 @pytest.mark.slow
 def test_history_example_short_run(tmp_path, load_example):
-    """R-CNN, SPP-net and Fast R-CNN on 40 training images (seed 0), 40 AdamW steps of 2
-    images, tested on 16 images (seed 1), backbone 8-16-32-64. Measured mAP@0.5 (seed 0):
-    R-CNN 0.xx, SPP-net 0.xx, Fast R-CNN 0.xx; untrained about 0.01."""
+    """R-CNN, SPP-net and Fast R-CNN trained on 24 images (seed 0; selective search
+    'single': one hierarchy, ~22 boxes per image), 30 AdamW steps of 2 images each,
+    backbone 8-16-32-64, tested on 12 held-out images (seed 1). Measured mAP@0.5:
+    R-CNN 0.590 (its softmax alone 0.627), SPP-net 0.338 (0.280), Fast R-CNN 0.257;
+    asserted at about 60% of those. About 60 s of CPU."""
     example = load_example("detection_history")
-    result = example.main(["--methods", "rcnn", "spp_det", "fast_rcnn", "--num-train", "40", "--num-test", "16",
-                           "--steps", "40", "--out", str(tmp_path), "--quiet"])
+    result = example.main(["--methods", "rcnn", "spp_det", "fast_rcnn", "--num-train", "24", "--num-test", "12",
+                           "--steps", "30", "--ss-mode", "single", "--out", str(tmp_path), "--quiet"])
     got = {r["method"]: r["mAP50"] for r in result["rows"]}
-    assert got["rcnn"] >= 0.3 and got["spp_det"] >= 0.05 and got["fast_rcnn"] >= 0.05, got
+    assert got["rcnn"] >= 0.35 and got["spp_det"] >= 0.2 and got["fast_rcnn"] >= 0.15, got
     assert (tmp_path / "history.png").stat().st_size > 1000
     assert len(result["table"]) == 2 + 3
