@@ -38,6 +38,14 @@ def test_warp_regions_anisotropic_with_context():
     assert np.all(corner[0, 0, 10, 5:] != 0)
     with pytest.raises(ValueError, match="rois must be"):
         warp_regions(image, np.zeros((2, 4)))
+    # a box of exactly size - 2 context pixels is a pure crop: output pixel (v, u) is image
+    # pixel (y1 - context + v, x1 - context + u), less the box's mean
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1, 3, 40, 60))
+    crop = warp_regions(td.tensor(data), np.array([[0, 10.0, 8.0, 22.0, 20.0]]), size=20, context=4,
+                        image_std=(1.0, 1.0, 1.0)).numpy()[0]
+    expected = data[0, :, 4:24, 6:26] - data[0, :, 8:20, 10:22].mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(crop, expected, rtol=1e-12, atol=1e-12)
 
 
 # ================================================================ solvers

@@ -59,6 +59,19 @@ def test_hierarchy_merges_up_to_the_whole_image():
     np.testing.assert_array_equal(boxes[4], [0, 0, 60, 15])
 
 
+def test_colour_similarity_merges_the_closest_colours_first():
+    """Flat regions have one-hot histograms: the colour similarity of two of them is the
+    share of channels whose bins agree. The top two quadrants agree in R and G (2/3),
+    every other pair in at most one channel: with colour alone they merge first."""
+    img = np.zeros((40, 60, 3), np.float32)
+    img[:15, :25], img[:15, 25:] = (200, 30, 30), (200, 30, 100)
+    img[15:, :25], img[15:, 25:] = (30, 200, 200), (100, 100, 100)
+    regions = _Regions(felzenszwalb_segmentation(img, k=100, sigma=0.0), img, (0.0, 256.0))
+    boxes = _hierarchy(regions, ("colour",))
+    np.testing.assert_array_equal(boxes[4], [0, 0, 60, 15])
+    np.testing.assert_array_equal(boxes[-1], [0, 0, 60, 40])
+
+
 def test_selective_search_output():
     ds = SyntheticDetection(1, seed=3)
     image, _ = ds[0]
