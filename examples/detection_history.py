@@ -50,6 +50,7 @@ from tinydl.backend import to_host
 from tinydl.data import DataLoader
 from tinydl.data.shapes_detection import SyntheticDetection, collate_detection
 from tinydl.train import step_batches
+from tinydl.utils.plot import save_figure
 from tinydl.vision.metrics import mean_average_precision
 from tinydl.vision.ops import selective_search
 
@@ -160,10 +161,11 @@ def build_parser():
 
 def draw_figure(rows, path):
     """mAP against test time per image (log scale), and training time per method."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(10, 3.8))                 # an Agg canvas, not pyplot: no display, no backend switch
+    FigureCanvasAgg(fig)
+    a, b = fig.subplots(1, 2)
     for r in rows:
         a.scatter(r["test_ms"], r["mAP50"], s=60)
         a.annotate(f"{r['name']} ({r['year']})", (r["test_ms"], r["mAP50"]), textcoords="offset points",
@@ -179,11 +181,7 @@ def draw_figure(rows, path):
     b.tick_params(axis="x", labelrotation=15)
     fig.suptitle("Two-stage detectors on synthetic shapes, same backbone")
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None):

@@ -34,9 +34,6 @@ The head, the sampling, the loss and the post-processing are Faster R-CNN's
 (``models/faster_rcnn.py``): Faster R-CNN is Fast R-CNN whose proposals come
 from its own RPN. Only the proposals' source differs.
 """
-import numpy as np
-
-import tinydl as td
 import tinydl.nn as nn
 from tinydl.ops.math import raw
 
@@ -55,14 +52,15 @@ class FastRCNN(nn.Module):
     (1: the paper's smooth L1), image_mean, image_std.
     """
 
-    # the same head as Faster R-CNN's: these methods read only the attributes set below
+    # Faster R-CNN less its RPN: the same construction and head, borrowed method by method
+    _init_detector = FasterRCNN._init_detector
     features = FasterRCNN.features
     sample_rois = FasterRCNN.sample_rois
     box_forward = FasterRCNN.box_forward
     box_loss = FasterRCNN.box_loss
     postprocess = FasterRCNN.postprocess
     _rois = staticmethod(FasterRCNN._rois)
-    _check_target = FasterRCNN._check_target
+    _check_targets = FasterRCNN._check_targets
 
     def __init__(self, backbone, backbone_channels, stride, box_head, head_dim, num_classes=21, roi_output_size=7,
                  box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5, box_batch_size_per_image=64,
@@ -70,30 +68,10 @@ class FastRCNN(nn.Module):
                  detections_per_img=100, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0), box_loss_beta=1.0,
                  image_mean=_IMAGENET_MEAN, image_std=_IMAGENET_STD):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"FastRCNN: num_classes counts the background too and must be >= 2, got {num_classes}")
-        self.backbone = backbone
-        self.stride = int(stride)
-        self.num_classes = int(num_classes)
-        self.roi_output_size = (roi_output_size, roi_output_size) if isinstance(roi_output_size, int) \
-            else tuple(roi_output_size)
-        self.box_head = box_head
-        self.cls_score = nn.Linear(head_dim, num_classes)
-        self.bbox_pred = nn.Linear(head_dim, 4 * num_classes)
-        nn.init.normal_(self.cls_score.weight, 0.0, 0.01)
-        nn.init.normal_(self.bbox_pred.weight, 0.0, 0.001)
-        nn.init.constant_(self.cls_score.bias, 0.0)
-        nn.init.constant_(self.bbox_pred.bias, 0.0)
-        self.register_buffer("image_mean", td.tensor(np.asarray(image_mean, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
-        self.register_buffer("image_std", td.tensor(np.asarray(image_std, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
-        self.box_fg_iou_thresh, self.box_bg_iou_thresh = box_fg_iou_thresh, box_bg_iou_thresh
-        self.box_batch_size_per_image, self.box_positive_fraction = box_batch_size_per_image, box_positive_fraction
-        self.box_score_thresh, self.box_nms_thresh = box_score_thresh, box_nms_thresh
-        self.detections_per_img = detections_per_img
-        self.bbox_reg_weights = tuple(float(w) for w in bbox_reg_weights)
-        self.box_loss_beta = float(box_loss_beta)
+        self._init_detector(backbone, stride, box_head, head_dim, num_classes, roi_output_size,
+                            box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+                            box_score_thresh, box_nms_thresh, detections_per_img, bbox_reg_weights, box_loss_beta,
+                            image_mean, image_std)
 
     def _proposals(self, images, proposals):
         """Each image's proposals as an array (P_i, 4) on the images' device, in their dtype."""
@@ -116,12 +94,7 @@ class FastRCNN(nn.Module):
         {'boxes', 'scores', 'labels'}."""
         proposals = self._proposals(images, proposals)
         if self.training:
-            if targets is None:
-                raise ValueError("FastRCNN: training mode needs targets; call model.eval() for inference")
-            if len(targets) != images.shape[0]:
-                raise ValueError(f"FastRCNN: {images.shape[0]} images but {len(targets)} targets")
-            for i, t in enumerate(targets):
-                self._check_target(i, t)
+            self._check_targets(images, targets)
         features = self.features(images)
         if not self.training:
             class_logits, box_deltas = self.box_forward(features, self._rois(proposals, features.data))

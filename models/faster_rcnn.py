@@ -150,16 +150,34 @@ class FasterRCNN(nn.Module):
                  detections_per_img=100, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0), box_loss_beta=1.0 / 9,
                  image_mean=_IMAGENET_MEAN, image_std=_IMAGENET_STD):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"FasterRCNN: num_classes counts the background too and must be >= 2, "
-                             f"got {num_classes}")
-        self.backbone = backbone
-        self.stride = int(stride)
-        self.num_classes = int(num_classes)
+        self._init_detector(backbone, stride, box_head, head_dim, num_classes, roi_output_size,
+                            box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+                            box_score_thresh, box_nms_thresh, detections_per_img, bbox_reg_weights, box_loss_beta,
+                            image_mean, image_std)
         base = np.asarray(raw(generate_anchors(base_size=anchor_base_size, ratios=anchor_ratios,
                                                 scales=anchor_scales)), dtype=np.float32)
         self.base_anchors = base                      # (k, 4), centred on the first cell
         self.rpn = RPNHead(backbone_channels, rpn_channels, len(base))
+        self.rpn_pre_nms_top_n = {"train": rpn_pre_nms_top_n_train, "test": rpn_pre_nms_top_n_test}
+        self.rpn_post_nms_top_n = {"train": rpn_post_nms_top_n_train, "test": rpn_post_nms_top_n_test}
+        self.rpn_nms_thresh, self.rpn_min_size = rpn_nms_thresh, rpn_min_size
+        self.rpn_fg_iou_thresh, self.rpn_bg_iou_thresh = rpn_fg_iou_thresh, rpn_bg_iou_thresh
+        self.rpn_batch_size_per_image, self.rpn_positive_fraction = rpn_batch_size_per_image, rpn_positive_fraction
+        self.rpn_reg_weights = (1.0, 1.0, 1.0, 1.0)
+        self._anchor_cache = {}
+
+    def _init_detector(self, backbone, stride, box_head, head_dim, num_classes, roi_output_size,
+                       box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+                       box_score_thresh, box_nms_thresh, detections_per_img, bbox_reg_weights, box_loss_beta,
+                       image_mean, image_std):
+        """Everything but the RPN: the backbone, the Fast R-CNN head and its settings
+        (``models.fast_rcnn.FastRCNN`` is this alone)."""
+        if num_classes < 2:
+            raise ValueError(f"{type(self).__name__}: num_classes counts the background too and must be >= 2, "
+                             f"got {num_classes}")
+        self.backbone = backbone
+        self.stride = int(stride)
+        self.num_classes = int(num_classes)
         self.roi_output_size = (roi_output_size, roi_output_size) if isinstance(roi_output_size, int) \
             else tuple(roi_output_size)
         self.box_head = box_head
@@ -173,19 +191,12 @@ class FasterRCNN(nn.Module):
                              persistent=False)
         self.register_buffer("image_std", td.tensor(np.asarray(image_std, np.float32).reshape(1, 3, 1, 1)),
                              persistent=False)
-        self.rpn_pre_nms_top_n = {"train": rpn_pre_nms_top_n_train, "test": rpn_pre_nms_top_n_test}
-        self.rpn_post_nms_top_n = {"train": rpn_post_nms_top_n_train, "test": rpn_post_nms_top_n_test}
-        self.rpn_nms_thresh, self.rpn_min_size = rpn_nms_thresh, rpn_min_size
-        self.rpn_fg_iou_thresh, self.rpn_bg_iou_thresh = rpn_fg_iou_thresh, rpn_bg_iou_thresh
-        self.rpn_batch_size_per_image, self.rpn_positive_fraction = rpn_batch_size_per_image, rpn_positive_fraction
         self.box_fg_iou_thresh, self.box_bg_iou_thresh = box_fg_iou_thresh, box_bg_iou_thresh
         self.box_batch_size_per_image, self.box_positive_fraction = box_batch_size_per_image, box_positive_fraction
         self.box_score_thresh, self.box_nms_thresh = box_score_thresh, box_nms_thresh
         self.detections_per_img = detections_per_img
         self.bbox_reg_weights = tuple(float(w) for w in bbox_reg_weights)
         self.box_loss_beta = float(box_loss_beta)
-        self.rpn_reg_weights = (1.0, 1.0, 1.0, 1.0)
-        self._anchor_cache = {}
 
     # ------------------------------------------------------------ anchors
     def anchors(self, feature_size, like):
@@ -340,12 +351,7 @@ class FasterRCNN(nn.Module):
         (M, 4) and 'labels' (M,) in 1..num_classes-1. Eval: ``model(images)`` -> one dict
         per image {'boxes', 'scores', 'labels'}."""
         if self.training:
-            if targets is None:
-                raise ValueError("FasterRCNN: training mode needs targets; call model.eval() for inference")
-            if len(targets) != images.shape[0]:
-                raise ValueError(f"FasterRCNN: {images.shape[0]} images but {len(targets)} targets")
-            for i, t in enumerate(targets):
-                self._check_target(i, t)
+            self._check_targets(images, targets)
         image_size = tuple(images.shape[-2:])
         features = self.features(images)
         logits, deltas, anchors = self.rpn_forward(features)
@@ -367,18 +373,26 @@ class FasterRCNN(nn.Module):
         return xp.concatenate([xp.concatenate([xp.full((p.shape[0], 1), i, dtype=p.dtype), p], axis=1)
                                for i, p in enumerate(proposals)])
 
-    def _check_target(self, i, t):
-        if "boxes" not in t or "labels" not in t:
-            raise ValueError(f"{type(self).__name__}: target {i} must be a dict with 'boxes' and 'labels', got keys {list(t)}")
-        b, lab = raw(t["boxes"]), raw(t["labels"])
-        if b.ndim != 2 or b.shape[1] != 4 or lab.shape != (b.shape[0],):
-            raise ValueError(f"{type(self).__name__}: target {i} has boxes {tuple(b.shape)} and labels {tuple(lab.shape)}; "
-                             "expected (M, 4) and (M,)")
-        if lab.dtype.kind not in "iu":
-            raise ValueError(f"{type(self).__name__}: target {i} labels must be integers, got {lab.dtype}")
-        if lab.shape[0] and (int(lab.min()) < 1 or int(lab.max()) >= self.num_classes):
-            raise ValueError(f"{type(self).__name__}: target {i} has labels in [{int(lab.min())}, {int(lab.max())}]; they "
-                             f"must lie in 1..{self.num_classes - 1} (0 is the background)")
+    def _check_targets(self, images, targets):
+        """Training targets: one dict per image with 'boxes' (M, 4) and integer 'labels' (M,)
+        in 1..num_classes-1; a clear error naming the model and the image otherwise."""
+        name = type(self).__name__
+        if targets is None:
+            raise ValueError(f"{name}: training mode needs targets; call model.eval() for inference")
+        if len(targets) != images.shape[0]:
+            raise ValueError(f"{name}: {images.shape[0]} images but {len(targets)} targets")
+        for i, t in enumerate(targets):
+            if "boxes" not in t or "labels" not in t:
+                raise ValueError(f"{name}: target {i} must be a dict with 'boxes' and 'labels', got keys {list(t)}")
+            b, lab = raw(t["boxes"]), raw(t["labels"])
+            if b.ndim != 2 or b.shape[1] != 4 or lab.shape != (b.shape[0],):
+                raise ValueError(f"{name}: target {i} has boxes {tuple(b.shape)} and labels {tuple(lab.shape)}; "
+                                 "expected (M, 4) and (M,)")
+            if lab.dtype.kind not in "iu":
+                raise ValueError(f"{name}: target {i} labels must be integers, got {lab.dtype}")
+            if lab.shape[0] and (int(lab.min()) < 1 or int(lab.max()) >= self.num_classes):
+                raise ValueError(f"{name}: target {i} has labels in [{int(lab.min())}, {int(lab.max())}]; they "
+                                 f"must lie in 1..{self.num_classes - 1} (0 is the background)")
 
 
 # ================================================================ builders

@@ -157,7 +157,7 @@ class RegionDetector(nn.Module):
     # proposals as arrays, and the fine-tuning RoIs, sampled as Fast/Faster R-CNN's
     _proposals = FastRCNN._proposals
     sample_rois = FasterRCNN.sample_rois
-    _check_target = FasterRCNN._check_target
+    _check_targets = FasterRCNN._check_targets
 
     def __init__(self, num_classes, feature_dim, pool_dim, batch_size_per_image=64, positive_fraction=0.25,
                  nms_thresh=0.3, detections_per_img=100, softmax_score_thresh=0.05, svm_score_thresh=-1.0,
@@ -214,12 +214,7 @@ class RegionDetector(nn.Module):
         proposals = self._proposals(images, proposals)
         if not self.training:
             return self.detect(images, proposals)
-        if targets is None:
-            raise ValueError(f"{type(self).__name__}: training mode needs targets; call model.eval() for inference")
-        if len(targets) != images.shape[0]:
-            raise ValueError(f"{type(self).__name__}: {images.shape[0]} images but {len(targets)} targets")
-        for i, t in enumerate(targets):
-            self._check_target(i, t)
+        self._check_targets(images, targets)
         rois, labels, _, _ = self.sample_rois(proposals, targets)
         _, fc7 = self.region_features(images, rois)
         return {"loss_classifier": F.cross_entropy(self.cls_score(fc7), Tensor(labels))}
