@@ -163,6 +163,7 @@ def draw_figure(rows, path):
     """mAP against test time per image (log scale), and training time per method."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
     fig = Figure(figsize=(10, 3.8))                 # an Agg canvas, not pyplot: no display, no backend switch
     FigureCanvasAgg(fig)
     a, b = fig.subplots(1, 2)
@@ -171,6 +172,9 @@ def draw_figure(rows, path):
         a.annotate(f"{r['name']} ({r['year']})", (r["test_ms"], r["mAP50"]), textcoords="offset points",
                    xytext=(6, 4))
     a.set_xscale("log")
+    a.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))   # 50, 100, 200, 500 ...
+    a.xaxis.set_major_formatter(ScalarFormatter())                 # as plain numbers, not 10^2
+    a.xaxis.set_minor_formatter(NullFormatter())
     a.set_xlabel("test time per image, ms (proposals included; log scale)")
     a.set_ylabel("mAP@0.5")
     a.set_ylim(0, 1)

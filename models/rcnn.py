@@ -293,6 +293,8 @@ class RegionDetector(nn.Module):
                 if not bool((hard & ~cache).any()):
                     break
                 cache |= hard
+            else:                                       # the last round's new negatives: train once more
+                w, b = train_linear_svm(fc[cache], y[cache], C)
             svm_w[c - 1], svm_b[c - 1] = w, b
             report["svm"][c] = dict(positives=n_pos, negatives=int((cache & neg).sum()), rounds=r + 1)
         pool_scale = 1.0
