@@ -192,18 +192,20 @@ class RegionDetector(nn.Module):
     def region_features(self, images, rois):
         raise NotImplementedError
 
-    def _features_in_chunks(self, images, rois):
-        """region_features over ``chunk`` RoIs at a time, without gradients: (pool5, fc7) arrays."""
-        xp = images._xp
+    def _features_in_chunks(self, image, boxes):
+        """region_features of one image (1, 3, H, W) at its (K, 4) boxes, ``chunk`` boxes at a
+        time, without gradients: (pool5, fc7) arrays."""
+        xp = image._xp
+        rois = xp.concatenate([xp.zeros((len(boxes), 1), dtype=boxes.dtype), boxes], axis=1)
         pools, fcs = [], []
         with td.no_grad():
             for s in range(0, rois.shape[0], self.chunk):
-                p, f = self.region_features(images, rois[s:s + self.chunk])
+                p, f = self.region_features(image, rois[s:s + self.chunk])
                 pools.append(p.data)
                 fcs.append(f.data)
         if not pools:
-            return xp.zeros((0, self.bbox_weight.shape[1]), images.dtype), xp.zeros((0, self.svm_weight.shape[1]),
-                                                                                    images.dtype)
+            return xp.zeros((0, self.bbox_weight.shape[1]), image.dtype), xp.zeros((0, self.svm_weight.shape[1]),
+                                                                                   image.dtype)
         return xp.concatenate(pools), xp.concatenate(fcs)
 
     # ------------------------------------------------------------ step 2: fine-tuning
@@ -245,8 +247,7 @@ class RegionDetector(nn.Module):
             for i, (props, t) in enumerate(zip(proposals, targets)):
                 gt, lab = xp.asarray(raw(t["boxes"]), dtype=props.dtype), xp.asarray(raw(t["labels"]))
                 boxes = xp.concatenate([gt, props])
-                rois = xp.concatenate([xp.full((len(boxes), 1), i, dtype=props.dtype), boxes], axis=1)
-                pool, fc = self._features_in_chunks(images, rois)
+                pool, fc = self._features_in_chunks(images[i:i + 1], boxes)
                 iou = xp.zeros((len(boxes), max(len(gt), 1)))
                 if len(gt):
                     iou = xp.nan_to_num(xp.asarray(box_iou(boxes, gt), dtype=xp.float64))
@@ -329,8 +330,7 @@ class RegionDetector(nn.Module):
         image_size = tuple(images.shape[-2:])
         out = []
         for i, props in enumerate(proposals):
-            rois = xp.concatenate([xp.full((len(props), 1), i, dtype=props.dtype), props], axis=1)
-            pool, fc = self._features_in_chunks(images, rois)
+            pool, fc = self._features_in_chunks(images[i:i + 1], props)
             if self.fitted:
                 s_fc, s_pool = (float(v) for v in self.feature_scale.data)
                 scores = (fc * s_fc) @ self.svm_weight.data.T + self.svm_bias.data                  # (K, N)

@@ -206,9 +206,7 @@ def test_svms_and_regressors_are_fitted_and_saved(batch, tmp_path):
     # after fitting, the class scores of the true boxes are SVM margins: each true box
     # scores highest for its own class (the SVMs separate the training set)
     model.eval()
-    gt = targets[0]["boxes"].numpy()
-    rois = np.concatenate([np.zeros((len(gt), 1), np.float32), gt], axis=1)
-    _, fc = model._features_in_chunks(images, rois)
+    _, fc = model._features_in_chunks(images[:1], targets[0]["boxes"].numpy())
     scores = (fc * model.feature_scale.numpy()[0]) @ model.svm_weight.numpy().T + model.svm_bias.numpy()
     for row, label in zip(scores, targets[0]["labels"].numpy()):
         if label in report["svm"]:
