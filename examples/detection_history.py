@@ -127,7 +127,7 @@ def evaluate(model, dataset, proposals, device):
             images = td.tensor(image[None], device=device)
             start = time.perf_counter()
             out = model(images, [proposals[i]])[0]
-            boxes, scores, labels = (to_host(out[k].data) for k in ("boxes", "scores", "labels"))
+            boxes, scores, labels = (to_host(out[k].array) for k in ("boxes", "scores", "labels"))
             seconds += time.perf_counter() - start
             detections.append((boxes, scores, labels))
             truths.append((target["boxes"], target["labels"]))

@@ -97,7 +97,7 @@ class FastRCNN(nn.Module):
             self._check_targets(images, targets)
         features = self.features(images)
         if not self.training:
-            class_logits, box_deltas = self.box_forward(features, self._rois(proposals, features.data))
+            class_logits, box_deltas = self.box_forward(features, self._rois(proposals, features.array))
             return self.postprocess(class_logits, box_deltas, proposals, tuple(images.shape[-2:]))
         rois, labels, reg_targets, fg_rows = self.sample_rois(proposals, targets)
         class_logits, box_deltas = self.box_forward(features, rois)

@@ -221,7 +221,7 @@ class FasterRCNN(nn.Module):
         """RPN outputs and their anchors: (logits (N, A, 2), deltas (N, A, 4), anchors (A, 4)),
         A = H*W*k, all rows in (y, x, anchor) order."""
         logits, deltas = self.rpn(features)
-        anchors = self.anchors(features.shape[-2:], features.data)
+        anchors = self.anchors(features.shape[-2:], features.array)
         return logits, deltas, anchors
 
     def propose(self, logits, deltas, anchors, image_size):
@@ -358,7 +358,7 @@ class FasterRCNN(nn.Module):
         proposals = self.propose(logits, deltas, anchors, image_size)
         if not self.training:
             class_logits, box_deltas = self.box_forward(
-                features, self._rois(proposals, features.data))
+                features, self._rois(proposals, features.array))
             return self.postprocess(class_logits, box_deltas, proposals, image_size)
         loss_objectness, loss_rpn_box_reg = self.rpn_loss(logits, deltas, anchors, targets)
         rois, labels, reg_targets, fg_rows = self.sample_rois(proposals, targets)

@@ -96,7 +96,7 @@ def warp_regions(images, rois, size=227, context=16, image_std=_IMAGENET_STD):
         for b in range(n):
             rows = xp.nonzero(rois[:, 0] == b)[0]
             if len(rows):
-                v = sample_points(images[b:b + 1], grid[rows].reshape(1, -1, 2)).data   # (1, C, Kb*S*S)
+                v = sample_points(images[b:b + 1], grid[rows].reshape(1, -1, 2)).array   # (1, C, Kb*S*S)
                 out[rows] = v.reshape(c, len(rows), size, size).transpose(1, 0, 2, 3)
     mean = out[:, :, context:size - context, context:size - context].mean(axis=(2, 3), keepdims=True)
     std = xp.asarray(image_std, dtype=images.dtype).reshape(1, c, 1, 1)
@@ -187,7 +187,7 @@ class RegionDetector(nn.Module):
     @property
     def fitted(self):
         """Whether ``fit_detectors`` has run (the SVMs then score the detections)."""
-        return bool(float(self.feature_scale.data[0]) > 0)
+        return bool(float(self.feature_scale.array[0]) > 0)
 
     def region_features(self, images, rois):
         raise NotImplementedError
@@ -201,8 +201,8 @@ class RegionDetector(nn.Module):
         with td.no_grad():
             for s in range(0, rois.shape[0], self.chunk):
                 p, f = self.region_features(image, rois[s:s + self.chunk])
-                pools.append(p.data)
-                fcs.append(f.data)
+                pools.append(p.array)
+                fcs.append(f.array)
         if not pools:
             return xp.zeros((0, self.bbox_weight.shape[1]), image.dtype), xp.zeros((0, self.svm_weight.shape[1]),
                                                                                    image.dtype)
@@ -312,11 +312,11 @@ class RegionDetector(nn.Module):
                                                                     ridge_lambda)
                     report["regressor"][c] = int(len(rows))
         dtype = self.svm_weight.dtype
-        self.svm_weight.data[...] = svm_w.astype(dtype)
-        self.svm_bias.data[...] = svm_b.astype(dtype)
-        self.bbox_weight.data[...] = bbox_w.astype(dtype)
-        self.bbox_bias.data[...] = bbox_b.astype(dtype)
-        self.feature_scale.data[...] = xp.asarray([scale, pool_scale], dtype=dtype)
+        self.svm_weight.array[...] = svm_w.astype(dtype)
+        self.svm_bias.array[...] = svm_b.astype(dtype)
+        self.bbox_weight.array[...] = bbox_w.astype(dtype)
+        self.bbox_bias.array[...] = bbox_b.astype(dtype)
+        self.feature_scale.array[...] = xp.asarray([scale, pool_scale], dtype=dtype)
         self.train(was_training)
         return report
 
@@ -332,14 +332,14 @@ class RegionDetector(nn.Module):
         for i, props in enumerate(proposals):
             pool, fc = self._features_in_chunks(images[i:i + 1], props)
             if self.fitted:
-                s_fc, s_pool = (float(v) for v in self.feature_scale.data)
-                scores = (fc * s_fc) @ self.svm_weight.data.T + self.svm_bias.data                  # (K, N)
-                deltas = xp.einsum("kp,cpf->kcf", pool * s_pool, self.bbox_weight.data) + self.bbox_bias.data
+                s_fc, s_pool = (float(v) for v in self.feature_scale.array)
+                scores = (fc * s_fc) @ self.svm_weight.array.T + self.svm_bias.array                  # (K, N)
+                deltas = xp.einsum("kp,cpf->kcf", pool * s_pool, self.bbox_weight.array) + self.bbox_bias.array
                 boxes = raw(decode_boxes(deltas.reshape(len(props), 4 * c_max).astype(props.dtype), props))
                 thresh = self.svm_score_thresh
             else:
                 with td.no_grad():
-                    scores = self.cls_score(Tensor(fc)).softmax(-1).data[:, 1:]
+                    scores = self.cls_score(Tensor(fc)).softmax(-1).array[:, 1:]
                 boxes = xp.tile(props, (1, c_max))
                 thresh = self.softmax_score_thresh
             boxes = raw(clip_boxes_to_image(boxes.reshape(-1, 4), image_size))
