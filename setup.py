@@ -19,8 +19,11 @@ setup(
         "gpu-cuda13": ["cupy-cuda13x>=13"],   # CUDA 13 drivers (the H100 tests ran on CuPy 14.2)
         "train": TRAIN,
         "dist": DIST,
-        # torch (CPU build) is the oracle the tests compare every op against; hypothesis fuzzes shapes
-        "dev": TRAIN + DIST + ["pytest>=7", "torch==2.13.0", "hypothesis>=6.100"],
+        # torch (CPU build) is the oracle the tests compare every op against; hypothesis fuzzes shapes;
+        # OpenCV's contrib build (a superset of the headless cv2, same version) has ximgproc's selective
+        # search, the reference for tinydl.vision.ops.selective_search's recall test
+        "dev": TRAIN + DIST + ["pytest>=7", "torch==2.13.0", "hypothesis>=6.100",
+                               "opencv-contrib-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["tinydl=tinydl.cli:main"]},
 )

@@ -8,7 +8,7 @@ import importlib
 
 _REGISTRY = {}
 _FAMILIES = ["mlp", "lenet", "alexnet", "vgg", "nin", "inception", "resnet", "mobilenet",
-             "spp", "fcn", "faster_rcnn", "superpoint", "deep_snake", "bilinear_cnn"]
+             "spp", "fcn", "faster_rcnn", "fast_rcnn", "rcnn", "superpoint", "deep_snake", "bilinear_cnn"]
 
 
 def register(fn):

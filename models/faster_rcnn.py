@@ -81,7 +81,7 @@ from tinydl.vision.ops import (batched_nms, clip_boxes_to_image, decode_boxes, e
 from models import register
 from models.vgg import cfgs, make_layers
 
-__all__ = ["FasterRCNN", "RPNHead", "faster_rcnn", "small_backbone"]
+__all__ = ["FasterRCNN", "RPNHead", "faster_rcnn", "small_backbone", "backbone_and_head"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,19 +147,37 @@ class FasterRCNN(nn.Module):
                  rpn_batch_size_per_image=256, rpn_positive_fraction=0.5, rpn_min_size=1e-3,
                  box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5, box_batch_size_per_image=128,
                  box_positive_fraction=0.25, box_score_thresh=0.05, box_nms_thresh=0.3,
-                 detections_per_img=100, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+                 detections_per_img=100, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0), box_loss_beta=1.0 / 9,
                  image_mean=_IMAGENET_MEAN, image_std=_IMAGENET_STD):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"FasterRCNN: num_classes counts the background too and must be >= 2, "
-                             f"got {num_classes}")
-        self.backbone = backbone
-        self.stride = int(stride)
-        self.num_classes = int(num_classes)
+        self._init_detector(backbone, stride, box_head, head_dim, num_classes, roi_output_size,
+                            box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+                            box_score_thresh, box_nms_thresh, detections_per_img, bbox_reg_weights, box_loss_beta,
+                            image_mean, image_std)
         base = np.asarray(raw(generate_anchors(base_size=anchor_base_size, ratios=anchor_ratios,
                                                 scales=anchor_scales)), dtype=np.float32)
         self.base_anchors = base                      # (k, 4), centred on the first cell
         self.rpn = RPNHead(backbone_channels, rpn_channels, len(base))
+        self.rpn_pre_nms_top_n = {"train": rpn_pre_nms_top_n_train, "test": rpn_pre_nms_top_n_test}
+        self.rpn_post_nms_top_n = {"train": rpn_post_nms_top_n_train, "test": rpn_post_nms_top_n_test}
+        self.rpn_nms_thresh, self.rpn_min_size = rpn_nms_thresh, rpn_min_size
+        self.rpn_fg_iou_thresh, self.rpn_bg_iou_thresh = rpn_fg_iou_thresh, rpn_bg_iou_thresh
+        self.rpn_batch_size_per_image, self.rpn_positive_fraction = rpn_batch_size_per_image, rpn_positive_fraction
+        self.rpn_reg_weights = (1.0, 1.0, 1.0, 1.0)
+        self._anchor_cache = {}
+
+    def _init_detector(self, backbone, stride, box_head, head_dim, num_classes, roi_output_size,
+                       box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+                       box_score_thresh, box_nms_thresh, detections_per_img, bbox_reg_weights, box_loss_beta,
+                       image_mean, image_std):
+        """Everything but the RPN: the backbone, the Fast R-CNN head and its settings
+        (``models.fast_rcnn.FastRCNN`` is this alone)."""
+        if num_classes < 2:
+            raise ValueError(f"{type(self).__name__}: num_classes counts the background too and must be >= 2, "
+                             f"got {num_classes}")
+        self.backbone = backbone
+        self.stride = int(stride)
+        self.num_classes = int(num_classes)
         self.roi_output_size = (roi_output_size, roi_output_size) if isinstance(roi_output_size, int) \
             else tuple(roi_output_size)
         self.box_head = box_head
@@ -173,18 +191,12 @@ class FasterRCNN(nn.Module):
                              persistent=False)
         self.register_buffer("image_std", td.tensor(np.asarray(image_std, np.float32).reshape(1, 3, 1, 1)),
                              persistent=False)
-        self.rpn_pre_nms_top_n = {"train": rpn_pre_nms_top_n_train, "test": rpn_pre_nms_top_n_test}
-        self.rpn_post_nms_top_n = {"train": rpn_post_nms_top_n_train, "test": rpn_post_nms_top_n_test}
-        self.rpn_nms_thresh, self.rpn_min_size = rpn_nms_thresh, rpn_min_size
-        self.rpn_fg_iou_thresh, self.rpn_bg_iou_thresh = rpn_fg_iou_thresh, rpn_bg_iou_thresh
-        self.rpn_batch_size_per_image, self.rpn_positive_fraction = rpn_batch_size_per_image, rpn_positive_fraction
         self.box_fg_iou_thresh, self.box_bg_iou_thresh = box_fg_iou_thresh, box_bg_iou_thresh
         self.box_batch_size_per_image, self.box_positive_fraction = box_batch_size_per_image, box_positive_fraction
         self.box_score_thresh, self.box_nms_thresh = box_score_thresh, box_nms_thresh
         self.detections_per_img = detections_per_img
         self.bbox_reg_weights = tuple(float(w) for w in bbox_reg_weights)
-        self.rpn_reg_weights = (1.0, 1.0, 1.0, 1.0)
-        self._anchor_cache = {}
+        self.box_loss_beta = float(box_loss_beta)
 
     # ------------------------------------------------------------ anchors
     def anchors(self, feature_size, like):
@@ -201,7 +213,7 @@ class FasterRCNN(nn.Module):
     def features(self, images):
         """Normalised images -> backbone feature map (N, C, H/s, W/s)."""
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"FasterRCNN: images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+            raise ValueError(f"{type(self).__name__}: images must be (N, 3, H, W), got shape {tuple(images.shape)}")
         x = (images - self.image_mean) / self.image_std
         return self.backbone(x)
 
@@ -303,7 +315,7 @@ class FasterRCNN(nn.Module):
         if len(fg_rows):
             picked = box_deltas[fg_rows, labels[fg_rows]]                # each fg RoI's own class: (P, 4)
             loss_reg = F.smooth_l1_loss(picked, Tensor(xp.asarray(reg_targets, dtype=box_deltas.dtype)),
-                                        reduction="sum", beta=1.0 / 9) / labels.shape[0]
+                                        reduction="sum", beta=self.box_loss_beta) / labels.shape[0]
         else:
             loss_reg = box_deltas.sum() * 0.0
         return loss_cls, loss_reg
@@ -339,12 +351,7 @@ class FasterRCNN(nn.Module):
         (M, 4) and 'labels' (M,) in 1..num_classes-1. Eval: ``model(images)`` -> one dict
         per image {'boxes', 'scores', 'labels'}."""
         if self.training:
-            if targets is None:
-                raise ValueError("FasterRCNN: training mode needs targets; call model.eval() for inference")
-            if len(targets) != images.shape[0]:
-                raise ValueError(f"FasterRCNN: {images.shape[0]} images but {len(targets)} targets")
-            for i, t in enumerate(targets):
-                self._check_target(i, t)
+            self._check_targets(images, targets)
         image_size = tuple(images.shape[-2:])
         features = self.features(images)
         logits, deltas, anchors = self.rpn_forward(features)
@@ -366,18 +373,26 @@ class FasterRCNN(nn.Module):
         return xp.concatenate([xp.concatenate([xp.full((p.shape[0], 1), i, dtype=p.dtype), p], axis=1)
                                for i, p in enumerate(proposals)])
 
-    def _check_target(self, i, t):
-        if "boxes" not in t or "labels" not in t:
-            raise ValueError(f"FasterRCNN: target {i} must be a dict with 'boxes' and 'labels', got keys {list(t)}")
-        b, lab = raw(t["boxes"]), raw(t["labels"])
-        if b.ndim != 2 or b.shape[1] != 4 or lab.shape != (b.shape[0],):
-            raise ValueError(f"FasterRCNN: target {i} has boxes {tuple(b.shape)} and labels {tuple(lab.shape)}; "
-                             "expected (M, 4) and (M,)")
-        if lab.dtype.kind not in "iu":
-            raise ValueError(f"FasterRCNN: target {i} labels must be integers, got {lab.dtype}")
-        if lab.shape[0] and (int(lab.min()) < 1 or int(lab.max()) >= self.num_classes):
-            raise ValueError(f"FasterRCNN: target {i} has labels in [{int(lab.min())}, {int(lab.max())}]; they "
-                             f"must lie in 1..{self.num_classes - 1} (0 is the background)")
+    def _check_targets(self, images, targets):
+        """Training targets: one dict per image with 'boxes' (M, 4) and integer 'labels' (M,)
+        in 1..num_classes-1; a clear error naming the model and the image otherwise."""
+        name = type(self).__name__
+        if targets is None:
+            raise ValueError(f"{name}: training mode needs targets; call model.eval() for inference")
+        if len(targets) != images.shape[0]:
+            raise ValueError(f"{name}: {images.shape[0]} images but {len(targets)} targets")
+        for i, t in enumerate(targets):
+            if "boxes" not in t or "labels" not in t:
+                raise ValueError(f"{name}: target {i} must be a dict with 'boxes' and 'labels', got keys {list(t)}")
+            b, lab = raw(t["boxes"]), raw(t["labels"])
+            if b.ndim != 2 or b.shape[1] != 4 or lab.shape != (b.shape[0],):
+                raise ValueError(f"{name}: target {i} has boxes {tuple(b.shape)} and labels {tuple(lab.shape)}; "
+                                 "expected (M, 4) and (M,)")
+            if lab.dtype.kind not in "iu":
+                raise ValueError(f"{name}: target {i} labels must be integers, got {lab.dtype}")
+            if lab.shape[0] and (int(lab.min()) < 1 or int(lab.max()) >= self.num_classes):
+                raise ValueError(f"{name}: target {i} has labels in [{int(lab.min())}, {int(lab.max())}]; they "
+                                 f"must lie in 1..{self.num_classes - 1} (0 is the background)")
 
 
 # ================================================================ builders
@@ -401,16 +416,12 @@ def small_backbone(channels=(16, 32, 64, 128), batch_norm=True):
     return backbone, channels[-1], 8
 
 
-@register
-def faster_rcnn(num_classes=21, backbone="vgg16", **options):
-    """Faster R-CNN. ``backbone='vgg16'``: the paper's network (VGG-16 conv5_3, stride 16,
-    RPN 512, 9 anchors of 128/256/512 px, RoI pool 7x7, fc6/fc7 4096, dropout 0.5).
-    ``backbone='small'``: four conv stages (16-32-64-128 channels, batch norm), stride 8,
-    RPN 128, anchors 16/32/64 px (for ~128 x 128 images), RoI pool 7x7, fc 256-256, and
-    fewer proposals (300/100 after NMS, 64 RoIs sampled per image); meant for CPU training
-    on ``SyntheticDetection`` (``channels=``, ``batch_norm=``, ``head_dim=`` change it).
-    Every FasterRCNN keyword (anchor_scales=, rpn_post_nms_top_n_train=, ...) can be overridden.
-    """
+def backbone_and_head(backbone, options):
+    """The conv layers and fc head shared by Faster R-CNN and Fast R-CNN: a dict with
+    backbone, backbone_channels, stride, box_head, head_dim. ``backbone='vgg16'``:
+    VGG-16 conv1_1..conv5_3 (stride 16) and fc6/fc7 4096 with dropout 0.5; ``'small'``:
+    ``small_backbone`` (``channels=``, ``batch_norm=`` popped from ``options``) and fc
+    256-256 (``head_dim=``)."""
     if backbone == "vgg16":
         features = make_layers(cfgs["D"])[:-1]                  # conv1_1 .. conv5_3 + ReLU, no pool5
         for m in features.modules():
@@ -422,20 +433,37 @@ def faster_rcnn(num_classes=21, backbone="vgg16", **options):
         for i in (0, 3):
             nn.init.normal_(head[i].weight, 0.0, 0.01)
             nn.init.constant_(head[i].bias, 0.0)
-        config = dict(backbone=features, backbone_channels=512, stride=16, box_head=head, head_dim=4096,
-                      rpn_channels=512)
-    elif backbone == "small":
+        return dict(backbone=features, backbone_channels=512, stride=16, box_head=head, head_dim=4096)
+    if backbone == "small":
         features, channels, stride = small_backbone(tuple(options.pop("channels", (16, 32, 64, 128))),
                                                     options.pop("batch_norm", True))
         head_dim = options.pop("head_dim", 256)
         head = nn.Sequential(nn.Linear(channels * 7 * 7, head_dim), nn.ReLU(inplace=True),
                              nn.Linear(head_dim, head_dim), nn.ReLU(inplace=True))
-        config = dict(backbone=features, backbone_channels=channels, stride=stride, box_head=head,
-                      head_dim=head_dim, rpn_channels=channels, anchor_base_size=8, anchor_scales=(2, 4, 8),
+        return dict(backbone=features, backbone_channels=channels, stride=stride, box_head=head,
+                    head_dim=head_dim)
+    raise ValueError(f"backbone must be 'vgg16' or 'small', got {backbone!r}")
+
+
+@register
+def faster_rcnn(num_classes=21, backbone="vgg16", **options):
+    """Faster R-CNN. ``backbone='vgg16'``: the paper's network (VGG-16 conv5_3, stride 16,
+    RPN 512, 9 anchors of 128/256/512 px, RoI pool 7x7, fc6/fc7 4096, dropout 0.5).
+    ``backbone='small'``: four conv stages (16-32-64-128 channels, batch norm), stride 8,
+    RPN 128, anchors 16/32/64 px (for ~128 x 128 images), RoI pool 7x7, fc 256-256, and
+    fewer proposals (300/100 after NMS, 64 RoIs sampled per image); meant for CPU training
+    on ``SyntheticDetection`` (``channels=``, ``batch_norm=``, ``head_dim=`` change it).
+    Every FasterRCNN keyword (anchor_scales=, rpn_post_nms_top_n_train=, ...) can be overridden.
+    """
+    try:
+        config = backbone_and_head(backbone, options)
+    except ValueError as exc:
+        raise ValueError(f"faster_rcnn: {exc}") from None
+    config["rpn_channels"] = config["backbone_channels"]
+    if backbone == "small":
+        config.update(anchor_base_size=8, anchor_scales=(2, 4, 8),
                       rpn_pre_nms_top_n_train=600, rpn_pre_nms_top_n_test=300,
                       rpn_post_nms_top_n_train=300, rpn_post_nms_top_n_test=100,
                       box_batch_size_per_image=64, detections_per_img=20)
-    else:
-        raise ValueError(f"faster_rcnn: backbone must be 'vgg16' or 'small', got {backbone!r}")
     config.update(options)
     return FasterRCNN(num_classes=num_classes, **config)

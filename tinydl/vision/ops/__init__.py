@@ -12,3 +12,5 @@ from .losses import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .contour import *  # noqa: F401,F403
 from .sampling import *  # noqa: F401,F403
+from .selective_search import *  # noqa: F401,F403
+from .roi_pyramid import *  # noqa: F401,F403
