@@ -216,7 +216,10 @@ class Function:
         single = not isinstance(raw, tuple)
         outputs = (raw,) if single else raw
         tensors = tuple([Tensor(o) for o in outputs])
-        views = _share_counters_with_views(inputs, tensors)
+        first = arrays[0] if arrays else None           # an in-place op writes into its first input
+        views = [t for t in tensors if t.array.base is not None or t.array is first]
+        if views:
+            _share_counters_with_views(inputs, views)
         if record:
             saved = getattr(ctx, "saved_tensors", None) or ()
             kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}     # memory backward reads
@@ -226,8 +229,9 @@ class Function:
             ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
             ctx.saved_versions = _saved_versions(kept, inputs, tensors) if kept else ()
             if cls.double_backward == "operators":   # outputs it saved, for create_graph (weakly held)
+                saved_ids = {id(a) for a in saved}
                 ctx.output_refs = tuple((id(o), weakref.ref(t)) for o, t in zip(outputs, tensors)
-                                        if any(a is o for a in saved))
+                                        if id(o) in saved_ids)
             elif cls.double_backward is not None:    # what rerunning the op needs
                 ctx.params, ctx.constants = params, tuple(None if isinstance(t, Tensor) else t for t in inputs)
             if _anomaly["enabled"]:   # where this forward ran, minus this frame
@@ -272,19 +276,15 @@ def _storage(a):
     return a
 
 
-def _share_counters_with_views(inputs, outputs):
-    """An output that is a view of an input (reshape, indexing, transpose) shares its version
-    counter: changing either in place changes both, so both count as changed."""
-    views = [out for out in outputs if getattr(out.array, "base", None) is not None
-             or any(out.array is getattr(t, "array", None) for t in inputs)]      # in-place results
-    if not views:                     # the common case: every output owns fresh memory
-        return views
+def _share_counters_with_views(inputs, views):
+    """An output that is a view of an input (reshape, indexing, transpose) or the input itself
+    (an in-place op) shares its version counter: changing either in place changes both, so
+    both count as changed."""
     owners = {id(_storage(t.array)): t for t in inputs if isinstance(t, Tensor)}
     for out in views:
         source = owners.get(id(_storage(out.array)))
         if source is not None:
             out._version_counter = source._version_counter
-    return views
 
 
 def _saved_versions(kept, inputs, outputs):
