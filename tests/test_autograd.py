@@ -897,3 +897,25 @@ def test_in_place_arithmetic_as_torch():
     w = td.tensor([1.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="add_: in-place change of a tensor that requires grad"):
         w.add_(1)
+
+
+def test_an_output_that_views_fresh_memory_is_not_taken_for_saved():
+    """An op may return a view of an array it made (a transpose of its product): that output
+    is not something it saved, so an in-place change of it must not refuse the backward."""
+    class TransposedProduct(Function):
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return (b.T @ a.T).T                 # a view of a fresh array
+
+        def backward(ctx, gy):
+            a, b = ctx.saved_tensors
+            return gy @ b.T, a.T @ gy
+
+    rng = np.random.default_rng(0)
+    a = td.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    b = td.tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    y = TransposedProduct.apply(a, b)
+    assert y.array.base is not None
+    z = td.nn.functional.relu(y, inplace=True)
+    z.backward(td.tensor(rng.standard_normal((3, 2))))
+    assert a.grad is not None and b.grad is not None

@@ -222,12 +222,12 @@ class Function:
             _share_counters_with_views(inputs, views)
         if record:
             saved = getattr(ctx, "saved_tensors", None) or ()
-            kept = {id(_storage(a)) for a in saved if hasattr(a, "shape")}     # memory backward reads
-            kept.update(id(_storage(v.array)) for v in views)                # ... or an output shares
+            read = {id(_storage(a)) for a in saved if hasattr(a, "shape")}     # memory backward reads
+            ctx.saved_versions = _saved_versions(read, inputs, tensors) if read else ()
+            kept = read.union(id(_storage(v.array)) for v in views) if views else read  # or a view shares
             keep_all = cls.double_backward == "composite"                   # it reruns the op
             ctx.inputs = tuple([_recorded_input(t, kept, keep_all) for t in inputs])
             ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
-            ctx.saved_versions = _saved_versions(kept, inputs, tensors) if kept else ()
             if cls.double_backward == "operators":   # outputs it saved, for create_graph (weakly held)
                 saved_ids = {id(a) for a in saved}
                 ctx.output_refs = tuple((id(o), weakref.ref(t)) for o, t in zip(outputs, tensors)
