@@ -50,6 +50,11 @@ example train_fcn $PY examples/train_fcn.py --train-size 16 --test-size 8 --epoc
 example train_magicpoint $PY examples/train_magicpoint.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$E/magicpoint"
 example resnet_mnist $PY examples/resnet_mnist.py --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$E/resnet_mnist"
 example notes_mnist_experiment $PY examples/notes_mnist_experiment.py --n-train 256 --n-test 64 --lrs 0.1 --momenta 0.9 --epochs 1 --device cuda --out "$E/notes" --quiet
+example zfnet_experiments $PY examples/zfnet_experiments.py --n-train 256 --n-probe 32 --epochs 1 --evolution-epochs 1 --n-occlusion 1 --device cuda --out "$E/zfnet" --quiet
+example detection_history $PY examples/detection_history.py --num-train 8 --num-test 4 --steps 3 --device cuda --out "$E/history" --quiet
+example hessian_vector_product $PY examples/hessian_vector_product.py --device cuda
+example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every 10 --device cuda --out "$E/wgan_gp"
+example newton_method $PY examples/newton_method.py --max-gd 200 --device cuda
 example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$E/cli"
 
 if [ "${1:-}" = "--all" ]; then
