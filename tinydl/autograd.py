@@ -486,9 +486,9 @@ class LinearBackward(Function):
             args[i] = gg if isinstance(gg, Tensor) else Tensor(gg)
         outs = type(node).apply(*args, **node.params)
         outs = outs if isinstance(outs, tuple) else (outs,)
-        on_arrays = not isinstance(ggs[0], Tensor)
-        return tuple(o.array if on_arrays else o for o in outs) if len(outs) > 1 else \
-            (outs[0].array if on_arrays else outs[0])
+        if not isinstance(ggs[0], Tensor):          # a first-order backward: arrays out
+            outs = tuple(o.array for o in outs)
+        return outs if len(outs) > 1 else outs[0]
 
 
 def _linear_backward(node, grads_out):

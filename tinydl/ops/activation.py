@@ -30,7 +30,7 @@ from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .math import raw
+from .math import on_array_or_tensor, raw
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -63,6 +63,12 @@ def _erf(x):
     return special.erf(x)
 
 
+def softplus_recorded(v):
+    """log(1 + exp(v)) in recorded ops (composites), as log(1 + exp(-|v|)) + max(v, 0): the
+    exponential never overflows."""
+    return ((-v.abs()).exp() + 1).log() + v * constant(v.array > 0, v)
+
+
 class Erf(Function):
     """y = erf(x);  dy/dx = 2 / sqrt(pi) * exp(-x**2). (Exact GELU's higher derivatives.)"""
 
@@ -74,9 +80,7 @@ class Erf(Function):
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
-        minus_square = -(x * x)
-        gauss = minus_square.exp() if isinstance(x, Tensor) else get_array_module(x).exp(minus_square)
-        return gy * gauss * (2 / math.sqrt(math.pi))
+        return gy * on_array_or_tensor("exp", -(x * x)) * (2 / math.sqrt(math.pi))
 
 
 def _normalize_dim(dim, ndim, op):
@@ -269,9 +273,7 @@ class LogSigmoid(Function):
         return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
 
     def composite(ctx, x):
-        xp = x._xp
-        minus_abs = -(x * constant(xp.sign(x.array), x))
-        return x * constant(x.array < 0, x) - (minus_abs.exp() + 1).log()
+        return -softplus_recorded(-x)
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
@@ -387,10 +389,7 @@ class Mish(Function):
         return x * t
 
     def composite(ctx, x):
-        xp = x._xp
-        minus_abs = -(x * constant(xp.sign(x.array), x))
-        softplus = (minus_abs.exp() + 1).log() + x * constant(x.array > 0, x)
-        return x * softplus.tanh()
+        return x * softplus_recorded(x).tanh()
 
     def backward(ctx, gy):
         x, t = ctx.saved_tensors
@@ -450,7 +449,7 @@ class Softsign(Function):
         return x / d
 
     def composite(ctx, x):
-        return x / (x * constant(x._xp.sign(x.array), x) + 1)
+        return x / (x.abs() + 1)
 
     def backward(ctx, gy):
         d, = ctx.saved_tensors
@@ -609,9 +608,14 @@ class GLU(Function):
 
 
 # ---------------------------------------------------------------- along a dimension
+def _max_along(x, dim):
+    """The max along ``dim`` (kept), the shift that keeps exp from overflowing; 0 for an empty x."""
+    return x.max(axis=dim, keepdims=True) if x.size else 0
+
+
 def _minus_max(x, dim):
-    """x - max along ``dim``: the shift that keeps exp from overflowing (an empty x stays empty)."""
-    return x - x.max(axis=dim, keepdims=True) if x.size else x.copy()
+    """x - max along ``dim`` (an empty x stays empty)."""
+    return x - _max_along(x, dim)
 
 
 class Softmax(Function):
@@ -635,7 +639,7 @@ class Softmax(Function):
         return y
 
     def composite(ctx, x, dim):
-        e = (x + constant(_minus_max(x.array, dim) - x.array, x)).exp()     # exp(x - max)
+        e = (x - constant(_max_along(x.array, dim), x)).exp()
         return e / e.sum(dim, keepdim=True)
 
     def backward(ctx, gy):
@@ -664,7 +668,7 @@ class LogSoftmax(Function):
         return y
 
     def composite(ctx, x, dim):
-        shifted = x + constant(_minus_max(x.array, dim) - x.array, x)     # x - max, a constant shift
+        shifted = x - constant(_max_along(x.array, dim), x)
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
     def backward(ctx, gy):

@@ -28,6 +28,7 @@ from ..autograd import Function, constant, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array, to_host
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
+from .activation import LogSoftmax, softplus_recorded
 from .distance import pnorm, pnorm_grad
 from .math import raw
 from .shape import _check_index_range, gather
@@ -103,11 +104,6 @@ def _reduce_backward(gy, loss, reduction, weight=None, mean_by="count", weight_g
         if reduction == "mean" and mean_by == "weight":
             g_weight = g_weight - g * _reduce(loss, reduction, weight, mean_by)
     return g_loss, g_weight
-
-
-def _softplus(v):
-    """log(1 + exp(v)) of a Tensor in a composite, as log(1 + exp(-|v|)) + max(v, 0)."""
-    return ((-v.abs()).exp() + 1).log() + v * constant(v.array > 0, v)
 
 
 # ================================================================ shape checks
@@ -317,7 +313,7 @@ class BinaryCrossEntropyWithLogits(Function):
 
     def composite(ctx, x, t, weight, pos_weight, reduction):
         lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
-        return _reduce((1 - t) * x + lw * _softplus(-x), reduction, weight)
+        return _reduce((1 - t) * x + lw * softplus_recorded(-x), reduction, weight)
 
     def backward(ctx, gy):
         x, t, sp, loss, weight, pos_weight = ctx.saved_tensors
@@ -477,7 +473,7 @@ class SoftMargin(Function):
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
 
     def composite(ctx, x, y, reduction):
-        return _reduce(_softplus(-y * x), reduction)
+        return _reduce(softplus_recorded(-y * x), reduction)
 
     def backward(ctx, gy):
         y, z, loss = ctx.saved_tensors
@@ -509,7 +505,7 @@ class MultiLabelSoftMargin(Function):
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
 
     def composite(ctx, x, y, weight, reduction):
-        per_class = _softplus(-x) + (1 - y) * x
+        per_class = softplus_recorded(-x) + (1 - y) * x
         if weight is not None:
             per_class = per_class * weight
         return _reduce(per_class.sum(-1) / x.shape[-1], reduction)
@@ -1020,7 +1016,6 @@ class CrossEntropy(Function):
 
     def composite(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
         """log_softmax, then the loss of the docstring, in recorded ops."""
-        from .activation import LogSoftmax
         ax, eps = _class_axis(x.ndim), label_smoothing
         n_classes = x.shape[ax]
         s = LogSoftmax.apply(x, dim=ax)

@@ -272,7 +272,7 @@ class Normalize(Function):
 
     def composite(ctx, x, p=2.0, dim=1, eps=1e-12):
         _, n, _ = ctx.saved_tensors
-        a = x * constant(get_array_module(n).sign(x.array), x)           # |x|
+        a = x.abs()
         if p == math.inf:
             top = a.array == n
             n_t = (a * constant(top / top.sum(axis=dim, keepdims=True), x)).sum(dim, keepdim=True)
