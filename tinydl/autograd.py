@@ -51,11 +51,15 @@ from .backend import get_array_module
 from .tensor import Tensor
 
 # ------------------------------------------------------------------ grad mode
-_state = threading.local()
+class _GradMode(threading.local):
+    enabled = True            # each thread starts with recording on (read as a class default: fast)
+
+
+_state = _GradMode()
 
 
 def is_grad_enabled():
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def set_grad_enabled_flag(flag):
@@ -192,6 +196,10 @@ class Function:
     #: (version counter, value at forward, 'input'/'output', position, shape, dtype) of the
     #: tensors whose arrays were saved
     saved_versions = ()
+    #: the arrays ``save_for_backward`` kept (None once released)
+    saved_tensors = ()
+    #: (id of an output array, weak reference to its Tensor) of the outputs it saved ("operators")
+    output_refs = ()
     #: set by release(): the saved arrays are gone
     _released = False
 
@@ -221,25 +229,7 @@ class Function:
         if views:
             _share_counters_with_views(inputs, views)
         if record:
-            saved = getattr(ctx, "saved_tensors", None) or ()
-            read = {id(_storage(a)) for a in saved if hasattr(a, "shape")}     # memory backward reads
-            ctx.saved_versions = _saved_versions(read, inputs, tensors) if read else ()
-            kept = read.union(id(_storage(v.array)) for v in views) if views else read  # or a view shares
-            keep_all = cls.double_backward == "composite"                   # it reruns the op
-            ctx.inputs = tuple([_recorded_input(t, kept, keep_all) for t in inputs])
-            ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
-            if cls.double_backward == "operators":   # outputs it saved, for create_graph (weakly held)
-                saved_ids = {id(a) for a in saved}
-                ctx.output_refs = tuple((id(o), weakref.ref(t)) for o, t in zip(outputs, tensors)
-                                        if id(o) in saved_ids)
-            elif cls.double_backward is not None:    # what rerunning the op needs
-                ctx.params, ctx.constants = params, tuple(None if isinstance(t, Tensor) else t for t in inputs)
-            if _anomaly["enabled"]:   # where this forward ran, minus this frame
-                ctx.forward_traceback = "".join(traceback.format_stack()[:-1])
-            for i, t in enumerate(tensors):
-                if i in cls.non_differentiable_outputs or t.dtype.kind not in "fc":
-                    continue
-                t.grad_fn, t._output_index, t.requires_grad = ctx, i, True
+            _record(ctx, cls, inputs, outputs, tensors, views, params)
         return tensors[0] if single else tensors
 
     def release(self):
@@ -258,7 +248,7 @@ class Function:
         self.saved_versions = ()
         self._released = True
         if getattr(self, "inputs", None):
-            self.inputs = tuple(_without_data(t) for t in self.inputs)
+            self.inputs = tuple([_without_data(t) for t in self.inputs])
 
     @property
     def name(self):
@@ -276,6 +266,53 @@ def _storage(a):
     return a
 
 
+def _record(ctx, cls, inputs, outputs, tensors, views, params):
+    """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
+    the versions of the arrays it saved, and the outputs' links back to it."""
+    read = {_storage_id(a) for a in ctx.saved_tensors or () if hasattr(a, "base")}   # memory backward reads
+    kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
+    keep_all = cls.double_backward == "composite"                       # it reruns the op
+    versions, recorded = [], []
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            recorded.append(None)
+            continue
+        storage = _storage_id(t.array)
+        if storage in read:
+            versions.append(_version_of(t, "input", i))
+        recorded.append(_recorded_input(t, storage in kept, keep_all))
+    ctx.inputs = tuple(recorded)
+    how = cls.double_backward
+    if read:
+        saved_outputs = [i for i, o in enumerate(outputs) if id(o) in read or _storage_id(tensors[i].array) in read]
+        if saved_outputs:           # exp's y, softmax's p...
+            versions += [_version_of(tensors[i], "output", i) for i in saved_outputs]
+            if how == "operators":  # create_graph needs the tensors (weakly held)
+                ctx.output_refs = tuple([(id(outputs[i]), weakref.ref(tensors[i])) for i in saved_outputs])
+    ctx.saved_versions = tuple(versions)
+    ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
+    if how is not None and how != "operators":     # what rerunning the op needs
+        ctx.params, ctx.constants = params, tuple([None if isinstance(t, Tensor) else t for t in inputs])
+    if _anomaly["enabled"]:         # where this forward ran, minus this frame and apply's
+        ctx.forward_traceback = "".join(traceback.format_stack()[:-2])
+    non_differentiable = cls.non_differentiable_outputs
+    for i, t in enumerate(tensors):
+        if t.array.dtype.kind in "fc" and i not in non_differentiable:
+            t.grad_fn, t._output_index, t.requires_grad = ctx, i, True
+
+
+def _storage_id(a):
+    """id of the array that owns ``a``'s memory."""
+    return id(a) if a.base is None else id(_storage(a))
+
+
+def _version_of(t, kind, i):
+    """(counter, value now, 'input'/'output', position, shape, dtype): what the backward
+    checks to refuse reading an array changed in place since (``_check_versions``)."""
+    counter = t._version_counter
+    return counter, counter.value, kind, i, t.array.shape, t.array.dtype
+
+
 def _share_counters_with_views(inputs, views):
     """An output that is a view of an input (reshape, indexing, transpose) or the input itself
     (an in-place op) shares its version counter: changing either in place changes both, so
@@ -285,18 +322,6 @@ def _share_counters_with_views(inputs, views):
         source = owners.get(id(_storage(out.array)))
         if source is not None:
             out._version_counter = source._version_counter
-
-
-def _saved_versions(kept, inputs, outputs):
-    """(counter, value at forward, which tensor) of each input and output whose memory
-    (``kept``: ids of storages) ``forward`` saved for backward, directly or as a view."""
-    found = []
-    for kind, tensors in (("input", inputs), ("output", outputs)):
-        for i, t in enumerate(tensors):
-            if isinstance(t, Tensor) and id(_storage(t.array)) in kept:
-                counter = t._version_counter
-                found.append((counter, counter.value, kind, i, t.array.shape, t.array.dtype))
-    return tuple(found)
 
 
 def _check_versions(node):
@@ -348,18 +373,16 @@ class _FreedInput:
         return self if t is None else t
 
 
-def _recorded_input(t, kept, keep_all):
+def _recorded_input(t, saved_or_viewed, keep_all):
     """What a node keeps of input ``t`` while its graph waits for backward: the tensor, if
     backward may read it (memory the op saved or an output views, every input of an op that
     reruns itself, constants and the leaves that require grad), else a data-free stand-in,
     so an activation lives only as long as some op saved it, as in PyTorch (a ReLU's input
     after batch norm, a residual sum: benchmarks/bench_memory.py)."""
-    if not isinstance(t, Tensor):
-        return None
-    if keep_all or not t.requires_grad or t.grad_fn is None or id(_storage(t.array)) in kept:
+    if saved_or_viewed or keep_all or not t.requires_grad or t.grad_fn is None:
         return t
-    if getattr(t.grad_fn, "output_refs", None):   # its maker saved it (exp's y): create_graph needs
-        return t                                 # the tensor, and its array lives on anyway
+    if t.grad_fn.output_refs:     # its maker saved it (exp's y): create_graph needs
+        return t                  # the tensor, and its array lives on anyway
     return _without_data(t)
 
 
@@ -370,10 +393,11 @@ def _without_data(t):
     tensor that feeds several ops stays one node of the graph."""
     if t is None or type(t) is _FreedInput or (t.grad_fn is None and t.requires_grad):
         return t
-    freed = t.__dict__.get("_freed_input")
-    if freed is None:
+    try:
+        return t._freed_input
+    except AttributeError:
         freed = t._freed_input = _FreedInput(t)
-    return freed
+        return freed
 
 
 # ------------------------------------------------------------------ backward
@@ -556,7 +580,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
         if node.saved_versions:
             _check_versions(node)
         if len(got) == len(node.output_meta):
-            grads_out = [got[i] for i in range(len(got))]
+            grads_out = [got[0]] if len(got) == 1 else [got[i] for i in range(len(got))]
         else:                                  # outputs no gradient reached get zeros
             some = next(iter(got.values()))
             xp = get_array_module(some.array if isinstance(some, Tensor) else some)

@@ -55,6 +55,12 @@ class _VersionCounter:
 
 class Tensor:
     __array_priority__ = 1000   # numpy_array * tensor -> Tensor.__rmul__, not numpy's loop
+    # Every tensor starts with these; they live on the class until set (every op makes one).
+    grad = None
+    grad_fn = None
+    _output_index = 0
+    _retains_grad = False
+    requires_grad = False
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -63,12 +69,7 @@ class Tensor:
             if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
                 data = np.asarray(data)
         self.array = data
-        self.grad = None
-        self.grad_fn = None
-        self._output_index = 0
-        self._retains_grad = False
         self._version_counter = _VersionCounter()
-        self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -79,7 +80,7 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self.array.shape)
+        return self.array.shape           # a tuple on NumPy and CuPy alike
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]

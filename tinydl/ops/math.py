@@ -42,6 +42,11 @@ def raw_index(index):
 def _operands(a, b, op, elementwise=True):
     """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as
     0-d arrays of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
+    if type(a.array if isinstance(a, Tensor) else None) is np.ndarray:    # the common cases, first
+        if type(b) is float and a.array.dtype.kind == "f":              # x * 0.5
+            return a, a.array.dtype.type(b)
+        if isinstance(b, Tensor) and type(b.array) is np.ndarray and a.array.shape == b.array.shape:
+            return a, b
     ta = a if isinstance(a, Tensor) else None
     tb = b if isinstance(b, Tensor) else None
     ref = ta if ta is not None else tb
