@@ -30,6 +30,8 @@ def ntuple(value, n, name="argument", op=None):
 
 def pair(value, name="argument", op=None):
     """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value                                  # already a pair: checked once per call of an op
     return ntuple(value, 2, name, op)
 
 

@@ -36,7 +36,14 @@ ROUTES = {
     "conv_transpose2d": ("reference", "im2col", "chunked"),
 }
 
-_local = threading.local()
+class _Settings(threading.local):
+    """This thread's settings; the class attributes are every thread's defaults (and read fast)."""
+    reference = None          # None: the process default below
+    forced = {}               # op -> forced route (replaced, never changed in place)
+    recorders = ()            # the open record_routes lists
+
+
+_local = _Settings()
 
 
 # The default of every thread: TINYDL_NO_NUMBA=1 in the environment when tinydl was imported.
@@ -45,7 +52,7 @@ _REFERENCE_BY_DEFAULT = os.environ.get("TINYDL_NO_NUMBA", "0") == "1"
 
 def is_reference():
     """Do the textbook ops run on the NumPy reference kernels in this thread?"""
-    flag = getattr(_local, "reference", None)
+    flag = _local.reference
     return _REFERENCE_BY_DEFAULT if flag is None else flag
 
 
@@ -53,7 +60,7 @@ def is_reference():
 def reference(enabled=True):
     """``with td.backends.reference():`` runs every op as written in ``tinydl/ops/``,
     on the plain NumPy kernels (``reference(False)`` lifts it in an inner block)."""
-    previous = getattr(_local, "reference", None)
+    previous = _local.reference
     _local.reference = bool(enabled)
     try:
         yield
@@ -70,7 +77,7 @@ def route(**routes):
         if op not in ROUTES or name not in ROUTES[op]:
             raise ValueError(f"td.backends.route: unknown route {op}={name!r}; "
                              f"the routes are {ROUTES.get(op, ROUTES)}")
-    previous = getattr(_local, "forced", {})
+    previous = _local.forced
     _local.forced = {**previous, **routes}
     try:
         yield
@@ -80,14 +87,14 @@ def route(**routes):
 
 def forced_route(op):
     """The route forced for ``op`` in this thread, or None."""
-    return getattr(_local, "forced", {}).get(op)
+    return _local.forced.get(op)
 
 
 @contextlib.contextmanager
 def record_routes():
     """Collects ``(op, route)`` for every dispatched call in the block (this thread)."""
     taken = []
-    recorders = getattr(_local, "recorders", ())
+    recorders = _local.recorders
     _local.recorders = recorders + (taken,)
     try:
         yield taken
@@ -97,7 +104,7 @@ def record_routes():
 
 def note_route(op, name):
     """Called by the dispatchers: tell the open ``record_routes`` blocks."""
-    for taken in getattr(_local, "recorders", ()):
+    for taken in _local.recorders:
         taken.append((op, name))
 
 

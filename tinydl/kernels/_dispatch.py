@@ -66,12 +66,16 @@ def njit(*args, **options):
 
 
 # Set while a thread runs a share of run_chunks' work (kernels/_threads.py).
-_chunk_worker = threading.local()
+class _ChunkWorker(threading.local):
+    active = False            # every thread's default, read from the class (fast)
+
+
+_chunk_worker = _ChunkWorker()
 
 
 def in_chunk_worker():
     """Is this thread one of run_chunks' workers? Its kernels must then be serial."""
-    return getattr(_chunk_worker, "active", False)
+    return _chunk_worker.active
 
 
 # Below this many elements one thread finishes before parallel ones wake (benchmarks/bench_im2col.py).
@@ -132,7 +136,7 @@ def padding4(p):
     'same' convolution with an even kernel, or the extra bottom/right cells that
     ``ceil_mode`` pooling needs.
     """
-    if type(p) is tuple and len(p) == 4 and all(type(a) is int and a >= 0 for a in p):
+    if type(p) is tuple and len(p) == 4 and all([type(a) is int and a >= 0 for a in p]):
         return p                      # already normalised
     if isinstance(p, (int, np.integer)):
         p = (int(p),) * 4

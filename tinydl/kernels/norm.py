@@ -348,11 +348,11 @@ def _numba_for(*arrays):
     (5x slower than NumPy, measured on (256, 4096)), while NumPy's reductions
     over axis 0 run along contiguous rows.
     """
-    if any(is_cupy_array(a) for a in arrays):
-        return False
     x = arrays[0]
-    return (all(a.dtype == x.dtype for a in arrays) and x.size > x.shape[0] * x.shape[1]
-            and use_numba(x.dtype))
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != x.dtype:
+            return False
+    return x.size > x.shape[0] * x.shape[1] and use_numba(x.dtype)
 
 
 def _cuda_for(*arrays):

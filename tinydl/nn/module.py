@@ -109,15 +109,17 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
-            result = hook(self, args)
-            if result is not None:      # a pre-hook may replace the inputs
-                args = result if isinstance(result, tuple) else (result,)
+        if self._forward_pre_hooks:     # (a test instead of an empty loop: this runs for every layer)
+            for hook in list(self._forward_pre_hooks.values()):
+                result = hook(self, args)
+                if result is not None:      # a pre-hook may replace the inputs
+                    args = result if isinstance(result, tuple) else (result,)
         output = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, output)
-            if result is not None:      # a hook may replace the output
-                output = result
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks.values()):
+                result = hook(self, args, output)
+                if result is not None:      # a hook may replace the output
+                    output = result
         return output
 
     def register_forward_pre_hook(self, hook):

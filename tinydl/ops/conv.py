@@ -43,7 +43,7 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
 # ---------------------------------------------------------------- argument checks
 def _check_positive(values, name, op):
-    if any(v <= 0 for v in values):
+    if min(values) <= 0:
         raise ValueError(f"{op}: {name} must be positive, got {values}")
 
 
