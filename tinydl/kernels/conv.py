@@ -365,7 +365,7 @@ class Pointwise:
 
         def forward_chunk(s, worker):
             if copy:
-                x3[s] = x_s[s].reshape(x3[s].shape)
+                x3[s].reshape(x_s[s].shape)[...] = x_s[s]
             xp.matmul(w2, x3[s], out=y[s])
             if bias is not None:
                 y[s] += bias.reshape(1, -1, 1)
