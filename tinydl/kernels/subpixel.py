@@ -42,6 +42,8 @@ Both sum and copy in the order of col2im / im2col (the taps of a pixel in (i, j)
 order, from zero): the results are bit-identical to kernels/im2col.py's. Used by the
 'subpixel' route of ConvTranspose2d (kernels/conv.py), on the CPU.
 """
+import functools
+
 import numpy as np
 
 from ._dispatch import for_this_thread, njit, prange
@@ -50,6 +52,7 @@ from ._memory import fill_flat, gather_flat, scatter_add_flat, scatter_flat
 __all__ = ["wide_pitch", "fold_phases", "unfold_phases"]
 
 
+@functools.lru_cache(maxsize=256)       # a layer asks for the same pitch every step
 def wide_pitch(kernel, stride, padding, size, out_size):
     """Wp along one axis: the narrowest row pitch whose zero columns catch every shifted
     read off a row of ``size`` pixels (see the module docstring)."""
