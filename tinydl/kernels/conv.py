@@ -23,6 +23,13 @@ and ``needs`` the op's ``needs_input_grad``. The routes of Conv2d:
 ``conv2d_route`` picks the first route that applies and is the fast choice for the
 call (the thresholds were measured: benchmarks/bench_alone.py); ``td.backends`` can
 force a route or the textbook op (``reference()``), and records which ran.
+
+The routes of ConvTranspose2d (``conv_transpose2d_route``, the same way):
+
+    subpixel    dilation 1: chunked's products, but col2im and gy's im2col one output
+                phase at a time, contiguous (kernels/subpixel.py) (CPU)
+    chunked     GEMM + col2im a chunk of images at a time, on all cores; backward is
+                Chunked.convolve on gy, whose columns give dL/dW (any device)
 """
 import math
 import threading
@@ -450,23 +457,34 @@ def _wide_channels_first(x, pitch, key):
 
 
 class SubpixelTranspose:
-    """Dilation 1, on the CPU: ChunkedTranspose's GEMMs, but col2im and the backward's
-    im2col one output phase at a time (kernels/subpixel.py has the math).
+    """Dilation 1, on the CPU: ChunkedTranspose's products, but col2im and the backward's
+    im2col one output phase at a time (kernels/subpixel.py derives it).
 
-    A stride-s transposed convolution is s_h*s_w independent sub-images of y, the phases
-    y[:, :, v_h::s_h, v_w::s_w]; tap (i, j) writes only phase ((i-p) mod s_h, (j-p) mod s_w),
-    shifted by (floor((i-p)/s_h), floor((j-p)/s_w)). Per chunk of images:
+    Along one axis, tap i of input pixel h lands on output (h + u)*s + v, with
+    i - p = u*s + v: every tap writes one phase v of the output (the pixels o = v mod s)
+    at a fixed shift u. So y is s_h*s_w independent interleaved sub-images, each a sum of
+    a few shifted rows of the columns. Per chunk of images:
 
-        forward   cols = W^T @ x            (C_out*kh*kw, C_in) @ (C_in, N*H*Wp), x on wide
-                                            rows (zero-padded to Wp columns)
-                  y[phase] = sum of its taps' rows of cols, shifted: contiguous adds
-        backward  gcols = im2col(gy) = shifted copies of the phases of gy
-                  dL/dx = W @ gcols,  (dL/dW)^T = gcols @ x^T  (faster in this order)
+        forward   cols = W^T @ x                 (C_out*kh*kw, C_in) @ (C_in, N*H*Wp), x on
+                                                 wide rows (zero-padded to Wp columns)
+                  y[phase v] = sum of its taps' rows of cols, each shifted by its u
+        backward  the op's adjoint is a strided convolution of gy with W:
+                  gcols = im2col(gy)             every row a shifted copy of one phase of gy
+                  dL/dx = W @ gcols              (C_in, C_out*kh*kw) @ (C_out*kh*kw, N*H*W)
+                  (dL/dW)^T = gcols @ x^T        dL/dW[c, (o,i,j)] = sum over n, h, w of
+                                                 x[n,c,h,w] * gy[n, o, h*s-p+i, w*s-p+j]
+    ((dL/dW)^T in this order: 5.7 ms against 7.2 as x @ gcols^T on the 64->32 4x4 s2 layer.)
 
-    Why not s*s small convolutions (x with each phase's sub-kernel): their products have
-    only C_out rows, and x's columns are built once per phase (measured on the 64->32 4x4
-    s2 layer: 9.4 ms against 7.7, one thread). Where the pad columns would cost the GEMM
-    more than ``max_pad_share`` (x narrower than 16), the forward is ChunkedTranspose's."""
+    Why this way, on that layer (N32, one thread, AMD EPYC): the phase-wise col2im takes
+    1.0 ms where col2im takes 1.7, and gy's im2col 1.0 where im2col takes 2.0; s*s small
+    convolutions (x with each phase's sub-kernel) took 9.4 ms for the forward, more than
+    GEMM + col2im's 9.0: their products have only C_out rows, and x's columns are built
+    once per phase. The pad
+    columns cost the forward's product (Wp - W)/W more: beyond ``max_pad_share`` (x
+    narrower than 16) the forward is ChunkedTranspose's, faster there on most layers
+    measured. Against chunked, the route wins or ties on DCGAN's 4x4 s2 p1, 3x3 s2 p1
+    op1, FCN's k16 s8 and k64 s32 and stride 1; U-Net's 2x2 s2 forward alone is 4% slower,
+    its forward + backward on par."""
 
     name = "subpixel"
     chunk_bytes = 3 << 20          # columns per chunk: fewer chunks cost less Python, larger ones miss the cache
