@@ -14,9 +14,9 @@ GEMM's columns (cols[i, h]: what tap i of pixel h adds; kernels/im2col.py's layo
     y[q*s + v] = sum over the taps i of phase v of cols[i, q - u(i)]
 
 Each phase is a sum of about k/s *shifted* copies of rows of cols: contiguous reads
-and adds, where col2im scatters every row with stride s into y (s*s read-modify-writes
-per output pixel, none of them vectorised). The phases are independent: every output
-pixel is in exactly one phase, and every tap writes exactly one. In 2-D the phases are
+and adds, where col2im scatters every row with stride s into y (about (k/s)^2 strided
+read-modify-writes per output pixel, none of them vectorised). The phases are
+independent: every output pixel is in exactly one phase, and every tap writes exactly one. In 2-D the phases are
 the s_h*s_w interleaved sub-images y[:, :, v_h::s_h, v_w::s_w].
 
 The adjoint, im2col of gy (the backward's columns), reads the same way round:
@@ -30,7 +30,7 @@ Wide rows
 ---------
 In 2-D a shift by u_w along the width runs off the ends of the rows. The fold
 therefore works on *wide rows*: the GEMM multiplies x with each row padded by zeros to
-a pitch Wp > W, so cols' extra columns are zeros too, and a read that runs off a row
+a pitch Wp >= W, so cols' extra columns are zeros too, and a read that runs off a row
 lands in a zero column (of its own row, or of the one before). A whole block of rows
 is then one flat loop of shifted adds, as in kernels/direct_conv.py. ``wide_pitch``
 picks the narrowest Wp that works: Wp >= W + max(u) for the reads past the right end,
