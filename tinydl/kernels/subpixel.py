@@ -16,8 +16,8 @@ GEMM's columns (cols[i, h]: what tap i of pixel h adds; kernels/im2col.py's layo
 Each phase is a sum of about k/s *shifted* copies of rows of cols: contiguous reads
 and adds, where col2im scatters every row with stride s into y (about (k/s)^2 strided
 read-modify-writes per output pixel, none of them vectorised). The phases are
-independent: every output pixel is in exactly one phase, and every tap writes exactly one. In 2-D the phases are
-the s_h*s_w interleaved sub-images y[:, :, v_h::s_h, v_w::s_w].
+independent: every output pixel is in exactly one phase, and every tap writes exactly
+one. In 2-D the phases are the s_h*s_w interleaved sub-images y[:, :, v_h::s_h, v_w::s_w].
 
 The adjoint, im2col of gy (the backward's columns), reads the same way round:
 
