@@ -182,10 +182,12 @@ def test_chunked_transposed_convolution_on_the_workers_matches_torch(monkeypatch
     xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
     wo, bo = (td.tensor(a, requires_grad=True) for a in (w, b))
     wt, bt = (torch.tensor(a, requires_grad=True) for a in (w, b))
-    yo = F.conv_transpose2d(xo, wo, bo, **kwargs)
+    with td.backends.route(conv_transpose2d="chunked"), td.backends.record_routes() as taken:
+        yo = F.conv_transpose2d(xo, wo, bo, **kwargs)
+        g = rng.standard_normal(yo.shape)
+        yo.backward(td.tensor(g))
+    assert taken == [("conv_transpose2d", "chunked")]
     yt = torch.nn.functional.conv_transpose2d(xt, wt, bt, **kwargs)
-    g = rng.standard_normal(yo.shape)
-    yo.backward(td.tensor(g))
     yt.backward(torch.tensor(g))
     pairs = [(yo, yt), (wo.grad, wt.grad), (bo.grad, bt.grad)] + ([(xo.grad, xt.grad)] if x_needs_grad else [])
     for ours, theirs in pairs:

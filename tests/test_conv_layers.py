@@ -155,7 +155,7 @@ def test_chunked_and_rebuilt_columns_match_torch(monkeypatch, chunk_bytes, save_
     from tinydl.kernels.conv import Chunked
     monkeypatch.setattr(Chunked, "chunk_bytes", chunk_bytes)
     monkeypatch.setattr(Chunked, "save_limit", save_limit)
-    with td.backends.route(conv2d="chunked"), td.backends.record_routes() as taken:
+    with td.backends.route(conv2d="chunked", conv_transpose2d="chunked"), td.backends.record_routes() as taken:
         ours, theirs = _twins("Conv2d", 3, 4, 3, padding=1, groups=1)
         _compare(ours, theirs, _x(5, 3, 6, 6))
         ours, theirs = _twins("Conv2d", 4, 6, 3, stride=2, groups=2)

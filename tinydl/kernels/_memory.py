@@ -9,7 +9,7 @@ import numpy as np
 
 from ._dispatch import njit
 
-__all__ = ["fill_flat", "gather_flat", "scatter_add_flat", "valid_range"]
+__all__ = ["fill_flat", "gather_flat", "scatter_flat", "scatter_add_flat", "valid_range"]
 
 
 @njit(inline="always")
@@ -32,6 +32,18 @@ def gather_flat(dst, start, src, src_start, n, src_step):
     else:
         for t in range(np.uint64(n)):
             dst[d + t] = src[s + t * step]
+
+
+@njit(inline="always")
+def scatter_flat(dst, start, dst_step, src, src_start, n):
+    """dst[start + t*dst_step] = src[src_start + t] for t < n"""
+    d, step, s = np.uint64(start), np.uint64(dst_step), np.uint64(src_start)
+    if dst_step == 1:
+        for t in range(np.uint64(n)):
+            dst[d + t] = src[s + t]
+    else:
+        for t in range(np.uint64(n)):
+            dst[d + t * step] = src[s + t]
 
 
 @njit(inline="always")

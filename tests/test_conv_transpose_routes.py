@@ -1,0 +1,123 @@
+"""ConvTranspose2d's 'subpixel' route (kernels/conv.py, kernels/subpixel.py).
+
+Its two kernels are col2im and im2col computed one output phase at a time, so they must
+give kernels/im2col.py's numbers bit for bit, on any geometry hypothesis draws (stride
+above or below the kernel, padding beyond it, uneven sizes, empty phases). The route
+itself is compared with PyTorch at a realistic size (the op table runs it forced on every
+conv_transpose2d row, tiny ones), with many chunks on the workers, and with only one of
+the two gradients wanted.
+"""
+import numpy as np
+import pytest
+import torch
+
+import tinydl as td
+import tinydl.nn.functional as F
+from tinydl.kernels import chunk_workers, col2im, im2col
+from tinydl.kernels.conv import SubpixelTranspose
+from tinydl.kernels.subpixel import fold_phases, unfold_phases, wide_pitch
+
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def geometries(draw):
+    """(x_hw, kernel, stride, padding (top, bottom, left, right), y_hw) of a transposed
+    convolution, as ops/conv.py derives them from padding and output_padding."""
+    kernel, stride, x_hw, pads, y_hw = [], [], [], [], []
+    for _ in range(2):
+        k, s, n = draw(st.integers(1, 6)), draw(st.integers(1, 4)), draw(st.integers(1, 7))
+        p = draw(st.integers(0, 7))
+        out_pad = draw(st.integers(0, s - 1))
+        size = (n - 1) * s - 2 * p + k + out_pad
+        if size < 1:
+            p = 0
+            size = (n - 1) * s + k + out_pad
+        kernel.append(k), stride.append(s), x_hw.append(n)
+        pads += [p, max(p - out_pad, 0)]
+        y_hw.append(size - max(out_pad - p, 0))
+    return tuple(x_hw), tuple(kernel), tuple(stride), tuple(pads), tuple(y_hw)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(geometries(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([np.float32, np.float64]))
+def test_the_phase_kernels_equal_col2im_and_im2col_bit_for_bit(geometry, n, c, dtype):
+    x_hw, kernel, stride, pads, y_hw = geometry
+    rng = np.random.default_rng(0)
+    (h, w), (kh, kw) = x_hw, kernel
+    cols = rng.standard_normal((c * kh * kw, n, h, w)).astype(dtype)
+    pitch = wide_pitch(kw, stride[1], pads[2], w, y_hw[1])
+    wide = np.zeros(cols.size // w * pitch + 2 * pitch, dtype)                # the fold's wide rows
+    wide[pitch:-pitch].reshape(cols.shape[:3] + (pitch,))[..., :w] = cols
+    y = fold_phases(wide, x_hw, kernel, stride, pads[::2], np.full((n, c) + y_hw, np.nan, dtype))
+    expected = col2im(cols.reshape(c * kh * kw, -1), (n, c) + y_hw, kernel, stride, pads)
+    np.testing.assert_array_equal(y, expected)
+
+    gy = rng.standard_normal((n, c) + y_hw).astype(dtype)
+    gcols = unfold_phases(gy, x_hw, kernel, stride, pads[::2], np.full((c * kh * kw, n * h * w), np.nan, dtype))
+    np.testing.assert_array_equal(gcols, im2col(gy, kernel, stride, pads))
+
+
+def _compare_with_torch(x, w, b, kwargs, upstream, needs_x=True, atol=1e-10, rtol=1e-10):
+    ours = [td.tensor(x, requires_grad=needs_x), td.tensor(w, requires_grad=True), td.tensor(b, requires_grad=True)]
+    theirs = [torch.tensor(x, requires_grad=needs_x), torch.tensor(w, requires_grad=True),
+              torch.tensor(b, requires_grad=True)]
+    with td.backends.record_routes() as taken:
+        y = F.conv_transpose2d(*ours, **kwargs)
+        y.backward(td.tensor(upstream))
+    y_t = torch.nn.functional.conv_transpose2d(*theirs, **kwargs)
+    y_t.backward(torch.tensor(upstream))
+    assert taken == [("conv_transpose2d", "subpixel")]
+    assert y.dtype == x.dtype and ours[1].grad.dtype == x.dtype
+    np.testing.assert_allclose(y.detach().numpy(), y_t.detach().numpy(), atol=atol, rtol=rtol)
+    for a, t in zip(ours, theirs):
+        if t.requires_grad:
+            np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), atol=atol, rtol=rtol)
+    assert needs_x or ours[0].grad is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c_in, c_out, hw, k, kwargs", [
+    (64, 32, 16, 4, dict(stride=2, padding=1)),                        # DCGAN's and FCN's 2x upsampling
+    (32, 16, 16, 3, dict(stride=2, padding=1, output_padding=1)),      # the 3x3 one of decoders
+    (32, 16, 16, 2, dict(stride=2)),                                   # U-Net's
+], ids=["4x4_s2_p1", "3x3_s2_p1_op1", "2x2_s2"])
+def test_realistic_layers_match_torch(dtype, c_in, c_out, hw, k, kwargs):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, c_in, hw, hw)).astype(dtype)
+    w = (rng.standard_normal((c_in, c_out, k, k)) * 0.1).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == np.float32 else dict(atol=1e-10, rtol=1e-10)
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size).astype(dtype), **tol)
+
+
+needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="run_chunks runs in the calling thread here")
+
+
+@needs_workers
+@pytest.mark.parametrize("kwargs, w_shape, needs_x", [
+    (dict(stride=2, padding=1), (6, 4, 4, 4), True),
+    (dict(stride=(2, 3), padding=(2, 0), output_padding=(1, 2), groups=2), (6, 2, 3, 5), True),
+    (dict(stride=2, padding=1), (6, 4, 4, 4), False),                               # dL/dW only
+])
+def test_many_chunks_on_the_workers_match_torch(monkeypatch, kwargs, w_shape, needs_x):
+    monkeypatch.setattr(SubpixelTranspose, "chunk_bytes", 1)            # one image per chunk
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, 6, 5, 16))
+    w = rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[1] * kwargs.get("groups", 1))
+    size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size), needs_x=needs_x)
+
+
+@pytest.mark.parametrize("max_pad_share", [0.0, 1.0], ids=["col2im_forward", "wide_rows_forward"])
+def test_narrow_images_fold_either_way(monkeypatch, max_pad_share):
+    """On images narrower than 16 the forward is ChunkedTranspose's; both ways give torch's numbers."""
+    monkeypatch.setattr(SubpixelTranspose, "max_pad_share", max_pad_share)
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((3, 4, 5, 6)), rng.standard_normal((4, 3, 4, 4)), rng.standard_normal(3)
+    kwargs = dict(stride=2, padding=1)
+    size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size))
