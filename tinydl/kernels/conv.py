@@ -386,8 +386,7 @@ class Winograd:
                 _accumulate(du_parts, worker, du)
 
         run_chunks(backward_chunk, cls._chunks(x, max(weight.shape[:2]), gy.shape[2:]))
-        gw = winograd.weight_grad(_add_up(du_parts, np, u.shape, gy.dtype)) if needs[1] else None
-        return gx, gw
+        return gx, (winograd.weight_grad(list(du_parts.values())) if needs[1] else None)
 
 
 class Pointwise:
