@@ -343,8 +343,8 @@ class Winograd:
     (16 multiplies per 2x2 outputs instead of 36), a chunk of images at a time, on all cores."""
 
     name = "winograd"
-    min_channels = 64              # input and output channels; below it the other routes are faster
-    chunk_bytes = 4 << 20          # transformed tiles (16 x channels x tiles) per chunk
+    chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
+    min_tiles = 512                # ... unless fewer tiles than this (a narrow GEMM rereads U)
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -352,14 +352,17 @@ class Winograd:
         return (get_array_module(x) is np and use_numba(x.dtype) and tuple(kernel) == (3, 3)
                 and stride == (1, 1) and dilation == (1, 1) and groups == 1 and max(padding) <= 2)
 
-    @classmethod
-    def wins(cls, x, weight_shape, geometry, needs):
-        return min(weight_shape[:2]) >= cls.min_channels
+    @staticmethod
+    def wins(x, weight_shape, geometry, needs):
+        """Where Direct does not: from 40 channels on it beat gy_columns and direct 1.3-2x
+        (one thread); at 32, direct was faster."""
+        return min(weight_shape[:2]) > Direct.max_channels
 
     @classmethod
     def _chunks(cls, x, channels, out_hw):
         th, tw = winograd.tile_counts(out_hw)
-        return _batch_chunks(np, x.shape[0], 16 * channels * th * tw * x.itemsize, cls.chunk_bytes)
+        tile_bytes = 16 * channels * x.itemsize
+        return _batch_chunks(np, x.shape[0], th * tw * tile_bytes, max(cls.chunk_bytes, cls.min_tiles * tile_bytes))
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
