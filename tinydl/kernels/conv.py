@@ -378,6 +378,8 @@ class Winograd:
     @classmethod
     def backward(cls, x, weight, _, gy, geometry, needs):
         padding = geometry[2]
+        if not (needs[0] or needs[1]):
+            return None, None
         x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
         u = winograd.transform_weight(weight)
         gx = np.empty(x.shape, dtype=gy.dtype) if needs[0] else None

@@ -58,20 +58,21 @@ transposed), for the upstream gradient gy:
                   overlap, so a pixel gets up to four terms), the padding cropped.
 
 One can check the adjointness: <Y, gy> = <M, Mg> = sum_xi <U V, Mg> = <U, Mg V^T>
-= <V, U^T Mg>, and <G g G^T, dU> = <g, G^T dU G>, <B^T d B, dV> = <d, B dV B^T>.
-The weight transform is a 16x9 matrix on the flattened filter, kron(G, G), so
-dL/dW is kron(G, G)^T on the flattened dU.
+= <V, U^T Mg>, and <G g G^T, dU> = <g, G^T dU G>, <B^T d B, dV> = <d, B dV B^T>
+(tests/test_winograd.py does, numerically). Written on the flattened filter, the
+weight transform is the 16x9 matrix kron(G, G), and dL/dW is its transpose on dU.
 
-Rounding: the transforms multiply by 1/2 and add up to nine terms of either sign,
-so float32 results differ from direct convolution a little more than another
-summation order would (the tests bound it against PyTorch).
+Rounding: the transforms halve and add up to nine terms of either sign; in float32
+the results stayed as close to the exact ones as PyTorch's (64 channels, 56x56).
 
 Layout and threads: V, M, Mg and dV hold a chunk of images at a time in reused
 buffers (``workspace``); the backward recomputes V rather than keeping it (4x
 the input) from the forward. The transforms are Numba loops over channels
-(parallel, or their serial twin inside a chunk worker), each tile row's 16
-values written to 16 contiguous streams; the GEMMs are NumPy's batched matmul
-(OpenBLAS). Where it is used: the 'winograd' route of kernels/conv.py.
+(parallel, or their serial twin inside a chunk worker) that handle one tile per
+iteration: its 16 points go to (or come from) the 16 rows of a buffer, which
+``tile_buffer`` starts at addresses that differ modulo 4 KiB. The GEMMs are
+NumPy's batched matmul (OpenBLAS). Where it is used: the 'winograd' route of
+kernels/conv.py, which deals the chunks to the cores (kernels/_threads.py).
 """
 import numpy as np
 
@@ -79,7 +80,7 @@ from ._dispatch import for_this_thread, njit, prange, workspace
 from ._memory import fill_flat, gather_flat
 from ._threads import worker_key
 
-__all__ = ["B_T", "G", "A_T", "transform_weight", "weight_grad", "tile_counts",
+__all__ = ["B_T", "G", "A_T", "tile_counts", "tile_buffer", "transform_weight", "weight_grad",
            "forward_images", "backward_images"]
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
