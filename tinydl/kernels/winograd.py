@@ -125,6 +125,15 @@ def _a(g0, g1):
 
 
 @njit(inline="always")
+def _tile_row(channel, n, ti, T, th, tw, wp):
+    """Tile row ti of image n in a channel: where its tiles start in a (16, C*T) buffer
+    and the first four of its rows in a padded plane of width wp, unsigned."""
+    t0 = np.uint64(channel * T + (n * th + ti) * tw)
+    p0, row = np.uint64(2 * ti * wp), np.uint64(wp)
+    return t0, p0, p0 + row, p0 + row + row, p0 + row + row + row
+
+
+@njit(inline="always")
 def _columns(j):
     """The four plane columns 2j .. 2j+3 of tile column j, unsigned."""
     one = np.uint64(1)
@@ -183,16 +192,13 @@ def _input_tiles_kernel(x, pt, pl, th, tw, v):
     hp, wp = 2 * th + 2, 2 * tw + 2
     T = n_img * th * tw
     xf = x.reshape(-1)
-    row = np.uint64(wp)
     for c in prange(C):
         plane = np.zeros(hp * wp, dtype=x.dtype)                  # the borders stay 0: the padding
         for n in range(n_img):
             for r in range(H):
                 gather_flat(plane, (r + pt) * wp + pl, xf, ((n * C + c) * H + r) * W, W, 1)
             for ti in range(th):
-                t0 = np.uint64(c * T + (n * th + ti) * tw)
-                p0 = np.uint64(2 * ti * wp)
-                p1, p2, p3 = p0 + row, p0 + row + row, p0 + row + row + row
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
                 for j in range(np.uint64(tw)):
                     q0, q1, q2, q3 = _columns(j)
                     # B^T on the tile's four columns (c0 = column 0 of B^T d, ...) ...
@@ -221,7 +227,7 @@ def _output_tiles_kernel(m, bias, th, tw, y):
         b = bias[k]
         for n in range(n_img):
             for ti in range(th):
-                t0 = np.uint64(k * T + (n * th + ti) * tw)
+                t0 = _tile_row(k, n, ti, T, th, tw, 0)[0]
                 for j in range(np.uint64(tw)):
                     t = t0 + j
                     # A^T on the columns of the 4x4 m (c0 = column 0 of A^T m, ...) ...
@@ -247,16 +253,13 @@ def _grad_tiles_kernel(gy, th, tw, mg):
     wp = 2 * tw
     T = n_img * th * tw
     gf = gy.reshape(-1)
-    row = np.uint64(wp)
     for k in prange(K):
         plane = np.zeros(2 * th * wp, dtype=gy.dtype)              # past Ho, Wo it stays 0
         for n in range(n_img):
             for r in range(Ho):
                 gather_flat(plane, r * wp, gf, ((n * K + k) * Ho + r) * Wo, Wo, 1)
             for ti in range(th):
-                t0 = np.uint64(k * T + (n * th + ti) * tw)
-                p0 = np.uint64(2 * ti * wp)
-                p1 = p0 + row
+                t0, p0, p1, _, _ = _tile_row(k, n, ti, T, th, tw, wp)
                 for j in range(np.uint64(tw)):
                     q0, q1, _, _ = _columns(j)
                     c0 = _a(plane[p0 + q0], plane[p1 + q0])        # A on the columns ...
@@ -285,15 +288,12 @@ def _input_grad_kernel(dv, pt, pl, th, tw, gx):
     hp, wp = 2 * th + 2, 2 * tw + 2
     T = n_img * th * tw
     gf = gx.reshape(-1)
-    row = np.uint64(wp)
     for c in prange(C):
         plane = np.empty(hp * wp, dtype=gx.dtype)
         for n in range(n_img):
             fill_flat(plane, 0, hp * wp, 0)
             for ti in range(th):
-                t0 = np.uint64(c * T + (n * th + ti) * tw)
-                p0 = np.uint64(2 * ti * wp)
-                p1, p2, p3 = p0 + row, p0 + row + row, p0 + row + row + row
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
                 for j in range(np.uint64(tw)):
                     t = t0 + j
                     # B on the columns of the 4x4 e (c0 = column 0 of B e, ...) ...
