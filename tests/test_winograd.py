@@ -180,7 +180,7 @@ def test_gradcheck_through_the_route():
 
 def test_many_chunks_on_the_workers(monkeypatch):
     monkeypatch.setattr(Winograd, "chunk_bytes", 1)               # one image per chunk: 7 chunks
-    monkeypatch.setattr(Winograd, "min_tiles", 0)
+    monkeypatch.setattr(Winograd, "chunk_tiles", 0)
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((7, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     g = rng.standard_normal((7, 4, 6, 5))
@@ -211,20 +211,21 @@ def test_real_layer_in_float32_against_torch():
         assert ours_err <= max(4 * torch_err, 1e-6), f"{name}: error {ours_err:.2e}, torch's {torch_err:.2e}"
 
 
-@pytest.mark.parametrize("kwargs, w_shape, dtype, route", [
-    (dict(padding=1), (64, 64, 3, 3), np.float32, "winograd"),
-    (dict(padding=1), (64, 64, 3, 3), np.float64, "winograd"),
-    (dict(padding=2), (40, 48, 3, 3), np.float32, "winograd"),
-    (dict(padding=1), (16, 16, 3, 3), np.float32, "direct"),       # few channels: direct
-    (dict(padding=1), (64, 16, 3, 3), np.float32, None),           # GEMMs over 16 channels: no
-    (dict(padding=1, stride=2), (64, 64, 3, 3), np.float32, None),
-    (dict(padding=1, dilation=2), (64, 64, 3, 3), np.float32, None),
-    (dict(padding=3), (64, 64, 3, 3), np.float32, None),           # more padding than tiles of 4 cover
-    (dict(padding=1, groups=2), (64, 32, 3, 3), np.float32, None),
-    (dict(padding=2), (64, 64, 5, 5), np.float32, None),
+@pytest.mark.parametrize("hw, kwargs, w_shape, dtype, route", [
+    (14, dict(padding=1), (64, 64, 3, 3), np.float32, "winograd"),     # 49 tiles
+    (14, dict(padding=1), (64, 64, 3, 3), np.float64, "winograd"),
+    (14, dict(padding=2), (40, 48, 3, 3), np.float32, "winograd"),
+    (14, dict(padding=1), (16, 16, 3, 3), np.float32, "direct"),       # few channels: direct
+    (14, dict(padding=1), (64, 16, 3, 3), np.float32, None),           # GEMMs over 16 channels: no
+    (14, dict(padding=1, stride=2), (64, 64, 3, 3), np.float32, None),
+    (14, dict(padding=1, dilation=2), (64, 64, 3, 3), np.float32, None),
+    (14, dict(padding=3), (64, 64, 3, 3), np.float32, None),           # more padding than it tiles
+    (14, dict(padding=1, groups=2), (64, 32, 3, 3), np.float32, None),
+    (14, dict(padding=2), (64, 64, 5, 5), np.float32, None),
+    (6, dict(padding=1), (64, 64, 3, 3), np.float32, None),            # 9 tiles: too few
 ])
-def test_dispatcher_takes_winograd_for_3x3_stride_1_with_many_channels(kwargs, w_shape, dtype, route):
-    x = td.zeros((1, w_shape[1] * kwargs.get("groups", 1), 6, 6), dtype=dtype, requires_grad=True)
+def test_dispatcher_takes_winograd_for_3x3_stride_1_with_many_channels(hw, kwargs, w_shape, dtype, route):
+    x = td.zeros((1, w_shape[1] * kwargs.get("groups", 1), hw, hw), dtype=dtype, requires_grad=True)
     with td.backends.record_routes() as taken:
         F.conv2d(x, td.zeros(w_shape, dtype=dtype), **kwargs)
     if route is None:

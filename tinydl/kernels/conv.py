@@ -344,7 +344,8 @@ class Winograd:
 
     name = "winograd"
     chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
-    min_tiles = 512                # ... unless fewer tiles than this (a narrow GEMM rereads U)
+    chunk_tiles = 512              # ... but at least this many tiles (a narrow GEMM rereads U)
+    min_tiles = 48                 # in the batch; with fewer, U's and dU's passes cost more than is saved
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -352,17 +353,24 @@ class Winograd:
         return (get_array_module(x) is np and use_numba(x.dtype) and tuple(kernel) == (3, 3)
                 and stride == (1, 1) and dilation == (1, 1) and groups == 1 and max(padding) <= 2)
 
-    @staticmethod
-    def wins(x, weight_shape, geometry, needs):
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
         """Where Direct does not: from 40 channels on it beat gy_columns and direct 1.3-2x
-        (one thread); at 32, direct was faster."""
-        return min(weight_shape[:2]) > Direct.max_channels
+        (one thread); at 32, direct was faster. And with enough tiles in the batch: at 32
+        tiles (256 or 512 channels) it was 0-10% slower than gy_columns, at 49 30% faster."""
+        th, tw = winograd.tile_counts(conv_output_size(x.shape[2:], (3, 3), 1, geometry[2]))
+        return min(weight_shape[:2]) > Direct.max_channels and x.shape[0] * th * tw >= cls.min_tiles
 
     @classmethod
     def _chunks(cls, x, channels, out_hw):
+        """Slices of the batch: chunk_bytes of tiles, min_tiles at least, and never the whole
+        batch in one chunk when it has several images: one chunk would run the parallel
+        kernels and threaded OpenBLAS in turn (512->512 7x7 N8, two threads: 3-6x slower)."""
         th, tw = winograd.tile_counts(out_hw)
         tile_bytes = 16 * channels * x.itemsize
-        return _batch_chunks(np, x.shape[0], th * tw * tile_bytes, max(cls.chunk_bytes, cls.min_tiles * tile_bytes))
+        image_bytes = th * tw * tile_bytes
+        chunk_bytes = max(cls.chunk_bytes, cls.chunk_tiles * tile_bytes)
+        return _batch_chunks(np, x.shape[0], image_bytes, min(chunk_bytes, x.shape[0] * image_bytes))
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
