@@ -303,41 +303,6 @@ class GyColumns:
         return gx, gw
 
 
-class Direct:
-    """Stride 1, few channels per group: kernels/direct_conv.py, no columns anywhere."""
-
-    name = "direct"
-    max_channels = 32              # per group; beyond it im2col + OpenBLAS is faster
-
-    @staticmethod
-    def applies(x, weight_shape, geometry, needs):
-        kernel, stride, padding, dilation, _ = geometry
-        return (get_array_module(x) is np and use_numba(x.dtype) and stride == (1, 1)
-                and (not needs[0] or _full_padding_fits(padding, kernel, dilation)))
-
-    @classmethod
-    def wins(cls, x, weight_shape, geometry, needs):
-        c_out, c_per_group = weight_shape[:2]
-        return c_out // geometry[4] <= cls.max_channels and (not needs[0] or c_per_group <= cls.max_channels)
-
-    @staticmethod
-    def forward(x, weight, bias, geometry, needs):
-        _, _, padding, dilation, groups = geometry
-        return conv2d_direct(x, weight, bias, padding, dilation, groups), None
-
-    @staticmethod
-    def backward(x, weight, _, gy, geometry, needs):
-        kernel, _, padding, dilation, groups = geometry
-        gy = np.ascontiguousarray(gy)                     # once, for both kernels
-        gx = gw = None
-        if needs[0]:
-            full, flipped = full_convolution(weight, geometry)
-            gx = conv2d_direct(gy, flipped, None, full, dilation, groups)
-        if needs[1]:
-            gw = conv2d_direct_weight_grad(x, gy, kernel, padding, dilation, groups)
-        return gx, gw
-
-
 class Winograd:
     """3x3, stride 1, one group, many channels: Winograd F(2x2, 3x3), kernels/winograd.py
     (16 multiplies per 2x2 outputs instead of 36), a chunk of images at a time, on all cores."""
@@ -400,6 +365,41 @@ class Winograd:
 
         run_chunks(backward_chunk, cls._chunks(x, max(weight.shape[:2]), gy.shape[2:]))
         return gx, (winograd.weight_grad(list(du_parts.values())) if needs[1] else None)
+
+
+class Direct:
+    """Stride 1, few channels per group: kernels/direct_conv.py, no columns anywhere."""
+
+    name = "direct"
+    max_channels = 32              # per group; beyond it im2col + OpenBLAS is faster
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        kernel, stride, padding, dilation, _ = geometry
+        return (get_array_module(x) is np and use_numba(x.dtype) and stride == (1, 1)
+                and (not needs[0] or _full_padding_fits(padding, kernel, dilation)))
+
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
+        c_out, c_per_group = weight_shape[:2]
+        return c_out // geometry[4] <= cls.max_channels and (not needs[0] or c_per_group <= cls.max_channels)
+
+    @staticmethod
+    def forward(x, weight, bias, geometry, needs):
+        _, _, padding, dilation, groups = geometry
+        return conv2d_direct(x, weight, bias, padding, dilation, groups), None
+
+    @staticmethod
+    def backward(x, weight, _, gy, geometry, needs):
+        kernel, _, padding, dilation, groups = geometry
+        gy = np.ascontiguousarray(gy)                     # once, for both kernels
+        gx = gw = None
+        if needs[0]:
+            full, flipped = full_convolution(weight, geometry)
+            gx = conv2d_direct(gy, flipped, None, full, dilation, groups)
+        if needs[1]:
+            gw = conv2d_direct_weight_grad(x, gy, kernel, padding, dilation, groups)
+        return gx, gw
 
 
 class Pointwise:
