@@ -328,7 +328,7 @@ class Winograd:
 
     @classmethod
     def _chunks(cls, x, channels, out_hw):
-        """Slices of the batch: chunk_bytes of tiles, min_tiles at least, and never the whole
+        """Slices of the batch: chunk_bytes of tiles, chunk_tiles at least, and never the whole
         batch in one chunk when it has several images: one chunk would run the parallel
         kernels and threaded OpenBLAS in turn (512->512 7x7 N8, two threads: 3-6x slower)."""
         th, tw = winograd.tile_counts(out_hw)
