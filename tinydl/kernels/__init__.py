@@ -8,8 +8,8 @@ paths give the same numbers (bit-identical on the CPU).
 
     im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
     conv                   the convolution ops' fast routes and their dispatcher
-    direct_conv            stride-1 convolution with few channels, no columns (CPU)
     winograd               3x3 stride-1 convolution as Winograd F(2x2, 3x3) (CPU)
+    direct_conv            stride-1 convolution with few channels, no columns (CPU)
     pool                   max pool (+indices, backward), max unpool, avg pool
     norm                   batch-norm per-channel statistics, affine, input gradient
     detection              NMS, RoI max pooling (forward and backward)

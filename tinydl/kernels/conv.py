@@ -33,11 +33,11 @@ import numpy as np
 
 from .. import backends
 from ..backend import get_array_module
+from . import winograd
 from ._dispatch import use_numba, workspace
 from ._threads import chunk_workers, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
 from .im2col import col2im, conv_output_size, im2col
-from . import winograd
 
 __all__ = ["conv2d_route", "conv_transpose2d_route", "CONV2D_ROUTES", "CONV_TRANSPOSE2D_ROUTES"]
 
