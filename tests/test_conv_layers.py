@@ -187,7 +187,7 @@ def test_saved_columns_survive_retain_graph_and_other_forwards():
     np.testing.assert_allclose(_np(conv.weight.grad), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("route", ["reference", "im2col", "chunked", "gy_columns", "direct"])
+@pytest.mark.parametrize("route", ["reference", "im2col", "chunked", "gy_columns", "direct", "winograd"])
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", [
     (dict(padding=1), (3, 4, 7, 6), (5, 4, 3, 3)),
     (dict(), (2, 3, 6, 7), (4, 3, 3, 2)),                                 # no padding: the full conv pads k-1
@@ -201,7 +201,8 @@ def test_backward_routes_match_torch(route, kwargs, x_shape, w_shape, x_needs_gr
     """Every route of Conv2d gives torch's output and gradients (float64, random upstream
     gradient), and runs where it applies: gy's columns and the direct kernels only for
     stride 1 and, when x needs a gradient, padding no wider than the dilated kernel;
-    elsewhere the usual choice runs."""
+    Winograd's only for 3x3, stride 1, no dilation, padding up to 2; elsewhere the usual
+    choice runs."""
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
@@ -221,7 +222,8 @@ def test_backward_routes_match_torch(route, kwargs, x_shape, w_shape, x_needs_gr
     stride_1 = kwargs.get("stride", 1) == 1
     padding_allowed = kwargs.get("padding") != (0, 2) or not x_needs_grad
     applies = {"gy_columns": stride_1 and padding_allowed and x_needs_grad,
-               "direct": stride_1 and padding_allowed}.get(route, True)
+               "direct": stride_1 and padding_allowed,
+               "winograd": w_shape[2:] == (3, 3) and stride_1 and "dilation" not in kwargs}.get(route, True)
     assert (taken == [("conv2d", route)]) == applies, taken
 
 

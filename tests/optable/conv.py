@@ -2,7 +2,8 @@
 
 The grid covers odd sizes, stride > kernel, padding up to k-1, dilation,
 groups (incl. depthwise), 1x1 kernels (the reshape fast path and its strided
-neighbour), kernel = input size, batch 1, unbatched input, non-contiguous
+neighbour), 3x3 with padding 0, 1 or 2 per axis and odd outputs (Winograd's partial
+tiles), kernel = input size, batch 1, unbatched input, non-contiguous
 input, 'same' (even kernels pad asymmetrically) and 'valid', asymmetric
 kernels and strides, and transposed convolutions with output_padding below
 and above the padding. Inputs stay small (a few hundred elements in all):
@@ -86,6 +87,9 @@ CASES = [
     OpCase("conv2d/asymmetric_kernel_stride", *conv(stride=(2, 1), padding=(1, 0)),
            arrays((1, 2, 7, 5), (3, 2, 3, 1), (3,)), **TOL),
     OpCase("conv2d/no_bias", *conv(stride=(1, 2)), arrays((2, 2, 5, 5), (3, 2, 2, 3)), **TOL),
+    # 3x3 with other padding along H than W (Winograd's tiles: odd Ho, partial last tiles)
+    OpCase("conv2d/3x3_pad_h2_w0", *conv(padding=(2, 0)), arrays((2, 2, 5, 4), (3, 2, 3, 3), (3,)), **TOL),
+    OpCase("conv2d/3x3_pad_h0_w1", *conv(padding=(0, 1)), arrays((1, 3, 6, 3), (2, 3, 3, 3)), **TOL),
     # ---- conv_transpose2d
     OpCase("conv_transpose2d/basic", *convt(), arrays((2, 3, 3, 4), (3, 2, 3, 3), (2,)), **TOL),
     OpCase("conv_transpose2d/stride2_pad1_outpad1", *convt(stride=2, padding=1, output_padding=1),

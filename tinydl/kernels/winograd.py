@@ -1,0 +1,382 @@
+r"""Winograd convolution F(2x2, 3x3) on the CPU: 3x3 stride-1 conv2d with 2.25x fewer multiplies.
+
+Why
+---
+A 3x3 convolution with many channels spends its time in the GEMM (im2col's
+K = 9*C rows): 9 multiply-adds per output pixel, input channel and output
+channel. Winograd's minimal filtering algorithm computes a 2x2 block of outputs
+from a 4x4 block of inputs with 16 products instead of 2*2*9 = 36: the rest
+becomes additions, done once per channel (not once per channel pair).
+
+The one-dimensional idea, F(2, 3)
+---------------------------------
+Two outputs of a 3-tap filter g over four inputs d,
+    y0 = d0 g0 + d1 g1 + d2 g2,     y1 = d1 g0 + d2 g1 + d3 g2,
+take six products. With
+    m0 = (d0 - d2) g0                 m1 = (d1 + d2)(g0 + g1 + g2)/2
+    m2 = (d2 - d1)(g0 - g1 + g2)/2    m3 = (d1 - d3) g2
+they are y0 = m0 + m1 + m2 and y1 = m1 - m2 - m3: four products (the g factors
+depend on the filter only and are computed once). In matrices,
+    y = A^T [(G g) * (B^T d)]          (* multiplies entry by entry)
+with
+           [1  0 -1  0]          [ 1    0    0 ]
+    B^T =  [0  1  1  0]     G =  [1/2  1/2  1/2]     A^T = [1  1  1  0]
+           [0 -1  1  0]          [1/2 -1/2  1/2]           [0  1 -1 -1]
+           [0  1  0 -1]          [ 0    0    1 ]
+
+Nesting it along both axes gives F(2x2, 3x3): for a 4x4 input tile d and a
+3x3 filter g, the 2x2 output tile is
+    Y = A^T [ (G g G^T) * (B^T d B) ] A.
+
+The convolution
+---------------
+Cover the padded input with 4x4 tiles that step by 2 (neighbours overlap by two
+rows or columns); tile t gives outputs (2*ti .. 2*ti+1, 2*tj .. 2*tj+1). An odd
+output size leaves a last tile whose second row or column is computed on zeros
+and dropped. Number the 16 positions of a transformed tile xi = 4*a + b; then,
+for input channels c, output channels k and tiles t (T = N * tiles per image):
+
+    U[xi, k, c] = (G g[k, c] G^T)[a, b]                     (16, K, C)  weights, once
+    V[xi, c, t] = (B^T d[c, t] B)[a, b]                     (16, C, T)  input tiles
+    M[xi]       = U[xi] @ V[xi]                             16 GEMMs (K, C) @ (C, T)
+    y[k, t]     = A^T M[:, k, t] A         (M[:, k, t] as 4x4)          output tiles
+
+The sum over input channels sits inside the GEMMs, which is why the transforms
+cost so little: the input transform is done once per (c, t), the output one once
+per (k, t), and all C*K pairs go through the 16 GEMMs, 16 multiply-adds per 4
+outputs where direct convolution needs 36.
+
+Backward: the exact adjoint of each linear step, in reverse order (every matrix
+transposed), for the upstream gradient gy:
+
+    Mg[:, k, t] = A gy[k, t] A^T           (gy's 2x2 tile, 0 past the edge)   (16, K, T)
+    dU[xi]      = Mg[xi] @ V[xi]^T         (summed over the tiles)            (16, K, C)
+    dL/dW[k, c] = G^T dU[:, k, c] G        (dU as 4x4)
+    dV[xi]      = U[xi]^T @ Mg[xi]                                            (16, C, T)
+    dL/dx       = the sum over tiles of B dV[:, c, t] B^T, each added onto the 4x4
+                  patch of the padded input its tile was read from (the tiles
+                  overlap, so a pixel gets up to four terms), the padding cropped.
+
+One can check the adjointness: <Y, gy> = <M, Mg> = sum_xi <U V, Mg> = <U, Mg V^T>
+= <V, U^T Mg>, and <G g G^T, dU> = <g, G^T dU G>, <B^T d B, dV> = <d, B dV B^T>
+(tests/test_winograd.py does, numerically). Written on the flattened filter, the
+weight transform is the 16x9 matrix kron(G, G), and dL/dW is its transpose on dU.
+
+Rounding: the transforms halve and add up to nine terms of either sign; in float32
+the results stayed as close to the exact ones as PyTorch's (64 channels, 56x56).
+
+Layout and threads: V, M, Mg and dV hold a chunk of images at a time in reused
+buffers (``workspace``); the backward recomputes V rather than keeping it (4x
+the input) from the forward. The transforms are Numba loops over channels
+(parallel, or their serial twin inside a chunk worker) that handle one tile per
+iteration: its 16 points go to (or come from) the 16 rows of a buffer, which
+``tile_buffer`` starts at addresses that differ modulo 4 KiB. The GEMMs are
+NumPy's batched matmul (OpenBLAS). Where it is used: the 'winograd' route of
+kernels/conv.py, which deals the chunks to the cores (kernels/_threads.py).
+"""
+import numpy as np
+
+from ._dispatch import for_this_thread, njit, prange, workspace
+from ._memory import fill_flat, gather_flat
+from ._threads import worker_key
+
+__all__ = ["B_T", "G", "A_T", "tile_counts", "tile_buffer", "transform_weight", "weight_grad",
+           "forward_images", "backward_images"]
+
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def tile_counts(out_hw):
+    """Tiles per column and per row: ceil(Ho / 2), ceil(Wo / 2)."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+# ---------------------------------------------------------------- the four tile transforms
+# Each runs over one chunk of images, with tile t = (n * th + ti) * tw + tj, on the
+# (16, C*T) view of a tile buffer: row xi = 4*a + b holds point (a, b) of every
+# (channel, tile). A tile's 16 points are read or written one per row, so the rows
+# must not start a multiple of 4 KiB apart (``tile_buffer``). Indices are unsigned:
+# a signed index makes Numba check for negative ones at every access (20% slower here).
+
+@njit(inline="always")
+def _b_t(d0, d1, d2, d3):
+    """B^T (d0, d1, d2, d3)"""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(inline="always")
+def _b(e0, e1, e2, e3):
+    """B (e0, e1, e2, e3): the adjoint of _b_t"""
+    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+
+
+@njit(inline="always")
+def _a_t(m0, m1, m2, m3):
+    """A^T (m0, m1, m2, m3)"""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(inline="always")
+def _a(g0, g1):
+    """A (g0, g1): the adjoint of _a_t"""
+    return g0, g0 + g1, g0 - g1, -g1
+
+
+@njit(inline="always")
+def _tile_row(channel, n, ti, T, th, tw, wp):
+    """Tile row ti of image n in a channel: where its tiles start in a (16, C*T) buffer
+    and the first four of its rows in a padded plane of width wp, unsigned."""
+    t0 = np.uint64(channel * T + (n * th + ti) * tw)
+    p0, row = np.uint64(2 * ti * wp), np.uint64(wp)
+    return t0, p0, p0 + row, p0 + row + row, p0 + row + row + row
+
+
+@njit(inline="always")
+def _columns(j):
+    """The four plane columns 2j .. 2j+3 of tile column j, unsigned."""
+    one = np.uint64(1)
+    q0 = j + j
+    return q0, q0 + one, q0 + one + one, q0 + one + one + one
+
+
+@njit(inline="always")
+def _g(h0, h1, h2):
+    """G (h0, h1, h2)"""
+    return h0, (h0 + h1 + h2) * 0.5, (h0 - h1 + h2) * 0.5, h2
+
+
+@njit(inline="always")
+def _g_t(e0, e1, e2, e3):
+    """G^T (e0, e1, e2, e3): the adjoint of _g"""
+    return e0 + (e1 + e2) * 0.5, (e1 - e2) * 0.5, (e1 + e2) * 0.5 + e3
+
+
+@njit(parallel=True, cache=True)
+def _weight_tiles_kernel(w, u):
+    # w (K, C, 3, 3) -> u (16, K*C): U = G g G^T for every filter g.
+    K, C = w.shape[0], w.shape[1]
+    for k in prange(K):
+        for c in range(C):
+            g = w[k, c]
+            c0 = _g(g[0, 0], g[1, 0], g[2, 0])                     # G on the columns ...
+            c1 = _g(g[0, 1], g[1, 1], g[2, 1])
+            c2 = _g(g[0, 2], g[1, 2], g[2, 2])
+            t = np.uint64(k * C + c)                               # ... then on the rows
+            u[0, t], u[1, t], u[2, t], u[3, t] = _g(c0[0], c1[0], c2[0])
+            u[4, t], u[5, t], u[6, t], u[7, t] = _g(c0[1], c1[1], c2[1])
+            u[8, t], u[9, t], u[10, t], u[11, t] = _g(c0[2], c1[2], c2[2])
+            u[12, t], u[13, t], u[14, t], u[15, t] = _g(c0[3], c1[3], c2[3])
+
+
+@njit(parallel=True, cache=True)
+def _weight_grad_kernel(du, gw):
+    # du (16, K, C) -> gw (K, C, 3, 3): dL/dW = G^T dU G for every (k, c).
+    K, C = gw.shape[0], gw.shape[1]
+    for k in prange(K):
+        for c in range(C):
+            c0 = _g_t(du[0, k, c], du[4, k, c], du[8, k, c], du[12, k, c])     # G^T on the columns ...
+            c1 = _g_t(du[1, k, c], du[5, k, c], du[9, k, c], du[13, k, c])
+            c2 = _g_t(du[2, k, c], du[6, k, c], du[10, k, c], du[14, k, c])
+            c3 = _g_t(du[3, k, c], du[7, k, c], du[11, k, c], du[15, k, c])
+            for i in range(3):                                                 # ... then on the rows
+                gw[k, c, i, 0], gw[k, c, i, 1], gw[k, c, i, 2] = _g_t(c0[i], c1[i], c2[i], c3[i])
+
+
+@njit(parallel=True, cache=True)
+def _input_tiles_kernel(x, pt, pl, th, tw, v):
+    # x (n, C, H, W) contiguous -> v (16, C*T): V = B^T d B for every 4x4 tile d of the
+    # input padded by pt, pl on the top/left and with zeros up to (2*th + 2, 2*tw + 2).
+    n_img, C, H, W = x.shape
+    hp, wp = 2 * th + 2, 2 * tw + 2
+    T = n_img * th * tw
+    xf = x.reshape(-1)
+    for c in prange(C):
+        plane = np.zeros(hp * wp, dtype=x.dtype)                  # the borders stay 0: the padding
+        for n in range(n_img):
+            for r in range(H):
+                gather_flat(plane, (r + pt) * wp + pl, xf, ((n * C + c) * H + r) * W, W, 1)
+            for ti in range(th):
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
+                for j in range(np.uint64(tw)):
+                    q0, q1, q2, q3 = _columns(j)
+                    # B^T on the tile's four columns (c0 = column 0 of B^T d, ...) ...
+                    c0 = _b_t(plane[p0 + q0], plane[p1 + q0], plane[p2 + q0], plane[p3 + q0])
+                    c1 = _b_t(plane[p0 + q1], plane[p1 + q1], plane[p2 + q1], plane[p3 + q1])
+                    c2 = _b_t(plane[p0 + q2], plane[p1 + q2], plane[p2 + q2], plane[p3 + q2])
+                    c3 = _b_t(plane[p0 + q3], plane[p1 + q3], plane[p2 + q3], plane[p3 + q3])
+                    # ... then on its rows: row a of B^T d B is B^T (c0[a], .., c3[a])
+                    t = t0 + j
+                    v[0, t], v[1, t], v[2, t], v[3, t] = _b_t(c0[0], c1[0], c2[0], c3[0])
+                    v[4, t], v[5, t], v[6, t], v[7, t] = _b_t(c0[1], c1[1], c2[1], c3[1])
+                    v[8, t], v[9, t], v[10, t], v[11, t] = _b_t(c0[2], c1[2], c2[2], c3[2])
+                    v[12, t], v[13, t], v[14, t], v[15, t] = _b_t(c0[3], c1[3], c2[3], c3[3])
+
+
+@njit(parallel=True, cache=True)
+def _output_tiles_kernel(m, bias, th, tw, y):
+    # m (16, K*T) -> y (n, K, Ho, Wo): y tile = A^T m A + bias[k]; a partial last tile's
+    # second row/column is dropped.
+    n_img, K, Ho, Wo = y.shape
+    T = n_img * th * tw
+    yf = y.reshape(-1)
+    one, second = np.uint64(1), np.uint64(2 * tw)
+    for k in prange(K):
+        rows = np.empty(4 * tw, dtype=y.dtype)                    # the two output rows of a tile row
+        b = bias[k]
+        for n in range(n_img):
+            for ti in range(th):
+                t0 = _tile_row(k, n, ti, T, th, tw, 0)[0]
+                for j in range(np.uint64(tw)):
+                    t = t0 + j
+                    # A^T on the columns of the 4x4 m (c0 = column 0 of A^T m, ...) ...
+                    c0 = _a_t(m[0, t], m[4, t], m[8, t], m[12, t])
+                    c1 = _a_t(m[1, t], m[5, t], m[9, t], m[13, t])
+                    c2 = _a_t(m[2, t], m[6, t], m[10, t], m[14, t])
+                    c3 = _a_t(m[3, t], m[7, t], m[11, t], m[15, t])
+                    # ... then A on its rows
+                    y00, y01 = _a_t(c0[0], c1[0], c2[0], c3[0])
+                    y10, y11 = _a_t(c0[1], c1[1], c2[1], c3[1])
+                    e = j + j
+                    rows[e], rows[e + one] = y00 + b, y01 + b
+                    rows[second + e], rows[second + e + one] = y10 + b, y11 + b
+                for a in range(min(2, Ho - 2 * ti)):
+                    gather_flat(yf, ((n * K + k) * Ho + 2 * ti + a) * Wo, rows, a * 2 * tw, Wo, 1)
+
+
+@njit(parallel=True, cache=True)
+def _grad_tiles_kernel(gy, th, tw, mg):
+    # gy (n, K, Ho, Wo) contiguous -> mg (16, K*T): Mg = A g A^T for every 2x2 tile g of
+    # gy (zeros past its edge).
+    n_img, K, Ho, Wo = gy.shape
+    wp = 2 * tw
+    T = n_img * th * tw
+    gf = gy.reshape(-1)
+    for k in prange(K):
+        plane = np.zeros(2 * th * wp, dtype=gy.dtype)              # past Ho, Wo it stays 0
+        for n in range(n_img):
+            for r in range(Ho):
+                gather_flat(plane, r * wp, gf, ((n * K + k) * Ho + r) * Wo, Wo, 1)
+            for ti in range(th):
+                t0, p0, p1, _, _ = _tile_row(k, n, ti, T, th, tw, wp)
+                for j in range(np.uint64(tw)):
+                    q0, q1, _, _ = _columns(j)
+                    c0 = _a(plane[p0 + q0], plane[p1 + q0])        # A on the columns ...
+                    c1 = _a(plane[p0 + q1], plane[p1 + q1])
+                    t = t0 + j                                     # ... then on the rows
+                    mg[0, t], mg[1, t], mg[2, t], mg[3, t] = _a(c0[0], c1[0])
+                    mg[4, t], mg[5, t], mg[6, t], mg[7, t] = _a(c0[1], c1[1])
+                    mg[8, t], mg[9, t], mg[10, t], mg[11, t] = _a(c0[2], c1[2])
+                    mg[12, t], mg[13, t], mg[14, t], mg[15, t] = _a(c0[3], c1[3])
+
+
+@njit(inline="always")
+def _add_row(plane, p, q0, q1, q2, q3, u):
+    """plane[p + q_s] += u[s]: one row of a tile's B e B^T onto the padded plane."""
+    plane[p + q0] += u[0]
+    plane[p + q1] += u[1]
+    plane[p + q2] += u[2]
+    plane[p + q3] += u[3]
+
+
+@njit(parallel=True, cache=True)
+def _input_grad_kernel(dv, pt, pl, th, tw, gx):
+    # dv (16, C*T) -> gx (n, C, H, W): every tile's B e B^T added onto its 4x4 patch of
+    # the padded plane, whose interior is then dL/dx.
+    n_img, C, H, W = gx.shape
+    hp, wp = 2 * th + 2, 2 * tw + 2
+    T = n_img * th * tw
+    gf = gx.reshape(-1)
+    for c in prange(C):
+        plane = np.empty(hp * wp, dtype=gx.dtype)
+        for n in range(n_img):
+            fill_flat(plane, 0, hp * wp, 0)
+            for ti in range(th):
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
+                for j in range(np.uint64(tw)):
+                    t = t0 + j
+                    # B on the columns of the 4x4 e (c0 = column 0 of B e, ...) ...
+                    c0 = _b(dv[0, t], dv[4, t], dv[8, t], dv[12, t])
+                    c1 = _b(dv[1, t], dv[5, t], dv[9, t], dv[13, t])
+                    c2 = _b(dv[2, t], dv[6, t], dv[10, t], dv[14, t])
+                    c3 = _b(dv[3, t], dv[7, t], dv[11, t], dv[15, t])
+                    q0, q1, q2, q3 = _columns(j)                   # ... then B^T on its rows
+                    _add_row(plane, p0, q0, q1, q2, q3, _b(c0[0], c1[0], c2[0], c3[0]))
+                    _add_row(plane, p1, q0, q1, q2, q3, _b(c0[1], c1[1], c2[1], c3[1]))
+                    _add_row(plane, p2, q0, q1, q2, q3, _b(c0[2], c1[2], c2[2], c3[2]))
+                    _add_row(plane, p3, q0, q1, q2, q3, _b(c0[3], c1[3], c2[3], c3[3]))
+            for r in range(H):
+                gather_flat(gf, ((n * C + c) * H + r) * W, plane, (r + pt) * wp + pl, W, 1)
+
+
+# ---------------------------------------------------------------- a chunk of images
+def tile_buffer(channels, tiles, dtype, key):
+    """A reused (16, channels, tiles) scratch array (``workspace``) whose 16 planes start
+    64 bytes past a multiple of 4 KiB from each other: 4 KiB apart, the transforms'
+    16 streams share their cache sets, which made them 10x slower."""
+    item = np.dtype(dtype).itemsize
+    size = channels * tiles
+    stride = (-(-size * item // 4096) * 4096 + 64) // item
+    planes = workspace((16, stride), dtype, key)[:, :size]
+    return planes.reshape(16, channels, tiles)                    # a view: each plane is contiguous
+
+
+def transform_weight(weight):
+    """U (16, K, C) = G g G^T for every filter g of ``weight`` (K, C, 3, 3), in a reused buffer."""
+    k, c = weight.shape[:2]
+    u = tile_buffer(k, c, weight.dtype, "winograd.u")
+    for_this_thread(_weight_tiles_kernel, u.size)(np.ascontiguousarray(weight), _planes(u))
+    return u
+
+
+def weight_grad(du_parts):
+    """dL/dW (K, C, 3, 3) = G^T dU G for every (k, c), dU the sum of ``du_parts`` (each
+    (16, K, C), at least one), added up in a tile buffer (the kernel reads its 16 rows at once)."""
+    du = tile_buffer(*du_parts[0].shape[1:], du_parts[0].dtype, "winograd.du")
+    np.copyto(du, du_parts[0])
+    for part in du_parts[1:]:
+        du += part
+    gw = np.empty(du.shape[1:] + (3, 3), dtype=du.dtype)
+    for_this_thread(_weight_grad_kernel, du.size)(du, gw)
+    return gw
+
+
+def _planes(a):
+    """(16, C, T) tile buffer -> its (16, C*T) view, as the kernels take it."""
+    return a.reshape(16, -1)
+
+
+def _transformed_input(x, padding, tiles, worker):
+    """V (16, C, T) of the images x (n, C, H, W) into this worker's buffer."""
+    th, tw = tiles
+    v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd.v", worker))
+    for_this_thread(_input_tiles_kernel, v.size)(x, padding[0], padding[2], th, tw, _planes(v))
+    return v
+
+
+def forward_images(x, u, bias, padding, y, worker=0):
+    """y = conv2d(x, W) + bias for the images x (n, C, H, W), contiguous, into y
+    (n, K, Ho, Wo); ``u`` = transform_weight(W); ``bias`` (K,) (zeros for none)."""
+    tiles = tile_counts(y.shape[2:])
+    v = _transformed_input(x, padding, tiles, worker)
+    m = np.matmul(u, v, out=tile_buffer(u.shape[1], v.shape[2], x.dtype, worker_key("winograd.m", worker)))
+    for_this_thread(_output_tiles_kernel, m.size)(_planes(m), bias, tiles[0], tiles[1], y)
+    return y
+
+
+def backward_images(x, u, gy, padding, gx, need_weight, worker=0):
+    """For the images x (n, C, H, W) and their upstream gradient gy (n, K, Ho, Wo), both
+    contiguous: dL/dx into ``gx`` (n, C, H, W) unless it is None, and their share of
+    dU (16, K, C) if ``need_weight`` (else None)."""
+    th, tw = tiles = tile_counts(gy.shape[2:])
+    mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd.mg", worker))
+    for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, _planes(mg))
+    du = None
+    if need_weight:
+        du = np.matmul(mg, _transformed_input(x, padding, tiles, worker).transpose(0, 2, 1))
+    if gx is not None:
+        dv = np.matmul(u.transpose(0, 2, 1), mg,
+                       out=tile_buffer(u.shape[2], mg.shape[2], gy.dtype, worker_key("winograd.dv", worker)))
+        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx)
+    return du
