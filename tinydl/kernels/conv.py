@@ -367,9 +367,11 @@ class Winograd:
         du_parts = {}                                                      # worker -> its share of dU
 
         def backward_chunk(s, worker):
-            du = winograd.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s], needs[1], worker)
-            if du is not None:
-                _accumulate(du_parts, worker, du)
+            add = worker in du_parts
+            if needs[1] and not add:
+                du_parts[worker] = winograd.tile_buffer(*weight.shape[:2], gy.dtype, worker_key("winograd.du", worker))
+            winograd.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
+                                     du_parts.get(worker), add, worker)
 
         run_chunks(backward_chunk, cls._chunks(x, max(weight.shape[:2]), gy.shape[2:]))
         return gx, (winograd.weight_grad(list(du_parts.values())) if needs[1] else None)

@@ -171,15 +171,23 @@ def _weight_tiles_kernel(w, u):
 
 
 @njit(parallel=True, cache=True)
-def _weight_grad_kernel(du, gw):
-    # du (16, K, C) -> gw (K, C, 3, 3): dL/dW = G^T dU G for every (k, c).
+def _weight_grad_kernel(du_parts, gw):
+    # du_parts: the workers' shares of dU, each (16, K, C); their sum -> gw (K, C, 3, 3):
+    # dL/dW = G^T dU G for every (k, c). Summed here, in parallel, rather than in a pass of
+    # its own (ResNet-50 b8, two threads: that pass cost 19 ms a step, benchmarks/bench_alone.py).
     K, C = gw.shape[0], gw.shape[1]
     for k in prange(K):
+        d = np.empty(16, dtype=gw.dtype)
         for c in range(C):
-            c0 = _g_t(du[0, k, c], du[4, k, c], du[8, k, c], du[12, k, c])     # G^T on the columns ...
-            c1 = _g_t(du[1, k, c], du[5, k, c], du[9, k, c], du[13, k, c])
-            c2 = _g_t(du[2, k, c], du[6, k, c], du[10, k, c], du[14, k, c])
-            c3 = _g_t(du[3, k, c], du[7, k, c], du[11, k, c], du[15, k, c])
+            for i in range(16):
+                d[i] = du_parts[0][i, k, c]
+            for p in range(1, len(du_parts)):
+                for i in range(16):
+                    d[i] += du_parts[p][i, k, c]
+            c0 = _g_t(d[0], d[4], d[8], d[12])                                 # G^T on the columns ...
+            c1 = _g_t(d[1], d[5], d[9], d[13])
+            c2 = _g_t(d[2], d[6], d[10], d[14])
+            c3 = _g_t(d[3], d[7], d[11], d[15])
             for i in range(3):                                                 # ... then on the rows
                 gw[k, c, i, 0], gw[k, c, i, 1], gw[k, c, i, 2] = _g_t(c0[i], c1[i], c2[i], c3[i])
 
@@ -332,13 +340,10 @@ def transform_weight(weight):
 
 def weight_grad(du_parts):
     """dL/dW (K, C, 3, 3) = G^T dU G for every (k, c), dU the sum of ``du_parts`` (each
-    (16, K, C), at least one), added up in a tile buffer (the kernel reads its 16 rows at once)."""
-    du = tile_buffer(*du_parts[0].shape[1:], du_parts[0].dtype, "winograd.du")
-    np.copyto(du, du_parts[0])
-    for part in du_parts[1:]:
-        du += part
-    gw = np.empty(du.shape[1:] + (3, 3), dtype=du.dtype)
-    for_this_thread(_weight_grad_kernel, du.size)(du, gw)
+    (16, K, C), at least one; in tile buffers, since the kernel reads their 16 planes at once)."""
+    parts = tuple(du_parts)
+    gw = np.empty(parts[0].shape[1:] + (3, 3), dtype=parts[0].dtype)
+    for_this_thread(_weight_grad_kernel, parts[0].size * len(parts))(parts, gw)
     return gw
 
 
@@ -365,18 +370,20 @@ def forward_images(x, u, bias, padding, y, worker=0):
     return y
 
 
-def backward_images(x, u, gy, padding, gx, need_weight, worker=0):
+def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0):
     """For the images x (n, C, H, W) and their upstream gradient gy (n, K, Ho, Wo), both
     contiguous: dL/dx into ``gx`` (n, C, H, W) unless it is None, and their share of
-    dU (16, K, C) if ``need_weight`` (else None)."""
+    dU (16, K, C) into ``du`` (added to it with ``add``) unless it is None."""
     th, tw = tiles = tile_counts(gy.shape[2:])
     mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd.mg", worker))
     for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, _planes(mg))
-    du = None
-    if need_weight:
-        du = np.matmul(mg, _transformed_input(x, padding, tiles, worker).transpose(0, 2, 1))
+    if du is not None:
+        v_t = _transformed_input(x, padding, tiles, worker).transpose(0, 2, 1)
+        if add:
+            du += np.matmul(mg, v_t)
+        else:
+            np.matmul(mg, v_t, out=du)
     if gx is not None:
         dv = np.matmul(u.transpose(0, 2, 1), mg,
                        out=tile_buffer(u.shape[2], mg.shape[2], gy.dtype, worker_key("winograd.dv", worker)))
         for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx)
-    return du
