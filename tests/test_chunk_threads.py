@@ -193,3 +193,31 @@ def test_chunked_transposed_convolution_on_the_workers_matches_torch(monkeypatch
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
     assert x_needs_grad or xo.grad is None
+
+
+@needs_workers
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, split", [(96, False), (256, True)])
+def test_linear_products_on_one_thread_or_split_over_the_workers_match_torch(dtype, rows, split, monkeypatch):
+    """kernels/matmul.py: Linear's three products against torch's linear, on one thread
+    (96 x 600 x 120: OpenBLAS would thread it) or with their rows split over the workers
+    (256 rows: M*N*K above SPLIT_PRODUCT_MIN)."""
+    from tinydl.kernels import matmul as M
+    handed_out = []
+    monkeypatch.setattr(M, "run_chunks", lambda work, chunks: (handed_out.append(len(chunks)),
+                                                               run_chunks(work, chunks)))
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((rows, 600)), rng.standard_normal((120, 600)), rng.standard_normal(120)
+    x, w, b = (a.astype(dtype) for a in (x, w, b))
+    gy = rng.standard_normal((rows, 120)).astype(dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.linear(tx, tw, tb).backward(torch.tensor(gy))
+    xs, ws, bs = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.linear(xs, ws, bs)
+    y.backward(td.tensor(gy))
+    assert handed_out == ([chunk_workers(rows), chunk_workers(rows), chunk_workers(120)] if split else [])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y.array, torch.nn.functional.linear(tx, tw, tb).detach().numpy(), **tol)
+    for ours, theirs in ((xs, tx), (ws, tw), (bs, tb)):
+        assert ours.grad.dtype == dtype
+        np.testing.assert_allclose(ours.grad.array, theirs.grad.numpy(), **tol)

@@ -17,6 +17,7 @@ own worker (``worker_key``). Without tuning, without the OpenBLAS controls (anot
 BLAS, another OS), without Numba, with one chunk or one core, or while another thread
 is running chunks, everything runs in the calling thread, in order.
 """
+import contextlib
 import ctypes
 import functools
 import threading
@@ -110,3 +111,44 @@ def run_chunks(work, chunks):
 def _run_share(work, share, worker):
     for chunk in share:
         work(chunk, worker)
+
+
+def accumulate(parts, worker, value):
+    """parts[worker] += value: a worker's share of a sum over chunks (dL/dW over images).
+    ``value`` is a fresh product, so the first one is kept as is."""
+    if worker in parts:
+        parts[worker] += value
+    else:
+        parts[worker] = value
+
+
+def add_up(parts, xp, shape, dtype):
+    """The sum of the workers' shares (a dict worker -> array); zeros if none."""
+    total = xp.zeros(shape, dtype=dtype)
+    for part in parts.values():
+        total += part.reshape(shape)
+    return total
+
+
+def per_worker(n):
+    """0..n in one slice per chunk worker (one slice when the workers are off)."""
+    workers = chunk_workers(n)
+    bounds = [i * n // workers for i in range(workers + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """OpenBLAS on one thread inside the block, where the workers are allowed (after
+    ``td.backends.cpu.tune()``) and no run_chunks owns the setting; as it was otherwise."""
+    if chunk_workers(2) == 1 or not _busy.acquire(blocking=False):
+        yield
+        return
+    set_threads, get_threads = _blas_controls()
+    blas_threads = get_threads()
+    set_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(blas_threads)
+        _busy.release()

@@ -42,7 +42,7 @@ from .. import backends
 from ..backend import get_array_module
 from . import winograd
 from ._dispatch import use_numba, workspace
-from ._threads import chunk_workers, run_chunks, worker_key
+from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
 from .im2col import col2im, conv_output_size, im2col
 from .subpixel import fold_phases, unfold_phases, wide_pitch
@@ -168,22 +168,6 @@ def _batch_chunks(xp, n, bytes_per_image, chunk_bytes):
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def _add_up(parts, xp, shape, dtype):
-    """The sum of the workers' partial results (a dict worker -> array); zeros if none."""
-    total = xp.zeros(shape, dtype=dtype)
-    for part in parts.values():
-        total += part.reshape(shape)
-    return total
-
-
-def _accumulate(parts, worker, value):
-    """parts[worker] += value; ``value`` is a fresh product, so the first one is kept as is."""
-    if worker in parts:
-        parts[worker] += value
-    else:
-        parts[worker] = value
-
-
 class Chunked:
     """im2col + one GEMM per group, a chunk of images at a time, spread over the cores."""
 
@@ -258,14 +242,14 @@ class Chunked:
                 cols = columns[i] if columns else im2col(
                     x[s], kernel, stride, padding, dilation,
                     out=_scratch(xp, (k, m * l), x.dtype, worker_key("conv2d.cols", worker)))
-                _accumulate(gw_parts, worker, gemm(gy2, grouped(cols, groups).swapaxes(1, 2)))
+                accumulate(gw_parts, worker, gemm(gy2, grouped(cols, groups).swapaxes(1, 2)))
             if needs[0]:
                 dcols = gemm(w3.swapaxes(1, 2), gy2, out=_scratch(xp, (groups, k // groups, m * l), gy.dtype,
                                                                   worker_key("conv2d.dcols", worker)))
                 col2im(dcols.reshape(k, -1), (m,) + x.shape[1:], kernel, stride, padding, dilation, out=gx[s])
 
         run_chunks(backward_chunk, list(enumerate(_batch_chunks(xp, n, k * l * gy.itemsize, cls.chunk_bytes))))
-        gw = _add_up(gw_parts, xp, weight.shape, gy.dtype) if needs[1] else None
+        gw = add_up(gw_parts, xp, weight.shape, gy.dtype) if needs[1] else None
         return gx, gw
 
 
@@ -300,13 +284,13 @@ class GyColumns:
         gw_parts = {}                                                      # worker -> its share of (dL/dW')^T
 
         def weight_grad(gcols, s, worker):
-            _accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
+            accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
 
         gx, _ = Chunked.convolve(gy, flipped, None, ((kh, kw), (1, 1), full, dilation, 1),
                                  with_columns=weight_grad if needs[1] else None)
         gw = None
         if needs[1]:
-            gw_flipped = _add_up(gw_parts, xp, (flipped[0].size, x.shape[1]), gy.dtype)   # (C_out*kh*kw, C)
+            gw_flipped = add_up(gw_parts, xp, (flipped[0].size, x.shape[1]), gy.dtype)   # (C_out*kh*kw, C)
             gw = xp.ascontiguousarray(gw_flipped.reshape(-1, kh, kw, x.shape[1])[:, ::-1, ::-1].transpose(0, 3, 1, 2))
         return gx, gw
 
@@ -447,7 +431,7 @@ class Pointwise:
             if bias is not None:
                 y[s] += bias.reshape(1, -1, 1)
 
-        run_chunks(forward_chunk, _per_worker(xp, n))
+        run_chunks(forward_chunk, per_worker(n) if xp is np else [slice(0, n)])
         return y.reshape(n, -1, ho, wo), x3
 
     @staticmethod
@@ -463,9 +447,9 @@ class Pointwise:
             if needs[0]:
                 xp.matmul(w2t, gy3[s], out=gx_s[s])
             if needs[1]:
-                _accumulate(gw_parts, worker, _image_products_sum(gy3[s], x3[s]))
+                accumulate(gw_parts, worker, _image_products_sum(gy3[s], x3[s]))
 
-        run_chunks(backward_chunk, _per_worker(xp, n))
+        run_chunks(backward_chunk, per_worker(n) if xp is np else [slice(0, n)])
         gx = gw = None
         if needs[0]:
             gx_s = gx_s.reshape((n, -1) + gy.shape[2:])
@@ -475,15 +459,8 @@ class Pointwise:
                 gx = xp.zeros(x.shape, dtype=gy.dtype)
                 gx[:, :, ::sh, ::sw] = gx_s
         if needs[1]:
-            gw = _add_up(gw_parts, xp, weight.shape, gy.dtype)
+            gw = add_up(gw_parts, xp, weight.shape, gy.dtype)
         return gx, gw
-
-
-def _per_worker(xp, n):
-    """The batch in one slice per chunk worker (kernels/_threads.py); one slice on the GPU."""
-    workers = chunk_workers(n) if xp is np else 1
-    bounds = [i * n // workers for i in range(workers + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def _image_products_sum(a, b):
@@ -538,11 +515,11 @@ class ChunkedTranspose:
 
         def weight_grad(gcols, s, worker):
             x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
-            _accumulate(gw_parts, worker, gemm(x2, grouped(gcols, groups).swapaxes(1, 2)))
+            accumulate(gw_parts, worker, gemm(x2, grouped(gcols, groups).swapaxes(1, 2)))
 
         # dL/dx is computed even when only dL/dW is wanted: its columns give dL/dW
         gx, _ = Chunked.convolve(gy, weight, None, geometry, with_columns=weight_grad if needs[1] else None)
-        gw = _add_up(gw_parts, get_array_module(gy), weight.shape, gy.dtype) if needs[1] else None
+        gw = add_up(gw_parts, get_array_module(gy), weight.shape, gy.dtype) if needs[1] else None
         return (gx if needs[0] else None), gw
 
 
@@ -632,7 +609,7 @@ class SubpixelTranspose:
                 np, (k, m * h * w), gy.dtype, worker_key("conv_transpose2d.gcols", worker))), groups)
             if needs[1]:
                 x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker)), groups)
-                _accumulate(gw_parts, worker, gemm(gcols, x2.swapaxes(1, 2)))
+                accumulate(gw_parts, worker, gemm(gcols, x2.swapaxes(1, 2)))
             if needs[0]:
                 gx2 = gemm(w3, gcols, out=_scratch(np, (groups, c_in // groups, m * h * w), gy.dtype,
                                                    worker_key("conv_transpose2d.gx", worker)))
@@ -641,7 +618,7 @@ class SubpixelTranspose:
         run_chunks(backward_chunk, _batch_chunks(np, n, k * h * w * gy.itemsize, cls.chunk_bytes))
         gw = None
         if needs[1]:
-            gw_t = _add_up(gw_parts, np, (groups, k // groups, c_in // groups), gy.dtype)
+            gw_t = add_up(gw_parts, np, (groups, k // groups, c_in // groups), gy.dtype)
             gw = np.ascontiguousarray(gw_t.swapaxes(1, 2)).reshape(weight.shape)
         return gx, gw
 

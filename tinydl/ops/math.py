@@ -14,6 +14,7 @@ import numpy as np
 from ..autograd import Function, unbroadcast
 from ..backend import get_array_module, device_of, to_device as _array_to_device
 from ..tensor import Tensor, _default_float
+from ..kernels.matmul import matmul_rows, matmul_t
 from .checks import check_same_kind
 
 __all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "clamp",
@@ -358,7 +359,8 @@ class Linear(Function):
     """y = x W^T + b  with x (..., in), W (out, in), b (out,).
 
     dL/dx = gy W;  dL/dW = gy^T x  (summed over all leading axes);  dL/db = sum of gy.
-    One GEMM each way, with the leading axes flattened into rows.
+    One GEMM each way, with the leading axes flattened into rows (on the CPU the rows
+    are split among the cores: kernels/matmul.py says why).
     """
 
     double_backward = "operators"
@@ -366,17 +368,18 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        y = x @ weight.T
+        rows = math.prod(x.shape[:-1])      # not -1: reshape cannot infer it when a size is 0
+        y = matmul_rows(x.reshape(rows, x.shape[-1]), weight.T).reshape(x.shape[:-1] + weight.shape[:1])
         if bias is not None:
             y += bias
         return y
 
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        rows = math.prod(gy.shape[:-1])     # not -1: reshape cannot infer it when a size is 0
+        rows = math.prod(gy.shape[:-1])
         gy2 = gy.reshape(rows, gy.shape[-1])
-        gx = (gy2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
-        gw = gy2.T @ x.reshape(rows, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        gx = matmul_rows(gy2, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = matmul_t(gy2, x.reshape(rows, x.shape[-1])) if ctx.needs_input_grad[1] else None
         gb = gy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 

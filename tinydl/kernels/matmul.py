@@ -1,0 +1,53 @@
+"""The Linear op's matrix products on the CPU: single-threaded, or their rows split among
+the chunk workers (kernels/_threads.py), each share single-threaded.
+
+Why: a product big enough for OpenBLAS to thread (M*N*K above 2^18) wakes OpenBLAS's
+own threads, which then spin for about a tenth of a second, taking the core that
+Numba's next parallel kernel needs. A LeNet-5 step (its fully connected layers are
+such products) took 3.5 to 5.7 ms from one process to the next, and 3.55-3.8 ms with
+OpenBLAS on one thread (two cores, "AMD EPYC", benchmarks/bench_alone.py). So such a
+product runs on one thread, and a big one (AlexNet's and VGG's fully connected layers)
+with its rows split among the chunk workers, which use both cores without waking those
+threads. Anything but two NumPy arrays (CuPy, the Tensors of a backward recorded for
+double backward) is multiplied as it is.
+"""
+import numpy as np
+
+from ._threads import per_worker, run_chunks, single_threaded_blas
+
+__all__ = ["matmul_rows", "matmul_t"]
+
+THREADED_PRODUCT_MIN = 1 << 18     # M*N*K from which OpenBLAS threads a product itself
+SPLIT_PRODUCT_MIN = 1 << 24        # ... and from which the workers' hand-off pays (0.5 ms a product)
+
+
+def _product(a, b, n, one_call, on_rows):
+    """``one_call()``, the product a @ b (M*N*K = a.size * n), single-threaded where OpenBLAS
+    would thread it, or ``on_rows(slices)``, a's rows split among the workers, where it is big."""
+    size = a.shape[0] * a.shape[1] * n
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or size < THREADED_PRODUCT_MIN:
+        return one_call()
+    slices = per_worker(a.shape[0]) if size >= SPLIT_PRODUCT_MIN else []
+    if len(slices) > 1:
+        return on_rows(slices)
+    with single_threaded_blas():
+        return one_call()
+
+
+def matmul_rows(a, b):
+    """a @ b for a (M, K) and b (K, N); each worker computes a share of the rows."""
+    def on_rows(slices):
+        out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        run_chunks(lambda s, worker: np.matmul(a[s], b, out=out[s]), slices)
+        return out
+    return _product(a, b, b.shape[-1], lambda: a @ b, on_rows)
+
+
+def matmul_t(a, b):
+    """a^T @ b for a (M, K) and b (M, N): a sum over the M rows; each worker computes a share
+    of the K output rows (a share of the M rows would leave K x N partial sums to add up)."""
+    def on_columns(slices):
+        out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
+        run_chunks(lambda s, worker: np.matmul(a[:, s].T, b, out=out[s]), slices)
+        return out
+    return _product(a.T, b, b.shape[-1], lambda: a.T @ b, on_columns)
