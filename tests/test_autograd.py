@@ -653,8 +653,17 @@ def _detached_alias(lib):
     y.backward()
 
 
+def _changed_0d_output_of_exp(lib):
+    x = lib.tensor(0.5, requires_grad=True)
+    y = x.exp()                       # exp saves its output: here a NumPy scalar the Tensor re-wraps
+    with lib.no_grad():
+        y.add_(1.0)
+    y.backward()
+
+
 @pytest.mark.parametrize("case, raises", [(_issue_example, True), (_fill_saved_leaf, True), (_view_of_saved, True),
                                           (_changed_output_of_relu, True), (_detached_alias, True),
+                                          (_changed_0d_output_of_exp, True),
                                           (_copy_into_saved_leaf, False), (_changed_input_of_add, False)])
 def test_inplace_changes_of_saved_tensors_raise_exactly_where_pytorch_does(case, raises):
     ours, theirs = _both(case)

@@ -221,3 +221,40 @@ def test_linear_products_on_one_thread_or_split_over_the_workers_match_torch(dty
     for ours, theirs in ((xs, tx), (ws, tw), (bs, tb)):
         assert ours.grad.dtype == dtype
         np.testing.assert_allclose(ours.grad.array, theirs.grad.numpy(), **tol)
+
+
+@needs_workers
+def test_single_threaded_blas_sets_one_thread_and_restores_unless_run_chunks_owns_the_setting(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_threads, "_blas_controls", lambda: (calls.append, lambda: 7))
+    with _threads.single_threaded_blas():
+        assert calls == [1]
+    assert calls == [1, 7]
+    calls.clear()
+    with _threads._busy:                       # a run_chunks in flight owns OpenBLAS's setting
+        with _threads.single_threaded_blas():
+            pass
+    assert calls == []
+
+
+@needs_workers
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1)])
+def test_pointwise_route_with_images_on_every_worker_matches_torch(stride):
+    """The 1x1 route's per-worker shares (the strided copy into x3, the products, the dL/dW
+    shares) on a batch of 7 from a non-contiguous input, float64, against torch."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 6, 9, 20))[..., ::2]                    # (7, 6, 9, 10), not contiguous
+    w, gy_shape = rng.standard_normal((5, 6, 1, 1)), (7, 5) + tuple(-(-n // s) for n, s in zip((9, 10), stride))
+    gy = rng.standard_normal(gy_shape)
+    xs, ws = td.Tensor(x, requires_grad=True), td.tensor(w, requires_grad=True)     # Tensor: x as it is
+    assert not xs.array.flags.c_contiguous
+    with td.backends.record_routes() as taken:      # first: no copy of x lies freed in memory yet
+        y = F.conv2d(xs, ws, stride=stride)
+    assert taken == [("conv2d", "pointwise")]
+    y.backward(td.tensor(gy))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, stride=stride).backward(torch.tensor(gy))
+    np.testing.assert_allclose(y.array, torch.nn.functional.conv2d(tx, tw, stride=stride).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xs.grad.array, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ws.grad.array, tw.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -12,8 +12,8 @@ def _is_int(v):
 def ntuple(value, n, name="argument", op=None):
     """An int, or a sequence of n ints (or of 1, repeated) -> a tuple of n Python ints.
     The error names ``op`` and ``name``: "conv2d: stride must be an int or ..."."""
-    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
-        return value                                  # already normalised: the common case
+    if type(value) is tuple and len(value) == n and all([type(v) is int for v in value]):
+        return value                                  # already normalised: every op call after the first
     if _is_int(value):
         return (int(value),) * n
     where = f"{op}: " if op else ""
@@ -30,8 +30,6 @@ def ntuple(value, n, name="argument", op=None):
 
 def pair(value, name="argument", op=None):
     """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)``."""
-    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        return value                                  # already a pair: checked once per call of an op
     return ntuple(value, 2, name, op)
 
 

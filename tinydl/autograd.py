@@ -198,7 +198,8 @@ class Function:
     saved_versions = ()
     #: the arrays ``save_for_backward`` kept (None once released)
     saved_tensors = ()
-    #: (id of an output array, weak reference to its Tensor) of the outputs it saved ("operators")
+    #: (id of an output array, weak reference to its Tensor) of the outputs whose memory it saved
+    #: ("operators")
     output_refs = ()
     #: set by release(): the saved arrays are gone
     _released = False

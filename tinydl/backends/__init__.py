@@ -24,6 +24,7 @@ so two threads can run different routes at once. ``ROUTES`` lists each op's rout
 import contextlib
 import os
 import threading
+import types
 
 __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "record_routes", "note_route"]
 
@@ -39,7 +40,7 @@ ROUTES = {
 class _Settings(threading.local):
     """This thread's settings; the class attributes are every thread's defaults (and read fast)."""
     reference = None          # None: the process default below
-    forced = {}               # op -> forced route (replaced, never changed in place)
+    forced = types.MappingProxyType({})    # op -> forced route (replaced, never changed in place)
     recorders = ()            # the open record_routes lists
 
 

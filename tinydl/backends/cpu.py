@@ -20,7 +20,8 @@ What it changes, and why (figures in docs/performance.md and the commit log):
   The process then keeps its peak heap until it exits (``malloc=False`` skips it).
 * Convolutions run their chunks of images on all cores at once, each worker on one
   thread with single-threaded OpenBLAS (tinydl sets OpenBLAS's thread count to 1
-  while its workers run, and restores it).
+  while its workers run, and restores it); Linear's products run single-threaded or
+  split among the same workers (kernels/matmul.py).
 * ``threads``: Numba's thread count (e.g. cores / ranks under mpiexec).
 """
 import ctypes

@@ -123,10 +123,11 @@ def accumulate(parts, worker, value):
 
 
 def add_up(parts, xp, shape, dtype):
-    """The sum of the workers' shares (a dict worker -> array); zeros if none."""
+    """The sum of the workers' shares (a dict worker -> array); zeros if none. Added in the
+    workers' order, not the order they finished in: the same sum every run."""
     total = xp.zeros(shape, dtype=dtype)
-    for part in parts.values():
-        total += part.reshape(shape)
+    for worker in sorted(parts):
+        total += parts[worker].reshape(shape)
     return total
 
 

@@ -358,7 +358,7 @@ class Winograd:
                                      du_parts.get(worker), add, worker)
 
         run_chunks(backward_chunk, cls._chunks(x, max(weight.shape[:2]), gy.shape[2:]))
-        return gx, (winograd.weight_grad(list(du_parts.values())) if needs[1] else None)
+        return gx, (winograd.weight_grad([du_parts[w] for w in sorted(du_parts)]) if needs[1] else None)
 
 
 class Direct:
@@ -401,8 +401,8 @@ class Pointwise:
         y[n] = W2 @ x_s[n] + b,   dL/dx_s[n] = W2^T @ gy[n],   dL/dW2 = sum_n gy[n] @ x_s[n]^T
     per-image products straight into NCHW: no columns, no transposing copies, no col2im.
     On the CPU each core takes a share of the images, with single-threaded products
-    (kernels/_threads.py): ResNet-50's 1x1 layers at batch 8 ran 8% faster so than as
-    products each threaded by OpenBLAS (benchmarks/bench_alone.py)."""
+    (kernels/_threads.py): ResNet-50's 1x1 layers at batch 8 ran 8% faster that way than
+    as products threaded by OpenBLAS (benchmarks/bench_alone.py)."""
 
     name = "pointwise"
 
@@ -452,7 +452,7 @@ class Pointwise:
         run_chunks(backward_chunk, per_worker(n) if xp is np else [slice(0, n)])
         gx = gw = None
         if needs[0]:
-            gx_s = gx_s.reshape((n, -1) + gy.shape[2:])
+            gx_s = gx_s.reshape((n, x3.shape[1]) + gy.shape[2:])
             if (sh, sw) == (1, 1):
                 gx = gx_s
             else:
@@ -469,7 +469,7 @@ def _image_products_sum(a, b):
     (N*L, K), which costs more than it saves there (ResNet-50's 1x1 layers, 1 thread:
     0.40-0.84x the time at L = 784 to 3136, 0.92-0.99x at 196, 1.2-1.3x at 49)."""
     xp = get_array_module(a)
-    if xp is not np or a.shape[2] < 128:
+    if xp is not np or a.shape[2] < 128 or a.shape[0] == 0:
         return xp.tensordot(a, b, axes=([0, 2], [0, 2]))
     total = a[0] @ b[0].T
     product = np.empty_like(total)

@@ -21,13 +21,16 @@ THREADED_PRODUCT_MIN = 1 << 18     # M*N*K from which OpenBLAS threads a product
 SPLIT_PRODUCT_MIN = 1 << 24        # ... and from which the workers' hand-off pays (0.5 ms a product)
 
 
-def _product(a, b, n, one_call, on_rows):
-    """``one_call()``, the product a @ b (M*N*K = a.size * n), single-threaded where OpenBLAS
-    would thread it, or ``on_rows(slices)``, a's rows split among the workers, where it is big."""
-    size = a.shape[0] * a.shape[1] * n
-    if type(a) is not np.ndarray or type(b) is not np.ndarray or size < THREADED_PRODUCT_MIN:
+def _product(a, b, rows, one_call, on_rows):
+    """``one_call()``, the product of a and b (M*N*K = a.size * b.shape[1]), single-threaded
+    where OpenBLAS would thread it, or ``on_rows(slices)``, ``rows`` output rows split among
+    the workers, where it is big."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return one_call()
-    slices = per_worker(a.shape[0]) if size >= SPLIT_PRODUCT_MIN else []
+    size = a.size * b.shape[-1]
+    if size < THREADED_PRODUCT_MIN:
+        return one_call()
+    slices = per_worker(rows) if size >= SPLIT_PRODUCT_MIN else []
     if len(slices) > 1:
         return on_rows(slices)
     with single_threaded_blas():
@@ -40,7 +43,7 @@ def matmul_rows(a, b):
         out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         run_chunks(lambda s, worker: np.matmul(a[s], b, out=out[s]), slices)
         return out
-    return _product(a, b, b.shape[-1], lambda: a @ b, on_rows)
+    return _product(a, b, a.shape[0], lambda: a @ b, on_rows)
 
 
 def matmul_t(a, b):
@@ -50,4 +53,4 @@ def matmul_t(a, b):
         out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
         run_chunks(lambda s, worker: np.matmul(a[:, s].T, b, out=out[s]), slices)
         return out
-    return _product(a.T, b, b.shape[-1], lambda: a.T @ b, on_columns)
+    return _product(a, b, a.shape[1], lambda: a.T @ b, on_columns)

@@ -175,6 +175,7 @@ def _weight_grad_kernel(du_parts, gw):
     # du_parts: the workers' shares of dU, each (16, K, C); their sum -> gw (K, C, 3, 3):
     # dL/dW = G^T dU G for every (k, c). Summed here, in parallel, rather than in a pass of
     # its own (ResNet-50 b8, two threads: that pass cost 19 ms a step, benchmarks/bench_alone.py).
+    # Numba compiles it once per number of parts (workers), each cached on disk.
     K, C = gw.shape[0], gw.shape[1]
     for k in prange(K):
         d = np.empty(16, dtype=gw.dtype)

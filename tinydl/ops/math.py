@@ -41,8 +41,8 @@ def raw_index(index):
 
 
 def _operands(a, b, op, elementwise=True):
-    """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as
-    0-d arrays of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
+    """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as NumPy
+    scalars (0-d arrays on the GPU) of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
     if type(a.array if isinstance(a, Tensor) else None) is np.ndarray:    # the common cases, first
         if type(b) is float and a.array.dtype.kind == "f":              # x * 0.5
             return a, a.array.dtype.type(b)
