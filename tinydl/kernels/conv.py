@@ -401,8 +401,9 @@ class Pointwise:
         y[n] = W2 @ x_s[n] + b,   dL/dx_s[n] = W2^T @ gy[n],   dL/dW2 = sum_n gy[n] @ x_s[n]^T
     per-image products straight into NCHW: no columns, no transposing copies, no col2im.
     On the CPU each core takes a share of the images, with single-threaded products
-    (kernels/_threads.py): ResNet-50's 1x1 layers at batch 8 ran 8% faster that way than
-    as products threaded by OpenBLAS (benchmarks/bench_alone.py)."""
+    (kernels/_threads.py), as the other routes do: ResNet-50's 1x1 layers at batch 8 ran
+    1-13% faster alone that way than as products threaded by OpenBLAS, up to 3x on a busy
+    machine, and in a step OpenBLAS's threads no longer spin against Numba's kernels."""
 
     name = "pointwise"
 
