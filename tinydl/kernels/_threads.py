@@ -58,7 +58,7 @@ def _openblas_thread_controls():
 # Looked up on first use (NumPy has loaded its BLAS by then), once.
 _blas_controls = functools.lru_cache(maxsize=None)(_openblas_thread_controls)
 _pool = None
-_busy = threading.Lock()     # one run_chunks at a time owns the workers and the BLAS setting
+_busy = threading.Lock()     # one single_threaded_blas block (a run_chunks among them) owns the BLAS setting
 
 
 def _mark_worker():
@@ -79,33 +79,30 @@ def worker_key(key, worker):
 
 def run_chunks(work, chunks):
     """Call ``work(chunk, worker)`` for each of ``chunks``, spread over the workers."""
-    global _pool
     workers = chunk_workers(len(chunks))
-    if workers == 1 or not _busy.acquire(blocking=False):
-        for chunk in chunks:
-            work(chunk, 0)
-        return
+    if workers > 1:
+        with single_threaded_blas() as owned:
+            if owned:
+                _run_on_workers(work, chunks, workers)
+                return
+    for chunk in chunks:
+        work(chunk, 0)
+
+
+def _run_on_workers(work, chunks, workers):
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, thread_name_prefix="tinydl-chunks",
+                                   initializer=_mark_worker)
+    futures = [_pool.submit(_run_share, work, chunks[w::workers], w) for w in range(1, workers)]
+    _chunk_worker.active = True
     try:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, thread_name_prefix="tinydl-chunks",
-                                       initializer=_mark_worker)
-        set_threads, get_threads = _blas_controls()
-        blas_threads = get_threads()
-        set_threads(1)
-        try:
-            futures = [_pool.submit(_run_share, work, chunks[w::workers], w) for w in range(1, workers)]
-            _chunk_worker.active = True
-            try:
-                _run_share(work, chunks[0::workers], 0)
-            finally:
-                _chunk_worker.active = False
-                wait(futures)                                 # none may outlive the BLAS setting
-            for future in futures:
-                future.result()                               # re-raises a worker's exception
-        finally:
-            set_threads(blas_threads)
+        _run_share(work, chunks[0::workers], 0)
     finally:
-        _busy.release()
+        _chunk_worker.active = False
+        wait(futures)                                         # none may outlive the BLAS setting
+    for future in futures:
+        future.result()                                       # re-raises a worker's exception
 
 
 def _run_share(work, share, worker):
@@ -141,15 +138,16 @@ def per_worker(n):
 @contextlib.contextmanager
 def single_threaded_blas():
     """OpenBLAS on one thread inside the block, where the workers are allowed (after
-    ``td.backends.cpu.tune()``) and no run_chunks owns the setting; as it was otherwise."""
+    ``td.backends.cpu.tune()``) and no other block owns the setting (a run_chunks in
+    flight); as it was otherwise. Yields whether this block owns it."""
     if chunk_workers(2) == 1 or not _busy.acquire(blocking=False):
-        yield
+        yield False
         return
     set_threads, get_threads = _blas_controls()
     blas_threads = get_threads()
     set_threads(1)
     try:
-        yield
+        yield True
     finally:
         set_threads(blas_threads)
         _busy.release()

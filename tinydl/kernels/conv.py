@@ -69,13 +69,19 @@ def _scratch(xp, shape, dtype, key):
     return workspace(shape, dtype, key) if xp is np else xp.empty(shape, dtype=dtype)
 
 
-def _channels_first(x, key):
-    """(N, C, H, W) -> (C, N*H*W), copied into a scratch buffer: the layout of cols' columns."""
+def _channels_first(x, key, pitch=None):
+    """(N, C, H, W) -> (C, N*H*W), copied into a scratch buffer: the layout of cols' columns;
+    with ``pitch``, every row padded by zeros to ``pitch`` columns: (C, N*H*pitch)."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    out = _scratch(xp, (c, n, h * w), x.dtype, key)
-    out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-    return out.reshape(c, n * h * w)
+    if pitch is None:
+        out = _scratch(xp, (c, n, h * w), x.dtype, key)
+        out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
+        return out.reshape(c, n * h * w)
+    out = _scratch(xp, (c, n, h, pitch), x.dtype, key)
+    out[..., :w] = x.transpose(1, 0, 2, 3)
+    out[..., w:] = 0
+    return out.reshape(c, -1)
 
 
 def _batch_first(y2, out, bias=None):
@@ -524,15 +530,6 @@ class ChunkedTranspose:
         return (gx if needs[0] else None), gw
 
 
-def _wide_channels_first(x, pitch, key):
-    """_channels_first with every row padded by zeros to ``pitch`` columns: (C, N*H*pitch)."""
-    n, c, h, w = x.shape
-    out = _scratch(np, (c, n, h, pitch), x.dtype, key)
-    out[..., :w] = x.transpose(1, 0, 2, 3)
-    out[..., w:] = 0
-    return out.reshape(c, -1)
-
-
 class SubpixelTranspose:
     """Dilation 1, on the CPU: ChunkedTranspose's products, but col2im and the backward's
     im2col one output phase at a time (kernels/subpixel.py derives it).
@@ -585,7 +582,7 @@ class SubpixelTranspose:
         y = np.empty(y_shape, dtype=x.dtype)
 
         def forward_chunk(s, worker):
-            x2 = grouped(_wide_channels_first(x[s], pitch, worker_key("conv_transpose2d.x", worker)), groups)
+            x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker), pitch), groups)
             size = k * x2.shape[2]
             cols = _scratch(np, (size + 2 * pitch,), x.dtype, worker_key("conv_transpose2d.cols", worker))
             cols[:pitch] = cols[-pitch:] = 0                    # what a shifted read off the first and last row finds
