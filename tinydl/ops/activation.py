@@ -195,7 +195,7 @@ class Hardtanh(Function):
     """y = clip(x, lo, hi);  dy/dx = 1 where lo < x < hi, else 0 (PyTorch: 0 on the
     boundaries). relu6 is hardtanh(x, 0, 6)."""
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, lo, hi, inplace=False):
         xp = get_array_module(x)
@@ -203,10 +203,6 @@ class Hardtanh(Function):
         if inplace:
             return xp.clip(x, lo, hi, out=x)
         return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
-
-    def composite(ctx, x, lo, hi, inplace=False):
-        inside, = ctx.saved_tensors
-        return x * constant(inside, x) + constant(x._xp.clip(x.array, lo, hi) * ~inside, x)
 
     def backward(ctx, gy):
         inside, = ctx.saved_tensors
@@ -422,16 +418,12 @@ class Hardswish(Function):
 class Hardsigmoid(Function):
     """y = relu6(x + 3) / 6;  dy/dx = 1/6 where -3 < x < 3, else 0."""
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x):
         xp = get_array_module(x)
         ctx.save_for_backward((x > -3) & (x < 3))
         return (xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
-
-    def composite(ctx, x):
-        inside, = ctx.saved_tensors
-        return (x + 3) * constant(inside, x) / 6 + constant(x.array >= 3, x)
 
     def backward(ctx, gy):
         inside, = ctx.saved_tensors
@@ -477,17 +469,13 @@ class Tanhshrink(Function):
 class Threshold(Function):
     """y = x where x > threshold, else value;  dy/dx = 1 where x > threshold, else 0."""
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, threshold, value):
         xp = get_array_module(x)
         keep = x > threshold
         ctx.save_for_backward(keep)
         return xp.where(keep, x, xp.asarray(value, dtype=x.dtype))
-
-    def composite(ctx, x, threshold, value):
-        keep, = ctx.saved_tensors
-        return x * constant(keep, x) + constant(value * ~keep, x)
 
     def backward(ctx, gy):
         keep, = ctx.saved_tensors
@@ -499,7 +487,7 @@ class Shrink(Function):
     Softshrink: y = x - lambd sign(x) where |x| > lambd, else 0 (shifted toward 0 by lambd).
     Both: dy/dx = 1 where |x| > lambd, else 0."""
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, lambd, soft):
         xp = get_array_module(x)
@@ -507,11 +495,6 @@ class Shrink(Function):
         ctx.save_for_backward(outside)
         y = x - lambd * xp.sign(x) if soft else x
         return xp.where(outside, y, 0).astype(x.dtype, copy=False)
-
-    def composite(ctx, x, lambd, soft):
-        outside, = ctx.saved_tensors
-        y = x - constant(lambd * x._xp.sign(x.array), x) if soft else x
-        return y * constant(outside, x)
 
     def backward(ctx, gy):
         outside, = ctx.saved_tensors
@@ -560,7 +543,7 @@ class RReLU(Function):
     a ~ U(lower, upper) drawn per element in training and a = (lower + upper) / 2 in
     evaluation;  dy/dx = 1 where x > 0, else the same a (saved from the forward)."""
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, lower, upper, training):
         xp = get_array_module(x)
@@ -572,10 +555,6 @@ class RReLU(Function):
         slope = xp.where(x > 0, 1, a).astype(x.dtype, copy=False)
         ctx.save_for_backward(slope)
         return x * slope
-
-    def composite(ctx, x, lower, upper, training):
-        slope, = ctx.saved_tensors
-        return x * constant(slope, x)
 
     def backward(ctx, gy):
         slope, = ctx.saved_tensors
