@@ -66,8 +66,7 @@ def test_recipe_sizes_default_to_512_then_448():
 
 
 def test_recipe_transforms_crop_flip_normalise_and_ten_crop():
-    fit = cli.FitImages()
-    train_tf, test_tf, about = cli.cub_transforms(_args(image_size=8, resize=10, ten_crop=True), fit)
+    train_tf, test_tf, about = cli.cub_transforms(_args(image_size=8, resize=10, ten_crop=True))
     assert "resized to 10x10, random 8x8 crops" in about and "10 crops averaged" in about
     img = np.random.default_rng(0).integers(0, 256, (13, 17, 3), dtype=np.uint8)
     x = train_tf(img, rng=np.random.default_rng(1))
@@ -83,7 +82,7 @@ def test_recipe_transforms_crop_flip_normalise_and_ten_crop():
     # the random crop lies inside the resized image and flips or not
     seen = {train_tf(img, rng=np.random.default_rng(s)).numpy().tobytes() for s in range(30)}
     assert len(seen) > 4
-    centre = cli.cub_transforms(_args(image_size=8, resize=10), fit)[1](img)
+    centre = cli.cub_transforms(_args(image_size=8, resize=10))[1](img)
     assert centre.shape == (3, 8, 8)
 
 

@@ -135,7 +135,7 @@ def _load_dataset(args, transform):
         if root is None:
             raise UsageError("--dataset cub200 needs --data-dir: the CUB_200_2011 folder (images.txt, "
                              "train_test_split.txt, image_class_labels.txt, classes.txt, images/)")
-        train_tf, test_tf, about = cub_transforms(args, transform)
+        train_tf, test_tf, about = cub_transforms(args)
         train = data.CUB200(root, train=True, transform=train_tf)
         test = data.CUB200(root, train=False, transform=test_tf)
         return train, test, len(train.classes), f"CUB-200-2011 from {train.root} ({about})"
@@ -152,12 +152,12 @@ def cub_sizes(args):
     return resize, crop
 
 
-def cub_transforms(args, fit):
-    """(train transform, test transform, description) of the notes' CUB-200 recipe;
-    ``fit`` adapts the channels to the model (grey nets)."""
+def cub_transforms(args):
+    """(train transform, test transform, description) of the notes' CUB-200 recipe (RGB
+    images at the crop size: the nets that take them need no fitting)."""
     from .data import transforms as T
     resize, crop = cub_sizes(args)
-    to_input = [fit, T.ToTensor(), T.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)]
+    to_input = [T.ToTensor(), T.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)]
     train = T.Compose([T.Resize((resize, resize)), T.RandomCrop(crop), T.RandomHorizontalFlip()] + to_input)
     test_crop = T.TenCrop(crop) if args.ten_crop else T.CenterCrop(crop)
     test = T.Compose([T.Resize((resize, resize)), test_crop] + to_input)
@@ -515,7 +515,6 @@ def train(args):
     model, adapted, chw = build_model(args.model, image_shape, num_classes, args.image_size)
     fit.size, fit.channels = adapted.size, adapted.channels     # the datasets hold ``fit``: adapt in place
     if args.dataset == "cub200":
-        fit.size = None                    # the crop is the model's size already
         if chw[0] != 3:
             raise UsageError(f"{args.model} takes {chw[0]}-channel images; CUB-200's are colour (RGB)")
     check_model_input(model, args.model, chw, num_classes)

@@ -676,11 +676,8 @@ class RandomAffine(RandomTransform):
 
     def __call__(self, img, rng=None):
         img = _check_image(img, "RandomAffine")
-        h, w = img.shape[:2]
-        angle, shift, scale, shear = self.get_params(h, w, self._rng(rng))
-        center = self.center if self.center is not None else ((w - 1) / 2, (h - 1) / 2)
-        matrix = _affine_matrix(angle, shift, scale, shear, center)
-        return _warp_affine(img, matrix, (h, w), self.interpolation, self.fill)
+        angle, shift, scale, shear = self.get_params(*img.shape[:2], self._rng(rng))
+        return affine(img, angle, shift, scale, shear, self.interpolation, self.fill, self.center)
 
 
 def affine(img, angle, translate, scale, shear, interpolation="nearest", fill=0, center=None):

@@ -52,15 +52,11 @@ def _scores(model, x, softmax, op):
     """(N, K) array of the model's scores (softmax probabilities with ``softmax``)."""
     out = model(Tensor(x))
     out = out[0] if isinstance(out, (tuple, list)) else out
-    scores = raw(out)
-    if scores.ndim != 2 or scores.shape[0] != x.shape[0]:
+    out = out if isinstance(out, Tensor) else Tensor(out)
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"{op}: the model must return (N, K) scores for a batch of N images, got shape "
-                         f"{tuple(scores.shape)} for N={x.shape[0]}")
-    if softmax:   # the numerically stable form: subtract each row's maximum first
-        xp = get_array_module(scores)
-        e = xp.exp(scores - scores.max(axis=1, keepdims=True))
-        scores = e / e.sum(axis=1, keepdims=True)
-    return scores
+                         f"{tuple(out.shape)} for N={x.shape[0]}")
+    return raw(out.softmax(1) if softmax else out)
 
 
 def occlusion_positions(size, patch, stride):

@@ -96,6 +96,13 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     (oh, ow). spatial_scale: feature cells per image pixel. Returns (K, C, oh, ow),
     differentiable w.r.t. ``input``.
     """
+    rois = _checked_rois(input, boxes, spatial_scale)
+    return RoIPoolFunction.apply(input, rois, output_size=_output_size(output_size),
+                                 spatial_scale=float(spatial_scale))
+
+
+def _checked_rois(input, boxes, spatial_scale):
+    """roi_pool's argument checks; the (K, 5) rois of ``boxes`` (``_rois``)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"roi_pool: input must be a Tensor, got {type(input).__name__}")
     if input.ndim != 4:
@@ -104,9 +111,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
         raise TypeError(f"roi_pool: input must be floating point, got {input.dtype}")
     if not spatial_scale > 0:
         raise ValueError(f"roi_pool: spatial_scale must be > 0, got {spatial_scale}")
-    output_size = _output_size(output_size)
-    rois = _rois(boxes, input.array)
-    return RoIPoolFunction.apply(input, rois, output_size=output_size, spatial_scale=float(spatial_scale))
+    return _rois(boxes, input.array)
 
 
 class RoIPool(Module):

@@ -20,7 +20,7 @@ cell at the edges.
 from ...nn import Module
 from ...ops.shape import cat
 from .pooling import _check_levels, spp_num_features
-from .roi import roi_pool
+from .roi import RoIPoolFunction, _checked_rois
 
 __all__ = ["roi_spatial_pyramid_pool", "RoISpatialPyramidPool"]
 
@@ -29,7 +29,9 @@ def roi_spatial_pyramid_pool(input, boxes, levels=(1, 2, 4), spatial_scale=1.0):
     """(N, C, H, W) features and K boxes ((K, 5) [batch_index, x1, y1, x2, y2] or a list of
     (K_i, 4) per image, in image pixels) -> (K, C * sum(l*l)), differentiable w.r.t. input."""
     levels = _check_levels(levels, "roi_spatial_pyramid_pool")
-    return cat([roi_pool(input, boxes, (l, l), spatial_scale).flatten(1) for l in levels], dim=1)
+    rois = _checked_rois(input, boxes, spatial_scale)          # once, not per level
+    return cat([RoIPoolFunction.apply(input, rois, output_size=(l, l), spatial_scale=float(spatial_scale))
+                .flatten(1) for l in levels], dim=1)
 
 
 class RoISpatialPyramidPool(Module):
