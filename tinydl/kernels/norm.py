@@ -40,7 +40,7 @@ too (see ``_numba_for``).
 """
 import numpy as np
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import is_cupy_array
 from ._dispatch import for_this_thread, kernel_route, njit, prange, use_numba
 
 __all__ = [

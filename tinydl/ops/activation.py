@@ -363,7 +363,7 @@ class Softplus(Function):
     def composite(ctx, x, beta, threshold):
         _, linear = ctx.saved_tensors
         lin = constant(linear, x)
-        return x * lin + ((x * beta * (1 - lin)).exp() + 1).log() * (1 - lin) / beta
+        return x * lin + softplus_recorded(x * beta * (1 - lin)) * (1 - lin) / beta
 
     def backward(ctx, gy):
         bx, linear = ctx.saved_tensors

@@ -1,6 +1,6 @@
 """Distances between vectors: cosine similarity and the p-norm distance (torch.nn.functional's
 cosine_similarity and pairwise_distance), the building blocks of metric-learning losses."""
-from ..autograd import Function, constant, unbroadcast
+from ..autograd import Function, unbroadcast
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .shape import normalize_dim
@@ -73,12 +73,9 @@ class CosineSimilarity(Function):
         return c.squeeze(dim)
 
     def composite(ctx, x1, x2, dim, eps):
-        _, _, n1_clamped, n2_clamped, _ = ctx.saved_tensors
-
-        def clamped_norm(x, saved):      # max(||x||, eps): eps is a constant where it wins
-            active = constant(saved > eps, x)
-            return pnorm(x, 2, dim, keepdims=True) * active + constant(eps * (saved <= eps), x)
-        c = (x1 * x2).sum(dim, keepdim=True) / (clamped_norm(x1, n1_clamped) * clamped_norm(x2, n2_clamped))
+        def clamped_norm(x):             # max(||x||, eps): eps is a constant where it wins
+            return pnorm(x, 2, dim, keepdims=True).clamp(min=eps)
+        c = (x1 * x2).sum(dim, keepdim=True) / (clamped_norm(x1) * clamped_norm(x2))
         return c.squeeze(dim)
 
     def backward(ctx, gy):

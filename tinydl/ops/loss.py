@@ -442,8 +442,7 @@ class GaussianNLL(Function):
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
 
     def composite(ctx, x, t, var, full, eps, reduction):
-        at_least_eps = constant(var.array >= eps, var)    # the clamp passes var's gradient on
-        v = var * at_least_eps + constant(eps * (var.array < eps), var)
+        v = var.clamp(min=eps)                            # the clamp passes var's gradient on
         d = x - t
         loss = 0.5 * (v.log() + d * d / v)
         return _reduce(loss + 0.5 * math.log(2 * math.pi) if full else loss, reduction)

@@ -12,6 +12,7 @@ from ..backend import get_array_module
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
 from .checks import check_same_kind
+from .distance import pnorm
 from .math import raw
 from .resample import ZeroPad
 
@@ -272,16 +273,13 @@ class Normalize(Function):
 
     def composite(ctx, x, p=2.0, dim=1, eps=1e-12):
         _, n, _ = ctx.saved_tensors
-        a = x.abs()
         if p == math.inf:
+            a = x.abs()
             top = a.array == n
             n_t = (a * constant(top / top.sum(axis=dim, keepdims=True), x)).sum(dim, keepdim=True)
-        elif p == 2:
-            n_t = (x * x).sum(dim, keepdim=True).sqrt()
         else:
-            n_t = (a ** p).sum(dim, keepdim=True) ** (1 / p)
-        active = constant(n >= eps, x)
-        return x / (n_t * active + constant(eps * (n < eps), x))
+            n_t = pnorm(x, p, dim, keepdims=True)
+        return x / n_t.clamp(min=eps)            # the clamp passes the norm's gradient where n >= eps
 
     def backward(ctx, gy):
         x, n, r = ctx.saved_tensors

@@ -65,9 +65,10 @@ class ConstantPad(Function):
         return y
 
     def composite(ctx, x, pad, value=0.0):
-        """Linear in x plus a constant: a zero padding of x (linear) and the padding alone."""
-        zero_padded = ZeroPad.apply(x, pad=pad, value=0.0)
-        return zero_padded if value == 0 else zero_padded + ConstantPad.apply(x.detach() * 0, pad=pad, value=value)
+        """Linear in x plus a constant: the zero padding of x - value, plus value."""
+        if value == 0:
+            return ZeroPad.apply(x, pad=pad, value=0.0)
+        return ZeroPad.apply(x - value, pad=pad, value=0.0) + value
 
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.in_shape, dtype=gy.dtype)
