@@ -928,3 +928,25 @@ def test_an_output_that_views_fresh_memory_is_not_taken_for_saved():
     z = td.nn.functional.relu(y, inplace=True)
     z.backward(td.tensor(rng.standard_normal((3, 2))))
     assert a.grad is not None and b.grad is not None
+
+
+@pytest.mark.parametrize("name", ["softplus", "logsigmoid", "mish", "binary_cross_entropy_with_logits"])
+def test_recorded_gradients_of_the_softplus_family_at_zero_match_torch(name):
+    """create_graph through the composites that use softplus_recorded, at inputs that are
+    exactly 0 (a Newton step from w = 0): a |v| or max(v, 0) there would give the wrong
+    first derivative (0 or 1 instead of sigmoid(0) = 1/2)."""
+    import tinydl.nn.functional as F
+    values = np.array([-2.0, 0.0, 0.0, 1.5])
+
+    def loss(lib, functional, x):
+        if name == "binary_cross_entropy_with_logits":
+            return functional.binary_cross_entropy_with_logits(x, lib.tensor(np.array([0.0, 1.0, 0.3, 1.0])))
+        return getattr(functional, name)(x).sum()
+    results = []
+    for lib, functional in ((td, F), (torch, torch.nn.functional)):
+        x = lib.tensor(values, requires_grad=True)
+        g, = lib.autograd.grad(loss(lib, functional, x), x, create_graph=True)
+        h, = lib.autograd.grad((g * g).sum(), x)
+        results.append([t.detach().numpy() for t in (g, h)])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -64,9 +64,11 @@ def _erf(x):
 
 
 def softplus_recorded(v):
-    """log(1 + exp(v)) in recorded ops (composites), as log(1 + exp(-|v|)) + max(v, 0): the
-    exponential never overflows."""
-    return ((-v.abs()).exp() + 1).log() + v * constant(v.array > 0, v)
+    """log(1 + exp(v)) in recorded ops (composites), as m + log(exp(-m) + exp(v - m)) with the
+    shift m = max(v, 0) held constant: neither exponential overflows, and the derivative is
+    sigmoid(v) everywhere (a |v| or a max(v, 0) in the formula would give 0 or 1 at v = 0)."""
+    m = constant(v._xp.maximum(v.array, 0), v)
+    return m + ((-m).exp() + (v - m).exp()).log()
 
 
 class Erf(Function):
