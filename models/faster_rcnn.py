@@ -416,12 +416,13 @@ def small_backbone(channels=(16, 32, 64, 128), batch_norm=True):
     return backbone, channels[-1], 8
 
 
-def backbone_and_head(backbone, options):
-    """The conv layers and fc head shared by Faster R-CNN and Fast R-CNN: a dict with
-    backbone, backbone_channels, stride, box_head, head_dim. ``backbone='vgg16'``:
-    VGG-16 conv1_1..conv5_3 (stride 16) and fc6/fc7 4096 with dropout 0.5; ``'small'``:
-    ``small_backbone`` (``channels=``, ``batch_norm=`` popped from ``options``) and fc
-    256-256 (``head_dim=``)."""
+def backbone_and_head(backbone, options, pooled_features=lambda channels: channels * 7 * 7):
+    """The conv layers and fc head shared by Faster R-CNN and Fast R-CNN (and R-CNN's and
+    SPP-net's small variants): a dict with backbone, backbone_channels, stride, box_head,
+    head_dim. ``backbone='vgg16'``: VGG-16 conv1_1..conv5_3 (stride 16) and fc6/fc7 4096
+    with dropout 0.5; ``'small'``: ``small_backbone`` (``channels=``, ``batch_norm=``
+    popped from ``options``) and fc 256-256 (``head_dim=``) on ``pooled_features(channels)``
+    inputs (a 7x7 RoI pool by default)."""
     if backbone == "vgg16":
         features = make_layers(cfgs["D"])[:-1]                  # conv1_1 .. conv5_3 + ReLU, no pool5
         for m in features.modules():
@@ -438,7 +439,7 @@ def backbone_and_head(backbone, options):
         features, channels, stride = small_backbone(tuple(options.pop("channels", (16, 32, 64, 128))),
                                                     options.pop("batch_norm", True))
         head_dim = options.pop("head_dim", 256)
-        head = nn.Sequential(nn.Linear(channels * 7 * 7, head_dim), nn.ReLU(inplace=True),
+        head = nn.Sequential(nn.Linear(pooled_features(channels), head_dim), nn.ReLU(inplace=True),
                              nn.Linear(head_dim, head_dim), nn.ReLU(inplace=True))
         return dict(backbone=features, backbone_channels=channels, stride=stride, box_head=head,
                     head_dim=head_dim)

@@ -56,7 +56,7 @@ from tinydl.vision.ops import (batched_nms, box_iou, clip_boxes_to_image, decode
 from models import register
 from models.alexnet import AlexNet
 from models.fast_rcnn import FastRCNN
-from models.faster_rcnn import _IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, small_backbone
+from models.faster_rcnn import _IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, backbone_and_head
 from models.spp import _zf5
 
 __all__ = ["RegionDetector", "RCNN", "SPPNetDetector", "warp_regions", "train_linear_svm", "ridge_regression",
@@ -393,11 +393,6 @@ class SPPNetDetector(RegionDetector):
 
 
 # ================================================================ builders
-def _small_head(in_features, head_dim):
-    return nn.Sequential(nn.Linear(in_features, head_dim), nn.ReLU(inplace=True),
-                         nn.Linear(head_dim, head_dim), nn.ReLU(inplace=True))
-
-
 @register
 def rcnn(num_classes=21, backbone="alexnet", **options):
     """R-CNN. ``backbone='alexnet'``: the paper's net (AlexNet conv1..pool5 on 227 x 227
@@ -411,11 +406,9 @@ def rcnn(num_classes=21, backbone="alexnet", **options):
         features, head = net.features, net.classifier[:-1]                  # conv1..pool5; fc6, fc7
         config = dict(pool_dim=256 * 6 * 6, feature_dim=4096, warp_size=227, context=16)
     elif backbone == "small":
-        features, channels, _ = small_backbone(tuple(options.pop("channels", (16, 32, 64, 128))),
-                                               options.pop("batch_norm", True))
-        head_dim = options.pop("head_dim", 256)
-        head = _small_head(channels * 7 * 7, head_dim)
-        config = dict(pool_dim=channels * 7 * 7, feature_dim=head_dim, warp_size=56, context=4,
+        parts = backbone_and_head("small", options)          # 56 / 8: a 7 x 7 pool5
+        features, head, head_dim = parts["backbone"], parts["box_head"], parts["head_dim"]
+        config = dict(pool_dim=parts["backbone_channels"] * 7 * 7, feature_dim=head_dim, warp_size=56, context=4,
                       batch_size_per_image=32, detections_per_img=20)
     else:
         raise ValueError(f"rcnn: backbone must be 'alexnet' or 'small', got {backbone!r}")
@@ -437,10 +430,9 @@ def spp_det(num_classes=21, backbone="zf", levels=(1, 2, 3, 6), **options):
                              nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5))
         config = {}
     elif backbone == "small":
-        features, channels, stride = small_backbone(tuple(options.pop("channels", (16, 32, 64, 128))),
-                                                    options.pop("batch_norm", True))
-        head_dim = options.pop("head_dim", 256)
-        head = _small_head(spp_num_features(channels, levels), head_dim)
+        parts = backbone_and_head("small", options, lambda channels: spp_num_features(channels, levels))
+        features, channels, stride = parts["backbone"], parts["backbone_channels"], parts["stride"]
+        head, head_dim = parts["box_head"], parts["head_dim"]
         config = dict(detections_per_img=20)
     else:
         raise ValueError(f"spp_det: backbone must be 'zf' or 'small', got {backbone!r}")
