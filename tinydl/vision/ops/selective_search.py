@@ -123,6 +123,12 @@ def felzenszwalb_segmentation(image, k=100.0, sigma=0.8, min_size=None):
     image's own units (0..255 for 8-bit images). Returns an (H, W) int64 label map,
     labels 0..n-1 in raster order of each region's first pixel.
     """
+    return _segment(_image_graph(image, sigma), k, k if min_size is None else min_size)
+
+
+def _image_graph(image, sigma):
+    """The blurred image's 8-neighbour graph, its edges sorted by weight (what every k of
+    one image shares): (H, W, a, b, weights)."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[:, :, None]
@@ -144,8 +150,13 @@ def felzenszwalb_segmentation(image, k=100.0, sigma=0.8, min_size=None):
     flat = img.reshape(-1, c)
     weight = np.sqrt(((flat[a] - flat[b]) ** 2).sum(axis=1))
     order = np.argsort(weight, kind="stable")
-    roots = _segment_graph(h * w, a[order], b[order], weight[order].astype(np.float64), float(k),
-                           int(k if min_size is None else min_size))
+    return h, w, a[order], b[order], weight[order].astype(np.float64)
+
+
+def _segment(graph, k, min_size):
+    """felzenszwalb_segmentation's label map from a sorted ``_image_graph``."""
+    h, w, a, b, weight = graph
+    roots = _segment_graph(h * w, a, b, weight, float(k), int(min_size))
     _, labels = np.unique(roots, return_inverse=True)
     # number the regions in raster order of their first pixel (np.unique numbers them by root)
     first = np.full(labels.max() + 1, h * w)
@@ -184,7 +195,7 @@ class _Regions:
     """The initial regions of one segmentation: sizes, boxes, colour and texture
     histograms, and which regions touch."""
 
-    def __init__(self, labels, img, channel_range):
+    def __init__(self, labels, img, channel_range, texture=None):
         h, w = labels.shape
         n = int(labels.max()) + 1
         flat = labels.ravel()
@@ -200,7 +211,7 @@ class _Regions:
         self.box = box
         values = img.reshape(h * w, -1).astype(np.float32)
         self.colour = _histograms(values, flat, n, 25, *channel_range)
-        tex = _texture(img.astype(np.float32))
+        tex = _texture(img.astype(np.float32)) if texture is None else texture   # (a colour space's, once)
         self.texture = _histograms(tex, flat, n, 10, 0.0, float(tex.max()) if tex.size else 1.0)
         # neighbours: labels that differ across a horizontal, vertical or diagonal step
         pairs = [np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
@@ -336,9 +347,10 @@ def selective_search(image, mode="fast", sigma=0.8, scale=1.0, max_proposals=Non
     boxes, ranks = [], []
     for space in spaces:
         img, channel_range = _colour_space(rgb, space)
+        graph, texture = _image_graph(img, sigma), _texture(img.astype(np.float32))   # the same for every k
         for k in ks:
-            labels = felzenszwalb_segmentation(img, k * scale, sigma, min_size=int(round(k * scale)))
-            regions = _Regions(labels, img, channel_range)
+            labels = _segment(graph, k * scale, int(round(k * scale)))
+            regions = _Regions(labels, img, channel_range, texture)
             for terms in strategies:
                 b = _hierarchy(regions, terms)
                 position = np.arange(len(b), 0, -1, dtype=np.float64)   # the whole image (last) is 1
