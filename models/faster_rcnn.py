@@ -334,14 +334,8 @@ class FasterRCNN(nn.Module):
             # every class's box from its own deltas: (k, C, 4), then drop the background column
             boxes = raw(decode_boxes(d.reshape(-1, 4), xp.repeat(props, c, axis=0), self.bbox_reg_weights))
             boxes = raw(clip_boxes_to_image(boxes, image_size)).reshape(k, c, 4)[:, 1:].reshape(-1, 4)
-            scores = p[:, 1:].reshape(-1)
-            labels = xp.tile(xp.arange(1, c, dtype=xp.int64), k)
-            keep = xp.nonzero(scores > self.box_score_thresh)[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = raw(remove_small_boxes(boxes, 1e-2))
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = raw(batched_nms(boxes, scores, labels, self.box_nms_thresh))[:self.detections_per_img]
-            out.append({"boxes": Tensor(boxes[keep]), "scores": Tensor(scores[keep]), "labels": Tensor(labels[keep])})
+            out.append(select_detections(boxes, p[:, 1:].reshape(-1), c - 1, self.box_score_thresh,
+                                         self.box_nms_thresh, self.detections_per_img, min_size=1e-2))
         return out
 
     # ------------------------------------------------------------ forward
@@ -414,6 +408,22 @@ def small_backbone(channels=(16, 32, 64, 128), batch_norm=True):
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return backbone, channels[-1], 8
+
+
+def select_detections(boxes, scores, classes, score_thresh, nms_thresh, limit, min_size=None):
+    """One image's detections from every (proposal, class) pair: ``boxes`` (k*classes, 4) and
+    ``scores`` (k*classes,), proposal-major, for the classes 1..``classes`` (no background).
+    Keeps the pairs scoring above ``score_thresh`` (and, with ``min_size``, at least that
+    wide and high), NMS per class, the best ``limit``: {'boxes', 'scores', 'labels'}."""
+    xp = get_array_module(boxes)
+    labels = xp.tile(xp.arange(1, classes + 1, dtype=xp.int64), scores.shape[0] // max(classes, 1))
+    keep = xp.nonzero(scores > score_thresh)[0]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    if min_size is not None:
+        keep = raw(remove_small_boxes(boxes, min_size))
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = raw(batched_nms(boxes, scores, labels, nms_thresh))[:limit]
+    return {"boxes": Tensor(boxes[keep]), "scores": Tensor(scores[keep]), "labels": Tensor(labels[keep])}
 
 
 def backbone_and_head(backbone, options, pooled_features=lambda channels: channels * 7 * 7):

@@ -50,13 +50,13 @@ import tinydl.nn.functional as F
 from tinydl.backend import get_array_module
 from tinydl.ops.math import raw
 from tinydl.tensor import Tensor
-from tinydl.vision.ops import (batched_nms, box_iou, clip_boxes_to_image, decode_boxes, encode_boxes,
+from tinydl.vision.ops import (box_iou, clip_boxes_to_image, decode_boxes, encode_boxes,
                                hard_negative_mining, roi_spatial_pyramid_pool, sample_points, spp_num_features)
 
 from models import register
 from models.alexnet import AlexNet
 from models.fast_rcnn import FastRCNN
-from models.faster_rcnn import _IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, backbone_and_head
+from models.faster_rcnn import _IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, backbone_and_head, select_detections
 from models.spp import _zf5
 
 __all__ = ["RegionDetector", "RCNN", "SPPNetDetector", "warp_regions", "train_linear_svm", "ridge_regression",
@@ -343,13 +343,8 @@ class RegionDetector(nn.Module):
                 boxes = xp.tile(props, (1, c_max))
                 thresh = self.softmax_score_thresh
             boxes = raw(clip_boxes_to_image(boxes.reshape(-1, 4), image_size))
-            scores = scores.reshape(-1).astype(props.dtype)
-            labels = xp.tile(xp.arange(1, c_max + 1, dtype=xp.int64), len(props))
-            keep = xp.nonzero(scores > thresh)[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = raw(batched_nms(boxes, scores, labels, self.nms_thresh))[:self.detections_per_img]
-            out.append({"boxes": Tensor(boxes[keep]), "scores": Tensor(scores[keep]),
-                        "labels": Tensor(labels[keep])})
+            out.append(select_detections(boxes, scores.reshape(-1).astype(props.dtype), c_max, thresh,
+                                         self.nms_thresh, self.detections_per_img))
         return out
 
 
