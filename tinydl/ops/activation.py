@@ -30,7 +30,7 @@ from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .math import on_array_or_tensor, raw
+from .math import on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -589,14 +589,9 @@ class GLU(Function):
 
 
 # ---------------------------------------------------------------- along a dimension
-def _max_along(x, dim):
-    """The max along ``dim`` (kept), the shift that keeps exp from overflowing; 0 for an empty x."""
-    return x.max(axis=dim, keepdims=True) if x.size else 0
-
-
 def _minus_max(x, dim):
-    """x - max along ``dim`` (an empty x stays empty)."""
-    return x - _max_along(x, dim)
+    """x - max along ``dim``, the shift that keeps exp from overflowing (an empty x stays empty)."""
+    return x - x.max(axis=dim, keepdims=True) if x.size else x
 
 
 class Softmax(Function):
@@ -609,7 +604,7 @@ class Softmax(Function):
     dL/dx_k = sum_i gy_i y_i (delta_ik - y_k) = y_k (gy_k - sum_i gy_i y_i).
     """
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward reads only its output y
 
     def forward(ctx, x, dim):
         xp = get_array_module(x)
@@ -619,13 +614,9 @@ class Softmax(Function):
         ctx.dim = dim
         return y
 
-    def composite(ctx, x, dim):
-        e = (x - constant(_max_along(x.array, dim), x)).exp()
-        return e / e.sum(dim, keepdim=True)
-
     def backward(ctx, gy):
         y, = ctx.saved_tensors
-        return y * (gy - (gy * y).sum(axis=ctx.dim, keepdims=True))
+        return y * (gy - sum_kept(gy * y, ctx.dim))
 
 
 class LogSoftmax(Function):
@@ -638,7 +629,7 @@ class LogSoftmax(Function):
     dL/dx_k = gy_k - softmax_k * sum_i gy_i, with softmax = exp(y).
     """
 
-    double_backward = "composite"
+    double_backward = "operators"      # backward reads only its output y
 
     def forward(ctx, x, dim):
         xp = get_array_module(x)
@@ -648,14 +639,9 @@ class LogSoftmax(Function):
         ctx.dim = dim
         return y
 
-    def composite(ctx, x, dim):
-        shifted = x - constant(_max_along(x.array, dim), x)
-        return shifted - shifted.exp().sum(dim, keepdim=True).log()
-
     def backward(ctx, gy):
         y, = ctx.saved_tensors
-        xp = get_array_module(gy)
-        return gy - xp.exp(y) * gy.sum(axis=ctx.dim, keepdims=True)
+        return gy - on_array_or_tensor("exp", y) * sum_kept(gy, ctx.dim)
 
 
 def _along_dim(fn, x, dim, dtype, op):

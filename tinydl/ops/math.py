@@ -33,6 +33,11 @@ def on_array_or_tensor(name, v):
     return getattr(v, name)() if isinstance(v, Tensor) else getattr(get_array_module(v), name)(v)
 
 
+def sum_kept(v, dim):
+    """The sum along ``dim``, kept as a size-1 axis, of an array or a Tensor (see above)."""
+    return v.sum(dim, keepdim=True) if isinstance(v, Tensor) else v.sum(axis=dim, keepdims=True)
+
+
 def raw_index(index):
     """An index with Tensors replaced by their arrays (for a[t] and a[t1, :, t2])."""
     if isinstance(index, tuple):
