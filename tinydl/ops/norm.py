@@ -9,6 +9,7 @@ import math
 
 from ..autograd import Function, constant
 from ..backend import get_array_module
+from ..tensor import Tensor
 from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
                             batch_norm_stats)
 from .checks import check_same_kind
@@ -169,9 +170,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 # ---------------------------------------------------------------- local response norm
 def _channel_window_sum(a, before, after):
-    """out[:, c] = sum of a[:, c - before : c + after + 1] along axis 1, zeros outside."""
-    xp = get_array_module(a)
+    """out[:, c] = sum of a[:, c - before : c + after + 1] along axis 1, zeros outside
+    (for a Tensor, in recorded ops: LocalResponseNorm's composite)."""
     C = a.shape[1]
+    if isinstance(a, Tensor):
+        padded = ZeroPad.apply(a, pad=(0, 0) * (a.ndim - 2) + (before, after), value=0.0)
+        return sum((padded[:, shift:shift + C] for shift in range(1, before + after + 1)), padded[:, 0:C])
+    xp = get_array_module(a)
     padded = xp.zeros((a.shape[0], C + before + after) + a.shape[2:], dtype=a.dtype)
     padded[:, before:before + C] = a
     out = padded[:, 0:C].copy()
@@ -212,12 +217,7 @@ class LocalResponseNorm(Function):
         return y
 
     def composite(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
-        before, after = size // 2, (size - 1) // 2
-        padded = ZeroPad.apply(x * x, pad=(0, 0) * (x.ndim - 2) + (before, after), value=0.0)
-        C = x.shape[1]
-        s = padded[:, 0:C]
-        for shift in range(1, before + after + 1):
-            s = s + padded[:, shift:shift + C]
+        s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
         return x * (k + (alpha / size) * s) ** -beta
 
     def backward(ctx, gy):
