@@ -510,23 +510,25 @@ class PReLU(Function):
 
     double_backward = "composite"
 
+    @staticmethod
+    def _per_channel(x, a):
+        """a shaped to broadcast along x's channels (dim 1), or as one shared slope."""
+        shape = [1] * x.ndim
+        if len(a.shape) and a.shape[0] > 1:
+            shape[1] = a.shape[0]
+        return a.reshape(tuple(shape))
+
     def forward(ctx, x, a):
         xp = get_array_module(x)
-        shape = [1] * x.ndim
-        if a.size > 1:
-            shape[1] = a.size
-        a_b = a.reshape(shape)
+        a_b = PReLU._per_channel(x, a)
         positive = x > 0
         ctx.save_for_backward(x, a_b, positive)
         ctx.a_shape = a.shape
         return xp.where(positive, x, a_b * x)
 
     def composite(ctx, x, a):
-        shape = [1] * x.ndim
-        if a.numel() > 1:
-            shape[1] = a.numel()
         p = constant(x.array > 0, x)
-        return x * p + a.reshape(shape) * x * (1 - p)
+        return x * p + PReLU._per_channel(x, a) * x * (1 - p)
 
     def backward(ctx, gy):
         x, a_b, positive = ctx.saved_tensors
