@@ -35,10 +35,10 @@ Writes ``--out``/history.json and ``--out``/history.png (mAP against test time
 per image, and training time), and prints the table (markdown).
 """
 import argparse
-import importlib.util
 import json
 import math
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -54,18 +54,13 @@ from tinydl.utils.plot import save_figure
 from tinydl.vision.metrics import mean_average_precision
 from tinydl.vision.ops import selective_search
 
+# the sibling example holds Faster R-CNN's recipe, evaluate and lr_factor
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import train_faster_rcnn  # noqa: E402
+
 METHODS = ("rcnn", "spp_det", "fast_rcnn", "faster_rcnn")
 NAMES = {"rcnn": "R-CNN", "spp_det": "SPP-net", "fast_rcnn": "Fast R-CNN", "faster_rcnn": "Faster R-CNN"}
 YEARS = {"rcnn": 2014, "spp_det": 2014, "fast_rcnn": 2015, "faster_rcnn": 2015}
-
-
-def load_faster_rcnn_example():
-    """examples/train_faster_rcnn.py as a module (Faster R-CNN's recipe, evaluate and lr_factor)."""
-    path = pathlib.Path(__file__).resolve().parent / "train_faster_rcnn.py"
-    spec = importlib.util.spec_from_file_location("_train_faster_rcnn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class WithProposals:
@@ -194,7 +189,6 @@ def main(argv=None):
     size = (args.image_size, args.image_size)
     train_set = SyntheticDetection(args.num_train, size, seed=args.seed)
     test_set = SyntheticDetection(args.num_test, size, seed=args.seed + 1)
-    frcnn = load_faster_rcnn_example()
     options = dict(num_classes=train_set.num_classes, backbone="small", channels=tuple(args.channels))
     rows = []
     train_props = test_props = None
@@ -209,7 +203,7 @@ def main(argv=None):
         say(f"{NAMES[method]}:")
         warmup = max(args.steps // 10, 1)
         if method == "faster_rcnn":
-            result = frcnn.main(["--steps", str(args.steps), "--num-train", str(args.num_train),
+            result = train_faster_rcnn.main(["--steps", str(args.steps), "--num-train", str(args.num_train),
                                  "--num-test", str(args.num_test), "--batch-size", str(args.batch_size),
                                  "--image-size", str(args.image_size), "--lr", str(args.lr),
                                  "--warmup", str(warmup), "--channels", *map(str, args.channels),
@@ -222,7 +216,7 @@ def main(argv=None):
             model = models.create(method, **options).to(args.device)
             loader = DataLoader(WithProposals(train_set, train_props), batch_size=args.batch_size, shuffle=True,
                                 drop_last=True, collate_fn=collate_detection, seed=args.seed, device=args.device)
-            train_s = train(model, loader, args.steps, args.lr, warmup, frcnn.lr_factor)
+            train_s = train(model, loader, args.steps, args.lr, warmup, train_faster_rcnn.lr_factor)
             softmax_mAP = None
             if method in ("rcnn", "spp_det"):
                 # the notes' question: the fine-tuned softmax as the classifier, before the SVMs

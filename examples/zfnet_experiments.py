@@ -34,9 +34,9 @@ as zfnet_<name>.png (docs/figures for the README).
     python examples/zfnet_experiments.py --epochs 10 --evolution-epochs 1 2 5 10
 """
 import argparse
-import importlib.util
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -52,15 +52,9 @@ from tinydl.utils.visualize import deconv_projections, to_numpy, top_activations
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def _sibling(name):
-    """Import examples/<name>.py by its path (examples/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_zf_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-deconvnet = _sibling("deconvnet_visualize")   # MiniZF, the data split and the activation helpers
+# the sibling example holds MiniZF, the data split and the activation helpers
+sys.path.insert(0, str(HERE))
+import deconvnet_visualize as deconvnet  # noqa: E402
 
 
 # ================================================================ 1. feature evolution
