@@ -196,7 +196,7 @@ class RegionDetector(nn.Module):
         """region_features of one image (1, 3, H, W) at its (K, 4) boxes, ``chunk`` boxes at a
         time, without gradients: (pool5, fc7) arrays."""
         xp = image._xp
-        rois = xp.concatenate([xp.zeros((len(boxes), 1), dtype=boxes.dtype), boxes], axis=1)
+        rois = FasterRCNN._rois([boxes], image.array)
         pools, fcs = [], []
         with td.no_grad():
             for s in range(0, rois.shape[0], self.chunk):
@@ -270,8 +270,9 @@ class RegionDetector(nn.Module):
         if xp is None:
             raise ValueError(f"{type(self).__name__}.fit_detectors: no batches")
         fc, best_iou, gt_labels = xp.concatenate(fcs), xp.concatenate(best_iou), xp.concatenate(gt_labels)
-        scale = 20.0 / float(xp.linalg.norm(fc.astype(xp.float64), axis=1).mean())
-        fc = fc.astype(xp.float64) * scale
+        fc = fc.astype(xp.float64)
+        scale = 20.0 / float(xp.linalg.norm(fc, axis=1).mean())
+        fc *= scale
         report = {"svm": {}, "regressor": {}}
         svm_w = xp.zeros(self.svm_weight.shape)
         svm_b = xp.zeros(c_max)
@@ -382,7 +383,6 @@ class SPPNetDetector(RegionDetector):
                              persistent=False)
 
     def region_features(self, images, rois):
-        rois = Tensor(rois) if not isinstance(rois, Tensor) else rois
         pooled = roi_spatial_pyramid_pool(self.features(images), rois, self.levels, 1.0 / self.stride)
         return pooled, self.head(pooled)
 
