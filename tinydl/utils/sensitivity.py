@@ -131,9 +131,8 @@ def _warp_each(images, **params):
     """Apply ``transforms.affine`` to every (C, H, W) image of a host batch (float, channels last for OpenCV)."""
     from ..data.transforms import affine
     out = np.empty_like(images)
-    for i, img in enumerate(images):
-        hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
-        out[i] = affine(hwc, interpolation="bilinear", **params).reshape(hwc.shape).transpose(2, 0, 1)
+    for i, img in enumerate(images):      # (affine's warp copies and keeps a size-1 channel axis)
+        out[i] = affine(img.transpose(1, 2, 0), interpolation="bilinear", **params).transpose(2, 0, 1)
     return out
 
 
