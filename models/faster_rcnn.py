@@ -187,10 +187,7 @@ class FasterRCNN(nn.Module):
         nn.init.normal_(self.bbox_pred.weight, 0.0, 0.001)
         nn.init.constant_(self.cls_score.bias, 0.0)
         nn.init.constant_(self.bbox_pred.bias, 0.0)
-        self.register_buffer("image_mean", td.tensor(np.asarray(image_mean, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
-        self.register_buffer("image_std", td.tensor(np.asarray(image_std, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
+        register_image_normalisation(self, image_mean, image_std)
         self.box_fg_iou_thresh, self.box_bg_iou_thresh = box_fg_iou_thresh, box_bg_iou_thresh
         self.box_batch_size_per_image, self.box_positive_fraction = box_batch_size_per_image, box_positive_fraction
         self.box_score_thresh, self.box_nms_thresh = box_score_thresh, box_nms_thresh
@@ -408,6 +405,13 @@ def small_backbone(channels=(16, 32, 64, 128), batch_norm=True):
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return backbone, channels[-1], 8
+
+
+def register_image_normalisation(module, mean, std):
+    """The per-channel ``image_mean`` / ``image_std`` buffers (1, 3, 1, 1) that ``features``
+    normalises the [0, 1] RGB images with (not saved: they are the recipe's constants)."""
+    for name, value in (("image_mean", mean), ("image_std", std)):
+        module.register_buffer(name, td.tensor(np.asarray(value, np.float32).reshape(1, 3, 1, 1)), persistent=False)
 
 
 def select_detections(boxes, scores, classes, score_thresh, nms_thresh, limit, min_size=None):

@@ -42,7 +42,6 @@ regression): the notes' comparison of the two classifiers.
 
 Boxes (x1, y1, x2, y2) without "+1"; images (N, 3, H, W) float RGB in [0, 1].
 """
-import numpy as np
 
 import tinydl as td
 import tinydl.nn as nn
@@ -56,7 +55,8 @@ from tinydl.vision.ops import (box_iou, clip_boxes_to_image, decode_boxes, encod
 from models import register
 from models.alexnet import AlexNet
 from models.fast_rcnn import FastRCNN
-from models.faster_rcnn import _IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, backbone_and_head, select_detections
+from models.faster_rcnn import (_IMAGENET_MEAN, _IMAGENET_STD, FasterRCNN, backbone_and_head,
+                                register_image_normalisation, select_detections)
 from models.spp import _zf5
 
 __all__ = ["RegionDetector", "RCNN", "SPPNetDetector", "warp_regions", "train_linear_svm", "ridge_regression",
@@ -377,10 +377,7 @@ class SPPNetDetector(RegionDetector):
         super().__init__(num_classes, feature_dim, spp_num_features(channels, levels), **options)
         self.backbone, self.head = backbone, head
         self.stride, self.levels = int(stride), tuple(levels)
-        self.register_buffer("image_mean", td.tensor(np.asarray(image_mean, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
-        self.register_buffer("image_std", td.tensor(np.asarray(image_std, np.float32).reshape(1, 3, 1, 1)),
-                             persistent=False)
+        register_image_normalisation(self, image_mean, image_std)
 
     def region_features(self, images, rois):
         pooled = roi_spatial_pyramid_pool(self.features(images), rois, self.levels, 1.0 / self.stride)

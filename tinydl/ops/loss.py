@@ -685,7 +685,7 @@ class MultiMargin(Function):
         return _reduce(loss, reduction).astype(x.dtype, copy=False)
 
     def composite(ctx, x, y, weight, p, margin, reduction):
-        h, active, idx, scale, _ = ctx.saved_tensors
+        _, active, idx, scale, _ = ctx.saved_tensors
         x2 = x.reshape(-1, x.shape[-1])
         h = margin - gather(x2, 1, Tensor(idx)) + x2
         per_class = h ** p * constant(active, x2) * constant(x2._xp.asarray(scale).reshape(-1, 1), x2)
