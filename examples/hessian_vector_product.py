@@ -7,7 +7,7 @@ computation like any other, so it can be differentiated again. For a fixed vecto
 
 is one more backward pass: no n x n matrix is ever formed, and it costs about two
 gradients (Pearlmutter's trick). This script takes the loss of a small network (conv,
-tanh, linear, relu, log_softmax) on a random batch, in float64, and checks its H v
+tanh, linear, relu, cross entropy) on a random batch, in float64, and checks its H v
 
   * against central finite differences of the gradient, (g(theta + eps v) - g(theta - eps v)) / 2 eps;
   * against PyTorch's double backward on the same weights (when torch is installed).
