@@ -43,6 +43,8 @@ and is freed as soon as the output Tensor is. After a backward pass the saved
 arrays are dropped unless ``retain_graph=True``.
 """
 import contextlib
+import heapq
+import itertools
 import threading
 import traceback
 import weakref
@@ -203,6 +205,10 @@ class Function:
     output_refs = ()
     #: set by release(): the saved arrays are gone
     _released = False
+    #: what the node keeps of its positional inputs (``_record``): Tensors, stand-ins, None
+    inputs = ()
+    #: some input in ``inputs`` holds data that release() lets go of
+    _holds_data = False
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -219,18 +225,16 @@ class Function:
                 needs.append(False)
                 arrays.append(t)
         ctx.needs_input_grad = tuple(needs)
-        record = True in needs and is_grad_enabled()
         raw = ctx.forward(*arrays, **params)
 
         single = not isinstance(raw, tuple)
-        outputs = (raw,) if single else raw
-        tensors = tuple([Tensor(o) for o in outputs])
+        tensors = (Tensor(raw),) if single else tuple([Tensor(o) for o in raw])
         first = arrays[0] if arrays else None           # an in-place op writes into its first input
         views = [t for t in tensors if t.array.base is not None or t.array is first]
         if views:
             _share_counters_with_views(inputs, views)
-        if record:
-            _record(ctx, cls, inputs, outputs, tensors, views, params)
+        if True in needs and _state.enabled:
+            _record(ctx, cls, inputs, (raw,) if single else raw, tensors, views, params)
         return tensors[0] if single else tensors
 
     def release(self):
@@ -248,8 +252,9 @@ class Function:
         self.saved_tensors = None
         self.saved_versions = ()
         self._released = True
-        if getattr(self, "inputs", None):
+        if self._holds_data:
             self.inputs = tuple([_without_data(t) for t in self.inputs])
+            self._holds_data = False
 
     @property
     def name(self):
@@ -270,28 +275,36 @@ def _storage(a):
 def _record(ctx, cls, inputs, outputs, tensors, views, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
     the versions of the arrays it saved, and the outputs' links back to it."""
-    read = {_storage_id(a) for a in ctx.saved_tensors or () if hasattr(a, "base")}   # memory backward reads
+    saved = ctx.saved_tensors
+    read = {_storage_id(a) for a in saved if hasattr(a, "base")} if saved else _NONE   # memory backward reads
     kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
     keep_all = cls.double_backward == "composite"                       # it reruns the op
-    versions, recorded = [], []
+    versions, recorded, holds_data = [], [], False
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             recorded.append(None)
             continue
-        storage = _storage_id(t.array)
+        storage = _storage_id(t.array) if kept else None
         if storage in read:
             versions.append(_version_of(t, "input", i))
-        recorded.append(_recorded_input(t, storage in kept, keep_all))
+        t_or_stand_in = _recorded_input(t, storage in kept, keep_all)
+        recorded.append(t_or_stand_in)
+        holds_data = holds_data or (t_or_stand_in is t and not (t.grad_fn is None and t.requires_grad))
     ctx.inputs = tuple(recorded)
+    if holds_data:                  # release() swaps these for stand-ins
+        ctx._holds_data = True
     how = cls.double_backward
     if read:
-        saved_outputs = [i for i, o in enumerate(outputs) if id(o) in read or _storage_id(tensors[i].array) in read]
+        saved_outputs = [i for i, t in enumerate(tensors) if id(outputs[i]) in read or _storage_id(t.array) in read]
         if saved_outputs:           # exp's y, softmax's p...
             versions += [_version_of(tensors[i], "output", i) for i in saved_outputs]
             if how == "operators":  # create_graph needs the tensors (weakly held)
                 ctx.output_refs = tuple([(id(outputs[i]), weakref.ref(tensors[i])) for i in saved_outputs])
-    ctx.saved_versions = tuple(versions)
-    ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
+    if versions:
+        ctx.saved_versions = tuple(versions)
+    ctx.output_meta = ((outputs[0].shape, outputs[0].dtype),) if len(outputs) == 1 else tuple(
+        [(o.shape, o.dtype) for o in outputs])
+    ctx.sequence = next(_sequence)
     if how is not None and how != "operators":     # what rerunning the op needs
         ctx.params, ctx.constants = params, tuple([None if isinstance(t, Tensor) else t for t in inputs])
     if _anomaly["enabled"]:         # where this forward ran, minus this frame and apply's
@@ -302,6 +315,12 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
             t.grad_fn, t._output_index, t.requires_grad = ctx, i, True
 
 
+_NONE = frozenset()
+#: the order nodes were recorded in: a node's inputs were all made before it, so running the
+#: ready nodes latest first is a topological order (as PyTorch's engine orders by sequence_nr)
+_sequence = itertools.count()
+
+
 def _storage_id(a):
     """id of the array that owns ``a``'s memory."""
     return id(a) if a.base is None else id(_storage(a))
@@ -310,7 +329,7 @@ def _storage_id(a):
 def _version_of(t, kind, i):
     """(counter, value now, 'input'/'output', position, shape, dtype): what the backward
     checks to refuse reading an array changed in place since (``_check_versions``)."""
-    counter = t._version_counter
+    counter = t._version_counter or t._counter()
     return counter, counter.value, kind, i, t.array.shape, t.array.dtype
 
 
@@ -322,7 +341,7 @@ def _share_counters_with_views(inputs, views):
     for out in views:
         source = owners.get(id(_storage(out.array)))
         if source is not None:
-            out._version_counter = source._version_counter
+            out._version_counter = source._counter()
 
 
 def _check_versions(node):
@@ -364,7 +383,7 @@ class _FreedInput:
 
     def __init__(self, t):
         self.grad_fn, self._output_index = t.grad_fn, t._output_index
-        self.shape, self.dtype, self.requires_grad = tuple(t.array.shape), t.array.dtype, t.requires_grad
+        self.shape, self.dtype, self.requires_grad = t.array.shape, t.array.dtype, t.requires_grad
         self._retains_grad = False
         self._tensor = weakref.ref(t)
 
@@ -394,11 +413,10 @@ def _without_data(t):
     tensor that feeds several ops stays one node of the graph."""
     if t is None or type(t) is _FreedInput or (t.grad_fn is None and t.requires_grad):
         return t
-    try:
-        return t._freed_input
-    except AttributeError:
+    freed = t._freed_input
+    if freed is None:
         freed = t._freed_input = _FreedInput(t)
-        return freed
+    return freed
 
 
 # ------------------------------------------------------------------ backward
@@ -559,22 +577,33 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
     order. ``reached(t, g)`` gets every gradient that reaches a leaf, and every gradient that
     reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``).
     With ``create_graph`` the gradients are Tensors whose computation is recorded. The walk
-    treats the tensors whose ids are in ``stop_at`` as leaves."""
-    pending = {}
+    treats the tensors whose ids are in ``stop_at`` as leaves.
+
+    The nodes a gradient reached wait in a heap, latest recorded first: every consumer of a
+    node was recorded after it, so by the time a node comes out, all the gradients of its
+    outputs are in (see ``_sequence``), and no separate sorting pass is needed."""
+    pending, ready = {}, []        # id(node) -> {output index: gradient}; (-sequence, node)
+
+    def send(t, g):                # g reaches t, the output of a node still to run
+        node = t.grad_fn
+        slot = pending.get(id(node))
+        if slot is None:
+            pending[id(node)] = {t._output_index: g}
+            heapq.heappush(ready, (-node.sequence, id(node), node))
+        else:
+            i = t._output_index
+            slot[i] = g if i not in slot else slot[i] + g
+
     for root, grad in seeds:
         stops = root.grad_fn is None or id(root) in stop_at
         if stops or reached(root, None):
             reached(root, grad)
         if not stops:
-            slot = pending.setdefault(id(root.grad_fn), {})
-            i = root._output_index
-            slot[i] = grad if i not in slot else slot[i] + grad
-    roots = [root.grad_fn for root, _ in seeds if root.grad_fn is not None and id(root) not in stop_at]
+            send(root, grad)
     check_nan = is_anomaly_check_nan_enabled()
-    for node in _topological_order(roots, stop_at):
-        got = pending.pop(id(node), None)
-        if got is None:
-            continue
+    while ready:
+        node = heapq.heappop(ready)[2]
+        got = pending.pop(id(node))
         if node._released:
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
@@ -612,9 +641,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
                 continue
             if reached(t, None):
                 reached(t, g)
-            slot = pending.setdefault(id(t.grad_fn), {})
-            i = t._output_index
-            slot[i] = g if i not in slot else slot[i] + g
+            send(t, g)
         if not retain_graph:
             node.release()
 

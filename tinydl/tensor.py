@@ -47,10 +47,7 @@ class _VersionCounter:
     """How many times a storage was changed in place; shared by a tensor and its views
     (autograd compares it with the value seen at forward, see autograd.py)."""
 
-    __slots__ = ("value",)
-
-    def __init__(self):
-        self.value = 0
+    value = 0       # on the class until the first in-place change: cheap to make (one per saved tensor)
 
 
 class Tensor:
@@ -61,6 +58,8 @@ class Tensor:
     _output_index = 0
     _retains_grad = False
     requires_grad = False
+    _version_counter = None     # made by _counter() when first read or shared
+    _freed_input = None         # autograd's data-free stand-in, made when a node lets go of the data
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -69,7 +68,6 @@ class Tensor:
             if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
                 data = np.asarray(data)
         self.array = data
-        self._version_counter = _VersionCounter()
         if requires_grad:
             self.requires_grad_(True)
 
@@ -115,11 +113,19 @@ class Tensor:
     @property
     def _version(self):
         """In-place changes so far (shared with views), as PyTorch's ``t._version``."""
-        return self._version_counter.value
+        return self._counter().value
+
+    def _counter(self):
+        """The version counter, made on first use: most tensors are never saved nor changed
+        (benchmarks/bench_alone.py's overhead rows)."""
+        counter = self._version_counter
+        if counter is None:
+            counter = self._version_counter = _VersionCounter()
+        return counter
 
     def _bump_version(self):
         """Record an in-place change of the data (every writer of ``self.array[...]`` calls this)."""
-        self._version_counter.value += 1
+        self._counter().value += 1
 
     @property
     def is_leaf(self):
@@ -161,7 +167,7 @@ class Tensor:
     def detach(self):
         """Same data (and so the same version counter), cut from the graph."""
         out = Tensor(self.array)
-        out._version_counter = self._version_counter
+        out._version_counter = self._counter()
         return out
 
     @property
