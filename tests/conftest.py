@@ -60,3 +60,11 @@ def load_example():
             loaded[name] = module
         return loaded[name]
     return load
+
+
+@pytest.fixture
+def routes_on_small_shapes(monkeypatch):
+    """Convolutions as small as a test's take the routes, not the textbook op that wins
+    on tiny problems (kernels/conv.py TEXTBOOK_MAX_COLUMNS), so route tests stay fast."""
+    import tinydl.kernels.conv
+    monkeypatch.setattr(tinydl.kernels.conv, "TEXTBOOK_MAX_COLUMNS", -1)

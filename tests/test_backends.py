@@ -14,6 +14,7 @@ import tinydl.nn as nn
 import tinydl.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.usefixtures("routes_on_small_shapes")
 
 
 def _conv_route(**kwargs):

@@ -238,6 +238,7 @@ def test_single_threaded_blas_sets_one_thread_and_restores_unless_run_chunks_own
 
 
 @needs_workers
+@pytest.mark.usefixtures("routes_on_small_shapes")
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1)])
 def test_pointwise_route_with_images_on_every_worker_matches_torch(stride):
     """The 1x1 route's per-worker shares (the strided copy into x3, the products, the dL/dW

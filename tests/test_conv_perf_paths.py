@@ -58,3 +58,30 @@ def test_resnet_block_matches_torch(reference):
     for name, a, b in zip(names, ours, theirs):
         assert a.dtype == np.float32, name
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("channels, size, stride", [(64, 2, 1), (32, 4, 1), (16, 8, 2), (3, 8, 1)])
+def test_tiny_convolutions_run_the_textbook_op_and_match_torch(channels, size, stride):
+    """Batch 1 on ResNet-20's 2x2 to 8x8 planes (the overhead row of benchmarks/bench_alone.py):
+    the dispatcher runs the textbook op, whose per-element im2col/col2im kernels give torch's
+    numbers; the same layer on a larger batch takes a route, and a forced route still runs."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((1, channels, size, size)), rng.standard_normal((16, channels, 3, 3)), \
+        rng.standard_normal(16)
+    tx, tw, tb = (td.tensor(a, requires_grad=True) for a in (x, w, b))
+    px, pw, pb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    with td.backends.record_routes() as taken:
+        ty = F.conv2d(tx, tw, tb, stride, 1)
+    assert taken == [("conv2d", "im2col")]
+    py = torch.nn.functional.conv2d(px, pw, pb, stride, 1)
+    g = rng.standard_normal(py.shape)
+    ty.backward(td.tensor(g))
+    py.backward(torch.tensor(g))
+    for ours, theirs in ((ty, py), (tx.grad, px.grad), (tw.grad, pw.grad), (tb.grad, pb.grad)):
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+    big = td.tensor(rng.standard_normal((64, channels, size, size)))
+    with td.backends.record_routes() as taken:
+        F.conv2d(big, tw, None, stride, 1)
+        with td.backends.route(conv2d="chunked"):
+            F.conv2d(tx, tw, None, stride, 1)
+    assert taken[0][1] != "im2col" and taken[1] == ("conv2d", "chunked")

@@ -74,9 +74,15 @@ def out_hw(case):
 
 
 # ----------------------------------------------------------------------------- im2col / col2im
+@pytest.fixture(params=["row kernels", "per-element kernels"])
+def numba_kernels(request, monkeypatch):
+    """Runs a test with each family of Numba im2col/col2im kernels (chosen by size)."""
+    monkeypatch.setattr(im2col_mod, "SMALL_SIZE", -1 if request.param == "row kernels" else 1 << 62)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
-def test_im2col_numba_equals_reference(case, dtype):
+def test_im2col_numba_equals_reference(case, dtype, numba_kernels):
     shape, k, s, p, d = case
     for contiguous in (True, False):
         x = make_input(shape, dtype, contiguous)
@@ -89,7 +95,7 @@ def test_im2col_numba_equals_reference(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
-def test_col2im_numba_equals_reference(case, dtype):
+def test_col2im_numba_equals_reference(case, dtype, numba_kernels):
     shape, k, s, p, d = case
     Ho, Wo = out_hw(case)
     kh, kw = pair(k)

@@ -626,7 +626,14 @@ CONV2D_ROUTES = (Pointwise, Direct, Winograd, GyColumns, Chunked)        # in or
 CONV_TRANSPOSE2D_ROUTES = (SubpixelTranspose, ChunkedTranspose)
 
 
-def _choose(op, routes, x, *args):
+#: Up to this many elements of columns (the whole batch's), a CPU Conv2d runs its textbook
+#: op, one im2col and one product: there a route's chunks, buffers and workers cost more
+#: than they save (batch 1 on 2x2 to 8x8 planes: 1.1-2.4x faster; benchmarks/bench_alone.py's
+#: ResNet-20 batch 1 row).
+TEXTBOOK_MAX_COLUMNS = 1 << 14
+
+
+def _choose(op, routes, x, *args, textbook_wins=False):
     """The first route that applies and wins (or the forced one, where it applies);
     None for the op's own textbook code. Tells ``td.backends.record_routes``."""
     forced = backends.forced_route(op)
@@ -634,7 +641,8 @@ def _choose(op, routes, x, *args):
     if not backends.is_reference() and forced != "im2col":
         if forced:
             chosen = next((r for r in routes if r.name == forced and r.applies(x, *args)), None)
-        chosen = chosen or next((r for r in routes if r.applies(x, *args) and r.wins(x, *args)), None)
+        if chosen is None and not textbook_wins:
+            chosen = next((r for r in routes if r.applies(x, *args) and r.wins(x, *args)), None)
     name = chosen.name if chosen else ("im2col" if use_numba(x.dtype) or get_array_module(x) is not np
                                        else "reference")
     backends.note_route(op, name)
@@ -643,7 +651,11 @@ def _choose(op, routes, x, *args):
 
 def conv2d_route(x, weight_shape, geometry, needs):
     """The route for this Conv2d call (see the module docstring), or None for the textbook op."""
-    return _choose("conv2d", CONV2D_ROUTES, x, weight_shape, geometry, needs)
+    kernel, stride, padding, dilation, _ = geometry
+    columns = x.shape[1] * math.prod(kernel) * x.shape[0] * math.prod(
+        conv_output_size(x.shape[2:], kernel, stride, padding, dilation))
+    small = get_array_module(x) is np and columns <= TEXTBOOK_MAX_COLUMNS
+    return _choose("conv2d", CONV2D_ROUTES, x, weight_shape, geometry, needs, textbook_wins=small)
 
 
 def conv_transpose2d_route(x, weight_shape, geometry, needs):

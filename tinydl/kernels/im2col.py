@@ -75,6 +75,7 @@ not float32/float64) -> NumPy reference. im2col is pure copying and col2im adds
 contributions to each pixel in the same (i, j) order in all three, so their
 results are bit-for-bit equal.
 """
+import functools
 import math
 
 import numpy as np
@@ -112,16 +113,20 @@ def conv_output_size(in_hw, kernel_size, stride=1, padding=0, dilation=1):
 
     ``padding`` is an int, ``(ph, pw)`` or ``(top, bottom, left, right)``.
     """
-    H, W = in_hw
-    kh, kw = pair(kernel_size, "kernel_size")
-    sh, sw = pair(stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    pt, pb, pl, pr = padding4(padding)
-    return _out_len(H, kh, sh, pt, pb, dh), _out_len(W, kw, sw, pl, pr, dw)
+    return _geometry((1, 1) + tuple(in_hw), kernel_size, stride, padding, dilation)[-2:]
 
 
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
-    """All the integers a kernel needs, normalised once."""
+    """All the integers a kernel needs, normalised once: (N, C, H, W, kh, kw, sh, sw, pt,
+    pb, pl, pr, dh, dw, Ho, Wo). Remembered per arguments: a network asks for the same few
+    geometries at every step (benchmarks/bench_alone.py's ResNet-20 batch 1 row)."""
+    try:
+        return _remembered_geometry(tuple(x_shape), kernel_size, stride, padding, dilation)
+    except TypeError:                   # an unhashable argument (a list): work it out each time
+        return _normalised_geometry(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _normalised_geometry(x_shape, kernel_size, stride, padding, dilation):
     if len(x_shape) != 4:
         raise ValueError(f"expected a 4-D NCHW shape, got {tuple(x_shape)}")
     N, C, H, W = map(int, x_shape)
@@ -134,6 +139,9 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
     Ho = _out_len(H, kh, sh, pt, pb, dh)
     Wo = _out_len(W, kw, sw, pl, pr, dw)
     return N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo
+
+
+_remembered_geometry = functools.lru_cache(maxsize=4096, typed=True)(_normalised_geometry)
 
 
 def _check_out(out, shape, dtype, xp):
@@ -290,6 +298,53 @@ def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
                 fill_flat(cols_flat, out + ho * W + wo_hi, W - wo_hi, pad_value)
 
 
+# Up to this many elements of cols, im2col and col2im take the per-element kernels below:
+# the row kernels' set-up per row costs more than a tiny row moves (batch 1, planes of
+# 2x2 to 8x8: 2.5x faster, benchmarks/bench_alone.py's ResNet-20 batch 1 row).
+SMALL_SIZE = 1 << 14
+
+
+@njit(cache=True)
+def _im2col_small_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
+    # One element at a time, bounds tested per element: no per-row set-up.
+    N, C, H, W = x.shape
+    _, _, Ho, Wo = cols.shape
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                for n in range(N):
+                    for ho in range(Ho):
+                        h = ho * sh - pt + i * dh
+                        for wo in range(Wo):
+                            w = wo * sw - pl + j * dw
+                            if 0 <= h < H and 0 <= w < W:
+                                cols[r, n, ho, wo] = x[n, c, h, w]
+                            else:
+                                cols[r, n, ho, wo] = pad_value
+
+
+@njit(cache=True)
+def _col2im_small_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
+    # One element at a time; each pixel gets its contributions in (i, j) order, as in
+    # the other versions (bit-identical sums).
+    N, C, H, W = img.shape
+    _, _, Ho, Wo = cols.shape
+    img[...] = 0
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    r = (c * kh + i) * kw + j
+                    for ho in range(Ho):
+                        h = ho * sh - pt + i * dh
+                        if 0 <= h < H:
+                            for wo in range(Wo):
+                                w = wo * sw - pl + j * dw
+                                if 0 <= w < W:
+                                    img[n, c, h, w] += cols[r, n, ho, wo]
+
+
 @njit(parallel=True, cache=True)
 def _col2im_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
     # One task = one (n, c) plane of the output image: every write of a task
@@ -330,7 +385,9 @@ def im2col_numba(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0,
     x = np.ascontiguousarray(x)
     cols = _check_out(out, (C * kh * kw, N, Ho, Wo), x.dtype, np)
     pad_value = x.dtype.type(pad_value)
-    if sh == sw == 1 and Wo == W and (W < 32 or runs_serial(cols.size)):
+    if cols.size <= SMALL_SIZE:
+        _im2col_small_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols)
+    elif sh == sw == 1 and Wo == W and (W < 32 or runs_serial(cols.size)):
         # whole planes win serially at every width, in parallel only on narrow rows
         # (benchmarks/bench_im2col.py)
         for_this_thread(_im2col_shifted_planes_kernel, cols.size)(x, kh, kw, pt, pl, dh, dw, pad_value, cols)
@@ -350,7 +407,8 @@ def col2im_numba(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, ou
     )
     cols4 = np.ascontiguousarray(cols).reshape(C * kh * kw, N, Ho, Wo)
     img = _check_out(out, (N, C, H, W), cols.dtype, np)
-    for_this_thread(_col2im_kernel, cols4.size)(cols4, kh, kw, sh, sw, pt, pl, dh, dw, img)
+    kernel = _col2im_small_kernel if cols4.size <= SMALL_SIZE else for_this_thread(_col2im_kernel, cols4.size)
+    kernel(cols4, kh, kw, sh, sw, pt, pl, dh, dw, img)
     return img
 
 
