@@ -275,8 +275,8 @@ def _storage(a):
 def _record(ctx, cls, inputs, outputs, tensors, views, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
     the versions of the arrays it saved, and the outputs' links back to it."""
-    saved = ctx.saved_tensors
-    read = {_storage_id(a) for a in saved if hasattr(a, "base")} if saved else _NONE   # memory backward reads
+    saved = ctx.saved_tensors           # memory backward reads, by the id of its owner:
+    read = {_storage_id(a) for a in saved if hasattr(a, "base")} if saved else _NONE
     kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
     keep_all = cls.double_backward == "composite"                       # it reruns the op
     versions, recorded, holds_data = [], [], False
@@ -287,15 +287,20 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
         storage = _storage_id(t.array) if kept else None
         if storage in read:
             versions.append(_version_of(t, "input", i))
-        t_or_stand_in = _recorded_input(t, storage in kept, keep_all)
-        recorded.append(t_or_stand_in)
-        holds_data = holds_data or (t_or_stand_in is t and not (t.grad_fn is None and t.requires_grad))
+        if storage in kept or keep_all or t.grad_fn is None or not t.requires_grad:
+            recorded.append(t)          # backward may read it; or a leaf, a constant
+            holds_data = holds_data or not (t.grad_fn is None and t.requires_grad)
+        else:
+            t_or_stand_in = _unread_input(t)
+            recorded.append(t_or_stand_in)
+            holds_data = holds_data or t_or_stand_in is t
     ctx.inputs = tuple(recorded)
     if holds_data:                  # release() swaps these for stand-ins
         ctx._holds_data = True
     how = cls.double_backward
     if read:
-        saved_outputs = [i for i, t in enumerate(tensors) if id(outputs[i]) in read or _storage_id(t.array) in read]
+        saved_outputs = [i for i, o in enumerate(outputs) if id(o) in read or (
+            tensors[i].array.base is not None and _storage_id(tensors[i].array) in read)]
         if saved_outputs:           # exp's y, softmax's p...
             versions += [_version_of(tensors[i], "output", i) for i in saved_outputs]
             if how == "operators":  # create_graph needs the tensors (weakly held)
@@ -393,17 +398,12 @@ class _FreedInput:
         return self if t is None else t
 
 
-def _recorded_input(t, saved_or_viewed, keep_all):
-    """What a node keeps of input ``t`` while its graph waits for backward: the tensor, if
-    backward may read it (memory the op saved or an output views, every input of an op that
-    reruns itself, constants and the leaves that require grad), else a data-free stand-in,
+def _unread_input(t):
+    """What a node keeps of a non-leaf input its backward never reads: a data-free stand-in,
     so an activation lives only as long as some op saved it, as in PyTorch (a ReLU's input
-    after batch norm, a residual sum: benchmarks/bench_memory.py)."""
-    if saved_or_viewed or keep_all or not t.requires_grad or t.grad_fn is None:
-        return t
-    if t.grad_fn.output_refs:     # its maker saved it (exp's y): create_graph needs
-        return t                  # the tensor, and its array lives on anyway
-    return _without_data(t)
+    after batch norm, a residual sum: benchmarks/bench_memory.py). The tensor itself if its
+    maker saved it (exp's y): create_graph needs the tensor, and its array lives on anyway."""
+    return t if t.grad_fn.output_refs else _without_data(t)
 
 
 def _without_data(t):
