@@ -342,6 +342,18 @@ def test_conv_functional_errors():
             "expected input with 2 channels")
 
 
+def test_conv2d_checks_a_call_as_often_as_it_is_made():
+    """conv2d remembers the arguments of calls that passed their checks; a call that failed
+    fails again, a float where an int is due fails after the int passed, and lists work."""
+    x, w = td.zeros(2, 4, 8, 8), td.zeros(6, 2, 3, 3)
+    for _ in range(2):
+        _raises(RuntimeError, lambda: F.conv2d(x, w), "expected input with 2 channels")
+        assert F.conv2d(x, w, groups=2, stride=(2, 2), padding=1).shape == (2, 6, 4, 4)
+    _raises(TypeError, lambda: F.conv2d(x, w, groups=2, stride=2.0, padding=1), "stride")
+    _raises(ValueError, lambda: F.conv2d(x, w, groups=2, stride=(2.0, 2), padding=1), "stride")
+    assert F.conv2d(x, w, groups=2, stride=[2, 1], padding=[1, 0]).shape == (2, 6, 4, 6)
+
+
 def test_pool_errors():
     x = td.zeros(1, 2, 5, 5)
     _raises(ValueError, lambda: F.max_pool2d(x, 3, padding=2), "max_pool2d", "half")

@@ -694,3 +694,33 @@ def test_a_parameter_listed_twice_in_a_group_warns_at_the_callers_line_as_pytorc
     with pytest.warns(UserWarning, match="positions 0 and 1") as record:
         opt.add_param_group({"params": [w, w]})
     assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=1e-3),
+                                     dict(momentum=0.5, dampening=0.3, maximize=True),
+                                     dict(momentum=0.9, weight_decay=5e-4)], ids=["plain", "nesterov_wd",
+                                                                                  "dampening_max", "wd"])
+def test_fused_numba_sgd_is_the_plain_update_bit_for_bit(dtype, options):
+    """From the second step on, SGD with momentum runs one Numba kernel per parameter on the
+    CPU; it rounds as the plain array update does (run under td.backends.reference())."""
+    rng = np.random.default_rng(5)
+    shapes = [(7, 3), (200_000,), (5,)]        # one large enough for the parallel loop
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    results = {}
+    for reference in (False, True):
+        params = [td.tensor(a.copy(), requires_grad=True) for a in start]
+        opt = td.optim.SGD(params, lr=0.1, **options)
+        with td.backends.reference(reference), td.backends.record_routes() as taken:
+            for step in grads:
+                for p, g in zip(params, step):
+                    p.grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)
+                opt.step()
+        assert [route for _, route in taken] == ["single_tensor"] * 3 + [
+            "single_tensor" if reference else "fused_numba"] * 6
+        results[reference] = [p.detach().numpy() for p in params] + [
+            opt.state[p]["momentum_buffer"] for p in params]
+    for fused, plain in zip(results[False], results[True]):
+        assert fused.dtype == dtype
+        np.testing.assert_array_equal(fused, plain)

@@ -2,7 +2,7 @@
 (one place for ``3 -> (3, 3)``). No tinydl imports: every layer of the engine may use it."""
 import numbers
 
-__all__ = ["ntuple", "pair", "single"]
+__all__ = ["ntuple", "pair", "single", "plain"]
 
 
 def _is_int(v):
@@ -36,3 +36,16 @@ def pair(value, name="argument", op=None):
 def single(value, name="argument", op=None):
     """``3 -> 3``; ``(3,) -> 3``."""
     return ntuple(value, 1, name, op)[0]
+
+
+def plain(*values):
+    """Is every value an int, a str or a tuple of ints, of exactly those types? Such arguments
+    can key a cache of checked calls: 2 and 2.0 (or True and 1) are equal keys, but only the
+    int is a valid stride."""
+    for v in values:
+        if type(v) is tuple:
+            if not all([type(e) is int for e in v]):
+                return False
+        elif type(v) is not int and type(v) is not str:
+            return False
+    return True

@@ -80,7 +80,7 @@ import math
 
 import numpy as np
 
-from ..args import pair
+from ..args import pair, plain
 from ..backend import get_array_module, is_cupy_array
 from ._dispatch import for_this_thread, njit, padding4, prange, runs_serial, use_numba
 from ._memory import fill_flat, gather_flat, scatter_add_flat, valid_range
@@ -120,10 +120,9 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
     """All the integers a kernel needs, normalised once: (N, C, H, W, kh, kw, sh, sw, pt,
     pb, pl, pr, dh, dw, Ho, Wo). Remembered per arguments: a network asks for the same few
     geometries at every step (benchmarks/bench_alone.py's ResNet-20 batch 1 row)."""
-    try:
+    if plain(kernel_size, stride, padding, dilation):
         return _remembered_geometry(tuple(x_shape), kernel_size, stride, padding, dilation)
-    except TypeError:                   # an unhashable argument (a list): work it out each time
-        return _normalised_geometry(x_shape, kernel_size, stride, padding, dilation)
+    return _normalised_geometry(x_shape, kernel_size, stride, padding, dilation)
 
 
 def _normalised_geometry(x_shape, kernel_size, stride, padding, dilation):
@@ -141,7 +140,7 @@ def _normalised_geometry(x_shape, kernel_size, stride, padding, dilation):
     return N, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, Ho, Wo
 
 
-_remembered_geometry = functools.lru_cache(maxsize=4096, typed=True)(_normalised_geometry)
+_remembered_geometry = functools.lru_cache(maxsize=4096)(_normalised_geometry)
 
 
 def _check_out(out, shape, dtype, xp):

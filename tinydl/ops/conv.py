@@ -27,9 +27,10 @@ Output size along one axis (PyTorch's formula):
     conv:            Ho = floor((H + p_before + p_after - d*(k-1) - 1) / s) + 1
     conv_transpose:  Ho = (H - 1)*s - 2p + d*(k-1) + output_padding + 1
 """
+import functools
 import numbers
 
-from ..args import pair, single
+from ..args import pair, plain, single
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
@@ -83,9 +84,9 @@ def _check_groups(op, groups, in_channels, out_channels):
         raise RuntimeError(f"{op}: groups={groups} does not divide the {in_channels} input channels")
 
 
-def _check_bias(op, bias, out_channels):
-    if bias is not None and tuple(bias.shape) != (out_channels,):
-        raise RuntimeError(f"{op}: expected bias of shape ({out_channels},), got {tuple(bias.shape)}")
+def _check_bias(op, bias_shape, out_channels):
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise RuntimeError(f"{op}: expected bias of shape ({out_channels},), got {tuple(bias_shape)}")
 
 
 # ---------------------------------------------------------------- the ops
@@ -266,25 +267,40 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
         return out.reshape(out.shape[1:])
     if input.ndim != 4:
         raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    c_out, c_per_group, kh, kw = weight.shape
+    arguments = (op, input.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation,
+                 groups)
+    checked = _remembered_conv2d_arguments if plain(stride, padding, dilation, groups) else _conv2d_arguments
+    stride, pads, dilation = checked(*arguments)
+    return Conv2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation, groups=groups)
+
+
+def _conv2d_arguments(op, x_shape, w_shape, b_shape, stride, padding, dilation, groups):
+    """Checks a conv2d call's shapes and arguments; its stride, padding (top, bottom, left,
+    right) and dilation as tuples of ints."""
+    c_out, c_per_group, kh, kw = w_shape
     _check_groups(op, groups, c_per_group * groups, c_out)
-    if input.shape[1] != c_per_group * groups:
+    if x_shape[1] != c_per_group * groups:
         raise RuntimeError(f"{op}: expected input with {c_per_group * groups} channels "
-                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), "
-                           f"got input of shape {input.shape}")
-    _check_bias(op, bias, c_out)
+                           f"(weight of shape {tuple(w_shape)}, groups={groups}), "
+                           f"got input of shape {x_shape}")
+    _check_bias(op, b_shape, c_out)
     stride = pair(stride, "stride", op)
     dilation = pair(dilation, "dilation", op)
     _check_positive(stride, "stride", op)
     _check_positive(dilation, "dilation", op)
     pads = _conv_padding(padding, (kh, kw), stride, dilation, op)
     try:
-        conv_output_size(input.shape[2:], (kh, kw), stride, pads, dilation)
+        conv_output_size(x_shape[2:], (kh, kw), stride, pads, dilation)
     except ValueError:
-        raise RuntimeError(f"{op}: input of shape {input.shape} padded by (top, bottom, left, right)={pads} "
+        raise RuntimeError(f"{op}: input of shape {x_shape} padded by (top, bottom, left, right)={pads} "
                            f"is smaller than the kernel {(kh, kw)} dilated by {dilation}: "
                            "the output would be empty") from None
-    return Conv2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation, groups=groups)
+    return stride, pads, dilation
+
+
+# A network makes the same few calls at every step: their checks ran the first time
+# (benchmarks/bench_alone.py's ResNet-20 batch 1 row; failing calls are not remembered).
+_remembered_conv2d_arguments = functools.lru_cache(maxsize=4096)(_conv2d_arguments)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -315,7 +331,7 @@ def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, grou
     if input.shape[1] != c_in:
         raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
                            f"got input of shape {input.shape}")
-    _check_bias(op, bias, c_out_g * groups)
+    _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
     stride = pair(stride, "stride", op)
     dilation = pair(dilation, "dilation", op)
     pad = pair(padding, "padding", op)

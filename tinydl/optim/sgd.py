@@ -1,7 +1,8 @@
 """Stochastic gradient descent, with momentum, dampening, Nesterov and L2 weight decay."""
 from .. import backends
 from ..backend import is_cupy_array
-from ..kernels.optim import sgd_momentum_step_cuda
+from ..kernels._dispatch import use_numba
+from ..kernels.optim import sgd_momentum_step_cuda, sgd_momentum_step_numba
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -64,10 +65,15 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, group):
         state = self.state[p] if float(group["momentum"]) != 0 else {}    # plain SGD keeps no state
-        fused = is_cupy_array(p.array) and "momentum_buffer" in state
-        backends.note_route("sgd", "fused_cuda" if fused else "single_tensor")
-        step = _fused_sgd_cuda if fused else _single_tensor_sgd
-        step(p.array, grad, state, group, self._descent_gradient)
+        x = p.array
+        route = "single_tensor"
+        if "momentum_buffer" in state:
+            if is_cupy_array(x):
+                route = "fused_cuda"
+            elif use_numba(x.dtype) and x.flags.c_contiguous and state["momentum_buffer"].flags.c_contiguous:
+                route = "fused_numba"
+        backends.note_route("sgd", route)
+        _SGD_STEPS[route](x, grad, state, group, self._descent_gradient)
 
 
 def _single_tensor_sgd(x, grad, state, group, descent_gradient):
@@ -85,8 +91,13 @@ def _single_tensor_sgd(x, grad, state, group, descent_gradient):
     x -= lr * g
 
 
-def _fused_sgd_cuda(x, grad, state, group, descent_gradient):
-    """The same update in one CUDA kernel (kernels/optim.py), from the second step on."""
-    sgd_momentum_step_cuda(grad, x, state["momentum_buffer"], float(group["lr"]), float(group["momentum"]),
-                           float(group["dampening"]), float(group["weight_decay"]), group["maximize"],
-                           group["nesterov"])
+def _fused_sgd(fused_step):
+    """The same update in one kernel (kernels/optim.py), from the second step on."""
+    def step(x, grad, state, group, descent_gradient):
+        fused_step(grad, x, state["momentum_buffer"], float(group["lr"]), float(group["momentum"]),
+                   float(group["dampening"]), float(group["weight_decay"]), group["maximize"], group["nesterov"])
+    return step
+
+
+_SGD_STEPS = {"single_tensor": _single_tensor_sgd, "fused_cuda": _fused_sgd(sgd_momentum_step_cuda),
+              "fused_numba": _fused_sgd(sgd_momentum_step_numba)}
