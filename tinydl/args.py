@@ -44,8 +44,9 @@ def plain(*values):
     int is a valid stride."""
     for v in values:
         if type(v) is tuple:
-            if not all([type(e) is int for e in v]):
-                return False
+            for e in v:
+                if type(e) is not int:
+                    return False
         elif type(v) is not int and type(v) is not str:
             return False
     return True

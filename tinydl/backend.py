@@ -50,14 +50,15 @@ def cupy_module():
 
 
 def is_cupy_array(x):
-    # Checking the class's module avoids importing cupy just to say "no".
-    return type(x).__module__.startswith("cupy")
+    # Checking the class's module avoids importing cupy just to say "no"; a NumPy array,
+    # the common case, is told by its type alone (called several times per op).
+    return type(x) is not np.ndarray and type(x).__module__.startswith("cupy")
 
 
 def get_array_module(*arrays):
     """numpy or cupy, decided by the arrays themselves (first cupy array wins)."""
     for a in arrays:
-        if is_cupy_array(a):
+        if type(a) is not np.ndarray and is_cupy_array(a):
             return _load_cupy()
     return np
 
