@@ -512,12 +512,11 @@ class LinearBackward(Function):
 
     double_backward = "operators"       # its backward calls the op through apply
 
-    def forward(ctx, *gys, node):
-        ctx.node = node
+    def forward(ctx, *gys, node, wanted):
+        ctx.node, ctx.wanted = node, wanted
         grads = node.backward(*gys)
         grads = grads if isinstance(grads, tuple) else (grads,)
-        ctx.wanted = _wanted_positions(node)
-        return tuple(grads[i] for i in ctx.wanted)
+        return tuple(grads[i] for i in wanted)
 
     def backward(ctx, *ggs):
         node = ctx.node
@@ -536,17 +535,14 @@ class LinearBackward(Function):
 
 def _linear_backward(node, grads_out):
     gys = [g if isinstance(g, Tensor) else Tensor(g) for g in grads_out]
+    wanted = [i for i, need in enumerate(node.needs_input_grad) if need]     # the inputs that need one
     with enable_grad():
-        got = LinearBackward.apply(*gys, node=node)
+        got = LinearBackward.apply(*gys, node=node, wanted=wanted)
     got = got if isinstance(got, tuple) else (got,)
     grads = [None] * len(node.inputs)
-    for i, g in zip(_wanted_positions(node), got):
+    for i, g in zip(wanted, got):
         grads[i] = g
     return tuple(grads)
-
-
-def _wanted_positions(node):
-    return [i for i, need in enumerate(node.needs_input_grad) if need]
 
 
 def _composite_backward(node, grads_out):
