@@ -73,7 +73,11 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 
 
 # ================================================================ random numbers
-_local = threading.local()   # per thread: the sample generator the DataLoader installed
+class _SampleRng(threading.local):
+    rng = None                # per thread: the sample generator the DataLoader installed
+
+
+_local = _SampleRng()
 
 
 class use_rng:
@@ -90,7 +94,7 @@ class use_rng:
         self.rng = rng
 
     def __enter__(self):
-        self.previous = getattr(_local, "rng", None)
+        self.previous = _local.rng
         _local.rng = self.rng
         return self
 
@@ -101,7 +105,7 @@ class use_rng:
 
 def current_rng():
     """The generator a random transform should use now (see the module docstring)."""
-    rng = getattr(_local, "rng", None)
+    rng = _local.rng
     if rng is None:
         return backend.rng_for(np)        # looked up at each call: manual_seed replaces it
     if not isinstance(rng, np.random.Generator):
