@@ -15,7 +15,7 @@ paths give the same numbers (bit-identical on the CPU).
     norm                   batch-norm per-channel statistics, affine, input gradient
     detection              NMS, RoI max pooling (forward and backward)
     workspace              reusable scratch buffers for the big column matrices
-                           (``release_buffers()`` frees them and the pooled columns)
+                           (``release_buffers()`` frees them)
     run_chunks             a convolution's chunks of images spread over the cores
     activation             ReLU forward and backward (fused, parallel)
     optim                  fused optimizer steps (CUDA)
@@ -61,8 +61,6 @@ from .detection import nms_kernel, roi_pool_backward, roi_pool_forward
 
 
 def release_buffers():
-    """Free the memory the kernels keep for reuse between calls (the workspace and the
-    convolution's pooled column buffers); the next calls allocate afresh."""
-    from .conv import _column_pool
+    """Free the memory the kernels keep for reuse between calls (the workspace); the next
+    calls allocate afresh."""
     clear_workspace()
-    _column_pool.clear()

@@ -34,7 +34,6 @@ The routes of ConvTranspose2d (``conv_transpose2d_route``, the same way):
                 Chunked.convolve on gy, whose columns give dL/dW (any device)
 """
 import math
-import threading
 
 import numpy as np
 
@@ -114,50 +113,6 @@ def full_convolution(weight, geometry):
 
 
 # ---------------------------------------------------------------- chunks of images
-class _BufferPool:
-    """Arrays handed back after use, handed out again for the same size and dtype
-    (at most ``limit`` bytes wait; the rest goes to the garbage collector)."""
-
-    def __init__(self, limit=1 << 30):
-        self.free, self.bytes, self.limit = {}, 0, limit
-        self.lock = threading.Lock()                 # the chunk workers take buffers concurrently
-
-    def take(self, shape, dtype):
-        shape, dtype = tuple(shape), np.dtype(dtype)
-        with self.lock:
-            waiting = self.free.get((math.prod(shape), dtype))
-            if waiting:
-                a = waiting.pop()
-                self.bytes -= a.nbytes
-                return a.reshape(shape)
-        return np.empty(shape, dtype=dtype)
-
-    def give(self, a):
-        with self.lock:
-            if self.bytes + a.nbytes <= self.limit:
-                self.free.setdefault((a.size, a.dtype), []).append(a.reshape(-1))
-                self.bytes += a.nbytes
-
-    def clear(self):
-        """Let every waiting array go."""
-        with self.lock:
-            self.free, self.bytes = {}, 0
-
-
-_column_pool = _BufferPool()
-
-
-class SavedColumns(list):
-    """The forward's columns, one array per chunk, kept for dL/dW. When autograd drops
-    them (after backward, or with an unused graph) their buffers go back to the pool,
-    so the next step's forward writes into memory that is already mapped."""
-
-    def __del__(self):
-        for cols in self:
-            if isinstance(cols, np.ndarray):
-                _column_pool.give(cols)
-
-
 def _batch_chunks(xp, n, bytes_per_image, chunk_bytes):
     """Slices of the batch with at most ``chunk_bytes`` of columns each (one image at
     least), of near-equal sizes, as many for every worker; columns of half a chunk or
@@ -179,10 +134,6 @@ class Chunked:
 
     name = "chunked"
     chunk_bytes = 4 << 20          # columns per chunk: still in cache when the GEMM reads them
-    # Layers whose columns take at most this many bytes keep them from forward to backward.
-    # None do: rebuilding a chunk's columns next to its GEMM costs no measurable time
-    # (ResNet-20 b128 / ResNet-50 b8 steps within 0.4%) and keeping them costs memory.
-    save_limit = 0
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -191,9 +142,11 @@ class Chunked:
     wins = applies
 
     @classmethod
-    def convolve(cls, x, weight, bias, geometry, keep_columns=False, with_columns=None):
-        """y = conv2d(x, weight) + bias, and the chunks' columns if ``keep_columns``.
-        ``with_columns(cols, s, worker)`` sees each chunk's columns while they are in cache."""
+    def convolve(cls, x, weight, bias, geometry, with_columns=None):
+        """y = conv2d(x, weight) + bias. ``with_columns(cols, s, worker)`` sees each chunk's
+        columns while they are in cache. The backward builds them again, next to its GEMM:
+        that costs no measurable time (ResNet-20 b128 / ResNet-50 b8 steps within 0.4%) and
+        keeping them from forward to backward costs memory."""
         (kh, kw), stride, padding, dilation, groups = geometry
         xp = get_array_module(x)
         n, c_out = x.shape[0], weight.shape[0]
@@ -201,37 +154,26 @@ class Chunked:
         k, l = x.shape[1] * kh * kw, ho * wo
         w3 = weight.reshape(groups, c_out // groups, -1)
         y = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
-        chunks = _batch_chunks(xp, n, k * l * x.itemsize, cls.chunk_bytes)
-        columns = SavedColumns([None] * len(chunks) if keep_columns else [])
 
-        def convolve_chunk(chunk, worker):
-            i, s = chunk
+        def convolve_chunk(s, worker):
             shape = (k, (s.stop - s.start) * l)
-            if not keep_columns:
-                out = _scratch(xp, shape, x.dtype, worker_key("conv2d.cols", worker))
-            else:
-                out = _column_pool.take(shape, x.dtype) if xp is np else None
-            cols = im2col(x[s], (kh, kw), stride, padding, dilation, out=out)
+            cols = im2col(x[s], (kh, kw), stride, padding, dilation,
+                          out=_scratch(xp, shape, x.dtype, worker_key("conv2d.cols", worker)))
             y2 = gemm(w3, grouped(cols, groups), out=_scratch(xp, (groups, c_out // groups, shape[1]), x.dtype,
                                                                 worker_key("conv2d.y", worker)))
             _batch_first(y2.reshape(c_out, -1), y[s], bias)
-            if keep_columns:
-                columns[i] = cols
             if with_columns is not None:
                 with_columns(cols, s, worker)
 
-        run_chunks(convolve_chunk, list(enumerate(chunks)))
-        return y, columns
+        run_chunks(convolve_chunk, _batch_chunks(xp, n, k * l * x.itemsize, cls.chunk_bytes))
+        return y
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
-        (kh, kw), stride, padding, dilation, _ = geometry
-        ho, wo = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
-        keep = needs[1] and x.shape[0] * x.shape[1] * kh * kw * ho * wo * x.itemsize <= cls.save_limit
-        return cls.convolve(x, weight, bias, geometry, keep_columns=keep)
+        return cls.convolve(x, weight, bias, geometry), None
 
     @classmethod
-    def backward(cls, x, weight, columns, gy, geometry, needs):
+    def backward(cls, x, weight, _, gy, geometry, needs):
         kernel, stride, padding, dilation, groups = geometry
         xp = get_array_module(gy)
         n, c_out = gy.shape[:2]
@@ -240,21 +182,19 @@ class Chunked:
         gx = xp.empty(x.shape, dtype=gy.dtype) if needs[0] else None
         gw_parts = {}                                                      # worker -> its share of dL/dW
 
-        def backward_chunk(chunk, worker):
-            i, s = chunk
+        def backward_chunk(s, worker):
             m = s.stop - s.start
             gy2 = grouped(_channels_first(gy[s], worker_key("conv2d.gy", worker)), groups)
             if needs[1]:
-                cols = columns[i] if columns else im2col(
-                    x[s], kernel, stride, padding, dilation,
-                    out=_scratch(xp, (k, m * l), x.dtype, worker_key("conv2d.cols", worker)))
+                cols = im2col(x[s], kernel, stride, padding, dilation,
+                              out=_scratch(xp, (k, m * l), x.dtype, worker_key("conv2d.cols", worker)))
                 accumulate(gw_parts, worker, gemm(gy2, grouped(cols, groups).swapaxes(1, 2)))
             if needs[0]:
                 dcols = gemm(w3.swapaxes(1, 2), gy2, out=_scratch(xp, (groups, k // groups, m * l), gy.dtype,
                                                                   worker_key("conv2d.dcols", worker)))
                 col2im(dcols.reshape(k, -1), (m,) + x.shape[1:], kernel, stride, padding, dilation, out=gx[s])
 
-        run_chunks(backward_chunk, list(enumerate(_batch_chunks(xp, n, k * l * gy.itemsize, cls.chunk_bytes))))
+        run_chunks(backward_chunk, _batch_chunks(xp, n, k * l * gy.itemsize, cls.chunk_bytes))
         gw = add_up(gw_parts, xp, weight.shape, gy.dtype) if needs[1] else None
         return gx, gw
 
@@ -280,7 +220,7 @@ class GyColumns:
 
     @staticmethod
     def forward(x, weight, bias, geometry, needs):
-        return Chunked.convolve(x, weight, bias, geometry)
+        return Chunked.convolve(x, weight, bias, geometry), None
 
     @staticmethod
     def backward(x, weight, _, gy, geometry, needs):
@@ -292,8 +232,8 @@ class GyColumns:
         def weight_grad(gcols, s, worker):
             accumulate(gw_parts, worker, gcols @ _channels_first(x[s], worker_key("conv2d.x", worker)).T)
 
-        gx, _ = Chunked.convolve(gy, flipped, None, ((kh, kw), (1, 1), full, dilation, 1),
-                                 with_columns=weight_grad if needs[1] else None)
+        gx = Chunked.convolve(gy, flipped, None, ((kh, kw), (1, 1), full, dilation, 1),
+                              with_columns=weight_grad if needs[1] else None)
         gw = None
         if needs[1]:
             gw_flipped = add_up(gw_parts, xp, (flipped[0].size, x.shape[1]), gy.dtype)   # (C_out*kh*kw, C)
@@ -525,7 +465,7 @@ class ChunkedTranspose:
             accumulate(gw_parts, worker, gemm(x2, grouped(gcols, groups).swapaxes(1, 2)))
 
         # dL/dx is computed even when only dL/dW is wanted: its columns give dL/dW
-        gx, _ = Chunked.convolve(gy, weight, None, geometry, with_columns=weight_grad if needs[1] else None)
+        gx = Chunked.convolve(gy, weight, None, geometry, with_columns=weight_grad if needs[1] else None)
         gw = add_up(gw_parts, get_array_module(gy), weight.shape, gy.dtype) if needs[1] else None
         return (gx if needs[0] else None), gw
 
