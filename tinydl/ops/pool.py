@@ -273,7 +273,7 @@ class AdaptiveMaxPool2d(Function):
         planes = x.reshape(-1, h, w)
         th, tw = _bin_taps(xp, h, out_hw[0]), _bin_taps(xp, w, out_hw[1])            # (Ho, kh), (Wo, kw)
         windows = planes[:, th[:, None, :, None], tw[None, :, None, :]]             # (P, Ho, Wo, kh, kw)
-        windows = windows.reshape(windows.shape[:3] + (-1,))
+        windows = windows.reshape(windows.shape[:3] + (th.shape[1] * tw.shape[1],))
         arg = windows.argmax(axis=-1)                                                # (P, Ho, Wo)
         y = xp.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
         ki, kj = arg // tw.shape[1], arg % tw.shape[1]
