@@ -401,8 +401,8 @@ def _recorded_input(t, saved_or_viewed, keep_all):
     after batch norm, a residual sum: benchmarks/bench_memory.py)."""
     if saved_or_viewed or keep_all or not t.requires_grad or t.grad_fn is None:
         return t
-    if t.grad_fn.output_refs:     # its maker saved it (exp's y): create_graph needs
-        return t                  # the tensor, and its array lives on anyway
+    if any(ref() is t for _, ref in t.grad_fn.output_refs):   # its maker saved it (exp's y): create_graph
+        return t                  # needs the tensor, and its array lives on anyway (not max pooling's y)
     return _without_data(t)
 
 
