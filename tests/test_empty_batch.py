@@ -52,37 +52,35 @@ def test_every_route_has_an_empty_batch_case():
     assert {r.name for r in CONV_TRANSPOSE2D_ROUTES} <= {c[0] for c in CONV_TRANSPOSE2D_CASES}
 
 
+def _check_route(op, route, shapes, kwargs, dtype):
+    """op on the route (it must be the one that ran) against torch: output and gradients."""
+    ours, theirs = _inputs(shapes, dtype)
+    with _route_block(op, route), td.backends.record_routes() as taken:
+        y = getattr(F, op)(*ours, **kwargs)
+        upstream = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        y.backward(td.tensor(upstream))
+    assert taken == [(op, route)]
+    y_t = getattr(torch.nn.functional, op)(*theirs, **kwargs)
+    y_t.backward(torch.tensor(upstream))
+    _compare(ours, theirs, y, y_t, dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("route, k, stride, groups", CONV2D_CASES)
 def test_conv2d_on_an_empty_batch(route, k, stride, groups, bias, dtype):
-    (x, w, b), (x_t, w_t, b_t) = _inputs([(0, 4, 6, 6), (6, 4 // groups, k, k), (6,) if bias else None], dtype)
-    kwargs = dict(stride=stride, padding=k // 2, groups=groups)
-    with _route_block("conv2d", route), td.backends.record_routes() as taken:
-        y = F.conv2d(x, w, b, **kwargs)
-        upstream = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        y.backward(td.tensor(upstream))
-    assert taken == [("conv2d", route)]
-    y_t = torch.nn.functional.conv2d(x_t, w_t, b_t, **kwargs)
-    y_t.backward(torch.tensor(upstream))
-    _compare((x, w, b), (x_t, w_t, b_t), y, y_t, dtype)
+    _check_route("conv2d", route, [(0, 4, 6, 6), (6, 4 // groups, k, k), (6,) if bias else None],
+                 dict(stride=stride, padding=k // 2, groups=groups), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("route, k, stride, groups", CONV_TRANSPOSE2D_CASES)
 def test_conv_transpose2d_on_an_empty_batch(route, k, stride, groups, bias, dtype):
-    (x, w, b), (x_t, w_t, b_t) = _inputs([(0, 4, 5, 5), (4, 6 // groups, k, k), (6,) if bias else None], dtype)
     # stride 2: output_padding beyond the padding, so the op also pads zero rows ("extra")
-    kwargs = dict(stride=stride, padding=0 if stride == 2 else 1, output_padding=stride - 1, groups=groups)
-    with _route_block("conv_transpose2d", route), td.backends.record_routes() as taken:
-        y = F.conv_transpose2d(x, w, b, **kwargs)
-        upstream = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        y.backward(td.tensor(upstream))
-    assert taken == [("conv_transpose2d", route)]
-    y_t = torch.nn.functional.conv_transpose2d(x_t, w_t, b_t, **kwargs)
-    y_t.backward(torch.tensor(upstream))
-    _compare((x, w, b), (x_t, w_t, b_t), y, y_t, dtype)
+    _check_route("conv_transpose2d", route, [(0, 4, 5, 5), (4, 6 // groups, k, k), (6,) if bias else None],
+                 dict(stride=stride, padding=0 if stride == 2 else 1, output_padding=stride - 1, groups=groups),
+                 dtype)
 
 
 @pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])

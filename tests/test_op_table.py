@@ -239,7 +239,8 @@ def test_gradgradcheck_and_double_backward_match_torch(case):
     else:     # the gradient built as a graph (a backward's Tensor branch) is the gradient
         for k, (a, b) in enumerate(zip(firsts, firsts_torch)):
             if a is not None and b is not None:
-                np.testing.assert_allclose(a, b, atol=1e-10, rtol=1e-7, err_msg=f"create_graph gradient of input {k}")
+                np.testing.assert_allclose(a, b, atol=1e-10, rtol=1e-7,
+                                           err_msg=f"create_graph gradient of input {k}")
     empty = not all(np.size(a) for a in arrays if isinstance(a, np.ndarray))     # nothing to perturb
     if theirs is None:     # a linear op (its gradient does not depend on the inputs) or torch lacks it
         if empty:

@@ -199,7 +199,7 @@ class ConvTranspose2d(Function):
         if ctx.route is not None:
             y = ctx.route.forward(x, weight, ctx.geometry, (n, c_out) + out_hw)
         else:
-            x3 = grouped(x.transpose(1, 0, 2, 3).reshape(c_in, x[:, 0].size), groups)  # (G, C_in/G, N*H*W)
+            x3 = grouped(x.transpose(1, 0, 2, 3).reshape(c_in, x.size // c_in), groups)  # (G, C_in/G, N*H*W)
             w3 = weight.reshape(groups, c_in // groups, -1)                      # (G, C_in/G, K)
             cols = xp.matmul(w3.swapaxes(1, 2), x3)                              # (G, K, N*H*W)
             y = col2im(cols.reshape(groups * cols.shape[1], cols.shape[2]), (n, c_out) + out_hw, *ctx.geometry[:4])
