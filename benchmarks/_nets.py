@@ -13,6 +13,18 @@ def lenet5(lib):
         lib.Flatten(), lib.Linear(400, 120), lib.ReLU(), lib.Linear(120, 84), lib.ReLU(), lib.Linear(84, 10))
 
 
+def leaky_pool_net(lib):
+    """(3x3 conv -> batch norm -> leaky ReLU 0.2 -> 2x2 max pool) x 3 (32, 64, 128 channels),
+    global average pool, fc 10, on CIFAR images: the leaky ReLUs and max pools see inputs
+    that no other op saves for backward (a DCGAN-discriminator-like stack)."""
+    layers, channels = [], 3
+    for width in (32, 64, 128):
+        layers += [lib.Conv2d(channels, width, 3, padding=1), lib.BatchNorm2d(width), lib.LeakyReLU(0.2),
+                   lib.MaxPool2d(2)]
+        channels = width
+    return lib.Sequential(*layers, lib.AdaptiveAvgPool2d(1), lib.Flatten(), lib.Linear(channels, 10))
+
+
 def resnet20(lib, functional, inplace=False):
     """CIFAR ResNet-20 (He et al. 2016, sec. 4.2): 3x3 conv 16, three stages of three
     basic blocks (16, 32, 64 channels; stride 2 at stages 2 and 3), global average

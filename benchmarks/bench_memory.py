@@ -16,7 +16,8 @@ What is measured, in every child process (one library imported, nothing else):
 So the figure is what one step needs on top of what the process holds anyway: the
 activations kept for backward, the gradients and the temporaries of both passes.
 ``--net resnet20-inplace-relu`` runs ResNet-20 with ReLUs that overwrite their input (both
-libraries), as torchvision writes its ResNets.
+libraries), as torchvision writes its ResNets; ``--net leaky-pool`` a small stack of conv, batch
+norm, leaky ReLU and max pooling, whose activations only some ops keep.
 tinydl's child calls ``td.backends.cpu.tune()``, as the CLI does. Linux only.
 """
 import argparse
@@ -32,12 +33,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from _nets import lenet5, resnet20, resnet50      # noqa: E402
+from _nets import leaky_pool_net, lenet5, resnet20, resnet50      # noqa: E402
 from _timing import print_table                   # noqa: E402
 from bench_alone import LIBRARIES, library       # noqa: E402
 
 NETS = {"resnet20": (resnet20, (3, 32, 32)), "resnet50": (resnet50, (3, 224, 224)),
         "lenet5": (lambda lib, functional: lenet5(lib), (1, 32, 32)),
+        "leaky-pool": (lambda lib, functional: leaky_pool_net(lib), (3, 32, 32)),
         "resnet20-inplace-relu": (lambda lib, functional: resnet20(lib, functional, inplace=True), (3, 32, 32))}
 
 

@@ -194,7 +194,8 @@ def test_cuda_float32_matches_cpu(case):
 
 # ---------------------------------------------------------------- second derivatives
 def _double_backward(lib, case, arrays, grad, v_seed=2, w_seed=3):
-    """d/dx of <w, d<v, f(x)>/dx> for the differentiable inputs x: the double backward."""
+    """The first derivatives d<v, f(x)>/dx built with create_graph, and d/dx of <w, them>
+    for the differentiable inputs x: the double backward."""
     if lib is torch:
         xs = _torch_inputs(arrays, grad)
         outs = [o for o in _as_list(case.torch_fn(*xs)) if o.dtype.is_floating_point]
@@ -204,14 +205,16 @@ def _double_backward(lib, case, arrays, grad, v_seed=2, w_seed=3):
     chosen = [xs[i] for i in grad]
     vs = [lib.tensor(v) for v in _upstream([np.asarray(o.detach().numpy()) for o in outs], v_seed)]
     firsts = lib.autograd.grad(outs, chosen, grad_outputs=vs, create_graph=True, allow_unused=True)
+    firsts_values = [None if g is None else g.detach().numpy() for g in firsts]
     pairs = [(g, w) for g, w in zip(firsts, _upstream([np.asarray(c.detach().numpy()) for c in chosen], w_seed))
              if g is not None and g.requires_grad]
     if not pairs:
-        return None
+        return firsts_values, None
     seconds = lib.autograd.grad([g for g, _ in pairs], chosen, grad_outputs=[lib.tensor(w) for _, w in pairs],
                                 allow_unused=True)
-    return [None if s is None else (s.detach().numpy(force=True) if lib is torch else s.detach().numpy())
-            for s in seconds]        # force: torch's ZeroTensor (abs) converts to zeros
+    return firsts_values, [None if s is None else (s.detach().numpy(force=True) if lib is torch
+                                                   else s.detach().numpy())
+                           for s in seconds]        # force: torch's ZeroTensor (abs) converts to zeros
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -224,15 +227,20 @@ def test_gradgradcheck_and_double_backward_match_torch(case):
     if not grad:
         pytest.skip("no differentiable input")
     try:
-        ours = _double_backward(td, case, arrays, grad)
+        firsts, ours = _double_backward(td, case, arrays, grad)
     except NotImplementedError as exc:
         pytest.skip(str(exc).split(";")[0])
     try:
-        theirs = _double_backward(torch, case, arrays, grad)
+        firsts_torch, theirs = _double_backward(torch, case, arrays, grad)
     except RuntimeError as exc:        # e.g. hardsigmoid: torch has no double backward
         if "not implemented" not in str(exc):
             raise
         theirs = None
+    else:     # the gradient built as a graph (a backward's Tensor branch) is the gradient
+        for k, (a, b) in enumerate(zip(firsts, firsts_torch)):
+            if a is not None and b is not None:
+                np.testing.assert_allclose(a, b, atol=1e-10, rtol=1e-7,
+                                           err_msg=f"create_graph gradient of input {k}")
     empty = not all(np.size(a) for a in arrays if isinstance(a, np.ndarray))     # nothing to perturb
     if theirs is None:     # a linear op (its gradient does not depend on the inputs) or torch lacks it
         if empty:

@@ -402,8 +402,11 @@ def _unread_input(t):
     """What a node keeps of a non-leaf input its backward never reads: a data-free stand-in,
     so an activation lives only as long as some op saved it, as in PyTorch (a ReLU's input
     after batch norm, a residual sum: benchmarks/bench_memory.py). The tensor itself if its
-    maker saved it (exp's y): create_graph needs the tensor, and its array lives on anyway."""
-    return t if t.grad_fn.output_refs else _without_data(t)
+    maker saved that very tensor (exp's y; max pooling saves its indices, not its y):
+    create_graph needs the tensor, and its array lives on anyway."""
+    if any(ref() is t for _, ref in t.grad_fn.output_refs):
+        return t
+    return _without_data(t)
 
 
 def _without_data(t):

@@ -86,10 +86,10 @@ def _channels_first(x, key, pitch=None):
 def _batch_first(y2, out, bias=None):
     """y2 (C, N*L) + bias into ``out`` (N, C, ...); the bias goes in before the transposing
     copy, where NumPy's broadcast add is slow."""
-    n, c = out.shape[:2]
+    n, c, l = out.shape[0], out.shape[1], math.prod(out.shape[2:])
     if bias is not None:
         y2 += bias.reshape(c, 1)
-    out.reshape(n, c, -1)[...] = y2.reshape(c, n, -1).transpose(1, 0, 2)
+    out.reshape(n, c, l)[...] = y2.reshape(c, n, l).transpose(1, 0, 2)
     return out
 
 
@@ -379,13 +379,13 @@ class Pointwise:
                 y[s] += bias.reshape(1, -1, 1)
 
         run_chunks(forward_chunk, per_worker(n) if xp is np else [slice(0, n)])
-        return y.reshape(n, -1, ho, wo), x3
+        return y.reshape(n, w2.shape[0], ho, wo), x3
 
     @staticmethod
     def backward(x, weight, x3, gy, geometry, needs):
         xp, (sh, sw) = get_array_module(gy), geometry[1]
         n, c_out = gy.shape[:2]
-        gy3 = xp.ascontiguousarray(gy).reshape(n, c_out, -1)
+        gy3 = xp.ascontiguousarray(gy).reshape(n, c_out, x3.shape[2])
         w2t = weight.reshape(c_out, -1).T
         gx_s = xp.empty(x3.shape, dtype=gy.dtype) if needs[0] else None
         gw_parts = {}                                                      # worker -> its share of dL/dW

@@ -414,7 +414,7 @@ def _max_pool_backward_kernel(gy, idx, gx):
     # One task per plane: scatters never cross planes, so no races. Outputs are
     # visited in C order, the order np.add.at uses in the reference.
     P, HW = gx.shape
-    L = gy.size // P
+    L = gy.shape[1] * gy.shape[2]                 # outputs per plane
     gy_flat, idx_flat, gx_flat = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
     for p in prange(P):
         plane = np.uint64(p * HW)

@@ -171,9 +171,11 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
-    """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope."""
+    """y = x where x > 0, else slope * x;  dy/dx = 1 where x > 0, else slope.
 
-    double_backward = "composite"
+    Backward needs only the sign of x (a saved mask), never x: the graph keeps no input."""
+
+    double_backward = "operators"      # backward: gy times a constant slope per element
 
     def forward(ctx, x, negative_slope, inplace=False):
         xp = get_array_module(x)
@@ -184,12 +186,10 @@ class LeakyReLU(Function):
             return xp.multiply(x, xp.where(positive, 1, negative_slope).astype(x.dtype), out=x)
         return xp.where(positive, x, x * negative_slope)
 
-    def composite(ctx, x, negative_slope, inplace=False):
-        positive, = ctx.saved_tensors
-        return x * constant(x._xp.where(positive, 1, negative_slope), x)
-
     def backward(ctx, gy):
         positive, = ctx.saved_tensors
+        if isinstance(gy, Tensor):                  # create_graph: leaky_relu'' = 0, the slopes are constants
+            return gy * constant(gy._xp.where(raw(positive), 1, ctx.slope), gy)
         return get_array_module(gy).where(positive, gy, gy * ctx.slope)
 
 

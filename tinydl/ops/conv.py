@@ -34,7 +34,7 @@ from ..args import pair, plain, single
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
-from ..kernels.conv import conv2d_route, conv_transpose2d_route
+from ..kernels.conv import conv2d_route, conv_transpose2d_route, grouped
 from .checks import check_same_kind
 from .fold import Fold, Unfold
 from .resample import ZeroPad
@@ -128,7 +128,7 @@ class Conv2d(Function):
         ho, wo = conv_output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
         cols = im2col(x, weight.shape[2:], stride, padding, dilation)          # (G*K, N*L)
         w3 = weight.reshape(groups, c_out // groups, -1)                        # (G, C_out/G, K)
-        y = xp.matmul(w3, cols.reshape(groups, -1, cols.shape[1]))              # (G, C_out/G, N*L)
+        y = xp.matmul(w3, grouped(cols, groups))                                # (G, C_out/G, N*L)
         y = xp.ascontiguousarray(y.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3))
         if bias is not None:
             y += bias.reshape(1, c_out, 1, 1)
@@ -140,7 +140,7 @@ class Conv2d(Function):
         n, c_out = x.shape[0], weight.shape[0]
         ho, wo = conv_output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
         cols = Unfold.apply(x, geometry=(weight.shape[2:], stride, padding, dilation))  # (N, G*K, L)
-        cols = cols.reshape(n, groups, -1, ho * wo)                                      # (N, G, K, L)
+        cols = cols.reshape(n, groups, cols.shape[1] // groups, ho * wo)                 # (N, G, K, L)
         w = weight.reshape(1, groups, c_out // groups, -1)                               # (1, G, C_out/G, K)
         y = (w @ cols).reshape(n, c_out, ho, wo)
         return y if bias is None else y + bias.reshape(1, c_out, 1, 1)
@@ -154,8 +154,8 @@ class Conv2d(Function):
         kernel, stride, padding, dilation, groups = ctx.geometry
         xp = get_array_module(gy)
         c_out = weight.shape[0]
-        cols = saved.reshape(groups, -1, saved.shape[1])                         # (G, K, N*L)
-        gy3 = gy.transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)     # (G, C_out/G, N*L)
+        cols = grouped(saved, groups)                                            # (G, K, N*L)
+        gy3 = grouped(gy.transpose(1, 0, 2, 3).reshape(c_out, saved.shape[1]), groups)  # (G, C_out/G, N*L)
         gx = gw = None
         if need_w:
             gw = xp.matmul(gy3, cols.swapaxes(1, 2)).reshape(weight.shape)
@@ -200,10 +200,10 @@ class ConvTranspose2d(Function):
         if ctx.route is not None:
             y = ctx.route.forward(x, weight, ctx.geometry, (n, c_out) + out_hw)
         else:
-            x3 = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)    # (G, C_in/G, N*H*W)
+            x3 = grouped(x.transpose(1, 0, 2, 3).reshape(c_in, x.size // c_in), groups)  # (G, C_in/G, N*H*W)
             w3 = weight.reshape(groups, c_in // groups, -1)                      # (G, C_in/G, K)
             cols = xp.matmul(w3.swapaxes(1, 2), x3)                              # (G, K, N*H*W)
-            y = col2im(cols.reshape(-1, cols.shape[2]), (n, c_out) + out_hw, *ctx.geometry[:4])
+            y = col2im(cols.reshape(groups * cols.shape[1], cols.shape[2]), (n, c_out) + out_hw, *ctx.geometry[:4])
         if any(extra):
             y = xp.pad(y, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         if bias is not None:
@@ -217,7 +217,7 @@ class ConvTranspose2d(Function):
         c_out = weight.shape[1] * groups
         x4 = x.reshape(n, groups, c_in // groups, h * w)                                 # (N, G, C_in/G, HW)
         w4 = weight.reshape(1, groups, c_in // groups, -1)                               # (1, G, C_in/G, K)
-        cols = (w4.swapaxes(-1, -2) @ x4).reshape(n, -1, h * w)                          # (N, G*K, HW)
+        cols = (w4.swapaxes(-1, -2) @ x4).reshape(n, groups * w4.shape[3], h * w)        # (N, G*K, HW)
         y = Fold.apply(cols, (n, c_out) + out_hw, geometry=(weight.shape[2:], stride, padding, dilation))
         if any(extra):
             y = ZeroPad.apply(y, pad=(0, extra[1], 0, extra[0]), value=0.0)
@@ -234,14 +234,14 @@ class ConvTranspose2d(Function):
         groups = ctx.geometry[4]
         n, c_in, h, w = x.shape
         gcols = im2col(gy, *ctx.geometry[:4])                                    # (G*K, N*H*W)
-        gcols = gcols.reshape(groups, -1, gcols.shape[1])
+        gcols = grouped(gcols, groups)
         gx = gw = None
         if need_x:
             w3 = weight.reshape(groups, c_in // groups, -1)
             gx = xp.matmul(w3, gcols).reshape(c_in, n, h, w).transpose(1, 0, 2, 3)
             gx = xp.ascontiguousarray(gx)
         if need_w:
-            x3 = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)
+            x3 = grouped(x.transpose(1, 0, 2, 3).reshape(c_in, n * h * w), groups)
             gw = xp.matmul(x3, gcols.swapaxes(1, 2)).reshape(weight.shape)
         return gx, gw, gb
 

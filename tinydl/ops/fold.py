@@ -32,14 +32,14 @@ def _to_kernel_layout(cols):
     return get_array_module(cols).ascontiguousarray(cols.transpose(1, 0, 2)).reshape(K, N * L)
 
 
-def _from_kernel_layout(cols, N):
+def _from_kernel_layout(cols, N, L):
     """The kernels' (K, N*L) -> (N, K, L), contiguous."""
-    K = cols.shape[0]
-    return get_array_module(cols).ascontiguousarray(cols.reshape(K, N, -1).transpose(1, 0, 2))
+    return get_array_module(cols).ascontiguousarray(cols.reshape(cols.shape[0], N, L).transpose(1, 0, 2))
 
 
 def _unfold_array(x, geometry):
-    return _from_kernel_layout(im2col(x, *geometry), x.shape[0])
+    ho, wo = conv_output_size(x.shape[2:], *geometry)
+    return _from_kernel_layout(im2col(x, *geometry), x.shape[0], ho * wo)
 
 
 def _fold_array(cols, x_shape, geometry):

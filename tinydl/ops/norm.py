@@ -75,7 +75,9 @@ class BatchNorm(Function):
                 training=False, momentum=0.1, eps=1e-5):
         xp = get_array_module(x)
         m = x.size // x.shape[1]                    # values per channel
-        if training:
+        if training and m == 0:                     # an empty batch: no statistics, the buffers stay (PyTorch)
+            mean = var = xp.zeros(x.shape[1], dtype=x.dtype)
+        elif training:
             mean, var = batch_norm_stats(x)         # biased: 1/m
             if running_mean is not None:            # in place: these are the module's buffers
                 running_mean *= 1 - momentum
@@ -92,7 +94,7 @@ class BatchNorm(Function):
         shift = xp.zeros_like(scale) if bias is None else bias          # beta
         y = batch_norm_affine(x, mean, scale, shift)                    # (x - mu) * gamma s + beta
         ctx.save_for_backward(x, mean, inv_std, scale)
-        ctx.training, ctx.m = training, m
+        ctx.training, ctx.m = training, max(m, 1)   # m = 0: the sums are 0 and gx is empty
         ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
         return y
 
@@ -154,7 +156,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise RuntimeError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input "
                                f"(shape {input.shape}) has {C} channels")
     if training:
-        if input.numel() // max(C, 1) <= 1:
+        if input.numel() // max(C, 1) == 1:        # none (an empty batch) is fine, as in PyTorch
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input size {input.shape}")
         if momentum is None:

@@ -36,7 +36,7 @@ from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backw
                        max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
 from ..args import pair, single
-from .shape import gather
+from .math import raw
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
@@ -78,13 +78,15 @@ def _nchw(x):
 
 
 # ---------------------------------------------------------------- max pooling
-def _gather_maxima(ctx, x):
-    """Max pooling restated (its composite): y is x gathered at the saved indices of the maxima."""
+def _scatter_to_maxima(ctx, gy):
+    """dL/dx of max pooling: gy added at the saved indices of the maxima, per plane. With
+    create_graph (gy a Tensor) the same scatter-add runs as the recorded MaxPoolTranspose2d,
+    whose own backward is the gather of its upstream gradient at those indices."""
     index, = ctx.saved_tensors
-    shape = ctx.output_meta[0][0]
-    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
-    y = gather(planes, 1, Tensor(index.reshape(planes.shape[0], -1)))
-    return y.reshape(shape), Tensor(index.reshape(shape))
+    if isinstance(gy, Tensor):
+        return MaxPoolTranspose2d.apply(gy, raw(index).reshape(gy.shape), out_hw=ctx.x_shape[-2:])
+    gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
+    return gx.reshape(ctx.x_shape)
 
 
 class MaxPool2d(Function):
@@ -97,10 +99,12 @@ class MaxPool2d(Function):
     Backward: only the chosen element of each window influenced y, with slope 1:
         dL/dx.flat[index] += gy   per plane (a pixel that won several
                                   overlapping windows gets the sum).
+    The backward is linear in gy and reads no x, so the graph keeps no input for it
+    (create_graph differentiates it as max_pool2d_transpose: a gather at the indices).
     """
     non_differentiable_outputs = (1,)
 
-    double_backward = "composite"
+    double_backward = "operators"
 
     def forward(ctx, x, *, kernel, stride, padding, dilation, ceil_mode):
         y, index = max_pool2d_forward(_nchw(x), kernel, stride, padding, dilation, ceil_mode)
@@ -109,13 +113,8 @@ class MaxPool2d(Function):
         shape = x.shape[:-2] + y.shape[-2:]
         return y.reshape(shape), index.reshape(shape)
 
-    def composite(ctx, x, **geometry):
-        return _gather_maxima(ctx, x)
-
     def backward(ctx, gy, _gindex):
-        index, = ctx.saved_tensors
-        gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
-        return gx.reshape(ctx.x_shape)
+        return _scatter_to_maxima(ctx, gy)
 
 
 def _nchw_shape(shape):
@@ -265,7 +264,7 @@ class AdaptiveMaxPool2d(Function):
     """
     non_differentiable_outputs = (1,)
 
-    double_backward = "composite"
+    double_backward = "operators"
 
     def forward(ctx, x, *, out_hw):
         xp = get_array_module(x)
@@ -273,7 +272,7 @@ class AdaptiveMaxPool2d(Function):
         planes = x.reshape(-1, h, w)
         th, tw = _bin_taps(xp, h, out_hw[0]), _bin_taps(xp, w, out_hw[1])            # (Ho, kh), (Wo, kw)
         windows = planes[:, th[:, None, :, None], tw[None, :, None, :]]             # (P, Ho, Wo, kh, kw)
-        windows = windows.reshape(windows.shape[:3] + (-1,))
+        windows = windows.reshape(windows.shape[:3] + (th.shape[1] * tw.shape[1],))
         arg = windows.argmax(axis=-1)                                                # (P, Ho, Wo)
         y = xp.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
         ki, kj = arg // tw.shape[1], arg % tw.shape[1]
@@ -285,13 +284,8 @@ class AdaptiveMaxPool2d(Function):
         ctx.x_shape = x.shape
         return y.reshape(shape), index.reshape(shape)
 
-    def composite(ctx, x, *, out_hw):
-        return _gather_maxima(ctx, x)
-
     def backward(ctx, gy, _gindex):
-        index, = ctx.saved_tensors
-        gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
-        return gx.reshape(ctx.x_shape)
+        return _scatter_to_maxima(ctx, gy)
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
