@@ -950,3 +950,27 @@ def test_recorded_gradients_of_the_softplus_family_at_zero_match_torch(name):
         results.append([t.detach().numpy() for t in (g, h)])
     for ours, theirs in zip(*results):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_no_two_grads_share_memory_and_every_grad_is_a_plain_array():
+    """Backward hands one array (or views of it) to several leaves: add's gy to both
+    operands, stack's slices, reshape's views, the seed itself. Each .grad gets memory of
+    its own, writeable and C-contiguous, so changing one in place changes no other."""
+    rng = np.random.default_rng(0)
+    a, b, c = (td.tensor(rng.standard_normal((2, 3)), requires_grad=True) for _ in range(3))
+    seed = td.tensor(rng.standard_normal(6))
+    (a.reshape(6) + b.reshape(6)).backward(seed)                 # two views of the seed
+    td.stack([a, c]).backward(td.tensor(rng.standard_normal((2, 2, 3))))   # slices of one gy
+    x = td.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    (x.T * 2).backward(td.tensor(rng.standard_normal((2, 3))))    # a transposed view of a fresh array
+    s = td.tensor(rng.standard_normal(4), requires_grad=True)
+    td.nn.functional.mse_loss(s, td.tensor(np.zeros(4))).backward()
+    grads = [a.grad.array, b.grad.array, c.grad.array, x.grad.array, s.grad.array]
+    for i, g in enumerate(grads):
+        assert g.flags.writeable and g.flags.c_contiguous, i
+        assert not np.shares_memory(g, seed.array), i
+        for h in grads[i + 1:]:
+            assert not np.shares_memory(g, h)
+    before = b.grad.array.copy()
+    a.grad.array += 1
+    np.testing.assert_array_equal(b.grad.array, before)

@@ -404,7 +404,8 @@ def _unread_input(t):
     after batch norm, a residual sum: benchmarks/bench_memory.py). The tensor itself if its
     maker saved that very tensor (exp's y; max pooling saves its indices, not its y):
     create_graph needs the tensor, and its array lives on anyway."""
-    if any(ref() is t for _, ref in t.grad_fn.output_refs):
+    refs = t.grad_fn.output_refs
+    if refs and any(ref() is t for _, ref in refs):
         return t
     return _without_data(t)
 
@@ -650,7 +651,7 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
     (and into ``.grad`` of the non-leaf tensors that called ``retain_grad()``). With
     ``create_graph`` the ``.grad`` tensors are recorded results, differentiable again."""
     grad = _seed_gradient(root, grad, "backward()")
-    handed_out = {id(grad)}   # arrays already visible to the user (see _accumulate_leaf)
+    handed_out = {_storage_id(grad)}   # memory already visible to the user (see _accumulate_leaf)
 
     def reached(t, g):
         if g is None:                          # asked before a non-leaf's gradient arrives
@@ -716,14 +717,20 @@ def _accumulate_leaf(t, g, handed_out):
     """t.grad += g, never letting two ``.grad`` share memory.
 
     A backward may hand the same array to several inputs (add passes its upstream
-    gradient to both operands) or a view of it (reshape); storing such an array
-    as it is would let an in-place change of one ``.grad`` change another, so it
-    is copied. A fresh array is stored without a copy.
+    gradient to both operands) or views of it (reshape, slices); storing such an array
+    as it is would let an in-place change of one ``.grad`` change another, so it is
+    copied. ``handed_out`` holds the memory (the owning arrays' ids) already stored:
+    the first array or plain view of some memory is stored without a copy (a conv's
+    dL/dW, a reshape of its product: benchmarks/bench_alone.py's overhead rows); a
+    strided, broadcast or read-only view is copied into a plain array.
     """
     if t.grad is not None:
         t.grad = Tensor(t.grad.array + g)
         return
-    if id(g) in handed_out or g.base is not None:
+    storage = _storage_id(g)
+    plain = g.base is None or (g.flags.c_contiguous and getattr(g.flags, "writeable", True))
+    if storage in handed_out or not plain:
         g = g.copy()
-    handed_out.add(id(g))
+        storage = id(g)
+    handed_out.add(storage)
     t.grad = Tensor(g)
