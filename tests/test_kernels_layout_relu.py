@@ -61,26 +61,27 @@ def test_relu_dispatch(monkeypatch, dtype):
     calls = []
     monkeypatch.setattr(act_mod, "relu_forward_numba", lambda x: calls.append("numba"))
     monkeypatch.setattr(act_mod, "relu_forward_reference", lambda x: calls.append("ref"))
-    x = np.ones((4, 5), dtype=dtype)
+    x = np.ones((64, 40), dtype=dtype)
     with td.backends.reference(False):
-        act_mod.relu_forward(x)                     # contiguous float, even a small one: Numba
+        act_mod.relu_forward(x)                     # contiguous float, large enough: Numba
         act_mod.relu_forward(x.T)                   # not C-contiguous: reference
-        act_mod.relu_forward(np.ones(20, np.int64))  # not a compiled dtype: reference
-        act_mod.relu_forward(np.array(1.0, dtype))  # 0-d: Numba too
+        act_mod.relu_forward(np.ones(4096, np.int64))  # not a compiled dtype: reference
+        act_mod.relu_forward(x[:4])                 # fewer than NUMBA_MIN_SIZE elements: NumPy's call
+        act_mod.relu_forward(np.array(1.0, dtype))  # 0-d: the same
     with td.backends.reference():
         act_mod.relu_forward(x)
-    assert calls == ["numba", "ref", "ref", "numba", "ref"]
+    assert calls == ["numba", "ref", "ref", "ref", "ref", "ref"]
 
 
 def test_relu_backward_dispatch_mixed(monkeypatch):
     calls = []
     monkeypatch.setattr(act_mod, "relu_backward_numba", lambda gy, y: calls.append("numba"))
     monkeypatch.setattr(act_mod, "relu_backward_reference", lambda gy, y: calls.append("ref"))
-    y = np.ones((4, 5), np.float32)
+    y = np.ones((64, 40), np.float32)
     with td.backends.reference(False):
-        act_mod.relu_backward(np.ones((4, 5), np.float32), y)
-        act_mod.relu_backward(np.ones((5, 4), np.float32).T, y)     # gy non-contiguous
-        act_mod.relu_backward(np.ones((4, 5), np.float64), y)       # dtypes differ
+        act_mod.relu_backward(np.ones((64, 40), np.float32), y)
+        act_mod.relu_backward(np.ones((40, 64), np.float32).T, y)     # gy non-contiguous
+        act_mod.relu_backward(np.ones((64, 40), np.float64), y)       # dtypes differ
     assert calls == ["numba", "ref", "ref"]
 
 

@@ -95,10 +95,16 @@ def relu_backward_numba(gy, y):
 
 
 # --------------------------------------------------------------------------- dispatch
+# Below this many elements NumPy's one call costs less than a kernel call (256-1024
+# elements: 1.0-1.4 us against 2.2-2.3 for the forward; a ResNet-20 at batch 1).
+NUMBA_MIN_SIZE = 2048
+
+
 def _numba_ok(*arrays):
-    """All plain C-contiguous NumPy arrays of one shape and one compiled dtype?"""
+    """All plain C-contiguous NumPy arrays of one shape, one compiled dtype and at least
+    NUMBA_MIN_SIZE elements?"""
     a = arrays[0]
-    if is_cupy_array(a) or not use_numba(a.dtype):
+    if is_cupy_array(a) or a.size < NUMBA_MIN_SIZE or not use_numba(a.dtype):
         return False
     return all(b.flags.c_contiguous and b.dtype == a.dtype and b.shape == a.shape
                and not is_cupy_array(b) for b in arrays)
