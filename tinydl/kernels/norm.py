@@ -176,10 +176,10 @@ def _input_grad_kernel(g, x, mean, a, k, b, dx):
 def batch_norm_stats_numba(x):
     """Same as :func:`batch_norm_stats_reference`: one read of x, row-wise two-pass + Chan merge."""
     x3 = _rows(x)
-    mean = np.empty(x3.shape[1], dtype=np.float64)
-    var = np.empty(x3.shape[1], dtype=np.float64)
+    mean = np.empty(x3.shape[1], dtype=x.dtype)         # the float64 sums are rounded as they are stored
+    var = np.empty(x3.shape[1], dtype=x.dtype)
     for_this_thread(_stats_kernel, x3.size)(x3, mean, var)
-    return mean.astype(x.dtype), var.astype(x.dtype)
+    return mean, var
 
 
 def batch_norm_affine_numba(x, mean, a, b):
@@ -195,10 +195,10 @@ def batch_norm_affine_numba(x, mean, a, b):
 def batch_norm_grad_sums_numba(g, x, mean):
     """Same as :func:`batch_norm_grad_sums_reference`: one read of g and x."""
     g3, x3 = _rows(g), _rows(x)
-    sum_g = np.empty(g3.shape[1], dtype=np.float64)
-    sum_gx = np.empty(g3.shape[1], dtype=np.float64)
+    sum_g = np.empty(g3.shape[1], dtype=g.dtype)        # the float64 sums are rounded as they are stored
+    sum_gx = np.empty(g3.shape[1], dtype=g.dtype)
     for_this_thread(_grad_sums_kernel, g3.size)(g3, x3, mean.astype(x.dtype, copy=False), sum_g, sum_gx)
-    return sum_g.astype(g.dtype), sum_gx.astype(g.dtype)
+    return sum_g, sum_gx
 
 
 def batch_norm_input_grad_numba(g, x, mean, a, k, b):
