@@ -127,7 +127,7 @@ class _Conv(_ConvNd):
 
     def _conv_forward(self, input, weight, bias):
         F = _F()
-        conv = getattr(F, f"conv{self._dims}d")
+        conv = F.conv2d if self._dims == 2 else F.conv1d
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return conv(input, weight, bias, self.stride, 0, self.dilation, self.groups)

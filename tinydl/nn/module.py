@@ -229,8 +229,9 @@ class Module:
         # so that a half-built object (copy.deepcopy, unpickling) cannot recurse.
         d = self.__dict__
         for table in ("_parameters", "_buffers", "_modules"):
-            if table in d and name in d[table]:
-                return d[table][name]
+            entries = d.get(table)
+            if entries is not None and name in entries:
+                return entries[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
