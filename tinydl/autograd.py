@@ -228,13 +228,17 @@ class Function:
         raw = ctx.forward(*arrays, **params)
 
         single = not isinstance(raw, tuple)
+        outputs = (raw,) if single else raw
         tensors = (Tensor(raw),) if single else tuple([Tensor(o) for o in raw])
         first = arrays[0] if arrays else None           # an in-place op writes into its first input
-        views = [t for t in tensors if t.array.base is not None or t.array is first]
+        views = ()                                      # (a loop: cheaper than a comprehension here)
+        for t in tensors:
+            if t.array.base is not None or t.array is first:
+                views += (t,)
         if views:
             _share_counters_with_views(inputs, views)
         if True in needs and _state.enabled:
-            _record(ctx, cls, inputs, (raw,) if single else raw, tensors, views, params)
+            _record(ctx, cls, inputs, outputs, tensors, views, params)
         return tensors[0] if single else tensors
 
     def release(self):
@@ -275,8 +279,12 @@ def _storage(a):
 def _record(ctx, cls, inputs, outputs, tensors, views, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
     the versions of the arrays it saved, and the outputs' links back to it."""
-    saved = ctx.saved_tensors           # memory backward reads, by the id of its owner:
-    read = {_storage_id(a) for a in saved if hasattr(a, "base")} if saved else _NONE
+    read = _NONE                        # memory backward reads, by the id of its owner
+    if ctx.saved_tensors:
+        read = set()
+        for a in ctx.saved_tensors:
+            if hasattr(a, "base"):
+                read.add(_storage_id(a))
     kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
     keep_all = cls.double_backward == "composite"                       # it reruns the op
     versions, recorded, holds_data = [], [], False
@@ -299,8 +307,10 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
         ctx._holds_data = True
     how = cls.double_backward
     if read:
-        saved_outputs = [i for i, o in enumerate(outputs) if id(o) in read or (
-            tensors[i].array.base is not None and _storage_id(tensors[i].array) in read)]
+        saved_outputs = []
+        for i, o in enumerate(outputs):
+            if id(o) in read or (tensors[i].array.base is not None and _storage_id(tensors[i].array) in read):
+                saved_outputs.append(i)
         if saved_outputs:           # exp's y, softmax's p...
             versions += [_version_of(tensors[i], "output", i) for i in saved_outputs]
             if how == "operators":  # create_graph needs the tensors (weakly held)
@@ -582,7 +592,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
     The nodes a gradient reached wait in a heap, latest recorded first: every consumer of a
     node was recorded after it, so by the time a node comes out, all the gradients of its
     outputs are in (see ``_sequence``), and no separate sorting pass is needed."""
-    pending, ready = {}, []        # id(node) -> {output index: gradient}; (-sequence, node)
+    pending, ready = {}, []        # id(node) -> {output index: gradient}; (-sequence, id, node)
 
     def send(t, g):                # g reaches t, the output of a node still to run
         node = t.grad_fn
