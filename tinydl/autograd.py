@@ -257,7 +257,7 @@ class Function:
         self.saved_versions = ()
         self._released = True
         if self._holds_data:
-            self.inputs = tuple([_without_data(t) for t in self.inputs])
+            self.inputs = tuple(map(_without_data, self.inputs))
             self._holds_data = False
 
     @property
