@@ -436,30 +436,21 @@ def _without_data(t):
 # ------------------------------------------------------------------ backward
 def _topological_order(root_fns, stop_at=()):
     """Nodes reachable from ``root_fns`` (not past the tensors whose ids are in ``stop_at``),
-    each after every node that consumes it.
-
-    Iterative depth-first search (no recursion limit): a node is emitted once
-    all the nodes below it are emitted; reversing that post-order puts every
-    node before the nodes that produced its inputs.
-    """
-    post_order, visited = [], set()
-    stack = [(root_fn, False) for root_fn in root_fns]
+    each after every node that consumes it: latest recorded first (see ``_sequence``), the
+    order ``backward`` runs them in. The search keeps its own stack: no recursion limit."""
+    found, stack = {}, list(root_fns)
     while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            post_order.append(node)
+        node = stack.pop()
+        if id(node) in found:
             continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
+        found[id(node)] = node
         for t in node.inputs:
-            if t is None or t.grad_fn is None or id(t.grad_fn) in visited:
+            if t is None or t.grad_fn is None or id(t.grad_fn) in found:
                 continue
             if stop_at and id(t.live() if type(t) is _FreedInput else t) in stop_at:
                 continue
-            stack.append((t.grad_fn, False))
-    return reversed(post_order)
+            stack.append(t.grad_fn)
+    return sorted(found.values(), key=lambda node: -node.sequence)
 
 
 def _seed_gradient(root, grad, who):
