@@ -974,3 +974,14 @@ def test_no_two_grads_share_memory_and_every_grad_is_a_plain_array():
     before = b.grad.array.copy()
     a.grad.array += 1
     np.testing.assert_array_equal(b.grad.array, before)
+
+
+def test_a_grad_that_is_a_slice_does_not_keep_the_whole_buffer():
+    """cat's backward hands each input a slice of one gradient: a small input's .grad is
+    a copy of its slice, not a view that would keep the big buffer alive."""
+    small, big = td.tensor(np.ones(3), requires_grad=True), td.tensor(np.ones(100_000), requires_grad=True)
+    (td.cat([small, big]) * 2).backward(td.tensor(np.ones(100_003)))
+    for t in (small, big):
+        g = t.grad.array
+        owner = g if g.base is None else g.base
+        assert owner.nbytes == g.nbytes

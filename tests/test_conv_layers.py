@@ -16,7 +16,8 @@ import tinydl.nn as nn
 import tinydl.nn.functional as F
 
 # PyTorch warns that 'same' padding with an even kernel copies the input.
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
+              pytest.mark.usefixtures("routes_on_small_shapes")]   # small layers, the routes as for big ones
 
 
 def _np(t):

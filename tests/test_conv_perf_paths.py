@@ -12,6 +12,7 @@ import torch
 
 import tinydl as td
 import tinydl.nn.functional as F
+from tinydl.kernels._dispatch import use_numba
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -60,6 +61,7 @@ def test_resnet_block_matches_torch(reference):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.skipif(not use_numba(), reason="without Numba every convolution runs the textbook op")
 @pytest.mark.parametrize("channels, size, stride", [(64, 2, 1), (32, 4, 1), (16, 8, 2), (3, 8, 1)])
 def test_tiny_convolutions_run_the_textbook_op_and_match_torch(channels, size, stride):
     """Batch 1 on ResNet-20's 2x2 to 8x8 planes (the overhead row of benchmarks/bench_alone.py):

@@ -8,6 +8,9 @@ from optable import all_cases
 
 CASES = all_cases()
 IDS = [c.name for c in CASES]
+# The rows' convolutions are small: most would run the textbook op, which the forced
+# 'im2col' rows cover; with this fixture the other rows go through the routes.
+pytestmark = pytest.mark.usefixtures("routes_on_small_shapes")
 
 
 def _inputs(case, dtype, seed=0):

@@ -724,3 +724,22 @@ def test_fused_numba_sgd_is_the_plain_update_bit_for_bit(dtype, options):
     for fused, plain in zip(results[False], results[True]):
         assert fused.dtype == dtype
         np.testing.assert_array_equal(fused, plain)
+
+
+def test_sgd_with_mixed_dtypes_takes_the_plain_update():
+    """A float64 gradient on a float32 parameter (or a buffer of another dtype) promotes in
+    the plain update; the fused kernel, which computes in the parameter's dtype, is not used."""
+    rng = np.random.default_rng(6)
+    start, grads = rng.standard_normal(50).astype(np.float32), [rng.standard_normal(50) for _ in range(3)]
+    results = {}
+    for reference in (False, True):
+        p = td.tensor(start.copy(), requires_grad=True)
+        opt = td.optim.SGD([p], lr=0.1, momentum=0.9)
+        with td.backends.reference(reference), td.backends.record_routes() as taken:
+            for g in grads:
+                p.grad = td.tensor(g)                        # float64
+                opt.step()
+        assert {route for _, route in taken} == {"single_tensor"}
+        results[reference] = p.detach().numpy(), opt.state[p]["momentum_buffer"]
+    for fused, plain in zip(results[False], results[True]):
+        np.testing.assert_array_equal(fused, plain)

@@ -723,15 +723,15 @@ def _accumulate_leaf(t, g, handed_out):
     copied. ``handed_out`` holds the memory (the owning arrays' ids) already stored:
     the first array or plain view of some memory is stored without a copy (a conv's
     dL/dW, a reshape of its product: benchmarks/bench_alone.py's overhead rows); a
-    strided, broadcast or read-only view is copied into a plain array.
+    strided, broadcast or read-only view, or a slice (it would pin the whole buffer), is
+    copied into a plain array.
     """
     if t.grad is not None:
         t.grad = Tensor(t.grad.array + g)
         return
-    storage = _storage_id(g)
-    plain = g.base is None or (g.flags.c_contiguous and getattr(g.flags, "writeable", True))
-    if storage in handed_out or not plain:
-        g = g.copy()
-        storage = id(g)
-    handed_out.add(storage)
+    owner = _storage(g)
+    plain = g is owner or (g.nbytes == owner.nbytes and g.flags.c_contiguous and getattr(g.flags, "writeable", True))
+    if id(owner) in handed_out or not plain:
+        g = owner = g.copy()
+    handed_out.add(id(owner))
     t.grad = Tensor(g)

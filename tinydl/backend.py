@@ -58,7 +58,7 @@ def is_cupy_array(x):
 def get_array_module(*arrays):
     """numpy or cupy, decided by the arrays themselves (first cupy array wins)."""
     for a in arrays:
-        if type(a) is not np.ndarray and is_cupy_array(a):
+        if is_cupy_array(a):
             return _load_cupy()
     return np
 

@@ -119,8 +119,8 @@ class Tensor:
         """The version counter, made on first use: most tensors are never saved nor changed
         (benchmarks/bench_alone.py's overhead rows)."""
         counter = self._version_counter
-        if counter is None:
-            counter = self._version_counter = _VersionCounter()
+        if counter is None:     # setdefault: two threads saving it at once get one counter
+            counter = self.__dict__.setdefault("_version_counter", _VersionCounter())
         return counter
 
     def _bump_version(self):

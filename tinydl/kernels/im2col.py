@@ -113,6 +113,8 @@ def conv_output_size(in_hw, kernel_size, stride=1, padding=0, dilation=1):
 
     ``padding`` is an int, ``(ph, pw)`` or ``(top, bottom, left, right)``.
     """
+    if len(in_hw) != 2:
+        raise ValueError(f"expected the input's (H, W), got {tuple(in_hw)}")
     return _geometry((1, 1) + tuple(in_hw), kernel_size, stride, padding, dilation)[-2:]
 
 
@@ -303,7 +305,7 @@ def _im2col_shifted_planes_kernel(x, kh, kw, pt, pl, dh, dw, pad_value, cols):
 SMALL_SIZE = 1 << 14
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_small_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
     # One element at a time, bounds tested per element: no per-row set-up.
     N, C, H, W = x.shape
@@ -323,7 +325,7 @@ def _im2col_small_kernel(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, cols):
                                 cols[r, n, ho, wo] = pad_value
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im_small_kernel(cols, kh, kw, sh, sw, pt, pl, dh, dw, img):
     # One element at a time; each pixel gets its contributions in (i, j) order, as in
     # the other versions (bit-identical sums).

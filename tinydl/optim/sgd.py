@@ -67,10 +67,11 @@ class SGD(Optimizer):
         state = self.state[p] if float(group["momentum"]) != 0 else {}    # plain SGD keeps no state
         x = p.array
         route = "single_tensor"
-        if "momentum_buffer" in state:
+        buf = state.get("momentum_buffer")
+        if buf is not None and grad.dtype == x.dtype == buf.dtype:      # else the plain update's promotions
             if is_cupy_array(x):
                 route = "fused_cuda"
-            elif use_numba(x.dtype) and x.flags.c_contiguous and state["momentum_buffer"].flags.c_contiguous:
+            elif use_numba(x.dtype) and x.flags.c_contiguous and buf.flags.c_contiguous:
                 route = "fused_numba"
         backends.note_route("sgd", route)
         _SGD_STEPS[route](x, grad, state, group, self._descent_gradient)
