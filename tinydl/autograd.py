@@ -231,7 +231,8 @@ class Function:
         outputs = (raw,) if single else raw
         tensors = (Tensor(raw),) if single else tuple([Tensor(o) for o in raw])
         first = arrays[0] if arrays else None           # an in-place op writes into its first input
-        views = ()                                      # (a loop: cheaper than a comprehension here)
+        views = ()              # a loop, not a comprehension: its call costs more than its work
+                                # on one output (Python 3.11; bench_alone.py's overhead rows)
         for t in tensors:
             if t.array.base is not None or t.array is first:
                 views += (t,)
@@ -279,7 +280,7 @@ def _storage(a):
 def _record(ctx, cls, inputs, outputs, tensors, views, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
     the versions of the arrays it saved, and the outputs' links back to it."""
-    read = _NONE                        # memory backward reads, by the id of its owner
+    read = _NONE                        # memory backward reads, by the id of its owner (a loop, as in apply)
     if ctx.saved_tensors:
         read = set()
         for a in ctx.saved_tensors:
@@ -295,8 +296,11 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
         storage = _storage_id(t.array) if kept else None
         if storage in read:
             versions.append(_version_of(t, "input", i))
+        # the tensor itself if backward may read it (memory the op saved or an output views,
+        # every input of an op that reruns itself), or if it is a leaf or a constant;
+        # else a data-free stand-in (_unread_input)
         if storage in kept or keep_all or t.grad_fn is None or not t.requires_grad:
-            recorded.append(t)          # backward may read it; or a leaf, a constant
+            recorded.append(t)
             holds_data = holds_data or not (t.grad_fn is None and t.requires_grad)
         else:
             t_or_stand_in = _unread_input(t)
