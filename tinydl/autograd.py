@@ -45,6 +45,7 @@ arrays are dropped unless ``retain_graph=True``.
 import contextlib
 import heapq
 import itertools
+import operator
 import threading
 import traceback
 import weakref
@@ -564,8 +565,6 @@ def _composite_backward(node, grads_out):
     found = {}
 
     def reached(t, g):
-        if g is None:
-            return False
         found[id(t)] = g if id(t) not in found else found[id(t)] + g
     seeds = [(o, g) for o, g in zip(outs, grads_out) if o.requires_grad]
     _walk(seeds, True, reached, create_graph=True, stop_at={id(t) for t in inputs})
@@ -577,12 +576,12 @@ def _composite_backward(node, grads_out):
     return tuple(grads)
 
 
-def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
+def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=None):
     """Run backward from ``seeds`` ((tensor, gradient) pairs) over the graph, in topological
-    order. ``reached(t, g)`` gets every gradient that reaches a leaf, and every gradient that
-    reaches a non-leaf tensor for which it returns True beforehand (``reached(t, None)``).
-    With ``create_graph`` the gradients are Tensors whose computation is recorded. The walk
-    treats the tensors whose ids are in ``stop_at`` as leaves.
+    order. ``reached(t, g)`` gets every gradient that reaches a leaf, and the gradients that
+    reach the non-leaf tensors for which ``watched(t)`` is true. With ``create_graph`` the
+    gradients are Tensors whose computation is recorded. The walk treats the tensors whose
+    ids are in ``stop_at`` as leaves.
 
     The nodes a gradient reached wait in a heap, latest recorded first: every consumer of a
     node was recorded after it, so by the time a node comes out, all the gradients of its
@@ -601,7 +600,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
 
     for root, grad in seeds:
         stops = root.grad_fn is None or id(root) in stop_at
-        if stops or reached(root, None):
+        if stops or (watched is not None and watched(root)):
             reached(root, grad)
         if not stops:
             send(root, grad)
@@ -644,11 +643,14 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=()):
             if t.grad_fn is None or id(t) in stop_at:
                 reached(t, g)
                 continue
-            if reached(t, None):
+            if watched is not None and watched(t):
                 reached(t, g)
             send(t, g)
         if not retain_graph:
             node.release()
+
+
+_retains_grad = operator.attrgetter("_retains_grad")     # the non-leaves whose .grad backward fills
 
 
 def backward(root, grad=None, retain_graph=False, create_graph=False):
@@ -659,14 +661,12 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
     handed_out = {_storage_id(grad)}   # memory already visible to the user (see _accumulate_leaf)
 
     def reached(t, g):
-        if g is None:                          # asked before a non-leaf's gradient arrives
-            return t._retains_grad
         if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
             t.grad = g if t.grad is None else t.grad + g
             return
         _accumulate_leaf(t, g, handed_out)
     seed = Tensor(grad) if create_graph else grad
-    _walk([(root, seed)], retain_graph or create_graph, reached, create_graph)
+    _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retains_grad)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -700,14 +700,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     found = {}
 
     def reached(t, g):
-        if g is None:
-            return id(t) in wanted
         if id(t) in wanted:
             if id(t) in found:
                 found[id(t)] = found[id(t)] + g
             else:
                 found[id(t)] = g if isinstance(g, Tensor) else g.copy()
-    _walk(seeds, bool(retain_graph), reached, create_graph)
+    _walk(seeds, bool(retain_graph), reached, create_graph, watched=lambda t: id(t) in wanted)
     result = []
     for i, t in enumerate(inputs):
         if id(t) not in found and not allow_unused:
