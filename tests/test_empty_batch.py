@@ -54,6 +54,8 @@ def test_every_route_has_an_empty_batch_case():
 
 def _check_route(op, route, shapes, kwargs, dtype):
     """op on the route (it must be the one that ran) against torch: output and gradients."""
+    if td.backends.is_reference() and route != "reference":
+        pytest.skip("TINYDL_NO_NUMBA=1: every op runs its textbook reference code")
     ours, theirs = _inputs(shapes, dtype)
     with _route_block(op, route), td.backends.record_routes() as taken:
         y = getattr(F, op)(*ours, **kwargs)
