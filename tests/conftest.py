@@ -68,3 +68,13 @@ def routes_on_small_shapes(monkeypatch):
     on tiny problems (kernels/conv.py TEXTBOOK_MAX_COLUMNS), so route tests stay fast."""
     import tinydl.kernels.conv
     monkeypatch.setattr(tinydl.kernels.conv, "TEXTBOOK_MAX_COLUMNS", -1)
+
+
+@pytest.fixture
+def forced_route_runs(request):
+    """Skips a test that forces a convolution route (its ``route`` parameter, or any if it
+    has none) under TINYDL_NO_NUMBA=1, where every op runs its textbook reference code."""
+    callspec = getattr(request.node, "callspec", None)
+    route = callspec.params.get("route") if callspec else None
+    if route != "reference" and td.backends.is_reference():
+        pytest.skip("TINYDL_NO_NUMBA=1: every op runs its textbook reference code")

@@ -133,6 +133,7 @@ def test_conv_stack_matches_torch():
     _compare(ours, theirs, _x(2, 3, 8, 8))
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("route", ["chunked", "direct"])
 def test_outputs_do_not_alias_scratch_buffers(route):
     conv = nn.Conv2d(2, 3, 3)
@@ -150,6 +151,7 @@ def test_outputs_do_not_alias_scratch_buffers(route):
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 9 * 36 * 2, 1 << 30],
                          ids=["one_image_chunks", "two_image_chunks", "one_chunk"])
+@pytest.mark.usefixtures("forced_route_runs")
 def test_chunked_route_matches_torch(monkeypatch, chunk_bytes):
     """The chunked route's batch loop (images per chunk from ``chunk_bytes``), whose backward
     builds each chunk's columns again, gives one pass's numbers."""
@@ -187,6 +189,7 @@ def test_a_retained_graph_survives_other_forwards():
     np.testing.assert_allclose(_np(conv.weight.grad), expected, rtol=1e-6)
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("route", ["reference", "im2col", "chunked", "gy_columns", "direct", "winograd"])
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", [
     (dict(padding=1), (3, 4, 7, 6), (5, 4, 3, 3)),

@@ -54,8 +54,6 @@ def test_every_route_has_an_empty_batch_case():
 
 def _check_route(op, route, shapes, kwargs, dtype):
     """op on the route (it must be the one that ran) against torch: output and gradients."""
-    if td.backends.is_reference() and route != "reference":
-        pytest.skip("TINYDL_NO_NUMBA=1: every op runs its textbook reference code")
     ours, theirs = _inputs(shapes, dtype)
     with _route_block(op, route), td.backends.record_routes() as taken:
         y = getattr(F, op)(*ours, **kwargs)
@@ -69,6 +67,7 @@ def _check_route(op, route, shapes, kwargs, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("route, k, stride, groups", CONV2D_CASES)
 def test_conv2d_on_an_empty_batch(route, k, stride, groups, bias, dtype):
     _check_route("conv2d", route, [(0, 4, 6, 6), (6, 4 // groups, k, k), (6,) if bias else None],
@@ -77,6 +76,7 @@ def test_conv2d_on_an_empty_batch(route, k, stride, groups, bias, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("route, k, stride, groups", CONV_TRANSPOSE2D_CASES)
 def test_conv_transpose2d_on_an_empty_batch(route, k, stride, groups, bias, dtype):
     # stride 2: output_padding beyond the padding, so the op also pads zero rows ("extra")
