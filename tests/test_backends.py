@@ -45,6 +45,7 @@ def test_the_environment_variable_at_import_is_the_default():
         assert " ".join(done.stdout.split()) == expected, done.stderr[-2000:]
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 def test_settings_belong_to_their_thread():
     seen = {}
     inside, release = threading.Event(), threading.Event()
@@ -66,6 +67,7 @@ def test_settings_belong_to_their_thread():
     assert _conv_route() == "direct"                 # the default: few channels, stride 1
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 def test_a_forced_route_that_cannot_run_falls_back_and_says_so():
     with td.backends.route(conv2d="direct"):
         assert _conv_route() == "direct"

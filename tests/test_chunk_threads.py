@@ -149,6 +149,7 @@ def test_serial_twins_are_bit_identical_relu_pool_batch_norm(monkeypatch, dtype)
     (dict(stride=2, padding=1), (6, 4, 3, 3)),                             # columns of x kept, col2im
     (dict(padding=1), (6, 4, 3, 3)),                                       # stride 1, columns of x kept
 ])
+@pytest.mark.usefixtures("forced_route_runs")
 def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape):
     from tinydl.kernels.conv import Chunked
     monkeypatch.setattr(Chunked, "chunk_bytes", 1)                       # one image per chunk: 9 chunks
@@ -173,6 +174,7 @@ def test_chunked_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w
     (dict(stride=2, groups=2, dilation=2), (4, 2, 3, 2), True),
     (dict(stride=3, padding=1, output_padding=2), (4, 5, 2, 2), False),   # extra rows; dL/dW only
 ])
+@pytest.mark.usefixtures("forced_route_runs")
 def test_chunked_transposed_convolution_on_the_workers_matches_torch(monkeypatch, kwargs, w_shape, x_needs_grad):
     from tinydl.kernels.conv import Chunked
     monkeypatch.setattr(Chunked, "chunk_bytes", 1)                       # one image per chunk: 9 chunks

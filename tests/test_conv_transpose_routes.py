@@ -77,6 +77,7 @@ def _compare_with_torch(x, w, b, kwargs, upstream, needs_x=True, atol=1e-10, rto
     assert needs_x or ours[0].grad is None
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("c_in, c_out, hw, k, kwargs", [
     (64, 32, 16, 4, dict(stride=2, padding=1)),                        # DCGAN's and FCN's 2x upsampling
@@ -112,6 +113,7 @@ def test_many_chunks_on_the_workers_match_torch(monkeypatch, kwargs, w_shape, ne
     _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size), needs_x=needs_x)
 
 
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("max_pad_share", [0.0, 1.0], ids=["col2im_forward", "wide_rows_forward"])
 def test_narrow_images_fold_either_way(monkeypatch, max_pad_share):
     """On images narrower than 16 the forward is ChunkedTranspose's; both ways give torch's numbers."""

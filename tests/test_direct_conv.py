@@ -18,7 +18,7 @@ import tinydl.kernels.conv as C
 from tinydl.kernels import _dispatch, direct_conv
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
-              pytest.mark.usefixtures("routes_on_small_shapes"),
+              pytest.mark.usefixtures("routes_on_small_shapes", "forced_route_runs"),
               pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the direct kernels are Numba kernels")]
 
 

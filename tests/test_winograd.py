@@ -18,7 +18,8 @@ import tinydl.nn.functional as F
 from tinydl.kernels import _dispatch, winograd as W
 from tinydl.kernels.conv import Winograd
 
-pytestmark = pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the Winograd transforms are Numba kernels")
+pytestmark = [pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the Winograd transforms are Numba kernels"),
+              pytest.mark.usefixtures("forced_route_runs")]
 
 
 def _tiles(x, padding, tiles):
