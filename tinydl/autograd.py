@@ -349,7 +349,7 @@ def _storage_id(a):
 def _version_of(t, kind, i):
     """(counter, value now, 'input'/'output', position, shape, dtype): what the backward
     checks to refuse reading an array changed in place since (``_check_versions``)."""
-    counter = t._version_counter or t._counter()
+    counter = t._counter()
     return counter, counter.value, kind, i, t.array.shape, t.array.dtype
 
 
