@@ -1,5 +1,5 @@
-"""Max pooling and leaky ReLU keep no input alive for backward, and their create_graph
-backward still matches PyTorch.
+"""Max pooling and leaky ReLU keep no input alive for backward, a product keeps only the
+factor the other one's gradient reads, and their create_graph backward still matches PyTorch.
 
 Their backward reads only what forward saved (the indices of the maxima, the sign of x),
 so it runs on Tensors ("operators"): an op marked "composite" instead keeps every input
@@ -65,6 +65,44 @@ def test_the_op_after_max_pooling_does_not_keep_the_pooled_output():
     assert y_data() is None
     z.backward(td.tensor(np.ones(z.shape)))
     assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("constant", ["tensor", "float"])
+def test_a_product_by_a_constant_keeps_no_input(constant):
+    """h * c: dL/dh = gy * c reads c only, so h is freed; the first and second derivatives
+    (along x and the upstream gradient v) still match PyTorch's."""
+    c_values = _distinct((3, 4), seed=1)
+    results = []
+    for lib in (td, torch):
+        x = lib.tensor(_distinct((3, 4)), requires_grad=True)
+        c = lib.tensor(c_values) if constant == "tensor" else 0.5
+        h = x * x                         # an activation no other op saved
+        y = h * c
+        if lib is td:
+            h_data = weakref.ref(h.array)
+            del h
+            gc.collect()
+            assert h_data() is None, "the product kept its non-constant factor alive"
+        v = lib.tensor(np.random.default_rng(3).standard_normal((3, 4)), requires_grad=True)
+        gx, = lib.autograd.grad(y, x, v, create_graph=True)
+        second = lib.autograd.grad(gx, (x, v), lib.tensor(c_values + 2.0))
+        results.append([gx.detach().numpy()] + [s.detach().numpy() for s in second])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_a_product_of_two_tensors_that_need_gradients_keeps_both():
+    a = td.tensor(_distinct((3,)), requires_grad=True)
+    b = td.tensor(_distinct((3,), seed=1), requires_grad=True)
+    ha, hb = a + 1.0, b + 1.0
+    y = ha * hb
+    kept = weakref.ref(ha.array), weakref.ref(hb.array)
+    del ha, hb
+    gc.collect()
+    assert all(ref() is not None for ref in kept)
+    y.backward(td.tensor(np.ones(3)))
+    np.testing.assert_allclose(a.grad.numpy(), b.detach().numpy() + 1.0)
+    np.testing.assert_allclose(b.grad.numpy(), a.detach().numpy() + 1.0)
 
 
 def _create_graph_gradients(lib, op, shape):

@@ -280,37 +280,40 @@ def _storage(a):
 
 def _record(ctx, cls, inputs, outputs, tensors, views, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
-    the versions of the arrays it saved, and the outputs' links back to it."""
-    read = _NONE                        # memory backward reads, by the id of its owner (a loop, as in apply)
+    the versions of the arrays it saved, and the outputs' links back to it. (Plain loops
+    and early exits: this runs for every recorded op, bench_alone.py's overhead rows.)"""
+    how = cls.double_backward
+    read = _NONE                        # memory backward reads, by the id of its owner
     if ctx.saved_tensors:
         read = set()
         for a in ctx.saved_tensors:
             if hasattr(a, "base"):
                 read.add(_storage_id(a))
     kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
-    keep_all = cls.double_backward == "composite"                       # it reruns the op
+    keep_all = how == "composite"                                       # it reruns the op
     versions, recorded, holds_data = [], [], False
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             recorded.append(None)
-            continue
-        storage = _storage_id(t.array) if kept else None
-        if storage in read:
-            versions.append(_version_of(t, "input", i))
-        # the tensor itself if backward may read it (memory the op saved or an output views,
-        # every input of an op that reruns itself), or if it is a leaf or a constant;
-        # else a data-free stand-in (_unread_input)
-        if storage in kept or keep_all or t.grad_fn is None or not t.requires_grad:
+        elif t.grad_fn is None or not t.requires_grad:      # a leaf or a constant: itself
             recorded.append(t)
-            holds_data = holds_data or not (t.grad_fn is None and t.requires_grad)
-        else:
+            if read and _storage_id(t.array) in read:
+                versions.append(_version_of(t, "input", i))
+            holds_data = holds_data or not t.requires_grad
+        elif keep_all or (kept and _storage_id(t.array) in kept):
+            # the tensor itself: backward may read it (memory the op saved or an output views,
+            # every input of an op that reruns itself)
+            recorded.append(t)
+            if read and _storage_id(t.array) in read:
+                versions.append(_version_of(t, "input", i))
+            holds_data = True
+        else:                           # else a data-free stand-in, or t if its maker saved it
             t_or_stand_in = _unread_input(t)
             recorded.append(t_or_stand_in)
             holds_data = holds_data or t_or_stand_in is t
     ctx.inputs = tuple(recorded)
     if holds_data:                  # release() swaps these for stand-ins
         ctx._holds_data = True
-    how = cls.double_backward
     if read:
         saved_outputs = []
         for i, o in enumerate(outputs):
@@ -322,13 +325,18 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
                 ctx.output_refs = tuple([(id(outputs[i]), weakref.ref(tensors[i])) for i in saved_outputs])
     if versions:
         ctx.saved_versions = tuple(versions)
-    ctx.output_meta = ((outputs[0].shape, outputs[0].dtype),) if len(outputs) == 1 else tuple(
-        [(o.shape, o.dtype) for o in outputs])
     ctx.sequence = next(_sequence)
     if how is not None and how != "operators":     # what rerunning the op needs
         ctx.params, ctx.constants = params, tuple([None if isinstance(t, Tensor) else t for t in inputs])
     if _anomaly["enabled"]:         # where this forward ran, minus this frame and apply's
         ctx.forward_traceback = "".join(traceback.format_stack()[:-2])
+    if len(tensors) == 1:
+        t = tensors[0]
+        ctx.output_meta = ((t.array.shape, t.array.dtype),)
+        if t.array.dtype.kind in "fc" and not cls.non_differentiable_outputs:
+            t.grad_fn, t.requires_grad = ctx, True
+        return
+    ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
     non_differentiable = cls.non_differentiable_outputs
     for i, t in enumerate(tensors):
         if t.array.dtype.kind in "fc" and i not in non_differentiable:

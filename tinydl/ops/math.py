@@ -113,19 +113,24 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """y = a * b;  dL/da = gy * b,  dL/db = gy * a."""
+    """y = a * b;  dL/da = gy * b,  dL/db = gy * a.
+
+    Each factor is kept only if the other one's gradient is wanted, as in PyTorch:
+    ``x * 0.5`` keeps no x (one activation less, and no version to check)."""
 
     double_backward = "operators"
 
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.shapes = a.shape, b.shape
         return a * b
 
     def backward(ctx, gy):
         a, b = ctx.saved_tensors
-        ga = unbroadcast(gy * b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(gy * a, b.shape) if ctx.needs_input_grad[1] else None
-        return ga, gb
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return unbroadcast(gy * b, sa) if need_a else None, unbroadcast(gy * a, sb) if need_b else None
 
 
 class Div(Function):
