@@ -204,8 +204,6 @@ class Function:
     #: (id of an output array, weak reference to its Tensor) of the outputs whose memory it saved
     #: ("operators")
     output_refs = ()
-    #: set by release(): the saved arrays are gone
-    _released = False
     #: what the node keeps of its positional inputs (``_record``): Tensors, stand-ins, None
     inputs = ()
     #: some input in ``inputs`` holds data that release() lets go of
@@ -255,9 +253,9 @@ class Function:
         graph's shape stays walkable (``utils.to_dot`` after backward; the
         clear error on a second backward).
         """
-        self.saved_tensors = None
-        self.saved_versions = ()
-        self._released = True
+        self.saved_tensors = None       # also the mark of a released node (_walk)
+        if self.saved_versions:
+            self.saved_versions = ()
         if self._holds_data:
             self.inputs = tuple(map(_without_data, self.inputs))
             self._holds_data = False
@@ -307,10 +305,11 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
             if read and _storage_id(t.array) in read:
                 versions.append(_version_of(t, "input", i))
             holds_data = True
-        else:                           # else a data-free stand-in, or t if its maker saved it
-            t_or_stand_in = _unread_input(t)
-            recorded.append(t_or_stand_in)
-            holds_data = holds_data or t_or_stand_in is t
+        elif t.grad_fn.output_refs and _maker_saved(t):   # exp's y: create_graph needs it, and
+            recorded.append(t)                            # its array lives on anyway
+            holds_data = True
+        else:                           # a data-free stand-in: an activation lives only as long
+            recorded.append(_without_data(t))   # as some op saved it (bench_memory.py)
     ctx.inputs = tuple(recorded)
     if holds_data:                  # release() swaps these for stand-ins
         ctx._holds_data = True
@@ -407,12 +406,13 @@ class _FreedInput:
     op made it, its shape and dtype, and a weak reference to the tensor (alive while
     someone else holds it: ``retain_grad()``, ``autograd.grad`` inputs)."""
 
-    __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad", "_retains_grad", "_tensor")
+    __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad", "_tensor")
+    _retains_grad = False           # live() gives the tensor itself, where it is alive
 
     def __init__(self, t):
         self.grad_fn, self._output_index = t.grad_fn, t._output_index
-        self.shape, self.dtype, self.requires_grad = t.array.shape, t.array.dtype, t.requires_grad
-        self._retains_grad = False
+        a = t.array
+        self.shape, self.dtype, self.requires_grad = a.shape, a.dtype, t.requires_grad
         self._tensor = weakref.ref(t)
 
     def live(self):
@@ -421,16 +421,10 @@ class _FreedInput:
         return self if t is None else t
 
 
-def _unread_input(t):
-    """What a node keeps of a non-leaf input its backward never reads: a data-free stand-in,
-    so an activation lives only as long as some op saved it, as in PyTorch (a ReLU's input
-    after batch norm, a residual sum: benchmarks/bench_memory.py). The tensor itself if its
-    maker saved that very tensor (exp's y; max pooling saves its indices, not its y):
-    create_graph needs the tensor, and its array lives on anyway."""
-    refs = t.grad_fn.output_refs
-    if refs and any(ref() is t for _, ref in refs):
-        return t
-    return _without_data(t)
+def _maker_saved(t):
+    """Whether the op that made ``t`` saved that very tensor (exp's y; max pooling saves its
+    indices, not its y): a node then keeps ``t`` itself, not a stand-in, as PyTorch does."""
+    return any(ref() is t for _, ref in t.grad_fn.output_refs)
 
 
 def _without_data(t):
@@ -616,7 +610,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
     while ready:
         node = heapq.heappop(ready)[2]
         got = pending.pop(id(node))
-        if node._released:
+        if node.saved_tensors is None:
             raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
                                "freed; call backward(retain_graph=True) the first time")
         if node.saved_versions:
