@@ -6,7 +6,7 @@ raw arrays, with the op's interface::
 
     route.forward(x, weight, bias, geometry, needs)       -> y, saved
     route.backward(x, weight, saved, gy, geometry, needs) -> dL/dx, dL/dW
-    (ConvTranspose2d's routes: forward(x, weight, geometry, y_shape) -> y without bias,
+    (ConvTranspose2d's routes: forward(x, weight, bias, geometry, y_shape) -> y,
      backward(x, weight, gy, geometry, needs) -> dL/dx, dL/dW)
 
 ``geometry`` is (kernel, stride, padding (top, bottom, left, right), dilation, groups)
@@ -438,7 +438,7 @@ class ChunkedTranspose:
     wins = applies
 
     @staticmethod
-    def forward(x, weight, geometry, y_shape):
+    def forward(x, weight, bias, geometry, y_shape):
         kernel, stride, padding, dilation, groups = geometry
         xp = get_array_module(x)
         n, c_in, h, w = x.shape
@@ -451,6 +451,8 @@ class ChunkedTranspose:
             cols = gemm(w3.swapaxes(1, 2), x2, out=_scratch(xp, (groups, k // groups, x2.shape[2]), x.dtype,
                                                             worker_key("conv_transpose2d.cols", worker)))
             col2im(cols.reshape(k, -1), y[s].shape, kernel, stride, padding, dilation, out=y[s])
+            if bias is not None:            # while the chunk is in the cache, on its worker
+                y[s] += bias.reshape(1, -1, 1, 1)
 
         run_chunks(forward_chunk, _batch_chunks(xp, n, k * h * w * x.itemsize, Chunked.chunk_bytes))
         return y
@@ -511,12 +513,12 @@ class SubpixelTranspose:
     wins = applies
 
     @classmethod
-    def forward(cls, x, weight, geometry, y_shape):
+    def forward(cls, x, weight, bias, geometry, y_shape):
         kernel, stride, padding, _, groups = geometry
         n, c_in, h, w = x.shape
         pitch = wide_pitch(kernel[1], stride[1], padding[2], w, y_shape[3])
         if pitch - w > cls.max_pad_share * w:
-            return ChunkedTranspose.forward(x, weight, geometry, y_shape)
+            return ChunkedTranspose.forward(x, weight, bias, geometry, y_shape)
         w3 = weight.reshape(groups, c_in // groups, -1)                    # (G, C_in/G, K/G)
         k = w3.shape[0] * w3.shape[2]
         y = np.empty(y_shape, dtype=x.dtype)
@@ -527,7 +529,7 @@ class SubpixelTranspose:
             cols = _scratch(np, (size + 2 * pitch,), x.dtype, worker_key("conv_transpose2d.cols", worker))
             cols[:pitch] = cols[-pitch:] = 0                    # what a shifted read off the first and last row finds
             gemm(w3.swapaxes(1, 2), x2, out=cols[pitch:-pitch].reshape(groups, k // groups, -1))
-            fold_phases(cols, (h, w), kernel, stride, padding[::2], y[s])
+            fold_phases(cols, (h, w), kernel, stride, padding[::2], y[s], bias)
 
         run_chunks(forward_chunk, _batch_chunks(np, n, k * h * pitch * x.itemsize, cls.chunk_bytes))
         return y

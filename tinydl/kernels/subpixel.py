@@ -68,10 +68,10 @@ def _phase_length(size, v, s):
 
 
 @njit(parallel=True, cache=True)
-def _fold_kernel(cols, h, wp, kh, kw, sh, sw, pt, pl, y):
+def _fold_kernel(cols, h, wp, kh, kw, sh, sw, pt, pl, bias, y):
     # cols: wp zeros, then (C*kh*kw, N, h, wp) on wide rows, then wp zeros; y (N, C, Ho, Wo).
     # One task = one (n, c) plane of y: its phases are summed in acc (s_h*s_w planes of
-    # wide rows), then interleaved into y.
+    # wide rows, starting from the channel's bias), then interleaved into y.
     n_img, c, ho, wo = y.shape
     y_flat = y.reshape(-1)
     qh_max = -(-ho // sh)
@@ -84,7 +84,7 @@ def _fold_kernel(cols, h, wp, kh, kw, sh, sw, pt, pl, y):
             qh = _phase_length(ho, vh, sh)
             for vw in range(sw):
                 phase = (vh * sw + vw) * phase_size
-                fill_flat(acc, phase, qh * wp, 0)
+                fill_flat(acc, phase, qh * wp, bias[o])
                 for i in range((vh + pt) % sh, kh, sh):                   # the taps of this phase
                     uh = (i - pt) // sh
                     h_lo, h_hi = max(0, -uh), min(h, qh - uh)             # rows inside x and the phase
@@ -132,14 +132,16 @@ def _unfold_kernel(gy, kh, kw, sh, sw, pt, pl, wp, cols):
                     gather_flat(cols_flat, row + r * w, phases, src + r * wp, w, 1)
 
 
-def fold_phases(cols, x_hw, kernel, stride, top_left, y):
+def fold_phases(cols, x_hw, kernel, stride, top_left, y, bias=None):
     """col2im by output phases: ``y`` (N, C, Ho, Wo) = the sum of the columns onto the
-    pixels they belong to, overwritten. ``cols`` is a flat buffer: Wp zeros, the columns
-    (C*kh*kw, N, H, Wp) on wide rows (zeros in the Wp - W extra columns), Wp zeros;
-    Wp = ``wide_pitch`` along the width, (H, W) = ``x_hw``; ``top_left`` = (pt, pl)."""
+    pixels they belong to (+ ``bias`` (C,), where the sums start), overwritten. ``cols``
+    is a flat buffer: Wp zeros, the columns (C*kh*kw, N, H, Wp) on wide rows (zeros in the
+    Wp - W extra columns), Wp zeros; Wp = ``wide_pitch`` along the width, (H, W) = ``x_hw``;
+    ``top_left`` = (pt, pl)."""
     (kh, kw), (sh, sw), (pt, pl) = kernel, stride, top_left
     wp = wide_pitch(kw, sw, pl, x_hw[1], y.shape[3])
-    for_this_thread(_fold_kernel, cols.size)(cols, x_hw[0], wp, kh, kw, sh, sw, pt, pl, y)
+    bias = np.zeros(y.shape[1], y.dtype) if bias is None else bias
+    for_this_thread(_fold_kernel, cols.size)(cols, x_hw[0], wp, kh, kw, sh, sw, pt, pl, bias, y)
     return y
 
 
