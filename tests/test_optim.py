@@ -711,7 +711,7 @@ def test_fused_numba_sgd_is_the_plain_update_bit_for_bit(dtype, options):
     results = {}
     for reference in (False, True):
         params = [td.tensor(a.copy(), requires_grad=True) for a in start]
-        opt = td.optim.SGD(params, lr=0.1, **options)
+        opt = td.optim.SGD(params, lr=0.1, foreach=False, **options)
         with td.backends.reference(reference), td.backends.record_routes() as taken:
             for step in grads:
                 for p, g in zip(params, step):
@@ -724,6 +724,60 @@ def test_fused_numba_sgd_is_the_plain_update_bit_for_bit(dtype, options):
     for fused, plain in zip(results[False], results[True]):
         assert fused.dtype == dtype
         np.testing.assert_array_equal(fused, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=1e-3),
+                                     dict(momentum=0.5, dampening=0.3, maximize=True)],
+                         ids=["plain", "nesterov_wd", "dampening_max"])
+def test_foreach_sgd_is_the_plain_update_bit_for_bit(dtype, options):
+    """The small parameters of a group, past their first step, are updated together (one
+    kernel over flat copies, their momentum buffers views of one array); the numbers are
+    the plain update's, through a buffer replaced by hand, a step where one has no gradient,
+    a state_dict round trip into a new optimizer, and a parameter of the other dtype
+    (updated alone)."""
+    other = np.float64 if dtype == np.float32 else np.float32
+    rng = np.random.default_rng(7)
+    shapes, dtypes = [(7, 3), (200_000,), (5,), (4, 4), (6,)], [dtype] * 4 + [other]
+    start = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+    grads = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)] for _ in range(6)]
+    grads[3][0] = None                          # parameter 0 frozen for one step
+    results = {}
+    for reference in (False, True):
+        params = [td.tensor(a.copy(), requires_grad=True) for a in start]
+        opt = td.optim.SGD(params, lr=0.1, **options)
+        with td.backends.reference(reference), td.backends.record_routes() as taken:
+            for i, step in enumerate(grads):
+                if i == 2:                      # a buffer replaced by hand: the step reads the new one
+                    opt.state[params[2]]["momentum_buffer"] = np.zeros(shapes[2], dtypes[2])
+                if i == 4:                      # go on with a new optimizer from a checkpoint
+                    saved = opt.state_dict()
+                    del saved["param_groups"][0]["foreach"]         # as in a checkpoint of an older tinydl
+                    opt = td.optim.SGD(params, lr=0.1, **options)
+                    opt.load_state_dict(saved)
+                for p, g in zip(params, step):
+                    p.grad = None if g is None else td.tensor(g.T.copy().T if g.ndim == 2 else g)
+                opt.step()
+        buffers = [opt.state[p]["momentum_buffer"] for p in params]
+        if not reference:
+            assert ("sgd", "foreach_numba") in taken
+            assert buffers[0].base is not None and buffers[0].base is buffers[2].base is buffers[3].base
+            assert buffers[1].base is None and buffers[4].base is None        # large; other dtype
+        results[reference] = [p.detach().numpy() for p in params] + buffers
+    for together, plain in zip(results[False], results[True]):
+        assert together.dtype == plain.dtype
+        np.testing.assert_array_equal(together, plain)
+
+
+def test_foreach_false_updates_one_parameter_at_a_time():
+    params = [td.tensor(np.ones(3), requires_grad=True) for _ in range(3)]
+    opt = td.optim.SGD(params, lr=0.1, momentum=0.9, foreach=False)
+    with td.backends.record_routes() as taken:
+        for _ in range(2):
+            for p in params:
+                p.grad = td.tensor(np.ones(3))
+            opt.step()
+    assert ("sgd", "foreach_numba") not in taken
 
 
 def test_sgd_with_mixed_dtypes_takes_the_plain_update():

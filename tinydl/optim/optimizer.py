@@ -185,13 +185,19 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue   # not reached by backward (frozen or unused): leave it alone
-                self._update(p, p.grad.array, group)
+            # the parameters not reached by backward (frozen or unused) are left alone
+            params = [p for p in group["params"] if p.grad is not None]
+            self._update_group(params, group)
+            for p in params:
                 p._bump_version()     # a graph that saved p before this step can no longer backward
         self._step_count += 1
         return loss
+
+    def _update_group(self, params, group):
+        """Update ``params``, the parameters of ``group`` that have a gradient: one at a time
+        through ``_update`` (a subclass may update several at once)."""
+        for p in params:
+            self._update(p, p.grad.array, group)
 
     def _update(self, p, grad, group):
         """Change ``p.array`` in place from ``grad`` (an array; read it, never write it)."""
