@@ -208,6 +208,10 @@ class Function:
     inputs = ()
     #: some input in ``inputs`` holds data that release() lets go of
     _holds_data = False
+    #: the output's shape and dtype (one output: the common case, no tuples to make) ...
+    _output_shape, _output_dtype = (), None
+    #: ... or ((shape, dtype), ...) of the outputs of an op with several
+    _outputs_meta = None
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -259,6 +263,13 @@ class Function:
         if self._holds_data:
             self.inputs = tuple(map(_without_data, self.inputs))
             self._holds_data = False
+
+    @property
+    def output_meta(self):
+        """((shape, dtype), ...): what the op's outputs were."""
+        if self._outputs_meta is not None:
+            return self._outputs_meta
+        return ((self._output_shape, self._output_dtype),)
 
     @property
     def name(self):
@@ -331,11 +342,11 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
         ctx.forward_traceback = "".join(traceback.format_stack()[:-2])
     if len(tensors) == 1:
         t = tensors[0]
-        ctx.output_meta = ((t.array.shape, t.array.dtype),)
+        ctx._output_shape, ctx._output_dtype = t.array.shape, t.array.dtype
         if t.array.dtype.kind in "fc" and not cls.non_differentiable_outputs:
             t.grad_fn, t.requires_grad = ctx, True
         return
-    ctx.output_meta = tuple([(o.shape, o.dtype) for o in outputs])
+    ctx._outputs_meta = tuple([(o.shape, o.dtype) for o in outputs])
     non_differentiable = cls.non_differentiable_outputs
     for i, t in enumerate(tensors):
         if t.array.dtype.kind in "fc" and i not in non_differentiable:
@@ -615,13 +626,16 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
                                "freed; call backward(retain_graph=True) the first time")
         if node.saved_versions:
             _check_versions(node)
-        if len(got) == len(node.output_meta):
-            grads_out = [got[0]] if len(got) == 1 else [got[i] for i in range(len(got))]
+        several = node._outputs_meta
+        if several is None:                    # one output
+            grads_out = [got[0]]
+        elif len(got) == len(several):
+            grads_out = [got[i] for i in range(len(got))]
         else:                                  # outputs no gradient reached get zeros
             some = next(iter(got.values()))
             xp = get_array_module(some.array if isinstance(some, Tensor) else some)
             grads_out = [got[i] if i in got else xp.zeros(shape, dtype=dtype)
-                         for i, (shape, dtype) in enumerate(node.output_meta)]
+                         for i, (shape, dtype) in enumerate(several)]
             if create_graph:
                 grads_out = [g if isinstance(g, Tensor) else Tensor(g) for g in grads_out]
         grads_in = _backward_on_tensors(node, grads_out) if create_graph else node.backward(*grads_out)
