@@ -104,6 +104,24 @@ def test_multi_output_node_with_one_unused_output():
     np.testing.assert_allclose(x.grad.numpy(), np.r_[0, 0, 3 * v.numpy(), 0, 0])
 
 
+def test_non_differentiable_outputs_name_positions_even_when_one_output_comes_back():
+    """An op that marks output 1 non-differentiable and returns only output 0 (an optional
+    mask) still gives a differentiable output 0; a mask returned alongside does not."""
+    class MaybeMask(Function):
+        non_differentiable_outputs = (1,)
+
+        def forward(ctx, x, with_mask=False):
+            return (x * 2, x > 0) if with_mask else x * 2
+
+        def backward(ctx, gy, *unused):
+            return gy * 2
+
+    x = td.tensor(np.ones(3), requires_grad=True)
+    assert MaybeMask.apply(x).requires_grad
+    y, mask = MaybeMask.apply(x, with_mask=True)
+    assert y.requires_grad and not mask.requires_grad
+
+
 def test_backward_on_non_scalar_without_grad_raises():
     x = leaf(3)
     with pytest.raises(RuntimeError, match="scalar"):

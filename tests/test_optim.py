@@ -780,6 +780,66 @@ def test_foreach_false_updates_one_parameter_at_a_time():
     assert ("sgd", "foreach_numba") not in taken
 
 
+def _sgd_runs(make_params, grads_at, steps=4, **options):
+    """Parameters and momentum buffers after ``steps`` SGD steps, with foreach on and off."""
+    results = []
+    for foreach in (None, False):
+        params = make_params()
+        opt = td.optim.SGD(params, lr=0.1, momentum=0.9, foreach=foreach, **options)
+        for step in range(steps):
+            for i, p in enumerate(params):
+                p.grad = td.tensor(grads_at(step, i))
+            opt.step()
+        results.append([p.detach().numpy().copy() for p in params] +
+                       [opt.state[p]["momentum_buffer"].copy() for p in params])
+    return results
+
+
+def test_foreach_sgd_updates_two_tensors_over_one_array_one_after_the_other():
+    def make_params():
+        shared = np.ones(4, np.float32)
+        return [td.Tensor(shared, requires_grad=True), td.Tensor(shared, requires_grad=True),
+                td.Tensor(np.ones(3, np.float32), requires_grad=True)]
+    together, alone = _sgd_runs(make_params, lambda step, i: np.full(4 if i < 2 else 3, 0.5 + step + i, np.float32))
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_foreach_sgd_leaves_a_gradient_of_another_shape_to_the_plain_update():
+    """A (1, 3) gradient on a (2, 3) parameter broadcasts in the plain update; the flat and
+    the fused kernels would misread it."""
+    together, alone = _sgd_runs(
+        lambda: [td.tensor(np.ones((2, 3), np.float32), requires_grad=True),
+                 td.tensor(np.ones(5, np.float32), requires_grad=True)],
+        lambda step, i: np.full(((1, 3) if step == 3 else (2, 3)) if i == 0 else 5, 0.5 + step, np.float32))
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_copy_of_an_sgd_optimizer_steps_as_the_original():
+    """A deepcopy or pickle leaves the flat buffers behind and makes its own."""
+    import copy
+    import pickle
+    params = [td.tensor(np.ones(3, np.float32), requires_grad=True) for _ in range(3)]
+    opt = td.optim.SGD(params, lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for p in params:
+            p.grad = td.tensor(np.full(3, 0.5, np.float32))
+        opt.step()
+    copies = [copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))]
+    assert all(o._flat == {} for o in copies)
+    for o in [opt] + copies:
+        for p in o.param_groups[0]["params"]:
+            p.grad = td.tensor(np.full(3, 0.5, np.float32))
+        o.step()
+    for o in copies:
+        for p, q in zip(o.param_groups[0]["params"], params):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+            np.testing.assert_array_equal(o.state[p]["momentum_buffer"], opt.state[q]["momentum_buffer"])
+    with pytest.raises(ValueError, match="foreach must be None, True or False, got 'yes'"):
+        td.optim.SGD(params, lr=0.1, foreach="yes")
+
+
 def test_sgd_with_mixed_dtypes_takes_the_plain_update():
     """A float64 gradient on a float32 parameter (or a buffer of another dtype) promotes in
     the plain update; the fused kernel, which computes in the parameter's dtype, is not used."""

@@ -343,7 +343,7 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
     if len(tensors) == 1:
         t = tensors[0]
         ctx._output_shape, ctx._output_dtype = t.array.shape, t.array.dtype
-        if t.array.dtype.kind in "fc" and not cls.non_differentiable_outputs:
+        if t.array.dtype.kind in "fc" and 0 not in cls.non_differentiable_outputs:
             t.grad_fn, t.requires_grad = ctx, True
         return
     ctx._outputs_meta = tuple([(o.shape, o.dtype) for o in outputs])
@@ -439,10 +439,11 @@ def _maker_saved(t):
 
 
 def _without_data(t):
-    """What a released node keeps of input ``t``: the parameters and other leaves that
-    require grad themselves (they live on anyway), and for everything else (the
-    intermediate tensors, the input batch) one data-free stand-in per tensor, so a
-    tensor that feeds several ops stays one node of the graph."""
+    """What a node keeps of input ``t`` when it must not hold its data (an input its
+    backward never reads, from ``_record``; every input once released): the parameters and
+    other leaves that require grad themselves (they live on anyway), and for everything
+    else (the intermediate tensors, the input batch) one data-free stand-in per tensor, so
+    a tensor that feeds several ops stays one node of the graph."""
     if t is None or type(t) is _FreedInput or (t.grad_fn is None and t.requires_grad):
         return t
     freed = t._freed_input

@@ -6,7 +6,8 @@
 
 Every optimizer is a subclass of :class:`Optimizer` (optimizer.py: param groups,
 state, state_dict) with one method, ``_update(p, grad, group)``, that changes
-``p.array`` in place with plain array code (NumPy or CuPy, whichever holds the data).
+``p.array`` in place with plain array code (NumPy or CuPy, whichever holds the data);
+SGD also overrides ``_update_group`` to update its small parameters together (foreach).
 """
 from .optimizer import Optimizer, required
 from .sgd import SGD

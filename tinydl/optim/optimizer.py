@@ -10,8 +10,10 @@ An optimizer owns
                     parameter's running buffers (momentum, moment estimates...) as raw
                     arrays on the parameter's device, plus a Python-int ``'step'``.
 
-``step()`` walks every parameter that has a gradient and calls the subclass's
-``_update(p, grad, group)``, which changes ``p.array`` in place with plain array code.
+``step()`` hands each group's parameters that have a gradient to ``_update_group``,
+which calls the subclass's ``_update(p, grad, group)`` for each (a subclass may update
+several at once instead: SGD's foreach); ``_update`` changes ``p.array`` in place with
+plain array code.
 The update is not part of any graph: it works on raw arrays, so no graph is recorded.
 
 Two rules every ``_update`` follows:
@@ -72,7 +74,8 @@ class Optimizer:
         defaults: the default value of every hyperparameter of this optimizer.
 
     Subclasses set their defaults, may check a group's values in
-    ``_check_group(group)``, and implement ``_update(p, grad, group)``.
+    ``_check_group(group)``, and implement ``_update(p, grad, group)`` (and may override
+    ``_update_group(params, group)``).
     """
 
     def __init__(self, params, defaults):
@@ -187,9 +190,11 @@ class Optimizer:
         for group in self.param_groups:
             # the parameters not reached by backward (frozen or unused) are left alone
             params = [p for p in group["params"] if p.grad is not None]
-            self._update_group(params, group)
-            for p in params:
-                p._bump_version()     # a graph that saved p before this step can no longer backward
+            try:
+                self._update_group(params, group)
+            finally:                  # a graph that saved p before this step can no longer backward
+                for p in params:
+                    p._bump_version()
         self._step_count += 1
         return loss
 

@@ -54,7 +54,8 @@ class SGD(Optimizer):
         foreach (bool or None): update the small parameters of a group together, as
             PyTorch's ``foreach``: on the CPU, the momentum step of every parameter of
             up to ``FOREACH_MAX_SIZE`` elements runs as one kernel over flat copies (the
-            same numbers as one at a time). None (default): where it applies; False: never.
+            same numbers as one at a time). None (default) or True: where it applies;
+            False: never. (One optimizer steps from one thread at a time, as in PyTorch.)
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
@@ -68,6 +69,13 @@ class SGD(Optimizer):
         super().load_state_dict(state_dict)
         self._flat.clear()          # the groups and buffers are new ones
 
+    def __getstate__(self):         # a copy (pickle, deepcopy) makes its flat buffers again
+        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._flat = {}
+
     def _check_group(self, group):
         lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
         if lr < 0:
@@ -79,6 +87,8 @@ class SGD(Optimizer):
         if group["nesterov"] and (momentum <= 0 or float(group["dampening"]) != 0):
             raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got "
                              f"momentum={momentum}, dampening={group['dampening']}")
+        if group["foreach"] not in (None, True, False):
+            raise ValueError(f"SGD: foreach must be None, True or False, got {group['foreach']!r}")
 
     def _update_group(self, params, group):
         together = _foreach_params(params, self.state, group)
@@ -86,6 +96,8 @@ class SGD(Optimizer):
             backends.note_route("sgd", "foreach_numba")
             flat = self._flat.get(id(group))
             if flat is None or not flat.holds(together, self.state):
+                if flat is not None:
+                    flat.let_go(self.state)
                 flat = self._flat[id(group)] = _FlatMomentum(together, self.state)
             flat.step(together, group)
             chosen = set(map(id, together))
@@ -97,7 +109,8 @@ class SGD(Optimizer):
         x = p.array
         route = "single_tensor"
         buf = state.get("momentum_buffer")
-        if buf is not None and grad.dtype == x.dtype == buf.dtype:      # else the plain update's promotions
+        if buf is not None and grad.dtype == x.dtype == buf.dtype and grad.shape == x.shape == buf.shape:
+            # (else the plain update's promotions and broadcasting)
             if is_cupy_array(x):
                 route = "fused_cuda"
             elif use_numba(x.dtype) and x.flags.c_contiguous and buf.flags.c_contiguous:
@@ -134,21 +147,23 @@ _SGD_STEPS = {"single_tensor": _single_tensor_sgd, "fused_cuda": _fused_sgd(sgd_
 
 
 def _foreach_params(params, state, group):
-    """The parameters the foreach step takes: small NumPy arrays past their first step
-    (a momentum buffer exists), of the first one's float dtype, as are their gradients and
-    buffers; none when a parameter is listed twice (it is then updated twice, one at a time)."""
-    if group.get("foreach") is False or float(group["momentum"]) == 0 or not params:   # (older checkpoints lack it)
+    """The parameters the foreach step takes: small NumPy arrays that own their memory,
+    past their first step (a momentum buffer exists), of the first such one's float dtype,
+    as are their gradients and buffers, of their shape; none when two share an array (one
+    at a time, the second update sees the first)."""
+    if group.get("foreach") is False or float(group["momentum"]) == 0:     # (older checkpoints lack it)
         return []
-    dtype = params[0].array.dtype
-    if not use_numba(dtype):
-        return []
-    together = []
+    together, dtype = [], None
     for p in params:
         x, buf = p.array, state[p].get("momentum_buffer")
-        if (type(x) is np.ndarray and x.size <= FOREACH_MAX_SIZE and buf is not None and x.dtype == dtype
-                and p.grad.array.dtype == dtype and buf.dtype == dtype and buf.shape == x.shape):
+        if (type(x) is np.ndarray and x.base is None and x.size <= FOREACH_MAX_SIZE and buf is not None
+                and p.grad.array.dtype == x.dtype == buf.dtype and p.grad.array.shape == x.shape == buf.shape
+                and (dtype is None or x.dtype == dtype)):
+            dtype = x.dtype
             together.append(p)
-    return together if len(set(map(id, together))) == len(together) else []
+    if dtype is None or not use_numba(dtype) or len({id(p.array) for p in together}) < len(together):
+        return []
+    return together
 
 
 class _FlatMomentum:
@@ -157,7 +172,7 @@ class _FlatMomentum:
     one call of the fused kernel then updates them all."""
 
     def __init__(self, params, state):
-        self.ids = [id(p) for p in params]
+        self.params = params
         self.buf = np.concatenate([state[p]["momentum_buffer"].reshape(-1) for p in params])
         self.x, self.grad = np.empty_like(self.buf), np.empty_like(self.buf)
         self.views, self.parts, start = [], [], 0
@@ -169,9 +184,16 @@ class _FlatMomentum:
             start = end
 
     def holds(self, params, state):
-        """Still these parameters, with these buffers (not replaced, e.g. by load_state_dict)?"""
-        return (len(params) == len(self.ids) and all(id(p) == i for p, i in zip(params, self.ids))
+        """Still these parameters, with these buffers (not replaced, e.g. by hand)?"""
+        return (len(params) == len(self.params) and all(p is q for p, q in zip(params, self.params))
                 and all(state[p]["momentum_buffer"] is v for p, v in zip(params, self.views)))
+
+    def let_go(self, state):
+        """Give the buffers still views of this one array copies of their own (before another
+        set of parameters is made flat: a parameter left out must not pin this array)."""
+        for p, view in zip(self.params, self.views):
+            if state[p].get("momentum_buffer") is view:
+                state[p]["momentum_buffer"] = view.copy()
 
     def step(self, params, group):
         np.concatenate([p.array.reshape(-1) for p in params], out=self.x)
