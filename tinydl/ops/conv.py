@@ -204,9 +204,9 @@ class ConvTranspose2d(Function):
         ctx.has_bias, ctx.out_hw = bias is not None, out_hw
         needs = ctx.needs_input_grad if is_grad_enabled() else (False,) * 3
         ctx.route = conv_transpose2d_route(x, weight.shape, ctx.geometry, needs)
-        if ctx.route is not None:       # it adds the bias, unless the extra rows come after
+        if ctx.route is not None:       # the route adds the bias, unless extra rows are padded
             y = ctx.route.forward(x, weight, None if any(extra) else bias, ctx.geometry, (n, c_out) + out_hw)
-            bias = bias if any(extra) else None
+            bias = bias if any(extra) else None                 # on after it: then it is added below
         else:
             x3 = grouped(x.transpose(1, 0, 2, 3).reshape(c_in, x.size // c_in), groups)  # (G, C_in/G, N*H*W)
             w3 = weight.reshape(groups, c_in // groups, -1)                      # (G, C_in/G, K)

@@ -10,9 +10,8 @@ from .optimizer import Optimizer
 __all__ = ["SGD"]
 
 #: Parameters of up to this many elements are updated together ("foreach"): for them one
-#: kernel call per parameter (~12 us of Python and dispatch) costs more than copying them
-#: into one flat array and back (benchmarks/bench_alone.py's ResNet-20 batch 1 row: 52 of
-#: its 59 parameters).
+#: kernel call per parameter (~4.5 us of Python and dispatch) costs more than copying them
+#: into one flat array and back (benchmarks/bench_alone.py's ResNet-20 batch 1 row).
 FOREACH_MAX_SIZE = 1 << 12
 
 
@@ -109,8 +108,8 @@ class SGD(Optimizer):
         x = p.array
         route = "single_tensor"
         buf = state.get("momentum_buffer")
-        if buf is not None and grad.dtype == x.dtype == buf.dtype and grad.shape == x.shape == buf.shape:
-            # (else the plain update's promotions and broadcasting)
+        same = buf is not None and grad.dtype == x.dtype == buf.dtype and grad.shape == x.shape == buf.shape
+        if same:                                # else the plain update's promotions and broadcasting
             if is_cupy_array(x):
                 route = "fused_cuda"
             elif use_numba(x.dtype) and x.flags.c_contiguous and buf.flags.c_contiguous:
