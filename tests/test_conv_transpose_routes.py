@@ -15,7 +15,7 @@ import tinydl as td
 import tinydl.nn.functional as F
 from tinydl.kernels import chunk_workers, col2im, im2col
 from tinydl.kernels.conv import SubpixelTranspose
-from tinydl.kernels.subpixel import fold_phases, unfold_phases, wide_pitch
+from tinydl.kernels.subpixel import fold_phases, unfold_phases, wide_pitch, wide_rows
 
 pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -57,6 +57,16 @@ def test_the_phase_kernels_equal_col2im_and_im2col_bit_for_bit(geometry, n, c, d
     gy = rng.standard_normal((n, c) + y_hw).astype(dtype)
     gcols = unfold_phases(gy, x_hw, kernel, stride, pads[::2], np.full((c * kh * kw, n * h * w), np.nan, dtype))
     np.testing.assert_array_equal(gcols, im2col(gy, kernel, stride, pads))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_rows_lays_x_out_channel_first_with_zero_columns(dtype):
+    x = np.random.default_rng(1).standard_normal((3, 2, 4, 5)).astype(dtype)
+    for given in (x, x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):   # C- and F-ordered planes
+        out = wide_rows(given, np.full((2, 3, 4, 7), np.nan, dtype))
+        expected = np.zeros((2, 3, 4, 7), dtype)
+        expected[..., :5] = x.transpose(1, 0, 2, 3)
+        np.testing.assert_array_equal(out, expected.reshape(2, -1))
 
 
 def _compare_with_torch(x, w, b, kwargs, upstream, needs_x=True, atol=1e-10, rtol=1e-10):

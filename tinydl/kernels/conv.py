@@ -44,7 +44,7 @@ from ._dispatch import use_numba, workspace
 from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
 from .im2col import col2im, conv_output_size, im2col
-from .subpixel import fold_phases, unfold_phases, wide_pitch
+from .subpixel import fold_phases, unfold_phases, wide_pitch, wide_rows
 
 __all__ = ["conv2d_route", "conv_transpose2d_route", "CONV2D_ROUTES", "CONV_TRANSPOSE2D_ROUTES"]
 
@@ -68,19 +68,13 @@ def _scratch(xp, shape, dtype, key):
     return workspace(shape, dtype, key) if xp is np else xp.empty(shape, dtype=dtype)
 
 
-def _channels_first(x, key, pitch=None):
-    """(N, C, H, W) -> (C, N*H*W), copied into a scratch buffer: the layout of cols' columns;
-    with ``pitch``, every row padded by zeros to ``pitch`` columns: (C, N*H*pitch)."""
+def _channels_first(x, key):
+    """(N, C, H, W) -> (C, N*H*W), copied into a scratch buffer: the layout of cols' columns."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    if pitch is None:
-        out = _scratch(xp, (c, n, h * w), x.dtype, key)
-        out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-        return out.reshape(c, n * h * w)
-    out = _scratch(xp, (c, n, h, pitch), x.dtype, key)
-    out[..., :w] = x.transpose(1, 0, 2, 3)
-    out[..., w:] = 0
-    return out.reshape(c, -1)
+    out = _scratch(xp, (c, n, h * w), x.dtype, key)
+    out[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
+    return out.reshape(c, n * h * w)
 
 
 def _batch_first(y2, out, bias=None):
@@ -524,7 +518,8 @@ class SubpixelTranspose:
         y = np.empty(y_shape, dtype=x.dtype)
 
         def forward_chunk(s, worker):
-            x2 = grouped(_channels_first(x[s], worker_key("conv_transpose2d.x", worker), pitch), groups)
+            x2 = grouped(wide_rows(x[s], _scratch(np, (c_in, s.stop - s.start, h, pitch), x.dtype,
+                                                  worker_key("conv_transpose2d.x", worker))), groups)
             size = k * x2.shape[2]
             cols = _scratch(np, (size + 2 * pitch,), x.dtype, worker_key("conv_transpose2d.cols", worker))
             cols[:pitch] = cols[-pitch:] = 0                    # what a shifted read off the first and last row finds

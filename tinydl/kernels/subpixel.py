@@ -49,7 +49,7 @@ import numpy as np
 from ._dispatch import for_this_thread, njit, prange
 from ._memory import fill_flat, gather_flat, scatter_add_flat, scatter_flat
 
-__all__ = ["wide_pitch", "fold_phases", "unfold_phases"]
+__all__ = ["wide_pitch", "wide_rows", "fold_phases", "unfold_phases"]
 
 
 @functools.lru_cache(maxsize=256)       # a layer asks for the same pitch every step
@@ -59,6 +59,23 @@ def wide_pitch(kernel, stride, padding, size, out_size):
     shifts = [(i - padding) // stride for i in range(kernel)]
     longest_phase = -(-out_size // stride)
     return max(size + max(max(shifts), 0), longest_phase - min(min(shifts), 0))
+
+
+@njit(parallel=True, cache=True)
+def _wide_rows_kernel(x, out):
+    # x (N, C, H, W) -> out (C, N, H, Wp): every row of x, then zeros up to the pitch.
+    # (NumPy's strided copy took twice as long in SubpixelTranspose.forward: its inner loop
+    # is one row of W pixels.)
+    n_img, c, h, w = x.shape
+    wp = out.shape[3]
+    x_flat, out_flat = x.reshape(-1), out.reshape(-1)
+    for task in prange(c * n_img):
+        channel = task // n_img
+        n = task - channel * n_img
+        for r in range(h):
+            row = ((channel * n_img + n) * h + r) * wp
+            gather_flat(out_flat, row, x_flat, ((n * c + channel) * h + r) * w, w, 1)
+            fill_flat(out_flat, row + w, wp - w, 0)
 
 
 @njit(inline="always")
@@ -130,6 +147,14 @@ def _unfold_kernel(gy, kh, kw, sh, sw, pt, pl, wp, cols):
                 src = (vh * sw + vw) * phase_size + (uh + 1) * wp + uw
                 for r in range(h_lo, h_hi):
                     gather_flat(cols_flat, row + r * w, phases, src + r * wp, w, 1)
+
+
+def wide_rows(x, out):
+    """``x`` (N, C, H, W) as the GEMM's right-hand side on wide rows: ``out`` (C, N, H, Wp),
+    every row followed by Wp - W zeros (see the module docstring), returned as (C, N*H*Wp)."""
+    x = np.ascontiguousarray(x)
+    for_this_thread(_wide_rows_kernel, out.size)(x, out)
+    return out.reshape(out.shape[0], -1)
 
 
 def fold_phases(cols, x_hw, kernel, stride, top_left, y, bias=None):
