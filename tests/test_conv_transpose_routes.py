@@ -62,8 +62,8 @@ def test_the_phase_kernels_equal_col2im_and_im2col_bit_for_bit(geometry, n, c, d
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_wide_rows_lays_x_out_channel_first_with_zero_columns(dtype):
     x = np.random.default_rng(1).standard_normal((3, 2, 4, 5)).astype(dtype)
-    for given in (x, x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):   # C- and F-ordered planes
-        out = wide_rows(given, np.full((2, 3, 4, 7), np.nan, dtype))
+    for layout in (x, x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):   # C- and F-ordered planes
+        out = wide_rows(layout, np.full((2, 3, 4, 7), np.nan, dtype))
         expected = np.zeros((2, 3, 4, 7), dtype)
         expected[..., :5] = x.transpose(1, 0, 2, 3)
         np.testing.assert_array_equal(out, expected.reshape(2, -1))
