@@ -108,8 +108,7 @@ class SGD(Optimizer):
         x = p.array
         route = "single_tensor"
         buf = state.get("momentum_buffer")
-        same = buf is not None and grad.dtype == x.dtype == buf.dtype and grad.shape == x.shape == buf.shape
-        if same:                                # else the plain update's promotions and broadcasting
+        if _fusable(x, grad, buf):
             if is_cupy_array(x):
                 route = "fused_cuda"
             elif use_numba(x.dtype) and x.flags.c_contiguous and buf.flags.c_contiguous:
@@ -145,6 +144,12 @@ _SGD_STEPS = {"single_tensor": _single_tensor_sgd, "fused_cuda": _fused_sgd(sgd_
               "fused_numba": _fused_sgd(sgd_momentum_step_numba)}
 
 
+def _fusable(x, grad, buf):
+    """Can a fused kernel update x? Past the first step (a momentum buffer), with a gradient
+    and a buffer of x's dtype and shape; else the plain update (its promotions, broadcasting)."""
+    return buf is not None and grad.dtype == x.dtype == buf.dtype and grad.shape == x.shape == buf.shape
+
+
 def _foreach_params(params, state, group):
     """The parameters the foreach step takes: small NumPy arrays that own their memory,
     past their first step (a momentum buffer exists), of the first such one's float dtype,
@@ -155,9 +160,8 @@ def _foreach_params(params, state, group):
     together, dtype = [], None
     for p in params:
         x, buf = p.array, state[p].get("momentum_buffer")
-        if (type(x) is np.ndarray and x.base is None and x.size <= FOREACH_MAX_SIZE and buf is not None
-                and p.grad.array.dtype == x.dtype == buf.dtype and p.grad.array.shape == x.shape == buf.shape
-                and (dtype is None or x.dtype == dtype)):
+        if (type(x) is np.ndarray and x.base is None and x.size <= FOREACH_MAX_SIZE
+                and _fusable(x, p.grad.array, buf) and (dtype is None or x.dtype == dtype)):
             dtype = x.dtype
             together.append(p)
     if dtype is None or not use_numba(dtype) or len({id(p.array) for p in together}) < len(together):
