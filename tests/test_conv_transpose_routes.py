@@ -1,9 +1,12 @@
-"""ConvTranspose2d's 'subpixel' route (kernels/conv.py, kernels/subpixel.py).
+"""ConvTranspose2d's 'winograd' and 'subpixel' routes (kernels/conv.py,
+kernels/winograd_transpose.py, kernels/subpixel.py).
 
-Its two kernels are col2im and im2col computed one output phase at a time, so they must
-give kernels/im2col.py's numbers bit for bit, on any geometry hypothesis draws (stride
-above or below the kernel, padding beyond it, uneven sizes, empty phases). The route
-itself is compared with PyTorch at a realistic size (the op table runs it forced on every
+The subpixel route's two kernels are col2im and im2col computed one output phase at a
+time, so they must give kernels/im2col.py's numbers bit for bit, on any geometry
+hypothesis draws (stride above or below the kernel, padding beyond it, uneven sizes,
+empty phases). The Winograd route must give PyTorch's numbers on any geometry it applies
+to (a kernel twice the stride, any padding below the kernel, output padding). Both are
+compared with PyTorch at a realistic size (the op table runs them forced on every
 conv_transpose2d row, tiny ones), with many chunks on the workers, and with only one of
 the two gradients wanted.
 """
@@ -14,7 +17,7 @@ import torch
 import tinydl as td
 import tinydl.nn.functional as F
 from tinydl.kernels import chunk_workers, col2im, im2col
-from tinydl.kernels.conv import SubpixelTranspose
+from tinydl.kernels.conv import SubpixelTranspose, WinogradTranspose
 from tinydl.kernels.subpixel import fold_phases, unfold_phases, wide_pitch, wide_rows
 
 pytest.importorskip("hypothesis")
@@ -69,58 +72,105 @@ def test_wide_rows_lays_x_out_channel_first_with_zero_columns(dtype):
         np.testing.assert_array_equal(out, expected.reshape(2, -1))
 
 
-def _compare_with_torch(x, w, b, kwargs, upstream, needs_x=True, atol=1e-10, rtol=1e-10):
-    ours = [td.tensor(x, requires_grad=needs_x), td.tensor(w, requires_grad=True), td.tensor(b, requires_grad=True)]
-    theirs = [torch.tensor(x, requires_grad=needs_x), torch.tensor(w, requires_grad=True),
-              torch.tensor(b, requires_grad=True)]
-    with td.backends.record_routes() as taken:
+def _compare_with_torch(x, w, b, kwargs, upstream, route, needs_x=True, needs_w=True, atol=1e-10, rtol=1e-10):
+    """F.conv_transpose2d with ``route`` forced (it must be the one that ran) against torch."""
+    needs = (needs_x, needs_w, True)
+    ours = [td.tensor(a, requires_grad=r) for a, r in zip((x, w, b), needs)]
+    theirs = [torch.tensor(a, requires_grad=r) for a, r in zip((x, w, b), needs)]
+    with td.backends.route(conv_transpose2d=route), td.backends.record_routes() as taken:
         y = F.conv_transpose2d(*ours, **kwargs)
         y.backward(td.tensor(upstream))
     y_t = torch.nn.functional.conv_transpose2d(*theirs, **kwargs)
     y_t.backward(torch.tensor(upstream))
-    assert taken == [("conv_transpose2d", "subpixel")]
-    assert y.dtype == x.dtype and ours[1].grad.dtype == x.dtype
+    assert taken == [("conv_transpose2d", route)]
+    assert y.dtype == x.dtype and ours[2].grad.dtype == x.dtype
     np.testing.assert_allclose(y.detach().numpy(), y_t.detach().numpy(), atol=atol, rtol=rtol)
     for a, t in zip(ours, theirs):
         if t.requires_grad:
+            assert a.grad.dtype == x.dtype
             np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), atol=atol, rtol=rtol)
-    assert needs_x or ours[0].grad is None
+        else:
+            assert a.grad is None
 
 
 @pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c_in, c_out, hw, k, kwargs", [
-    (64, 32, 16, 4, dict(stride=2, padding=1)),                        # DCGAN's and FCN's 2x upsampling
-    (32, 16, 16, 3, dict(stride=2, padding=1, output_padding=1)),      # the 3x3 one of decoders
-    (32, 16, 16, 2, dict(stride=2)),                                   # U-Net's
-], ids=["4x4_s2_p1", "3x3_s2_p1_op1", "2x2_s2"])
-def test_realistic_layers_match_torch(dtype, c_in, c_out, hw, k, kwargs):
+@pytest.mark.parametrize("route, c_in, c_out, hw, k, kwargs", [
+    ("winograd", 64, 32, 16, 4, dict(stride=2, padding=1)),            # DCGAN's and FCN's 2x upsampling
+    ("subpixel", 64, 32, 16, 4, dict(stride=2, padding=1)),
+    ("subpixel", 32, 16, 16, 3, dict(stride=2, padding=1, output_padding=1)),      # the 3x3 one of decoders
+    ("subpixel", 32, 16, 16, 2, dict(stride=2)),                                   # U-Net's
+], ids=["4x4_s2_p1-winograd", "4x4_s2_p1-subpixel", "3x3_s2_p1_op1-subpixel", "2x2_s2-subpixel"])
+def test_realistic_layers_match_torch(dtype, route, c_in, c_out, hw, k, kwargs):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, c_in, hw, hw)).astype(dtype)
     w = (rng.standard_normal((c_in, c_out, k, k)) * 0.1).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
     size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
     tol = dict(atol=1e-4, rtol=1e-4) if dtype == np.float32 else dict(atol=1e-10, rtol=1e-10)
-    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size).astype(dtype), **tol)
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size).astype(dtype), route, **tol)
+
+
+@pytest.mark.usefixtures("forced_route_runs")
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(st.data(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3))
+def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_out):
+    """Strides 1-4 along each axis, every padding below the kernel, any output padding,
+    inputs of 1-7 pixels: the phases' shifts (d_v), uneven phase lengths, partial tiles."""
+    stride = tuple(data.draw(st.integers(1, 4)) for _ in range(2))
+    padding = tuple(data.draw(st.integers(0, 2 * s - 1)) for s in stride)
+    out_pad = tuple(data.draw(st.integers(0, s - 1)) for s in stride)
+    hw = tuple(data.draw(st.integers(1, 7)) for _ in range(2))
+    size = [(h - 1) * s - 2 * p + 2 * s + o for h, s, p, o in zip(hw, stride, padding, out_pad)]
+    if min(size) < 1:
+        padding = (0, 0)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c_in) + hw)
+    w = rng.standard_normal((c_in, c_out, 2 * stride[0], 2 * stride[1]))
+    b = rng.standard_normal(c_out)
+    kwargs = dict(stride=stride, padding=padding, output_padding=out_pad)
+    y_shape = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(y_shape), "winograd")
+
+
+@pytest.mark.parametrize("shape, w_shape, stride, chosen", [
+    ((32, 64, 16, 16), (64, 32, 4, 4), 2, "winograd"),      # bench_alone.py's row
+    ((8, 8, 8, 8), (8, 4, 4, 4), 2, "winograd"),
+    ((8, 64, 4, 4), (64, 64, 4, 4), 2, "subpixel"),         # 4x4 input: half of Z's tiles thrown away
+    ((8, 64, 12, 12), (64, 64, 4, 4), 2, "subpixel"),
+    ((4, 21, 8, 8), (21, 21, 16, 16), 8, "subpixel"),       # FCN-8s' upsampling
+    ((8, 64, 16, 16), (64, 3, 4, 4), 2, "subpixel"),        # to RGB
+])
+def test_the_dispatcher_takes_winograd_where_it_measured_faster(shape, w_shape, stride, chosen):
+    x, w = td.zeros(shape), td.zeros(w_shape)
+    with td.backends.record_routes() as taken:
+        F.conv_transpose2d(x, w, stride=stride, padding=stride // 2)
+    assert taken == [("conv_transpose2d", chosen if not td.backends.is_reference() else "reference")]
 
 
 needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="run_chunks runs in the calling thread here")
 
 
 @needs_workers
-@pytest.mark.parametrize("kwargs, w_shape, needs_x", [
-    (dict(stride=2, padding=1), (6, 4, 4, 4), True),
-    (dict(stride=(2, 3), padding=(2, 0), output_padding=(1, 2), groups=2), (6, 2, 3, 5), True),
-    (dict(stride=2, padding=1), (6, 4, 4, 4), False),                               # dL/dW only
+@pytest.mark.parametrize("route, kwargs, w_shape, needs", [
+    ("subpixel", dict(stride=2, padding=1), (6, 4, 4, 4), (True, True)),
+    ("subpixel", dict(stride=(2, 3), padding=(2, 0), output_padding=(1, 2), groups=2), (6, 2, 3, 5), (True, True)),
+    ("subpixel", dict(stride=2, padding=1), (6, 4, 4, 4), (False, True)),           # dL/dW only
+    ("winograd", dict(stride=2, padding=1), (6, 4, 4, 4), (True, True)),
+    ("winograd", dict(stride=(2, 3), padding=(3, 1), output_padding=(1, 2)), (6, 4, 4, 6), (True, True)),
+    ("winograd", dict(stride=2, padding=1), (6, 4, 4, 4), (False, True)),           # dL/dW only
+    ("winograd", dict(stride=2, padding=1), (6, 4, 4, 4), (True, False)),           # dL/dx only
 ])
-def test_many_chunks_on_the_workers_match_torch(monkeypatch, kwargs, w_shape, needs_x):
+def test_many_chunks_on_the_workers_match_torch(monkeypatch, route, kwargs, w_shape, needs):
     monkeypatch.setattr(SubpixelTranspose, "chunk_bytes", 1)            # one image per chunk
+    monkeypatch.setattr(WinogradTranspose, "chunk_bytes", 1)
+    monkeypatch.setattr(WinogradTranspose, "chunk_tiles", 0)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((7, 6, 5, 16))
     w = rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[1] * kwargs.get("groups", 1))
     size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
-    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size), needs_x=needs_x)
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size), route, *needs)
 
 
 @pytest.mark.usefixtures("forced_route_runs")
@@ -132,4 +182,4 @@ def test_narrow_images_fold_either_way(monkeypatch, max_pad_share):
     x, w, b = rng.standard_normal((3, 4, 5, 6)), rng.standard_normal((4, 3, 4, 4)), rng.standard_normal(3)
     kwargs = dict(stride=2, padding=1)
     size = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
-    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size))
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(size), "subpixel")

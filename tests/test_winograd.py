@@ -16,7 +16,7 @@ import torch
 import tinydl as td
 import tinydl.nn.functional as F
 from tinydl.kernels import _dispatch, winograd as W
-from tinydl.kernels.conv import Winograd
+from tinydl.kernels.conv import Winograd, _tile_chunks
 
 pytestmark = [pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the Winograd transforms are Numba kernels"),
               pytest.mark.usefixtures("forced_route_runs")]
@@ -185,7 +185,7 @@ def test_many_chunks_on_the_workers(monkeypatch):
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((7, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     g = rng.standard_normal((7, 4, 6, 5))
-    assert len(Winograd._chunks(x, 4, (6, 5))) == 7
+    assert len(_tile_chunks(Winograd, x, W.tile_counts((6, 5)), 16 * 4)) == 7
     for a, t in zip(_forced(x, w, b, g, padding=1), _conv(torch, torch.nn.functional, x, w, b, g, padding=1)):
         np.testing.assert_allclose(a, t, rtol=1e-10, atol=1e-10)
 

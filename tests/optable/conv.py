@@ -122,6 +122,11 @@ CASES = [
            **TOL),
     OpCase("conv_transpose2d/wide_non_contiguous_input", *convt(stride=2, padding=1),
            sliced_input((1, 2, 2, 16), (2, 2, 4, 4), (2,)), **TOL),
+    # kernel twice the stride, the Winograd route's: other strides along H and W, padding of
+    # a stride or more (no shift of the input), output padding (phases of unequal lengths)
+    OpCase("conv_transpose2d/kernel_twice_stride_3x2", *convt(stride=(3, 2), padding=(4, 1), output_padding=(2, 1)),
+           arrays((2, 3, 4, 5), (3, 2, 6, 4), (2,)), **TOL),
+    OpCase("conv_transpose2d/kernel_twice_stride_1", *convt(padding=(0, 1)), arrays((1, 2, 3, 4), (2, 3, 2, 2)), **TOL),
     # ---- 1-D
     OpCase("conv1d/basic", *conv1(stride=2, padding=1), arrays((2, 3, 9), (4, 3, 3), (4,)), **TOL),
     OpCase("conv1d/same_dilated", *conv1(padding="same", dilation=2), arrays((2, 2, 7), (3, 2, 4)), **TOL),

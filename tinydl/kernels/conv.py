@@ -28,6 +28,10 @@ force a route or the textbook op (``reference()``), and records which ran.
 
 The routes of ConvTranspose2d (``conv_transpose2d_route``, the same way):
 
+    winograd    kernel twice the stride (4x4 stride 2), one group: every output phase a
+                2x2 kernel, all of them one stride-1 convolution done as Winograd
+                F(3x3, 2x2), kernels/winograd_transpose.py, 16 multiplies where there
+                were 36 (CPU)
     subpixel    dilation 1: chunked's products, but col2im and gy's im2col one output
                 phase at a time, contiguous (kernels/subpixel.py) (CPU)
     chunked     GEMM + col2im a chunk of images at a time, on all cores; backward is
@@ -39,7 +43,7 @@ import numpy as np
 
 from .. import backends
 from ..backend import get_array_module
-from . import winograd
+from . import winograd, winograd_transpose
 from ._dispatch import use_numba, workspace
 from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
@@ -121,6 +125,18 @@ def _batch_chunks(xp, n, bytes_per_image, chunk_bytes):
     count = min(n, -(-count // workers) * workers)
     bounds = [i * n // count for i in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _tile_chunks(route, x, tiles, tile_numbers):
+    """Slices of the batch for a Winograd route: ``route.chunk_bytes`` of transformed tiles
+    (``tiles`` (th, tw) per image, ``tile_numbers`` numbers each), ``route.chunk_tiles`` at
+    least, and never the whole batch in one chunk when it has several images: one chunk
+    would run the parallel kernels and threaded OpenBLAS in turn (512->512 7x7 N8, two
+    threads: 3-6x slower)."""
+    tile_bytes = tile_numbers * x.itemsize
+    image_bytes = tiles[0] * tiles[1] * tile_bytes
+    chunk_bytes = max(route.chunk_bytes, route.chunk_tiles * tile_bytes)
+    return _batch_chunks(np, x.shape[0], image_bytes, min(chunk_bytes, x.shape[0] * image_bytes))
 
 
 class Chunked:
@@ -259,17 +275,6 @@ class Winograd:
         return min(weight_shape[:2]) > Direct.max_channels and x.shape[0] * th * tw >= cls.min_tiles
 
     @classmethod
-    def _chunks(cls, x, channels, out_hw):
-        """Slices of the batch: chunk_bytes of tiles, chunk_tiles at least, and never the whole
-        batch in one chunk when it has several images: one chunk would run the parallel
-        kernels and threaded OpenBLAS in turn (512->512 7x7 N8, two threads: 3-6x slower)."""
-        th, tw = winograd.tile_counts(out_hw)
-        tile_bytes = 16 * channels * x.itemsize
-        image_bytes = th * tw * tile_bytes
-        chunk_bytes = max(cls.chunk_bytes, cls.chunk_tiles * tile_bytes)
-        return _batch_chunks(np, x.shape[0], image_bytes, min(chunk_bytes, x.shape[0] * image_bytes))
-
-    @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
         padding = geometry[2]
         x = np.ascontiguousarray(x)
@@ -277,7 +282,7 @@ class Winograd:
         b = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
         y = np.empty((x.shape[0], weight.shape[0]) + conv_output_size(x.shape[2:], (3, 3), 1, padding), x.dtype)
         run_chunks(lambda s, worker: winograd.forward_images(x[s], u, b, padding, y[s], worker),
-                   cls._chunks(x, max(weight.shape[:2]), y.shape[2:]))
+                   _tile_chunks(cls, x, winograd.tile_counts(y.shape[2:]), 16 * max(weight.shape[:2])))
         return y, None
 
     @classmethod
@@ -297,7 +302,7 @@ class Winograd:
             winograd.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
                                      du_parts.get(worker), add, worker)
 
-        run_chunks(backward_chunk, cls._chunks(x, max(weight.shape[:2]), gy.shape[2:]))
+        run_chunks(backward_chunk, _tile_chunks(cls, x, winograd.tile_counts(gy.shape[2:]), 16 * max(weight.shape[:2])))
         return gx, (winograd.weight_grad([du_parts[w] for w in sorted(du_parts)]) if needs[1] else None)
 
 
@@ -466,6 +471,85 @@ class ChunkedTranspose:
         return (gx if needs[0] else None), gw
 
 
+class WinogradTranspose:
+    """Kernel twice the stride (DCGAN's and FCN's 4x4 stride 2), one group, on the CPU: the
+    output phases' 2x2 kernels as one stride-1 convolution in Winograd F(3x3, 2x2)
+    (kernels/winograd_transpose.py derives it), a chunk of images at a time, on all cores.
+
+    Why: the subpixel route spends its time in products that already run at the core's
+    peak; this one makes 16 multiplies per 3x3 outputs of each phase where the columns
+    make 36, in 16 GEMMs ((s*s*C_out, C_in) @ (C_in, tiles)) that run about as fast. On
+    benchmarks/bench_alone.py's 64->32 4x4 s2 16x16 N32 layer (AMD EPYC, two threads) the
+    forward and backward took 9.7 ms against subpixel's 11.3, the forward 3.2 against 3.8.
+
+    Where it loses: the tiles cover Z, one row and one column longer than x, in steps of
+    3, and the rows and columns past x are products thrown away. With x 4, 6 or 12 pixels
+    high or wide (a quarter or more thrown away) it was 1.2-5x slower than subpixel; at 8,
+    14, 16 or 32 (1/8 or less) 0.6-0.9x the time. Also slower: stride 4 (on par at 16x16,
+    1.2x at 8x8), stride 8 and 32 (FCN-8s' and 32s' upsampling: 1.1x and 2.7x), 3 output
+    channels (the forward 1.14x). Measured per layer with both routes forced, one process."""
+
+    name = "winograd"
+    chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
+    chunk_tiles = 256              # ... but at least this many tiles
+    max_waste = 0.15               # the share of a side past x the tiles may cover
+    min_channels = 4
+
+    @staticmethod
+    def applies(x, weight_shape, geometry, needs):
+        kernel, stride, padding, dilation, groups = geometry
+        return (get_array_module(x) is np and use_numba(x.dtype) and dilation == (1, 1) and groups == 1
+                and tuple(kernel) == (2 * stride[0], 2 * stride[1])
+                and padding[0] < kernel[0] and padding[2] < kernel[1])
+
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
+        covered = [3 * -(-(size + 1) // 3) for size in x.shape[2:]]       # Z is about one longer than x
+        return (max(geometry[1]) <= 2 and min(weight_shape[:2]) >= cls.min_channels
+                and all(c <= (1 + cls.max_waste) * size for c, size in zip(covered, x.shape[2:])))
+
+    @classmethod
+    def _chunks(cls, x, weight, phases):
+        channels = max(weight.shape[0], weight.shape[1] * phases.phases)     # C_in, K'
+        return _tile_chunks(cls, x, phases.tiles, 16 * channels)
+
+    @classmethod
+    def forward(cls, x, weight, bias, geometry, y_shape):
+        _, stride, padding, _, _ = geometry
+        phases = winograd_transpose.phase_geometry(tuple(stride), tuple(padding[::2]), tuple(y_shape[2:]))
+        x = np.ascontiguousarray(x)
+        u = winograd_transpose.transform_weight(weight, phases)
+        b = np.zeros(y_shape[1], dtype=x.dtype) if bias is None else bias
+        y = np.empty(y_shape, dtype=x.dtype)
+        run_chunks(lambda s, worker: winograd_transpose.forward_images(x[s], u, b, phases, y[s], worker),
+                   cls._chunks(x, weight, phases))
+        return y
+
+    @classmethod
+    def backward(cls, x, weight, gy, geometry, needs):
+        _, stride, padding, _, _ = geometry
+        if not (needs[0] or needs[1]):
+            return None, None
+        phases = winograd_transpose.phase_geometry(tuple(stride), tuple(padding[::2]), tuple(gy.shape[2:]))
+        x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+        u = winograd_transpose.transform_weight(weight, phases)
+        gx = np.empty(x.shape, dtype=gy.dtype) if needs[0] else None
+        du_parts = {}                                                      # worker -> its share of dU
+
+        def backward_chunk(s, worker):
+            add = worker in du_parts
+            if needs[1] and not add:
+                du_parts[worker] = np.empty(u.shape, dtype=gy.dtype)
+            winograd_transpose.backward_images(x[s], u, gy[s], phases, None if gx is None else gx[s],
+                                               du_parts.get(worker), add, worker)
+
+        run_chunks(backward_chunk, cls._chunks(x, weight, phases))
+        gw = None
+        if needs[1]:
+            gw = winograd_transpose.weight_grad(add_up(du_parts, np, u.shape, gy.dtype), phases, weight.shape)
+        return gx, gw
+
+
 class SubpixelTranspose:
     """Dilation 1, on the CPU: ChunkedTranspose's products, but col2im and the backward's
     im2col one output phase at a time (kernels/subpixel.py derives it).
@@ -560,7 +644,7 @@ class SubpixelTranspose:
 
 # ---------------------------------------------------------------- the dispatcher
 CONV2D_ROUTES = (Pointwise, Direct, Winograd, GyColumns, Chunked)        # in order of preference
-CONV_TRANSPOSE2D_ROUTES = (SubpixelTranspose, ChunkedTranspose)
+CONV_TRANSPOSE2D_ROUTES = (WinogradTranspose, SubpixelTranspose, ChunkedTranspose)
 
 
 #: Up to this many elements of columns (the whole batch's), a CPU Conv2d runs its textbook
