@@ -485,15 +485,17 @@ class WinogradTranspose:
     Where it loses: the tiles cover Z, one row and one column longer than x, in steps of
     3, and the rows and columns past x are products thrown away. With x 4, 6 or 12 pixels
     high or wide (a quarter or more thrown away) it was 1.2-5x slower than subpixel; at 8,
-    14, 16 or 32 (1/8 or less) 0.6-0.9x the time. Also slower: stride 4 (on par at 16x16,
-    1.2x at 8x8), stride 8 and 32 (FCN-8s' and 32s' upsampling: 1.1x and 2.7x), 3 output
-    channels (the forward 1.14x). Measured per layer with both routes forced, one process."""
+    16 or 32 (1/8 or less) 0.6-0.9x the time, given 288 tiles or more in the batch (at 144,
+    1.15-1.2x: narrow GEMMs). Also slower: stride 4 (on par at 16x16, 1.2x at 8x8), stride
+    8 and 32 (FCN-8s' and 32s' upsampling: 1.1x and 2.3-2.7x). Measured per layer with the
+    routes forced (benchmarks/bench_conv_transpose.py)."""
 
     name = "winograd"
     chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
     chunk_tiles = 256              # ... but at least this many tiles
     max_waste = 0.15               # the share of a side past x the tiles may cover
-    min_channels = 4
+    min_channels = 3
+    min_tiles = 256                # in the batch; with fewer, the GEMMs are too narrow
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -504,9 +506,10 @@ class WinogradTranspose:
 
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
-        covered = [3 * -(-(size + 1) // 3) for size in x.shape[2:]]       # Z is about one longer than x
+        tiles = [-(-(size + 1) // 3) for size in x.shape[2:]]             # Z is about one longer than x
         return (max(geometry[1]) <= 2 and min(weight_shape[:2]) >= cls.min_channels
-                and all(c <= (1 + cls.max_waste) * size for c, size in zip(covered, x.shape[2:])))
+                and x.shape[0] * tiles[0] * tiles[1] >= cls.min_tiles
+                and all(3 * t <= (1 + cls.max_waste) * size for t, size in zip(tiles, x.shape[2:])))
 
     @classmethod
     def _chunks(cls, x, weight, phases):
@@ -578,17 +581,22 @@ class SubpixelTranspose:
     narrower than 16) the forward is ChunkedTranspose's, faster there on most layers
     measured. Against chunked, the route wins or ties on DCGAN's 4x4 s2 p1, 3x3 s2 p1
     op1, FCN's k16 s8 and k64 s32 and stride 1; U-Net's 2x2 s2 forward alone is 4% slower,
-    its forward + backward on par."""
+    its forward + backward on par. On x narrower than ``min_width`` chunked is taken: its
+    backward was 11-29% faster there (512->256 4x4 s2 p1 on 4x4 N64, 256->256 on 2x2 N8),
+    on par at 8x8 (benchmarks/bench_conv_transpose.py)."""
 
     name = "subpixel"
     chunk_bytes = 3 << 20          # columns per chunk: fewer chunks cost less Python, larger ones miss the cache
     max_pad_share = 1 / 16
+    min_width = 8
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
         return get_array_module(x) is np and use_numba(x.dtype) and geometry[3] == (1, 1)
 
-    wins = applies
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
+        return x.shape[3] >= cls.min_width
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, y_shape):
