@@ -542,14 +542,14 @@ class WinogradTranspose:
         def backward_chunk(s, worker):
             add = worker in du_parts
             if needs[1] and not add:
-                du_parts[worker] = np.empty(u.shape, dtype=gy.dtype)
+                du_parts[worker] = winograd.tile_buffer(*u.shape[1:], gy.dtype, worker_key("winograd_t.du", worker))
             winograd_transpose.backward_images(x[s], u, gy[s], phases, None if gx is None else gx[s],
                                                du_parts.get(worker), add, worker)
 
         run_chunks(backward_chunk, cls._chunks(x, weight, phases))
         gw = None
         if needs[1]:
-            gw = winograd_transpose.weight_grad(add_up(du_parts, np, u.shape, gy.dtype), phases, weight.shape)
+            gw = winograd_transpose.weight_grad([du_parts[w] for w in sorted(du_parts)], phases, weight.shape)
         return gx, gw
 
 

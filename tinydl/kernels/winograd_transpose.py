@@ -293,16 +293,16 @@ def _input_grad_kernel(dv, top, left, th, tw, gx):
 # ---------------------------------------------------------------- weights
 @njit(parallel=True, cache=True)
 def _weight_tiles_kernel(w, taps_h, taps_w, u):
-    # w (C_in, C_out, kh, kw) -> u (16, K'*C_in): U = G g G^T for the 2x2 kernel g of every
+    # w (C_out, kh, kw, C_in) -> u (16, K'*C_in): U = G g G^T for the 2x2 kernel g of every
     # phase (v_h, v_w), output channel o and input channel c; K' = (v_h, v_w, o).
-    c_in, c_out = w.shape[0], w.shape[1]
+    c_out, c_in = w.shape[0], w.shape[3]
     sh, sw = taps_h.shape[0], taps_w.shape[0]
     for k in prange(sh * sw * c_out):
         vh, vw, o = k // (sw * c_out), k // c_out % sw, k % c_out
         i0, i1, j0, j1 = taps_h[vh, 0], taps_h[vh, 1], taps_w[vw, 0], taps_w[vw, 1]
         for c in range(c_in):
-            c0 = _g(w[c, o, i0, j0], w[c, o, i1, j0])               # G on the columns ...
-            c1 = _g(w[c, o, i0, j1], w[c, o, i1, j1])
+            c0 = _g(w[o, i0, j0, c], w[o, i1, j0, c])               # G on the columns ...
+            c1 = _g(w[o, i0, j1, c], w[o, i1, j1, c])
             t = k * c_in + c                                        # ... then on the rows
             u[0, t], u[1, t], u[2, t], u[3, t] = _g(c0[0], c1[0])
             u[4, t], u[5, t], u[6, t], u[7, t] = _g(c0[1], c1[1])
@@ -311,40 +311,49 @@ def _weight_tiles_kernel(w, taps_h, taps_w, u):
 
 
 @njit(parallel=True, cache=True)
-def _weight_grad_kernel(du, taps_h, taps_w, gw):
-    # du (16, K'*C_in) -> gw (C_in, C_out, kh, kw): G^T dU G for every (k', c), each of its
-    # four numbers onto the tap of W it came from (every tap is in exactly one phase).
-    c_in, c_out = gw.shape[0], gw.shape[1]
+def _weight_grad_kernel(du_parts, taps_h, taps_w, gw):
+    # du_parts: the workers' shares of dU, each (16, K'*C_in); their sum -> gw (C_out, kh, kw,
+    # C_in): G^T dU G for every (k', c), each of its four numbers onto the tap of W it came
+    # from (every tap is in exactly one phase). Summed here, as kernels/winograd.py's.
+    c_out, c_in = gw.shape[0], gw.shape[3]
     sh, sw = taps_h.shape[0], taps_w.shape[0]
     for k in prange(sh * sw * c_out):
         vh, vw, o = k // (sw * c_out), k // c_out % sw, k % c_out
         i0, i1, j0, j1 = taps_h[vh, 0], taps_h[vh, 1], taps_w[vw, 0], taps_w[vw, 1]
+        d = np.empty(16, dtype=gw.dtype)
         for c in range(c_in):
             t = k * c_in + c
-            c0 = _g_t(du[0, t], du[4, t], du[8, t], du[12, t])      # G^T on the columns ...
-            c1 = _g_t(du[1, t], du[5, t], du[9, t], du[13, t])
-            c2 = _g_t(du[2, t], du[6, t], du[10, t], du[14, t])
-            c3 = _g_t(du[3, t], du[7, t], du[11, t], du[15, t])
-            gw[c, o, i0, j0], gw[c, o, i0, j1] = _g_t(c0[0], c1[0], c2[0], c3[0])   # ... then on the rows
-            gw[c, o, i1, j0], gw[c, o, i1, j1] = _g_t(c0[1], c1[1], c2[1], c3[1])
+            for i in range(16):
+                d[i] = du_parts[0][i, t]
+            for p in range(1, len(du_parts)):
+                for i in range(16):
+                    d[i] += du_parts[p][i, t]
+            c0 = _g_t(d[0], d[4], d[8], d[12])                      # G^T on the columns ...
+            c1 = _g_t(d[1], d[5], d[9], d[13])
+            c2 = _g_t(d[2], d[6], d[10], d[14])
+            c3 = _g_t(d[3], d[7], d[11], d[15])
+            gw[o, i0, j0, c], gw[o, i0, j1, c] = _g_t(c0[0], c1[0], c2[0], c3[0])   # ... then on the rows
+            gw[o, i1, j0, c], gw[o, i1, j1, c] = _g_t(c0[1], c1[1], c2[1], c3[1])
 
 
 def transform_weight(weight, geometry):
-    """U (16, K', C_in) = G g G^T for the 2x2 kernel g of every phase and (o, c); ``weight``
-    (C_in, C_out, 2s_h, 2s_w), as ConvTranspose2d's."""
+    """U (16, K', C_in) = G g G^T for the 2x2 kernel g of every phase and (o, c), in a reused
+    buffer; ``weight`` (C_in, C_out, 2s_h, 2s_w), as ConvTranspose2d's."""
     c_in, c_out = weight.shape[:2]
-    u = np.empty((16, geometry.phases * c_out, c_in), dtype=weight.dtype)
-    for_this_thread(_weight_tiles_kernel, u.size)(np.ascontiguousarray(weight), geometry.taps_h, geometry.taps_w,
-                                                  u.reshape(16, -1))
+    u = tile_buffer(geometry.phases * c_out, c_in, weight.dtype, "winograd_t.u")
+    w = np.ascontiguousarray(weight.transpose(1, 2, 3, 0))           # the kernel reads along C_in
+    for_this_thread(_weight_tiles_kernel, u.size)(w, geometry.taps_h, geometry.taps_w, u.reshape(16, -1))
     return u
 
 
-def weight_grad(du, geometry, weight_shape):
-    """dL/dW (C_in, C_out, 2s_h, 2s_w) from dU (16, K', C_in): G^T dU G, dealt back to the taps."""
-    gw = np.empty(weight_shape, dtype=du.dtype)
-    for_this_thread(_weight_grad_kernel, du.size)(np.ascontiguousarray(du).reshape(16, -1), geometry.taps_h,
-                                                  geometry.taps_w, gw)
-    return gw
+def weight_grad(du_parts, geometry, weight_shape):
+    """dL/dW (C_in, C_out, 2s_h, 2s_w) = G^T dU G, dealt back to the taps; dU the sum of
+    ``du_parts`` (each (16, K', C_in), at least one; tile buffers, read 16 planes at once)."""
+    c_in, c_out, kh, kw = weight_shape
+    parts = tuple(du.reshape(16, -1) for du in du_parts)
+    gw = np.empty((c_out, kh, kw, c_in), dtype=parts[0].dtype)       # the kernel writes along C_in
+    for_this_thread(_weight_grad_kernel, parts[0].size * len(parts))(parts, geometry.taps_h, geometry.taps_w, gw)
+    return np.ascontiguousarray(gw.transpose(3, 0, 1, 2))
 
 
 # ---------------------------------------------------------------- a chunk of images
