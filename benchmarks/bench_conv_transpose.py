@@ -5,8 +5,8 @@
 For the upsampling layers of the zoo's decoders (DCGAN-style 4x4 stride 2, FCN's 8x and
 32x, U-Net's 2x2, the 3x3 stride 2 with output padding, stride 1) it times the forward and
 the forward + backward (dL/dx, dL/dW, dL/db) in a tinydl child, once with the dispatcher's
-choice ('auto') and once with each route of td.backends.ROUTES forced where it applies,
-and in a PyTorch child. The parent alternates the two children ``--rounds`` times, keeps
+choice ('auto') and once with each fast route (td.backends.ROUTES but the textbook
+'reference' and 'im2col') forced where it applies, and in a PyTorch child. The parent alternates the two children ``--rounds`` times, keeps
 each row's best time and prints tinydl / PyTorch. See bench_alone.py for why each
 library runs alone.
 """
@@ -107,7 +107,8 @@ def main(argv=None):
     best = {"tinydl": {}, "torch": {}}
     for _ in range(args.rounds):
         for lib in best:
-            command = [sys.executable, os.path.abspath(__file__), "--child", lib] + (["--only", args.only] if args.only else [])
+            command = [sys.executable, os.path.abspath(__file__), "--child", lib]
+            command += ["--only", args.only] if args.only else []
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             for key, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 best[lib][key] = min(t, best[lib].get(key, float("inf")))

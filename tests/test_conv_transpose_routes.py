@@ -113,8 +113,8 @@ def test_realistic_layers_match_torch(dtype, route, c_in, c_out, hw, k, kwargs):
 
 @pytest.mark.usefixtures("forced_route_runs")
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(st.data(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3))
-def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_out):
+@given(st.data(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.sampled_from([np.float64, np.float32]))
+def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_out, dtype):
     """Strides 1-4 along each axis, every padding below the kernel, any output padding,
     inputs of 1-7 pixels: the phases' shifts (d_v), uneven phase lengths, partial tiles."""
     stride = tuple(data.draw(st.integers(1, 4)) for _ in range(2))
@@ -125,12 +125,27 @@ def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_
     if min(size) < 1:
         padding = (0, 0)
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((n, c_in) + hw)
-    w = rng.standard_normal((c_in, c_out, 2 * stride[0], 2 * stride[1]))
-    b = rng.standard_normal(c_out)
+    x = rng.standard_normal((n, c_in) + hw).astype(dtype)
+    w = rng.standard_normal((c_in, c_out, 2 * stride[0], 2 * stride[1])).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
     kwargs = dict(stride=stride, padding=padding, output_padding=out_pad)
     y_shape = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
-    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(y_shape), "winograd")
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == np.float32 else {}
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(y_shape).astype(dtype), "winograd", **tol)
+
+
+@pytest.mark.usefixtures("forced_route_runs")
+@pytest.mark.parametrize("kwargs, w_shape", [
+    (dict(stride=2, padding=(4, 1)), (2, 3, 4, 4)),               # padding as wide as the kernel
+    (dict(stride=2, padding=1, dilation=2), (2, 3, 4, 4)),
+    (dict(stride=2, padding=1, groups=2), (2, 3, 4, 4)),
+    (dict(stride=2, padding=1), (2, 3, 3, 4)),                   # kernel not twice the stride along H
+])
+def test_winograd_does_not_apply_outside_its_geometry(kwargs, w_shape):
+    x = td.tensor(np.random.default_rng(6).standard_normal((1, 2, 5, 6)))
+    with td.backends.route(conv_transpose2d="winograd"), td.backends.record_routes() as taken:
+        F.conv_transpose2d(x, td.tensor(np.ones(w_shape)), **kwargs)
+    assert taken and ("conv_transpose2d", "winograd") not in taken
 
 
 @pytest.mark.parametrize("shape, w_shape, stride, chosen", [
@@ -141,12 +156,23 @@ def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_
     ((16, 64, 12, 12), (64, 64, 4, 4), 2, "subpixel"),
     ((16, 64, 8, 8), (64, 64, 4, 4), 2, "subpixel"),        # 144 tiles: narrow GEMMs
     ((32, 21, 16, 16), (21, 21, 16, 16), 8, "subpixel"),    # FCN-8s' upsampling
+    ((1, 21, 7, 7), (21, 21, 64, 64), 32, "subpixel"),      # FCN-32s', on a narrow input
 ])
 def test_the_dispatcher_takes_winograd_where_it_measured_faster(shape, w_shape, stride, chosen):
     x, w = td.zeros(shape), td.zeros(w_shape)
     with td.backends.record_routes() as taken:
         F.conv_transpose2d(x, w, stride=stride, padding=stride // 2)
     assert taken == [("conv_transpose2d", chosen if not td.backends.is_reference() else "reference")]
+
+
+def test_the_dispatcher_counts_the_tiles_the_padding_leaves():
+    """Padding 2 (a stride or more) shifts no phase: Z is one shorter than x, and 10x10
+    needs 3 tiles of 3, nothing wasted, where padding 1 needs 4 (12 rows for 10)."""
+    x, w = td.zeros((64, 8, 10, 10)), td.zeros((8, 8, 4, 4))
+    for padding, chosen in ((2, "winograd"), (1, "subpixel")):
+        with td.backends.record_routes() as taken:
+            F.conv_transpose2d(x, w, stride=2, padding=padding)
+        assert taken == [("conv_transpose2d", chosen if not td.backends.is_reference() else "reference")]
 
 
 needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="run_chunks runs in the calling thread here")

@@ -23,17 +23,20 @@ and ``needs`` the op's ``needs_input_grad``. The routes of Conv2d:
                 rebuilds each chunk's columns for dL/dW (any device)
 
 ``conv2d_route`` picks the first route that applies and is the fast choice for the
-call (the thresholds were measured: benchmarks/bench_alone.py); ``td.backends`` can
+call (the thresholds were measured: benchmarks/bench_alone.py and, for the transposed
+convolution, benchmarks/bench_conv_transpose.py); ``td.backends`` can
 force a route or the textbook op (``reference()``), and records which ran.
 
 The routes of ConvTranspose2d (``conv_transpose2d_route``, the same way):
 
-    winograd    kernel twice the stride (4x4 stride 2), one group: every output phase a
-                2x2 kernel, all of them one stride-1 convolution done as Winograd
-                F(3x3, 2x2), kernels/winograd_transpose.py, 16 multiplies where there
-                were 36 (CPU)
+    winograd    kernel twice the stride (4x4 stride 2), dilation 1, one group, padding
+                below the kernel: every output phase a 2x2 kernel, all of them one
+                stride-1 convolution done as Winograd F(3x3, 2x2),
+                kernels/winograd_transpose.py, 16 multiplies where there were 36; taken
+                on stride 2 with enough tiles that waste little (CPU)
     subpixel    dilation 1: chunked's products, but col2im and gy's im2col one output
-                phase at a time, contiguous (kernels/subpixel.py) (CPU)
+                phase at a time, contiguous (kernels/subpixel.py); not taken for a 4x4
+                s2 kernel on x narrower than 8 (CPU)
     chunked     GEMM + col2im a chunk of images at a time, on all cores; backward is
                 Chunked.convolve on gy, whose columns give dL/dW (any device)
 """
@@ -506,10 +509,15 @@ class WinogradTranspose:
 
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
-        tiles = [-(-(size + 1) // 3) for size in x.shape[2:]]             # Z is about one longer than x
-        return (max(geometry[1]) <= 2 and min(weight_shape[:2]) >= cls.min_channels
-                and x.shape[0] * tiles[0] * tiles[1] >= cls.min_tiles
-                and all(3 * t <= (1 + cls.max_waste) * size for t, size in zip(tiles, x.shape[2:])))
+        """On stride 2, the one measured, where the tiles waste little and are enough."""
+        kernel, stride, (pt, pb, pl, pr), _, _ = geometry
+        if stride != (2, 2) or min(weight_shape[:2]) < cls.min_channels:
+            return False
+        (h, w), (kh, kw) = x.shape[2:], kernel
+        out_hw = ((h - 1) * 2 + kh - pt - pb, (w - 1) * 2 + kw - pl - pr)
+        th, tw = winograd_transpose.phase_geometry(tuple(stride), (pt, pl), out_hw).tiles
+        return (x.shape[0] * th * tw >= cls.min_tiles
+                and 3 * th <= (1 + cls.max_waste) * h and 3 * tw <= (1 + cls.max_waste) * w)
 
     @classmethod
     def _chunks(cls, x, weight, phases):
@@ -581,9 +589,9 @@ class SubpixelTranspose:
     narrower than 16) the forward is ChunkedTranspose's, faster there on most layers
     measured. Against chunked, the route wins or ties on DCGAN's 4x4 s2 p1, 3x3 s2 p1
     op1, FCN's k16 s8 and k64 s32 and stride 1; U-Net's 2x2 s2 forward alone is 4% slower,
-    its forward + backward on par. On x narrower than ``min_width`` chunked is taken: its
-    backward was 11-29% faster there (512->256 4x4 s2 p1 on 4x4 N64, 256->256 on 2x2 N8),
-    on par at 8x8 (benchmarks/bench_conv_transpose.py)."""
+    its forward + backward on par. With a 4x4 s2 kernel on x narrower than ``min_width``
+    chunked is taken: its backward was 11-29% faster there (512->256 4x4 s2 p1 on 4x4 N64,
+    256->256 on 2x2 N8), on par at 8x8 (benchmarks/bench_conv_transpose.py)."""
 
     name = "subpixel"
     chunk_bytes = 3 << 20          # columns per chunk: fewer chunks cost less Python, larger ones miss the cache
@@ -596,7 +604,8 @@ class SubpixelTranspose:
 
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
-        return x.shape[3] >= cls.min_width
+        kernel, stride = geometry[:2]
+        return x.shape[3] >= cls.min_width or (kernel[1], stride[1]) != (4, 2)
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, y_shape):

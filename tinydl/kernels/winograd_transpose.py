@@ -17,8 +17,8 @@ two-tap correlation, read d_v further along:
     Z[v][j] = g_v[0] x_A[j] + g_v[1] x_A[j + 1],    g_v = (W[i0 + s], W[i0]),    y[q*s + v] = Z[v][q + d_v]
 
 In 2-D that is one stride-1 convolution of x_A with a 2x2 kernel and s_h*s_w*C_out output
-channels (v_h, v_w, o), whose outputs are dealt back onto the phases of y. Z is one row
-and one column longer than a phase (d_v = 1 shifts a phase by one).
+channels (v_h, v_w, o), whose outputs are dealt back onto the phases of y. Z is at most
+one row and one column longer than the longest phase (d_v = 1 shifts a phase by one).
 
 F(3, 2)
 -------
@@ -66,7 +66,7 @@ import numpy as np
 from ._dispatch import for_this_thread, njit, prange
 from ._memory import fill_flat, gather_flat
 from ._threads import worker_key
-from .winograd import _b, _b_t, tile_buffer
+from .winograd import _b, _b_t, _planes, tile_buffer
 
 __all__ = ["Geometry", "phase_geometry", "transform_weight", "weight_grad", "forward_images", "backward_images"]
 
@@ -342,7 +342,7 @@ def transform_weight(weight, geometry):
     c_in, c_out = weight.shape[:2]
     u = tile_buffer(geometry.phases * c_out, c_in, weight.dtype, "winograd_t.u")
     w = np.ascontiguousarray(weight.transpose(1, 2, 3, 0))           # the kernel reads along C_in
-    for_this_thread(_weight_tiles_kernel, u.size)(w, geometry.taps_h, geometry.taps_w, u.reshape(16, -1))
+    for_this_thread(_weight_tiles_kernel, u.size)(w, geometry.taps_h, geometry.taps_w, _planes(u))
     return u
 
 
@@ -350,7 +350,7 @@ def weight_grad(du_parts, geometry, weight_shape):
     """dL/dW (C_in, C_out, 2s_h, 2s_w) = G^T dU G, dealt back to the taps; dU the sum of
     ``du_parts`` (each (16, K', C_in), at least one; tile buffers, read 16 planes at once)."""
     c_in, c_out, kh, kw = weight_shape
-    parts = tuple(du.reshape(16, -1) for du in du_parts)
+    parts = tuple(_planes(du) for du in du_parts)
     gw = np.empty((c_out, kh, kw, c_in), dtype=parts[0].dtype)       # the kernel writes along C_in
     for_this_thread(_weight_grad_kernel, parts[0].size * len(parts))(parts, geometry.taps_h, geometry.taps_w, gw)
     return np.ascontiguousarray(gw.transpose(3, 0, 1, 2))
@@ -361,7 +361,7 @@ def _transformed_input(x, geometry, worker):
     """V (16, C, T) of the images x (n, C, H, W) into this worker's buffer."""
     th, tw = geometry.tiles
     v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd_t.v", worker))
-    for_this_thread(_input_tiles_kernel, v.size)(x, geometry.top, geometry.left, th, tw, v.reshape(16, -1))
+    for_this_thread(_input_tiles_kernel, v.size)(x, geometry.top, geometry.left, th, tw, _planes(v))
     return v
 
 
@@ -370,7 +370,7 @@ def forward_images(x, u, bias, geometry, y, worker=0):
     y (n, C_out, Ho, Wo); ``u`` = transform_weight(W); ``bias`` (C_out,) (zeros for none)."""
     v = _transformed_input(x, geometry, worker)
     m = np.matmul(u, v, out=tile_buffer(u.shape[1], v.shape[2], x.dtype, worker_key("winograd_t.m", worker)))
-    for_this_thread(_output_tiles_kernel, m.size)(m.reshape(16, -1), bias, *geometry.tiles, geometry.shift_h,
+    for_this_thread(_output_tiles_kernel, m.size)(_planes(m), bias, *geometry.tiles, geometry.shift_h,
                                                   geometry.shift_w, y)
     return y
 
@@ -381,7 +381,7 @@ def backward_images(x, u, gy, geometry, gx, du=None, add=False, worker=0):
     into ``du`` (added to it with ``add``) unless it is None."""
     th, tw = geometry.tiles
     mg = tile_buffer(u.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd_t.mg", worker))
-    for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, geometry.shift_h, geometry.shift_w, mg.reshape(16, -1))
+    for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, geometry.shift_h, geometry.shift_w, _planes(mg))
     if du is not None:
         v_t = _transformed_input(x, geometry, worker).transpose(0, 2, 1)
         if add:
@@ -391,4 +391,4 @@ def backward_images(x, u, gy, geometry, gx, du=None, add=False, worker=0):
     if gx is not None:
         dv = np.matmul(u.transpose(0, 2, 1), mg,
                        out=tile_buffer(u.shape[2], mg.shape[2], gy.dtype, worker_key("winograd_t.dv", worker)))
-        for_this_thread(_input_grad_kernel, dv.size)(dv.reshape(16, -1), geometry.top, geometry.left, th, tw, gx)
+        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), geometry.top, geometry.left, th, tw, gx)
