@@ -66,9 +66,14 @@ import numpy as np
 from ._dispatch import for_this_thread, njit, prange
 from ._memory import fill_flat, gather_flat
 from ._threads import worker_key
-from .winograd import _b, _b_t, _planes, tile_buffer
+from .winograd import B_T, _b, _b_t, _planes, tile_buffer
 
-__all__ = ["Geometry", "phase_geometry", "transform_weight", "weight_grad", "forward_images", "backward_images"]
+__all__ = ["B_T", "G", "A_T", "Geometry", "phase_geometry", "transform_weight", "weight_grad", "forward_images",
+           "backward_images"]
+
+# The matrices of the docstring (the kernels apply them as the inline functions below).
+G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, -1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]], dtype=np.float64)
 
 
 class Geometry:
@@ -98,7 +103,8 @@ def phase_geometry(stride, top_left, out_hw):
 
 
 # ---------------------------------------------------------------- the 1-D transforms
-# B^T and B are kernels/winograd.py's _b_t and _b.
+# B^T and B are kernels/winograd.py's _b_t and _b. Numba's disk cache keys this module's
+# kernels on this file only: after editing those two, clear __pycache__ (or touch this file).
 
 @njit(inline="always")
 def _a_t(m0, m1, m2, m3):
