@@ -122,6 +122,9 @@ def main(argv=None):
                         help="another tinydl checkout (say, a worktree of the commit before a change), "
                              "timed in the same rounds: its times and the ratio this / that")
     parser.add_argument("--only", metavar="TEXT", help="only the rows whose name contains TEXT")
+    parser.add_argument("--wide-vectors", action="store_true",
+                        help="tinydl's children with NUMBA_CPU_FEATURES=td.backends.cpu.wide_vector_features() "
+                             "(512-bit vectors on Intel's AVX-512 cores; see tinydl/backends/cpu.py)")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -132,12 +135,19 @@ def main(argv=None):
     children = {lib: [sys.executable, script, "--child", lib] + only for lib in LIBRARIES}
     if args.against:
         children["against"] = [sys.executable, os.path.join(args.against, "benchmarks", "bench_alone.py"),
-                               "--child", "tinydl"]
+                               "--child", "tinydl"] + only
+    envs = {lib: None for lib in children}                    # None: this process's environment
+    if args.wide_vectors:                                     # `--wide-vectors --against .`: with / without
+        from tinydl.backends.cpu import wide_vector_features
+        features = wide_vector_features()
+        print("NUMBA_CPU_FEATURES for tinydl's children:",
+              "(no AVX-512: unchanged)" if features is None else "the host's, -prefer-256-bit")
+        envs["tinydl"] = None if features is None else {**os.environ, "NUMBA_CPU_FEATURES": features}
     best = {lib: {} for lib in children}
     for _ in range(args.rounds):
         for lib, command in children.items():
             done = subprocess.run(command + ["--repeat", str(args.repeat)], capture_output=True, text=True,
-                                  check=True)
+                                  check=True, env=envs[lib])
             for label, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 best[lib][label] = min(t, best[lib].get(label, float("inf")))
     header = ("case", "tinydl ms", "torch ms", "ratio")

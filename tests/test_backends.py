@@ -108,6 +108,35 @@ def test_tune_reports_what_it_set():
     assert settings["chunk_workers"] is True and settings["threads"] >= 1
 
 
+_AXPY = """
+import numba
+@numba.njit(cache=False)
+def axpy(a, x, y):
+    for i in range(x.size):
+        y[i] += a * x[i]
+axpy.compile("(float32, float32[::1], float32[::1])")
+print("".join(axpy.inspect_asm().values()).count("zmm"))
+"""
+
+
+def test_wide_vector_features_give_a_sapphire_rapids_kernel_512_bit_vectors():
+    """Compiled, not run, for an Intel AVX-512 server core: LLVM's own tuning there gives
+    Numba's loops 256-bit vectors; the features of wide_vector_features() 512-bit ones."""
+    features = td.backends.cpu.wide_vector_features()
+    if features is None:
+        pytest.skip("no AVX-512 on this CPU")
+    assert "+avx512f" in features.split(",") and features.endswith(",-prefer-256-bit")
+
+    def zmm_lines(**extra_env):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
+        env.update(NUMBA_CPU_NAME="sapphirerapids", NUMBA_DISABLE_CACHE="1", **extra_env)
+        done = subprocess.run([sys.executable, "-c", _AXPY], env=env, capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[-1])
+
+    assert zmm_lines(NUMBA_CPU_FEATURES=features) > 0
+    print("zmm lines with LLVM's own tuning:", zmm_lines())          # 0 with Numba 0.68
+
+
 def test_routes_give_the_same_training_step():
     """A small CNN's step on every conv route it can take, float64, against the reference."""
     rng = np.random.default_rng(0)

@@ -23,13 +23,21 @@ What it changes, and why (figures in docs/performance.md and the commit log):
   while its workers run, and restores it); Linear's products run single-threaded or
   split among the same workers (kernels/matmul.py).
 * ``threads``: Numba's thread count (e.g. cores / ranks under mpiexec).
+
+One setting cannot wait for ``tune()``: Numba fixes its target's CPU features when the
+first function is decorated, which ``import tinydl`` does. On Intel's AVX-512 server
+cores (Skylake-X to Sapphire Rapids) LLVM's tuning for the CPU prefers 256-bit vectors,
+so every Numba kernel uses ymm registers, half the width OpenBLAS and oneDNN use there
+(``wide_vector_features()``'s docstring shows how to check). Setting
+``NUMBA_CPU_FEATURES`` to ``wide_vector_features()`` before Python starts lifts that
+preference; ``benchmarks/bench_alone.py --wide-vectors`` measures what it is worth.
 """
 import ctypes
 import ctypes.util
 import os
 import sys
 
-__all__ = ["tune", "is_tuned"]
+__all__ = ["tune", "is_tuned", "wide_vector_features"]
 
 _tuned = {}
 
@@ -80,6 +88,23 @@ def tune(threads=None, malloc=True, chunk_workers=True):
         _dispatch.numba.set_num_threads(int(threads))
     _tuned["threads"] = _dispatch.numba.get_num_threads() if _dispatch.HAVE_NUMBA else 1
     return dict(_tuned)
+
+
+def wide_vector_features():
+    """This CPU's features for ``NUMBA_CPU_FEATURES`` with LLVM's preference for 256-bit
+    vectors dropped (``-prefer-256-bit``), or None without AVX-512. On AMD's Zen 4 LLVM
+    already uses zmm registers and the code is the same. To see what a kernel gets::
+
+        NUMBA_CPU_NAME=sapphirerapids python -c "..."   # then count 'zmm' in inspect_asm()
+
+    (an a[i] += s * b[i] loop: 25 ymm and no zmm lines for sapphirerapids, icelake-server
+    and skylake-avx512; 21 zmm lines with these features or on znver4; Numba 0.68)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx512f"):
+        return None
+    return features.flatten() + ",-prefer-256-bit"
 
 
 def is_tuned():
