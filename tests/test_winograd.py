@@ -67,7 +67,7 @@ def test_transforms_are_the_matrices_of_the_docstring(x_shape, padding):
     bt, gm, at = W.B_T, W.G, W.A_T
 
     v = W.tile_buffer(c, t, np.float64, "test.v")                 # V = B^T d B
-    W._input_tiles_kernel(x, pt, pl, th, tw, W._planes(v))
+    W._input_tiles_kernel(x, pt, pl, th, tw, W._planes(v), 2)
     np.testing.assert_allclose(v, _as_points(bt @ _tiles(x, (pt, pl), (th, tw)) @ bt.T), atol=1e-13)
 
     np.testing.assert_allclose(W.transform_weight(g), (gm @ g @ gm.T).reshape(k, c, 16).transpose(2, 0, 1),
@@ -95,7 +95,7 @@ def test_transforms_are_the_matrices_of_the_docstring(x_shape, padding):
     dvb = W.tile_buffer(c, t, np.float64, "test.dv")
     dvb[...] = dv
     gx = np.empty(x_shape)
-    W._input_grad_kernel(W._planes(dvb), pt, pl, th, tw, gx)
+    W._input_grad_kernel(W._planes(dvb), pt, pl, th, tw, gx, 2)
     patches = bt.T @ _from_points(dv, n, th, tw) @ bt
     plane = np.zeros((n, c, 2 * th + 2, 2 * tw + 2))
     for i in range(th):
@@ -118,9 +118,9 @@ def test_each_backward_transform_is_the_adjoint_of_its_forward():
     x, e = rng.standard_normal((n, c, h, w)), rng.standard_normal((16, c, t))
     v, dv = W.tile_buffer(c, t, np.float64, "test.v"), W.tile_buffer(c, t, np.float64, "test.dv")
     dv[...] = e
-    W._input_tiles_kernel(x, pt, pl, th, tw, W._planes(v))
+    W._input_tiles_kernel(x, pt, pl, th, tw, W._planes(v), 2)
     gx = np.empty_like(x)
-    W._input_grad_kernel(W._planes(dv), pt, pl, th, tw, gx)
+    W._input_grad_kernel(W._planes(dv), pt, pl, th, tw, gx, 2)
     np.testing.assert_allclose(np.vdot(v, e), np.vdot(x, gx), rtol=1e-12)
 
     m, mg = W.tile_buffer(k, t, np.float64, "test.m"), W.tile_buffer(k, t, np.float64, "test.mg")

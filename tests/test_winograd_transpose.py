@@ -42,7 +42,7 @@ def test_transforms_are_the_matrices_of_the_docstring(shape, stride, top_left, o
     th, tw = geo.tiles
     x = rng.standard_normal((n, c_in, h, w))
     v = _tiles(shape, geo.tiles, c_in)                            # V = B^T d B, d a 4x4 tile of x_A
-    WT._input_tiles_kernel(x, geo.top, geo.left, th, tw, v.reshape(16, -1))
+    WT._input_tiles_kernel(x, geo.top, geo.left, th, tw, v.reshape(16, -1), 3)
     plane = np.zeros((n, c_in, 3 * th + 1, 3 * tw + 1))
     rows, cols = min(h, 3 * th + 1 - geo.top), min(w, 3 * tw + 1 - geo.left)
     plane[:, :, geo.top:geo.top + rows, geo.left:geo.left + cols] = x[:, :, :rows, :cols]
@@ -74,9 +74,9 @@ def test_each_backward_transform_is_the_adjoint_of_its_forward(shape, stride, to
     x, e = rng.standard_normal((n, c_in, h, w)), rng.standard_normal((16, c_in, n * th * tw))
     v, dv = _tiles(shape, geo.tiles, c_in), tile_buffer(c_in, n * th * tw, np.float64, "test.dv")
     dv[...] = e
-    WT._input_tiles_kernel(x, geo.top, geo.left, th, tw, v.reshape(16, -1))
+    WT._input_tiles_kernel(x, geo.top, geo.left, th, tw, v.reshape(16, -1), 3)
     gx = np.empty_like(x)
-    WT._input_grad_kernel(dv.reshape(16, -1), geo.top, geo.left, th, tw, gx)
+    WT._input_grad_kernel(dv.reshape(16, -1), geo.top, geo.left, th, tw, gx, 3)
     np.testing.assert_allclose(np.vdot(v, e), np.vdot(x, gx), rtol=1e-12)
 
     m = tile_buffer(phases * c_out, n * th * tw, np.float64, "test.m")

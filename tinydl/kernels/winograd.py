@@ -125,19 +125,20 @@ def _a(g0, g1):
 
 
 @njit(inline="always")
-def _tile_row(channel, n, ti, T, th, tw, wp):
+def _tile_row(channel, n, ti, T, th, tw, wp, step=2):
     """Tile row ti of image n in a channel: where its tiles start in a (16, C*T) buffer
-    and the first four of its rows in a padded plane of width wp, unsigned."""
+    and the first four of its rows in a padded plane of width wp (tiles ``step`` apart),
+    unsigned."""
     t0 = np.uint64(channel * T + (n * th + ti) * tw)
-    p0, row = np.uint64(2 * ti * wp), np.uint64(wp)
+    p0, row = np.uint64(step * ti * wp), np.uint64(wp)
     return t0, p0, p0 + row, p0 + row + row, p0 + row + row + row
 
 
 @njit(inline="always")
-def _columns(j):
-    """The four plane columns 2j .. 2j+3 of tile column j, unsigned."""
+def _columns(j, step=2):
+    """The four plane columns step*j .. step*j + 3 of tile column j, unsigned."""
     one = np.uint64(1)
-    q0 = j + j
+    q0 = j * np.uint64(step)
     return q0, q0 + one, q0 + one + one, q0 + one + one + one
 
 
@@ -194,22 +195,25 @@ def _weight_grad_kernel(du_parts, gw):
 
 
 @njit(parallel=True, cache=True)
-def _input_tiles_kernel(x, pt, pl, th, tw, v):
+def _input_tiles_kernel(x, pt, pl, th, tw, v, step):
     # x (n, C, H, W) contiguous -> v (16, C*T): V = B^T d B for every 4x4 tile d of the
-    # input padded by pt, pl on the top/left and with zeros up to (2*th + 2, 2*tw + 2).
+    # input padded by pt, pl on the top/left and with zeros up to the tiles' reach
+    # (step*th + 4 - step rows); tiles ``step`` apart: 2 here (2x2 outputs each), 3 in
+    # kernels/winograd_transpose.py's F(3x3, 2x2). Rows and columns past it are dropped.
     n_img, C, H, W = x.shape
-    hp, wp = 2 * th + 2, 2 * tw + 2
+    hp, wp = step * th + 4 - step, step * tw + 4 - step
+    rows, cols = min(H, hp - pt), min(W, wp - pl)
     T = n_img * th * tw
     xf = x.reshape(-1)
     for c in prange(C):
         plane = np.zeros(hp * wp, dtype=x.dtype)                  # the borders stay 0: the padding
         for n in range(n_img):
-            for r in range(H):
-                gather_flat(plane, (r + pt) * wp + pl, xf, ((n * C + c) * H + r) * W, W, 1)
+            for r in range(rows):
+                gather_flat(plane, (r + pt) * wp + pl, xf, ((n * C + c) * H + r) * W, cols, 1)
             for ti in range(th):
-                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp, step)
                 for j in range(np.uint64(tw)):
-                    q0, q1, q2, q3 = _columns(j)
+                    q0, q1, q2, q3 = _columns(j, step)
                     # B^T on the tile's four columns (c0 = column 0 of B^T d, ...) ...
                     c0 = _b_t(plane[p0 + q0], plane[p1 + q0], plane[p2 + q0], plane[p3 + q0])
                     c1 = _b_t(plane[p0 + q1], plane[p1 + q1], plane[p2 + q1], plane[p3 + q1])
@@ -290,11 +294,13 @@ def _add_row(plane, p, q0, q1, q2, q3, u):
 
 
 @njit(parallel=True, cache=True)
-def _input_grad_kernel(dv, pt, pl, th, tw, gx):
+def _input_grad_kernel(dv, pt, pl, th, tw, gx, step):
     # dv (16, C*T) -> gx (n, C, H, W): every tile's B e B^T added onto its 4x4 patch of
-    # the padded plane, whose interior is then dL/dx.
+    # the padded plane (tiles ``step`` apart), whose interior is then dL/dx (zero where
+    # the plane does not reach: no tile read x there).
     n_img, C, H, W = gx.shape
-    hp, wp = 2 * th + 2, 2 * tw + 2
+    hp, wp = step * th + 4 - step, step * tw + 4 - step
+    rows, cols = min(H, hp - pt), min(W, wp - pl)
     T = n_img * th * tw
     gf = gx.reshape(-1)
     for c in prange(C):
@@ -302,7 +308,7 @@ def _input_grad_kernel(dv, pt, pl, th, tw, gx):
         for n in range(n_img):
             fill_flat(plane, 0, hp * wp, 0)
             for ti in range(th):
-                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp)
+                t0, p0, p1, p2, p3 = _tile_row(c, n, ti, T, th, tw, wp, step)
                 for j in range(np.uint64(tw)):
                     t = t0 + j
                     # B on the columns of the 4x4 e (c0 = column 0 of B e, ...) ...
@@ -310,13 +316,18 @@ def _input_grad_kernel(dv, pt, pl, th, tw, gx):
                     c1 = _b(dv[1, t], dv[5, t], dv[9, t], dv[13, t])
                     c2 = _b(dv[2, t], dv[6, t], dv[10, t], dv[14, t])
                     c3 = _b(dv[3, t], dv[7, t], dv[11, t], dv[15, t])
-                    q0, q1, q2, q3 = _columns(j)                   # ... then B^T on its rows
+                    q0, q1, q2, q3 = _columns(j, step)             # ... then B^T on its rows
                     _add_row(plane, p0, q0, q1, q2, q3, _b(c0[0], c1[0], c2[0], c3[0]))
                     _add_row(plane, p1, q0, q1, q2, q3, _b(c0[1], c1[1], c2[1], c3[1]))
                     _add_row(plane, p2, q0, q1, q2, q3, _b(c0[2], c1[2], c2[2], c3[2]))
                     _add_row(plane, p3, q0, q1, q2, q3, _b(c0[3], c1[3], c2[3], c3[3]))
             for r in range(H):
-                gather_flat(gf, ((n * C + c) * H + r) * W, plane, (r + pt) * wp + pl, W, 1)
+                row = ((n * C + c) * H + r) * W
+                if r < rows:
+                    gather_flat(gf, row, plane, (r + pt) * wp + pl, cols, 1)
+                    fill_flat(gf, row + cols, W - cols, 0)
+                else:
+                    fill_flat(gf, row, W, 0)
 
 
 # ---------------------------------------------------------------- a chunk of images
@@ -357,7 +368,7 @@ def _transformed_input(x, padding, tiles, worker):
     """V (16, C, T) of the images x (n, C, H, W) into this worker's buffer."""
     th, tw = tiles
     v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd.v", worker))
-    for_this_thread(_input_tiles_kernel, v.size)(x, padding[0], padding[2], th, tw, _planes(v))
+    for_this_thread(_input_tiles_kernel, v.size)(x, padding[0], padding[2], th, tw, _planes(v), 2)
     return v
 
 
@@ -379,12 +390,20 @@ def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0):
     mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd.mg", worker))
     for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, _planes(mg))
     if du is not None:
-        v_t = _transformed_input(x, padding, tiles, worker).transpose(0, 2, 1)
-        if add:
-            du += np.matmul(mg, v_t)
-        else:
-            np.matmul(mg, v_t, out=du)
+        weight_tile_grad(mg, _transformed_input(x, padding, tiles, worker), du, add)
     if gx is not None:
-        dv = np.matmul(u.transpose(0, 2, 1), mg,
-                       out=tile_buffer(u.shape[2], mg.shape[2], gy.dtype, worker_key("winograd.dv", worker)))
-        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx)
+        dv = input_tile_grad(u, mg, worker_key("winograd.dv", worker))
+        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx, 2)
+
+
+def weight_tile_grad(mg, v, du, add):
+    """dU = Mg @ V^T over a chunk's tiles, (16, K, C), into ``du``, or added to it with ``add``."""
+    if add:
+        du += np.matmul(mg, v.transpose(0, 2, 1))
+    else:
+        np.matmul(mg, v.transpose(0, 2, 1), out=du)
+
+
+def input_tile_grad(u, mg, key):
+    """dV = U^T @ Mg, (16, C, T), in the tile buffer ``key``."""
+    return np.matmul(u.transpose(0, 2, 1), mg, out=tile_buffer(u.shape[2], mg.shape[2], mg.dtype, key))

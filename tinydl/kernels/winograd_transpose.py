@@ -55,8 +55,9 @@ not F(2, 2) (9 products per 2x2 outputs, no fractions): on a 16x16 input Z is 17
 which 2-wide tiles cover with 18 columns and 3-wide ones with 18 too, so F(3, 2) makes
 21% fewer products (16 per 9 outputs against 9 per 4); on the 64->32 4x4 s2 N32 layer
 of benchmarks/bench_alone.py the forward and backward took 9.7 ms against F(2, 2)'s 10.4.
-Layout, buffers and threads are kernels/winograd.py's: tile buffers of a chunk of
-images, Numba loops for the transforms, NumPy's batched matmul (OpenBLAS). Used by the
+Layout, buffers and threads are kernels/winograd.py's, whose kernels also make V and
+scatter dV back (its tiles are 2 apart, these 3): tile buffers of a chunk of images,
+Numba loops for the transforms, NumPy's batched matmul (OpenBLAS). Used by the
 'winograd' route of ConvTranspose2d (kernels/conv.py), on the CPU.
 """
 import functools
@@ -64,9 +65,9 @@ import functools
 import numpy as np
 
 from ._dispatch import for_this_thread, njit, prange
-from ._memory import fill_flat, gather_flat
 from ._threads import worker_key
-from .winograd import B_T, _b, _b_t, _planes, tile_buffer
+from .winograd import (B_T, _input_grad_kernel, _input_tiles_kernel, _planes, input_tile_grad, tile_buffer,
+                       weight_tile_grad)
 
 __all__ = ["B_T", "G", "A_T", "Geometry", "phase_geometry", "transform_weight", "weight_grad", "forward_images",
            "backward_images"]
@@ -103,8 +104,8 @@ def phase_geometry(stride, top_left, out_hw):
 
 
 # ---------------------------------------------------------------- the 1-D transforms
-# B^T and B are kernels/winograd.py's _b_t and _b. Numba's disk cache keys this module's
-# kernels on this file only: after editing those two, clear __pycache__ (or touch this file).
+# B^T and B are F(2, 3)'s: x's tiles and their adjoint are kernels/winograd.py's kernels,
+# run with the tiles 3 apart (_input_tiles_kernel, _input_grad_kernel).
 
 @njit(inline="always")
 def _a_t(m0, m1, m2, m3):
@@ -131,39 +132,6 @@ def _g_t(e0, e1, e2, e3):
 
 
 # ---------------------------------------------------------------- the tile transforms
-@njit(parallel=True, cache=True)
-def _input_tiles_kernel(x, top, left, th, tw, v):
-    # x (n, C, H, W) -> v (16, C*T): V = B^T d B for every 4x4 tile d of x_A, the plane of
-    # (3*th + 1, 3*tw + 1) that holds x at (top, left) and zeros around it.
-    n_img, C, H, W = x.shape
-    hp, wp = 3 * th + 1, 3 * tw + 1
-    rows, cols = min(H, hp - top), min(W, wp - left)
-    T = n_img * th * tw
-    xf = x.reshape(-1)
-    for c in prange(C):
-        plane = np.zeros(hp * wp, dtype=x.dtype)                  # the borders stay 0
-        for n in range(n_img):
-            for r in range(rows):
-                gather_flat(plane, (r + top) * wp + left, xf, ((n * C + c) * H + r) * W, cols, 1)
-            for ti in range(th):
-                t0 = np.uint64(c * T + (n * th + ti) * tw)
-                p0 = np.uint64(3 * ti * wp)
-                p1, p2, p3 = p0 + np.uint64(wp), p0 + np.uint64(2 * wp), p0 + np.uint64(3 * wp)
-                for j in range(np.uint64(tw)):
-                    q0 = j * np.uint64(3)
-                    q1, q2, q3 = q0 + np.uint64(1), q0 + np.uint64(2), q0 + np.uint64(3)
-                    # B^T on the tile's four columns (c0 = column 0 of B^T d, ...) ...
-                    c0 = _b_t(plane[p0 + q0], plane[p1 + q0], plane[p2 + q0], plane[p3 + q0])
-                    c1 = _b_t(plane[p0 + q1], plane[p1 + q1], plane[p2 + q1], plane[p3 + q1])
-                    c2 = _b_t(plane[p0 + q2], plane[p1 + q2], plane[p2 + q2], plane[p3 + q2])
-                    c3 = _b_t(plane[p0 + q3], plane[p1 + q3], plane[p2 + q3], plane[p3 + q3])
-                    t = t0 + j                                    # ... then on its rows
-                    v[0, t], v[1, t], v[2, t], v[3, t] = _b_t(c0[0], c1[0], c2[0], c3[0])
-                    v[4, t], v[5, t], v[6, t], v[7, t] = _b_t(c0[1], c1[1], c2[1], c3[1])
-                    v[8, t], v[9, t], v[10, t], v[11, t] = _b_t(c0[2], c1[2], c2[2], c3[2])
-                    v[12, t], v[13, t], v[14, t], v[15, t] = _b_t(c0[3], c1[3], c2[3], c3[3])
-
-
 @njit(parallel=True, cache=True)
 def _output_tiles_kernel(m, bias, th, tw, shift_h, shift_w, y):
     # m (16, K'*T), K' = (v_h, v_w, o) -> y (n, C, Ho, Wo): every Z tile A^T M A (+ bias[o]);
@@ -248,64 +216,23 @@ def _grad_tiles_kernel(gy, th, tw, shift_h, shift_w, mg):
                         mg[12, t], mg[13, t], mg[14, t], mg[15, t] = _a(c0[3], c1[3], c2[3])
 
 
-@njit(inline="always")
-def _add_row(plane, p, q0, u):
-    """plane[p + q0 + s] += u[s]: one row of a tile's B e B^T onto the plane."""
-    one = np.uint64(1)
-    plane[p + q0] += u[0]
-    plane[p + q0 + one] += u[1]
-    plane[p + q0 + one + one] += u[2]
-    plane[p + q0 + one + one + one] += u[3]
-
-
-@njit(parallel=True, cache=True)
-def _input_grad_kernel(dv, top, left, th, tw, gx):
-    # dv (16, C*T) -> gx (n, C, H, W): every tile's B dV B^T added onto its 4x4 of the x_A
-    # plane, whose part under x is then dL/dx (zero where the plane does not reach).
-    n_img, C, H, W = gx.shape
-    hp, wp = 3 * th + 1, 3 * tw + 1
-    rows, cols = min(H, hp - top), min(W, wp - left)
-    T = n_img * th * tw
-    gf = gx.reshape(-1)
-    for c in prange(C):
-        plane = np.empty(hp * wp, dtype=gx.dtype)
-        for n in range(n_img):
-            fill_flat(plane, 0, hp * wp, 0)
-            for ti in range(th):
-                t0 = np.uint64(c * T + (n * th + ti) * tw)
-                p0 = np.uint64(3 * ti * wp)
-                p1, p2, p3 = p0 + np.uint64(wp), p0 + np.uint64(2 * wp), p0 + np.uint64(3 * wp)
-                for j in range(np.uint64(tw)):
-                    t = t0 + j
-                    # B on the columns of the 4x4 e (c0 = column 0 of B e, ...) ...
-                    c0 = _b(dv[0, t], dv[4, t], dv[8, t], dv[12, t])
-                    c1 = _b(dv[1, t], dv[5, t], dv[9, t], dv[13, t])
-                    c2 = _b(dv[2, t], dv[6, t], dv[10, t], dv[14, t])
-                    c3 = _b(dv[3, t], dv[7, t], dv[11, t], dv[15, t])
-                    q0 = j * np.uint64(3)                              # ... then B^T on its rows
-                    _add_row(plane, p0, q0, _b(c0[0], c1[0], c2[0], c3[0]))
-                    _add_row(plane, p1, q0, _b(c0[1], c1[1], c2[1], c3[1]))
-                    _add_row(plane, p2, q0, _b(c0[2], c1[2], c2[2], c3[2]))
-                    _add_row(plane, p3, q0, _b(c0[3], c1[3], c2[3], c3[3]))
-            for r in range(H):
-                row = ((n * C + c) * H + r) * W
-                if r < rows:
-                    gather_flat(gf, row, plane, (r + top) * wp + left, cols, 1)
-                    fill_flat(gf, row + cols, W - cols, 0)
-                else:
-                    fill_flat(gf, row, W, 0)
-
-
 # ---------------------------------------------------------------- weights
+@njit(inline="always")
+def _kernel_taps(k, c_out, taps_h, taps_w):
+    """Channel k' = (v_h, v_w, o) of Z: o, and the rows i0, i1 and columns j0, j1 of W
+    that make its 2x2 kernel g (g[a, b] = W[..., (i0, i1)[a], (j0, j1)[b]])."""
+    sw = len(taps_w)
+    vh, vw, o = k // (sw * c_out), k // c_out % sw, k % c_out
+    return o, taps_h[vh, 0], taps_h[vh, 1], taps_w[vw, 0], taps_w[vw, 1]
+
+
 @njit(parallel=True, cache=True)
 def _weight_tiles_kernel(w, taps_h, taps_w, u):
     # w (C_out, kh, kw, C_in) -> u (16, K'*C_in): U = G g G^T for the 2x2 kernel g of every
     # phase (v_h, v_w), output channel o and input channel c; K' = (v_h, v_w, o).
     c_out, c_in = w.shape[0], w.shape[3]
-    sh, sw = taps_h.shape[0], taps_w.shape[0]
-    for k in prange(sh * sw * c_out):
-        vh, vw, o = k // (sw * c_out), k // c_out % sw, k % c_out
-        i0, i1, j0, j1 = taps_h[vh, 0], taps_h[vh, 1], taps_w[vw, 0], taps_w[vw, 1]
+    for k in prange(len(taps_h) * len(taps_w) * c_out):
+        o, i0, i1, j0, j1 = _kernel_taps(k, c_out, taps_h, taps_w)
         for c in range(c_in):
             c0 = _g(w[o, i0, j0, c], w[o, i1, j0, c])               # G on the columns ...
             c1 = _g(w[o, i0, j1, c], w[o, i1, j1, c])
@@ -322,10 +249,8 @@ def _weight_grad_kernel(du_parts, taps_h, taps_w, gw):
     # C_in): G^T dU G for every (k', c), each of its four numbers onto the tap of W it came
     # from (every tap is in exactly one phase). Summed here, as kernels/winograd.py's.
     c_out, c_in = gw.shape[0], gw.shape[3]
-    sh, sw = taps_h.shape[0], taps_w.shape[0]
-    for k in prange(sh * sw * c_out):
-        vh, vw, o = k // (sw * c_out), k // c_out % sw, k % c_out
-        i0, i1, j0, j1 = taps_h[vh, 0], taps_h[vh, 1], taps_w[vw, 0], taps_w[vw, 1]
+    for k in prange(len(taps_h) * len(taps_w) * c_out):
+        o, i0, i1, j0, j1 = _kernel_taps(k, c_out, taps_h, taps_w)
         d = np.empty(16, dtype=gw.dtype)
         for c in range(c_in):
             t = k * c_in + c
@@ -367,7 +292,7 @@ def _transformed_input(x, geometry, worker):
     """V (16, C, T) of the images x (n, C, H, W) into this worker's buffer."""
     th, tw = geometry.tiles
     v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd_t.v", worker))
-    for_this_thread(_input_tiles_kernel, v.size)(x, geometry.top, geometry.left, th, tw, _planes(v))
+    for_this_thread(_input_tiles_kernel, v.size)(x, geometry.top, geometry.left, th, tw, _planes(v), 3)
     return v
 
 
@@ -389,12 +314,7 @@ def backward_images(x, u, gy, geometry, gx, du=None, add=False, worker=0):
     mg = tile_buffer(u.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd_t.mg", worker))
     for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, geometry.shift_h, geometry.shift_w, _planes(mg))
     if du is not None:
-        v_t = _transformed_input(x, geometry, worker).transpose(0, 2, 1)
-        if add:
-            du += np.matmul(mg, v_t)
-        else:
-            np.matmul(mg, v_t, out=du)
+        weight_tile_grad(mg, _transformed_input(x, geometry, worker), du, add)
     if gx is not None:
-        dv = np.matmul(u.transpose(0, 2, 1), mg,
-                       out=tile_buffer(u.shape[2], mg.shape[2], gy.dtype, worker_key("winograd_t.dv", worker)))
-        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), geometry.top, geometry.left, th, tw, gx)
+        dv = input_tile_grad(u, mg, worker_key("winograd_t.dv", worker))
+        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), geometry.top, geometry.left, th, tw, gx, 3)
