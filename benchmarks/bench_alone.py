@@ -9,8 +9,9 @@ defaults, tinydl calls td.backends.cpu.tune() as its CLI does. It times the rows
 bench_conv.py (the same shapes and the same random data, from the same seed),
 plus a transposed convolution, and prints them as JSON. The parent alternates a
 tinydl child and a PyTorch child ``--rounds`` times, so both see the same machine
-load. It keeps each row's best time and prints the ratio tinydl / PyTorch. With
-``--against DIR`` a child of another checkout joins every round: before/after a change.
+load (each child first in turn). It keeps each row's best time and prints the ratio
+tinydl / PyTorch. With ``--against DIR`` a child of another checkout joins every round:
+before/after a change.
 """
 import argparse
 import json
@@ -144,8 +145,10 @@ def main(argv=None):
               "(no AVX-512: unchanged)" if features is None else "the host's, -prefer-256-bit")
         envs["tinydl"] = None if features is None else {**os.environ, "NUMBA_CPU_FEATURES": features}
     best = {lib: {} for lib in children}
-    for _ in range(args.rounds):
-        for lib, command in children.items():
+    order = list(children.items())
+    for r in range(args.rounds):
+        # each child first in turn: none always runs right after the same other one
+        for lib, command in order[r % len(order):] + order[:r % len(order)]:
             done = subprocess.run(command + ["--repeat", str(args.repeat)], capture_output=True, text=True,
                                   check=True, env=envs[lib])
             for label, t in json.loads(done.stdout.strip().splitlines()[-1]).items():

@@ -105,8 +105,8 @@ def main(argv=None):
     if args.child:
         return child(args.child, args.only)
     best = {"tinydl": {}, "torch": {}}
-    for _ in range(args.rounds):
-        for lib in best:
+    for r in range(args.rounds):
+        for lib in (("tinydl", "torch") if r % 2 == 0 else ("torch", "tinydl")):     # each first in turn
             command = [sys.executable, os.path.abspath(__file__), "--child", lib]
             command += ["--only", args.only] if args.only else []
             done = subprocess.run(command, capture_output=True, text=True, check=True)
