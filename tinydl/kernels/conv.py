@@ -485,13 +485,14 @@ class WinogradTranspose:
     benchmarks/bench_alone.py's 64->32 4x4 s2 16x16 N32 layer (AMD EPYC, two threads) the
     forward and backward took 9.7 ms against subpixel's 11.3, the forward 3.2 against 3.8.
 
-    Where it loses: the tiles cover Z, one row and one column longer than x, in steps of
-    3, and the rows and columns past x are products thrown away. With x 4, 6 or 12 pixels
-    high or wide (a quarter or more thrown away) it was 1.2-5x slower than subpixel; at 8,
-    16 or 32 (1/8 or less) 0.6-0.9x the time, given 288 tiles or more in the batch (at 144,
-    1.15-1.2x: narrow GEMMs). Also slower: stride 4 (on par at 16x16, 1.2x at 8x8), stride
-    8 and 32 (FCN-8s' and 32s' upsampling: 1.1x and 2.3-2.7x). Measured per layer with the
-    routes forced (benchmarks/bench_conv_transpose.py)."""
+    Where it loses: the tiles cover Z (at stride 2, one row and one column longer than x
+    with padding 1, as long as x or shorter from padding 2 on) in steps of 3, and what they
+    cover past it is products thrown away. With x 4, 6 or 12 pixels high or wide (a quarter
+    or more thrown away) it was 1.2-5x slower than subpixel; at 8, 16 or 32 (1/8 or less)
+    0.6-0.9x the time, given 288 tiles or more in the batch (at 144, 1.15-1.2x: narrow
+    GEMMs). Also slower: stride 4 (on par at 16x16, 1.2x at 8x8), stride 8 and 32 (FCN-8s'
+    and 32s' upsampling: 1.1x and 2.3-2.7x). Measured per layer with the routes forced
+    (benchmarks/bench_conv_transpose.py)."""
 
     name = "winograd"
     chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
