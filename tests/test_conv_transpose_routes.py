@@ -1,14 +1,14 @@
-"""ConvTranspose2d's 'winograd' and 'subpixel' routes (kernels/conv.py,
+"""ConvTranspose2d's 'winograd', 'as_conv2d' and 'subpixel' routes (kernels/conv.py,
 kernels/winograd_transpose.py, kernels/subpixel.py).
 
 The subpixel route's two kernels are col2im and im2col computed one output phase at a
 time, so they must give kernels/im2col.py's numbers bit for bit, on any geometry
 hypothesis draws (stride above or below the kernel, padding beyond it, uneven sizes,
 empty phases). The Winograd route must give PyTorch's numbers on any geometry it applies
-to (a kernel twice the stride, any padding below the kernel, output padding). Both are
-compared with PyTorch at a realistic size (the op table runs them forced on every
-conv_transpose2d row, tiny ones), with many chunks on the workers, and with only one of
-the two gradients wanted.
+to (a kernel twice the stride, any padding below the kernel, output padding), and so
+must 'as_conv2d' on any stride-1 geometry. They are compared with PyTorch at a realistic
+size (the op table runs them forced on every conv_transpose2d row, tiny ones), with many
+chunks on the workers, and with only one of the two gradients wanted.
 """
 import numpy as np
 import pytest
@@ -100,7 +100,10 @@ def _compare_with_torch(x, w, b, kwargs, upstream, route, needs_x=True, needs_w=
     ("subpixel", 64, 32, 16, 4, dict(stride=2, padding=1)),
     ("subpixel", 32, 16, 16, 3, dict(stride=2, padding=1, output_padding=1)),      # the 3x3 one of decoders
     ("subpixel", 32, 16, 16, 2, dict(stride=2)),                                   # U-Net's
-], ids=["4x4_s2_p1-winograd", "4x4_s2_p1-subpixel", "3x3_s2_p1_op1-subpixel", "2x2_s2-subpixel"])
+    ("as_conv2d", 64, 64, 16, 3, dict(padding=1)),     # the deconvnet's 3x3 (conv2d's winograd)
+    ("as_conv2d", 8, 8, 16, 3, dict(padding=1)),       # few channels (conv2d's direct)
+], ids=["4x4_s2_p1-winograd", "4x4_s2_p1-subpixel", "3x3_s2_p1_op1-subpixel", "2x2_s2-subpixel",
+        "3x3_s1_p1-as_conv2d_winograd", "3x3_s1_p1-as_conv2d_direct"])
 def test_realistic_layers_match_torch(dtype, route, c_in, c_out, hw, k, kwargs):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, c_in, hw, hw)).astype(dtype)
@@ -135,6 +138,30 @@ def test_winograd_matches_torch_on_any_kernel_twice_the_stride(data, n, c_in, c_
 
 
 @pytest.mark.usefixtures("forced_route_runs")
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(st.data(), st.integers(1, 2), st.integers(1, 4), st.sampled_from([np.float64, np.float32]))
+def test_as_conv2d_matches_torch_on_any_stride_1_geometry(data, n, c, dtype):
+    """Kernels 2-5, any padding up to the dilated kernel's reach on each side, dilation 1-2
+    with output padding below it, one or two groups, inputs of 1-7 pixels."""
+    kernel = tuple(data.draw(st.integers(2, 5)) for _ in range(2))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
+    padding = tuple(data.draw(st.integers(0, d * (k - 1))) for k, d in zip(kernel, dilation))
+    out_pad = tuple(data.draw(st.integers(0, d - 1)) for d in dilation)
+    groups = data.draw(st.sampled_from([1, 2]))
+    hw = tuple(data.draw(st.integers(1, 7)) for _ in range(2))
+    if min((h - 1) - 2 * p + d * (k - 1) + o + 1 for h, p, d, k, o in zip(hw, padding, dilation, kernel, out_pad)) < 1:
+        padding = (0, 0)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, 2 * c, *hw)).astype(dtype)
+    w = rng.standard_normal((2 * c, c * 2 // groups, *kernel)).astype(dtype)
+    b = rng.standard_normal(c * 2).astype(dtype)
+    kwargs = dict(padding=padding, output_padding=out_pad, groups=groups, dilation=dilation)
+    y_shape = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == np.float32 else {}
+    _compare_with_torch(x, w, b, kwargs, rng.standard_normal(y_shape).astype(dtype), "as_conv2d", **tol)
+
+
+@pytest.mark.usefixtures("forced_route_runs")
 @pytest.mark.parametrize("kwargs, w_shape", [
     (dict(stride=2, padding=(4, 1)), (2, 3, 4, 4)),               # padding as wide as the kernel
     (dict(stride=2, padding=1, dilation=2), (2, 3, 4, 4)),
@@ -157,6 +184,8 @@ def test_winograd_does_not_apply_outside_its_geometry(kwargs, w_shape):
     ((16, 64, 8, 8), (64, 64, 4, 4), 2, "subpixel"),        # 144 tiles: narrow GEMMs
     ((32, 21, 16, 16), (21, 21, 16, 16), 8, "subpixel"),    # FCN-8s' upsampling
     ((1, 21, 7, 7), (21, 21, 64, 64), 32, "subpixel"),      # FCN-32s', on a narrow input
+    ((16, 64, 16, 16), (64, 64, 3, 3), 1, "as_conv2d"),     # the deconvnet's 3x3
+    ((8, 256, 13, 13), (256, 96, 5, 5), 1, "subpixel"),     # conv2d's route would be im2col's GEMM
 ])
 def test_the_dispatcher_takes_winograd_where_it_measured_faster(shape, w_shape, stride, chosen):
     x, w = td.zeros(shape), td.zeros(w_shape)
@@ -187,6 +216,8 @@ needs_workers = pytest.mark.skipif(chunk_workers(8) < 2, reason="run_chunks runs
     ("winograd", dict(stride=(2, 3), padding=(3, 1), output_padding=(1, 2)), (6, 4, 4, 6), (True, True)),
     ("winograd", dict(stride=2, padding=1), (6, 4, 4, 4), (False, True)),           # dL/dW only
     ("winograd", dict(stride=2, padding=1), (6, 4, 4, 4), (True, False)),           # dL/dx only
+    ("as_conv2d", dict(padding=1), (6, 4, 3, 3), (False, True)),
+    ("as_conv2d", dict(padding=(2, 1), groups=2), (6, 2, 3, 3), (True, False)),
 ])
 def test_many_chunks_on_the_workers_match_torch(monkeypatch, route, kwargs, w_shape, needs):
     monkeypatch.setattr(SubpixelTranspose, "chunk_bytes", 1)            # one image per chunk

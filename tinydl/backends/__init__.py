@@ -34,7 +34,7 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: ('single_tensor', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
     "conv2d": ("reference", "im2col", "pointwise", "direct", "winograd", "gy_columns", "chunked"),
-    "conv_transpose2d": ("reference", "im2col", "winograd", "subpixel", "chunked"),
+    "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
 }
 
 class _Settings(threading.local):
