@@ -496,7 +496,8 @@ class ConvolutionTranspose:
 
     @staticmethod
     def _conv2d(x, weight_shape, geometry, needs):
-        """The conv2d route the dispatcher would take for this call (not recorded), or None."""
+        """The conv2d route the dispatcher would take for this call (not recorded; chunked
+        when no other applies, never the textbook op)."""
         return next((r for r in CONV2D_ROUTES if r.applies(x, weight_shape, geometry, needs)
                      and r.wins(x, weight_shape, geometry, needs)), None)
 
@@ -515,7 +516,7 @@ class ConvolutionTranspose:
                 and _full_padding_fits(padding, kernel, dilation)):
             return False
         route = cls._conv2d(x, *cls._forward_geometry(weight_shape, geometry), (False, False, False))
-        return route is not None and route.name in cls.fast_routes
+        return route.name in cls.fast_routes
 
     wins = applies
 
@@ -529,12 +530,11 @@ class ConvolutionTranspose:
 
     @classmethod
     def backward(cls, x, weight, gy, geometry, needs):
-        # The adjoint convolution, gy -> x. Its route keeps no state from its forward (never
-        # 'pointwise': with a 1x1 kernel the forward's route is pointwise, so this one is not taken).
+        # The adjoint convolution, gy -> x, on any conv2d route (chunked takes every call). Its
+        # route keeps no state from its forward: never 'pointwise', since with a 1x1 kernel the
+        # forward's route is pointwise and this one is not taken.
         conv_geometry = (geometry[0], (1, 1)) + tuple(geometry[2:])
         route = cls._conv2d(gy, weight.shape, conv_geometry, (False, needs[1], False))
-        if route is None:                                                  # a tiny gy: subpixel's way
-            return SubpixelTranspose.backward(x, weight, gy, geometry, needs)
         gx = route.forward(gy, weight, None, conv_geometry, (False, False, False))[0] if needs[0] else None
         gw = route.backward(gy, weight, None, x, conv_geometry, (False, True, False))[1] if needs[1] else None
         return gx, gw
