@@ -103,12 +103,19 @@ def _full_padding_fits(padding, kernel, dilation):
     return max(pt, pb) <= dilation[0] * (kernel[0] - 1) and max(pl, pr) <= dilation[1] * (kernel[1] - 1)
 
 
+def full_padding(geometry):
+    """The "full" padding (top, bottom, left, right) of the convolution that is a stride-1
+    convolution's adjoint: the dilated kernel's reach less the padding, on each side."""
+    (kh, kw), _, (pt, pb, pl, pr), (dh, dw), _ = geometry
+    return dh * (kh - 1) - pt, dh * (kh - 1) - pb, dw * (kw - 1) - pl, dw * (kw - 1) - pr
+
+
 def full_convolution(weight, geometry):
     """dL/dx of a stride-1 convolution as a convolution of gy (ops/conv.py, Conv2d's
     docstring): gy's "full" padding, and W' (C, C_out/G, kh, kw) = group g's block of W,
     flipped, with its two channel axes swapped."""
-    (kh, kw), _, (pt, pb, pl, pr), (dh, dw), groups = geometry
-    full = (dh * (kh - 1) - pt, dh * (kh - 1) - pb, dw * (kw - 1) - pl, dw * (kw - 1) - pr)
+    (kh, kw), groups = geometry[0], geometry[4]
+    full = full_padding(geometry)
     c_out, c_per_group = weight.shape[:2]
     blocks = weight.reshape(groups, c_out // groups, c_per_group, kh, kw)[..., ::-1, ::-1]
     flipped = blocks.transpose(0, 2, 1, 3, 4).reshape(groups * c_per_group, c_out // groups, kh, kw)
@@ -504,10 +511,10 @@ class ConvolutionTranspose:
     @staticmethod
     def _forward_geometry(weight_shape, geometry):
         """The convolution y = conv2d(x, W'): W''s shape and its geometry."""
-        (kh, kw), _, (pt, pb, pl, pr), (dh, dw), groups = geometry
-        full = (dh * (kh - 1) - pt, dh * (kh - 1) - pb, dw * (kw - 1) - pl, dw * (kw - 1) - pr)
+        kernel, _, _, dilation, groups = geometry
         c_in, c_out_per_group = weight_shape[:2]
-        return (c_out_per_group * groups, c_in // groups, kh, kw), ((kh, kw), (1, 1), full, (dh, dw), groups)
+        return ((c_out_per_group * groups, c_in // groups) + tuple(kernel),
+                (tuple(kernel), (1, 1), full_padding(geometry), dilation, groups))
 
     @classmethod
     def applies(cls, x, weight_shape, geometry, needs):

@@ -132,6 +132,13 @@ def _g_t(e0, e1, e2, e3):
 
 
 # ---------------------------------------------------------------- the tile transforms
+@njit(inline="always")
+def _phase(size, v, shifts):
+    """Phase v of an axis of ``size`` pixels, stride len(shifts): its length Q_v and d_v."""
+    s = len(shifts)
+    return (size - v + s - 1) // s, shifts[v]
+
+
 @njit(parallel=True, cache=True)
 def _output_tiles_kernel(m, bias, th, tw, shift_h, shift_w, y):
     # m (16, K'*T), K' = (v_h, v_w, o) -> y (n, C, Ho, Wo): every Z tile A^T M A (+ bias[o]);
@@ -145,10 +152,10 @@ def _output_tiles_kernel(m, bias, th, tw, shift_h, shift_w, y):
         plane = y[n, o]
         b = bias[o]
         for vh in range(sh):
-            qh_len, dh = (Ho - vh + sh - 1) // sh, shift_h[vh]
+            qh_len, dh = _phase(Ho, vh, shift_h)
             for vw in range(sw):
-                qw_len, dw = (Wo - vw + sw - 1) // sw, shift_w[vw]
-                t0 = ((vh * sw + vw) * C + o) * T + n * th * tw
+                qw_len, dw = _phase(Wo, vw, shift_w)
+                t0 = ((vh * sw + vw) * C + o) * T + n * th * tw          # the phase's first tile
                 for ti in range(th):
                     for tj in range(tw):
                         t = np.uint64(t0 + ti * tw + tj)
@@ -195,10 +202,10 @@ def _grad_tiles_kernel(gy, th, tw, shift_h, shift_w, mg):
         o = task - n * C
         plane = gy[n, o]
         for vh in range(sh):
-            qh_len, dh = (Ho - vh + sh - 1) // sh, shift_h[vh]
+            qh_len, dh = _phase(Ho, vh, shift_h)
             for vw in range(sw):
-                qw_len, dw = (Wo - vw + sw - 1) // sw, shift_w[vw]
-                t0 = ((vh * sw + vw) * C + o) * T + n * th * tw
+                qw_len, dw = _phase(Wo, vw, shift_w)
+                t0 = ((vh * sw + vw) * C + o) * T + n * th * tw          # the phase's first tile
                 for ti in range(th):
                     qh = 3 * ti - dh
                     for tj in range(tw):
