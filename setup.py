@@ -25,5 +25,5 @@ setup(
         "dev": TRAIN + DIST + ["pytest>=7", "torch==2.13.0", "hypothesis>=6.100",
                                "opencv-contrib-python-headless>=4.8"],
     },
-    entry_points={"console_scripts": ["tinydl=tinydl.cli:main"]},
+    entry_points={"console_scripts": ["tinydl=tinydl.cli:console_main"]},
 )

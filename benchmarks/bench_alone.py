@@ -123,9 +123,11 @@ def main(argv=None):
                         help="another tinydl checkout (say, a worktree of the commit before a change), "
                              "timed in the same rounds: its times and the ratio this / that")
     parser.add_argument("--only", metavar="TEXT", help="only the rows whose name contains TEXT")
-    parser.add_argument("--wide-vectors", action="store_true",
-                        help="tinydl's children with NUMBA_CPU_FEATURES=td.backends.cpu.wide_vector_features() "
-                             "(512-bit vectors on Intel's AVX-512 cores; see tinydl/backends/cpu.py)")
+    parser.add_argument("--wide-vectors", choices=("auto", "on", "off"), default="auto",
+                        help="NUMBA_CPU_FEATURES=td.backends.cpu.wide_vector_features() for tinydl's child: "
+                             "'auto' where the tinydl command sets it (Intel's AVX-512 cores; see "
+                             "tinydl/backends/cpu.py), 'on' wherever there is AVX-512, 'off' never. "
+                             "An --against child runs as the tinydl command does")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -137,13 +139,15 @@ def main(argv=None):
     if args.against:
         children["against"] = [sys.executable, os.path.join(args.against, "benchmarks", "bench_alone.py"),
                                "--child", "tinydl"] + only
-    envs = {lib: None for lib in children}                    # None: this process's environment
-    if args.wide_vectors:                                     # `--wide-vectors --against .`: with / without
-        from tinydl.backends.cpu import wide_vector_features
-        features = wide_vector_features()
-        print("NUMBA_CPU_FEATURES for tinydl's children:",
-              "(no AVX-512: unchanged)" if features is None else "the host's, -prefer-256-bit")
+    from tinydl.backends.cpu import wide_vector_environment, wide_vector_features
+    as_the_command = wide_vector_environment()                # None: this process's environment
+    envs = {lib: as_the_command for lib in children}
+    envs["torch"] = None
+    if args.wide_vectors != "auto":                           # `--wide-vectors off --against .`: without / with
+        features = wide_vector_features() if args.wide_vectors == "on" else None
         envs["tinydl"] = None if features is None else {**os.environ, "NUMBA_CPU_FEATURES": features}
+    print("NUMBA_CPU_FEATURES for tinydl's child:",
+          "the host's, -prefer-256-bit" if envs["tinydl"] else "unchanged (Numba's own for this CPU)")
     best = {lib: {} for lib in children}
     order = list(children.items())
     for r in range(args.rounds):

@@ -104,12 +104,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.only)
+    from tinydl.backends.cpu import wide_vector_environment
+    envs = {"tinydl": wide_vector_environment(), "torch": None}      # tinydl's as the tinydl command runs
     best = {"tinydl": {}, "torch": {}}
     for r in range(args.rounds):
         for lib in (("tinydl", "torch") if r % 2 == 0 else ("torch", "tinydl")):     # each first in turn
             command = [sys.executable, os.path.abspath(__file__), "--child", lib]
             command += ["--only", args.only] if args.only else []
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=envs[lib])
             for key, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 best[lib][key] = min(t, best[lib].get(key, float("inf")))
     rows = []

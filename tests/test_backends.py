@@ -108,15 +108,7 @@ def test_tune_reports_what_it_set():
     assert settings["chunk_workers"] is True and settings["threads"] >= 1
 
 
-_AXPY = """
-import numba
-@numba.njit(cache=False)
-def axpy(a, x, y):
-    for i in range(x.size):
-        y[i] += a * x[i]
-axpy.compile("(float32, float32[::1], float32[::1])")
-print("".join(axpy.inspect_asm().values()).count("zmm"))
-"""
+_PROBE = "import tinydl; print(tinydl.backends.cpu.numba_uses_wide_vectors())"
 
 
 def test_wide_vector_features_give_a_sapphire_rapids_kernel_512_bit_vectors():
@@ -127,14 +119,28 @@ def test_wide_vector_features_give_a_sapphire_rapids_kernel_512_bit_vectors():
         pytest.skip("no AVX-512 on this CPU")
     assert "+avx512f" in features.split(",") and features.endswith(",-prefer-256-bit")
 
-    def zmm_lines(**extra_env):
+    def wide(**extra_env):
         env = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
         env.update(NUMBA_CPU_NAME="sapphirerapids", NUMBA_DISABLE_CACHE="1", **extra_env)
-        done = subprocess.run([sys.executable, "-c", _AXPY], env=env, capture_output=True, text=True, check=True)
-        return int(done.stdout.split()[-1])
+        done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
+        return {"True": True, "False": False}[done.stdout.split()[-1]]
 
-    assert zmm_lines(NUMBA_CPU_FEATURES=features) > 0
-    print("zmm lines with LLVM's own tuning:", zmm_lines())          # 0 with Numba 0.68
+    assert not wide() and wide(NUMBA_CPU_FEATURES=features)
+
+
+def test_wide_vector_environment_only_where_it_widens_numbas_vectors(monkeypatch):
+    cpu = td.backends.cpu
+    monkeypatch.setattr(cpu, "wide_vector_features", lambda: "+avx512f,-prefer-256-bit")
+    monkeypatch.setattr(cpu, "numba_uses_wide_vectors", lambda: False)          # as on an Intel core
+    assert cpu.wide_vector_environment({"PATH": "/bin"}) == {"PATH": "/bin",
+                                                             "NUMBA_CPU_FEATURES": "+avx512f,-prefer-256-bit"}
+    for chosen in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME"):                       # the user's choice stands
+        assert cpu.wide_vector_environment({chosen: "x"}) is None
+    monkeypatch.setattr(cpu, "numba_uses_wide_vectors", lambda: True)           # as on Zen 4
+    assert cpu.wide_vector_environment({}) is None
+    monkeypatch.setattr(cpu, "wide_vector_features", lambda: None)              # no AVX-512
+    monkeypatch.setattr(cpu, "numba_uses_wide_vectors", lambda: False)
+    assert cpu.wide_vector_environment({}) is None
 
 
 def test_routes_give_the_same_training_step():

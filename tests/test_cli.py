@@ -3,6 +3,9 @@ import argparse
 import csv
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -309,6 +312,24 @@ def test_summary_command(capsys):
     assert "61,706" in out and "features.0" in out
     assert cli.main(["summary", "seed_cnn"]) == 0
     assert "input 1x28x28" in capsys.readouterr().out
+
+
+def _as_on_intel_avx512(*argv):
+    """Output lines of the tinydl command started as on an Intel AVX-512 core (see the script)."""
+    script = pathlib.Path(__file__).parent / "_dist_scripts" / "as_on_intel_avx512.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    done = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_train_starts_itself_again_with_wide_vectors_on_an_intel_avx512_core(tmp_path):
+    lines = _as_on_intel_avx512("train", "--out", str(tmp_path / "run"), "--epochs", "1", *TINY)
+    first, again = (line.split(": ") for line in lines[:2])
+    assert first[0] == again[0] and (first[1], again[1]) == ("NUMBA_CPU_FEATURES unset", "NUMBA_CPU_FEATURES set")
+    assert lines[-1].startswith("final test accuracy")
+    assert _as_on_intel_avx512("list")[0].endswith("unset") and "mlp" in _as_on_intel_avx512("list")  # no restart
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):

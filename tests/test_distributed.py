@@ -197,6 +197,18 @@ def test_cli_distributed_run_reports_once_writes_one_checkpoint_and_resumes(tmp_
     assert code == 2 and err.count("\n") == 1 and "run on 2 process(es), this one has 1" in err, err
 
 
+def test_cli_restarted_with_wide_vectors_keeps_its_mpi_ranks(tmp_path):
+    """On an Intel AVX-512 core each rank of ``mpiexec -n 2 tinydl train`` starts itself
+    again (console_main): the same process, so the job goes on with both ranks."""
+    code, out = run_mpi(2, [SCRIPTS / "as_on_intel_avx512.py", "train", "--distributed", "--out", tmp_path / "run",
+                            "--epochs", "1", *TINY])
+    assert code == 0, out
+    starts = sorted(line for line in out.splitlines() if line.startswith("process"))
+    assert len(starts) == 4 and len({line.split(":")[0] for line in starts}) == 2, out
+    assert sum(line.endswith("set") and not line.endswith("unset") for line in starts) == 2, out
+    assert "data-parallel on 2 processes (mpi)" in out and out.count("final test accuracy") == 1, out
+
+
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_stops_the_job_and_the_last_checkpoint_loads(tmp_path, how):
     """Rank 1 fails in epoch 2 while rank 0 waits for it in a collective: the job must end

@@ -754,5 +754,19 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def console_main():
+    """The ``tinydl`` command (and ``python -m tinydl.cli``): ``main()``, which the tests
+    call in-process. ``train`` on an Intel AVX-512 core first starts the same command
+    again with wider vectors for Numba's kernels (td.backends.cpu.wide_vector_environment):
+    Numba fixes its CPU features when ``import tinydl`` decorates them, so only a new
+    process can have them. The same process id, so mpiexec keeps its ranks."""
+    if sys.argv[1:2] == ["train"]:
+        from .backends.cpu import wide_vector_environment
+        environment = wide_vector_environment()
+        if environment is not None:
+            os.execve(sys.executable, sys.orig_argv, environment)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -28,16 +28,18 @@ One setting cannot wait for ``tune()``: Numba fixes its target's CPU features wh
 first function is decorated, which ``import tinydl`` does. On Intel's AVX-512 server
 cores (Skylake-X to Sapphire Rapids) LLVM's tuning for the CPU prefers 256-bit vectors,
 so every Numba kernel uses ymm registers, half the width OpenBLAS and oneDNN use there
-(``wide_vector_features()``'s docstring shows how to check). Setting
-``NUMBA_CPU_FEATURES`` to ``wide_vector_features()`` before Python starts lifts that
-preference; ``benchmarks/bench_alone.py --wide-vectors`` measures what it is worth.
+(``wide_vector_features()``'s docstring shows how to check). ``NUMBA_CPU_FEATURES`` set
+to ``wide_vector_features()`` before Python starts lifts that preference: the ``tinydl``
+command starts itself again with it where that widens Numba's vectors
+(``wide_vector_environment()``); a script can be started so too (docs/performance.md);
+``benchmarks/bench_alone.py --wide-vectors off --against .`` measures what it is worth.
 """
 import ctypes
 import ctypes.util
 import os
 import sys
 
-__all__ = ["tune", "is_tuned", "wide_vector_features"]
+__all__ = ["tune", "is_tuned", "wide_vector_features", "numba_uses_wide_vectors", "wide_vector_environment"]
 
 _tuned = {}
 
@@ -105,6 +107,35 @@ def wide_vector_features():
     if not features.get("avx512f"):
         return None
     return features.flatten() + ",-prefer-256-bit"
+
+
+def numba_uses_wide_vectors():
+    """Do Numba's loops use 512-bit (zmm) registers in this process? Compiles a
+    y[i] += a * x[i] loop and reads its assembly (about 0.1 s)."""
+    import numba
+
+    @numba.njit(cache=False)
+    def axpy(a, x, y):
+        for i in range(x.size):
+            y[i] += a * x[i]
+    signature = (numba.float32, numba.float32[::1], numba.float32[::1])
+    axpy.compile(signature)
+    return "zmm" in axpy.inspect_asm(signature)
+
+
+def wide_vector_environment(environ=None):
+    """``environ`` (default: this process's) with ``NUMBA_CPU_FEATURES`` set to
+    ``wide_vector_features()``, for a new process, where that gives Numba wider vectors
+    than it has here: on Intel's AVX-512 cores. None where it would change nothing: the
+    user chose ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME``, the CPU has no AVX-512, or
+    Numba already uses zmm registers (AMD's Zen 4)."""
+    environ = dict(os.environ if environ is None else environ)
+    if "NUMBA_CPU_FEATURES" in environ or "NUMBA_CPU_NAME" in environ:
+        return None
+    features = wide_vector_features()
+    if features is None or numba_uses_wide_vectors():
+        return None
+    return {**environ, "NUMBA_CPU_FEATURES": features}
 
 
 def is_tuned():
