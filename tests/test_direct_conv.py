@@ -43,7 +43,7 @@ def _forward_backward(lib, functional, x, w, b, g, x_needs_grad=True, **kwargs):
 
 CASES = [
     (dict(), (3, 1, 32, 32), (6, 1, 5, 5)),                      # LeNet's first layer; 25 taps
-    (dict(padding=1), (2, 32, 9, 11), (32, 32, 3, 3)),           # the widest layer that goes direct
+    (dict(padding=1), (1, 32, 9, 11), (32, 32, 3, 3)),           # the widest that goes direct (30 tiles)
     (dict(padding=1), (2, 3, 7, 6), (5, 3, 3, 3)),               # odd C_out: a half-empty pass
     (dict(), (1, 1, 7, 5), (2, 1, 3, 3)),                        # one image, 9 taps (not a multiple of 4)
     (dict(padding=(2, 1), dilation=(2, 3)), (2, 3, 9, 10), (3, 3, 3, 2)),

@@ -216,7 +216,10 @@ def test_real_layer_in_float32_against_torch():
     (14, dict(padding=1), (64, 64, 3, 3), np.float32, "winograd"),     # 49 tiles
     (14, dict(padding=1), (64, 64, 3, 3), np.float64, "winograd"),
     (14, dict(padding=2), (40, 48, 3, 3), np.float32, "winograd"),
+    (14, dict(padding=1), (32, 32, 3, 3), np.float32, "winograd"),     # from 32 channels on
     (14, dict(padding=1), (16, 16, 3, 3), np.float32, "direct"),       # few channels: direct
+    (14, dict(padding=1), (32, 24, 3, 3), np.float32, "direct"),
+    (8, dict(padding=1), (32, 32, 3, 3), np.float32, "direct"),        # 16 tiles: too few
     (14, dict(padding=1), (64, 16, 3, 3), np.float32, None),           # GEMMs over 16 channels: no
     (14, dict(padding=1, stride=2), (64, 64, 3, 3), np.float32, None),
     (14, dict(padding=1, dilation=2), (64, 64, 3, 3), np.float32, None),

@@ -33,7 +33,7 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: kernels/conv.py. Max pooling and batch norm ('reference', 'numba', 'cuda') and SGD
 #: ('single_tensor', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
-    "conv2d": ("reference", "im2col", "pointwise", "direct", "winograd", "gy_columns", "chunked"),
+    "conv2d": ("reference", "im2col", "pointwise", "winograd", "direct", "gy_columns", "chunked"),
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
 }
 

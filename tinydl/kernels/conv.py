@@ -271,6 +271,7 @@ class Winograd:
     chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
     chunk_tiles = 512              # ... but at least this many tiles (a narrow GEMM rereads U)
     min_tiles = 48                 # in the batch; with fewer, U's and dU's passes cost more than is saved
+    min_channels = 32              # in and out; with fewer, Direct is faster
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -280,11 +281,12 @@ class Winograd:
 
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
-        """Where Direct does not: from 40 channels on it beat gy_columns and direct 1.3-2x
-        (one thread); at 32, direct was faster. And with enough tiles in the batch: at 32
-        tiles (256 or 512 channels) it was 0-10% slower than gy_columns, at 49 30% faster."""
+        """From 32 channels on: at 32 its forward + backward took 0.50-0.96x direct's time
+        (8x8 to 56x56 planes, batch 8 to 128, two threads), at 16 1.2-1.5x; from 40 on it
+        beat gy_columns and direct 1.3-2x. And with enough tiles in the batch: at 32 tiles
+        (256 or 512 channels) it was 0-10% slower than gy_columns, at 49 30% faster."""
         th, tw = winograd.tile_counts(conv_output_size(x.shape[2:], (3, 3), 1, geometry[2]))
-        return min(weight_shape[:2]) > Direct.max_channels and x.shape[0] * th * tw >= cls.min_tiles
+        return min(weight_shape[:2]) >= cls.min_channels and x.shape[0] * th * tw >= cls.min_tiles
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
@@ -734,7 +736,7 @@ class SubpixelTranspose:
 
 
 # ---------------------------------------------------------------- the dispatcher
-CONV2D_ROUTES = (Pointwise, Direct, Winograd, GyColumns, Chunked)        # in order of preference
+CONV2D_ROUTES = (Pointwise, Winograd, Direct, GyColumns, Chunked)        # in order of preference
 CONV_TRANSPOSE2D_ROUTES = (WinogradTranspose, ConvolutionTranspose, SubpixelTranspose, ChunkedTranspose)
 
 
