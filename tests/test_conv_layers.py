@@ -197,15 +197,16 @@ def test_a_retained_graph_survives_other_forwards():
     (dict(padding=(2, 0), dilation=(2, 3)), (2, 3, 9, 10), (2, 3, 3, 3)),
     (dict(padding="same"), (2, 3, 7, 8), (4, 3, 4, 4)),                   # asymmetric padding
     (dict(padding=(0, 2)), (2, 2, 5, 6), (3, 2, 3, 2)),                   # pad > k-1: no full convolution
-    (dict(padding=1, stride=(1, 2)), (2, 2, 5, 6), (3, 2, 3, 3)),         # strided: the im2col routes
-], ids=["3x3_pad1", "no_pad", "dilated", "same_even", "pad_beyond_kernel", "strided"])
+    (dict(padding=1, stride=(1, 2)), (2, 2, 5, 6), (3, 2, 3, 3)),         # strided: im2col's and direct
+    (dict(padding=(0, 2), stride=2, dilation=(1, 3)), (2, 2, 9, 11), (3, 2, 3, 2)),
+], ids=["3x3_pad1", "no_pad", "dilated", "same_even", "pad_beyond_kernel", "strided", "strided_dilated"])
 @pytest.mark.parametrize("x_needs_grad", [True, False], ids=["dx", "no_dx"])
 def test_backward_routes_match_torch(route, kwargs, x_shape, w_shape, x_needs_grad):
     """Every route of Conv2d gives torch's output and gradients (float64, random upstream
-    gradient), and runs where it applies: gy's columns and the direct kernels only for
-    stride 1 and, when x needs a gradient, padding no wider than the dilated kernel;
-    Winograd's only for 3x3, stride 1, no dilation, padding up to 2; elsewhere the usual
-    choice runs."""
+    gradient), and runs where it applies: gy's columns only for stride 1 and, when x needs
+    a gradient, padding no wider than the dilated kernel; the direct kernels for stride 1
+    there, and for any stride (its dL/dx is then chunked's); Winograd's only for 3x3,
+    stride 1, no dilation, padding up to 2; elsewhere the usual choice runs."""
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     xo, xt = td.tensor(x, requires_grad=x_needs_grad), torch.tensor(x, requires_grad=x_needs_grad)
@@ -225,7 +226,7 @@ def test_backward_routes_match_torch(route, kwargs, x_shape, w_shape, x_needs_gr
     stride_1 = kwargs.get("stride", 1) == 1
     padding_allowed = kwargs.get("padding") != (0, 2) or not x_needs_grad
     applies = {"gy_columns": stride_1 and padding_allowed and x_needs_grad,
-               "direct": stride_1 and padding_allowed,
+               "direct": padding_allowed or not stride_1,
                "winograd": w_shape[2:] == (3, 3) and stride_1 and "dilation" not in kwargs}.get(route, True)
     assert (taken == [("conv2d", route)]) == applies, taken
 

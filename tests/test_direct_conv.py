@@ -91,25 +91,64 @@ def test_non_contiguous_input_and_float32(monkeypatch):
     assert calls == ["conv2d_direct", "conv2d_direct", "conv2d_direct_weight_grad"]
 
 
+STRIDED = [
+    (dict(stride=2, padding=1), (2, 5, 9, 11), (6, 5, 3, 3)),             # odd sizes: unequal phases
+    (dict(stride=(1, 2), padding=(1, 0)), (2, 3, 7, 10), (5, 3, 3, 3)),
+    (dict(stride=(3, 2), padding=(2, 1), dilation=(2, 1)), (1, 3, 13, 10), (4, 3, 5, 4)),
+    (dict(stride=3), (2, 3, 7, 7), (2, 3, 2, 2)),                         # stride > kernel: unread pixels
+    (dict(stride=(2, 3), padding=(1, 2)), (2, 3, 9, 14), (4, 3, 3, 5)),   # padding 2 on three phases
+    (dict(stride=2, padding=2, dilation=3, groups=6), (2, 6, 11, 11), (6, 1, 3, 3)),   # depthwise, dilated
+    (dict(stride=2, padding=1, groups=2), (2, 8, 10, 10), (8, 4, 3, 3)),  # four outputs per group per pass
+    (dict(stride=2, padding=3), (2, 3, 20, 20), (8, 3, 7, 7)),            # a 7x7 stem
+]
+
+
+@pytest.mark.usefixtures("forced_route_runs")
+@pytest.mark.parametrize("kwargs, x_shape, w_shape", STRIDED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_strided_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shape, dtype):
+    """The phase planes (kernels/direct_conv.py) on strides, dilations and groups: y and dL/dW
+    from the direct kernels, dL/dx from chunked's, all as torch's (a random upstream gradient)."""
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(12)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1]))
+    g = rng.standard_normal(torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), **kwargs).shape).astype(dtype)
+    with td.backends.route(conv2d="direct"):
+        ours = _forward_backward(td, F, x, w, b, g, **kwargs)
+    theirs = _forward_backward(torch, torch.nn.functional, x, w, b, g, **kwargs)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for name, a, t in zip(["y", "dx", "dw", "db"], ours, theirs):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, t, rtol=tol, atol=tol, err_msg=name)
+    assert calls == ["conv2d_direct", "conv2d_direct_weight_grad"]
+
+
 @pytest.mark.parametrize("kwargs, x_shape, w_shape, x_needs_grad, direct", [
     (dict(padding=1), (2, 32, 6, 6), (32, 32, 3, 3), True, True),
     (dict(padding=1), (2, 4, 6, 6), (33, 4, 3, 3), True, False),          # too many output channels
     (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), True, False),         # dL/dx would have 33 outputs ...
     (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), False, True),         # ... unless x needs none
-    (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided
+    (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided, 3x3 planes
+    (dict(stride=2, padding=1), (2, 16, 32, 32), (32, 16, 3, 3), True, True),   # ResNet-20's 16->32
+    (dict(stride=2, padding=1), (2, 32, 16, 16), (64, 32, 3, 3), True, False),  # 8x8 planes
+    (dict(stride=2, padding=3), (1, 3, 32, 32), (64, 3, 7, 7), False, True),    # ResNet-50's stem
+    (dict(stride=2, padding=1), (1, 33, 32, 32), (8, 33, 3, 3), False, False),  # 33 inputs
+    (dict(stride=2, padding=1), (1, 4, 32, 32), (65, 4, 3, 3), False, False),   # 65 outputs
     (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, True),             # grouped
     (dict(groups=2), (2, 4, 6, 6), (66, 2, 3, 3), True, False),           # 33 outputs per group
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, False),           # padding beyond the kernel ...
     (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, True),           # ... matters only for dL/dx
-], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided", "grouped", "grouped_33_out", "wide_pad",
-                             "wide_pad_no_dx"])
+], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided_small", "strided", "strided_8x8",
+        "strided_stem", "strided_33_in", "strided_65_out", "grouped", "grouped_33_out", "wide_pad",
+        "wide_pad_no_dx"])
 def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_grad, direct):
     calls = _spy(monkeypatch)
     rng = np.random.default_rng(9)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     y = F.conv2d(td.tensor(x, requires_grad=x_needs_grad), td.tensor(w, requires_grad=True), **kwargs)
     y.backward(td.tensor(rng.standard_normal(y.shape)))
-    expected = ["conv2d_direct"] + ["conv2d_direct"] * x_needs_grad + ["conv2d_direct_weight_grad"]
+    strided = kwargs.get("stride", 1) != 1                          # dL/dx: chunked's GEMM + col2im
+    expected = ["conv2d_direct"] + ["conv2d_direct"] * (x_needs_grad and not strided) + ["conv2d_direct_weight_grad"]
     assert calls == (expected if direct else [])
 
 

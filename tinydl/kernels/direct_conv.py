@@ -34,20 +34,37 @@ pairs of arrays for overlap before it vectorises a loop with more rows and taps
 GFLOP/s, four x two 52-75, four x four 45-70, three x six 40-55, eight x four 32-44).
 The valid positions of acc (j < Wo in every row) are then copied into y.
 
+Strides: phase planes
+---------------------
+With stride s (along both axes, say), output pixel (r, j) reads padded row
+r*s + a for a tap at row offset a = i*dh. Write a = s*(a // s) + a % s: it is
+row r + a // s of the plane of the padded rows whose number is a % s modulo s,
+a "phase plane". So split every padded channel into its s*s phase planes
+(hq = ceil(hp / s) rows, wq columns; the copy into the plane does it) and the
+tap reads phase plane (a % s, b % s) at a shift of (a // s, b // s) with stride
+1: the wide rows and the passes above run unchanged, with
+
+    off(c, i, jj) = ((c*s + a % s)*s + b % s)*hq*wq + (a // s)*wq + b // s.
+
+No tap is added and none is wasted (unlike one stride-1 convolution over the
+phases as channels, which pads a 3x3 kernel to 2x2 on each of 4 phases: 16 taps).
+
 Backward
 --------
 dL/dx is itself a stride-1 convolution: of gy, padded to the "full" size, with
 the kernel flipped and its channel axes swapped (derived in ops/conv.py,
 Conv2d's docstring), so ``conv2d_direct`` computes it too. dL/dW is, on the same
 wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
-plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``.
+plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``, for
+any stride. (A strided layer's dL/dx is left to the GEMM and col2im: its phases
+are convolutions of few taps each, and they ran 1.7x slower; kernels/conv.py.)
 
 Groups: output o reads only its group's C/groups channels, so its taps' offsets
 start at that group's first plane. Four outputs share a pass (and their loads)
 when they are in the same group; otherwise (depthwise convolutions: one output
 per group) a pass takes one output.
 
-Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for stride-1
+Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for
 convolutions with few channels per group. The sums run in another order than
 the GEMM's, so results agree with the im2col path to rounding, not bit for bit;
 the tests compare both with PyTorch. Its NumPy reference is the textbook op
@@ -64,26 +81,30 @@ TAPS_PER_PASS = 3        # the passes below are written out for three taps ...
 OUTPUTS_PER_PASS = 4     # ... and four output channels
 
 
-def _geometry(x_shape, weight_shape, padding, dilation):
-    """Padded plane (hp, wp), output (ho, wo), and the taps' offsets (T rounded up to
-    a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with weight 0)."""
-    return _plane_geometry(tuple(x_shape[2:]), tuple(weight_shape[1:]), tuple(padding), tuple(dilation))
+def _geometry(x_shape, weight_shape, padding, dilation, stride=(1, 1)):
+    """A phase plane's size (hq, wq), the output's (ho, wo), and the taps' offsets (T
+    rounded up to a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with
+    weight 0)."""
+    return _plane_geometry(tuple(x_shape[2:]), tuple(weight_shape[1:]), tuple(padding), tuple(dilation),
+                           tuple(stride))
 
 
 @functools.lru_cache(maxsize=256)    # a layer asks again every step: the offsets are built once
-def _plane_geometry(hw, weight_taps, padding, dilation):
+def _plane_geometry(hw, weight_taps, padding, dilation, stride):
     h, w = hw
     c, kh, kw = weight_taps                          # c = C/groups: the channels one output reads
     pt, pb, pl, pr = padding
-    dh, dw = dilation
+    (dh, dw), (sh, sw) = dilation, stride
     hp, wp = h + pt + pb, w + pl + pr
-    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+    hq, wq = -(-hp // sh), -(-wp // sw)              # each of a channel's sh*sw phase planes
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    a, b = np.arange(kh) * dh, np.arange(kw) * dw    # tap (i, jj) reads padded row r*sh + a[i] ...
+    phase = (np.arange(c)[:, None, None] * sh + a[None, :, None] % sh) * sw + b[None, None, :] % sw
     t = c * kh * kw
     offsets = np.zeros(_round_up(t, TAPS_PER_PASS), dtype=np.int64)
-    offsets[:t] = (np.arange(c)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
-                   + np.arange(kw)[None, None, :] * dw).reshape(-1)
+    offsets[:t] = (phase * (hq * wq) + (a[None, :, None] // sh) * wq + b[None, None, :] // sw).reshape(-1)
     offsets.flags.writeable = False                  # shared by every call with this geometry
-    return (hp, wp), (ho, wo), offsets
+    return (hq, wq), (ho, wo), offsets
 
 
 @njit(inline="always")
@@ -125,14 +146,21 @@ def _run(kernel, shares, *args):
 
 
 @njit(inline="always")
-def _copy_into_padded(plane, x, n, pt, pl, hp, wp):
-    """Image n of x (N, C, H, W) into the interior of plane (C*hp*wp,), whose borders
-    hold zeros (the padding) from its allocation and are never written."""
+def _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw):
+    """Image n of x (N, C, H, W), padded, into plane (C*sh*sw*hq*wq,) as its phase planes:
+    padded pixel (a, b) of channel c goes to plane (c*sh + a % sh)*sw + b % sw, at row
+    a // sh, column b // sw. With stride 1, one plane per channel: the padded image. The
+    padding's places hold zeros from the plane's allocation and are never written."""
     _, C, H, W = x.shape
     x_flat = x.reshape(-1)
     for c in range(C):
         for r in range(H):
-            gather_flat(plane, (c * hp + r + pt) * wp + pl, x_flat, ((n * C + c) * H + r) * W, W, 1)
+            a = r + pt
+            row = (c * sh + a % sh) * sw * hq * wq + (a // sh) * wq
+            for phase in range(sw):                  # x's columns first, first + sw, ... land in it
+                first = (phase - pl) % sw
+                gather_flat(plane, row + phase * hq * wq + (first + pl) // sw, x_flat,
+                            ((n * C + c) * H + r) * W + first, (W - first + sw - 1) // sw, sw)
 
 
 @njit(inline="always")
@@ -150,9 +178,9 @@ def _outputs_per_pass(c_out, groups):
 
 
 @njit(inline="always")
-def _group_base(o, c_out, c, groups, hp, wp):
-    """Where the channels that output o reads start in the padded image."""
-    return (o // (c_out // groups)) * (c // groups) * hp * wp
+def _group_base(o, c_out, c, groups, channel_size):
+    """Where the channels that output o reads start in the plane (channel_size each)."""
+    return (o // (c_out // groups)) * (c // groups) * channel_size
 
 
 # ---------------------------------------------------------------- forward
@@ -192,23 +220,24 @@ def _three_taps_one_output(acc, plane, base, offsets, w, t, n):
 
 # fastmath "contract": multiply-adds become fused FMA instructions.
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, y):
+def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hq, wq, sh, sw, groups, y):
     # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to a
     # multiple of 4, T rounded up to a multiple of 3): W reshaped, zero-padded; offsets (T,):
     # off(c, i, jj) of each tap within its group's channels (0 for the padding
-    # taps); bias rounded up like taps.
+    # taps); bias rounded up like taps. Stride (sh, sw): phase planes of hq x wq.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
+    span = _round_up((Ho - 1) * wq + Wo, _VECTOR_LOOP)
     y_flat = y.reshape(-1)
+    channel_size = sh * sw * hq * wq
     for share in prange(shares):                     # one share of the images per thread
-        plane = _aligned_zeros(C * hp * wp + _VECTOR_LOOP, x.dtype)     # the borders stay 0: the padding
+        plane = _aligned_zeros(C * channel_size + _VECTOR_LOOP, x.dtype)    # the borders stay 0: the padding
         acc = _aligned_rows(4, span, x.dtype)
         step = _outputs_per_pass(c_out, groups)
         for n in range(share * N // shares, (share + 1) * N // shares):
-            _copy_into_padded(plane, x, n, pt, pl, hp, wp)
+            _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw)
             for o in range(0, c_out, step):
-                base = _group_base(o, c_out, C, groups, hp, wp)
+                base = _group_base(o, c_out, C, groups, channel_size)
                 for k in range(step):
                     fill_flat(acc[k], 0, span, bias[o + k])
                 for t in range(0, taps.shape[1], 3):
@@ -218,17 +247,17 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hp, wp, groups, 
                         _three_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
                 for k in range(min(step, c_out - o)):
                     for r in range(Ho):
-                        gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wp, Wo, 1)
+                        gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wq, Wo, 1)
 
 
-def conv2d_direct(x, weight, bias, padding, dilation, groups=1):
-    """y = conv2d(x, weight) + bias with stride 1, on the CPU with Numba.
+def conv2d_direct(x, weight, bias, padding, dilation, groups=1, stride=(1, 1)):
+    """y = conv2d(x, weight) + bias, on the CPU with Numba.
 
     ``x`` (N, C, H, W), ``weight`` (C_out, C/groups, kh, kw), ``bias`` (C_out,) or
-    None, ``padding`` (top, bottom, left, right), ``dilation`` (dh, dw); float32
-    or float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
+    None, ``padding`` (top, bottom, left, right), ``dilation`` (dh, dw), ``stride``
+    (sh, sw); float32 or float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
     n, c_out, t = x.shape[0], weight.shape[0], weight[0].size
-    (hp, wp), (ho, wo), offsets = _geometry(x.shape, weight.shape, padding, dilation)
+    (hq, wq), (ho, wo), offsets = _geometry(x.shape, weight.shape, padding, dilation, stride)
     rows = _round_up(c_out, OUTPUTS_PER_PASS)
     taps = np.zeros((rows, offsets.size), dtype=x.dtype)
     taps[:c_out, :t] = weight.reshape(c_out, t)
@@ -239,7 +268,7 @@ def conv2d_direct(x, weight, bias, padding, dilation, groups=1):
     # A multiply-add costs about an eighth of what one element costs the
     # memory-bound kernels that PARALLEL_MIN_SIZE was measured on.
     _run(_direct_conv_kernel, _shares(n * c_out * ho * wo * t // 8, n),
-         np.ascontiguousarray(x), taps, offsets, b, padding[0], padding[2], hp, wp, groups, y)
+         np.ascontiguousarray(x), taps, offsets, b, padding[0], padding[2], hq, wq, stride[0], stride[1], groups, y)
     return y
 
 
@@ -294,25 +323,26 @@ def _three_taps_one_output_dot(g, plane, base, offsets, t, n, out):
 
 # fastmath: "reassoc" lets LLVM vectorise the dot products' sums, "contract" fuses the multiply-adds.
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, gw_shares):
+def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hq, wq, sh, sw, groups, gw_shares):
     # gw_shares (shares, C_out rounded up to a multiple of 4, T rounded up to a multiple of 3),
     # zeros: one partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    span = _round_up((Ho - 1) * wp + Wo, _VECTOR_LOOP)
+    span = _round_up((Ho - 1) * wq + Wo, _VECTOR_LOOP)
     gy_flat = gy.reshape(-1)
+    channel_size = sh * sw * hq * wq
     for share in prange(shares):
-        plane = _aligned_zeros(C * hp * wp + _VECTOR_LOOP, x.dtype)
+        plane = _aligned_zeros(C * channel_size + _VECTOR_LOOP, x.dtype)
         wide = _aligned_rows(gw_shares.shape[1], span, x.dtype)     # gy on the wide rows: 0 where j >= Wo
         gw = gw_shares[share]
         for n in range(share * N // shares, (share + 1) * N // shares):
-            _copy_into_padded(plane, x, n, pt, pl, hp, wp)
+            _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw)
             for o in range(c_out):
                 for r in range(Ho):
-                    gather_flat(wide[o], r * wp, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
+                    gather_flat(wide[o], r * wq, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
             step = _outputs_per_pass(c_out, groups)
             for o in range(0, c_out, step):
-                base = _group_base(o, c_out, C, groups, hp, wp)
+                base = _group_base(o, c_out, C, groups, channel_size)
                 for t in range(0, gw.shape[1], 3):
                     if step == OUTPUTS_PER_PASS:
                         _three_taps_four_outputs_dot(wide, plane, base, offsets, t, span, gw, o)
@@ -320,7 +350,7 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hp, wp, groups, g
                         _three_taps_one_output_dot(wide[o], plane, base, offsets, t, span, gw[o])
 
 
-def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
+def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1, stride=(1, 1)):
     """dL/dW of ``conv2d_direct`` for the upstream gradient ``gy`` (N, C_out, Ho, Wo):
 
         dL/dW[o, c, i, jj] = sum_{n, r, j} gy[n, o, r, j] * xpad[n, c, r + i*dh, j + jj*dw]
@@ -333,9 +363,9 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1):
     c_out = gy.shape[1]
     kh, kw = kernel_size
     t = c * kh * kw
-    (hp, wp), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation)
+    (hq, wq), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation, stride)
     shares = _shares(gy.size * t // 8, n)
     gw = np.zeros((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
-    _run(_direct_weight_grad_kernel, shares,
-         np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets, padding[0], padding[2], hp, wp, groups, gw)
+    _run(_direct_weight_grad_kernel, shares, np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets,
+         padding[0], padding[2], hq, wq, stride[0], stride[1], groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)
