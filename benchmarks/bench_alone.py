@@ -145,9 +145,14 @@ def main(argv=None):
     envs["torch"] = None
     if args.wide_vectors != "auto":                           # `--wide-vectors off --against .`: without / with
         features = wide_vector_features() if args.wide_vectors == "on" else None
-        envs["tinydl"] = None if features is None else {**os.environ, "NUMBA_CPU_FEATURES": features}
-    print("NUMBA_CPU_FEATURES for tinydl's child:",
-          "the host's, -prefer-256-bit" if envs["tinydl"] else "unchanged (Numba's own for this CPU)")
+        envs["tinydl"] = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
+        if features is not None:
+            envs["tinydl"]["NUMBA_CPU_FEATURES"] = features
+    for lib in children:
+        if lib != "torch":
+            wide = (envs[lib] or os.environ).get("NUMBA_CPU_FEATURES")
+            print(f"NUMBA_CPU_FEATURES for the {lib} child:", "unset (Numba's own for this CPU)" if wide is None
+                  else "the host's, -prefer-256-bit" if wide == wide_vector_features() else wide)
     best = {lib: {} for lib in children}
     order = list(children.items())
     for r in range(args.rounds):

@@ -316,10 +316,10 @@ def test_summary_command(capsys):
 
 def _as_on_intel_avx512(*argv):
     """Output lines of the tinydl command started as on an Intel AVX-512 core (see the script)."""
-    script = pathlib.Path(__file__).parent / "_dist_scripts" / "as_on_intel_avx512.py"
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
-    done = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True,
-                          timeout=120)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, str(root / "tests" / "_dist_scripts" / "as_on_intel_avx512.py"), *argv],
+                          env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -329,7 +329,18 @@ def test_train_starts_itself_again_with_wide_vectors_on_an_intel_avx512_core(tmp
     first, again = (line.split(": ") for line in lines[:2])
     assert first[0] == again[0] and (first[1], again[1]) == ("NUMBA_CPU_FEATURES unset", "NUMBA_CPU_FEATURES set")
     assert lines[-1].startswith("final test accuracy")
-    assert _as_on_intel_avx512("list")[0].endswith("unset") and "mlp" in _as_on_intel_avx512("list")  # no restart
+    lines = _as_on_intel_avx512("list")                                   # only train starts again
+    assert sum(line.startswith("process") for line in lines) == 1 and "mlp" in lines
+
+
+def test_console_main_called_by_a_script_with_its_own_argv_does_not_start_again(monkeypatch, capsys):
+    """A notebook or script that sets sys.argv and calls console_main: running its own
+    command line again would run the notebook again, so it trains in-process."""
+    monkeypatch.setattr(sys, "argv", ["tinydl", "train", "--help"])
+    monkeypatch.setattr(td.backends.cpu, "wide_vector_environment", lambda: pytest.fail("probed for a restart"))
+    with pytest.raises(SystemExit) as stop:
+        cli.console_main()
+    assert stop.value.code == 0 and "usage: tinydl train" in capsys.readouterr().out
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):

@@ -2,7 +2,8 @@
 them, and their forward, dL/dx and dL/dW against PyTorch (float64, random upstream
 gradient) over the awkward cases: output channels and taps that do not fill a pass,
 dilation, asymmetric padding, one image, non-contiguous input, no bias, planes wider
-than the vector loops, groups (depthwise, and pairs of outputs within a group).
+than the vector loops, groups (depthwise, and pairs of outputs within a group), and
+strides (the phase planes: any stride, padding and dilation per axis, a 7x7 stem).
 Also: float32 stays float32, the serial twin equals the parallel kernel, and the
 direct route agrees with the NumPy reference path.
 
@@ -100,7 +101,25 @@ STRIDED = [
     (dict(stride=2, padding=2, dilation=3, groups=6), (2, 6, 11, 11), (6, 1, 3, 3)),   # depthwise, dilated
     (dict(stride=2, padding=1, groups=2), (2, 8, 10, 10), (8, 4, 3, 3)),  # four outputs per group per pass
     (dict(stride=2, padding=3), (2, 3, 20, 20), (8, 3, 7, 7)),            # a 7x7 stem
+    (dict(stride=2, padding=3), (2, 3, 8, 9), (4, 3, 3, 3)),              # padding wider than the kernel
+    (dict(stride=(1, 3), padding=(1, 0)), (2, 2, 5, 2), (3, 2, 3, 1)),    # narrower than the stride
 ]
+
+
+def test_strided_kernels_with_asymmetric_padding_match_torch():
+    """Padding (top, bottom, left, right) that F.conv2d cannot ask for, straight to the kernels."""
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((2, 3, 11, 12)), rng.standard_normal((4, 3, 3, 4))
+    padding, stride, dilation = (2, 0, 1, 3), (2, 3), (1, 2)
+    xt = torch.tensor(np.pad(x, ((0, 0), (0, 0), padding[:2], padding[2:])), requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=stride, dilation=dilation)
+    g = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(direct_conv.conv2d_direct(x, w, None, padding, dilation, 1, stride),
+                               yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(direct_conv.conv2d_direct_weight_grad(x, g, (3, 4), padding, dilation, 1, stride),
+                               wt.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.usefixtures("forced_route_runs")
@@ -167,9 +186,10 @@ def test_no_numba_takes_the_reference_path(monkeypatch):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["stride_1", "stride_2"])
 @pytest.mark.parametrize("groups", [1, 3], ids=["one_group", "depthwise"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups):
+def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups, stride):
     """One share of the images on the serial twin, or one per thread on the parallel
     kernel: the forward is the same to the bit (each image is computed alone), dL/dW
     adds the shares' partial sums and so agrees to rounding."""
@@ -177,12 +197,12 @@ def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups):
     c_out = 4 if groups == 1 else 3
     x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
     w = rng.standard_normal((c_out, 3 // groups, 3, 3)).astype(dtype)
-    g = rng.standard_normal((5, c_out, 9, 8)).astype(dtype)
+    g = rng.standard_normal((5, c_out, 8 // stride[0] + 1, 7 // stride[1] + 1)).astype(dtype)    # y.shape
     results = []
     for min_size in (1 << 62, 0):                                    # everything serial, then everything parallel
         monkeypatch.setattr(_dispatch, "PARALLEL_MIN_SIZE", min_size)
-        results.append((direct_conv.conv2d_direct(x, w, None, (1, 1, 1, 1), (1, 1), groups),
-                        direct_conv.conv2d_direct_weight_grad(x, g, (3, 3), (1, 1, 1, 1), (1, 1), groups)))
+        results.append((direct_conv.conv2d_direct(x, w, None, (1, 1, 1, 1), (1, 1), groups, stride),
+                        direct_conv.conv2d_direct_weight_grad(x, g, (3, 3), (1, 1, 1, 1), (1, 1), groups, stride)))
     (y_serial, gw_serial), (y_parallel, gw_parallel) = results
     assert y_serial.dtype == gw_serial.dtype == dtype
     np.testing.assert_array_equal(y_serial, y_parallel)

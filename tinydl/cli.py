@@ -760,12 +760,25 @@ def console_main():
     again with wider vectors for Numba's kernels (td.backends.cpu.wide_vector_environment):
     Numba fixes its CPU features when ``import tinydl`` decorates them, so only a new
     process can have them. The same process id, so mpiexec keeps its ranks."""
-    if sys.argv[1:2] == ["train"]:
+    if sys.argv[1:2] == ["train"] and _can_start_again():
         from .backends.cpu import wide_vector_environment
-        environment = wide_vector_environment()
+        try:
+            environment = wide_vector_environment()
+        except Exception:           # the probe could not compile (NUMBA_DISABLE_JIT...): train as we are
+            environment = None
         if environment is not None:
+            sys.stdout.flush()      # what is buffered dies with this process image
+            sys.stderr.flush()
             os.execve(sys.executable, sys.orig_argv, environment)
     sys.exit(main())
+
+
+def _can_start_again():
+    """Would running ``sys.orig_argv`` again run this same command? Not where the caller
+    changed ``sys.argv`` (a script calling console_main), nor off POSIX, where exec is a
+    new process that the shell does not wait for."""
+    tail = sys.orig_argv[len(sys.orig_argv) - len(sys.argv) + 1:]
+    return os.name == "posix" and bool(sys.executable) and tail == sys.argv[1:]
 
 
 if __name__ == "__main__":

@@ -111,7 +111,8 @@ def wide_vector_features():
 
 def numba_uses_wide_vectors():
     """Do Numba's loops use 512-bit (zmm) registers in this process? Compiles a
-    y[i] += a * x[i] loop and reads its assembly (about 0.1 s)."""
+    y[i] += a * x[i] loop and reads its assembly (0.1-0.4 s: more when it is the
+    process's first compilation)."""
     import numba
 
     @numba.njit(cache=False)
@@ -123,14 +124,18 @@ def numba_uses_wide_vectors():
     return "zmm" in axpy.inspect_asm(signature)
 
 
+#: Numba settings that choose the code it makes: where the user set one, it stands
+_USER_CODEGEN_CHOICES = ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX", "NUMBA_DISABLE_JIT")
+
+
 def wide_vector_environment(environ=None):
     """``environ`` (default: this process's) with ``NUMBA_CPU_FEATURES`` set to
     ``wide_vector_features()``, for a new process, where that gives Numba wider vectors
-    than it has here: on Intel's AVX-512 cores. None where it would change nothing: the
-    user chose ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME``, the CPU has no AVX-512, or
-    Numba already uses zmm registers (AMD's Zen 4)."""
+    than this process has: on Intel's AVX-512 cores. None where it would change nothing
+    or override the user: ``environ`` sets one of ``_USER_CODEGEN_CHOICES``, the CPU has
+    no AVX-512, or Numba already uses zmm registers here (AMD's Zen 4)."""
     environ = dict(os.environ if environ is None else environ)
-    if "NUMBA_CPU_FEATURES" in environ or "NUMBA_CPU_NAME" in environ:
+    if any(name in environ for name in _USER_CODEGEN_CHOICES):
         return None
     features = wide_vector_features()
     if features is None or numba_uses_wide_vectors():

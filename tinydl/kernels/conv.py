@@ -13,10 +13,10 @@ raw arrays, with the op's interface::
 and ``needs`` the op's ``needs_input_grad``. The routes of Conv2d:
 
     pointwise   1x1 unpadded: one matrix product per image, no columns (any device)
+    winograd    3x3, stride 1, one group, 32 channels or more: Winograd F(2x2, 3x3),
+                kernels/winograd.py, 2.25x fewer multiplies than the GEMM (CPU)
     direct      few channels per group: kernels/direct_conv.py, no columns (CPU; a
                 strided layer's dL/dx is chunked's)
-    winograd    3x3, stride 1, one group, many channels: Winograd F(2x2, 3x3),
-                kernels/winograd.py, 2.25x fewer multiplies than the GEMM (CPU)
     gy_columns  stride 1, one group: both gradients from the columns of gy, so the
                 forward keeps no columns (CPU)
     chunked     im2col + GEMM a chunk of images at a time, into reused buffers; on the
@@ -272,7 +272,7 @@ class Winograd:
     chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
     chunk_tiles = 512              # ... but at least this many tiles (a narrow GEMM rereads U)
     min_tiles = 48                 # in the batch; with fewer, U's and dU's passes cost more than is saved
-    min_channels = 32              # in and out; with fewer, Direct is faster
+    min_channels = 32              # in and out; with fewer, Direct (or gy_columns) is faster
 
     @staticmethod
     def applies(x, weight_shape, geometry, needs):
@@ -283,8 +283,9 @@ class Winograd:
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
         """From 32 channels on: at 32 its forward + backward took 0.50-0.96x direct's time
-        (8x8 to 56x56 planes, batch 8 to 128, two threads), at 16 1.2-1.5x; from 40 on it
-        beat gy_columns and direct 1.3-2x. And with enough tiles in the batch: at 32 tiles
+        (8x8 to 56x56 planes, batch 8 to 128, two threads), at 16 1.2-1.5x; with 32 to 64
+        channels in and out 0.61-0.96x the faster of gy_columns and chunked (32->128 on
+        32x32: 1.06x); from 40 on it beat gy_columns and direct 1.3-2x. And with enough tiles in the batch: at 32 tiles
         (256 or 512 channels) it was 0-10% slower than gy_columns, at 49 30% faster."""
         th, tw = winograd.tile_counts(conv_output_size(x.shape[2:], (3, 3), 1, geometry[2]))
         return min(weight_shape[:2]) >= cls.min_channels and x.shape[0] * th * tw >= cls.min_tiles
@@ -339,9 +340,9 @@ class Direct:
 
     @classmethod
     def wins(cls, x, weight_shape, geometry, needs):
-        """Strided (against chunked, two threads, y / dL/dW): 0.25-0.82x its time with up
-        to 32 input channels and planes of 16x16 or more (ResNet-50's 7x7 stem 0.56-0.79x);
-        on 8x8 planes 0.7-1.4x, and from 64 input channels 0.6-1.8x."""
+        """Strided, against chunked (two threads): y in 0.50-0.93x its time and dL/dW in
+        0.25-0.77x with up to 32 input channels and planes of 16x16 or more (docs/
+        performance.md); on 8x8 planes 0.7-1.4x, and from 64 input channels 0.6-1.8x."""
         (c_out, c_per_group), stride, groups = weight_shape[:2], geometry[1], geometry[4]
         if stride == (1, 1):
             return c_out // groups <= cls.max_channels and (not needs[0] or c_per_group <= cls.max_channels)

@@ -1,4 +1,4 @@
-r"""Direct convolution on the CPU: stride-1 conv2d, forward and backward, with no column matrix.
+r"""Direct convolution on the CPU: conv2d, forward and backward, with no column matrix.
 
 Why
 ---
