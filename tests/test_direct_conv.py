@@ -23,8 +23,12 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarnin
               pytest.mark.skipif(not _dispatch.HAVE_NUMBA, reason="the direct kernels are Numba kernels")]
 
 
-def _spy(monkeypatch):
-    """Names of the direct kernels called through the direct route (kernels/conv.py)."""
+def _spy(monkeypatch, every_input_grad=False):
+    """Names of the direct kernels called through the direct route (kernels/conv.py). With
+    ``every_input_grad`` every stride-1 dL/dx runs on them, also where the route gives it
+    to chunked (gy a small part of its padded plane): the awkward cases are the kernels'."""
+    if every_input_grad:
+        monkeypatch.setattr(C.Direct, "input_grad_on_direct", staticmethod(lambda gy_shape, geometry: True))
     calls = []
     for name in ("conv2d_direct", "conv2d_direct_weight_grad"):
         original = getattr(C, name)
@@ -64,7 +68,7 @@ IDS = ["lenet_5x5", "32_channels", "odd_out", "batch1_9taps", "dilated", "same_e
 @pytest.mark.parametrize("kwargs, x_shape, w_shape", CASES, ids=IDS)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 def test_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shape, bias):
-    calls = _spy(monkeypatch)
+    calls = _spy(monkeypatch, every_input_grad=True)
     rng = np.random.default_rng(7)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     b = b if bias else None
@@ -79,7 +83,7 @@ def test_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shape, bias)
 
 
 def test_non_contiguous_input_and_float32(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = _spy(monkeypatch, every_input_grad=True)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 9, 2, 10)).astype(np.float32).transpose(0, 2, 3, 1)    # (3, 2, 10, 9), strided
     w, b = rng.standard_normal((4, 2, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
@@ -142,33 +146,41 @@ def test_strided_direct_route_matches_torch(monkeypatch, kwargs, x_shape, w_shap
     assert calls == ["conv2d_direct", "conv2d_direct_weight_grad"]
 
 
+ALL, NOT_DX, NONE = "y, dL/dx, dL/dW", "y, dL/dW", "none"     # which products run on the direct kernels
+
+
 @pytest.mark.parametrize("kwargs, x_shape, w_shape, x_needs_grad, direct", [
-    (dict(padding=1), (2, 32, 6, 6), (32, 32, 3, 3), True, True),
-    (dict(padding=1), (2, 4, 6, 6), (33, 4, 3, 3), True, False),          # too many output channels
-    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), True, False),         # dL/dx would have 33 outputs ...
-    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), False, True),         # ... unless x needs none
-    (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, False),            # strided, 3x3 planes
-    (dict(stride=2, padding=1), (2, 16, 32, 32), (32, 16, 3, 3), True, True),   # ResNet-20's 16->32
-    (dict(stride=2, padding=1), (2, 32, 16, 16), (64, 32, 3, 3), True, False),  # 8x8 planes
-    (dict(stride=2, padding=3), (1, 3, 32, 32), (64, 3, 7, 7), False, True),    # ResNet-50's stem
-    (dict(stride=2, padding=1), (1, 33, 32, 32), (8, 33, 3, 3), False, False),  # 33 inputs
-    (dict(stride=2, padding=1), (1, 4, 32, 32), (65, 4, 3, 3), False, False),   # 65 outputs
-    (dict(groups=2), (2, 4, 6, 6), (4, 2, 3, 3), True, True),             # grouped
-    (dict(groups=2), (2, 4, 6, 6), (66, 2, 3, 3), True, False),           # 33 outputs per group
-    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, False),           # padding beyond the kernel ...
-    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, True),           # ... matters only for dL/dx
-], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "strided_small", "strided", "strided_8x8",
-        "strided_stem", "strided_33_in", "strided_65_out", "grouped", "grouped_33_out", "wide_pad",
-        "wide_pad_no_dx"])
+    (dict(padding=1), (2, 32, 6, 6), (32, 32, 3, 3), True, ALL),
+    (dict(padding=1), (2, 4, 6, 6), (33, 4, 3, 3), True, NONE),           # too many output channels
+    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), True, NONE),          # dL/dx would have 33 outputs ...
+    (dict(padding=1), (2, 33, 6, 6), (8, 33, 3, 3), False, NOT_DX),       # ... unless x needs none
+    (dict(), (2, 6, 14, 14), (16, 6, 5, 5), True, NOT_DX),                # LeNet's conv2: gy 10x10 of 18x18
+    (dict(), (2, 1, 32, 32), (6, 1, 5, 5), True, ALL),                    # LeNet's conv1: gy 28x28 of 36x36
+    (dict(stride=2), (2, 3, 7, 7), (4, 3, 3, 3), True, NONE),             # strided, 3x3 planes
+    (dict(stride=2, padding=1), (2, 16, 32, 32), (32, 16, 3, 3), True, NOT_DX),   # ResNet-20's 16->32
+    (dict(stride=2, padding=1), (2, 32, 16, 16), (64, 32, 3, 3), True, NONE),     # 8x8 planes
+    (dict(stride=2, padding=3), (1, 3, 32, 32), (64, 3, 7, 7), False, NOT_DX),    # ResNet-50's stem
+    (dict(stride=2, padding=1), (1, 33, 32, 32), (8, 33, 3, 3), False, NONE),     # 33 inputs
+    (dict(stride=2, padding=1), (1, 4, 32, 32), (65, 4, 3, 3), False, NONE),      # 65 outputs
+    (dict(groups=2, padding=1), (2, 4, 6, 6), (4, 2, 3, 3), True, ALL),   # grouped
+    (dict(groups=2), (2, 4, 6, 6), (66, 2, 3, 3), True, NONE),            # 33 outputs per group
+    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), True, NONE),            # padding beyond the kernel ...
+    (dict(padding=3), (2, 3, 6, 6), (4, 3, 3, 3), False, NOT_DX),         # ... matters only for dL/dx
+], ids=["32_in_32_out", "33_out", "33_in", "33_in_no_dx", "lenet_conv2", "lenet_conv1", "strided_small",
+        "strided", "strided_8x8", "strided_stem", "strided_33_in", "strided_65_out", "grouped", "grouped_33_out",
+        "wide_pad", "wide_pad_no_dx"])
 def test_which_layers_go_direct(monkeypatch, kwargs, x_shape, w_shape, x_needs_grad, direct):
+    """Which layers take the direct route, and which of its products run on the direct
+    kernels: dL/dx goes to chunked's GEMM + col2im for a stride, or where gy is less than
+    half of its "full"-padded plane."""
     calls = _spy(monkeypatch)
     rng = np.random.default_rng(9)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     y = F.conv2d(td.tensor(x, requires_grad=x_needs_grad), td.tensor(w, requires_grad=True), **kwargs)
     y.backward(td.tensor(rng.standard_normal(y.shape)))
-    strided = kwargs.get("stride", 1) != 1                          # dL/dx: chunked's GEMM + col2im
-    expected = ["conv2d_direct"] + ["conv2d_direct"] * (x_needs_grad and not strided) + ["conv2d_direct_weight_grad"]
-    assert calls == (expected if direct else [])
+    expected = {ALL: ["conv2d_direct", "conv2d_direct", "conv2d_direct_weight_grad"],
+                NOT_DX: ["conv2d_direct", "conv2d_direct_weight_grad"], NONE: []}[direct]
+    assert calls == expected
 
 
 def test_no_numba_takes_the_reference_path(monkeypatch):

@@ -285,8 +285,9 @@ class Winograd:
         """From 32 channels on: at 32 its forward + backward took 0.50-0.96x direct's time
         (8x8 to 56x56 planes, batch 8 to 128, two threads), at 16 1.2-1.5x; with 32 to 64
         channels in and out 0.61-0.96x the faster of gy_columns and chunked (32->128 on
-        32x32: 1.06x); from 40 on it beat gy_columns and direct 1.3-2x. And with enough tiles in the batch: at 32 tiles
-        (256 or 512 channels) it was 0-10% slower than gy_columns, at 49 30% faster."""
+        32x32: 1.06x); from 40 on it beat gy_columns and direct 1.3-2x. And with enough
+        tiles in the batch: at 32 tiles (256 or 512 channels) it was 0-10% slower than
+        gy_columns, at 49 30% faster."""
         th, tw = winograd.tile_counts(conv_output_size(x.shape[2:], (3, 3), 1, geometry[2]))
         return min(weight_shape[:2]) >= cls.min_channels and x.shape[0] * th * tw >= cls.min_tiles
 
@@ -325,7 +326,9 @@ class Winograd:
 class Direct:
     """Few channels per group: kernels/direct_conv.py, no columns anywhere. A strided
     layer runs y and dL/dW there on its phase planes, and dL/dx as Chunked does (GEMM +
-    col2im: 4.2 ms against the phases' 7.0 for ResNet-20's 16->32 stride 2, batch 128)."""
+    col2im: 4.2 ms against the phases' 7.0 for ResNet-20's 16->32 stride 2, batch 128);
+    so does a layer whose gy is less than half of its "full"-padded plane (see
+    ``input_grad_on_direct``)."""
 
     name = "direct"
     max_channels = 32              # per group; beyond it im2col + OpenBLAS is faster
@@ -351,16 +354,28 @@ class Direct:
                 and ho * wo >= cls.strided_min_plane)
 
     @staticmethod
+    def input_grad_on_direct(gy_shape, geometry):
+        """dL/dx as a convolution of gy on the direct kernels: stride 1, and gy at least
+        half of its "full"-padded plane. A "valid" 5x5 on LeNet's 14x14 pads gy's 10x10
+        to 18x18, and there chunked's GEMM + col2im took 0.59-0.70x the time (3x3 and 5x5
+        layers padded to their size: 1.4-4.2x)."""
+        if geometry[1] != (1, 1):
+            return False
+        pt, pb, pl, pr = full_padding(geometry)
+        ho, wo = gy_shape[2:]
+        return 2 * ho * wo >= (ho + pt + pb) * (wo + pl + pr)
+
+    @staticmethod
     def forward(x, weight, bias, geometry, needs):
         _, stride, padding, dilation, groups = geometry
         return conv2d_direct(x, weight, bias, padding, dilation, groups, stride), None
 
-    @staticmethod
-    def backward(x, weight, _, gy, geometry, needs):
+    @classmethod
+    def backward(cls, x, weight, _, gy, geometry, needs):
         kernel, stride, padding, dilation, groups = geometry
         gy = np.ascontiguousarray(gy)                     # once, for both kernels
         gx = gw = None
-        if needs[0] and stride != (1, 1):
+        if needs[0] and not cls.input_grad_on_direct(gy.shape, geometry):
             gx = Chunked.backward(x, weight, None, gy, geometry, (True, False))[0]
         elif needs[0]:
             full, flipped = full_convolution(weight, geometry)

@@ -57,7 +57,9 @@ Conv2d's docstring), so ``conv2d_direct`` computes it too. dL/dW is, on the same
 wide rows, a dot product of gy (0 at the wrapped positions) with the shifted
 plane for every (output channel, tap) pair: ``conv2d_direct_weight_grad``, for
 any stride. (A strided layer's dL/dx is left to the GEMM and col2im: its phases
-are convolutions of few taps each, and they ran 1.7x slower; kernels/conv.py.)
+are convolutions of few taps each, and they ran 1.7x slower; so is a "valid"
+layer's whose gy fills less than half of its padded plane, as LeNet's second:
+kernels/conv.py, Direct.input_grad_on_direct.)
 
 Groups: output o reads only its group's C/groups channels, so its taps' offsets
 start at that group's first plane. Four outputs share a pass (and their loads)
@@ -353,10 +355,11 @@ def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hq, wq, sh, sw, g
 def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1, stride=(1, 1)):
     """dL/dW of ``conv2d_direct`` for the upstream gradient ``gy`` (N, C_out, Ho, Wo):
 
-        dL/dW[o, c, i, jj] = sum_{n, r, j} gy[n, o, r, j] * xpad[n, c, r + i*dh, j + jj*dw]
+        dL/dW[o, c, i, jj] = sum_{n, r, j} gy[n, o, r, j] * xpad[n, c, r*sh + i*dh, j*sw + jj*dw]
 
     On the wide rows this is a dot product of gy (0 at the wrapped positions)
-    with the shifted plane, for every (output channel, tap) pair:
+    with the shifted plane (the phase planes, for a stride), for every (output
+    channel, tap) pair:
         dL/dW[o, tap] = sum_n sum_{q < span} gy_wide[n, o, q] * plane_n[q + off(tap)]
     Each thread sums its share of the images; the shares are added at the end."""
     n, c = x.shape[0], x.shape[1] // groups
