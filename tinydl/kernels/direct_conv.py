@@ -157,12 +157,16 @@ def _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw):
     x_flat = x.reshape(-1)
     for c in range(C):
         for r in range(H):
+            src = ((n * C + c) * H + r) * W
+            if sh == 1 and sw == 1:      # the row as it is (through the loop below: 10% slower, 16->16 32x32)
+                gather_flat(plane, (c * hq + r + pt) * wq + pl, x_flat, src, W, 1)
+                continue
             a = r + pt
             row = (c * sh + a % sh) * sw * hq * wq + (a // sh) * wq
             for phase in range(sw):                  # x's columns first, first + sw, ... land in it
                 first = (phase - pl) % sw
-                gather_flat(plane, row + phase * hq * wq + (first + pl) // sw, x_flat,
-                            ((n * C + c) * H + r) * W + first, (W - first + sw - 1) // sw, sw)
+                gather_flat(plane, row + phase * hq * wq + (first + pl) // sw, x_flat, src + first,
+                            (W - first + sw - 1) // sw, sw)
 
 
 @njit(inline="always")
