@@ -12,6 +12,7 @@ stride-1 convolutions take this route."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 import tinydl as td
 import tinydl.nn.functional as F
@@ -124,6 +125,46 @@ def test_strided_kernels_with_asymmetric_padding_match_torch():
                                yt.detach().numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(direct_conv.conv2d_direct_weight_grad(x, g, (3, 4), padding, dilation, 1, stride),
                                wt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@st.composite
+def strided_geometries(draw):
+    """(x_shape, w_shape, padding (top, bottom, left, right), dilation, stride, groups)
+    with an output of at least one pixel: strides 1-4 per axis, above or below the
+    kernel's reach, padding up to 4 on each side on its own."""
+    groups, c_per_group, c_out_per_group = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    kernel, dilation, stride, hw, padding = [], [], [], [], []
+    for _ in range(2):
+        k, d, s = draw(st.integers(1, 5)), draw(st.integers(1, 2)), draw(st.integers(1, 4))
+        before, after = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+        size = draw(st.integers(max(1, d * (k - 1) + 1 - before - after), 12))
+        kernel.append(k), dilation.append(d), stride.append(s), hw.append(size)
+        padding += [before, after]
+    x_shape = (draw(st.integers(1, 3)), groups * c_per_group) + tuple(hw)
+    return x_shape, (groups * c_out_per_group, c_per_group) + tuple(kernel), tuple(padding), tuple(dilation), \
+        tuple(stride), groups
+
+
+@pytest.mark.skipif(td.backends.is_reference(), reason="TINYDL_NO_NUMBA=1: the direct kernels are Numba kernels")
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(strided_geometries(), st.sampled_from([np.float64, np.float32]))
+def test_direct_kernels_on_any_stride_padding_and_dilation_match_torch(geometry, dtype):
+    """y and dL/dW of conv2d_direct, straight from the kernels, against PyTorch's on x
+    padded beforehand (so each side's padding is its own), a random upstream gradient."""
+    x_shape, w_shape, padding, dilation, stride, groups = geometry
+    rng = np.random.default_rng(14)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    xt = torch.tensor(np.pad(x, ((0, 0), (0, 0), padding[:2], padding[2:])))
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=stride, dilation=dilation, groups=groups)
+    g = rng.standard_normal(yt.shape).astype(dtype)
+    yt.backward(torch.tensor(g))
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    y = direct_conv.conv2d_direct(x, w, None, padding, dilation, groups, stride)
+    gw = direct_conv.conv2d_direct_weight_grad(x, g, w_shape[2:], padding, dilation, groups, stride)
+    assert y.dtype == gw.dtype == dtype
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=tol, atol=tol)
 
 
 @pytest.mark.usefixtures("forced_route_runs")
