@@ -78,12 +78,13 @@ import numpy as np
 
 from ._dispatch import njit, numba, prange, runs_serial
 from ._memory import fill_flat, gather_flat
+from .im2col import conv_output_size
 
 TAPS_PER_PASS = 3        # the passes below are written out for three taps ...
 OUTPUTS_PER_PASS = 4     # ... and four output channels
 
 
-def _geometry(x_shape, weight_shape, padding, dilation, stride=(1, 1)):
+def _geometry(x_shape, weight_shape, padding, dilation, stride):
     """A phase plane's size (hq, wq), the output's (ho, wo), and the taps' offsets (T
     rounded up to a multiple of TAPS_PER_PASS; the extra taps point at offset 0 with
     weight 0)."""
@@ -99,7 +100,7 @@ def _plane_geometry(hw, weight_taps, padding, dilation, stride):
     (dh, dw), (sh, sw) = dilation, stride
     hp, wp = h + pt + pb, w + pl + pr
     hq, wq = -(-hp // sh), -(-wp // sw)              # each of a channel's sh*sw phase planes
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = conv_output_size(hw, (kh, kw), stride, padding, dilation)
     a, b = np.arange(kh) * dh, np.arange(kw) * dw    # tap (i, jj) reads padded row r*sh + a[i] ...
     phase = (np.arange(c)[:, None, None] * sh + a[None, :, None] % sh) * sw + b[None, None, :] % sw
     t = c * kh * kw
