@@ -5,10 +5,20 @@
 # PyTorch (cuDNN), and every example and the CLI on cuda. Logs go to $OUT (default
 # ./gpu-checks); the summary is printed last.
 #
-#   OUT=/tmp/gpu bash benchmarks/run_gpu_checks.sh [--all]
+#   OUT=/tmp/gpu bash benchmarks/run_gpu_checks.sh [--all] [--cpu]
 #
 # --all also runs the rest of the test suite (the CPU tests) with the GPU present.
+# --cpu also runs benchmarks/run_cpu_checks.sh (issue #17's CPU figures on two of this
+# host's cores, often an Intel Xeon's; about 6 minutes) into $OUT/cpu.
 set -u
+ALL=0; CPU=0
+for arg in "$@"; do
+  case $arg in
+    --all) ALL=1 ;;
+    --cpu) CPU=1 ;;
+    *) echo "run_gpu_checks.sh: unknown option $arg (--all, --cpu)"; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-checks}
 mkdir -p "$OUT"
@@ -57,10 +67,14 @@ example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every
 example newton_method $PY examples/newton_method.py --max-gd 200 --device cuda
 example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$E/cli"
 
-if [ "${1:-}" = "--all" ]; then
+if [ "$ALL" = 1 ]; then
   timeout "${ALL_TIMEOUT:-400}" $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
       --timeout 300 --tb=short -rfE > "$OUT/cpu_tests.txt" 2>&1
   echo "cpu tests exit code $?" >> "$OUT/cpu_tests.txt"
+fi
+
+if [ "$CPU" = 1 ]; then
+  OUT="$OUT/cpu" bash benchmarks/run_cpu_checks.sh > "$OUT/cpu_checks.txt" 2>&1
 fi
 
 echo "================ summary"
@@ -70,3 +84,6 @@ tail -3 "$OUT/gpu_tests.txt"
 [ -f "$OUT/cpu_tests.txt" ] && { grep -E "^(FAILED|ERROR)" "$OUT/cpu_tests.txt" | cut -c1-300 | head -20; tail -2 "$OUT/cpu_tests.txt"; }
 cat "$OUT/examples.txt"
 cat "$OUT/bench_gpu.txt" | tail -25
+if [ -f "$OUT/cpu_checks.txt" ]; then
+  sed -n '/================ CPU summary/,$p' "$OUT/cpu_checks.txt"
+fi
