@@ -3,8 +3,8 @@
 The op table runs each route on its fixed rows; the route tests run the layers each route
 was written for. Here hypothesis draws the rest: kernels 1-5 per axis, strides 1-3,
 dilation 1-2, padding up to the kernel's reach or 'same', groups 1-3, 1-4 channels per
-group, batches of 0-3 images, inputs down to one pixel past the kernel, a non-contiguous
-input, no bias, and only some of the gradients wanted. For each draw and each route, the
+group, batches of 0-3 images (one chunk each, or one chunk), inputs down to one pixel past
+the kernel, a non-contiguous input, no bias, and only some of the gradients wanted. For each draw and each route, the
 route must run where its ``applies`` says it can (and the dispatcher's other choice
 elsewhere), and y and every wanted gradient must be PyTorch's, with a random upstream
 gradient, in float64 and float32.
@@ -14,6 +14,7 @@ tests/test_op_fuzz.py) runs many more random ones::
 
     TINYDL_FUZZ_PROFILE=long python -m pytest -q tests/test_conv2d_routes_fuzz.py
 """
+import contextlib
 import os
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 import tinydl as td
 import tinydl.nn.functional as F
-from tinydl.kernels.conv import CONV2D_ROUTES
+from tinydl.kernels.conv import CONV2D_ROUTES, Chunked, Winograd
 from tinydl.ops.conv import _conv2d_arguments
 
 pytest.importorskip("hypothesis")
@@ -74,6 +75,18 @@ def calls(draw, route):
             draw(st.sampled_from([np.float64, np.float32])), draw(st.booleans()))
 
 
+@contextlib.contextmanager
+def _one_image_per_chunk(enabled):
+    """Every image its own chunk (as on big batches): the workers' shares of dL/dW are summed."""
+    saved = Chunked.chunk_bytes, Winograd.chunk_bytes, Winograd.chunk_tiles
+    if enabled:
+        Chunked.chunk_bytes, Winograd.chunk_bytes, Winograd.chunk_tiles = 1, 1, 0
+    try:
+        yield
+    finally:
+        Chunked.chunk_bytes, Winograd.chunk_bytes, Winograd.chunk_tiles = saved
+
+
 def _inputs(x_shape, w_shape, has_bias, dtype, strided, rng):
     if strided:                                   # every other column of a wider array
         x = rng.standard_normal(x_shape[:3] + (2 * x_shape[3],)).astype(dtype)[..., ::2]
@@ -105,7 +118,8 @@ def test_forced_route_matches_torch(route, data):
         out_shape = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), **kwargs).shape
     upstream = rng.standard_normal(out_shape).astype(dtype)
 
-    with td.backends.route(conv2d=route), td.backends.record_routes() as taken:
+    with _one_image_per_chunk(data.draw(st.booleans())), td.backends.route(conv2d=route), \
+            td.backends.record_routes() as taken:
         y, grads = _run(td, F, (x, w, b), needs, kwargs, upstream)
     y_t, grads_t = _run(torch, torch.nn.functional, (x, w, b), needs, kwargs, upstream)
 
