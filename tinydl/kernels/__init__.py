@@ -38,6 +38,7 @@ from .pool import (
     avg_pool2d_backward,
     avg_pool2d_divisor,
     avg_pool2d_forward,
+    empty_windows,
     max_pool2d_backward,
     max_pool2d_backward_numba,
     max_pool2d_backward_reference,

@@ -48,6 +48,7 @@ from .im2col import col2im, im2col
 from .scatter import scatter_add
 
 __all__ = [
+    "empty_windows",
     "pool_output_size",
     "pool_geometry",
     "max_pool2d_forward",
@@ -84,7 +85,8 @@ def pool_geometry(in_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_m
     requested padding, with bottom/right enlarged when ceil_mode makes the last
     window overhang the padded input. ``stride=None`` means ``stride = kernel_size``
     (PyTorch's default). Like PyTorch, the padding of each side may be at most
-    half the effective (dilated) kernel, so every window holds a real pixel.
+    half the effective (dilated) kernel; a dilated window can still step over a
+    narrow image and read no pixel at all (``empty_windows``).
     """
     H, W = in_hw
     kh, kw = pair(kernel_size, "kernel_size")
@@ -100,6 +102,22 @@ def pool_geometry(in_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_m
     pb = max(pb, (Ho - 1) * sh + dh * (kh - 1) + 1 - H - pt)
     pr = max(pr, (Wo - 1) * sw + dw * (kw - 1) + 1 - W - pl)
     return Ho, Wo, (pt, pb, pl, pr)
+
+
+def empty_windows(in_hw, kernel, stride, padding, dilation, out_hw):
+    """The (Ho, Wo) mask of the outputs whose window reads no pixel, or None when every
+    window reads one (the usual case). A dilated window can step over a narrow image:
+    kernel 2, dilation 2 and padding 1 on a 1-pixel row reads positions -1 and 1. Its
+    max is -inf and, as in PyTorch, its index is its first tap past the top-left padding,
+    which lies outside the image; it passes no gradient (PyTorch's backward adds it at
+    that index, in another pixel or plane). ``padding`` is (top, left)."""
+    empty = []
+    for size, k, s, p, d, n_out in zip(in_hw, kernel, stride, padding, dilation, out_hw):
+        taps = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
+        empty.append(~((taps >= 0) & (taps < size)).any(axis=1))
+    if not (empty[0].any() or empty[1].any()):
+        return None
+    return empty[0][:, None] | empty[1][None, :]
 
 
 def _first_inbounds(n_out, s, p_before, d):
@@ -202,6 +220,11 @@ def _max_pool_kernel(x, h_taps, w_taps, dh, dw, inner, y, idx):
                 # Start from the first in-bounds pixel: PyTorch's answer when
                 # nothing beats its initial -inf, and otherwise overtaken below.
                 best_k = (h_start[ho] + i_lo[ho] * dh) * W + w_start[wo] + j_lo[wo] * dw
+                out = np.uint64((p * Ho + ho) * Wo + wo)
+                if i_lo[ho] == i_hi[ho] or j_lo[wo] == j_hi[wo]:   # no pixel: see empty_windows
+                    y_flat[out] = -np.inf
+                    idx_flat[out] = best_k
+                    continue
                 best = x_flat[plane + np.uint64(best_k)]
                 for i in range(i_lo[ho], i_hi[ho]):
                     row = (h_start[ho] + i * dh) * W + w_start[wo]
@@ -211,7 +234,6 @@ def _max_pool_kernel(x, h_taps, w_taps, dh, dw, inner, y, idx):
                         if v > best or v != v:  # strictly greater, or NaN (v != v)
                             best = v
                             best_k = k
-                out = np.uint64((p * Ho + ho) * Wo + wo)
                 y_flat[out] = best
                 idx_flat[out] = best_k
 
@@ -308,6 +330,13 @@ _MAX_POOL_CUDA = r"""
                 best_k = (long long)h * W + w;
             }
         }
+    }
+    if (best_k < 0) {   // no pixel (see empty_windows): -inf, and the first tap past the top-left padding
+        int h = h0, w = w0;
+        while (h < 0) h += dh;
+        while (w < 0) w += dw;
+        best = (T)__longlong_as_double(0xfff0000000000000LL);
+        best_k = (long long)h * W + w;
     }
     y = best;
     idx = best_k;

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
-                       max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
+from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, empty_windows, max_pool2d_backward,
+                       max_pool2d_forward, max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
 from ..args import pair, single
 from .math import raw
@@ -83,6 +83,10 @@ def _scatter_to_maxima(ctx, gy):
     create_graph (gy a Tensor) the same scatter-add runs as the recorded MaxPoolTranspose2d,
     whose own backward is the gather of its upstream gradient at those indices."""
     index, = ctx.saved_tensors
+    if ctx.empty is not None:   # windows that read no pixel pass no gradient (and point at pixel 0)
+        xp = get_array_module(index)
+        index = xp.where(ctx.empty, 0, index)
+        gy = gy * xp.asarray(~ctx.empty, dtype=gy.dtype)
     if isinstance(gy, Tensor):
         return MaxPoolTranspose2d.apply(gy, raw(index).reshape(gy.shape), out_hw=ctx.x_shape[-2:])
     gx = max_pool2d_backward(gy.reshape(index.shape), index, _nchw_shape(ctx.x_shape))
@@ -99,6 +103,8 @@ class MaxPool2d(Function):
     Backward: only the chosen element of each window influenced y, with slope 1:
         dL/dx.flat[index] += gy   per plane (a pixel that won several
                                   overlapping windows gets the sum).
+    (A dilated window can step over a narrow image and read no pixel: its y is -inf,
+    its index PyTorch's, and it passes no gradient; kernels.empty_windows.)
     The backward is linear in gy and reads no x, so the graph keeps no input for it
     (create_graph differentiates it as max_pool2d_transpose: a gather at the indices).
     """
@@ -110,6 +116,9 @@ class MaxPool2d(Function):
         y, index = max_pool2d_forward(_nchw(x), kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
+        ctx.empty = empty_windows(x.shape[-2:], kernel, stride, padding, dilation, y.shape[-2:])
+        if ctx.empty is not None:
+            ctx.empty = get_array_module(x).asarray(ctx.empty)
         shape = x.shape[:-2] + y.shape[-2:]
         return y.reshape(shape), index.reshape(shape)
 
@@ -263,6 +272,7 @@ class AdaptiveMaxPool2d(Function):
         dL/dx.flat[index] += gy   per plane (max pooling's own backward).
     """
     non_differentiable_outputs = (1,)
+    empty = None        # every bin holds a pixel (see MaxPool2d)
 
     double_backward = "operators"
 
