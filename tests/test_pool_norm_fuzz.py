@@ -249,3 +249,19 @@ def test_max_pool2d_window_that_reads_no_pixel(kernels, shape):
     np.testing.assert_array_equal(index.numpy(), index_t.numpy())
     np.testing.assert_array_equal(xt.grad.numpy(), np.zeros(shape))
     np.testing.assert_array_equal(g.detach().numpy(), np.zeros(shape))
+
+
+@pytest.mark.gpu
+def test_max_pool2d_window_that_reads_no_pixel_on_cuda():
+    """The CUDA kernel gives the CPU's answer for windows that read no pixel (see above):
+    y = -inf, PyTorch's index, no gradient."""
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 1))
+    kwargs = dict(kernel_size=(1, 2), stride=1, padding=(0, 1), dilation=(1, 2))
+    results = []
+    for device in ("cpu", "cuda"):
+        xt = td.tensor(x, requires_grad=True, device=device)
+        y, index = F.max_pool2d(xt, return_indices=True, **kwargs)
+        y.backward(td.ones(y.shape, dtype=y.dtype, device=device))
+        results.append([a.cpu().detach().numpy() for a in (y, index, xt.grad)])
+    for cpu, cuda in zip(*results):
+        np.testing.assert_array_equal(cuda, cpu)
