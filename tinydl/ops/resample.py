@@ -154,6 +154,9 @@ def pad(input, pad, mode="constant", value=None):
         if input.shape[axis] + before + after < 0:
             raise RuntimeError(f"pad: padding ({before}, {after}) of dimension {axis} (size "
                                f"{input.shape[axis]}, input shape {input.shape}) gives a negative size")
+        if mode == "constant" and input.shape[axis] + min(before, 0) + min(after, 0) < 0:  # PyTorch crops first
+            raise RuntimeError(f"pad: padding ({before}, {after}) of dimension {axis} crops more than its "
+                               f"{input.shape[axis]} elements (input shape {input.shape})")
     if mode == "constant":
         return ConstantPad.apply(input, pad=pad, value=0.0 if value is None else value)
     if mode not in ("reflect", "replicate", "circular"):
@@ -181,6 +184,10 @@ def pad(input, pad, mode="constant", value=None):
                 raise RuntimeError(f"pad: circular padding ({before}, {after}) of dimension {axis} "
                                    f"wraps around more than once (size {kept} after cropping, "
                                    f"input shape {input.shape})")
+    sizes = [input.shape[axis] + before + after for axis, before, after in pairs]
+    if mode in ("reflect", "replicate") and max(sizes) < 1:    # PyTorch's rule: some padded axis non-empty
+        raise RuntimeError(f"pad: '{mode}' padding {pad} of input shape {input.shape} leaves no element "
+                           f"along any padded dimension (sizes {sizes})")
     return IndexPad.apply(input, pad=pad, mode=mode)
 
 
