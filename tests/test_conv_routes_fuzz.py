@@ -9,6 +9,8 @@ input, no bias, and only some of the gradients wanted. Three draws in four stay 
 forced route applies. For each draw, y and every wanted gradient must be PyTorch's, with a
 random upstream gradient, in float64 and float32; a conv2d route must run exactly where
 its ``applies`` says, a conv_transpose2d route wherever the draw stayed in its domain.
+F.unfold and F.fold (im2col and col2im themselves) get the same on the Numba kernels
+and on the NumPy reference.
 
 CI runs a fixed, derandomized set of draws; ``TINYDL_FUZZ_PROFILE=long`` (as in
 tests/test_op_fuzz.py) runs many more random ones::
@@ -180,3 +182,38 @@ def test_forced_conv_transpose2d_route_matches_torch(route, data):
     ran, _, _, _, _, in_domain = _check("conv_transpose2d", route, data)
     if in_domain and route != "as_conv2d":      # as_conv2d also asks conv2d's dispatcher
         assert ran == route
+
+
+@pytest.mark.parametrize("kernels", ["numba", "reference"])
+@FUZZ
+@given(data=st.data(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_unfold_and_fold_match_torch(kernels, data, dtype):
+    """F.unfold and F.fold (im2col and col2im themselves, on the Numba kernels and the NumPy
+    reference) on drawn geometries: y and dL/d(input), batched or not, strided inputs."""
+    kernel, stride, dilation, padding, hw = [], [], [], [], []
+    for _ in range(2):
+        k, d, s = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+        p = data.draw(st.integers(0, 3))
+        reach = d * (k - 1) + 1
+        hw.append(data.draw(st.integers(max(1, reach - 2 * p), reach + 5)))
+        kernel.append(k), stride.append(s), dilation.append(d), padding.append(p)
+    kwargs = dict(kernel_size=tuple(kernel), dilation=tuple(dilation), padding=tuple(padding), stride=tuple(stride))
+    batch = data.draw(st.sampled_from([(1,), (2,), (), (0,)]))
+    channels = data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(list(hw) + kernel)
+    x = rng.standard_normal(batch + (channels, hw[0], 2 * hw[1])).astype(dtype)[..., ::2]   # strided
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    with td.backends.reference(kernels == "reference"):
+        for ours, theirs, args in [(F.unfold, torch.nn.functional.unfold, ()),
+                                   (F.fold, torch.nn.functional.fold, (tuple(hw),))]:
+            if ours is F.fold:       # fold the columns unfold made (overlapping windows add up)
+                with torch.no_grad():
+                    x = torch.nn.functional.unfold(torch.tensor(x), **kwargs).numpy()
+            xt, xtorch = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+            y, y_t = ours(xt, *args, **kwargs), theirs(xtorch, *args, **kwargs)
+            upstream = rng.standard_normal(tuple(y_t.shape)).astype(dtype)
+            y.backward(td.tensor(upstream))
+            y_t.backward(torch.tensor(upstream))
+            assert y.dtype == dtype and xt.grad.dtype == dtype
+            np.testing.assert_allclose(y.detach().numpy(), y_t.detach().numpy(), **tol, err_msg=ours.__name__)
+            np.testing.assert_allclose(xt.grad.numpy(), xtorch.grad.numpy(), **tol, err_msg=ours.__name__)
