@@ -38,6 +38,8 @@ those extra cells are *not* counted in the divisor, while cells of the
 requested padding are counted when ``count_include_pad=True``
 (see :func:`avg_pool2d_divisor`).
 """
+import functools
+
 import numpy as np
 
 from ..args import pair
@@ -104,6 +106,7 @@ def pool_geometry(in_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_m
     return Ho, Wo, (pt, pb, pl, pr)
 
 
+@functools.lru_cache(maxsize=256)      # asked at every max-pooling call (16 us of NumPy otherwise)
 def empty_windows(in_hw, kernel, stride, padding, dilation, out_hw):
     """The (Ho, Wo) mask of the outputs whose window reads no pixel, or None when every
     window reads one (the usual case). A dilated window can step over a narrow image:
@@ -117,7 +120,9 @@ def empty_windows(in_hw, kernel, stride, padding, dilation, out_hw):
         empty.append(~((taps >= 0) & (taps < size)).any(axis=1))
     if not (empty[0].any() or empty[1].any()):
         return None
-    return empty[0][:, None] | empty[1][None, :]
+    mask = empty[0][:, None] | empty[1][None, :]
+    mask.flags.writeable = False            # shared by every call of this geometry
+    return mask
 
 
 def _first_inbounds(n_out, s, p_before, d):

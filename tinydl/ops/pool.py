@@ -116,7 +116,7 @@ class MaxPool2d(Function):
         y, index = max_pool2d_forward(_nchw(x), kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
-        ctx.empty = empty_windows(x.shape[-2:], kernel, stride, padding, dilation, y.shape[-2:])
+        ctx.empty = empty_windows(tuple(x.shape[-2:]), kernel, stride, padding, dilation, tuple(y.shape[-2:]))
         if ctx.empty is not None:
             ctx.empty = get_array_module(x).asarray(ctx.empty)
         shape = x.shape[:-2] + y.shape[-2:]
