@@ -18,7 +18,6 @@ tests/test_op_fuzz.py) runs many more random ones::
     TINYDL_FUZZ_PROFILE=long python -m pytest -q tests/test_conv_routes_fuzz.py
 """
 import contextlib
-import os
 
 import numpy as np
 import pytest
@@ -31,13 +30,11 @@ from tinydl.kernels.conv import (CONV2D_ROUTES, CONV_TRANSPOSE2D_ROUTES, Chunked
 from tinydl.ops.conv import _conv2d_arguments
 
 pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import given, strategies as st  # noqa: E402
+from _fuzz import FUZZ  # noqa: E402
 
-PROFILES = {"ci": settings(max_examples=40, deadline=None, derandomize=True, database=None),
-            "long": settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])}
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel:UserWarning"),
               pytest.mark.usefixtures("forced_route_runs")]
-FUZZ = PROFILES[os.environ.get("TINYDL_FUZZ_PROFILE", "ci")]
 
 # Where each route applies (kernels/conv.py's ``applies``). Hypothesis leans to each
 # strategy's simplest value (0, False, a list's first element), so those are the common

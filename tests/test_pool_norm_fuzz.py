@@ -16,7 +16,6 @@ random ones::
 
     TINYDL_FUZZ_PROFILE=long python -m pytest -q tests/test_pool_norm_fuzz.py
 """
-import os
 
 import numpy as np
 import pytest
@@ -26,11 +25,9 @@ import tinydl as td
 import tinydl.nn.functional as F
 
 pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import given, strategies as st  # noqa: E402
+from _fuzz import FUZZ  # noqa: E402
 
-PROFILES = {"ci": settings(max_examples=40, deadline=None, derandomize=True, database=None),
-            "long": settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])}
-FUZZ = PROFILES[os.environ.get("TINYDL_FUZZ_PROFILE", "ci")]
 KERNELS = ["numba", "reference"]
 
 

@@ -17,7 +17,6 @@ random ones::
 
     TINYDL_FUZZ_PROFILE=long python -m pytest -q tests/test_resample_fuzz.py
 """
-import os
 
 import numpy as np
 import pytest
@@ -27,11 +26,9 @@ import tinydl as td
 import tinydl.nn.functional as F
 
 pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
+from hypothesis import assume, given, strategies as st  # noqa: E402
+from _fuzz import FUZZ  # noqa: E402
 
-PROFILES = {"ci": settings(max_examples=40, deadline=None, derandomize=True, database=None),
-            "long": settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])}
-FUZZ = PROFILES[os.environ.get("TINYDL_FUZZ_PROFILE", "ci")]
 SPATIAL = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "linear": (1,), "bilinear": (2,), "bicubic": (2,),
            "trilinear": (3,)}
 
