@@ -116,8 +116,8 @@ def empty_windows(in_hw, kernel, stride, padding, dilation, out_hw):
     that index, in another pixel or plane). ``padding`` is (top, left)."""
     empty = []
     for size, k, s, p, d, n_out in zip(in_hw, kernel, stride, padding, dilation, out_hw):
-        taps = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
-        empty.append(~((taps >= 0) & (taps < size)).any(axis=1))
+        _, lo, hi = _window_taps(n_out, s, p, d, size, k)       # the taps inside the image
+        empty.append(lo == hi)
     if not (empty[0].any() or empty[1].any()):
         return None
     mask = empty[0][:, None] | empty[1][None, :]
