@@ -580,8 +580,8 @@ def test_batch_norm_stats_survive_a_large_offset(impl):
 
 def test_batch_norm_dispatch(monkeypatch):
     calls = []
-    monkeypatch.setattr(norm_mod, "batch_norm_stats_reference", lambda x: calls.append("ref"))
-    monkeypatch.setattr(norm_mod, "batch_norm_stats_numba", lambda x: calls.append("numba"))
+    monkeypatch.setattr(norm_mod, "batch_norm_stats_reference", lambda x, dtype=None: calls.append("ref"))
+    monkeypatch.setattr(norm_mod, "batch_norm_stats_numba", lambda x, dtype=None: calls.append("numba"))
     x = np.zeros((2, 3, 4), np.float32)
     with td.backends.reference(False):
         norm_mod.batch_norm_stats(x)

@@ -25,6 +25,12 @@ are merged with Chan et al.'s pairwise update
     M2_ab   = M2_a + M2_b + delta^2 * n_a * n_b / n_ab        (var = M2 / m)
 
 so there is no sum(x^2) - m*mean^2 cancellation whatever the channel's offset.
+The batch-norm op asks for the statistics in float64 (``dtype``), and the kernels
+that read x - mean take such a mean as two numbers of x's dtype, mean = hi + lo
+(``_split``), and compute (x - hi) - lo: x - hi is exact where x is near the mean,
+so a float32 y keeps its precision on inputs far from zero (50 +- 1: 2.9e-5 of y's
+size with the mean rounded to float32, about PyTorch's 4.5e-6 with the pair;
+tests/test_pool_norm_fuzz.py).
 Every sum accumulates in float64, also for float32 inputs (PyTorch's CPU
 kernels accumulate float32 in float32 with vectorised partial sums; float64 is
 at least as accurate and costs nothing here). The Numba sums may add in a
@@ -76,34 +82,48 @@ def _rows(x):
 
 
 # --------------------------------------------------------------------------- reference (NumPy / CuPy)
-def batch_norm_stats_reference(x):
-    """Per-channel mean and biased variance (1/m) of x (N, C, ...), two passes, in x's dtype."""
+def batch_norm_stats_reference(x, dtype=None):
+    """Per-channel mean and biased variance (1/m) of x (N, C, ...), two passes, in ``dtype``
+    (default x's; float64 sums for float64)."""
     axes = _axes(x)
-    mean = x.mean(axis=axes)
+    dtype = x.dtype if dtype is None else dtype
+    mean = x.mean(axis=axes, dtype=dtype)
     centred = x - _per_channel(mean, x.ndim)
-    return mean, (centred * centred).mean(axis=axes)
+    return mean, (centred * centred).mean(axis=axes, dtype=dtype)
+
+
+def _split(mean, dtype):
+    """mean (C,) as hi + lo, both in ``dtype``: hi its rounding, lo what that lost."""
+    hi = mean.astype(dtype, copy=False)
+    return hi, (mean - hi).astype(dtype, copy=False)
 
 
 def batch_norm_affine_reference(x, mean, a, b):
     """y = (x - mean_c) * a_c + b_c  (per-channel vectors (C,), in x's dtype)."""
-    y = x - _per_channel(mean, x.ndim)
-    y *= _per_channel(a, x.ndim)
-    y += _per_channel(b, x.ndim)
+    hi, lo = _split(mean, x.dtype)
+    y = x - _per_channel(hi, x.ndim)
+    y -= _per_channel(lo, x.ndim)
+    y *= _per_channel(a.astype(x.dtype, copy=False), x.ndim)
+    y += _per_channel(b.astype(x.dtype, copy=False), x.ndim)
     return y
 
 
 def batch_norm_grad_sums_reference(g, x, mean):
     """(sum_c g, sum_c g * (x - mean_c)): the two per-channel sums of the backward pass."""
     axes = _axes(g)
-    return g.sum(axis=axes), (g * (x - _per_channel(mean, x.ndim))).sum(axis=axes)
+    centred = x - _per_channel(mean, x.ndim)          # in the mean's dtype (float64 from the op)
+    return g.sum(axis=axes), (g * centred).sum(axis=axes).astype(g.dtype, copy=False)
 
 
 def batch_norm_input_grad_reference(g, x, mean, a, k, b):
     """dx = g * a_c + (x - mean_c) * k_c + b_c  (per-channel vectors (C,), in g's dtype)."""
-    dx = x - _per_channel(mean, x.ndim)
-    dx *= _per_channel(k, x.ndim)
-    dx += g * _per_channel(a, x.ndim)
-    dx += _per_channel(b, x.ndim)
+    dt = g.dtype
+    hi, lo = _split(mean, dt)
+    dx = x - _per_channel(hi, x.ndim)
+    dx -= _per_channel(lo, x.ndim)
+    dx *= _per_channel(k.astype(dt, copy=False), x.ndim)
+    dx += g * _per_channel(a.astype(dt, copy=False), x.ndim)
+    dx += _per_channel(b.astype(dt, copy=False), x.ndim)
     return dx
 
 
@@ -150,34 +170,35 @@ def _grad_sums_kernel(g, x, mean, sum_g, sum_gx):
 
 
 @njit(parallel=True, cache=True)
-def _affine_kernel(x, mean, a, b, y):
-    # One task per (n, c) row: y = (x - mean_c) * a_c + b_c.
+def _affine_kernel(x, hi, lo, a, b, y):
+    # One task per (n, c) row: y = ((x - hi_c) - lo_c) * a_c + b_c, mean = hi + lo.
     N, C, S = x.shape
     for task in prange(N * C):
         n, c = task // C, task % C
-        mu, ac, bc = mean[c], a[c], b[c]
+        mu, mu_lo, ac, bc = hi[c], lo[c], a[c], b[c]
         x_row, y_row = x[n, c], y[n, c]
         for t in range(S):
-            y_row[t] = (x_row[t] - mu) * ac + bc
+            y_row[t] = ((x_row[t] - mu) - mu_lo) * ac + bc
 
 
 @njit(parallel=True, cache=True)
-def _input_grad_kernel(g, x, mean, a, k, b, dx):
-    # One task per (n, c) row: dx = g * a_c + (x - mean_c) * k_c + b_c.
+def _input_grad_kernel(g, x, hi, lo, a, k, b, dx):
+    # One task per (n, c) row: dx = g * a_c + ((x - hi_c) - lo_c) * k_c + b_c, mean = hi + lo.
     N, C, S = g.shape
     for task in prange(N * C):
         n, c = task // C, task % C
-        mu, ac, kc, bc = mean[c], a[c], k[c], b[c]
+        mu, mu_lo, ac, kc, bc = hi[c], lo[c], a[c], k[c], b[c]
         g_row, x_row, dx_row = g[n, c], x[n, c], dx[n, c]
         for t in range(S):
-            dx_row[t] = g_row[t] * ac + (x_row[t] - mu) * kc + bc
+            dx_row[t] = g_row[t] * ac + ((x_row[t] - mu) - mu_lo) * kc + bc
 
 
-def batch_norm_stats_numba(x):
+def batch_norm_stats_numba(x, dtype=None):
     """Same as :func:`batch_norm_stats_reference`: one read of x, row-wise two-pass + Chan merge."""
     x3 = _rows(x)
-    mean = np.empty(x3.shape[1], dtype=x.dtype)         # the float64 sums are rounded as they are stored
-    var = np.empty(x3.shape[1], dtype=x.dtype)
+    dtype = x.dtype if dtype is None else dtype         # the float64 sums are rounded as they are stored
+    mean = np.empty(x3.shape[1], dtype=dtype)
+    var = np.empty(x3.shape[1], dtype=dtype)
     for_this_thread(_stats_kernel, x3.size)(x3, mean, var)
     return mean, var
 
@@ -187,7 +208,7 @@ def batch_norm_affine_numba(x, mean, a, b):
     x3 = _rows(x)
     y = np.empty(x.shape, dtype=x.dtype)
     dt = x.dtype
-    for_this_thread(_affine_kernel, x3.size)(x3, mean.astype(dt, copy=False), a.astype(dt, copy=False),
+    for_this_thread(_affine_kernel, x3.size)(x3, *_split(mean, dt), a.astype(dt, copy=False),
                                              b.astype(dt, copy=False), y.reshape(x3.shape))
     return y
 
@@ -197,7 +218,7 @@ def batch_norm_grad_sums_numba(g, x, mean):
     g3, x3 = _rows(g), _rows(x)
     sum_g = np.empty(g3.shape[1], dtype=g.dtype)        # the float64 sums are rounded as they are stored
     sum_gx = np.empty(g3.shape[1], dtype=g.dtype)
-    for_this_thread(_grad_sums_kernel, g3.size)(g3, x3, mean.astype(x.dtype, copy=False), sum_g, sum_gx)
+    for_this_thread(_grad_sums_kernel, g3.size)(g3, x3, mean.astype(np.float64, copy=False), sum_g, sum_gx)
     return sum_g, sum_gx
 
 
@@ -206,7 +227,7 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
     g3, x3 = _rows(g), _rows(x)
     dx = np.empty(g.shape, dtype=g.dtype)
     dt = g.dtype
-    for_this_thread(_input_grad_kernel, g3.size)(g3, x3, mean.astype(dt, copy=False), a.astype(dt, copy=False),
+    for_this_thread(_input_grad_kernel, g3.size)(g3, x3, *_split(mean, dt), a.astype(dt, copy=False),
                                                  k.astype(dt, copy=False), b.astype(dt, copy=False),
                                                  dx.reshape(g3.shape))
     return dx
@@ -305,15 +326,17 @@ def _channel_sums(a, shift_a, b, shift_b):
     return sums[:, 0], sums[:, 1]
 
 
-def batch_norm_stats_cupy(x):
-    """Same as :func:`batch_norm_stats_reference` for a CuPy array, one pass over x."""
+def batch_norm_stats_cupy(x, dtype=None):
+    """Same as :func:`batch_norm_stats_reference` for a CuPy array, one pass over x (in x's
+    dtype: the CUDA kernels read the mean in it, and ``dtype`` only widens the result)."""
     N, C = x.shape[:2]
     m = x.size // C
     first = x[(0, slice(None)) + (0,) * (x.ndim - 2)]    # K_c = x[0, c, 0, ...]: the shift (see above)
     s1, s2 = _channel_sums(x, first, x, first)
     mean = s1 / m
     var = s2 / m - mean * mean
-    return (first + mean).astype(x.dtype), var.clip(0).astype(x.dtype)
+    dtype = x.dtype if dtype is None else dtype
+    return (first + mean).astype(x.dtype).astype(dtype), var.clip(0).astype(x.dtype).astype(dtype)
 
 
 def batch_norm_grad_sums_cupy(g, x, mean):
@@ -361,11 +384,12 @@ def _cuda_for(*arrays):
             and np.dtype(arrays[0].dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
 
 
-def batch_norm_stats(x):
-    """Per-channel (mean, biased variance) of x (N, C, ...) over every axis but 1, in x's dtype."""
+def batch_norm_stats(x, dtype=None):
+    """Per-channel (mean, biased variance) of x (N, C, ...) over every axis but 1, in ``dtype``
+    (default x's)."""
     if _cuda_for(x):
-        return batch_norm_stats_cupy(x)
-    return batch_norm_stats_numba(x) if _numba_for(x) else batch_norm_stats_reference(x)
+        return batch_norm_stats_cupy(x, dtype)
+    return batch_norm_stats_numba(x, dtype) if _numba_for(x) else batch_norm_stats_reference(x, dtype)
 
 
 def batch_norm_affine(x, mean, a, b):

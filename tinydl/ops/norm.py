@@ -78,7 +78,7 @@ class BatchNorm(Function):
         if training and m == 0:                     # an empty batch: no statistics, the buffers stay (PyTorch)
             mean = var = xp.zeros(x.shape[1], dtype=x.dtype)
         elif training:
-            mean, var = batch_norm_stats(x)         # biased: 1/m
+            mean, var = batch_norm_stats(x, xp.float64)     # biased: 1/m; float64 (kernels/norm.py)
             if running_mean is not None:            # in place: these are the module's buffers
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
@@ -129,7 +129,7 @@ class BatchNorm(Function):
                 gx = batch_norm_input_grad(gy, x, mean, scale, k, -scale * sum_g / m)
             else:
                 gx = gy * _per_channel(scale, gy.ndim)
-        gweight = sum_g_xhat if ctx.has_weight and need_w else None
+        gweight = sum_g_xhat.astype(gy.dtype, copy=False) if ctx.has_weight and need_w else None
         gbias = sum_g if ctx.has_bias and need_b else None
         return gx, gweight, gbias
 
