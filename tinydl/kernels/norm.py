@@ -83,13 +83,16 @@ def _rows(x):
 
 # --------------------------------------------------------------------------- reference (NumPy / CuPy)
 def batch_norm_stats_reference(x, dtype=None):
-    """Per-channel mean and biased variance (1/m) of x (N, C, ...), two passes, in ``dtype``
-    (default x's; float64 sums for float64)."""
+    """Per-channel mean and biased variance (1/m) of x (N, C, ...), in ``dtype`` (default
+    x's): the mean summed in ``dtype``, the variance from x - hi in x's dtype, where
+    mean = hi + lo (``_split``; var = mean((x - hi)^2) - lo^2), with no temporary wider
+    than x."""
     axes = _axes(x)
     dtype = x.dtype if dtype is None else dtype
     mean = x.mean(axis=axes, dtype=dtype)
-    centred = x - _per_channel(mean, x.ndim)
-    return mean, (centred * centred).mean(axis=axes, dtype=dtype)
+    hi, lo = _split(mean, x.dtype)
+    centred = x - _per_channel(hi, x.ndim)
+    return mean, ((centred * centred).mean(axis=axes) - lo * lo).astype(dtype, copy=False)
 
 
 def _split(mean, dtype):
@@ -111,8 +114,10 @@ def batch_norm_affine_reference(x, mean, a, b):
 def batch_norm_grad_sums_reference(g, x, mean):
     """(sum_c g, sum_c g * (x - mean_c)): the two per-channel sums of the backward pass."""
     axes = _axes(g)
-    centred = x - _per_channel(mean, x.ndim)          # in the mean's dtype (float64 from the op)
-    return g.sum(axis=axes), (g * centred).sum(axis=axes).astype(g.dtype, copy=False)
+    hi, lo = _split(mean, x.dtype)
+    centred = x - _per_channel(hi, x.ndim)
+    centred -= _per_channel(lo, x.ndim)
+    return g.sum(axis=axes), (g * centred).sum(axis=axes)
 
 
 def batch_norm_input_grad_reference(g, x, mean, a, k, b):
@@ -327,8 +332,8 @@ def _channel_sums(a, shift_a, b, shift_b):
 
 
 def batch_norm_stats_cupy(x, dtype=None):
-    """Same as :func:`batch_norm_stats_reference` for a CuPy array, one pass over x (in x's
-    dtype: the CUDA kernels read the mean in it, and ``dtype`` only widens the result)."""
+    """Same as :func:`batch_norm_stats_reference` for a CuPy array, one pass over x (its
+    float64 sums rounded to ``dtype``; the CUDA kernels read the mean in x's dtype)."""
     N, C = x.shape[:2]
     m = x.size // C
     first = x[(0, slice(None)) + (0,) * (x.ndim - 2)]    # K_c = x[0, c, 0, ...]: the shift (see above)
@@ -336,7 +341,7 @@ def batch_norm_stats_cupy(x, dtype=None):
     mean = s1 / m
     var = s2 / m - mean * mean
     dtype = x.dtype if dtype is None else dtype
-    return (first + mean).astype(x.dtype).astype(dtype), var.clip(0).astype(x.dtype).astype(dtype)
+    return (first + mean).astype(dtype), var.clip(0).astype(dtype)
 
 
 def batch_norm_grad_sums_cupy(g, x, mean):
