@@ -10,8 +10,8 @@ import math
 from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor
-from ..kernels.norm import (batch_norm_affine, batch_norm_grad_sums, batch_norm_input_grad,
-                            batch_norm_stats)
+from ..kernels.norm import (batch_norm_affine, batch_norm_backward_fused, batch_norm_forward_fused,
+                            batch_norm_grad_sums, batch_norm_input_grad, batch_norm_route, batch_norm_stats)
 from .checks import check_same_kind
 from .distance import pnorm
 from .math import raw
@@ -67,14 +67,26 @@ class BatchNorm(Function):
 
     (the training formula above, multiplied out). Each pass reads the big
     arrays once, as PyTorch's CPU kernels do.
+
+    The 'fused' route (``batch_norm_route``) computes the same in one call per
+    direction, the (C,)-vector steps between the passes included: on the CPU one
+    Numba kernel, on the GPU three CUDA kernels instead of about 27 forward and 18
+    backward launches.
     """
 
     double_backward = "composite"
 
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None,
                 training=False, momentum=0.1, eps=1e-5):
-        xp = get_array_module(x)
         m = x.size // x.shape[1]                    # values per channel
+        ctx.training, ctx.m = training, max(m, 1)   # m = 0: the sums are 0 and gx is empty
+        ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
+        ctx.route = batch_norm_route(x, weight, bias, running_mean, running_var)   # one call, or None
+        if ctx.route is not None:
+            y, saved = batch_norm_forward_fused(x, weight, bias, running_mean, running_var, training, momentum, eps)
+            ctx.save_for_backward(x, *saved)
+            return y
+        xp = get_array_module(x)
         if training and m == 0:                     # an empty batch: no statistics, the buffers stay (PyTorch)
             mean = var = xp.zeros(x.shape[1], dtype=x.dtype)
         elif training:
@@ -94,8 +106,6 @@ class BatchNorm(Function):
         shift = xp.zeros_like(scale) if bias is None else bias          # beta
         y = batch_norm_affine(x, mean, scale, shift)                    # (x - mu) * gamma s + beta
         ctx.save_for_backward(x, mean, inv_std, scale)
-        ctx.training, ctx.m = training, max(m, 1)   # m = 0: the sums are 0 and gx is empty
-        ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
         return y
 
     def composite(ctx, x, weight, bias, running_mean=None, running_var=None,
@@ -119,6 +129,11 @@ class BatchNorm(Function):
         m = ctx.m
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_sums = (need_x and ctx.training) or (ctx.has_weight and need_w) or (ctx.has_bias and need_b)
+        if ctx.route is not None:
+            gx, gweight, gbias = batch_norm_backward_fused(gy, x, (mean, inv_std, scale), ctx.training,
+                                                           need_x, need_sums)
+            return (gx, gweight if ctx.has_weight and need_w else None,
+                    gbias if ctx.has_bias and need_b else None)
         if need_sums:   # the two per-channel sums serve both dx (training) and dgamma / dbeta
             sum_g, sum_g_xc = batch_norm_grad_sums(gy, x, mean)         # sum g, sum g (x - mu)
             sum_g_xhat = sum_g_xc * inv_std
