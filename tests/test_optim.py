@@ -857,3 +857,37 @@ def test_sgd_with_mixed_dtypes_takes_the_plain_update():
         results[reference] = p.detach().numpy(), opt.state[p]["momentum_buffer"]
     for fused, plain in zip(results[False], results[True]):
         np.testing.assert_array_equal(fused, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make, options", [
+    ("Adam", dict()), ("Adam", dict(amsgrad=True, weight_decay=1e-2)), ("Adam", dict(maximize=True, eps=1e-6)),
+    ("AdamW", dict()), ("AdamW", dict(amsgrad=True, betas=(0.5, 0.9), maximize=True))],
+    ids=["plain", "amsgrad_wd", "maximize", "adamw", "adamw_amsgrad_max"])
+def test_fused_numba_adam_is_the_plain_update_bit_for_bit(dtype, make, options):
+    """On the CPU Adam and AdamW run one Numba kernel per parameter; it rounds as the plain
+    array update does (run under td.backends.reference()), through a strided gradient, a
+    parameter large enough for the parallel loop, and a float64 gradient on a float32
+    parameter (which promotes: the plain update)."""
+    rng = np.random.default_rng(8)
+    shapes = [(7, 3), (200_000,), (5,)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)]
+    grads[2][2] = grads[2][2].astype(np.float64 if dtype == np.float32 else np.float32)
+    results = {}
+    for reference in (False, True):
+        params = [td.tensor(a.copy(), requires_grad=True) for a in start]
+        opt = getattr(td.optim, make)(params, lr=0.01, **options)
+        with td.backends.reference(reference), td.backends.record_routes() as taken:
+            for step in grads:
+                for p, g in zip(params, step):
+                    p.grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)
+                opt.step()
+        fused = ["fused_numba"] * 8 + ["single_tensor"] + ["fused_numba"] * 3     # step 3's float64 gradient
+        expected = ["single_tensor"] * 12 if reference else fused
+        assert [route for _, route in taken] == expected
+        results[reference] = [p.detach().numpy() for p in params] + [
+            opt.state[p][k] for p in params for k in sorted(opt.state[p]) if k != "step"]
+    for fused, plain in zip(results[False], results[True]):
+        assert fused.dtype == dtype
+        np.testing.assert_array_equal(fused, plain)

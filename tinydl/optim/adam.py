@@ -1,7 +1,9 @@
 """Adam and AdamW: momentum (first moment) + per-coordinate scaling (second moment)."""
 import math
 
-from .. import backend
+from .. import backend, backends
+from ..kernels._dispatch import use_numba
+from ..kernels.optim import adam_step_cuda, adam_step_numba
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -26,6 +28,13 @@ class Adam(Optimizer):
 
     State per parameter: ``step`` (Python int), ``exp_avg`` (m), ``exp_avg_sq`` (v),
     and ``max_exp_avg_sq`` with amsgrad.
+
+    The update below (``_single_tensor_adam``) is a dozen array operations, each a pass
+    over the parameter's size (a kernel launch on the GPU). Where the gradient and the
+    state have the parameter's dtype and shape, one kernel does the same arithmetic in
+    one pass (kernels/optim.py; recorded as 'fused_numba' or 'fused_cuda', as PyTorch's
+    ``fused=True``): on the CPU bit for bit, on the GPU to rounding (CUDA contracts
+    a * b + c into one fused multiply-add).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
@@ -51,8 +60,6 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: invalid weight_decay={wd} (must be >= 0)")
 
     def _update(self, p, grad, group):
-        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-        beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
         x = p.array
         xp = backend.get_array_module(x)
         state = self.state[p]
@@ -63,39 +70,78 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(x)
         state["step"] += 1
-        t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
+        route = _adam_route(x, grad, state)
+        backends.note_route("adam", route)
+        _ADAM_STEPS[route](x, grad, state, group)
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                x *= 1 - lr * wd
-            else:
-                g = g + wd * x
 
-        # m += (1 - beta1) * (g - m)   (PyTorch's lerp; = beta1 * m + (1 - beta1) * g)
-        tmp = g - m
-        tmp *= 1 - beta1
-        m += tmp
-        # v = beta2 * v + (1 - beta2) * g^2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - beta2
-        v *= beta2
-        v += tmp
+def _single_tensor_adam(x, grad, state, group):
+    """The update of Adam's docstring on one parameter, in plain array operations."""
+    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
+    xp = backend.get_array_module(x)
+    t = state["step"]
+    m, v = state["exp_avg"], state["exp_avg_sq"]
 
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"]
-            xp.maximum(vmax, v, out=vmax)
-            v = vmax
-        step_size = lr / (1 - beta1 ** t)
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-        # x -= step_size * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), reusing tmp
-        xp.sqrt(v, out=tmp)
-        tmp /= bias_correction2_sqrt
-        tmp += eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        x -= tmp
+    g = -grad if group["maximize"] else grad
+    if wd != 0:
+        if group["decoupled_weight_decay"]:
+            x *= 1 - lr * wd
+        else:
+            g = g + wd * x
+
+    # m += (1 - beta1) * (g - m)   (PyTorch's lerp; = beta1 * m + (1 - beta1) * g)
+    tmp = g - m
+    tmp *= 1 - beta1
+    m += tmp
+    # v = beta2 * v + (1 - beta2) * g^2
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1 - beta2
+    v *= beta2
+    v += tmp
+
+    if group["amsgrad"]:
+        vmax = state["max_exp_avg_sq"]
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    step_size = lr / (1 - beta1 ** t)
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+    # x -= step_size * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), reusing tmp
+    xp.sqrt(v, out=tmp)
+    tmp /= bias_correction2_sqrt
+    tmp += eps
+    xp.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    x -= tmp
+
+
+def _adam_route(x, grad, state):
+    """'fused_cuda' or 'fused_numba' where one kernel can update x: a gradient and a state of
+    x's dtype and shape (contiguous on the CPU); else 'single_tensor' (its promotions, its
+    broadcasting)."""
+    arrays = [state[k] for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if k in state]
+    if not all(a.dtype == x.dtype and a.shape == x.shape for a in [grad] + arrays):
+        return "single_tensor"
+    if backend.is_cupy_array(x):
+        return "fused_cuda"
+    if use_numba(x.dtype) and all(a.flags.c_contiguous for a in [x] + arrays):
+        return "fused_numba"
+    return "single_tensor"
+
+
+def _fused_adam(fused_step):
+    """The same update in one kernel (kernels/optim.py)."""
+    def step(x, grad, state, group):
+        amsgrad = state.get("max_exp_avg_sq") if group["amsgrad"] else None
+        beta1, beta2 = group["betas"]
+        fused_step(grad, x, state["exp_avg"], state["exp_avg_sq"], amsgrad, float(group["lr"]), float(beta1),
+                   float(beta2), float(group["eps"]), float(group["weight_decay"]),
+                   group.get("decoupled_weight_decay", False), group["maximize"], state["step"])
+    return step
+
+
+_ADAM_STEPS = {"single_tensor": _single_tensor_adam, "fused_numba": _fused_adam(adam_step_numba),
+               "fused_cuda": _fused_adam(adam_step_cuda)}
 
 
 class AdamW(Adam):
