@@ -126,14 +126,17 @@ def test_serial_twins_are_bit_identical_im2col(monkeypatch, name, shape, kwargs)
 
 
 def _fused_batch_norm(x, g, weight, bias):
-    """The fused batch-norm route's outputs, training then evaluation (the buffers updated in place)."""
+    """The fused batch-norm route's outputs, training then evaluation (the buffers updated in
+    place), then with a residual and a ReLU."""
     from tinydl.kernels import norm
     running = [np.zeros(x.shape[1], x.dtype), np.ones(x.shape[1], x.dtype)]
     out = []
-    for training in (True, False):
-        y, saved = norm.batch_norm_forward_fused_numba(x, weight, bias, *running, training, 0.1, 1e-5)
-        out += [y, *saved, *running, *norm.batch_norm_backward_fused_numba(g, x, saved, training, True, True)]
-    return out
+    for training, residual in ((True, None), (False, None), (True, g[::-1].copy())):
+        relu = residual is not None
+        y, saved = norm.batch_norm_forward_fused_numba(x, weight, bias, *running, training, 0.1, 1e-5, residual, relu)
+        out += [y, *saved, *running, *norm.batch_norm_backward_fused_numba(
+            g, x, saved, training, True, True, y if relu else None, relu)]
+    return [a for a in out if a is not None]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

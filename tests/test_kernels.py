@@ -593,39 +593,47 @@ def test_batch_norm_dispatch(monkeypatch):
 
 
 # The fused route (one call a direction, kernels/norm.py) against the op's passes, through the op.
-def _batch_norm_through_the_op(route, x, g, weight, bias, running, training, device="cpu", ran=None):
-    """y, the gradients of x, weight and bias, and the running buffers after one step, with
-    ``route`` forced (``ran``: the route that must be recorded, default ``route``)."""
+def _batch_norm_through_the_op(route, x, g, weight, bias, running, training, residual=None, relu=False,
+                               device="cpu", ran=None):
+    """y, the gradients of x, weight, bias and the residual, and the running buffers after one
+    step, with ``route`` forced (``ran``: the route that must be recorded, default ``route``)."""
     on = (lambda a: a) if device == "cpu" else (lambda a: td.backend.to_device(a, device))   # noqa: E731
-    leaves = [None if a is None else td.Tensor(on(a), requires_grad=True) for a in (x, weight, bias)]
+    leaves = [None if a is None else td.Tensor(on(a), requires_grad=True) for a in (x, weight, bias, residual)]
     buffers = [None if a is None else td.Tensor(on(a.copy())) for a in running]
     scope = td.backends.reference() if route == "reference" else td.backends.route(batch_norm=route)
     with scope, td.backends.record_routes() as taken:
-        y = td.nn.functional.batch_norm(leaves[0], *buffers, *leaves[1:], training=training, momentum=0.1,
-                                        eps=1e-5)
+        if relu:
+            y = td.nn.functional.batch_norm_relu(leaves[0], *buffers, *leaves[1:3], training=training, momentum=0.1,
+                                                 eps=1e-5, residual=leaves[3])
+        else:
+            y = td.nn.functional.batch_norm(leaves[0], *buffers, *leaves[1:3], training=training, momentum=0.1,
+                                            eps=1e-5)
         y.backward(td.Tensor(on(g)))
     assert ("batch_norm", ran or route) in taken, taken
     out = [y.detach()] + [t.grad for t in leaves if t is not None] + [b for b in buffers if b is not None]
     return [td.backend.to_host(t.array) for t in out]
 
 
-FUSED_BN_CASES = [  # (shape, contiguous, training, affine, tracked)
-    ((4, 3, 5, 6), True, True, True, True), ((4, 3, 5, 6), False, True, True, True),
-    ((2, 3, 2, 3, 4), True, True, False, True), ((1, 2, 7), True, True, True, False),
-    ((7, 4, 3, 1), True, False, True, True), ((3, 5, 2, 2), False, False, False, True),
-    ((1, 1, 9, 9), True, True, True, True)]
+FUSED_BN_CASES = [  # (shape, contiguous, training, affine, tracked, relu, residual)
+    ((4, 3, 5, 6), True, True, True, True, False, False), ((4, 3, 5, 6), False, True, True, True, True, False),
+    ((2, 3, 2, 3, 4), True, True, False, True, True, True), ((1, 2, 7), True, True, True, False, False, False),
+    ((7, 4, 3, 1), True, False, True, True, True, True), ((3, 5, 2, 2), False, False, False, True, False, False),
+    ((1, 1, 9, 9), True, True, True, True, True, False), ((4, 3, 5, 6), False, True, True, True, True, True)]
+FUSED_BN_FIELDS = "shape, contiguous, training, affine, tracked, relu, residual"
 
 
-def _fused_bn_args(shape, contiguous, training, affine, tracked, dtype):
+def _fused_bn_args(shape, contiguous, training, affine, tracked, relu, residual, dtype):
     x, g, weight, bias, rm, rv = _bn_arrays(shape, dtype, seed=3, contiguous=contiguous)
+    r = _bn_arrays(shape, dtype, seed=4, contiguous=contiguous)[0] if residual else None
     return (x, g, weight if affine else None, bias if affine else None,
-            (rm, np.abs(rv) + 0.5) if tracked else (None, None), training)
+            (rm, np.abs(rv) + 0.5) if tracked else (None, None), training, r, relu)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, contiguous, training, affine, tracked", FUSED_BN_CASES, ids=str)
-def test_fused_batch_norm_route_equals_the_passes(shape, contiguous, training, affine, tracked, dtype):
-    args = _fused_bn_args(shape, contiguous, training, affine, tracked, dtype)
+@pytest.mark.parametrize(FUSED_BN_FIELDS, FUSED_BN_CASES, ids=str)
+def test_fused_batch_norm_route_equals_the_passes(shape, contiguous, training, affine, tracked, relu, residual,
+                                                  dtype):
+    args = _fused_bn_args(shape, contiguous, training, affine, tracked, relu, residual, dtype)
     fused = _batch_norm_through_the_op("fused", *args)
     for route in ("numba", "reference"):
         for u, v in zip(fused, _batch_norm_through_the_op(route, *args)):
@@ -651,10 +659,10 @@ def test_batch_norm_takes_the_passes_where_the_fused_route_does_not_apply():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, contiguous, training, affine, tracked", FUSED_BN_CASES, ids=str)
-def test_fused_batch_norm_route_on_cuda(shape, contiguous, training, affine, tracked, dtype):
+@pytest.mark.parametrize(FUSED_BN_FIELDS, FUSED_BN_CASES, ids=str)
+def test_fused_batch_norm_route_on_cuda(shape, contiguous, training, affine, tracked, relu, residual, dtype):
     _cupy_or_skip()
-    args = _fused_bn_args(shape, contiguous, training, affine, tracked, dtype)
+    args = _fused_bn_args(shape, contiguous, training, affine, tracked, relu, residual, dtype)
     fused = _batch_norm_through_the_op("fused", *args, device="cuda")
     passes = _batch_norm_through_the_op("numba", *args, device="cuda", ran="cuda")    # the CUDA passes
     for u, v, w in zip(fused, passes, _batch_norm_through_the_op("fused", *args)):

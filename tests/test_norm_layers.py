@@ -270,6 +270,57 @@ def test_batchnorm_repr_matches_torch():
         assert repr(nn.BatchNorm2d(8, **kwargs)) == repr(torch.nn.BatchNorm2d(8, **kwargs))
 
 
+
+# ---------------------------------------------------------------- batch norm + ReLU (relu=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("residual", [True, False], ids=["residual", "no_residual"])
+def test_batchnorm_relu_layer_is_relu_of_batchnorm_plus_residual(residual, dtype):
+    """BatchNorm2d(relu=True)(x, r) against PyTorch's relu(BatchNorm2d(x) + r): outputs, every
+    gradient and the running buffers, two training steps then eval; the same parameters and
+    buffers (a PyTorch state_dict loads)."""
+    rng = np.random.default_rng(11)
+    ours, theirs = nn.BatchNorm2d(3, relu=True, momentum=0.3).to(dtype=dtype), torch.nn.BatchNorm2d(3, momentum=0.3)
+    theirs = theirs.double() if dtype == np.float64 else theirs
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert "relu=True" in repr(ours)
+    for step in range(3):
+        if step == 2:
+            ours.eval()
+            theirs.eval()
+        x, g, r = ((rng.standard_normal((4, 3, 5, 5)) * 2 + 0.3).astype(dtype) for _ in range(3))
+        tx, tr = td.tensor(x, requires_grad=True), td.tensor(r, requires_grad=True)
+        px, pr = torch.tensor(x, requires_grad=True), torch.tensor(r, requires_grad=True)
+        y = ours(tx, tr if residual else None)
+        py = theirs(px)
+        py = torch.relu(py + pr if residual else py)
+        y.backward(td.tensor(g))
+        py.backward(torch.tensor(g))
+        _close(y, py, dtype)
+        _close(tx.grad, px.grad, dtype)
+        if residual:
+            _close(tr.grad, pr.grad, dtype)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            a, b = getattr(ours, name), getattr(theirs, name)
+            _close(a.grad if name in ("weight", "bias") else a, b.grad if name in ("weight", "bias") else b, dtype)
+            if name in ("weight", "bias"):
+                a.grad = None
+                b.grad = None
+
+
+def test_batchnorm_relu_survives_conversion_to_sync_batchnorm_and_checks_the_residual():
+    layer = nn.Sequential(nn.BatchNorm2d(3, relu=True))
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(layer)
+    assert isinstance(synced[0], nn.SyncBatchNorm) and synced[0].relu
+    x = td.tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32))
+    y = synced(x).detach().numpy()
+    np.testing.assert_array_equal(y, nn.BatchNorm2d(3, relu=True)(x).detach().numpy())
+    assert (y >= 0).all() and (y == 0).any()
+    with pytest.raises(RuntimeError, match=r"batch_norm_relu: the residual has shape \(2, 3, 1, 1\), the input "
+                                           r"\(2, 3, 4, 4\)"):
+        nn.BatchNorm2d(3, relu=True)(x, td.zeros(2, 3, 1, 1))
+    with pytest.raises(RuntimeError, match=r"batch_norm_relu: input type \(float32\) and residual type \(float64\)"):
+        F.batch_norm_relu(x, None, None, training=True, residual=td.zeros(2, 3, 4, 4, dtype=td.float64))
+
 # ---------------------------------------------------------------- local response norm
 def test_local_response_norm_layer_alexnet():
     x = np.random.default_rng(0).standard_normal((2, 96, 5, 5)) * 10

@@ -1,4 +1,4 @@
-"""Op table rows: batch_norm (train / eval), local_response_norm, normalize."""
+"""Op table rows: batch_norm (train / eval), batch_norm_relu, local_response_norm, normalize."""
 import math
 
 import torch.nn.functional as TF
@@ -49,6 +49,31 @@ def bn_eval(td_or_torch, eps=1e-5):
     return lambda x, rm, rv, w=None, b=None: f(x, rm, rv, w, b, False, 0.1, eps)
 
 
+def bn_relu(td_or_torch, training=True, residual=True):
+    """relu(batch_norm(x) + r): batch_norm_relu, against the three ops in PyTorch (eval: x, r,
+    running_mean, running_var, weight, bias; training: x, r, weight, bias; r left out
+    without ``residual``)."""
+    def td_fn(x, *rest):
+        r, rest = (rest[0], rest[1:]) if residual else (None, rest)
+        rm, rv, w, b = rest if not training else (None, None) + rest
+        return N.batch_norm_relu(x, rm, rv, w, b, training, 0.1, 1e-5, residual=r)
+
+    def torch_fn(x, *rest):
+        r, rest = (rest[0], rest[1:]) if residual else (None, rest)
+        rm, rv, w, b = rest if not training else (None, None) + rest
+        y = TF.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+        return TF.relu(y if r is None else y + r)
+    return td_fn if td_or_torch == "td" else torch_fn
+
+
+def bn_relu_inputs(shape, running=False, residual=True):
+    """x, [r], [running_mean, running_var], weight, bias."""
+    def make(rng):
+        x, *rest = bn_inputs(shape, running=running)(rng)
+        return [x] + ([rng.standard_normal(shape)] if residual else []) + rest
+    return make
+
+
 def lrn(size, alpha=1e-4, beta=0.75, k=1.0):
     return (lambda x: N.local_response_norm(x, size, alpha, beta, k),
             lambda x: TF.local_response_norm(x, size, alpha, beta, k))
@@ -72,6 +97,12 @@ CASES = [
            bn_inputs((2, 2, 3, 2, 3))),
     OpCase("batch_norm/train_running_stats", bn_train_running("td", 0.3), bn_train_running("torch", 0.3),
            bn_inputs((4, 3, 2, 3), running=True), grad=[0, 3, 4]),
+    # ---- batch norm + residual + ReLU (one op), training and eval
+    OpCase("batch_norm_relu/train_residual", bn_relu("td"), bn_relu("torch"), bn_relu_inputs((3, 4, 3, 5))),
+    OpCase("batch_norm_relu/train", bn_relu("td", residual=False), bn_relu("torch", residual=False),
+           bn_relu_inputs((2, 3, 4, 4), residual=False)),
+    OpCase("batch_norm_relu/eval_residual", bn_relu("td", training=False), bn_relu("torch", training=False),
+           bn_relu_inputs((2, 3, 4, 5), running=True), grad=[0, 1, 4, 5]),
     # ---- batch norm, eval: running statistics are constants, a per-channel affine map
     OpCase("batch_norm/eval_4d", bn_eval("td"), bn_eval("torch"), bn_inputs((2, 3, 4, 5), running=True),
            grad=[0, 3, 4]),

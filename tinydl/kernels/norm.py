@@ -195,6 +195,24 @@ def _affine_row(x_row, hi, lo, a, b, y_row):
 
 
 @njit
+def _add_relu_row(y_row, r_row, add, relu):
+    """y += r (if ``add``), then y = max(y, 0) (if ``relu``; NaN stays NaN, -0 becomes +0, as
+    kernels/activation.py's ReLU), along one row."""
+    zero = y_row.dtype.type(0.0)
+    for t in range(y_row.size):
+        v = y_row[t] + r_row[t] if add else y_row[t]
+        y_row[t] = v if (not relu or v > 0 or v != v) else zero
+
+
+@njit
+def _relu_mask_row(g_row, y_row, out_row):
+    """out = g * (y > 0) along one row: ReLU's backward, as kernels/activation.py's."""
+    one, zero = g_row.dtype.type(1.0), g_row.dtype.type(0.0)
+    for t in range(g_row.size):
+        out_row[t] = g_row[t] * (one if y_row[t] > 0 else zero)
+
+
+@njit
 def _input_grad_row(g_row, x_row, hi, lo, a, k, b, dx_row):
     """dx = g * a + ((x - hi) - lo) * k + b along one row (mean = hi + lo)."""
     for t in range(g_row.size):
@@ -242,11 +260,13 @@ def _input_grad_kernel(g, x, hi, lo, a, k, b, dx):
 # a direction in one call: per channel, its sums, its few scalars, then its output rows,
 # while the channel's rows are still in the cache.
 @njit(parallel=True, cache=True)
-def _fused_forward_kernel(x, weight, bias, running_mean, running_var, training, track, momentum, eps,
-                          y, mean, inv_std, scale):
-    # x, y (N, C, S); weight, bias (C,) or empty (none); running_* (C,) or empty (not tracked).
+def _fused_forward_kernel(x, weight, bias, running_mean, running_var, residual, relu, training, track, momentum,
+                          eps, y, mean, inv_std, scale):
+    # x, y (N, C, S); weight, bias (C,) or empty (none); running_* (C,) or empty (not tracked);
+    # residual (N, C, S) or empty: added to y before the ReLU (with ``relu``).
     # Out, float64 (C,), saved for backward: mean, inv_std and scale = gamma * inv_std.
     N, C, S = x.shape
+    add = residual.size > 0
     m = N * S
     for c in prange(C):
         if training:
@@ -265,33 +285,63 @@ def _fused_forward_kernel(x, weight, bias, running_mean, running_var, training, 
         b = bias[c] if bias.size else x.dtype.type(0.0)
         for n in range(N):
             _affine_row(x[n, c], hi, lo, x.dtype.type(a), b, y[n, c])
+            if add or relu:                             # the row is still in the L1 cache
+                _add_relu_row(y[n, c], residual[n, c] if add else y[n, c], add, relu)
 
 
 @njit(parallel=True, cache=True)
-def _fused_backward_kernel(g, x, mean, inv_std, scale, training, need_x, need_sums, gx, gweight, gbias):
+def _fused_backward_kernel(g, x, y, mean, inv_std, scale, training, need_x, need_sums, gx, gweight, gbias, gres):
     # g, x, gx (N, C, S); gweight, gbias (C,) in g's dtype (filled when need_sums).
+    # y (N, C, S) or empty: the output of a batch norm + ReLU, whose backward first masks g
+    # by y > 0 (a row at a time); gres (N, C, S) or empty: receives that masked g (the
+    # residual's gradient).
     N, C, S = g.shape
     m = N * S
+    relu, keep = y.size > 0, gres.size > 0
     for c in prange(C):
         mu, s, a = mean[c], inv_std[c], scale[c]
+        masked = np.empty(S if relu else 0, dtype=g.dtype)   # this task's row of g * (y > 0)
         s1, s2 = 0.0, 0.0
+        if need_sums or keep:
+            for n in range(N):
+                g_row = _row_of_g(g, y, gres, n, c, masked, relu, keep, False)
+                r1, r2 = _row_grad_sums(g_row, x[n, c], mu)
+                s1 += r1
+                s2 += r2
         if need_sums:
-            s1, s2 = _channel_grad_sums(g, x, c, mu)    # sum g, sum g (x - mu)
             gweight[c] = s2 * s                         # sum g * x_hat
-            gbias[c] = s1
+            gbias[c] = s1                               # sum g
+        if not need_x:
+            continue
         ga = g.dtype.type(a)
-        if need_x and training:                         # the op's formula: dx = g a + (x - mu) k + b
-            hi = g.dtype.type(mu)
-            lo = g.dtype.type(mu - hi)
+        hi = g.dtype.type(mu)
+        lo = g.dtype.type(mu - hi)
+        k = b = g.dtype.type(0.0)
+        if training:                                    # the op's formula: dx = g a + (x - mu) k + b
             k = g.dtype.type(-a * s * (s2 * s) / m)
             b = g.dtype.type(-a * s1 / m)
-            for n in range(N):
-                _input_grad_row(g[n, c], x[n, c], hi, lo, ga, k, b, gx[n, c])
-        elif need_x:                                    # evaluation: mean and variance are constants
-            for n in range(N):
-                g_row, dx_row = g[n, c], gx[n, c]
+        for n in range(N):
+            g_row = _row_of_g(g, y, gres, n, c, masked, relu, keep, True)
+            if training:
+                _input_grad_row(g_row, x[n, c], hi, lo, ga, k, b, gx[n, c])
+            else:                                       # evaluation: mean and variance are constants
+                dx_row = gx[n, c]
                 for t in range(S):
                     dx_row[t] = g_row[t] * ga
+
+
+@njit(inline="always")
+def _row_of_g(g, y, gres, n, c, masked, relu, keep, again):
+    """Row (n, c) of the gradient batch norm sees: g, or g * (y > 0) after a ReLU (into
+    gres when it keeps it, where the second pass (``again``) reads it back)."""
+    if not relu:
+        return g[n, c]
+    if keep:
+        if not again:
+            _relu_mask_row(g[n, c], y[n, c], gres[n, c])
+        return gres[n, c]
+    _relu_mask_row(g[n, c], y[n, c], masked)
+    return masked
 
 
 def batch_norm_stats_numba(x, dtype=None):
@@ -340,8 +390,15 @@ def _none_as_empty(a, dtype):
     return np.empty(0, dtype) if a is None else a
 
 
-def batch_norm_forward_fused_numba(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """The batch-norm op's forward in one call: y and the saved (mean, inv_std, scale), float64 (C,)."""
+def _rows_or_empty(a, dtype):
+    """A full-size argument the op may leave out, as (N, C, S) rows or an empty (0, 0, 0) array."""
+    return np.empty((0, 0, 0), dtype) if a is None else _rows(a)
+
+
+def batch_norm_forward_fused_numba(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                   residual=None, relu=False):
+    """The batch-norm op's forward in one call: y (+ residual, then max(., 0) with ``relu``) and
+    the saved (mean, inv_std, scale), float64 (C,)."""
     x3 = _rows(x)
     C = x3.shape[1]
     y = np.empty(x.shape, dtype=x.dtype)
@@ -350,23 +407,28 @@ def batch_norm_forward_fused_numba(x, weight, bias, running_mean, running_var, t
     track = training and running_mean is not None
     for_this_thread(_fused_forward_kernel, x3.size)(
         x3, _none_as_empty(weight, dt), _none_as_empty(bias, dt), _none_as_empty(running_mean, dt),
-        _none_as_empty(running_var, dt), training, track, float(momentum), float(eps), y.reshape(x3.shape),
-        mean, inv_std, scale)
+        _none_as_empty(running_var, dt), _rows_or_empty(residual, dt), relu, training, track, float(momentum),
+        float(eps), y.reshape(x3.shape), mean, inv_std, scale)
     return y, (mean, inv_std, scale)
 
 
-def batch_norm_backward_fused_numba(gy, x, saved, training, need_x, need_sums):
-    """The batch-norm op's backward in one call: (dx or None, sum g x_hat, sum g) (the sums None
-    unless ``need_sums``)."""
+def batch_norm_backward_fused_numba(gy, x, saved, training, need_x, need_sums, y=None, need_residual=False):
+    """The batch-norm op's backward in one call: (dx or None, sum g x_hat, sum g, the residual's
+    gradient) (the sums None unless ``need_sums``). ``y``: the output of a batch norm + ReLU,
+    whose mask y > 0 g passes first; the residual's gradient is that masked g (``gy`` itself
+    without a ReLU)."""
     mean, inv_std, scale = saved
     g3, x3 = _rows(gy), _rows(x)
     N, C, S = g3.shape
     gx = np.empty(gy.shape if need_x else (0,), dtype=gy.dtype)
+    gres = np.empty(gy.shape if need_residual and y is not None else (0,), dtype=gy.dtype)
     gweight, gbias = np.empty(C, dtype=gy.dtype), np.empty(C, dtype=gy.dtype)
+    empty = (0, 0, 0)
     for_this_thread(_fused_backward_kernel, g3.size)(
-        g3, x3, mean, inv_std, scale, training, need_x, need_sums, gx.reshape(g3.shape if need_x else (0, 0, 0)),
-        gweight, gbias)
-    return (gx if need_x else None), (gweight if need_sums else None), (gbias if need_sums else None)
+        g3, x3, _rows_or_empty(y, gy.dtype), mean, inv_std, scale, training, need_x, need_sums,
+        gx.reshape(g3.shape if need_x else empty), gweight, gbias, gres.reshape(g3.shape if gres.size else empty))
+    residual_grad = (gres if y is not None else gy) if need_residual else None
+    return (gx if need_x else None), (gweight if need_sums else None), (gbias if need_sums else None), residual_grad
 
 # --------------------------------------------------------------------------- CuPy
 # Two CUDA kernels do the full-size work on the GPU, compiled on first use:
@@ -493,6 +555,15 @@ def _cuda_kernels():
             "T x, " + per_channel, "T y",
             "const long long c = (i / S) % C; y = (x - mean[c]) * a[c] + b[c];",
             "tinydl_batch_norm_affine")
+        relu = "y = (!relu || v > 0 || v != v) ? v : (T)0;"        # NaN stays NaN, as kernels/activation.py
+        _cuda["affine_relu"] = cupy.ElementwiseKernel(
+            "T x, " + per_channel + ", bool relu", "T y",
+            "const long long c = (i / S) % C; T v = (x - mean[c]) * a[c] + b[c]; " + relu,
+            "tinydl_batch_norm_affine_relu")
+        _cuda["affine_add_relu"] = cupy.ElementwiseKernel(
+            "T x, T r, " + per_channel + ", bool relu", "T y",
+            "const long long c = (i / S) % C; T v = (x - mean[c]) * a[c] + b[c]; v = v + r; " + relu,
+            "tinydl_batch_norm_affine_add_relu")
         _cuda["input_grad"] = cupy.ElementwiseKernel(
             "T g, T x, raw T k, " + per_channel, "T dx",
             "const long long c = (i / S) % C; dx = g * a[c] + (x - mean[c]) * k[c] + b[c];",
@@ -570,10 +641,11 @@ def _per_channel_launch(kernel, C, args):
     kernel((-(-C // 128),), (128,), args)
 
 
-def batch_norm_forward_fused_cupy(x, weight, bias, running_mean, running_var, training, momentum, eps):
+def batch_norm_forward_fused_cupy(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                  residual=None, relu=False):
     """Same as :func:`batch_norm_forward_fused_numba` for CuPy arrays: the statistics' sums, one
-    thread per channel for its scalars (and the running buffers), and the affine map: three
-    kernels."""
+    thread per channel for its scalars (and the running buffers), and the affine map (with the
+    residual and the ReLU): three kernels."""
     import cupy
     N, C = x.shape[:2]
     m = x.size // C
@@ -594,17 +666,28 @@ def batch_norm_forward_fused_cupy(x, weight, bias, running_mean, running_var, tr
         mean_t if bias is None else bias, np.int32(bias is not None),
         mean_t if running_mean is None else running_mean, mean_t if running_var is None else running_var,
         np.int32(C), mean_t, mean, inv_std, scale, a, b))
-    y = _cuda_kernels()["affine"](x, mean_t, a, b, x.size // max(N * C, 1), C)
+    S = x.size // max(N * C, 1)
+    if residual is not None:
+        y = _cuda_kernels()["affine_add_relu"](x, cupy.ascontiguousarray(residual), mean_t, a, b, S, C, relu)
+    elif relu:
+        y = _cuda_kernels()["affine_relu"](x, mean_t, a, b, S, C, True)
+    else:
+        y = _cuda_kernels()["affine"](x, mean_t, a, b, S, C)
     return y, (mean_t, inv_std, scale)          # the CUDA kernels read the mean in x's dtype
 
 
-def batch_norm_backward_fused_cupy(gy, x, saved, training, need_x, need_sums):
-    """Same as :func:`batch_norm_backward_fused_numba` for CuPy arrays: the two sums, one thread
-    per channel for the coefficients and dL/dgamma, dL/dbeta, and dx: three kernels."""
+def batch_norm_backward_fused_cupy(gy, x, saved, training, need_x, need_sums, y=None, need_residual=False):
+    """Same as :func:`batch_norm_backward_fused_numba` for CuPy arrays: (after a ReLU, the masked
+    gradient,) the two sums, one thread per channel for the coefficients and dL/dgamma,
+    dL/dbeta, and dx: three or four kernels."""
     import cupy
+    from .activation import relu_backward
     mean_t, inv_std, scale = saved
     N, C = gy.shape[:2]
     dt = np.dtype(gy.dtype)
+    if y is not None:
+        gy = relu_backward(gy, y)                       # g * (y > 0): also the residual's gradient
+    residual_grad = gy if need_residual else None
     gweight = gbias = gx = None
     if need_sums:
         gy, x = cupy.ascontiguousarray(gy), cupy.ascontiguousarray(x)
@@ -617,7 +700,7 @@ def batch_norm_backward_fused_cupy(gy, x, saved, training, need_x, need_sums):
             gx = _cuda_kernels()["input_grad"](gy, x, k, mean_t, a, b, gy.size // max(N * C, 1), C)
     if need_x and not training:                         # mean and variance are constants: dx = g * gamma s
         gx = gy * scale.astype(dt).reshape((1, C) + (1,) * (gy.ndim - 2))
-    return gx, gweight, gbias
+    return gx, gweight, gbias, residual_grad
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -679,7 +762,7 @@ def batch_norm_input_grad(g, x, mean, a, k, b):
     return batch_norm_input_grad_reference(g, x, mean, a, k, b)
 
 
-def batch_norm_route(x, weight, bias, running_mean, running_var):
+def batch_norm_route(x, weight, bias, running_mean, running_var, residual=None):
     """'fused' where batch norm's forward and backward can run as one call each
     (``batch_norm_forward_fused`` / ``batch_norm_backward_fused``), else None: the op's
     passes (float16, an (N, C) input, an empty batch, ``td.backends.reference()``, or
@@ -687,6 +770,9 @@ def batch_norm_route(x, weight, bias, running_mean, running_var):
     if backends.is_reference() or backends.forced_route("batch_norm") == "numba" or x.size == 0:
         return None
     given = [a for a in (weight, bias, running_mean, running_var) if a is not None]
+    if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype
+                                 or type(residual) is not type(x)):
+        return None
     if (running_mean is None) != (running_var is None) or not all(
             a.dtype == x.dtype and a.flags.c_contiguous for a in given):
         return None
@@ -696,15 +782,18 @@ def batch_norm_route(x, weight, bias, running_mean, running_var):
     return "fused"
 
 
-def batch_norm_forward_fused(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """Batch norm's forward where ``batch_norm_route`` says 'fused': y and what backward reads.
-    The running buffers are updated in place (training with both given)."""
+def batch_norm_forward_fused(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                             residual=None, relu=False):
+    """Batch norm's forward where ``batch_norm_route`` says 'fused': y (+ residual, then max(y, 0)
+    with ``relu``) and what backward reads. The running buffers are updated in place
+    (training with both given)."""
     fused = batch_norm_forward_fused_cupy if is_cupy_array(x) else batch_norm_forward_fused_numba
-    return fused(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    return fused(x, weight, bias, running_mean, running_var, training, momentum, eps, residual, relu)
 
 
-def batch_norm_backward_fused(gy, x, saved, training, need_x, need_sums):
-    """(dL/dx or None, sum g x_hat, sum g): the second and third are dL/dgamma and dL/dbeta,
-    computed only with ``need_sums``."""
+def batch_norm_backward_fused(gy, x, saved, training, need_x, need_sums, y=None, need_residual=False):
+    """(dL/dx or None, sum g x_hat, sum g, dL/dresidual or None): the second and third are
+    dL/dgamma and dL/dbeta, computed only with ``need_sums``; ``y``: the forward's output
+    when it ended in a ReLU."""
     fused = batch_norm_backward_fused_cupy if is_cupy_array(x) else batch_norm_backward_fused_numba
-    return fused(gy.astype(x.dtype, copy=False), x, saved, training, need_x, need_sums)
+    return fused(gy.astype(x.dtype, copy=False), x, saved, training, need_x, need_sums, y, need_residual)

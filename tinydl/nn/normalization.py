@@ -5,7 +5,7 @@ forward and backward live). Parameter and buffer names are PyTorch's
 (``weight``, ``bias``, ``running_mean``, ``running_var``,
 ``num_batches_tracked``), so a PyTorch state_dict loads as is.
 """
-from ..ops.norm import batch_norm, local_response_norm
+from ..ops.norm import _batch_norm, local_response_norm
 from ..ops.sync_norm import sync_batch_norm
 from ..tensor import empty, ones, tensor, zeros, int64
 from .module import Module
@@ -23,15 +23,22 @@ class _BatchNorm(Module):
     (momentum = 1 / number of batches seen, from ``num_batches_tracked``).
     Evaluation mode normalises with the running statistics, or with the batch
     statistics when ``track_running_stats=False``.
+
+    ``relu=True`` (not in PyTorch) ends the layer with a ReLU, and ``forward(input,
+    residual)`` adds ``residual`` before it: ``relu(bn(x) + residual)``, a ResNet block's
+    end, in one pass (``F.batch_norm_relu``). The parameters and buffers are the same,
+    so a PyTorch state_dict still loads.
     """
 
     _expected_dims = ()       # allowed input ranks, set by the subclasses
     _layout = ""
+    relu = False              # (also for a layer pickled before the argument existed)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=None, *, bias=True):
+                 device=None, dtype=None, *, bias=True, relu=False):
         super().__init__()
         self.num_features = num_features
+        self.relu = bool(relu)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
@@ -77,7 +84,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}({self.num_features}): expected {self.num_features} channels on "
                              f"axis 1, got input of shape {input.shape} with {input.shape[1]} channels")
 
-    def forward(self, input):
+    def forward(self, input, residual=None):
         self._check_input(input)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -89,15 +96,16 @@ class _BatchNorm(Module):
         # The running buffers are updated only when training with tracking on.
         track = not self.training or self.track_running_stats
         return self._normalize(input, self.running_mean if track else None, self.running_var if track else None,
-                               use_batch_stats, momentum)
+                               use_batch_stats, momentum, residual)
 
-    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
-        return batch_norm(input, running_mean, running_var, self.weight, self.bias, use_batch_stats, momentum,
-                          self.eps)
+    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum, residual):
+        return _batch_norm("batch_norm_relu" if self.relu else "batch_norm", input, running_mean, running_var,
+                           self.weight, self.bias, use_batch_stats, momentum, self.eps, residual, self.relu)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+                + (", relu=True" if self.relu else ""))
 
 
 class BatchNorm1d(_BatchNorm):
@@ -132,19 +140,23 @@ class SyncBatchNorm(_BatchNorm):
     _layout = "(N, C, *)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 process_group=None, device=None, dtype=None, *, bias=True):
+                 process_group=None, device=None, dtype=None, *, bias=True, relu=False):
         if process_group is not None:
             raise NotImplementedError("SyncBatchNorm: only the default process group (process_group=None) "
                                       "exists in tinydl")
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias,
+                         relu=relu)
         self.process_group = None
 
-    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
+    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum, residual):
         from .. import distributed as dist
         if not (use_batch_stats and self.training and dist.is_initialized() and dist.get_world_size() > 1):
-            return super()._normalize(input, running_mean, running_var, use_batch_stats, momentum)
-        return sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, momentum, self.eps,
-                               dist._get_default_group())
+            return super()._normalize(input, running_mean, running_var, use_batch_stats, momentum, residual)
+        y = sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, momentum, self.eps,
+                            dist._get_default_group())
+        if residual is not None:
+            y = y + residual
+        return y.relu() if self.relu else y
 
     @classmethod
     def convert_sync_batchnorm(cls, module, process_group=None):
@@ -153,7 +165,7 @@ class SyncBatchNorm(_BatchNorm):
         out = module
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
             out = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
-                      process_group, bias=module.bias is not None)
+                      process_group, bias=module.bias is not None, relu=module.relu)
             for name in ("weight", "bias"):
                 out._parameters[name] = module._parameters[name]
             for name in ("running_mean", "running_var", "num_batches_tracked"):

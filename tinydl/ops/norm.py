@@ -10,6 +10,7 @@ import math
 from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor
+from ..kernels import relu_backward, relu_forward
 from ..kernels.norm import (batch_norm_affine, batch_norm_backward_fused, batch_norm_forward_fused,
                             batch_norm_grad_sums, batch_norm_input_grad, batch_norm_route, batch_norm_stats)
 from .checks import check_same_kind
@@ -17,7 +18,7 @@ from .distance import pnorm
 from .math import raw
 from .resample import ZeroPad
 
-__all__ = ["batch_norm", "local_response_norm", "normalize"]
+__all__ = ["batch_norm", "batch_norm_relu", "local_response_norm", "normalize"]
 
 
 def _per_channel(a, ndim):
@@ -68,23 +69,28 @@ class BatchNorm(Function):
     (the training formula above, multiplied out). Each pass reads the big
     arrays once, as PyTorch's CPU kernels do.
 
+    With a residual r and ``relu`` (a ResNet block's end, ``batch_norm_relu``), the
+    output is z = max(y + r, 0): dL/dr = g' = g * (z > 0) and the formulas above
+    run on g' (ReLU's backward, then the sum's, then batch norm's).
+
     The 'fused' route (``batch_norm_route``) computes the same in one call per
-    direction, the (C,)-vector steps between the passes included: on the CPU one
-    Numba kernel, on the GPU three CUDA kernels instead of about 27 forward and 18
-    backward launches.
+    direction, the (C,)-vector steps, the residual and the ReLU included: on the
+    CPU one Numba kernel, on the GPU three CUDA kernels instead of about 27 forward
+    and 18 backward launches.
     """
 
     double_backward = "composite"
 
-    def forward(ctx, x, weight, bias, running_mean=None, running_var=None,
-                training=False, momentum=0.1, eps=1e-5):
+    def forward(ctx, x, weight, bias, residual=None, running_mean=None, running_var=None,
+                training=False, momentum=0.1, eps=1e-5, relu=False):
         m = x.size // x.shape[1]                    # values per channel
         ctx.training, ctx.m = training, max(m, 1)   # m = 0: the sums are 0 and gx is empty
-        ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
-        ctx.route = batch_norm_route(x, weight, bias, running_mean, running_var)   # one call, or None
+        ctx.has_weight, ctx.has_bias, ctx.relu = weight is not None, bias is not None, relu
+        ctx.route = batch_norm_route(x, weight, bias, running_mean, running_var, residual)   # one call, or None
         if ctx.route is not None:
-            y, saved = batch_norm_forward_fused(x, weight, bias, running_mean, running_var, training, momentum, eps)
-            ctx.save_for_backward(x, *saved)
+            y, saved = batch_norm_forward_fused(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                                residual, relu)
+            ctx.save_for_backward(x, *saved, y if relu else None)
             return y
         xp = get_array_module(x)
         if training and m == 0:                     # an empty batch: no statistics, the buffers stay (PyTorch)
@@ -105,12 +111,16 @@ class BatchNorm(Function):
         scale = inv_std if weight is None else weight * inv_std         # gamma * s, per channel
         shift = xp.zeros_like(scale) if bias is None else bias          # beta
         y = batch_norm_affine(x, mean, scale, shift)                    # (x - mu) * gamma s + beta
-        ctx.save_for_backward(x, mean, inv_std, scale)
+        if residual is not None:
+            y += residual
+        if relu:
+            y = relu_forward(y)                                         # max(y, 0)
+        ctx.save_for_backward(x, mean, inv_std, scale, y if relu else None)
         return y
 
-    def composite(ctx, x, weight, bias, running_mean=None, running_var=None,
-                  training=False, momentum=0.1, eps=1e-5):
-        """The first formulas above in recorded ops (the running buffers are left alone)."""
+    def composite(ctx, x, weight, bias, residual=None, running_mean=None, running_var=None,
+                  training=False, momentum=0.1, eps=1e-5, relu=False):
+        """The formulas above in recorded ops (the running buffers are left alone)."""
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, -1) + (1,) * (x.ndim - 2)
         if training:
@@ -122,18 +132,24 @@ class BatchNorm(Function):
         y = centred / (var + eps).sqrt()
         if weight is not None:
             y = y * weight.reshape(shape)
-        return y if bias is None else y + bias.reshape(shape)
+        if bias is not None:
+            y = y + bias.reshape(shape)
+        if residual is not None:
+            y = y + residual
+        return y.relu() if relu else y
 
     def backward(ctx, gy):
-        x, mean, inv_std, scale = ctx.saved_tensors
+        x, mean, inv_std, scale, y = ctx.saved_tensors
         m = ctx.m
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b, need_r = ctx.needs_input_grad
         need_sums = (need_x and ctx.training) or (ctx.has_weight and need_w) or (ctx.has_bias and need_b)
         if ctx.route is not None:
-            gx, gweight, gbias = batch_norm_backward_fused(gy, x, (mean, inv_std, scale), ctx.training,
-                                                           need_x, need_sums)
+            gx, gweight, gbias, gresidual = batch_norm_backward_fused(
+                gy, x, (mean, inv_std, scale), ctx.training, need_x, need_sums, y, need_r)
             return (gx, gweight if ctx.has_weight and need_w else None,
-                    gbias if ctx.has_bias and need_b else None)
+                    gbias if ctx.has_bias and need_b else None, gresidual)
+        if ctx.relu:
+            gy = relu_backward(gy, y)                                   # gy * (y > 0)
         if need_sums:   # the two per-channel sums serve both dx (training) and dgamma / dbeta
             sum_g, sum_g_xc = batch_norm_grad_sums(gy, x, mean)         # sum g, sum g (x - mu)
             sum_g_xhat = sum_g_xc * inv_std
@@ -146,7 +162,7 @@ class BatchNorm(Function):
                 gx = gy * _per_channel(scale, gy.ndim)
         gweight = sum_g_xhat.astype(gy.dtype, copy=False) if ctx.has_weight and need_w else None
         gbias = sum_g if ctx.has_bias and need_b else None
-        return gx, gweight, gbias
+        return gx, gweight, gbias, gy if need_r else None
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -160,29 +176,48 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     normalises with the running statistics. ``momentum=None`` (cumulative
     average) is resolved by the BatchNorm layers, which pass 1/num_batches.
     """
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
+                    momentum=0.1, eps=1e-5, residual=None):
+    """``relu(batch_norm(input, ...) + residual)`` (no residual: ``relu(batch_norm(input, ...))``),
+    in one pass: the end of a ResNet block. The same numbers as the three ops; on the CPU
+    and the GPU one kernel (a few on the GPU) instead of three, and neither the batch
+    norm's output nor the sum is kept. ``residual`` has the input's shape."""
+    return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training, momentum, eps,
+                       residual, relu=True)
+
+
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps, residual=None,
+                relu=False):
+    """Check the arguments, then run the BatchNorm op (``residual``: added before the optional ReLU)."""
     if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got shape {input.shape}")
+        raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {input.shape}")
     C = input.shape[1]
-    check_same_kind("batch_norm", input, ("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var))
+    check_same_kind(op, input, ("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var), ("residual", residual))
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != (C,):
-            raise RuntimeError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input "
+            raise RuntimeError(f"{op}: {name} has shape {tuple(t.shape)} but the input "
                                f"(shape {input.shape}) has {C} channels")
+    if residual is not None and tuple(residual.shape) != tuple(input.shape):
+        raise RuntimeError(f"{op}: the residual has shape {tuple(residual.shape)}, the input "
+                           f"{tuple(input.shape)}: they must be equal")
     if training:
         if input.numel() // max(C, 1) == 1:        # none (an empty batch) is fine, as in PyTorch
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input size {input.shape}")
         if momentum is None:
-            raise ValueError("batch_norm: momentum=None (cumulative average) is handled by the "
+            raise ValueError(f"{op}: momentum=None (cumulative average) is handled by the "
                              "BatchNorm layers; pass a number to the functional form")
     elif running_mean is None or running_var is None:
-        raise RuntimeError("batch_norm: running_mean and running_var must be given in evaluation "
+        raise RuntimeError(f"{op}: running_mean and running_var must be given in evaluation "
                            "mode (training=False)")
-    return BatchNorm.apply(input, weight, bias, running_mean=raw(running_mean),
+    return BatchNorm.apply(input, weight, bias, residual, running_mean=raw(running_mean),
                            running_var=raw(running_var), training=bool(training),
-                           momentum=momentum, eps=eps)
+                           momentum=momentum, eps=eps, relu=relu)
 
 
 # ---------------------------------------------------------------- local response norm
