@@ -2,6 +2,11 @@
 the costliest kernels, and the costliest Python functions.
 
     python benchmarks/profile_gpu_step.py [--model resnet20] [--batch 128] [--steps 10]
+        [--batch-norm fused|numba] [--optimizer sgd|adam]
+
+``--batch-norm numba`` forces batch norm's passes (on the GPU: the CUDA kernels of each
+pass and the (C,)-vector steps between them) instead of its fused route: the launches
+per step with each say what the fusion saves.
 
 GPU activity is read through PyTorch's profiler (CUPTI sees every kernel and copy in
 the process, CuPy's included). A step whose GPU busy time is far below its wall time
@@ -25,13 +30,14 @@ import tinydl.nn.functional as F             # noqa: E402
 from tinydl import optim                     # noqa: E402
 
 
-def make_step(model_name, batch, size):
+def make_step(model_name, batch, size, optimizer="sgd"):
     model = models.create(model_name).to("cuda")
     rng = np.random.default_rng(0)
     classes = 1000 if model_name.startswith(("resnet18", "resnet34", "resnet50", "resnet101")) else 10
     x = td.tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32), device="cuda")
     y = td.tensor(rng.integers(0, classes, batch), device="cuda")
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = (optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else optim.Adam(model.parameters(), lr=1e-3))
 
     def step():
         loss = F.cross_entropy(model(x), y)
@@ -48,11 +54,19 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--batch-norm", choices=("fused", "numba"), default="fused",
+                        help="batch norm's route (numba: the op's passes, CUDA kernels on the GPU)")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     args = parser.parse_args(argv)
+    with td.backends.route(batch_norm=args.batch_norm):
+        profile_step(args)
+
+
+def profile_step(args):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    step = make_step(args.model, args.batch, args.size)
+    step = make_step(args.model, args.batch, args.size, args.optimizer)
     for _ in range(3):
         step()
     td.cuda.synchronize()
@@ -74,7 +88,8 @@ def main(argv=None):
             per_kernel[e.name][1] += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
     launches = sum(c for c, _ in per_kernel.values()) / args.steps
     busy = sum(t for _, t in per_kernel.values()) / args.steps / 1e3
-    print(f"{args.model} batch {args.batch} {args.size}x{args.size}: wall {1e3 * wall:.2f} ms/step, "
+    print(f"{args.model} batch {args.batch} {args.size}x{args.size}, batch norm {args.batch_norm}, "
+          f"{args.optimizer}: wall {1e3 * wall:.2f} ms/step, "
           f"GPU busy {busy:.2f} ms/step ({100 * busy / (1e3 * wall):.0f}%), "
           f"{launches:.0f} kernels+copies/step ({1e3 * wall / max(launches, 1) * 1e3:.1f} us wall each)")
     print(f"{'count/step':>10}  {'ms/step':>8}  kernel")

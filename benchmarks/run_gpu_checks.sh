@@ -41,6 +41,15 @@ timeout "${BENCH_TIMEOUT:-240}" $PY benchmarks/bench_conv.py --device cuda --res
     --repeat 10 --rounds 3 > "$OUT/bench_gpu.txt" 2>&1
 echo "benchmark exit code $?" >> "$OUT/bench_gpu.txt"
 
+# Launches and wall time of a ResNet-20 step: batch norm's passes against its fused route,
+# SGD against Adam (both fused steps); the first line of each is the summary.
+for bn in numba fused; do
+  for optimizer in sgd adam; do
+    timeout 120 $PY benchmarks/profile_gpu_step.py --steps 5 --top 8 --batch-norm $bn --optimizer $optimizer \
+        > "$OUT/profile_resnet20_${bn}_${optimizer}.txt" 2>&1
+  done
+done
+
 # Every example and the CLI end to end on cuda, on small settings (the same commands run on
 # the CPU in a few seconds each). The MNIST ones need $TINYDL_MNIST_DIR (or ../shared/data/mnist).
 mkdir -p "$OUT/examples"
@@ -84,6 +93,7 @@ tail -3 "$OUT/gpu_tests.txt"
 [ -f "$OUT/cpu_tests.txt" ] && { grep -E "^(FAILED|ERROR)" "$OUT/cpu_tests.txt" | cut -c1-300 | head -20; tail -2 "$OUT/cpu_tests.txt"; }
 cat "$OUT/examples.txt"
 cat "$OUT/bench_gpu.txt" | tail -25
+head -qn 1 "$OUT"/profile_resnet20_*.txt
 if [ -f "$OUT/cpu_checks.txt" ]; then
   sed -n '/================ CPU summary/,$p' "$OUT/cpu_checks.txt"
 fi
