@@ -2,11 +2,12 @@
 the costliest kernels, and the costliest Python functions.
 
     python benchmarks/profile_gpu_step.py [--model resnet20] [--batch 128] [--steps 10]
-        [--batch-norm fused|numba] [--optimizer sgd|adam]
+        [--batch-norm fused|numba] [--optimizer sgd|adam] [--adam fused_cuda|single_tensor]
 
 ``--batch-norm numba`` forces batch norm's passes (on the GPU: the CUDA kernels of each
 pass and the (C,)-vector steps between them) instead of its fused route: the launches
-per step with each say what the fusion saves.
+per step with each say what the fusion saves; ``--adam`` does the same for Adam's step.
+(Both fused routes are forced here: on the GPU they are not yet the default.)
 
 GPU activity is read through PyTorch's profiler (CUPTI sees every kernel and copy in
 the process, CuPy's included). A step whose GPU busy time is far below its wall time
@@ -57,8 +58,10 @@ def main(argv=None):
     parser.add_argument("--batch-norm", choices=("fused", "numba"), default="fused",
                         help="batch norm's route (numba: the op's passes, CUDA kernels on the GPU)")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--adam", choices=("fused_cuda", "single_tensor"), default="fused_cuda",
+                        help="Adam's route: one kernel a parameter, or its plain update")
     args = parser.parse_args(argv)
-    with td.backends.route(batch_norm=args.batch_norm):
+    with td.backends.route(batch_norm=args.batch_norm, adam=args.adam):
         profile_step(args)
 
 
@@ -89,7 +92,7 @@ def profile_step(args):
     launches = sum(c for c, _ in per_kernel.values()) / args.steps
     busy = sum(t for _, t in per_kernel.values()) / args.steps / 1e3
     print(f"{args.model} batch {args.batch} {args.size}x{args.size}, batch norm {args.batch_norm}, "
-          f"{args.optimizer}: wall {1e3 * wall:.2f} ms/step, "
+          f"{args.optimizer}{f' ({args.adam})' if args.optimizer == 'adam' else ''}: wall {1e3 * wall:.2f} ms/step, "
           f"GPU busy {busy:.2f} ms/step ({100 * busy / (1e3 * wall):.0f}%), "
           f"{launches:.0f} kernels+copies/step ({1e3 * wall / max(launches, 1) * 1e3:.1f} us wall each)")
     print(f"{'count/step':>10}  {'ms/step':>8}  kernel")

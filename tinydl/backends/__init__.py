@@ -31,13 +31,14 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: op -> the routes ``route()`` can force. The textbook ones: 'reference' (NumPy kernels)
 #: and 'im2col' (compiled kernels: Numba on the CPU, CUDA on the GPU); the others live in
 #: kernels/conv.py. Batch norm: 'numba' (the op's passes, compiled; 'cuda' on the GPU) or
-#: 'fused' (kernels/norm.py: one call a direction). Max pooling ('reference', 'numba', 'cuda')
-#: and SGD ('single_tensor', 'fused_cuda') follow ``reference()`` and the device, and are
-#: recorded too.
+#: 'fused' (kernels/norm.py: one call a direction). Adam: its plain update or one kernel.
+#: Max pooling ('reference', 'numba', 'cuda') and SGD ('single_tensor', 'fused_numba',
+#: 'foreach_numba', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
     "conv2d": ("reference", "im2col", "pointwise", "winograd", "direct", "gy_columns", "chunked"),
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
     "batch_norm": ("reference", "numba", "fused"),
+    "adam": ("single_tensor", "fused_numba", "fused_cuda"),
 }
 
 class _Settings(threading.local):

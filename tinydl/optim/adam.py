@@ -115,15 +115,22 @@ def _single_tensor_adam(x, grad, state, group):
     x -= tmp
 
 
+#: The CUDA kernel compiles (NVRTC 12.9) but has not run on a device yet: on the GPU Adam
+#: fuses only where forced (``td.backends.route(adam="fused_cuda")``, as the gpu-marked
+#: tests do). Set True once they pass there.
+FUSED_ON_CUDA_BY_DEFAULT = False
+
+
 def _adam_route(x, grad, state):
     """'fused_cuda' or 'fused_numba' where one kernel can update x: a gradient and a state of
     x's dtype and shape (contiguous on the CPU); else 'single_tensor' (its promotions, its
-    broadcasting)."""
+    broadcasting; or forced: ``td.backends.route(adam="single_tensor")``)."""
+    forced = backends.forced_route("adam")
     arrays = [state[k] for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if k in state]
-    if not all(a.dtype == x.dtype and a.shape == x.shape for a in [grad] + arrays):
+    if forced == "single_tensor" or not all(a.dtype == x.dtype and a.shape == x.shape for a in [grad] + arrays):
         return "single_tensor"
     if backend.is_cupy_array(x):
-        return "fused_cuda"
+        return "fused_cuda" if FUSED_ON_CUDA_BY_DEFAULT or forced == "fused_cuda" else "single_tensor"
     if use_numba(x.dtype) and all(a.flags.c_contiguous for a in [x] + arrays):
         return "fused_numba"
     return "single_tensor"
