@@ -199,6 +199,27 @@ def test_batch_norm_float32_with_a_large_channel_offset():
         np.testing.assert_allclose(u, v, rtol=0, atol=2e-3 * scale, err_msg=name)
 
 
+
+@pytest.mark.parametrize("route", ["fused", "numba", "reference"])
+def test_batch_norm_float32_far_from_zero_with_few_values_per_channel(route):
+    """Inputs of 50 +- 1 with three values per channel: x - mean loses its digits unless the
+    mean is read as hi + lo (kernels/norm.py). On every route y stays within twice PyTorch's
+    error or 1e-6 of its size (reading the mean rounded to float32: 6x that bound)."""
+    rng = np.random.default_rng(12)
+    worst = 0.0
+    for _ in range(200):
+        x = (rng.standard_normal((1, 2, 3)) + 50).astype(np.float32)
+        exact = TF.batch_norm(torch.tensor(x, dtype=torch.float64), None, None, training=True).numpy()
+        theirs = TF.batch_norm(torch.tensor(x), None, None, training=True).numpy()
+        scope = td.backends.reference() if route == "reference" else td.backends.route(batch_norm=route)
+        with scope, td.backends.record_routes() as taken:
+            ours = F.batch_norm(td.tensor(x), None, None, training=True).numpy()
+        assert ("batch_norm", route) in taken
+        size = np.abs(exact).max()
+        bound = max(2 * np.abs(theirs - exact).max() / size, 1e-6)
+        worst = max(worst, np.abs(ours - exact).max() / size / bound)
+    assert worst <= 1, f"{route}: error {worst:.2f} times the bound"
+
 # ---------------------------------------------------------------- batch norm: state, dtypes, errors
 def test_state_dict_keys_and_loading_from_torch():
     theirs = torch.nn.BatchNorm2d(4)

@@ -142,11 +142,13 @@ def test_adaptive_pool2d_matches_torch(kind, kernels, data, dtype):
              lambda s: rng.standard_normal(s).astype(dtype), dtype)
 
 
-def _batch_norm_run(lib, name, x, upstream, params, kwargs, training, needs_w):
+def _batch_norm_run(lib, name, x, upstream, params, kwargs, training, needs_w, relu=False, residual=None):
     """y, dL/dx, dL/dgamma, dL/dbeta and the buffers after one call of a fresh layer of
-    ``lib`` (td or torch) in x's dtype, set to ``params`` (gamma, beta, running mean, var)."""
+    ``lib`` (td or torch) in x's dtype, set to ``params`` (gamma, beta, running mean, var);
+    with ``relu``, y = relu(bn(x) + residual) (tinydl's relu=True layer, PyTorch's three ops)
+    and dL/dresidual last."""
     dtype = x.dtype if lib is td else {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[x.dtype]
-    layer = getattr(lib.nn, name)(x.shape[1], dtype=dtype, **kwargs)
+    layer = getattr(lib.nn, name)(x.shape[1], dtype=dtype, **kwargs, **({"relu": True} if relu and lib is td else {}))
     with lib.no_grad():
         for tensor, value in zip((layer.weight, layer.bias, layer.running_mean, layer.running_var), params):
             if tensor is not None:
@@ -155,14 +157,21 @@ def _batch_norm_run(lib, name, x, upstream, params, kwargs, training, needs_w):
         layer.weight.requires_grad_(needs_w)
     layer.train(training)
     xt = lib.tensor(x, requires_grad=True)
-    y = layer(xt)
+    rt = None if residual is None else lib.tensor(residual.astype(x.dtype), requires_grad=True)
+    if not relu:
+        y = layer(xt)
+    elif lib is td:
+        y = layer(xt, rt)
+    else:
+        y = torch.relu(layer(xt) if rt is None else layer(xt) + rt)
     y.backward(lib.tensor(upstream.astype(x.dtype)))
     grads = [None if t is None or t.grad is None else t.grad.numpy() for t in (layer.weight, layer.bias)]
     return [y.detach().numpy(), xt.grad.numpy()] + grads + [
-        layer.running_mean.numpy(), layer.running_var.numpy(), layer.num_batches_tracked.numpy()]
+        layer.running_mean.numpy(), layer.running_var.numpy(), layer.num_batches_tracked.numpy()] + (
+        [] if rt is None else [rt.grad.numpy()])
 
 
-@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("kernels", ["fused", "numba", "reference"])     # batch norm's routes
 @FUZZ
 @given(data=st.data(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_batch_norm_matches_torch(kernels, data, dtype):
@@ -184,14 +193,19 @@ def test_batch_norm_matches_torch(kernels, data, dtype):
                   affine=affine)
     params = (rng.standard_normal(c), rng.standard_normal(c), rng.standard_normal(c), rng.uniform(0.5, 2, c))
     upstream = rng.standard_normal(x.shape)
+    relu = data.draw(st.booleans())                 # a relu=True layer: relu(bn(x) [+ residual])
+    residual = rng.standard_normal(x.shape) if relu and data.draw(st.booleans()) else None
     name = {0: "BatchNorm1d", 1: "BatchNorm1d", 2: "BatchNorm2d", 3: "BatchNorm3d"}[len(spatial)]
-    run = (name, upstream, params, kwargs, training, needs_w)
-    with td.backends.reference(kernels == "reference"):
+    run = (name, upstream, params, kwargs, training, needs_w, relu, residual)
+    with td.backends.reference(kernels == "reference"), td.backends.route(batch_norm="numba" if kernels == "numba"
+                                                                           else "fused"):
         ours = _batch_norm_run(td, name, x, *run[1:])
     theirs = _batch_norm_run(torch, name, x, *run[1:])
     exact = _batch_norm_run(torch, name, x.astype(np.float64), *run[1:])
-    labels = ("y", "dL/dx", "dL/dgamma", "dL/dbeta", "running_mean", "running_var", "num_batches_tracked")
-    scales = _batch_norm_scales(x.astype(np.float64), upstream, params, kwargs, training, exact)
+    labels = ("y", "dL/dx", "dL/dgamma", "dL/dbeta", "running_mean", "running_var", "num_batches_tracked",
+              "dL/dresidual")
+    scales = _batch_norm_scales(x.astype(np.float64), upstream, params, kwargs, training, exact, residual)
+    scales.append(max(np.abs(upstream).max(initial=0), 1e-30))         # dL/dresidual: g, masked
     for label, a, t, e, size in zip(labels, ours, theirs, exact, scales):
         assert (a is None) == (t is None), label
         if a is None:
@@ -204,9 +218,10 @@ def test_batch_norm_matches_torch(kernels, data, dtype):
         assert ours_err <= max(2 * torch_err, 1e-6), f"{label}: error {ours_err:.2e}, PyTorch's {torch_err:.2e}"
 
 
-def _batch_norm_scales(x, g, params, kwargs, training, exact):
+def _batch_norm_scales(x, g, params, kwargs, training, exact, residual=None):
     """The size of the terms each result sums (float64), by which its error is measured: a
-    result near zero (dL/dx with two values per channel, a sum of gradients that cancel)
+    result near zero (dL/dx with two values per channel, a sum of gradients that cancel,
+    y = gamma x_hat + beta + r where the terms cancel: after a ReLU only such y may be left)
     is a difference of terms this large, and carries their rounding."""
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
@@ -214,8 +229,12 @@ def _batch_norm_scales(x, g, params, kwargs, training, exact):
     mean = x.mean(axis=axes) if training else params[2]
     inv_std = 1 / np.sqrt(var + kwargs["eps"])
     gamma = np.abs(params[0]) if kwargs["affine"] else 1.0
+    beta = np.abs(params[1]).reshape(shape) if kwargs["affine"] else 0.0
     x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    big = [np.abs(exact[0]).max(initial=0),                              # y
+    y_terms = np.abs(x_hat) * np.reshape(gamma, (1, -1) + (1,) * (x.ndim - 2) if kwargs["affine"] else ()) + beta
+    if residual is not None:
+        y_terms = y_terms + np.abs(residual)
+    big = [y_terms.max(initial=0),                                       # y
            np.abs(g).max(initial=0) * (gamma * inv_std).max(),            # dL/dx
            np.abs(g * x_hat).sum(axis=axes).max(initial=0),              # dL/dgamma
            np.abs(g).sum(axis=axes).max(initial=0)]                      # dL/dbeta

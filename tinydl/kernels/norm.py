@@ -42,7 +42,13 @@ Three implementations: ``*_reference`` (NumPy or CuPy array code: read these),
 one pass over the big arrays each); the un-suffixed names dispatch like im2col
 (CuPy float32/float64 -> CUDA, TINYDL_NO_NUMBA=1 or a dtype other than
 float32/float64 -> reference), and (N, C) inputs on the CPU take the reference
-too (see ``_numba_for``).
+too (see ``_numba_for``). SyncBatchNorm runs these passes (it reduces its sums across
+processes between them).
+
+The plain op's own route, 'fused' (``batch_norm_route``, the section of that name below),
+does each direction in one call: per channel, its statistics, its few scalars (the running
+buffers, 1/sqrt(var + eps), the coefficients), then its output rows, and with
+``batch_norm_relu`` a residual and a ReLU on each row too.
 """
 import numpy as np
 
@@ -251,7 +257,7 @@ def _input_grad_kernel(g, x, hi, lo, a, k, b, dx):
         _input_grad_row(g[n, c], x[n, c], hi[c], lo[c], a[c], k[c], b[c], dx[n, c])
 
 
-# --------------------------------------------------------------------------- fused (the op's default route)
+# --------------------------------------------------------------------------- fused (the op's route on the CPU)
 # The op (ops/norm.py) spells batch norm out as passes and a dozen (C,)-vector steps
 # between them: the statistics, the running buffers' update, 1/sqrt(var + eps), the
 # coefficients of the affine map, and the same again backward. Each step is a NumPy call
@@ -384,7 +390,6 @@ def batch_norm_input_grad_numba(g, x, mean, a, k, b):
     return dx
 
 
-
 def _none_as_empty(a, dtype):
     """A (C,) argument the op may leave out, as an empty array for the kernels (Numba needs an array)."""
     return np.empty(0, dtype) if a is None else a
@@ -429,6 +434,7 @@ def batch_norm_backward_fused_numba(gy, x, saved, training, need_x, need_sums, y
         gx.reshape(g3.shape if need_x else empty), gweight, gbias, gres.reshape(g3.shape if gres.size else empty))
     residual_grad = (gres if y is not None else gy) if need_residual else None
     return (gx if need_x else None), (gweight if need_sums else None), (gbias if need_sums else None), residual_grad
+
 
 # --------------------------------------------------------------------------- CuPy
 # Two CUDA kernels do the full-size work on the GPU, compiled on first use:
