@@ -781,18 +781,20 @@ def batch_norm_route(x, weight, bias, running_mean, running_var, residual=None):
     ``td.backends.route(batch_norm="numba")``, which forces the passes; on the GPU, unless
     forced, see FUSED_ON_CUDA_BY_DEFAULT)."""
     forced = backends.forced_route("batch_norm")
-    if backends.is_reference() or forced == "numba" or x.size == 0:
+    if forced == "numba" or x.size == 0 or backends.is_reference():
         return None
-    if is_cupy_array(x) and not (FUSED_ON_CUDA_BY_DEFAULT or forced == "fused"):
+    if type(x) is np.ndarray:
+        if not _numba_for(x):
+            return None
+    elif not (_cuda_for(x) and (FUSED_ON_CUDA_BY_DEFAULT or forced == "fused")):
         return None
-    given = [a for a in (weight, bias, running_mean, running_var) if a is not None]
-    if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype
-                                 or type(residual) is not type(x)):
+    if (running_mean is None) != (running_var is None):
         return None
-    if (running_mean is None) != (running_var is None) or not all(
-            a.dtype == x.dtype and a.flags.c_contiguous for a in given):
-        return None
-    if not (_cuda_for(x, *given) or _numba_for(x, *given)):
+    for a in (weight, bias, running_mean, running_var):     # (C,) arrays like x, or left out
+        if a is not None and (type(a) is not type(x) or a.dtype != x.dtype or not a.flags.c_contiguous):
+            return None
+    if residual is not None and (type(residual) is not type(x) or residual.dtype != x.dtype
+                                 or residual.shape != x.shape):
         return None
     backends.note_route("batch_norm", "fused")
     return "fused"
