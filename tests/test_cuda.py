@@ -58,12 +58,16 @@ def _host_copies(names):
     return [n for n in names if "DtoH" in n or "Device -> Pageable" in n]
 
 
-def test_resnet20_training_step_makes_no_host_transfer():
+@pytest.mark.parametrize("batch_norm", ["numba", "fused"])
+def test_resnet20_training_step_makes_no_host_transfer(batch_norm):
+    """With batch norm's passes and with its fused route (not yet the GPU's default)."""
     step, model, _ = _resnet20_step("cuda")
-    step()
-    step()                                      # kernels compiled, the memory pool filled
-    names = _gpu_activity(step)
+    with td.backends.route(batch_norm=batch_norm):
+        step()
+        step()                                  # kernels compiled, the memory pool filled
+        names = _gpu_activity(step)
     assert any("tinydl_im2col" in n for n in names), "the profiler saw no CuPy kernel"
+    assert any("forward_coefficients" in n for n in names) == (batch_norm == "fused")   # the route ran
     assert not _host_copies(names), f"device-to-host copies in a training step: {_host_copies(names)}"
     # the check can fail: asking for the loss value is one copy
     assert len(_host_copies(_gpu_activity(lambda: float(_host(step()))))) == 1
