@@ -75,8 +75,9 @@ class BatchNorm(Function):
 
     The 'fused' route (``batch_norm_route``) computes the same in one call per
     direction, the (C,)-vector steps, the residual and the ReLU included: on the
-    CPU one Numba kernel, on the GPU three CUDA kernels instead of about 27 forward
-    and 18 backward launches.
+    CPU one Numba kernel; on the GPU three CUDA kernels instead of about 27 forward
+    and 18 backward launches (there only where forced until a GPU has run them:
+    kernels/norm.py, FUSED_ON_CUDA_BY_DEFAULT).
     """
 
     double_backward = "composite"
@@ -182,9 +183,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
                     momentum=0.1, eps=1e-5, residual=None):
     """``relu(batch_norm(input, ...) + residual)`` (no residual: ``relu(batch_norm(input, ...))``),
-    in one pass: the end of a ResNet block. The same numbers as the three ops; on the CPU
-    and the GPU one kernel (a few on the GPU) instead of three, and neither the batch
-    norm's output nor the sum is kept. ``residual`` has the input's shape."""
+    in one pass: the end of a ResNet block (not in PyTorch). The same numbers as the three
+    ops; on the CPU one kernel a direction instead of three, and neither the batch norm's
+    output nor the sum is kept. ``residual`` has the input's shape."""
     return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training, momentum, eps,
                        residual, relu=True)
 
