@@ -33,8 +33,9 @@ class Adam(Optimizer):
     over the parameter's size (a kernel launch on the GPU). Where the gradient and the
     state have the parameter's dtype and shape, one kernel does the same arithmetic in
     one pass (kernels/optim.py; recorded as 'fused_numba' or 'fused_cuda', as PyTorch's
-    ``fused=True``): on the CPU bit for bit, on the GPU to rounding (CUDA contracts
-    a * b + c into one fused multiply-add).
+    ``fused=True``): on the CPU bit for bit; on the GPU to rounding (CUDA contracts
+    a * b + c into one fused multiply-add), and only where forced until a GPU has run it
+    (FUSED_ON_CUDA_BY_DEFAULT below).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
