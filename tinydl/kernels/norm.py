@@ -55,6 +55,7 @@ import numpy as np
 from .. import backends
 from ..backend import is_cupy_array
 from ._dispatch import for_this_thread, kernel_route, njit, prange, use_numba
+from .activation import relu_backward
 
 __all__ = [
     "batch_norm_stats",
@@ -687,7 +688,6 @@ def batch_norm_backward_fused_cupy(gy, x, saved, training, need_x, need_sums, y=
     gradient,) the two sums, one thread per channel for the coefficients and dL/dgamma,
     dL/dbeta, and dx: three or four kernels."""
     import cupy
-    from .activation import relu_backward
     mean_t, inv_std, scale = saved
     N, C = gy.shape[:2]
     dt = np.dtype(gy.dtype)

@@ -144,7 +144,7 @@ def _fused_adam(fused_step):
         beta1, beta2 = group["betas"]
         fused_step(grad, x, state["exp_avg"], state["exp_avg_sq"], amsgrad, float(group["lr"]), float(beta1),
                    float(beta2), float(group["eps"]), float(group["weight_decay"]),
-                   group.get("decoupled_weight_decay", False), group["maximize"], state["step"])
+                   group["decoupled_weight_decay"], group["maximize"], state["step"])
     return step
 
 

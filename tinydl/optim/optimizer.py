@@ -271,8 +271,8 @@ class Optimizer:
         new_groups = []
         for g, s in zip(groups, saved_groups):
             s["params"] = g["params"]
-            if "param_names" in g and "param_names" not in s:
-                s["param_names"] = g["param_names"]
+            for key, value in g.items():    # a setting an older checkpoint lacks: this group's
+                s.setdefault(key, value)
             new_groups.append(s)
         self.state = state
         self.param_groups = new_groups

@@ -155,7 +155,7 @@ def _foreach_params(params, state, group):
     past their first step (a momentum buffer exists), of the first such one's float dtype,
     as are their gradients and buffers, of their shape; none when two share an array (one
     at a time, the second update sees the first)."""
-    if group.get("foreach") is False or float(group["momentum"]) == 0:     # (older checkpoints lack it)
+    if group["foreach"] is False or float(group["momentum"]) == 0:
         return []
     together, dtype = [], None
     for p in params:
