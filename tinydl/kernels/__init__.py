@@ -11,6 +11,7 @@ paths give the same numbers (bit-identical on the CPU).
     winograd               3x3 stride-1 convolution as Winograd F(2x2, 3x3) (CPU)
     winograd_transpose     a transposed convolution with kernel 2x its stride, Winograd F(3x3, 2x2) (CPU)
     direct_conv            convolution with few channels, no columns (CPU)
+    simd                   explicit SIMD vectors for the Numba kernels (direct_conv's blocks)
     subpixel               a transposed convolution's col2im and im2col by output phases (CPU)
     pool                   max pool (+indices, backward), max unpool, avg pool
     norm                   batch-norm per-channel statistics, affine, input gradient

@@ -26,12 +26,13 @@ are computed and thrown away), each tap becomes ONE long contiguous loop:
 
 Long unit-stride loops are what LLVM vectorises well; short per-row loops pay the
 loop set-up on every row.
-Each pass over acc takes three taps and four output channels: every loaded input
-vector feeds four accumulators, and each accumulator row is read and written once
-per three taps. Wider passes ran slower, most likely because LLVM must check more
-pairs of arrays for overlap before it vectorises a loop with more rows and taps
-(measured on Zen 4, one thread, 16 to 64 channels: three taps x four outputs 60-84
-GFLOP/s, four x two 52-75, four x four 45-70, three x six 40-55, eight x four 32-44).
+The forward runs in blocks of four output channels times three vectors of positions
+(kernels/simd.py): twelve running sums that stay in registers while every tap is
+added, each loaded input vector feeding four of them, then stored once into acc.
+(Passes of three taps over rows of sums in memory, which LLVM vectorised on its own,
+loaded and stored a sum for every three multiply-adds. Against them, two threads,
+"AMD EPYC": LeNet-5's 6->16 5x5 on 14x14 at batch 64 in 0.26 ms instead of 0.31,
+ResNet-20's 16->16 3x3 at batch 128 in 3.17 instead of 3.44.)
 The valid positions of acc (j < Wo in every row) are then copied into y.
 
 Strides: phase planes
@@ -42,7 +43,7 @@ row r + a // s of the plane of the padded rows whose number is a % s modulo s,
 a "phase plane". So split every padded channel into its s*s phase planes
 (hq = ceil(hp / s) rows, wq columns; the copy into the plane does it) and the
 tap reads phase plane (a % s, b % s) at a shift of (a // s, b // s) with stride
-1: the wide rows and the passes above run unchanged, with
+1: the wide rows and the blocks above run unchanged, with
 
     off(c, i, jj) = ((c*s + a % s)*s + b % s)*hq*wq + (a // s)*wq + b // s.
 
@@ -62,9 +63,9 @@ layer's whose gy fills less than half of its padded plane, as LeNet's second:
 kernels/conv.py, Direct.input_grad_on_direct.)
 
 Groups: output o reads only its group's C/groups channels, so its taps' offsets
-start at that group's first plane. Four outputs share a pass (and their loads)
+start at that group's first plane. Four outputs share a block (and their loads)
 when they are in the same group; otherwise (depthwise convolutions: one output
-per group) a pass takes one output.
+per group) a block takes one output.
 
 Where it is used: the 'direct' route of kernels/conv.py, on the CPU, for
 convolutions with few channels per group. The sums run in another order than
@@ -77,11 +78,12 @@ import functools
 import numpy as np
 
 from ._dispatch import njit, numba, prange, runs_serial
-from ._memory import fill_flat, gather_flat
+from ._memory import gather_flat
+from .simd import fma, lanes, load, splat, store
 from .im2col import conv_output_size
 
-TAPS_PER_PASS = 3        # the passes below are written out for three taps ...
-OUTPUTS_PER_PASS = 4     # ... and four output channels
+TAPS_PER_PASS = 3        # dL/dW's passes are written out for three taps ...
+OUTPUTS_PER_BLOCK = 4    # ... and, like the forward's blocks, four output channels
 
 
 def _geometry(x_shape, weight_shape, padding, dilation, stride):
@@ -114,9 +116,6 @@ def _plane_geometry(hw, weight_taps, padding, dilation, stride):
 def _round_up(value, multiple):
     return -(-value // multiple) * multiple
 
-
-# Wide rows are computed up to a multiple of 8 positions: no pass ends in a scalar remainder loop.
-_VECTOR_LOOP = 8
 
 # Buffers and accumulator rows start on a cache line: left to the allocator, speed varied by process.
 _ALIGN_BYTES = 64
@@ -171,17 +170,11 @@ def _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw):
 
 
 @njit(inline="always")
-def _three(a, t):
-    """a[t], a[t+1], a[t+2]"""
-    return a[t], a[t + 1], a[t + 2]
-
-
-@njit(inline="always")
-def _outputs_per_pass(c_out, groups):
-    """OUTPUTS_PER_PASS if outputs o, o+1, ... (o a multiple of it) always read the same
+def _outputs_per_block(c_out, groups):
+    """OUTPUTS_PER_BLOCK if outputs o, o+1, ... (o a multiple of it) always read the same
     input channels, else 1. With one group they do (the last ones are padded with zero
     rows of the taps); with several, when each group's outputs are a multiple of it."""
-    return OUTPUTS_PER_PASS if groups == 1 or (c_out // groups) % OUTPUTS_PER_PASS == 0 else 1
+    return OUTPUTS_PER_BLOCK if groups == 1 or (c_out // groups) % OUTPUTS_PER_BLOCK == 0 else 1
 
 
 @njit(inline="always")
@@ -191,42 +184,55 @@ def _group_base(o, c_out, c, groups, channel_size):
 
 
 # ---------------------------------------------------------------- forward
-@njit(inline="always")
-def _three_starts(offsets, t, base):
-    """base + the three taps' offsets from t on, unsigned (see kernels/im2col.py: Numba notes)."""
-    o0, o1, o2 = _three(offsets, t)
-    return np.uint64(base + o0), np.uint64(base + o1), np.uint64(base + o2)
+# A block: four outputs (or one) times three vectors of wide-row positions, summed over
+# every tap in twelve (or three) vectors that stay in registers, then stored once (the
+# module's docstring and kernels/simd.py say why).
+VECTORS_PER_BLOCK = 3
 
 
 @njit(inline="always")
-def _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, n):
-    """acc[k, q] += sum_j taps[o+k, t+j] * plane[base + offsets[t+j] + q]  for j < 3,
-    k < 4, q < n (four outputs that read the same channels: one load feeds four)."""
-    s0, s1, s2 = _three_starts(offsets, t, base)
-    a0, a1, a2 = _three(taps[o], t)
-    b0, b1, b2 = _three(taps[o + 1], t)
-    c0, c1, c2 = _three(taps[o + 2], t)
-    d0, d1, d2 = _three(taps[o + 3], t)
-    acc0, acc1, acc2, acc3 = acc[0], acc[1], acc[2], acc[3]
-    for q in range(np.uint64(n)):
-        v0, v1, v2 = plane[s0 + q], plane[s1 + q], plane[s2 + q]
-        acc0[q] += a0 * v0 + a1 * v1 + a2 * v2
-        acc1[q] += b0 * v0 + b1 * v1 + b2 * v2
-        acc2[q] += c0 * v0 + c1 * v1 + c2 * v2
-        acc3[q] += d0 * v0 + d1 * v1 + d2 * v2
+def _four_outputs_block(plane, base, offsets, taps, bias, o, q, acc):
+    """acc[k, q + p] = bias[o+k] + sum_t taps[o+k, t] * plane[base + offsets[t] + q + p]
+    for k < 4 and p < 3 vectors (four outputs that read the same channels: one load feeds four)."""
+    n = lanes(plane)
+    a0 = a1 = a2 = splat(bias[o])
+    b0 = b1 = b2 = splat(bias[o + 1])
+    c0 = c1 = c2 = splat(bias[o + 2])
+    d0 = d1 = d2 = splat(bias[o + 3])
+    wa, wb, wc, wd = taps[o], taps[o + 1], taps[o + 2], taps[o + 3]
+    for t in range(taps.shape[1]):
+        s = base + offsets[t] + q
+        v0, v1, v2 = load(plane, s), load(plane, s + n), load(plane, s + 2 * n)
+        w = splat(wa[t])
+        a0, a1, a2 = fma(w, v0, a0), fma(w, v1, a1), fma(w, v2, a2)
+        w = splat(wb[t])
+        b0, b1, b2 = fma(w, v0, b0), fma(w, v1, b1), fma(w, v2, b2)
+        w = splat(wc[t])
+        c0, c1, c2 = fma(w, v0, c0), fma(w, v1, c1), fma(w, v2, c2)
+        w = splat(wd[t])
+        d0, d1, d2 = fma(w, v0, d0), fma(w, v1, d1), fma(w, v2, d2)
+    for row, (v0, v1, v2) in ((acc[0], (a0, a1, a2)), (acc[1], (b0, b1, b2)),
+                              (acc[2], (c0, c1, c2)), (acc[3], (d0, d1, d2))):
+        store(row, q, v0)
+        store(row, q + n, v1)
+        store(row, q + 2 * n, v2)
 
 
 @njit(inline="always")
-def _three_taps_one_output(acc, plane, base, offsets, w, t, n):
-    """acc[q] += sum_j w[t+j] * plane[base + offsets[t+j] + q]  for j < 3, q < n."""
-    s0, s1, s2 = _three_starts(offsets, t, base)
-    a0, a1, a2 = _three(w, t)
-    for q in range(np.uint64(n)):
-        acc[q] += a0 * plane[s0 + q] + a1 * plane[s1 + q] + a2 * plane[s2 + q]
+def _one_output_block(plane, base, offsets, w, b, q, row):
+    """row[q + p] = b + sum_t w[t] * plane[base + offsets[t] + q + p]  for p < 3 vectors."""
+    n = lanes(plane)
+    a0 = a1 = a2 = splat(b)
+    for t in range(w.shape[0]):
+        s = base + offsets[t] + q
+        u = splat(w[t])
+        a0, a1, a2 = fma(u, load(plane, s), a0), fma(u, load(plane, s + n), a1), fma(u, load(plane, s + 2 * n), a2)
+    store(row, q, a0)
+    store(row, q + n, a1)
+    store(row, q + 2 * n, a2)
 
 
-# fastmath "contract": multiply-adds become fused FMA instructions.
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True)
 def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hq, wq, sh, sw, groups, y):
     # x (N, C, H, W) and y (N, C_out, Ho, Wo) contiguous; taps (C_out rounded up to a
     # multiple of 4, T rounded up to a multiple of 3): W reshaped, zero-padded; offsets (T,):
@@ -234,24 +240,23 @@ def _direct_conv_kernel(shares, x, taps, offsets, bias, pt, pl, hq, wq, sh, sw, 
     # taps); bias rounded up like taps. Stride (sh, sw): phase planes of hq x wq.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    span = _round_up((Ho - 1) * wq + Wo, _VECTOR_LOOP)
     y_flat = y.reshape(-1)
+    block = VECTORS_PER_BLOCK * lanes(y_flat)
+    span = _round_up((Ho - 1) * wq + Wo, block)                 # whole blocks: the rest is thrown away
     channel_size = sh * sw * hq * wq
     for share in prange(shares):                     # one share of the images per thread
-        plane = _aligned_zeros(C * channel_size + _VECTOR_LOOP, x.dtype)    # the borders stay 0: the padding
+        plane = _aligned_zeros(C * channel_size + block, x.dtype)    # the borders stay 0: the padding
         acc = _aligned_rows(4, span, x.dtype)
-        step = _outputs_per_pass(c_out, groups)
+        step = _outputs_per_block(c_out, groups)
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw)
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, channel_size)
-                for k in range(step):
-                    fill_flat(acc[k], 0, span, bias[o + k])
-                for t in range(0, taps.shape[1], 3):
-                    if step == OUTPUTS_PER_PASS:
-                        _three_taps_four_outputs(acc, plane, base, offsets, taps, o, t, span)
+                for q in range(0, span, block):
+                    if step == OUTPUTS_PER_BLOCK:
+                        _four_outputs_block(plane, base, offsets, taps, bias, o, q, acc)
                     else:
-                        _three_taps_one_output(acc[0], plane, base, offsets, taps[o], t, span)
+                        _one_output_block(plane, base, offsets, taps[o], bias[o], q, acc[0])
                 for k in range(min(step, c_out - o)):
                     for r in range(Ho):
                         gather_flat(y_flat, ((n * c_out + o + k) * Ho + r) * Wo, acc[k], r * wq, Wo, 1)
@@ -265,7 +270,7 @@ def conv2d_direct(x, weight, bias, padding, dilation, groups=1, stride=(1, 1)):
     (sh, sw); float32 or float64. Returns a new contiguous (N, C_out, Ho, Wo) array."""
     n, c_out, t = x.shape[0], weight.shape[0], weight[0].size
     (hq, wq), (ho, wo), offsets = _geometry(x.shape, weight.shape, padding, dilation, stride)
-    rows = _round_up(c_out, OUTPUTS_PER_PASS)
+    rows = _round_up(c_out, OUTPUTS_PER_BLOCK)
     taps = np.zeros((rows, offsets.size), dtype=x.dtype)
     taps[:c_out, :t] = weight.reshape(c_out, t)
     b = np.zeros(rows, dtype=x.dtype)
@@ -280,81 +285,82 @@ def conv2d_direct(x, weight, bias, padding, dilation, groups=1, stride=(1, 1)):
 
 
 # ---------------------------------------------------------------- dL/dW
+# Each (output, tap) pair sums gy times the shifted plane over the wide rows of every
+# image. The sums stay vectors (one partial sum per lane) from image to image and are
+# added across their lanes once, at the end. Adding them up per image, as LLVM's
+# vectorised reductions did, cost as much as the products on LeNet-5's 10x10 rows:
+# its second layer's dL/dW took 0.41 ms against 0.33 (two threads, "AMD EPYC").
 @njit(inline="always")
-def _three_taps_four_outputs_dot(wide, plane, base, offsets, t, n, gw, o):
-    """gw[o+k, t+j] += sum_q wide[o+k, q] * plane[base + offsets[t+j] + q]  for j < 3, k < 4, q < n."""
-    s0, s1, s2 = _three_starts(offsets, t, base)
-    # The sums start from gw's own entries: a literal 0 would make them float64
-    # (Numba types float32 * int as float64), 3-4x slower for float32.
-    a0, a1, a2 = _three(gw[o], t)
-    b0, b1, b2 = _three(gw[o + 1], t)
-    c0, c1, c2 = _three(gw[o + 2], t)
-    d0, d1, d2 = _three(gw[o + 3], t)
-    g0, g1, g2, g3 = wide[o], wide[o + 1], wide[o + 2], wide[o + 3]
-    for q in range(np.uint64(n)):
-        v0, v1, v2 = plane[s0 + q], plane[s1 + q], plane[s2 + q]
-        u = g0[q]
-        a0 += u * v0
-        a1 += u * v1
-        a2 += u * v2
-        u = g1[q]
-        b0 += u * v0
-        b1 += u * v1
-        b2 += u * v2
-        u = g2[q]
-        c0 += u * v0
-        c1 += u * v1
-        c2 += u * v2
-        u = g3[q]
-        d0 += u * v0
-        d1 += u * v1
-        d2 += u * v2
-    gw[o, t], gw[o, t + 1], gw[o, t + 2] = a0, a1, a2
-    gw[o + 1, t], gw[o + 1, t + 1], gw[o + 1, t + 2] = b0, b1, b2
-    gw[o + 2, t], gw[o + 2, t + 1], gw[o + 2, t + 2] = c0, c1, c2
-    gw[o + 3, t], gw[o + 3, t + 1], gw[o + 3, t + 2] = d0, d1, d2
+def _four_outputs_dot(wide, plane, base, offsets, t, span, o, sums):
+    """sums[o+k] lanes of tap t+j += wide[o+k, q + lane] * plane[base + offsets[t+j] + q + lane]
+    over q < span, for k < 4 and j < 3: twelve vector sums in registers, stored back once."""
+    n = lanes(plane)
+    s0, s1, s2 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2]
+    ra, rb, rc, rd = sums[o], sums[o + 1], sums[o + 2], sums[o + 3]
+    a0, a1, a2 = load(ra, t * n), load(ra, (t + 1) * n), load(ra, (t + 2) * n)
+    b0, b1, b2 = load(rb, t * n), load(rb, (t + 1) * n), load(rb, (t + 2) * n)
+    c0, c1, c2 = load(rc, t * n), load(rc, (t + 1) * n), load(rc, (t + 2) * n)
+    d0, d1, d2 = load(rd, t * n), load(rd, (t + 1) * n), load(rd, (t + 2) * n)
+    ga, gb, gc, gd = wide[o], wide[o + 1], wide[o + 2], wide[o + 3]
+    for q in range(0, span, n):
+        v0, v1, v2 = load(plane, s0 + q), load(plane, s1 + q), load(plane, s2 + q)
+        g = load(ga, q)
+        a0, a1, a2 = fma(g, v0, a0), fma(g, v1, a1), fma(g, v2, a2)
+        g = load(gb, q)
+        b0, b1, b2 = fma(g, v0, b0), fma(g, v1, b1), fma(g, v2, b2)
+        g = load(gc, q)
+        c0, c1, c2 = fma(g, v0, c0), fma(g, v1, c1), fma(g, v2, c2)
+        g = load(gd, q)
+        d0, d1, d2 = fma(g, v0, d0), fma(g, v1, d1), fma(g, v2, d2)
+    for row, (v0, v1, v2) in ((ra, (a0, a1, a2)), (rb, (b0, b1, b2)), (rc, (c0, c1, c2)), (rd, (d0, d1, d2))):
+        store(row, t * n, v0)
+        store(row, (t + 1) * n, v1)
+        store(row, (t + 2) * n, v2)
 
 
 @njit(inline="always")
-def _three_taps_one_output_dot(g, plane, base, offsets, t, n, out):
-    """out[t+j] += sum_q g[q] * plane[base + offsets[t+j] + q]  for j < 3, q < n."""
-    s0, s1, s2 = _three_starts(offsets, t, base)
-    a0, a1, a2 = _three(out, t)
-    for q in range(np.uint64(n)):
-        u = g[q]
-        a0 += u * plane[s0 + q]
-        a1 += u * plane[s1 + q]
-        a2 += u * plane[s2 + q]
-    out[t], out[t + 1], out[t + 2] = a0, a1, a2
+def _one_output_dot(g, plane, base, offsets, t, span, row):
+    """The same for one output: row's lanes of taps t..t+2 += g[q + lane] * plane[...]."""
+    n = lanes(plane)
+    s0, s1, s2 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2]
+    a0, a1, a2 = load(row, t * n), load(row, (t + 1) * n), load(row, (t + 2) * n)
+    for q in range(0, span, n):
+        u = load(g, q)
+        a0, a1, a2 = fma(u, load(plane, s0 + q), a0), fma(u, load(plane, s1 + q), a1), fma(u, load(plane, s2 + q), a2)
+    store(row, t * n, a0)
+    store(row, (t + 1) * n, a1)
+    store(row, (t + 2) * n, a2)
 
 
-# fastmath: "reassoc" lets LLVM vectorise the dot products' sums, "contract" fuses the multiply-adds.
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@njit(parallel=True, cache=True)
 def _direct_weight_grad_kernel(shares, x, gy, offsets, pt, pl, hq, wq, sh, sw, groups, gw_shares):
-    # gw_shares (shares, C_out rounded up to a multiple of 4, T rounded up to a multiple of 3),
-    # zeros: one partial dL/dW per thread, summed by the caller.
+    # gw_shares (shares, C_out rounded up to a multiple of 4, T rounded up to a multiple of 3):
+    # one partial dL/dW per thread, summed by the caller.
     N, C = x.shape[0], x.shape[1]
     c_out, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    span = _round_up((Ho - 1) * wq + Wo, _VECTOR_LOOP)
     gy_flat = gy.reshape(-1)
+    n_lanes = lanes(gy_flat)
+    span = _round_up((Ho - 1) * wq + Wo, n_lanes)
+    taps = offsets.shape[0]
     channel_size = sh * sw * hq * wq
     for share in prange(shares):
-        plane = _aligned_zeros(C * channel_size + _VECTOR_LOOP, x.dtype)
+        plane = _aligned_zeros(C * channel_size + n_lanes, x.dtype)
         wide = _aligned_rows(gw_shares.shape[1], span, x.dtype)     # gy on the wide rows: 0 where j >= Wo
-        gw = gw_shares[share]
+        sums = np.zeros((gw_shares.shape[1], taps * n_lanes), dtype=x.dtype)   # lane by lane
         for n in range(share * N // shares, (share + 1) * N // shares):
             _copy_into_padded(plane, x, n, pt, pl, hq, wq, sh, sw)
             for o in range(c_out):
                 for r in range(Ho):
                     gather_flat(wide[o], r * wq, gy_flat, ((n * c_out + o) * Ho + r) * Wo, Wo, 1)
-            step = _outputs_per_pass(c_out, groups)
+            step = _outputs_per_block(c_out, groups)
             for o in range(0, c_out, step):
                 base = _group_base(o, c_out, C, groups, channel_size)
-                for t in range(0, gw.shape[1], 3):
-                    if step == OUTPUTS_PER_PASS:
-                        _three_taps_four_outputs_dot(wide, plane, base, offsets, t, span, gw, o)
+                for t in range(0, taps, 3):
+                    if step == OUTPUTS_PER_BLOCK:
+                        _four_outputs_dot(wide, plane, base, offsets, t, span, o, sums)
                     else:
-                        _three_taps_one_output_dot(wide[o], plane, base, offsets, t, span, gw[o])
+                        _one_output_dot(wide[o], plane, base, offsets, t, span, sums[o])
+        gw_shares[share] = sums.reshape((gw_shares.shape[1], taps, n_lanes)).sum(axis=2)
 
 
 def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1, stride=(1, 1)):
@@ -373,7 +379,7 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1, s
     t = c * kh * kw
     (hq, wq), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation, stride)
     shares = _shares(gy.size * t // 8, n)
-    gw = np.zeros((shares, _round_up(c_out, OUTPUTS_PER_PASS), offsets.size), dtype=x.dtype)
+    gw = np.empty((shares, _round_up(c_out, OUTPUTS_PER_BLOCK), offsets.size), dtype=x.dtype)
     _run(_direct_weight_grad_kernel, shares, np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets,
          padding[0], padding[2], hq, wq, stride[0], stride[1], groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)
