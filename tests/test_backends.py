@@ -122,7 +122,7 @@ def test_wide_vector_features_give_a_sapphire_rapids_kernel_512_bit_vectors():
 
     def wide(cpu, **extra_env):
         env = {k: v for k, v in os.environ.items() if k not in td.backends.cpu._USER_CODEGEN_CHOICES}
-        env.update(NUMBA_CPU_NAME=cpu, NUMBA_DISABLE_CACHE="1", PYTHONPATH=str(ROOT), **extra_env)
+        env.update(NUMBA_CPU_NAME=cpu, PYTHONPATH=str(ROOT), **extra_env)
         done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
         return {"True": True, "False": False}[done.stdout.split()[-1]]
 

@@ -90,3 +90,47 @@ def test_without_numba_the_same_names_are_numpy(monkeypatch):
     plain.store(a, 20, v)
     np.testing.assert_array_equal(a[20:20 + n], 2 * np.arange(3, 3 + n) + np.arange(n))
     assert v.dtype == np.float32
+
+
+_RUN_ON_AVX2 = """
+import numpy as np, torch
+from tinydl.kernels import simd
+from tinydl.kernels.direct_conv import conv2d_direct, conv2d_direct_weight_grad
+assert simd.VECTOR_BYTES == 32, simd.VECTOR_BYTES
+rng = np.random.default_rng(0)
+worst = 0.0
+for dtype in (np.float32, np.float64):
+    for (n, c, h, o, k, pad, groups, stride) in [(3, 6, 14, 16, 5, 0, 1, 1), (2, 4, 9, 6, 3, 1, 2, 2), (2, 3, 11, 3, 3, 1, 3, 1)]:
+        x = rng.standard_normal((n, c, h, h)).astype(dtype)
+        w = rng.standard_normal((o, c // groups, k, k)).astype(dtype)
+        tx, tw = torch.tensor(x, requires_grad=False), torch.tensor(w, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, tw, padding=pad, groups=groups, stride=stride)
+        g = rng.standard_normal(ty.shape).astype(dtype)
+        ty.backward(torch.tensor(g))
+        y = conv2d_direct(x, w, None, (pad,) * 4, (1, 1), groups, (stride, stride))
+        gw = conv2d_direct_weight_grad(x, g, (k, k), (pad,) * 4, (1, 1), groups, (stride, stride))
+        scale = 1e-4 if dtype == np.float32 else 1e-10
+        worst = max(worst, np.abs(y - ty.detach().numpy()).max() / scale, np.abs(gw - tw.grad.numpy()).max() / scale)
+print("worst error in tolerances", worst)
+"""
+
+
+@needs_numba
+def test_direct_kernels_on_avx2s_32_byte_vectors_match_torch(tmp_path):
+    """A CPU without AVX-512 gets 32-byte vectors: the direct kernels compiled for Haswell
+    (run here: this CPU has AVX2) against PyTorch, float32 and float64, groups and strides."""
+    import os
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
+
+    if not llvm.get_host_cpu_features().get("avx2"):
+        pytest.skip("no AVX2 on this CPU")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx,+avx2,+fma,+f16c,+popcnt,+sse4.2,+bmi,+bmi2",
+               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=root)         # compiled afresh: see kernels/simd.py
+    done = subprocess.run([sys.executable, "-c", _RUN_ON_AVX2], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 1
