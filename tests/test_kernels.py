@@ -333,6 +333,22 @@ def test_max_pool_backward(case, dtype):
     np.testing.assert_allclose(ref, xt.grad.numpy(), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("bad", [-1, 36])
+def test_max_pool_backward_refuses_an_index_outside_the_plane(monkeypatch, bad, parallel):
+    """The Numba kernel checks each index as it scatters (and writes nothing outside the
+    plane), in the parallel kernel and in its serial twin."""
+    pool_mod = importlib.import_module("tinydl.kernels.pool")
+    if parallel:                                  # below PARALLEL_MIN_SIZE the twin runs
+        monkeypatch.setattr(pool_mod, "for_this_thread", lambda kernel, size: kernel)
+    gy, idx = np.ones((2, 3, 3, 3), np.float32), np.zeros((2, 3, 3, 3), np.int64)
+    idx[1, 2, 2, 1] = bad
+    with pytest.raises(IndexError, match="out of range for a 6x6 plane"):
+        K.max_pool2d_backward_numba(gy, idx, (2, 3, 6, 6))
+    idx[1, 2, 2, 1] = 35
+    assert K.max_pool2d_backward_numba(gy, idx, (2, 3, 6, 6)).sum() == gy.sum()
+
+
 def test_max_pool_checks_padding():
     with pytest.raises(ValueError):
         K.max_pool2d_forward(np.zeros((1, 1, 6, 6), np.float32), 2, 2, 2)  # torch refuses too

