@@ -200,6 +200,40 @@ def test_masked_logits_minus_inf_give_finite_loss_like_torch():
     np.testing.assert_allclose(xt.grad.array, xr.grad.numpy())
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")    # the array code's -inf rows
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_fused_route_gives_the_array_codes_numbers_on_special_logits(dtype, weighted):
+    """kernels/loss.py against the op's array code (``td.backends.reference()``): masked
+    (-inf) logits, a whole row of them, +inf, NaN, huge values, an ignored target; loss and
+    dL/dx, every reduction, float32 staying float32."""
+    x = logits(7, 5, seed=3, dtype=dtype) * 3
+    x[0, [1, 3]] = -np.inf                              # masked scores
+    x[1] = -np.inf                                      # nothing left: nan, as PyTorch
+    x[2, 4] = np.inf
+    x[3, 2] = np.nan
+    x[4] = [1e30, -1e30, 3e29, 0, 1]
+    y = np.array([0, 2, 4, 1, 0, 3, 1])
+    y[5] = -100                                         # ignored
+    weight = t(np.linspace(0.5, 2, 5).astype(dtype)) if weighted else None
+    g = logits(7, seed=4, dtype=dtype)
+    for reduction in ("mean", "sum", "none"):
+        results = []
+        for scope in (td.backends.record_routes(), td.backends.reference()):
+            with scope as taken:
+                xt = t(x, requires_grad=True)
+                loss = L.cross_entropy(xt, t(y), weight=weight, reduction=reduction)
+                loss.backward(t(g.astype(dtype)) if reduction == "none" else None)
+            if taken is not None:
+                assert ("cross_entropy", "numba") in taken
+            results.append((loss.array, xt.grad.array))
+        (fused, fused_grad), (ref, ref_grad) = results
+        assert fused.dtype == fused_grad.dtype == dtype
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(fused, ref, rtol=tol, atol=tol, err_msg=reduction)
+        np.testing.assert_allclose(fused_grad, ref_grad, rtol=tol, atol=tol, err_msg=reduction)
+
+
 def test_activations_do_not_overflow():
     x = np.array([-1e4, -800.0, -30.0, 0.0, 30.0, 800.0, 1e4])
     with np.errstate(over="raise", invalid="raise", divide="raise"):

@@ -107,7 +107,8 @@ def test_torch_parity(case, dtype):
 # Every route of the routed ops (td.backends.ROUTES) on every row of those ops: each route
 # that applies must give PyTorch's numbers in float64, and the reference route's.
 _ROUTED_OP = {"conv2d": "conv2d", "conv1d": "conv2d", "conv_transpose2d": "conv_transpose2d",
-              "conv_transpose1d": "conv_transpose2d", "batch_norm": "batch_norm", "batch_norm_relu": "batch_norm"}
+              "conv_transpose1d": "conv_transpose2d", "batch_norm": "batch_norm", "batch_norm_relu": "batch_norm",
+              "cross_entropy": "cross_entropy"}
 ROUTE_CASES = [(case, op, route) for case in CASES if (op := _ROUTED_OP.get(case.name.split("/")[0]))
                for route in td.backends.ROUTES[op]]
 

@@ -32,6 +32,7 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: and 'im2col' (compiled kernels: Numba on the CPU, CUDA on the GPU); the others live in
 #: kernels/conv.py. Batch norm: 'numba' (the op's passes, compiled; 'cuda' on the GPU) or
 #: 'fused' (kernels/norm.py: one call a direction). Adam: its plain update or one kernel.
+#: Cross entropy: its array code, or one Numba loop a direction on (N, C) logits (kernels/loss.py).
 #: Max pooling ('reference', 'numba', 'cuda') and SGD ('single_tensor', 'fused_numba',
 #: 'foreach_numba', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
@@ -39,6 +40,7 @@ ROUTES = {
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
     "batch_norm": ("reference", "numba", "fused"),
     "adam": ("single_tensor", "fused_numba", "fused_cuda"),
+    "cross_entropy": ("reference", "numba"),
 }
 
 class _Settings(threading.local):

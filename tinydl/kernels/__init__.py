@@ -20,6 +20,7 @@ paths give the same numbers (bit-identical on the CPU).
                            (``release_buffers()`` frees them)
     run_chunks             a convolution's chunks of images spread over the cores
     activation             ReLU forward and backward (fused, parallel)
+    loss                   softmax cross-entropy on (N, C) logits, one loop a direction (CPU)
     optim                  fused optimizer steps (CUDA)
 """
 from ._dispatch import clear_workspace, use_numba, workspace

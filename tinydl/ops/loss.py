@@ -26,6 +26,7 @@ import numpy as np
 
 from ..autograd import Function, constant, unbroadcast, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array, to_host
+from ..kernels.loss import cross_entropy_backward_numba, cross_entropy_forward_numba, cross_entropy_route
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .activation import LogSoftmax, softplus_recorded
@@ -980,11 +981,21 @@ class CrossEntropy(Function):
 
       dl_n/dx_n[k] = softmax_n[k] sum_c q_n[c] - q_n[k]       (= p - onehot in the plain case)
       dl_n/dT_n[c] = -(1 - eps) w[c] s_n[c]                    (probability targets)
+
+    On the CPU, (N, C) logits with class indices and no smoothing take one Numba loop each
+    way (kernels/loss.py: the same numbers, to rounding); the array code below does the rest.
     """
 
     double_backward = "composite"
 
     def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
+        ctx.reduction, ctx.eps, ctx.probabilities = reduction, label_smoothing, probabilities
+        ctx.route = cross_entropy_route(x, weight, label_smoothing, probabilities)
+        if ctx.route == "numba":        # (N, C) logits, class indices: the same, fused (kernels/loss.py)
+            s, loss, safe, valid, w_t = cross_entropy_forward_numba(x, target, weight, ignore_index)
+            denominator = w_t.sum()
+            ctx.save_for_backward(s, safe[:, None], valid, w_t, None, denominator)
+            return _finish_class_loss(loss, reduction, denominator)
         xp = get_array_module(x)
         ax, eps = _class_axis(x.ndim), label_smoothing
         n_classes = x.shape[ax]
@@ -1010,7 +1021,6 @@ class CrossEntropy(Function):
             loss = xp.where(valid, loss, 0).astype(x.dtype, copy=False)
             denominator = w_t.sum()
             ctx.save_for_backward(s, idx, valid, w_t, w, denominator)
-        ctx.reduction, ctx.eps, ctx.probabilities = reduction, eps, probabilities
         return _finish_class_loss(loss, reduction, denominator)
 
     def composite(ctx, x, target, weight, ignore_index, reduction, label_smoothing, probabilities):
@@ -1037,6 +1047,10 @@ class CrossEntropy(Function):
         ax = _class_axis(s.ndim)
         if ctx.probabilities:
             s, q, w, denominator = ctx.saved_tensors
+        elif ctx.route == "numba":
+            s, idx, _, w_t, _, denominator = ctx.saved_tensors
+            g = _per_sample_grad(gy, s.shape[:1], ctx.reduction, denominator)
+            return cross_entropy_backward_numba(s, idx[:, 0], w_t, g), None, None
         else:   # rebuild q of the docstring from the targets
             s, idx, valid, w_t, w, denominator = ctx.saved_tensors
             n_classes = s.shape[ax]
