@@ -39,13 +39,20 @@ __all__ = ["VECTOR_BYTES", "load", "store", "splat", "fma", "lanes"]
 
 
 def _vector_bytes():
-    """64 where Numba compiles for AVX-512, else 32."""
+    """64 where Numba compiles for AVX-512, else 32: the host's features, or those of
+    ``NUMBA_CPU_FEATURES``; with only ``NUMBA_CPU_NAME`` set (say, 'generic' for a cache
+    that travels), 32, which fits any x86-64 target's registers at least as well."""
     if not HAVE_NUMBA:
         return 32
     import llvmlite.binding as llvm
     import numba
 
-    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    if numba.config.CPU_FEATURES:
+        features = numba.config.CPU_FEATURES
+    elif numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+        features = ""
+    else:
+        features = llvm.get_host_cpu_features().flatten()
     return 64 if "+avx512f" in features.split(",") else 32
 
 
