@@ -1,5 +1,6 @@
 """The explicit vectors of tinydl/kernels/simd.py, which the direct convolution's blocks
-are made of: their width, loads and stores at any offset, a scalar in every lane, and a
+and the Winograd route's output and gradient transforms are made of: their width, loads and
+stores at any offset, a scalar in every lane, + - * and negation, interleaving, and a
 multiply-add rounded once, in float32 and float64."""
 import numpy as np
 import pytest
@@ -57,6 +58,36 @@ def test_load_and_store_move_one_vector_at_any_offset(dtype):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_lane_by_lane_arithmetic_and_interleaving(dtype):
+    from numba import njit
+
+    @njit(cache=False)
+    def run(a, b, out):
+        n = simd.lanes(a)
+        x, y = simd.load(a, 0), simd.load(b, 0)
+        simd.store(out, 0, (x + y) * x - y)
+        simd.store(out, n, -x)
+        low, high = simd.interleave(x, y)
+        simd.store(out, 2 * n, low)
+        simd.store(out, 3 * n, high)
+        even, odd = simd.deinterleave(low, high)           # back to x and y
+        simd.store(out, 4 * n, even)
+        simd.store(out, 5 * n, odd)
+
+    n = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    out = np.zeros(6 * n, dtype)
+    run(a, b, out)
+    np.testing.assert_array_equal(out[:n], (a + b) * a - b)
+    np.testing.assert_array_equal(out[n:2 * n], -a)
+    np.testing.assert_array_equal(out[2 * n:4 * n], np.stack([a, b], axis=1).reshape(-1))
+    np.testing.assert_array_equal(out[4 * n:5 * n], a)
+    np.testing.assert_array_equal(out[5 * n:], b)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_fma_multiplies_a_splat_and_adds_with_one_rounding(dtype):
     _, _, multiply_add = _kernels()
     info = np.finfo(dtype)
@@ -90,6 +121,11 @@ def test_without_numba_the_same_names_are_numpy(monkeypatch):
     plain.store(a, 20, v)
     np.testing.assert_array_equal(a[20:20 + n], 2 * np.arange(3, 3 + n) + np.arange(n))
     assert v.dtype == np.float32
+    low, high = plain.interleave(np.arange(n), -np.arange(n))
+    np.testing.assert_array_equal(np.concatenate([low, high]), np.stack([np.arange(n), -np.arange(n)], 1).reshape(-1))
+    even, odd = plain.deinterleave(low, high)
+    np.testing.assert_array_equal(even, np.arange(n))
+    np.testing.assert_array_equal(odd, -np.arange(n))
 
 
 _RUN_ON_AVX2 = """
@@ -111,14 +147,30 @@ for dtype in (np.float32, np.float64):
         gw = conv2d_direct_weight_grad(x, g, (k, k), (pad,) * 4, (1, 1), groups, (stride, stride))
         scale = 1e-4 if dtype == np.float32 else 1e-10
         worst = max(worst, np.abs(y - ty.detach().numpy()).max() / scale, np.abs(gw - tw.grad.numpy()).max() / scale)
+from tinydl.kernels import conv as routes
+for dtype in (np.float32, np.float64):                  # the Winograd route's vector transforms
+    for (n, c, h, w_) in [(3, 32, 9, 13), (2, 32, 16, 16)]:
+        x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+        w = rng.standard_normal((c, c, 3, 3)).astype(dtype)
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, tw, padding=1)
+        g = rng.standard_normal(ty.shape).astype(dtype)
+        ty.backward(torch.tensor(g))
+        geometry = ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        y, _ = routes.Winograd.forward(x, w, None, geometry, (True, True))
+        gx, gw = routes.Winograd.backward(x, w, None, g, geometry, (True, True))
+        scale = 1e-3 if dtype == np.float32 else 1e-10
+        for ours, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
+            worst = max(worst, np.abs(ours - theirs.detach().numpy()).max() / scale)
 print("worst error in tolerances", worst)
 """
 
 
 @needs_numba
-def test_direct_kernels_on_avx2s_32_byte_vectors_match_torch(tmp_path):
-    """A CPU without AVX-512 gets 32-byte vectors: the direct kernels compiled for Haswell
-    (run here: this CPU has AVX2) against PyTorch, float32 and float64, groups and strides."""
+def test_vector_kernels_on_avx2s_32_byte_vectors_match_torch(tmp_path):
+    """A CPU without AVX-512 gets 32-byte vectors: the direct kernels and the Winograd route
+    compiled for Haswell (run here: this CPU has AVX2) against PyTorch, float32 and float64,
+    groups and strides, tile counts that fill no vector."""
     import os
     import subprocess
     import sys

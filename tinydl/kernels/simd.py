@@ -31,11 +31,13 @@ Numba's disk cache knows a kernel by its own file's text: after changing this mo
 delete the calling kernels' cached files (``__pycache__/*.nbi``, ``*.nbc``) or they
 keep the old code.
 """
+import operator
+
 import numpy as np
 
 from ._dispatch import HAVE_NUMBA
 
-__all__ = ["VECTOR_BYTES", "load", "store", "splat", "fma", "lanes"]
+__all__ = ["VECTOR_BYTES", "load", "store", "splat", "fma", "interleave", "deinterleave", "lanes"]
 
 
 def _vector_bytes():
@@ -62,7 +64,7 @@ if HAVE_NUMBA:
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
-    from numba.extending import intrinsic, models, register_model
+    from numba.extending import intrinsic, models, overload, register_model
 
     class Vector(types.Type):
         """Numba's type of a vector of ``count`` elements of ``dtype`` (a Numba float type)."""
@@ -134,6 +136,62 @@ if HAVE_NUMBA:
             return builder.call(function, args)
         return c(a, b, c), codegen
 
+    def _lane_by_lane(instruction):
+        """An intrinsic applying an LLVM IR builder method (fadd, fsub, fmul) to two vectors."""
+        @intrinsic
+        def apply(typingctx, a, b):
+            def codegen(context, builder, signature, args):
+                return getattr(builder, instruction)(*args)
+            return a(a, b), codegen
+        return apply
+
+    _add, _sub, _mul = _lane_by_lane("fadd"), _lane_by_lane("fsub"), _lane_by_lane("fmul")
+
+    def _operator(function):
+        """Numba's a + b (- or *) for two vectors of one type: the lane-by-lane instruction."""
+        def typed(a, b):
+            if isinstance(a, Vector) and a == b:
+                return lambda a, b: function(a, b)
+        return typed
+
+    overload(operator.add)(_operator(_add))
+    overload(operator.sub)(_operator(_sub))
+    overload(operator.mul)(_operator(_mul))
+
+    @intrinsic
+    def interleave(typingctx, a, b):
+        """(a0, b0, a1, b1, ...) over two vectors: the lanes of a and b taken in turn."""
+        def codegen(context, builder, signature, args):
+            n = a.count
+            index = ir.IntType(32)
+            low = ir.Constant(ir.VectorType(index, n), [k // 2 + (k % 2) * n for k in range(n)])
+            high = ir.Constant(ir.VectorType(index, n), [n // 2 + k // 2 + (k % 2) * n for k in range(n)])
+            pair = (builder.shuffle_vector(args[0], args[1], low), builder.shuffle_vector(args[0], args[1], high))
+            return context.make_tuple(builder, signature.return_type, pair)
+        return types.UniTuple(a, 2)(a, b), codegen
+
+    @intrinsic
+    def deinterleave(typingctx, a, b):
+        """The even and the odd lanes of a followed by b: the inverse of ``interleave``."""
+        def codegen(context, builder, signature, args):
+            n = a.count
+            index = ir.VectorType(ir.IntType(32), n)
+            even, odd = ir.Constant(index, list(range(0, 2 * n, 2))), ir.Constant(index, list(range(1, 2 * n, 2)))
+            pair = (builder.shuffle_vector(args[0], args[1], even), builder.shuffle_vector(args[0], args[1], odd))
+            return context.make_tuple(builder, signature.return_type, pair)
+        return types.UniTuple(a, 2)(a, b), codegen
+
+    @intrinsic
+    def _negate(typingctx, a):
+        def codegen(context, builder, signature, args):
+            return builder.fneg(args[0])
+        return a(a), codegen
+
+    @overload(operator.neg)
+    def _negative(a):
+        if isinstance(a, Vector):
+            return lambda a: _negate(a)
+
     @intrinsic
     def lanes(typingctx, array):
         """How many elements of ``array`` one vector holds (a compile-time constant)."""
@@ -156,3 +214,11 @@ else:
 
     def fma(a, b, c):
         return a * b + c                # rounded twice: the one place plain Python differs
+
+    def interleave(a, b):
+        both = np.stack([a, b], axis=1).reshape(-1)
+        return both[:a.size], both[a.size:]
+
+    def deinterleave(a, b):
+        both = np.concatenate([a, b])
+        return both[0::2], both[1::2]
