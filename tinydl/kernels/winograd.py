@@ -68,9 +68,10 @@ the results stayed as close to the exact ones as PyTorch's (64 channels, 56x56).
 Layout and threads: V, M, Mg and dV hold a chunk of images at a time in reused
 buffers (``workspace``); the backward recomputes V rather than keeping it (4x
 the input) from the forward. The transforms are Numba loops over channels
-(parallel, or their serial twin inside a chunk worker) that handle one tile per
-iteration: its 16 points go to (or come from) the 16 rows of a buffer, which
-``tile_buffer`` starts at addresses that differ modulo 4 KiB. The GEMMs are
+(parallel, or their serial twin inside a chunk worker): the input's and dL/dx's handle
+one tile per iteration, the output's and gy's a vector of tiles (kernels/simd.py); a
+tile's 16 points go to (or come from) the 16 rows of a buffer, which ``tile_buffer``
+starts at addresses that differ modulo 4 KiB. The GEMMs are
 NumPy's batched matmul (OpenBLAS). Where it is used: the 'winograd' route of
 kernels/conv.py, which deals the chunks to the cores (kernels/_threads.py).
 """
