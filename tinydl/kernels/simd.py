@@ -9,14 +9,19 @@ fastest with its sums held in registers for the whole sum, the way oneDNN's
 convolutions do. Numba has no vector type, and local scalars or small arrays are not
 turned into vector registers (tried: a 16-float array per output, 1.4 ms against the
 kernel below's 0.19 ms on LeNet-5's second convolution). So this module adds one: a
-value of ``LANES`` floats that lives in a register, with the few operations the
-kernels need, each a line of LLVM IR:
+value of ``lanes(a)`` floats that lives in a register, with the few operations the
+kernels need, each a line or two of LLVM IR:
 
-    load(a, i)        a[i], a[i+1], ..., a[i + lanes(a) - 1]   (a: a 1-D contiguous array)
-    store(a, i, v)    writes v there
-    splat(x)          x in every lane
-    fma(a, b, c)      a * b + c in each lane, rounded once (a fused multiply-add)
-    lanes(a)          how many of a's elements a vector holds: a constant
+    load(a, i)            a[i], a[i+1], ..., a[i + lanes(a) - 1]   (a: a 1-D contiguous array)
+    store(a, i, v)        writes v there
+    splat(x)              x in every lane
+    fma(a, b, c)          a * b + c in each lane, rounded once (a fused multiply-add)
+    u + v, u - v, u * v, -u    lane by lane
+    interleave(u, v)      (u0, v0, u1, v1, ...) as two vectors; deinterleave(u, v) undoes it
+    lanes(a)              how many of a's elements a vector holds: a constant
+
+Used by the direct convolution (its sums in registers) and the Winograd route's output
+transforms (a vector of tiles at a time).
 
 A vector is as wide as the CPU's widest registers: 64 bytes (16 float32, 8 float64)
 with AVX-512, else 32 (AVX2's 8 float32). A kernel holding 12 of them (four outputs
