@@ -380,6 +380,28 @@ def test_float64_stays_float64():
     assert y.dtype == np.float64 and x.grad.dtype == np.float64
 
 
+@pytest.mark.parametrize("dtype, seed_dtype", [(np.float64, np.float32), (np.float32, np.float64)])
+def test_a_seed_of_another_dtype_takes_the_outputs_dtype(dtype, seed_dtype):
+    """As PyTorch: backward(grad) casts grad to the output's dtype, so every op's backward
+    sees one dtype (the direct convolution's kernels size their vectors by it: a float64
+    seed on float32 layers once wrote past a buffer)."""
+    rng = np.random.default_rng(0)
+    x = td.tensor(rng.standard_normal((4, 6, 14, 14)).astype(dtype), requires_grad=True)
+    w = td.tensor(rng.standard_normal((16, 6, 5, 5)).astype(dtype), requires_grad=True)
+    seed = rng.standard_normal((4, 16, 10, 10)).astype(seed_dtype)
+    grads = []
+    for given in (seed.astype(dtype), seed):          # the same values, cast by hand or by backward
+        x.grad = w.grad = None
+        with td.backends.record_routes() as taken:
+            y = td.nn.functional.conv2d(x, w)
+            y.backward(td.tensor(given))
+        assert ("conv2d", "direct") in taken
+        assert x.grad.dtype == w.grad.dtype == dtype
+        grads.append((x.grad.array.copy(), w.grad.array.copy()))
+    for by_hand, by_backward in zip(*grads):
+        np.testing.assert_array_equal(by_backward, by_hand)
+
+
 def test_integer_reductions_and_dtype_errors():
     assert td.tensor([1, 2, 3], dtype=td.int32).sum().dtype == td.int64
     assert td.tensor([True, False, True]).sum().item() == 2

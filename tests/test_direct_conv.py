@@ -261,3 +261,16 @@ def test_serial_twin_equals_parallel_kernel(monkeypatch, dtype, groups, stride):
     np.testing.assert_array_equal(y_serial, y_parallel)
     tol = 1e-4 if dtype == np.float32 else 1e-11                    # the sums are ~20 in size
     np.testing.assert_allclose(gw_serial, gw_parallel, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, gy_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_weight_grad_takes_gy_in_xs_dtype(dtype, gy_dtype):
+    """The kernel sizes its lane-wise sums by x's dtype; a gy of the other one is cast first
+    (it once wrote past the sums, float32 x and float64 gy)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 6, 14, 14)).astype(dtype)
+    gy = rng.standard_normal((3, 16, 10, 10)).astype(gy_dtype)
+    gw = direct_conv.conv2d_direct_weight_grad(x, gy, (5, 5), (0, 0, 0, 0), (1, 1))
+    assert gw.dtype == dtype
+    np.testing.assert_array_equal(
+        gw, direct_conv.conv2d_direct_weight_grad(x, gy.astype(dtype), (5, 5), (0, 0, 0, 0), (1, 1)))

@@ -486,6 +486,8 @@ def _seed_gradient(root, grad, who):
     grad = grad.array if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise RuntimeError(f"{who}: grad has shape {grad.shape} but the tensor has shape {root.shape}")
+    if grad.dtype != root.dtype:        # as PyTorch: the seed takes the output's dtype (a kernel
+        grad = grad.astype(root.dtype)  # sizes its buffers by one dtype for all its arrays)
     return grad
 
 

@@ -380,6 +380,7 @@ def conv2d_direct_weight_grad(x, gy, kernel_size, padding, dilation, groups=1, s
     (hq, wq), _, offsets = _geometry(x.shape, (c_out, c, kh, kw), padding, dilation, stride)
     shares = _shares(gy.size * t // 8, n)
     gw = np.empty((shares, _round_up(c_out, OUTPUTS_PER_BLOCK), offsets.size), dtype=x.dtype)
-    _run(_direct_weight_grad_kernel, shares, np.ascontiguousarray(x), np.ascontiguousarray(gy), offsets,
+    gy = np.ascontiguousarray(gy, dtype=x.dtype)        # the kernel sizes its vectors by one dtype
+    _run(_direct_weight_grad_kernel, shares, np.ascontiguousarray(x), gy, offsets,
          padding[0], padding[2], hq, wq, stride[0], stride[1], groups, gw)
     return gw.sum(axis=0)[:c_out, :t].reshape(c_out, c, kh, kw)

@@ -29,7 +29,7 @@ __all__ = ["cross_entropy_route", "cross_entropy_forward_numba", "cross_entropy_
 def cross_entropy_route(x, weight, label_smoothing, probabilities):
     """'numba' where the fused loops apply (and no one forced the array code), else
     'reference'; told to ``td.backends.record_routes`` as the op 'cross_entropy'."""
-    fits = (x.ndim == 2 and not probabilities and label_smoothing == 0 and get_array_module(x) is np
+    fits = (x.ndim == 2 and x.shape[1] > 0 and not probabilities and label_smoothing == 0 and get_array_module(x) is np
             and use_numba(x.dtype) and backends.forced_route("cross_entropy") != "reference"
             and (weight is None or weight.dtype == x.dtype))
     route = "numba" if fits else "reference"
