@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Using padding=.same. with even 
 DOMAINS = {
     "conv2d": {"pointwise": dict(kernel=1, groups=1),
                "winograd": dict(kernel=3, stride=1, dilation=1, groups=1),
+               "winograd_f4": dict(kernel=3, stride=1, dilation=1, groups=1),
                "gy_columns": dict(stride=1, groups=1, needs_x=True)},
     "conv_transpose2d": {"winograd": dict(kernel="2*stride", dilation=1, groups=1),
                          "as_conv2d": dict(stride=1),

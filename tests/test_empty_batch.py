@@ -40,7 +40,8 @@ def _inputs(shapes, dtype, seed=0):
 
 # (route, kernel, stride, groups): each a geometry the route computes
 CONV2D_CASES = [("pointwise", 1, 1, 1), ("pointwise", 1, 2, 1), ("direct", 3, 1, 1), ("direct", 3, 1, 2),
-                ("direct", 3, 2, 1), ("winograd", 3, 1, 1), ("gy_columns", 3, 1, 1), ("chunked", 3, 1, 1),
+                ("direct", 3, 2, 1), ("winograd", 3, 1, 1), ("winograd_f4", 3, 1, 1), ("gy_columns", 3, 1, 1),
+                ("chunked", 3, 1, 1),
                 ("chunked", 3, 2, 2), ("chunked", 1, 2, 1), ("im2col", 3, 1, 1), ("im2col", 3, 2, 2),
                 ("reference", 3, 1, 1), ("reference", 3, 2, 2)]
 CONV_TRANSPOSE2D_CASES = [("winograd", 4, 2, 1), ("as_conv2d", 3, 1, 1), ("subpixel", 3, 2, 1), ("subpixel", 3, 1, 2), ("chunked", 3, 2, 2),

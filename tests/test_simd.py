@@ -72,6 +72,7 @@ def test_lane_by_lane_arithmetic_and_interleaving(dtype):
         x, y = simd.load(a, 0), simd.load(b, 0)
         simd.store(out, 0, (x + y) * x - y)
         simd.store(out, n, -x)
+        simd.store(out, 6 * n, 0.1 * x - y * np.float32(2.5) + 1.0)   # a float: in every lane, as x's dtype
         low, high = simd.interleave(x, y)
         simd.store(out, 2 * n, low)
         simd.store(out, 3 * n, high)
@@ -82,13 +83,14 @@ def test_lane_by_lane_arithmetic_and_interleaving(dtype):
     n = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
-    out = np.zeros(6 * n, dtype)
+    out = np.zeros(7 * n, dtype)
     run(a, b, out)
     np.testing.assert_array_equal(out[:n], (a + b) * a - b)
+    np.testing.assert_array_equal(out[6 * n:], dtype(0.1) * a - b * dtype(2.5) + dtype(1.0))
     np.testing.assert_array_equal(out[n:2 * n], -a)
     np.testing.assert_array_equal(out[2 * n:4 * n], np.stack([a, b], axis=1).reshape(-1))
     np.testing.assert_array_equal(out[4 * n:5 * n], a)
-    np.testing.assert_array_equal(out[5 * n:], b)
+    np.testing.assert_array_equal(out[5 * n:6 * n], b)
 
 
 @needs_numba
@@ -153,20 +155,21 @@ for dtype in (np.float32, np.float64):
         scale = 1e-4 if dtype == np.float32 else 1e-10
         worst = max(worst, np.abs(y - ty.detach().numpy()).max() / scale, np.abs(gw - tw.grad.numpy()).max() / scale)
 from tinydl.kernels import conv as routes
-for dtype in (np.float32, np.float64):                  # the Winograd route's vector transforms
-    for (n, c, h, w_) in [(3, 32, 9, 13), (2, 32, 16, 16)]:
-        x = rng.standard_normal((n, c, h, w_)).astype(dtype)
-        w = rng.standard_normal((c, c, 3, 3)).astype(dtype)
-        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-        ty = torch.nn.functional.conv2d(tx, tw, padding=1)
-        g = rng.standard_normal(ty.shape).astype(dtype)
-        ty.backward(torch.tensor(g))
-        geometry = ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
-        y, _ = routes.Winograd.forward(x, w, None, geometry, (True, True))
-        gx, gw = routes.Winograd.backward(x, w, None, g, geometry, (True, True))
-        scale = 1e-3 if dtype == np.float32 else 1e-10
-        for ours, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
-            worst = max(worst, np.abs(ours - theirs.detach().numpy()).max() / scale)
+for dtype in (np.float32, np.float64):                  # the Winograd routes' vector transforms
+    for route in (routes.Winograd, routes.WinogradF4):
+        for (n, c, h, w_) in [(3, 32, 9, 13), (2, 32, 16, 16)]:
+            x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+            w = rng.standard_normal((c, c, 3, 3)).astype(dtype)
+            tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+            ty = torch.nn.functional.conv2d(tx, tw, padding=1)
+            g = rng.standard_normal(ty.shape).astype(dtype)
+            ty.backward(torch.tensor(g))
+            geometry = ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+            y, _ = route.forward(x, w, None, geometry, (True, True))
+            gx, gw = route.backward(x, w, None, g, geometry, (True, True))
+            scale = 1e-3 if dtype == np.float32 else 1e-10
+            for ours, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
+                worst = max(worst, np.abs(ours - theirs.detach().numpy()).max() / scale)
 print("worst error in tolerances", worst)
 """
 

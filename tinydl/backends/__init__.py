@@ -36,7 +36,7 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: Max pooling ('reference', 'numba', 'cuda') and SGD ('single_tensor', 'fused_numba',
 #: 'foreach_numba', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
 ROUTES = {
-    "conv2d": ("reference", "im2col", "pointwise", "winograd", "direct", "gy_columns", "chunked"),
+    "conv2d": ("reference", "im2col", "pointwise", "winograd_f4", "winograd", "direct", "gy_columns", "chunked"),
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
     "batch_norm": ("reference", "numba", "fused"),
     "adam": ("single_tensor", "fused_numba", "fused_cuda"),

@@ -13,8 +13,10 @@ raw arrays, with the op's interface::
 and ``needs`` the op's ``needs_input_grad``. The routes of Conv2d:
 
     pointwise   1x1 unpadded: one matrix product per image, no columns (any device)
-    winograd    3x3, stride 1, one group, 32 channels or more: Winograd F(2x2, 3x3),
-                kernels/winograd.py, 2.25x fewer multiplies than the GEMM (CPU)
+    winograd_f4 3x3, stride 1, one group, 32 channels or more, many tiles: Winograd
+                F(4x4, 3x3), kernels/winograd_f4.py, 4x fewer multiplies than the GEMM (CPU)
+    winograd    the same, fewer tiles: Winograd F(2x2, 3x3), kernels/winograd.py, 2.25x
+                fewer multiplies than the GEMM (CPU)
     direct      few channels per group: kernels/direct_conv.py, no columns (CPU; a
                 strided layer's dL/dx is chunked's)
     gy_columns  stride 1, one group: both gradients from the columns of gy, so the
@@ -49,7 +51,7 @@ import numpy as np
 
 from .. import backends
 from ..backend import get_array_module
-from . import winograd, winograd_transpose
+from . import winograd, winograd_f4, winograd_transpose
 from ._dispatch import use_numba, workspace
 from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
@@ -269,7 +271,9 @@ class Winograd:
     (16 multiplies per 2x2 outputs instead of 36), a chunk of images at a time, on all cores."""
 
     name = "winograd"
-    chunk_bytes = 1 << 20          # transformed tiles (16 x channels x tiles) per chunk ...
+    algorithm = winograd           # the module of the tile transforms (WinogradF4: F(4x4, 3x3))
+    points = 16                    # of a transformed tile
+    chunk_bytes = 1 << 20          # transformed tiles (points x channels x tiles) per chunk ...
     chunk_tiles = 512              # ... but at least this many tiles (a narrow GEMM rereads U)
     min_tiles = 48                 # in the batch; with fewer, U's and dU's passes cost more than is saved
     min_channels = 32              # in and out; with fewer, Direct (or gy_columns) is faster
@@ -292,14 +296,18 @@ class Winograd:
         return min(weight_shape[:2]) >= cls.min_channels and x.shape[0] * th * tw >= cls.min_tiles
 
     @classmethod
+    def _chunks(cls, x, weight, out_hw):
+        return _tile_chunks(cls, x, cls.algorithm.tile_counts(out_hw), cls.points * max(weight.shape[:2]))
+
+    @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
         padding = geometry[2]
         x = np.ascontiguousarray(x)
-        u = winograd.transform_weight(weight)
+        u = cls.algorithm.transform_weight(weight)
         b = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
         y = np.empty((x.shape[0], weight.shape[0]) + conv_output_size(x.shape[2:], (3, 3), 1, padding), x.dtype)
-        run_chunks(lambda s, worker: winograd.forward_images(x[s], u, b, padding, y[s], worker),
-                   _tile_chunks(cls, x, winograd.tile_counts(y.shape[2:]), 16 * max(weight.shape[:2])))
+        run_chunks(lambda s, worker: cls.algorithm.forward_images(x[s], u, b, padding, y[s], worker),
+                   cls._chunks(x, weight, y.shape[2:]))
         return y, None
 
     @classmethod
@@ -308,19 +316,48 @@ class Winograd:
         if not (needs[0] or needs[1]):
             return None, None
         x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-        u = winograd.transform_weight(weight)
+        u = cls.algorithm.transform_weight(weight)
         gx = np.empty(x.shape, dtype=gy.dtype) if needs[0] else None
         du_parts = {}                                                      # worker -> its share of dU
 
         def backward_chunk(s, worker):
             add = worker in du_parts
             if needs[1] and not add:
-                du_parts[worker] = winograd.tile_buffer(*weight.shape[:2], gy.dtype, worker_key("winograd.du", worker))
-            winograd.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
-                                     du_parts.get(worker), add, worker)
+                du_parts[worker] = winograd.tile_buffer(*weight.shape[:2], gy.dtype,
+                                                        worker_key(f"{cls.name}.du", worker), cls.points)
+            cls.algorithm.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
+                                          du_parts.get(worker), add, worker)
 
-        run_chunks(backward_chunk, _tile_chunks(cls, x, winograd.tile_counts(gy.shape[2:]), 16 * max(weight.shape[:2])))
-        return gx, (winograd.weight_grad([du_parts[w] for w in sorted(du_parts)]) if needs[1] else None)
+        run_chunks(backward_chunk, cls._chunks(x, weight, gy.shape[2:]))
+        return gx, (cls.algorithm.weight_grad([du_parts[w] for w in sorted(du_parts)]) if needs[1] else None)
+
+
+class WinogradF4(Winograd):
+    """3x3, stride 1, one group, many channels: Winograd F(4x4, 3x3), kernels/winograd_f4.py
+    (36 multiplies per 4x4 outputs instead of 144; F(2x2, 3x3)'s float32 rounding error
+    times about 5), a chunk of images at a time, on all cores."""
+
+    name = "winograd_f4"
+    algorithm = winograd_f4
+    points = 36
+    min_tiles = 96                 # 4x4 tiles in the batch, where they cover no more outputs than 2x2 ones ...
+    min_tiles_padded = 384         # ... and where a 4x4 grid overhangs the output further (14x14: 31% more)
+
+    @classmethod
+    def wins(cls, x, weight_shape, geometry, needs):
+        """Against F(2x2, 3x3), forward + backward, two threads, "AMD EPYC": 0.69-0.90x from
+        98 tiles on that cover the output as 2x2 tiles do (ResNet-20's 32->32 16x16 and
+        64->64 8x8 at batch 128: 0.84-0.94x; 128->128 28x28 N2 to N8 0.80-0.90x; 512->512
+        7x7 N64 0.82x), 1.0x at 128 (64->64 16x16 N8), 1.33-1.47x at 64 (8x8 N16); where
+        the 4x4 grid overhangs more (14x14 planes) 1.03x at 256 tiles (256->256 N16),
+        0.90x at 512 (N32). Few tiles make narrow GEMMs that reread U, 2.25x F(2x2)'s."""
+        if not super().wins(x, weight_shape, geometry, needs):
+            return False
+        out_hw = conv_output_size(x.shape[2:], (3, 3), 1, geometry[2])
+        th, tw = winograd_f4.tile_counts(out_hw)
+        th2, tw2 = winograd.tile_counts(out_hw)
+        overhang = 16 * th * tw > 4 * th2 * tw2
+        return x.shape[0] * th * tw >= (cls.min_tiles_padded if overhang else cls.min_tiles)
 
 
 class Direct:
@@ -766,7 +803,7 @@ class SubpixelTranspose:
 
 
 # ---------------------------------------------------------------- the dispatcher
-CONV2D_ROUTES = (Pointwise, Winograd, Direct, GyColumns, Chunked)        # in order of preference
+CONV2D_ROUTES = (Pointwise, WinogradF4, Winograd, Direct, GyColumns, Chunked)        # in order of preference
 CONV_TRANSPOSE2D_ROUTES = (WinogradTranspose, ConvolutionTranspose, SubpixelTranspose, ChunkedTranspose)
 
 

@@ -16,7 +16,7 @@ kernels need, each a line or two of LLVM IR:
     store(a, i, v)        writes v there
     splat(x)              x in every lane
     fma(a, b, c)          a * b + c in each lane, rounded once (a fused multiply-add)
-    u + v, u - v, u * v, -u    lane by lane
+    u + v, u - v, u * v, -u    lane by lane (x * v, v + x...: a float x in every lane)
     interleave(u, v)      (u0, v0, u1, v1, ...) as two vectors; deinterleave(u, v) undoes it
     lanes(a)              how many of a's elements a vector holds: a constant
 
@@ -153,10 +153,17 @@ if HAVE_NUMBA:
     _add, _sub, _mul = _lane_by_lane("fadd"), _lane_by_lane("fsub"), _lane_by_lane("fmul")
 
     def _operator(function):
-        """Numba's a + b (- or *) for two vectors of one type: the lane-by-lane instruction."""
+        """Numba's a + b (- or *) for two vectors of one type: the lane-by-lane instruction;
+        with a float and a vector, the float (cast to the vector's dtype) in every lane."""
         def typed(a, b):
             if isinstance(a, Vector) and a == b:
                 return lambda a, b: function(a, b)
+            if isinstance(a, types.Float) and isinstance(b, Vector):
+                lane = b.dtype
+                return lambda a, b: function(splat(lane(a)), b)
+            if isinstance(a, Vector) and isinstance(b, types.Float):
+                lane = a.dtype
+                return lambda a, b: function(a, splat(lane(b)))
         return typed
 
     overload(operator.add)(_operator(_add))

@@ -380,16 +380,17 @@ def _input_grad_kernel(dv, pt, pl, th, tw, gx, step):
 
 
 # ---------------------------------------------------------------- a chunk of images
-def tile_buffer(channels, tiles, dtype, key):
-    """A reused (16, channels, tiles) scratch array (``workspace``) whose 16 planes start
-    64 bytes past a multiple of 4 KiB from each other: 4 KiB apart, the transforms'
-    16 streams share their cache sets, which made them 10x slower. Those 64 bytes (or
-    more) after each plane also hold the vector the output transform reads past its end."""
+def tile_buffer(channels, tiles, dtype, key, points=16):
+    """A reused (points, channels, tiles) scratch array (``workspace``): one plane per point
+    of a transformed tile (16 here, 36 in kernels/winograd_f4.py), each starting 64 bytes
+    past a multiple of 4 KiB from the others: 4 KiB apart, the transforms' streams share
+    their cache sets, which made them 10x slower. Those 64 bytes (or more) after each
+    plane also hold the vector the output transform reads past its end."""
     item = np.dtype(dtype).itemsize
     size = channels * tiles
     stride = (-(-size * item // 4096) * 4096 + 64) // item
-    planes = workspace((16, stride), dtype, key)[:, :size]
-    return planes.reshape(16, channels, tiles)                    # a view: each plane is contiguous
+    planes = workspace((points, stride), dtype, key)[:, :size]
+    return planes.reshape(points, channels, tiles)                # a view: each plane is contiguous
 
 
 def transform_weight(weight):
@@ -410,8 +411,8 @@ def weight_grad(du_parts):
 
 
 def _planes(a):
-    """(16, C, T) tile buffer -> its (16, C*T) view, as the kernels take it."""
-    return a.reshape(16, -1)
+    """(points, C, T) tile buffer -> its (points, C*T) view, as the kernels take it."""
+    return a.reshape(a.shape[0], -1)
 
 
 def _transformed_input(x, padding, tiles, worker):
@@ -447,7 +448,7 @@ def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0):
 
 
 def weight_tile_grad(mg, v, du, add):
-    """dU = Mg @ V^T over a chunk's tiles, (16, K, C), into ``du``, or added to it with ``add``."""
+    """dU = Mg @ V^T over a chunk's tiles, (points, K, C), into ``du``, or added to it with ``add``."""
     if add:
         du += np.matmul(mg, v.transpose(0, 2, 1))
     else:
@@ -455,5 +456,5 @@ def weight_tile_grad(mg, v, du, add):
 
 
 def input_tile_grad(u, mg, key):
-    """dV = U^T @ Mg, (16, C, T), in the tile buffer ``key``."""
-    return np.matmul(u.transpose(0, 2, 1), mg, out=tile_buffer(u.shape[2], mg.shape[2], mg.dtype, key))
+    """dV = U^T @ Mg, (points, C, T), in the tile buffer ``key``."""
+    return np.matmul(u.transpose(0, 2, 1), mg, out=tile_buffer(u.shape[2], mg.shape[2], mg.dtype, key, len(u)))
