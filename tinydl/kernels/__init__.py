@@ -9,9 +9,10 @@ paths give the same numbers (bit-identical on the CPU).
     im2col / col2im        convolution as GEMM; layout in ``kernels/im2col.py``
     conv                   the convolution ops' fast routes and their dispatcher
     winograd               3x3 stride-1 convolution as Winograd F(2x2, 3x3) (CPU)
+    winograd_f4            the same as Winograd F(4x4, 3x3): fewer multiplies, more rounding (CPU)
     winograd_transpose     a transposed convolution with kernel 2x its stride, Winograd F(3x3, 2x2) (CPU)
     direct_conv            convolution with few channels, no columns (CPU)
-    simd                   explicit SIMD vectors for the Numba kernels (direct_conv's blocks)
+    simd                   explicit SIMD vectors for the Numba kernels (direct_conv, the Winograd transforms)
     subpixel               a transposed convolution's col2im and im2col by output phases (CPU)
     pool                   max pool (+indices, backward), max unpool, avg pool
     norm                   batch-norm per-channel statistics, affine, input gradient

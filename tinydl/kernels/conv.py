@@ -568,7 +568,7 @@ class ConvolutionTranspose:
     3x3 32x32 N64 1.86 / 5.60 against 2.88 / 11.0."""
 
     name = "as_conv2d"
-    fast_routes = ("winograd", "direct")       # beyond them the convolution is subpixel's GEMM again
+    fast_routes = ("winograd_f4", "winograd", "direct")    # beyond them: subpixel's GEMM again
 
     @staticmethod
     def _conv2d(x, weight_shape, geometry, needs):

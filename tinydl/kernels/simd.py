@@ -20,8 +20,9 @@ kernels need, each a line or two of LLVM IR:
     interleave(u, v)      (u0, v0, u1, v1, ...) as two vectors; deinterleave(u, v) undoes it
     lanes(a)              how many of a's elements a vector holds: a constant
 
-Used by the direct convolution (its sums in registers) and the Winograd route's output
-transforms (a vector of tiles at a time).
+Used by the direct convolution (its sums in registers) and the Winograd routes' tile
+transforms (a vector of tiles at a time: F(2x2, 3x3)'s output and gy transforms, all four
+of F(4x4, 3x3)'s).
 
 A vector is as wide as the CPU's widest registers: 64 bytes (16 float32, 8 float64)
 with AVX-512, else 32 (AVX2's 8 float32). A kernel holding 12 of them (four outputs
