@@ -91,7 +91,7 @@ def test_f43_matrices_follow_from_its_points():
 
 # (n, C, H, W), (top, left, bottom, right) padding: odd outputs leave partial last tiles
 SHAPES = [((2, 3, 5, 6), (1, 1, 1, 1)), ((1, 2, 4, 7), (0, 0, 0, 0)), ((2, 1, 3, 3), (2, 1, 2, 1)),
-          ((3, 2, 9, 7), (1, 0, 2, 1))]       # more tiles than a vector holds (17 of F(4x4), 60 of F(2x2))
+          ((3, 2, 9, 7), (1, 0, 2, 1))]       # more tiles than a vector holds (18 of F(4x4), 45 of F(2x2))
 
 
 @ALGORITHMS
@@ -199,7 +199,7 @@ CASES = [  # (x, weight, conv2d arguments, what needs a gradient (x, W, b))
     ((1, 1, 3, 3), (2, 1, 3, 3), dict(padding=2), (True, True, True)),
     ((2, 3, 5, 5), (4, 3, 3, 3), dict(padding=(0, 1)), (False, True, True)),   # dL/dW only
     ((2, 3, 5, 5), (4, 3, 3, 3), dict(padding=1), (True, False, False)),       # dL/dx only
-    ((5, 3, 11, 10), (17, 3, 3, 3), dict(padding=1), (True, True, True)),     # 75 tiles of F(4x4): partial vectors
+    ((5, 3, 11, 10), (17, 3, 3, 3), dict(padding=1), (True, True, True)),     # 45 tiles of F(4x4): partial vectors
 ]
 
 

@@ -50,6 +50,8 @@ import threading
 import traceback
 import weakref
 
+import numpy as np
+
 from .backend import get_array_module
 from .tensor import Tensor
 
@@ -230,20 +232,22 @@ class Function:
         ctx.needs_input_grad = tuple(needs)
         raw = ctx.forward(*arrays, **params)
 
-        single = not isinstance(raw, tuple)
-        outputs = (raw,) if single else raw
-        tensors = (Tensor(raw),) if single else tuple([Tensor(o) for o in raw])
         first = arrays[0] if arrays else None           # an in-place op writes into its first input
-        views = ()              # a loop, not a comprehension: its call costs more than its work
-                                # on one output (Python 3.11; bench_alone.py's overhead rows)
-        for t in tensors:
-            if t.array.base is not None or t.array is first:
-                views += (t,)
+        if type(raw) is not tuple:      # one output, the common case: no tuples to build and
+            out = Tensor(raw)           # loop over (bench_alone.py's overhead rows)
+            views = (out,) if out.array.base is not None or out.array is first else ()
+            if views:
+                _share_counters_with_views(inputs, views)
+            if True in needs and _state.enabled:
+                _record(ctx, cls, inputs, (raw,), (out,), views, params)
+            return out
+        tensors = tuple([Tensor(o) for o in raw])
+        views = tuple([t for t in tensors if t.array.base is not None or t.array is first])
         if views:
             _share_counters_with_views(inputs, views)
         if True in needs and _state.enabled:
-            _record(ctx, cls, inputs, outputs, tensors, views, params)
-        return tensors[0] if single else tensors
+            _record(ctx, cls, inputs, raw, tensors, views, params)
+        return tensors
 
     def release(self):
         """Drop saved arrays; a second backward through this node then fails loudly.
@@ -292,12 +296,12 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
     the versions of the arrays it saved, and the outputs' links back to it. (Plain loops
     and early exits: this runs for every recorded op, bench_alone.py's overhead rows.)"""
     how = cls.double_backward
-    read = _NONE                        # memory backward reads, by the id of its owner
-    if ctx.saved_tensors:
-        read = set()
-        for a in ctx.saved_tensors:
-            if hasattr(a, "base"):
-                read.add(_storage_id(a))
+    read = _NONE                        # memory backward reads, by the id of its owner; not a
+    for a in ctx.saved_tensors:         # NumPy scalar input (x * 0.5's): it never changes
+        if hasattr(a, "base") and (not isinstance(a, np.generic) or any(a is o for o in outputs)):
+            if read is _NONE:
+                read = set()
+            read.add(_storage_id(a))
     kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
     keep_all = how == "composite"                                       # it reruns the op
     versions, recorded, holds_data = [], [], False

@@ -334,8 +334,8 @@ class Winograd:
 
 class WinogradF4(Winograd):
     """3x3, stride 1, one group, many channels: Winograd F(4x4, 3x3), kernels/winograd_f4.py
-    (36 multiplies per 4x4 outputs instead of 144; F(2x2, 3x3)'s float32 rounding error
-    times about 5), a chunk of images at a time, on all cores."""
+    (36 multiplies per 4x4 outputs instead of 144; 5-15 times F(2x2, 3x3)'s float32
+    rounding error), a chunk of images at a time, on all cores."""
 
     name = "winograd_f4"
     algorithm = winograd_f4
@@ -351,7 +351,7 @@ class WinogradF4(Winograd):
         7x7 N64 0.82x), 1.0x at 128 (64->64 16x16 N8), 1.33-1.47x at 64 (8x8 N16); where
         the 4x4 grid overhangs more (14x14 planes) 1.03x at 256 tiles (256->256 N16),
         0.90x at 512 (N32). Few tiles make narrow GEMMs that reread U, 2.25x F(2x2)'s."""
-        if not super().wins(x, weight_shape, geometry, needs):
+        if min(weight_shape[:2]) < cls.min_channels:
             return False
         out_hw = conv_output_size(x.shape[2:], (3, 3), 1, geometry[2])
         th, tw = winograd_f4.tile_counts(out_hw)

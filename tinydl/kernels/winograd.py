@@ -385,7 +385,8 @@ def tile_buffer(channels, tiles, dtype, key, points=16):
     of a transformed tile (16 here, 36 in kernels/winograd_f4.py), each starting 64 bytes
     past a multiple of 4 KiB from the others: 4 KiB apart, the transforms' streams share
     their cache sets, which made them 10x slower. Those 64 bytes (or more) after each
-    plane also hold the vector the output transform reads past its end."""
+    plane also hold the vector (kernels/simd.py: at most 64 bytes) that the output
+    transforms, and F(4x4, 3x3)'s dL/dx one, read past a channel's last tile."""
     item = np.dtype(dtype).itemsize
     size = channels * tiles
     stride = (-(-size * item // 4096) * 4096 + 64) // item

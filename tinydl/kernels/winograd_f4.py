@@ -31,7 +31,7 @@ give the outputs through A^T. With the points 0, 1, -1, 2, -1/2 and infinity:
              [0  1  -1   8  -1/8   1]
 
 (B^T follows from A^T and G: the only matrix that makes y = A^T [(G g) * (B^T d)] the
-correlation for every d and g; tests/test_winograd_f4.py rebuilds all three from the
+correlation for every d and g; tests/test_winograd.py rebuilds all three from the
 points.) Lavin and Gray's points 0, +-1, +-2 give simpler matrices (entries 4, 5, 1/4,
 1/6, 1/24); with +-1/2 in place of one of the 2s the float32 results came 2.5-4x
 closer to float64's (16 to 256 channels), 1.4e-6 to 4.8e-6 of the largest output where
