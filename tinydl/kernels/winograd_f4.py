@@ -40,8 +40,8 @@ That error is what the 4x fewer multiplies cost; the dispatcher takes this route
 it is faster (kernels/conv.py) and ``td.backends.route(conv2d="winograd")`` keeps
 F(2x2, 3x3)'s accuracy.
 
-Every constant of B^T, B, A^T and A is a power of two or a sum of two (exact in
-float32), so the input's and output's transforms run in the data's dtype; the filter's
+Every constant of B^T, B, A^T and A is a power of two or a sum of two of them (exact
+in float32), so the input's and output's transforms run in the data's dtype; the filter's
 (G, with thirds and fifteenths) runs in float64 and is rounded once.
 
 Layout: as kernels/winograd.py, with 36 planes (point xi = 6a + b of a tile, row a,
@@ -73,6 +73,7 @@ G = np.array([[1, 0, 0], [-1 / 3, -1 / 3, -1 / 3], [1 / 3, -1 / 3, 1 / 3], [1 / 
               [-16 / 15, 8 / 15, -4 / 15], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -0.5, 0], [0, 1, 1, 4, 0.25, 0],
                 [0, 1, -1, 8, -0.125, 1]], dtype=np.float64)
+
 
 def tile_counts(out_hw):
     """Tiles per column and per row: ceil(Ho / 4), ceil(Wo / 4)."""
