@@ -30,15 +30,15 @@ class Algorithm:
     """What the tests need of one: its module, route, outputs per tile side (m), and the
     step argument F(2x2, 3x3)'s input kernels take (they serve kernels/winograd_transpose.py too)."""
 
-    def __init__(self, module, route, m, step):
-        self.module, self.route, self.m, self.step = module, route, m, step
+    def __init__(self, module, transforms, route, m, step):
+        self.module, self.transforms, self.route, self.m, self.step = module, transforms, route, m, step
         self.size, self.points = m + 2, (m + 2) ** 2
 
     def __repr__(self):
         return self.route.name
 
 
-F23, F43 = Algorithm(W2, Winograd, 2, (2,)), Algorithm(W4, WinogradF4, 4, ())
+F23, F43 = Algorithm(W2, W2.F23, Winograd, 2, (2,)), Algorithm(W4, W4.F43, WinogradF4, 4, ())
 ALGORITHMS = pytest.mark.parametrize("alg", [F23, F43], ids=repr)
 
 
@@ -111,7 +111,7 @@ def test_transforms_are_the_matrices_of_the_docstring(alg, x_shape, padding):
     W._input_tiles_kernel(x, pt, pl, th, tw, W2._planes(v), *alg.step)
     np.testing.assert_allclose(v, _as_points(bt @ _tiles(x, (pt, pl), (th, tw), alg) @ bt.T), atol=1e-12)
 
-    np.testing.assert_allclose(W.transform_weight(g), (gm @ g @ gm.T).reshape(k, c, points).transpose(2, 0, 1),
+    np.testing.assert_allclose(W2.transform_weight(g, alg.transforms), (gm @ g @ gm.T).reshape(k, c, points).transpose(2, 0, 1),
                                atol=1e-13)                        # U = G g G^T
 
     mt = rng.standard_normal((points, k, t))                      # y = A^T m A + b, cropped
@@ -145,7 +145,7 @@ def test_transforms_are_the_matrices_of_the_docstring(alg, x_shape, padding):
     np.testing.assert_allclose(gx, plane[:, :, pt:pt + h, pl:pl + w], atol=1e-12)
 
     du = rng.standard_normal((points, k, c))                      # dL/dW = G^T dU G
-    np.testing.assert_allclose(W.weight_grad([du]), gm.T @ du.transpose(1, 2, 0).reshape(k, c, a, a) @ gm,
+    np.testing.assert_allclose(W2.weight_grad([du], alg.transforms), gm.T @ du.transpose(1, 2, 0).reshape(k, c, a, a) @ gm,
                                atol=1e-12)
 
 
@@ -174,7 +174,8 @@ def test_each_backward_transform_is_the_adjoint_of_its_forward(alg):
     np.testing.assert_allclose(np.vdot(y, gy), np.vdot(m, mg), rtol=1e-12)
 
     g, du = rng.standard_normal((k, c, 3, 3)), rng.standard_normal((points, k, c))
-    np.testing.assert_allclose(np.vdot(W.transform_weight(g), du), np.vdot(g, W.weight_grad([du])), rtol=1e-12)
+    u, gw = W2.transform_weight(g, alg.transforms), W2.weight_grad([du], alg.transforms)
+    np.testing.assert_allclose(np.vdot(u, du), np.vdot(g, gw), rtol=1e-12)
 
 
 def _conv(lib, functional, x, w, b, g, needs=(True, True, True), **kwargs):

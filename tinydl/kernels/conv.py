@@ -271,8 +271,7 @@ class Winograd:
     (16 multiplies per 2x2 outputs instead of 36), a chunk of images at a time, on all cores."""
 
     name = "winograd"
-    algorithm = winograd           # the module of the tile transforms (WinogradF4: F(4x4, 3x3))
-    points = 16                    # of a transformed tile
+    algorithm = winograd.F23       # its tile transforms (WinogradF4: F(4x4, 3x3)'s), run by kernels/winograd.py
     chunk_bytes = 1 << 20          # transformed tiles (points x channels x tiles) per chunk ...
     chunk_tiles = 512              # ... but at least this many tiles (a narrow GEMM rereads U)
     min_tiles = 48                 # in the batch; with fewer, U's and dU's passes cost more than is saved
@@ -297,16 +296,16 @@ class Winograd:
 
     @classmethod
     def _chunks(cls, x, weight, out_hw):
-        return _tile_chunks(cls, x, cls.algorithm.tile_counts(out_hw), cls.points * max(weight.shape[:2]))
+        return _tile_chunks(cls, x, cls.algorithm.tile_counts(out_hw), cls.algorithm.points * max(weight.shape[:2]))
 
     @classmethod
     def forward(cls, x, weight, bias, geometry, needs):
         padding = geometry[2]
         x = np.ascontiguousarray(x)
-        u = cls.algorithm.transform_weight(weight)
+        u = winograd.transform_weight(weight, cls.algorithm)
         b = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
         y = np.empty((x.shape[0], weight.shape[0]) + conv_output_size(x.shape[2:], (3, 3), 1, padding), x.dtype)
-        run_chunks(lambda s, worker: cls.algorithm.forward_images(x[s], u, b, padding, y[s], worker),
+        run_chunks(lambda s, worker: winograd.forward_images(x[s], u, b, padding, y[s], worker, cls.algorithm),
                    cls._chunks(x, weight, y.shape[2:]))
         return y, None
 
@@ -316,7 +315,7 @@ class Winograd:
         if not (needs[0] or needs[1]):
             return None, None
         x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-        u = cls.algorithm.transform_weight(weight)
+        u = winograd.transform_weight(weight, cls.algorithm)
         gx = np.empty(x.shape, dtype=gy.dtype) if needs[0] else None
         du_parts = {}                                                      # worker -> its share of dU
 
@@ -324,12 +323,12 @@ class Winograd:
             add = worker in du_parts
             if needs[1] and not add:
                 du_parts[worker] = winograd.tile_buffer(*weight.shape[:2], gy.dtype,
-                                                        worker_key(f"{cls.name}.du", worker), cls.points)
-            cls.algorithm.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
-                                          du_parts.get(worker), add, worker)
+                                                        worker_key(f"{cls.name}.du", worker), cls.algorithm.points)
+            winograd.backward_images(x[s], u, gy[s], padding, None if gx is None else gx[s],
+                                     du_parts.get(worker), add, worker, cls.algorithm)
 
         run_chunks(backward_chunk, cls._chunks(x, weight, gy.shape[2:]))
-        return gx, (cls.algorithm.weight_grad([du_parts[w] for w in sorted(du_parts)]) if needs[1] else None)
+        return gx, (winograd.weight_grad([du_parts[w] for w in sorted(du_parts)], cls.algorithm) if needs[1] else None)
 
 
 class WinogradF4(Winograd):
@@ -338,8 +337,7 @@ class WinogradF4(Winograd):
     rounding error), a chunk of images at a time, on all cores."""
 
     name = "winograd_f4"
-    algorithm = winograd_f4
-    points = 36
+    algorithm = winograd_f4.F43
     min_tiles = 96                 # 4x4 tiles in the batch, where they cover no more outputs than 2x2 ones ...
     min_tiles_padded = 384         # ... and where a 4x4 grid overhangs the output further (14x14: 31% more)
 

@@ -75,6 +75,8 @@ starts at addresses that differ modulo 4 KiB. The GEMMs are
 NumPy's batched matmul (OpenBLAS). Where it is used: the 'winograd' route of
 kernels/conv.py, which deals the chunks to the cores (kernels/_threads.py).
 """
+import typing
+
 import numpy as np
 
 from ._dispatch import for_this_thread, njit, prange, workspace
@@ -82,7 +84,7 @@ from ._memory import fill_flat, gather_flat
 from .simd import deinterleave, interleave, lanes, load, splat, store
 from ._threads import worker_key
 
-__all__ = ["B_T", "G", "A_T", "tile_counts", "tile_buffer", "transform_weight", "weight_grad",
+__all__ = ["B_T", "G", "A_T", "tile_counts", "tile_buffer", "Transforms", "F23", "transform_weight", "weight_grad",
            "forward_images", "backward_images"]
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -394,20 +396,41 @@ def tile_buffer(channels, tiles, dtype, key, points=16):
     return planes.reshape(points, channels, tiles)                # a view: each plane is contiguous
 
 
-def transform_weight(weight):
-    """U (16, K, C) = G g G^T for every filter g of ``weight`` (K, C, 3, 3), in a reused buffer."""
+class Transforms(typing.NamedTuple):
+    """One Winograd algorithm as the functions below run it: the name its buffers are kept
+    under, the points of a transformed tile, its tile counts and its six kernels. ``step``
+    is what its input kernels take after their arrays: F(2x2, 3x3)'s tiles are 2 apart
+    (kernels/winograd_transpose.py runs the same kernels 3 apart); F(4x4, 3x3)'s take none."""
+    name: str
+    points: int
+    tile_counts: typing.Callable
+    weight_tiles: typing.Callable
+    weight_grad: typing.Callable
+    input_tiles: typing.Callable
+    output_tiles: typing.Callable
+    grad_tiles: typing.Callable
+    input_grad: typing.Callable
+    step: tuple = ()
+
+
+F23 = Transforms("winograd", 16, tile_counts, _weight_tiles_kernel, _weight_grad_kernel, _input_tiles_kernel,
+                 _output_tiles_kernel, _grad_tiles_kernel, _input_grad_kernel, (2,))
+
+
+def transform_weight(weight, alg=F23):
+    """U (points, K, C) = G g G^T for every filter g of ``weight`` (K, C, 3, 3), in a reused buffer."""
     k, c = weight.shape[:2]
-    u = tile_buffer(k, c, weight.dtype, "winograd.u")
-    for_this_thread(_weight_tiles_kernel, u.size)(np.ascontiguousarray(weight), _planes(u))
+    u = tile_buffer(k, c, weight.dtype, f"{alg.name}.u", alg.points)
+    for_this_thread(alg.weight_tiles, u.size)(np.ascontiguousarray(weight), _planes(u))
     return u
 
 
-def weight_grad(du_parts):
+def weight_grad(du_parts, alg=F23):
     """dL/dW (K, C, 3, 3) = G^T dU G for every (k, c), dU the sum of ``du_parts`` (each
-    (16, K, C), at least one; in tile buffers, since the kernel reads their 16 planes at once)."""
+    (points, K, C), at least one; in tile buffers, since the kernel reads their planes at once)."""
     parts = tuple(du_parts)
     gw = np.empty(parts[0].shape[1:] + (3, 3), dtype=parts[0].dtype)
-    for_this_thread(_weight_grad_kernel, parts[0].size * len(parts))(parts, gw)
+    for_this_thread(alg.weight_grad, parts[0].size * len(parts))(parts, gw)
     return gw
 
 
@@ -416,36 +439,37 @@ def _planes(a):
     return a.reshape(a.shape[0], -1)
 
 
-def _transformed_input(x, padding, tiles, worker):
-    """V (16, C, T) of the images x (n, C, H, W) into this worker's buffer."""
+def _transformed_input(x, padding, tiles, worker, alg):
+    """V (points, C, T) of the images x (n, C, H, W) into this worker's buffer."""
     th, tw = tiles
-    v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd.v", worker))
-    for_this_thread(_input_tiles_kernel, v.size)(x, padding[0], padding[2], th, tw, _planes(v), 2)
+    v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key(f"{alg.name}.v", worker), alg.points)
+    for_this_thread(alg.input_tiles, v.size)(x, padding[0], padding[2], th, tw, _planes(v), *alg.step)
     return v
 
 
-def forward_images(x, u, bias, padding, y, worker=0):
+def forward_images(x, u, bias, padding, y, worker=0, alg=F23):
     """y = conv2d(x, W) + bias for the images x (n, C, H, W), contiguous, into y
-    (n, K, Ho, Wo); ``u`` = transform_weight(W); ``bias`` (K,) (zeros for none)."""
-    tiles = tile_counts(y.shape[2:])
-    v = _transformed_input(x, padding, tiles, worker)
-    m = np.matmul(u, v, out=tile_buffer(u.shape[1], v.shape[2], x.dtype, worker_key("winograd.m", worker)))
-    for_this_thread(_output_tiles_kernel, m.size)(_planes(m), bias, tiles[0], tiles[1], y)
+    (n, K, Ho, Wo); ``u`` = transform_weight(W, alg); ``bias`` (K,) (zeros for none)."""
+    tiles = alg.tile_counts(y.shape[2:])
+    v = _transformed_input(x, padding, tiles, worker, alg)
+    m = np.matmul(u, v, out=tile_buffer(u.shape[1], v.shape[2], x.dtype, worker_key(f"{alg.name}.m", worker),
+                                        alg.points))
+    for_this_thread(alg.output_tiles, m.size)(_planes(m), bias, tiles[0], tiles[1], y)
     return y
 
 
-def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0):
+def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0, alg=F23):
     """For the images x (n, C, H, W) and their upstream gradient gy (n, K, Ho, Wo), both
     contiguous: dL/dx into ``gx`` (n, C, H, W) unless it is None, and their share of
-    dU (16, K, C) into ``du`` (added to it with ``add``) unless it is None."""
-    th, tw = tiles = tile_counts(gy.shape[2:])
-    mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd.mg", worker))
-    for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, _planes(mg))
+    dU (points, K, C) into ``du`` (added to it with ``add``) unless it is None."""
+    th, tw = tiles = alg.tile_counts(gy.shape[2:])
+    mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key(f"{alg.name}.mg", worker), alg.points)
+    for_this_thread(alg.grad_tiles, mg.size)(gy, th, tw, _planes(mg))
     if du is not None:
-        weight_tile_grad(mg, _transformed_input(x, padding, tiles, worker), du, add)
+        weight_tile_grad(mg, _transformed_input(x, padding, tiles, worker, alg), du, add)
     if gx is not None:
-        dv = input_tile_grad(u, mg, worker_key("winograd.dv", worker))
-        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx, 2)
+        dv = input_tile_grad(u, mg, worker_key(f"{alg.name}.dv", worker))
+        for_this_thread(alg.input_grad, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx, *alg.step)
 
 
 def weight_tile_grad(mg, v, du, add):

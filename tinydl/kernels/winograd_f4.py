@@ -45,7 +45,8 @@ in float32), so the input's and output's transforms run in the data's dtype; the
 (G, with thirds and fifteenths) runs in float64 and is rounded once.
 
 Layout: as kernels/winograd.py, with 36 planes (point xi = 6a + b of a tile, row a,
-column b) in ``winograd.tile_buffer``s; the GEMMs are winograd.py's. A tile's 6x6 reach
+column b) in ``winograd.tile_buffer``s; winograd.py's functions run a chunk of images
+with these kernels (``F43``), the GEMMs included. A tile's 6x6 reach
 steps by 4, so tiles overlap by two rows and columns; tiles past the output's edge read
 zeros and their outputs are dropped.
 
@@ -57,14 +58,12 @@ vector as well as a 56x56 image's 196.
 """
 import numpy as np
 
-from ._dispatch import for_this_thread, njit, prange
+from ._dispatch import njit, prange
 from ._memory import fill_flat, gather_flat
 from .simd import lanes, load, store
-from ._threads import worker_key
-from .winograd import _planes, input_tile_grad, tile_buffer, weight_tile_grad
+from .winograd import Transforms
 
-__all__ = ["POINTS", "B_T", "G", "A_T", "tile_counts", "transform_weight", "weight_grad", "forward_images",
-           "backward_images"]
+__all__ = ["POINTS", "B_T", "G", "A_T", "tile_counts", "F43"]
 
 POINTS = (0.0, 1.0, -1.0, 2.0, -0.5)    # and infinity
 B_T = np.array([[1, 1.5, -2, -1.5, 1, 0], [0, -1, -2.5, -0.5, 1, 0], [0, 1, 0.5, -2.5, 1, 0],
@@ -443,51 +442,5 @@ def _weight_grad_kernel(du_parts, gw):
         _weight_grad_of_channel(du_parts, k, gw)
 
 
-# ---------------------------------------------------------------- a chunk of images
-def transform_weight(weight):
-    """U (36, K, C) = G g G^T for every filter g of ``weight`` (K, C, 3, 3), in a reused buffer."""
-    k, c = weight.shape[:2]
-    u = tile_buffer(k, c, weight.dtype, "winograd_f4.u", 36)
-    for_this_thread(_weight_tiles_kernel, u.size)(np.ascontiguousarray(weight), _planes(u))
-    return u
-
-
-def weight_grad(du_parts):
-    """dL/dW (K, C, 3, 3) = G^T dU G for every (k, c), dU the sum of ``du_parts`` (each
-    (36, K, C), at least one)."""
-    parts = tuple(du_parts)
-    gw = np.empty(parts[0].shape[1:] + (3, 3), dtype=parts[0].dtype)
-    for_this_thread(_weight_grad_kernel, parts[0].size * len(parts))(parts, gw)
-    return gw
-
-
-def _transformed_input(x, padding, tiles, worker):
-    """V (36, C, T) of the images x (n, C, H, W) into this worker's buffer."""
-    th, tw = tiles
-    v = tile_buffer(x.shape[1], x.shape[0] * th * tw, x.dtype, worker_key("winograd_f4.v", worker), 36)
-    for_this_thread(_input_tiles_kernel, v.size)(x, padding[0], padding[2], th, tw, _planes(v))
-    return v
-
-
-def forward_images(x, u, bias, padding, y, worker=0):
-    """y = conv2d(x, W) + bias for the images x (n, C, H, W), contiguous, into y
-    (n, K, Ho, Wo); ``u`` = transform_weight(W); ``bias`` (K,) (zeros for none)."""
-    tiles = tile_counts(y.shape[2:])
-    v = _transformed_input(x, padding, tiles, worker)
-    m = np.matmul(u, v, out=tile_buffer(u.shape[1], v.shape[2], x.dtype, worker_key("winograd_f4.m", worker), 36))
-    for_this_thread(_output_tiles_kernel, m.size)(_planes(m), bias, tiles[0], tiles[1], y)
-    return y
-
-
-def backward_images(x, u, gy, padding, gx, du=None, add=False, worker=0):
-    """For the images x (n, C, H, W) and their upstream gradient gy (n, K, Ho, Wo), both
-    contiguous: dL/dx into ``gx`` (n, C, H, W) unless it is None, and their share of
-    dU (36, K, C) into ``du`` (added to it with ``add``) unless it is None."""
-    th, tw = tiles = tile_counts(gy.shape[2:])
-    mg = tile_buffer(gy.shape[1], gy.shape[0] * th * tw, gy.dtype, worker_key("winograd_f4.mg", worker), 36)
-    for_this_thread(_grad_tiles_kernel, mg.size)(gy, th, tw, _planes(mg))
-    if du is not None:
-        weight_tile_grad(mg, _transformed_input(x, padding, tiles, worker), du, add)
-    if gx is not None:
-        dv = input_tile_grad(u, mg, worker_key("winograd_f4.dv", worker))
-        for_this_thread(_input_grad_kernel, dv.size)(_planes(dv), padding[0], padding[2], th, tw, gx)
+F43 = Transforms("winograd_f4", 36, tile_counts, _weight_tiles_kernel, _weight_grad_kernel, _input_tiles_kernel,
+                 _output_tiles_kernel, _grad_tiles_kernel, _input_grad_kernel)
