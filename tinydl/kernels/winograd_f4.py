@@ -237,6 +237,20 @@ def _add_tile(plane, corner, width, patches, lane):
 
 
 @njit(inline="always")
+def _zero_padded_planes(x, c, top, left, height, width):
+    """Channel c of every image of x (n, C, H, W), contiguous, in zeroed height x width planes
+    (one flat array), each image's (0, 0) at (top, left); what falls past them is dropped."""
+    n_img, C, H, W = x.shape
+    rows, cols = min(H, height - top), min(W, width - left)
+    xf = x.reshape(-1)
+    planes = np.zeros(n_img * height * width, dtype=x.dtype)
+    for n in range(n_img):
+        for r in range(rows):
+            gather_flat(planes, (n * height + r + top) * width + left, xf, ((n * C + c) * H + r) * W, cols, 1)
+    return planes
+
+
+@njit(inline="always")
 def _next_tile(n, ti, tj, th, tw):
     """The tile after (n, ti, tj) in tile order: along the row, then down, then the next image."""
     tj += 1
@@ -256,16 +270,10 @@ def _next_tile(n, ti, tj, th, tw):
 def _input_tiles_of_channel(x, c, pt, pl, th, tw, v):
     """V = B^T d B for every 6x6 tile d of channel c of x (n, C, H, W), padded by pt, pl on
     the top/left and with zeros up to the tiles' reach (4 th + 2 rows, 4 tw + 2 columns)."""
-    n_img, C, H, W = x.shape
     hp, wp = 4 * th + 2, 4 * tw + 2
-    rows, cols = min(H, hp - pt), min(W, wp - pl)
-    T = n_img * th * tw
-    xf = x.reshape(-1)
-    padded = np.zeros(n_img * hp * wp, dtype=x.dtype)                 # the borders stay 0: the padding
-    for n in range(n_img):
-        for r in range(rows):
-            gather_flat(padded, (n * hp + r + pt) * wp + pl, xf, ((n * C + c) * H + r) * W, cols, 1)
-    vector = lanes(xf)
+    T = x.shape[0] * th * tw
+    padded = _zero_padded_planes(x, c, pt, pl, hp, wp)
+    vector = lanes(padded)
     patches = np.empty(36 * vector, dtype=x.dtype)
     spill = np.empty(vector, dtype=x.dtype)
     n = ti = tj = 0
@@ -327,15 +335,10 @@ def _output_tiles_kernel(m, bias, th, tw, y):
 def _grad_tiles_of_channel(gy, k, th, tw, mg):
     """Mg = A g A^T for every 4x4 tile g of channel k of gy (n, K, Ho, Wo), zeros past its
     edge: the adjoint of _output_tiles_of_channel."""
-    n_img, K, Ho, Wo = gy.shape
-    T = n_img * th * tw
     height, width = 4 * th, 4 * tw
-    whole = np.zeros(n_img * height * width, dtype=gy.dtype)         # gy, and zeros past Ho, Wo
-    gf = gy.reshape(-1)
-    for n in range(n_img):
-        for r in range(Ho):
-            gather_flat(whole, (n * height + r) * width, gf, ((n * K + k) * Ho + r) * Wo, Wo, 1)
-    vector = lanes(gf)
+    T = gy.shape[0] * th * tw
+    whole = _zero_padded_planes(gy, k, 0, 0, height, width)           # gy, and zeros past Ho, Wo
+    vector = lanes(whole)
     patches = np.empty(16 * vector, dtype=gy.dtype)
     spill = np.empty(vector, dtype=gy.dtype)
     n = ti = tj = 0
