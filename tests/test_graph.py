@@ -84,6 +84,16 @@ def test_shared_tensor_once_and_options():
     assert "float32" not in plain and plain.startswith('digraph "g" {')
 
 
+def test_a_tensor_one_op_saved_and_another_did_not_is_drawn_once():
+    a = td.randn(3, requires_grad=True)
+    h = a * 2.0
+    z = h * h + (h + 1.0)               # Mul keeps h itself, Add only a stand-in
+    del h
+    nodes, edges = parse(to_dot(z))
+    assert sum(1 for n in nodes if n[0] == "t") == 5       # a, h, h * h, h + 1, z
+    assert len(edges) == 10                                 # h into h * h twice
+
+
 def test_multi_output_op_labels_its_edges():
     x = td.randn(1, 2, 4, 4, requires_grad=True)
     y, idx = F.max_pool2d(x, 2, return_indices=True)

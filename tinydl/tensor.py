@@ -56,10 +56,8 @@ class Tensor:
     grad = None
     grad_fn = None
     _output_index = 0
-    _retains_grad = False
     requires_grad = False
     _version_counter = None     # made by _counter() when first read or shared
-    _freed_input = None         # autograd's data-free stand-in, made when a node lets go of the data
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -141,8 +139,15 @@ class Tensor:
 
     def retain_grad(self):
         """Keep ``.grad`` of this non-leaf tensor after backward (leaves always keep it)."""
-        self._retains_grad = True
+        from .autograd import retain_grad
+        retain_grad(self)
         return self
+
+    @property
+    def retains_grad(self):
+        """Whether backward fills ``.grad`` of this non-leaf tensor (``retain_grad()``)."""
+        retained = self.grad_fn.retained if self.grad_fn is not None else None
+        return bool(retained) and retained.get(self._output_index) is self
 
     def __repr__(self):
         body = np.array2string(self.numpy_view(), separator=", ", prefix="tensor(")

@@ -29,6 +29,7 @@ It places every node on the row of its longest path to the output (the output
 at the bottom, each leaf one row above the earliest op that reads it) and orders each
 row by where its consumers sit: enough for the graph of a small net.
 """
+from ..autograd import graph_key
 from ..tensor import Tensor
 
 __all__ = ["graph_nodes", "to_dot", "save_dot", "draw_graph"]
@@ -49,7 +50,8 @@ def _quote(text):
 
 
 def _param_names(params):
-    """id(tensor) -> name, from a dict, a Module or an iterable of (name, tensor) pairs."""
+    """graph_key(tensor) -> name, from a dict, a Module or an iterable of (name, tensor) pairs
+    (a graph_key: a node keeps stand-ins of the tensors it does not read)."""
     if params is None:
         return {}
     if hasattr(params, "named_parameters"):
@@ -60,7 +62,7 @@ def _param_names(params):
     for name, t in params:
         if not isinstance(t, Tensor):
             raise TypeError(f"to_dot: params[{name!r}] is a {type(t).__name__}, expected a Tensor")
-        names.setdefault(id(t), str(name))
+        names.setdefault(graph_key(t), str(name))
     return names
 
 
@@ -76,12 +78,12 @@ def graph_nodes(tensor, params=None, show_shapes=True):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"graph: expected a Tensor, got {type(tensor).__name__}")
     names = _param_names(params)
-    ids = {}                   # id(object) -> node id, in discovery order
+    ids = {}                   # id(op) or graph_key(tensor) -> node id, in discovery order
     keep = []                  # the objects behind ids, alive while we walk
     nodes, edges = [], []
 
     def node_id(obj, prefix):
-        key = id(obj)
+        key = id(obj) if prefix == "f" else graph_key(obj)
         if key not in ids:
             ids[key] = f"{prefix}{len(ids)}"
             keep.append(obj)
@@ -99,7 +101,7 @@ def graph_nodes(tensor, params=None, show_shapes=True):
         return tid
 
     def leaf_kind(t):
-        if id(t) in names or (t.requires_grad and t.grad_fn is None and type(t).__name__ == "Parameter"):
+        if graph_key(t) in names or (t.requires_grad and t.grad_fn is None and type(t).__name__ == "Parameter"):
             return "param"
         return "leaf" if t.requires_grad else "const"
 
@@ -109,33 +111,34 @@ def graph_nodes(tensor, params=None, show_shapes=True):
         return fid
 
     # The output tensor, and the edge from the op that made it.
-    root = add_tensor(tensor, "output", names.get(id(tensor), "output"))
+    root = add_tensor(tensor, "output", names.get(graph_key(tensor), "output"))
     if tensor.grad_fn is None:
         return nodes, edges
     stack = [tensor.grad_fn]
     f0 = add_op(tensor.grad_fn)
     edges.append((f0, root, _out_label(tensor)))
     seen_ops = {id(tensor.grad_fn)}
-    seen_tensors = {id(tensor)}
+    seen_tensors = {graph_key(tensor)}
     while stack:
         fn = stack.pop()
         fid = ids[id(fn)]
         for t in getattr(fn, "inputs", ()):
             if t is None:
                 continue
-            if id(t) not in seen_tensors:
-                seen_tensors.add(id(t))
+            key = graph_key(t)
+            if key not in seen_tensors:
+                seen_tensors.add(key)
                 if t.grad_fn is None:
-                    add_tensor(t, leaf_kind(t), names.get(id(t), ""))
+                    add_tensor(t, leaf_kind(t), names.get(key, ""))
                 else:
-                    tid = add_tensor(t, "tensor", names.get(id(t), ""))
+                    tid = add_tensor(t, "tensor", names.get(key, ""))
                     producer = t.grad_fn
                     if id(producer) not in seen_ops:
                         seen_ops.add(id(producer))
                         add_op(producer)
                         stack.append(producer)
                     edges.append((ids[id(producer)], tid, _out_label(t)))
-            edges.append((ids[id(t)], fid, None))
+            edges.append((ids[key], fid, None))
     return nodes, edges
 
 

@@ -17,7 +17,7 @@ sum of the gradients that reached its outputs. To watch this, each node's
 the wrapper notes the gradients that came in and went out, and the engine runs as
 it always does (the leaves' ``.grad`` accumulate as after ``backward()``).
 """
-from ..autograd import _topological_order
+from ..autograd import _topological_order, graph_key
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .graph import _param_names
@@ -32,7 +32,7 @@ def _norm(g):
 
 def _describe(t, names):
     """How a node's input shows in the trace: a parameter's name, else its shape."""
-    name = names.get(id(t))
+    name = names.get(graph_key(t))
     return name if name else str(tuple(t.shape))
 
 
