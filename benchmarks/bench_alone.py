@@ -162,15 +162,22 @@ def main(argv=None):
                                   check=True, env=envs[lib])
             for label, t in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 best[lib][label] = min(t, best[lib].get(label, float("inf")))
+        # after every round: a run stopped by a time limit (run_cpu_checks.sh's budget) still tells
+        print_best(best, r + 1, args.against)
+
+
+def print_best(best, rounds, against):
+    """The table of the best times so far, over ``rounds`` children of each library."""
     header = ("case", "tinydl ms", "torch ms", "ratio")
     rows = [(label, f"{1e3 * t:.2f}", f"{1e3 * best['torch'][label]:.2f}", f"{t / best['torch'][label]:.2f}x")
             for label, t in best["tinydl"].items()]
-    if args.against:
+    if against:
         header += ("against ms", "this / against")
         rows = [row + ((f"{1e3 * best['against'][row[0]]:.2f}", f"{best['tinydl'][row[0]] / best['against'][row[0]]:.3f}")
                        if row[0] in best["against"] else ("-", "-")) for row in rows]
-    print(f"each library alone in its own process, default threads; best of {args.rounds} children")
+    print(f"each library alone in its own process, default threads; best of {rounds} children")
     print_table(rows, header)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -3,14 +3,15 @@
     python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
     python benchmarks/bench_conv.py --device cuda [--torch-tf32] [--resnet50]
 
-Rows (float32, NCHW):
+Rows (float32, NCHW), in the order they run:
+  one training step (forward, cross-entropy, backward, SGD momentum) of
+      LeNet-5 at batch 64 and CIFAR ResNet-20 (option-A shortcuts) at batch 128;
   conv2d forward, and forward + backward (dL/dx, dL/dW, dL/db), on
       1->6 5x5 32x32 batch 64 (LeNet-5's C1), 16->16 3x3 p1 32x32 batch 64,
       64->64 3x3 p1 56x56 batch 16, 256->256 3x3 p1 14x14 batch 16;
-  max_pool2d 2x2 on 64x64x32x32, forward and forward + backward;
-  one training step (forward, cross-entropy, backward, SGD momentum) of
-      LeNet-5 at batch 64 and CIFAR ResNet-20 (option-A shortcuts) at batch 128.
-Each row prints milliseconds (best of all runs) and the ratio tinydl / PyTorch.
+  max_pool2d 2x2 on 64x64x32x32, forward and forward + backward.
+Each row prints milliseconds (best of all runs) and the ratio tinydl / PyTorch, as it
+is measured and again in the table at the end.
 tinydl and PyTorch alternate in rounds, so on a busy machine both see the same
 load. The target: every conv row and both training steps <= 1.5x PyTorch.
 
@@ -156,7 +157,11 @@ def race(td_fn, pt_fn, repeat, rounds):
 
 
 def row(name, t_td, t_pt):
-    return (name, f"{1e3 * t_td:.2f}", f"{1e3 * t_pt:.2f}", f"{t_td / t_pt:.2f}x")
+    """One row of the table, also printed as soon as it is measured (a run stopped by a
+    time limit, as run_gpu_checks.sh's budget, still tells)."""
+    cells = (name, f"{1e3 * t_td:.2f}", f"{1e3 * t_pt:.2f}", f"{t_td / t_pt:.2f}x")
+    print("  ".join(cells), flush=True)
+    return cells
 
 
 def main(argv=None):
@@ -177,16 +182,7 @@ def main(argv=None):
     td.manual_seed(0)
     torch.manual_seed(0)
 
-    rows = []
-    for ci, co, k, p, hw, n in CONV_SHAPES:
-        td_fwd, pt_fwd, td_fb, pt_fb = conv_cases(ci, co, k, p, hw, n)
-        name = f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}"
-        rows.append(row(name + " fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
-        rows.append(row(name + " fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
-    td_fwd, pt_fwd, td_fb, pt_fb = pool_cases(64, 64, 32)
-    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
-    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
-
+    rows = []                   # the training steps first: the rows a time limit must not cut
     (td_step, pt_step), n_lenet = train_steps(lambda lib, f: lenet5(lib), (1, 32, 32), 64)
     rows.append(row(f"LeNet-5 train step batch 64 ({n_lenet:,} params)",
                     *race(td_step, pt_step, args.repeat, args.rounds)))
@@ -197,6 +193,14 @@ def main(argv=None):
         (td_step, pt_step), n_r50 = train_steps(resnet50, (3, 224, 224), 64, classes=1000)
         rows.append(row(f"ResNet-50 train step batch 64 ({n_r50:,} params)",
                         *race(td_step, pt_step, max(1, args.repeat // 2), args.rounds)))
+    for ci, co, k, p, hw, n in CONV_SHAPES:
+        td_fwd, pt_fwd, td_fb, pt_fb = conv_cases(ci, co, k, p, hw, n)
+        name = f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}"
+        rows.append(row(name + " fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
+        rows.append(row(name + " fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
+    td_fwd, pt_fwd, td_fb, pt_fb = pool_cases(64, 64, 32)
+    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd", *race(td_fwd, pt_fwd, args.repeat, args.rounds)))
+    rows.append(row("max_pool2d 2x2 64x64x32x32 fwd+bwd", *race(td_fb, pt_fb, args.repeat, args.rounds)))
 
     if DEVICE == "cuda":
         import cupy

@@ -4,12 +4,14 @@
 # vectors are worth here (the steps without / with them), and whether the conv
 # dispatcher's choice is the fastest route for each ResNet-20 layer here
 # (bench_routes.py). For a new CPU, e.g. the host of a lent GPU machine, which is often an
-# Intel Xeon (run_gpu_checks.sh --cpu runs this too). About 6 minutes. Logs go to $OUT
-# (default ./cpu-checks); the summary is printed last.
+# Intel Xeon (run_gpu_checks.sh --cpu runs this too). About 6 minutes, at most BUDGET
+# seconds (default 540; see _budget.sh). Logs go to $OUT (default ./cpu-checks); the
+# summary is printed last.
 #
 #   OUT=/tmp/cpu bash benchmarks/run_cpu_checks.sh          # CORES=0,1 by default
 set -u
 cd "$(dirname "$0")/.."
+. benchmarks/_budget.sh
 OUT=${OUT:-cpu-checks}
 CORES=${CORES:-0,1}
 mkdir -p "$OUT"
@@ -33,19 +35,19 @@ fi
 '| torch', torch.__version__, '| wide vectors in the tinydl command:', tinydl.backends.cpu.wide_vector_environment() is not None)"
 } > "$OUT/env.txt" 2>&1
 
-timeout "${ALONE_TIMEOUT:-300}" $PIN $PY benchmarks/bench_alone.py --rounds 3 > "$OUT/bench_alone.txt" 2>&1
-echo "bench_alone exit code $?" >> "$OUT/bench_alone.txt"
+: > "$OUT/bench_alone.txt"; : > "$OUT/wide_vectors.txt"; : > "$OUT/routes_resnet20.txt"
+# bench_alone.py prints its table after every round: a stage stopped by the budget still tells.
+stage "$OUT/bench_alone.txt" 300 $PIN $PY benchmarks/bench_alone.py --rounds 3
 # The tinydl child without 512-bit vectors against one as the tinydl command runs.
-timeout "${WIDE_TIMEOUT:-200}" $PIN $PY benchmarks/bench_alone.py --rounds 2 --only "train step" \
-    --wide-vectors off --against . > "$OUT/wide_vectors.txt" 2>&1
-echo "wide vectors exit code $?" >> "$OUT/wide_vectors.txt"
-timeout "${ROUTES_TIMEOUT:-150}" $PIN $PY benchmarks/bench_routes.py --net resnet20 --rounds 3 \
-    > "$OUT/routes_resnet20.txt" 2>&1
-echo "bench_routes exit code $?" >> "$OUT/routes_resnet20.txt"
+stage "$OUT/wide_vectors.txt" 200 $PIN $PY benchmarks/bench_alone.py --rounds 2 --only "train step" \
+    --wide-vectors off --against .
+stage "$OUT/routes_resnet20.txt" 150 $PIN $PY benchmarks/bench_routes.py --net resnet20 --rounds 3
 
 echo "================ CPU summary"
 cat "$OUT/env.txt"
-for f in bench_alone wide_vectors routes_resnet20; do
+for f in bench_alone wide_vectors; do      # the last table each printed, and how it ended
   echo "---- $f"
-  tail -22 "$OUT/$f.txt"
+  awk '/^each library alone/ { last = "" } { last = last $0 "\n" } END { printf "%s", last }' "$OUT/$f.txt"
 done
+echo "---- routes_resnet20"
+tail -22 "$OUT/routes_resnet20.txt"

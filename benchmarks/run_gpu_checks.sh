@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU check in one command, for a machine with an NVIDIA GPU and CuPy:
 # the environment, the gpu-marked tests (every op on 'cuda' against the CPU, gradchecks
-# on 'cuda', training, no host transfers, checkpoints) and the GPU benchmarks against
-# PyTorch (cuDNN), and every example and the CLI on cuda. Logs go to $OUT (default
-# ./gpu-checks); the summary is printed last.
+# on 'cuda', training, no host transfers, checkpoints), the GPU benchmarks against
+# PyTorch (cuDNN), and every example and the CLI on cuda.
 #
-#   OUT=/tmp/gpu bash benchmarks/run_gpu_checks.sh [--all] [--cpu]
+#   OUT=/tmp/gpu BUDGET=480 bash benchmarks/run_gpu_checks.sh [--all] [--cpu]
 #
 # --all also runs the rest of the test suite (the CPU tests) with the GPU present.
-# --cpu also runs benchmarks/run_cpu_checks.sh (issue #17's CPU figures on two of this
-# host's cores, often an Intel Xeon's; about 6 minutes) into $OUT/cpu.
+# --cpu also runs benchmarks/run_cpu_checks.sh (issue #17's CPU figures) on two of the
+# host's cores, often an Intel Xeon's, beside the GPU stages, which keep to the other cores.
+#
+# Made for a lent machine (the device tool: 10 minutes a command, 15 a session with the
+# start, 8 files back): it ends within BUDGET seconds (default 540; each stage is cut to
+# what is left, in the order of their value: see _budget.sh), prints its summary last
+# (also $OUT/summary.txt), and leaves the logs as one file, $OUT/logs.tar.gz.
 set -u
 ALL=0; CPU=0
 for arg in "$@"; do
@@ -20,26 +24,38 @@ for arg in "$@"; do
   esac
 done
 cd "$(dirname "$0")/.."
+. benchmarks/_budget.sh
 OUT=${OUT:-gpu-checks}
-mkdir -p "$OUT"
+LOG="$OUT/logs"
+mkdir -p "$LOG/examples"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 WORKERS=${WORKERS:-8}
+
+# With --cpu the CPU checks get cores 0 and 1 to themselves, from the start.
+PIN=""
+cores=$(nproc)
+if [ "$CPU" = 1 ]; then
+  if command -v taskset > /dev/null && [ "$cores" -ge 6 ]; then
+    PIN="taskset -c 2-$((cores - 1))"
+  fi
+  OUT="$LOG/cpu" BUDGET=$((BUDGET - 10)) CORES=0,1 bash benchmarks/run_cpu_checks.sh > "$LOG/cpu_checks.txt" 2>&1 &
+  cpu_checks=$!
+fi
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import cupy, numba, numpy, torch; print('cupy', cupy.__version__, '| numba', numba.__version__,
 '| numpy', numpy.__version__, '| torch', torch.__version__, '| cudnn', torch.backends.cudnn.version())"
-} 2>&1 | tee "$OUT/env.txt"
+  echo "GPU stages pinned: ${PIN:-no}; budget $BUDGET s"
+} > "$LOG/env.txt" 2>&1
 
 # The gpu-marked tests, spread over a few processes sharing the one GPU.
-timeout "${TEST_TIMEOUT:-300}" $PY -m pytest -q -m gpu tests -n "$WORKERS" -p no:cacheprovider \
-    --timeout 120 --tb=short -rfE > "$OUT/gpu_tests.txt" 2>&1
-echo "gpu tests exit code $?" >> "$OUT/gpu_tests.txt"
+stage "$LOG/gpu_tests.txt" 240 $PIN $PY -m pytest -q -m gpu tests -n "$WORKERS" -p no:cacheprovider \
+    --timeout 120 --tb=short -rfE
 
-timeout "${BENCH_TIMEOUT:-240}" $PY benchmarks/bench_conv.py --device cuda --resnet50 \
-    --repeat 10 --rounds 3 > "$OUT/bench_gpu.txt" 2>&1
-echo "benchmark exit code $?" >> "$OUT/bench_gpu.txt"
+# tinydl against PyTorch on the GPU: training steps first, then conv rows (bench_conv.py).
+stage "$LOG/bench_gpu.txt" 180 $PIN $PY benchmarks/bench_conv.py --device cuda --resnet50 --repeat 10 --rounds 3
 
 # Launches and wall time of a ResNet-20 step: batch norm's passes against its fused route,
 # with SGD, and Adam's plain update against its fused step; the first line of each is the
@@ -47,54 +63,56 @@ echo "benchmark exit code $?" >> "$OUT/bench_gpu.txt"
 # the gpu-marked tests pass; see FUSED_ON_CUDA_BY_DEFAULT in kernels/norm.py, optim/adam.py.)
 for run in "numba sgd fused_cuda" "fused sgd fused_cuda" "fused adam single_tensor" "fused adam fused_cuda"; do
   set -- $run
-  timeout 120 $PY benchmarks/profile_gpu_step.py --steps 5 --top 8 --batch-norm $1 --optimizer $2 --adam $3 \
-      > "$OUT/profile_resnet20_$1_$2_$3.txt" 2>&1
+  stage "$LOG/profile_resnet20_$1_$2_$3.txt" 60 $PIN $PY benchmarks/profile_gpu_step.py --steps 5 --top 8 \
+      --batch-norm $1 --optimizer $2 --adam $3
 done
 
 # Every example and the CLI end to end on cuda, on small settings (the same commands run on
 # the CPU in a few seconds each). The MNIST ones need $TINYDL_MNIST_DIR (or ../shared/data/mnist).
-mkdir -p "$OUT/examples"
+# Their logs go to $LOG/examples, what they write (figures, checkpoints) to a scratch folder.
+E="$LOG/examples"
+X=$(mktemp -d)
 example() {
-  local name=$1; shift
-  timeout "${EXAMPLE_TIMEOUT:-300}" "$@" > "$OUT/examples/$name.txt" 2>&1
-  echo "$name exit code $?" >> "$OUT/examples.txt"
+  local name=$1
+  shift
+  stage "$E/$name.txt" 90 $PIN "$@"
 }
-: > "$OUT/examples.txt"
-E="$OUT/examples"
-example deconvnet_visualize $PY examples/deconvnet_visualize.py --n-train 256 --n-probe 32 --epochs 1 --device cuda --out "$E/deconvnet"
-example plain_vs_residual $PY examples/plain_vs_residual.py --depths 20 --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$E/plain"
-example train_bilinear_cnn $PY examples/train_bilinear_cnn.py --train-per-class 4 --test-per-class 2 --epochs 1 --device cuda --out "$E/bilinear"
-example train_deep_snake $PY examples/train_deep_snake.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$E/snake"
-example train_faster_rcnn $PY examples/train_faster_rcnn.py --num-train 16 --num-test 8 --steps 5 --device cuda --out "$E/frcnn" --quiet
-example train_fcn $PY examples/train_fcn.py --train-size 16 --test-size 8 --epochs 1 --device cuda --out "$E/fcn"
-example train_magicpoint $PY examples/train_magicpoint.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$E/magicpoint"
-example resnet_mnist $PY examples/resnet_mnist.py --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$E/resnet_mnist"
-example notes_mnist_experiment $PY examples/notes_mnist_experiment.py --n-train 256 --n-test 64 --lrs 0.1 --momenta 0.9 --epochs 1 --device cuda --out "$E/notes" --quiet
-example zfnet_experiments $PY examples/zfnet_experiments.py --n-train 256 --n-probe 32 --epochs 1 --evolution-epochs 1 --n-occlusion 1 --device cuda --out "$E/zfnet" --quiet
-example detection_history $PY examples/detection_history.py --num-train 8 --num-test 4 --steps 3 --device cuda --out "$E/history" --quiet
+example deconvnet_visualize $PY examples/deconvnet_visualize.py --n-train 256 --n-probe 32 --epochs 1 --device cuda --out "$X/deconvnet"
+example plain_vs_residual $PY examples/plain_vs_residual.py --depths 20 --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$X/plain"
+example train_bilinear_cnn $PY examples/train_bilinear_cnn.py --train-per-class 4 --test-per-class 2 --epochs 1 --device cuda --out "$X/bilinear"
+example train_deep_snake $PY examples/train_deep_snake.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$X/snake"
+example train_faster_rcnn $PY examples/train_faster_rcnn.py --num-train 16 --num-test 8 --steps 5 --device cuda --out "$X/frcnn" --quiet
+example train_fcn $PY examples/train_fcn.py --train-size 16 --test-size 8 --epochs 1 --device cuda --out "$X/fcn"
+example train_magicpoint $PY examples/train_magicpoint.py --num-train 32 --num-test 8 --steps 5 --device cuda --out "$X/magicpoint"
+example resnet_mnist $PY examples/resnet_mnist.py --train-size 256 --test-size 64 --epochs 1 --device cuda --out "$X/resnet_mnist"
+example notes_mnist_experiment $PY examples/notes_mnist_experiment.py --n-train 256 --n-test 64 --lrs 0.1 --momenta 0.9 --epochs 1 --device cuda --out "$X/notes" --quiet
+example zfnet_experiments $PY examples/zfnet_experiments.py --n-train 256 --n-probe 32 --epochs 1 --evolution-epochs 1 --n-occlusion 1 --device cuda --out "$X/zfnet" --quiet
+example detection_history $PY examples/detection_history.py --num-train 8 --num-test 4 --steps 3 --device cuda --out "$X/history" --quiet
 example hessian_vector_product $PY examples/hessian_vector_product.py --device cuda
-example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every 10 --device cuda --out "$E/wgan_gp"
+example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every 10 --device cuda --out "$X/wgan_gp"
 example newton_method $PY examples/newton_method.py --max-gd 200 --device cuda
-example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$E/cli"
+example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$X/cli"
 
 if [ "$ALL" = 1 ]; then
-  timeout "${ALL_TIMEOUT:-400}" $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
-      --timeout 300 --tb=short -rfE > "$OUT/cpu_tests.txt" 2>&1
-  echo "cpu tests exit code $?" >> "$OUT/cpu_tests.txt"
+  stage "$LOG/cpu_tests.txt" 400 $PIN $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
+      --timeout 300 --tb=short -rfE
 fi
+[ "$CPU" = 1 ] && wait "$cpu_checks"
 
-if [ "$CPU" = 1 ]; then
-  OUT="$OUT/cpu" bash benchmarks/run_cpu_checks.sh > "$OUT/cpu_checks.txt" 2>&1
-fi
-
-echo "================ summary"
-cat "$OUT/env.txt"
-grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.txt" | cut -c1-300 | head -60
-tail -3 "$OUT/gpu_tests.txt"
-[ -f "$OUT/cpu_tests.txt" ] && { grep -E "^(FAILED|ERROR)" "$OUT/cpu_tests.txt" | cut -c1-300 | head -20; tail -2 "$OUT/cpu_tests.txt"; }
-cat "$OUT/examples.txt"
-cat "$OUT/bench_gpu.txt" | tail -25
-head -qn 1 "$OUT"/profile_resnet20_*.txt
-if [ -f "$OUT/cpu_checks.txt" ]; then
-  sed -n '/================ CPU summary/,$p' "$OUT/cpu_checks.txt"
-fi
+{
+  echo "================ summary"
+  cat "$LOG/env.txt"
+  grep -E "^(FAILED|ERROR)" "$LOG/gpu_tests.txt" | cut -c1-200 | head -30
+  tail -3 "$LOG/gpu_tests.txt"
+  [ -f "$LOG/cpu_tests.txt" ] && { grep -E "^(FAILED|ERROR)" "$LOG/cpu_tests.txt" | cut -c1-300 | head -20; tail -2 "$LOG/cpu_tests.txt"; }
+  echo "---- examples (exit code 0: ran to the end)"
+  for f in "$E"/*.txt; do echo "$(basename "$f" .txt): $(tail -1 "$f")"; done
+  echo "---- bench_gpu"
+  tail -18 "$LOG/bench_gpu.txt"
+  echo "---- profiles (launches and ms per step)"
+  head -qn 1 "$LOG"/profile_resnet20_*.txt
+  [ -f "$LOG/cpu_checks.txt" ] && sed -n '/================ CPU summary/,$p' "$LOG/cpu_checks.txt"
+} > "$OUT/summary.txt"
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -r "$LOG"
+rm -rf "$X"
+cat "$OUT/summary.txt"
