@@ -119,6 +119,8 @@ def test_retain_grad_after_use_by_ops_that_keep_or_drop_the_tensor_and_on_the_ro
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
     gc.collect()
     assert ours[3]() is None
+    with pytest.raises(RuntimeError, match="does not require grad"):      # as torch
+        td.ones(2).retain_grad()
 
 
 def test_multi_output_node_with_one_unused_output():
@@ -864,6 +866,44 @@ def test_autograd_grad_of_a_non_leaf_that_ops_kept_only_as_a_stand_in():
         return lib.autograd.grad(y, [b, b0])
     for o, t in zip(run(td), run(torch)):
         np.testing.assert_allclose(o.numpy(), t.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_autograd_grad_runs_nothing_below_its_inputs():
+    """As PyTorch: grad(y, h) for a non-leaf h runs only the nodes between y and h, so a
+    graph below h freed by an earlier backward is no obstacle, and none of it runs."""
+    ran = []
+
+    class Spy(Function):
+        double_backward = "linear"
+
+        def forward(ctx, x):
+            return x * 1.0
+
+        def backward(ctx, gy):
+            ran.append(True)
+            return gy
+
+    x = leaf(3)
+    h = Spy.apply(x) * 2.0
+    (h * h).sum().backward()                       # frees the graph below h
+    ran.clear()
+    (g,) = td.autograd.grad((h * 3.0).sum(), h)
+    np.testing.assert_array_equal(g.numpy(), [3.0, 3.0, 3.0])
+    assert not ran
+    (gx, gh) = td.autograd.grad((Spy.apply(x) * 2.0 * x).sum(), [x, Spy.apply(x)], allow_unused=True)
+    assert gh is None and ran                       # x lies below Spy: it ran for x
+
+
+def test_a_copy_of_a_graph_hands_no_gradient_to_the_original():
+    import copy
+    import pickle
+    x = leaf(2, 3)
+    h = x * 2.0
+    h.retain_grad()
+    h2 = copy.deepcopy(h)
+    (h2 * 1.0).sum().backward()
+    assert h.grad is None
+    assert pickle.loads(pickle.dumps(h * 3.0)).shape == (2, 3)
 
 
 def test_autograd_grad_errors_and_scalar_default():

@@ -94,6 +94,18 @@ def test_a_tensor_one_op_saved_and_another_did_not_is_drawn_once():
     assert len(edges) == 10                                 # h into h * h twice
 
 
+def test_a_constant_feeding_two_ops_is_drawn_once_after_backward():
+    x = td.ones(2, 3)                               # the input batch: released nodes keep stand-ins
+    w = td.randn(3, 3, requires_grad=True)
+    v = td.randn(2, 3, requires_grad=True)
+    y = (x @ w).sum() + (x * v).sum()
+    before = parse(to_dot(y))
+    y.backward()
+    after = parse(to_dot(y))
+    assert sum(1 for label, style in after[0].values() if "dashed" in style) == 1
+    assert len(after[0]) == len(before[0]) and len(after[1]) == len(before[1])
+
+
 def test_multi_output_op_labels_its_edges():
     x = td.randn(1, 2, 4, 4, requires_grad=True)
     y, idx = F.max_pool2d(x, 2, return_indices=True)

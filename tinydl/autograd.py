@@ -211,7 +211,7 @@ class Function:
     #: some input in ``inputs`` holds data that release() lets go of
     _holds_data = False
     #: {output index: tensor} of the outputs that called ``retain_grad()`` (weakly held)
-    retained = None
+    _retained = None
     #: the output's shape and dtype (one output: the common case, no tuples to make) ...
     _output_shape, _output_dtype = (), None
     #: ... or ((shape, dtype), ...) of the outputs of an op with several
@@ -232,7 +232,8 @@ class Function:
                 needs.append(False)
                 arrays.append(t)
         ctx.needs_input_grad = tuple(needs)
-        raw = ctx.forward(*arrays, **params) if params else ctx.forward(*arrays)   # ** costs 0.1 us
+        # (most ops have no params: a call without ** is cheaper, bench_alone.py's overhead rows)
+        raw = ctx.forward(*arrays, **params) if params else ctx.forward(*arrays)
 
         first = arrays[0] if arrays else None           # an in-place op writes into its first input
         if type(raw) is not tuple:      # one output, the common case: no tuples to build and
@@ -250,6 +251,12 @@ class Function:
         if True in needs and _state.enabled:
             _record(ctx, cls, inputs, raw, tensors, views, params)
         return tensors
+
+    def __getstate__(self):
+        """A copy (deepcopy, pickle) of a node hands no gradient to the original's tensors."""
+        state = dict(self.__dict__)
+        state.pop("_retained", None)
+        return state
 
     def release(self):
         """Drop saved arrays; a second backward through this node then fails loudly.
@@ -425,9 +432,9 @@ def unbroadcast(grad, shape):
 
 class _FreedInput:
     """What a node keeps of an input whose values its backward never reads: which op made
-    it (which output), its shape and dtype. It names the same tensor as the tensor itself
-    does (``graph_key``); a gradient for a tensor that is not a leaf reaches that tensor
-    through the node that made it (``retain_grad``, ``autograd.grad``'s inputs)."""
+    it (which output), its shape and dtype. Of a tensor made by an op, each consumer keeps
+    its own, and all have the tensor's ``graph_key``; a gradient for such a tensor reaches
+    it through the node that made it (``retain_grad``, ``autograd.grad``'s inputs)."""
 
     __slots__ = ("grad_fn", "_output_index", "shape", "dtype", "requires_grad")
 
@@ -438,9 +445,9 @@ class _FreedInput:
 
 
 def graph_key(t):
-    """What names tensor ``t`` (or a stand-in of it) in the graph: a leaf by itself, another
-    tensor by the node that made it and which output it is (PyTorch's edges). Every
-    consumer of a tensor may keep its own stand-in; they all have the tensor's key."""
+    """What names tensor ``t`` (or a stand-in of it) in the graph: a tensor made by an op,
+    the node that made it and which output it is (PyTorch's edges); a leaf, itself (a
+    constant's consumers share one stand-in once released: ``_without_data``)."""
     return id(t) if t.grad_fn is None else (id(t.grad_fn), t._output_index)
 
 
@@ -448,12 +455,15 @@ def retain_grad(t):
     """Have backward() fill ``t.grad`` although ``t`` is not a leaf: the node that made ``t``
     hands it the whole gradient of that output (weakly held: a tensor no one holds any more
     needs none)."""
+    if not t.requires_grad:
+        raise RuntimeError(f"retain_grad() on a tensor that does not require grad (shape {t.shape}): "
+                           "no gradient will reach it")
     node = t.grad_fn
     if node is None:                # a leaf keeps its .grad anyway
         return
-    if node.retained is None:
-        node.retained = weakref.WeakValueDictionary()
-    node.retained[t._output_index] = t
+    if node._retained is None:
+        node._retained = weakref.WeakValueDictionary()
+    node._retained[t._output_index] = t
 
 
 def _maker_saved(t):
@@ -466,10 +476,17 @@ def _without_data(t):
     """What a node keeps of input ``t`` when it must not hold its data (an input its
     backward never reads, from ``_record``; every input once released): the parameters and
     other leaves that require grad themselves (they live on anyway), and for everything
-    else (the intermediate tensors, the input batch) a data-free stand-in."""
+    else (the intermediate tensors, the input batch) a data-free stand-in: one per
+    consumer of an intermediate tensor (its ``graph_key`` names it), one for all the
+    consumers of a constant (the stand-in names it: the constant may be gone)."""
     if t is None or type(t) is _FreedInput or (t.grad_fn is None and t.requires_grad):
         return t
-    return _FreedInput(t)
+    if t.grad_fn is not None:
+        return _FreedInput(t)
+    freed = t._freed_input
+    if freed is None:
+        freed = t._freed_input = _FreedInput(t)
+    return freed
 
 
 # ------------------------------------------------------------------ backward
@@ -614,13 +631,15 @@ def _composite_backward(node, grads_out):
     return tuple(grads)
 
 
-def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=None):
+def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=None, only=None):
     """Run backward from ``seeds`` ((tensor, gradient) pairs) over the graph, in topological
     order. ``reached(t, g)`` gets every gradient that reaches a leaf, and the whole gradient
     of each output ``i`` of a node for which ``watched(node)`` maps ``i`` to a tensor (the
     tensors that are not leaves: ``retain_grad``, ``autograd.grad``'s inputs). With
     ``create_graph`` the gradients are Tensors whose computation is recorded. The walk
-    treats the tensors whose ``graph_key`` is in ``stop_at`` as leaves.
+    treats the tensors whose ``graph_key`` is in ``stop_at`` as leaves. With ``only`` (ids
+    of nodes), only those nodes run their backward (``grad``: the nodes that lead to its
+    inputs); the others a gradient reaches are skipped, except to hand it to ``watched``.
 
     The nodes a gradient reached wait in a heap, latest recorded first: every consumer of a
     node was recorded after it, so by the time a node comes out, all the gradients of its
@@ -629,6 +648,8 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
 
     def send(t, g):                # g reaches t, the output of a node still to run
         node = t.grad_fn
+        if only is not None and id(node) not in only and not watched(node):
+            return                 # nothing asked for lies below it
         slot = pending.get(id(node))
         if slot is None:
             pending[id(node)] = {t._output_index: g}
@@ -646,11 +667,6 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
     while ready:
         node = heapq.heappop(ready)[2]
         got = pending.pop(id(node))
-        if node.saved_tensors is None:
-            raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
-                               "freed; call backward(retain_graph=True) the first time")
-        if node.saved_versions:
-            _check_versions(node)
         if watched is not None:                 # all the gradient of its outputs is in: hand it
             wanted = watched(node)              # to the tensors that asked for it
             if wanted:
@@ -658,6 +674,13 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
                     t = wanted.get(i)
                     if t is not None:
                         reached(t, g)
+        if only is not None and id(node) not in only:
+            continue
+        if node.saved_tensors is None:
+            raise RuntimeError(f"backward through {node.name} a second time: its saved arrays were "
+                               "freed; call backward(retain_graph=True) the first time")
+        if node.saved_versions:
+            _check_versions(node)
         several = node._outputs_meta
         if several is None:                    # one output
             grads_out = [got[0]]
@@ -694,7 +717,7 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
             node.release()
 
 
-_retained = operator.attrgetter("retained")     # output index -> the tensor that called retain_grad()
+_retained_of = operator.attrgetter("_retained")     # node -> {output index: tensor that called retain_grad()}
 
 
 def backward(root, grad=None, retain_graph=False, create_graph=False):
@@ -710,7 +733,7 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
             return
         _accumulate_leaf(t, g, handed_out)
     seed = Tensor(grad) if create_graph else grad
-    _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retained)
+    _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retained_of)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -753,7 +776,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for t in inputs:
         if t.grad_fn is not None:
             made.setdefault(id(t.grad_fn), {})[t._output_index] = t
-    _walk(seeds, bool(retain_graph), reached, create_graph, watched=lambda node: made.get(id(node)))
+    _walk(seeds, bool(retain_graph), reached, create_graph, watched=lambda node: made.get(id(node)),
+          only=_leading_to(inputs, [o.grad_fn for o, _ in seeds if o.grad_fn is not None]))
     result = []
     for i, t in enumerate(inputs):
         if id(t) not in found and not allow_unused:
@@ -762,6 +786,21 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         g = found.get(id(t))
         result.append(g if g is None or isinstance(g, Tensor) else Tensor(g))
     return tuple(result)
+
+
+def _leading_to(inputs, root_fns):
+    """Ids of the nodes below ``root_fns`` whose backward hands a gradient on toward one of
+    ``inputs``: an input is one of theirs, or the node that made one of theirs is such a
+    node. ``grad`` runs only these, as PyTorch: nothing below an input it was asked for
+    (whose graph may be freed already) unless another input lies there."""
+    wanted = {graph_key(t) for t in inputs}
+    leading = set()
+    for node in reversed(_topological_order(root_fns)):         # the makers of its inputs first
+        for t in node.inputs:
+            if t is not None and (graph_key(t) in wanted or (t.grad_fn is not None and id(t.grad_fn) in leading)):
+                leading.add(id(node))
+                break
+    return leading
 
 
 def _accumulate_leaf(t, g, handed_out):

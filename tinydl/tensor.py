@@ -58,6 +58,7 @@ class Tensor:
     _output_index = 0
     requires_grad = False
     _version_counter = None     # made by _counter() when first read or shared
+    _freed_input = None         # a constant's data-free stand-in in the graph, once a node let go of it
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -146,7 +147,7 @@ class Tensor:
     @property
     def retains_grad(self):
         """Whether backward fills ``.grad`` of this non-leaf tensor (``retain_grad()``)."""
-        retained = self.grad_fn.retained if self.grad_fn is not None else None
+        retained = self.grad_fn._retained if self.grad_fn is not None else None
         return bool(retained) and retained.get(self._output_index) is self
 
     def __repr__(self):

@@ -82,8 +82,7 @@ def graph_nodes(tensor, params=None, show_shapes=True):
     keep = []                  # the objects behind ids, alive while we walk
     nodes, edges = [], []
 
-    def node_id(obj, prefix):
-        key = id(obj) if prefix == "f" else graph_key(obj)
+    def node_id(obj, prefix, key):
         if key not in ids:
             ids[key] = f"{prefix}{len(ids)}"
             keep.append(obj)
@@ -96,7 +95,7 @@ def graph_nodes(tensor, params=None, show_shapes=True):
         return "\n".join(lines) or " "
 
     def add_tensor(t, kind, title=""):
-        tid = node_id(t, "t")
+        tid = node_id(t, "t", graph_key(t))
         nodes.append((tid, kind, tensor_label(t, title)))
         return tid
 
@@ -106,7 +105,7 @@ def graph_nodes(tensor, params=None, show_shapes=True):
         return "leaf" if t.requires_grad else "const"
 
     def add_op(fn):
-        fid = node_id(fn, "f")
+        fid = node_id(fn, "f", id(fn))
         nodes.append((fid, "op", fn.name))
         return fid
 
