@@ -118,3 +118,36 @@ def test_overwriting_what_another_op_saved_raises_at_its_backward_as_torch():
         loss = (a * lib.tensor(rng.standard_normal((2, 4, 4, 4)))).sum() + y.sum()
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             loss.backward()
+
+
+TORCH_IN_PLACE = {"relu": lambda x: torch.relu_(x), "relu6": lambda x: torch.nn.functional.relu6(x, inplace=True),
+                  "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5, inplace=True),
+                  "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1, inplace=True),
+                  "nn.ReLU": torch.nn.ReLU(inplace=True)}
+
+
+@pytest.mark.parametrize("name, act", IN_PLACE, ids=[n for n, _ in IN_PLACE])
+def test_the_input_becomes_the_output_as_torch_rebases_it(name, act):
+    """The result is x itself, and x's history is the op's (PyTorch's rebase): the op
+    used for its effect alone, an alias of x kept from before, and a retain_grad() on x
+    all see the op, as in torch; a second derivative through it too."""
+    def run(lib, act, retain):
+        rng = np.random.default_rng(3)
+        w = lib.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+        h = w * lib.tensor(rng.standard_normal((4, 5)) * 2)
+        if retain:
+            h.retain_grad()
+        alias = h
+        out = act(h)                                # ... and the next lines use h, not out
+        loss = (h * 3.0 + alias * alias).sum()
+        if retain:
+            loss.backward()
+            return out is h, h.grad, w.grad
+        (g,) = lib.autograd.grad(loss, w, create_graph=True)
+        (g * g).sum().backward()
+        return out is h, g, w.grad
+    for retain in (True, False):
+        ours, theirs = run(td, act, retain), run(torch, TORCH_IN_PLACE[name], retain)
+        assert ours[0] and theirs[0]
+        for o, t in zip(ours[1:], theirs[1:]):
+            np.testing.assert_allclose(o.detach().numpy(), t.detach().numpy(), rtol=1e-12, atol=1e-12)

@@ -466,6 +466,25 @@ def retain_grad(t):
     node._retained[t._output_index] = t
 
 
+def rebase_in_place(t, out):
+    """Make ``t`` the output of the in-place op that just made ``out`` (a Tensor over t's
+    own array), as PyTorch does: what uses ``t`` from now on goes through that op's
+    backward. The op's node keeps t's old history as a stand-in (which node made t, as
+    before), not ``t``, whose ``grad_fn`` is now that node; a ``retain_grad()`` moves with
+    ``t`` to its new value."""
+    node, old = out.grad_fn, t.grad_fn
+    before = _FreedInput(t)
+    node.inputs = tuple(before if i is t else i for i in node.inputs)
+    if node.output_refs:                # its saved output is t now (create_graph)
+        node.output_refs = tuple((a, weakref.ref(t) if ref() is out else ref) for a, ref in node.output_refs)
+    retained = t.retains_grad
+    if retained:
+        del old._retained[t._output_index]
+    t.grad_fn, t._output_index, t.requires_grad = node, out._output_index, True
+    if retained:
+        retain_grad(t)
+
+
 def _maker_saved(t):
     """Whether the op that made ``t`` saved that very tensor (exp's y; max pooling saves its
     indices, not its y): a node then keeps ``t`` itself, not a stand-in, as PyTorch does."""

@@ -19,14 +19,16 @@ would break a gradient, they raise as PyTorch does: for a leaf that requires gra
 (or a view of one), and for an input its producing op saved for its own backward
 (e.g. the output of tanh or sigmoid). An input that a *different* consumer saved
 earlier (``a = conv(x); y = relu(x, True)``) is caught by the version counters: that
-consumer's backward raises, as PyTorch's does. While recording, the
-result is a new Tensor sharing the input's storage; always use the returned tensor,
-as ``x = F.relu(x, True)``. The other activations accept ``inplace`` and write into
-the input only under ``td.no_grad()``.
+consumer's backward raises, as PyTorch's does. The result is the input itself, and
+while recording the input becomes the op's output (its ``grad_fn`` is the op's node, as
+PyTorch "rebases" it), so ``F.relu(x, True)`` alone, without ``x =``, is right too. (A
+*view* of a tensor changed in place changes that tensor's values but not its history:
+use the view from then on, not the tensor it views.) The other activations accept
+``inplace`` and write into the input only under ``td.no_grad()``.
 """
 import math
 
-from ..autograd import Function, constant, is_grad_enabled
+from ..autograd import Function, constant, is_grad_enabled, rebase_in_place
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
@@ -121,12 +123,14 @@ def _overwrite_ok(x, op):
 
 def _apply_in_place(fn, x, inplace, op, **params):
     """``fn.apply(x, **params)``, computed in x's own array when ``inplace`` (module
-    docstring). The result is x itself when nothing was recorded (PyTorch's in-place
-    result), else the recorded output, which shares x's storage."""
+    docstring). The result is then x itself, as PyTorch's; when the op was recorded, x
+    is made its output (``rebase_in_place``)."""
     if inplace and _overwrite_ok(x, op):
         x._bump_version()       # before the write: ops that saved x see the change at backward
         out = fn.apply(x, inplace=True, **params)
-        return out if out.requires_grad else x
+        if out.requires_grad:
+            rebase_in_place(x, out)
+        return x
     return fn.apply(x, **params)
 
 
