@@ -18,6 +18,10 @@ IN_PLACE = [("relu", lambda x: F.relu(x, inplace=True)), ("relu6", lambda x: F.r
 TORCH = {"relu": torch.relu, "relu6": torch.nn.functional.relu6,
          "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5),
          "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1), "nn.ReLU": torch.relu}
+TORCH_IN_PLACE = {"relu": lambda x: torch.relu_(x), "relu6": lambda x: torch.nn.functional.relu6(x, inplace=True),
+                  "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5, inplace=True),
+                  "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1, inplace=True),
+                  "nn.ReLU": torch.nn.ReLU(inplace=True)}
 
 
 def _net_input(rng, requires_grad=True):
@@ -120,34 +124,48 @@ def test_overwriting_what_another_op_saved_raises_at_its_backward_as_torch():
             loss.backward()
 
 
-TORCH_IN_PLACE = {"relu": lambda x: torch.relu_(x), "relu6": lambda x: torch.nn.functional.relu6(x, inplace=True),
-                  "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5, inplace=True),
-                  "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.1, inplace=True),
-                  "nn.ReLU": torch.nn.ReLU(inplace=True)}
-
-
+@pytest.mark.parametrize("mode", ["retain_grad", "second_derivative"])
 @pytest.mark.parametrize("name, act", IN_PLACE, ids=[n for n, _ in IN_PLACE])
-def test_the_input_becomes_the_output_as_torch_rebases_it(name, act):
+def test_the_input_becomes_the_output_as_torch_rebases_it(name, act, mode):
     """The result is x itself, and x's history is the op's (PyTorch's rebase): the op
-    used for its effect alone, an alias of x kept from before, and a retain_grad() on x
-    all see the op, as in torch; a second derivative through it too."""
-    def run(lib, act, retain):
+    used for its effect alone and an alias of x kept from before see the op, as in
+    torch, with a retain_grad() on x, and under a second derivative."""
+    def run(lib, act):
         rng = np.random.default_rng(3)
         w = lib.tensor(rng.standard_normal((4, 5)), requires_grad=True)
         h = w * lib.tensor(rng.standard_normal((4, 5)) * 2)
-        if retain:
+        if mode == "retain_grad":
             h.retain_grad()
         alias = h
         out = act(h)                                # ... and the next lines use h, not out
         loss = (h * 3.0 + alias * alias).sum()
-        if retain:
+        if mode == "retain_grad":
             loss.backward()
             return out is h, h.grad, w.grad
         (g,) = lib.autograd.grad(loss, w, create_graph=True)
         (g * g).sum().backward()
         return out is h, g, w.grad
-    for retain in (True, False):
-        ours, theirs = run(td, act, retain), run(torch, TORCH_IN_PLACE[name], retain)
-        assert ours[0] and theirs[0]
-        for o, t in zip(ours[1:], theirs[1:]):
-            np.testing.assert_allclose(o.detach().numpy(), t.detach().numpy(), rtol=1e-12, atol=1e-12)
+    ours, theirs = run(td, act), run(torch, TORCH_IN_PLACE[name])
+    assert ours[0] and theirs[0]
+    for o, t in zip(ours[1:], theirs[1:]):
+        np.testing.assert_allclose(o.detach().numpy(), t.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_uses_before_the_in_place_op_keep_the_old_history_or_it_is_refused():
+    """Ops that ran on h before relu(h, inplace=True) keep h's old history: those that
+    keep a stand-in of h (a sum, a product by a number) give torch's gradients; those that
+    keep h itself with no version to check (a view of h, an op that reruns itself) would
+    follow h to its new history, so the in-place op refuses, naming the cause."""
+    def run(lib):
+        x = lib.tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+        h = x * 1.5
+        s, m = h.sum(), h * 2.0
+        lib.nn.functional.relu(h, inplace=True)
+        (s * s + (m * m).sum() + (h * 3.0).sum()).backward()
+        return x.grad
+    np.testing.assert_allclose(run(td).numpy(), run(torch).numpy(), rtol=1e-12)
+    for earlier in (lambda h: h.reshape(4) * 5.0, lambda h: F.pad(h, (1, 1))):
+        h = td.tensor(np.ones((2, 2)), requires_grad=True) * 1.0
+        earlier(h)
+        with pytest.raises(RuntimeError, match="used before by an op that keeps it"):
+            F.relu(h, inplace=True)

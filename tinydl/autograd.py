@@ -333,10 +333,12 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
             recorded.append(t)
             if read and _storage_id(t.array) in read:
                 versions.append(_version_of(t, "input", i))
+            else:                       # kept with no version to check: no in-place rebase of it
+                t._kept_by_a_node = True        # (rebase_in_place)
             holds_data = True
         elif maker.output_refs and _maker_saved(t):     # exp's y: create_graph needs it, and
             recorded.append(t)                          # its array lives on anyway
-            holds_data = True
+            holds_data = t._kept_by_a_node = True
         else:                           # a data-free stand-in: an activation lives only as long
             recorded.append(_without_data(t))   # as some op saved it (bench_memory.py)
     ctx.inputs = tuple(recorded)
@@ -431,8 +433,9 @@ def unbroadcast(grad, shape):
 
 
 class _FreedInput:
-    """What a node keeps of an input whose values its backward never reads: which op made
-    it (which output), its shape and dtype. Of a tensor made by an op, each consumer keeps
+    """What a node keeps of an input whose values its backward never reads (or of a tensor's
+    history before an in-place op changed it: ``rebase_in_place``): which op made it
+    (which output), its shape and dtype. Of a tensor made by an op, each consumer keeps
     its own, and all have the tensor's ``graph_key``; a gradient for such a tensor reaches
     it through the node that made it (``retain_grad``, ``autograd.grad``'s inputs)."""
 
@@ -471,17 +474,25 @@ def rebase_in_place(t, out):
     own array), as PyTorch does: what uses ``t`` from now on goes through that op's
     backward. The op's node keeps t's old history as a stand-in (which node made t, as
     before), not ``t``, whose ``grad_fn`` is now that node; a ``retain_grad()`` moves with
-    ``t`` to its new value."""
+    ``t`` to its new value.
+
+    Only for a ``t`` that no earlier node keeps itself unversioned (``_kept_by_a_node``: a
+    view of it, an op that reruns itself; the caller refuses those): such a node would
+    follow ``t`` to its new history, which its own backward never saw. (A node that saved
+    t's array refuses its backward: the version changed.) Earlier nodes that keep
+    stand-ins of ``t`` keep its old history."""
     node, old = out.grad_fn, t.grad_fn
     before = _FreedInput(t)
     node.inputs = tuple(before if i is t else i for i in node.inputs)
-    if node.output_refs:                # its saved output is t now (create_graph)
-        node.output_refs = tuple((a, weakref.ref(t) if ref() is out else ref) for a, ref in node.output_refs)
-    retained = t.retains_grad
-    if retained:
+    t._kept_by_a_node = False           # the op itself kept it: it keeps ``before`` now
+    for k, (saved, ref) in enumerate(node.output_refs):
+        if ref() is out:                # the output it saved is t's array: t (create_graph)
+            node.output_refs = node.output_refs[:k] + ((saved, weakref.ref(t)),) + node.output_refs[k + 1:]
+    moved = t.retains_grad              # the registration moves from the old node to the new one
+    if moved:
         del old._retained[t._output_index]
     t.grad_fn, t._output_index, t.requires_grad = node, out._output_index, True
-    if retained:
+    if moved:
         retain_grad(t)
 
 

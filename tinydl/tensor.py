@@ -59,6 +59,7 @@ class Tensor:
     requires_grad = False
     _version_counter = None     # made by _counter() when first read or shared
     _freed_input = None         # a constant's data-free stand-in in the graph, once a node let go of it
+    _kept_by_a_node = False     # a graph node holds this tensor itself (autograd._record)
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test

@@ -21,9 +21,12 @@ would break a gradient, they raise as PyTorch does: for a leaf that requires gra
 earlier (``a = conv(x); y = relu(x, True)``) is caught by the version counters: that
 consumer's backward raises, as PyTorch's does. The result is the input itself, and
 while recording the input becomes the op's output (its ``grad_fn`` is the op's node, as
-PyTorch "rebases" it), so ``F.relu(x, True)`` alone, without ``x =``, is right too. (A
-*view* of a tensor changed in place changes that tensor's values but not its history:
-use the view from then on, not the tensor it views.) The other activations accept
+PyTorch "rebases" it), so ``F.relu(x, True)`` alone, without ``x =``, is right too.
+Ops that used x before keep its old history; one that keeps x itself with no version to
+check (a view of x, an op that reruns itself for its gradient) would follow x to its new
+history, so there the in-place op refuses (PyTorch rebuilds such views). (A *view*
+changed in place changes its base's values but not the base's history: use the view
+from then on, not the tensor it views.) The other activations accept
 ``inplace`` and write into the input only under ``td.no_grad()``.
 """
 import math
@@ -118,6 +121,10 @@ def _overwrite_ok(x, op):
                                    f"inplace=False")
         t = next((i for i in node.inputs if isinstance(getattr(i, "array", None), type(x.array))
                   and i.requires_grad and xp.may_share_memory(i.array, x.array)), None)
+    if x._kept_by_a_node:       # an earlier op keeps x itself: it would see x's new history
+        raise RuntimeError(f"{op}(inplace=True): the input was used before by an op that keeps it (a view "
+                           f"of it, or an op that reruns itself for its gradient); changing it in place "
+                           f"would change that op's gradient, use inplace=False")
     return True
 
 
