@@ -138,7 +138,7 @@ def test_the_input_becomes_the_output_as_torch_rebases_it(name, act, mode):
             h.retain_grad()
         alias = h
         out = act(h)                                # ... and the next lines use h, not out
-        loss = (h * 3.0 + alias * alias).sum()
+        loss = ((h * 3.0 + alias * alias) * lib.tensor(rng.standard_normal((4, 5)))).sum()   # random upstream
         if mode == "retain_grad":
             loss.backward()
             return out is h, h.grad, w.grad
@@ -158,10 +158,11 @@ def test_uses_before_the_in_place_op_keep_the_old_history_or_it_is_refused():
     follow h to its new history, so the in-place op refuses, naming the cause."""
     def run(lib):
         x = lib.tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+        gy = lib.tensor(np.random.default_rng(5).standard_normal((2, 2)))   # random upstream
         h = x * 1.5
         s, m = h.sum(), h * 2.0
         lib.nn.functional.relu(h, inplace=True)
-        (s * s + (m * m).sum() + (h * 3.0).sum()).backward()
+        (s * s + (m * m * gy).sum() + (h * gy).sum()).backward()
         return x.grad
     np.testing.assert_allclose(run(td).numpy(), run(torch).numpy(), rtol=1e-12)
     for earlier in (lambda h: h.reshape(4) * 5.0, lambda h: F.pad(h, (1, 1))):
