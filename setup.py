@@ -20,9 +20,10 @@ setup(
         "train": TRAIN,
         "dist": DIST,
         # torch (CPU build) is the oracle the tests compare every op against; hypothesis fuzzes shapes;
-        # OpenCV's contrib build (a superset of the headless cv2, same version) has ximgproc's selective
+        # pytest-xdist runs the suite in two processes (their Numba compilations overlap); OpenCV's
+        # contrib build (a superset of the headless cv2, same version) has ximgproc's selective
         # search, the reference for tinydl.vision.ops.selective_search's recall test
-        "dev": TRAIN + DIST + ["pytest>=7", "torch==2.13.0", "hypothesis>=6.100",
+        "dev": TRAIN + DIST + ["pytest>=7", "pytest-xdist>=3", "torch==2.13.0", "hypothesis>=6.100",
                                "opencv-contrib-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["tinydl=tinydl.cli:console_main"]},
