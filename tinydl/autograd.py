@@ -28,7 +28,13 @@ step...). When forward saves an input's or an output's array, the node notes
 that tensor's counter and value; backward refuses to use a saved array whose
 tensor changed since, as PyTorch does, instead of returning wrong gradients.
 What an op computes and keeps for itself (a mask, x_hat) is private and never
-checked, and ops that save nothing (add) are never stopped.
+checked, and ops that save nothing (add) are never stopped. A recorded in-place op
+(``F.relu(x, inplace=True)``) makes x its own output, as PyTorch: ``rebase_in_place``.
+
+Naming: a node keeps, of an input it does not read, a data-free stand-in; the tensor and
+all its stand-ins share a ``graph_key``, (the node that made it, which output), PyTorch's
+edge, and a gradient reaches a tensor that is not a leaf through that node
+(``retain_grad``, ``grad``'s inputs).
 
 Anomaly mode (``with td.autograd.detect_anomaly():`` or
 ``td.autograd.set_detect_anomaly(True)``): each node also remembers the stack
