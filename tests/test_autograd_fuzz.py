@@ -8,7 +8,8 @@ and multi-output ops mix in. Then one of:
 - ``grad``: td.autograd.grad of the loss with respect to results and leaves (one listed
   twice, allow_unused) must be PyTorch's, None where PyTorch's is None;
 - ``penalty``: the gradients with respect to two results and a leaf, with create_graph,
-  are squared and summed, and that is differentiated again (a gradient penalty).
+  are squared, weighted at random and summed, and that is differentiated again (a
+  gradient penalty).
 
 float64 throughout. CI runs a fixed, derandomized set of draws; ``TINYDL_FUZZ_PROFILE=long``
 runs many more random ones::
@@ -73,7 +74,9 @@ def _program(lib, seed, steps):
         out = _step(lib, kind, pool[i % len(pool)], pool[j % len(pool)], w, c)
         pool.append(out)
         made.append(out)
-    loss = sum((t * t).sum() for t in pool[-3:]) + pool[-1].sum()
+    # random upstream gradients, not .sum()'s ones (they would hide a gradient off by a constant per row)
+    ups = [lib.tensor(rng.standard_normal((4, 6))) for _ in range(4)]
+    loss = sum((t * t * u).sum() for t, u in zip(pool[-3:], ups)) + (pool[-1] * ups[3]).sum()
     return x, w, made, loss, lib.tensor(rng.standard_normal(()))
 
 
@@ -88,7 +91,9 @@ def _run(lib, seed, steps, mode):
     if mode == "grad":
         return list(lib.autograd.grad(loss * scale, made + [x, w] + made[:1], allow_unused=True))
     grads = lib.autograd.grad(loss, made[-2:] + [x], create_graph=True, allow_unused=True)
-    penalty = sum((g * g).sum() for g in grads if g is not None) * scale
+    weights = [lib.tensor(np.random.default_rng(seed + 1).standard_normal(g.shape)) if g is not None else None
+               for g in grads]
+    penalty = sum((g * g * v).sum() for g, v in zip(grads, weights) if g is not None) * scale
     return list(grads) + list(lib.autograd.grad(penalty, [x, w], allow_unused=True))
 
 
