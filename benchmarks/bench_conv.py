@@ -1,7 +1,7 @@
 """Convolution, pooling and CNN training steps: tinydl vs PyTorch, same run, same device.
 
     python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
-    python benchmarks/bench_conv.py --device cuda [--torch-tf32] [--resnet50]
+    python benchmarks/bench_conv.py --device cuda [--torch-tf32] [--resnet50] [--cuda-graph]
 
 Rows (float32, NCHW), in the order they run:
   one training step (forward, cross-entropy, backward, SGD momentum) of
@@ -21,6 +21,8 @@ finished work. PyTorch's cuDNN convolutions may use TF32 by default; tinydl's
 GEMMs are plain float32, so TF32 is switched off for the comparison unless
 ``--torch-tf32`` is given. ``--resnet50`` adds a ResNet-50 training step at
 batch 64 on 224x224 images (the tinydl model zoo's against torchvision's).
+``--cuda-graph`` adds the training steps again with tinydl's whole step captured as a
+CUDA graph and replayed (``td.cuda.GraphedStep``), against PyTorch's eager step.
 """
 import argparse
 import os
@@ -124,8 +126,10 @@ def resnet50(lib, functional):
     return torchvision.models.resnet50()
 
 
-def train_steps(make, shape, batch, classes=10):
-    """(tinydl step, torch step) for the network ``make(lib, functional)`` on random data."""
+def train_steps(make, shape, batch, classes=10, graphed=False):
+    """(tinydl step, torch step) for the network ``make(lib, functional)`` on random data;
+    ``graphed``: tinydl's step captured as a CUDA graph and replayed (td.cuda.GraphedStep),
+    PyTorch's eager, as a user runs it."""
     x, y = rand(batch, *shape), RNG.integers(0, classes, batch)
     steps = []
     for lib, functional, tensor, optim, loss_fn in (
@@ -140,7 +144,12 @@ def train_steps(make, shape, batch, classes=10):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        steps.append(step)
+            return loss
+        if graphed and lib is nn:
+            graph = td.cuda.GraphedStep(lambda x, y, step=step: step(xb=td.Tensor(x), yb=td.Tensor(y)))
+            steps.append(lambda graph=graph, xb=xb, yb=yb: graph(xb.array, yb.array))
+        else:
+            steps.append(step)
     n_params = sum(p.numel() for p in make(nn, F).parameters())
     return [finished(s) for s in steps], n_params
 
@@ -172,6 +181,8 @@ def main(argv=None):
     parser.add_argument("--torch-tf32", action="store_true",
                         help="let PyTorch's cuDNN use TF32 (its default; tinydl's GEMMs stay float32)")
     parser.add_argument("--resnet50", action="store_true", help="add a ResNet-50 step, batch 64, 224x224")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="on cuda, add the training steps with tinydl's step replayed as a CUDA graph")
     args = parser.parse_args(argv)
     global DEVICE
     DEVICE = args.device
@@ -193,6 +204,16 @@ def main(argv=None):
         (td_step, pt_step), n_r50 = train_steps(resnet50, (3, 224, 224), 64, classes=1000)
         rows.append(row(f"ResNet-50 train step batch 64 ({n_r50:,} params)",
                         *race(td_step, pt_step, max(1, args.repeat // 2), args.rounds)))
+    if DEVICE == "cuda" and args.cuda_graph:     # tinydl's step as one CUDA graph, PyTorch's eager
+        for name, make, shape, batch, classes in (("LeNet-5", lambda lib, f: lenet5(lib), (1, 32, 32), 64, 10),
+                                                  ("ResNet-20", resnet20, (3, 32, 32), 128, 10)) + (
+                (("ResNet-50", resnet50, (3, 224, 224), 64, 1000),) if args.resnet50 else ()):
+            try:
+                (td_step, pt_step), _ = train_steps(make, shape, batch, classes, graphed=True)
+                rows.append(row(f"{name} train step batch {batch}, tinydl CUDA graph",
+                                *race(td_step, pt_step, args.repeat, args.rounds)))
+            except Exception as exc:        # the eager rows above still stand
+                print(f"{name} CUDA graph: {type(exc).__name__}: {exc}", flush=True)
     for ci, co, k, p, hw, n in CONV_SHAPES:
         td_fwd, pt_fwd, td_fb, pt_fb = conv_cases(ci, co, k, p, hw, n)
         name = f"conv {ci}->{co} {k}x{k}" + (f" p{p}" if p else "") + f" {hw}x{hw} N{n}"

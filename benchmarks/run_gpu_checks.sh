@@ -54,8 +54,10 @@ fi
 stage "$LOG/gpu_tests.txt" 240 $PIN $PY -m pytest -q -m gpu tests -n "$WORKERS" -p no:cacheprovider \
     --timeout 120 --tb=short -rfE
 
-# tinydl against PyTorch on the GPU: training steps first, then conv rows (bench_conv.py).
-stage "$LOG/bench_gpu.txt" 180 $PIN $PY benchmarks/bench_conv.py --device cuda --resnet50 --repeat 10 --rounds 3
+# tinydl against PyTorch on the GPU: training steps first (eager, then tinydl's as a CUDA
+# graph), then conv rows (bench_conv.py).
+stage "$LOG/bench_gpu.txt" 200 $PIN $PY benchmarks/bench_conv.py --device cuda --resnet50 --cuda-graph \
+    --repeat 10 --rounds 3
 
 # Launches and wall time of a ResNet-20 step: batch norm's passes against its fused route,
 # with SGD, and Adam's plain update against its fused step; the first line of each is the
@@ -92,6 +94,7 @@ example hessian_vector_product $PY examples/hessian_vector_product.py --device c
 example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every 10 --device cuda --out "$X/wgan_gp"
 example newton_method $PY examples/newton_method.py --max-gd 200 --device cuda
 example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$X/cli"
+example cli_cuda_graph $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 2 --train-size 256 --test-size 64 --device cuda --cuda-graph --out "$X/cli_graph"
 
 if [ "$ALL" = 1 ]; then
   stage "$LOG/cpu_tests.txt" 400 $PIN $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
@@ -108,7 +111,8 @@ fi
   echo "---- examples (exit code 0: ran to the end)"
   for f in "$E"/*.txt; do echo "$(basename "$f" .txt): $(tail -1 "$f")"; done
   echo "---- bench_gpu"
-  tail -18 "$LOG/bench_gpu.txt"
+  grep "CUDA graph: " "$LOG/bench_gpu.txt" | cut -c1-400
+  tail -22 "$LOG/bench_gpu.txt"
   echo "---- profiles (launches and ms per step)"
   head -qn 1 "$LOG"/profile_resnet20_*.txt
   [ -f "$LOG/cpu_checks.txt" ] && sed -n '/================ CPU summary/,$p' "$LOG/cpu_checks.txt"

@@ -12,6 +12,7 @@ CuPy is optional (the ``[gpu]`` extra). It is imported lazily, the first time
 something asks about CUDA, so ``import tinydl`` stays fast and works without it.
 """
 import numbers
+import threading
 
 import numpy as np
 
@@ -98,6 +99,15 @@ class Device:
 
     def __repr__(self):
         return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
+class _Capture(threading.local):
+    """This thread's CUDA graph capture (``td.cuda.graph``): while it runs, the GPU matrix
+    products take the route a capture allows (kernels/cublas_handle.py)."""
+    active = False
+
+
+capture = _Capture()
 
 
 def device_of(array):

@@ -76,7 +76,7 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
 # Flags that may differ between a run and its --resume (everything else must match).
 # (--distributed too: the checkpoint's world size is checked with its own message)
 _RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
-                "overwrite", "detect_anomaly", "distributed", "test_batch_size"}
+                "overwrite", "detect_anomaly", "distributed", "test_batch_size", "cuda_graph"}
 
 # CUB-200's recipe (notes 003): resize to 512x512, random 448x448 crops; other crop
 # sizes keep that ratio when --resize is not given.
@@ -399,6 +399,13 @@ def check_args(args):
         parse_device(args.device)
     except ValueError:
         raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    if getattr(args, "cuda_graph", False):
+        for refused, need in ((not str(args.device).startswith("cuda"), f"--device cuda (not {args.device})"),
+                              (args.optimizer not in ("sgd", "momentum", "nesterov"),
+                               f"--optimizer sgd, momentum or nesterov (not {args.optimizer})"),
+                              (args.detect_anomaly, "no --detect-anomaly"), (args.distributed, "no --distributed")):
+            if refused:
+                raise UsageError(f"--cuda-graph needs {need}")
     for flag in ("resize", "ten_crop"):
         if getattr(args, flag, None) and args.dataset != "cub200":
             raise UsageError(f"--{flag.replace('_', '-')} applies to --dataset cub200 (resize, crop, 10-crop test)")
@@ -540,10 +547,13 @@ def train(args):
 
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
-    trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
-                      out=out, progress=args.progress, log=say, seed=args.seed, config=config,
-                      overwrite=args.overwrite, detect_anomaly=args.detect_anomaly,
-                      early_stopping_patience=args.early_stop)
+    try:
+        trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler, device=args.device,
+                          out=out, progress=args.progress, log=say, seed=args.seed, config=config,
+                          overwrite=args.overwrite, detect_anomaly=args.detect_anomaly,
+                          early_stopping_patience=args.early_stop, cuda_graph=args.cuda_graph)
+    except ValueError as exc:       # what the model cannot do (--cuda-graph with dropout...): one line
+        raise UsageError(str(exc).replace("Trainer: cuda_graph", "--cuda-graph")) from None
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
         f"{chw[0]}x{chw[1]}x{chw[2]}")
@@ -681,6 +691,9 @@ def make_parser():
     p.add_argument("--detect-anomaly", action="store_true",
                    help="stop at the first backward giving NaN/Inf, naming the op and where its forward ran "
                         "(slower: a debugging aid)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="on cuda, capture each training step as a CUDA graph and replay it (one launch instead "
+                        "of about a thousand; SGD/momentum/nesterov, no dropout, no --distributed)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec started (mpiexec -n 2 tinydl train ... "
                         "--distributed); --batch-size is then the global batch, split among them")
@@ -730,6 +743,7 @@ def main(argv=None):
         parser.print_help()
         return 0
     from .autograd import AnomalyError
+    from .cuda import GraphCaptureError
     from .train import CheckpointError, RunFolderError
     try:
         if args.command == "list":
@@ -744,7 +758,7 @@ def main(argv=None):
             return gradcheck_command(args)
         train(args)
     except (UsageError, CheckpointError, RunFolderError, FileNotFoundError, FloatingPointError,
-            AnomalyError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
+            AnomalyError, GraphCaptureError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
         # what a user can fix: one line, no traceback
         return _report_and_stop(args, f"tinydl {args.command}: error: {exc}", 2)
     except BaseException:

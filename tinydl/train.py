@@ -337,12 +337,22 @@ class Trainer:
                           has not improved by more than ``early_stopping_min_delta`` for
                           this many epochs (None: never); read off the history, so a
                           resumed run keeps counting
+    cuda_graph            on 'cuda', capture the whole step (forward, loss, backward, SGD's
+                          update) as a CUDA graph after two eager steps and replay it for
+                          every batch of the same shape (``td.cuda.GraphedStep``): one launch
+                          instead of about a thousand. It captures again when a learning rate
+                          changes; batches of another shape run eagerly. The losses are then
+                          checked for NaN after their step, not before its backward. Needs SGD
+                          (Adam's bias correction changes every step), a per-epoch scheduler,
+                          one process, no detect_anomaly and no dropout (CuPy's random numbers
+                          cannot be captured)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
                  device="cpu", out=None, progress=None, log=print, topk=5, aux_weight=0.3, seed=0,
                  config=None, plot=True, scheduler_interval="epoch", overwrite=False, detect_anomaly=False,
-                 nan_check_interval=50, early_stopping_patience=None, early_stopping_min_delta=0.0, tune=True):
+                 nan_check_interval=50, early_stopping_patience=None, early_stopping_min_delta=0.0, tune=True,
+                 cuda_graph=False):
         from .optim.lr_scheduler import ReduceLROnPlateau
         if tune:                   # process-wide CPU settings for speed: td.backends.cpu.tune()
             backends.cpu.tune()
@@ -370,6 +380,10 @@ class Trainer:
         if early_stopping_patience is not None and early_stopping_patience < 1:
             raise ValueError(f"Trainer: early_stopping_patience must be >= 1 or None, got {early_stopping_patience}")
         self.early_stopping_patience, self.early_stopping_min_delta = early_stopping_patience, early_stopping_min_delta
+        self.cuda_graph = bool(cuda_graph)
+        if self.cuda_graph:
+            self._check_graphable()
+        self._graphed = None       # the GraphedStep, made at the first epoch
         self.epoch = 0             # epochs completed
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
@@ -382,6 +396,50 @@ class Trainer:
             return None
         from tqdm import tqdm
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}", leave=False, dynamic_ncols=True)
+
+    def _check_graphable(self):
+        from .nn.layers import _DropoutNd
+        from .nn.normalization import _BatchNorm
+        from .optim import SGD
+        modules = list(_unwrap(self.model).modules())
+        device = backend.parse_device(self.device).type
+        refusals = [(device != "cuda", f"device 'cuda' (this trainer runs on {self.device!r})"),
+                    (not isinstance(self.optimizer, SGD),
+                     f"SGD (not {type(self.optimizer).__name__}: its state or step count changes what each "
+                     "step computes)"),
+                    (self.scheduler is not None and self.scheduler_interval == "step",
+                     "a per-epoch scheduler (a per-step one changes the lr, which the graph holds, every step)"),
+                    (self.detect_anomaly, "no detect_anomaly (it reads every gradient on the host)"),
+                    (self.world_size > 1, "one process"),
+                    (any(isinstance(m, _DropoutNd) and m.p > 0 for m in modules),
+                     "a model without dropout (CuPy's random numbers cannot be captured)"),
+                    (any(isinstance(m, _BatchNorm) and m.momentum is None and m.track_running_stats
+                         for m in modules), "batch norm with a momentum (momentum=None weighs the n-th batch by "
+                     "1/n, a count the graph would freeze)")]
+        for refused, need in refusals:
+            if refused:
+                raise ValueError(f"Trainer: cuda_graph needs {need}")
+
+    def _graph_step(self, x, y):
+        """The step a CUDA graph holds: forward, loss, zero_grad, backward, update."""
+        logits, loss = self._loss(self.model(Tensor(x)), Tensor(y))
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return logits, loss
+
+    def _hyperparameters(self):
+        """What a captured step holds as constants: every group's settings (the lr...), as text
+        (exact for floats; a NumPy scalar or an array lr counts too)."""
+        return tuple(tuple((k, repr(v)) for k, v in group.items() if k != "params")
+                     for group in self.optimizer.param_groups)
+
+    def _graphed_step(self):
+        if self._graphed is None:
+            from .cuda import GraphedStep
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            self._graphed = GraphedStep(self._graph_step, warmup=2, key=self._hyperparameters, params=params)
+        return self._graphed
 
     def _loss(self, out, y):
         logits, aux = _split_outputs(out)
@@ -411,16 +469,22 @@ class Trainer:
         every = 1 if self.detect_anomaly or backend.parse_device(self.device).type == "cpu" \
             else self.nan_check_interval
         anomaly = detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
+        graphed = self._graphed_step() if self.cuda_graph else None
         with anomaly:
             for step, (images, labels) in enumerate(bar if bar is not None else loader):
                 x, y = prepare_images(images, self.device), _labels(labels, self.device)
-                logits, loss = self._loss(self.model(x), y)
-                losses.append(loss.array)
-                if (step + 1) % every == 0:     # before backward: the weights stay finite
+                if graphed is not None:     # the graph's loss array holds the last step's: a copy
+                    logits, loss = graphed(x.array, y.array)
+                    losses.append(loss.array.copy())
+                else:
+                    logits, loss = self._loss(self.model(x), y)
+                    losses.append(loss.array)
+                if (step + 1) % every == 0:     # eagerly before backward: the weights stay finite
                     checked = self._check_losses(losses, checked, total)
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
+                if graphed is None:
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
                 if self.scheduler is not None and self.scheduler_interval == "step":
                     self.scheduler.step()
                 sizes.append(len(y))
@@ -604,6 +668,7 @@ class Trainer:
         if wrong:     # checked before anything is restored: a failed resume changes nothing
             raise CheckpointError(f"{source} is damaged or incomplete: bad entries {', '.join(wrong)}")
         self.check_world_size(state, source)
+        self._graphed = None        # a captured step holds the arrays this replaces
         for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
             saved = state.get(f"{what}_type")
             have = type(obj).__name__ if obj is not None else None

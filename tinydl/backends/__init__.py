@@ -35,12 +35,15 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: Cross entropy: its array code, or one Numba loop a direction on (N, C) logits (kernels/loss.py).
 #: Max pooling ('reference', 'numba', 'cuda') and SGD ('single_tensor', 'fused_numba',
 #: 'foreach_numba', 'fused_cuda') follow ``reference()`` and the device, and are recorded too.
+#: The GPU's matrix products: CuPy's cuBLAS handle, or tinydl's own (what a CUDA graph's capture
+#: takes; kernels/matmul.py).
 ROUTES = {
     "conv2d": ("reference", "im2col", "pointwise", "winograd_f4", "winograd", "direct", "gy_columns", "chunked"),
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
     "batch_norm": ("reference", "numba", "fused"),
     "adam": ("single_tensor", "fused_numba", "fused_cuda"),
     "cross_entropy": ("reference", "numba"),
+    "matmul": ("cupy", "own_cublas"),
 }
 
 class _Settings(threading.local):

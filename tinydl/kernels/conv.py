@@ -56,6 +56,7 @@ from ._dispatch import use_numba, workspace
 from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
 from .im2col import col2im, conv_output_size, im2col
+from .matmul import matmul, own_cublas
 from .subpixel import fold_phases, unfold_phases, wide_pitch, wide_rows
 
 __all__ = ["conv2d_route", "conv_transpose2d_route", "CONV2D_ROUTES", "CONV_TRANSPOSE2D_ROUTES"]
@@ -69,10 +70,9 @@ def grouped(a, groups):
 
 def gemm(a, b, out=None):
     """Batched over groups: (G, M, K) @ (G, K, P) -> (G, M, P); a plain 2-D GEMM when G = 1."""
-    xp = get_array_module(a)
     if a.shape[0] == 1:
-        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
-    return xp.matmul(a, b, out=out)
+        return matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return matmul(a, b, out=out)
 
 
 def _scratch(xp, shape, dtype, key):
@@ -454,7 +454,7 @@ class Pointwise:
         def forward_chunk(s, worker):
             if copy:
                 x3[s].reshape(x_s[s].shape)[...] = x_s[s]
-            xp.matmul(w2, x3[s], out=y[s])
+            matmul(w2, x3[s], out=y[s])
             if bias is not None:
                 y[s] += bias.reshape(1, -1, 1)
 
@@ -472,7 +472,7 @@ class Pointwise:
 
         def backward_chunk(s, worker):
             if needs[0]:
-                xp.matmul(w2t, gy3[s], out=gx_s[s])
+                matmul(w2t, gy3[s], out=gx_s[s])
             if needs[1]:
                 accumulate(gw_parts, worker, _image_products_sum(gy3[s], x3[s]))
 
@@ -496,6 +496,8 @@ def _image_products_sum(a, b):
     (N*L, K), which costs more than it saves there (ResNet-50's 1x1 layers, 1 thread:
     0.40-0.84x the time at L = 784 to 3136, 0.92-0.99x at 196, 1.2-1.3x at 49)."""
     xp = get_array_module(a)
+    if xp is not np and own_cublas():       # a CUDA graph's products: all through matmul
+        return matmul(a, b.swapaxes(1, 2)).sum(axis=0)
     if xp is not np or a.shape[2] < 128 or a.shape[0] == 0:
         return xp.tensordot(a, b, axes=([0, 2], [0, 2]))
     total = a[0] @ b[0].T

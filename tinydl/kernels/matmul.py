@@ -9,16 +9,36 @@ OpenBLAS on one thread (two cores, "AMD EPYC", benchmarks/bench_alone.py). So su
 product runs on one thread, and a big one (AlexNet's and VGG's fully connected layers)
 with its rows split among the chunk workers, which use both cores without waking those
 threads. Anything but two NumPy arrays (CuPy, the Tensors of a backward recorded for
-double backward) is multiplied as it is.
+double backward) is multiplied as it is, by ``matmul``: the one product of the kernels that
+a CUDA graph's capture can hold.
 """
 import numpy as np
 
+from ..backend import capture, get_array_module, is_cupy_array
+from ..backends import forced_route
+from . import cublas_handle
 from ._threads import per_worker, run_chunks, single_threaded_blas
 
-__all__ = ["matmul_rows", "matmul_t"]
+__all__ = ["matmul", "matmul_rows", "matmul_t", "own_cublas"]
 
 THREADED_PRODUCT_MIN = 1 << 18     # M*N*K from which OpenBLAS threads a product itself
 SPLIT_PRODUCT_MIN = 1 << 24        # ... and from which the workers' hand-off pays (0.5 ms a product)
+
+
+def own_cublas():
+    """Do this thread's CuPy products take tinydl's own cuBLAS handle (kernels/cublas_handle.py)?
+    During a CUDA graph's capture (``td.cuda.graph``: CuPy's handle refuses it), and where
+    ``td.backends.route(matmul='own_cublas')`` asks (GraphedStep's eager calls: the kernels the
+    capture will use are then loaded before it)."""
+    return capture.active or forced_route("matmul") == "own_cublas"
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` (NumPy's rules), into ``out`` if given; a CuPy product on the own cuBLAS handle
+    where ``own_cublas()`` says so."""
+    if type(a) is not np.ndarray and is_cupy_array(a) and own_cublas():
+        return cublas_handle.matmul(a, b, out=out)
+    return a @ b if out is None else get_array_module(a).matmul(a, b, out=out)
 
 
 def _product(a, b, rows, one_call, on_rows):
@@ -43,7 +63,7 @@ def matmul_rows(a, b):
         out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         run_chunks(lambda s, worker: np.matmul(a[s], b, out=out[s]), slices)
         return out
-    return _product(a, b, a.shape[0], lambda: a @ b, on_rows)
+    return _product(a, b, a.shape[0], lambda: matmul(a, b), on_rows)
 
 
 def matmul_t(a, b):
@@ -53,4 +73,4 @@ def matmul_t(a, b):
         out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
         run_chunks(lambda s, worker: np.matmul(a[:, s].T, b, out=out[s]), slices)
         return out
-    return _product(a, b, a.shape[1], lambda: a.T @ b, on_columns)
+    return _product(a, b, a.shape[1], lambda: matmul(a.T, b), on_columns)

@@ -567,6 +567,20 @@ def avg_pool2d_divisor(in_hw, kernel_size, stride=None, padding=0, ceil_mode=Fal
     return np.outer(rows_real, cols_real).astype(dtype)
 
 
+_DEVICE_DIVISORS = {}      # (geometry, dtype, GPU) -> its divisor map there
+
+
+def _divisor_on(xp, *geometry):
+    """avg_pool2d_divisor(*geometry) on xp's device. On the GPU each map is copied there once
+    and kept: a copy from the host per call is a sync, which a CUDA graph's capture cannot hold."""
+    if xp is np:
+        return avg_pool2d_divisor(*geometry)
+    key = (repr(geometry), xp.cuda.runtime.getDevice())
+    if key not in _DEVICE_DIVISORS:
+        _DEVICE_DIVISORS[key] = xp.asarray(avg_pool2d_divisor(*geometry))
+    return _DEVICE_DIVISORS[key]
+
+
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """Average pooling: ``y[n, c, ho, wo] = sum of the window / divisor[ho, wo]`` (zero padding)."""
@@ -574,8 +588,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     N, C, H, W = x.shape
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
     cols = im2col(x.reshape(N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)
-    div = xp.asarray(avg_pool2d_divisor((H, W), kernel_size, stride, padding, ceil_mode,
-                                        count_include_pad, divisor_override, x.dtype))
+    div = _divisor_on(xp, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                      x.dtype)
     y = cols.sum(axis=0).reshape(N, C, Ho, Wo) / div
     return y.astype(x.dtype, copy=False)
 
@@ -590,8 +604,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, ceil_m
     N, C, H, W = x_shape
     kh, kw = pair(kernel_size, "kernel_size")
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
-    div = xp.asarray(avg_pool2d_divisor((H, W), kernel_size, stride, padding, ceil_mode,
-                                        count_include_pad, divisor_override, gy.dtype))
+    div = _divisor_on(xp, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                      gy.dtype)
     g = (gy / div).astype(gy.dtype, copy=False).reshape(1, N * C * Ho * Wo)
     cols = xp.ascontiguousarray(xp.broadcast_to(g, (kh * kw, N * C * Ho * Wo)))
     gx = col2im(cols, (N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)

@@ -903,7 +903,7 @@ def _target_setup(x, target, weight, ignore_index):
     safe = xp.where(valid & in_range, target, 0)
     w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[safe], 0).astype(x.dtype)
     if xp is not np:
-        w_t = xp.where(valid & ~in_range, xp.asarray(np.nan, dtype=x.dtype), w_t)
+        w_t = xp.where(valid & ~in_range, x.dtype.type(np.nan), w_t)    # a scalar: no array to make
     return xp.expand_dims(safe, _class_axis(x.ndim)), valid, w_t
 
 
