@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tinydl as td
-from tinydl.kernels import cublas_handle
+from tinydl.kernels import cublas_handle, philox
 
 
 
@@ -112,6 +112,58 @@ def test_own_cublas_matmul_writes_into_out(blas):
     np.testing.assert_allclose(strided_out, a[0] @ b[0], rtol=1e-12)
     with pytest.raises(ValueError, match=r"out is float64 \(4, 4\)"):
         cublas_handle.matmul(a[0], b[0], out=np.empty((4, 4)))
+
+
+# ================================================================ dropout's generator, compiled as C++
+_PHILOX_AS_CPP = r"""
+#include <cstdint>
+#define __device__
+static unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
+    return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
+""" + philox.PHILOX_SOURCE + r"""
+extern "C" void words(unsigned long long seed, unsigned long long drawn, long long n, unsigned long long* out) {
+    for (long long i = 0; i < n; ++i) out[i] = tinydl_philox_word(seed, drawn, i);
+}
+extern "C" void uniforms(const unsigned long long* r, long long n, double* d, float* f) {
+    for (long long i = 0; i < n; ++i) { d[i] = tinydl_uniform_double(r[i]); f[i] = tinydl_uniform_float(r[i]); }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def philox_cpp(tmp_path_factory):
+    import shutil
+    import subprocess
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++ to compile the CUDA source as C++")
+    path = tmp_path_factory.mktemp("philox") / "philox.cpp"
+    path.write_text(_PHILOX_AS_CPP)
+    subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(path.with_suffix(".so")), str(path)],
+                   check=True)
+    lib = ctypes.CDLL(str(path.with_suffix(".so")))
+    lib.words.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_longlong, ctypes.c_void_p]
+    lib.uniforms.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p]
+    return lib
+
+
+@pytest.mark.parametrize("seed, drawn", [(0, 0), (1234, 0), (2**64 - 1, 7), (42, 2**64 - 2)])
+def test_dropout_generator_is_numpys_philox(philox_cpp, seed, drawn):
+    """The CUDA source's words are numpy.random.Philox's (4x64-10: Random123's constants and
+    rounds), from the counter a draw starts at, across a carry past 2^64; its floats are
+    NumPy's doubles and the top 24 bits in float32, in [0, 1)."""
+    n = 23                                              # not a multiple of 4: a partial last block
+    words = np.empty(n, np.uint64)
+    philox_cpp.words(seed, drawn, n, words.ctypes.data)
+    expected = np.random.Philox(key=seed, counter=drawn).random_raw(n)
+    np.testing.assert_array_equal(words, expected)
+    d, f = np.empty(n), np.empty(n, np.float32)
+    philox_cpp.uniforms(words.ctypes.data, n, d.ctypes.data, f.ctypes.data)
+    np.testing.assert_array_equal(d, (words >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+    np.testing.assert_array_equal(f, ((words >> np.uint64(40)).astype(np.float64) * 2.0**-24).astype(np.float32))
+    assert 0 <= f.min() and f.max() < 1 and 0 <= d.min() and d.max() < 1
+    assert np.random.Philox(key=seed, counter=drawn).random_raw(4 * 3 + 1)[12] == \
+        np.random.Philox(key=seed, counter=drawn + 3).random_raw(1)[0]    # what the counter moves by
 
 
 # ================================================================ GraphedStep, on a stand-in graph
@@ -257,16 +309,16 @@ def test_trainer_cuda_graph_refuses_what_it_cannot_capture(options, message, mon
         _tiny_trainer(**options)
 
 
-@pytest.mark.parametrize("layer, message", [(td.nn.Dropout(0.5), "without dropout"),
-                                            (td.nn.BatchNorm1d(4, momentum=None), "batch norm with a momentum")])
-def test_trainer_cuda_graph_refuses_random_numbers_and_counts(monkeypatch, layer, message):
+def test_trainer_cuda_graph_refuses_a_cumulative_batch_norm(monkeypatch):
     from tinydl import optim
     from tinydl.train import Trainer
     monkeypatch.setattr(td.backend, "parse_device", lambda d: td.backend.Device(str(d).split(":")[0]))
-    model = td.nn.Sequential(td.nn.Linear(4, 4), layer, td.nn.Linear(4, 2))
-    with pytest.raises(ValueError, match=message):
+    model = td.nn.Sequential(td.nn.Linear(4, 4), td.nn.BatchNorm1d(4, momentum=None), td.nn.Dropout(0.5))
+    with pytest.raises(ValueError, match="batch norm with a momentum"):
         Trainer(model, optim.SGD(model.parameters(), lr=0.1), [], device="cuda", log=None, tune=False,
                 cuda_graph=True)
+    model[1].momentum = 0.1               # dropout is fine: its masks come from a counter on the GPU
+    Trainer(model, optim.SGD(model.parameters(), lr=0.1), [], device="cuda", log=None, tune=False, cuda_graph=True)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -389,10 +441,36 @@ def test_capture_refuses_a_host_copy_and_leaves_no_capture_open():
     cp.testing.assert_array_equal(y, cp.arange(4.0) * 3)
 
 
+
+
 @pytest.mark.gpu
-def test_cli_cuda_graph_refuses_dropout_in_one_line(tmp_path, capsys):
+def test_dropout_on_the_gpu_draws_new_masks_in_a_replayed_graph():
+    """Dropout's masks on 'cuda': the kept fraction is 1 - p, manual_seed repeats them, and a
+    captured dropout draws a new mask at every replay (its counter moves on the device)."""
+    import tinydl.nn.functional as F
+    cp = _cupy()
+    x = td.ones(64, 1024, device="cuda")
+    td.manual_seed(7)
+    first = cp.asnumpy(F.dropout(x, 0.25).array)
+    assert abs((first != 0).mean() - 0.75) < 0.01 and set(np.unique(first)) <= {0.0, 1 / 0.75}
+    td.manual_seed(7)
+    np.testing.assert_array_equal(cp.asnumpy(F.dropout(x, 0.25).array), first)
+    out = cp.empty((64, 1024), dtype=cp.float32)
+    g = td.cuda.CUDAGraph()
+    with td.cuda.graph(g):
+        out[...] = F.dropout(x, 0.25).array
+    masks = []
+    for _ in range(3):
+        g.replay()
+        masks.append(cp.asnumpy(out) != 0)
+    assert not (masks[0] == masks[1]).all() and not (masks[1] == masks[2]).all()
+    assert all(abs(m.mean() - 0.75) < 0.01 for m in masks)
+
+
+@pytest.mark.gpu
+def test_cli_trains_a_dropout_model_with_cuda_graph(tmp_path, capsys):
     from tinydl import cli
-    code = cli.main(["train", "lenet_tf", "--device", "cuda", "--cuda-graph", "--epochs", "1", "--train-size", "64",
-                     "--test-size", "32", "--no-progress", "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err
-    assert code == 2 and "--cuda-graph needs a model without dropout" in err and "Traceback" not in err
+    code = cli.main(["train", "lenet_tf", "--device", "cuda", "--cuda-graph", "--epochs", "2", "--train-size", "256",
+                     "--test-size", "64", "--batch-size", "64", "--no-progress", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0, out

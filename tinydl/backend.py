@@ -147,8 +147,38 @@ _np_rng = np.random.default_rng(0)
 def manual_seed(seed):
     global _np_rng
     _np_rng = np.random.default_rng(seed)
-    if _cupy:  # seed the GPU generator only if cupy is already in use
-        _cupy.random.seed(seed)
+    if _cupy:  # seed the GPU generators only if cupy is already in use
+        seed_cuda(seed)
+    else:
+        _philox["seed"] = seed
+
+
+def seed_cuda(seed):
+    """Reseed the GPU's generators: CuPy's (``randn``, init on 'cuda') and dropout's Philox
+    counter (kernels/philox.py), whose state arrays are rewritten in place (a CUDA graph
+    holds their addresses)."""
+    _cupy.random.seed(seed)
+    _philox["seed"] = seed
+    for device, state in _philox["states"].items():
+        with _cupy.cuda.Device(device):
+            state.set(_philox_start(seed))
+
+
+#: dropout's generator on the GPU: the seed, and each device's (2,) uint64 [seed, blocks drawn]
+_philox = {"seed": 0, "states": {}}
+
+
+def _philox_start(seed):
+    return np.array([int(seed) % 2**64, 0], dtype=np.uint64)
+
+
+def philox_state(cp):
+    """The current GPU's [seed, blocks drawn] for kernels/philox.py, made at its first use."""
+    device = cp.cuda.runtime.getDevice()
+    state = _philox["states"].get(device)
+    if state is None:
+        state = _philox["states"][device] = cp.asarray(_philox_start(_philox["seed"]))
+    return state
 
 
 def rng_for(xp):

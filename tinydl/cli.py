@@ -552,7 +552,7 @@ def train(args):
                           out=out, progress=args.progress, log=say, seed=args.seed, config=config,
                           overwrite=args.overwrite, detect_anomaly=args.detect_anomaly,
                           early_stopping_patience=args.early_stop, cuda_graph=args.cuda_graph)
-    except ValueError as exc:       # what the model cannot do (--cuda-graph with dropout...): one line
+    except ValueError as exc:       # what the model cannot do (--cuda-graph with BN momentum None...): one line
         raise UsageError(str(exc).replace("Trainer: cuda_graph", "--cuda-graph")) from None
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{about}: {len(train_set):,} train / {len(test_set):,} test images, fed as "
@@ -693,7 +693,7 @@ def make_parser():
                         "(slower: a debugging aid)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="on cuda, capture each training step as a CUDA graph and replay it (one launch instead "
-                        "of about a thousand; SGD/momentum/nesterov, no dropout, no --distributed)")
+                        "of about a thousand; SGD/momentum/nesterov, no --distributed)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec started (mpiexec -n 2 tinydl train ... "
                         "--distributed); --batch-size is then the global batch, split among them")

@@ -89,7 +89,8 @@ def graph(cuda_graph, stream=None):
     What a capture cannot hold raises GraphCaptureError, with the capture ended: a copy to
     the host (``.item()``, ``float(t)``, printing a value, a check that reads a value on the
     host), a size that depends on the data (``nonzero``, boolean-mask indexing), CuPy's random
-    numbers (cuRAND: dropout) and CuPy's own cuBLAS calls. Other errors pass as they are.
+    numbers (cuRAND: ``td.rand`` on 'cuda'; dropout draws from its own counter, which can be
+    captured) and CuPy's own cuBLAS calls. Other errors pass as they are.
     """
     cupy = backend.cupy_module()
     if backend.capture.active:
@@ -129,7 +130,7 @@ def _capture_error(exc):
     return GraphCaptureError(
         f"td.cuda.graph: the captured code did something a CUDA graph cannot hold ({type(exc).__name__}: "
         f"{exc}). A graph holds GPU kernels only: no copy to the host (.item(), float(t), a printed value), no "
-        "size that depends on the data (nonzero, boolean masks), no CuPy random numbers (dropout), no matrix "
+        "size that depends on the data (nonzero, boolean masks), no CuPy random numbers (td.rand), no matrix "
         "product but those of kernels.matmul (Linear and the conv routes; not Tensor @, adaptive pooling to "
         "sizes above 1, the textbook conv route)")
 

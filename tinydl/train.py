@@ -28,7 +28,7 @@ global ones, in case a user's code draws from them), the epoch and the history.
 ``Trainer.resume(path)`` puts all of that back, so on the CPU a run stopped
 after epoch k and resumed repeats *exactly* the losses of the uninterrupted run
 (seed before resuming, not after: ``td.manual_seed`` replaces the restored generator).
-On 'cuda', dropout draws from CuPy's generator, whose state cannot be saved:
+On 'cuda', dropout draws from a Philox counter on the GPU (kernels/philox.py), not saved:
 the Trainer reseeds it from (seed, epoch) at the start of every epoch instead,
 so resumed GPU runs repeat the uninterrupted ones too (up to the GPU's own
 non-determinism in atomic additions).
@@ -271,13 +271,14 @@ def _set_rng_states(states):
 
 
 def _seed_device_rng(device, seed, epoch, rank=None):
-    """On 'cuda', reseed CuPy's generator (dropout's) from (seed, epoch); in a data-parallel run
+    """On 'cuda', reseed the GPU's generators (dropout's) from (seed, epoch); in a data-parallel run
     (``rank`` given) tinydl's CPU generator too, and from (seed, epoch, rank). See the module docstring."""
     value = int(np.random.SeedSequence([seed, epoch] + ([rank] if rank is not None else [])).generate_state(1)[0])
     if rank is not None:
         backend.manual_seed(value)
     if backend.parse_device(device).type == "cuda":
-        backend.rng_for(backend.cupy_module()).seed(value)
+        backend.cupy_module()
+        backend.seed_cuda(value)
 
 
 # ================================================================ step-counted loops
@@ -321,7 +322,7 @@ class Trainer:
     topk                  the k of the reported top-k accuracy (5)
     aux_weight            weight of the auxiliary heads' losses for models that return
                           (logits, aux...) in training (GoogLeNet: 0.3)
-    seed                  seeds CuPy's generator per epoch on 'cuda'
+    seed                  seeds the GPU's generators per epoch on 'cuda'
     config                a dict stored in log.json and the checkpoint (e.g. the CLI's flags);
                           its 'title' (if any) titles curves.png
     plot                  False: no curves.png
@@ -344,8 +345,8 @@ class Trainer:
                           changes; batches of another shape run eagerly. The losses are then
                           checked for NaN after their step, not before its backward. Needs SGD
                           (Adam's bias correction changes every step), a per-epoch scheduler,
-                          one process, no detect_anomaly and no dropout (CuPy's random numbers
-                          cannot be captured)
+                          one process, no detect_anomaly and batch norm with a momentum
+                          (dropout is fine: its masks come from a counter on the GPU)
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, scheduler=None, loss_fn=None,
@@ -398,7 +399,6 @@ class Trainer:
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}", leave=False, dynamic_ncols=True)
 
     def _check_graphable(self):
-        from .nn.layers import _DropoutNd
         from .nn.normalization import _BatchNorm
         from .optim import SGD
         modules = list(_unwrap(self.model).modules())
@@ -411,8 +411,6 @@ class Trainer:
                      "a per-epoch scheduler (a per-step one changes the lr, which the graph holds, every step)"),
                     (self.detect_anomaly, "no detect_anomaly (it reads every gradient on the host)"),
                     (self.world_size > 1, "one process"),
-                    (any(isinstance(m, _DropoutNd) and m.p > 0 for m in modules),
-                     "a model without dropout (CuPy's random numbers cannot be captured)"),
                     (any(isinstance(m, _BatchNorm) and m.momentum is None and m.track_running_stats
                          for m in modules), "batch norm with a momentum (momentum=None weighs the n-th batch by "
                      "1/n, a count the graph would freeze)")]

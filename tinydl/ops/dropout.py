@@ -13,8 +13,9 @@ per channel, a mask of shape (N, C, 1, 1) that broadcasts over the spatial axes,
 because neighbouring pixels of a feature map are strongly correlated and dropping
 single pixels barely regularises.
 
-The mask comes from ``tinydl.backend.rng_for(xp)``: ``td.manual_seed(s)`` makes
-it reproducible, and it is drawn on the input's device in the input's dtype.
+The mask comes from ``tinydl.backend.rng_for(np)`` on the CPU and from a Philox counter
+on the GPU (kernels/philox.py): ``td.manual_seed(s)`` makes it reproducible, and it is
+drawn on the input's device in the input's dtype.
 Masks cannot match PyTorch's (a different generator); the tests check the
 statistics instead.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module, rng_for
+from ..kernels import philox
 from .activation import _finish
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
@@ -31,9 +33,12 @@ __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "f
 
 def _uniform(xp, shape, dtype):
     """Uniform [0, 1) samples from the backend's seeded generator, in ``dtype`` where the
-    generator supports it (float32/float64), else float32."""
+    generator supports it (float32/float64), else float32. On the GPU a Philox counter
+    (kernels/philox.py): CuPy's generator cannot be captured in a CUDA graph."""
     draw = dtype if dtype in (np.float32, np.float64) else np.float32
-    return rng_for(xp).random(shape, dtype=draw)
+    if xp is np:
+        return rng_for(xp).random(shape, dtype=draw)
+    return philox.uniform(shape, draw)
 
 
 class Dropout(Function):
