@@ -296,7 +296,8 @@ def _tiny_trainer(**options):
 
 @pytest.mark.parametrize("options, message", [
     (dict(), "needs device 'cuda'"),
-    (dict(device="cuda", optimizer="adam"), r"needs SGD \(not Adam"),
+    (dict(device="cuda", optimizer="adam"), "Adam/AdamW with capturable=True \\(not Adam without"),
+    (dict(device="cuda", optimizer="rmsprop"), r"capturable=True \(not RMSprop: its step"),
     (dict(device="cuda", scheduler_interval="step"), "per-epoch scheduler"),
     (dict(device="cuda", detect_anomaly=True), "no detect_anomaly"),
 ])
@@ -305,8 +306,38 @@ def test_trainer_cuda_graph_refuses_what_it_cannot_capture(options, message, mon
     monkeypatch.setattr(td.backend, "parse_device", lambda d: td.backend.Device(str(d).split(":")[0]))
     if options.get("optimizer") == "adam":
         options["optimizer"] = optim.Adam([td.nn.Parameter(td.zeros(2))])
+    if options.get("optimizer") == "rmsprop":
+        options["optimizer"] = optim.RMSprop([td.nn.Parameter(td.zeros(2))])
     with pytest.raises(ValueError, match=message):
         _tiny_trainer(**options)
+
+
+@pytest.mark.parametrize("make", ["Adam", "AdamW"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [dict(), dict(amsgrad=True, weight_decay=0.1), dict(maximize=True)])
+def test_capturable_adam_steps_as_the_plain_one_bit_for_bit(make, dtype, options):
+    """capturable=True keeps t on the parameter's device and corrects there: the same numbers
+    (the corrections rounded to x's dtype, as a Python float is). Its state saves and loads."""
+    from tinydl import optim
+    results = []
+    for capturable in (False, True):
+        rng = np.random.default_rng(0)
+        p = td.nn.Parameter(td.tensor(rng.standard_normal(7).astype(dtype)))
+        opt = getattr(optim, make)([p], lr=0.01, capturable=capturable, **options)
+        for _ in range(5):
+            p.grad = td.tensor(rng.standard_normal(7).astype(dtype))
+            opt.step()
+        results.append((p.array.copy(), opt))
+    (plain, _), (captured, opt) = results
+    np.testing.assert_array_equal(captured, plain)
+    step = opt.state[opt.param_groups[0]["params"][0]]["step"]
+    assert isinstance(step, np.ndarray) and step.shape == () and step == 5
+    again = getattr(optim, make)(opt.param_groups[0]["params"], lr=0.01, capturable=True, **options)
+    again.load_state_dict(opt.state_dict())       # the count comes back (as an int, made 0-d at the next step)
+    p = again.param_groups[0]["params"][0]
+    p.grad = td.tensor(np.ones(7, dtype))
+    again.step()
+    assert again.state[p]["step"] == 6
 
 
 def test_trainer_cuda_graph_refuses_a_cumulative_batch_norm(monkeypatch):
@@ -323,7 +354,7 @@ def test_trainer_cuda_graph_refuses_a_cumulative_batch_norm(monkeypatch):
 
 @pytest.mark.parametrize("flags, message", [
     (["--device", "cpu"], "--cuda-graph needs --device cuda (not cpu)"),
-    (["--device", "cuda", "--optimizer", "adam"], "--cuda-graph needs --optimizer sgd, momentum or nesterov"),
+    (["--device", "cuda", "--optimizer", "rmsprop"], "--cuda-graph needs --optimizer sgd, momentum, nesterov, adam"),
     (["--device", "cuda", "--detect-anomaly"], "--cuda-graph needs no --detect-anomaly"),
 ])
 def test_cli_cuda_graph_refusals_are_one_line(tmp_path, capsys, flags, message):
@@ -365,17 +396,19 @@ def _model_and_data(name, batch, seed=0):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["lenet5", "resnet20"])
-def test_captured_training_steps_equal_eager_ones(name):
-    """Six SGD-momentum steps (weight decay, batch-norm buffers): two eager, one capture, then
-    replays. Losses, parameters and buffers equal the eager run's (float64, to rounding)."""
+@pytest.mark.parametrize("name, optimizer", [("lenet5", "sgd"), ("resnet20", "sgd"), ("resnet20", "adamw")])
+def test_captured_training_steps_equal_eager_ones(name, optimizer):
+    """Six steps of SGD momentum (weight decay, batch-norm buffers) or capturable AdamW: two
+    eager, one capture, then replays. Losses, parameters and buffers equal the eager run's
+    (float64, to rounding): the replays' Adam corrects each step by its own t."""
     from tinydl import optim
     import tinydl.nn.functional as F
     cp = _cupy()
     runs = []
     for graphed in (False, True):
         model, xs, ys = _model_and_data(name, 8)
-        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd" else \
+            optim.AdamW(model.parameters(), lr=1e-3, capturable=True)
 
         def step(x, y, model=model, opt=opt):
             loss = F.cross_entropy(model(td.Tensor(x)), td.Tensor(y))

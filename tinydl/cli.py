@@ -331,7 +331,10 @@ def build_optimizer(args, params):
         return optim.RMSprop(params, lr=lr, momentum=args.momentum or 0.0, weight_decay=wd)
     if args.momentum:
         raise UsageError(f"--momentum does not apply to --optimizer {name}")
-    cls = {"adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "adam": optim.Adam, "adamw": optim.AdamW}[name]
+    if name in ("adam", "adamw"):       # with --cuda-graph: its step count on the device
+        cls = optim.Adam if name == "adam" else optim.AdamW
+        return cls(params, lr=lr, weight_decay=wd, capturable=bool(getattr(args, "cuda_graph", False)))
+    cls = {"adagrad": optim.Adagrad, "adadelta": optim.Adadelta}[name]
     return cls(params, lr=lr, weight_decay=wd)
 
 
@@ -401,8 +404,8 @@ def check_args(args):
         raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
     if getattr(args, "cuda_graph", False):
         for refused, need in ((not str(args.device).startswith("cuda"), f"--device cuda (not {args.device})"),
-                              (args.optimizer not in ("sgd", "momentum", "nesterov"),
-                               f"--optimizer sgd, momentum or nesterov (not {args.optimizer})"),
+                              (args.optimizer not in ("sgd", "momentum", "nesterov", "adam", "adamw"),
+                               f"--optimizer sgd, momentum, nesterov, adam or adamw (not {args.optimizer})"),
                               (args.detect_anomaly, "no --detect-anomaly"), (args.distributed, "no --distributed")):
             if refused:
                 raise UsageError(f"--cuda-graph needs {need}")
@@ -693,7 +696,7 @@ def make_parser():
                         "(slower: a debugging aid)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="on cuda, capture each training step as a CUDA graph and replay it (one launch instead "
-                        "of about a thousand; SGD/momentum/nesterov, no --distributed)")
+                        "of about a thousand; sgd/momentum/nesterov/adam/adamw, no --distributed)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec started (mpiexec -n 2 tinydl train ... "
                         "--distributed); --batch-size is then the global batch, split among them")

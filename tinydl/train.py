@@ -344,7 +344,7 @@ class Trainer:
                           instead of about a thousand. It captures again when a learning rate
                           changes; batches of another shape run eagerly. The losses are then
                           checked for NaN after their step, not before its backward. Needs SGD
-                          (Adam's bias correction changes every step), a per-epoch scheduler,
+                          or Adam/AdamW(capturable=True), a per-epoch scheduler,
                           one process, no detect_anomaly and batch norm with a momentum
                           (dropout is fine: its masks come from a counter on the GPU)
     """
@@ -400,13 +400,15 @@ class Trainer:
 
     def _check_graphable(self):
         from .nn.normalization import _BatchNorm
-        from .optim import SGD
+        from .optim import SGD, Adam
         modules = list(_unwrap(self.model).modules())
         device = backend.parse_device(self.device).type
         refusals = [(device != "cuda", f"device 'cuda' (this trainer runs on {self.device!r})"),
-                    (not isinstance(self.optimizer, SGD),
-                     f"SGD (not {type(self.optimizer).__name__}: its state or step count changes what each "
-                     "step computes)"),
+                    (not (isinstance(self.optimizer, SGD) or isinstance(self.optimizer, Adam) and
+                          all(group["capturable"] for group in self.optimizer.param_groups)),
+                     f"SGD, or Adam/AdamW with capturable=True (not {type(self.optimizer).__name__}"
+                     f"{'' if not isinstance(self.optimizer, Adam) else ' without capturable=True'}: its step "
+                     "count, on the host, changes what each step computes)"),
                     (self.scheduler is not None and self.scheduler_interval == "step",
                      "a per-epoch scheduler (a per-step one changes the lr, which the graph holds, every step)"),
                     (self.detect_anomaly, "no detect_anomaly (it reads every gradient on the host)"),

@@ -1,6 +1,8 @@
 """Adam and AdamW: momentum (first moment) + per-coordinate scaling (second moment)."""
 import math
 
+import numpy as np
+
 from .. import backend, backends
 from ..kernels._dispatch import use_numba
 from ..kernels.optim import adam_step_cuda, adam_step_numba
@@ -29,6 +31,11 @@ class Adam(Optimizer):
     State per parameter: ``step`` (Python int), ``exp_avg`` (m), ``exp_avg_sq`` (v),
     and ``max_exp_avg_sq`` with amsgrad.
 
+    ``capturable=True`` (PyTorch's flag): ``step`` is a 0-d float64 array on the parameter's
+    device, counted there, and the bias corrections 1 - beta^t are computed there, so a
+    CUDA graph that holds the update (``td.cuda.graph``, ``--cuda-graph``) corrects each
+    replayed step by its own t. The same numbers as without it; a few more launches a step.
+
     The update below (``_single_tensor_adam``) is a dozen array operations, each a pass
     over the parameter's size (a kernel launch on the GPU). Where the gradient and the
     state have the parameter's dtype and shape, one kernel does the same arithmetic in
@@ -39,10 +46,10 @@ class Adam(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
+                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False, capturable=False):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
-                        decoupled_weight_decay=decoupled_weight_decay)
+                        decoupled_weight_decay=decoupled_weight_decay, capturable=capturable)
         super().__init__(params, defaults)
 
     def _check_group(self, group):
@@ -70,8 +77,10 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(x)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(x)
-        state["step"] += 1
-        route = _adam_route(x, grad, state)
+        if group["capturable"] and not hasattr(state["step"], "shape"):     # new, or an int from a checkpoint
+            state["step"] = xp.asarray(state["step"], dtype=np.float64)
+        state["step"] += 1              # (in place for a 0-d array: a CUDA graph holds its address)
+        route = "single_tensor" if group["capturable"] else _adam_route(x, grad, state)
         backends.note_route("adam", route)
         _ADAM_STEPS[route](x, grad, state, group)
 
@@ -105,8 +114,12 @@ def _single_tensor_adam(x, grad, state, group):
         vmax = state["max_exp_avg_sq"]
         xp.maximum(vmax, v, out=vmax)
         v = vmax
-    step_size = lr / (1 - beta1 ** t)
-    bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+    if group["capturable"]:     # t on the device: so are the corrections, in x's dtype (as a
+        step_size = (lr / (1 - beta1 ** t)).astype(x.dtype)         # Python float would be)
+        bias_correction2_sqrt = xp.sqrt(1 - beta2 ** t).astype(x.dtype)
+    else:
+        step_size = lr / (1 - beta1 ** t)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
     # x -= step_size * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), reusing tmp
     xp.sqrt(v, out=tmp)
     tmp /= bias_correction2_sqrt
@@ -163,6 +176,6 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, capturable=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, capturable=capturable)
