@@ -433,24 +433,25 @@ class Clone(Function):
 
 
 # ---------------------------------------------------------------- public functions
-def add(a, b):
-    return Add.apply(*_operands(a, b, "add"))
+def _binary(op, name, symbol):
+    """The function ``name(a, b)``: ``op.apply`` on ``_operands(a, b)``. A float Tensor and a
+    Python float (``x * 0.5``) go straight to the op, as a NumPy scalar of x's dtype: the
+    commonest call, and the cost of every op in bench_alone.py's tiny-ops overhead row."""
+    apply = op.apply
+
+    def binary(a, b):
+        if type(b) is float and type(a) is Tensor:
+            array = a.array
+            if type(array) is np.ndarray and array.dtype.kind == "f":
+                return apply(a, array.dtype.type(b))
+        return apply(*_operands(a, b, name))
+    binary.__name__ = binary.__qualname__ = name
+    binary.__doc__ = f"``a {symbol} b`` of Tensors, arrays and numbers, broadcast (the {op.__name__} op)."
+    return binary
 
 
-def sub(a, b):
-    return Sub.apply(*_operands(a, b, "sub"))
-
-
-def mul(a, b):
-    return Mul.apply(*_operands(a, b, "mul"))
-
-
-def div(a, b):
-    return Div.apply(*_operands(a, b, "div"))
-
-
-def pow(a, b):
-    return Pow.apply(*_operands(a, b, "pow"))
+add, sub, mul, div, pow = (_binary(*op) for op in (      # noqa: A001 (pow: torch's name)
+    (Add, "add", "+"), (Sub, "sub", "-"), (Mul, "mul", "*"), (Div, "div", "/"), (Pow, "pow", "**")))
 
 
 def neg(x):
