@@ -340,6 +340,37 @@ def test_capturable_adam_steps_as_the_plain_one_bit_for_bit(make, dtype, options
     assert again.state[p]["step"] == 6
 
 
+def test_capturable_adam_keeps_its_flag_through_a_checkpoint_and_plain_adam_refuses_a_capture():
+    """A run resumed with --cuda-graph from a plain Adam's checkpoint stays capturable (the flag
+    says how to compute, not what); a plain Adam inside a capture refuses, naming the flag. A
+    float64 gradient on a float32 parameter steps as the plain update does."""
+    from tinydl import optim
+    plain = optim.Adam([td.nn.Parameter(td.zeros(3))], lr=0.1)
+    plain.param_groups[0]["params"][0].grad = td.ones(3)
+    plain.step()
+    p = td.nn.Parameter(td.zeros(3))
+    captured = optim.Adam([p], lr=0.1, capturable=True)
+    captured.load_state_dict(plain.state_dict())
+    assert captured.param_groups[0]["capturable"] and captured.state[p]["step"] == 1
+    p.grad = td.ones(3)
+    td.backend.capture.active = True
+    try:
+        captured.step()                           # no refusal: its count is on the device
+        with pytest.raises(td.cuda.GraphCaptureError, match="capturable=True"):
+            plain.step()
+    finally:
+        td.backend.capture.active = False
+    results = []
+    for capturable in (False, True):
+        q = td.nn.Parameter(td.tensor(np.linspace(-1, 1, 4000, dtype=np.float32)))
+        opt = optim.Adam([q], lr=0.01, capturable=capturable)
+        for k in range(3):
+            q.grad = td.tensor(np.linspace(0.1, 0.7, 4000) * (k + 1))       # float64 on a float32 parameter
+            opt.step()
+        results.append(q.array.copy())
+    np.testing.assert_array_equal(results[1], results[0])
+
+
 def test_trainer_cuda_graph_refuses_a_cumulative_batch_norm(monkeypatch):
     from tinydl import optim
     from tinydl.train import Trainer

@@ -48,8 +48,9 @@ __device__ unsigned long long tinydl_philox_word(unsigned long long seed, unsign
     return c[i & 3];
 }
 
-__device__ double tinydl_uniform_double(unsigned long long r) { return (double)(r >> 11) * 0x1.0p-53; }
-__device__ float tinydl_uniform_float(unsigned long long r) { return (float)(r >> 40) * 0x1.0p-24f; }
+// 2^-53 and 2^-24, written out (exact)
+__device__ double tinydl_uniform_double(unsigned long long r) { return (double)(r >> 11) * 1.1102230246251565e-16; }
+__device__ float tinydl_uniform_float(unsigned long long r) { return (float)(r >> 40) * 5.9604644775390625e-08f; }
 """
 
 _kernel = None
@@ -74,5 +75,6 @@ def uniform(shape, dtype):
     out = cupy.empty(shape, dtype=dtype)
     if out.size:
         _uniform_kernel()(state, out)
-        state[1:] += np.uint64(-(-out.size // 4))      # the blocks this draw used
+        drawn = state[1:]
+        drawn += np.uint64(-(-out.size // 4))           # the blocks this draw used (in place)
     return out

@@ -446,6 +446,8 @@ def _binary(op, name, symbol):
                 return apply(a, array.dtype.type(b))
         return apply(*_operands(a, b, name))
     binary.__name__ = binary.__qualname__ = name
+    code = binary.__code__              # profiles and tracebacks name the op, not "binary"
+    binary.__code__ = code.replace(co_name=name, **({"co_qualname": name} if hasattr(code, "co_qualname") else {}))
     binary.__doc__ = f"``a {symbol} b`` of Tensors, arrays and numbers, broadcast (the {op.__name__} op)."
     return binary
 

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import backend, backends
+from ..cuda import GraphCaptureError
 from ..kernels._dispatch import use_numba
 from ..kernels.optim import adam_step_cuda, adam_step_numba
 from .optimizer import Optimizer
@@ -34,7 +35,9 @@ class Adam(Optimizer):
     ``capturable=True`` (PyTorch's flag): ``step`` is a 0-d float64 array on the parameter's
     device, counted there, and the bias corrections 1 - beta^t are computed there, so a
     CUDA graph that holds the update (``td.cuda.graph``, ``--cuda-graph``) corrects each
-    replayed step by its own t. The same numbers as without it; a few more launches a step.
+    replayed step by its own t. The same numbers as without it, on the plain update (the
+    fused kernels take t from the host), with a few more launches a step. Without it, a
+    capture refuses the step.
 
     The update below (``_single_tensor_adam``) is a dozen array operations, each a pass
     over the parameter's size (a kernel launch on the GPU). Where the gradient and the
@@ -51,6 +54,14 @@ class Adam(Optimizer):
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay, capturable=capturable)
         super().__init__(params, defaults)
+
+    def load_state_dict(self, state_dict):
+        """As Optimizer's; ``capturable`` stays this optimizer's own (how to compute, not what:
+        a run resumed with ``--cuda-graph`` needs it whatever the checkpoint's run had)."""
+        capturable = [group["capturable"] for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, flag in zip(self.param_groups, capturable):
+            group["capturable"] = flag
 
     def _check_group(self, group):
         name = type(self).__name__
@@ -77,8 +88,12 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(x)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(x)
-        if group["capturable"] and not hasattr(state["step"], "shape"):     # new, or an int from a checkpoint
-            state["step"] = xp.asarray(state["step"], dtype=np.float64)
+        if group["capturable"]:
+            if not hasattr(state["step"], "shape"):      # new, or an int from a checkpoint: on x's device
+                state["step"] = backend.to_device(np.asarray(state["step"], np.float64), backend.device_of(x))
+        elif backend.capture.active:
+            raise GraphCaptureError(f"{type(self).__name__}: a CUDA graph would hold this step's bias "
+                                    "correction for every replay: make it with capturable=True")
         state["step"] += 1              # (in place for a 0-d array: a CUDA graph holds its address)
         route = "single_tensor" if group["capturable"] else _adam_route(x, grad, state)
         backends.note_route("adam", route)
@@ -114,9 +129,9 @@ def _single_tensor_adam(x, grad, state, group):
         vmax = state["max_exp_avg_sq"]
         xp.maximum(vmax, v, out=vmax)
         v = vmax
-    if group["capturable"]:     # t on the device: so are the corrections, in x's dtype (as a
-        step_size = (lr / (1 - beta1 ** t)).astype(x.dtype)         # Python float would be)
-        bias_correction2_sqrt = xp.sqrt(1 - beta2 ** t).astype(x.dtype)
+    if group["capturable"]:     # t on the device: so are the corrections, in tmp's dtype (as a
+        step_size = (lr / (1 - beta1 ** t)).astype(tmp.dtype)       # Python float would be)
+        bias_correction2_sqrt = xp.sqrt(1 - beta2 ** t).astype(tmp.dtype)
     else:
         step_size = lr / (1 - beta1 ** t)
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)

@@ -223,7 +223,8 @@ class Optimizer:
     def state_dict(self):
         """The optimizer's state, with parameters replaced by their positions.
 
-        ``{'state': {index: {'step': int, 'exp_avg': array, ...}},
+        ``{'state': {index: {'step': int, 'exp_avg': array, ...}},`` (a capturable Adam's
+        step: a 0-d array)
         'param_groups': [{'lr': ..., ..., 'params': [indices]}]}``.
         As in PyTorch, the arrays are the optimizer's own buffers (no copy): save
         them (``td.save``) or copy them before training on if you keep the dict.
