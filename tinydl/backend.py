@@ -157,10 +157,11 @@ def seed_cuda(seed):
     """Reseed the GPU's generators: CuPy's (``randn``, init on 'cuda') and dropout's Philox
     counter (kernels/philox.py), whose state arrays are rewritten in place (a CUDA graph
     holds their addresses)."""
-    _cupy.random.seed(seed)
+    cp = cupy_module()
+    cp.random.seed(seed)
     _philox["seed"] = seed
     for device, state in _philox["states"].items():
-        with _cupy.cuda.Device(device):
+        with cp.cuda.Device(device):
             state.set(_philox_start(seed))
 
 

@@ -277,7 +277,6 @@ def _seed_device_rng(device, seed, epoch, rank=None):
     if rank is not None:
         backend.manual_seed(value)
     if backend.parse_device(device).type == "cuda":
-        backend.cupy_module()
         backend.seed_cuda(value)
 
 
