@@ -1,7 +1,7 @@
 """Convolution, pooling and CNN training steps: tinydl vs PyTorch, same run, same device.
 
     python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
-    python benchmarks/bench_conv.py --device cuda [--torch-tf32] [--resnet50] [--cuda-graph]
+    python benchmarks/bench_conv.py --device cuda [--tf32] [--resnet50] [--cuda-graph]
 
 Rows (float32, NCHW), in the order they run:
   one training step (forward, cross-entropy, backward, SGD momentum) of
@@ -17,9 +17,9 @@ load. The target: every conv row and both training steps <= 1.5x PyTorch.
 
 On 'cuda' tinydl runs on CuPy (im2col kernels + cuBLAS) and PyTorch on cuDNN;
 every timed call ends with a device synchronise, so the times are wall times of
-finished work. PyTorch's cuDNN convolutions may use TF32 by default; tinydl's
-GEMMs are plain float32, so TF32 is switched off for the comparison unless
-``--torch-tf32`` is given. ``--resnet50`` adds a ResNet-50 training step at
+finished work. Like with like: TF32 is off on both sides (PyTorch's cuDNN and matmul
+flags off; CuPy's CUPY_TF32 unset), or with ``--tf32`` on for both (those flags on, and
+CUPY_TF32=1 for CuPy's products and tinydl's own cuBLAS handle, set before CuPy loads). ``--resnet50`` adds a ResNet-50 training step at
 batch 64 on 224x224 images (the tinydl model zoo's against torchvision's).
 ``--cuda-graph`` adds the training steps again with tinydl's whole step captured as a
 CUDA graph and replayed (``td.cuda.GraphedStep``), against PyTorch's eager step.
@@ -178,8 +178,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5, help="runs per round (best kept)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating tinydl/torch rounds")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--torch-tf32", action="store_true",
-                        help="let PyTorch's cuDNN use TF32 (its default; tinydl's GEMMs stay float32)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="TF32 tensor cores on for both libraries (PyTorch's flags, CUPY_TF32=1); off by default")
     parser.add_argument("--resnet50", action="store_true", help="add a ResNet-50 step, batch 64, 224x224")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="on cuda, add the training steps with tinydl's step replayed as a CUDA graph")
@@ -187,9 +187,12 @@ def main(argv=None):
     global DEVICE
     DEVICE = args.device
     if DEVICE == "cuda":
+        if "cupy" in sys.modules and args.tf32 != (os.environ.get("CUPY_TF32", "0") != "0"):
+            raise SystemExit("bench_conv.py: CuPy was loaded before --tf32 could set CUPY_TF32")
+        os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"     # read when CuPy loads, just below
         td.cuda.synchronize()          # a clear error here when CuPy or the GPU is missing
         torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.torch_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     td.manual_seed(0)
     torch.manual_seed(0)
 
@@ -227,7 +230,7 @@ def main(argv=None):
         import cupy
         print(f"float32, NCHW on {torch.cuda.get_device_name()}: CuPy {cupy.__version__}, torch "
               f"{torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 "
-              f"{'on' if args.torch_tf32 else 'off'}); best of {args.rounds} x {args.repeat} runs")
+              f"{'on' if args.tf32 else 'off'} for both); best of {args.rounds} x {args.repeat} runs")
         print_table(rows)
         return
     import numba

@@ -14,11 +14,14 @@ asked for as its transpose, C^T = B^T A^T, which cuBLAS writes column-major (N x
 leading dimension N): exactly the row-major (M, N) array C. An operand stored column-major
 (a transposed view, ``w.T``) is read as it is, with cuBLAS's transpose flag: no copy.
 
+Like CuPy's products, they use TF32 tensor cores only where CUPY_TF32 is set (not 0).
+
 ``library`` is the one place that calls into libcublas: tests/test_graphs.py replaces it
 with a NumPy stand-in that reads the same pointers column-major, to check the arguments on
 a machine without a GPU.
 """
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -30,6 +33,7 @@ __all__ = ["matmul", "library"]
 #: cuBLAS's workspace, set by us: NVIDIA recommends 32 MiB on Hopper (4 MiB before)
 WORKSPACE_BYTES = 32 << 20
 _OP_N, _OP_T = 0, 1
+_TF32_TENSOR_OP_MATH = 3        # cublasMath_t: float32 products on TF32 tensor cores
 _SCALAR = {np.dtype(np.float32): (ctypes.c_float, "cublasSgemmStridedBatched"),
            np.dtype(np.float64): (ctypes.c_double, "cublasDgemmStridedBatched")}
 
@@ -53,6 +57,7 @@ class _Library:
             lib.cublasCreate_v2.argtypes = [ctypes.POINTER(void)]
             lib.cublasSetStream_v2.argtypes = [void, void]
             lib.cublasSetWorkspace_v2.argtypes = [void, void, ctypes.c_size_t]
+            lib.cublasSetMathMode.argtypes = [void, int_]
             for name in ("cublasSgemmStridedBatched", "cublasDgemmStridedBatched"):
                 getattr(lib, name).argtypes = [void, int_, int_, int_, int_, int_, void, void, int_, long_,
                                                void, int_, long_, void, void, int_, long_, int_]
@@ -70,6 +75,8 @@ class _Library:
             if entry is None:
                 handle = ctypes.c_void_p()
                 _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+                if os.environ.get("CUPY_TF32", "0") != "0":     # as CuPy's own products do
+                    _check(lib.cublasSetMathMode(handle, _TF32_TENSOR_OP_MATH), "cublasSetMathMode")
                 workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
                 entry = self._handles[device] = [handle, workspace, None]
             handle, workspace, current = entry
