@@ -1,7 +1,7 @@
 """Convolution, pooling and CNN training steps: tinydl vs PyTorch, same run, same device.
 
     python benchmarks/bench_conv.py [--repeat 5] [--rounds 4]
-    python benchmarks/bench_conv.py --device cuda [--tf32] [--resnet50] [--cuda-graph]
+    python benchmarks/bench_conv.py --device cuda [--tf32] [--resnet50] [--cuda-graph] [--cudnn]
 
 Rows (float32, NCHW), in the order they run:
   one training step (forward, cross-entropy, backward, SGD momentum) of
@@ -22,7 +22,8 @@ flags off; CuPy's CUPY_TF32 unset), or with ``--tf32`` on for both (those flags 
 CUPY_TF32=1 for CuPy's products and tinydl's own cuBLAS handle, set before CuPy loads). ``--resnet50`` adds a ResNet-50 training step at
 batch 64 on 224x224 images (the tinydl model zoo's against torchvision's).
 ``--cuda-graph`` adds the training steps again with tinydl's whole step captured as a
-CUDA graph and replayed (``td.cuda.GraphedStep``), against PyTorch's eager step.
+CUDA graph and replayed (``td.cuda.GraphedStep``), against PyTorch's eager step; ``--cudnn``
+runs tinydl's convolutions on cuDNN (kernels/cudnn.py), as PyTorch's run.
 """
 import argparse
 import os
@@ -181,6 +182,8 @@ def main(argv=None):
     parser.add_argument("--tf32", action="store_true",
                         help="TF32 tensor cores on for both libraries (PyTorch's flags, CUPY_TF32=1); off by default")
     parser.add_argument("--resnet50", action="store_true", help="add a ResNet-50 step, batch 64, 224x224")
+    parser.add_argument("--cudnn", action="store_true",
+                        help="on cuda, tinydl's convolutions on cuDNN (td.backends.cudnn.enabled)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="on cuda, add the training steps with tinydl's step replayed as a CUDA graph")
     args = parser.parse_args(argv)
@@ -191,6 +194,10 @@ def main(argv=None):
             raise SystemExit("bench_conv.py: CuPy was loaded before --tf32 could set CUPY_TF32")
         os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"     # read when CuPy loads, just below
         td.cuda.synchronize()          # a clear error here when CuPy or the GPU is missing
+        if args.cudnn:
+            if not td.backends.cudnn.is_available():
+                raise SystemExit("bench_conv.py --cudnn: cuDNN cannot run here (pip install 'tinydl[gpu-cudnn]')")
+            td.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     td.manual_seed(0)
@@ -228,7 +235,8 @@ def main(argv=None):
 
     if DEVICE == "cuda":
         import cupy
-        print(f"float32, NCHW on {torch.cuda.get_device_name()}: CuPy {cupy.__version__}, torch "
+        print(f"float32, NCHW on {torch.cuda.get_device_name()}: CuPy {cupy.__version__}"
+              f"{f', tinydl on cuDNN {td.backends.cudnn.version()}' if args.cudnn else ''}, torch "
               f"{torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 "
               f"{'on' if args.tf32 else 'off'} for both); best of {args.rounds} x {args.repeat} runs")
         print_table(rows)

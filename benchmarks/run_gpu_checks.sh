@@ -58,6 +58,9 @@ stage "$LOG/gpu_tests.txt" 240 $PIN $PY -m pytest -q -m gpu tests -n "$WORKERS" 
 # graph), then conv rows (bench_conv.py).
 stage "$LOG/bench_gpu.txt" 200 $PIN $PY benchmarks/bench_conv.py --device cuda --resnet50 --cuda-graph \
     --repeat 10 --rounds 3
+# The same with tinydl's convolutions on cuDNN (PyTorch's wheel brings libcudnn).
+stage "$LOG/bench_gpu_cudnn.txt" 150 $PIN $PY benchmarks/bench_conv.py --device cuda --resnet50 --cuda-graph \
+    --cudnn --repeat 5 --rounds 2
 
 # Launches and wall time of a ResNet-20 step: batch norm's passes against its fused route,
 # with SGD, and Adam's plain update against its fused step; the first line of each is the
@@ -95,6 +98,7 @@ example gradient_penalty $PY examples/gradient_penalty.py --steps 20 --log-every
 example newton_method $PY examples/newton_method.py --max-gd 200 --device cuda
 example cli $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 1 --train-size 256 --test-size 64 --device cuda --out "$X/cli"
 example cli_cuda_graph $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 2 --train-size 256 --test-size 64 --device cuda --cuda-graph --out "$X/cli_graph"
+example cli_cudnn_graph $PY -m tinydl.cli train resnet20 --dataset shapes --epochs 2 --train-size 256 --test-size 64 --device cuda --cudnn --cuda-graph --out "$X/cli_cudnn"
 
 if [ "$ALL" = 1 ]; then
   stage "$LOG/cpu_tests.txt" 400 $PIN $PY -m pytest -q -m "not gpu" tests -n "$WORKERS" -p no:cacheprovider \
@@ -113,6 +117,9 @@ fi
   echo "---- bench_gpu"
   grep "CUDA graph: " "$LOG/bench_gpu.txt" | cut -c1-400
   tail -22 "$LOG/bench_gpu.txt"
+  echo "---- bench_gpu with --cudnn"
+  grep "CUDA graph: " "$LOG/bench_gpu_cudnn.txt" | cut -c1-400
+  tail -22 "$LOG/bench_gpu_cudnn.txt"
   echo "---- profiles (launches and ms per step)"
   head -qn 1 "$LOG"/profile_resnet20_*.txt
   [ -f "$LOG/cpu_checks.txt" ] && sed -n '/================ CPU summary/,$p' "$LOG/cpu_checks.txt"

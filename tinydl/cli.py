@@ -76,7 +76,7 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, 
 # Flags that may differ between a run and its --resume (everything else must match).
 # (--distributed too: the checkpoint's world size is checked with its own message)
 _RESUME_FREE = {"epochs", "resume", "out", "device", "progress", "data_dir", "workers", "download", "command",
-                "overwrite", "detect_anomaly", "distributed", "test_batch_size", "cuda_graph"}
+                "overwrite", "detect_anomaly", "distributed", "test_batch_size", "cuda_graph", "cudnn"}
 
 # CUB-200's recipe (notes 003): resize to 512x512, random 448x448 crops; other crop
 # sizes keep that ratio when --resize is not given.
@@ -402,6 +402,8 @@ def check_args(args):
         parse_device(args.device)
     except ValueError:
         raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    if getattr(args, "cudnn", False) and not str(args.device).startswith("cuda"):
+        raise UsageError(f"--cudnn needs --device cuda (not {args.device})")
     if getattr(args, "cuda_graph", False):
         for refused, need in ((not str(args.device).startswith("cuda"), f"--device cuda (not {args.device})"),
                               (args.optimizer not in ("sgd", "momentum", "nesterov", "adam", "adamw"),
@@ -503,6 +505,11 @@ def train(args):
     if str(args.device).startswith("cuda") and not td.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
+    if args.cudnn:             # the user's process-wide choice, as torch.backends.cudnn.enabled
+        if not td.backends.cudnn.is_available():
+            from .kernels import cudnn
+            raise UsageError(f"--cudnn: cuDNN cannot run here ({cudnn._library.why or 'no GPU'})")
+        td.backends.cudnn.enabled = True
     td.backends.cpu.tune()     # the process-wide CPU settings (sleeping OpenMP threads, ...): see its docstring
     if args.sync_bn and not args.distributed:
         raise UsageError("--sync-bn synchronises batch norm across the processes of a --distributed run")
@@ -697,6 +704,9 @@ def make_parser():
     p.add_argument("--cuda-graph", action="store_true",
                    help="on cuda, capture each training step as a CUDA graph and replay it (one launch instead "
                         "of about a thousand; sgd/momentum/nesterov/adam/adamw, no --distributed)")
+    p.add_argument("--cudnn", action="store_true",
+                   help="on cuda, run the convolutions on NVIDIA's cuDNN (pip install 'tinydl[gpu-cudnn]'; "
+                        "td.backends.cudnn.enabled)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec started (mpiexec -n 2 tinydl train ... "
                         "--distributed); --batch-size is then the global batch, split among them")

@@ -38,7 +38,8 @@ __all__ = ["ROUTES", "reference", "is_reference", "route", "forced_route", "reco
 #: The GPU's matrix products: CuPy's cuBLAS handle, or tinydl's own (what a CUDA graph's capture
 #: takes; kernels/matmul.py).
 ROUTES = {
-    "conv2d": ("reference", "im2col", "pointwise", "winograd_f4", "winograd", "direct", "gy_columns", "chunked"),
+    "conv2d": ("reference", "im2col", "pointwise", "winograd_f4", "winograd", "direct", "gy_columns", "chunked",
+               "cudnn"),
     "conv_transpose2d": ("reference", "im2col", "winograd", "as_conv2d", "subpixel", "chunked"),
     "batch_norm": ("reference", "numba", "fused"),
     "adam": ("single_tensor", "fused_numba", "fused_cuda"),
@@ -118,4 +119,4 @@ def note_route(op, name):
         taken.append((op, name))
 
 
-from . import cpu  # noqa: E402  (td.backends.cpu.tune)
+from . import cpu, cudnn  # noqa: E402  (td.backends.cpu.tune, td.backends.cudnn.enabled)

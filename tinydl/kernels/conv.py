@@ -54,6 +54,7 @@ from ..backend import get_array_module
 from . import winograd, winograd_f4, winograd_transpose
 from ._dispatch import use_numba, workspace
 from ._threads import accumulate, add_up, chunk_workers, per_worker, run_chunks, worker_key
+from .cudnn import CudnnConv
 from .direct_conv import conv2d_direct, conv2d_direct_weight_grad
 from .im2col import col2im, conv_output_size, im2col
 from .matmul import matmul, own_cublas
@@ -833,7 +834,11 @@ def _choose(op, routes, x, *args, textbook_wins=False):
 
 
 def conv2d_route(x, weight_shape, geometry, needs):
-    """The route for this Conv2d call (see the module docstring), or None for the textbook op."""
+    """The route for this Conv2d call (see the module docstring), or None for the textbook op.
+    On the GPU, cuDNN first where it is enabled or forced (kernels/cudnn.py)."""
+    if type(x) is not np.ndarray and CudnnConv.applies(x, weight_shape, geometry, needs):
+        backends.note_route("conv2d", "cudnn")
+        return CudnnConv
     kernel, stride, padding, dilation, _ = geometry
     columns = x.shape[1] * math.prod(kernel) * x.shape[0] * math.prod(
         conv_output_size(x.shape[2:], kernel, stride, padding, dilation))

@@ -27,6 +27,7 @@ import threading
 import numpy as np
 
 from ..backend import cupy_module, get_array_module
+from ._shared_library import loaded_library
 
 __all__ = ["matmul", "library"]
 
@@ -52,7 +53,10 @@ class _Library:
             cupy = cupy_module()
             cupy.cuda.device.get_cublas_handle()        # CuPy loads libcublas (and its handle)
             major = cupy.cuda.runtime.runtimeGetVersion() // 1000
-            lib = ctypes.CDLL(_loaded_library_path(f"libcublas.so.{major}"))
+            path = loaded_library(f"libcublas.so.{major}")     # CuPy's (or PyTorch's, same CUDA)
+            if path is None:
+                raise RuntimeError(f"matmul (own cuBLAS handle): libcublas.so.{major} is not loaded in this process")
+            lib = ctypes.CDLL(path)
             void, int_, long_ = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
             lib.cublasCreate_v2.argtypes = [ctypes.POINTER(void)]
             lib.cublasSetStream_v2.argtypes = [void, void]
@@ -106,17 +110,6 @@ class _Library:
 
 
 library = _Library()
-
-
-def _loaded_library_path(stem):
-    """The file of a shared library this process has loaded: ``libcublas.so.<CUDA major>``, which
-    CuPy loaded (or PyTorch, from the same CUDA release: the handle is ours either way)."""
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if "/" in path and path.rsplit("/", 1)[1].startswith(stem):
-                return path
-    raise RuntimeError(f"matmul (own cuBLAS handle): {stem} is not loaded in this process")
 
 
 def _check(status, name):
