@@ -17,7 +17,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],          # CUDA 12 drivers
         "gpu-cuda13": ["cupy-cuda13x>=13"],   # CUDA 13 drivers (the H100 tests ran on CuPy 14.2)
-        "gpu-cudnn": ["cupy-cuda12x>=13", "nvidia-cudnn-cu12>=9"],   # + cuDNN: td.backends.cudnn.enabled
+        "gpu-cudnn": ["nvidia-cudnn-cu12>=9"],   # with gpu or gpu-cuda13: cuDNN for td.backends.cudnn.enabled
         "train": TRAIN,
         "dist": DIST,
         # torch (CPU build) is the oracle the tests compare every op against; hypothesis fuzzes shapes;

@@ -38,11 +38,12 @@ def _needs_cudnn():
         pytest.skip("needs libcudnn (pip install 'tinydl[gpu-cudnn]'; PyTorch's wheel brings it too)")
 
 
-GEOMETRIES = [  # (N, C, H, W, C_out, k, stride, padding, dilation, groups)
+GEOMETRIES = [  # (N, C, H, W, C_out, kernel, stride, padding, dilation, groups): height != width
     (4, 3, 16, 16, 8, 3, 1, 1, 1, 1), (2, 16, 9, 11, 32, 3, 2, 1, 1, 1), (3, 8, 12, 12, 8, 1, 1, 0, 1, 1),
     (2, 8, 14, 14, 16, 1, 2, 0, 1, 1), (2, 4, 13, 13, 6, 5, 1, 2, 1, 1), (2, 6, 15, 15, 6, 3, 1, 2, 2, 1),
     (2, 8, 10, 10, 8, 3, 1, 1, 1, 2), (2, 8, 10, 10, 8, 3, 1, 1, 1, 8), (1, 1, 32, 32, 6, 5, 1, 0, 1, 1),
-    (3, 64, 7, 7, 64, 3, 1, 1, 1, 1)]
+    (3, 64, 7, 7, 64, 3, 1, 1, 1, 1),     # every pair below differs, so a swapped height/width fails
+    (2, 6, 10, 13, 6, (3, 5), (1, 2), (1, 2), (2, 1), 2), (2, 4, 1, 20, 5, (1, 3), 1, (0, 1), 1, 1)]
 
 
 @pytest.mark.gpu
@@ -55,7 +56,8 @@ def test_cudnn_route_equals_tinydls_own_kernels(geometry, dtype):
     n, c, h, w_, c_out, k, stride, padding, dilation, groups = geometry
     rng = np.random.default_rng(1)
     x0 = rng.standard_normal((n, c, h, w_)).astype(dtype)
-    w0 = rng.standard_normal((c_out, c // groups, k, k)).astype(dtype)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    w0 = rng.standard_normal((c_out, c // groups, kh, kw)).astype(dtype)
     b0 = rng.standard_normal(c_out).astype(dtype)
     results = []
     for route in ("chunked", "cudnn"):
@@ -69,6 +71,33 @@ def test_cudnn_route_equals_tinydls_own_kernels(geometry, dtype):
     tol = dict(rtol=1e-9, atol=1e-10) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
     for name, ours, theirs in zip(("y", "dL/dx", "dL/dW", "dL/db"), *results):
         np.testing.assert_allclose(theirs, ours, err_msg=f"cuDNN {name}", **tol)
+
+
+@pytest.mark.gpu
+def test_cudnn_leaves_asymmetric_padding_to_the_other_routes_and_can_be_deterministic():
+    """'same' with an even kernel pads one more on the bottom/right: not the classic API's, so
+    another route runs; with td.backends.cudnn.deterministic two runs agree bit for bit."""
+    _needs_cudnn()
+    rng = np.random.default_rng(3)
+    x = td.tensor(rng.standard_normal((2, 4, 9, 9)), device="cuda", requires_grad=True)
+    w = td.tensor(rng.standard_normal((4, 4, 4, 4)), device="cuda", requires_grad=True)
+    with td.backends.route(conv2d="cudnn"), td.backends.record_routes() as taken:
+        F.conv2d(x, w, padding="same")
+    assert taken and ("conv2d", "cudnn") not in taken
+    w3 = td.tensor(rng.standard_normal((8, 4, 3, 3)), device="cuda", requires_grad=True)
+    grads = []
+    td.backends.cudnn.deterministic = True
+    try:
+        for _ in range(2):
+            x.grad = w3.grad = None
+            with td.backends.route(conv2d="cudnn"):
+                y = F.conv2d(x, w3, padding=1)
+                y.backward(td.tensor(np.ones(y.shape), device="cuda"))
+            grads.append([td.backend.to_host(g.array) for g in (x.grad, w3.grad)])
+    finally:
+        td.backends.cudnn.deterministic = False
+    for first, second in zip(*grads):
+        np.testing.assert_array_equal(first, second)
 
 
 @pytest.mark.gpu

@@ -7,10 +7,12 @@ tinydl's own kernels are the default, and ``td.backends.route(conv2d='cudnn')`` 
 for a block either way.
 """
 
-__all__ = ["enabled", "is_available", "version"]
+__all__ = ["enabled", "deterministic", "is_available", "version"]
 
 #: run conv2d on cuDNN where it can (set by the user or the CLI: a process-wide choice)
 enabled = False
+#: only algorithms that give the same bits every run (cuDNN's own flag on each; no atomics)
+deterministic = False
 
 
 def is_available():

@@ -17,6 +17,7 @@ API's); other calls take the usual routes. TF32 tensor cores only where CUPY_TF3
 as CuPy's products and the own cuBLAS handle (kernels/cublas_handle.py).
 """
 import ctypes
+import math
 import os
 import threading
 
@@ -34,7 +35,9 @@ __all__ = ["available", "version", "convolution_forward", "convolution_backward_
 WORKSPACE_LIMIT = 1 << 30
 _DATA_TYPES = {np.dtype(np.float32): (0, ctypes.c_float), np.dtype(np.float64): (1, ctypes.c_double)}
 _NCHW, _CROSS_CORRELATION = 0, 1
-_DEFAULT_MATH, _FMA_MATH, _TENSOR_OP_MATHS = 0, 3, (1, 2)
+_DEFAULT_MATH, _FMA_MATH, _DETERMINISTIC = 0, 3, 1
+_NAMES = {"forward": "Forward", "backward_data": "BackwardData", "backward_filter": "BackwardFilter"}
+_INT_MAX = 2**31 - 1            # the classic API's dimensions and sizes are C ints
 
 
 class _AlgorithmPerformance(ctypes.Structure):
@@ -66,12 +69,12 @@ class _Library:
 
     def __init__(self):
         self._lib, self._why = None, None
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._handles, self._plans = {}, {}
 
     def load(self):
         """The library, or None (``why`` says why)."""
-        with self._lock:
+        with self.lock:
             if self._lib is None and self._why is None:
                 path = (loaded_library("libcudnn.so") or wheel_library("nvidia.cudnn", "libcudnn.so")
                         or "libcudnn.so.9")
@@ -100,7 +103,7 @@ class _Library:
         """This device's handle, on the current stream (set at every call: a capture's stream too)."""
         cupy = cupy_module()
         device = cupy.cuda.runtime.getDevice()
-        with self._lock:
+        with self.lock:
             handle = self._handles.get(device)
             if handle is None:
                 handle = self._handles[device] = ctypes.c_void_p()
@@ -115,83 +118,87 @@ class _Library:
         return descriptor
 
     def plan(self, x_shape, w_shape, dtype, geometry):
-        """The descriptors of one convolution shape (made once), and its algorithms (chosen at
-        their first use): {direction: (convolution descriptor, algorithm, workspace bytes)}."""
-        tf32 = os.environ.get("CUPY_TF32", "0") != "0"
-        key = (cupy_module().cuda.runtime.getDevice(), x_shape, w_shape, dtype, geometry, tf32)
-        with self._lock:
+        """The _Plan of one convolution shape: its descriptors, made once, and its candidate
+        algorithms per direction, listed at their first use."""
+        tf32, deterministic = os.environ.get("CUPY_TF32", "0") != "0", bool(backends.cudnn.deterministic)
+        key = (cupy_module().cuda.runtime.getDevice(), x_shape, w_shape, dtype, geometry, tf32, deterministic)
+        with self.lock:
             plan = self._plans.get(key)
             if plan is None:
-                plan = self._plans[key] = _Plan(self, x_shape, w_shape, dtype, geometry, tf32)
+                plan = self._plans[key] = _Plan(self, x_shape, w_shape, dtype, geometry, tf32, deterministic)
             return plan
 
 
 class _Plan:
-    def __init__(self, library, x_shape, w_shape, dtype, geometry, tf32):
+    def __init__(self, library, x_shape, w_shape, dtype, geometry, tf32, deterministic):
         (kh, kw), (sh, sw), (pt, _, pl, _), (dh, dw), groups = geometry
         data_type = _DATA_TYPES[dtype][0]
         self.library, self.tf32, self.dtype = library, tf32 and dtype == np.float32, dtype
+        self.deterministic = deterministic
         ho, wo = conv_output_size(x_shape[2:], (kh, kw), (sh, sw), geometry[2], (dh, dw))
         self.y_shape = (x_shape[0], w_shape[0], ho, wo)
         self.x = library._descriptor("Tensor", "cudnnSetTensor4dDescriptor", _NCHW, data_type, *x_shape)
         self.y = library._descriptor("Tensor", "cudnnSetTensor4dDescriptor", _NCHW, data_type, *self.y_shape)
         self.w = library._descriptor("Filter", "cudnnSetFilter4dDescriptor", data_type, _NCHW, *w_shape)
-        self.convolution_values = (pt, pl, sh, sw, dh, dw, _CROSS_CORRELATION, data_type)
-        self.groups = groups
-        self.chosen = {}
+        values = (pt, pl, sh, sw, dh, dw, _CROSS_CORRELATION, data_type)
+        self.descriptors = {direction: self._convolution(values, groups) for direction in _NAMES}
+        self.candidates = {}            # direction -> [(algorithm, workspace, math type)], made at first use
 
-    def _convolution(self):
+    def _convolution(self, values, groups):
         """A convolution descriptor (one a direction: each takes its algorithm's math type)."""
         library = self.library
-        descriptor = library._descriptor("Convolution", "cudnnSetConvolution2dDescriptor", *self.convolution_values)
-        library.call("cudnnSetConvolutionGroupCount", descriptor, self.groups)
+        descriptor = library._descriptor("Convolution", "cudnnSetConvolution2dDescriptor", *values)
+        library.call("cudnnSetConvolutionGroupCount", descriptor, groups)
         fma_only = self.dtype == np.float32 and not self.tf32           # no TF32 for float32
         library.call("cudnnSetConvolutionMathType", descriptor, _FMA_MATH if fma_only else _DEFAULT_MATH)
         return descriptor
 
-    def algorithm(self, direction, handle):
-        """(convolution descriptor, algorithm, workspace bytes) of ``direction``: the first of
-        cuDNN's heuristic choices that works, fits WORKSPACE_LIMIT and, without TF32, keeps
-        float32 products in float32."""
-        found = self.chosen.get(direction)
-        if found is not None:
-            return found
-        descriptor = self._convolution()
-        x, y, w = self.x, self.y, self.w
+    def _candidates(self, direction, handle):
+        """[(algorithm, workspace bytes, math type)] of ``direction``, cuDNN's heuristic order:
+        those that work, fit WORKSPACE_LIMIT, keep float32 products in float32 without TF32
+        (FMA math only, as PyTorch asserts) and, with ``td.backends.cudnn.deterministic``, give
+        the same bits every run (no atomics)."""
+        x, y, w, descriptor = self.x, self.y, self.w, self.descriptors[direction]
         descriptors = {"forward": (x, w, descriptor, y), "backward_data": (w, y, descriptor, x),
                        "backward_filter": (x, y, descriptor, w)}[direction]
         results, returned = (_AlgorithmPerformance * 16)(), ctypes.c_int()
-        name = {"forward": "Forward", "backward_data": "BackwardData", "backward_filter": "BackwardFilter"}[direction]
-        self.library.call(f"cudnnGetConvolution{name}Algorithm_v7", handle, *descriptors, 16,
+        self.library.call(f"cudnnGetConvolution{_NAMES[direction]}Algorithm_v7", handle, *descriptors, 16,
                           ctypes.byref(returned), results)
-        for result in results[:returned.value]:
-            if result.status != 0 or result.memory > WORKSPACE_LIMIT:
-                continue
-            if self.dtype == np.float32 and not self.tf32 and result.math_type in _TENSOR_OP_MATHS:
-                continue
-            self.library.call("cudnnSetConvolutionMathType", descriptor, result.math_type)
-            found = self.chosen[direction] = (descriptor, result.algo, result.memory)
-            return found
-        raise RuntimeError(f"conv2d (cuDNN route): no {direction} algorithm for input {self.y_shape} "
-                           f"within {WORKSPACE_LIMIT} bytes of workspace")
+        fma_only = self.dtype == np.float32 and not self.tf32
+        return [(r.algo, r.memory, r.math_type) for r in results[:returned.value]
+                if r.status == 0 and r.memory <= WORKSPACE_LIMIT and (not fma_only or r.math_type == _FMA_MATH)
+                and (not self.deterministic or r.determinism == _DETERMINISTIC)]
 
     def run(self, direction, a, b, out):
         """One of the three products: ``out = direction(a, b)`` (a, b and out as cuDNN orders
-        them: forward (x, W) -> y, backward data (W, gy) -> gx, backward filter (x, gy) -> gW)."""
+        them: forward (x, W) -> y, backward data (W, gy) -> gx, backward filter (x, gy) -> gW).
+        The first candidate algorithm that runs is kept; one that fails (its workspace does not
+        fit, cuDNN refuses it) hands over to the next, as PyTorch's convolutions do."""
         cupy = cupy_module()
-        handle = self.library.handle()
-        descriptor, algorithm, workspace_bytes = self.algorithm(direction, handle)
-        workspace = cupy.empty(workspace_bytes, dtype=cupy.uint8) if workspace_bytes else None
         scalar = _DATA_TYPES[self.dtype][1]
         one, zero = scalar(1), scalar(0)
-        x, y, w = self.x, self.y, self.w
+        x, y, w, descriptor = self.x, self.y, self.w, self.descriptors[direction]
         a_desc, b_desc, out_desc = {"forward": (x, w, y), "backward_data": (w, y, x),
                                     "backward_filter": (x, y, w)}[direction]
-        name = {"forward": "Forward", "backward_data": "BackwardData", "backward_filter": "BackwardFilter"}[direction]
-        self.library.call(f"cudnnConvolution{name}", handle, ctypes.byref(one), a_desc, a.data.ptr, b_desc,
-                          b.data.ptr, descriptor, algorithm, None if workspace is None else workspace.data.ptr,
-                          workspace_bytes, ctypes.byref(zero), out_desc, out.data.ptr)
-        return out
+        with self.library.lock:         # one handle a device: its stream is this call's until it returns
+            handle = self.library.handle()
+            if direction not in self.candidates:
+                self.candidates[direction] = self._candidates(direction, handle)
+            failures = []
+            for algorithm, workspace_bytes, math_type in list(self.candidates[direction]):
+                try:
+                    self.library.call("cudnnSetConvolutionMathType", descriptor, math_type)
+                    workspace = cupy.empty(workspace_bytes, dtype=cupy.uint8) if workspace_bytes else None
+                    self.library.call(f"cudnnConvolution{_NAMES[direction]}", handle, ctypes.byref(one), a_desc,
+                                      a.data.ptr, b_desc, b.data.ptr, descriptor, algorithm,
+                                      None if workspace is None else workspace.data.ptr, workspace_bytes,
+                                      ctypes.byref(zero), out_desc, out.data.ptr)
+                    return out
+                except (RuntimeError, MemoryError) as exc:      # CuPy's OutOfMemoryError is a MemoryError
+                    failures.append(f"algorithm {algorithm}: {exc}")
+                    self.candidates[direction].remove((algorithm, workspace_bytes, math_type))
+        raise RuntimeError(f"conv2d (cuDNN route): no {direction} algorithm ran for output {self.y_shape}"
+                           f"{': ' + '; '.join(failures) if failures else ' (none within the limits)'}")
 
 
 _library = _Library()
@@ -248,8 +255,13 @@ class CudnnConv:
             return False
         if not (forced == "cudnn" or (forced is None and backends.cudnn.enabled)):
             return False
-        top, bottom, left, right = geometry[2]
-        return top == bottom and left == right and x.size > 0 and 0 not in weight_shape and available()
+        kernel, stride, padding, dilation, _ = geometry
+        top, bottom, left, right = padding
+        if top != bottom or left != right or x.size == 0 or 0 in weight_shape:
+            return False
+        y_size = x.shape[0] * weight_shape[0] * math.prod(conv_output_size(x.shape[2:], kernel, stride, padding,
+                                                                             dilation))
+        return max(x.size, y_size, math.prod(weight_shape)) <= _INT_MAX and available()
 
     @staticmethod
     def forward(x, weight, bias, geometry, needs):
