@@ -8,6 +8,7 @@ import pytest
 import tinydl as td
 import tinydl.nn.functional as F
 from tinydl.kernels.cudnn import CudnnConv
+from test_graphs import training_step
 
 
 def test_without_a_gpu_cudnn_is_unavailable_and_asking_changes_nothing():
@@ -117,12 +118,7 @@ def test_cudnn_enabled_runs_resnet20_training_steps_as_tinydls_own_route():
         model = models.create("resnet20").to("cuda").double()
         opt = td.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
-        def step(x, y, model=model, opt=opt):
-            loss = F.cross_entropy(model(td.Tensor(x)), td.Tensor(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
+        step = training_step(model, opt)
         td.backends.cudnn.enabled = enabled
         try:
             run = td.cuda.GraphedStep(step, warmup=2, params=list(model.parameters())) if graphed else step

@@ -415,6 +415,19 @@ def test_own_cublas_matmul_on_the_gpu_equals_cupys(dtype):
                                            err_msg=f"{a_name} @ {b_name}")
 
 
+def training_step(model, opt):
+    """step(x, y) on raw arrays: cross-entropy, zero_grad, backward, update; returns the loss."""
+    import tinydl.nn.functional as F
+
+    def step(x, y):
+        loss = F.cross_entropy(model(td.Tensor(x)), td.Tensor(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 def _model_and_data(name, batch, seed=0):
     import models
     td.manual_seed(seed)
@@ -433,7 +446,6 @@ def test_captured_training_steps_equal_eager_ones(name, optimizer):
     eager, one capture, then replays. Losses, parameters and buffers equal the eager run's
     (float64, to rounding): the replays' Adam corrects each step by its own t."""
     from tinydl import optim
-    import tinydl.nn.functional as F
     cp = _cupy()
     runs = []
     for graphed in (False, True):
@@ -441,12 +453,7 @@ def test_captured_training_steps_equal_eager_ones(name, optimizer):
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd" else \
             optim.AdamW(model.parameters(), lr=1e-3, capturable=True)
 
-        def step(x, y, model=model, opt=opt):
-            loss = F.cross_entropy(model(td.Tensor(x)), td.Tensor(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
+        step = training_step(model, opt)
         run = td.cuda.GraphedStep(step, warmup=2, params=list(model.parameters())) if graphed else step
         losses = [float(cp.asnumpy(run(cp.asarray(x), cp.asarray(y)).array)) for x, y in zip(xs, ys)]
         if graphed:
