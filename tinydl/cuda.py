@@ -95,13 +95,16 @@ def graph(cuda_graph, stream=None):
     cupy = backend.cupy_module()
     if backend.capture.active:
         raise GraphCaptureError("td.cuda.graph: this thread is already capturing a graph")
-    from .kernels import cublas_handle
+    from . import backends
+    from .kernels import cublas_handle, cudnn
     stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
     pool = cupy.cuda.MemoryPool()
     _pools[:] = [p for p in _pools if p.used_bytes()] + [pool]
     gc.collect()                                    # no collection of older garbage mid-capture
     cupy.cuda.get_current_stream().synchronize()    # the capture reads what earlier work wrote
     cublas_handle.library.prepare(stream.ptr)       # its handle, stream and workspace: made now
+    if cudnn.available() and backends.cudnn.enabled:
+        cudnn.prepare()                             # cuDNN's handle too, where convolutions use it
     refused = (NotImplementedError, cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.driver.CUDADriverError)
     with stream, cupy.cuda.using_allocator(pool.malloc):
         stream.begin_capture()

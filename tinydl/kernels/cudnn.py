@@ -28,7 +28,7 @@ from ..backend import cupy_module
 from ._shared_library import loaded_library, wheel_library
 from .im2col import conv_output_size
 
-__all__ = ["available", "version", "convolution_forward", "convolution_backward_data",
+__all__ = ["available", "version", "prepare", "convolution_forward", "convolution_backward_data",
            "convolution_backward_filter", "CudnnConv"]
 
 #: scratch memory an algorithm may ask for (PyTorch's default limit is the free memory)
@@ -215,15 +215,17 @@ def version():
     return int(_library._lib.cudnnGetVersion()) if available() else None
 
 
-def _plan(x, weight, geometry):
-    return _library.plan(tuple(x.shape), tuple(weight.shape), np.dtype(x.dtype), geometry)
+def prepare():
+    """Make this device's handle now: before a CUDA graph's capture, which must not create it."""
+    with _library.lock:
+        _library.handle()
 
 
 def convolution_forward(x, weight, geometry):
     """y = conv2d(x, weight) (no bias) for CuPy arrays, by cuDNN."""
     cupy = cupy_module()
     x, weight = cupy.ascontiguousarray(x), cupy.ascontiguousarray(weight)
-    plan = _plan(x, weight, geometry)
+    plan = _library.plan(tuple(x.shape), tuple(weight.shape), np.dtype(x.dtype), geometry)
     return plan.run("forward", x, weight, cupy.empty(plan.y_shape, dtype=x.dtype))
 
 
