@@ -337,10 +337,10 @@ class Trainer:
                           has not improved by more than ``early_stopping_min_delta`` for
                           this many epochs (None: never); read off the history, so a
                           resumed run keeps counting
-    cuda_graph            on 'cuda', capture the whole step (forward, loss, backward, SGD's
-                          update) as a CUDA graph after two eager steps and replay it for
-                          every batch of the same shape (``td.cuda.GraphedStep``): one launch
-                          instead of about a thousand. It captures again when a learning rate
+    cuda_graph            on 'cuda', capture the whole step (forward, loss, backward, the
+                          optimizer's update) as a CUDA graph after two eager steps and
+                          replay it for every batch of the same shape (``td.cuda.GraphedStep``):
+                          one launch instead of about a thousand. It captures again when a learning rate
                           changes; batches of another shape run eagerly. The losses are then
                           checked for NaN after their step, not before its backward. Needs SGD
                           or Adam/AdamW(capturable=True), a per-epoch scheduler,
