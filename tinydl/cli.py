@@ -508,7 +508,7 @@ def train(args):
     if args.cudnn:             # the user's process-wide choice, as torch.backends.cudnn.enabled
         if not td.backends.cudnn.is_available():
             from .kernels import cudnn
-            raise UsageError(f"--cudnn: cuDNN cannot run here ({cudnn._library.why or 'no GPU'})")
+            raise UsageError(f"--cudnn: cuDNN cannot run here ({cudnn.why_unavailable() or 'no GPU'})")
         td.backends.cudnn.enabled = True
     td.backends.cpu.tune()     # the process-wide CPU settings (sleeping OpenMP threads, ...): see its docstring
     if args.sync_bn and not args.distributed:

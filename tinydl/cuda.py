@@ -5,7 +5,7 @@ tinydl runs on an NVIDIA GPU through CuPy (``pip install 'tinydl[gpu]'``).
 import contextlib
 import gc
 
-from . import backend
+from . import backend, backends
 
 
 def is_available():
@@ -95,7 +95,6 @@ def graph(cuda_graph, stream=None):
     cupy = backend.cupy_module()
     if backend.capture.active:
         raise GraphCaptureError("td.cuda.graph: this thread is already capturing a graph")
-    from . import backends
     from .kernels import cublas_handle, cudnn
     stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
     pool = cupy.cuda.MemoryPool()
@@ -180,7 +179,6 @@ class GraphedStep:
         return self._outputs
 
     def _eager(self, arrays):
-        from . import backends
         with backends.route(matmul="own_cublas"):
             return self.step(*arrays)
 

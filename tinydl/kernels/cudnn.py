@@ -24,11 +24,11 @@ import threading
 import numpy as np
 
 from .. import backends
-from ..backend import cupy_module
+from ..backend import cuda_is_available, cupy_module
 from ._shared_library import loaded_library, wheel_library
 from .im2col import conv_output_size
 
-__all__ = ["available", "version", "prepare", "convolution_forward", "convolution_backward_data",
+__all__ = ["available", "why_unavailable", "version", "prepare", "convolution_forward", "convolution_backward_data",
            "convolution_backward_filter", "CudnnConv"]
 
 #: scratch memory an algorithm may ask for (PyTorch's default limit is the free memory)
@@ -143,6 +143,7 @@ class _Plan:
         values = (pt, pl, sh, sw, dh, dw, _CROSS_CORRELATION, data_type)
         self.descriptors = {direction: self._convolution(values, groups) for direction in _NAMES}
         self.candidates = {}            # direction -> [(algorithm, workspace, math type)], made at first use
+        self.math_types = {}            # direction -> the math type its descriptor has now
 
     def _convolution(self, values, groups):
         """A convolution descriptor (one a direction: each takes its algorithm's math type)."""
@@ -153,17 +154,20 @@ class _Plan:
         library.call("cudnnSetConvolutionMathType", descriptor, _FMA_MATH if fma_only else _DEFAULT_MATH)
         return descriptor
 
+    def _tensors(self, direction):
+        """The descriptors of ``direction``'s two operands and result, in cuDNN's order."""
+        x, y, w = self.x, self.y, self.w
+        return {"forward": (x, w, y), "backward_data": (w, y, x), "backward_filter": (x, y, w)}[direction]
+
     def _candidates(self, direction, handle):
         """[(algorithm, workspace bytes, math type)] of ``direction``, cuDNN's heuristic order:
         those that work, fit WORKSPACE_LIMIT, keep float32 products in float32 without TF32
         (FMA math only, as PyTorch asserts) and, with ``td.backends.cudnn.deterministic``, give
         the same bits every run (no atomics)."""
-        x, y, w, descriptor = self.x, self.y, self.w, self.descriptors[direction]
-        descriptors = {"forward": (x, w, descriptor, y), "backward_data": (w, y, descriptor, x),
-                       "backward_filter": (x, y, descriptor, w)}[direction]
+        a, b, out = self._tensors(direction)
         results, returned = (_AlgorithmPerformance * 16)(), ctypes.c_int()
-        self.library.call(f"cudnnGetConvolution{_NAMES[direction]}Algorithm_v7", handle, *descriptors, 16,
-                          ctypes.byref(returned), results)
+        self.library.call(f"cudnnGetConvolution{_NAMES[direction]}Algorithm_v7", handle, a, b,
+                          self.descriptors[direction], out, 16, ctypes.byref(returned), results)
         fma_only = self.dtype == np.float32 and not self.tf32
         return [(r.algo, r.memory, r.math_type) for r in results[:returned.value]
                 if r.status == 0 and r.memory <= WORKSPACE_LIMIT and (not fma_only or r.math_type == _FMA_MATH)
@@ -177,9 +181,8 @@ class _Plan:
         cupy = cupy_module()
         scalar = _DATA_TYPES[self.dtype][1]
         one, zero = scalar(1), scalar(0)
-        x, y, w, descriptor = self.x, self.y, self.w, self.descriptors[direction]
-        a_desc, b_desc, out_desc = {"forward": (x, w, y), "backward_data": (w, y, x),
-                                    "backward_filter": (x, y, w)}[direction]
+        descriptor = self.descriptors[direction]
+        a_desc, b_desc, out_desc = self._tensors(direction)
         with self.library.lock:         # one handle a device: its stream is this call's until it returns
             handle = self.library.handle()
             if direction not in self.candidates:
@@ -187,7 +190,9 @@ class _Plan:
             failures = []
             for algorithm, workspace_bytes, math_type in list(self.candidates[direction]):
                 try:
-                    self.library.call("cudnnSetConvolutionMathType", descriptor, math_type)
+                    if self.math_types.get(direction) != math_type:     # (a call less per convolution)
+                        self.library.call("cudnnSetConvolutionMathType", descriptor, math_type)
+                        self.math_types[direction] = math_type
                     workspace = cupy.empty(workspace_bytes, dtype=cupy.uint8) if workspace_bytes else None
                     self.library.call(f"cudnnConvolution{_NAMES[direction]}", handle, ctypes.byref(one), a_desc,
                                       a.data.ptr, b_desc, b.data.ptr, descriptor, algorithm,
@@ -206,8 +211,12 @@ _library = _Library()
 
 def available():
     """Can the cuDNN route run here (CuPy, a GPU and libcudnn)?"""
-    from ..backend import cuda_is_available
     return cuda_is_available() and _library.load() is not None
+
+
+def why_unavailable():
+    """Why libcudnn could not be loaded (None where it was, or was not tried yet)."""
+    return _library.why
 
 
 def version():
