@@ -10,6 +10,7 @@ from . import backend
 from .utils.gradcheck import gradcheck, gradgradcheck, GradcheckError
 from .ops.shape import cat, stack, split, chunk, flatten, squeeze, unsqueeze, reshape, permute, transpose  # noqa: E402
 from .ops.math import where, exp, log, sqrt, abs, clamp, maximum, minimum, matmul  # noqa: E402,A004
+from .ops.promotion import promote_types, result_type  # noqa: E402
 from .ops.reduce import sum, mean, max, min, argmax, argmin, var, std, logsumexp  # noqa: E402,A004
 from .utils.serialization import save, load
 from . import cuda, nn, optim, data  # noqa: E402

@@ -375,6 +375,18 @@ class Tensor:
     def __rtruediv__(self, other):
         return _math.div(other, self)
 
+    def __floordiv__(self, other):
+        return _math.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _math.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return _math.remainder(self, other)
+
+    def __rmod__(self, other):
+        return _math.remainder(other, self)
+
     def __pow__(self, other):
         return _math.pow(self, other)
 

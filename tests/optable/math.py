@@ -26,6 +26,14 @@ CASES = [
     OpCase("pow/tensor_exponent", lambda a, b: a ** b, lambda a, b: a ** b, positive((3, 4), (4,))),
     OpCase("pow/scalar", lambda a: a ** 3, lambda a: a ** 3, randn((3, 4))),
     OpCase("rpow/scalar", lambda a: 2 ** a, lambda a: 2 ** a, randn((3, 4))),
+    # a / b stays 0.1-0.4 away from an integer, where remainder jumps and finite differences fail
+    OpCase("remainder/broadcast", lambda a, b: a % b, lambda a, b: a % b,
+           lambda rng: [2 * rng.integers(-3, 4, (3, 4)) + rng.uniform(0.2, 0.8, (3, 4)),
+                        rng.choice([-2.0, 2.0], (4,))]),
+    OpCase("rremainder/scalar", lambda b: 7.5 % b, lambda b: torch.full_like(b, 7.5) % b,   # (7.5 % b: no
+           lambda rng: [rng.choice([-2.0, 2.0], (3,))]),                                    # PyTorch gradient)
+    OpCase("floor_divide/broadcast", lambda a, b: a // b, lambda a, b: a // b,
+           lambda rng: [rng.standard_normal((3, 4)) * 5, rng.choice([-2.0, 2.0, 3.0], (4,))], grad=[]),
     OpCase("neg", lambda a: -a, lambda a: -a, randn((3, 4))),
     OpCase("exp", M.exp, torch.exp, randn((3, 4))),
     OpCase("log", M.log, torch.log, positive((3, 4))),

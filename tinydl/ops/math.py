@@ -16,8 +16,9 @@ from ..backend import get_array_module, device_of, to_device as _array_to_device
 from ..tensor import Tensor, _default_float
 from ..kernels.matmul import matmul_rows, matmul_t
 from .checks import check_same_kind
+from .promotion import result_type
 
-__all__ = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "clamp",
+__all__ = ["add", "sub", "mul", "div", "pow", "remainder", "floor_divide", "neg", "exp", "log", "sqrt", "abs", "clamp",
            "maximum", "minimum", "where", "matmul", "linear"]
 
 
@@ -46,39 +47,78 @@ def raw_index(index):
 
 
 def _operands(a, b, op, elementwise=True):
-    """Make ``a op b`` well-defined: at least one Tensor, same device, scalars as NumPy
-    scalars (0-d arrays on the GPU) of the tensor's dtype (so float32 stays float32: ``x * 0.5``)."""
+    """Make ``a op b`` well-defined: at least one Tensor, one device, and one dtype, PyTorch's
+    (``promotion.py``: int64 * float32 is float32, ``/`` of integers float32), with numbers
+    as NumPy scalars (0-d arrays on the GPU). ``elementwise=False`` (matmul): no broadcasting
+    and no promotion, the dtypes must agree."""
     if type(a.array if isinstance(a, Tensor) else None) is np.ndarray:    # the common cases, first
         if type(b) is float and a.array.dtype.kind == "f":              # x * 0.5
             return a, a.array.dtype.type(b)
-        if isinstance(b, Tensor) and type(b.array) is np.ndarray and a.array.shape == b.array.shape:
+        if isinstance(b, Tensor) and type(b.array) is np.ndarray and a.array.shape == b.array.shape \
+                and a.array.dtype == b.array.dtype and a.array.dtype.kind == "f":
             return a, b
     ta = a if isinstance(a, Tensor) else None
     tb = b if isinstance(b, Tensor) else None
     ref = ta if ta is not None else tb
-    xp = ref._xp
     if ta is not None and tb is not None and ta.device != tb.device:
         raise RuntimeError(f"{op}: operands are on different devices ({ta.device} and {tb.device})")
-
-    def convert(v):
-        if isinstance(v, Tensor):
-            return v
-        if isinstance(v, numbers.Number):
-            dtype = ref.dtype
-            if isinstance(v, float) and dtype.kind in "biu":
-                dtype = _default_float
-            # a NumPy scalar is a 0-d operand too, and costs a fifth of a 0-d array to make
-            return dtype.type(v) if xp is np else xp.asarray(v, dtype=dtype)
-        if get_array_module(v) is not xp:
-            raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
-        return xp.asarray(v)
-    a, b = convert(a), convert(b)
+    if op == "sub" and (_is_bool(a) or _is_bool(b)):
+        raise RuntimeError(f"sub: subtraction with a bool operand is not supported (operands of "
+                           f"{_describe(a)} and {_describe(b)}); to invert a mask use ~mask")
+    if elementwise:
+        dtype = _common_dtype(a, b)
+        if op == "div" and dtype.kind in "biu":     # true division
+            dtype = _default_float
+        elif op in ("floor_divide", "remainder") and dtype.kind == "b":
+            raise RuntimeError(f"{op}: not defined for two bool operands, as in PyTorch (cast one to int)")
+    else:
+        dtype = None
+    a, b = _as_operand(a, dtype, ref, op), _as_operand(b, dtype, ref, op)
+    if not elementwise and a.dtype != b.dtype:
+        raise RuntimeError(f"{op}: expected both operands to have the same dtype, got {a.dtype} and {b.dtype} "
+                           f"(shapes {tuple(a.shape)} and {tuple(b.shape)})")
     if elementwise and a.shape != b.shape and a.ndim and b.ndim:
         try:
             np.broadcast_shapes(a.shape, b.shape)  # shapes only: fine for cupy data
         except ValueError:
             raise RuntimeError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together") from None
     return a, b
+
+
+def _common_dtype(a, b):
+    """``result_type(a, b)``, the commonest cases first (one dtype; a float Tensor and a
+    Python number: the Tensor's)."""
+    t, other = (a, b) if isinstance(a, Tensor) else (b, a)
+    dtype = t.dtype
+    if isinstance(other, Tensor) and other.dtype == dtype:
+        return dtype
+    if type(other) is int and dtype.kind in "iuf" or type(other) is float and dtype.kind == "f":
+        return dtype
+    return result_type(a, b)
+
+
+def _is_bool(v):
+    return type(v) is bool or isinstance(v, Tensor) and v.dtype.kind == "b"
+
+
+def _describe(v):
+    return f"dtype {v.dtype}, shape {tuple(v.shape)}" if hasattr(v, "dtype") else f"{type(v).__name__} {v!r}"
+
+
+def _as_operand(v, dtype, ref, op):
+    """``v`` (a Tensor, a number or an array on ``ref``'s device) as an operand of ``dtype``
+    (None: its own; a number: ``ref``'s). A Tensor that requires grad is cast by the Cast
+    op, so its gradient comes back in its own dtype."""
+    if isinstance(v, Tensor):
+        return v if dtype is None or v.dtype == dtype else cast(v, dtype)
+    xp = ref._xp
+    if isinstance(v, numbers.Number):
+        dtype = ref.dtype if dtype is None else dtype
+        # a NumPy scalar is a 0-d operand too, and costs a fifth of a 0-d array to make
+        return dtype.type(v) if xp is np else xp.asarray(v, dtype=dtype)
+    if get_array_module(v) is not xp:
+        raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
+    return xp.asarray(v) if dtype is None else xp.asarray(v).astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -172,6 +212,46 @@ class Pow(Function):
             safe_log = on_array_or_tensor("log", a * positive + ~positive)
             gb = unbroadcast(gy * y * safe_log, b.shape)
         return ga, gb
+
+
+def _check_integer_divisor(op, a, b):
+    """Integer division by zero raises, as in Python and PyTorch (NumPy would give 0); on the
+    CPU only, where the test costs no copy from the device."""
+    xp = get_array_module(a, b)
+    if xp is np and np.result_type(a, b).kind in "iub" and not np.all(b):
+        raise ZeroDivisionError(f"{op}: integer division by zero (divisor of shape {np.shape(b)})")
+
+
+class Remainder(Function):
+    """y = a - floor(a / b) * b, the sign of b's (Python's % and torch.remainder);
+    dL/da = gy,  dL/db = -gy * floor(a / b)  (away from the jumps at a / b integer)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, a, b):
+        _check_integer_divisor("remainder", a, b)
+        xp = get_array_module(a, b)
+        ctx.shapes = a.shape, b.shape
+        ctx.save_for_backward(xp.floor_divide(a, b) if ctx.needs_input_grad[1] else None)
+        return xp.remainder(a, b)
+
+    def backward(ctx, gy):
+        quotient, = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return unbroadcast(gy, sa) if need_a else None, unbroadcast(-gy * quotient, sb) if need_b else None
+
+
+class FloorDivide(Function):
+    """y = floor(a / b) (Python's // and torch.floor_divide). Piecewise constant, its
+    gradient is 0 wherever it exists: y is a constant, outside the graph (PyTorch's
+    backward refuses it instead)."""
+
+    non_differentiable_outputs = (0,)
+
+    def forward(ctx, a, b):
+        _check_integer_divisor("floor_divide", a, b)
+        return get_array_module(a, b).floor_divide(a, b)
 
 
 class Neg(Function):
@@ -452,8 +532,9 @@ def _binary(op, name, symbol):
     return binary
 
 
-add, sub, mul, div, pow = (_binary(*op) for op in (      # noqa: A001 (pow: torch's name)
-    (Add, "add", "+"), (Sub, "sub", "-"), (Mul, "mul", "*"), (Div, "div", "/"), (Pow, "pow", "**")))
+add, sub, mul, div, pow, remainder, floor_divide = (_binary(*op) for op in (      # noqa: A001 (pow: torch's)
+    (Add, "add", "+"), (Sub, "sub", "-"), (Mul, "mul", "*"), (Div, "div", "/"), (Pow, "pow", "**"),
+    (Remainder, "remainder", "%"), (FloorDivide, "floor_divide", "//")))
 
 
 def neg(x):
@@ -477,9 +558,12 @@ def abs(x):
 
 
 def clamp(x, min=None, max=None):
+    """The elements of x limited to [min, max], as torch.clamp (an integer x with a float
+    bound gives float32: ``promotion.py``)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    return Clamp.apply(x, lo=min, hi=max)
+    dtype = result_type(x, *[v for v in (min, max) if v is not None])
+    return Clamp.apply(x if x.dtype == dtype else cast(x, dtype), lo=min, hi=max)
 
 
 def maximum(a, b):
