@@ -149,6 +149,8 @@ UNARY = {   # name: (fn(ns, x), domain)
     "add": (lambda ns, x: 2.5 + x, "real"),
     "rsub": (lambda ns, x: 1 - x, "real"),
     "rdiv": (lambda ns, x: 2 / x, "nonzero"),
+    "rremainder": (lambda ns, x: 7.5 % x if ns is TD else torch.full_like(x, 7.5) % x, "nonzero"),  # (7.5 % x:
+                                                                                  # no PyTorch gradient)
     "rpow": (lambda ns, x: 2 ** x, "real"),
     "pow": (lambda ns, x: x ** 3, "real"),
     "relu": (lambda ns, x: ns.F.relu(x), "real"),
@@ -179,6 +181,8 @@ BINARY = {   # name: (fn(ns, a, b), domain of a, domain of b)
     "sub": (lambda ns, a, b: a - b, "real", "real"),
     "mul": (lambda ns, a, b: a * b, "real", "real"),
     "div": (lambda ns, a, b: a / b, "real", "nonzero"),
+    "remainder": (lambda ns, a, b: a % b, "real", "nonzero"),
+    "floor_divide": (lambda ns, a, b: a // b, "real", "nonzero"),     # no gradient (PyTorch: none defined)
     "pow": (lambda ns, a, b: a ** b, "positive", "real"),
     "maximum": (lambda ns, a, b: ns.S.maximum(a, b) if ns is TORCH else td.maximum(a, b), "real", "real"),
     "minimum": (lambda ns, a, b: ns.S.minimum(a, b) if ns is TORCH else td.minimum(a, b), "real", "real"),
@@ -194,7 +198,7 @@ def test_binary_broadcasting(data, name):
     dtype = data.draw(DTYPES)
     a, = data.draw(arrays_of([pair.input_shapes[0]], da, dtype))
     b, = data.draw(arrays_of([pair.input_shapes[1]], db, dtype))
-    check(fn, [a, b])
+    check(fn, [a, b], grad=[] if name == "floor_divide" else None)
 
 
 @FUZZ

@@ -18,18 +18,13 @@ and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
 from ..args import ntuple
 from ..tensor import empty
-from . import init
+from . import functional as F, init
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def _F():
-    from . import functional   # imported when first used, as in layers.py
-    return functional
 
 
 class _ConvNd(Module):
@@ -126,7 +121,6 @@ class _Conv(_ConvNd):
     """Forward of Conv1d / Conv2d: ``F.conv{1,2}d``, after ``F.pad`` for non-zero padding modes."""
 
     def _conv_forward(self, input, weight, bias):
-        F = _F()
         conv = F.conv2d if self._dims == 2 else F.conv1d
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
@@ -150,7 +144,6 @@ class Conv2d(_Conv):
                          bias, padding_mode, device, dtype)
 
 
-
 class Conv1d(_Conv):
     """1-D convolution over (N, C_in, L) (or (C_in, L)) inputs, as ``torch.nn.Conv1d``
     (e.g. Deep Snake's circular convolution: ``padding_mode='circular'``)."""
@@ -161,7 +154,6 @@ class Conv1d(_Conv):
                  bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
                          bias, padding_mode, device, dtype)
-
 
 
 class _ConvTransposeNd(_ConvNd):
@@ -199,7 +191,7 @@ class _ConvTransposeNd(_ConvNd):
     def forward(self, input, output_size=None):
         self._check_input(input)
         output_padding = self._output_padding(input, output_size)
-        conv_transpose = getattr(_F(), f"conv_transpose{self._dims}d")
+        conv_transpose = getattr(F, f"conv_transpose{self._dims}d")
         return conv_transpose(input, self.weight, self.bias, self.stride, self.padding, output_padding,
                               self.groups, self.dilation)
 
@@ -214,7 +206,6 @@ class ConvTranspose2d(_ConvTransposeNd):
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device, dtype)
-
 
 
 class ConvTranspose1d(_ConvTransposeNd):

@@ -6,18 +6,11 @@ PyTorch, so ``print(model)`` and ``state_dict()`` keys look the same.
 """
 
 from ..tensor import empty
-from . import init
+from . import functional as F, init
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["Identity", "Linear", "Dropout", "Dropout2d", "Flatten", "Unflatten"]
-
-
-def _F():
-    # Imported when first used: the ops modules are siblings written separately,
-    # and importing functional here would tie nn's import to every one of them.
-    from . import functional
-    return functional
 
 
 class Identity(Module):
@@ -53,7 +46,7 @@ class Linear(Module):
         init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, input):
-        return _F().linear(input, self.weight, self.bias)
+        return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -77,14 +70,14 @@ class Dropout(_DropoutNd):
     rest by 1/(1-p); in eval mode, the identity. Reads ``self.training``."""
 
     def forward(self, input):
-        return _F().dropout(input, p=self.p, training=self.training)
+        return F.dropout(input, p=self.p, training=self.training)
 
 
 class Dropout2d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, H, W) input."""
 
     def forward(self, input):
-        return _F().dropout2d(input, p=self.p, training=self.training)
+        return F.dropout2d(input, p=self.p, training=self.training)
 
 
 # ---------------------------------------------------------------- shape

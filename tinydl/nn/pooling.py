@@ -9,15 +9,11 @@ No parameters: each layer stores its settings (PyTorch's attribute names and
     x_back = unpool(y, switches)     # ZFNet's deconvnet step
 """
 from ..args import ntuple, pair
+from . import functional as F
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxUnpool1d", "MaxUnpool2d"]
-
-
-def _F():
-    from . import functional   # imported when first used, as in layers.py
-    return functional
 
 
 def _check_rank(layer, input, dims):
@@ -49,7 +45,7 @@ class MaxPool2d(_MaxPoolNd):
 
     def forward(self, input):
         _check_rank(self, input, 2)
-        return _F().max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                                ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
@@ -58,7 +54,7 @@ class MaxPool1d(_MaxPoolNd):
 
     def forward(self, input):
         _check_rank(self, input, 1)
-        return _F().max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                                ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
@@ -81,7 +77,7 @@ class AvgPool2d(Module):
 
     def forward(self, input):
         _check_rank(self, input, 2)
-        return _F().avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                self.count_include_pad, self.divisor_override)
 
 
@@ -99,10 +95,8 @@ class AvgPool1d(Module):
 
     def forward(self, input):
         _check_rank(self, input, 1)
-        return _F().avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                self.count_include_pad)
-
-
 
 
 class AdaptiveAvgPool2d(Module):
@@ -118,13 +112,13 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, input):
         _check_rank(self, input, 2)
-        return _F().adaptive_avg_pool2d(input, self.output_size)
+        return F.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
     def forward(self, input):
         _check_rank(self, input, 1)
-        return _F().adaptive_avg_pool1d(input, self.output_size)
+        return F.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveMaxPool2d(Module):
@@ -140,13 +134,13 @@ class AdaptiveMaxPool2d(Module):
 
     def forward(self, input):
         _check_rank(self, input, 2)
-        return _F().adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
     def forward(self, input):
         _check_rank(self, input, 1)
-        return _F().adaptive_max_pool1d(input, self.output_size, self.return_indices)
+        return F.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class MaxUnpool2d(Module):
@@ -164,7 +158,7 @@ class MaxUnpool2d(Module):
 
     def forward(self, input, indices, output_size=None):
         _check_rank(self, input, 2)
-        return _F().max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class MaxUnpool1d(Module):
@@ -179,4 +173,4 @@ class MaxUnpool1d(Module):
 
     def forward(self, input, indices, output_size=None):
         _check_rank(self, input, 1)
-        return _F().max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding, output_size)

@@ -488,7 +488,7 @@ class Threshold(Function):
         xp = get_array_module(x)
         keep = x > threshold
         ctx.save_for_backward(keep)
-        return xp.where(keep, x, xp.asarray(value, dtype=x.dtype))
+        return xp.where(keep, x, x.dtype.type(value))
 
     def backward(ctx, gy):
         keep, = ctx.saved_tensors

@@ -114,8 +114,9 @@ def _as_operand(v, dtype, ref, op):
     xp = ref._xp
     if isinstance(v, numbers.Number):
         dtype = ref.dtype if dtype is None else dtype
-        # a NumPy scalar is a 0-d operand too, and costs a fifth of a 0-d array to make
-        return dtype.type(v) if xp is np else xp.asarray(v, dtype=dtype)
+        # a NumPy scalar: a 0-d operand that costs a fifth of a 0-d array to make, and that
+        # CuPy passes to its kernels by value (a 0-d CuPy array would be a copy to the GPU)
+        return dtype.type(v)
     if get_array_module(v) is not xp:
         raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
     return xp.asarray(v) if dtype is None else xp.asarray(v).astype(dtype, copy=False)

@@ -319,7 +319,7 @@ class Normalize(Function):
             n = a.sum(axis=dim, keepdims=True)
         else:
             n = (a ** p).sum(axis=dim, keepdims=True) ** (1 / p)
-        r = xp.maximum(n, xp.asarray(eps, dtype=x.dtype))
+        r = xp.maximum(n, x.dtype.type(eps))
         ctx.save_for_backward(x, n, r)
         ctx.p, ctx.dim, ctx.eps = p, dim, eps
         return x / r
