@@ -98,11 +98,11 @@ def test_without_graph_the_input_itself_is_returned():
 
 def test_refuses_what_torch_autograd_refuses():
     leaf = td.tensor([-1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="a leaf tensor that requires grad"):
+    with pytest.raises(RuntimeError, match="a leaf that requires grad"):
         F.relu(leaf, inplace=True)
-    with pytest.raises(RuntimeError, match="a leaf tensor that requires grad"):
+    with pytest.raises(RuntimeError, match="a leaf that requires grad"):
         F.relu(leaf.reshape(2, 1), inplace=True)          # a view of a leaf
-    with pytest.raises(RuntimeError, match=r"relu\(inplace=True\): the input was saved by Tanh"):
+    with pytest.raises(RuntimeError, match=r"relu\(inplace=True\): the tensor was saved by Tanh"):
         F.relu(leaf.tanh(), inplace=True)                # tanh's backward reads its output
     with pytest.raises(RuntimeError, match="saved by Tanh"):
         F.relu(leaf.tanh()[:1], inplace=True)            # ... also through a view

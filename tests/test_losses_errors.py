@@ -272,7 +272,7 @@ def test_inplace_relu_writes_into_its_input():
         y = A.relu(x, inplace=True)
     assert y is x and list(x.array) == [0.0, 2.0]
     x = t(np.array([-1.0, 2.0]), requires_grad=True)
-    with pytest.raises(RuntimeError, match="relu.inplace=True.: the input is .a view of. a leaf"):
+    with pytest.raises(RuntimeError, match="relu.inplace=True.: the tensor is .a view of. a leaf"):
         A.relu(x, inplace=True)       # as PyTorch: a leaf that requires grad
     assert list(x.array) == [-1.0, 2.0]
 

@@ -4,6 +4,9 @@ from .tensor import (Tensor, tensor, as_tensor, from_numpy, zeros, ones, empty, 
                      randn_like, rand_like, full_like,
                      float16, float32, float64, float_, double, int8, uint8, int16, int32, int64,
                      long, bool_)
+# PyTorch's other dtype names (td.float is float32, as torch.float; these shadow the builtins
+# only inside this namespace)
+from .tensor import float16 as half, float32 as float, int16 as short, int32 as int, bool_ as bool  # noqa: A001,E501
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .backend import manual_seed, Device as device
 from . import backend

@@ -796,8 +796,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError(f"td.autograd.grad: input {i} does not require grad")
     seeds = [(o, _seed_gradient(o, g, f"td.autograd.grad: output {k}"))
              for k, (o, g) in enumerate(zip(outputs, grad_outputs))]
-    if create_graph:    # an upstream Tensor that requires grad stays in the graph (gradgradcheck)
-        seeds = [(o, g if isinstance(g, Tensor) else Tensor(d))
+    if create_graph:    # an upstream Tensor that requires grad stays in the graph (gradgradcheck),
+        # unless it must take the output's dtype, as every seed does
+        seeds = [(o, g if isinstance(g, Tensor) and g.dtype == o.dtype else Tensor(d))
                  for (o, d), g in zip(seeds, grad_outputs)]
     wanted = {id(t) for t in inputs}
     found = {}

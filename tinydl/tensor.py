@@ -32,12 +32,14 @@ _default_float = float32
 
 
 def _normalize_dtype(dtype):
+    """A dtype argument as a NumPy dtype: Python's ``bool``, ``int``, ``float`` as PyTorch
+    reads them (bool, int64, float64)."""
     if dtype is None:
         return None
     if dtype is bool:
         return bool_
     if dtype is float:
-        return _default_float
+        return float64
     if dtype is int:
         return int64
     return np.dtype(dtype)
@@ -295,9 +297,8 @@ class Tensor:
                                "(wrap it in td.no_grad() or use .data)")
 
     def __setitem__(self, index, value):
-        self._check_inplace("__setitem__")
-        self.array[_math.raw_index(index)] = value.array if isinstance(value, Tensor) else value
-        self._bump_version()
+        """``x[index] = value`` (PyTorch's indexing; recorded in the graph where needed: ops/inplace.py)."""
+        _inplace.setitem(self, index, value)
 
     def zero_(self):
         self._check_inplace("zero_")
@@ -318,25 +319,32 @@ class Tensor:
         self._bump_version()
         return self
 
-    def _update_(self, op, ufunc, other):
-        self._check_inplace(op)
-        other = other.array if isinstance(other, Tensor) else other
-        ufunc(self.array, other, out=self.array)
-        self._bump_version()
-        return self
-
+    # self <- self op other in self's own array (views and other names see it), recorded in
+    # the graph while it is (ops/inplace.py): the hand-written update ``p -= lr * p.grad``
     def add_(self, other, alpha=1):
         """self += alpha * other in place, as torch's (``p.data.add_(g, alpha=-lr)``)."""
-        return self._update_("add_", self._xp.add, other if alpha == 1 else other * alpha)
+        return _inplace.update(self, _math.add, other if alpha == 1 else other * alpha, "add_")
 
     def sub_(self, other, alpha=1):
-        return self._update_("sub_", self._xp.subtract, other if alpha == 1 else other * alpha)
+        return _inplace.update(self, _math.sub, other if alpha == 1 else other * alpha, "sub_")
 
     def mul_(self, other):
-        return self._update_("mul_", self._xp.multiply, other)
+        return _inplace.update(self, _math.mul, other, "mul_")
 
     def div_(self, other):
-        return self._update_("div_", self._xp.true_divide, other)
+        return _inplace.update(self, _math.div, other, "div_")
+
+    def __iadd__(self, other):
+        return _inplace.update(self, _math.add, other, "+=")
+
+    def __isub__(self, other):
+        return _inplace.update(self, _math.sub, other, "-=")
+
+    def __imul__(self, other):
+        return _inplace.update(self, _math.mul, other, "*=")
+
+    def __itruediv__(self, other):
+        return _inplace.update(self, _math.div, other, "/=")
 
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
@@ -422,9 +430,13 @@ class Tensor:
         return _math.compare(self, other, "greater_equal")
 
     def __eq__(self, other):
+        if other is None:           # ``t == None`` is plain False, as in PyTorch
+            return False
         return _math.compare(self, other, "equal")
 
     def __ne__(self, other):
+        if other is None:
+            return True
         return _math.compare(self, other, "not_equal")
 
     def __invert__(self):
@@ -515,7 +527,14 @@ class Tensor:
         return _shape.reshape(self, _shape_arg(shape))
 
     def view(self, *shape):
-        return _shape.reshape(self, _shape_arg(shape))
+        """The same memory seen with another shape; refused, as by PyTorch, where the layout
+        cannot give it without a copy (``x.t().view(-1)``: use reshape, which copies)."""
+        out = _shape.reshape(self, _shape_arg(shape))
+        if out.array.size and not self._xp.may_share_memory(out.array, self.array):
+            raise RuntimeError(f"view size is not compatible with input tensor's size and stride (shape "
+                               f"{self.shape} to {out.shape} needs a copy of this layout); use .reshape(...) "
+                               "instead")
+        return out
 
     def view_as(self, other):
         return _shape.reshape(self, other.shape)
@@ -571,11 +590,11 @@ class Tensor:
         return _shape.getitem(self, index)
 
     # ------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim=False):
-        return _reduce.sum(self, dim, keepdim)
+    def sum(self, dim=None, keepdim=False, *, dtype=None):
+        return _reduce.sum(self, dim, keepdim, dtype=dtype)
 
-    def mean(self, dim=None, keepdim=False):
-        return _reduce.mean(self, dim, keepdim)
+    def mean(self, dim=None, keepdim=False, *, dtype=None):
+        return _reduce.mean(self, dim, keepdim, dtype=dtype)
 
     def var(self, dim=None, unbiased=True, keepdim=False, correction=None):
         return _reduce.var(self, dim, unbiased, keepdim, correction)
@@ -629,8 +648,14 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 
 def as_tensor(data, dtype=None, device=None):
-    if isinstance(data, Tensor) and dtype is None and device is None:
-        return data
+    """``data`` as a Tensor, sharing its memory where it can (a Tensor, a NumPy or CuPy
+    array of the dtype and device asked for), as torch.as_tensor; a copy otherwise."""
+    array = data.array if isinstance(data, Tensor) else data
+    if backend.is_cupy_array(array) or isinstance(array, np.ndarray):
+        same_dtype = dtype is None or _normalize_dtype(dtype) == array.dtype
+        same_device = device is None or parse_device(device) == device_of(array)
+        if same_dtype and same_device:
+            return data if isinstance(data, Tensor) else Tensor(array)
     return tensor(data, dtype=dtype, device=device)
 
 
@@ -690,9 +715,13 @@ def rand(*size, dtype=None, device=None, requires_grad=False):
                    size, dtype, device, requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
-    if high is None:
+def randint(low, high=None, size=None, dtype=None, device=None):
+    """Integers in [low, high), as torch.randint: ``randint(high, size)`` or ``randint(low, high, size)``."""
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
+    size = () if size is None else size
     xp = array_module_for(device or "cpu")
     rng = backend.rng_for(xp)
     data = (rng.integers(low, high, size) if xp is np else rng.randint(low, high, size))
@@ -755,4 +784,4 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 # The ops import Tensor from this module, so they are imported after it exists.
-from .ops import math as _math, shape as _shape, reduce as _reduce, activation as _act  # noqa: E402
+from .ops import math as _math, shape as _shape, reduce as _reduce, activation as _act, inplace as _inplace  # noqa: E402,E501

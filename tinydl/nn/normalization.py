@@ -62,6 +62,14 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        """A checkpoint without ``num_batches_tracked`` (written before PyTorch had it, or
+        converted) loads as in PyTorch: the count starts again at 0."""
+        key = prefix + "num_batches_tracked"
+        if self.num_batches_tracked is not None and key not in state_dict:
+            state_dict = {**state_dict, key: zeros((), dtype=int64)}
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def reset_running_stats(self):
         if self.track_running_stats:
             self.running_mean.array[...] = 0

@@ -35,7 +35,8 @@ from ..autograd import Function, constant, is_grad_enabled, rebase_in_place
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .math import on_array_or_tensor, raw, sum_kept
+from .inplace import overwrite_ok
+from .math import floating, on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -99,40 +100,11 @@ def _normalize_dim(dim, ndim, op):
     return dim % n
 
 
-def _overwrite_ok(x, op):
-    """May ``op`` write its result into x's array? True, or an error where PyTorch's
-    autograd would refuse (see the module docstring); False for a non-Tensor."""
-    if not isinstance(x, Tensor):
-        return False
-    if not (is_grad_enabled() and x.requires_grad):
-        return True
-    xp = x._xp
-    t = x
-    while t is not None:        # x, then whatever x is a view of
-        if t.grad_fn is None:
-            raise RuntimeError(f"{op}(inplace=True): the input is (a view of) a leaf tensor that "
-                               f"requires grad (a parameter or an input with requires_grad=True); "
-                               f"it cannot be overwritten in place, use inplace=False")
-        node = t.grad_fn
-        for saved in getattr(node, "saved_tensors", None) or ():
-            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.array):
-                raise RuntimeError(f"{op}(inplace=True): the input was saved by {node.name} for its "
-                                   f"backward pass; overwriting it would corrupt that gradient, use "
-                                   f"inplace=False")
-        t = next((i for i in node.inputs if isinstance(getattr(i, "array", None), type(x.array))
-                  and i.requires_grad and xp.may_share_memory(i.array, x.array)), None)
-    if x._kept_by_a_node:       # an earlier op keeps x itself: it would see x's new history
-        raise RuntimeError(f"{op}(inplace=True): the input was used before by an op that keeps it (a view "
-                           f"of it, or an op that reruns itself for its gradient); changing it in place "
-                           f"would change that op's gradient, use inplace=False")
-    return True
-
-
 def _apply_in_place(fn, x, inplace, op, **params):
     """``fn.apply(x, **params)``, computed in x's own array when ``inplace`` (module
     docstring). The result is then x itself, as PyTorch's; when the op was recorded, x
     is made its output (``rebase_in_place``)."""
-    if inplace and _overwrite_ok(x, op):
+    if inplace and overwrite_ok(x, f"{op}(inplace=True)", instead="use inplace=False"):
         x._bump_version()       # before the write: ops that saved x see the change at backward
         out = fn.apply(x, inplace=True, **params)
         if out.requires_grad:
@@ -708,15 +680,15 @@ def selu(input, inplace=False):
 
 
 def sigmoid(input):
-    return Sigmoid.apply(input)
+    return Sigmoid.apply(floating(input))
 
 
 def logsigmoid(input):
-    return LogSigmoid.apply(input)
+    return LogSigmoid.apply(floating(input))
 
 
 def tanh(input):
-    return Tanh.apply(input)
+    return Tanh.apply(floating(input))
 
 
 def silu(input, inplace=False):

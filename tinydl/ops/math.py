@@ -216,15 +216,15 @@ class Pow(Function):
 
 
 def _check_integer_divisor(op, a, b):
-    """Integer division by zero raises, as in Python and PyTorch (NumPy would give 0); on the
-    CPU only, where the test costs no copy from the device."""
+    """Integer division by zero raises, as in PyTorch (NumPy would give 0); on the CPU only,
+    where the test costs no copy from the device."""
     xp = get_array_module(a, b)
     if xp is np and np.result_type(a, b).kind in "iub" and not np.all(b):
-        raise ZeroDivisionError(f"{op}: integer division by zero (divisor of shape {np.shape(b)})")
+        raise RuntimeError(f"ZeroDivisionError: {op}: integer division by zero (divisor of shape {np.shape(b)})")
 
 
 class Remainder(Function):
-    """y = a - floor(a / b) * b, the sign of b's (Python's % and torch.remainder);
+    """y = a - floor(a / b) * b, of b's sign where not 0 (Python's % and torch.remainder);
     dL/da = gy,  dL/db = -gy * floor(a / b)  (away from the jumps at a / b integer)."""
 
     double_backward = "operators"
@@ -543,19 +543,25 @@ def neg(x):
 
 
 def exp(x):
-    return Exp.apply(x)
+    return Exp.apply(floating(x))
 
 
 def log(x):
-    return Log.apply(x)
+    return Log.apply(floating(x))
 
 
 def sqrt(x):
-    return Sqrt.apply(x)
+    return Sqrt.apply(floating(x))
 
 
 def abs(x):
     return Abs.apply(x)
+
+
+def floating(x):
+    """x, or x as float32 where it holds integers or bools: exp, log, sqrt, sigmoid... of an
+    integer tensor are float32, as PyTorch's (NumPy's would be float64, or float16 for bools)."""
+    return x if x.dtype.kind in "fc" else cast(x, _default_float)
 
 
 def clamp(x, min=None, max=None):
@@ -563,8 +569,10 @@ def clamp(x, min=None, max=None):
     bound gives float32: ``promotion.py``)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    dtype = result_type(x, *[v for v in (min, max) if v is not None])
-    return Clamp.apply(x if x.dtype == dtype else cast(x, dtype), lo=min, hi=max)
+    if x.dtype.kind != "f" or any(type(v) not in (int, float, type(None)) for v in (min, max)):
+        dtype = result_type(x, *[v for v in (min, max) if v is not None])      # (a float x with number
+        x = x if x.dtype == dtype else cast(x, dtype)                           # bounds keeps its dtype)
+    return Clamp.apply(x, lo=min, hi=max)
 
 
 def maximum(a, b):
@@ -576,7 +584,10 @@ def minimum(a, b):
 
 
 def where(condition, a, b):
-    """Elements of ``a`` where ``condition`` holds, of ``b`` elsewhere (differentiable in a and b)."""
+    """Elements of ``a`` where ``condition`` holds, of ``b`` elsewhere (differentiable in a and b).
+    Two numbers give a tensor of their dtype (``where(mask, 1.0, 0.0)`` is float32)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and isinstance(condition, Tensor):
+        a = Tensor(condition._xp.asarray(a, dtype=result_type(a, b)))      # a 0-d tensor; b joins it
     a, b = _operands(a, b, "where")
     return Where.apply(raw(condition), a, b)
 

@@ -20,8 +20,9 @@ The ops that promote (``+ - * / **``, comparisons, ``where``, ``maximum``,
 ``minimum``, ``clamp``, ``cat``, ``stack``) cast their inputs to the result type
 before computing; a floating input that requires grad is cast by the ``Cast`` op, so
 its gradient comes back in its own dtype. ``/`` of integers gives float32, as
-PyTorch's true division. Ops with weights (``matmul``, ``linear``, convolutions)
-promote nothing: they refuse inputs of different dtypes, as PyTorch's do.
+PyTorch's true division. Products of matrices and ops with weights (``matmul``,
+``linear``, the convolutions) promote nothing: they refuse inputs of different dtypes,
+as PyTorch's do.
 """
 import numbers
 
@@ -31,7 +32,8 @@ from ..tensor import Tensor, _default_float, bool_, int64
 
 __all__ = ["promote_types", "result_type"]
 
-_KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}        # bool < integer < floating < complex
+#: the kinds' order: bool < integer < floating < complex
+KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 _COMPLEX64 = np.dtype(np.complex64)
 
 
@@ -40,7 +42,7 @@ def promote_types(type1, type2):
     a, b = np.dtype(type1), np.dtype(type2)
     if a == b:
         return a
-    kind_a, kind_b = _KIND[a.kind], _KIND[b.kind]
+    kind_a, kind_b = KIND[a.kind], KIND[b.kind]
     if kind_a == kind_b:
         return np.promote_types(a, b)
     high, low = (a, b) if kind_a > kind_b else (b, a)
@@ -63,7 +65,7 @@ def _number_dtype(v):
 def _join(high, low):
     """``high``, the group of higher priority, unless ``low`` is of a higher kind (where
     a complex number meets floating tensors, the complex dtype of their precision)."""
-    if high is None or (low is not None and _KIND[low.kind] > _KIND[high.kind]):
+    if high is None or (low is not None and KIND[low.kind] > KIND[high.kind]):
         if high is not None and high.kind == "f" and low.kind == "c":
             return promote_types(high, _COMPLEX64)
         return low

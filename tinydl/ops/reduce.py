@@ -14,7 +14,7 @@ import math
 
 from ..autograd import Function, constant
 from ..backend import get_array_module
-from ..tensor import Tensor, int64, _default_float
+from ..tensor import Tensor, int64, _default_float, _normalize_dtype
 from . import math as _math
 from .shape import gather, normalize_dim, reshape
 
@@ -97,14 +97,23 @@ class Mean(Function):
         return _spread(gy / _count(ctx.x_shape, ctx.axes), ctx.x_shape, ctx.axes, ctx.keepdim)
 
 
-def sum(input, dim=None, keepdim=False):
-    """Sum over ``dim`` (None: everything). Integer and bool tensors give int64."""
-    return Sum.apply(input, axes=_axes(dim, input, "sum"), keepdim=keepdim)
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    """Sum over ``dim`` (None: everything). Integer and bool tensors give int64; ``dtype``:
+    the input is cast to it first, as PyTorch's."""
+    input = input if dtype is None else _as_dtype(input, dtype)
+    out = Sum.apply(input, axes=_axes(dim, input, "sum"), keepdim=keepdim)
+    return out if dtype is None else _as_dtype(out, dtype)          # an int32 sum stays int32 then
 
 
-def mean(input, dim=None, keepdim=False):
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    input = input if dtype is None else _as_dtype(input, dtype)
     _require_float(input, "mean")
     return Mean.apply(input, axes=_axes(dim, input, "mean"), keepdim=keepdim)
+
+
+def _as_dtype(input, dtype):
+    dtype = _normalize_dtype(dtype)
+    return input if input.dtype == dtype else _math.cast(input, dtype)
 
 
 # ---------------------------------------------------------------- var / std
@@ -165,8 +174,8 @@ class Std(Function):
 
 
 def _correction(unbiased, correction):
-    if correction is not None:
-        return int(correction)
+    if correction is not None:          # a float correction is PyTorch's too (var(correction=0.5))
+        return correction if isinstance(correction, float) else int(correction)
     return 1 if unbiased else 0
 
 

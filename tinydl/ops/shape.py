@@ -345,7 +345,7 @@ def _is_integer(p):
     return _is_array(p) and p.ndim == 0 and p.dtype.kind in "iu"
 
 
-def _raw_index(index, xp, shape):
+def _raw_index(index, xp, shape, op):
     """The index as a tuple of array-module objects: Tensors unwrapped, lists as arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     out = []
@@ -353,11 +353,11 @@ def _raw_index(index, xp, shape):
         if isinstance(p, Tensor):
             p = p.array
         elif isinstance(p, list):
-            p = xp.asarray(p)
+            p = xp.asarray(p) if p else xp.zeros(0, dtype=int)      # x[[]]: no element, an integer index
         elif isinstance(p, np.ndarray) and xp is not np:
             p = xp.asarray(p)
         if _is_array(p) and p.dtype.kind not in "iub":
-            raise IndexError(f"getitem: tensors used as indices must be integer or bool, got dtype "
+            raise IndexError(f"{op}: tensors used as indices must be integer or bool, got dtype "
                              f"{p.dtype} (indexing a tensor of shape {tuple(shape)})")
         out.append(p)
     return tuple(out)
@@ -417,17 +417,65 @@ def _split_integers_first(index):
     return tuple(first), tuple(then)
 
 
+def raw_torch_index(index, xp, shape, op="getitem"):
+    """``index`` as NumPy indices applied one after the other with PyTorch's meaning: one
+    step, or two where PyTorch's rule differs from NumPy's (``_split_integers_first``)."""
+    index = _raw_index(index, xp, shape, op)
+    if any(_is_array(p) and p.ndim > 0 for p in index) and any(_is_integer(p) for p in index):
+        return _split_integers_first(index)
+    return (index,)
+
+
+def take(array, steps):
+    """``array[index]`` for the steps of ``raw_torch_index``."""
+    for step in steps:
+        array = array[step]
+    return array
+
+
+def put(array, steps, value):
+    """``array[index] = value`` for the steps of ``raw_torch_index`` (all but the last are
+    basic indices, whose results are views of ``array``)."""
+    take(array, steps[:-1])[steps[-1]] = value
+
+
 def getitem(x, index):
     """``x[index]`` for a Tensor ``x`` (differentiable), with PyTorch's rules."""
-    index = _raw_index(index, x._xp, x.shape)
-    has_array = any(_is_array(p) and p.ndim > 0 for p in index)
     try:
-        if has_array and any(_is_integer(p) for p in index):
-            first, then = _split_integers_first(index)
-            return GetItem.apply(GetItem.apply(x, index=first), index=then)
-        return GetItem.apply(x, index=index)
+        for step in raw_torch_index(index, x._xp, x.shape):
+            x = GetItem.apply(x, index=step)
+        return x
     except IndexError as exc:
         raise IndexError(f"getitem: {exc} (indexing a tensor of shape {x.shape})") from None
+
+
+class IndexPut(Function):
+    """y = x with y[index] = v (``x[index] = v`` while the graph is recorded: ``inplace.py``);
+    v is broadcast to the indexed part and cast to x's dtype.
+
+    The written elements of y are v's, the others x's, so
+        dL/dx = gy with zeros where v was written,
+        dL/dv = gy[index], summed over the axes v was broadcast along.
+    ``index`` holds the steps of ``raw_torch_index``.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, v, index):
+        ctx.index, ctx.v_shape, ctx.v_dtype = index, v.shape, v.dtype
+        y = x.copy()
+        put(y, index, v)
+        return y
+
+    def backward(ctx, gy):
+        need_x, need_v = ctx.needs_input_grad
+        gx = gv = None
+        if need_x:
+            gx = gy.copy()
+            put(gx, ctx.index, 0)
+        if need_v:
+            gv = unbroadcast(take(gy, ctx.index), ctx.v_shape).astype(ctx.v_dtype, copy=False)
+        return gx, gv
 
 
 def _along_dim_index(index, dim):

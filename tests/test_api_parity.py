@@ -1,0 +1,119 @@
+"""Small parts of PyTorch's API that users write every day, each run through PyTorch too:
+dtype arguments and names, float functions of integer tensors, where with numbers, the
+regression losses with an integer target, randint's two forms, as_tensor's sharing."""
+import numpy as np
+import pytest
+
+import tinydl as td
+import tinydl.nn.functional as F
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as TF  # noqa: E402
+
+
+def _dtype(x):
+    return str(x.dtype).replace("torch.", "")
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib: lib.zeros(2, dtype=float), lambda lib: lib.ones(2, dtype=int), lambda lib: lib.zeros(2, dtype=bool),
+    lambda lib: lib.tensor([1, 2], dtype=float), lambda lib: lib.ones(2).to(float),
+    lambda lib: lib.zeros(2, dtype=lib.float), lambda lib: lib.zeros(2, dtype=lib.half),
+    lambda lib: lib.zeros(2, dtype=lib.int), lambda lib: lib.zeros(2, dtype=lib.short),
+    lambda lib: lib.zeros(2, dtype=lib.bool), lambda lib: lib.zeros(2, dtype=lib.double),
+    lambda lib: lib.zeros(2, dtype=lib.long),
+])
+def test_dtype_arguments_and_names(make):
+    assert _dtype(make(td)) == _dtype(make(torch))
+
+
+@pytest.mark.parametrize("fn", ["exp", "log", "sqrt", "sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool"])
+def test_float_functions_of_integer_tensors_are_float32(fn, dtype):
+    values = np.array([1, 4, 0], dtype=dtype)
+    got, want = getattr(td.tensor(values), fn)(), getattr(torch.tensor(values), fn)()
+    assert _dtype(got) == _dtype(want) == "float32"
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    assert _dtype(F.logsigmoid(td.tensor(values))) == _dtype(TF.logsigmoid(torch.tensor(values).float()))
+
+
+@pytest.mark.parametrize("a,b", [(1.0, 0.0), (1, 0), (True, False), (2, 0.5)])
+def test_where_with_two_numbers(a, b):
+    mask = np.array([True, False, True])
+    got, want = td.where(td.tensor(mask), a, b), torch.where(torch.tensor(mask), a, b)
+    assert _dtype(got) == _dtype(want)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"])
+@pytest.mark.parametrize("target_dtype", ["int64", "float64"])
+def test_regression_losses_promote_input_and_target_as_torch(loss, target_dtype):
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal(5).astype(np.float32), rng.integers(-2, 3, 5).astype(target_dtype)
+    xt, xs = td.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    got, want = getattr(F, loss)(xt, td.tensor(t)), getattr(TF, loss)(xs, torch.tensor(t))
+    assert _dtype(got) == _dtype(want)
+    np.testing.assert_allclose(got.item(), want.item(), rtol=1e-6)
+    got.backward()
+    if loss == "huber_loss":
+        return                  # PyTorch's backward refuses another target dtype ("Found dtype Long/Double")
+    want.backward()
+    assert xt.grad.dtype == np.float32
+    np.testing.assert_allclose(xt.grad.numpy(), xs.grad.numpy(), rtol=1e-5)
+
+
+def test_randint_high_and_size_or_low_high_and_size():
+    td.manual_seed(0)
+    a = td.randint(10, (3, 2))
+    b = td.randint(5, 7, (4,))
+    assert a.shape == tuple(torch.randint(10, (3, 2)).shape) and _dtype(a) == "int64"
+    assert 0 <= a.numpy().min() and a.numpy().max() < 10
+    assert b.shape == (4,) and set(b.tolist()) <= {5, 6}
+
+
+def test_as_tensor_shares_an_arrays_memory_and_copies_when_it_must():
+    for lib in (td, torch):
+        a = np.zeros(3, np.float32)
+        lib.as_tensor(a)[0] = 5.0                           # shared
+        lib.as_tensor(a, dtype=lib.float64)[1] = 7.0        # another dtype: a copy
+        assert a.tolist() == [5.0, 0.0, 0.0]
+        t = lib.tensor([1.0])
+        assert lib.as_tensor(t) is t
+
+
+@pytest.mark.parametrize("correction", [0.5, 2, 0, 1.5])
+def test_var_and_std_take_a_float_correction(correction):
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    for fn in ("var", "std"):
+        got = getattr(td.tensor(x), fn)(correction=correction)
+        want = getattr(torch.tensor(x), fn)(correction=correction)
+        np.testing.assert_allclose(got.item(), want.item(), rtol=1e-12)
+
+
+def test_view_shares_memory_or_refuses_as_torch():
+    for lib in (td, torch):
+        x = lib.tensor(np.arange(6.0).reshape(2, 3))
+        v = x.view(3, 2)
+        v[0, 0] = 9.0
+        assert x[0, 0].item() == 9.0
+        with pytest.raises(RuntimeError, match="view size is not compatible"):
+            x.t().view(-1)
+        assert x.t().reshape(-1).shape == (6,)
+
+
+def test_batch_norm_loads_a_checkpoint_without_num_batches_tracked():
+    for lib in (td, torch):
+        bn = lib.nn.BatchNorm2d(3)
+        state = {k: v for k, v in bn.state_dict().items() if k != "num_batches_tracked"}
+        state["running_mean"] = lib.ones(3)
+        bn.load_state_dict(state)
+        assert bn.running_mean.tolist() == [1.0, 1.0, 1.0] and bn.num_batches_tracked.item() == 0
+
+
+def test_sum_and_mean_take_a_dtype_and_an_empty_list_indexes_nothing():
+    x = np.arange(6).reshape(3, 2)
+    for fn, dtype in (("sum", "float32"), ("mean", "float64"), ("sum", "int32")):
+        got = getattr(td.tensor(x), fn)(dtype=getattr(td, dtype))
+        want = getattr(torch.tensor(x), fn)(dtype=getattr(torch, dtype))
+        assert _dtype(got) == _dtype(want) and got.item() == want.item()
+    assert td.tensor(x)[[]].shape == tuple(torch.tensor(x)[[]].shape) == (0, 2)

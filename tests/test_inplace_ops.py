@@ -1,0 +1,186 @@
+"""In-place changes as PyTorch's (tinydl/ops/inplace.py): ``+= -= *= /=``, ``add_`` and the
+rest, ``x[i] = v``; outside the graph they write into the tensor's own array, while it is
+recorded they are ops of the graph. Every case runs through PyTorch too."""
+import numpy as np
+import pytest
+
+import tinydl as td
+
+torch = pytest.importorskip("torch")
+LIBS = [td, torch]
+
+
+def _grads(*tensors):
+    return [None if t.grad is None else np.round(t.grad.tolist(), 10).tolist() for t in tensors]
+
+
+def _both(case):
+    """``case(lib)`` in both libraries: the same values, or both refuse."""
+    results = []
+    for lib in LIBS:
+        try:
+            results.append(case(lib))
+        except RuntimeError as exc:
+            results.append(("refused", type(exc).__name__))
+    assert results[0] == results[1], f"tinydl {results[0]}, PyTorch {results[1]}"
+    return results[0]
+
+
+def test_the_hand_written_sgd_update_changes_the_parameters_themselves():
+    """``p -= lr * p.grad`` under no_grad: the parameter object keeps requiring grad and the
+    model trains (Python's ``-=`` used to rebind ``p`` to a new tensor)."""
+    def case(lib):
+        model = lib.nn.Linear(3, 1)
+        with lib.no_grad():
+            model.weight.copy_(lib.tensor([[0.5, -1.0, 2.0]]))
+            model.bias.zero_()
+        x = lib.tensor(np.arange(12.0, dtype=np.float32).reshape(4, 3) / 10)
+        losses = []
+        for _ in range(3):
+            loss = (model(x) ** 2).mean()
+            model.zero_grad()
+            loss.backward()
+            with lib.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+            losses.append(round(loss.item(), 5))
+        return losses, model.weight.requires_grad, model.weight.is_leaf
+    losses, requires_grad, is_leaf = _both(case)
+    assert losses[2] < losses[0] and requires_grad and is_leaf
+
+
+def test_in_place_operators_keep_the_object_and_its_aliases():
+    def case(lib):
+        a = lib.zeros(3)
+        b, view = a, a[1:]
+        b += 1
+        b *= lib.tensor([1.0, 2.0, 3.0])
+        b -= 0.5
+        b /= 2
+        return a.tolist(), view.tolist(), b is a
+    assert _both(case)[2]
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*=", "/="])
+def test_recorded_in_place_arithmetic_backpropagates_as_torch(op):
+    rng = np.random.default_rng(0)
+    w0, v0, g = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+
+    def case(lib):
+        w, v = lib.tensor(w0, requires_grad=True), lib.tensor(v0, requires_grad=True)
+        y = w * 2
+        before = y
+        if op == "+=":
+            y += v
+        elif op == "-=":
+            y -= v * v
+        elif op == "*=":
+            y *= v
+        else:
+            y /= v
+        (y * lib.tensor(g)).sum().backward()
+        return np.round(y.tolist(), 12).tolist(), _grads(w, v), y is before
+    assert _both(case)[2]
+
+
+def test_in_place_into_a_constant_joins_the_graph():
+    def case(lib):
+        w = lib.tensor([1.0, -2.0], requires_grad=True)
+        x = lib.zeros(2)
+        x += w * 3
+        (x * x).sum().backward()
+        return x.requires_grad, _grads(w)
+    _both(case)
+
+
+@pytest.mark.parametrize("case_name", ["leaf", "saved_by_its_op", "int_result_type", "bool_sub"])
+def test_refusals_as_torch(case_name):
+    def case(lib):
+        w = lib.tensor([1.0, 2.0], requires_grad=True)
+        if case_name == "leaf":             # a parameter outside no_grad
+            w += 1
+        elif case_name == "saved_by_its_op":    # tanh's backward reads its output
+            y = w.tanh()
+            y += 1
+            y.sum().backward()
+        elif case_name == "int_result_type":
+            i = lib.tensor([1, 2])
+            i += 0.5
+        else:
+            b = lib.tensor([True, False])
+            b -= lib.tensor([True, True])
+        return "accepted"
+    assert _both(case)[0] == "refused"
+
+
+def test_integer_and_mixed_dtypes_in_place():
+    def case(lib):
+        i = lib.tensor([1, 2])
+        i *= 3
+        i += True
+        f = lib.tensor([1.0, 2.0])
+        f += lib.tensor([1, 2])         # int into float: float32 stays
+        h = lib.tensor([1.0, 2.0], dtype=lib.float16)
+        h *= lib.tensor([0.5, 4.0])      # computed in float32, stored in float16
+        return i.tolist(), str(i.dtype)[-5:], f.tolist(), str(f.dtype)[-7:], h.tolist(), str(h.dtype)[-7:]
+    _both(case)
+
+
+def test_setitem_records_the_graph_as_torch():
+    rng = np.random.default_rng(1)
+    w0, v0, g = (rng.standard_normal(n).astype(np.float32) for n in (3, 2, 5))
+
+    def case(lib):
+        w, v = lib.tensor(w0, requires_grad=True), lib.tensor(v0, requires_grad=True)
+        out = lib.zeros(5)
+        out[1] = (w * 2).sum()                 # a value that needs grad into a constant
+        out[lib.tensor([3, 4])] = v            # advanced index
+        y = out * 1
+        y[0] = 7.0                             # an intermediate result changed in place
+        y[y > 100] = 0                         # a mask (writes nothing here)
+        (y * lib.tensor(g)).sum().backward()
+        return np.round(y.tolist(), 5).tolist(), y.requires_grad, _grads(w, v)
+    _both(case)
+
+
+def test_setitem_broadcasts_and_gives_a_broadcast_value_its_summed_gradient():
+    def case(lib):
+        v = lib.tensor([[1.0], [2.0]], requires_grad=True)
+        x = lib.ones(2, 3) * 0.0
+        x[:, :] = v
+        (x * lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).sum().backward()
+        return x.tolist(), _grads(v)
+    _both(case)
+
+
+def test_setitem_follows_torchs_rule_for_an_int_and_an_array_apart():
+    """``x[1, :, [0, 1]] = v``: PyTorch applies the int first, NumPy would move the
+    advanced dim to the front and write v transposed."""
+    def case(lib):
+        x = lib.zeros(2, 2, 3)
+        x[1, :, [0, 2]] = lib.tensor([[1.0, 2.0], [3.0, 4.0]])
+        x[0, :, [1]] = lib.tensor([[5.0], [6.0]])
+        return x.tolist()
+    _both(case)
+
+
+def test_setitem_on_a_leaf_that_requires_grad_refuses_and_works_under_no_grad():
+    for lib in LIBS:
+        w = lib.tensor([1.0, 2.0], requires_grad=True)
+        with pytest.raises(RuntimeError):
+            w[0] = 5.0
+        with lib.no_grad():
+            w[0] = 5.0
+        assert w.tolist() == [5.0, 2.0] and w.requires_grad
+
+
+def test_double_backward_through_recorded_in_place_ops():
+    def case(lib):
+        w = lib.tensor([0.5, -1.5], requires_grad=True)
+        y = w * w
+        y *= w                     # w ** 3
+        y[0] = y[0] * 2            # 2 w0^3, w1^3
+        g, = lib.autograd.grad(y.sum(), w, create_graph=True)
+        h, = lib.autograd.grad((g * g).sum(), w)
+        return np.round(g.tolist(), 12).tolist(), np.round(h.tolist(), 12).tolist()
+    _both(case)

@@ -1,0 +1,114 @@
+"""In-place changes of a tensor: ``x += y``, ``x.add_(y)``, ``x[i] = v``, as PyTorch's.
+
+The first place a learner meets them is the update written by hand:
+
+    with td.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+
+Python's ``-=`` calls ``__isub__``; without it ``p`` would only be rebound to a new
+tensor, and the model would not train.
+
+Outside the graph (under ``no_grad``, or where nothing requires grad) the change is
+written into x's array, and x's version counter goes up: x's views and every other name
+for x see the new values, and a node that saved x's array for its backward refuses to
+run (autograd.py, ``_check_versions``).
+
+While the graph is recorded (grad mode on, and x or the value requires grad) the change
+is an op of the graph, as in PyTorch: the out-of-place op computes the result, which is
+written into x's array, and x becomes that op's output (``rebase_in_place``), so later
+uses of x backpropagate through it and its old history. Refused as by PyTorch, where
+that would break a gradient: a leaf that requires grad (a parameter, outside
+``no_grad``), a tensor whose own op saved it for its backward (tanh's y), a tensor that
+a later op keeps itself (a view of it). The result's dtype must fit x's
+(``int_tensor += 0.5`` raises, as PyTorch's "result type Float can't be cast").
+"""
+from ..autograd import is_grad_enabled, rebase_in_place
+from ..tensor import Tensor
+from . import math as _math
+from .promotion import KIND
+from .shape import IndexPut, put, raw_torch_index
+
+#: each op's array-module function (which computes in place with ``out=``) and operator
+_UFUNC = {_math.add: ("add", "+"), _math.sub: ("subtract", "-"), _math.mul: ("multiply", "*"),
+          _math.div: ("true_divide", "/")}
+
+
+def overwrite_ok(x, op, instead):
+    """May ``op`` write into x's array while the graph is recorded? True, or an error where
+    PyTorch's autograd would refuse (module docstring; ``instead`` says what to write
+    instead); False for a non-Tensor."""
+    if not isinstance(x, Tensor):
+        return False
+    if not (is_grad_enabled() and x.requires_grad):
+        return True
+    xp = x._xp
+    t = x
+    while t is not None:        # x, then whatever x is a view of
+        if t.grad_fn is None:
+            raise RuntimeError(f"{op}: the tensor is (a view of) a leaf that requires grad (a parameter or "
+                               f"an input with requires_grad=True); it cannot be changed in place while the "
+                               f"graph is recorded: {instead}, or change it under td.no_grad()")
+        node = t.grad_fn
+        for saved in getattr(node, "saved_tensors", None) or ():
+            if hasattr(saved, "shape") and xp.may_share_memory(saved, x.array):
+                raise RuntimeError(f"{op}: the tensor was saved by {node.name} for its backward pass; "
+                                   f"changing it would corrupt that gradient: {instead}")
+        t = next((i for i in node.inputs if isinstance(getattr(i, "array", None), type(x.array))
+                  and i.requires_grad and xp.may_share_memory(i.array, x.array)), None)
+    if x._kept_by_a_node:       # an earlier op keeps x itself: it would see x's new history
+        raise RuntimeError(f"{op}: the tensor was used before by an op that keeps it (a view of it, or an "
+                           f"op that reruns itself for its gradient); changing it in place would change "
+                           f"that op's gradient: {instead}")
+    return True
+
+
+def _recording(x, value):
+    return is_grad_enabled() and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+
+
+def update(x, fn, other, op):
+    """x <- fn(x, other) in x's own array: ``add_``, ``sub_``, ``mul_``, ``div_`` and the
+    operators ``+=``, ``-=``, ``*=``, ``/=`` (module docstring). Returns x."""
+    ufunc, symbol = _UFUNC[fn]
+    a, b = _math._operands(x, other, fn.__name__)      # both in the result's dtype (PyTorch's promotion)
+    if KIND[a.dtype.kind] > KIND[x.dtype.kind]:
+        raise RuntimeError(f"{op}: result type {a.dtype} can't be cast to the desired output type {x.dtype} "
+                           f"(tensor of shape {tuple(x.shape)})")
+    if not _recording(x, other):
+        getattr(x._xp, ufunc)(_math.raw(a), _math.raw(b), out=x.array)
+        x._bump_version()
+        return x
+    overwrite_ok(x, op, instead=f"write x = x {symbol} y")
+    source = x
+    if fn is _math.mul and isinstance(other, Tensor) and other.requires_grad:
+        # y = a * b keeps a for b's gradient: it reads a copy of x, which the write below
+        # leaves as it is (PyTorch's "original self")
+        source = _math.clone(x)
+        other = source if other is x else other
+    out = fn(source, other)
+    _write_result(x, out)
+    return x
+
+
+def setitem(x, index, value):
+    """``x[index] = value`` with PyTorch's indexing rules (``shape.raw_torch_index``), the
+    value broadcast and cast to x's dtype (module docstring)."""
+    index = raw_torch_index(index, x._xp, x.shape, "setitem")
+    if not _recording(x, value):
+        put(x.array, index, _math.raw(value))
+        x._bump_version()
+        return
+    overwrite_ok(x, "setitem", instead="write into a clone(), or build the tensor with td.cat / td.where")
+    if not isinstance(value, Tensor):
+        value = Tensor(x._xp.asarray(value, dtype=x.dtype))
+    _write_result(x, IndexPut.apply(x, value, index=index))
+
+
+def _write_result(x, out):
+    """Write the recorded op's result ``out`` into x's array and make x its output."""
+    if out.dtype != x.dtype:            # float16 x += float32 y: computed in float32, stored in float16
+        out = _math.cast(out, x.dtype)
+    x.array[...] = out.array
+    x._bump_version()
+    rebase_in_place(x, out)
