@@ -117,3 +117,46 @@ def test_sum_and_mean_take_a_dtype_and_an_empty_list_indexes_nothing():
         want = getattr(torch.tensor(x), fn)(dtype=getattr(torch, dtype))
         assert _dtype(got) == _dtype(want) and got.item() == want.item()
     assert td.tensor(x)[[]].shape == tuple(torch.tensor(x)[[]].shape) == (0, 2)
+
+
+METHODS = {
+    "pow": lambda lib, x: x.pow(2),
+    "masked_fill": lambda lib, x: x.masked_fill(x > 0.5, -1.0),
+    "gather": lambda lib, x: x.gather(1, lib.tensor([[0, 0, 2], [1, 2, 0]])),
+    "index_select": lambda lib, x: x.index_select(1, lib.tensor([2, 0])),
+    "flip": lambda lib, x: x.flip([0, 1]),
+    "roll": lambda lib, x: x.roll(1, 1),
+    "narrow": lambda lib, x: x.narrow(1, 1, 2),
+    "unbind": lambda lib, x: lib.stack([t * (k + 1) for k, t in enumerate(x.unbind(1))]),
+    "td_softmax": lambda lib, x: lib.softmax(x, 1),
+    "td_gather": lambda lib, x: lib.gather(x, 0, lib.tensor([[1, 0, 1]])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_tensor_methods_and_functions_match_torch_with_gradients(name):
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(0, 1, (2, 3))
+    outs, grads = [], []
+    for lib in (td, torch):
+        x = lib.tensor(x0, requires_grad=True)
+        y = METHODS[name](lib, x)
+        y.backward(lib.tensor(np.linspace(-1, 1, y.numel()).reshape(tuple(y.shape))))
+        outs.append(y.detach().numpy())
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+
+
+def test_value_tests_match_torch():
+    x0 = np.array([[1.0, np.nan, np.inf], [0.0, -np.inf, 2.0]], np.float32)
+    for name in ("isnan", "isinf", "isfinite"):
+        got, want = getattr(td.tensor(x0), name)(), getattr(torch.tensor(x0), name)()
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        np.testing.assert_array_equal(getattr(td, name)(td.tensor(x0)).numpy(), want.numpy())
+        for reduce, args in (("all", ()), ("any", ()), ("all", (1,)), ("any", (0, True))):
+            g, w = getattr(got, reduce)(*args), getattr(want, reduce)(*args)
+            assert _dtype(g) == _dtype(w) and g.tolist() == w.tolist()
+    assert td.tensor(x0).is_floating_point() and not td.tensor([1]).is_floating_point()
+    assert td.is_tensor(td.tensor(x0)) and not td.is_tensor(x0)
+    assert _dtype(td.tensor([1, 2]).masked_fill(td.tensor([True, False]), 5)) == "int64"

@@ -11,9 +11,28 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .backend import manual_seed, Device as device
 from . import backend
 from .utils.gradcheck import gradcheck, gradgradcheck, GradcheckError
-from .ops.shape import cat, stack, split, chunk, flatten, squeeze, unsqueeze, reshape, permute, transpose  # noqa: E402
+from .ops.shape import (cat, stack, split, chunk, flatten, squeeze, unsqueeze, reshape, permute, transpose,  # noqa: E402
+                        gather, index_select, flip, roll, narrow)
+from .ops.activation import softmax, log_softmax, sigmoid, tanh, relu  # noqa: E402
 from .ops.math import where, exp, log, sqrt, abs, clamp, maximum, minimum, matmul  # noqa: E402,A004
 from .ops.promotion import promote_types, result_type  # noqa: E402
 from .ops.reduce import sum, mean, max, min, argmax, argmin, var, std, logsumexp  # noqa: E402,A004
 from .utils.serialization import save, load
 from . import cuda, nn, optim, data  # noqa: E402
+
+
+def is_tensor(obj):
+    """Is ``obj`` a tinydl Tensor (torch.is_tensor)?"""
+    return isinstance(obj, Tensor)
+
+
+def isnan(input):
+    return input.isnan()
+
+
+def isinf(input):
+    return input.isinf()
+
+
+def isfinite(input):
+    return input.isfinite()

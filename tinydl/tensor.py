@@ -519,6 +519,52 @@ class Tensor:
     def softmax(self, dim):
         return _act.softmax(self, dim)
 
+    def pow(self, exponent):
+        return _math.pow(self, exponent)
+
+    def masked_fill(self, mask, value):
+        """``value`` where ``mask`` holds, self elsewhere (self's dtype; differentiable in self)."""
+        return _math.where(mask, self.dtype.type(value) if isinstance(value, numbers.Number) else value, self)
+
+    def gather(self, dim, index):
+        return _shape.gather(self, dim, index)
+
+    def index_select(self, dim, index):
+        return _shape.index_select(self, dim, index)
+
+    def flip(self, dims):
+        return _shape.flip(self, dims)
+
+    def roll(self, shifts, dims=None):
+        return _shape.roll(self, shifts, dims)
+
+    def narrow(self, dim, start, length):
+        return _shape.narrow(self, dim, start, length)
+
+    def unbind(self, dim=0):
+        """The slices along ``dim``, that dim removed (differentiable)."""
+        d = _shape.normalize_dim(dim, self.ndim, "unbind", self.shape)
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    # ------------------------------------------------------------ tests of values (outside the graph)
+    def isnan(self):
+        return Tensor(self._xp.isnan(self.array))
+
+    def isinf(self):
+        return Tensor(self._xp.isinf(self.array))
+
+    def isfinite(self):
+        return Tensor(self._xp.isfinite(self.array))
+
+    def all(self, dim=None, keepdim=False):
+        return Tensor(self._xp.asarray(self._xp.all(self.array, axis=dim, keepdims=keepdim)))
+
+    def any(self, dim=None, keepdim=False):
+        return Tensor(self._xp.asarray(self._xp.any(self.array, axis=dim, keepdims=keepdim)))
+
+    def is_floating_point(self):
+        return self.dtype.kind == "f"
+
     def log_softmax(self, dim):
         return _act.log_softmax(self, dim)
 
