@@ -346,6 +346,35 @@ class Clamp(Function):
         return gy * inside
 
 
+class ClampTensor(Function):
+    """y = min(max(x, lo), hi) with tensor bounds (broadcast; a bound left out is None);
+        dL/dx  = gy where lo <= x <= hi,
+        dL/dlo = gy where x < lo <= hi     (y is lo there),
+        dL/dhi = gy where max(x, lo) > hi  (y is hi there),
+    each summed over the axes its input was broadcast along (PyTorch's clamp)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x, lo, hi):
+        xp = get_array_module(x)
+        ctx.shapes = tuple(None if v is None else v.shape for v in (x, lo, hi))
+        y = x if lo is None else xp.maximum(x, lo)
+        below = None if lo is None else x < lo
+        above = None if hi is None else y > hi
+        y = y if hi is None else xp.minimum(y, hi)
+        inside = ~below if below is not None else xp.ones(x.shape, dtype=bool)
+        if above is not None:
+            inside = inside & ~above
+            below = None if below is None else below & ~above
+        ctx.save_for_backward(inside, below, above)
+        return y.astype(x.dtype, copy=False)
+
+    def backward(ctx, gy):
+        masks, shapes = ctx.saved_tensors, ctx.shapes
+        return tuple(None if mask is None or not need else unbroadcast(gy * mask, shape)
+                     for mask, shape, need in zip(masks, shapes, ctx.needs_input_grad))
+
+
 def _share(a, b, wins):
     """How much of the gradient of max(a, b) (``wins`` '>') or min (``'<'``) goes to a:
     1 where a wins, 0 where b does, 1/2 on ties (PyTorch)."""
@@ -565,13 +594,16 @@ def floating(x):
 
 
 def clamp(x, min=None, max=None):
-    """The elements of x limited to [min, max], as torch.clamp (an integer x with a float
-    bound gives float32: ``promotion.py``)."""
+    """The elements of x limited to [min, max], as torch.clamp: numbers or tensors (broadcast)
+    as bounds; an integer x with a float bound gives float32 (``promotion.py``)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if x.dtype.kind != "f" or any(type(v) not in (int, float, type(None)) for v in (min, max)):
         dtype = result_type(x, *[v for v in (min, max) if v is not None])      # (a float x with number
         x = x if x.dtype == dtype else cast(x, dtype)                           # bounds keeps its dtype)
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            lo, hi = (None if v is None else _as_operand(v, dtype, x, "clamp") for v in (min, max))
+            return ClampTensor.apply(x, lo, hi)
     return Clamp.apply(x, lo=min, hi=max)
 
 
