@@ -107,7 +107,7 @@ def test_batch_norm_loads_a_checkpoint_without_num_batches_tracked():
         state = {k: v for k, v in bn.state_dict().items() if k != "num_batches_tracked"}
         state["running_mean"] = lib.ones(3)
         bn.load_state_dict(state)
-        assert bn.running_mean.tolist() == [1.0, 1.0, 1.0] and bn.num_batches_tracked.item() == 0
+        assert bn.running_mean.tolist() == [1.0, 1.0, 1.0] and bn.num_batches_tracked.item() == 0   # its own count
 
 
 def test_sum_and_mean_take_a_dtype_and_an_empty_list_indexes_nothing():
@@ -160,3 +160,22 @@ def test_value_tests_match_torch():
     assert td.tensor(x0).is_floating_point() and not td.tensor([1]).is_floating_point()
     assert td.is_tensor(td.tensor(x0)) and not td.is_tensor(x0)
     assert _dtype(td.tensor([1, 2]).masked_fill(td.tensor([True, False]), 5)) == "int64"
+
+
+def test_contiguous_copies_a_strided_layout_so_view_works():
+    for lib in (td, torch):
+        x = lib.tensor(np.arange(24.0).reshape(2, 3, 4))
+        y = x.transpose(1, 2).contiguous().view(2, -1)
+        assert tuple(y.shape) == (2, 12) and y[0, :3].tolist() == [0.0, 4.0, 8.0]
+        assert x.contiguous() is x
+
+
+def test_autograd_grad_keeps_a_seed_of_another_dtype_in_the_graph():
+    grads = []
+    for lib in (td, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)            # float32
+        seed = lib.tensor(np.array([1.0, 1.0]), requires_grad=True)   # float64
+        gx, = lib.autograd.grad(x * x, x, seed, create_graph=True)
+        gs, = lib.autograd.grad(gx.sum(), seed)
+        grads.append((_dtype(gx), gs.tolist()))
+    assert grads[0] == grads[1]

@@ -184,3 +184,55 @@ def test_double_backward_through_recorded_in_place_ops():
         h, = lib.autograd.grad((g * g).sum(), w)
         return np.round(g.tolist(), 12).tolist(), np.round(h.tolist(), 12).tolist()
     _both(case)
+
+
+def test_a_view_of_a_graph_tensor_changed_in_place_refuses_rather_than_lose_gradient():
+    """PyTorch rebuilds the viewed tensor's history (CopySlices); tinydl does not yet, so it
+    refuses where the gradient through the viewed tensor would come out wrong. A view of a
+    tensor outside the graph, and x[i] op= v on one, work."""
+    a = td.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    x = a * 1
+    for change in (lambda: x[0].mul_(2), lambda: x[:, 0].__imul__(10), lambda: x.reshape(4).add_(1)):
+        with pytest.raises(RuntimeError, match="a view of another tensor of the graph"):
+            change()
+    assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with td.no_grad():
+        x[:, 0].mul_(10)                       # outside the graph a view writes through
+    assert x.tolist() == [[10.0, 2.0], [30.0, 4.0]]
+
+
+def test_setitem_edge_cases_as_torch():
+    def case(lib):
+        x = lib.zeros(3, 4)
+        x[lib.tensor(1), [0, 1]] = 5.0                 # a 0-d index tensor with an array apart
+        i = lib.tensor([1, 2, 3])
+        i[:2] = lib.tensor([1.5, 2.5], requires_grad=True)      # an integer tensor: no gradient
+        v = lib.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+        y = lib.zeros(2, 3)
+        y[0] = v                                       # the value's leading 1 dropped
+        (y * lib.tensor([[1.0, 10.0, 100.0], [1.0, 1.0, 1.0]])).sum().backward()
+        u = lib.tensor(np.array([1, 45], np.uint8))
+        u += lib.tensor([1, 1])                        # int64 into uint8
+        return x.tolist(), i.tolist(), i.requires_grad, _grads(v), u.tolist(), str(u.dtype)[-5:]
+    _both(case)
+
+
+def test_in_place_refuses_a_shape_the_tensor_cannot_hold():
+    for lib in LIBS:
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True) * 1
+        with pytest.raises(RuntimeError, match="doesn't match the broadcast shape"):
+            x += lib.ones(1, 3)
+
+
+def test_second_derivatives_after_two_in_place_changes_as_torch():
+    """x /= s saves its result for its backward; a later x += w must not change what the
+    create_graph backward reads (the node keeps its own result until it is released)."""
+    def case(lib):
+        w = lib.tensor([0.5, -1.5, 2.0], dtype=lib.float64, requires_grad=True)
+        x = w * w
+        x /= w.sum()
+        x += w
+        g, = lib.autograd.grad((x * x).sum(), w, create_graph=True)
+        h, = lib.autograd.grad((g * g).sum(), w)
+        return np.round(g.tolist(), 8).tolist(), np.round(h.tolist(), 6).tolist()
+    _both(case)

@@ -218,6 +218,9 @@ class Function:
     _holds_data = False
     #: {output index: tensor} of the outputs that called ``retain_grad()`` (weakly held)
     _retained = None
+    #: outputs held until release: a result copied into a tensor changed in place, which
+    #: create_graph reads as the output its node saved (``rebase_in_place``)
+    _pinned_outputs = None
     #: the output's shape and dtype (one output: the common case, no tuples to make) ...
     _output_shape, _output_dtype = (), None
     #: ... or ((shape, dtype), ...) of the outputs of an op with several
@@ -277,6 +280,7 @@ class Function:
         clear error on a second backward).
         """
         self.saved_tensors = None       # also the mark of a released node (_walk)
+        self._pinned_outputs = None
         if self.saved_versions:
             self.saved_versions = ()
         if self._holds_data:
@@ -477,7 +481,8 @@ def retain_grad(t):
 
 def rebase_in_place(t, out):
     """Make ``t`` the output of the in-place op that just made ``out`` (a Tensor over t's
-    own array), as PyTorch does: what uses ``t`` from now on goes through that op's
+    own array, or a result the caller copied into it: ops/inplace.py), as PyTorch does:
+    what uses ``t`` from now on goes through that op's
     backward. The op's node keeps t's old history as a stand-in (which node made t, as
     before), not ``t``, whose ``grad_fn`` is now that node; a ``retain_grad()`` moves with
     ``t`` to its new value.
@@ -492,8 +497,10 @@ def rebase_in_place(t, out):
     node.inputs = tuple(before if i is t else i for i in node.inputs)
     t._kept_by_a_node = False           # the op itself kept it: it keeps ``before`` now
     for k, (saved, ref) in enumerate(node.output_refs):
-        if ref() is out:                # the output it saved is t's array: t (create_graph)
+        if ref() is out and out.array is t.array:   # the output it saved is t's array: t (create_graph)
             node.output_refs = node.output_refs[:k] + ((saved, weakref.ref(t)),) + node.output_refs[k + 1:]
+        elif ref() is out:      # a result copied into t (ops/inplace.py), which t may leave behind:
+            node._pinned_outputs = (out,)       # create_graph reads ``out``, held until release
     moved = t.retains_grad              # the registration moves from the old node to the new one
     if moved:
         del old._retained[t._output_index]
@@ -797,9 +804,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     seeds = [(o, _seed_gradient(o, g, f"td.autograd.grad: output {k}"))
              for k, (o, g) in enumerate(zip(outputs, grad_outputs))]
     if create_graph:    # an upstream Tensor that requires grad stays in the graph (gradgradcheck),
-        # unless it must take the output's dtype, as every seed does
-        seeds = [(o, g if isinstance(g, Tensor) and g.dtype == o.dtype else Tensor(d))
-                 for (o, d), g in zip(seeds, grad_outputs)]
+        from .ops.math import cast      # cast to the output's dtype as every seed is (a late import:
+        seeds = [(o, (g if g.dtype == o.dtype else cast(g, o.dtype)) if isinstance(g, Tensor) else Tensor(d))
+                 for (o, d), g in zip(seeds, grad_outputs)]           # the ops import this module)
     wanted = {id(t) for t in inputs}
     found = {}
 

@@ -287,7 +287,9 @@ class Tensor:
         return _math.clone(self)
 
     def contiguous(self):
-        return self  # ops handle strided arrays; kernels make their own contiguous copies
+        """self if its array is laid out in C order, else a copy that is (``.view`` needs one:
+        ``x.transpose(1, 2).contiguous().view(n, -1)``)."""
+        return self if self.array.flags.c_contiguous else _math.clone(self)
 
     # ------------------------------------------------------------ in-place (no graph)
     def _check_inplace(self, op):

@@ -64,10 +64,10 @@ class _BatchNorm(Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args):
         """A checkpoint without ``num_batches_tracked`` (written before PyTorch had it, or
-        converted) loads as in PyTorch: the count starts again at 0."""
+        converted) loads as in PyTorch: the module keeps its own count."""
         key = prefix + "num_batches_tracked"
         if self.num_batches_tracked is not None and key not in state_dict:
-            state_dict = {**state_dict, key: zeros((), dtype=int64)}
+            state_dict = {**state_dict, key: self.num_batches_tracked}
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def reset_running_stats(self):

@@ -22,12 +22,18 @@ that would break a gradient: a leaf that requires grad (a parameter, outside
 ``no_grad``), a tensor whose own op saved it for its backward (tanh's y), a tensor that
 a later op keeps itself (a view of it). The result's dtype must fit x's
 (``int_tensor += 0.5`` raises, as PyTorch's "result type Float can't be cast").
+
+Not yet PyTorch's: a *view* of a tensor of the graph (``x[0]``, ``x.reshape(4)`` for an
+x that requires grad) changed in place while recording. PyTorch rebuilds the viewed
+tensor's history too (CopySlices); here its values would change but not its history, so
+the gradient through it would be wrong: refused, with the way out in the message. Under
+``no_grad``, and for a view of a tensor outside the graph, views write through.
 """
 from ..autograd import is_grad_enabled, rebase_in_place
 from ..tensor import Tensor
 from . import math as _math
 from .promotion import KIND
-from .shape import IndexPut, put, raw_torch_index
+from .shape import IndexPut, put, raw_torch_index, take
 
 #: each op's array-module function (which computes in place with ``out=``) and operator
 _UFUNC = {_math.add: ("add", "+"), _math.sub: ("subtract", "-"), _math.mul: ("multiply", "*"),
@@ -64,7 +70,9 @@ def overwrite_ok(x, op, instead):
 
 
 def _recording(x, value):
-    return is_grad_enabled() and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+    """Is the change an op of the graph? (An integer x never is: its values carry no gradient.)"""
+    return is_grad_enabled() and x.dtype.kind in "fc" and (
+        x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
 
 
 def update(x, fn, other, op):
@@ -75,11 +83,16 @@ def update(x, fn, other, op):
     if KIND[a.dtype.kind] > KIND[x.dtype.kind]:
         raise RuntimeError(f"{op}: result type {a.dtype} can't be cast to the desired output type {x.dtype} "
                            f"(tensor of shape {tuple(x.shape)})")
+    if b.ndim > x.ndim or any(n != 1 and n != m for n, m in zip(b.shape[::-1], x.shape[::-1])):
+        raise RuntimeError(f"{op}: output with shape {tuple(x.shape)} doesn't match the broadcast shape of "
+                           f"{tuple(x.shape)} and {tuple(b.shape)}")
     if not _recording(x, other):
-        getattr(x._xp, ufunc)(_math.raw(a), _math.raw(b), out=x.array)
+        # (the result's dtype fits x's kind, checked above: uint8 += int64 writes uint8, as PyTorch)
+        getattr(x._xp, ufunc)(_math.raw(a), _math.raw(b), out=x.array, casting="unsafe")
         x._bump_version()
         return x
     overwrite_ok(x, op, instead=f"write x = x {symbol} y")
+    _refuse_views(x, op)
     source = x
     if fn is _math.mul and isinstance(other, Tensor) and other.requires_grad:
         # y = a * b keeps a for b's gradient: it reads a copy of x, which the write below
@@ -95,14 +108,33 @@ def setitem(x, index, value):
     """``x[index] = value`` with PyTorch's indexing rules (``shape.raw_torch_index``), the
     value broadcast and cast to x's dtype (module docstring)."""
     index = raw_torch_index(index, x._xp, x.shape, "setitem")
+    if len(index) == 2:     # the ints applied first must give a view to write into: Python ints
+        index = (tuple(int(p) if getattr(p, "ndim", None) == 0 else p for p in index[0]), index[1])
     if not _recording(x, value):
         put(x.array, index, _math.raw(value))
         x._bump_version()
         return
-    overwrite_ok(x, "setitem", instead="write into a clone(), or build the tensor with td.cat / td.where")
+    instead = "write into a clone(), or build the tensor with td.cat / td.where"
+    overwrite_ok(x, "setitem", instead=instead)
+    _refuse_views(x, "setitem")
     if not isinstance(value, Tensor):
         value = Tensor(x._xp.asarray(value, dtype=x.dtype))
+    region = take(x.array, index).ndim
+    if value.ndim > region:                     # leading 1s of the value: dropped, as PyTorch
+        value = value.reshape(value.shape[value.ndim - region:])
     _write_result(x, IndexPut.apply(x, value, index=index))
+
+
+def _refuse_views(x, op):
+    """While recording, refuse to change a view of another tensor of the graph in place: the
+    change would reach the viewed tensor's values but not its history, so gradients through
+    that tensor would be wrong (PyTorch rebuilds both; tinydl does not yet)."""
+    node = x.grad_fn
+    if node is not None and any(isinstance(getattr(i, "array", None), type(x.array)) and i.requires_grad
+                                and x._xp.may_share_memory(i.array, x.array) for i in node.inputs):
+        raise RuntimeError(f"{op}: the tensor is a view of another tensor of the graph ({node.name}'s "
+                           f"input); changing it in place would not reach that tensor's gradient: change "
+                           f"the tensor it views instead (x[i] op= v), or use an out-of-place op")
 
 
 def _write_result(x, out):
