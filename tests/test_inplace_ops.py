@@ -236,3 +236,25 @@ def test_second_derivatives_after_two_in_place_changes_as_torch():
         h, = lib.autograd.grad((g * g).sum(), w)
         return np.round(g.tolist(), 8).tolist(), np.round(h.tolist(), 6).tolist()
     _both(case)
+
+
+@pytest.mark.parametrize("op", ["**=", "pow_", "%="])
+def test_power_and_remainder_in_place_as_torch(op):
+    def case(lib):
+        w = lib.tensor([0.5, 1.5, 2.5], dtype=lib.float64, requires_grad=True)
+        e = lib.tensor([2.0, 0.5, 3.0], dtype=lib.float64, requires_grad=True)
+        x = w * 1
+        if op == "**=":
+            x **= e
+        elif op == "pow_":
+            x.pow_(2)
+        else:
+            x %= 2.0
+        (x * lib.tensor([1.0, -2.0, 3.0], dtype=lib.float64)).sum().backward()
+        p = lib.zeros(2)
+        with lib.no_grad():
+            p += 3
+            p **= 2
+            p %= 4
+        return np.round(x.tolist(), 10).tolist(), _grads(w, e), p.tolist()
+    _both(case)

@@ -336,6 +336,15 @@ class Tensor:
     def div_(self, other):
         return _inplace.update(self, _math.div, other, "div_")
 
+    def pow_(self, exponent):
+        return _inplace.update(self, _math.pow, exponent, "pow_")
+
+    def __ipow__(self, other):
+        return _inplace.update(self, _math.pow, other, "**=")
+
+    def __imod__(self, other):
+        return _inplace.update(self, _math.remainder, other, "%=")
+
     def __iadd__(self, other):
         return _inplace.update(self, _math.add, other, "+=")
 

@@ -37,7 +37,7 @@ from .shape import IndexPut, put, raw_torch_index, take
 
 #: each op's array-module function (which computes in place with ``out=``) and operator
 _UFUNC = {_math.add: ("add", "+"), _math.sub: ("subtract", "-"), _math.mul: ("multiply", "*"),
-          _math.div: ("true_divide", "/")}
+          _math.div: ("true_divide", "/"), _math.pow: ("power", "**"), _math.remainder: ("remainder", "%")}
 
 
 def overwrite_ok(x, op, instead):
@@ -76,8 +76,8 @@ def _recording(x, value):
 
 
 def update(x, fn, other, op):
-    """x <- fn(x, other) in x's own array: ``add_``, ``sub_``, ``mul_``, ``div_`` and the
-    operators ``+=``, ``-=``, ``*=``, ``/=`` (module docstring). Returns x."""
+    """x <- fn(x, other) in x's own array: ``add_``, ``sub_``, ``mul_``, ``div_``, ``pow_`` and
+    the operators ``+=``, ``-=``, ``*=``, ``/=``, ``**=``, ``%=`` (module docstring). Returns x."""
     ufunc, symbol = _UFUNC[fn]
     a, b = _math._operands(x, other, fn.__name__)      # both in the result's dtype (PyTorch's promotion)
     if KIND[a.dtype.kind] > KIND[x.dtype.kind]:
@@ -94,9 +94,9 @@ def update(x, fn, other, op):
     overwrite_ok(x, op, instead=f"write x = x {symbol} y")
     _refuse_views(x, op)
     source = x
-    if fn is _math.mul and isinstance(other, Tensor) and other.requires_grad:
-        # y = a * b keeps a for b's gradient: it reads a copy of x, which the write below
-        # leaves as it is (PyTorch's "original self")
+    if fn is _math.pow or fn is _math.mul and isinstance(other, Tensor) and other.requires_grad:
+        # y = a * b keeps a for b's gradient, y = a ** b for both: they read a copy of x, which
+        # the write below leaves as it is (PyTorch's "original self")
         source = _math.clone(x)
         other = source if other is x else other
     out = fn(source, other)
