@@ -186,19 +186,52 @@ def test_double_backward_through_recorded_in_place_ops():
     _both(case)
 
 
-def test_a_view_of_a_graph_tensor_changed_in_place_refuses_rather_than_lose_gradient():
-    """PyTorch rebuilds the viewed tensor's history (CopySlices); tinydl does not yet, so it
-    refuses where the gradient through the viewed tensor would come out wrong. A view of a
-    tensor outside the graph, and x[i] op= v on one, work."""
-    a = td.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    x = a * 1
-    for change in (lambda: x[0].mul_(2), lambda: x[:, 0].__imul__(10), lambda: x.reshape(4).add_(1)):
-        with pytest.raises(RuntimeError, match="a view of another tensor of the graph"):
-            change()
-    assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+def test_a_tensor_left_behind_by_a_change_through_its_view_refuses_to_be_used():
+    """PyTorch rebuilds the histories of a storage's views (CopySlices); tinydl does not yet.
+    A tensor over the memory changed in place through another one (its view, or the
+    tensor it views) has values its history does not explain: using it while grad mode is
+    on raises, where the gradient would come out wrong. x[i] += w writes the view back
+    and works; under no_grad views write through."""
+    w = td.tensor([1.0, 2.0], requires_grad=True)
+    F = td.nn.functional
+    uses = [
+        lambda: (lambda x: (x[0].mul_(2), x.sum()))(w.reshape(2, 1) * td.ones(2, 2)),     # a graph tensor's row
+        lambda: (lambda h: (F.relu(h[0:1], inplace=True), (h * h).sum()))(w * 1),          # in-place activations too
+        lambda: (lambda buf: (buf[0].__iadd__(w), (buf * 2).sum()))(td.zeros(2, 2)),       # a view of a constant
+        lambda: (lambda buf: (lambda row: (buf.__iadd__(w), (row * 2).sum()))(buf[0]))(td.zeros(2, 2)),
+    ]
+    for use in uses:
+        with pytest.raises(RuntimeError, match="was changed in place through another tensor over the same memory"):
+            use()
+    buf = td.zeros(2, 2)
+    buf[0] += w                                  # the view is written back: buf's history is whole
+    (buf * 3).sum().backward()
+    assert w.grad.tolist() == [3.0, 3.0]
+    x = w.reshape(2, 1) * td.ones(2, 2)
     with td.no_grad():
-        x[:, 0].mul_(10)                       # outside the graph a view writes through
-    assert x.tolist() == [[10.0, 2.0], [30.0, 4.0]]
+        x[0].mul_(10)
+    assert x.tolist() == [[10.0, 10.0], [2.0, 2.0]]
+    assert (x * 1).requires_grad                 # nothing stale: the change was outside the graph
+
+
+def test_other_in_place_operators_as_torch():
+    def case(lib):
+        i = lib.tensor([7, 8, 9])
+        alias = i
+        i //= 2
+        m = lib.tensor([True, True])
+        m &= lib.tensor([True, False])
+        m |= lib.tensor([False, False])
+        m ^= lib.tensor([False, True])
+        j = lib.tensor([7, 8])
+        try:
+            j %= 0
+            zero = "accepted"
+        except RuntimeError:
+            zero = "refused"
+        return alias.tolist(), m.tolist(), zero, lib.tensor([1, 2]).masked_fill(lib.tensor([False, True]),
+                                                                                 lib.tensor(9.5)).tolist()
+    _both(case)
 
 
 def test_setitem_edge_cases_as_torch():

@@ -237,6 +237,9 @@ class Function:
             if isinstance(t, Tensor):
                 needs.append(t.requires_grad)
                 arrays.append(t.array)
+                counter = t._version_counter        # (None for most tensors: nothing to check)
+                if counter is not None and counter.rebased != t._history_of and _state.enabled:
+                    _refuse_stale(t, cls)
             else:
                 needs.append(False)
                 arrays.append(t)
@@ -410,6 +413,7 @@ def _share_counters_with_views(inputs, views):
         source = owners.get(id(_storage(out.array)))
         if source is not None:
             out._version_counter = source._counter()
+            out._history_of = source._history_of
 
 
 def _check_versions(node):
@@ -507,6 +511,24 @@ def rebase_in_place(t, out):
     t.grad_fn, t._output_index, t.requires_grad = node, out._output_index, True
     if moved:
         retain_grad(t)
+
+
+def _refuse_stale(t, cls):
+    raise RuntimeError(
+        f"{cls.__name__}: an input (shape {tuple(t.shape)}, {t.dtype}) was changed in place through another "
+        f"tensor over the same memory (a view of it, or the tensor it views) while the graph was recorded; its "
+        f"history does not explain its values, so its gradient would be wrong (PyTorch rebuilds such views; "
+        f"tinydl does not yet): change the tensor itself, use an out-of-place op, or make the change under "
+        f"td.no_grad()")
+
+
+def mark_rebased(t):
+    """``t``'s storage had a recorded in-place change through ``t`` (ops/inplace.py): the
+    other tensors over that storage now have a history that does not explain their values,
+    and ``Function.apply`` refuses them as inputs while grad mode is on."""
+    counter = t._counter()
+    counter.rebased += 1
+    t._history_of = counter.rebased
 
 
 def _maker_saved(t):

@@ -50,6 +50,10 @@ class _VersionCounter:
     (autograd compares it with the value seen at forward, see autograd.py)."""
 
     value = 0       # on the class until the first in-place change: cheap to make (one per saved tensor)
+    #: how many recorded in-place changes (ops/inplace.py) this storage has had: a tensor over
+    #: it whose history saw fewer (a view, or the tensor a view was changed through) has
+    #: values its history does not explain (``Tensor._history_of``, autograd's ``_record``)
+    rebased = 0
 
 
 class Tensor:
@@ -62,6 +66,7 @@ class Tensor:
     _version_counter = None     # made by _counter() when first read or shared
     _freed_input = None         # a constant's data-free stand-in in the graph, once a node let go of it
     _kept_by_a_node = False     # a graph node holds this tensor itself (autograd._record)
+    _history_of = 0             # the storage's ``rebased`` count that this tensor's history explains
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -291,7 +296,7 @@ class Tensor:
         ``x.transpose(1, 2).contiguous().view(n, -1)``)."""
         return self if self.array.flags.c_contiguous else _math.clone(self)
 
-    # ------------------------------------------------------------ in-place (no graph)
+    # ------------------------------------------------------------ in-place
     def _check_inplace(self, op):
         from .autograd import is_grad_enabled
         if self.requires_grad and is_grad_enabled():
@@ -344,6 +349,18 @@ class Tensor:
 
     def __imod__(self, other):
         return _inplace.update(self, _math.remainder, other, "%=")
+
+    def __ifloordiv__(self, other):
+        return _inplace.update(self, _math.floor_divide, other, "//=")
+
+    def __iand__(self, other):
+        return _inplace.bitwise(self, "bitwise_and", other, "&=")
+
+    def __ior__(self, other):
+        return _inplace.bitwise(self, "bitwise_or", other, "|=")
+
+    def __ixor__(self, other):
+        return _inplace.bitwise(self, "bitwise_xor", other, "^=")
 
     def __iadd__(self, other):
         return _inplace.update(self, _math.add, other, "+=")
@@ -535,7 +552,13 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         """``value`` where ``mask`` holds, self elsewhere (self's dtype; differentiable in self)."""
-        return _math.where(mask, self.dtype.type(value) if isinstance(value, numbers.Number) else value, self)
+        if mask.dtype != bool_:
+            raise RuntimeError(f"masked_fill: expected a bool mask, got {mask.dtype} (shape {tuple(mask.shape)})")
+        if isinstance(value, Tensor):
+            value = value if value.dtype == self.dtype else _math.cast(value, self.dtype)
+        else:
+            value = self.dtype.type(value)
+        return _math.where(mask, value, self)
 
     def gather(self, dim, index):
         return _shape.gather(self, dim, index)
@@ -594,7 +617,7 @@ class Tensor:
         return out
 
     def view_as(self, other):
-        return _shape.reshape(self, other.shape)
+        return self.view(other.shape)
 
     def reshape_as(self, other):
         return _shape.reshape(self, other.shape)
@@ -706,13 +729,16 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 def as_tensor(data, dtype=None, device=None):
     """``data`` as a Tensor, sharing its memory where it can (a Tensor, a NumPy or CuPy
-    array of the dtype and device asked for), as torch.as_tensor; a copy otherwise."""
-    array = data.array if isinstance(data, Tensor) else data
+    array of the dtype and device asked for), as torch.as_tensor; a copy otherwise (of a
+    Tensor: ``to``, in the graph)."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype) if dtype is not None or device is not None else data
+    array = data
     if backend.is_cupy_array(array) or isinstance(array, np.ndarray):
         same_dtype = dtype is None or _normalize_dtype(dtype) == array.dtype
         same_device = device is None or parse_device(device) == device_of(array)
         if same_dtype and same_device:
-            return data if isinstance(data, Tensor) else Tensor(array)
+            return Tensor(array)
     return tensor(data, dtype=dtype, device=device)
 
 

@@ -24,14 +24,14 @@ while recording the input becomes the op's output (its ``grad_fn`` is the op's n
 PyTorch "rebases" it), so ``F.relu(x, True)`` alone, without ``x =``, is right too.
 Ops that used x before keep its old history; one that keeps x itself with no version to
 check (a view of x, an op that reruns itself for its gradient) would follow x to its new
-history, so there the in-place op refuses (PyTorch rebuilds such views). (A *view*
-changed in place changes its base's values but not the base's history: use the view
-from then on, not the tensor it views.) The other activations accept
+history, so there the in-place op refuses. A tensor over the same memory as x (a view
+of x, or the tensor x views) keeps its old history, so a later recorded use of it raises
+(PyTorch rebuilds such views; ``ops/inplace.py``). The other activations accept
 ``inplace`` and write into the input only under ``td.no_grad()``.
 """
 import math
 
-from ..autograd import Function, constant, is_grad_enabled, rebase_in_place
+from ..autograd import Function, constant, is_grad_enabled, mark_rebased, rebase_in_place
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
@@ -109,6 +109,7 @@ def _apply_in_place(fn, x, inplace, op, **params):
         out = fn.apply(x, inplace=True, **params)
         if out.requires_grad:
             rebase_in_place(x, out)
+            mark_rebased(x)
         return x
     return fn.apply(x, **params)
 

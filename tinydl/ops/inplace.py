@@ -23,13 +23,15 @@ that would break a gradient: a leaf that requires grad (a parameter, outside
 a later op keeps itself (a view of it). The result's dtype must fit x's
 (``int_tensor += 0.5`` raises, as PyTorch's "result type Float can't be cast").
 
-Not yet PyTorch's: a *view* of a tensor of the graph (``x[0]``, ``x.reshape(4)`` for an
-x that requires grad) changed in place while recording. PyTorch rebuilds the viewed
-tensor's history too (CopySlices); here its values would change but not its history, so
-the gradient through it would be wrong: refused, with the way out in the message. Under
-``no_grad``, and for a view of a tensor outside the graph, views write through.
+Not yet PyTorch's: a change made while recording through one tensor over a storage (a
+view ``x[0]``, ``x.reshape(4)``, or the tensor they view) leaves the others' histories
+behind: PyTorch rebuilds them (CopySlices), tinydl does not yet. Such a tensor's values
+are no longer explained by its history, so using it in a recorded op raises
+(autograd's ``_record``) instead of giving a wrong gradient. ``x[i] += w`` works: the
+change of the view x[i] is written back into x (``setitem``), which makes x's history
+whole again. Under ``no_grad`` views write through, and nothing is stale.
 """
-from ..autograd import is_grad_enabled, rebase_in_place
+from ..autograd import is_grad_enabled, mark_rebased, rebase_in_place
 from ..tensor import Tensor
 from . import math as _math
 from .promotion import KIND
@@ -37,7 +39,8 @@ from .shape import IndexPut, put, raw_torch_index, take
 
 #: each op's array-module function (which computes in place with ``out=``) and operator
 _UFUNC = {_math.add: ("add", "+"), _math.sub: ("subtract", "-"), _math.mul: ("multiply", "*"),
-          _math.div: ("true_divide", "/"), _math.pow: ("power", "**"), _math.remainder: ("remainder", "%")}
+          _math.div: ("true_divide", "/"), _math.pow: ("power", "**"), _math.remainder: ("remainder", "%"),
+          _math.floor_divide: ("floor_divide", "//")}
 
 
 def overwrite_ok(x, op, instead):
@@ -86,13 +89,17 @@ def update(x, fn, other, op):
     if b.ndim > x.ndim or any(n != 1 and n != m for n, m in zip(b.shape[::-1], x.shape[::-1])):
         raise RuntimeError(f"{op}: output with shape {tuple(x.shape)} doesn't match the broadcast shape of "
                            f"{tuple(x.shape)} and {tuple(b.shape)}")
+    if fn is _math.remainder or fn is _math.floor_divide:
+        _math.check_integer_divisor(fn.__name__, _math.raw(a), _math.raw(b))
     if not _recording(x, other):
         # (the result's dtype fits x's kind, checked above: uint8 += int64 writes uint8, as PyTorch)
         getattr(x._xp, ufunc)(_math.raw(a), _math.raw(b), out=x.array, casting="unsafe")
         x._bump_version()
         return x
+    if fn is _math.floor_divide:
+        raise RuntimeError(f"{op}: floor division has no gradient; while the graph is recorded write "
+                           f"x = x // y, or change it under td.no_grad()")
     overwrite_ok(x, op, instead=f"write x = x {symbol} y")
-    _refuse_views(x, op)
     source = x
     if fn is _math.pow or fn is _math.mul and isinstance(other, Tensor) and other.requires_grad:
         # y = a * b keeps a for b's gradient, y = a ** b for both: they read a copy of x, which
@@ -114,27 +121,24 @@ def setitem(x, index, value):
         put(x.array, index, _math.raw(value))
         x._bump_version()
         return
-    instead = "write into a clone(), or build the tensor with td.cat / td.where"
-    overwrite_ok(x, "setitem", instead=instead)
-    _refuse_views(x, "setitem")
+    overwrite_ok(x, "setitem", instead="write into a clone(), or build the tensor with td.cat / td.where")
     if not isinstance(value, Tensor):
         value = Tensor(x._xp.asarray(value, dtype=x.dtype))
+    elif value._version_counter is not None and value._version_counter is x._version_counter:
+        # x[i] += w: x's view x[i] was changed in place, and is now written back: x's new
+        # history (IndexPut of that view) explains x's values again
+        x._history_of = x._version_counter.rebased
     region = take(x.array, index).ndim
     if value.ndim > region:                     # leading 1s of the value: dropped, as PyTorch
         value = value.reshape(value.shape[value.ndim - region:])
     _write_result(x, IndexPut.apply(x, value, index=index))
 
 
-def _refuse_views(x, op):
-    """While recording, refuse to change a view of another tensor of the graph in place: the
-    change would reach the viewed tensor's values but not its history, so gradients through
-    that tensor would be wrong (PyTorch rebuilds both; tinydl does not yet)."""
-    node = x.grad_fn
-    if node is not None and any(isinstance(getattr(i, "array", None), type(x.array)) and i.requires_grad
-                                and x._xp.may_share_memory(i.array, x.array) for i in node.inputs):
-        raise RuntimeError(f"{op}: the tensor is a view of another tensor of the graph ({node.name}'s "
-                           f"input); changing it in place would not reach that tensor's gradient: change "
-                           f"the tensor it views instead (x[i] op= v), or use an out-of-place op")
+def bitwise(x, name, other, op):
+    """``x &= y``, ``|=``, ``^=`` on bool or integer tensors, in x's own array (no gradient)."""
+    getattr(x._xp, name)(x.array, _math.raw(other), out=x.array)
+    x._bump_version()
+    return x
 
 
 def _write_result(x, out):
@@ -144,3 +148,4 @@ def _write_result(x, out):
     x.array[...] = out.array
     x._bump_version()
     rebase_in_place(x, out)
+    mark_rebased(x)

@@ -31,8 +31,7 @@ from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .activation import LogSoftmax, softplus_recorded
 from .distance import pnorm, pnorm_grad
-from .math import cast, raw
-from .promotion import result_type
+from .math import cast, promoted, raw
 from .shape import _check_index_range, gather
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -1141,20 +1140,13 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return NLLLoss.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction)
 
 
-def _common_dtype(input, target):
-    """input and target in their PyTorch promotion (float32 input, int64 target: float32),
-    each cast by the Cast op, so a gradient comes back in its tensor's dtype."""
-    dtype = result_type(input, target)
-    return tuple(cast(t, dtype) if isinstance(t, Tensor) and t.dtype != dtype else t for t in (input, target))
-
-
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error; with ``weight`` (input's shape) 'mean' is sum(w l) / sum(w) as PyTorch."""
     reduction = _reduction_mode(size_average, reduce, reduction, "mse_loss")
     _check_device("mse_loss", input=input, target=target, weight=weight)
     _broadcast_target("mse_loss", input, target)
     _check_same_shape("mse_loss", "weight", weight, input)
-    input, target = _common_dtype(input, target)
+    input, target = promoted(input, target)      # (float32 input, int64 target: float32)
     return MSELoss.apply(input, target, weight, reduction=reduction)
 
 
@@ -1164,7 +1156,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     _check_device("l1_loss", input=input, target=target, weight=weight)
     _broadcast_target("l1_loss", input, target)
     _check_same_shape("l1_loss", "weight", weight, input)
-    input, target = _common_dtype(input, target)
+    input, target = promoted(input, target)      # (float32 input, int64 target: float32)
     return L1Loss.apply(input, target, weight, reduction=reduction)
 
 
@@ -1175,7 +1167,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     _check_device("smooth_l1_loss", input=input, target=target)
     _broadcast_target("smooth_l1_loss", input, target)
-    input, target = _common_dtype(input, target)
+    input, target = promoted(input, target)      # (float32 input, int64 target: float32)
     return SmoothL1Loss.apply(input, target, None, reduction=reduction, beta=float(beta))
 
 

@@ -39,13 +39,6 @@ def sum_kept(v, dim):
     return v.sum(dim, keepdim=True) if isinstance(v, Tensor) else v.sum(axis=dim, keepdims=True)
 
 
-def raw_index(index):
-    """An index with Tensors replaced by their arrays (for a[t] and a[t1, :, t2])."""
-    if isinstance(index, tuple):
-        return tuple(raw(i) for i in index)
-    return raw(index)
-
-
 def _operands(a, b, op, elementwise=True):
     """Make ``a op b`` well-defined: at least one Tensor, one device, and one dtype, PyTorch's
     (``promotion.py``: int64 * float32 is float32, ``/`` of integers float32), with numbers
@@ -66,7 +59,7 @@ def _operands(a, b, op, elementwise=True):
         raise RuntimeError(f"sub: subtraction with a bool operand is not supported (operands of "
                            f"{_describe(a)} and {_describe(b)}); to invert a mask use ~mask")
     if elementwise:
-        dtype = _common_dtype(a, b)
+        dtype = _binary_dtype(a, b)
         if op == "div" and dtype.kind in "biu":     # true division
             dtype = _default_float
         elif op in ("floor_divide", "remainder") and dtype.kind == "b":
@@ -85,7 +78,15 @@ def _operands(a, b, op, elementwise=True):
     return a, b
 
 
-def _common_dtype(a, b):
+def promoted(*tensors):
+    """The Tensors among ``tensors`` cast to their PyTorch promotion (``promotion.py``: int64
+    and float32 join as float32), by the Cast op, so a gradient comes back in its tensor's
+    dtype; the rest as they are (cat, stack, the regression losses)."""
+    dtype = result_type(*tensors)
+    return [cast(t, dtype) if isinstance(t, Tensor) and t.dtype != dtype else t for t in tensors]
+
+
+def _binary_dtype(a, b):
     """``result_type(a, b)``, the commonest cases first (one dtype; a float Tensor and a
     Python number: the Tensor's)."""
     t, other = (a, b) if isinstance(a, Tensor) else (b, a)
@@ -112,7 +113,7 @@ def _as_operand(v, dtype, ref, op):
     if isinstance(v, Tensor):
         return v if dtype is None or v.dtype == dtype else cast(v, dtype)
     xp = ref._xp
-    if isinstance(v, numbers.Number):
+    if isinstance(v, (numbers.Number, np.generic)):        # (np.bool_ is no numbers.Number)
         dtype = ref.dtype if dtype is None else dtype
         # a NumPy scalar: a 0-d operand that costs a fifth of a 0-d array to make, and that
         # CuPy passes to its kernels by value (a 0-d CuPy array would be a copy to the GPU)
@@ -215,7 +216,7 @@ class Pow(Function):
         return ga, gb
 
 
-def _check_integer_divisor(op, a, b):
+def check_integer_divisor(op, a, b):
     """Integer division by zero raises, as in PyTorch (NumPy would give 0); on the CPU only,
     where the test costs no copy from the device."""
     xp = get_array_module(a, b)
@@ -230,7 +231,7 @@ class Remainder(Function):
     double_backward = "operators"
 
     def forward(ctx, a, b):
-        _check_integer_divisor("remainder", a, b)
+        check_integer_divisor("remainder", a, b)
         xp = get_array_module(a, b)
         ctx.shapes = a.shape, b.shape
         ctx.save_for_backward(xp.floor_divide(a, b) if ctx.needs_input_grad[1] else None)
@@ -251,7 +252,7 @@ class FloorDivide(Function):
     non_differentiable_outputs = (0,)
 
     def forward(ctx, a, b):
-        _check_integer_divisor("floor_divide", a, b)
+        check_integer_divisor("floor_divide", a, b)
         return get_array_module(a, b).floor_divide(a, b)
 
 
@@ -349,8 +350,8 @@ class Clamp(Function):
 class ClampTensor(Function):
     """y = min(max(x, lo), hi) with tensor bounds (broadcast; a bound left out is None);
         dL/dx  = gy where lo <= x <= hi,
-        dL/dlo = gy where x < lo <= hi     (y is lo there),
-        dL/dhi = gy where max(x, lo) > hi  (y is hi there),
+        dL/dlo = gy where x < lo < hi           (y is lo there),
+        dL/dhi = gy where x > hi, or lo > hi    (y is hi there),
     each summed over the axes its input was broadcast along (PyTorch's clamp)."""
 
     double_backward = "operators"
@@ -359,13 +360,15 @@ class ClampTensor(Function):
         xp = get_array_module(x)
         ctx.shapes = tuple(None if v is None else v.shape for v in (x, lo, hi))
         y = x if lo is None else xp.maximum(x, lo)
-        below = None if lo is None else x < lo
-        above = None if hi is None else y > hi
         y = y if hi is None else xp.minimum(y, hi)
-        inside = ~below if below is not None else xp.ones(x.shape, dtype=bool)
-        if above is not None:
-            inside = inside & ~above
-            below = None if below is None else below & ~above
+        inside = xp.ones(x.shape, dtype=bool)       # (a NaN x is inside no bound: no gradient)
+        below = above = None
+        if lo is not None:
+            inside = inside & (x >= lo)
+            below = x < lo if hi is None else (x < lo) & (lo < hi)
+        if hi is not None:
+            inside = inside & (x <= hi)
+            above = x > hi if lo is None else (x > hi) | (lo > hi)
         ctx.save_for_backward(inside, below, above)
         return y.astype(x.dtype, copy=False)
 

@@ -16,8 +16,9 @@ Dtypes come in kinds, ordered bool < integer < floating < complex.
   a later group changes the result only where its kind is higher. So float32 (2, 3)
   times a float64 0-d tensor is float32, and int64 (2, 3) times 0.5 is float32.
 
-The ops that promote (``+ - * / **``, comparisons, ``where``, ``maximum``,
-``minimum``, ``clamp``, ``cat``, ``stack``) cast their inputs to the result type
+The ops that promote (``+ - * / ** // %``, comparisons, ``where``, ``maximum``,
+``minimum``, ``clamp``, ``cat``, ``stack``, the regression losses) cast their inputs to
+the result type
 before computing; a floating input that requires grad is cast by the ``Cast`` op, so
 its gradient comes back in its own dtype. ``/`` of integers gives float32, as
 PyTorch's true division. Products of matrices and ops with weights (``matmul``,

@@ -16,8 +16,7 @@ from ..autograd import Function, unbroadcast
 from ..kernels.scatter import scatter_add
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .math import cast
-from .promotion import result_type
+from .math import promoted
 
 __all__ = ["reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
            "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll"]
@@ -49,14 +48,9 @@ def _as_tensor(t, op, k):
     raise TypeError(f"{op}: expected a sequence of Tensors, got {type(t).__name__} at entry {k}")
 
 
-def _promoted(tensors):
-    """The tensors in the dtype of their PyTorch promotion (``promotion.py``: int64 and
-    float32 join as float32), each cast by the Cast op (its gradient comes back in its dtype)."""
-    dtype = tensors[0].dtype
-    if all(t.dtype == dtype for t in tensors):
-        return tensors
-    dtype = result_type(*tensors)
-    return [t if t.dtype == dtype else cast(t, dtype) for t in tensors]
+def _one_dtype(tensors):
+    """The tensors of cat/stack in one dtype (``math.promoted``), at no cost when they share one."""
+    return tensors if all(t.dtype == tensors[0].dtype for t in tensors) else promoted(*tensors)
 
 
 # ---------------------------------------------------------------- reshape family
@@ -237,7 +231,7 @@ def cat(tensors, dim=0):
                 any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != d):
             raise RuntimeError(f"cat: sizes of tensors must match except in dim {d}: "
                                f"tensor 0 has shape {ref.shape}, tensor {k} has shape {t.shape}")
-    return Cat.apply(*_promoted(tensors), dim=d)
+    return Cat.apply(*_one_dtype(tensors), dim=d)
 
 
 class Stack(Function):
@@ -268,7 +262,7 @@ def stack(tensors, dim=0):
             raise RuntimeError(f"stack: expects each tensor to be equal size, but tensor 0 has shape "
                                f"{ref.shape} and tensor {k} has shape {t.shape}")
     d = normalize_dim(dim, ref.ndim + 1, "stack", ref.shape)
-    return Stack.apply(*_promoted(tensors), dim=d)
+    return Stack.apply(*_one_dtype(tensors), dim=d)
 
 
 class Split(Function):
