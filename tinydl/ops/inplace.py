@@ -80,7 +80,7 @@ def _recording(x, value):
 
 def update(x, fn, other, op):
     """x <- fn(x, other) in x's own array: ``add_``, ``sub_``, ``mul_``, ``div_``, ``pow_`` and
-    the operators ``+=``, ``-=``, ``*=``, ``/=``, ``**=``, ``%=`` (module docstring). Returns x."""
+    the operators ``+=``, ``-=``, ``*=``, ``/=``, ``**=``, ``%=``, ``//=`` (module docstring). Returns x."""
     ufunc, symbol = _UFUNC[fn]
     a, b = _math._operands(x, other, fn.__name__)      # both in the result's dtype (PyTorch's promotion)
     if KIND[a.dtype.kind] > KIND[x.dtype.kind]:
