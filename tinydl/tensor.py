@@ -52,7 +52,7 @@ class _VersionCounter:
     value = 0       # on the class until the first in-place change: cheap to make (one per saved tensor)
     #: how many recorded in-place changes (ops/inplace.py) this storage has had: a tensor over
     #: it whose history saw fewer (a view, or the tensor a view was changed through) has
-    #: values its history does not explain (``Tensor._history_of``, autograd's ``_record``)
+    #: values its history does not explain (``Tensor._history_of``, ``Function.apply``)
     rebased = 0
 
 
@@ -307,23 +307,21 @@ class Tensor:
         """``x[index] = value`` (PyTorch's indexing; recorded in the graph where needed: ops/inplace.py)."""
         _inplace.setitem(self, index, value)
 
+    # zero_, fill_ and copy_ are ``self[...] = value``: the same rules (and graph) as x[i] = v
     def zero_(self):
-        self._check_inplace("zero_")
-        self.array[...] = 0
-        self._bump_version()
+        _inplace.setitem(self, Ellipsis, 0)
         return self
 
     def fill_(self, value):
-        self._check_inplace("fill_")
-        self.array[...] = value
-        self._bump_version()
+        _inplace.setitem(self, Ellipsis, value)
         return self
 
     def copy_(self, src):
-        self._check_inplace("copy_")
-        src = src.array if isinstance(src, Tensor) else src
-        self.array[...] = to_device(src, self.device)
-        self._bump_version()
+        if isinstance(src, Tensor):
+            src = src.to(self.device)
+        else:
+            src = to_device(src, self.device)
+        _inplace.setitem(self, Ellipsis, src)
         return self
 
     # self <- self op other in self's own array (views and other names see it), recorded in

@@ -128,9 +128,10 @@ def setitem(x, index, value):
         # x[i] += w: x's view x[i] was changed in place, and is now written back: x's new
         # history (IndexPut of that view) explains x's values again
         x._history_of = x._version_counter.rebased
-    region = take(x.array, index).ndim
-    if value.ndim > region:                     # leading 1s of the value: dropped, as PyTorch
-        value = value.reshape(value.shape[value.ndim - region:])
+    if value.ndim and value.shape[0] == 1:      # leading 1s beyond the written part: dropped,
+        region = take(x.array, index).ndim      # as PyTorch (the part's rank: a copy for an array index)
+        if value.ndim > region:
+            value = value.reshape(value.shape[value.ndim - region:])
     _write_result(x, IndexPut.apply(x, value, index=index))
 
 
