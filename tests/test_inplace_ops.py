@@ -102,7 +102,7 @@ def test_refusals_as_torch(case_name):
         elif case_name == "saved_by_its_op":    # tanh's backward reads its output
             y = w.tanh()
             y += 1
-            y.sum().backward()
+            (y * lib.tensor([0.4, -1.1])).sum().backward()
         elif case_name == "int_result_type":
             i = lib.tensor([1, 2])
             i += 0.5
@@ -265,9 +265,9 @@ def test_second_derivatives_after_two_in_place_changes_as_torch():
         x = w * w
         x /= w.sum()
         x += w
-        g, = lib.autograd.grad((x * x).sum(), w, create_graph=True)
+        g, = lib.autograd.grad((x * x * lib.tensor([0.9, -0.2, 1.3], dtype=lib.float64)).sum(), w, create_graph=True)
         h, = lib.autograd.grad((g * g).sum(), w)
-        return np.round(g.tolist(), 8).tolist(), np.round(h.tolist(), 6).tolist()
+        return np.round(g.tolist(), 8).tolist(), np.round(h.tolist(), 3).tolist()
     _both(case)
 
 
