@@ -186,32 +186,125 @@ def test_double_backward_through_recorded_in_place_ops():
     _both(case)
 
 
-def test_a_tensor_left_behind_by_a_change_through_its_view_refuses_to_be_used():
-    """PyTorch rebuilds the histories of a storage's views (CopySlices); tinydl does not yet.
-    A tensor over the memory changed in place through another one (its view, or the
-    tensor it views) has values its history does not explain: using it while grad mode is
-    on raises, where the gradient would come out wrong. x[i] += w writes the view back
-    and works; under no_grad views write through."""
-    w = td.tensor([1.0, 2.0], requires_grad=True)
-    F = td.nn.functional
-    uses = [
-        lambda: (lambda x: (x[0].mul_(2), x.sum()))(w.reshape(2, 1) * td.ones(2, 2)),     # a graph tensor's row
-        lambda: (lambda h: (F.relu(h[0:1], inplace=True), (h * h).sum()))(w * 1),          # in-place activations too
-        lambda: (lambda buf: (buf[0].__iadd__(w), (buf * 2).sum()))(td.zeros(2, 2)),       # a view of a constant
-        lambda: (lambda buf: (lambda row: (buf.__iadd__(w), (row * 2).sum()))(buf[0]))(td.zeros(2, 2)),
-    ]
-    for use in uses:
-        with pytest.raises(RuntimeError, match="was changed in place through another tensor over the same memory"):
-            use()
-    buf = td.zeros(2, 2)
-    buf[0] += w                                  # the view is written back: buf's history is whole
-    (buf * td.tensor([[3.0, -2.0], [5.0, 7.0]])).sum().backward()
-    assert w.grad.tolist() == [3.0, -2.0]
-    x = w.reshape(2, 1) * td.ones(2, 2)
+_W = np.random.default_rng(7).standard_normal((3, 4))      # the upstream weights of the losses
+
+
+def _view_case(name, lib):
+    """One in-place change through a view (or of the tensor a view views), then a loss that
+    uses the other tensors over that memory: (loss, the leaves to check)."""
+    F = lib.nn.functional
+    w = lib.tensor(_W)
+    x = lib.tensor(np.linspace(-1.0, 1.5, 12).reshape(3, 4), requires_grad=True)
+    if name == "row, then the base":
+        y = x * 1.0
+        y[0].mul_(2)
+        return (y * w).sum(), [x]
+    if name == "row, then the row and the base":
+        y = x * 1.0
+        v = y[0]
+        v.mul_(x[2])
+        return (v * w[0]).sum() + (y * w).sum(), [x]
+    if name == "row, then a column (a sibling view)":
+        y = x * 1.0
+        column = y[:, 1]
+        y[0].mul_(x[1])
+        return (column * w[:, 1]).sum(), [x]
+    if name == "the base, then a view made before":
+        y = x * 1.0
+        rows = y[1:]
+        y.mul_(3)
+        return (rows * w[1:]).sum(), [x]
+    if name == "the base, the view as backward's root":
+        y = x + 0.0
+        v = y[0]
+        y.mul_(3)
+        return (v * w[0]).sum(), [x]
+    if name == "in-place relu of a reshape view":
+        y = x * 2.0
+        flat = y.reshape(12)
+        F.relu(flat, inplace=True)
+        return (y * w).sum() + (flat * w.reshape(12)).sum(), [x]
+    if name == "copy_ into a row of a constant":
+        z = lib.zeros(3, 4, dtype=lib.float64)
+        z[0].copy_(x[1] * 2)
+        return (z * w).sum(), [x]
+    if name == "+= into a row of a constant, then a view made before":
+        z = lib.zeros(3, 4, dtype=lib.float64)
+        row = z[0]
+        z += x
+        return (row * w[0]).sum(), [x]
+    if name == "a view of a transposed view":
+        y = x + 0.0
+        part = y.t()[1:3]
+        part.add_(x.t()[0:2] * 3)
+        return (y * w).sum(), [x]
+    if name == "one element":
+        y = x + 0.0
+        y[1, 2].mul_(5)
+        return (y * w).sum(), [x]
+    if name == "a split piece (refused)":
+        y = x + 0.0
+        y.split(2, dim=1)[0].mul_(4)
+        return (y * w).sum(), [x]
+    if name == "two views, changed one after the other":
+        y = x * 1.0
+        a, b = y[0], y[:, 0]
+        a.mul_(x[1])
+        b.add_(x[:, 2] ** 2)
+        return (a * w[0]).sum() + (b * w[:, 0]).sum() + (y * w).sum(), [x]
+    if name == "second derivative":
+        y = x * x
+        y[0].mul_(x[1])
+        g, = lib.autograd.grad((y * w).sum(), x, create_graph=True)
+        return (g * w).sum(), [x]
+    if name == "a view of a leaf that requires grad (refused)":
+        x[0].mul_(2)
+        return (x * w).sum(), [x]
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", ["row, then the base", "row, then the row and the base",
+                                  "row, then a column (a sibling view)", "the base, then a view made before",
+                                  "the base, the view as backward's root", "in-place relu of a reshape view",
+                                  "copy_ into a row of a constant",
+                                  "+= into a row of a constant, then a view made before",
+                                  "a view of a transposed view", "one element", "a split piece (refused)",
+                                  "two views, changed one after the other", "second derivative",
+                                  "a view of a leaf that requires grad (refused)"])
+def test_in_place_changes_through_views_as_torch(name):
+    """As PyTorch's views: a change recorded through one tensor over a storage rebuilds the
+    histories of the others (CopySlices for the base, the view made again from it), so the
+    values and the gradients of every tensor over that memory are PyTorch's."""
+    def case(lib):
+        loss, leaves = _view_case(name, lib)
+        loss.backward()
+        return round(loss.item(), 10), _grads(*leaves)
+    _both(case)
+
+
+def test_views_write_through_under_no_grad():
+    x = td.tensor([1.0, 2.0], requires_grad=True).reshape(2, 1) * td.ones(2, 2)
     with td.no_grad():
         x[0].mul_(10)
     assert x.tolist() == [[10.0, 10.0], [2.0, 2.0]]
     assert (x * 1).requires_grad                 # nothing stale: the change was outside the graph
+
+
+def test_a_tensor_over_changed_memory_that_is_no_view_refuses_to_be_used():
+    """An op of one's own that returns its input's memory (not a view op that tinydl can make
+    again): after an in-place change through the input, its output's history no longer
+    explains its values, and using it raises instead of giving a wrong gradient."""
+    class Same(td.autograd.Function):
+        def forward(ctx, x):
+            return x
+
+        def backward(ctx, gy):
+            return gy
+    h = td.tensor([1.0, 2.0], requires_grad=True) * 1.0
+    same = Same.apply(h)
+    h.mul_(2)
+    with pytest.raises(RuntimeError, match="was changed in place through another tensor over the same memory"):
+        same * 1.0
 
 
 def test_other_in_place_operators_as_torch():

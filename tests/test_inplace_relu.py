@@ -153,20 +153,22 @@ def test_the_input_becomes_the_output_as_torch_rebases_it(name, act, mode):
 
 def test_uses_before_the_in_place_op_keep_the_old_history_or_it_is_refused():
     """Ops that ran on h before relu(h, inplace=True) keep h's old history: those that
-    keep a stand-in of h (a sum, a product by a number) give torch's gradients; those that
-    keep h itself with no version to check (a view of h, an op that reruns itself) would
-    follow h to its new history, so the in-place op refuses, naming the cause."""
+    keep a stand-in of h (a sum, a product by a number, a view) give torch's gradients (a
+    view of h made before is made again from h's new history when used after); an op that
+    keeps h itself with no version to check (one that reruns itself) would follow h to its
+    new history, so the in-place op refuses, naming the cause."""
     def run(lib):
         x = lib.tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
         gy = lib.tensor(np.random.default_rng(5).standard_normal((2, 2)))   # random upstream
         h = x * 1.5
-        s, m = h.sum(), h * 2.0
+        s, m, flat = h.sum(), h * 2.0, h.reshape(4)
+        before = flat * 5.0
         lib.nn.functional.relu(h, inplace=True)
-        (s * s + (m * m * gy).sum() + (h * gy).sum()).backward()
+        (s * s + (m * m * gy).sum() + (h * gy).sum() + (before * gy.reshape(4)).sum()
+         + (flat * flat * gy.reshape(4)).sum()).backward()
         return x.grad
     np.testing.assert_allclose(run(td).numpy(), run(torch).numpy(), rtol=1e-12)
-    for earlier in (lambda h: h.reshape(4) * 5.0, lambda h: F.pad(h, (1, 1))):
-        h = td.tensor(np.ones((2, 2)), requires_grad=True) * 1.0
-        earlier(h)
-        with pytest.raises(RuntimeError, match="used before by an op that keeps it"):
-            F.relu(h, inplace=True)
+    h = td.tensor(np.ones((2, 2)), requires_grad=True) * 1.0
+    F.pad(h, (1, 1))
+    with pytest.raises(RuntimeError, match="used before by an op that reruns itself"):
+        F.relu(h, inplace=True)

@@ -193,6 +193,9 @@ class Function:
 
     #: output positions that never carry a gradient (indices, masks)
     non_differentiable_outputs = ()
+    #: its outputs are views of its first input (reshape, indexing, permute, expand, split):
+    #: such an output remembers how to be made again from its base (``Tensor._view_of``)
+    makes_views = False
     #: how ``create_graph=True`` differentiates this op's backward (``_backward_on_tensors``):
     #:   "operators"  backward uses only operators and Tensor methods (+ - * / @, sum,
     #:                reshape, unbroadcast) on ``gy`` and the saved arrays: it runs on Tensors;
@@ -235,11 +238,11 @@ class Function:
         needs, arrays = [], []            # one pass over the inputs: this runs for every op
         for t in inputs:
             if isinstance(t, Tensor):
-                needs.append(t.requires_grad)
-                arrays.append(t.array)
                 counter = t._version_counter        # (None for most tensors: nothing to check)
                 if counter is not None and counter.rebased != t._history_of and _state.enabled:
-                    _refuse_stale(t, cls)
+                    catch_up(t, cls.__name__)
+                needs.append(t.requires_grad)
+                arrays.append(t.array)
             else:
                 needs.append(False)
                 arrays.append(t)
@@ -252,16 +255,16 @@ class Function:
             out = Tensor(raw)           # loop over (bench_alone.py's overhead rows)
             views = (out,) if out.array.base is not None or out.array is first else ()
             if views:
-                _share_counters_with_views(inputs, views)
+                _share_counters_with_views(inputs, views, cls, params)
             if True in needs and _state.enabled:
-                _record(ctx, cls, inputs, (raw,), (out,), views, params)
+                _record(ctx, cls, inputs, (raw,), (out,), params)
             return out
         tensors = tuple([Tensor(o) for o in raw])
         views = tuple([t for t in tensors if t.array.base is not None or t.array is first])
         if views:
-            _share_counters_with_views(inputs, views)
+            _share_counters_with_views(inputs, views, cls, params, tensors)
         if True in needs and _state.enabled:
-            _record(ctx, cls, inputs, raw, tensors, views, params)
+            _record(ctx, cls, inputs, raw, tensors, params)
         return tensors
 
     def __getstate__(self):
@@ -313,7 +316,7 @@ def _storage(a):
     return a
 
 
-def _record(ctx, cls, inputs, outputs, tensors, views, params):
+def _record(ctx, cls, inputs, outputs, tensors, params):
     """Make ``ctx`` the node that made ``tensors``: what its backward needs of the inputs,
     the versions of the arrays it saved, and the outputs' links back to it. (Plain loops
     and early exits: this runs for every recorded op, bench_alone.py's overhead rows.)"""
@@ -327,7 +330,6 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
         if read is _NONE:
             read = set()
         read.add(_storage_id(a))
-    kept = read.union([_storage_id(v.array) for v in views]) if views else read   # or a view shares
     keep_all = how == "composite"                                       # it reruns the op
     versions, recorded, holds_data = [], [], False
     for i, t in enumerate(inputs):
@@ -340,9 +342,9 @@ def _record(ctx, cls, inputs, outputs, tensors, views, params):
             if read and _storage_id(t.array) in read:
                 versions.append(_version_of(t, "input", i))
             holds_data = holds_data or not t.requires_grad
-        elif keep_all or (kept and _storage_id(t.array) in kept):
-            # the tensor itself: backward may read it (memory the op saved or an output views,
-            # every input of an op that reruns itself)
+        elif keep_all or (read and _storage_id(t.array) in read):
+            # the tensor itself: backward may read it (memory the op saved, every input of an
+            # op that reruns itself)
             recorded.append(t)
             if read and _storage_id(t.array) in read:
                 versions.append(_version_of(t, "input", i))
@@ -404,16 +406,49 @@ def _version_of(t, kind, i):
     return counter, counter.value, kind, i, t.array.shape, t.array.dtype
 
 
-def _share_counters_with_views(inputs, views):
+def _share_counters_with_views(inputs, views, cls, params, outputs=None):
     """An output that is a view of an input (reshape, indexing, transpose) or the input itself
     (an in-place op) shares its version counter: changing either in place changes both, so
-    both count as changed."""
+    both count as changed. An output of a view op (``makes_views``) also remembers its base
+    (the tensor at the start of its chain of views) and the ops that make it from that base
+    (``Tensor._view_of``): after an in-place change through another tensor over the same
+    memory, its history is made again from the base's (``catch_up``), as PyTorch's views."""
     owners = {id(_storage(t.array)): t for t in inputs if isinstance(t, Tensor)}
     for out in views:
         source = owners.get(id(_storage(out.array)))
-        if source is not None:
-            out._version_counter = source._counter()
-            out._history_of = source._history_of
+        if source is None:
+            continue
+        out._version_counter = source._counter()
+        out._history_of = source._history_of
+        if cls.makes_views and source is inputs[0]:
+            which = None if outputs is None else next(i for i, o in enumerate(outputs) if o is out)
+            base, steps = source._view_of or (source, ())
+            out._view_of = base, steps + ((cls, params, which),)
+
+
+def replay_view(x, steps):
+    """The view ``steps`` (``Tensor._view_of``) made again from ``x``: of a Tensor, by the
+    same recorded ops; of an array (a gradient), by their forwards."""
+    for cls, params, which in steps:
+        x = cls.apply(x, **params) if isinstance(x, Tensor) else cls().forward(x, **params)
+        if which is not None:
+            x = x[which]
+    return x
+
+
+def catch_up(t, op):
+    """``t``'s memory was changed in place, while the graph was recorded, through another
+    tensor over it: a view of ``t``'s base was rebased (ops/inplace.py), and ``t``'s history
+    no longer explains its values. A view takes the history of its base made into it again
+    (``replay_view``: PyTorch's views regenerate their grad_fn the same way); any other
+    tensor is refused."""
+    view = t._view_of
+    base = view and view[0]
+    if base is None or base._history_of != base._counter().rebased:
+        _refuse_stale(t, op)
+    fresh = replay_view(base, view[1])
+    t.grad_fn, t._output_index, t.requires_grad = fresh.grad_fn, fresh._output_index, fresh.requires_grad
+    t._history_of = t._version_counter.rebased
 
 
 def _check_versions(node):
@@ -491,20 +526,16 @@ def rebase_in_place(t, out):
     before), not ``t``, whose ``grad_fn`` is now that node; a ``retain_grad()`` moves with
     ``t`` to its new value.
 
-    Only for a ``t`` that no earlier node keeps itself unversioned (``_kept_by_a_node``: a
-    view of it, an op that reruns itself; the caller refuses those): such a node would
-    follow ``t`` to its new history, which its own backward never saw. (A node that saved
-    t's array refuses its backward: the version changed.) Earlier nodes that keep
-    stand-ins of ``t`` keep its old history."""
+    Only for a ``t`` that no earlier node keeps itself unversioned (``_kept_by_a_node``: an
+    op that reruns itself; the caller refuses those): such a node would follow ``t`` to its
+    new history, which its own backward never saw. (A node that saved t's array refuses
+    its backward: the version changed.) Earlier nodes that keep stand-ins of ``t`` (its
+    views among them) keep its old history."""
     node, old = out.grad_fn, t.grad_fn
-    before = _FreedInput(t)
-    node.inputs = tuple(before if i is t else i for i in node.inputs)
-    t._kept_by_a_node = False           # the op itself kept it: it keeps ``before`` now
+    let_go(t, out)
     for k, (saved, ref) in enumerate(node.output_refs):
         if ref() is out and out.array is t.array:   # the output it saved is t's array: t (create_graph)
             node.output_refs = node.output_refs[:k] + ((saved, weakref.ref(t)),) + node.output_refs[k + 1:]
-        elif ref() is out:      # a result copied into t (ops/inplace.py), which t may leave behind:
-            node._pinned_outputs = (out,)       # create_graph reads ``out``, held until release
     moved = t.retains_grad              # the registration moves from the old node to the new one
     if moved:
         del old._retained[t._output_index]
@@ -513,13 +544,26 @@ def rebase_in_place(t, out):
         retain_grad(t)
 
 
-def _refuse_stale(t, cls):
+def let_go(t, out):
+    """The node that made ``out`` from ``t`` in place keeps t's history before the change (a
+    stand-in: which node made t), not ``t``, whose history changes next; where its backward
+    reads ``out`` (create_graph: a result copied into t, which t may leave behind), it holds
+    ``out`` until release."""
+    node = out.grad_fn
+    before = _FreedInput(t)
+    node.inputs = tuple(before if i is t else i for i in node.inputs)
+    t._kept_by_a_node = False           # the op itself kept it: it keeps ``before`` now
+    if any(ref() is out for _, ref in node.output_refs):
+        node._pinned_outputs = (out,)
+
+
+def _refuse_stale(t, op):
     raise RuntimeError(
-        f"{cls.__name__}: an input (shape {tuple(t.shape)}, {t.dtype}) was changed in place through another "
-        f"tensor over the same memory (a view of it, or the tensor it views) while the graph was recorded; its "
-        f"history does not explain its values, so its gradient would be wrong (PyTorch rebuilds such views; "
-        f"tinydl does not yet): change the tensor itself, use an out-of-place op, or make the change under "
-        f"td.no_grad()")
+        f"{op}: an input (shape {tuple(t.shape)}, {t.dtype}) was changed in place through another "
+        f"tensor over the same memory while the graph was recorded, and it is not a view that tinydl can "
+        f"make again from its base (reshape, indexing, permute, split): its history does not explain its "
+        f"values, so its gradient would be wrong: change the tensor itself, use an out-of-place op, or "
+        f"make the change under td.no_grad()")
 
 
 def mark_rebased(t):
@@ -576,6 +620,10 @@ def _topological_order(root_fns, stop_at=()):
 
 def _seed_gradient(root, grad, who):
     """The gradient that starts a backward pass at ``root``: ones for a scalar, else ``grad``."""
+    counter = root._version_counter
+    if counter is not None and counter.rebased != root._history_of:     # a view changed through
+        with enable_grad():                                             # another tensor
+            catch_up(root, who)
     if not root.requires_grad:
         raise RuntimeError(f"{who}: the tensor does not require grad and has no grad_fn "
                            "(did you create it under no_grad(), or detach it?)")

@@ -67,6 +67,7 @@ class Tensor:
     _freed_input = None         # a constant's data-free stand-in in the graph, once a node let go of it
     _kept_by_a_node = False     # a graph node holds this tensor itself (autograd._record)
     _history_of = 0             # the storage's ``rebased`` count that this tensor's history explains
+    _view_of = None             # a view's (base, the ops that make it from base): autograd.replay_view
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test

@@ -31,11 +31,11 @@ of x, or the tensor x views) keeps its old history, so a later recorded use of i
 """
 import math
 
-from ..autograd import Function, constant, is_grad_enabled, mark_rebased, rebase_in_place
+from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .inplace import overwrite_ok
+from .inplace import overwrite_ok, record_write
 from .math import floating, on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
@@ -108,8 +108,7 @@ def _apply_in_place(fn, x, inplace, op, **params):
         x._bump_version()       # before the write: ops that saved x see the change at backward
         out = fn.apply(x, inplace=True, **params)
         if out.requires_grad:
-            rebase_in_place(x, out)
-            mark_rebased(x)
+            record_write(x, out)
         return x
     return fn.apply(x, **params)
 

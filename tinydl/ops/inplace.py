@@ -20,22 +20,21 @@ written into x's array, and x becomes that op's output (``rebase_in_place``), so
 uses of x backpropagate through it and its old history. Refused as by PyTorch, where
 that would break a gradient: a leaf that requires grad (a parameter, outside
 ``no_grad``), a tensor whose own op saved it for its backward (tanh's y), a tensor that
-a later op keeps itself (a view of it). The result's dtype must fit x's
-(``int_tensor += 0.5`` raises, as PyTorch's "result type Float can't be cast").
+a later op keeps itself (one that reruns itself for its gradient). The result's dtype
+must fit x's (``int_tensor += 0.5`` raises, as PyTorch's "result type Float can't be cast").
 
-Not yet PyTorch's: a change made while recording through one tensor over a storage (a
-view ``x[0]``, ``x.reshape(4)``, or the tensor they view) leaves the others' histories
-behind: PyTorch rebuilds them (CopySlices), tinydl does not yet. Such a tensor's values
-are no longer explained by its history, so using it in a recorded op raises
-(autograd's ``_record``) instead of giving a wrong gradient. ``x[i] += w`` works: the
-change of the view x[i] is written back into x (``setitem``), which makes x's history
-whole again. Under ``no_grad`` views write through, and nothing is stale.
+Views, as PyTorch's: x may be a view (``x[0]``, ``x.reshape(4)``, ``x.t()``: a tensor that
+remembers its base and the ops that made it, ``Tensor._view_of``). Changing it while
+recording changes its base too, so the base becomes the output of ``CopySlices(base,
+result)`` (shape.py), and every other tensor over that memory, the view itself included,
+takes its history from the base's again, made by the same view ops (``autograd.catch_up``)
+when it is next used. Under ``no_grad`` views write through, and nothing changes in the graph.
 """
-from ..autograd import is_grad_enabled, mark_rebased, rebase_in_place
+from ..autograd import catch_up, is_grad_enabled, let_go, mark_rebased, rebase_in_place
 from ..tensor import Tensor
 from . import math as _math
 from .promotion import KIND
-from .shape import IndexPut, put, raw_torch_index, take
+from .shape import CopySlices, IndexPut, put, raw_torch_index, take
 
 #: each op's array-module function (which computes in place with ``out=``) and operator
 _UFUNC = {_math.add: ("add", "+"), _math.sub: ("subtract", "-"), _math.mul: ("multiply", "*"),
@@ -49,12 +48,18 @@ def overwrite_ok(x, op, instead):
     instead); False for a non-Tensor."""
     if not isinstance(x, Tensor):
         return False
+    _up_to_date(x, op)
     if not (is_grad_enabled() and x.requires_grad):
         return True
     xp = x._xp
-    t = x
-    while t is not None:        # x, then whatever x is a view of
+    if x._view_of is not None and any(which is not None for _, _, which in x._view_of[1]):
+        raise RuntimeError(f"{op}: the tensor is a view made by an op that returns several views (split, "
+                           f"chunk); as in PyTorch, such views cannot be changed in place while the graph is "
+                           f"recorded: {instead}")
+    for t in (x,) if x._view_of is None else (x, x._view_of[0]):       # x, and the base x views
         if t.grad_fn is None:
+            if not t.requires_grad:
+                continue
             raise RuntimeError(f"{op}: the tensor is (a view of) a leaf that requires grad (a parameter or "
                                f"an input with requires_grad=True); it cannot be changed in place while the "
                                f"graph is recorded: {instead}, or change it under td.no_grad()")
@@ -63,17 +68,24 @@ def overwrite_ok(x, op, instead):
             if hasattr(saved, "shape") and xp.may_share_memory(saved, x.array):
                 raise RuntimeError(f"{op}: the tensor was saved by {node.name} for its backward pass; "
                                    f"changing it would corrupt that gradient: {instead}")
-        t = next((i for i in node.inputs if isinstance(getattr(i, "array", None), type(x.array))
-                  and i.requires_grad and xp.may_share_memory(i.array, x.array)), None)
-    if x._kept_by_a_node:       # an earlier op keeps x itself: it would see x's new history
-        raise RuntimeError(f"{op}: the tensor was used before by an op that keeps it (a view of it, or an "
-                           f"op that reruns itself for its gradient); changing it in place would change "
-                           f"that op's gradient: {instead}")
+        if t._kept_by_a_node:   # an earlier op keeps it itself: it would see its new history
+            raise RuntimeError(f"{op}: the tensor (or the tensor it views) was used before by an op that "
+                               f"reruns itself for its gradient and keeps its input; changing it in place "
+                               f"would change that op's gradient: {instead}")
     return True
 
 
-def _recording(x, value):
+def _up_to_date(x, op):
+    """A view whose memory was changed through another tensor takes its new history first
+    (``autograd.catch_up``): whether the change is recorded, and what it follows, depend on it."""
+    counter = x._version_counter
+    if counter is not None and counter.rebased != x._history_of and is_grad_enabled():
+        catch_up(x, op)
+
+
+def _recording(x, value, op):
     """Is the change an op of the graph? (An integer x never is: its values carry no gradient.)"""
+    _up_to_date(x, op)
     return is_grad_enabled() and x.dtype.kind in "fc" and (
         x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
 
@@ -91,7 +103,7 @@ def update(x, fn, other, op):
                            f"{tuple(x.shape)} and {tuple(b.shape)}")
     if fn is _math.remainder or fn is _math.floor_divide:
         _math.check_integer_divisor(fn.__name__, _math.raw(a), _math.raw(b))
-    if not _recording(x, other):
+    if not _recording(x, other, op):
         # (the result's dtype fits x's kind, checked above: uint8 += int64 writes uint8, as PyTorch)
         getattr(x._xp, ufunc)(_math.raw(a), _math.raw(b), out=x.array, casting="unsafe")
         x._bump_version()
@@ -117,7 +129,7 @@ def setitem(x, index, value):
     index = raw_torch_index(index, x._xp, x.shape, "setitem")
     if len(index) == 2:     # the ints applied first must give a view to write into: Python ints
         index = (tuple(int(p) if getattr(p, "ndim", None) == 0 else p for p in index[0]), index[1])
-    if not _recording(x, value):
+    if not _recording(x, value, "setitem"):
         put(x.array, index, _math.raw(value))
         x._bump_version()
         return
@@ -148,5 +160,21 @@ def _write_result(x, out):
         out = _math.cast(out, x.dtype)
     x.array[...] = out.array
     x._bump_version()
-    rebase_in_place(x, out)
-    mark_rebased(x)
+    record_write(x, out)
+
+
+def record_write(x, out):
+    """x's array now holds ``out``'s values (written by the caller): make x the output of
+    the op that made ``out`` (``rebase_in_place``), and tell the other tensors over x's
+    memory (``mark_rebased``). For a view, as PyTorch's: its base becomes the output of
+    CopySlices(base, out), which puts out into the base's view, and the view is made again
+    from the base (``catch_up``)."""
+    if x._view_of is None:
+        rebase_in_place(x, out)
+        mark_rebased(x)
+        return
+    base, steps = x._view_of
+    let_go(x, out)
+    rebase_in_place(base, CopySlices.apply(base, out, steps=steps))
+    mark_rebased(base)
+    catch_up(x, "an in-place change of a view")

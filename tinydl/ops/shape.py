@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 
-from ..autograd import Function, unbroadcast
+from ..autograd import Function, replay_view, unbroadcast
 from ..kernels.scatter import scatter_add
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .math import promoted
+from .math import promoted, raw
 
 __all__ = ["reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
            "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll"]
@@ -61,6 +61,7 @@ class Reshape(Function):
     """
 
     double_backward = "operators"
+    makes_views = True
 
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
@@ -122,6 +123,7 @@ class Permute(Function):
     """
 
     double_backward = "linear"
+    makes_views = True
 
     def forward(ctx, x, dims):
         ctx.dims = dims
@@ -162,6 +164,7 @@ class Expand(Function):
     """
 
     double_backward = "operators"
+    makes_views = True
 
     def forward(ctx, x, shape):
         ctx.x_shape = x.shape
@@ -273,6 +276,7 @@ class Split(Function):
     """
 
     double_backward = "linear"
+    makes_views = True
 
     def forward(ctx, x, sizes, dim):
         ctx.dim = dim
@@ -373,10 +377,14 @@ class GetItem(Function):
     """
 
     double_backward = "linear"
+    makes_views = True
 
     def forward(ctx, x, index):
         ctx.x_shape, ctx.index = x.shape, index
-        return x[index]
+        y = x[index]
+        if isinstance(y, np.generic):   # one element: NumPy copies it out, PyTorch gives a 0-d view
+            y = x[(index if type(index) is tuple else (index,)) + (Ellipsis,)]     # (x[1, 2].add_(5))
+        return y
 
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
@@ -472,6 +480,42 @@ class IndexPut(Function):
         return gx, gv
 
 
+class CopySlices(Function):
+    """base[view] = v, written into base's own array: how an in-place change of a view
+    enters the graph while it is recorded (``v = x[0]; v.mul_(2)``: ``inplace.py``), as
+    PyTorch's CopySlices. ``steps`` make the view from base (``autograd.replay_view``).
+
+    The view's elements of the result are v's, the others base's, so
+        dL/dbase = gy with zeros on the view,
+        dL/dv = the view of gy.
+    """
+
+    double_backward = "operators"       # backward: a product and the view's ops, on Tensors too
+
+    def forward(ctx, base, v, steps):
+        ctx.steps, ctx.base_shape = steps, base.shape
+        view = replay_view(base, steps)
+        if view.base is None:           # the base's array was replaced (t.data = ...) since
+            raise RuntimeError(f"in-place change of a view: its base (shape {base.shape}) no longer holds "
+                               f"the memory the view was made from")
+        view[...] = v                   # (where v is the view's own memory: the values it holds)
+        return base
+
+    def backward(ctx, gy):
+        need_base, need_v = ctx.needs_input_grad
+        gbase = gv = None
+        if need_v:
+            gv = replay_view(gy, ctx.steps)
+        if need_base:                   # gy * (1 off the view, 0 on it); positions by replaying
+            xp = get_array_module(raw(gy))      # the view on their own numbers
+            n = math.prod(ctx.base_shape)
+            on_view = replay_view(xp.arange(n).reshape(ctx.base_shape), ctx.steps)
+            keep = xp.ones(n, dtype=gy.dtype)
+            keep[on_view.ravel()] = 0
+            gbase = gy * keep.reshape(ctx.base_shape)
+        return gbase, gv
+
+
 def _along_dim_index(index, dim):
     """The full advanced index that picks ``x[..., index[i,j,k], ...]`` along ``dim``:
     ``index`` itself at ``dim`` and a broadcast arange (i, j, k, ...) at every other dim."""
@@ -562,7 +606,7 @@ class Flip(Function):
 
     def forward(ctx, x, dims):
         ctx.dims = dims
-        return get_array_module(x).flip(x, axis=dims)
+        return get_array_module(x).flip(x, axis=dims).copy()    # a copy, as PyTorch's (NumPy's is a view)
 
     def backward(ctx, gy):
         return get_array_module(gy).flip(gy, axis=ctx.dims)
