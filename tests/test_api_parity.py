@@ -179,3 +179,144 @@ def test_autograd_grad_keeps_a_seed_of_another_dtype_in_the_graph():
         gs, = lib.autograd.grad((gx * lib.tensor([0.6, -1.4])).sum(), seed)
         grads.append((_dtype(gx), gs.tolist()))
     assert grads[0] == grads[1]
+
+
+def _same(case):
+    """``case(lib)`` in tinydl and PyTorch: the same result, or the same kind of refusal."""
+    results = []
+    for lib in (td, torch):
+        try:
+            results.append(case(lib))
+        except Exception as exc:            # noqa: BLE001 (the refusal's kind is compared)
+            results.append(("refused", type(exc).__name__))
+    assert results[0] == results[1], f"tinydl {results[0]}, PyTorch {results[1]}"
+
+
+def test_grad_mode_switches_as_torch():
+    """set_grad_enabled(False) called alone switches recording off at once (an evaluation
+    script's first line); no_grad and enable_grad decorate with or without parentheses."""
+    def case(lib):
+        x = lib.ones(2, requires_grad=True)
+        seen = []
+        lib.set_grad_enabled(False)
+        seen.append((x * 2).requires_grad)
+        lib.set_grad_enabled(True)
+        seen.append((x * 2).requires_grad)
+
+        @lib.no_grad
+        def bare(x):
+            return (x * 2).requires_grad
+
+        @lib.set_grad_enabled(False)
+        def switched(x):
+            return (x * 2).requires_grad
+        seen += [bare(x), switched(x), (x * 2).requires_grad]
+        with lib.no_grad():
+            @lib.enable_grad
+            def on(x):
+                return (x * 2).requires_grad
+            seen += [on(x), (x * 2).requires_grad]
+        with lib.set_grad_enabled(False):
+            seen.append((x * 2).requires_grad)
+        return seen + [(x * 2).requires_grad]
+    _same(case)
+
+
+@pytest.mark.parametrize("case", [
+    lambda lib: _dtype(lib.arange(lib.tensor(3))),
+    lambda lib: lib.arange(5, 0, -1).tolist(),
+    lambda lib: lib.arange(10, 1),
+    lambda lib: lib.arange(0, 3, 0),
+    lambda lib: lib.arange(0.0, 1.0, 0.25).tolist(),
+    lambda lib: lib.linspace(-1.5, 2.5, 9).tolist(),
+    lambda lib: lib.linspace(0, 10, 4, dtype=lib.int64).tolist(),
+    lambda lib: ((lib.arange(4) > 1) ^ (lib.arange(4) > 2)).tolist(),
+    lambda lib: (True & (lib.arange(4) > 1)).tolist(),
+    lambda lib: (False | (lib.arange(4) > 2)).tolist(),
+    lambda lib: (lib.tensor([5, 6]) << 2).tolist() + (lib.tensor([5, 6]) >> 1).tolist(),
+    lambda lib: lib.ones(2) & lib.ones(2),
+    lambda lib: (lib.tensor([1, 2], dtype=lib.uint8) * -1).tolist(),
+    lambda lib: (lib.tensor([1], dtype=lib.int8) + 200).tolist(),
+    lambda lib: lib.ones(2).add(lib.ones(2), alpha=2).tolist() + lib.ones(2).sub(lib.ones(2), alpha=3).tolist(),
+    lambda lib: lib.tensor([-5.0, 5.0, -4.5, 7.0]).div(2, rounding_mode="floor").tolist(),
+    lambda lib: lib.tensor([-5.0, 5.0, 7.5]).div(0.1, rounding_mode="trunc").tolist(),
+    lambda lib: lib.tensor([-5, 5, -4, 7]).div(lib.tensor([2, -2, 2, -3]), rounding_mode="trunc").tolist(),
+    lambda lib: (lambda x: (x.to(lib.float32, copy=True) is x, x.to(lib.float32) is x))(lib.ones(2)),
+    lambda lib: lib.ones(2).to(dtpye=lib.float64),
+    lambda lib: tuple(lib.cat([lib.tensor([]), lib.ones(2, 3)]).shape),
+    lambda lib: lib.where(lib.tensor([1, 0]), lib.ones(2), lib.zeros(2)),
+    lambda lib: list(lib.tensor(1.0)),
+    lambda lib: [row.tolist() for row in lib.ones(2, 2)],
+    lambda lib: _dtype(lib.tensor([1, 0], dtype=lib.uint8).all()),
+])
+def test_small_api_corners_as_torch(case):
+    _same(case)
+
+
+def test_pow_gradients_at_zero_and_negative_bases_as_torch():
+    """dL/da is 0 where the exponent is 0 (x ** 0 at x = 0); dL/db is 0 where a == 0 and
+    b >= 0, NaN for a < 0 and -inf for 0 ** negative (log(a) there), as PyTorch's."""
+    rng = np.random.default_rng(3)
+
+    def case(lib):
+        a = lib.tensor([-2.0, 0.0, 0.0, 3.0, 0.0], dtype=lib.float64, requires_grad=True)
+        b = lib.tensor([2.0, -1.0, 0.0, 0.5, 2.0], dtype=lib.float64, requires_grad=True)
+        x = lib.tensor([0.0, 2.0], dtype=lib.float64, requires_grad=True)
+        (a ** b).backward(lib.tensor(rng.standard_normal(5)))
+        (x ** 0).backward(lib.tensor([0.7, -1.3], dtype=lib.float64))
+        return [np.round(t.grad.tolist(), 12).tolist() for t in (a, b, x)]
+    with np.errstate(all="ignore"):
+        got = [np.array(v) for v in (case(td))]
+        rng = np.random.default_rng(3)
+        want = [np.array(v) for v in (case(torch))]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "var", "std", "logsumexp"])
+def test_float32_reductions_over_a_leading_dim_are_as_accurate_as_torch(op):
+    """NumPy adds row after row in float32 along a leading dim (a 1% error over a million
+    rows); tinydl sums there in float64, as close to the exact value as PyTorch's."""
+    a = np.full((10 ** 6, 2), [0.1, 1.1], dtype=np.float32)
+    exact = getattr(torch.tensor(a, dtype=torch.float64), op)(0).numpy()
+    got = getattr(td.tensor(a), op)(0).numpy()
+    want = getattr(torch.tensor(a), op)(0).numpy()
+    assert got.dtype == np.float32
+    assert np.abs(got - exact).max() <= max(np.abs(want - exact).max(), 1e-6 * np.abs(exact).max())
+    half = np.full((10000, 2), 0.1, np.float16)
+    np.testing.assert_allclose(td.tensor(half).sum(0).numpy(), torch.tensor(half).sum(0).numpy(), rtol=1e-3)
+
+
+def test_a_second_backward_adds_into_the_same_grad_and_a_wrong_grad_is_refused():
+    def case(lib):
+        x = lib.ones(3, requires_grad=True)
+        (x * 2).backward(lib.tensor([1.0, -2.0, 0.5]))
+        kept = x.grad
+        (x * 3).backward(lib.tensor([0.25, 1.0, -1.0]))
+        refused = []
+        for bad in (lib.ones(4), lib.ones(1), lib.ones(3, dtype=lib.float64)):
+            try:
+                x.grad = bad
+                refused.append(False)
+            except RuntimeError:
+                refused.append(True)
+        return kept.tolist(), kept is x.grad, refused
+    _same(case)
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib, p: lib.optim.Adam(p, foreach=False), lambda lib, p: lib.optim.AdamW(p, fused=False),
+    lambda lib, p: lib.optim.SGD(p, lr=0.1, fused=None, foreach=False),
+    lambda lib, p: lib.optim.RMSprop(p, foreach=False, capturable=False),
+    lambda lib, p: lib.optim.Adagrad(p, foreach=False, fused=None), lambda lib, p: lib.optim.Adadelta(p, foreach=False),
+    lambda lib, p: lib.optim.Adam(p, lr=float("nan")), lambda lib, p: lib.optim.Adam(p, foreach=True, fused=True),
+])
+def test_optimizers_take_torchs_implementation_flags(make):
+    _same(lambda lib: type(make(lib, [lib.ones(2, requires_grad=True)])).__name__)
+
+
+def test_gradcheck_leaves_the_inputs_grad_as_it_was():
+    x = td.tensor([0.2, 0.5], dtype=td.float64, requires_grad=True)
+    x.grad = td.ones(2, dtype=td.float64)
+    assert td.gradcheck(lambda t: t.exp(), (x,))
+    assert x.grad.tolist() == [1.0, 1.0]

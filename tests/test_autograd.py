@@ -60,13 +60,16 @@ def test_leaf_grad_accumulates_across_backward_calls():
     np.testing.assert_allclose(x.grad.numpy(), 2 * (v1.numpy() + v2.numpy()))
 
 
-def test_accumulation_does_not_write_into_the_previous_grad_array():
+def test_accumulation_adds_into_the_grad_tensor_itself():
+    """As PyTorch's: a second backward adds into the same ``.grad`` tensor, so a name kept
+    for it (gradient accumulation, logging) sees the sum."""
     x = leaf(3)
     (x * 2.0).backward(upstream(3))
     old = x.grad
-    kept = old.numpy().copy()
+    first = old.numpy().copy()
     (x * 3.0).backward(upstream(3, seed=5))
-    np.testing.assert_array_equal(old.numpy(), kept)
+    assert old is x.grad
+    np.testing.assert_allclose(old.numpy(), first + 3.0 * upstream(3, seed=5).numpy())
 
 
 def test_backward_twice_needs_retain_graph():

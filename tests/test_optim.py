@@ -715,7 +715,7 @@ def test_fused_numba_sgd_is_the_plain_update_bit_for_bit(dtype, options):
         with td.backends.reference(reference), td.backends.record_routes() as taken:
             for step in grads:
                 for p, g in zip(params, step):
-                    p.grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)
+                    p._grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)   # (float64 too: past p.grad's check)
                 opt.step()
         assert [route for _, route in taken] == ["single_tensor"] * 3 + [
             "single_tensor" if reference else "fused_numba"] * 6
@@ -788,7 +788,7 @@ def _sgd_runs(make_params, grads_at, steps=4, **options):
         opt = td.optim.SGD(params, lr=0.1, momentum=0.9, foreach=foreach, **options)
         for step in range(steps):
             for i, p in enumerate(params):
-                p.grad = td.tensor(grads_at(step, i))
+                p._grad = td.tensor(grads_at(step, i))       # (any shape: past p.grad's check)
             opt.step()
         results.append([p.detach().numpy().copy() for p in params] +
                        [opt.state[p]["momentum_buffer"].copy() for p in params])
@@ -807,7 +807,8 @@ def test_foreach_sgd_updates_two_tensors_over_one_array_one_after_the_other():
 
 def test_foreach_sgd_leaves_a_gradient_of_another_shape_to_the_plain_update():
     """A (1, 3) gradient on a (2, 3) parameter broadcasts in the plain update; the flat and
-    the fused kernels would misread it."""
+    the fused kernels would misread it. (``p.grad = ...`` refuses such a gradient, as
+    PyTorch's; ``_sgd_runs`` sets it past that check.)"""
     together, alone = _sgd_runs(
         lambda: [td.tensor(np.ones((2, 3), np.float32), requires_grad=True),
                  td.tensor(np.ones(5, np.float32), requires_grad=True)],
@@ -851,7 +852,7 @@ def test_sgd_with_mixed_dtypes_takes_the_plain_update():
         opt = td.optim.SGD([p], lr=0.1, momentum=0.9)
         with td.backends.reference(reference), td.backends.record_routes() as taken:
             for g in grads:
-                p.grad = td.tensor(g)                        # float64
+                p._grad = td.tensor(g)              # float64 (past the check of p.grad = ...)
                 opt.step()
         assert {route for _, route in taken} == {"single_tensor"}
         results[reference] = p.detach().numpy(), opt.state[p]["momentum_buffer"]
@@ -881,7 +882,7 @@ def test_fused_numba_adam_is_the_plain_update_bit_for_bit(dtype, make, options):
         with td.backends.reference(reference), td.backends.record_routes() as taken:
             for step in grads:
                 for p, g in zip(params, step):
-                    p.grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)
+                    p._grad = td.tensor(g.T.copy().T if g.ndim == 2 else g)   # (float64 too: past p.grad's check)
                 opt.step()
         fused = ["fused_numba"] * 8 + ["single_tensor"] + ["fused_numba"] * 3     # step 3's float64 gradient
         expected = ["single_tensor"] * 12 if reference else fused

@@ -77,11 +77,9 @@ def set_grad_enabled_flag(flag):
     _state.enabled = bool(flag)
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager / decorator that turns graph recording on or off."""
-
-    def __init__(self, mode):
-        self.mode = bool(mode)
+class _GradModeBlock(contextlib.ContextDecorator):
+    """A block (``with``) or a function (a decorator) that runs with recording set to
+    ``self.mode`` and then restores the mode it found."""
 
     def __enter__(self):
         self.prev = is_grad_enabled()
@@ -91,17 +89,49 @@ class set_grad_enabled(contextlib.ContextDecorator):
         set_grad_enabled_flag(self.prev)
         return False
 
-
-class no_grad(set_grad_enabled):
-    """``with td.no_grad():`` runs ops without recording the graph (evaluation, optimizer steps)."""
-
-    def __init__(self):
-        super().__init__(False)
+    def _recreate_cm(self):             # each call of a decorated function: its own saved mode
+        return self.__class__(self.mode) if type(self) is set_grad_enabled else self.__class__()
 
 
-class enable_grad(set_grad_enabled):
-    def __init__(self):
-        super().__init__(True)
+class set_grad_enabled(_GradModeBlock):
+    """Turns graph recording on or off: at once when called (``td.set_grad_enabled(False)``
+    in an evaluation script, as PyTorch), for a block (``with``) or for a function (a
+    decorator); a block and a function restore the mode they found."""
+
+    def __init__(self, mode):
+        self.mode, self.prev = bool(mode), is_grad_enabled()
+        set_grad_enabled_flag(self.mode)
+
+    def __enter__(self):                # (the mode it found was saved when it was made)
+        set_grad_enabled_flag(self.mode)
+
+    def __call__(self, fn):             # a decorator changes nothing until the function runs
+        set_grad_enabled_flag(self.prev)
+        return super().__call__(fn)
+
+
+class _FixedMode(_GradModeBlock):
+    """``no_grad`` and ``enable_grad``: a block, or a decorator with or without ()."""
+
+    def __new__(cls, fn=None):
+        block = super().__new__(cls)
+        return block if fn is None else block(fn)
+
+    def __init__(self, fn=None):
+        pass
+
+
+class no_grad(_FixedMode):
+    """``with td.no_grad():`` runs ops without recording the graph (evaluation, optimizer
+    steps); ``@td.no_grad`` or ``@td.no_grad()`` does so for a function."""
+
+    mode = False
+
+
+class enable_grad(_FixedMode):
+    """Recording on, for a block or a function (inside a ``no_grad`` one)."""
+
+    mode = True
 
 
 # ------------------------------------------------------------------ anomaly mode
@@ -929,8 +959,13 @@ def _accumulate_leaf(t, g, handed_out):
     strided, broadcast or read-only view, or a slice (it would pin the whole buffer), is
     copied into a plain array.
     """
-    if t.grad is not None:
-        t.grad = Tensor(t.grad.array + g)
+    grad = t.grad
+    if grad is not None:
+        if getattr(grad.array.flags, "writeable", True):
+            grad.array += g             # in place, as PyTorch: a name kept for p.grad sees the sum
+            grad._bump_version()
+        else:
+            t.grad = Tensor(grad.array + g)
         return
     owner = _storage(g)
     plain = g is owner or (g.nbytes == owner.nbytes and g.flags.c_contiguous and getattr(g.flags, "writeable", True))

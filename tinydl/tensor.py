@@ -10,6 +10,7 @@ A Tensor holds
 Arithmetic, indexing and the methods below only forward to the ops in
 ``tinydl/ops``; the Tensor itself knows no calculus.
 """
+import math
 import numbers
 
 import numpy as np
@@ -59,7 +60,7 @@ class _VersionCounter:
 class Tensor:
     __array_priority__ = 1000   # numpy_array * tensor -> Tensor.__rmul__, not numpy's loop
     # Every tensor starts with these; they live on the class until set (every op makes one).
-    grad = None
+    _grad = None
     grad_fn = None
     _output_index = 0
     requires_grad = False
@@ -80,6 +81,21 @@ class Tensor:
             self.requires_grad_(True)
 
     # ------------------------------------------------------------ attributes
+    @property
+    def grad(self):
+        """The gradient backward() accumulated (None before the first), a Tensor of this shape."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:       # as PyTorch: a grad the optimizer would broadcast is refused here
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
+                raise RuntimeError(f"assigned grad (shape {tuple(value.shape)}, {value.dtype}, {value.device}) does "
+                                   f"not match the tensor (shape {tuple(self.shape)}, {self.dtype}, {self.device})")
+        self._grad = value
+
     @property
     def _xp(self):
         return get_array_module(self.array)
@@ -117,6 +133,11 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     @property
     def _version(self):
@@ -246,8 +267,13 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     def to(self, *args, **kwargs):
-        """``x.to('cuda')``, ``x.to(td.float64)``, ``x.to('cpu', td.float32)``, ``x.to(other)``."""
+        """``x.to('cuda')``, ``x.to(td.float64)``, ``x.to('cpu', td.float32)``, ``x.to(other)``;
+        ``copy=True`` gives a copy even where nothing changes (``non_blocking`` is accepted)."""
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got an unexpected keyword argument {next(iter(kwargs))!r}")
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
@@ -260,7 +286,7 @@ class Tensor:
             out = _math.cast(out, _normalize_dtype(dtype))
         if device is not None and parse_device(device) != self.device:
             out = _math.to_device(out, parse_device(device))
-        return out
+        return _math.clone(out) if copy and out is self else out
 
     def cpu(self):
         return self.to("cpu")
@@ -470,10 +496,28 @@ class Tensor:
         return Tensor(~self.array)
 
     def __and__(self, other):
-        return Tensor(self.array & _math.raw(other))
+        return _math.bitwise(self, other, "bitwise_and")
+
+    def __rand__(self, other):
+        return _math.bitwise(other, self, "bitwise_and")
 
     def __or__(self, other):
-        return Tensor(self.array | _math.raw(other))
+        return _math.bitwise(self, other, "bitwise_or")
+
+    def __ror__(self, other):
+        return _math.bitwise(other, self, "bitwise_or")
+
+    def __xor__(self, other):
+        return _math.bitwise(self, other, "bitwise_xor")
+
+    def __rxor__(self, other):
+        return _math.bitwise(other, self, "bitwise_xor")
+
+    def __lshift__(self, other):
+        return _math.bitwise(self, other, "left_shift")
+
+    def __rshift__(self, other):
+        return _math.bitwise(self, other, "right_shift")
 
     def eq(self, other):
         return self == other
@@ -493,17 +537,30 @@ class Tensor:
     def ge(self, other):
         return self >= other
 
-    def add(self, other):
-        return self + other
+    def add(self, other, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
 
-    def sub(self, other):
-        return self - other
+    def sub(self, other, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
 
     def mul(self, other):
         return self * other
 
-    def div(self, other):
-        return self / other
+    def div(self, other, rounding_mode=None):
+        """self / other; ``rounding_mode`` 'floor' is ``//``, 'trunc' rounds toward zero (no gradient)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode == "floor":
+            return self // other
+        if rounding_mode != "trunc":
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        floor = self // other
+        if floor.dtype.kind == "f":
+            quotient = (self / other).array
+            return Tensor(get_array_module(quotient).trunc(quotient).astype(floor.dtype, copy=False))
+        inexact = (self % other) != 0       # integers: floor and trunc differ where the signs do
+        negative = (self < 0) ^ (other < 0)
+        return floor + (inexact & negative).to(floor.dtype)
 
     def neg(self):
         return -self
@@ -590,10 +647,16 @@ class Tensor:
         return Tensor(self._xp.isfinite(self.array))
 
     def all(self, dim=None, keepdim=False):
-        return Tensor(self._xp.asarray(self._xp.all(self.array, axis=dim, keepdims=keepdim)))
+        return self._logical("all", dim, keepdim)
 
     def any(self, dim=None, keepdim=False):
-        return Tensor(self._xp.asarray(self._xp.any(self.array, axis=dim, keepdims=keepdim)))
+        return self._logical("any", dim, keepdim)
+
+    def _logical(self, name, dim, keepdim):
+        """all() / any(): bool, or uint8 for uint8 tensors, as PyTorch's."""
+        xp = self._xp
+        out = xp.asarray(getattr(xp, name)(self.array, axis=dim, keepdims=keepdim))
+        return Tensor(out.astype(np.uint8) if self.dtype == np.uint8 else out)
 
     def is_floating_point(self):
         return self.dtype.kind == "f"
@@ -815,20 +878,50 @@ def randperm(n, device=None):
     return Tensor(backend.rng_for(xp).permutation(n).astype(int64))
 
 
+def _plain_number(v):
+    """A 0-d Tensor or array as its Python number (``td.arange(lengths.max())``)."""
+    if isinstance(v, Tensor) or hasattr(v, "ndim"):
+        return (v.array if isinstance(v, Tensor) else v).item()
+    return v
+
+
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """start, start + step, ... up to ``end`` (excluded), as torch.arange: int64 when all three
+    are integers, else float32; each value start + i * step computed in float64."""
+    start, end, step = (_plain_number(v) for v in (start, end, step))
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError(f"arange: upper bound ({end}) and lower bound ({start}) are inconsistent with the "
+                           f"step sign ({step})")
     if dtype is None:
         is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
         dtype = int64 if is_int else _default_float
+    dtype = _normalize_dtype(dtype)
     xp = array_module_for(device or "cpu")
-    return Tensor(xp.arange(start, end, step, dtype=_normalize_dtype(dtype)), requires_grad=requires_grad)
+    if np.dtype(dtype).kind in "iub":
+        data = xp.arange(start, end, step, dtype=dtype)
+    else:       # NumPy steps by step rounded to the dtype: the last float32 values drift by an ulp
+        data = (start + xp.arange(math.ceil((end - start) / step), dtype=np.float64) * step).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """``steps`` values from start to end, both included, as torch.linspace: the first half
+    counted up from start, the second half down from end (so both ends are exact)."""
+    start, end = _plain_number(start), _plain_number(end)
+    dtype = np.dtype(_normalize_dtype(dtype) or _default_float)
     xp = array_module_for(device or "cpu")
-    data = xp.linspace(start, end, steps).astype(_normalize_dtype(dtype) or _default_float)
-    return Tensor(data, requires_grad=requires_grad)
+    if steps < 0:
+        raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
+    compute = dtype if dtype.kind in "fc" else np.dtype(np.float64)
+    step = compute.type((end - start) / max(steps - 1, 1))
+    i = xp.arange(steps, dtype=compute)
+    half = steps // 2
+    data = xp.where(i < half, compute.type(start) + step * i, compute.type(end) - step * (steps - 1 - i))
+    return Tensor(data.astype(dtype, copy=False), requires_grad=requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):

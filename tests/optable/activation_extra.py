@@ -53,3 +53,20 @@ CASES += [
     OpCase("rrelu/eval_range", lambda x: A.rrelu(x, 0.1, 0.6), lambda x: TF.rrelu(x, 0.1, 0.6),
            away_from([0], NCHW, scale=2)),
 ]
+
+# inplace=True while recording: the result is written into the input (here a non-leaf copy,
+# x * 1.0, as a leaf that requires grad is refused), which becomes the op's output
+CASES += [
+    OpCase(f"{name}/inplace", (lambda f: lambda x: f(x * 1.0, inplace=True))(getattr(A, name)),
+           (lambda f: lambda x: f(x * 1.0, inplace=True))(getattr(TF, name)), make)
+    for name, make in [("elu", away_from([0], (4, 5), scale=2)), ("selu", away_from([0], (4, 5), scale=2)),
+                       ("celu", away_from([0], (4, 5), scale=2)), ("silu", randn((4, 5), scale=3)),
+                       ("mish", randn((4, 5), scale=3)), ("hardswish", away_from([-3, 3], (4, 6), scale=4)),
+                       ("hardsigmoid", away_from([-3, 3], (4, 6), scale=4))]
+]
+CASES += [
+    OpCase("threshold/inplace", lambda x: A.threshold(x * 1.0, 0.3, -2.0, inplace=True),
+           lambda x: TF.threshold(x * 1.0, 0.3, -2.0, inplace=True), away_from([0.3], (4, 5))),
+    OpCase("rrelu/eval_inplace", lambda x: A.rrelu(x * 1.0, inplace=True),
+           lambda x: TF.rrelu(x * 1.0, inplace=True), away_from([0], (4, 5), scale=2)),
+]

@@ -27,6 +27,10 @@ def counts(shape, log_input=True):
     return make
 
 
+def randn_n(shapes):
+    return lambda rng: [rng.standard_normal(s) for s in shapes]
+
+
 def gaussian(shape, var_shape):
     return lambda rng: [rng.standard_normal(shape), rng.standard_normal(shape), rng.uniform(0.2, 2.0, var_shape)]
 
@@ -233,4 +237,76 @@ CASES += [
     OpCase("ctc/zero_infinity", *ctc([[1, 2, 0], [2, 2, 2]], (6, 3), (2, 3), reduction="sum", zero_infinity=True),
            lambda rng: [rng.standard_normal((6, 2, 3))]),
     OpCase("ctc/unbatched", *ctc([1, 2], 5, 2), lambda rng: [rng.standard_normal((5, 3))]),
+]
+
+
+# ---------------------------------------------------------------- the functional parity hunt
+def _norm(d, p):
+    """||d||_p along the last dim, PyTorch's limits included (p = inf, -inf, 0)."""
+    a = np.abs(d)
+    if p == np.inf:
+        return a.max(-1)
+    if p == -np.inf:
+        return a.min(-1)
+    if p == 0:
+        return (a != 0).sum(-1).astype(d.dtype)
+    return (a ** p).sum(-1) ** (1 / p)
+
+
+def distinct(shapes, gap=0.05):
+    """Arrays of ``shapes`` whose differences x_i - x_j + 1e-6 (broadcast) along the last dim
+    are off 0 and have a unique largest and smallest |entry| (p = +-inf: no tie to split,
+    and no finite difference straddles a switch of the winner)."""
+    def make(rng):
+        while True:
+            out = [rng.standard_normal(s) for s in shapes]
+            ok = True
+            for i in range(len(out)):
+                for j in range(i + 1, len(out)):
+                    a = np.sort(np.abs(out[i] - out[j] + 1e-6), axis=-1)
+                    ok = ok and a[..., 0].min() > gap and np.diff(a, axis=-1).min() > gap
+            if ok:
+                return out
+    return make
+
+
+def triplets_p(shapes, margin, p, swap=False):
+    """As ``triplets``, for any p (inf included) and broadcast shapes."""
+    base = distinct(shapes)
+
+    def make(rng):
+        while True:
+            a, pos, neg = base(rng)
+            dist = lambda u, v: _norm(u - v + 1e-6, p)
+            d_neg = np.minimum(dist(a, neg), dist(pos, neg)) if swap else dist(a, neg)
+            if (np.abs(margin + dist(a, pos) - d_neg).min() > 0.02
+                    and np.abs(dist(a, neg) - dist(pos, neg)).min() > 0.02):
+                return [a, pos, neg]
+    return make
+
+
+INF = float("inf")
+
+CASES += [
+    OpCase("pairwise_distance/pinf", *dist("pairwise_distance", p=INF), distinct([(4, 5), (4, 5)])),
+    OpCase("pairwise_distance/pinf_broadcast_keepdim", *dist("pairwise_distance", p=INF, keepdim=True),
+           distinct([(2, 3, 4), (3, 4)])),
+    OpCase("pairwise_distance/p-inf", *dist("pairwise_distance", p=-INF), distinct([(4, 5), (4, 5)])),
+    # a count: its gradient is 0 (PyTorch: none), nothing for finite differences to check
+    OpCase("pairwise_distance/p0", *dist("pairwise_distance", p=0), distinct([(4, 5), (4, 5)]), gradcheck=False),
+    OpCase("pairwise_distance/p0.5", *dist("pairwise_distance", p=0.5), distinct([(4, 5), (4, 5)])),
+    OpCase("pairwise_distance/p-1.5", *dist("pairwise_distance", p=-1.5), distinct([(4, 5), (4, 5)])),
+    OpCase("triplet_margin/pinf", *pair("triplet_margin_loss", p=INF, margin=2.0),
+           triplets_p([(6, 4)] * 3, 2.0, INF)),
+    OpCase("triplet_margin/p-inf_swap_none", *pair("triplet_margin_loss", p=-INF, margin=0.5, swap=True,
+                                                   reduction="none"),
+           triplets_p([(6, 4)] * 3, 0.5, -INF, swap=True)),
+    OpCase("triplet_margin/3d_none", *pair("triplet_margin_loss", margin=2.0, reduction="none"),
+           triplets_p([(2, 3, 4)] * 3, 2.0, 2.0)),
+    OpCase("triplet_margin/broadcast_swap", *pair("triplet_margin_loss", margin=3.0, swap=True),
+           triplets_p([(2, 3, 4), (1, 3, 4), (2, 1, 4)], 3.0, 2.0, swap=True)),
+    OpCase("gaussian_nll/float_var", lambda x, t: L.gaussian_nll_loss(x, t, 0.7),
+           lambda x, t: TF.gaussian_nll_loss(x, t, 0.7), randn_n([(2, 3, 4)] * 2)),
+    OpCase("gaussian_nll/var_size1_in_a_middle_dim", *pair("gaussian_nll_loss", reduction="none"),
+           gaussian((2, 3, 4), (2, 1, 4))),
 ]

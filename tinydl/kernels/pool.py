@@ -11,7 +11,8 @@ single-channel images, ``x.reshape(N*C, 1, H, W)``; then
 holds, in column q = (n*C + c)*Ho*Wo + ho*Wo + wo, the kh*kw values of that
 output's window, and pooling is a reduction over axis 0:
 
-    max pool:  y = cols.max(axis=0)       (padding filled with -inf, so it never wins)
+    max pool:  y = cols.max(axis=0)       (padding filled with -inf, so it never wins;
+                                           an integer dtype's minimum for integer inputs)
     avg pool:  y = cols.sum(axis=0) / divisor[ho, wo]     (padding filled with 0)
 
 Backward passes reverse this: avg pool spreads ``gy / divisor`` over the window
@@ -24,9 +25,9 @@ pixel inside its own *unpadded* (H, W) plane, as int64 -- the same numbers as
 ``torch.nn.functional.max_pool2d(..., return_indices=True)``, including its scan
 rules: the window is scanned row by row and a value replaces the current best
 only if it is strictly greater (so the first maximum wins ties), or if it is NaN
-(so the last NaN wins); a window whose real pixels are all -inf reports its
-first in-bounds pixel. ``max_unpool2d`` and the max-pool backward consume these
-indices.
+(so the last NaN wins); a window whose real pixels are all -inf (an integer
+dtype's minimum) reports its first in-bounds pixel. ``max_unpool2d`` and the
+max-pool backward consume these indices.
 
 Output size and ceil_mode (PyTorch's rules)
 -------------------------------------------
@@ -136,6 +137,13 @@ def _first_inbounds(n_out, s, p_before, d):
 
 
 # --------------------------------------------------------------------------- max pool
+def lowest(dtype):
+    """The value every window's maximum starts from, so padding never wins: -inf for floats,
+    the dtype's minimum for integers (-inf does not fit them; PyTorch starts there too)."""
+    dtype = np.dtype(dtype)
+    return dtype.type(-np.inf if dtype.kind == "f" else np.iinfo(dtype).min)
+
+
 def _max_pool_settings(in_hw, kernel_size, stride, padding, dilation, ceil_mode):
     """Kernel, stride and dilation as pairs, the output size and the padding
     (top, bottom, left, right): what every max-pooling path needs first."""
@@ -150,7 +158,7 @@ def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilatio
     """Max pooling through im2col. Returns ``(y, indices)``, both (N, C, Ho, Wo);
     ``indices`` are int64 flat positions ``h*W + w`` in each unpadded plane.
 
-    Steps: unfold every plane with -inf padding, take the per-column argmax
+    Steps: unfold every plane with -inf padding (``lowest``), take the per-column argmax
     (NumPy's argmax returns the first maximum, the same as PyTorch's scan), then
     turn the winning tap (i, j) of output (ho, wo) into the pixel it read:
     h = ho*sh - pt + i*dh, w = wo*sw - pl + j*dw. Works on NumPy and CuPy arrays.
@@ -160,19 +168,20 @@ def max_pool2d_forward_reference(x, kernel_size, stride=None, padding=0, dilatio
     kh, kw, sh, sw, dh, dw, Ho, Wo, (pt, pb, pl, pr) = _max_pool_settings(
         (H, W), kernel_size, stride, padding, dilation, ceil_mode)
 
-    cols = im2col(x.reshape(N * C, 1, H, W), (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw), pad_value=-np.inf)
+    bottom = lowest(x.dtype)
+    cols = im2col(x.reshape(N * C, 1, H, W), (kh, kw), (sh, sw), (pt, pb, pl, pr), (dh, dw), pad_value=bottom)
     tap = cols.argmax(axis=0)  # (N*C*Ho*Wo,), first maximum wins
 
     # PyTorch's scan has two rules argmax lacks; they matter only for NaN and
     # -inf inputs but keep the indices identical (and inside the plane).
-    if xp.isnan(x).any():  # `v > best or isnan(v)`: the *last* NaN of the window wins
+    if x.dtype.kind == "f" and xp.isnan(x).any():  # `v > best or isnan(v)`: the *last* NaN wins
         is_nan = xp.isnan(cols)
         last_nan = cols.shape[0] - 1 - is_nan[::-1].argmax(axis=0)
         tap = xp.where(is_nan.any(axis=0), last_nan, tap)
     y = xp.take_along_axis(cols, tap[None], axis=0)[0]
-    all_neg_inf = (y == -np.inf).reshape(N * C, Ho, Wo)
+    all_neg_inf = (y == bottom).reshape(N * C, Ho, Wo)
     tap = tap.reshape(N * C, Ho, Wo)
-    if all_neg_inf.any():  # nothing beat the initial -inf: PyTorch reports the first real pixel
+    if all_neg_inf.any():  # nothing beat the initial -inf (a padding cell may tie): the first real pixel
         i0 = xp.asarray(_first_inbounds(Ho, sh, pt, dh))[:, None]
         j0 = xp.asarray(_first_inbounds(Wo, sw, pl, dw))[None, :]
         tap = xp.where(all_neg_inf, i0 * kw + j0, tap)
@@ -320,7 +329,7 @@ _MAX_POOL_CUDA = r"""
     const int ho = t % Ho; t /= Ho;
     const long long plane = t * H * W;
     const int h0 = ho * sh - pt, w0 = wo * sw - pl;
-    T best = 0;
+    T best = lowest;
     long long best_k = -1;
     for (int a = 0; a < kh; ++a) {
         const int h = h0 + a * dh;
@@ -336,11 +345,10 @@ _MAX_POOL_CUDA = r"""
             }
         }
     }
-    if (best_k < 0) {   // no pixel (see empty_windows): -inf, and the first tap past the top-left padding
+    if (best_k < 0) {   // no pixel (see empty_windows): -inf (lowest), and the first tap past the top-left padding
         int h = h0, w = w0;
         while (h < 0) h += dh;
         while (w < 0) w += dw;
-        best = (T)__longlong_as_double(0xfff0000000000000LL);
         best_k = (long long)h * W + w;
     }
     y = best;
@@ -372,7 +380,7 @@ def _cuda_kernel(name):
     if not _cuda_kernels:
         import cupy
         _cuda_kernels["max_pool"] = cupy.ElementwiseKernel(
-            "raw T x, " + _POOL_GEOMETRY, "T y, int64 idx", _MAX_POOL_CUDA, "tinydl_max_pool2d")
+            "raw T x, T lowest, " + _POOL_GEOMETRY, "T y, int64 idx", _MAX_POOL_CUDA, "tinydl_max_pool2d")
         # "raw" outputs: the launch covers gy / x (one thread each); gx / y are written at computed spots
         _cuda_kernels["max_pool_backward"] = cupy.ElementwiseKernel(
             "T gy, int64 idx, int64 L, int64 HW", "raw T gx", _MAX_POOL_BACKWARD_CUDA,
@@ -393,7 +401,8 @@ def max_pool2d_forward_cupy(x, kernel_size, stride=None, padding=0, dilation=1, 
         (H, W), kernel_size, stride, padding, dilation, ceil_mode)
     y = cupy.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cupy.empty((N, C, Ho, Wo), dtype=cupy.int64)
-    _cuda_kernel("max_pool")(cupy.ascontiguousarray(x), H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, y, idx)
+    _cuda_kernel("max_pool")(cupy.ascontiguousarray(x), lowest(x.dtype), H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw,
+                             y, idx)
     return y, idx
 
 

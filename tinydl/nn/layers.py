@@ -70,14 +70,14 @@ class Dropout(_DropoutNd):
     rest by 1/(1-p); in eval mode, the identity. Reads ``self.training``."""
 
     def forward(self, input):
-        return F.dropout(input, p=self.p, training=self.training)
+        return F.dropout(input, p=self.p, training=self.training, inplace=self.inplace)
 
 
 class Dropout2d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, H, W) input."""
 
     def forward(self, input):
-        return F.dropout2d(input, p=self.p, training=self.training)
+        return F.dropout2d(input, p=self.p, training=self.training, inplace=self.inplace)
 
 
 # ---------------------------------------------------------------- shape

@@ -23,11 +23,16 @@ consumer's backward raises, as PyTorch's does. The result is the input itself, a
 while recording the input becomes the op's output (its ``grad_fn`` is the op's node, as
 PyTorch "rebases" it), so ``F.relu(x, True)`` alone, without ``x =``, is right too.
 Ops that used x before keep its old history; one that keeps x itself with no version to
-check (a view of x, an op that reruns itself for its gradient) would follow x to its new
-history, so there the in-place op refuses. A tensor over the same memory as x (a view
-of x, or the tensor x views) keeps its old history, so a later recorded use of it raises
-(PyTorch rebuilds such views; ``ops/inplace.py``). The other activations accept
-``inplace`` and write into the input only under ``td.no_grad()``.
+check (an op that reruns itself for its gradient) would follow x to its new history, so
+there the in-place op refuses. The other tensors over x's memory (its views, the tensor x
+views) take their history from the new one when next used, as PyTorch's (``ops/inplace.py``).
+
+The other activations with ``inplace`` (elu, selu, celu, silu, mish, hardswish, hardsigmoid,
+threshold, rrelu; and dropout) compute the result beside x and then write it into x, which
+they return (``_finish``). While recording, x becomes the op's output through the in-place
+machinery of ``ops/inplace.py`` (views included), and the op reads a copy of x: its
+backward may need x's old values (silu's), which the write replaces (PyTorch keeps the
+"original self" the same way). The same refusals as above apply.
 """
 import math
 
@@ -35,8 +40,8 @@ from ..autograd import Function, constant, is_grad_enabled
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .inplace import overwrite_ok, record_write
-from .math import floating, on_array_or_tensor, raw, sum_kept
+from .inplace import overwrite_ok, record_write, write_result
+from .math import clone, floating, on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -113,13 +118,23 @@ def _apply_in_place(fn, x, inplace, op, **params):
     return fn.apply(x, **params)
 
 
-def _finish(x, out, inplace):
-    """Return ``out``, or write it into ``x`` when in-place is asked for and safe (see module doc)."""
-    if inplace and not is_grad_enabled() and isinstance(x, Tensor):
+def _finish(fn, x, inplace, op, **params):
+    """``fn.apply(x, **params)``; with ``inplace``, that result written into x, and x returned
+    (PyTorch's ``elu_`` and the like; module docstring)."""
+    if not (inplace and isinstance(x, Tensor)):
+        return fn.apply(x, **params)
+    overwrite_ok(x, f"{op}(inplace=True)", instead="use inplace=False")
+    if not (is_grad_enabled() and x.requires_grad):     # nothing to record: a plain write
+        out = fn.apply(x, **params)
+        if out.dtype != x.dtype:
+            raise RuntimeError(f"{op}(inplace=True): result type {out.dtype} can't be cast to the input's "
+                               f"type {x.dtype} (tensor of shape {tuple(x.shape)})")
         x.array[...] = out.array
         x._bump_version()
         return x
-    return out
+    out = fn.apply(clone(x), **params)     # a copy: the backward may read x's values, overwritten next
+    write_result(x, out)
+    return x
 
 
 # ---------------------------------------------------------------- piecewise linear
@@ -379,7 +394,8 @@ class Mish(Function):
 
 class Hardswish(Function):
     """y = x * relu6(x + 3) / 6: 0 for x <= -3, x for x >= 3, x (x + 3) / 6 between;
-    dy/dx = 0 for x < -3, 1 for x > 3, x / 3 + 1/2 on [-3, 3] (PyTorch's values at the kinks)."""
+    dy/dx = 0 for x <= -3, 1 for x >= 3, x / 3 + 1/2 on (-3, 3) (PyTorch's values at the
+    kinks: the outer pieces' slopes 0 and 1; a NaN x gets slope 1, as there)."""
 
     double_backward = "composite"
 
@@ -390,13 +406,13 @@ class Hardswish(Function):
 
     def composite(ctx, x):
         a = x.array
-        mid, high = constant((a >= -3) & (a <= 3), x), constant(a > 3, x)
+        mid, high = constant((a > -3) & (a < 3), x), constant(a >= 3, x)
         return x * (x + 3) * mid / 6 + x * high
 
     def backward(ctx, gy):
         x, = ctx.saved_tensors
         xp = get_array_module(x)
-        slope = xp.where(x < -3, 0, xp.where(x <= 3, x / 3 + 0.5, 1)).astype(gy.dtype, copy=False)
+        slope = xp.where(x <= -3, 0, xp.where(x < 3, x / 3 + 0.5, 1)).astype(gy.dtype, copy=False)
         return gy * slope
 
 
@@ -452,13 +468,14 @@ class Tanhshrink(Function):
 
 
 class Threshold(Function):
-    """y = x where x > threshold, else value;  dy/dx = 1 where x > threshold, else 0."""
+    """y = value where x <= threshold, else x;  dy/dx = 0 where x <= threshold, else 1
+    (a NaN x is not <= threshold: it stays NaN and passes its gradient, as in PyTorch)."""
 
     double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, threshold, value):
         xp = get_array_module(x)
-        keep = x > threshold
+        keep = ~(x <= threshold)        # not x > threshold: NaN is kept
         ctx.save_for_backward(keep)
         return xp.where(keep, x, x.dtype.type(value))
 
@@ -468,15 +485,16 @@ class Threshold(Function):
 
 
 class Shrink(Function):
-    """Hardshrink: y = x where |x| > lambd, else 0.
-    Softshrink: y = x - lambd sign(x) where |x| > lambd, else 0 (shifted toward 0 by lambd).
-    Both: dy/dx = 1 where |x| > lambd, else 0."""
+    """Hardshrink: y = 0 where |x| <= lambd, else x.
+    Softshrink: y = 0 where |x| <= lambd, else x - lambd sign(x) (shifted toward 0 by lambd).
+    Both: dy/dx = 0 where |x| <= lambd, else 1. A NaN x stays NaN and passes its gradient, as
+    PyTorch's formula (its vectorised CPU loop, for tensors of 8 or more entries, gives 0 there)."""
 
     double_backward = "operators"      # backward: gy times a saved mask
 
     def forward(ctx, x, lambd, soft):
         xp = get_array_module(x)
-        outside = xp.abs(x) > lambd
+        outside = ~(xp.abs(x) <= lambd)     # not |x| > lambd: NaN is outside
         ctx.save_for_backward(outside)
         y = x - lambd * xp.sign(x) if soft else x
         return xp.where(outside, y, 0).astype(x.dtype, copy=False)
@@ -666,7 +684,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 
 def elu(input, alpha=1.0, inplace=False):
-    return _finish(input, ELU.apply(input, alpha=alpha), inplace)
+    return _finish(ELU, input, inplace, "elu", alpha=alpha)
 
 
 # The SELU constants of Klambauer et al. (2017), as PyTorch uses them.
@@ -676,7 +694,7 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def selu(input, inplace=False):
     """scale * elu(x, alpha) with the self-normalising constants (pair with alpha_dropout)."""
-    return _finish(input, ELU.apply(input, alpha=_SELU_ALPHA, scale=_SELU_SCALE), inplace)
+    return _finish(ELU, input, inplace, "selu", alpha=_SELU_ALPHA, scale=_SELU_SCALE)
 
 
 def sigmoid(input):
@@ -692,7 +710,7 @@ def tanh(input):
 
 
 def silu(input, inplace=False):
-    return _finish(input, SiLU.apply(input), inplace)
+    return _finish(SiLU, input, inplace, "silu")
 
 
 def gelu(input, approximate="none"):
@@ -709,19 +727,19 @@ def celu(input, alpha=1.0, inplace=False):
     """max(0, x) + min(0, alpha (exp(x / alpha) - 1)): ELU whose slope stays 1 at 0 for any alpha."""
     if alpha == 0:
         raise ValueError("celu: alpha must not be 0 (it divides the input)")
-    return _finish(input, ELU.apply(input, alpha=alpha, input_scale=1.0 / alpha), inplace)
+    return _finish(ELU, input, inplace, "celu", alpha=alpha, input_scale=1.0 / alpha)
 
 
 def mish(input, inplace=False):
-    return _finish(input, Mish.apply(input), inplace)
+    return _finish(Mish, input, inplace, "mish")
 
 
 def hardswish(input, inplace=False):
-    return _finish(input, Hardswish.apply(input), inplace)
+    return _finish(Hardswish, input, inplace, "hardswish")
 
 
 def hardsigmoid(input, inplace=False):
-    return _finish(input, Hardsigmoid.apply(input), inplace)
+    return _finish(Hardsigmoid, input, inplace, "hardsigmoid")
 
 
 def softsign(input):
@@ -733,7 +751,7 @@ def tanhshrink(input):
 
 
 def threshold(input, threshold, value, inplace=False):
-    return _finish(input, Threshold.apply(input, threshold=threshold, value=value), inplace)
+    return _finish(Threshold, input, inplace, "threshold", threshold=threshold, value=value)
 
 
 def hardshrink(input, lambd=0.5):
@@ -760,7 +778,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     """Leaky ReLU with a random slope in [lower, upper] per element while ``training``."""
     if not 0 <= lower <= upper:
         raise ValueError(f"rrelu: expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
-    return _finish(input, RReLU.apply(input, lower=lower, upper=upper, training=bool(training)), inplace)
+    return _finish(RReLU, input, inplace, "rrelu", lower=lower, upper=upper, training=bool(training))
 
 
 def glu(input, dim=-1):

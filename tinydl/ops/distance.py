@@ -1,6 +1,12 @@
 """Distances between vectors: cosine similarity and the p-norm distance (torch.nn.functional's
 cosine_similarity and pairwise_distance), the building blocks of metric-learning losses."""
-from ..autograd import Function, unbroadcast
+import contextlib
+import math
+import numbers
+
+import numpy as np
+
+from ..autograd import Function, constant, unbroadcast
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .shape import normalize_dim
@@ -9,19 +15,51 @@ __all__ = ["cosine_similarity", "pairwise_distance"]
 
 
 def pnorm(d, p, axis, keepdims=False):
-    """(sum |d|**p)**(1/p) along ``axis`` (p = 2: the Euclidean length)."""
+    """(sum |d|**p)**(1/p) along ``axis`` (p = 2: the Euclidean length), with PyTorch's limits:
+    p = inf the largest |d|, p = -inf the smallest, p = 0 the count of non-zero entries."""
     if isinstance(d, Tensor):                    # a composite (create_graph)
-        return (d * d).sum(axis, keepdim=keepdims).sqrt() if p == 2 else \
-            (d.abs() ** p).sum(axis, keepdim=keepdims) ** (1.0 / p)
+        if p == 2:
+            return (d * d).sum(axis, keepdim=keepdims).sqrt()
+        if math.isinf(p) or p == 0:
+            # the array norm held constant, times the weights pnorm_grad gives each entry
+            n = pnorm(d.array, p, axis, keepdims=True)
+            if p == 0:
+                n = constant(n, d)
+            else:
+                n = (d * constant(pnorm_grad(d.array, n, p, axis), d)).sum(axis, keepdim=True)
+            return n if keepdims else n.squeeze(axis)
+        return (d.abs() ** p).sum(axis, keepdim=keepdims) ** (1.0 / p)
     xp = get_array_module(d)
     if p == 2:
         return xp.sqrt((d * d).sum(axis=axis, keepdims=keepdims))
-    return (xp.abs(d) ** p).sum(axis=axis, keepdims=keepdims) ** (1.0 / p)
+    if p == math.inf:
+        return xp.abs(d).max(axis=axis, keepdims=keepdims)
+    if p == -math.inf:
+        return xp.abs(d).min(axis=axis, keepdims=keepdims)
+    if p == 0:
+        return (d != 0).sum(axis=axis, keepdims=keepdims).astype(d.dtype)
+    with _quiet(xp):                             # p < 0: 0 ** p = inf, and the norm 0, as PyTorch
+        return (xp.abs(d) ** p).sum(axis=axis, keepdims=keepdims) ** (1.0 / p)
 
 
-def pnorm_grad(d, n, p):
-    """d||d||_p / dd = sign(d) |d|**(p-1) / n**(p-1), with n the norm (keepdims); 0 where n = 0."""
+def pnorm_grad(d, n, p, axis=-1):
+    """d||d||_p / dd, with n the norm along ``axis`` (keepdims), as PyTorch's norm backward:
+    p >= 1:      sign(d) |d|**(p-1) / n**(p-1),  0 where n = 0;
+    p < 1:       sign(d) |d|**(p-1) n**(1-p),    0 where d = 0 (|d|**(p-1) is inf there);
+    p = +-inf:   n = |d_k| for the largest (smallest) |d_k|: sign(d_k), shared equally
+                 among ties (and NaN entries), 0 elsewhere;
+    p = 0:       a count, piecewise constant: 0."""
     xp = get_array_module(d)
+    if p == 0:
+        return xp.zeros_like(d)
+    if math.isinf(p):
+        a = xp.abs(d)
+        top = (a == n) | xp.isnan(a)
+        return (xp.sign(d) * top / top.sum(axis=axis, keepdims=True)).astype(d.dtype, copy=False)
+    if p < 1:
+        nonzero = d != 0
+        g = xp.sign(d) * xp.where(nonzero, xp.abs(d), 1) ** (p - 1) * n ** (1 - p)
+        return xp.where(nonzero, g, 0).astype(d.dtype, copy=False)
     safe = xp.where(n > 0, n, 1)
     if p == 2:
         g = d / safe
@@ -30,9 +68,21 @@ def pnorm_grad(d, n, p):
     return xp.where(n > 0, g, 0).astype(d.dtype, copy=False)
 
 
+def _quiet(xp):
+    """Silence NumPy's divide warning where inf is the intended value (CuPy never warns)."""
+    return np.errstate(divide="ignore") if xp is np else contextlib.nullcontext()
+
+
+def check_p(p, op):
+    """p: a number, not NaN (PyTorch takes any other, inf, -inf, 0 and negative ones too)."""
+    if not isinstance(p, numbers.Real) or math.isnan(p):
+        raise ValueError(f"{op}: p must be a real number (inf, -inf and 0 included), got {p!r}")
+
+
 class PairwiseDistance(Function):
     """n = ||x1 - x2 + eps||_p along the last dim (eps keeps the gradient finite at x1 = x2);
-    dn/dx1 = sign(d) |d|**(p-1) / n**(p-1) with d = x1 - x2 + eps,  dn/dx2 = -dn/dx1."""
+    dn/dx1 = sign(d) |d|**(p-1) / n**(p-1) with d = x1 - x2 + eps,  dn/dx2 = -dn/dx1
+    (p = inf: the largest |d|, its gradient sign(d) there; other limits: ``pnorm_grad``)."""
 
     double_backward = "composite"
 
@@ -93,8 +143,7 @@ class CosineSimilarity(Function):
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     """The p-norm distance ||x1 - x2 + eps||_p along the last dim (x1, x2 broadcast)."""
-    if p <= 0:
-        raise ValueError(f"pairwise_distance: p must be > 0, got {p}")
+    check_p(p, "pairwise_distance")
     return PairwiseDistance.apply(x1, x2, p=float(p), eps=float(eps), keepdim=bool(keepdim))
 
 

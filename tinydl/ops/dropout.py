@@ -107,24 +107,26 @@ def _channel_mask_shape(x, spatial, op):
                      f"input, got shape {x.shape}")
 
 
-def _apply(fn, input, p, training, inplace, mask_shape):
+def _apply(fn, input, p, training, inplace, mask_shape, op):
     if not training or p == 0 or input.numel() == 0:
         return input           # the identity, as PyTorch (the same tensor)
-    return _finish(input, fn.apply(input, p=float(p), mask_shape=tuple(mask_shape)), inplace)
+    # inplace: the result is written into input, which is returned (as PyTorch; ops/activation.py)
+    return _finish(fn, input, inplace, op, p=float(p), mask_shape=tuple(mask_shape))
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only).
 
-    ``inplace=True`` writes into ``input`` only under td.no_grad() (see ops/activation.py)."""
+    ``inplace=True`` writes the result into ``input`` and returns it (see ops/activation.py)."""
     _check_p(p, "dropout")
-    return _apply(Dropout, input, p, training, inplace, input.shape)
+    return _apply(Dropout, input, p, training, inplace, input.shape, "dropout")
 
 
 def dropout1d(input, p=0.5, training=True, inplace=False):
     """Zero whole channels of (N, C, L) or (C, L) inputs with probability p."""
     _check_p(p, "dropout1d")
-    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 1, "dropout1d"))
+    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 1, "dropout1d"),
+                  "dropout1d")
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
@@ -134,13 +136,15 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     (N, C, L) (with a deprecation warning announcing this very change); use dropout1d for that.
     """
     _check_p(p, "dropout2d")
-    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 2, "dropout2d"))
+    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 2, "dropout2d"),
+                  "dropout2d")
 
 
 def dropout3d(input, p=0.5, training=True, inplace=False):
     """Zero whole channels of (N, C, D, H, W) or (C, D, H, W) inputs with probability p."""
     _check_p(p, "dropout3d")
-    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 3, "dropout3d"))
+    return _apply(Dropout, input, p, training, inplace, _channel_mask_shape(input, 3, "dropout3d"),
+                  "dropout3d")
 
 
 def alpha_dropout(input, p=0.5, training=False, inplace=False):
@@ -148,8 +152,8 @@ def alpha_dropout(input, p=0.5, training=False, inplace=False):
     training=False here)."""
     _check_p(p, "alpha_dropout")
     if training and p == 1:
-        return _apply(Dropout, input, 1.0, True, inplace, input.shape)   # all zeros, as PyTorch
-    return _apply(AlphaDropout, input, p, training, inplace, input.shape)
+        return _apply(Dropout, input, 1.0, True, inplace, input.shape, "alpha_dropout")   # all zeros, as PyTorch
+    return _apply(AlphaDropout, input, p, training, inplace, input.shape, "alpha_dropout")
 
 
 def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
@@ -159,5 +163,5 @@ def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
         raise ValueError(f"feature_alpha_dropout: expected an (N, C, ...) input, got shape {input.shape}")
     shape = input.shape[:2] + (1,) * (input.ndim - 2)
     if training and p == 1:
-        return _apply(Dropout, input, 1.0, True, inplace, shape)
-    return _apply(AlphaDropout, input, p, training, inplace, shape)
+        return _apply(Dropout, input, 1.0, True, inplace, shape, "feature_alpha_dropout")
+    return _apply(AlphaDropout, input, p, training, inplace, shape, "feature_alpha_dropout")

@@ -119,7 +119,7 @@ def update(x, fn, other, op):
         source = _math.clone(x)
         other = source if other is x else other
     out = fn(source, other)
-    _write_result(x, out)
+    write_result(x, out)
     return x
 
 
@@ -144,7 +144,7 @@ def setitem(x, index, value):
         region = take(x.array, index).ndim      # as PyTorch (the part's rank: a copy for an array index)
         if value.ndim > region:
             value = value.reshape(value.shape[value.ndim - region:])
-    _write_result(x, IndexPut.apply(x, value, index=index))
+    write_result(x, IndexPut.apply(x, value, index=index))
 
 
 def bitwise(x, name, other, op):
@@ -154,7 +154,7 @@ def bitwise(x, name, other, op):
     return x
 
 
-def _write_result(x, out):
+def write_result(x, out):
     """Write the recorded op's result ``out`` into x's array and make x its output."""
     if out.dtype != x.dtype:            # float16 x += float32 y: computed in float32, stored in float16
         out = _math.cast(out, x.dtype)

@@ -30,7 +30,7 @@ from ..kernels.loss import cross_entropy_backward_numba, cross_entropy_forward_n
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .activation import LogSoftmax, softplus_recorded
-from .distance import pnorm, pnorm_grad
+from .distance import check_p, pnorm, pnorm_grad
 from .math import cast, promoted, raw
 from .shape import _check_index_range, gather
 
@@ -620,7 +620,7 @@ class CosineEmbedding(Function):
 
 class TripletMargin(Function):
     """l = max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_P along the last
-    dim (``swap``: d(a, n) replaced by d(p, n) where that is smaller). Where l > 0 side
+    dim, the inputs broadcast together (``swap``: d(a, n) replaced by d(p, n) where that is smaller). Where l > 0 side
     (>= 0, as PyTorch's clamp), dl/dd(a, p) = 1 and dl/dd(negative) = -1, and each
     d(u, v) passes its gradient u_grad = sign(D)|D|**(P-1)/d**(P-1) (D = u - v + eps) to u, minus it to v."""
 
@@ -640,7 +640,7 @@ class TripletMargin(Function):
         raw = (margin + d_ap - d_neg)[..., 0]
         loss = xp.maximum(raw, 0)
         ctx.save_for_backward(D_ap, d_ap, D_an, d_an, D_pn, d_pn, use_pn, raw >= 0, loss)
-        ctx.p, ctx.reduction = p, reduction
+        ctx.p, ctx.reduction, ctx.shapes = p, reduction, (a.shape, pos.shape, neg.shape)
         return _reduce(loss, reduction).astype(a.dtype, copy=False)
 
     def composite(ctx, a, pos, neg, margin, p, eps, swap, reduction):
@@ -662,7 +662,9 @@ class TripletMargin(Function):
         if D_pn is not None:
             u_pn = g * pnorm_grad(D_pn, d_pn, ctx.p) * use_pn
             gp, gn = gp - u_pn, gn + u_pn
-        return tuple(grad if need else None for grad, need in zip((ga, gp, gn), ctx.needs_input_grad))
+        # (inputs broadcast together: each gradient summed back to its input's shape)
+        return tuple(unbroadcast(grad, shape) if need else None
+                     for grad, shape, need in zip((ga, gp, gn), ctx.shapes, ctx.needs_input_grad))
 
 
 class MultiMargin(Function):
@@ -1233,27 +1235,35 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     reduction = _reduction_mode(size_average, reduce, reduction, "poisson_nll_loss")
     _check_device("poisson_nll_loss", input=input, target=target)
     _broadcast_target("poisson_nll_loss", input, target)
+    input, target = promoted(input, target)      # float32 and float64: float64, as PyTorch
     return PoissonNLL.apply(input, target, log_input=bool(log_input), full=bool(full), eps=float(eps),
                             reduction=reduction)
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
-    """Gaussian NLL of ``target`` under N(input, var): ``var`` has the input's shape, or one
-    entry per sample (its last dim 1, or missing); entries below ``eps`` count as eps."""
+    """Gaussian NLL of ``target`` under N(input, var): ``var`` has the input's shape, one entry
+    per sample (its last dim 1, or missing), size 1 in one other dim, or is one number;
+    entries below ``eps`` count as eps."""
     op = "gaussian_nll_loss"
     reduction = _reduction_mode(None, None, reduction, op)
-    _check_device(op, input=input, target=target, var=var)
     if not isinstance(var, Tensor):
-        var = Tensor(input._xp.asarray(var, dtype=input.dtype))
+        var = input._xp.asarray(var, dtype=input.dtype)
+        if var.ndim == 0:                # a number: one variance for every entry, as PyTorch
+            var = input._xp.full(input.shape, var, dtype=input.dtype)
+        var = Tensor(var)
+    _check_device(op, input=input, target=target, var=var)
     if var.shape != input.shape:
+        differ = [k for k, (n, m) in enumerate(zip(input.shape, var.shape)) if n != m]
         if var.shape == input.shape[:-1]:
             var = var.unsqueeze(-1)
-        elif not (var.shape[:-1] == input.shape[:-1] and var.shape[-1:] == (1,)):
+        elif not (var.ndim == input.ndim and len(differ) == 1 and var.shape[differ[0]] == 1):
             raise ValueError(f"{op}: var of shape {var.shape} must have the input's shape {input.shape}, "
-                             f"or one entry per sample {input.shape[:-1]} (+ (1,))")
+                             f"one entry per sample {input.shape[:-1]} (+ (1,)), or size 1 in one dim of "
+                             f"the input's shape")
     if bool((var.array < 0).any()):      # one host sync, as PyTorch's check
         raise ValueError(f"{op}: var has negative entries")
     _broadcast_target(op, input, target)
+    input, target, var = promoted(input, target, var)    # float32 and float64: float64, as PyTorch
     return GaussianNLL.apply(input, target, var, full=bool(full), eps=float(eps), reduction=reduction)
 
 
@@ -1277,6 +1287,9 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     if input.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     _check_broadcastable_to(op, "weight", weight, input.shape)
+    # float32 and float64 (the weight's too): float64, as PyTorch
+    input, target, weight = promoted(input, target, weight) if weight is not None else \
+        (*promoted(input, target), None)
     return MultiLabelSoftMargin.apply(input, target, weight, reduction=reduction)
 
 
@@ -1308,21 +1321,31 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
     if input1.shape != input2.shape or input1.ndim not in (1, 2) or tuple(target.shape) != input1.shape[:-1]:
         raise ValueError(f"{op}: expected input1 and input2 of one shape (N, D) or (D,) and target of "
                          f"shape (N,) or (), got {input1.shape}, {input2.shape} and {tuple(target.shape)}")
+    input1, input2 = promoted(input1, input2)    # float32 and float64: float64, as PyTorch (not the target)
     return CosineEmbedding.apply(input1, input2, target, margin=float(margin), reduction=reduction)
 
 
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
                         reduce=None, reduction="mean"):
     """max(0, margin + d(anchor, positive) - d(anchor, negative)), d the p-norm distance of
-    F.pairwise_distance; ``swap`` uses d(positive, negative) when smaller (Balntas et al.)."""
+    F.pairwise_distance along the last dim (inputs of one rank, broadcast together);
+    ``swap`` uses d(positive, negative) when smaller (Balntas et al.)."""
     op = "triplet_margin_loss"
     reduction = _reduction_mode(size_average, reduce, reduction, op)
     _check_device(op, anchor=anchor, positive=positive, negative=negative)
-    if not (anchor.shape == positive.shape == negative.shape) or anchor.ndim not in (1, 2):
-        raise ValueError(f"{op}: anchor, positive and negative must share one shape (N, D) or (D,), got "
-                         f"{anchor.shape}, {positive.shape} and {negative.shape}")
-    if p <= 0:
-        raise ValueError(f"{op}: p must be > 0, got {p}")
+    if not (anchor.ndim == positive.ndim == negative.ndim):
+        raise ValueError(f"{op}: anchor, positive and negative must have the same number of dimensions "
+                         f"(distances are taken along the last), got {anchor.shape}, {positive.shape} and "
+                         f"{negative.shape}")
+    try:
+        np.broadcast_shapes(anchor.shape, positive.shape, negative.shape)
+    except ValueError:
+        raise ValueError(f"{op}: anchor, positive and negative of shapes {anchor.shape}, {positive.shape} and "
+                         f"{negative.shape} cannot be broadcast together") from None
+    check_p(p, op)
+    if anchor.ndim == 0:                 # a 0-d input is a vector of one entry, as PyTorch
+        anchor, positive, negative = anchor.reshape(1), positive.reshape(1), negative.reshape(1)
+    anchor, positive, negative = promoted(anchor, positive, negative)   # float32 and float64: float64
     return TripletMargin.apply(anchor, positive, negative, margin=float(margin), p=float(p), eps=float(eps),
                                swap=bool(swap), reduction=reduction)
 

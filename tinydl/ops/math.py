@@ -117,7 +117,10 @@ def _as_operand(v, dtype, ref, op):
         dtype = ref.dtype if dtype is None else dtype
         # a NumPy scalar: a 0-d operand that costs a fifth of a 0-d array to make, and that
         # CuPy passes to its kernels by value (a 0-d CuPy array would be a copy to the GPU)
-        return dtype.type(v)
+        try:
+            return dtype.type(v)
+        except OverflowError:           # uint8 * -1, int8 + 200: wrapped to the dtype, as PyTorch
+            return np.int64(v).astype(dtype)
     if get_array_module(v) is not xp:
         raise RuntimeError(f"{op}: an array on another device than the tensor ({ref.device})")
     return xp.asarray(v) if dtype is None else xp.asarray(v).astype(dtype, copy=False)
@@ -194,7 +197,10 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  dL/da = gy * b * a**(b-1),  dL/db = gy * y * log(a)  (a > 0)."""
+    """y = a ** b;  dL/da = gy * b * a**(b-1),  dL/db = gy * y * log(a).
+
+    As PyTorch, dL/da is 0 where b == 0 (not 0 * a**-1, NaN at a == 0), and dL/db is 0 where
+    a == 0 and b >= 0 (not y * log(0)); elsewhere log(a) of a < 0 is NaN."""
 
     double_backward = "operators"
 
@@ -207,13 +213,22 @@ class Pow(Function):
         a, b, y = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(gy * b * a ** (b - 1), a.shape)
+            if not hasattr(raw(b), "shape") or isinstance(raw(b), np.generic):     # a number b
+                ga = gy * 0 if b == 0 else gy * b * a ** (b - 1)
+            else:
+                ga = _zero_where(raw(b) == 0, gy * b * a ** (b - 1))
+            ga = unbroadcast(ga, a.shape)
         if ctx.needs_input_grad[1]:
-            # log(a) is undefined for a <= 0; PyTorch returns 0 where a == 0 and b >= 0.
-            positive = raw(a) > 0
-            safe_log = on_array_or_tensor("log", a * positive + ~positive)
-            gb = unbroadcast(gy * y * safe_log, b.shape)
+            gb = _zero_where((raw(a) == 0) & (raw(b) >= 0), gy * y * on_array_or_tensor("log", a))
+            gb = unbroadcast(gb, b.shape)
         return ga, gb
+
+
+def _zero_where(condition, v):
+    """v with zeros where ``condition`` holds (a NaN or inf there too), v an array or a Tensor."""
+    if isinstance(v, Tensor):
+        return where(condition, 0.0, v)
+    return get_array_module(v).where(condition, v.dtype.type(0), v)
 
 
 def check_integer_divisor(op, a, b):
@@ -479,9 +494,10 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x W^T + b  with x (..., in), W (out, in), b (out,).
+    """y = x W^T + b  with x (..., in), W (out, in), b (out,) or broadcast to it ((1,), ()).
 
-    dL/dx = gy W;  dL/dW = gy^T x  (summed over all leading axes);  dL/db = sum of gy.
+    dL/dx = gy W;  dL/dW = gy^T x  (summed over all leading axes);  dL/db = sum of gy over the
+    rows (and over the outputs where b was broadcast).
     One GEMM each way, with the leading axes flattened into rows (on the CPU the rows
     are split among the cores: kernels/matmul.py says why).
     """
@@ -490,7 +506,7 @@ class Linear(Function):
 
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+        ctx.bias_shape = None if bias is None else bias.shape
         rows = math.prod(x.shape[:-1])      # not -1: reshape cannot infer it when a size is 0
         y = matmul_rows(x.reshape(rows, x.shape[-1]), weight.T).reshape(x.shape[:-1] + weight.shape[:1])
         if bias is not None:
@@ -503,7 +519,8 @@ class Linear(Function):
         gy2 = gy.reshape(rows, gy.shape[-1])
         gx = matmul_rows(gy2, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
         gw = matmul_t(gy2, x.reshape(rows, x.shape[-1])) if ctx.needs_input_grad[1] else None
-        gb = gy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        gb = unbroadcast(gy2.sum(0), ctx.bias_shape) if ctx.bias_shape is not None and ctx.needs_input_grad[2] \
+            else None
         return gx, gw, gb
 
 
@@ -621,6 +638,8 @@ def minimum(a, b):
 def where(condition, a, b):
     """Elements of ``a`` where ``condition`` holds, of ``b`` elsewhere (differentiable in a and b).
     Two numbers give a tensor of their dtype (``where(mask, 1.0, 0.0)`` is float32)."""
+    if getattr(condition, "dtype", np.dtype(bool)).kind != "b":
+        raise RuntimeError(f"where: the condition must be a bool tensor, got dtype {condition.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor) and isinstance(condition, Tensor):
         a = Tensor(condition._xp.asarray(a, dtype=result_type(a, b)))      # a 0-d tensor; b joins it
     a, b = _operands(a, b, "where")
@@ -645,6 +664,17 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"linear: input has {input.shape[-1]} features (shape {input.shape}) "
                            f"but weight expects {weight.shape[-1]} (shape {weight.shape})")
     return Linear.apply(input, weight, bias)
+
+
+def bitwise(a, b, name):
+    """``a & b``, ``|``, ``^``, ``<<``, ``>>`` (NumPy's ``name``) of bool or integer tensors and
+    numbers, in their promoted dtype; outside the graph."""
+    a, b = _operands(a, b, name)
+    if a.dtype.kind not in "biu":
+        raise NotImplementedError(f"{name}: defined for bool and integer tensors only, got {_describe(a)} and "
+                           f"{_describe(b)}")
+    xp = get_array_module(raw(a), raw(b))
+    return Tensor(getattr(xp, name)(raw(a), raw(b)))
 
 
 def compare(a, b, how):

@@ -98,6 +98,7 @@ class MaxPool2d(Function):
 
     Forward (kernels.max_pool2d_forward; its NumPy reference reads like this):
         cols = im2col(planes, padded with -inf)      (kh*kw, P*Ho*Wo), P = N*C
+                       (an integer dtype: its minimum, kernels.pool.lowest)
         a = argmax over the window axis, y = cols[a]
         index = h*W + w of the chosen pixel (h = ho*s - p_top + i*d, ...)
     Backward: only the chosen element of each window influenced y, with slope 1:
@@ -130,9 +131,18 @@ def _nchw_shape(shape):
     return (1,) + tuple(shape) if len(shape) == 3 else tuple(shape)
 
 
+def _check_orderable(op, input):
+    """Max pooling compares values: floating and integer tensors (PyTorch's CPU kernels too)."""
+    if isinstance(input, Tensor) and input.dtype.kind not in "fiu":
+        raise RuntimeError(f"{op}: not implemented for {input.dtype} tensors (shape {tuple(input.shape)}); "
+                           f"pool a floating or integer tensor")
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling as ``torch.nn.functional.max_pool2d``; with ``return_indices``
-    also the flat per-plane positions (h*W + w) of the maxima (for max_unpool2d)."""
+    also the flat per-plane positions (h*W + w) of the maxima (for max_unpool2d).
+    Integer tensors too: padding then counts as the dtype's minimum."""
+    _check_orderable("max_pool2d", input)
     kernel, stride, padding, dilation = _pool_args("max_pool2d", input, kernel_size, stride, padding,
                                                    dilation, ceil_mode)
     y, index = MaxPool2d.apply(input, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
@@ -426,6 +436,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """As ``torch.nn.functional.max_pool1d`` (indices: positions along L)."""
     op = "max_pool1d"
     _check_1d(op, input)
+    _check_orderable(op, input)
     stride = kernel_size if stride is None else stride
     out = max_pool2d(input.unsqueeze(-2), (1, single(kernel_size, "kernel_size", op)), (1, single(stride, "stride", op)),
                      (0, single(padding, "padding", op)), (1, single(dilation, "dilation", op)), ceil_mode, return_indices)

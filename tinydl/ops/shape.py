@@ -220,10 +220,13 @@ class Cat(Function):
 
 
 def cat(tensors, dim=0):
-    """Concatenate along an existing dim (torch.cat). Shapes must agree except along ``dim``."""
+    """Concatenate along an existing dim (torch.cat). Shapes must agree except along ``dim``;
+    1-d empty tensors are left out, as by PyTorch (``out = td.tensor([]); out = td.cat([out, x])``)."""
     tensors = [_as_tensor(t, "cat", k) for k, t in enumerate(tensors)]
     if not tensors:
         raise RuntimeError("cat: expected a non-empty sequence of tensors")
+    if any(t.shape == (0,) for t in tensors) and any(t.shape != (0,) for t in tensors):
+        tensors = [t for t in tensors if t.shape != (0,)]
     ref = tensors[0]
     d = normalize_dim(dim, ref.ndim, "cat", ref.shape)
     for k, t in enumerate(tensors):

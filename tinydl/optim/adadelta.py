@@ -1,6 +1,6 @@
 """Adadelta: a step whose units match the parameter's, no learning rate needed."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["Adadelta"]
 
@@ -23,7 +23,9 @@ class Adadelta(Optimizer):
     State: ``step``, ``square_avg`` (v), ``acc_delta`` (u).
     """
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
+                 maximize=False, differentiable=False):
+        check_torch_flags("Adadelta", foreach, None, differentiable, capturable)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 

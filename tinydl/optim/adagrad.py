@@ -1,6 +1,6 @@
 """Adagrad: each coordinate's step shrinks with the sum of its squared gradients."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["Adagrad"]
 
@@ -25,7 +25,8 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False):
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+        check_torch_flags("Adagrad", foreach, fused, differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps,
                         maximize=maximize)

@@ -7,7 +7,7 @@ from .. import backend, backends
 from ..cuda import GraphCaptureError
 from ..kernels._dispatch import use_numba
 from ..kernels.optim import adam_step_cuda, adam_step_numba
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["Adam", "AdamW"]
 
@@ -49,7 +49,9 @@ class Adam(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False, capturable=False):
+                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False, capturable=False,
+                 foreach=None, fused=None, differentiable=False):
+        check_torch_flags(type(self).__name__, foreach, fused, differentiable, capturable, capturable_supported=True)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay, capturable=capturable)
@@ -66,16 +68,16 @@ class Adam(Optimizer):
     def _check_group(self, group):
         name = type(self).__name__
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-        if lr < 0:
+        if not lr >= 0:
             raise ValueError(f"{name}: invalid learning rate lr={lr} (must be >= 0)")
-        if eps < 0:
+        if not eps >= 0:
             raise ValueError(f"{name}: invalid eps={eps} (must be >= 0)")
         if len(group["betas"]) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {group['betas']!r}")
         for i, b in enumerate(group["betas"]):
             if not 0.0 <= float(b) < 1.0:
                 raise ValueError(f"{name}: invalid beta parameter at index {i}: {b} (must be in [0, 1))")
-        if wd < 0:
+        if not wd >= 0:
             raise ValueError(f"{name}: invalid weight_decay={wd} (must be >= 0)")
 
     def _update(self, p, grad, group):
@@ -191,6 +193,8 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, capturable=False):
+                 amsgrad=False, *, maximize=False, capturable=False, foreach=None, fused=None,
+                 differentiable=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True, capturable=capturable)
+                         decoupled_weight_decay=True, capturable=capturable, foreach=foreach, fused=fused,
+                         differentiable=differentiable)

@@ -63,6 +63,20 @@ def _outside_optim():
     return level
 
 
+def check_torch_flags(name, foreach=None, fused=None, differentiable=False, capturable=False,
+                      capturable_supported=False):
+    """PyTorch's switches between implementations, accepted so that its scripts run:
+    ``foreach`` and ``fused`` leave the loop to tinydl's dispatcher (kernels/), which takes
+    its fused or flat loops where they are faster; a differentiable step is refused."""
+    if foreach and fused:
+        raise RuntimeError(f"{name}: `fused` and `foreach` cannot be `True` together")
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True is not supported: the step runs outside the graph")
+    if capturable and not capturable_supported:
+        raise NotImplementedError(f"{name}: capturable=True is not supported (Adam and AdamW have it, for CUDA "
+                                  f"graphs)")
+
+
 class Optimizer:
     """Base class of all optimizers (PyTorch's ``torch.optim.Optimizer``).
 

@@ -1,6 +1,6 @@
 """RMSprop: divide the gradient by a running root-mean-square of recent gradients."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["RMSprop"]
 
@@ -27,7 +27,8 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False):
+                 centered=False, *, maximize=False, capturable=False, foreach=None, differentiable=False):
+        check_torch_flags("RMSprop", foreach, None, differentiable, capturable)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, maximize=maximize)
         super().__init__(params, defaults)

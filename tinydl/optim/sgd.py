@@ -5,7 +5,7 @@ from .. import backends
 from ..backend import is_cupy_array
 from ..kernels._dispatch import use_numba
 from ..kernels.optim import sgd_momentum_step_cuda, sgd_momentum_step_numba
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["SGD"]
 
@@ -58,7 +58,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False, foreach=None):
+                 nesterov=False, *, maximize=False, foreach=None, fused=None, differentiable=False):
+        check_torch_flags("SGD", foreach, fused, differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach)
         self._flat = {}             # id(group) -> _FlatMomentum of its small parameters
@@ -77,11 +78,11 @@ class SGD(Optimizer):
 
     def _check_group(self, group):
         lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
-        if lr < 0:
+        if not lr >= 0:
             raise ValueError(f"SGD: invalid learning rate lr={lr} (must be >= 0)")
-        if momentum < 0:
+        if not momentum >= 0:
             raise ValueError(f"SGD: invalid momentum={momentum} (must be >= 0)")
-        if wd < 0:
+        if not wd >= 0:
             raise ValueError(f"SGD: invalid weight_decay={wd} (must be >= 0)")
         if group["nesterov"] and (momentum <= 0 or float(group["dampening"]) != 0):
             raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening = 0, got "

@@ -81,8 +81,17 @@ def _compare(fn, inputs, checked, eps, seed, nsamples, nondet_tol):
     """(positions, analytic, numeric) at the checked elements of each checked input.
 
     One backward pass with a random upstream gradient gives the analytic values;
-    two evaluations per element the numeric ones.
+    two evaluations per element the numeric ones. The inputs' ``.grad`` are left as they were.
     """
+    kept = [inputs[i].grad for i in checked]
+    try:
+        return _analytic_and_numeric(fn, inputs, checked, eps, seed, nsamples, nondet_tol)
+    finally:
+        for i, grad in zip(checked, kept):
+            inputs[i].grad = grad
+
+
+def _analytic_and_numeric(fn, inputs, checked, eps, seed, nsamples, nondet_tol):
     for i in checked:
         inputs[i].grad = None
     outs = _outputs(fn, inputs)
