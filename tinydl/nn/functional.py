@@ -11,7 +11,8 @@ from ..ops.loss import *        # noqa: F401,F403  cross_entropy, ...
 from ..ops.dropout import *     # noqa: F401,F403  dropout, dropout2d
 from ..ops.conv import *        # noqa: F401,F403  conv2d, conv_transpose2d
 from ..ops.pool import *        # noqa: F401,F403  max_pool2d, ...
-from ..ops.norm import *        # noqa: F401,F403  batch_norm, local_response_norm, normalize
+from ..ops.norm import *        # noqa: F401,F403  batch_norm, layer_norm, group_norm, instance_norm, ...
+from ..ops.encoding import *    # noqa: F401,F403  one_hot
 from ..ops.resample import *    # noqa: F401,F403  pad, interpolate, pixel_shuffle
 from ..ops.embedding import *   # noqa: F401,F403  embedding
 from ..ops.fold import *        # noqa: F401,F403  unfold, fold

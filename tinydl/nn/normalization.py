@@ -1,44 +1,37 @@
-"""Normalisation layers: BatchNorm1d/2d/3d, SyncBatchNorm and LocalResponseNorm.
+"""Normalisation layers: BatchNorm1d/2d/3d, SyncBatchNorm, LayerNorm, GroupNorm,
+InstanceNorm1d/2d/3d and LocalResponseNorm.
 
-Thin Modules around ``F.batch_norm`` and ``F.local_response_norm`` (where
-forward and backward live). Parameter and buffer names are PyTorch's
-(``weight``, ``bias``, ``running_mean``, ``running_var``,
-``num_batches_tracked``), so a PyTorch state_dict loads as is.
+Thin Modules around the functional ops of ``tinydl.ops.norm`` (where forward and
+backward live). Parameter and buffer names are PyTorch's (``weight``, ``bias``,
+``running_mean``, ``running_var``, ``num_batches_tracked``), so a PyTorch
+state_dict loads as is.
 """
-from ..ops.norm import _batch_norm, local_response_norm
+import numbers
+import warnings
+
+from ..ops.norm import _batch_norm, group_norm, instance_norm, layer_norm, local_response_norm
 from ..ops.sync_norm import sync_batch_norm
 from ..tensor import empty, ones, tensor, zeros, int64
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm",
+           "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"]
 
 
-class _BatchNorm(Module):
-    """Batch normalisation over the channel axis 1 (see ``tinydl.ops.norm.BatchNorm``).
-
-    Training mode normalises with the batch statistics and updates the
-    running ones:  running = (1 - momentum) * running + momentum * batch
-    (unbiased variance), or with ``momentum=None`` their cumulative average
-    (momentum = 1 / number of batches seen, from ``num_batches_tracked``).
-    Evaluation mode normalises with the running statistics, or with the batch
-    statistics when ``track_running_stats=False``.
-
-    ``relu=True`` (not in PyTorch) ends the layer with a ReLU, and ``forward(input,
-    residual)`` adds ``residual`` before it: ``relu(bn(x) + residual)``, a ResNet block's
-    end, in one pass (``F.batch_norm_relu``). The parameters and buffers are the same,
-    so a PyTorch state_dict still loads.
-    """
+class _NormBase(Module):
+    """What batch norm and instance norm layers share (PyTorch's _NormBase): ``num_features``
+    per-channel ``weight`` (ones) and ``bias`` (zeros) when ``affine``, and with
+    ``track_running_stats`` the buffers ``running_mean`` (zeros), ``running_var`` (ones)
+    and ``num_batches_tracked``."""
 
     _expected_dims = ()       # allowed input ranks, set by the subclasses
     _layout = ""
-    relu = False              # (also for a layer pickled before the argument existed)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=None, *, bias=True, relu=False):
+                 device=None, dtype=None, *, bias=True):
         super().__init__()
         self.num_features = num_features
-        self.relu = bool(relu)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
@@ -83,6 +76,34 @@ class _BatchNorm(Module):
             if self.bias is not None:
                 self.bias.array[...] = 0
 
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_NormBase):
+    """Batch normalisation over the channel axis 1 (see ``tinydl.ops.norm.BatchNorm``).
+
+    Training mode normalises with the batch statistics and updates the
+    running ones:  running = (1 - momentum) * running + momentum * batch
+    (unbiased variance), or with ``momentum=None`` their cumulative average
+    (momentum = 1 / number of batches seen, from ``num_batches_tracked``).
+    Evaluation mode normalises with the running statistics, or with the batch
+    statistics when ``track_running_stats=False``.
+
+    ``relu=True`` (not in PyTorch) ends the layer with a ReLU, and ``forward(input,
+    residual)`` adds ``residual`` before it: ``relu(bn(x) + residual)``, a ResNet block's
+    end, in one pass (``F.batch_norm_relu``). The parameters and buffers are the same,
+    so a PyTorch state_dict still loads.
+    """
+
+    relu = False              # (also for a layer pickled before the argument existed)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=None, *, bias=True, relu=False):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+        self.relu = bool(relu)
+
     def _check_input(self, input):
         name = type(self).__name__
         if input.ndim not in self._expected_dims:
@@ -111,9 +132,7 @@ class _BatchNorm(Module):
                            self.weight, self.bias, use_batch_stats, momentum, self.eps, residual, self.relu)
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
-                + (", relu=True" if self.relu else ""))
+        return super().extra_repr() + (", relu=True" if self.relu else "")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -182,6 +201,147 @@ class SyncBatchNorm(_BatchNorm):
         for name, child in module.named_children():
             out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
         return out
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the last ``len(normalized_shape)`` dims, as ``torch.nn.LayerNorm``:
+    each slice of those dims is standardised with its own mean and (biased) variance, the
+    same in training and evaluation (no running statistics), then multiplied elementwise
+    by ``weight`` (ones) and shifted by ``bias`` (zeros), both of shape ``normalized_shape``,
+    when ``elementwise_affine`` (``bias=False``: no shift)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(ones(*self.normalized_shape, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(zeros(*self.normalized_shape, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        if self.elementwise_affine:
+            self.weight.array[...] = 1
+            if self.bias is not None:
+                self.bias.array[...] = 0
+
+    def forward(self, input):
+        k = len(self.normalized_shape)
+        if input.ndim < k or tuple(input.shape[input.ndim - k:]) != self.normalized_shape:
+            raise RuntimeError(f"LayerNorm({self.normalized_shape}): expected an input whose last {k} dim(s) are "
+                               f"{self.normalized_shape}, got input of shape {tuple(input.shape)}")
+        return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class GroupNorm(Module):
+    """Group normalisation, as ``torch.nn.GroupNorm``: the ``num_channels`` channels of an
+    (N, C, *) input split into ``num_groups`` groups, each (sample, group) standardised
+    with its own statistics (the same in training and evaluation), then a per-channel
+    ``weight`` (ones) and ``bias`` (zeros) when ``affine``."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *, bias=True):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups})")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        if self.affine:
+            self.weight.array[...] = 1
+            if self.bias is not None:
+                self.bias.array[...] = 0
+
+    def forward(self, input):
+        # (without affine, like PyTorch, any channel count divisible by num_groups is normalised)
+        if self.affine and (input.ndim < 2 or input.shape[1] != self.num_channels):
+            raise RuntimeError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected an input of shape "
+                               f"(N, {self.num_channels}, *), got input of shape {tuple(input.shape)}")
+        return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
+
+
+class _InstanceNorm(_NormBase):
+    """Instance normalisation, as PyTorch's InstanceNorm layers: each (sample, channel)
+    standardised over its own spatial values, then (``affine=True``) a per-channel
+    ``weight`` and ``bias``. With ``track_running_stats=True`` training mode also
+    updates ``running_mean`` / ``running_var`` (the per-instance statistics averaged
+    over the batch, ``momentum`` as batch norm; ``num_batches_tracked`` stays 0, as in
+    PyTorch) and evaluation mode normalises with them. An input without the batch
+    axis (C, *) is normalised as a batch of one."""
+
+    _no_batch_dims = 0        # the rank of an unbatched input, set by the subclasses
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
+                 device=None, dtype=None, *, bias=True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+
+    def forward(self, input):
+        name, unbatched = type(self).__name__, self._no_batch_dims
+        if input.ndim not in (unbatched, unbatched + 1):
+            raise ValueError(f"{name}: expected {unbatched}D or {unbatched + 1}D input {self._layout}, "
+                             f"got {input.ndim}D input of shape {tuple(input.shape)}")
+        channel_dim = input.ndim - unbatched
+        if input.shape[channel_dim] != self.num_features:
+            message = (f"{name}({self.num_features}): expected input's size at dim={channel_dim} to match "
+                       f"num_features ({self.num_features}), got input of shape {tuple(input.shape)}")
+            if self.affine or self.track_running_stats:
+                raise ValueError(message)
+            warnings.warn(message + " (num_features is not used: affine=False, track_running_stats=False)",
+                          stacklevel=2)
+        if input.ndim == unbatched:
+            return self._instance_norm(input.unsqueeze(0)).squeeze(0)
+        return self._instance_norm(input)
+
+    def _instance_norm(self, input):
+        return instance_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                             self.training or not self.track_running_stats,
+                             0.0 if self.momentum is None else self.momentum, self.eps)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance norm of (N, C, L) sequences (or one (C, L)), as ``torch.nn.InstanceNorm1d``."""
+    _no_batch_dims = 2
+    _layout = "(C, L) or (N, C, L)"
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance norm of (N, C, H, W) feature maps (or one (C, H, W)), as ``torch.nn.InstanceNorm2d``."""
+    _no_batch_dims = 3
+    _layout = "(C, H, W) or (N, C, H, W)"
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance norm of (N, C, D, H, W) volumes (or one (C, D, H, W)), as ``torch.nn.InstanceNorm3d``."""
+    _no_batch_dims = 4
+    _layout = "(C, D, H, W) or (N, C, D, H, W)"
 
 
 class LocalResponseNorm(Module):

@@ -1,4 +1,5 @@
-"""Normalisation ops: batch norm, local response norm (AlexNet), Lp normalisation.
+"""Normalisation ops: batch norm, layer / group / instance norm, local response norm
+(AlexNet), Lp normalisation.
 
 Each op is a Function whose ``forward`` and ``backward`` work on raw arrays
 (numpy or cupy); the public function under PyTorch's name checks the arguments
@@ -6,6 +7,7 @@ and calls ``Function.apply``. Shapes follow PyTorch: channels on axis 1,
 ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)``, ...
 """
 import math
+import numbers
 
 from ..autograd import Function, constant
 from ..backend import get_array_module
@@ -18,7 +20,8 @@ from .distance import pnorm
 from .math import raw
 from .resample import ZeroPad
 
-__all__ = ["batch_norm", "batch_norm_relu", "local_response_norm", "normalize"]
+__all__ = ["batch_norm", "batch_norm_relu", "layer_norm", "group_norm", "instance_norm", "local_response_norm",
+           "normalize"]
 
 
 def _per_channel(a, ndim):
@@ -219,6 +222,207 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
     return BatchNorm.apply(input, weight, bias, residual, running_mean=raw(running_mean),
                            running_var=raw(running_var), training=bool(training),
                            momentum=momentum, eps=eps, relu=relu)
+
+
+# ---------------------------------------------------------------- layer / group / instance norm
+class _Standardize(Function):
+    """Standardise rows of x, then an optional affine map: the one core of layer, group and
+    instance norm (the subclasses below only name it).
+
+    x is read (C order) as a matrix of ``rows`` rows of K values each; a row holds the
+    values that share a mean and a variance. Layer norm: one row per position of the
+    leading dims, K = the product of ``normalized_shape``; group norm: one row per
+    (sample, group), K = (C / G) * H * W; instance norm: one row per (sample, channel).
+    Per row:
+
+        mu = (1/K) sum_k x_k,   var = (1/K) sum_k (x_k - mu)^2      (biased: it normalises)
+        s = 1 / sqrt(var + eps),   xhat_k = (x_k - mu) * s
+        y = xhat * gamma + beta
+
+    gamma and beta are reshaped to ``affine_shape`` and broadcast over x: layer norm's
+    have ``normalized_shape`` (one per element of a row), group and instance norm's are
+    per channel, (1, C, 1, ..., 1).
+
+    Backward. With g = dL/dy and h = g * gamma = dL/dxhat:
+
+        dL/dbeta  = sum of g         over the axes beta was broadcast along
+        dL/dgamma = sum of g * xhat  over the same axes
+        dL/dx_k   = s * (h_k - mean_j h_j - xhat_k * mean_j (h_j xhat_j))     (j over the row)
+
+    The last is batch norm's training formula with the row in place of the channel: x_k
+    reaches every xhat_j of its row directly, through mu (d mu/dx_k = 1/K) and through
+    var (d var/dx_k = 2 (x_k - mu) / K); collecting the three paths gives the form
+    above. The two means take out of h its part along the constant vector and along
+    xhat: shifting or scaling a row's input leaves xhat unchanged, so those directions
+    get no gradient.
+
+    ``running_mean`` / ``running_var`` (instance norm in training, C values each): updated
+    in place as batch norm's, with the rows' statistics averaged over the N samples and
+    the unbiased variance (var * K / (K - 1)):
+
+        running_mean <- (1 - momentum) running_mean + momentum * mean_n mu_(n, c)
+        running_var  <- (1 - momentum) running_var  + momentum * mean_n var_(n, c) K / (K - 1)
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, weight, bias, rows, affine_shape, eps=1e-5, running_mean=None, running_var=None,
+                momentum=0.1):
+        K = x.size // rows if rows else 0
+        n = max(K, 1)                               # (sums / n: an empty row gives 0, not 0/0)
+        r = x.reshape(rows, K)
+        mean = r.sum(axis=1, keepdims=True) / n
+        centred = r - mean
+        var = (centred * centred).sum(axis=1, keepdims=True) / n
+        inv_std = 1 / get_array_module(x).sqrt(var + eps)
+        xhat = (centred * inv_std).reshape(x.shape)
+        if rows and running_mean is not None:       # in place: the module's buffers
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.reshape(-1, running_mean.size).mean(axis=0).astype(running_mean.dtype)
+        if rows and running_var is not None:
+            unbiased = var.reshape(-1, running_var.size).mean(axis=0) * (K / max(K - 1, 1))
+            running_var *= 1 - momentum
+            running_var += momentum * unbiased.astype(running_var.dtype)
+        y = xhat
+        if weight is not None:
+            y = y * weight.reshape(affine_shape)
+        if bias is not None:
+            y = y + bias.reshape(affine_shape)
+        ctx.n, ctx.affine_shape = n, affine_shape
+        ctx.param_shape = None if bias is None else bias.shape          # (C,) or normalized_shape
+        lead = x.ndim - len(affine_shape)           # gamma, beta broadcast along these axes
+        ctx.affine_axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(affine_shape) if s == 1)
+        ctx.save_for_backward(xhat, inv_std, weight)
+        return y
+
+    def composite(ctx, x, weight, bias, rows, affine_shape, eps=1e-5, **running):
+        """The formulas above in recorded ops (the running buffers are left alone)."""
+        r = x.reshape(rows, x.numel() // rows if rows else 0)
+        centred = r - r.mean(1, keepdim=True)
+        var = (centred * centred).mean(1, keepdim=True)
+        y = (centred / (var + eps).sqrt()).reshape(x.shape)
+        if weight is not None:
+            y = y * weight.reshape(affine_shape)
+        if bias is not None:
+            y = y + bias.reshape(affine_shape)
+        return y
+
+    def backward(ctx, gy):
+        xhat, inv_std, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        axes, n = ctx.affine_axes, ctx.n
+        gweight = (gy * xhat).sum(axis=axes).reshape(weight.shape) if need_w else None
+        gbias = gy.sum(axis=axes).reshape(ctx.param_shape) if need_b else None
+        gx = None
+        if need_x:
+            h = gy if weight is None else gy * weight.reshape(ctx.affine_shape)     # dL/dxhat
+            h, xh = h.reshape(inv_std.shape[0], -1), xhat.reshape(inv_std.shape[0], -1)
+            mean_h = h.sum(axis=1, keepdims=True) / n
+            mean_h_xhat = (h * xh).sum(axis=1, keepdims=True) / n
+            gx = (inv_std * (h - mean_h - xh * mean_h_xhat)).reshape(gy.shape)
+        return gx, gweight, gbias
+
+
+class LayerNorm(_Standardize):
+    """Layer norm (``F.layer_norm``): one row per position of the leading dims, gamma and
+    beta of ``normalized_shape`` (see ``_Standardize``)."""
+
+
+class GroupNorm(_Standardize):
+    """Group norm (``F.group_norm``): one row per (sample, group of C/G channels), gamma and
+    beta per channel (see ``_Standardize``)."""
+
+
+class InstanceNorm(_Standardize):
+    """Instance norm (``F.instance_norm``, training): group norm with one channel per group,
+    optionally updating running statistics (see ``_Standardize``)."""
+
+
+def _shape_str(shape):
+    return str(tuple(shape))
+
+
+def _check_vector(op, name, t, size, input):
+    if t is not None and tuple(t.shape) != (size,):
+        raise RuntimeError(f"{op}: {name} has shape {_shape_str(t.shape)} but the input "
+                           f"(shape {_shape_str(input.shape)}) has {size} channels")
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the last ``len(normalized_shape)`` dims, as
+    ``torch.nn.functional.layer_norm``: each slice input[i, ..., :, :] of those dims is
+    standardised with its own mean and (biased) variance, then multiplied elementwise by
+    ``weight`` and shifted by ``bias`` (both of shape ``normalized_shape``)."""
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, numbers.Integral) else \
+        tuple(int(s) for s in normalized_shape)
+    if not shape:
+        raise RuntimeError("layer_norm: normalized_shape must have at least one dim, got ()")
+    k = len(shape)
+    if input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
+        raise RuntimeError(f"layer_norm: normalized_shape={shape} expects an input of shape (*, "
+                           f"{', '.join(map(str, shape))}), got input of shape {_shape_str(input.shape)}")
+    check_same_kind("layer_norm", input, ("weight", weight), ("bias", bias))
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise RuntimeError(f"layer_norm: {name} has shape {_shape_str(t.shape)}, expected "
+                               f"normalized_shape {shape}")
+    rows = math.prod(input.shape[:input.ndim - k])
+    return LayerNorm.apply(input, weight, bias, rows=rows, affine_shape=shape, eps=eps)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalisation, as ``torch.nn.functional.group_norm``: the C channels of
+    ``input`` (N, C, *) split into ``num_groups`` groups of C / num_groups channels, each
+    (sample, group) standardised with its own mean and (biased) variance, then a
+    per-channel ``weight`` and ``bias`` (C,). One group: layer norm over (C, *) with a
+    per-channel affine; C groups: instance norm."""
+    if input.ndim < 2:
+        raise RuntimeError(f"group_norm: expected an input of shape (N, C, *) with at least 2 dims, "
+                           f"got shape {_shape_str(input.shape)}")
+    N, C = input.shape[:2]
+    if int(num_groups) != num_groups or num_groups < 1:
+        raise ValueError(f"group_norm: num_groups must be a positive integer, got {num_groups}")
+    num_groups = int(num_groups)
+    if C % num_groups:
+        raise RuntimeError(f"group_norm: the number of channels must be divisible by num_groups, got input "
+                           f"of shape {_shape_str(input.shape)} ({C} channels) and num_groups={num_groups}")
+    if N * C // num_groups * math.prod(input.shape[2:]) == 1:       # PyTorch's check, as is
+        raise ValueError(f"group_norm: expected more than 1 value per channel when training, got input "
+                         f"of shape {_shape_str(input.shape)}")
+    check_same_kind("group_norm", input, ("weight", weight), ("bias", bias))
+    _check_vector("group_norm", "weight", weight, C, input)
+    _check_vector("group_norm", "bias", bias, C, input)
+    return GroupNorm.apply(input, weight, bias, rows=N * num_groups, affine_shape=(C,) + (1,) * (input.ndim - 2),
+                           eps=eps)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Instance normalisation, as ``torch.nn.functional.instance_norm``: each (sample, channel)
+    of ``input`` (N, C, *) standardised over its spatial values, then a per-channel
+    ``weight`` and ``bias``. With ``use_input_stats`` (training) the running buffers, when
+    given, are updated in place with the statistics averaged over the batch; without, the
+    running statistics normalise (batch norm in evaluation mode)."""
+    if input.ndim < 2:
+        raise ValueError(f"instance_norm: expected an input of shape (N, C, *), got shape {_shape_str(input.shape)}")
+    N, C = input.shape[:2]
+    check_same_kind("instance_norm", input, ("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var))
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_vector("instance_norm", name, t, C, input)
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("instance_norm: running_mean and running_var must be given when "
+                               "use_input_stats=False")
+        return _batch_norm("instance_norm", input, running_mean, running_var, weight, bias, False, momentum, eps)
+    if momentum is None and (running_mean is not None or running_var is not None):
+        raise ValueError("instance_norm: momentum must be a number to update the running statistics, got None")
+    if math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"instance_norm: expected more than 1 spatial element when training, got input of "
+                         f"shape {_shape_str(input.shape)}")
+    return InstanceNorm.apply(input, weight, bias, rows=N * C, affine_shape=(C,) + (1,) * (input.ndim - 2),
+                              eps=eps, running_mean=raw(running_mean), running_var=raw(running_var),
+                              momentum=momentum)
 
 
 # ---------------------------------------------------------------- local response norm
