@@ -69,6 +69,7 @@ class Tensor:
     _kept_by_a_node = False     # a graph node holds this tensor itself (autograd._record)
     _history_of = 0             # the storage's ``rebased`` count that this tensor's history explains
     _view_of = None             # a view's (base, the ops that make it from base): autograd.replay_view
+    _hooks = None               # a leaf's gradient hooks (register_hook)
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -173,6 +174,12 @@ class Tensor:
         from .autograd import retain_grad
         retain_grad(self)
         return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient in every backward; a Tensor it returns
+        replaces the gradient. Returns a handle whose ``remove()`` takes the hook away."""
+        from .autograd import register_hook
+        return register_hook(self, hook)
 
     @property
     def retains_grad(self):
@@ -760,6 +767,303 @@ class Tensor:
     def logsumexp(self, dim, keepdim=False):
         return _reduce.logsumexp(self, dim, keepdim)
 
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        return _reduce.prod(self, dim, keepdim, dtype=dtype)
+
+    def cumsum(self, dim, *, dtype=None):
+        return _reduce.cumsum(self, dim, dtype=dtype)
+
+    def cumprod(self, dim, *, dtype=None):
+        return _reduce.cumprod(self, dim, dtype=dtype)
+
+    def amax(self, dim=(), keepdim=False):
+        return _reduce.amax(self, dim, keepdim)
+
+    def amin(self, dim=(), keepdim=False):
+        return _reduce.amin(self, dim, keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        return _reduce.norm(self, p, dim, keepdim, dtype)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return _reduce.topk(self, k, dim, largest, sorted)
+
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        return _reduce.sort(self, dim, descending, stable=stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _reduce.argsort(self, dim, descending, stable)
+
+    def median(self, dim=None, keepdim=False):
+        return _reduce.median(self, dim, keepdim)
+
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        return _reduce.kthvalue(self, k, dim, keepdim)
+
+    # ------------------------------------------------------------ elementwise functions
+    def floor(self):
+        return _math.floor(self)
+
+    def ceil(self):
+        return _math.ceil(self)
+
+    def round(self, decimals=0):
+        return _math.round(self, decimals=decimals)
+
+    def trunc(self):
+        return _math.trunc(self)
+
+    def sign(self):
+        return _math.sign(self)
+
+    def sin(self):
+        return _math.sin(self)
+
+    def cos(self):
+        return _math.cos(self)
+
+    def log1p(self):
+        return _math.log1p(self)
+
+    def expm1(self):
+        return _math.expm1(self)
+
+    def log2(self):
+        return _math.log2(self)
+
+    def log10(self):
+        return _math.log10(self)
+
+    def square(self):
+        return _math.square(self)
+
+    def rsqrt(self):
+        return _math.rsqrt(self)
+
+    def reciprocal(self):
+        return _math.reciprocal(self)
+
+    def clamp_min(self, min):
+        return _math.clamp_min(self, min)
+
+    def clamp_max(self, max):
+        return _math.clamp_max(self, max)
+
+    def mm(self, mat2):
+        return _math.mm(self, mat2)
+
+    def bmm(self, mat2):
+        return _math.bmm(self, mat2)
+
+    def dot(self, other):
+        return _math.dot(self, other)
+
+    def mv(self, vec):
+        return _math.mv(self, vec)
+
+    def outer(self, vec2):
+        return _math.outer(self, vec2)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return _math.allclose(self, other, rtol, atol, equal_nan)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return _math.isclose(self, other, rtol, atol, equal_nan)
+
+    def equal(self, other):
+        return _math.equal(self, other)
+
+    def logical_and(self, other):
+        return _math.logical_and(self, other)
+
+    def logical_or(self, other):
+        return _math.logical_or(self, other)
+
+    def logical_xor(self, other):
+        return _math.logical_xor(self, other)
+
+    def logical_not(self):
+        return _math.logical_not(self)
+
+    # ------------------------------------------------------------ more shape and indexing
+    def repeat(self, *sizes):
+        if not sizes:
+            raise TypeError("repeat() missing 1 required positional argument: 'repeats'")
+        return _shape.repeat(self, _shape_arg(sizes))
+
+    def tile(self, *dims):
+        return _shape.tile(self, _shape_arg(dims))
+
+    def movedim(self, source, destination):
+        return _shape.movedim(self, source, destination)
+
+    moveaxis = movedim
+
+    def tril(self, diagonal=0):
+        return _shape.tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return _shape.triu(self, diagonal)
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        return _shape.diagonal(self, offset, dim1, dim2)
+
+    def nonzero(self, *, as_tuple=False):
+        return _shape.nonzero(self, as_tuple=as_tuple)
+
+    def masked_select(self, mask):
+        return _shape.masked_select(self, mask)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return _shape.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return _shape.scatter_add(self, dim, index, src)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        return _shape.index_add(self, dim, index, source, alpha=alpha)
+
+    def take_along_dim(self, indices, dim=None):
+        return _shape.take_along_dim(self, indices, dim)
+
+    # ------------------------------------------------------------ new tensors like this one
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        """A tensor of zeros of ``size`` with this tensor's dtype and device unless given."""
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        """A new leaf holding a copy of ``data``, in this tensor's dtype and device unless given."""
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    # ------------------------------------------------------------ in-place versions of ops
+    def _in_place(self, op, fn, *others):
+        """self <- fn(self) in self's own array, as PyTorch's ``x.clamp_()``, ``x.exp_()``:
+        computed out of place, then written; recorded in the graph while it is, through
+        ops/inplace.py (``overwrite_ok``, ``write_result``: views and saved tensors included)."""
+        from .autograd import is_grad_enabled, no_grad
+        _inplace.overwrite_ok(self, op, instead=f"write x = x.{op[:-1]}(...)")
+        recording = is_grad_enabled() and self.dtype.kind in "fc" and (
+            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others))
+        if not recording:
+            with no_grad():
+                out = fn(self)
+            if _promotion.KIND[out.dtype.kind] > _promotion.KIND[self.dtype.kind]:
+                raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output type "
+                                   f"{self.dtype} (tensor of shape {tuple(self.shape)})")
+            self.array[...] = out.array
+            self._bump_version()
+            return self
+        out = fn(_math.clone(self))       # a copy: the op's backward may read x, overwritten next
+        _inplace.write_result(self, out)
+        return self
+
+    def clamp_(self, min=None, max=None):
+        return self._in_place("clamp_", lambda x: _math.clamp(x, min, max), min, max)
+
+    clip_ = clamp_
+
+    def clamp_min_(self, min):
+        return self._in_place("clamp_min_", lambda x: _math.clamp(x, min=min), min)
+
+    def clamp_max_(self, max):
+        return self._in_place("clamp_max_", lambda x: _math.clamp(x, max=max), max)
+
+    def exp_(self):
+        return self._in_place("exp_", _math.exp)
+
+    def log_(self):
+        return self._in_place("log_", _math.log)
+
+    def sqrt_(self):
+        return self._in_place("sqrt_", _math.sqrt)
+
+    def abs_(self):
+        return self._in_place("abs_", _math.abs)
+
+    def neg_(self):
+        return self._in_place("neg_", _math.neg)
+
+    def floor_(self):
+        return self._in_place("floor_", _math.floor)
+
+    def ceil_(self):
+        return self._in_place("ceil_", _math.ceil)
+
+    def round_(self, decimals=0):
+        return self._in_place("round_", lambda x: _math.round(x, decimals=decimals))
+
+    def trunc_(self):
+        return self._in_place("trunc_", _math.trunc)
+
+    def sign_(self):
+        return self._in_place("sign_", _math.sign)
+
+    def sin_(self):
+        return self._in_place("sin_", _math.sin)
+
+    def cos_(self):
+        return self._in_place("cos_", _math.cos)
+
+    def log1p_(self):
+        return self._in_place("log1p_", _math.log1p)
+
+    def expm1_(self):
+        return self._in_place("expm1_", _math.expm1)
+
+    def square_(self):
+        return self._in_place("square_", _math.square)
+
+    def rsqrt_(self):
+        return self._in_place("rsqrt_", _math.rsqrt)
+
+    def reciprocal_(self):
+        return self._in_place("reciprocal_", _math.reciprocal)
+
+    def sigmoid_(self):
+        return self._in_place("sigmoid_", _act.sigmoid)
+
+    def tanh_(self):
+        return self._in_place("tanh_", _act.tanh)
+
+    def tril_(self, diagonal=0):
+        return self._in_place("tril_", lambda x: _shape.tril(x, diagonal))
+
+    def triu_(self, diagonal=0):
+        return self._in_place("triu_", lambda x: _shape.triu(x, diagonal))
+
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        """In place ``scatter``: ``y.scatter_(1, labels[:, None], 1.0)`` makes one-hot rows."""
+        return self._in_place("scatter_", lambda x: _shape.scatter(x, dim, index, src, value=value, reduce=reduce),
+                              src)
+
+    def scatter_add_(self, dim, index, src):
+        return self._in_place("scatter_add_", lambda x: _shape.scatter_add(x, dim, index, src), src)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return self._in_place("index_add_", lambda x: _shape.index_add(x, dim, index, source, alpha=alpha), source)
+
+    def masked_fill_(self, mask, value):
+        """``value`` written where ``mask`` (broadcast to self's shape) holds: ``self[mask] = value``."""
+        if mask.dtype != bool_:
+            raise RuntimeError(f"masked_fill_: expected a bool mask, got {mask.dtype} (shape {tuple(mask.shape)})")
+        if isinstance(value, Tensor) and value.ndim:
+            raise RuntimeError(f"masked_fill_: only supports a 0-dimensional value tensor, got shape "
+                               f"{tuple(value.shape)}")
+        if mask.shape != self.shape:
+            mask = _shape.expand(mask, self.shape)
+        _inplace.setitem(self, mask.array, value)
+        return self
+
 
 def _shape_arg(args):
     """Accept both x.reshape(2, 3) and x.reshape((2, 3))."""
@@ -960,3 +1264,4 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 
 # The ops import Tensor from this module, so they are imported after it exists.
 from .ops import math as _math, shape as _shape, reduce as _reduce, activation as _act, inplace as _inplace  # noqa: E402,E501
+from .ops import promotion as _promotion  # noqa: E402

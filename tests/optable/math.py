@@ -1,4 +1,5 @@
 """Op table rows: elementwise arithmetic, matmul, linear."""
+import numpy as np
 import torch
 
 import tinydl.ops.math as M
@@ -61,4 +62,44 @@ CASES = [
     OpCase("linear/zero_rows", M.linear, torch.nn.functional.linear, randn((0, 4), (3, 4), (3,))),   # fuzz-found
     OpCase("linear/zero_features", M.linear, torch.nn.functional.linear, randn((2, 5, 0), (3, 0))),
     OpCase("clone", M.clone, torch.clone, randn((3,))),
+]
+
+
+def away_from_jumps(*shape):
+    """Values at least 0.1 from every multiple of 0.5 (floor, round... are constant there)."""
+    return lambda rng: [rng.integers(-6, 6, s) * 0.5 + rng.uniform(0.1, 0.4, s) for s in shape]
+
+
+CASES += [
+    # ---- rounding: a zero gradient (not None), as PyTorch's
+    OpCase("floor", M.floor, torch.floor, away_from_jumps((3, 4))),
+    OpCase("ceil", lambda a: a.ceil(), lambda a: a.ceil(), away_from_jumps((3, 4))),
+    OpCase("trunc", M.trunc, torch.trunc, away_from_jumps((3, 4))),
+    OpCase("round", M.round, torch.round, away_from_jumps((3, 4))),
+    OpCase("round/half_to_even", M.round, torch.round,
+           lambda rng: [np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5])], gradcheck=False),
+    OpCase("round/decimals", lambda a: M.round(a, decimals=2), lambda a: torch.round(a, decimals=2),
+           lambda rng: [rng.integers(-300, 300, (3, 4)) / 100 + rng.uniform(0.001, 0.004, (3, 4))]),
+    OpCase("round/negative_decimals", lambda a: a.round(decimals=-1), lambda a: a.round(decimals=-1),
+           lambda rng: [rng.integers(-30, 30, (5,)) * 10 + rng.uniform(1, 4, (5,))]),
+    OpCase("sign", M.sign, torch.sign, lambda rng: [np.array([-2.0, 0.0, 3.0, -0.5])], gradcheck=False),   # 0: a jump
+    # ---- smooth functions
+    OpCase("sin", M.sin, torch.sin, randn((3, 4))),
+    OpCase("cos", lambda a: a.cos(), lambda a: a.cos(), randn((3, 4))),
+    OpCase("log1p", M.log1p, torch.log1p, positive((3, 4))),
+    OpCase("log1p/tiny", M.log1p, torch.log1p, lambda rng: [rng.uniform(-1e-6, 1e-6, (4,))]),
+    OpCase("expm1", M.expm1, torch.expm1, randn((3, 4))),
+    OpCase("log2", M.log2, torch.log2, positive((3, 4))),
+    OpCase("log10", lambda a: a.log10(), lambda a: a.log10(), positive((3, 4))),
+    OpCase("square", M.square, torch.square, randn((3, 4))),
+    OpCase("rsqrt", M.rsqrt, torch.rsqrt, positive((3, 4))),
+    OpCase("reciprocal", lambda a: a.reciprocal(), lambda a: a.reciprocal(), positive((3, 4))),
+    OpCase("clamp_min", lambda a: M.clamp_min(a, 0.2), lambda a: torch.clamp_min(a, 0.2), randn((3, 4))),
+    OpCase("clamp_max/tensor", lambda a, b: a.clamp_max(b), lambda a, b: a.clamp_max(b), randn((3, 4), (4,))),
+    # ---- products
+    OpCase("mm", M.mm, torch.mm, randn((3, 4), (4, 2))),
+    OpCase("bmm", lambda a, b: a.bmm(b), lambda a, b: a.bmm(b), randn((2, 3, 4), (2, 4, 5))),
+    OpCase("dot", M.dot, torch.dot, randn((5,), (5,))),
+    OpCase("mv", M.mv, torch.mv, randn((3, 4), (4,))),
+    OpCase("outer", lambda a, b: a.outer(b), lambda a, b: a.outer(b), randn((3,), (4,))),
 ]

@@ -91,3 +91,95 @@ CASES = [
     OpCase("logsumexp/empty", lambda x: R.logsumexp(x, 0), lambda x: torch.logsumexp(x, 0), randn((0, 3))),
     OpCase("var/empty_is_nan", R.var, torch.var, randn((0,)), gradcheck=False),
 ]
+
+
+def with_zeros(shape, positions):
+    """Values away from 0 except exact zeros at ``positions``: products' gradients through zeros."""
+    def make(rng):
+        x = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+        for p in positions:
+            x[p] = 0.0
+        return [x]
+    return make
+
+
+def tie_free(*shape):
+    """Distinct values, well apart (sort, topk, median: no finite-difference step reorders them)."""
+    return lambda rng: [rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 + rng.uniform(-0.01, 0.01, shape)]
+
+
+CASES += [
+    # ---- prod: without zeros, one zero in a row (only it gets a gradient), two zeros (none does)
+    OpCase("prod/all", R.prod, torch.prod, with_zeros((3, 4), [])),
+    OpCase("prod/dim", lambda x: R.prod(x, 1), lambda x: torch.prod(x, 1), with_zeros((3, 4), [])),
+    OpCase("prod/negative_dim_keepdim", lambda x: x.prod(-1, keepdim=True), lambda x: x.prod(-1, keepdim=True),
+           with_zeros((2, 3, 4), [])),
+    OpCase("prod/one_zero", lambda x: x.prod(1), lambda x: x.prod(1), with_zeros((3, 4), [(0, 1), (2, 3)])),
+    OpCase("prod/two_zeros", lambda x: x.prod(0), lambda x: x.prod(0), with_zeros((3, 4), [(0, 1), (2, 1), (1, 2)])),
+    OpCase("prod/all_one_zero", R.prod, torch.prod, with_zeros((2, 3), [(1, 1)])),
+    OpCase("prod/non_contiguous", lambda x: x.prod(0), lambda x: x.prod(0), transposed((3, 4))),
+    OpCase("prod/empty_dim", lambda x: x.prod(1), lambda x: x.prod(1), randn((2, 0))),
+    # ---- cumsum / cumprod
+    OpCase("cumsum/dim1", lambda x: R.cumsum(x, 1), lambda x: torch.cumsum(x, 1), randn((3, 4))),
+    OpCase("cumsum/negative_dim", lambda x: x.cumsum(-1), lambda x: x.cumsum(-1), randn((2, 3, 4))),
+    OpCase("cumsum/non_contiguous", lambda x: x.cumsum(0), lambda x: x.cumsum(0), transposed((4, 3))),
+    OpCase("cumsum/0d", lambda x: x.cumsum(0), lambda x: x.cumsum(0), lambda rng: [np.asarray(rng.standard_normal())]),
+    OpCase("cumprod/dim", lambda x: R.cumprod(x, 1), lambda x: torch.cumprod(x, 1), with_zeros((3, 5), [])),
+    OpCase("cumprod/zeros", lambda x: x.cumprod(1), lambda x: x.cumprod(1),
+           with_zeros((4, 5), [(0, 0), (1, 2), (2, 4), (3, 1), (3, 3)])),
+    OpCase("cumprod/negative_dim_zero", lambda x: x.cumprod(-2), lambda x: x.cumprod(-2),
+           with_zeros((2, 4, 3), [(0, 1, 0), (1, 0, 2), (1, 2, 2)])),
+    # ---- amax / amin (ties share the gradient evenly)
+    OpCase("amax/tuple_dims", lambda x: R.amax(x, (0, 2)), lambda x: torch.amax(x, (0, 2)), randn((2, 3, 4))),
+    OpCase("amax/all", R.amax, torch.amax, randn((3, 4))),
+    OpCase("amax/negative_dim_keepdim", lambda x: x.amax(-1, keepdim=True), lambda x: x.amax(-1, keepdim=True),
+           randn((3, 4))),
+    OpCase("amin/dim", lambda x: R.amin(x, 1), lambda x: torch.amin(x, 1), transposed((4, 3))),
+    OpCase("amax/ties_share", lambda x: x.amax(1), lambda x: x.amax(1), with_ties, gradcheck=False),
+    OpCase("amin/ties_share_all", lambda x: x.amin(), lambda x: x.amin(), with_ties, gradcheck=False),
+    # ---- norm (torch.linalg.vector_norm's gradient: 0 at a zero vector)
+    OpCase("norm/fro_all", R.norm, torch.norm, randn((3, 4))),
+    OpCase("norm/p2_dim", lambda x: x.norm(2, dim=1), lambda x: x.norm(2, dim=1), randn((3, 4))),
+    OpCase("norm/p1_keepdim", lambda x: R.norm(x, 1, -1, keepdim=True), lambda x: torch.norm(x, 1, -1, keepdim=True),
+           randn((2, 3, 4))),
+    OpCase("norm/p3_tuple", lambda x: R.norm(x, 3, (0, 2)), lambda x: torch.norm(x, 3, (0, 2)), randn((2, 3, 4))),
+    OpCase("norm/p1.5", lambda x: x.norm(1.5, 0), lambda x: x.norm(1.5, 0), randn((4, 3))),
+    OpCase("norm/p0.5", lambda x: x.norm(0.5, 1), lambda x: x.norm(0.5, 1), randn((3, 4)), gc_atol=1e-4),
+    OpCase("norm/inf", lambda x: x.norm(float("inf"), 1), lambda x: x.norm(float("inf"), 1), randn((3, 4))),
+    OpCase("norm/neg_inf", lambda x: x.norm(-float("inf")), lambda x: x.norm(-float("inf")), randn((3, 4))),
+    OpCase("norm/p0", lambda x: x.norm(0, 1), lambda x: x.norm(0, 1), randn((3, 4))),
+    OpCase("norm/fro_keepdim_two_dims", lambda x: x.norm(dim=(1, 2), keepdim=True),
+           lambda x: x.norm(dim=(1, 2), keepdim=True), randn((2, 3, 4))),
+    OpCase("norm/zero_row", lambda x: x.norm(dim=1), lambda x: x.norm(dim=1),
+           lambda rng: [np.concatenate([np.zeros((1, 3)), rng.standard_normal((2, 3))])], gradcheck=False),
+    OpCase("norm/p3_zero_row", lambda x: x.norm(3, 1), lambda x: x.norm(3, 1),
+           lambda rng: [np.concatenate([np.zeros((1, 3)), rng.standard_normal((2, 3))])], gradcheck=False),
+    OpCase("norm/inf_ties", lambda x: x.norm(float("inf"), 1), lambda x: x.norm(float("inf"), 1),
+           lambda rng: [np.array([[1.0, -3.0, 3.0], [2.0, 0.5, -2.0]])], gradcheck=False),
+    # ---- sort / topk / median / kthvalue: values gathered, the gradient scattered back
+    OpCase("sort/default", R.sort, torch.sort, tie_free(3, 5)),
+    OpCase("sort/dim0_descending", lambda x: R.sort(x, 0, descending=True),
+           lambda x: torch.sort(x, 0, descending=True), tie_free(4, 3)),
+    OpCase("sort/stable_ties", lambda x: x.sort(dim=-1, stable=True), lambda x: x.sort(dim=-1, stable=True),
+           lambda rng: [np.array([[2.0, 1.0, 2.0, 1.0, 3.0], [0.5, 0.5, 0.5, -1.0, 0.5]])], gradcheck=False),
+    OpCase("sort/stable_ties_descending", lambda x: x.sort(dim=1, descending=True, stable=True),
+           lambda x: x.sort(dim=1, descending=True, stable=True),
+           lambda rng: [np.array([[2.0, 1.0, 2.0, 1.0, 3.0], [0.5, 0.5, 0.5, -1.0, 0.5]])], gradcheck=False),
+    OpCase("sort/non_contiguous", lambda x: x.sort(0), lambda x: x.sort(0),
+           lambda rng: [tie_free(4, 3)(rng)[0].T]),
+    OpCase("topk/largest", lambda x: R.topk(x, 2), lambda x: torch.topk(x, 2), tie_free(3, 5)),
+    OpCase("topk/smallest_dim0", lambda x: x.topk(3, dim=0, largest=False), lambda x: x.topk(3, dim=0, largest=False),
+           tie_free(4, 2, 3)),
+    OpCase("topk/values_only", lambda x: x.topk(1, -1).values * 2, lambda x: x.topk(1, -1).values * 2,
+           tie_free(2, 4)),
+    OpCase("median/all_odd", R.median, torch.median, tie_free(3, 5)),
+    OpCase("median/all_even_lower", R.median, torch.median, tie_free(2, 4)),
+    OpCase("median/dim", lambda x: R.median(x, 1), lambda x: torch.median(x, 1), tie_free(3, 4)),
+    OpCase("median/dim_keepdim", lambda x: x.median(0, keepdim=True), lambda x: x.median(0, keepdim=True),
+           tie_free(5, 3)),
+    OpCase("median/all_ties_share", R.median, torch.median,
+           lambda rng: [np.array([[1.0, 2.0, 2.0], [3.0, 2.0, 0.0]])], gradcheck=False),
+    OpCase("kthvalue/dim", lambda x: R.kthvalue(x, 2, 1), lambda x: torch.kthvalue(x, 2, 1), tie_free(3, 4)),
+    OpCase("kthvalue/default_keepdim", lambda x: x.kthvalue(3, keepdim=True), lambda x: x.kthvalue(3, keepdim=True),
+           tie_free(2, 3, 5)),
+]

@@ -1,4 +1,5 @@
-"""Elementwise arithmetic, matmul and linear.
+"""Elementwise arithmetic and functions (exp, sin, rounding...), matmul and its special
+cases (mm, bmm, dot, mv, outer), linear, and elementwise tests (isclose, logical_and...).
 
 Each op is a Function: ``forward`` computes on raw arrays, ``backward`` receives
 dL/d(output) (``gy``) and returns dL/d(input) for each input. Binary ops
@@ -19,7 +20,10 @@ from .checks import check_same_kind
 from .promotion import result_type
 
 __all__ = ["add", "sub", "mul", "div", "pow", "remainder", "floor_divide", "neg", "exp", "log", "sqrt", "abs", "clamp",
-           "maximum", "minimum", "where", "matmul", "linear"]
+           "maximum", "minimum", "where", "matmul", "linear",
+           "floor", "ceil", "round", "trunc", "sign", "sin", "cos", "log1p", "expm1", "log2", "log10", "square",
+           "rsqrt", "reciprocal", "clamp_min", "clamp_max", "mm", "bmm", "dot", "mv", "outer", "allclose", "isclose",
+           "equal", "logical_and", "logical_or", "logical_xor", "logical_not"]
 
 
 # ---------------------------------------------------------------- operands
@@ -635,9 +639,13 @@ def minimum(a, b):
     return Minimum.apply(*_operands(a, b, "minimum"))
 
 
-def where(condition, a, b):
+def where(condition, a=None, b=None):
     """Elements of ``a`` where ``condition`` holds, of ``b`` elsewhere (differentiable in a and b).
-    Two numbers give a tensor of their dtype (``where(mask, 1.0, 0.0)`` is float32)."""
+    Two numbers give a tensor of their dtype (``where(mask, 1.0, 0.0)`` is float32).
+    ``where(condition)`` alone is ``nonzero(condition, as_tuple=True)``, as torch.where."""
+    if a is None and b is None:
+        from .shape import nonzero
+        return nonzero(condition, as_tuple=True)
     if getattr(condition, "dtype", np.dtype(bool)).kind != "b":
         raise RuntimeError(f"where: the condition must be a bool tensor, got dtype {condition.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor) and isinstance(condition, Tensor):
@@ -696,3 +704,336 @@ def to_device(x, device):
 
 def clone(x):
     return Clone.apply(x)
+
+
+# ---------------------------------------------------------------- rounding and sign
+class Rounding(Function):
+    """y = floor(x), ceil(x), trunc(x), round(x) (half to even, at ``decimals`` places) or
+    sign(x), by ``how``. Each is piecewise constant: dL/dx = 0 wherever the derivative
+    exists, and PyTorch returns that 0 (a gradient, not None); so does this op."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x, how, decimals=0):
+        xp = get_array_module(x)
+        if how == "round" and decimals:     # PyTorch's way: scale, round, scale back in x's dtype
+            ten = x.dtype.type(10.0 ** builtins.abs(decimals))
+            return xp.rint(x * ten) / ten if decimals > 0 else xp.rint(x / ten) * ten
+        return getattr(xp, "rint" if how == "round" else how)(x)
+
+    def backward(ctx, gy):
+        return gy * 0
+
+
+def _rounding(x, how, decimals=0):
+    """Rounding of a float tensor; integers and bools come back as a copy, as PyTorch's."""
+    if x.dtype.kind == "b" and how != "sign":
+        raise NotImplementedError(f"{how}: not implemented for bool tensors (shape {x.shape}), as in PyTorch")
+    if x.dtype.kind in "biu":
+        if decimals:
+            raise RuntimeError(f"round: decimals is not supported for integer tensors (dtype {x.dtype})")
+        if how == "sign" and x.dtype.kind != "b":
+            return Tensor(get_array_module(x.array).sign(x.array))
+        return Tensor(x.array.copy())
+    return Rounding.apply(x, how=how, decimals=int(decimals))
+
+
+def floor(x):
+    return _rounding(x, "floor")
+
+
+def ceil(x):
+    return _rounding(x, "ceil")
+
+
+def trunc(x):
+    return _rounding(x, "trunc")
+
+
+def round(x, *, decimals=0):    # noqa: A001 (torch's name)
+    """Round half to even (2.5 -> 2), at ``decimals`` places (negative: tens, hundreds...)."""
+    return _rounding(x, "round", decimals)
+
+
+def sign(x):
+    return _rounding(x, "sign")
+
+
+# ---------------------------------------------------------------- smooth functions
+class Sin(Function):
+    """y = sin(x);  dL/dx = gy * cos(x)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return get_array_module(x).sin(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy * on_array_or_tensor("cos", x)
+
+
+class Cos(Function):
+    """y = cos(x);  dL/dx = -gy * sin(x)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return get_array_module(x).cos(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return -gy * on_array_or_tensor("sin", x)
+
+
+class Log1p(Function):
+    """y = log(1 + x), exact for tiny x;  dL/dx = gy / (1 + x)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return get_array_module(x).log1p(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy / (1 + x)
+
+
+class Expm1(Function):
+    """y = exp(x) - 1, exact for tiny x;  dL/dx = gy * exp(x) = gy * (y + 1)."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        y = get_array_module(x).expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy * (y + 1)
+
+
+class LogBase(Function):
+    """y = log(x) / log(base) (log2, log10);  dL/dx = gy / (x log(base))."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x, base):
+        ctx.save_for_backward(x)
+        ctx.log_base = math.log(base)
+        return get_array_module(x).log2(x) if base == 2 else get_array_module(x).log10(x)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy / (x * ctx.log_base)
+
+
+class Square(Function):
+    """y = x * x;  dL/dx = 2 gy x."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        return gy * 2 * x
+
+
+class Rsqrt(Function):
+    """y = 1 / sqrt(x);  dL/dx = -gy / (2 x^(3/2)) = -gy * y^3 / 2."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        y = 1 / get_array_module(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return gy * y * y * y * -0.5
+
+
+class Reciprocal(Function):
+    """y = 1 / x;  dL/dx = -gy / x^2 = -gy * y^2."""
+
+    double_backward = "operators"
+
+    def forward(ctx, x):
+        y = 1 / x
+        ctx.save_for_backward(y)
+        return y
+
+    def backward(ctx, gy):
+        y, = ctx.saved_tensors
+        return -gy * y * y
+
+
+def sin(x):
+    return Sin.apply(floating(x))
+
+
+def cos(x):
+    return Cos.apply(floating(x))
+
+
+def log1p(x):
+    return Log1p.apply(floating(x))
+
+
+def expm1(x):
+    return Expm1.apply(floating(x))
+
+
+def log2(x):
+    return LogBase.apply(floating(x), base=2)
+
+
+def log10(x):
+    return LogBase.apply(floating(x), base=10)
+
+
+def square(x):
+    """x * x; a bool tensor squares to int64, as PyTorch's."""
+    return Square.apply(cast(x, np.dtype(np.int64)) if x.dtype.kind == "b" else x)
+
+
+def rsqrt(x):
+    return Rsqrt.apply(floating(x))
+
+
+def reciprocal(x):
+    return Reciprocal.apply(floating(x))
+
+
+def clamp_min(x, min):      # noqa: A002 (torch's argument name)
+    return clamp(x, min=min)
+
+
+def clamp_max(x, max):      # noqa: A002
+    return clamp(x, max=max)
+
+
+# ---------------------------------------------------------------- products (matmul's special cases)
+def _check_ndims(op, *pairs):
+    for name, t, ndim in pairs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+        if t.ndim != ndim:
+            raise RuntimeError(f"{op}: {name} must be a {ndim}-D tensor, got shape {tuple(t.shape)}")
+
+
+def mm(input, mat2):
+    """(n, m) @ (m, p), both 2-D (torch.mm)."""
+    _check_ndims("mm", ("input", input, 2), ("mat2", mat2, 2))
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    """(b, n, m) @ (b, m, p), one product per batch entry, no broadcasting (torch.bmm)."""
+    _check_ndims("bmm", ("input", input, 3), ("mat2", mat2, 3))
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+def dot(input, other):
+    """The inner product of two 1-D tensors of one size (torch.dot), a 0-d tensor."""
+    _check_ndims("dot", ("input", input, 1), ("other", other, 1))
+    if input.shape != other.shape:
+        raise RuntimeError(f"dot: 1-D tensors of different sizes: {input.shape[0]} and {other.shape[0]}")
+    return matmul(input, other)
+
+
+def mv(input, vec):
+    """(n, m) @ (m,) -> (n,) (torch.mv)."""
+    _check_ndims("mv", ("input", input, 2), ("vec", vec, 1))
+    return matmul(input, vec)
+
+
+def outer(input, vec2):
+    """out[i, j] = input[i] * vec2[j] (torch.outer), a broadcast product, so dtypes promote."""
+    _check_ndims("outer", ("input", input, 1), ("vec2", vec2, 1))
+    return mul(input.reshape(-1, 1), vec2)
+
+
+# ---------------------------------------------------------------- elementwise tests (outside the graph)
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|input - other| <= atol + rtol * |other| elementwise, as torch.isclose: equal values
+    (infinities too) are close, NaN is close to NaN only with ``equal_nan``. Both tensors
+    must have one dtype (PyTorch's rule); integers are compared in float32, as PyTorch's."""
+    for name, t in (("input", input), ("other", other)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"isclose: {name} must be a Tensor, got {type(t).__name__}")
+    if input.dtype != other.dtype:
+        raise RuntimeError(f"isclose: {input.dtype} did not match {other.dtype} (shapes {tuple(input.shape)} "
+                           f"and {tuple(other.shape)})")
+    if input.device != other.device:
+        raise RuntimeError(f"isclose: tensors on different devices ({input.device} and {other.device})")
+    xp = input._xp
+    a, b = input.array, other.array
+    same = a == b
+    if a.dtype.kind == "b":
+        return Tensor(same)
+    if a.dtype.kind in "iu":
+        a, b = a.astype(_default_float), b.astype(_default_float)
+    with np.errstate(invalid="ignore"):     # inf - inf: NaN, not close (unless equal, above)
+        diff = xp.abs(a - b)
+        close = same | (xp.isfinite(diff) & (diff <= atol + rtol * xp.abs(b)))
+    if equal_nan:
+        close = close | (xp.isnan(a) & xp.isnan(b))
+    return Tensor(close)
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Are all elements close (``isclose``)? A Python bool."""
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
+
+
+def equal(input, other):
+    """Same shape and the same values (NaN equals nothing), a Python bool (torch.equal)."""
+    if input.shape != other.shape:
+        return False
+    return bool(compare(input, other, "equal").array.all())
+
+
+def _logical(name, *operands):
+    """``name`` (NumPy's logical_and...) of the operands read as truth values (nonzero is
+    True), a bool tensor outside the graph."""
+    for k, t in enumerate(operands):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: argument {k} must be a Tensor, got {type(t).__name__}")
+    if len(operands) == 2:
+        a, b = operands
+        if a.device != b.device:
+            raise RuntimeError(f"{name}: tensors on different devices ({a.device} and {b.device})")
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise RuntimeError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast "
+                               f"together") from None
+    xp = operands[0]._xp
+    return Tensor(getattr(xp, name)(*[t.array for t in operands]))
+
+
+def logical_and(input, other):
+    return _logical("logical_and", input, other)
+
+
+def logical_or(input, other):
+    return _logical("logical_or", input, other)
+
+
+def logical_xor(input, other):
+    return _logical("logical_xor", input, other)
+
+
+def logical_not(input):
+    return _logical("logical_not", input)

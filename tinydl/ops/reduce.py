@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, var/std, max/min (+ arg versions), logsumexp.
+"""Reductions: sum, mean, prod, var/std, max/min (+ arg versions), amax/amin, logsumexp,
+norm; the scans cumsum/cumprod; and the selections sort/argsort/topk/median/kthvalue.
 
 A reduction maps many x elements to one y element, so its backward spreads
 the upstream gradient gy back over the reduced axes: broadcast it to x's
@@ -18,14 +19,19 @@ from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor, int64, _default_float, _normalize_dtype
 from . import math as _math
-from .shape import gather, normalize_dim, reshape
+from .shape import cat, gather, narrow, normalize_dim, reshape
 
-__all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp"]
+__all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp", "prod", "cumsum", "cumprod",
+           "amax", "amin", "norm", "sort", "argsort", "topk", "median", "kthvalue"]
 
 # What max/min over a dim return, like torch.return_types.max: a tuple that also
 # has .values and .indices.
 max_result = collections.namedtuple("max", ["values", "indices"])
 min_result = collections.namedtuple("min", ["values", "indices"])
+sort_result = collections.namedtuple("sort", ["values", "indices"])
+topk_result = collections.namedtuple("topk", ["values", "indices"])
+median_result = collections.namedtuple("median", ["values", "indices"])
+kthvalue_result = collections.namedtuple("kthvalue", ["values", "indices"])
 
 
 # ---------------------------------------------------------------- helpers
@@ -371,3 +377,411 @@ def logsumexp(input, dim=None, keepdim=False):
     if input.dtype.kind not in "fc":
         input = Tensor(input.array.astype(_default_float))
     return LogSumExp.apply(input, axes=_axes(dim, input, "logsumexp"), keepdim=keepdim)
+
+
+# ---------------------------------------------------------------- prod
+class Prod(Function):
+    """y = the product of x over ``axes``.
+
+    dy/dx_k is the product of the other elements: y / x_k where no element is 0. With
+    zeros (z of them in x_k's group) y / x_k is 0/0, so with p the product of the
+    nonzero elements:
+        z = 0:  dL/dx_k = gy * p / x_k;
+        z = 1:  the zero element gets gy * p (the product of the others), the rest 0;
+        z >= 2: every 'product of the others' holds a zero: 0.
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, axes, keepdim):
+        ctx.axes, ctx.keepdim = axes, keepdim
+        ctx.save_for_backward(x)
+        if x.dtype.kind in "biu":           # integers and bools multiply to int64 (PyTorch)
+            return x.prod(axis=axes, keepdims=keepdim, dtype=int64)
+        return x.prod(axis=axes, keepdims=keepdim)
+
+    def composite(ctx, x, axes, keepdim):
+        # the product as a chain of multiplications of the reduced elements, one by one
+        kept = [a for a in range(x.ndim) if a not in axes]
+        n = _count(x.shape, axes)
+        out_shape = ctx.output_meta[0][0]
+        if n == 0:
+            return constant(x._xp.ones(out_shape), x)
+        rows = x.permute(*kept, *axes).reshape(*[x.shape[a] for a in kept], n)
+        y = rows[..., 0]
+        for k in range(1, n):
+            y = y * rows[..., k]
+        return y.reshape(out_shape)
+
+    def backward(ctx, gy):
+        x, = ctx.saved_tensors
+        xp = get_array_module(x)
+        zero = x == 0
+        zeros = zero.sum(axis=ctx.axes, keepdims=True)
+        x_safe = xp.where(zero, x.dtype.type(1), x)
+        p = x_safe.prod(axis=ctx.axes, keepdims=True)
+        share = xp.where(zero, p * (zeros == 1), p / x_safe * (zeros == 0))
+        return _spread(gy, x.shape, ctx.axes, ctx.keepdim) * share
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """The product over ``dim`` (one int, or None: everything), as torch.prod; integer and
+    bool tensors give int64; ``dtype``: the input is cast to it first."""
+    input = input if dtype is None else _as_dtype(input, dtype)
+    if isinstance(dim, (tuple, list)):
+        raise TypeError(f"prod: dim must be one int or None, got {dim!r} (tensor shape {input.shape})")
+    axes = _axes(dim, input, "prod")
+    return Prod.apply(input, axes=axes, keepdim=keepdim and dim is not None)
+
+
+# ---------------------------------------------------------------- cumsum / cumprod
+def _reverse_cumsum(g, dim):
+    """g_k + g_{k+1} + ... along ``dim``: the cumulative sum taken from the end."""
+    xp = get_array_module(g)
+    return xp.flip(xp.cumsum(xp.flip(g, dim), axis=dim), dim)
+
+
+class Cumsum(Function):
+    """y_i = x_0 + ... + x_i along ``dim``.
+
+    x_k appears in every y_i with i >= k, so dL/dx_k = gy_k + gy_{k+1} + ...: the
+    cumulative sum of gy taken from the end.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        xp = get_array_module(x)
+        if x.dtype.kind in "biu":
+            return xp.cumsum(x, axis=dim, dtype=int64)
+        if xp is np and x.dtype.kind == "f" and x.dtype.itemsize < 8:
+            # PyTorch accumulates float32 in double on the CPU: a long float32 scan would drift
+            return np.cumsum(x, axis=dim, dtype=np.float64).astype(x.dtype)
+        return xp.cumsum(x, axis=dim)
+
+    def backward(ctx, gy):
+        return _reverse_cumsum(gy, ctx.dim)
+
+
+class Cumprod(Function):
+    """y_i = x_0 * x_1 * ... * x_i along ``dim``.
+
+    dL/dx_k = sum over i >= k of gy_i * y_i / x_k, which divides by zero where x_k = 0.
+    With the first zero of the row at position z:
+        k < z:  x_k != 0, the formula holds (the terms with i >= z are 0);
+        k = z:  dL/dx_z = sum over i >= z of gy_i * y'_i, with y' the cumprod of the row
+                with x_z replaced by 1 (y'_i is then the product of the others);
+        k > z:  every y_i with i >= k holds the factor x_z = 0: 0.
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        xp = get_array_module(x)
+        y = xp.cumprod(x, axis=dim, dtype=int64 if x.dtype.kind in "biu" else None)
+        ctx.save_for_backward(x, y)
+        return y
+
+    def composite(ctx, x, dim):
+        # the running product as a chain of multiplications, one slice at a time
+        n = x.shape[dim]
+        if n == 0:
+            return x * 1
+        parts = [narrow(x, dim, 0, 1)]
+        for k in range(1, n):
+            parts.append(parts[-1] * narrow(x, dim, k, 1))
+        return cat(parts, dim)
+
+    def backward(ctx, gy):
+        x, y = ctx.saved_tensors
+        xp = get_array_module(x)
+        d, one, nought = ctx.dim, x.dtype.type(1), gy.dtype.type(0)
+        zero = x == 0
+        zeros_so_far = xp.cumsum(zero, axis=d)
+        first = zero & (zeros_so_far == 1)
+        g = xp.where(zeros_so_far == 0, _reverse_cumsum(gy * y, d) / xp.where(zero, one, x), nought)
+        y_skip = xp.cumprod(xp.where(first, one, x), axis=d)
+        return g + xp.where(first, _reverse_cumsum(gy * y_skip, d), nought)
+
+
+def _scan(op, input, dim, dtype, name):
+    input = input if dtype is None else _as_dtype(input, dtype)
+    d = normalize_dim(dim, input.ndim, name, input.shape)
+    if input.ndim == 0:         # a 0-d tensor scans as one element
+        return reshape(op.apply(reshape(input, (1,)), dim=0), ())
+    return op.apply(input, dim=d)
+
+
+def cumsum(input, dim, *, dtype=None):
+    """Running sums along ``dim`` (torch.cumsum); integer and bool tensors give int64."""
+    return _scan(Cumsum, input, dim, dtype, "cumsum")
+
+
+def cumprod(input, dim, *, dtype=None):
+    """Running products along ``dim`` (torch.cumprod); the gradient holds where x has zeros."""
+    return _scan(Cumprod, input, dim, dtype, "cumprod")
+
+
+# ---------------------------------------------------------------- amax / amin
+class AMax(Function):
+    """y = the max (``mode`` 'max') or min of x over ``axes``, values only (torch.amax).
+
+    dL/dx = gy shared evenly among the elements equal to y: with k of them tied for the
+    maximum each gets gy / k (PyTorch's amax rule; max(dim) gives all of it to one).
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, axes, keepdim, mode):
+        y = (x.max if mode == "max" else x.min)(axis=axes, keepdims=True)
+        ctx.save_for_backward(x == y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
+
+    def composite(ctx, x, axes, keepdim, mode):
+        at, = ctx.saved_tensors
+        share = at / at.sum(axis=axes, keepdims=True)
+        return (x * constant(share, x)).sum(axes, keepdim=keepdim)
+
+    def backward(ctx, gy):
+        at, = ctx.saved_tensors
+        share = at / at.sum(axis=ctx.axes, keepdims=True, dtype=gy.dtype)
+        return _spread(gy, at.shape, ctx.axes, ctx.keepdim) * share
+
+
+def _amax(input, dim, keepdim, mode):
+    op = "a" + mode
+    axes = _axes(dim, input, op)
+    for a in axes:
+        if input.shape[a] == 0:
+            raise RuntimeError(f"{op}: expected reduction dim {a} to have non-zero size (tensor shape {input.shape})")
+    return AMax.apply(input, axes=axes, keepdim=keepdim, mode=mode)
+
+
+def amax(input, dim=(), keepdim=False):
+    """The maximum over ``dim`` (an int or a tuple; () or None: everything), values only."""
+    return _amax(input, dim, keepdim, "max")
+
+
+def amin(input, dim=(), keepdim=False):
+    return _amax(input, dim, keepdim, "min")
+
+
+# ---------------------------------------------------------------- norm
+class VectorNorm(Function):
+    """y = (sum |x|^p)^(1/p) over ``axes`` (torch.linalg.vector_norm); p = inf: max |x|,
+    -inf: min |x|, 0: the count of nonzero elements.
+
+    With g = gy spread back over the reduced axes:
+        p = 2:       dL/dx = g * x / y                       (0 where y = 0)
+        p = 1:       dL/dx = g * sign(x)
+        p = +-inf:   dL/dx = g * sign(x) / k at the k elements with |x| = y, else 0
+        p = 0:       dL/dx = 0                               (a count is piecewise constant)
+        other p:     dL/dx = g * sign(x) |x|^(p-1) / y^(p-1) (0 where y = 0, and for p < 1
+                     0 at x = 0, where |x|^(p-1) is infinite), as PyTorch's.
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, axes, keepdim, p):
+        xp = get_array_module(x)
+        a = xp.abs(x)
+        if p == math.inf:
+            y = a.max(axis=axes, keepdims=True)
+        elif p == -math.inf:
+            y = a.min(axis=axes, keepdims=True)
+        elif p == 0:
+            y = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
+        elif p == 1:
+            y = _sum(a, axes, True)
+        elif p == 2:
+            y = xp.sqrt(_sum(a * a, axes, True))
+        else:
+            y = _sum(a ** x.dtype.type(p), axes, True) ** x.dtype.type(1 / p)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.p = axes, keepdim, p
+        return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
+
+    def composite(ctx, x, axes, keepdim, p):
+        a = x.abs()
+        if math.isinf(p):
+            return _amax(a, axes, keepdim, "max" if p > 0 else "min")
+        if p == 0:
+            _, y = ctx.saved_tensors
+            return (x * 0).sum(axes, keepdim=keepdim) + constant(y if keepdim else y.reshape(
+                ctx.output_meta[0][0]), x)
+        if p == 1:
+            return a.sum(axes, keepdim=keepdim)
+        if p == 2:
+            return (x * x).sum(axes, keepdim=keepdim).sqrt()
+        return (a ** p).sum(axes, keepdim=keepdim) ** (1 / p)
+
+    def backward(ctx, gy):
+        x, y = ctx.saved_tensors
+        xp = get_array_module(x)
+        p, one, nought = ctx.p, x.dtype.type(1), x.dtype.type(0)
+        g = _spread(gy, x.shape, ctx.axes, ctx.keepdim)
+        if p == 0:
+            return g * nought
+        if p == 1:
+            return g * xp.sign(x)
+        if math.isinf(p):
+            at = xp.abs(x) == y
+            return g * xp.sign(x) * (at / at.sum(axis=ctx.axes, keepdims=True, dtype=x.dtype))
+        flat = y == 0
+        if p == 2:
+            return g * xp.where(flat, nought, x / xp.where(flat, one, y))
+        a = xp.abs(x)
+        a_safe = xp.where(a == 0, one, a)
+        scaled = xp.sign(x) * xp.where(a == 0, nought if p < 1 else a, a_safe ** x.dtype.type(p - 1))
+        return g * scaled * xp.where(flat, nought, 1 / xp.where(flat, one, y) ** x.dtype.type(p - 1))
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """torch.norm: the vector p-norm over ``dim`` (None: every element), p a number or inf,
+    'fro' the 2-norm (over at most 2 dims). 'nuc' (the nuclear norm, an SVD) is not here."""
+    input = input if dtype is None else _as_dtype(input, dtype)
+    if input.dtype.kind not in "fc":
+        raise RuntimeError(f"norm: input dtype should be floating point, got {input.dtype} (shape {input.shape})")
+    if isinstance(p, str):
+        if p != "fro":
+            raise NotImplementedError(f"norm: p={p!r} is not supported (numbers, inf and 'fro' are)")
+        if isinstance(dim, (tuple, list)) and len(dim) > 2:
+            raise RuntimeError(f"norm: 'fro' takes at most 2 dims, got dim={dim}")
+        p = 2
+    p = float(p)
+    axes = _axes(dim, input, "norm")
+    if p < 0 and any(input.shape[a] == 0 for a in axes):
+        raise RuntimeError(f"norm: p={p} of an empty reduction (tensor shape {input.shape}) is undefined")
+    return VectorNorm.apply(input, axes=axes, keepdim=keepdim, p=p)
+
+
+# ---------------------------------------------------------------- sort / topk / median
+def _argsort(a, axis, descending):
+    """The order that sorts ``a`` along ``axis``, stable: equal elements keep their order,
+    NaN counts as larger than everything, as torch.sort(stable=True). Descending: sort the
+    reversed row ascending and reverse that (equal elements keep their order still)."""
+    xp = get_array_module(a)
+    kind = {"kind": "stable"} if xp is np else {}       # (CuPy's sort is always stable)
+    if not descending:
+        return xp.argsort(a, axis=axis, **kind).astype(int64, copy=False)
+    back = xp.flip(xp.argsort(xp.flip(a, axis), axis=axis, **kind), axis)
+    return (a.shape[axis] - 1 - back).astype(int64, copy=False)
+
+
+def _scalar_pick(input, result):
+    """sort / topk / median of a 0-d tensor: the value itself, at index 0 (PyTorch)."""
+    return result(reshape(input, ()), Tensor(input._xp.zeros((), dtype=int64)))
+
+
+def sort(input, dim=-1, descending=False, *, stable=False):
+    """(values, indices) sorted along ``dim``; the values are gathered from the input, so the
+    gradient goes back to where each value came from. Always stable (``stable`` accepted)."""
+    d = normalize_dim(dim, input.ndim, "sort", input.shape)
+    if input.ndim == 0:
+        return _scalar_pick(input, sort_result)
+    idx = _argsort(input.array, d, descending)
+    return sort_result(gather(input, d, Tensor(idx)), Tensor(idx))
+
+
+def argsort(input, dim=-1, descending=False, stable=False):
+    """The int64 indices that sort ``input`` along ``dim`` (stable), outside the graph."""
+    d = normalize_dim(dim, input.ndim, "argsort", input.shape)
+    if input.ndim == 0:
+        return Tensor(input._xp.zeros((), dtype=int64))
+    return Tensor(_argsort(input.array, d, descending))
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    """The ``k`` largest (``largest=False``: smallest) elements along ``dim`` and their
+    indices, largest first; gradient scattered back to where they came from."""
+    d = normalize_dim(dim, input.ndim, "topk", input.shape)
+    n = input.shape[d] if input.ndim else 1
+    if not 0 <= k <= n:
+        raise RuntimeError(f"topk: k ({k}) is out of range for dim {d} of size {n} (tensor shape {input.shape})")
+    if input.ndim == 0:     # the value itself, for k 0 or 1 (PyTorch)
+        return _scalar_pick(input, topk_result)
+    idx = _argsort(input.array, d, largest)[(slice(None),) * d + (slice(0, k),)]
+    return topk_result(gather(input, d, Tensor(idx)), Tensor(idx))
+
+
+class MedianAll(Function):
+    """y = the median of all elements: the lower of the two middle ones for an even count
+    (PyTorch), NaN if any element is NaN.
+
+    dL/dx = gy shared evenly among the elements equal to y (PyTorch's rule for the full
+    reduction, as for max()).
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        if x.size == 0:                     # the median of nothing: NaN (PyTorch)
+            ctx.save_for_backward(xp.zeros(x.shape, dtype=bool))
+            return xp.full((), xp.nan, dtype=x.dtype)
+        s = xp.sort(x.reshape(-1))
+        y = s[(s.size - 1) // 2]
+        at = x == y
+        if x.dtype.kind in "fc":            # NaN sorts last: one NaN makes the median NaN
+            y = xp.where(xp.isnan(s[-1]), s[-1], y)
+            at = xp.where(xp.isnan(y), xp.isnan(x), x == y)
+        ctx.save_for_backward(at)
+        return xp.asarray(y)
+
+    def composite(ctx, x):
+        at, = ctx.saved_tensors
+        return (x * constant(at / at.sum(), x)).sum()
+
+    def backward(ctx, gy):
+        at, = ctx.saved_tensors
+        return at * (gy / at.sum(dtype=gy.dtype))
+
+
+def _pick(input, dim, keepdim, position, op, result):
+    """(values, indices) of the element at ``position`` (an int, or an array kept along
+    ``dim``) of each row sorted along ``dim``; the values gathered (differentiable)."""
+    idx = _argsort(input.array, dim, False)
+    xp = input._xp
+    if isinstance(position, int):
+        idx = idx[(slice(None),) * dim + (slice(position, position + 1),)]
+    else:
+        idx = xp.take_along_axis(idx, position, axis=dim)
+    values = gather(input, dim, Tensor(idx))
+    idx = Tensor(idx)
+    if not keepdim:
+        values, idx = values.squeeze(dim), idx.squeeze(dim)
+    return result(values, idx)
+
+
+def median(input, dim=None, keepdim=False):
+    """torch.median: of everything, a 0-d tensor (the lower middle value); along ``dim``,
+    (values, indices). A row with a NaN has median NaN (at its first NaN)."""
+    if dim is None:
+        if input.dtype.kind not in "fc":
+            _check_not_empty(input, None, "median")
+        return MedianAll.apply(input)
+    d = normalize_dim(dim, input.ndim, "median", input.shape)
+    _check_not_empty(input, d, "median")
+    if input.ndim == 0:
+        return _scalar_pick(input, median_result)
+    n = input.shape[d]
+    position = (n - 1) // 2
+    if input.dtype.kind in "fc":            # the first NaN of a row that has some: n - (NaN count)
+        xp = input._xp
+        nans = xp.isnan(input.array).sum(axis=d, keepdims=True)
+        position = xp.where(nans > 0, n - nans, position).astype(int64)
+    return _pick(input, d, keepdim, position, "median", median_result)
+
+
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """(values, indices) of the k-th smallest element (k from 1) along ``dim``."""
+    d = normalize_dim(dim, input.ndim, "kthvalue", input.shape)
+    n = input.shape[d] if input.ndim else 1
+    if not 1 <= k <= n:
+        raise RuntimeError(f"kthvalue: k ({k}) is out of range for dim {d} of size {n} (tensor shape {input.shape})")
+    if input.ndim == 0:
+        return _scalar_pick(input, kthvalue_result)
+    return _pick(input, d, keepdim, k - 1, "kthvalue", kthvalue_result)

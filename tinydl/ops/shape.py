@@ -12,14 +12,16 @@ import math
 
 import numpy as np
 
-from ..autograd import Function, replay_view, unbroadcast
-from ..kernels.scatter import scatter_add
+from ..autograd import Function, constant, replay_view, unbroadcast
+from ..kernels.scatter import scatter_add as add_at   # (the name scatter_add is torch.scatter_add, below)
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .math import promoted, raw
 
 __all__ = ["reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
-           "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll"]
+           "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll",
+           "repeat", "tile", "movedim", "tril", "triu", "nonzero", "masked_select", "scatter", "scatter_add",
+           "index_add", "take_along_dim", "diagonal"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -392,7 +394,7 @@ class GetItem(Function):
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
         if _has_integer_array(ctx.index):
-            scatter_add(gx, ctx.index, gy)
+            add_at(gx, ctx.index, gy)
         else:
             gx[ctx.index] = gy   # basic indices and masks never repeat an element
         return gx
@@ -549,7 +551,7 @@ class Gather(Function):
 
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
-        return scatter_add(gx, ctx.index, gy), None
+        return add_at(gx, ctx.index, gy), None
 
 
 def _check_index_range(index, n, op, what):
@@ -588,7 +590,7 @@ class IndexSelect(Function):
 
     def backward(ctx, gy):
         gx = get_array_module(gy).zeros(ctx.x_shape, dtype=gy.dtype)
-        return scatter_add(gx, ctx.index, gy), None
+        return add_at(gx, ctx.index, gy), None
 
 
 def index_select(input, dim, index):
@@ -646,3 +648,331 @@ def roll(input, shifts, dims=None):
         raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
     dims = tuple(normalize_dim(d, input.ndim, "roll", input.shape) for d in dims)
     return Roll.apply(input, shifts=tuple(int(s) for s in shifts), dims=dims)
+
+
+# ---------------------------------------------------------------- repeat / tile / movedim
+class Repeat(Function):
+    """y = x tiled ``repeats[k]`` times along each dim k (torch's repeat: x first gets leading
+    dims of size 1 when there are more repeats than dims).
+
+    Each x element appears once per tile, so dL/dx sums gy over the tiles: gy seen with
+    shape (r0, n0, r1, n1, ...) summed over the r axes.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, repeats):
+        padded = (1,) * (len(repeats) - x.ndim) + x.shape
+        ctx.x_shape, ctx.padded, ctx.repeats = x.shape, padded, repeats
+        return get_array_module(x).tile(x.reshape(padded), repeats)
+
+    def backward(ctx, gy):
+        tiles = [n for r_n in zip(ctx.repeats, ctx.padded) for n in r_n]
+        return gy.reshape(tiles).sum(axis=tuple(range(0, len(tiles), 2))).reshape(ctx.x_shape)
+
+
+def repeat(x, repeats):
+    """torch's ``x.repeat(*sizes)``: as many sizes as dims at least; extra ones add leading dims."""
+    repeats = tuple(int(r) for r in repeats)
+    if len(repeats) < x.ndim:
+        raise RuntimeError(f"repeat: the number of repeat dims ({len(repeats)}) can not be smaller than the "
+                           f"number of dims ({x.ndim}) of the tensor of shape {x.shape}")
+    if any(r < 0 for r in repeats):
+        raise RuntimeError(f"repeat: repeats must be non-negative, got {list(repeats)}")
+    return Repeat.apply(x, repeats=repeats)
+
+
+def tile(x, dims):
+    """torch.tile: ``repeat`` with 1s put in front of ``dims`` when it has fewer entries than x dims."""
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    return repeat(x, (1,) * (x.ndim - len(dims)) + dims)
+
+
+def movedim(x, source, destination):
+    """Move the dims ``source`` to the positions ``destination`` (ints or tuples); the other
+    dims keep their order (torch.movedim: a permute)."""
+    source = tuple(source) if isinstance(source, (tuple, list)) else (source,)
+    destination = tuple(destination) if isinstance(destination, (tuple, list)) else (destination,)
+    if len(source) != len(destination):
+        raise RuntimeError(f"movedim: source {source} and destination {destination} must have the same length")
+    src = [normalize_dim(d, x.ndim, "movedim", x.shape) for d in source]
+    dst = [normalize_dim(d, x.ndim, "movedim", x.shape) for d in destination]
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise RuntimeError(f"movedim: repeated dim in source {source} or destination {destination}")
+    order = [None] * x.ndim
+    for s, d in zip(src, dst):
+        order[d] = s
+    rest = iter(d for d in range(x.ndim) if d not in src)
+    return permute(x, tuple(o if o is not None else next(rest) for o in order))
+
+
+# ---------------------------------------------------------------- tril / triu / diagonal
+class Triangle(Function):
+    """y = x with the elements above (tril) or below (triu) the ``diagonal``-th diagonal of
+    each matrix in its last two dims set to 0. Linear: dL/dx = the same triangle of gy."""
+
+    double_backward = "linear"
+
+    def forward(ctx, x, upper, diagonal):
+        ctx.upper, ctx.diagonal = upper, diagonal
+        xp = get_array_module(x)
+        return (xp.triu if upper else xp.tril)(x, diagonal)
+
+    def backward(ctx, gy):
+        xp = get_array_module(gy)
+        return (xp.triu if ctx.upper else xp.tril)(gy, ctx.diagonal)
+
+
+def _triangle(x, diagonal, upper):
+    if x.ndim < 2:
+        raise RuntimeError(f"{'triu' if upper else 'tril'}: input tensor must have at least 2 dimensions, got "
+                           f"shape {x.shape}")
+    return Triangle.apply(x, upper=upper, diagonal=int(diagonal))
+
+
+def tril(input, diagonal=0):
+    """The lower triangle (with the ``diagonal``-th diagonal: 0 the main one, 1 above it, -1 below)."""
+    return _triangle(input, diagonal, False)
+
+
+def triu(input, diagonal=0):
+    return _triangle(input, diagonal, True)
+
+
+def _diagonal_positions(n1, n2, offset, xp):
+    """Rows and columns of the ``offset``-th diagonal of an (n1, n2) matrix (above the main one for offset > 0)."""
+    r0, c0 = max(-offset, 0), max(offset, 0)
+    length = max(0, min(n1 - r0, n2 - c0))
+    return xp.arange(length) + r0, xp.arange(length) + c0
+
+
+class Diagonal(Function):
+    """y[..., i] = x[..., r0 + i, c0 + i] on the plane of dims ``dim1``, ``dim2``, which are
+    removed, the diagonal becoming the last dim (torch.diagonal; a copy here, not a view).
+
+    dL/dx = zeros with gy written back on that diagonal.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, offset, dim1, dim2):
+        xp = get_array_module(x)
+        moved = xp.moveaxis(x, (dim1, dim2), (-2, -1))
+        ctx.moved_shape, ctx.dims = moved.shape, (dim1, dim2)
+        ctx.at = _diagonal_positions(moved.shape[-2], moved.shape[-1], offset, xp)
+        return moved[(Ellipsis,) + ctx.at]
+
+    def backward(ctx, gy):
+        xp = get_array_module(gy)
+        g = xp.zeros(ctx.moved_shape, dtype=gy.dtype)
+        g[(Ellipsis,) + ctx.at] = gy
+        return xp.moveaxis(g, (-2, -1), ctx.dims)
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    if input.ndim < 2:
+        raise RuntimeError(f"diagonal: input must have at least 2 dimensions, got shape {input.shape}")
+    d1 = normalize_dim(dim1, input.ndim, "diagonal", input.shape)
+    d2 = normalize_dim(dim2, input.ndim, "diagonal", input.shape)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal: dimensions cannot be identical ({dim1}, {dim2})")
+    return Diagonal.apply(input, offset=int(offset), dim1=d1, dim2=d2)
+
+
+# ---------------------------------------------------------------- nonzero / masked_select
+def nonzero(input, *, as_tuple=False):
+    """The int64 indices of the nonzero elements, outside the graph: an (n, ndim) tensor, or
+    with ``as_tuple`` one 1-d tensor per dim (a 0-d input counts as 1-d there, as PyTorch's)."""
+    xp, a = input._xp, input.array
+    if as_tuple:
+        return tuple(Tensor(i.astype(np.int64, copy=False)) for i in xp.nonzero(a.reshape(1) if a.ndim == 0 else a))
+    if a.ndim == 0:
+        return Tensor(xp.zeros((int(bool(a)), 0), dtype=np.int64))
+    return Tensor(xp.argwhere(a).astype(np.int64, copy=False))
+
+
+def masked_select(input, mask):
+    """The elements of ``input`` where ``mask`` holds (both broadcast), as a 1-d tensor
+    (differentiable: a boolean index of the broadcast input)."""
+    if mask.dtype != np.bool_:
+        raise RuntimeError(f"masked_select: expected a bool mask, got dtype {mask.dtype} (shape {mask.shape})")
+    try:
+        shape = np.broadcast_shapes(input.shape, mask.shape)
+    except ValueError:
+        raise RuntimeError(f"masked_select: shapes {input.shape} and {mask.shape} cannot be broadcast together") \
+            from None
+    x = input if input.shape == shape else expand(input, shape)
+    m = mask.array if mask.shape == shape else input._xp.broadcast_to(mask.array, shape)
+    return getitem(x, m)
+
+
+# ---------------------------------------------------------------- scatter / index_add / take_along_dim
+class Scatter(Function):
+    """y = x with src written at ``index`` along ``dim``: for dim=0, y[index[i][j]][j] =
+    src[i][j] (torch.scatter), or added there with ``add`` (torch.scatter_add; repeats add
+    up). ``index`` may be smaller than src: the elements of src beyond it are not used.
+
+        scatter:      dL/dx = gy with zeros where src was written (those x values are gone),
+        scatter_add:  dL/dx = gy;
+        both:         dL/dsrc = gy gathered at index (zeros beyond index's shape).
+    ``src`` may be a number (``value``): then only x has a gradient.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, index, src, dim, add):
+        ctx.where, ctx.add = _along_dim_index(index, dim), add
+        ctx.region = tuple(slice(0, n) for n in index.shape)
+        ctx.src_shape = getattr(src, "shape", ())
+        values = src[ctx.region] if ctx.src_shape else src
+        y = x.copy()
+        if add:
+            add_at(y, ctx.where, values)
+        else:
+            y[ctx.where] = values
+        return y
+
+    def backward(ctx, gy):
+        need_x, _, need_src = ctx.needs_input_grad
+        gx = gsrc = None
+        if need_x:
+            gx = gy.copy()
+            if not ctx.add:
+                gx[ctx.where] = 0
+        if need_src:
+            gsrc = get_array_module(gy).zeros(ctx.src_shape, dtype=gy.dtype)
+            gsrc[ctx.region] = gy[ctx.where]
+        return gx, None, gsrc
+
+
+class ScatterValue(Scatter):
+    """``scatter`` of a number: y = x * keep + (the number where written), affine in x, not
+    linear, so create_graph differentiates that restatement (the linear rule would write
+    the number into the gradient too)."""
+
+    double_backward = "composite"
+
+    def composite(ctx, x, index, src, dim, add):
+        xp = x._xp
+        keep = xp.ones(x.shape, dtype=x.dtype)
+        written = xp.zeros(x.shape, dtype=x.dtype)
+        if add:
+            add_at(written, ctx.where, src)
+        else:
+            keep[ctx.where] = 0
+            written[ctx.where] = src
+        return x * constant(keep, x) + constant(written, x)
+
+
+def _index_array(index, input, op):
+    idx = index.array if isinstance(index, Tensor) else input._xp.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}: index must be an integer tensor, got dtype {idx.dtype}")
+    return idx
+
+
+def _scatter(input, dim, index, src, op, add):
+    d = normalize_dim(dim, input.ndim, op, input.shape)
+    idx = _index_array(index, input, op)
+    if idx.ndim != input.ndim:
+        raise RuntimeError(f"{op}: index has {idx.ndim} dims but self has {input.ndim} (index shape "
+                           f"{tuple(idx.shape)}, self shape {input.shape})")
+    if isinstance(src, Tensor):
+        if src.dtype != input.dtype:
+            raise RuntimeError(f"{op}: expected self.dtype to be equal to src.dtype, got {input.dtype} and "
+                               f"{src.dtype}")
+        if src.ndim != input.ndim or any(i > s for i, s in zip(idx.shape, src.shape)):
+            raise RuntimeError(f"{op}: index shape {tuple(idx.shape)} must not be larger than src shape "
+                               f"{src.shape} in any dim")
+    else:
+        src = input.dtype.type(src)
+    for k in range(idx.ndim):
+        if k != d and idx.shape[k] > input.shape[k]:
+            raise RuntimeError(f"{op}: index shape {tuple(idx.shape)} is larger than self shape {input.shape} "
+                               f"in dim {k}")
+    _check_index_range(idx, input.shape[d] if input.ndim else 1, op, f"dim {d}")
+    if input.ndim == 0:     # a 0-d tensor: one element, at index 0
+        out = _scatter(reshape(input, (1,)), 0, idx.reshape(1),
+                       reshape(src, (1,)) if isinstance(src, Tensor) else src, op, add)
+        return reshape(out, ())
+    return (Scatter if isinstance(src, Tensor) else ScatterValue).apply(input, idx, src, dim=d, add=add)
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """torch.scatter: a copy of input with ``src`` (a tensor, or the number ``value``) written
+    at ``index`` along ``dim``; ``reduce='add'`` adds instead (as scatter_add)."""
+    if src is None:
+        src = value
+    if src is None:
+        raise TypeError("scatter: expected src (a tensor or a number) or value")
+    if reduce not in (None, "add"):
+        raise NotImplementedError(f"scatter: reduce={reduce!r} is not supported (None or 'add')")
+    return _scatter(input, dim, index, src, "scatter", reduce == "add")
+
+
+def scatter_add(input, dim, index, src):
+    """torch.scatter_add: a copy of input with ``src`` added at ``index`` along ``dim`` (repeats add up)."""
+    if not isinstance(src, Tensor):
+        raise TypeError(f"scatter_add: src must be a Tensor, got {type(src).__name__}")
+    return _scatter(input, dim, index, src, "scatter_add", True)
+
+
+class IndexAdd(Function):
+    """y = x with y[..., index[i], ...] += alpha * source[..., i, ...] along ``dim`` (repeats
+    add up; torch.index_add).  dL/dx = gy;  dL/dsource = alpha * gy taken at index along dim."""
+
+    double_backward = "linear"
+
+    def forward(ctx, x, index, source, dim, alpha):
+        ctx.where, ctx.alpha = (slice(None),) * dim + (index,), alpha
+        y = x.copy()
+        add_at(y, ctx.where, source if alpha == 1 else source * alpha)
+        return y
+
+    def backward(ctx, gy):
+        need_x, _, need_source = ctx.needs_input_grad
+        gsource = None
+        if need_source:
+            gsource = gy[ctx.where] if ctx.alpha == 1 else gy[ctx.where] * ctx.alpha
+        return (gy if need_x else None), None, gsource
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    d = normalize_dim(dim, input.ndim, "index_add", input.shape)
+    idx = _index_array(index, input, "index_add")
+    if idx.ndim > 1:
+        raise RuntimeError(f"index_add: index must be 1-d, got shape {tuple(idx.shape)}")
+    idx = idx.reshape(-1)
+    if source.dtype != input.dtype:
+        raise RuntimeError(f"index_add: self ({input.dtype}) and source ({source.dtype}) must have the same dtype")
+    expected = input.shape[:d] + (idx.size,) + input.shape[d + 1:] if input.ndim else (idx.size,)
+    if tuple(source.shape) != expected and not (input.ndim == 0 and source.numel() == idx.size):
+        raise RuntimeError(f"index_add: source shape {source.shape} must be {expected} (self shape {input.shape}, "
+                           f"{idx.size} indices along dim {d})")
+    _check_index_range(idx, input.shape[d] if input.ndim else 1, "index_add", f"dim {d}")
+    if input.ndim == 0:
+        return reshape(IndexAdd.apply(reshape(input, (1,)), idx, reshape(source, (idx.size,)), dim=0,
+                                      alpha=alpha), ())
+    return IndexAdd.apply(input, idx, source, dim=d, alpha=alpha)
+
+
+def take_along_dim(input, indices, dim=None):
+    """torch.take_along_dim: ``gather`` with input and indices broadcast against each other
+    except along ``dim``; without ``dim`` both are flattened first."""
+    idx = _index_array(indices, input, "take_along_dim")
+    if dim is None:
+        return gather(reshape(input, (-1,)), 0, idx.reshape(-1))
+    d = normalize_dim(dim, input.ndim, "take_along_dim", input.shape)
+    if idx.ndim != input.ndim:
+        raise RuntimeError(f"take_along_dim: input and indices should have the same number of dimensions, got "
+                           f"shapes {input.shape} and {tuple(idx.shape)}")
+    try:
+        common = list(np.broadcast_shapes(*[tuple(1 if k == d else n for k, n in enumerate(s))
+                                            for s in (input.shape, idx.shape)]))
+    except ValueError:
+        raise RuntimeError(f"take_along_dim: shapes {input.shape} and {tuple(idx.shape)} cannot be broadcast "
+                           f"(except along dim {d})") from None
+    x_shape = tuple(common[:d] + [input.shape[d]] + common[d + 1:])
+    i_shape = tuple(common[:d] + [idx.shape[d]] + common[d + 1:])
+    x = input if input.shape == x_shape else expand(input, x_shape)
+    return gather(x, d, get_array_module(idx).broadcast_to(idx, i_shape))
