@@ -1107,3 +1107,38 @@ def test_a_grad_that_is_a_slice_does_not_keep_the_whole_buffer():
         g = t.grad.array
         owner = g if g.base is None else g.base
         assert owner.nbytes == g.nbytes
+
+
+def test_tensor_hooks_as_torch():
+    """register_hook: a hook sees the whole gradient of its tensor (the sum over every path),
+    what it returns replaces it, handle.remove() takes it away; leaves' hooks run before
+    the sum goes into .grad; autograd.grad runs them too. Every case through PyTorch."""
+    torch = pytest.importorskip("torch")
+
+    def case(lib):
+        seen = []
+        x = lib.tensor([1.0, -2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        w = lib.tensor([0.5, 0.25, -1.0], dtype=lib.float64, requires_grad=True)
+        h = x * w
+        h.register_hook(lambda g: seen.append(("h", g.tolist())))
+        doubling = h.register_hook(lambda g: g * 2)
+        (h * h + h).backward(lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64), retain_graph=True)   # h reached twice
+        x.register_hook(lambda g: seen.append(("x", g.tolist())))
+        w.register_hook(lambda g: g * 10)
+        (h * h + h).backward(lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64), retain_graph=True)
+        first = x.grad.tolist(), w.grad.tolist()
+        doubling.remove()
+        x.grad = w.grad = None
+        (h * x).backward(lib.tensor([1.5, 1.0, -0.5], dtype=lib.float64))
+        gw, = lib.autograd.grad((w * w * 3).sum(), w)
+        k = w * 3
+        k.register_hook(lambda g: g + 1)
+        gk, = lib.autograd.grad((k * k).sum(), k)
+        return first, x.grad.tolist(), w.grad.tolist(), gw.tolist(), gk.tolist(), seen
+    assert case(td) == case(torch)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        td.ones(2).register_hook(print)
+    y = td.ones(2, requires_grad=True) * 2
+    y.register_hook(lambda g: td.ones(3))
+    with pytest.raises(RuntimeError, match="must return None or a Tensor of that shape"):
+        y.sum().backward()

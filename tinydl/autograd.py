@@ -251,6 +251,8 @@ class Function:
     _holds_data = False
     #: {output index: tensor} of the outputs that called ``retain_grad()`` (weakly held)
     _retained = None
+    #: {output index: [hook, ...]} of the outputs that called ``register_hook`` (``register_hook``)
+    _hooks = None
     #: outputs held until release: a result copied into a tensor changed in place, which
     #: create_graph reads as the output its node saved (``rebase_in_place``)
     _pinned_outputs = None
@@ -810,6 +812,8 @@ def _walk(seeds, retain_graph, reached, create_graph=False, stop_at=(), watched=
     while ready:
         node = heapq.heappop(ready)[2]
         got = pending.pop(id(node))
+        if node._hooks:                         # the whole gradient of each hooked output is in
+            got = {i: _run_hooks(node._hooks.get(i), g) for i, g in got.items()}
         if watched is not None:                 # all the gradient of its outputs is in: hand it
             wanted = watched(node)              # to the tensors that asked for it
             if wanted:
@@ -870,13 +874,26 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
     grad = _seed_gradient(root, grad, "backward()")
     handed_out = {_storage_id(grad)}   # memory already visible to the user (see _accumulate_leaf)
 
+    hooked = {}                         # id(leaf) -> (leaf, its gradient so far): hooks see the sum
+
     def reached(t, g):
+        if getattr(t, "_hooks", None) and t.grad_fn is None:
+            if id(t) in hooked:
+                g = hooked[id(t)][1] + g
+            hooked[id(t)] = t, g
+            return
         if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
             t.grad = g if t.grad is None else t.grad + g
             return
         _accumulate_leaf(t, g, handed_out)
     seed = Tensor(grad) if create_graph else grad
     _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retained_of)
+    for t, g in hooked.values():
+        g = _run_hooks(t._hooks, g)
+        if isinstance(g, Tensor):
+            t.grad = g if t.grad is None else t.grad + g
+        else:
+            _accumulate_leaf(t, g, handed_out)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -922,6 +939,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             made.setdefault(id(t.grad_fn), {})[t._output_index] = t
     _walk(seeds, bool(retain_graph), reached, create_graph, watched=lambda node: made.get(id(node)),
           only=_leading_to(inputs, [o.grad_fn for o, _ in seeds if o.grad_fn is not None]))
+    for t in inputs:                    # an input leaf's hooks see its whole gradient
+        if getattr(t, "_hooks", None) and t.grad_fn is None and id(t) in found:
+            found[id(t)] = _run_hooks(t._hooks, found[id(t)])
     result = []
     for i, t in enumerate(inputs):
         if id(t) not in found and not allow_unused:
@@ -930,6 +950,56 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         g = found.get(id(t))
         result.append(g if g is None or isinstance(g, Tensor) else Tensor(g))
     return tuple(result)
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` takes the hook away again."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_hook(t, hook):
+    """Call ``hook(grad)`` with the gradient of ``t`` whenever a backward computes it (the sum of
+    every path's contribution); a Tensor it returns replaces that gradient, as PyTorch's
+    ``Tensor.register_hook``. For a tensor made by an op the hook sits on that op's node (the
+    gradient of that output), for a leaf on the tensor (before it is added into ``.grad``)."""
+    if not t.requires_grad:
+        raise RuntimeError(f"register_hook: the tensor (shape {tuple(t.shape)}) does not require grad, so no "
+                           f"gradient will reach it")
+    if t.grad_fn is None:
+        if t._hooks is None:
+            t._hooks = []
+        hooks = t._hooks
+    else:
+        node = t.grad_fn
+        if node._hooks is None:
+            node._hooks = {}
+        hooks = node._hooks.setdefault(t._output_index, [])
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def _run_hooks(hooks, g):
+    """``g`` passed through ``hooks`` in turn; each sees a Tensor, and what it returns (if not
+    None) goes on, of g's shape. Arrays in and out for a plain backward, Tensors for create_graph."""
+    if not hooks:
+        return g
+    is_array = not isinstance(g, Tensor)
+    grad = Tensor(g) if is_array else g
+    for hook in list(hooks):
+        new = hook(grad)
+        if new is not None:
+            if not isinstance(new, Tensor) or new.shape != grad.shape:
+                raise RuntimeError(f"a hook returned {type(new).__name__} "
+                                   f"{tuple(getattr(new, 'shape', ()))} for a gradient of shape {tuple(grad.shape)}: "
+                                   f"it must return None or a Tensor of that shape")
+            grad = new
+    return grad.array if is_array else grad
 
 
 def _leading_to(inputs, root_fns):
