@@ -248,6 +248,11 @@ def test_grad_mode_switches_as_torch():
     lambda lib: list(lib.tensor(1.0)),
     lambda lib: [row.tolist() for row in lib.ones(2, 2)],
     lambda lib: _dtype(lib.tensor([1, 0], dtype=lib.uint8).all()),
+    lambda lib: (2 << lib.tensor([1, 3])).tolist() + (64 >> lib.tensor([1, 3])).tolist(),
+    lambda lib: lib.linspace(0.0, 5.0, 1).tolist(),
+    lambda lib: [float(f(lib.tensor(np.full(n, v, np.float16)))) for f, n, v in (
+        (lambda t: t.mean(), 1000, 100.0), (lambda t: t.mean(), 70000, 1.0),
+        (lambda t: t.var(), 1000, 300.0), (lambda t: t.reshape(500, 2).mean(0)[0], 1000, 100.0))],
 ])
 def test_small_api_corners_as_torch(case):
     _same(case)
@@ -313,6 +318,32 @@ def test_a_second_backward_adds_into_the_same_grad_and_a_wrong_grad_is_refused()
 ])
 def test_optimizers_take_torchs_implementation_flags(make):
     _same(lambda lib: type(make(lib, [lib.ones(2, requires_grad=True)])).__name__)
+
+
+def test_grads_that_are_not_backwards_own_memory_are_never_added_into():
+    """Only a .grad whose memory backward made for it alone is added into in place: not one
+    create_graph stored (two leaves may share it), nor the user's seed, nor a tensor a hook
+    returned, nor one assigned by hand."""
+    def case(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        w = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        ((x + w) * lib.tensor([5.0, 6.0, 7.0], dtype=lib.float64)).sum().backward(create_graph=True)
+        (x * 3).sum().backward()
+        seed = lib.tensor([1.0, 1.0, 1.0], dtype=lib.float64)
+        u = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        (u + 0).backward(seed, create_graph=True)
+        (u * 2).sum().backward()
+        fixed = lib.tensor([10.0, 10.0, 10.0], dtype=lib.float64)
+        v = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        v.register_hook(lambda g: fixed)
+        (v * 2).sum().backward()
+        (v * 2).sum().backward()
+        mine = lib.ones(3, dtype=lib.float64)
+        z = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        z.grad = mine
+        (z * 4).sum().backward()
+        return [t.tolist() for t in (w.grad.detach(), seed, fixed, x.grad.detach(), u.grad.detach(), mine)]
+    _same(case)
 
 
 def test_gradcheck_leaves_the_inputs_grad_as_it_was():

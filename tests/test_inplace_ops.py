@@ -257,6 +257,38 @@ def _view_case(name, lib):
         y[0].mul_(x[1])
         g, = lib.autograd.grad((y * w).sum(), x, create_graph=True)
         return (g * w).sum(), [x]
+    if name == "a row filled with 0, then sqrt (no 0 * inf)":
+        y = x * 1.0 + 2.0
+        y[0].fill_(0.0)
+        return (y.sqrt() * w).sum(), [x]
+    if name == "retain_grad on a view, then the base changed":
+        y = x * 1.0
+        v = y[0]
+        v.retain_grad()
+        y.mul_(x * 2)
+        (v * w[0]).sum().backward()
+        return (v.grad * 1.0).sum(), [x]
+    if name == "detach() before and after a change through a view":
+        y = x * 2.0
+        before = y.detach()
+        y[0].mul_(3.0)
+        after = y.detach()
+        return ((y - before) * w + (y - after) * w * w).sum(), [x]
+    if name == "copy_ into a row of a constant, second derivative":
+        z = lib.zeros(3, 4, dtype=lib.float64)
+        z[1].copy_(x[0] * x[0])
+        g, = lib.autograd.grad((z * z).sum(), [x], create_graph=True)
+        return (g * g).sum(), [x]
+    if name == "a view made under no_grad, changed while recording (refused)":
+        y = x * 1.0
+        with lib.no_grad():
+            v = y[0]
+        v.mul_(x[1])
+        return (y * w).sum(), [x]
+    if name == "a chunk piece of a constant, changed with a value that requires grad (refused)":
+        piece = lib.zeros(4, 3, dtype=lib.float64).chunk(2)[0]
+        piece.add_(x[:2, :3])
+        return piece.sum(), [x]
     if name == "a view of a leaf that requires grad (refused)":
         x[0].mul_(2)
         return (x * w).sum(), [x]
@@ -270,6 +302,12 @@ def _view_case(name, lib):
                                   "+= into a row of a constant, then a view made before",
                                   "a view of a transposed view", "one element", "a split piece (refused)",
                                   "two views, changed one after the other", "second derivative",
+                                  "a row filled with 0, then sqrt (no 0 * inf)",
+                                  "retain_grad on a view, then the base changed",
+                                  "detach() before and after a change through a view",
+                                  "copy_ into a row of a constant, second derivative",
+                                  "a view made under no_grad, changed while recording (refused)",
+                                  "a chunk piece of a constant, changed with a value that requires grad (refused)",
                                   "a view of a leaf that requires grad (refused)"])
 def test_in_place_changes_through_views_as_torch(name):
     """As PyTorch's views: a change recorded through one tensor over a storage rebuilds the

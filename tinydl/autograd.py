@@ -453,9 +453,17 @@ def _share_counters_with_views(inputs, views, cls, params, outputs=None):
         out._version_counter = source._counter()
         out._history_of = source._history_of
         if cls.makes_views and source is inputs[0]:
-            which = None if outputs is None else next(i for i, o in enumerate(outputs) if o is out)
             base, steps = source._view_of or (source, ())
+            if not _state.enabled or base is None:      # made under no_grad: no base to follow
+                out._view_of = UNTRACKED_VIEW
+                continue
+            which = None if outputs is None else next(i for i, o in enumerate(outputs) if o is out)
             out._view_of = base, steps + ((cls, params, which),)
+
+
+#: ``Tensor._view_of`` of a view made under no_grad (or of such a view): as in PyTorch, it is not
+#: made again from its base, and changing it in place while recording is refused (ops/inplace.py)
+UNTRACKED_VIEW = (None, None)
 
 
 def replay_view(x, steps):
@@ -474,13 +482,22 @@ def catch_up(t, op):
     no longer explains its values. A view takes the history of its base made into it again
     (``replay_view``: PyTorch's views regenerate their grad_fn the same way); any other
     tensor is refused."""
-    view = t._view_of
-    base = view and view[0]
+    base = t._view_of[0] if t._view_of else None
     if base is None or base._history_of != base._counter().rebased:
-        _refuse_stale(t, op)
-    fresh = replay_view(base, view[1])
+        if _constant(base if base is not None else t):  # a detach()ed tensor: no history to rebuild
+            (base if base is not None else t)._history_of = t._version_counter.rebased
+            if base is None:
+                return
+        else:
+            _refuse_stale(t, op)
+    moved = t.retains_grad              # a retain_grad() moves with t to its new history
+    if moved:
+        del t.grad_fn._retained[t._output_index]
+    fresh = replay_view(base, t._view_of[1])
     t.grad_fn, t._output_index, t.requires_grad = fresh.grad_fn, fresh._output_index, fresh.requires_grad
     t._history_of = t._version_counter.rebased
+    if moved:
+        retain_grad(t)
 
 
 def _check_versions(node):
@@ -589,13 +606,18 @@ def let_go(t, out):
         node._pinned_outputs = (out,)
 
 
+def _constant(t):
+    """A tensor outside the graph that is no view of a tensor in it (``detach()``'s)."""
+    return t.grad_fn is None and not t.requires_grad and t._view_of is None
+
+
 def _refuse_stale(t, op):
     raise RuntimeError(
         f"{op}: an input (shape {tuple(t.shape)}, {t.dtype}) was changed in place through another "
         f"tensor over the same memory while the graph was recorded, and it is not a view that tinydl can "
-        f"make again from its base (reshape, indexing, permute, split): its history does not explain its "
-        f"values, so its gradient would be wrong: change the tensor itself, use an out-of-place op, or "
-        f"make the change under td.no_grad()")
+        f"make again from its base (reshape, indexing, permute, split, made while grad mode was on): its "
+        f"history does not explain its values, so its gradient would be wrong: change the tensor itself, "
+        f"use an out-of-place op, or make the change under td.no_grad()")
 
 
 def mark_rebased(t):
@@ -729,9 +751,10 @@ class LinearBackward(Function):
     def backward(ctx, *ggs):
         node = ctx.node
         args = _given_inputs(node)
+        xp = get_array_module(ggs[0].array if isinstance(ggs[0], Tensor) else ggs[0])
         for i, t in enumerate(args):      # float inputs without a gradient contribute nothing: 0
-            if isinstance(t, Tensor) and t.dtype.kind == "f" and i not in ctx.wanted:
-                args[i] = Tensor(t._xp.zeros(t.shape, t.dtype))
+            if isinstance(t, (Tensor, _FreedInput)) and t.dtype.kind == "f" and i not in ctx.wanted:
+                args[i] = Tensor(xp.zeros(t.shape, t.dtype))     # (also for a released input's stand-in)
         for i, gg in zip(ctx.wanted, ggs):
             args[i] = gg if isinstance(gg, Tensor) else Tensor(gg)
         outs = type(node).apply(*args, **node.params)
@@ -884,14 +907,19 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
             return
         if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
             t.grad = g if t.grad is None else t.grad + g
+            t.grad._backward_owned = False     # (it may be another leaf's .grad too: never added into)
             return
         _accumulate_leaf(t, g, handed_out)
     seed = Tensor(grad) if create_graph else grad
     _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retained_of)
     for t, g in hooked.values():
-        g = _run_hooks(t._hooks, g)
+        new = _run_hooks(t._hooks, g)
+        if new is not g and not isinstance(new, Tensor):
+            handed_out.add(_storage_id(new))    # a hook's own tensor: .grad gets a copy
+        g = new
         if isinstance(g, Tensor):
             t.grad = g if t.grad is None else t.grad + g
+            t.grad._backward_owned = False
         else:
             _accumulate_leaf(t, g, handed_out)
 
@@ -1031,11 +1059,12 @@ def _accumulate_leaf(t, g, handed_out):
     """
     grad = t.grad
     if grad is not None:
-        if getattr(grad.array.flags, "writeable", True):
-            grad.array += g             # in place, as PyTorch: a name kept for p.grad sees the sum
+        if grad._backward_owned:        # memory made for this .grad (below) or set by hand: add in
+            grad.array += g             # place, as PyTorch, so a name kept for p.grad sees the sum
             grad._bump_version()
-        else:
+        else:                           # create_graph's (two leaves may share it), read-only memory
             t.grad = Tensor(grad.array + g)
+            t.grad._backward_owned = True
         return
     owner = _storage(g)
     plain = g is owner or (g.nbytes == owner.nbytes and g.flags.c_contiguous and getattr(g.flags, "writeable", True))
@@ -1043,3 +1072,4 @@ def _accumulate_leaf(t, g, handed_out):
         g = owner = g.copy()
     handed_out.add(id(owner))
     t.grad = Tensor(g)
+    t.grad._backward_owned = getattr(g.flags, "writeable", True)

@@ -70,6 +70,7 @@ class Tensor:
     _history_of = 0             # the storage's ``rebased`` count that this tensor's history explains
     _view_of = None             # a view's (base, the ops that make it from base): autograd.replay_view
     _hooks = None               # a leaf's gradient hooks (register_hook)
+    _backward_owned = False     # a .grad backward adds into in place (its own memory, or set by hand)
 
     def __init__(self, data, requires_grad=False):
         if type(data) is not np.ndarray:              # every op's output takes this one test
@@ -95,6 +96,10 @@ class Tensor:
             if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
                 raise RuntimeError(f"assigned grad (shape {tuple(value.shape)}, {value.dtype}, {value.device}) does "
                                    f"not match the tensor (shape {tuple(self.shape)}, {self.dtype}, {self.device})")
+            if value is self:
+                raise RuntimeError("can't assign a tensor as its own grad")
+            if value.grad_fn is None:   # a plain tensor set by hand: backward adds into it, as PyTorch
+                value._backward_owned = getattr(value.array.flags, "writeable", True)
         self._grad = value
 
     @property
@@ -525,6 +530,12 @@ class Tensor:
 
     def __rshift__(self, other):
         return _math.bitwise(self, other, "right_shift")
+
+    def __rlshift__(self, other):
+        return _math.bitwise(other, self, "left_shift")
+
+    def __rrshift__(self, other):
+        return _math.bitwise(other, self, "right_shift")
 
     def eq(self, other):
         return self == other
@@ -1223,7 +1234,7 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     compute = dtype if dtype.kind in "fc" else np.dtype(np.float64)
     step = compute.type((end - start) / max(steps - 1, 1))
     i = xp.arange(steps, dtype=compute)
-    half = steps // 2
+    half = steps // 2 if steps > 1 else 1           # (one step: start, as PyTorch)
     data = xp.where(i < half, compute.type(start) + step * i, compute.type(end) - step * (steps - 1 - i))
     return Tensor(data.astype(dtype, copy=False), requires_grad=requires_grad)
 

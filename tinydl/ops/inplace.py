@@ -30,7 +30,7 @@ result)`` (shape.py), and every other tensor over that memory, the view itself i
 takes its history from the base's again, made by the same view ops (``autograd.catch_up``)
 when it is next used. Under ``no_grad`` views write through, and nothing changes in the graph.
 """
-from ..autograd import catch_up, is_grad_enabled, let_go, mark_rebased, rebase_in_place
+from ..autograd import UNTRACKED_VIEW, catch_up, is_grad_enabled, let_go, mark_rebased, rebase_in_place
 from ..tensor import Tensor
 from . import math as _math
 from .promotion import KIND
@@ -52,10 +52,7 @@ def overwrite_ok(x, op, instead):
     if not (is_grad_enabled() and x.requires_grad):
         return True
     xp = x._xp
-    if x._view_of is not None and any(which is not None for _, _, which in x._view_of[1]):
-        raise RuntimeError(f"{op}: the tensor is a view made by an op that returns several views (split, "
-                           f"chunk); as in PyTorch, such views cannot be changed in place while the graph is "
-                           f"recorded: {instead}")
+    _refuse_unwritable_view(x, op)
     for t in (x,) if x._view_of is None else (x, x._view_of[0]):       # x, and the base x views
         if t.grad_fn is None:
             if not t.requires_grad:
@@ -86,8 +83,24 @@ def _up_to_date(x, op):
 def _recording(x, value, op):
     """Is the change an op of the graph? (An integer x never is: its values carry no gradient.)"""
     _up_to_date(x, op)
-    return is_grad_enabled() and x.dtype.kind in "fc" and (
+    recording = is_grad_enabled() and x.dtype.kind in "fc" and (
         x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+    if recording:
+        _refuse_unwritable_view(x, op)
+    return recording
+
+
+def _refuse_unwritable_view(x, op):
+    """The views PyTorch does not let a recorded in-place change through: one made under
+    no_grad, and a piece of split / chunk (an op that returns several views)."""
+    if x._view_of is UNTRACKED_VIEW:
+        raise RuntimeError(f"{op}: the tensor is a view made under no_grad; as in PyTorch, it cannot be changed "
+                           f"in place while the graph is recorded: clone() it first, or change it under "
+                           f"td.no_grad()")
+    if x._view_of is not None and any(which is not None for _, _, which in x._view_of[1]):
+        raise RuntimeError(f"{op}: the tensor is a view made by an op that returns several views (split, "
+                           f"chunk); as in PyTorch, such views cannot be changed in place while the graph is "
+                           f"recorded: clone() it first, or use an out-of-place op")
 
 
 def update(x, fn, other, op):

@@ -220,15 +220,15 @@ class Pow(Function):
             if not hasattr(raw(b), "shape") or isinstance(raw(b), np.generic):     # a number b
                 ga = gy * 0 if b == 0 else gy * b * a ** (b - 1)
             else:
-                ga = _zero_where(raw(b) == 0, gy * b * a ** (b - 1))
+                ga = zero_where(raw(b) == 0, gy * b * a ** (b - 1))
             ga = unbroadcast(ga, a.shape)
         if ctx.needs_input_grad[1]:
-            gb = _zero_where((raw(a) == 0) & (raw(b) >= 0), gy * y * on_array_or_tensor("log", a))
+            gb = zero_where((raw(a) == 0) & (raw(b) >= 0), gy * y * on_array_or_tensor("log", a))
             gb = unbroadcast(gb, b.shape)
         return ga, gb
 
 
-def _zero_where(condition, v):
+def zero_where(condition, v):
     """v with zeros where ``condition`` holds (a NaN or inf there too), v an array or a Tensor."""
     if isinstance(v, Tensor):
         return where(condition, 0.0, v)

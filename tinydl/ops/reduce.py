@@ -71,16 +71,19 @@ def _spread(gy, x_shape, axes, keepdim):
     return xp.broadcast_to(gy, x_shape).copy()
 
 
-def _sum(x, axes, keepdims):
-    """x summed over ``axes`` in x's dtype. NumPy adds pairwise (error ~log n) only along the
-    innermost axis; along the others it adds row after row in x's dtype, and a float32 mean
-    of a million values drifts by 1% (PyTorch's: 1e-7). There float32 on the CPU is summed
-    in float64 and rounded back, and so is float16 everywhere (PyTorch adds it in float32)."""
+def _sum(x, axes, keepdims, divisor=1):
+    """x summed over ``axes`` (and divided by ``divisor``) in x's dtype. NumPy adds pairwise
+    (error ~log n) only along the innermost axis; along the others it adds row after row in
+    x's dtype, and a float32 mean of a million values drifts by 1% (PyTorch's: 1e-7). There
+    float32 on the CPU is summed in float64 and rounded back, and so is float16 everywhere
+    (PyTorch adds it in float32; and a float16 sum of 1000 x 100 overflows before the division)."""
     xp = get_array_module(x)
     if xp is np and x.dtype.itemsize < 8 and x.dtype.kind == "f" and (x.dtype.itemsize == 2 or not (
             x.flags.c_contiguous and axes == tuple(range(x.ndim - len(axes), x.ndim)))):
-        return x.sum(axis=axes, keepdims=keepdims, dtype=np.float64).astype(x.dtype)
-    return x.sum(axis=axes, keepdims=keepdims)
+        total = x.sum(axis=axes, keepdims=keepdims, dtype=np.float64)
+        return (total / divisor if divisor != 1 else total).astype(x.dtype)
+    total = x.sum(axis=axes, keepdims=keepdims)
+    return total / x.dtype.type(divisor) if divisor != 1 else total
 
 
 def _require_float(x, op):
@@ -112,7 +115,7 @@ class Mean(Function):
 
     def forward(ctx, x, axes, keepdim):
         ctx.x_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-        return _sum(x, axes, keepdim) / x.dtype.type(_count(x.shape, axes))
+        return _sum(x, axes, keepdim, _count(x.shape, axes))
 
     def backward(ctx, gy):
         return _spread(gy / _count(ctx.x_shape, ctx.axes), ctx.x_shape, ctx.axes, ctx.keepdim)
@@ -149,11 +152,11 @@ class Var(Function):
     double_backward = "composite"
 
     def forward(ctx, x, axes, keepdim, correction):
-        d = x - _sum(x, axes, True) / x.dtype.type(_count(x.shape, axes))
+        d = x - _sum(x, axes, True, _count(x.shape, axes))
         ctx.save_for_backward(d)
         ctx.axes, ctx.keepdim = axes, keepdim
         ctx.denom = _dof(x.shape, axes, correction)
-        return _sum(d * d, axes, keepdim) / ctx.denom
+        return _sum(d * d, axes, keepdim, ctx.denom)
 
     def composite(ctx, x, axes, keepdim, correction):
         d = x - x.mean(axes, keepdim=True)
@@ -175,9 +178,9 @@ class Std(Function):
 
     def forward(ctx, x, axes, keepdim, correction):
         xp = get_array_module(x)
-        d = x - _sum(x, axes, True) / x.dtype.type(_count(x.shape, axes))
+        d = x - _sum(x, axes, True, _count(x.shape, axes))
         denom = _dof(x.shape, axes, correction)
-        y = xp.sqrt(_sum(d * d, axes, True) / denom)
+        y = xp.sqrt(_sum(d * d, axes, True, denom))
         ctx.save_for_backward(d, y)
         ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, denom
         return y if keepdim else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])

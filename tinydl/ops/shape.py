@@ -16,7 +16,7 @@ from ..autograd import Function, constant, replay_view, unbroadcast
 from ..kernels.scatter import scatter_add as add_at   # (the name scatter_add is torch.scatter_add, below)
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .math import promoted, raw
+from .math import promoted, raw, zero_where
 
 __all__ = ["reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand",
            "cat", "stack", "split", "chunk", "narrow", "gather", "index_select", "flip", "roll",
@@ -511,13 +511,12 @@ class CopySlices(Function):
         gbase = gv = None
         if need_v:
             gv = replay_view(gy, ctx.steps)
-        if need_base:                   # gy * (1 off the view, 0 on it); positions by replaying
-            xp = get_array_module(raw(gy))      # the view on their own numbers
+        if need_base:                   # gy with zeros on the view (not gy * 0: inf * 0 is NaN);
+            xp = get_array_module(raw(gy))      # its positions by replaying the view on their numbers
             n = math.prod(ctx.base_shape)
-            on_view = replay_view(xp.arange(n).reshape(ctx.base_shape), ctx.steps)
-            keep = xp.ones(n, dtype=gy.dtype)
-            keep[on_view.ravel()] = 0
-            gbase = gy * keep.reshape(ctx.base_shape)
+            on_view = xp.zeros(n, dtype=bool)
+            on_view[replay_view(xp.arange(n).reshape(ctx.base_shape), ctx.steps).ravel()] = True
+            gbase = zero_where(on_view.reshape(ctx.base_shape), gy)
         return gbase, gv
 
 
