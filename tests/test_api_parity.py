@@ -351,3 +351,41 @@ def test_gradcheck_leaves_the_inputs_grad_as_it_was():
     x.grad = td.ones(2, dtype=td.float64)
     assert td.gradcheck(lambda t: t.exp(), (x,))
     assert x.grad.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("shape, groups", [((6, 3, 3, 3), 1), ((8, 2, 3), 2), ((4, 4, 1, 3, 3), 1), ((6, 2, 2, 2), 3)])
+def test_init_dirac_as_torch(shape, groups):
+    ours, theirs = td.empty(*shape), torch.empty(*shape)
+    td.nn.init.dirac_(ours, groups)
+    torch.nn.init.dirac_(theirs, groups)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_init_sparse_zeroes_a_fraction_of_each_column_and_both_refuse_bad_shapes():
+    w = td.empty(200, 40)
+    td.nn.init.sparse_(w, 0.3, std=0.5)
+    a = w.numpy()
+    assert ((a == 0).sum(0) == 60).all() and abs(a[a != 0].std() - 0.5) < 0.05
+    _same(lambda lib: lib.nn.init.sparse_(lib.empty(3, 3, 3), 0.1))
+    _same(lambda lib: lib.nn.init.dirac_(lib.empty(3, 3)))
+    _same(lambda lib: lib.nn.init.dirac_(lib.empty(5, 3, 3), 2))
+
+
+@pytest.mark.parametrize("name, shape", [("Dropout1d", (16, 32, 20)), ("Dropout3d", (8, 32, 2, 3, 4)),
+                                         ("AlphaDropout", (8, 500)), ("FeatureAlphaDropout", (16, 32, 6, 6))])
+def test_the_other_dropout_modules_as_torch(name, shape):
+    """Their repr, the identity in eval mode, and in training the zeroed share and the pattern
+    (whole channels for the 1d/3d and feature ones)."""
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32) + 3
+    for lib in (td, torch):
+        module = getattr(lib.nn, name)(p=0.25)
+        assert repr(module) == f"{name}(p=0.25, inplace=False)"
+        module.eval()
+        np.testing.assert_array_equal(module(lib.tensor(x)).numpy(), x)
+    td.manual_seed(0)
+    y = getattr(td.nn, name)(p=0.25)(td.tensor(x)).numpy()
+    dropped = y == (0 if "Alpha" not in name else y.min())
+    assert 0.15 < dropped.mean() < 0.35
+    if name != "AlphaDropout":          # a channel is dropped whole
+        per_channel = dropped.reshape(shape[0], shape[1], -1)
+        assert (per_channel.all(-1) | ~per_channel.any(-1)).all()

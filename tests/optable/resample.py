@@ -66,6 +66,10 @@ CASES = [
     OpCase("pad/circular_2d_no_batch", *pad((2, 3), "circular"), randn((3, 4))),
     OpCase("pad/circular_crop_then_wrap", *pad((3, -2, -1, 2), "circular"), randn((1, 2, 4, 5))),
     OpCase("pad/circular_non_contiguous", *pad((2, 1, 1, 3), "circular"), sliced((2, 2, 3, 4))),
+    # ---- interpolate: area (adaptive average pooling)
+    OpCase("interpolate/area_down", *interp(size=(4, 3), mode="area"), randn((2, 3, 10, 7))),
+    OpCase("interpolate/area_scale_half", *interp(scale_factor=0.5, mode="area"), randn((1, 2, 9, 8))),
+    OpCase("interpolate/area_up_1d", *interp(size=9, mode="area"), randn((2, 3, 5))),
     # ---- interpolate: nearest (PyTorch's legacy index rule) and nearest-exact
     OpCase("interpolate/nearest_size_up", *interp(size=(7, 5)), randn((2, 3, 3, 4))),
     OpCase("interpolate/nearest_scale2", *interp(scale_factor=2), randn((1, 2, 3, 4))),

@@ -26,7 +26,7 @@ import numpy as np
 from ..backend import get_array_module, rng_for
 
 __all__ = ["calculate_gain", "default_layer_init_", "uniform_", "normal_", "constant_", "zeros_", "ones_", "eye_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+           "dirac_", "sparse_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
            "trunc_normal_", "orthogonal_"]
 
 
@@ -136,6 +136,38 @@ def eye_(tensor):
         raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape {tensor.shape}")
     xp = get_array_module(tensor.array)
     tensor.array[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
+    return tensor
+
+
+def dirac_(tensor, groups=1):
+    """The identity convolution: a 3-, 4- or 5-d weight (out, in, *kernel) with 1 at the
+    kernel's centre for output channel d of each group and its input channel d, 0 elsewhere
+    (a conv layer that passes its first channels through unchanged)."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError(f"dirac_: only tensors with 3, 4 or 5 dimensions are supported, got shape {tensor.shape}")
+    out_per_group = tensor.shape[0] // groups
+    if tensor.shape[0] % groups:
+        raise ValueError(f"dirac_: dim 0 ({tensor.shape[0]}) must be divisible by groups ({groups})")
+    centre = tuple(k // 2 for k in tensor.shape[2:])
+    tensor.array[...] = 0
+    for g in range(groups):
+        for d in range(min(out_per_group, tensor.shape[1])):
+            tensor.array[(g * out_per_group + d, d) + centre] = 1
+    return tensor
+
+
+def sparse_(tensor, sparsity, std=0.01):
+    """A 2-d weight from N(0, std^2) with a fraction ``sparsity`` of each column set to 0
+    (Martens, 2010: deep nets trained by Hessian-free optimisation)."""
+    if tensor.ndim != 2:
+        raise ValueError(f"sparse_: only tensors with 2 dimensions are supported, got shape {tensor.shape}")
+    rows, cols = tensor.shape
+    zeros = int(math.ceil(sparsity * rows))
+    _fill_normal(tensor, 0.0, std)
+    xp = get_array_module(tensor.array)
+    rng = rng_for(xp)
+    for c in range(cols):               # ``zeros`` distinct rows of column c, at random
+        tensor.array[xp.argsort(rng.random(rows))[:zeros], c] = 0
     return tensor
 
 

@@ -10,7 +10,8 @@ from . import functional as F, init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Identity", "Linear", "Dropout", "Dropout2d", "Flatten", "Unflatten"]
+__all__ = ["Identity", "Linear", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+           "FeatureAlphaDropout", "Flatten", "Unflatten"]
 
 
 class Identity(Module):
@@ -73,11 +74,39 @@ class Dropout(_DropoutNd):
         return F.dropout(input, p=self.p, training=self.training, inplace=self.inplace)
 
 
+class Dropout1d(_DropoutNd):
+    """Like Dropout, but zeroes whole channels of an (N, C, L) input."""
+
+    def forward(self, input):
+        return F.dropout1d(input, p=self.p, training=self.training, inplace=self.inplace)
+
+
 class Dropout2d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, H, W) input."""
 
     def forward(self, input):
         return F.dropout2d(input, p=self.p, training=self.training, inplace=self.inplace)
+
+
+class Dropout3d(_DropoutNd):
+    """Like Dropout, but zeroes whole channels of an (N, C, D, H, W) input."""
+
+    def forward(self, input):
+        return F.dropout3d(input, p=self.p, training=self.training, inplace=self.inplace)
+
+
+class AlphaDropout(_DropoutNd):
+    """Dropout that keeps SELU's zero mean and unit variance (F.alpha_dropout)."""
+
+    def forward(self, input):
+        return F.alpha_dropout(input, p=self.p, training=self.training, inplace=self.inplace)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """Alpha dropout of whole channels (F.feature_alpha_dropout)."""
+
+    def forward(self, input):
+        return F.feature_alpha_dropout(input, p=self.p, training=self.training, inplace=self.inplace)
 
 
 # ---------------------------------------------------------------- shape

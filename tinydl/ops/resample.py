@@ -366,7 +366,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
 
     Modes: 'nearest' (PyTorch's legacy rule src = floor(dst * in/out)),
     'nearest-exact' (pixel centres), 'linear' (3-D input), 'bilinear' and
-    'bicubic' (4-D), 'trilinear' (5-D). Give either ``size`` or
+    'bicubic' (4-D), 'trilinear' (5-D), 'area' (adaptive average pooling, 3-D and 4-D). Give either ``size`` or
     ``scale_factor``; with a scale factor the output size is
     floor(in * scale_factor) and the coordinates use 1/scale_factor unless
     ``recompute_scale_factor=True`` (then in/out), exactly as PyTorch.
@@ -374,10 +374,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not implemented")
     n_spatial = input.ndim - 2
-    if mode in ("nearest", "nearest-exact"):
+    if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
             raise ValueError("interpolate: align_corners option can only be set with the "
                              "interpolating modes: linear | bilinear | bicubic | trilinear")
+        if mode == "area" and n_spatial not in (1, 2):
+            raise NotImplementedError(f"interpolate: mode 'area' needs a 3D or 4D input, got shape {input.shape}")
         if n_spatial not in (1, 2, 3):
             raise NotImplementedError(f"interpolate: mode '{mode}' needs a 3D, 4D or 5D input, "
                                       f"got shape {input.shape}")
@@ -390,7 +392,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             raise RuntimeError(f"interpolate: mode '{mode}' needs a floating-point input, got {input.dtype}")
     else:
         raise NotImplementedError(f"interpolate: unknown or unsupported mode {mode!r}; expected one of "
-                                  "nearest | nearest-exact | linear | bilinear | bicubic | trilinear")
+                                  "nearest | nearest-exact | linear | bilinear | bicubic | trilinear | area")
 
     spatial = input.shape[2:]
     if (size is None) == (scale_factor is None):
@@ -410,6 +412,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if any(n <= 0 for n in spatial) or any(n <= 0 for n in size):
         raise RuntimeError(f"interpolate: input and output sizes should be greater than 0, but got "
                            f"input spatial size {tuple(spatial)} and output size {tuple(size)}")
+    if mode == "area":              # each output the mean of its share of the input: adaptive pooling
+        from .pool import adaptive_avg_pool1d, adaptive_avg_pool2d       # (pool.py's own imports come first)
+        return (adaptive_avg_pool1d if n_spatial == 1 else adaptive_avg_pool2d)(input, tuple(int(n) for n in size))
     return Interpolate.apply(input, size=tuple(int(n) for n in size), scale_factor=scales,
                              mode=mode, align_corners=align_corners)
 
