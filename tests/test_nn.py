@@ -801,3 +801,64 @@ def test_functional_linear_and_batch_norm_check_every_parameter():
         F.linear(x, td.zeros(2, 3), td.zeros(2, dtype=td.float64))
     with pytest.raises(RuntimeError, match=r"batch_norm: input type \(float32\) and running_var type \(float64\)"):
         F.batch_norm(x, td.zeros(3), td.ones(3, dtype=td.float64))
+
+
+def _hooked_model_run(lib):
+    """Full backward hooks (one replacing grad_input), a backward pre-hook replacing
+    grad_output, forward hooks with kwargs and prepend; then an input that needs no
+    gradient (the hook sees grad_input (None,)), then a removed hook."""
+    rng = np.random.default_rng(0)
+    x_data, g_data = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    seen = []
+    lin = lib.nn.Linear(3, 2).double()
+    with lib.no_grad():
+        lin.weight.copy_(lib.tensor(np.arange(6.0).reshape(2, 3) / 7))
+        lin.bias.copy_(lib.tensor([0.1, -0.2]))
+    act = lib.nn.Tanh()
+    model = lib.nn.Sequential(lin, act)
+
+    def rounded(gs):
+        return [None if g is None else np.round(g.tolist(), 10).tolist() for g in gs]
+    handle = lin.register_full_backward_hook(lambda m, gi, go: seen.append(("lin", rounded(gi), rounded(go))))
+    act.register_full_backward_pre_hook(lambda m, go: (go[0] * 2,))
+    act.register_full_backward_hook(lambda m, gi, go: (gi[0] + 1,))
+    lin.register_forward_hook(lambda m, args, kwargs, out: seen.append(("forward", sorted(kwargs))), with_kwargs=True)
+    lin.register_forward_pre_hook(lambda m, args: seen.append("pre, first"), prepend=True)
+    lin.register_forward_pre_hook(lambda m, args: seen.append("pre, second"))
+    x = lib.tensor(x_data, requires_grad=True)
+    model(x).backward(lib.tensor(g_data))
+    result = [rounded([x.grad, lin.weight.grad]), seen[:]]
+    seen.clear()
+    lin.zero_grad()
+    model(lib.tensor(x_data)).backward(lib.tensor(g_data))
+    result.append(seen[:])
+    handle.remove()
+    seen.clear()
+    model(lib.tensor(x_data, requires_grad=True)).sum().backward()
+    return result + [seen[:]]
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_module_backward_hooks_and_forward_hook_options_as_torch():
+    assert _hooked_model_run(td) == _hooked_model_run(torch)
+
+
+def test_an_always_call_forward_hook_runs_when_forward_raises():
+    for lib in (td, torch):
+        seen = []
+        layer = lib.nn.Linear(3, 2)
+        layer.register_forward_hook(lambda m, args, out: seen.append(out), always_call=True)
+        with pytest.raises(RuntimeError):
+            layer(lib.ones(4, 5))
+        assert seen == [None]
+
+
+def test_get_parameter_and_get_buffer_as_torch():
+    for lib in (td, torch):
+        m = lib.nn.Sequential(lib.nn.Linear(2, 3), lib.nn.BatchNorm1d(3))
+        assert tuple(m.get_parameter("0.weight").shape) == (3, 2)
+        assert tuple(m.get_buffer("1.running_mean").shape) == (3,)
+        for bad in (lambda: m.get_parameter("0.nope"), lambda: m.get_buffer("2.x"),
+                    lambda: m.get_parameter("1.running_mean")):
+            with pytest.raises(AttributeError):
+                bad()

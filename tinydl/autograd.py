@@ -251,7 +251,7 @@ class Function:
     _holds_data = False
     #: {output index: tensor} of the outputs that called ``retain_grad()`` (weakly held)
     _retained = None
-    #: {output index: [hook, ...]} of the outputs that called ``register_hook`` (``register_hook``)
+    #: {output index: {handle id: hook}} of the outputs that called ``register_hook``
     _hooks = None
     #: outputs held until release: a result copied into a tensor changed in place, which
     #: create_graph reads as the output its node saved (``rebase_in_place``)
@@ -981,14 +981,22 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 class RemovableHandle:
-    """What ``register_hook`` returns: ``handle.remove()`` takes the hook away again."""
+    """What ``register_hook`` (and a Module's hook registrations) return: ``handle.remove()``
+    takes the hook out of its table again (also as a ``with`` block)."""
 
-    def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
+    _next_id = itertools.count()
+
+    def __init__(self, hooks):
+        self.hooks, self.id = hooks, next(RemovableHandle._next_id)
 
     def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def register_hook(t, hook):
@@ -1001,15 +1009,16 @@ def register_hook(t, hook):
                            f"gradient will reach it")
     if t.grad_fn is None:
         if t._hooks is None:
-            t._hooks = []
+            t._hooks = {}
         hooks = t._hooks
     else:
         node = t.grad_fn
         if node._hooks is None:
             node._hooks = {}
-        hooks = node._hooks.setdefault(t._output_index, [])
-    hooks.append(hook)
-    return RemovableHandle(hooks, hook)
+        hooks = node._hooks.setdefault(t._output_index, {})
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
 
 
 def _run_hooks(hooks, g):
@@ -1019,7 +1028,7 @@ def _run_hooks(hooks, g):
         return g
     is_array = not isinstance(g, Tensor)
     grad = Tensor(g) if is_array else g
-    for hook in list(hooks):
+    for hook in list(hooks.values()):
         new = hook(grad)
         if new is not None:
             if not isinstance(new, Tensor) or new.shape != grad.shape:
@@ -1063,13 +1072,13 @@ def _accumulate_leaf(t, g, handed_out):
             grad.array += g             # place, as PyTorch, so a name kept for p.grad sees the sum
             grad._bump_version()
         else:                           # create_graph's (two leaves may share it), read-only memory
-            t.grad = Tensor(grad.array + g)
-            t.grad._backward_owned = True
+            t._grad = Tensor(grad.array + g)    # (backward's own gradients: past the setter's checks)
+            t._grad._backward_owned = True
         return
     owner = _storage(g)
     plain = g is owner or (g.nbytes == owner.nbytes and g.flags.c_contiguous and getattr(g.flags, "writeable", True))
     if id(owner) in handed_out or not plain:
         g = owner = g.copy()
     handed_out.add(id(owner))
-    t.grad = Tensor(g)
-    t.grad._backward_owned = getattr(g.flags, "writeable", True)
+    t._grad = grad = Tensor(g)
+    grad._backward_owned = getattr(g.flags, "writeable", True)

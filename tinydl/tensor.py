@@ -93,7 +93,9 @@ class Tensor:
         if value is not None:       # as PyTorch: a grad the optimizer would broadcast is refused here
             if not isinstance(value, Tensor):
                 raise TypeError(f"assigned grad must be a Tensor or None, got {type(value).__name__}")
-            if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
+            a, b = value.array, self.array
+            if a.shape != b.shape or a.dtype != b.dtype or type(a) is not type(b) or (
+                    type(a) is not np.ndarray and a.device != b.device):
                 raise RuntimeError(f"assigned grad (shape {tuple(value.shape)}, {value.dtype}, {value.device}) does "
                                    f"not match the tensor (shape {tuple(self.shape)}, {self.dtype}, {self.device})")
             if value is self:

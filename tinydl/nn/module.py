@@ -18,6 +18,7 @@ that dropout and batch norm read), ``to()`` (move or cast every tensor).
 import itertools
 from collections import OrderedDict, namedtuple
 
+from ..autograd import Function, RemovableHandle
 from ..backend import Device, parse_device, to_device, get_array_module
 from ..tensor import Tensor, _normalize_dtype, float16, float32, float64
 from .parameter import Parameter
@@ -34,26 +35,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook``; ``handle.remove()`` unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, hooks):
-        self.hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self):
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def _indent_tail(text, spaces):
@@ -87,6 +68,89 @@ def _as_array(value):
     return None
 
 
+class _BackwardHooks:
+    """The module's full backward hooks for one call: its tensor inputs and outputs each pass
+    through an identity op (``_HookPoint``) whose backward sees all their gradients at once,
+    as PyTorch's BackwardHook: the outputs' one runs the pre-hooks on grad_output, the
+    inputs' one the hooks on (grad_input, grad_output)."""
+
+    def __init__(self, module):
+        self.module, self.grad_output, self.n_inputs, self.inputs_watched = module, None, 0, False
+
+    def watch_inputs(self, args):
+        at = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        self.n_inputs = len(at)
+        watched = [i for i in at if args[i].requires_grad]
+        if not watched:
+            return args
+        self.inputs_watched, self.input_at = True, [at.index(i) for i in watched]
+        outs = _HookPoint.apply(*[args[i] for i in watched], call=self.inputs_done)
+        args = list(args)
+        for i, t in zip(watched, outs):
+            args[i] = t
+        return tuple(args)
+
+    def watch_outputs(self, output):
+        single = isinstance(output, Tensor)
+        items = [output] if single else list(output) if isinstance(output, (tuple, list)) else []
+        watched = [k for k, t in enumerate(items) if isinstance(t, Tensor) and t.requires_grad]
+        if not watched:
+            return output
+        self.n_outputs, self.output_at = len(items), watched
+        outs = _HookPoint.apply(*[items[k] for k in watched], call=self.outputs_done)
+        for k, t in zip(watched, outs):
+            items[k] = t
+        return items[0] if single else type(output)(items)
+
+    def outputs_done(self, grads):
+        """The gradients of the outputs (those that need one): the pre-hooks may replace them."""
+        full = [None] * self.n_outputs
+        for k, g in zip(self.output_at, grads):
+            full[k] = g
+        full = tuple(full)
+        for hook in list(self.module._backward_pre_hooks.values()):
+            new = hook(self.module, full)
+            if new is not None:
+                full = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+        self.grad_output = full
+        if not self.inputs_watched:         # no input needs a gradient: the hooks run now
+            self._run_hooks((None,) * self.n_inputs)
+        return [full[k] for k in self.output_at]
+
+    def inputs_done(self, grads):
+        full = [None] * self.n_inputs
+        for j, g in zip(self.input_at, grads):
+            full[j] = g
+        full = self._run_hooks(tuple(full))
+        return [full[j] for j in self.input_at]
+
+    def _run_hooks(self, grad_input):
+        for hook in list(self.module._backward_hooks.values()):
+            new = hook(self.module, grad_input, self.grad_output)
+            if new is not None:
+                grad_input = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+        return grad_input
+
+
+class _HookPoint(Function):
+    """y_i = x_i (an identity) whose backward hands the gradients of all its outputs to
+    ``call`` at once (a module's backward hooks: ``_BackwardHooks``) and passes on what it
+    returns."""
+
+    double_backward = "linear"
+
+    def forward(ctx, *arrays, call):
+        ctx.call = call
+        return tuple(a.view() for a in arrays)      # views: they share the inputs' version counters
+
+    def backward(ctx, *grads):
+        wrapped = [g if isinstance(g, Tensor) else Tensor(g) for g in grads]
+        out = ctx.call(wrapped)
+        out = [g if g is not None else w for g, w in zip(out, wrapped)]
+        out = [g.array if not isinstance(raw, Tensor) else g for g, raw in zip(out, grads)]
+        return tuple(out) if len(out) > 1 else out[0]
+
+
 class Module:
     """Base class for all layers and networks (``torch.nn.Module`` semantics).
 
@@ -103,37 +167,86 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+        object.__setattr__(self, "_hook_options", {})      # handle id -> {"with_kwargs", "always_call"}
 
     # ================================================================ forward
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        if self._forward_pre_hooks:     # (a test instead of an empty loop: this runs for every layer)
-            for hook in list(self._forward_pre_hooks.values()):
-                result = hook(self, args)
-                if result is not None:      # a pre-hook may replace the inputs
-                    args = result if isinstance(result, tuple) else (result,)
-        output = self.forward(*args, **kwargs)
-        if self._forward_hooks:
-            for hook in list(self._forward_hooks.values()):
-                result = hook(self, args, output)
-                if result is not None:      # a hook may replace the output
-                    output = result
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or self._backward_pre_hooks):
+            return self.forward(*args, **kwargs)    # (the common case first: this runs for every layer)
+        options = self._hook_options
+        for key, hook in list(self._forward_pre_hooks.items()):
+            if "with_kwargs" in options.get(key, ()):
+                result = hook(self, args, kwargs)
+                if result is not None:      # (new args, new kwargs)
+                    args, kwargs = result
+                    args = args if isinstance(args, tuple) else (args,)
+                continue
+            result = hook(self, args)
+            if result is not None:          # a pre-hook may replace the inputs
+                args = result if isinstance(result, tuple) else (result,)
+        backward = _BackwardHooks(self) if self._backward_hooks or self._backward_pre_hooks else None
+        if backward is not None:
+            args = backward.watch_inputs(args)
+        try:
+            output = self.forward(*args, **kwargs)
+        except Exception:
+            for key, hook in list(self._forward_hooks.items()):     # always_call: also when forward raised
+                if "always_call" in options.get(key, ()):
+                    try:
+                        self._call_forward_hook(key, hook, args, kwargs, None)
+                    except Exception:           # the forward's error is the one to see
+                        pass
+            raise
+        for key, hook in list(self._forward_hooks.items()):
+            result = self._call_forward_hook(key, hook, args, kwargs, output)
+            if result is not None:          # a hook may replace the output
+                output = result
+        if backward is not None:
+            output = backward.watch_outputs(output)
         return output
 
-    def register_forward_pre_hook(self, hook):
-        """``hook(module, args) -> None or new args``, run before every forward."""
-        handle = RemovableHandle(self._forward_pre_hooks)
-        self._forward_pre_hooks[handle.id] = hook
+    def _call_forward_hook(self, key, hook, args, kwargs, output):
+        if "with_kwargs" in self._hook_options.get(key, ()):
+            return hook(self, args, kwargs, output)
+        return hook(self, args, output)
+
+    def _add_hook(self, table, hook, prepend, **options):
+        handle = RemovableHandle(table)
+        table[handle.id] = hook
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        chosen = {name for name, on in options.items() if on}
+        if chosen:
+            self._hook_options[handle.id] = chosen
         return handle
 
-    def register_forward_hook(self, hook):
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args) -> None or new args``, run before every forward (with
+        ``with_kwargs``: ``hook(module, args, kwargs) -> None or (new args, new kwargs)``);
+        ``prepend``: before the hooks registered so far."""
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs=with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
         """``hook(module, args, output) -> None or new output``, run after every forward
-        (e.g. to record feature maps for visualisation)."""
-        handle = RemovableHandle(self._forward_hooks)
-        self._forward_hooks[handle.id] = hook
-        return handle
+        (e.g. to record feature maps for visualisation); ``with_kwargs``: ``hook(module,
+        args, kwargs, output)``; ``always_call``: also when forward raises (output None)."""
+        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs=with_kwargs, always_call=always_call)
+
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_output) -> None or new grad_output``, run when the gradients of
+        the module's outputs are all in, before they go on into the module's ops."""
+        return self._add_hook(self._backward_pre_hooks, hook, prepend)
+
+    def register_full_backward_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_input, grad_output) -> None or new grad_input``, run when the
+        gradients of the module's tensor inputs are computed (grad-CAM, gradient inspection):
+        grad_input has one entry per positional tensor input (None where it needs none)."""
+        return self._add_hook(self._backward_hooks, hook, prepend)
 
     # ================================================================ registration
     def register_parameter(self, name, param):
@@ -256,6 +369,21 @@ class Module:
                 raise AttributeError(f"{type(module).__name__} has no submodule `{item}` (looking for '{target}')")
             module = module._modules[item]
         return module
+
+    def get_parameter(self, target):
+        """The parameter at dotted path ``target``, e.g. ``'features.0.weight'``."""
+        return self._get_entry(target, "_parameters", "parameter")
+
+    def get_buffer(self, target):
+        """The buffer at dotted path ``target``, e.g. ``'bn.running_mean'``."""
+        return self._get_entry(target, "_buffers", "buffer")
+
+    def _get_entry(self, target, table, what):
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if name not in getattr(module, table):
+            raise AttributeError(f"{type(module).__name__} has no {what} `{name}` (looking for '{target}')")
+        return getattr(module, table)[name]
 
     # ================================================================ iteration
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
