@@ -464,8 +464,8 @@ def test_interpolate_errors():
         F.interpolate(x, scale_factor=(2, 2, 2))
     with pytest.raises(RuntimeError, match="greater than 0"):
         F.interpolate(x, scale_factor=0.1)
-    with pytest.raises(NotImplementedError, match="unsupported mode 'area'"):
-        F.interpolate(x, size=2, mode="area")
+    with pytest.raises(NotImplementedError, match="unsupported mode 'lanczos'"):
+        F.interpolate(x, size=2, mode="lanczos")
 
 
 # ---------------------------------------------------------------- pad: PyTorch's conventions and errors

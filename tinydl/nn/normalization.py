@@ -11,12 +11,29 @@ import warnings
 
 from ..ops.norm import _batch_norm, group_norm, instance_norm, layer_norm, local_response_norm
 from ..ops.sync_norm import sync_batch_norm
-from ..tensor import empty, ones, tensor, zeros, int64
+from ..autograd import no_grad
+from ..tensor import ones, tensor, zeros, int64
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"]
+
+
+def _affine_parameters(module, shape, affine, bias, dtype, device):
+    """A norm layer's ``weight`` (ones) and ``bias`` (zeros) of ``shape``, or None where not
+    wanted: the layer starts as a plain standardisation, as PyTorch's."""
+    module.register_parameter("weight", Parameter(ones(*shape, dtype=dtype, device=device)) if affine else None)
+    module.register_parameter("bias", Parameter(zeros(*shape, dtype=dtype, device=device))
+                              if affine and bias else None)
+
+
+def _reset_affine(module):
+    with no_grad():
+        if module.weight is not None:
+            module.weight.fill_(1)
+        if module.bias is not None:
+            module.bias.fill_(0)
 
 
 class _NormBase(Module):
@@ -36,15 +53,7 @@ class _NormBase(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(empty(num_features, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(empty(num_features, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_features,), affine, bias, dtype, device)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
             self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
@@ -71,10 +80,7 @@ class _NormBase(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:      # gamma = 1, beta = 0: the layer starts as a plain standardisation
-            self.weight.array[...] = 1
-            if self.bias is not None:
-                self.bias.array[...] = 0
+        _reset_affine(self)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -217,21 +223,10 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(*self.normalized_shape, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dtype, device)
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            self.weight.array[...] = 1
-            if self.bias is not None:
-                self.bias.array[...] = 0
+        _reset_affine(self)
 
     def forward(self, input):
         k = len(self.normalized_shape)
@@ -260,21 +255,10 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_channels,), affine, bias, dtype, device)
 
     def reset_parameters(self):
-        if self.affine:
-            self.weight.array[...] = 1
-            if self.bias is not None:
-                self.bias.array[...] = 0
+        _reset_affine(self)
 
     def forward(self, input):
         # (without affine, like PyTorch, any channel count divisible by num_groups is normalised)

@@ -163,14 +163,12 @@ def _load_functions_state(functions, saved):
             f.__dict__.update(attrs)
 
 
-class LambdaLR(LRScheduler):
-    """lr = base_lr * lr_lambda(epoch); one function, or one per group.
-
-    A warmup of 5 epochs: ``LambdaLR(opt, lambda e: min(1.0, (e + 1) / 5))``.
-    """
+class _EpochFunctions(LRScheduler):
+    """A scheduler driven by functions of the epoch (one, or one per group): LambdaLR and
+    MultiplicativeLR. Its state_dict keeps the state of callable objects, not plain functions."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        _check_optimizer(optimizer, "LambdaLR")
+        _check_optimizer(optimizer, type(self).__name__)
         self.optimizer = optimizer
         self.lr_lambdas = _check_lambdas(lr_lambda, optimizer, type(self).__name__)
         super().__init__(optimizer, last_epoch)
@@ -186,34 +184,24 @@ class LambdaLR(LRScheduler):
         self.__dict__.update(state_dict)
         _load_functions_state(self.lr_lambdas, saved)
 
+
+class LambdaLR(_EpochFunctions):
+    """lr = base_lr * lr_lambda(epoch); one function, or one per group.
+
+    A warmup of 5 epochs: ``LambdaLR(opt, lambda e: min(1.0, (e + 1) / 5))``.
+    """
+
     def get_lr(self):
         return [base_lr * f(self.last_epoch) for f, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
 
-class MultiplicativeLR(LRScheduler):
+class MultiplicativeLR(_EpochFunctions):
     """Multiply the lr by ``lr_lambda(epoch)`` at every epoch; one function, or one per group.
 
     lr(epoch) = lr(epoch - 1) * lr_lambda(epoch), for epoch >= 1 (epoch 0 keeps the
     starting lr). Unlike LambdaLR, whose function gives the whole factor from
     base_lr, the factors here accumulate: ``lambda e: 0.95`` is ExponentialLR(0.95).
     """
-
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        _check_optimizer(optimizer, "MultiplicativeLR")
-        self.optimizer = optimizer
-        self.lr_lambdas = _check_lambdas(lr_lambda, optimizer, "MultiplicativeLR")
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self):
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
-        state["lr_lambdas"] = _functions_state(self.lr_lambdas)
-        return state
-
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        saved = state_dict.pop("lr_lambdas")
-        self.__dict__.update(state_dict)
-        _load_functions_state(self.lr_lambdas, saved)
 
     def get_lr(self):
         if self._is_initial:   # construction (or resuming) sets the lr, it does not multiply yet
