@@ -55,12 +55,20 @@ class Linear(Module):
 
 # ---------------------------------------------------------------- dropout
 class _DropoutNd(Module):
+    """A dropout module: ``function`` (the F.dropout variant) with p, inplace and the module's
+    ``training`` flag (in eval mode, the identity)."""
+
+    function = None
+
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if p < 0 or p > 1:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
         self.inplace = inplace
+
+    def forward(self, input):
+        return type(self).function(input, p=self.p, training=self.training, inplace=self.inplace)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -70,43 +78,37 @@ class Dropout(_DropoutNd):
     """Inverted dropout: in training, zero each element with probability p and scale the
     rest by 1/(1-p); in eval mode, the identity. Reads ``self.training``."""
 
-    def forward(self, input):
-        return F.dropout(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.dropout)
 
 
 class Dropout1d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, L) input."""
 
-    def forward(self, input):
-        return F.dropout1d(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.dropout1d)
 
 
 class Dropout2d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, H, W) input."""
 
-    def forward(self, input):
-        return F.dropout2d(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.dropout2d)
 
 
 class Dropout3d(_DropoutNd):
     """Like Dropout, but zeroes whole channels of an (N, C, D, H, W) input."""
 
-    def forward(self, input):
-        return F.dropout3d(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.dropout3d)
 
 
 class AlphaDropout(_DropoutNd):
     """Dropout that keeps SELU's zero mean and unit variance (F.alpha_dropout)."""
 
-    def forward(self, input):
-        return F.alpha_dropout(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.alpha_dropout)
 
 
 class FeatureAlphaDropout(_DropoutNd):
     """Alpha dropout of whole channels (F.feature_alpha_dropout)."""
 
-    def forward(self, input):
-        return F.feature_alpha_dropout(input, p=self.p, training=self.training, inplace=self.inplace)
+    function = staticmethod(F.feature_alpha_dropout)
 
 
 # ---------------------------------------------------------------- shape
