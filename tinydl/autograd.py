@@ -1082,3 +1082,6 @@ def _accumulate_leaf(t, g, handed_out):
     handed_out.add(id(owner))
     t._grad = grad = Tensor(g)
     grad._backward_owned = getattr(g.flags, "writeable", True)
+
+
+from . import autograd_functional as functional  # noqa: E402  (td.autograd.functional: jacobian, hessian, ...)
