@@ -249,6 +249,11 @@ def test_grad_mode_switches_as_torch():
     lambda lib: [row.tolist() for row in lib.ones(2, 2)],
     lambda lib: _dtype(lib.tensor([1, 0], dtype=lib.uint8).all()),
     lambda lib: (2 << lib.tensor([1, 3])).tolist() + (64 >> lib.tensor([1, 3])).tolist(),
+    lambda lib: lib.isclose(lib.tensor([2 ** 30 + 1]), lib.tensor([2 ** 30]), rtol=0, atol=0).tolist(),
+    lambda lib: lib.take_along_dim(lib.tensor([[1.0, 2.0, 3.0]]), lib.tensor([[-1, 0]]), 1).tolist(),
+    lambda lib: lib.tensor([float("nan"), -2.0, 0.0]).sign().tolist()[1:] + [
+        float(lib.tensor([float("nan")]).sign()[0])],
+    lambda lib: (lambda a: (a.diagonal().add_(1), a.tolist())[1])(lib.zeros(3, 3)),
     lambda lib: lib.linspace(0.0, 5.0, 1).tolist(),
     lambda lib: [float(f(lib.tensor(np.full(n, v, np.float16)))) for f, n, v in (
         (lambda t: t.mean(), 1000, 100.0), (lambda t: t.mean(), 70000, 1.0),
@@ -389,3 +394,40 @@ def test_the_other_dropout_modules_as_torch(name, shape):
     if name != "AlphaDropout":          # a channel is dropped whole
         per_channel = dropped.reshape(shape[0], shape[1], -1)
         assert (per_channel.all(-1) | ~per_channel.any(-1)).all()
+
+
+@pytest.mark.parametrize("fn", ["floor", "ceil", "round", "trunc", "sign"])
+def test_rounding_gradients_are_zero_even_for_an_infinite_upstream(fn):
+    def case(lib):
+        x = lib.tensor([0.5, -1.5], dtype=lib.float64, requires_grad=True)
+        getattr(x, fn)().backward(lib.tensor([float("inf"), float("nan")], dtype=lib.float64))
+        return x.grad.tolist()
+    _same(case)
+
+
+@pytest.mark.parametrize("p", [2, 0.5, -1, 3])
+def test_norm_second_derivative_at_zero_as_torch(p):
+    """The restated norm (create_graph) keeps the first-order backward's zeros: a norm of 0,
+    and for p < 1 the elements at 0 (no 0 * inf); away from those points its second
+    derivative is PyTorch's. (At them PyTorch's is NaN; tinydl's 0.)"""
+    def case(lib):
+        x = lib.tensor([0.0, 0.0, 0.0] if p == 2 else [1.0, 0.0, 2.0], dtype=lib.float64, requires_grad=True)
+        g, = lib.autograd.grad(x.norm(p), [x], create_graph=True)
+        smooth = lib.tensor([1.0, -0.5, 2.0], dtype=lib.float64, requires_grad=True)
+        h, = lib.autograd.grad(smooth.norm(p), [smooth], create_graph=True)
+        (h * lib.tensor([0.3, -1.0, 2.0], dtype=lib.float64)).sum().backward()
+        return np.round(g.tolist(), 10).tolist(), np.round(smooth.grad.tolist(), 10).tolist()
+    with np.errstate(all="ignore"):
+        _same(case)
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm", "instance_norm"])
+def test_norms_of_an_empty_batch_backpropagate(op):
+    def case(lib):
+        F_ = lib.nn.functional
+        x = lib.zeros(0, 4, 3, dtype=lib.float64, requires_grad=True)
+        y = {"layer_norm": lambda: F_.layer_norm(x, (3,)), "group_norm": lambda: F_.group_norm(x, 2),
+             "instance_norm": lambda: F_.instance_norm(x)}[op]()
+        y.backward(lib.zeros(0, 4, 3, dtype=lib.float64))
+        return tuple(x.grad.shape)
+    _same(case)

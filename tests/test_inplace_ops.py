@@ -289,6 +289,16 @@ def _view_case(name, lib):
         piece = lib.zeros(4, 3, dtype=lib.float64).chunk(2)[0]
         piece.add_(x[:2, :3])
         return piece.sum(), [x]
+    if name == "the diagonal, then the base":
+        y = x[:, :3] * 1.0
+        y.diagonal().mul_(x[0, :3])
+        return (y * w[:, :3]).sum(), [x]
+    if name == "clamp_ of a view made under no_grad, with a bound that requires grad (refused)":
+        y = lib.zeros(3, 4, dtype=lib.float64)
+        with lib.no_grad():
+            v = y[0]
+        v.clamp_(min=x[1])
+        return (y * w).sum(), [x]
     if name == "a view of a leaf that requires grad (refused)":
         x[0].mul_(2)
         return (x * w).sum(), [x]
@@ -308,6 +318,8 @@ def _view_case(name, lib):
                                   "copy_ into a row of a constant, second derivative",
                                   "a view made under no_grad, changed while recording (refused)",
                                   "a chunk piece of a constant, changed with a value that requires grad (refused)",
+                                  "the diagonal, then the base",
+                                  "clamp_ of a view made under no_grad, with a bound that requires grad (refused)",
                                   "a view of a leaf that requires grad (refused)"])
 def test_in_place_changes_through_views_as_torch(name):
     """As PyTorch's views: a change recorded through one tensor over a storage rebuilds the

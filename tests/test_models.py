@@ -26,8 +26,8 @@ def _skip_random_fills(mp):
     """Parameter counts and key lists do not depend on values: skip the random fills
     (VGG's fc6 alone is 100M draws, seconds per model)."""
     from tinydl.nn import init
-    mp.setattr(init, "_fill_uniform", lambda t, low, high: t)
-    mp.setattr(init, "_fill_normal", lambda t, mean, std: t)
+    mp.setattr(init, "_fill_uniform", lambda t, *args, **kwargs: t)
+    mp.setattr(init, "_fill_normal", lambda t, *args, **kwargs: t)
     mp.setattr(init, "trunc_normal_", lambda t, *args, **kwargs: t)
 
 

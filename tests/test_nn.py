@@ -740,8 +740,8 @@ def test_uniform_and_trunc_normal():
     assert abs(w.mean() - t_mean) < 0.01 * std and abs(w.std() - t_std) < 0.01 * std
     ref = torch.nn.init.trunc_normal_(torch.zeros(100, 1000), mean, std, a, b)
     assert abs(w.std() - ref.std().item()) < 0.02 * t_std
-    with pytest.raises(ValueError, match="less than 0.1%"):
-        init.trunc_normal_(p, 0.0, 1.0, 10.0, 11.0)
+    far = init.trunc_normal_(p, 0.0, 1.0, 10.0, 11.0).detach().numpy()     # a far tail, as PyTorch
+    assert far.min() >= 10.0 and far.max() <= 11.0 and abs(far.mean() - 10.098) < 0.01
 
 
 def test_constant_zeros_ones_eye_orthogonal():

@@ -261,8 +261,8 @@ def test_small_fcn_crops():
 def _zero_fills(mp):
     """Skip the random draws of 134M weights (seconds each); zeros are enough for shapes."""
     from tinydl.nn import init
-    mp.setattr(init, "_fill_uniform", lambda t, low, high: (t.array.fill(0), t)[1])
-    mp.setattr(init, "_fill_normal", lambda t, mean, std: (t.array.fill(0), t)[1])
+    mp.setattr(init, "_fill_uniform", lambda t, *args, **kwargs: (t.array.fill(0), t)[1])
+    mp.setattr(init, "_fill_normal", lambda t, *args, **kwargs: (t.array.fill(0), t)[1])
 
 
 def test_vgg16_fcn8s_crops_and_forward(monkeypatch):

@@ -23,7 +23,7 @@ def _rows(s, name):
 def alexnet_summary():
     # Zero weights instead of 62M random draws: the numbers here do not depend on values.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.array.fill(0) or t)
+        mp.setattr(nn.init, "_fill_uniform", lambda t, *args, **kwargs: t.array.fill(0) or t)
         model = models.create("alexnet")
     return model, summary(model, (3, 227, 227), print_table=False)
 
@@ -88,7 +88,7 @@ def test_alexnet_flops_and_memory_by_hand(alexnet_summary):
 
 def test_alexnet_groups_halve_the_grouped_convs():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nn.init, "_fill_uniform", lambda t, low, high: t.array.fill(0) or t)
+        mp.setattr(nn.init, "_fill_uniform", lambda t, *args, **kwargs: t.array.fill(0) or t)
         model = models.create("alexnet", groups=2)
     s = summary(model, (3, 227, 227), print_table=False)
     assert s.total_params == 60_965_224

@@ -976,6 +976,7 @@ class Tensor:
             self.array[...] = out.array
             self._bump_version()
             return self
+        _inplace.refuse_unwritable_view(self, op)
         out = fn(_math.clone(self))       # a copy: the op's backward may read x, overwritten next
         _inplace.write_result(self, out)
         return self

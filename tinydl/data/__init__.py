@@ -14,9 +14,11 @@ without it.
 """
 from .mnist import read_idx, load_mnist
 from .digits import load_digits_28
-from .dataset import Dataset, TensorDataset, Subset, ConcatDataset, random_split
+from .dataset import (Dataset, IterableDataset, TensorDataset, StackDataset, Subset, ConcatDataset, ChainDataset,
+                      random_split)
 from .dataloader import (DataLoader, Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,
-                         WeightedRandomSampler, BatchSampler, default_collate)
+                         WeightedRandomSampler, BatchSampler, default_collate, default_convert, get_worker_info,
+                         WorkerInfo)
 from .distributed import DistributedSampler
 from .datasets import (data_home, download_url, DownloadError, ChecksumError, imread, read_cifar_binary,
                        MNIST, FashionMNIST, CIFAR10, CIFAR100, ImageFolder, CUB200, Digits, IMG_EXTENSIONS)
@@ -29,10 +31,11 @@ from . import transforms
 
 __all__ = [
     "read_idx", "load_mnist", "load_digits_28",
-    "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
+    "Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Subset", "ConcatDataset", "ChainDataset",
+    "random_split",
     "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
     "WeightedRandomSampler", "DistributedSampler",
-    "default_collate",
+    "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
     "data_home", "download_url", "DownloadError", "ChecksumError", "imread", "read_cifar_binary",
     "MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "ImageFolder", "CUB200", "Digits", "IMG_EXTENSIONS",
     "SyntheticShapes", "PRIMITIVES", "keypoints_to_heatmap", "keypoints_to_label", "label_to_heatmap",

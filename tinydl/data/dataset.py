@@ -4,21 +4,34 @@
 lists of samples into batches. The classes here combine datasets without copying
 their data: ``Subset`` (a list of indices), ``ConcatDataset`` (one after the
 other), ``random_split`` (disjoint random subsets), ``TensorDataset`` (rows of
-arrays).
+arrays), ``StackDataset`` (the samples of several datasets side by side).
+
+An ``IterableDataset`` is the other kind: a stream with ``__iter__`` and no
+indexing (lines of a file, an endless generator); the DataLoader reads it in
+order and batches consecutive items.
+
+``Dataset`` and ``IterableDataset`` are ``typing.Generic`` in the sample type, so
+``class Digits(Dataset[tuple])`` annotates like PyTorch's.
 """
 import bisect
+import collections.abc
 import math
 import numbers
+import warnings
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
 
-__all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Subset", "ConcatDataset",
+           "ChainDataset", "random_split"]
+
+T_co = TypeVar("T_co", covariant=True)
 
 
-class Dataset:
+class Dataset(Generic[T_co]):
     """Base class: subclasses define ``__getitem__(index)`` and ``__len__()``."""
 
     def __getitem__(self, index):
@@ -29,6 +42,40 @@ class Dataset:
 
     def __add__(self, other):
         return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset[T_co], collections.abc.Iterable):
+    """Base class of a stream of samples: subclasses define ``__iter__()`` (``__len__`` optional).
+
+    A DataLoader iterates it from the start each epoch, without a sampler (no shuffle),
+    grouping consecutive samples into batches. ``a + b`` chains two streams.
+    """
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __len__(self):
+        # a stream's length is unknown unless the subclass says (TypeError, as len() of a non-sized object)
+        raise TypeError(f"object of type '{type(self).__name__}' has no len()")
+
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """Several IterableDatasets one after the other (each read to its end)."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for d in self.datasets:
+            if not isinstance(d, IterableDataset):
+                raise TypeError(f"ChainDataset only holds IterableDatasets, got {type(d).__name__}")
+            yield from d
+
+    def __len__(self):
+        return sum(len(d) for d in self.datasets)
 
 
 def _rows(data):
@@ -58,6 +105,33 @@ class TensorDataset(Dataset):
         return _rows(self.tensors[0])
 
 
+class StackDataset(Dataset):
+    """The samples of several datasets of one length side by side, as a tuple
+    (``StackDataset(images, texts)[i] == (images[i], texts[i])``) or a dict
+    (``StackDataset(image=images, text=texts)[i] == {'image': ..., 'text': ...}``)."""
+
+    def __init__(self, *args, **kwargs):
+        if args and kwargs:
+            raise ValueError("StackDataset: give the datasets as positional arguments (tuple samples) or "
+                             "as keyword arguments (dict samples), not both")
+        datasets = args or tuple(kwargs.values())
+        if not datasets:
+            raise ValueError("StackDataset: at least one dataset should be passed")
+        lengths = [len(d) for d in datasets]
+        if any(n != lengths[0] for n in lengths):
+            raise ValueError(f"StackDataset: size mismatch between datasets: lengths {lengths}")
+        self._length = lengths[0]
+        self.datasets = args if args else kwargs
+
+    def __getitem__(self, index):
+        if isinstance(self.datasets, dict):
+            return {k: d[index] for k, d in self.datasets.items()}
+        return tuple(d[index] for d in self.datasets)
+
+    def __len__(self):
+        return self._length
+
+
 class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order."""
 
@@ -82,6 +156,9 @@ class ConcatDataset(Dataset):
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("ConcatDataset needs at least one dataset")
+        for d in self.datasets:
+            if isinstance(d, IterableDataset):
+                raise TypeError("ConcatDataset does not support IterableDataset (use ChainDataset)")
         self.cumulative_sizes = []
         total = 0
         for d in self.datasets:
@@ -104,14 +181,25 @@ class ConcatDataset(Dataset):
 
 
 def _split_lengths(lengths, total):
-    """PyTorch's rule: fractions summing to 1 become floor(total * f) each, and the
-    remainder is handed out one by one, round-robin from the first subset."""
-    lengths = list(lengths)
-    if lengths and all(isinstance(f, float) for f in lengths) and math.isclose(sum(lengths), 1.0) \
-            and all(0 <= f <= 1 for f in lengths):
+    """PyTorch's rule. ``lengths`` summing to 1 (within rounding) are fractions: each subset
+    gets floor(total * f), and the remainder is handed out one by one, round-robin from the
+    first subset ([1, 0] counts as fractions too). Otherwise they are counts (ints, NumPy
+    ints or 0-d integer Tensors) summing to ``total``."""
+    if isinstance(lengths, Tensor):
+        lengths = lengths.tolist()
+    lengths = [n.item() if isinstance(n, Tensor) and n.ndim == 0 else n for n in lengths]
+    if not all(isinstance(n, numbers.Real) and not isinstance(n, bool) for n in lengths):
+        raise ValueError(f"random_split: lengths must be numbers, got {lengths}")
+    if lengths and math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        for i, f in enumerate(lengths):
+            if not 0 <= f <= 1:
+                raise ValueError(f"random_split: fraction at index {i} ({f}) is not between 0 and 1")
         counts = [int(math.floor(total * f)) for f in lengths]
         for i in range(total - sum(counts)):
             counts[i % len(counts)] += 1
+        for i, n in enumerate(counts):
+            if n == 0:
+                warnings.warn(f"random_split: the split at index {i} is empty", stacklevel=3)
         return counts
     if not all(isinstance(n, numbers.Integral) and n >= 0 for n in lengths):
         raise ValueError(f"random_split: lengths must be non-negative ints or fractions summing to 1, got {lengths}")
@@ -125,7 +213,8 @@ def random_split(dataset, lengths, generator=None, seed=None):
     """Split ``dataset`` into disjoint random ``Subset``s of the given lengths.
 
     ``lengths``: ints summing to ``len(dataset)``, or fractions summing to 1
-    (``random_split(ds, [0.8, 0.2])``). The permutation comes from ``seed`` (an
+    (``random_split(ds, [0.8, 0.2])``; 10 items in [0.33, 0.33, 0.34] give 4, 3, 3).
+    Unlike PyTorch, negative counts are refused. The permutation comes from ``seed`` (an
     int), else ``generator`` (a ``np.random.Generator``), else tinydl's global
     generator (``td.manual_seed``).
     """

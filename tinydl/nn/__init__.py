@@ -12,4 +12,4 @@ from .loss import *            # noqa: F401,F403  CrossEntropyLoss, MSELoss, ...
 from .sparse import *          # noqa: F401,F403  Embedding
 from .fold import *            # noqa: F401,F403  Unfold, Fold
 from .distance import *        # noqa: F401,F403  CosineSimilarity, PairwiseDistance
-from . import functional, init, parallel  # noqa: F401
+from . import functional, init, parallel, utils  # noqa: F401

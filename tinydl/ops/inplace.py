@@ -52,7 +52,7 @@ def overwrite_ok(x, op, instead):
     if not (is_grad_enabled() and x.requires_grad):
         return True
     xp = x._xp
-    _refuse_unwritable_view(x, op)
+    refuse_unwritable_view(x, op)
     for t in (x,) if x._view_of is None else (x, x._view_of[0]):       # x, and the base x views
         if t.grad_fn is None:
             if not t.requires_grad:
@@ -86,11 +86,11 @@ def _recording(x, value, op):
     recording = is_grad_enabled() and x.dtype.kind in "fc" and (
         x.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
     if recording:
-        _refuse_unwritable_view(x, op)
+        refuse_unwritable_view(x, op)
     return recording
 
 
-def _refuse_unwritable_view(x, op):
+def refuse_unwritable_view(x, op):
     """The views PyTorch does not let a recorded in-place change through: one made under
     no_grad, and a piece of split / chunk (an op that returns several views)."""
     if x._view_of is UNTRACKED_VIEW:

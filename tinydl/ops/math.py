@@ -719,10 +719,19 @@ class Rounding(Function):
         if how == "round" and decimals:     # PyTorch's way: scale, round, scale back in x's dtype
             ten = x.dtype.type(10.0 ** builtins.abs(decimals))
             return xp.rint(x * ten) / ten if decimals > 0 else xp.rint(x / ten) * ten
+        if how == "sign" and x.dtype.kind == "f":
+            return xp.where(x != x, x.dtype.type(0), xp.sign(x))       # sign(NaN) is 0, as PyTorch's
         return getattr(xp, "rint" if how == "round" else how)(x)
 
     def backward(ctx, gy):
-        return gy * 0
+        return _zero_gradient(gy)
+
+
+def _zero_gradient(gy):
+    """A zero gradient of gy's shape (not gy * 0: inf * 0 is NaN), an array or a Tensor."""
+    if isinstance(gy, Tensor):
+        return Tensor(gy._xp.zeros(gy.shape, gy.dtype))
+    return get_array_module(gy).zeros_like(gy)
 
 
 def _rounding(x, how, decimals=0):
@@ -968,7 +977,7 @@ def outer(input, vec2):
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     """|input - other| <= atol + rtol * |other| elementwise, as torch.isclose: equal values
     (infinities too) are close, NaN is close to NaN only with ``equal_nan``. Both tensors
-    must have one dtype (PyTorch's rule); integers are compared in float32, as PyTorch's."""
+    must have one dtype (PyTorch's rule); integers are compared as float64."""
     for name, t in (("input", input), ("other", other)):
         if not isinstance(t, Tensor):
             raise TypeError(f"isclose: {name} must be a Tensor, got {type(t).__name__}")
@@ -982,8 +991,8 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     same = a == b
     if a.dtype.kind == "b":
         return Tensor(same)
-    if a.dtype.kind in "iu":
-        a, b = a.astype(_default_float), b.astype(_default_float)
+    if a.dtype.kind in "iu":            # (float64: exact for int32, and for int64 up to 2**53)
+        a, b = a.astype(np.float64), b.astype(np.float64)
     with np.errstate(invalid="ignore"):     # inf - inf: NaN, not close (unless equal, above)
         diff = xp.abs(a - b)
         close = same | (xp.isfinite(diff) & (diff <= atol + rtol * xp.abs(b)))

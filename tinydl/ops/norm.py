@@ -288,7 +288,7 @@ class _Standardize(Function):
             y = y * weight.reshape(affine_shape)
         if bias is not None:
             y = y + bias.reshape(affine_shape)
-        ctx.n, ctx.affine_shape = n, affine_shape
+        ctx.n, ctx.row_shape, ctx.affine_shape = n, (rows, K), affine_shape
         ctx.param_shape = None if bias is None else bias.shape          # (C,) or normalized_shape
         lead = x.ndim - len(affine_shape)           # gamma, beta broadcast along these axes
         ctx.affine_axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(affine_shape) if s == 1)
@@ -316,7 +316,7 @@ class _Standardize(Function):
         gx = None
         if need_x:
             h = gy if weight is None else gy * weight.reshape(ctx.affine_shape)     # dL/dxhat
-            h, xh = h.reshape(inv_std.shape[0], -1), xhat.reshape(inv_std.shape[0], -1)
+            h, xh = h.reshape(ctx.row_shape), xhat.reshape(ctx.row_shape)     # (not -1: 0 rows)
             mean_h = h.sum(axis=1, keepdims=True) / n
             mean_h_xhat = (h * xh).sum(axis=1, keepdims=True) / n
             gx = (inv_std * (h - mean_h - xh * mean_h_xhat)).reshape(gy.shape)

@@ -19,7 +19,7 @@ from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor, int64, _default_float, _normalize_dtype
 from . import math as _math
-from .shape import cat, gather, narrow, normalize_dim, reshape
+from .shape import Gather, cat, narrow, normalize_dim, reshape
 
 __all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp", "prod", "cumsum", "cumprod",
            "amax", "amin", "norm", "sort", "argsort", "topk", "median", "kthvalue"]
@@ -266,7 +266,7 @@ class ExtremeDim(Function):
 
     def composite(ctx, x, dim, keepdim, mode):
         idx, = ctx.saved_tensors
-        values = gather(x, dim, Tensor(idx))
+        values = Gather.apply(x, idx, dim=dim)      # (our own indices: no range check, no sync)
         return (values if keepdim else values.squeeze(dim)), Tensor(idx)
 
     def backward(ctx, gy, _gidx):
@@ -617,9 +617,15 @@ class VectorNorm(Function):
                 ctx.output_meta[0][0]), x)
         if p == 1:
             return a.sum(axes, keepdim=keepdim)
-        if p == 2:
-            return (x * x).sum(axes, keepdim=keepdim).sqrt()
-        return (a ** p).sum(axes, keepdim=keepdim) ** (1 / p)
+        # where the backward above gives 0 (a norm of 0; for p < 1 also x = 0), the restated op
+        # takes a constant in place of x, so its derivative is 0 there too, not 0 * inf
+        _, y = ctx.saved_tensors
+        xp = get_array_module(y)
+        dead = xp.broadcast_to(y == 0, x.shape) | (xp.asarray(x.array == 0) if p < 1 else False)
+        powers = _math.where(dead, 1.0, a) ** p * constant(~dead, x)
+        n = _math.where(y == 0, 1.0, powers.sum(axes, keepdim=True)) ** (1 / p)
+        n = _math.where(y == 0, 0.0, n)
+        return n if keepdim else n.reshape(ctx.output_meta[0][0])
 
     def backward(ctx, gy):
         x, y = ctx.saved_tensors
@@ -686,7 +692,7 @@ def sort(input, dim=-1, descending=False, *, stable=False):
     if input.ndim == 0:
         return _scalar_pick(input, sort_result)
     idx = _argsort(input.array, d, descending)
-    return sort_result(gather(input, d, Tensor(idx)), Tensor(idx))
+    return sort_result(Gather.apply(input, idx, dim=d), Tensor(idx))
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
@@ -707,7 +713,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     if input.ndim == 0:     # the value itself, for k 0 or 1 (PyTorch)
         return _scalar_pick(input, topk_result)
     idx = _argsort(input.array, d, largest)[(slice(None),) * d + (slice(0, k),)]
-    return topk_result(gather(input, d, Tensor(idx)), Tensor(idx))
+    return topk_result(Gather.apply(input, idx, dim=d), Tensor(idx))
 
 
 class MedianAll(Function):
@@ -752,7 +758,7 @@ def _pick(input, dim, keepdim, position, op, result):
         idx = idx[(slice(None),) * dim + (slice(position, position + 1),)]
     else:
         idx = xp.take_along_axis(idx, position, axis=dim)
-    values = gather(input, dim, Tensor(idx))
+    values = Gather.apply(input, idx, dim=dim)
     idx = Tensor(idx)
     if not keepdim:
         values, idx = values.squeeze(dim), idx.squeeze(dim)

@@ -747,19 +747,23 @@ def _diagonal_positions(n1, n2, offset, xp):
 
 class Diagonal(Function):
     """y[..., i] = x[..., r0 + i, c0 + i] on the plane of dims ``dim1``, ``dim2``, which are
-    removed, the diagonal becoming the last dim (torch.diagonal; a copy here, not a view).
+    removed, the diagonal becoming the last dim (torch.diagonal: a view of x).
 
     dL/dx = zeros with gy written back on that diagonal.
     """
 
     double_backward = "linear"
+    makes_views = True
 
     def forward(ctx, x, offset, dim1, dim2):
         xp = get_array_module(x)
         moved = xp.moveaxis(x, (dim1, dim2), (-2, -1))
         ctx.moved_shape, ctx.dims = moved.shape, (dim1, dim2)
         ctx.at = _diagonal_positions(moved.shape[-2], moved.shape[-1], offset, xp)
-        return moved[(Ellipsis,) + ctx.at]
+        y = xp.diagonal(moved, offset, -2, -1)
+        if not getattr(y.flags, "writeable", True):     # NumPy's diagonal view is read-only by default;
+            y.flags.writeable = getattr(x.flags, "writeable", True)     # writing through it is PyTorch's
+        return y
 
     def backward(ctx, gy):
         xp = get_array_module(gy)
@@ -974,4 +978,6 @@ def take_along_dim(input, indices, dim=None):
     x_shape = tuple(common[:d] + [input.shape[d]] + common[d + 1:])
     i_shape = tuple(common[:d] + [idx.shape[d]] + common[d + 1:])
     x = input if input.shape == x_shape else expand(input, x_shape)
-    return gather(x, d, get_array_module(idx).broadcast_to(idx, i_shape))
+    xp = get_array_module(idx)
+    idx = xp.where(idx < 0, idx + input.shape[d], idx)         # -1: the last, as PyTorch's
+    return gather(x, d, xp.broadcast_to(idx, i_shape))
