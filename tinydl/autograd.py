@@ -899,29 +899,27 @@ def backward(root, grad=None, retain_graph=False, create_graph=False):
 
     hooked = {}                         # id(leaf) -> (leaf, its gradient so far): hooks see the sum
 
+    def store(t, g):
+        if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
+            t.grad = g if t.grad is None else t.grad + g
+            t.grad._backward_owned = False     # (it may be another leaf's .grad too: never added into)
+        else:
+            _accumulate_leaf(t, g, handed_out)
+
     def reached(t, g):
         if getattr(t, "_hooks", None) and t.grad_fn is None:
             if id(t) in hooked:
                 g = hooked[id(t)][1] + g
             hooked[id(t)] = t, g
-            return
-        if isinstance(g, Tensor):              # create_graph: keep the recorded gradient
-            t.grad = g if t.grad is None else t.grad + g
-            t.grad._backward_owned = False     # (it may be another leaf's .grad too: never added into)
-            return
-        _accumulate_leaf(t, g, handed_out)
+        else:
+            store(t, g)
     seed = Tensor(grad) if create_graph else grad
     _walk([(root, seed)], retain_graph or create_graph, reached, create_graph, watched=_retained_of)
     for t, g in hooked.values():
         new = _run_hooks(t._hooks, g)
         if new is not g and not isinstance(new, Tensor):
             handed_out.add(_storage_id(new))    # a hook's own tensor: .grad gets a copy
-        g = new
-        if isinstance(g, Tensor):
-            t.grad = g if t.grad is None else t.grad + g
-            t.grad._backward_owned = False
-        else:
-            _accumulate_leaf(t, g, handed_out)
+        store(t, new)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
