@@ -244,6 +244,8 @@ def test_grad_mode_switches_as_torch():
     lambda lib: (lambda x: (x.to(lib.float32, copy=True) is x, x.to(lib.float32) is x))(lib.ones(2)),
     lambda lib: lib.ones(2).to(dtpye=lib.float64),
     lambda lib: tuple(lib.cat([lib.tensor([]), lib.ones(2, 3)]).shape),
+    lambda lib: (lambda e, x: (lib.cat([e, x]).backward(lib.ones(2)), tuple(e.grad.shape))[1])(
+        lib.zeros(0, requires_grad=True), lib.ones(2, requires_grad=True)),      # 1-d with 1-d: a plain join
     lambda lib: lib.where(lib.tensor([1, 0]), lib.ones(2), lib.zeros(2)),
     lambda lib: list(lib.tensor(1.0)),
     lambda lib: [row.tolist() for row in lib.ones(2, 2)],

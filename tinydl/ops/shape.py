@@ -227,8 +227,8 @@ def cat(tensors, dim=0):
     tensors = [_as_tensor(t, "cat", k) for k, t in enumerate(tensors)]
     if not tensors:
         raise RuntimeError("cat: expected a non-empty sequence of tensors")
-    if any(t.shape == (0,) for t in tensors) and any(t.shape != (0,) for t in tensors):
-        tensors = [t for t in tensors if t.shape != (0,)]
+    if any(t.shape == (0,) for t in tensors) and any(t.ndim != 1 for t in tensors):
+        tensors = [t for t in tensors if t.shape != (0,)]      # (beside 1-d tensors: a plain join)
     ref = tensors[0]
     d = normalize_dim(dim, ref.ndim, "cat", ref.shape)
     for k, t in enumerate(tensors):
