@@ -960,26 +960,9 @@ class Tensor:
 
     # ------------------------------------------------------------ in-place versions of ops
     def _in_place(self, op, fn, *others):
-        """self <- fn(self) in self's own array, as PyTorch's ``x.clamp_()``, ``x.exp_()``:
-        computed out of place, then written; recorded in the graph while it is, through
-        ops/inplace.py (``overwrite_ok``, ``write_result``: views and saved tensors included)."""
-        from .autograd import is_grad_enabled, no_grad
-        _inplace.overwrite_ok(self, op, instead=f"write x = x.{op[:-1]}(...)")
-        recording = is_grad_enabled() and self.dtype.kind in "fc" and (
-            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others))
-        if not recording:
-            with no_grad():
-                out = fn(self)
-            if _promotion.KIND[out.dtype.kind] > _promotion.KIND[self.dtype.kind]:
-                raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output type "
-                                   f"{self.dtype} (tensor of shape {tuple(self.shape)})")
-            self.array[...] = out.array
-            self._bump_version()
-            return self
-        _inplace.refuse_unwritable_view(self, op)
-        out = fn(_math.clone(self))       # a copy: the op's backward may read x, overwritten next
-        _inplace.write_result(self, out)
-        return self
+        """self <- fn(self) in self's own array, as PyTorch's ``x.clamp_()``, ``x.exp_()``
+        (ops/inplace.py ``apply``: recorded in the graph while it is)."""
+        return _inplace.apply(self, fn, op, others, instead=f"write x = x.{op[:-1]}(...)")
 
     def clamp_(self, min=None, max=None):
         return self._in_place("clamp_", lambda x: _math.clamp(x, min, max), min, max)
@@ -1278,4 +1261,3 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 
 # The ops import Tensor from this module, so they are imported after it exists.
 from .ops import math as _math, shape as _shape, reduce as _reduce, activation as _act, inplace as _inplace  # noqa: E402,E501
-from .ops import promotion as _promotion  # noqa: E402

@@ -36,12 +36,12 @@ backward may need x's old values (silu's), which the write replaces (PyTorch kee
 """
 import math
 
-from ..autograd import Function, constant, is_grad_enabled
+from ..autograd import Function, constant
 from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
-from .inplace import overwrite_ok, record_write, write_result
-from .math import clone, floating, on_array_or_tensor, raw, sum_kept
+from .inplace import apply as apply_in_place, overwrite_ok, record_write
+from .math import floating, on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -120,21 +120,10 @@ def _apply_in_place(fn, x, inplace, op, **params):
 
 def _finish(fn, x, inplace, op, **params):
     """``fn.apply(x, **params)``; with ``inplace``, that result written into x, and x returned
-    (PyTorch's ``elu_`` and the like; module docstring)."""
+    (PyTorch's ``elu_`` and the like; module docstring; ops/inplace.py ``apply``)."""
     if not (inplace and isinstance(x, Tensor)):
         return fn.apply(x, **params)
-    overwrite_ok(x, f"{op}(inplace=True)", instead="use inplace=False")
-    if not (is_grad_enabled() and x.requires_grad):     # nothing to record: a plain write
-        out = fn.apply(x, **params)
-        if out.dtype != x.dtype:
-            raise RuntimeError(f"{op}(inplace=True): result type {out.dtype} can't be cast to the input's "
-                               f"type {x.dtype} (tensor of shape {tuple(x.shape)})")
-        x.array[...] = out.array
-        x._bump_version()
-        return x
-    out = fn.apply(clone(x), **params)     # a copy: the backward may read x's values, overwritten next
-    write_result(x, out)
-    return x
+    return apply_in_place(x, lambda t: fn.apply(t, **params), f"{op}(inplace=True)", instead="use inplace=False")
 
 
 # ---------------------------------------------------------------- piecewise linear

@@ -30,7 +30,7 @@ result)`` (shape.py), and every other tensor over that memory, the view itself i
 takes its history from the base's again, made by the same view ops (``autograd.catch_up``)
 when it is next used. Under ``no_grad`` views write through, and nothing changes in the graph.
 """
-from ..autograd import UNTRACKED_VIEW, catch_up, is_grad_enabled, let_go, mark_rebased, rebase_in_place
+from ..autograd import UNTRACKED_VIEW, catch_up, is_grad_enabled, let_go, mark_rebased, no_grad, rebase_in_place
 from ..tensor import Tensor
 from . import math as _math
 from .promotion import KIND
@@ -164,6 +164,26 @@ def bitwise(x, name, other, op):
     """``x &= y``, ``|=``, ``^=`` on bool or integer tensors, in x's own array (no gradient)."""
     getattr(x._xp, name)(x.array, _math.raw(other), out=x.array)
     x._bump_version()
+    return x
+
+
+def apply(x, fn, op, others=(), instead="use the out-of-place op"):
+    """x <- fn(x) in x's own array, for ops that have no in-place form of their own
+    (``x.clamp_()``, ``x.exp_()``, ``F.elu(x, inplace=True)``): computed out of place, then
+    written. While recorded, fn reads a copy of x (its backward may read x, which the write
+    replaces: PyTorch's "original self") and x becomes the result's output (``write_result``).
+    ``others``: the op's other operands (a bound that requires grad makes it recorded). Returns x."""
+    overwrite_ok(x, op, instead=instead)
+    if not any([_recording(x, other, op) for other in others or (None,)]):
+        with no_grad():
+            out = fn(x)
+        if KIND[out.dtype.kind] > KIND[x.dtype.kind]:
+            raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output type {x.dtype} "
+                               f"(tensor of shape {tuple(x.shape)})")
+        x.array[...] = out.array
+        x._bump_version()
+        return x
+    write_result(x, fn(_math.clone(x)))
     return x
 
 
