@@ -715,7 +715,9 @@ def _backward_on_tensors(node, grads_out):
             known[saved_id] = t
     saved = getattr(node, "saved_tensors", None)
     if saved:
-        node.saved_tensors = tuple(known.get(id(a), Tensor(a)) if hasattr(a, "shape") else a for a in saved)
+        xp = get_array_module(grads_out[0].array)   # a saved number (x * 0.5's NumPy scalar): gy's device
+        node.saved_tensors = tuple(known[id(a)] if id(a) in known else Tensor(xp.asarray(a))
+                                   if hasattr(a, "shape") else a for a in saved)
     try:
         with enable_grad():
             return node.backward(*grads_out)
