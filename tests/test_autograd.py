@@ -1142,3 +1142,45 @@ def test_tensor_hooks_as_torch():
     y.register_hook(lambda g: td.ones(3))
     with pytest.raises(RuntimeError, match="must return None or a Tensor of that shape"):
         y.sum().backward()
+
+
+def test_no_grad_decorates_a_generator_resume_by_resume():
+    """Each resume of a decorated generator runs without recording; between them the caller
+    records (PyTorch's behaviour); send, throw and close reach the generator."""
+    w = td.tensor([2.0], requires_grad=True)
+    seen = []
+
+    @td.no_grad
+    def batches(n):
+        for i in range(n):
+            seen.append(td.is_grad_enabled())
+            got = yield w * i
+            if got is not None:
+                seen.append(got)
+        return "done"
+
+    gen = batches(3)
+    first = next(gen)
+    assert td.is_grad_enabled() and not first.requires_grad
+    assert (w * 3).requires_grad                       # the caller still records
+    assert gen.send("hi").requires_grad is False
+    assert seen == [False, "hi", False]
+    with td.enable_grad():
+        assert not next(gen).requires_grad and td.is_grad_enabled()
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done" and td.is_grad_enabled()
+
+    @td.enable_grad()
+    def recording():
+        try:
+            yield w * 2
+        except KeyError:
+            yield w * 3
+
+    with td.no_grad():
+        gen = recording()
+        assert next(gen).requires_grad and not td.is_grad_enabled()
+        assert gen.throw(KeyError("k")).requires_grad and not td.is_grad_enabled()
+        gen.close()
+    assert td.is_grad_enabled()

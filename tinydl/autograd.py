@@ -49,7 +49,9 @@ and is freed as soon as the output Tensor is. After a backward pass the saved
 arrays are dropped unless ``retain_graph=True``.
 """
 import contextlib
+import functools
 import heapq
+import inspect
 import itertools
 import operator
 import threading
@@ -91,6 +93,34 @@ class _GradModeBlock(contextlib.ContextDecorator):
 
     def _recreate_cm(self):             # each call of a decorated function: its own saved mode
         return self.__class__(self.mode) if type(self) is set_grad_enabled else self.__class__()
+
+    def __call__(self, fn):
+        if not inspect.isgeneratorfunction(fn):
+            return super().__call__(fn)
+
+        # a generator: each resume runs in the mode, each ``yield`` gives the caller back its
+        # own (as PyTorch's decorated generators)
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            inner = fn(*args, **kwargs)
+            resume = inner.__next__
+            while True:
+                try:
+                    with self._recreate_cm():
+                        value = resume()
+                except StopIteration as stop:               # (PEP 479: it may not leave here)
+                    return stop.value
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    with self._recreate_cm():
+                        inner.close()
+                    raise
+                except BaseException as exc:                # thrown in by the caller: into it
+                    resume = functools.partial(inner.throw, exc)
+                else:
+                    resume = functools.partial(inner.send, sent)
+        return generator
 
 
 class set_grad_enabled(_GradModeBlock):
