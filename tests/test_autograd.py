@@ -218,6 +218,22 @@ def test_detach_cuts_the_graph_and_shares_data():
     assert x.detach().array is x.array or np.shares_memory(x.detach().array, x.array)
 
 
+@pytest.mark.parametrize("lib", [td, torch], ids=["tinydl", "torch"])
+def test_detach_in_place_refuses_a_view_as_torch(lib):
+    """detach_() on a view (of a leaf, of a result, of a constant, made under no_grad) is
+    refused; on the tensor itself it cuts the graph."""
+    base = lib.ones(3, 4, dtype=lib.float64, requires_grad=True)
+    y = base * 2
+    with lib.no_grad():
+        untracked = y[0]
+    for view in (base.reshape(12), y[0], y.t(), lib.ones(3, 4)[1:], untracked):
+        with pytest.raises(RuntimeError, match="(?i)detach.*view.*in.?place"):
+            view.detach_()
+    y.detach_()
+    assert y.grad_fn is None and not y.requires_grad
+    assert y.detach()[0].requires_grad is False
+
+
 def test_requires_grad_propagation():
     a = leaf(3)
     b = td.tensor([1.0, 2.0, 3.0], dtype=td.float64)

@@ -237,6 +237,9 @@ class Tensor:
         self.array = value.array
 
     def detach_(self):
+        if self._view_of is not None:   # as PyTorch: its base's history would still reach it
+            raise RuntimeError(f"detach_: can't detach a view (shape {tuple(self.shape)}, made by "
+                               "reshape/indexing/permute...) in place; use detach() instead")
         self.grad_fn, self.requires_grad = None, False
         return self
 
