@@ -7,7 +7,8 @@
 Every optimizer is a subclass of :class:`Optimizer` (optimizer.py: param groups,
 state, state_dict) with one method, ``_update(p, grad, group)``, that changes
 ``p.array`` in place with plain array code (NumPy or CuPy, whichever holds the data);
-SGD also overrides ``_update_group`` to update its small parameters together (foreach).
+SGD also overrides ``_update_group`` to update its small parameters together (foreach);
+LBFGS overrides ``step`` itself (it calls the closure many times per step).
 """
 from .optimizer import Optimizer, required
 from .sgd import SGD
@@ -15,6 +16,13 @@ from .adam import Adam, AdamW
 from .adagrad import Adagrad
 from .rmsprop import RMSprop
 from .adadelta import Adadelta
+from .adamax import Adamax
+from .nadam import NAdam
+from .radam import RAdam
+from .asgd import ASGD
+from .rprop import Rprop
+from .lbfgs import LBFGS
 from . import lr_scheduler, swa_utils
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "lr_scheduler", "swa_utils"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam",
+           "ASGD", "Rprop", "LBFGS", "lr_scheduler", "swa_utils"]
