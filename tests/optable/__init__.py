@@ -11,7 +11,7 @@ import importlib
 from typing import Callable, Optional, Sequence
 
 FAMILIES = ["math", "shape", "reduce", "activation", "loss", "conv", "pool", "norm", "resample", "vision",
-            "embedding", "fold", "activation_extra", "loss_extra"]
+            "embedding", "fold", "activation_extra", "loss_extra", "extras", "volumetric", "grid"]
 
 
 @dataclasses.dataclass

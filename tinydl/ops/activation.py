@@ -45,7 +45,8 @@ from .math import floating, on_array_or_tensor, raw, sum_kept
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
-           "threshold", "hardshrink", "softshrink", "prelu", "rrelu", "glu", "softmax", "softmin", "log_softmax"]
+           "threshold", "hardshrink", "softshrink", "prelu", "rrelu", "glu", "softmax", "softmin", "log_softmax",
+           "relu_", "elu_", "celu_", "selu_", "leaky_relu_", "hardtanh_", "rrelu_", "threshold_"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -794,3 +795,41 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Log-softmax along ``dim`` (``dim`` required for inputs of 2 or more dimensions,
     see softmax)."""
     return _along_dim(LogSoftmax, input, dim, dtype, "log_softmax")
+
+
+# ---------------------------------------------------------------- in-place forms (PyTorch's F.relu_ ...)
+# Each is its op with inplace=True, so it goes through the one in-place path above
+# (``_apply_in_place`` / ``_finish``, i.e. ops/inplace.py): the input is changed and returned.
+def relu_(input):
+    return relu(input, inplace=True)
+
+
+def elu_(input, alpha=1.0):
+    return elu(input, alpha, inplace=True)
+
+
+def celu_(input, alpha=1.0):
+    return celu(input, alpha, inplace=True)
+
+
+def selu_(input):
+    return selu(input, inplace=True)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+_threshold = threshold       # threshold_'s argument of that name (PyTorch's) hides the op
+
+
+def threshold_(input, threshold, value):
+    return _threshold(input, threshold, value, inplace=True)

@@ -40,7 +40,8 @@ from .math import raw
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d",
-           "max_unpool2d", "max_pool2d_transpose"]
+           "max_unpool2d", "max_pool2d_transpose", "max_pool1d_with_indices", "max_pool2d_with_indices",
+           "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices"]
 
 
 # ---------------------------------------------------------------- geometry
@@ -481,3 +482,23 @@ def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_siz
         output_size = (1, tuple(output_size)[-1])
     return max_unpool2d(input.unsqueeze(-2), indices.unsqueeze(-2), (1, single(kernel_size, "kernel_size", op)),
                         (1, single(stride, "stride", op)), (0, single(padding, "padding", op)), output_size).squeeze(-2)
+
+
+# ---------------------------------------------------------------- PyTorch's *_with_indices aliases
+# (values, indices) whatever ``return_indices`` says, as PyTorch's, which accept and ignore it.
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=False):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=False):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=False):
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=False):
+    return adaptive_max_pool2d(input, output_size, return_indices=True)

@@ -1,0 +1,799 @@
+"""Volumetric (3-D) convolution and pooling: conv3d, conv_transpose3d, max / average /
+adaptive pooling over (D, H, W) and max unpooling, as ``torch.nn.functional``.
+
+These are here for completeness, not speed: one textbook route in plain array code,
+the same on NumPy and CuPy (the array module comes from the data), and no dispatcher.
+
+vol2col: every window becomes a column
+--------------------------------------
+A 3-D window at output position (od, oh, ow) reads, along each axis, the input
+positions o*s - p_before + t*d for its taps t = 0..k-1. Pad the volume, flatten its
+(Dp, Hp, Wp) cells, and one table (cached per geometry) holds the flat padded position
+that tap (td, th, tw) of output (od, oh, ow) reads::
+
+    table[(td*kh + th)*kw + tw, (od*Ho + oh)*Wo + ow]       (K3, L),  K3 = kd*kh*kw, L = Do*Ho*Wo
+    cols = padded.reshape(N, C, Dp*Hp*Wp)[:, :, table]      (N, C, K3, L)
+
+a single gather. ``col2vol`` is its adjoint: every column entry is added back onto the
+cell it was read from (the repo's scatter-add, ``kernels.scatter``: a cell under several
+windows collects them all), and the padding is cropped off. So <vol2col(x), c> =
+<x, col2vol(c)>, and each one's backward is the other.
+
+The ops on top
+--------------
+conv3d           cols as (N, G, C/G*K3, L) (channel outermost, as W.reshape(C_out, -1));
+                 y[n, g] = W[g] @ cols[n, g], one batched matmul
+conv_transpose3d conv3d's adjoint: its forward is conv3d's input gradient (W^T @ x, then
+                 col2vol), its backward conv3d's forward (vol2col, then W @ ...)
+max_pool3d       cols padded with -inf (an integer dtype's minimum), argmax over K3;
+                 backward scatter-adds gy onto the winning cells
+avg_pool3d       cols padded with 0, summed over K3 / divisor; backward col2vol(gy / divisor)
+adaptive pools   PyTorch's bins along each axis: averaging matrices (avg) or gathered
+                 bins (max)
+max_unpool3d     writes x at its indices into a zero volume; backward gathers there
+
+Max-pool indices follow PyTorch: the flat position d*H*W + h*W + w of the winning cell
+in its own unpadded (D, H, W) volume, per (n, c). The window is scanned in (d, h, w)
+order and a value wins only if strictly greater (the first maximum wins ties) or NaN
+(the last NaN wins); a window whose cells are all -inf reports its first cell past the
+leading padding, and a window that reads no cell (dilation stepping over a thin volume)
+reports that position too, outside the volume, and passes no gradient.
+
+Output sizes (PyTorch's formulas, per axis):
+    conv:            Do = floor((D + p_before + p_after - d*(k-1) - 1) / s) + 1
+    conv_transpose:  Do = (D - 1)*s - 2p + d*(k-1) + output_padding + 1
+    pooling:         Do = floor_or_ceil((D + 2p - d*(k-1) - 1) / s) + 1; in ceil_mode a
+                     last window that would start beyond D + p is dropped
+    max_unpool:      Do = (D - 1)*s - 2p + k
+"""
+import functools
+import math
+import numbers
+
+import numpy as np
+
+from ..args import ntuple
+from ..autograd import Function
+from ..backend import get_array_module
+from ..kernels.pool import lowest, pool_output_size
+from ..kernels.scatter import scatter_add
+from ..tensor import Tensor
+from .checks import check_same_kind
+from .conv import _check_bias, _check_groups, _check_positive
+from .math import raw
+from .pool import _adaptive_bins, _bin_average_matrix, _check_orderable
+
+__all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
+           "adaptive_max_pool3d", "max_unpool3d"]
+
+
+def _triple(value, name, op):
+    return ntuple(value, 3, name, op)
+
+
+def _check_rank(op, input, what="input"):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: {what} must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (4, 5):
+        raise RuntimeError(f"{op}: expected a 4-D (C, D, H, W) or 5-D (N, C, D, H, W) {what}, "
+                           f"got shape {input.shape}")
+
+
+def _ncdhw(x):
+    """An unbatched (C, D, H, W) array as a batch of one; (N, C, D, H, W) unchanged (a view)."""
+    return x.reshape((1,) * (5 - x.ndim) + x.shape)
+
+
+# ---------------------------------------------------------------- geometry
+# A geometry is (size, pads, kernel, stride, dilation, out): the unpadded (D, H, W), the
+# ((before, after),) * 3 padding, and the windows' kernel, stride, dilation and count per
+# axis. Tuples of ints throughout, so it keys the cache of window tables.
+
+def _spread(tables):
+    """Three per-axis tables (k_a, o_a) as broadcastable (kd, kh, kw, Do, Ho, Wo) arrays."""
+    out = []
+    for axis, t in enumerate(tables):
+        shape = [1] * 6
+        shape[axis], shape[axis + 3] = t.shape
+        out.append(t.reshape(shape))
+    return out
+
+
+@functools.lru_cache(maxsize=256)      # a network asks for the same few geometries at every step
+def _windows(geometry):
+    """Host tables of a geometry's windows (read-only, shared by every call):
+
+    padded    (K3, L) flat position in the padded volume of tap k of window l (vol2col's table)
+    unpadded  (K3, L) that cell's flat position d*H*W + h*W + w in the unpadded volume
+    start     (L,) flat unpadded position of each window's first cell past the leading
+              padding along every axis (where PyTorch's max-pool scan starts)
+    empty     (L,) mask of the windows that read no cell, or None (the usual case)
+    """
+    size, pads, kernel, stride, dilation, out = geometry
+    padded_size = [n + b + a for n, (b, a) in zip(size, pads)]
+    taps, first, beyond = [], [], []
+    for n, (b, _), k, s, d, o in zip(size, pads, kernel, stride, dilation, out):
+        o_s = np.arange(o) * s
+        taps.append(o_s[None, :] + np.arange(k)[:, None] * d)            # (k, o) padded coordinates
+        t0 = np.maximum(-((o_s - b) // d), 0)                           # first tap past the padding
+        first.append(o_s - b + t0 * d)
+        beyond.append(first[-1] >= n)                                   # it starts past the volume
+    td, th, tw = _spread(taps)
+    k3, n_out = math.prod(kernel), math.prod(out)
+    padded = ((td * padded_size[1] + th) * padded_size[2] + tw).reshape(k3, n_out)
+    (bd, _), (bh, _), (bw, _) = pads
+    unpadded = (((td - bd) * size[1] + (th - bh)) * size[2] + (tw - bw)).reshape(k3, n_out)
+    start = ((first[0][:, None, None] * size[1] + first[1][None, :, None]) * size[2]
+             + first[2][None, None, :]).reshape(n_out)
+    empty = (beyond[0][:, None, None] | beyond[1][None, :, None] | beyond[2][None, None, :]).reshape(n_out)
+    empty = empty if empty.any() else None
+    for a in (padded, unpadded, start, empty):
+        if a is not None:
+            a.flags.writeable = False
+    return padded, unpadded, start, empty
+
+
+def _vol2col(x, geometry, fill=0):
+    """(N, C, D, H, W) -> cols (N, C, K3, L): each window's cells, padding read as ``fill``."""
+    xp = get_array_module(x)
+    pads = geometry[1]
+    n, c = x.shape[:2]
+    if any(b or a for b, a in pads):
+        x = xp.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode="constant", constant_values=fill)
+    table = xp.asarray(_windows(geometry)[0])
+    return x.reshape(n, c, math.prod(x.shape[2:]))[:, :, table]
+
+
+def _col2vol(cols, geometry):
+    """vol2col's adjoint: cols (N, C, K3, L) added onto the cells they were read from, then
+    the padding cropped off -> (N, C, D, H, W)."""
+    xp = get_array_module(cols)
+    size, pads = geometry[:2]
+    n, c = cols.shape[:2]
+    padded_size = tuple(s + b + a for s, (b, a) in zip(size, pads))
+    volume = math.prod(padded_size)
+    table = xp.asarray(_windows(geometry)[0])
+    target = xp.zeros(n * c * volume, dtype=cols.dtype)
+    where = xp.arange(n * c)[:, None, None] * volume + table[None]         # (N*C, K3, L) global cells
+    scatter_add(target, where.reshape(-1), cols.reshape(-1))
+    target = target.reshape((n, c) + padded_size)
+    crop = tuple(slice(b, b + s) for s, (b, _) in zip(size, pads))
+    return xp.ascontiguousarray(target[(slice(None), slice(None)) + crop])
+
+
+class Vol2col(Function):
+    """cols = vol2col(x) with zero padding: (N, C, D, H, W) -> (N, C, K3, L).
+
+    Every entry of cols is a copy of one cell of x (or a zero of the padding), so the map
+    is linear and dL/dx[cell] = the sum of dL/dcols over the entries copied from that cell:
+        dL/dx = col2vol(dL/dcols)
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, *, geometry):
+        ctx.geometry = geometry
+        return _vol2col(x, geometry)
+
+    def backward(ctx, gcols):
+        return _col2vol(gcols, ctx.geometry)
+
+
+class Col2vol(Function):
+    """y = col2vol(cols): vol2col's adjoint (linear), so dL/dcols = vol2col(dL/dy)."""
+
+    double_backward = "linear"
+
+    def forward(ctx, cols, *, geometry):
+        ctx.geometry = geometry
+        return _col2vol(cols, geometry)
+
+    def backward(ctx, gy):
+        return _vol2col(gy, ctx.geometry)
+
+
+# ---------------------------------------------------------------- convolution
+class Conv3d(Function):
+    """y = conv3d(x, W) + b  with x (N, C, D, H, W), W (C_out, C/G, kd, kh, kw), b (C_out,).
+
+    Forward, with K = C/G*kd*kh*kw and L = Do*Ho*Wo:
+        cols = vol2col(x)                        (N, G, K, L)   every window a column
+        y[n, g] = W[g] @ cols[n, g]              (C_out/G, K) @ (K, L)
+        y += b                                   (then as (N, C_out, Do, Ho, Wo))
+
+    Backward: y is linear in W, in b and in cols, and cols is linear in x, so
+        dL/dW[g]       = sum_n gy[n, g] @ cols[n, g]^T     (one tensordot per group)
+        dL/db          = sum of gy over n, Do, Ho, Wo
+        dL/dcols[n, g] = W[g]^T @ gy[n, g]
+        dL/dx          = col2vol(dL/dcols)       (a cell read by several windows gets the sum)
+    The op is linear in x and in W separately: ``composite`` restates it with Vol2col and
+    a matmul, and autograd differentiates that for create_graph.
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, weight, bias=None, *, geometry, groups):
+        xp = get_array_module(x)
+        n, c, c_out = x.shape[0], x.shape[1], weight.shape[0]
+        k = c // groups * math.prod(weight.shape[2:])
+        cols = _vol2col(x, geometry)                                            # (N, C, K3, L)
+        cols = cols.reshape(n, groups, k, cols.shape[3])                        # channels outermost in K
+        w = weight.reshape(groups, c_out // groups, k)
+        y = xp.matmul(w[None], cols).reshape((n, c_out) + geometry[5])          # (N, G, C_out/G, L)
+        if bias is not None:
+            y += bias.reshape(1, c_out, 1, 1, 1)
+        ctx.geometry, ctx.groups, ctx.channels = geometry, groups, c
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(weight, cols)
+        return y
+
+    def composite(ctx, x, weight, bias=None, *, geometry, groups):
+        """The forward above in recorded ops: Vol2col, a batched matmul, + b."""
+        n, c, c_out = x.shape[0], x.shape[1], weight.shape[0]
+        k = c // groups * math.prod(weight.shape[2:])
+        cols = Vol2col.apply(x, geometry=geometry)                              # (N, C, K3, L)
+        cols = cols.reshape(n, groups, k, cols.shape[3])
+        w = weight.reshape(1, groups, c_out // groups, k)
+        y = (w @ cols).reshape((n, c_out) + geometry[5])
+        return y if bias is None else y + bias.reshape(1, c_out, 1, 1, 1)
+
+    def backward(ctx, gy):
+        weight, cols = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        xp = get_array_module(gy)
+        n, groups, k, length = cols.shape
+        c_out = weight.shape[0]
+        gy4 = gy.reshape(n, groups, c_out // groups, length)
+        gx = gw = gb = None
+        if need_b and ctx.has_bias:
+            gb = gy.sum(axis=(0, 2, 3, 4))
+        if need_w:      # the product sums over the images and the output cells
+            gw = xp.stack([xp.tensordot(gy4[:, g], cols[:, g], axes=([0, 2], [0, 2]))
+                           for g in range(groups)]).reshape(weight.shape)
+        if need_x:
+            w = weight.reshape(groups, c_out // groups, k)
+            dcols = xp.matmul(w.swapaxes(1, 2)[None], gy4)                      # (N, G, K, L)
+            k3 = math.prod(weight.shape[2:])
+            gx = _col2vol(dcols.reshape(n, ctx.channels, k3, length), ctx.geometry)
+        return gx, gw, gb
+
+
+class ConvTranspose3d(Function):
+    """y = conv_transpose3d(x, W) + b  with x (N, C_in, D, H, W), W (C_in, C_out/G, kd, kh, kw).
+
+    The adjoint of conv3d with the same kernel, stride and dilation: each input cell
+    scatters W-weighted copies of itself onto a window of the output. With
+    K = C_out/G*kd*kh*kw and x[n, g] as (C_in/G, D*H*W):
+        cols[n, g] = W[g]^T @ x[n, g]            (K, C_in/G) @ (C_in/G, D*H*W)
+        y = col2vol(cols) + b
+    col2vol adds onto the output padded by p before and, after, by what output_padding
+    leaves of p (so every input cell's window fits), then crops that padding off.
+
+    Backward is a convolution's forward:
+        gcols = vol2col(gy)                      (N, G, K, D*H*W)
+        dL/dx[n, g] = W[g] @ gcols[n, g]
+        dL/dW[g]    = sum_n x[n, g] @ gcols[n, g]^T     (one tensordot per group)
+        dL/db       = sum of gy over n, Do, Ho, Wo
+    """
+
+    double_backward = "composite"
+
+    def forward(ctx, x, weight, bias=None, *, geometry, groups):
+        xp = get_array_module(x)
+        n, c_in = x.shape[:2]
+        c_out, k3 = weight.shape[1] * groups, math.prod(weight.shape[2:])
+        length = math.prod(x.shape[2:])
+        x4 = x.reshape(n, groups, c_in // groups, length)
+        w = weight.reshape(groups, c_in // groups, weight.shape[1] * k3)         # (G, C_in/G, K)
+        cols = xp.matmul(w.swapaxes(1, 2)[None], x4)                             # (N, G, K, DHW)
+        y = _col2vol(cols.reshape(n, c_out, k3, length), geometry)
+        if bias is not None:
+            y += bias.reshape(1, c_out, 1, 1, 1)
+        ctx.geometry, ctx.groups, ctx.has_bias = geometry, groups, bias is not None
+        ctx.save_for_backward(x, weight)
+        return y
+
+    def composite(ctx, x, weight, bias=None, *, geometry, groups):
+        """The forward above in recorded ops: a batched matmul, Col2vol, + b."""
+        n, c_in = x.shape[:2]
+        c_out, k3 = weight.shape[1] * groups, math.prod(weight.shape[2:])
+        length = math.prod(x.shape[2:])
+        x4 = x.reshape(n, groups, c_in // groups, length)
+        w = weight.reshape(1, groups, c_in // groups, weight.shape[1] * k3)
+        cols = (w.swapaxes(-1, -2) @ x4).reshape(n, c_out, k3, length)
+        y = Col2vol.apply(cols, geometry=geometry)
+        return y if bias is None else y + bias.reshape(1, c_out, 1, 1, 1)
+
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        xp = get_array_module(gy)
+        groups = ctx.groups
+        n, c_in = x.shape[:2]
+        length = math.prod(x.shape[2:])
+        k = weight.shape[1] * math.prod(weight.shape[2:])
+        gcols = _vol2col(gy, ctx.geometry).reshape(n, groups, k, length)       # (N, G, K, DHW)
+        gx = gw = gb = None
+        if need_b and ctx.has_bias:
+            gb = gy.sum(axis=(0, 2, 3, 4))
+        if need_x:
+            w = weight.reshape(groups, c_in // groups, k)
+            gx = xp.matmul(w[None], gcols).reshape(x.shape)
+        if need_w:
+            x4 = x.reshape(n, groups, c_in // groups, length)
+            gw = xp.stack([xp.tensordot(x4[:, g], gcols[:, g], axes=([0, 2], [0, 2]))
+                           for g in range(groups)]).reshape(weight.shape)
+        return gx, gw, gb
+
+
+# ---------------------------------------------------------------- convolution: argument checks
+def _conv3d_padding(padding, kernel, stride, dilation, op):
+    """PyTorch's padding argument -> ((front, back), (top, bottom), (left, right)).
+
+    'valid' is no padding; 'same' (stride 1 only) pads d*(k-1) in all along an axis,
+    total // 2 before and the rest after, so an even kernel gets its extra cell at the
+    back/bottom/right, as PyTorch (the wording of ops/conv.py's 2-D checks)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * 3
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride})")
+            return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
+        raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    pad = _triple(padding, "padding", op)
+    if min(pad) < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got {pad}")
+    return tuple((p, p) for p in pad)
+
+
+def _check_weight(op, input, weight, bias, layout):
+    check_same_kind(op, input, ("weight", weight), ("bias", bias))
+    if weight.ndim != 5:
+        raise RuntimeError(f"{op}: expected a 5-D weight ({layout}, kD, kH, kW), got shape {tuple(weight.shape)}")
+    _check_rank(op, input)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution (cross-correlation) as ``torch.nn.functional.conv3d``.
+
+    input (N, C, D, H, W) or unbatched (C, D, H, W); weight (C_out, C/groups, kd, kh, kw);
+    bias (C_out,) or None; stride, dilation: int or triple; padding: int, triple,
+    'valid' or 'same' (stride 1; an even kernel pads one more at the back/bottom/right).
+    """
+    op = "conv3d"
+    _check_weight(op, input, weight, bias, "out_channels, in_channels/groups")
+    if input.ndim == 4:        # unbatched (C, D, H, W): a batch of one
+        out = conv3d(input.reshape((1,) + input.shape), weight, bias, stride, padding, dilation, groups)
+        return out.reshape(out.shape[1:])
+    c_out, c_per_group = weight.shape[:2]
+    kernel = tuple(weight.shape[2:])
+    _check_groups(op, groups, c_per_group * groups, c_out)
+    if input.shape[1] != c_per_group * groups:
+        raise RuntimeError(f"{op}: expected input with {c_per_group * groups} channels "
+                           f"(weight of shape {tuple(weight.shape)}, groups={groups}), "
+                           f"got input of shape {input.shape}")
+    _check_bias(op, None if bias is None else bias.shape, c_out)
+    stride, dilation = _triple(stride, "stride", op), _triple(dilation, "dilation", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    pads = _conv3d_padding(padding, kernel, stride, dilation, op)
+    size = tuple(input.shape[2:])
+    out = tuple((n + b + a - d * (k - 1) - 1) // s + 1
+                for n, (b, a), k, s, d in zip(size, pads, kernel, stride, dilation))
+    if min(out) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} padded by ((front, back), (top, bottom), "
+                           f"(left, right))={pads} is smaller than the kernel {kernel} dilated by {dilation}: "
+                           "the output would be empty")
+    return Conv3d.apply(input, weight, bias, geometry=(size, pads, kernel, stride, dilation, out), groups=groups)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """3-D transposed convolution as ``torch.nn.functional.conv_transpose3d``.
+
+    input (N, C_in, D, H, W) or (C_in, D, H, W); weight (C_in, C_out/groups, kd, kh, kw).
+    Output size Do = (D - 1)*stride - 2*padding + dilation*(kd - 1) + output_padding + 1;
+    output_padding (< stride or < dilation) picks one of the input sizes that a strided
+    convolution maps onto the same output size.
+    """
+    op = "conv_transpose3d"
+    _check_weight(op, input, weight, bias, "in_channels, out_channels/groups")
+    if input.ndim == 4:
+        out = conv_transpose3d(input.reshape((1,) + input.shape), weight, bias, stride, padding,
+                               output_padding, groups, dilation)
+        return out.reshape(out.shape[1:])
+    c_in, c_out_g = weight.shape[:2]
+    kernel = tuple(weight.shape[2:])
+    _check_groups(op, groups, c_in, c_out_g * groups)
+    if input.shape[1] != c_in:
+        raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
+                           f"got input of shape {input.shape}")
+    _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
+    stride, dilation = _triple(stride, "stride", op), _triple(dilation, "dilation", op)
+    pad, out_pad = _triple(padding, "padding", op), _triple(output_padding, "output_padding", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    if min(pad) < 0 or min(out_pad) < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got padding={pad}, output_padding={out_pad}")
+    for a in range(3):
+        if out_pad[a] >= stride[a] and out_pad[a] >= dilation[a]:
+            raise ValueError(f"{op}: output padding must be smaller than either stride or dilation, "
+                             f"got output_padding={out_pad}, stride={stride}, dilation={dilation}")
+    size = tuple(input.shape[2:])
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                for n, s, p, d, k, o in zip(size, stride, pad, dilation, kernel, out_pad))
+    if min(out) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel {kernel}, stride {stride}, "
+                           f"padding {pad} gives an output of size {out[0]}x{out[1]}x{out[2]}")
+    # The input cells' windows cover (n - 1)*s + d*(k - 1) + 1 cells from the output's
+    # position -p on: the output is padded by p before and by what remains after.
+    pads = tuple((p, max(p - o, 0)) for p, o in zip(pad, out_pad))
+    return ConvTranspose3d.apply(input, weight, bias, geometry=(out, pads, kernel, stride, dilation, size),
+                                 groups=groups)
+
+
+# ---------------------------------------------------------------- pooling: argument checks
+def _pool3d_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
+    """Checks a 3-D pooling's arguments (ops/pool.py's 2-D rules and wording); returns its
+    geometry (the windows, with ceil_mode's overhang as extra padding at the back)."""
+    _check_rank(op, input)
+    kernel = _triple(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
+        else _triple(stride, "stride", op)
+    padding = _triple(padding, "padding", op)
+    dilation = _triple(dilation, "dilation", op)
+    for name, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
+        if min(v) <= 0:
+            raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
+    if min(padding) < 0 or any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, "
+                         f"but got padding={padding} for kernel_size={kernel}")
+    size = tuple(input.shape[-3:])
+    try:
+        out = tuple(pool_output_size(n, k, s, p, p, d, ceil_mode)
+                    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
+    except ValueError:
+        raise RuntimeError(f"{op}: input of shape {input.shape} is too small for kernel_size={kernel}, "
+                           f"stride={stride}, padding={padding}, dilation={dilation}: "
+                           "the output would be empty") from None
+    # ceil_mode's last window may run past the padding at the back: pad that far too
+    pads = tuple((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p))
+                 for n, k, s, p, d, o in zip(size, kernel, stride, padding, dilation, out))
+    return size, pads, kernel, stride, dilation, out
+
+
+# ---------------------------------------------------------------- max pooling
+def _argmax_as_torch(cols, axis):
+    """The tap PyTorch's scan picks along ``axis``: the first maximum, but the last NaN."""
+    xp = get_array_module(cols)
+    tap = cols.argmax(axis=axis)
+    if cols.dtype.kind == "f":
+        is_nan = xp.isnan(cols)
+        if bool(is_nan.any()):
+            last = cols.shape[axis] - 1 - xp.flip(is_nan, axis=axis).argmax(axis=axis)
+            tap = xp.where(is_nan.any(axis=axis), last, tap)
+    return tap
+
+
+class _ScatterToVolumes(Function):
+    """y[p].flat[index[p, j]] += x[p, j] per volume p (zeros elsewhere): the adjoint of
+    max pooling with its switches fixed, and so max pooling's backward.
+
+    Linear in x: its backward gathers, dL/dx[p, j] = dL/dy[p].flat[index[p, j]], and
+    create_graph differentiates a max pool's backward through it."""
+
+    double_backward = "linear"
+
+    def forward(ctx, x, index, *, shape):
+        xp = get_array_module(x)
+        ctx.where, ctx.x_shape = _global_cells(xp, index, shape), x.shape
+        y = xp.zeros(math.prod(shape), dtype=x.dtype)
+        scatter_add(y, ctx.where, x.reshape(-1))
+        return y.reshape(shape)
+
+    def backward(ctx, gy):
+        return gy.reshape(-1)[ctx.where].reshape(ctx.x_shape), None
+
+
+def _global_cells(xp, index, shape):
+    """Per-volume flat indices (..., Do, Ho, Wo) into volumes of ``shape`` (..., D, H, W) ->
+    flat positions in the whole array (a 1-D int64 array)."""
+    volume = math.prod(shape[-3:])
+    volumes = math.prod(shape[:-3])
+    index = index.reshape(volumes, index.size // max(volumes, 1))
+    return (xp.arange(volumes, dtype=np.int64)[:, None] * volume + index).reshape(-1)
+
+
+class MaxPool3d(Function):
+    """y = max over each window, and PyTorch's indices of the maxima.
+
+    Forward:
+        cols = vol2col(x, padded with -inf)      (N, C, K3, L)   (an integer dtype: its minimum)
+        t = argmax over K3 (PyTorch's scan rules), y = cols[t]
+        index = d*H*W + h*W + w of the chosen cell (a table lookup per (t, window))
+    Backward: only the chosen cell of each window influenced y, with slope 1:
+        dL/dx.flat[index] += gy    per volume (a cell that won several overlapping
+                                   windows gets the sum; a window that read no cell: none)
+    The backward is linear in gy and reads no x: with create_graph it runs as
+    _ScatterToVolumes, whose backward is a gather at the indices.
+    """
+    non_differentiable_outputs = (1,)
+
+    double_backward = "operators"
+
+    def forward(ctx, x, *, geometry):
+        xp = get_array_module(x)
+        x5 = _ncdhw(x)
+        n, c = x5.shape[:2]
+        bottom = lowest(x.dtype)
+        cols = _vol2col(x5, geometry, bottom)                                   # (N, C, K3, L)
+        tap = _argmax_as_torch(cols, 2)                                         # (N, C, L)
+        y = xp.take_along_axis(cols, tap[:, :, None], axis=2)[:, :, 0]
+        _, unpadded, start, empty = _windows(geometry)
+        index = xp.asarray(unpadded)[tap, xp.arange(tap.shape[-1])]
+        # nothing beat the initial -inf (a padding cell may tie): PyTorch's starting cell
+        index = xp.where(y == bottom, xp.asarray(start), index).astype(np.int64)
+        shape = x.shape[:-3] + geometry[5]
+        ctx.x_shape, ctx.empty = x.shape, None
+        saved = index
+        if empty is not None:       # those windows point outside their volume: no gradient
+            ctx.empty = xp.asarray(empty).reshape(geometry[5])
+            saved = xp.where(ctx.empty, 0, index.reshape(shape))
+        ctx.save_for_backward(saved.reshape(shape))
+        return y.reshape(shape), index.reshape(shape)
+
+    def backward(ctx, gy, _gindex):
+        return _scatter_to_maxima(ctx, gy)
+
+
+def _scatter_to_maxima(ctx, gy):
+    """dL/dx of a max pooling: gy added at the saved indices, per volume (a recorded op when
+    gy is a Tensor, for create_graph)."""
+    index, = ctx.saved_tensors
+    index = raw(index)
+    if ctx.empty is not None:
+        gy = gy * get_array_module(index).asarray(~ctx.empty, dtype=gy.dtype)
+    if isinstance(gy, Tensor):
+        return _ScatterToVolumes.apply(gy, index, shape=ctx.x_shape)
+    return _ScatterToVolumes().forward(gy, index, shape=ctx.x_shape)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """3-D max pooling as ``torch.nn.functional.max_pool3d``; with ``return_indices`` also
+    the flat per-volume positions (d*H*W + h*W + w) of the maxima (for max_unpool3d).
+    Integer tensors too: padding then counts as the dtype's minimum."""
+    op = "max_pool3d"
+    _check_orderable(op, input)
+    geometry = _pool3d_args(op, input, kernel_size, stride, padding, dilation, ceil_mode)
+    y, index = MaxPool3d.apply(input, geometry=geometry)
+    return (y, index) if return_indices else y
+
+
+# ---------------------------------------------------------------- average pooling
+@functools.lru_cache(maxsize=256)
+def _avg_divisors(geometry, padding, count_include_pad, divisor_override):
+    """(L,) float64 divisor of every window, PyTorch's way: a window spans
+    [o*s - p, min(o*s - p + k, n + p)) per axis; its cells of the requested padding count
+    when count_include_pad, ceil_mode's overhang never does; divisor_override replaces it."""
+    size, _, kernel, stride, _, out = geometry
+    if divisor_override is not None:
+        return np.full(math.prod(out), float(divisor_override))
+    counts = []
+    for n, k, s, p, o in zip(size, kernel, stride, padding, out):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, n + p)
+        counts.append(end - start if count_include_pad else np.minimum(end, n) - np.maximum(start, 0))
+    div = (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]).astype(np.float64)
+    div = div.reshape(-1)
+    div.flags.writeable = False
+    return div
+
+
+class AvgPool3d(Function):
+    """y = sum over each window / divisor: a linear map, so its backward is its transpose.
+
+    Forward:  cols = vol2col(x, zero padded);  y = cols.sum(over K3) / divisor
+    Backward: every cell of a window contributed 1/divisor of its output:
+              dL/dcols = (gy / divisor) repeated over K3;  dL/dx = col2vol(dL/dcols)
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, *, geometry, divisor):
+        xp = get_array_module(x)
+        ctx.geometry, ctx.divisor, ctx.x_shape = geometry, divisor, x.shape
+        cols = _vol2col(_ncdhw(x), geometry)                                    # (N, C, K3, L)
+        div = xp.asarray(_avg_divisors(*divisor).astype(x.dtype if x.dtype.kind == "f" else np.float64))
+        y = (cols.sum(axis=2) / div).astype(x.dtype, copy=False)   # an integer input truncates, as PyTorch
+        return y.reshape(x.shape[:-3] + geometry[5])
+
+    def backward(ctx, gy):
+        xp = get_array_module(gy)
+        g = _ncdhw(gy)
+        k3, length = math.prod(ctx.geometry[2]), math.prod(ctx.geometry[5])    # (explicit: a batch may be empty)
+        g = g.reshape(g.shape[:2] + (1, length)) / xp.asarray(_avg_divisors(*ctx.divisor).astype(gy.dtype))
+        cols = xp.broadcast_to(g, g.shape[:2] + (k3, length))
+        return _col2vol(cols, ctx.geometry).reshape(ctx.x_shape)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """3-D average pooling as ``torch.nn.functional.avg_pool3d``."""
+    op = "avg_pool3d"
+    geometry = _pool3d_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError(f"{op}: divisor must be not zero")
+    padding = tuple(b for b, _ in geometry[1])
+    divisor = (geometry, padding, bool(count_include_pad), divisor_override)
+    return AvgPool3d.apply(input, geometry=geometry, divisor=divisor)
+
+
+# ---------------------------------------------------------------- adaptive pooling
+def _adaptive_output(op, input, output_size):
+    _check_rank(op, input)
+    if input.dtype.kind != "f":
+        raise RuntimeError(f"{op}: not implemented for {input.dtype} tensors (shape {tuple(input.shape)}); "
+                           "pool a floating tensor")
+    if min(input.shape[-3:]) < 1:
+        raise RuntimeError(f"{op}: expected an input with non-zero D, H and W, got shape {input.shape}")
+    if isinstance(output_size, numbers.Integral) or output_size is None:
+        output_size = (output_size,) * 3
+    output_size = tuple(output_size)
+    if len(output_size) != 3:
+        raise ValueError(f"{op}: output_size must be an int or a triple, got {output_size!r}")
+    out = tuple(n if o is None else int(o) for n, o in zip(input.shape[-3:], output_size))
+    if min(out) < 1:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
+    return out
+
+
+class AdaptiveAvgPool3d(Function):
+    """Average over PyTorch's adaptive bins, one small matrix product per axis.
+
+    With A_d (Do, D), A_h (Ho, H), A_w (Wo, W) the bin-averaging matrices (row i holds
+    1/len(bin i) on bin i), each volume X maps to
+        Y[a, b, c] = sum_{d, h, w} A_d[a, d] A_h[b, h] A_w[c, w] X[d, h, w]
+    linear in X, so dL/dX is the same product with the transposed matrices:
+        dL/dX[d, h, w] = sum_{a, b, c} A_d[a, d] A_h[b, h] A_w[c, w] dL/dY[a, b, c]
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, *, out):
+        xp = get_array_module(x)
+        ctx.x_shape = x.shape
+        ctx.mats = [_bin_average_matrix(xp, x.dtype, n, o) for n, o in zip(x.shape[-3:], out)]
+        return _along_axes(x, ctx.mats)
+
+    def backward(ctx, gy):
+        return _along_axes(gy, [a.T for a in ctx.mats])
+
+
+def _along_axes(x, mats):
+    """x (..., D, H, W) with the matrices (Do, D), (Ho, H), (Wo, W) applied along its last
+    three axes: W first (x @ A_w^T), then H (A_h @ .), then D on (D, Ho*Wo) slabs."""
+    a_d, a_h, a_w = mats
+    y = a_h @ (x @ a_w.T)                                                       # (..., D, Ho, Wo)
+    lead, (d, ho, wo) = y.shape[:-3], y.shape[-3:]
+    return (a_d @ y.reshape(lead + (d, ho * wo))).reshape(lead + (a_d.shape[0], ho, wo))
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """As ``torch.nn.functional.adaptive_avg_pool3d``; ``output_size`` an int or a triple
+    (None keeps that axis)."""
+    out = _adaptive_output("adaptive_avg_pool3d", input, output_size)
+    return AdaptiveAvgPool3d.apply(input, out=out)
+
+
+def _bin_taps(size, out):
+    """(out, longest bin) input positions of each bin; a short bin repeats its last
+    position (a repeated cell cannot change a max or which cell wins)."""
+    start, end = _adaptive_bins(size, out)
+    longest = int((end - start).max())
+    return np.minimum(start[:, None] + np.arange(longest), end[:, None] - 1)
+
+
+class AdaptiveMaxPool3d(Function):
+    """Max over PyTorch's adaptive bins, with its flat per-volume indices.
+
+    Forward: each bin's cells are gathered (the taps of the three axes, outer-combined)
+    into windows (P, Do, Ho, Wo, kd*kh*kw); y = max over the window, index =
+    d*H*W + h*W + w of the winner (PyTorch's scan rules).
+    Backward: each output's gradient goes to its winning cell; bins may overlap, so two
+    outputs can pick the same cell: scatter-ADD, dL/dx.flat[index] += gy per volume.
+    """
+    non_differentiable_outputs = (1,)
+
+    double_backward = "operators"
+
+    def forward(ctx, x, *, out):
+        xp = get_array_module(x)
+        size = x.shape[-3:]
+        volumes = x.reshape((-1,) + size)
+        taps = [_bin_taps(n, o) for n, o in zip(size, out)]                      # (o_a, k_a)
+        td, th, tw = [t.T for t in taps]                                        # as (k_a, o_a)
+        sd, sh, sw = _spread([td, th, tw])                                      # (kd, kh, kw, Do, Ho, Wo)
+        cells = ((sd * size[1] + sh) * size[2] + sw).reshape(-1, math.prod(out))  # (K3, L)
+        cells = xp.asarray(cells)
+        windows = volumes.reshape(volumes.shape[0], math.prod(size))[:, cells]  # (P, K3, L)
+        tap = _argmax_as_torch(windows, 1)
+        y = xp.take_along_axis(windows, tap[:, None], axis=1)[:, 0]
+        index = cells[tap, xp.arange(cells.shape[1])].astype(np.int64)
+        shape = x.shape[:-3] + tuple(out)
+        ctx.x_shape, ctx.empty = x.shape, None          # every bin holds a cell
+        ctx.save_for_backward(index.reshape(shape))
+        return y.reshape(shape), index.reshape(shape)
+
+    def backward(ctx, gy, _gindex):
+        return _scatter_to_maxima(ctx, gy)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    """As ``torch.nn.functional.adaptive_max_pool3d`` (indices: flat d*H*W + h*W + w per volume)."""
+    out = _adaptive_output("adaptive_max_pool3d", input, output_size)
+    y, index = AdaptiveMaxPool3d.apply(input, out=out)
+    return (y, index) if return_indices else y
+
+
+# ---------------------------------------------------------------- max unpooling
+class MaxUnpool3d(Function):
+    """The partial inverse of max pooling: y is zero except y[p].flat[index[p, j]] = x[p, j].
+
+    Forward: out = zeros; out.flat[cell of (p, j)] = x[p, j]   (a write, not an add)
+    Backward: y took x[p, j] at one cell, so dL/dx[p, j] = dL/dy[p].flat[index[p, j]] (a
+    gather). Overlapping pooling windows that chose the same cell wrote the same value
+    there twice, and both inputs receive its gradient, as in PyTorch.
+    """
+
+    double_backward = "linear"
+
+    def forward(ctx, x, index, *, shape):
+        xp = get_array_module(x)
+        ctx.where, ctx.x_shape = _global_cells(xp, index, shape), x.shape
+        y = xp.zeros(math.prod(shape), dtype=x.dtype)
+        y[ctx.where] = x.reshape(-1)
+        return y.reshape(shape)
+
+    def backward(ctx, gy):
+        return gy.reshape(-1)[ctx.where].reshape(ctx.x_shape), None
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """As ``torch.nn.functional.max_unpool3d``: default output size
+    (D - 1)*stride - 2*padding + kernel_size per axis; ``output_size`` (D, H, W) or the
+    full shape picks another within one stride of it."""
+    op = "max_unpool3d"
+    if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
+        raise TypeError(f"{op}: input and indices must be Tensors")
+    _check_rank(op, input)
+    if indices.shape != input.shape:
+        raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
+    if indices.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
+    kernel = _triple(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None else _triple(stride, "stride", op)
+    padding = _triple(padding, "padding", op)
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-3:], stride, padding, kernel))
+    if output_size is None:
+        out = default
+    else:
+        output_size = tuple(int(v) for v in output_size)
+        if len(output_size) == input.ndim:
+            output_size = output_size[-3:]
+        if len(output_size) != 3:
+            raise ValueError(f"{op}: output_size must have 3 or {input.ndim} elements, got {output_size}")
+        for o, d, s in zip(output_size, default, stride):
+            if not d - s < o < d + s:
+                raise ValueError(f"{op}: invalid output_size {output_size} (must be between "
+                                 f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
+        out = output_size
+    if min(out) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel_size={kernel}, stride={stride}, "
+                           f"padding={padding} gives an empty output {out}")
+    if indices.numel():
+        lo, hi = int(indices.array.min()), int(indices.array.max())
+        if lo < 0 or hi >= math.prod(out):
+            raise RuntimeError(f"{op}: found an invalid max index {lo if lo < 0 else hi} (output volumes are "
+                               f"of size {out[0]}x{out[1]}x{out[2]})")
+    return MaxUnpool3d.apply(input, indices.array, shape=input.shape[:-3] + out)
