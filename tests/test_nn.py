@@ -300,6 +300,43 @@ def test_zero_grad():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("zero", ["module", "optimizer"])
+def test_zeroed_grads_leave_the_graph_of_a_create_graph_backward(zero):
+    """A gradient made with create_graph=True has a history; zero_grad(set_to_none=False)
+    must cut it, or the next create_graph backward extends a freed graph (as PyTorch)."""
+    results = {}
+    for lib in (td, torch):
+        m = lib.nn.Linear(2, 1, bias=False).double()
+        with lib.no_grad():
+            m.weight.copy_(lib.tensor([[0.3, -0.7]], dtype=lib.float64))
+        opt = lib.optim.SGD(m.parameters(), lr=0.1)
+        got = []
+        for it in range(3):
+            (m if zero == "module" else opt).zero_grad(set_to_none=False)
+            assert not m.weight.grad.requires_grad if it else m.weight.grad is None
+            y = m(lib.tensor([[1.0 + it, 3.0 * it - 1]], dtype=lib.float64)) ** 3
+            y.backward(lib.tensor([[0.5 - it]], dtype=lib.float64), create_graph=True)
+            (h,) = lib.autograd.grad((m.weight.grad ** 2).sum(), m.weight)
+            got.append(h.detach().numpy().copy())
+        results[lib.__name__] = got
+    np.testing.assert_allclose(results["tinydl"], results["torch"], rtol=1e-12)
+
+
+def test_linear_keeps_only_what_its_gradients_read():
+    """With an input that needs no gradient, Linear saves no weight: loading new weights
+    between forward and backward is allowed, as PyTorch (dL/dW reads only x)."""
+    lin, x, g = nn.Linear(3, 2).double(), td.randn(4, 3, dtype=td.float64), td.randn(4, 2, dtype=td.float64)
+    y = lin(x)
+    lin.load_state_dict(nn.Linear(3, 2).double().state_dict())
+    y.backward(g)
+    np.testing.assert_allclose(lin.weight.grad.numpy(), g.numpy().T @ x.numpy(), rtol=1e-12)
+    x.requires_grad_(True)
+    y = lin(x)
+    lin.load_state_dict(nn.Linear(3, 2).double().state_dict())
+    with pytest.raises(RuntimeError, match="modified by an inplace operation|changed in place"):
+        y.backward(g)                       # dL/dx reads the weight: refused
+
+
 def test_requires_grad_apply_and_get_submodule():
     model = build_net(td)
     model.features.requires_grad_(False)

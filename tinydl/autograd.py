@@ -1084,6 +1084,22 @@ def _leading_to(inputs, root_fns):
     return leading
 
 
+def zero_grads(params, set_to_none=True):
+    """Forget the gradients of ``params`` (``Module.zero_grad``, ``Optimizer.zero_grad``): drop
+    them, or make each zeros outside any graph (one from ``backward(create_graph=True)`` has a
+    history, which the next backward would extend). The zeros are a new array: a gradient
+    array may be shared with another tensor's gradient, so it is never zeroed in place."""
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            g.grad_fn, g.requires_grad = None, False
+            g.array = get_array_module(g.array).zeros_like(g.array)
+
+
 def _accumulate_leaf(t, g, handed_out):
     """t.grad += g, never letting two ``.grad`` share memory.
 

@@ -18,8 +18,8 @@ that dropout and batch norm read), ``to()`` (move or cast every tensor).
 import itertools
 from collections import OrderedDict, namedtuple
 
-from ..autograd import Function, RemovableHandle
-from ..backend import Device, parse_device, to_device, get_array_module
+from ..autograd import Function, RemovableHandle, zero_grads
+from ..backend import Device, parse_device, to_device
 from ..tensor import Tensor, _normalize_dtype, float16, float32, float64
 from .parameter import Parameter
 
@@ -573,16 +573,9 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        """Forget the gradients of the last backward pass (they accumulate otherwise)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                # A fresh zero array rather than zeroing in place: a grad array can be
-                # shared with another leaf or with the caller's upstream gradient.
-                p.grad.array = get_array_module(p.grad.array).zeros_like(p.grad.array)
+        """Forget the gradients of the last backward pass (they accumulate otherwise):
+        ``autograd.zero_grads``."""
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call ``fn(module)`` on every descendant, then on self (e.g. a custom init)."""

@@ -509,8 +509,9 @@ class Linear(Function):
     double_backward = "operators"
 
     def forward(ctx, x, weight, bias=None):
-        ctx.save_for_backward(x, weight)
-        ctx.bias_shape = None if bias is None else bias.shape
+        need_x, need_w = ctx.needs_input_grad[:2]      # each gradient reads only the other input
+        ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+        ctx.x_shape, ctx.bias_shape = x.shape, None if bias is None else bias.shape
         rows = math.prod(x.shape[:-1])      # not -1: reshape cannot infer it when a size is 0
         y = matmul_rows(x.reshape(rows, x.shape[-1]), weight.T).reshape(x.shape[:-1] + weight.shape[:1])
         if bias is not None:
@@ -521,7 +522,7 @@ class Linear(Function):
         x, weight = ctx.saved_tensors
         rows = math.prod(gy.shape[:-1])
         gy2 = gy.reshape(rows, gy.shape[-1])
-        gx = matmul_rows(gy2, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gx = matmul_rows(gy2, weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
         gw = matmul_t(gy2, x.reshape(rows, x.shape[-1])) if ctx.needs_input_grad[1] else None
         gb = unbroadcast(gy2.sum(0), ctx.bias_shape) if ctx.bias_shape is not None and ctx.needs_input_grad[2] \
             else None

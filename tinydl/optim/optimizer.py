@@ -35,7 +35,7 @@ import warnings
 from collections import defaultdict
 
 from .. import backend
-from ..autograd import enable_grad
+from ..autograd import enable_grad, zero_grads
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -172,24 +172,13 @@ class Optimizer:
 
     # ------------------------------------------------------------ the update
     def zero_grad(self, set_to_none=True):
-        """Forget the gradients of every parameter.
+        """Forget the gradients of every parameter (``autograd.zero_grads``).
 
         ``set_to_none=True`` (the default) drops them: the next backward creates
         fresh ones, and ``step`` skips parameters whose grad is None.
-        ``set_to_none=False`` sets them to zeros instead. The zeros are a new array:
-        a gradient array may be shared with another tensor's gradient, so it is
-        never zeroed in place.
+        ``set_to_none=False`` sets them to zeros instead (a new array).
         """
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    g = p.grad
-                    g.grad_fn, g.requires_grad = None, False
-                    g.array = backend.get_array_module(g.array).zeros_like(g.array)
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; return ``closure()``'s loss.
