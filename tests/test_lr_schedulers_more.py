@@ -407,3 +407,20 @@ def test_all_of_torch_schedulers_are_exported():
     assert set(tlrs.__all__) <= set(lrs.__all__)
     for name in lrs.__all__:
         assert getattr(td.optim.lr_scheduler, name) is getattr(lrs, name)
+
+
+@pytest.mark.parametrize("name", ["LambdaLR", "MultiplicativeLR"])
+def test_a_group_added_after_the_scheduler_is_refused_as_torch(name):
+    """One lr function per group, fixed when the scheduler is made: a group added later
+    raises at the next step (PyTorch: ValueError from zip(strict=True)), never left at its lr."""
+    for lib in (td, torch):
+        a = lib.zeros(2, requires_grad=True)
+        b = lib.zeros(2, requires_grad=True)
+        opt = lib.optim.SGD([a], lr=1.0)
+        sched = getattr(lib.optim.lr_scheduler, name)(opt, lambda e: 0.5)
+        opt.step()
+        sched.step()
+        opt.add_param_group({"params": [b], "lr": 0.5})
+        opt.step()
+        with pytest.raises(ValueError):
+            sched.step()

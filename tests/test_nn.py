@@ -899,3 +899,42 @@ def test_get_parameter_and_get_buffer_as_torch():
                     lambda: m.get_parameter("1.running_mean")):
             with pytest.raises(AttributeError):
                 bad()
+
+
+def test_extra_state_goes_into_the_state_dict_as_torch(tmp_path):
+    """get_extra_state / set_extra_state: the value sits under <prefix>_extra_state after the
+    module's own parameters and buffers (before its children's), comes back through td.save/td.load and load_state_dict, and a
+    missing one is a missing key."""
+    def make(lib):
+        class Tagged(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = lib.nn.Linear(1, 1)
+                self.vocab = {"a": 1}
+
+            def get_extra_state(self):
+                return {"vocab": dict(self.vocab)}
+
+            def set_extra_state(self, state):
+                self.vocab = state["vocab"]
+        return lib.nn.Sequential(Tagged())
+
+    for lib in (td, torch):
+        m, m2 = make(lib), make(lib)
+        m[0].vocab = {"b": 2}
+        assert list(m.state_dict()) == ["0._extra_state", "0.lin.weight", "0.lin.bias"]
+        m2.load_state_dict(m.state_dict())
+        assert m2[0].vocab == {"b": 2}
+        state = m.state_dict()
+        del state["0._extra_state"]
+        with pytest.raises(RuntimeError, match="0._extra_state"):
+            make(lib).load_state_dict(state)
+        assert make(lib).load_state_dict(state, strict=False).missing_keys == ["0._extra_state"]
+    m = make(td)
+    m[0].vocab = {"c": 3}
+    td.save(m.state_dict(), tmp_path / "m.npz")
+    m2 = make(td)
+    m2.load_state_dict(td.load(tmp_path / "m.npz"))
+    assert m2[0].vocab == {"c": 3}
+    with pytest.raises(RuntimeError, match="get_extra_state"):
+        nn.Linear(1, 1).get_extra_state()

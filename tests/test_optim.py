@@ -892,3 +892,17 @@ def test_fused_numba_adam_is_the_plain_update_bit_for_bit(dtype, make, options):
     for fused, plain in zip(results[False], results[True]):
         assert fused.dtype == dtype
         np.testing.assert_array_equal(fused, plain)
+
+
+def test_a_state_dict_of_another_optimizer_is_refused():
+    """SGD given Adam's state dict refuses it at once, naming the settings it does not have
+    (PyTorch fails at the next step with KeyError 'momentum'); Adam's own loads."""
+    ps = td_params(initial_values())
+    adam = optim.Adam(ps, lr=0.5)
+    set_td_grads(ps, gradient_sequence(1)[0])
+    adam.step()
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: .*\(amsgrad, betas, eps\).*another optimizer"):
+        optim.SGD(ps, lr=0.1, momentum=0.9).load_state_dict(adam.state_dict())
+    optim.Adam(ps, lr=0.1).load_state_dict(adam.state_dict())
+    torch_adam = torch.optim.Adam(torch_params(initial_values()), lr=0.5)
+    optim.Adam(ps, lr=0.1).load_state_dict(torch_adam.state_dict())     # torch's flags are no settings

@@ -103,3 +103,14 @@ def test_cli_errors_are_one_line_and_nothing_is_unpickled(resnet18_pth, tmp_path
     err = capsys.readouterr().err
     assert "cannot read" in err and "weights only" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists() and not os.path.exists(tmp_path / "e.npz")
+
+
+def test_a_bfloat16_checkpoint_converts_to_float32(tmp_path):
+    """bfloat16 has no NumPy dtype: its values (all exact in float32) come over as float32."""
+    from tinydl.utils.pretrained import convert_torch_weights
+    lin = torch.nn.Linear(3, 2).bfloat16()
+    torch.save(lin.state_dict(), tmp_path / "w.pth")
+    convert_torch_weights(tmp_path / "w.pth", tmp_path / "w.npz")
+    got = td.load(tmp_path / "w.npz")
+    assert got["weight"].dtype == np.float32
+    np.testing.assert_array_equal(got["weight"], lin.weight.float().detach().numpy())

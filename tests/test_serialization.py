@@ -301,3 +301,13 @@ def test_orphans_of_dead_writers_are_removed_on_the_next_save(tmp_path):
         p.write_bytes(b"half a checkpoint")
     td.save({"w": np.arange(3)}, tmp_path / "ckpt.npz")
     assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.npz", live.name, other.name])
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_save_through_a_symbolic_link_writes_its_target(tmp_path):
+    """As PyTorch (and open()): the link stays a link, its target gets the new data."""
+    target, link = tmp_path / "target.npz", tmp_path / "link.npz"
+    td.save(td.ones(2), target)
+    os.symlink(target, link)
+    td.save(td.zeros(3), link)
+    assert link.is_symlink() and td.load(target).shape == (3,)

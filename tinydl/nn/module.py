@@ -23,6 +23,9 @@ from ..backend import Device, parse_device, to_device
 from ..tensor import Tensor, _normalize_dtype, float16, float32, float64
 from .parameter import Parameter
 
+#: the state_dict key of a module's ``get_extra_state()`` (after its prefix), as PyTorch's
+_EXTRA_STATE = "_extra_state"
+
 __all__ = ["Module"]
 
 
@@ -447,14 +450,32 @@ class Module:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
     # ================================================================ state dict
+    def get_extra_state(self):
+        """What else a subclass wants in its state_dict (a vocabulary, a step count: any value
+        ``td.save`` can write), under ``<prefix>_extra_state``; give it back in
+        ``set_extra_state``. Override both, as in PyTorch."""
+        raise RuntimeError("get_extra_state: override it (and set_extra_state) to keep extra state "
+                           "in the state_dict")
+
+    def set_extra_state(self, state):
+        """Take back what ``get_extra_state`` returned (see there)."""
+        raise RuntimeError("set_extra_state: override it (and get_extra_state) to load extra state "
+                           "from a state_dict")
+
+    def _has_extra_state(self):
+        return type(self).get_extra_state is not Module.get_extra_state
+
     def _save_to_state_dict(self, destination, prefix, keep_vars):
-        """This module's own entries: parameters first, then persistent buffers."""
+        """This module's own entries: parameters first, then persistent buffers, then the
+        extra state (``get_extra_state``) if the class has one."""
         for name, param in self._parameters.items():
             if param is not None:
                 destination[prefix + name] = param if keep_vars else param.detach()
         for name, buf in self._buffers.items():
             if buf is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buf if keep_vars else buf.detach()
+        if self._has_extra_state():
+            destination[prefix + _EXTRA_STATE] = self.get_extra_state()
 
     def state_dict(self, destination=None, prefix="", keep_vars=False):
         """OrderedDict name -> Tensor of every parameter and persistent buffer, with
@@ -506,8 +527,14 @@ class Module:
                 error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in the model are '
                                   f"{target.shape} and whose dimensions in the checkpoint are {tuple(src.shape)}, "
                                   f"an exception occurred: {exc!r}.")
+        has_extra = type(self).set_extra_state is not Module.set_extra_state
+        if has_extra:
+            if prefix + _EXTRA_STATE in state_dict:
+                self.set_extra_state(state_dict[prefix + _EXTRA_STATE])
+            elif strict:
+                missing_keys.append(prefix + _EXTRA_STATE)
         if strict:
-            own = {n for n, _ in local}
+            own = {n for n, _ in local} | ({_EXTRA_STATE} if has_extra else set())
             for key in state_dict:
                 if not key.startswith(prefix):
                     continue

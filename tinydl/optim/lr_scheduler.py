@@ -119,7 +119,12 @@ class LRScheduler:
             self.last_epoch = epoch
             closed = getattr(self, "_get_closed_form_lr", None)
             values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
+        groups = self.optimizer.param_groups
+        if len(values) != len(groups):      # as PyTorch's zip(strict=True): no group left unscheduled
+            raise ValueError(f"{type(self).__name__}: the optimizer has {len(groups)} param groups, the scheduler "
+                             f"{len(values)} (a group added after the scheduler was made? make it after "
+                             "add_param_group)")
+        for group, lr in zip(groups, values):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 

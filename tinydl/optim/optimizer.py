@@ -261,6 +261,12 @@ class Optimizer:
             if len(g["params"]) != len(s["params"]):
                 raise ValueError(f"{name}.load_state_dict: parameter group {i} has {len(s['params'])} "
                                  f"parameters in the state dict but {len(g['params'])} here")
+        for i, (g, s) in enumerate(zip(groups, saved_groups)):
+            foreign = sorted(set(s) - set(g) - _ANY_OPTIMIZERS_GROUP_KEYS)
+            if foreign:     # (PyTorch fails later, at a step, with a KeyError)
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} of the state dict has settings "
+                                 f"{name} does not have ({', '.join(map(str, foreign))}): the state dict of "
+                                 "another optimizer?")
         id_map = {saved: p for g, s in zip(groups, saved_groups)
                   for saved, p in zip(s["params"], g["params"])}
 
@@ -287,6 +293,13 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k not in ("params", "param_names")]
         return "\n".join(lines) + "\n)"
+
+
+#: keys a param group may hold whatever the optimizer: the parameters and their names, what
+#: LR schedulers and SWA add, and PyTorch's implementation flags (a torch state dict loads)
+_ANY_OPTIMIZERS_GROUP_KEYS = {"params", "param_names", "initial_lr", "max_lr", "min_lr", "base_momentum",
+                              "max_momentum", "swa_lr", "foreach", "fused", "capturable", "differentiable",
+                              "maximize", "decoupled_weight_decay"}
 
 
 def _cast_state_value(p, key, value):

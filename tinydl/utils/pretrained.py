@@ -82,6 +82,8 @@ def convert_torch_weights(src, dst, overwrite=False):
     state = _unwrap(obj)
     if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"convert-weights: {src} holds no state dict (a dict of name -> tensor)")
-    arrays = OrderedDict((k, v.detach().cpu().numpy()) for k, v in state.items() if torch.is_tensor(v))
+    # bfloat16 (many published checkpoints) has no NumPy dtype: it becomes float32, exactly
+    arrays = OrderedDict((k, (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy())
+                         for k, v in state.items() if torch.is_tensor(v))
     save(arrays, dst)
     return len(arrays), sum(a.size for a in arrays.values())

@@ -151,11 +151,12 @@ def atomic_file(path, mode="wb"):
     or all of the new one, whatever happens midway (an exception, a kill, a power cut).
 
     The data goes to ``.<name>.<pid>.<random>.tmp`` in the same folder, is flushed to
-    disk, and the temporary file is renamed over ``path``. Temporary files of the same
+    disk, and the temporary file is renamed over ``path`` (over a link's target, not the
+    link). Temporary files of the same
     ``path`` left by writers that died (their process is gone) are removed first.
     """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
+    path = os.path.realpath(os.fspath(path))     # through a symbolic link: its target is written
+    folder, name = os.path.split(path)
     _remove_orphans(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     # os.open with mode 0o666 lets the umask decide the permissions, as for a normal file.
