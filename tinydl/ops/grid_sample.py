@@ -37,6 +37,7 @@ from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
+from .resample import CUBIC_A, cubic_far, cubic_near
 
 __all__ = ["affine_grid", "grid_sample"]
 
@@ -113,23 +114,12 @@ def _axis_taps(xp, g, size, mode, padding_mode, align_corners):
 
 
 # ---------------------------------------------------------------- tap weights (arrays or Tensors)
-_A = -0.75      # Keys' cubic convolution parameter, as PyTorch's bicubic
+def _near_slope(d):   # d/dd of resample.cubic_near
+    return (3 * (CUBIC_A + 2) * d - 2 * (CUBIC_A + 3)) * d
 
 
-def _near(d):   # Keys' kernel for |d| <= 1
-    return ((_A + 2) * d - (_A + 3)) * d * d + 1
-
-
-def _far(d):    # Keys' kernel for 1 < |d| < 2
-    return ((_A * d - 5 * _A) * d + 8 * _A) * d - 4 * _A
-
-
-def _near_slope(d):
-    return (3 * (_A + 2) * d - 2 * (_A + 3)) * d
-
-
-def _far_slope(d):
-    return (3 * _A * d - 10 * _A) * d + 8 * _A
+def _far_slope(d):    # d/dd of resample.cubic_far
+    return (3 * CUBIC_A * d - 10 * CUBIC_A) * d + 8 * CUBIC_A
 
 
 def _weights(mode, t):
@@ -137,7 +127,7 @@ def _weights(mode, t):
     at the distances 1 + t, t, 1 - t, 2 - t for cubic. Plain arithmetic: arrays or Tensors."""
     if mode == "bilinear":
         return [1 - t, t]
-    return [_far(t + 1), _near(t), _near(1 - t), _far(2 - t)]
+    return [cubic_far(t + 1), cubic_near(t), cubic_near(1 - t), cubic_far(2 - t)]
 
 
 def _weight_slopes(mode, t):

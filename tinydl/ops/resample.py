@@ -273,23 +273,26 @@ def _linear_taps(xp, in_size, out_size, scale_factor, align_corners, dtype):
     return xp.stack([i0, i1], axis=1), xp.stack([1 - t, t], axis=1)
 
 
-def _cubic_taps(xp, in_size, out_size, scale_factor, align_corners, dtype, A=-0.75):
+#: Keys' cubic convolution parameter, as PyTorch's and OpenCV's bicubic
+CUBIC_A = -0.75
+
+
+def cubic_near(d):
+    """Keys' cubic kernel for |d| <= 1: (A + 2)|d|^3 - (A + 3)|d|^2 + 1 (arrays or Tensors)."""
+    return ((CUBIC_A + 2) * d - (CUBIC_A + 3)) * d * d + 1
+
+
+def cubic_far(d):
+    """Keys' cubic kernel for 1 < |d| < 2: A|d|^3 - 5A|d|^2 + 8A|d| - 4A (arrays or Tensors)."""
+    return ((CUBIC_A * d - 5 * CUBIC_A) * d + 8 * CUBIC_A) * d - 4 * CUBIC_A
+
+
+def _cubic_taps(xp, in_size, out_size, scale_factor, align_corners, dtype):
     """Four taps i0-1 .. i0+2, clamped into the input (border replication), with Keys'
-    cubic convolution kernel (A = -0.75, as PyTorch and OpenCV) at distances 1+t, t, 1-t, 2-t:
-
-        |d| <= 1:     (A + 2)|d|^3 - (A + 3)|d|^2 + 1
-        1 < |d| < 2:  A|d|^3 - 5A|d|^2 + 8A|d| - 4A
-    """
+    cubic kernel (``cubic_near``, ``cubic_far``) at distances 1+t, t, 1-t, 2-t."""
     i0, t = _source_coordinate(xp, in_size, out_size, scale_factor, align_corners, dtype, cubic=True)
-
-    def near(d):   # |d| <= 1
-        return ((A + 2) * d - (A + 3)) * d * d + 1
-
-    def far(d):    # 1 < |d| < 2
-        return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A
-
     idx = xp.clip(i0[:, None] + xp.arange(-1, 3)[None, :], 0, in_size - 1)
-    w = xp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    w = xp.stack([cubic_far(t + 1), cubic_near(t), cubic_near(1 - t), cubic_far(2 - t)], axis=1)
     return idx, w
 
 
