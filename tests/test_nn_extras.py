@@ -160,6 +160,8 @@ def test_channel_shuffle_is_the_interleaving_permutation():
     ("LPPool2d", (1.5, 2), (3, 6, 4)),
     ("LPPool1d", (2, 3), (2, 3, 9)),
     ("LPPool1d", (3, 2, 1, True), (3, 8)),
+    ("LPPool3d", (2, (2, 1, 2)), (2, 2, 4, 3, 4)),
+    ("LPPool3d", (1.5, 2, 1, True), (2, 3, 3, 3)),
 ])
 def test_lp_pool_modules_match_torch(cls, args, shape, dtype):
     a = np.random.default_rng(0).uniform(0.2, 2.0, shape)

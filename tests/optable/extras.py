@@ -46,6 +46,11 @@ def _lp1(name, p, kernel, stride=None, ceil_mode=False, shape=(2, 3, 9), make=No
                   lambda x: TF.lp_pool1d(x, p, kernel, stride, ceil_mode), (make or randn)(shape))
 
 
+def _lp3(name, p, kernel, stride=None, ceil_mode=False, shape=(2, 2, 5, 4, 3), make=None):
+    return OpCase(f"lp_pool3d/{name}", lambda x: E.lp_pool3d(x, p, kernel, stride, ceil_mode),
+                  lambda x: TF.lp_pool3d(x, p, kernel, stride, ceil_mode), (make or randn)(shape))
+
+
 def _bilinear(name, lead, in1, in2, out, bias=True):
     shapes = [lead + (in1,), lead + (in2,), (out, in1, in2)] + ([(out,)] if bias else [])
     return OpCase(f"bilinear/{name}", E.bilinear, TF.bilinear, randn(*shapes))
@@ -71,6 +76,8 @@ CASES = [
     _shuffle(2, (2, 4, 3), transposed((2, 4, 3))),
 
     _lp2("p2_k3_s2", 2, 3, 2),
+    _lp3("p2_k2", 2, 2),
+    _lp3("p3_k2x3x2_s1_ceil", 3, (2, 3, 2), 1, True, make=positive),
     _lp2("p1_k2", 1, 2),
     _lp2("p3_k2x3_ceil", 3, (2, 3), (2, 2), True, make=positive),
     _lp2("p1.5_k3_s1", 1.5, 3, 1, make=positive),

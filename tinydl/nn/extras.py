@@ -18,7 +18,7 @@ from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, InstanceNorm1d, InstanceNorm2d
 from .parameter import Parameter
 
-__all__ = ["ChannelShuffle", "LPPool1d", "LPPool2d", "Bilinear", "RMSNorm", "LazyLinear", "LazyConv1d",
+__all__ = ["ChannelShuffle", "LPPool1d", "LPPool2d", "LPPool3d", "Bilinear", "RMSNorm", "LazyLinear", "LazyConv1d",
            "LazyConv2d", "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d",
            "LazyInstanceNorm1d", "LazyInstanceNorm2d"]
 
@@ -39,7 +39,7 @@ class ChannelShuffle(Module):
 
 
 class _LPPoolNd(Module):
-    """Power-average pooling: (sum over each window of x^p)^(1/p) (``F.lp_pool1d`` / ``lp_pool2d``)."""
+    """Power-average pooling: (sum over each window of x^p)^(1/p) (``F.lp_pool1d`` / ``2d`` / ``3d``)."""
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
         super().__init__()
@@ -61,6 +61,11 @@ class LPPool1d(_LPPoolNd):
 class LPPool2d(_LPPoolNd):
     def forward(self, input):
         return F.lp_pool2d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+
+class LPPool3d(_LPPoolNd):
+    def forward(self, input):
+        return F.lp_pool3d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
 
 
 class Bilinear(Module):

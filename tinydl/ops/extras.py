@@ -1,4 +1,4 @@
-"""Small pieces of ``torch.nn.functional``: channel_shuffle, lp_pool1d / lp_pool2d, bilinear,
+"""Small pieces of ``torch.nn.functional``: channel_shuffle, lp_pool1d / 2d / 3d, bilinear,
 rms_norm, pdist, gumbel_softmax and the deprecated upsample aliases of interpolate.
 
 None has a Function of its own: each is written with recorded ops (reshape, avg_pool, pow,
@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ..args import pair, single
+from ..args import ntuple, pair, single
 from ..autograd import constant
 from ..tensor import Tensor
 from .activation import softmax
@@ -21,9 +21,10 @@ from .math import matmul
 from .pool import avg_pool1d, avg_pool2d
 from .reduce import norm
 from .resample import interpolate
+from .volumetric import avg_pool3d
 from .shape import index_select, normalize_dim
 
-__all__ = ["channel_shuffle", "lp_pool1d", "lp_pool2d", "bilinear", "rms_norm", "pdist", "gumbel_softmax",
+__all__ = ["channel_shuffle", "lp_pool1d", "lp_pool2d", "lp_pool3d", "bilinear", "rms_norm", "pdist", "gumbel_softmax",
            "upsample", "upsample_nearest", "upsample_bilinear"]
 
 
@@ -91,6 +92,15 @@ def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     k = single(kernel_size, "kernel_size", "lp_pool1d")
     pooled = avg_pool1d(input.pow(p), k, stride, 0, ceil_mode)
     return _lp_finish(pooled, p, k)
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Power-average pooling of (N, C, D, H, W) or (C, D, H, W), as
+    ``torch.nn.functional.lp_pool3d``: (avg_pool3d(x^p) * kd * kh * kw)^(1/p) (see lp_pool2d)."""
+    p = _lp("lp_pool3d", input, norm_type)
+    kernel = ntuple(kernel_size, 3, "kernel_size", "lp_pool3d")
+    pooled = avg_pool3d(input.pow(p), kernel, stride, 0, ceil_mode)
+    return _lp_finish(pooled, p, math.prod(kernel))
 
 
 # ---------------------------------------------------------------- bilinear
