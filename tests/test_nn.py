@@ -938,3 +938,58 @@ def test_extra_state_goes_into_the_state_dict_as_torch(tmp_path):
     assert m2[0].vocab == {"c": 3}
     with pytest.raises(RuntimeError, match="get_extra_state"):
         nn.Linear(1, 1).get_extra_state()
+
+
+def test_state_dict_hooks_as_torch():
+    """The four state-dict hooks: what they see, in which order, and what they may change
+    (a post hook of state_dict renames keys; a load pre hook maps an old layout; a load
+    post hook forgives a missing key before a strict load raises)."""
+    def run(lib):
+        calls = []
+        net = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.Linear(2, 1)).double()
+        net[0].register_state_dict_pre_hook(lambda m, prefix, keep_vars: calls.append(("pre", prefix, keep_vars)))
+
+        def rename(module, state, prefix, local_metadata):
+            calls.append(("post", prefix))
+            state[prefix + "old_weight"] = state.pop(prefix + "weight")
+        handle = net[1].register_state_dict_post_hook(rename)
+        keys = list(net.state_dict())
+        handle.remove()
+
+        def old_layout(module, state, prefix, local_metadata, strict, missing, unexpected, errors):
+            calls.append(("load-pre", prefix))
+            if prefix + "old_weight" in state:
+                state[prefix + "weight"] = state.pop(prefix + "old_weight")
+        net2 = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.Linear(2, 1)).double()
+        net2[1].register_load_state_dict_pre_hook(old_layout)
+        saved = net.state_dict()
+        saved["1.old_weight"] = saved.pop("1.weight")
+        net2.load_state_dict(saved)
+
+        def forgive(module, incompatible):
+            calls.append(("load-post", sorted(incompatible.missing_keys)))
+            incompatible.missing_keys.remove("0.bias")
+        net2.register_load_state_dict_post_hook(forgive)
+        del saved["0.bias"]
+        result = net2.load_state_dict(saved)
+        same = [bool((a == b).all()) for a, b in zip(net2.parameters(), net.parameters())]
+        return keys, calls, same, list(result.missing_keys)
+
+    ours, theirs = run(td), run(torch)
+    assert ours == theirs and len(ours[1]) == 6, ours
+
+
+def test_load_state_dict_assign_and_set_submodule_as_torch():
+    for lib in (td, torch):
+        lin = lib.nn.Linear(3, 2)
+        state = {"weight": lib.ones(2, 3, dtype=lib.float64), "bias": lib.zeros(2, dtype=lib.float64)}
+        lin.load_state_dict(state, assign=True)
+        assert lin.weight.dtype == lib.float64 and isinstance(lin.weight, lib.nn.Parameter)
+        assert lin.weight.requires_grad and list(lin.state_dict()) == ["weight", "bias"]
+        net = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.Sequential(lib.nn.ReLU(), lib.nn.Tanh()))
+        net.set_submodule("1.0", lib.nn.Sigmoid())
+        assert type(net[1][0]).__name__ == "Sigmoid"
+        with pytest.raises(AttributeError):
+            net.set_submodule("1.5", lib.nn.ReLU(), strict=True)
+        with pytest.raises(AttributeError):
+            net.set_submodule("7.0", lib.nn.ReLU())

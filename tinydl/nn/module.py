@@ -251,6 +251,37 @@ class Module:
         grad_input has one entry per positional tensor input (None where it needs none)."""
         return self._add_hook(self._backward_hooks, hook, prepend)
 
+    def _hooks_of(self, kind):
+        """The table of state-dict hooks of ``kind`` (made at the first registration: most
+        modules have none)."""
+        table = self.__dict__.get(kind)
+        if table is None:
+            table = OrderedDict()
+            object.__setattr__(self, kind, table)
+        return table
+
+    def register_state_dict_pre_hook(self, hook):
+        """``hook(module, prefix, keep_vars)``, run before ``state_dict`` collects this module's
+        entries."""
+        return self._add_hook(self._hooks_of("_state_dict_pre_hooks"), hook, False)
+
+    def register_state_dict_post_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata) -> None``, run after this module's
+        entries (its subtree's) are in ``state_dict``; it may change ``state_dict`` in place."""
+        return self._add_hook(self._hooks_of("_state_dict_post_hooks"), hook, False)
+
+    def register_load_state_dict_pre_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+        error_msgs)``, run before this module loads its entries: it may rename keys of an older
+        layout in ``state_dict``."""
+        return self._add_hook(self._hooks_of("_load_state_dict_pre_hooks"), hook, False)
+
+    def register_load_state_dict_post_hook(self, hook):
+        """``hook(module, incompatible_keys) -> None``, run after this module's subtree is
+        loaded and before a strict load raises: it may remove keys from
+        ``incompatible_keys.missing_keys`` / ``.unexpected_keys`` in place."""
+        return self._add_hook(self._hooks_of("_load_state_dict_post_hooks"), hook, False)
+
     # ================================================================ registration
     def register_parameter(self, name, param):
         """Add a Parameter (or None: a declared but absent parameter, like ``bias=False``)."""
@@ -373,6 +404,20 @@ class Module:
             module = module._modules[item]
         return module
 
+    def set_submodule(self, target, module, strict=False):
+        """Put ``module`` at dotted path ``target`` (e.g. swap ``'layer4.1.relu'``); with
+        ``strict`` the path must already hold a submodule."""
+        if not isinstance(module, Module):
+            raise TypeError(f"set_submodule: expected a Module, got {type(module).__name__}")
+        if not target:
+            raise ValueError("set_submodule: target must not be empty")
+        parent_path, _, name = target.rpartition(".")
+        parent = self.get_submodule(parent_path)
+        if strict and not isinstance(parent._modules.get(name), Module):
+            raise AttributeError(f"{type(parent).__name__} has no submodule `{name}` (strict set_submodule "
+                                 f"'{target}')")
+        setattr(parent, name, module)
+
     def get_parameter(self, target):
         """The parameter at dotted path ``target``, e.g. ``'features.0.weight'``."""
         return self._get_entry(target, "_parameters", "parameter")
@@ -483,10 +528,15 @@ class Module:
         the module (copy them if the module will keep training and you want a snapshot)."""
         if destination is None:
             destination = OrderedDict()
+        for hook in list(self.__dict__.get("_state_dict_pre_hooks", {}).values()):
+            hook(self, prefix, keep_vars)
         self._save_to_state_dict(destination, prefix, keep_vars)
         for name, module in self._modules.items():
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+        for hook in list(self.__dict__.get("_state_dict_post_hooks", {}).values()):
+            if hook(self, destination, prefix, {}) is not None:
+                raise RuntimeError("state_dict post-hook must return None (change the state_dict in place)")
         return destination
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
@@ -494,7 +544,8 @@ class Module:
         """Copy this module's own entries out of ``state_dict`` (keys under ``prefix``).
 
         Same signature as PyTorch's hook, so a layer can override it (e.g. to
-        accept checkpoints from an older layout). ``local_metadata`` is always {}.
+        accept checkpoints from an older layout). ``local_metadata`` holds
+        ``assign_to_params_buffers`` (``load_state_dict(assign=...)``).
         """
         local = [(n, t) for n, t in itertools.chain(
             self._parameters.items(),
@@ -517,6 +568,9 @@ class Module:
             if tuple(src.shape) != target.shape:
                 error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(src.shape)} "
                                   f"from checkpoint, the shape in current model is {target.shape}.")
+                continue
+            if local_metadata.get("assign_to_params_buffers"):
+                self._assign(name, target, src)
                 continue
             try:
                 # In place, into the model's own array: keeps its device and dtype
@@ -543,14 +597,24 @@ class Module:
                 if (dot and head not in self._modules) or (not dot and head not in own):
                     unexpected_keys.append(key)
 
-    def load_state_dict(self, state_dict, strict=True):
+    def _assign(self, name, target, src):
+        """``load_state_dict(assign=True)``: the checkpoint's array becomes the entry (its dtype
+        and device); a parameter keeps being a Parameter with the module's requires_grad."""
+        if name in self._parameters:
+            self._parameters[name] = Parameter(Tensor(src), requires_grad=target.requires_grad)
+        else:
+            self._buffers[name] = Tensor(src)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy parameters and buffers from ``state_dict`` into this module, in place.
 
         Values may be Tensors, NumPy or CuPy arrays (or CPU torch tensors); they
         are copied into the existing arrays, so each parameter keeps its device,
         dtype and identity (an optimizer built earlier keeps working). With
         ``strict`` the keys must match exactly; shape mismatches are errors either
-        way. Returns ``(missing_keys, unexpected_keys)``.
+        way. ``assign=True``: the checkpoint's tensors become the parameters and buffers
+        instead, in their own dtype and device (make the optimizer afterwards). Returns
+        ``(missing_keys, unexpected_keys)``; the load-state-dict hooks run on the way.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
@@ -561,12 +625,20 @@ class Module:
                             "is this an optimizer's state_dict?")
         missing, unexpected, errors = [], [], []
 
+        metadata = {"assign_to_params_buffers": bool(assign)}
+        incompatible = _IncompatibleKeys(missing, unexpected)
+
         def load(module, local_state, prefix=""):
-            module._load_from_state_dict(local_state, prefix, {}, True, missing, unexpected, errors)
+            for hook in list(module.__dict__.get("_load_state_dict_pre_hooks", {}).values()):
+                hook(module, local_state, prefix, metadata, True, missing, unexpected, errors)
+            module._load_from_state_dict(local_state, prefix, metadata, True, missing, unexpected, errors)
             for name, child in module._modules.items():
                 if child is not None:
                     child_prefix = prefix + name + "."
                     load(child, {k: v for k, v in local_state.items() if k.startswith(child_prefix)}, child_prefix)
+            for hook in list(module.__dict__.get("_load_state_dict_post_hooks", {}).values()):
+                if hook(module, incompatible) is not None:
+                    raise RuntimeError("load_state_dict post-hook must return None (change the key lists in place)")
 
         load(self, state_dict)
         if strict:
@@ -577,7 +649,7 @@ class Module:
         if errors:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
-        return _IncompatibleKeys(missing, unexpected)
+        return incompatible
 
     # ================================================================ modes
     def train(self, mode=True):
