@@ -49,11 +49,15 @@ def test_relu_special_values(dtype):
     assert bits(y[4:6]) == bits(x[4:6])
     gy = np.array([-1.0, -1.0, 3.0, 3.0, 5.0, 5.0, np.nan, np.inf], dtype=dtype)
     gx = K.relu_backward_numba(gy, y)
-    # mask off (y <= 0 or NaN): gy * 0 -> -0.0 for negative gy, NaN for NaN/inf gy
-    assert np.signbit(gx[0]) and gx[0] == 0
-    assert gx[2] == 0 and gx[4] == 0 and gx[5] == 0
-    assert np.isnan(gx[6]) and np.isnan(gx[7])
-    assert gx[3] == 3.0
+    # a select, as PyTorch's: +0.0 where y <= 0 whatever gy is (no 0 * inf = NaN), and a
+    # NaN y (from a NaN x) passes gy on
+    assert bits(gx) == bits(K.relu_backward_reference(gy, y))
+    np.testing.assert_array_equal(gx, [0, 0, 0, 3, 5, 5, 0, 0])
+    assert not np.signbit(gx).any()
+    import torch
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(gy))
+    assert bits(gx) == bits(tx.grad.numpy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -162,6 +162,7 @@ def test_channel_shuffle_is_the_interleaving_permutation():
     ("LPPool1d", (3, 2, 1, True), (3, 8)),
     ("LPPool3d", (2, (2, 1, 2)), (2, 2, 4, 3, 4)),
     ("LPPool3d", (1.5, 2, 1, True), (2, 3, 3, 3)),
+    ("LPPool2d", (float("inf"), 2), (2, 3, 4, 4)),
 ])
 def test_lp_pool_modules_match_torch(cls, args, shape, dtype):
     a = np.random.default_rng(0).uniform(0.2, 2.0, shape)
@@ -436,3 +437,18 @@ def test_lazy_module_trains_with_an_optimizer_built_before_its_first_call():
 def test_errors_name_the_op_and_what_is_wrong(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_lp_pool_of_an_all_zero_window_passes_no_gradient_as_torch():
+    """After a ReLU a window is often all zeros: its root has an infinite slope, which
+    ReLU's backward (a select, as PyTorch's) stops; the gradient there is 0, not NaN."""
+    a = np.zeros((1, 1, 2, 4))
+    a[..., 2:] = 1
+    g = np.random.default_rng(3).normal(size=(1, 1, 1, 2))
+    grads = []
+    for lib, lp in ((td, F.lp_pool2d), (torch, torch.nn.functional.lp_pool2d)):
+        x = lib.tensor(a, requires_grad=True)
+        lp(x, 2, 2).backward(lib.tensor(g))
+        grads.append(x.grad.numpy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    assert np.isfinite(grads[0]).all()

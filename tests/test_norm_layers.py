@@ -548,3 +548,24 @@ def test_ops_leave_their_input_alone(op):
     y.backward(td.tensor(np.ones(y.shape)))
     np.testing.assert_array_equal(x, before)
     assert not np.shares_memory(y.array, x)
+
+
+@pytest.mark.parametrize("name, args", [("layer_norm", ((4,),)), ("group_norm", (2,)), ("instance_norm", ()),
+                                        ("rms_norm", ((4,),))])
+def test_float16_norms_compute_in_float32_as_torch(name, args):
+    """Values past 256 square past float16's range: the statistics are taken in float32 and
+    the results (output and every gradient) come back in float16, as PyTorch's."""
+    rng = np.random.default_rng(5)
+    a = (rng.normal(size=(2, 4, 4)) * 300).astype(np.float16)
+    w = rng.uniform(0.5, 2, 4).astype(np.float16)
+    g = rng.normal(size=(2, 4, 4)).astype(np.float16)
+    got = []
+    for lib in (td, torch):
+        x, weight = lib.tensor(a, requires_grad=True), lib.tensor(w, requires_grad=True)
+        y = getattr(lib.nn.functional, name)(x, *args, weight=weight)
+        y.backward(lib.tensor(g))
+        assert y.dtype == x.grad.dtype == weight.grad.dtype == lib.float16
+        got.append([t.detach().numpy().astype(np.float64) for t in (y, x.grad, weight.grad)])
+    for ours, theirs in zip(*got):
+        assert np.isfinite(ours).all()
+        np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=2e-3)

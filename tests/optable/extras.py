@@ -77,6 +77,9 @@ CASES = [
 
     _lp2("p2_k3_s2", 2, 3, 2),
     _lp3("p2_k2", 2, 2),
+    _lp1("inf_k2", math.inf, 2),
+    _lp2("minus_inf_k2_ceil", -math.inf, 2, 3, True),
+    _lp3("inf_k2_s1", math.inf, 2, 1),
     _lp3("p3_k2x3x2_s1_ceil", 3, (2, 3, 2), 1, True, make=positive),
     _lp2("p1_k2", 1, 2),
     _lp2("p3_k2x3_ceil", 3, (2, 3), (2, 2), True, make=positive),

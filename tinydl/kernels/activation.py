@@ -3,7 +3,7 @@ r"""ReLU forward and backward as fused loops.
 The math is in ``tinydl.ops.activation.ReLU``; here only the speed:
 
     forward   y  = max(x, 0)                    NaN stays NaN
-    backward  gx = gy * (y > 0)                 the mask read off the saved output
+    backward  gx = 0 where y <= 0, else gy      the mask read off the saved output
 
 The NumPy reference is the plain array code. Its backward builds a boolean
 mask (one extra pass over memory and one allocation) before multiplying; the
@@ -18,9 +18,9 @@ check every case below):
 * ``np.maximum(x, 0)`` returns +0.0 for x = -0.0 and x = -inf, and x itself
   (same NaN bits) for NaN: the kernel returns x where ``x > 0`` or x is NaN,
   else 0.
-* ``gy * (y > 0)`` multiplies by 1.0 or 0.0, so where the mask is off it gives
-  -0.0 for negative gy and NaN for gy = NaN or +-inf (0 * inf); the kernel
-  does the same multiplication rather than writing a literal 0.
+* ``where(y <= 0, 0, gy)`` is a select, as PyTorch's threshold_backward: where the
+  mask is off it gives +0.0 whatever gy is (a NaN or inf gy too: 0 * inf would be
+  NaN), and a NaN y (from a NaN x) passes gy on.
 
 Dispatch: CuPy arrays, dtypes other than float32/float64 and non-C-contiguous
 arrays (views, transposes) take the reference. Everything else takes Numba,
@@ -52,8 +52,8 @@ def relu_forward_reference(x):
 
 
 def relu_backward_reference(gy, y):
-    """``gy * (y > 0)``: the gradient passes where the output is positive."""
-    return gy * (y > 0)
+    """``where(y <= 0, 0, gy)``: the gradient passes where the output is positive (or NaN)."""
+    return get_array_module(gy).where(y <= 0, gy.dtype.type(0), gy)
 
 
 # --------------------------------------------------------------------------- Numba
@@ -70,12 +70,9 @@ def _relu_forward_kernel(x, y):
 
 @njit(parallel=True, cache=True)
 def _relu_backward_kernel(gy, y, gx):
-    one = gy.dtype.type(1)
     zero = gy.dtype.type(0)
     for i in prange(np.uint64(gy.size)):
-        # A multiplication, not a select: 0 * inf = NaN and 0 * (negative) = -0.0,
-        # exactly what the reference's gy * False gives.
-        gx[i] = gy[i] * (one if y[i] > 0 else zero)
+        gx[i] = zero if y[i] <= 0 else gy[i]      # a select: +0.0 even for an inf or NaN gy
 
 
 def relu_forward_numba(x):
@@ -118,7 +115,7 @@ def relu_forward(x):
 
 
 def relu_backward(gy, y):
-    """``gy * (y > 0)``: Numba on the CPU, the array code otherwise (see the module notes)."""
+    """``where(y <= 0, 0, gy)``: Numba on the CPU, the array code otherwise (see the module notes)."""
     if _numba_ok(gy, y):
         return relu_backward_numba(gy, y)
     return relu_backward_reference(gy, y)

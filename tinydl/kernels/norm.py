@@ -213,10 +213,10 @@ def _add_relu_row(y_row, r_row, add, relu):
 
 @njit
 def _relu_mask_row(g_row, y_row, out_row):
-    """out = g * (y > 0) along one row: ReLU's backward, as kernels/activation.py's."""
-    one, zero = g_row.dtype.type(1.0), g_row.dtype.type(0.0)
+    """out = 0 where y <= 0, else g, along one row: ReLU's backward, as kernels/activation.py's."""
+    zero = g_row.dtype.type(0.0)
     for t in range(g_row.size):
-        out_row[t] = g_row[t] * (one if y_row[t] > 0 else zero)
+        out_row[t] = zero if y_row[t] <= 0 else g_row[t]
 
 
 @njit
@@ -307,7 +307,7 @@ def _fused_backward_kernel(g, x, y, mean, inv_std, scale, training, need_x, need
     relu, keep = y.size > 0, gres.size > 0
     for c in prange(C):
         mu, s, a = mean[c], inv_std[c], scale[c]
-        masked = np.empty(S if relu else 0, dtype=g.dtype)   # this task's row of g * (y > 0)
+        masked = np.empty(S if relu else 0, dtype=g.dtype)   # this task's row of ReLU's backward of g
         s1, s2 = 0.0, 0.0
         if need_sums or keep:
             for n in range(N):
@@ -339,7 +339,7 @@ def _fused_backward_kernel(g, x, y, mean, inv_std, scale, training, need_x, need
 
 @njit(inline="always")
 def _row_of_g(g, y, gres, n, c, masked, relu, keep, again):
-    """Row (n, c) of the gradient batch norm sees: g, or g * (y > 0) after a ReLU (into
+    """Row (n, c) of the gradient batch norm sees: g, or ReLU's backward of g (into
     gres when it keeps it, where the second pass (``again``) reads it back)."""
     if not relu:
         return g[n, c]
@@ -692,7 +692,7 @@ def batch_norm_backward_fused_cupy(gy, x, saved, training, need_x, need_sums, y=
     N, C = gy.shape[:2]
     dt = np.dtype(gy.dtype)
     if y is not None:
-        gy = relu_backward(gy, y)                       # g * (y > 0): also the residual's gradient
+        gy = relu_backward(gy, y)                       # 0 where y <= 0: also the residual's gradient
     residual_grad = gy if need_residual else None
     gweight = gbias = gx = None
     if need_sums:

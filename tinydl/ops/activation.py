@@ -41,7 +41,7 @@ from ..backend import get_array_module, is_cupy_array
 from ..kernels import relu_backward, relu_forward
 from ..tensor import Tensor
 from .inplace import apply as apply_in_place, overwrite_ok, record_write
-from .math import floating, on_array_or_tensor, raw, sum_kept
+from .math import floating, on_array_or_tensor, raw, sum_kept, zero_where
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "celu", "hardtanh", "sigmoid", "logsigmoid", "tanh",
            "silu", "gelu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "tanhshrink",
@@ -136,9 +136,11 @@ class ReLU(Function):
     separate boolean mask would be one more array per ReLU.
 
     The array code is ``y = xp.maximum(x, 0)`` (NaN stays NaN, as in PyTorch)
-    and ``gx = gy * (y > 0)``; on the CPU a fused Numba loop computes the same
-    bits (tinydl/kernels/activation.py). In place, y is x's own array, so the
-    layer keeps no array besides its input's.
+    and ``gx = where(y <= 0, 0, gy)``: a select, as PyTorch's, so an inf or NaN gy
+    where the unit is off gives 0 (gy * 0 would give NaN), and a NaN passes gy on.
+    On the CPU a fused Numba loop computes the same bits
+    (tinydl/kernels/activation.py). In place, y is x's own array, so the layer
+    keeps no array besides its input's.
     """
 
     double_backward = "operators"
@@ -154,8 +156,8 @@ class ReLU(Function):
     def backward(ctx, gy):
         y, = ctx.saved_tensors
         if isinstance(gy, Tensor):                  # create_graph: relu'' = 0, the mask is a constant
-            return gy * constant(raw(y) > 0, gy)
-        return relu_backward(gy, y)                 # gy * (y > 0)
+            return zero_where(raw(y) <= 0, gy)
+        return relu_backward(gy, y)                 # where(y <= 0, 0, gy)
 
 
 class LeakyReLU(Function):

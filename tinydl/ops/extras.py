@@ -17,11 +17,11 @@ from ..tensor import Tensor
 from .activation import softmax
 from .checks import check_same_kind
 from .dropout import _uniform
-from .math import matmul
-from .pool import avg_pool1d, avg_pool2d
+from .math import cast, matmul
+from .pool import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .reduce import norm
 from .resample import interpolate
-from .volumetric import avg_pool3d
+from .volumetric import avg_pool3d, max_pool3d
 from .shape import index_select, normalize_dim
 
 __all__ = ["channel_shuffle", "lp_pool1d", "lp_pool2d", "lp_pool3d", "bilinear", "rms_norm", "pdist", "gumbel_softmax",
@@ -65,6 +65,13 @@ def _lp(op, input, norm_type):
     return float(norm_type)
 
 
+def _lp_inf(max_pool, input, p, kernel, stride, ceil_mode):
+    """p = +inf: the window's largest |x|; p = -inf: its smallest (PyTorch's limits)."""
+    if p > 0:
+        return max_pool(input.abs(), kernel, stride, 0, 1, ceil_mode)
+    return -max_pool(-input.abs(), kernel, stride, 0, 1, ceil_mode)
+
+
 def _lp_finish(pooled, p, window):
     """PyTorch's last step: the window's sum of x^p is (average * window size); then its p-th
     root, written sign(a) * relu(|a|) as PyTorch's, so a zero window passes no gradient."""
@@ -74,13 +81,16 @@ def _lp_finish(pooled, p, window):
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """Power-average pooling, as ``torch.nn.functional.lp_pool2d``: per window W,
 
-        y = (sum_{x in W} x^p)^(1/p)       (p = norm_type; p = 1: the sum, p -> inf: the max)
+        y = (sum_{x in W} x^p)^(1/p)       (p = norm_type; p = 1: the sum; p = +-inf: the largest
+                                        or smallest |x|, as PyTorch's limits)
 
     computed as (avg_pool2d(x^p) * kh * kw)^(1/p). As PyTorch's, a ceil_mode window that
     runs past the input still counts kh * kw (the average's divisor does not), and an odd p
     of a negative window sum gives NaN."""
     p = _lp("lp_pool2d", input, norm_type)
     kh, kw = pair(kernel_size, "kernel_size", "lp_pool2d")
+    if math.isinf(p):
+        return _lp_inf(max_pool2d, input, p, (kh, kw), stride, ceil_mode)
     pooled = avg_pool2d(input.pow(p), (kh, kw), stride, 0, ceil_mode)
     return _lp_finish(pooled, p, kh * kw)
 
@@ -90,6 +100,8 @@ def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     y = (sum over each window of x^p)^(1/p) = (avg_pool1d(x^p) * k)^(1/p) (see lp_pool2d)."""
     p = _lp("lp_pool1d", input, norm_type)
     k = single(kernel_size, "kernel_size", "lp_pool1d")
+    if math.isinf(p):
+        return _lp_inf(max_pool1d, input, p, k, stride, ceil_mode)
     pooled = avg_pool1d(input.pow(p), k, stride, 0, ceil_mode)
     return _lp_finish(pooled, p, k)
 
@@ -99,6 +111,8 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     ``torch.nn.functional.lp_pool3d``: (avg_pool3d(x^p) * kd * kh * kw)^(1/p) (see lp_pool2d)."""
     p = _lp("lp_pool3d", input, norm_type)
     kernel = ntuple(kernel_size, 3, "kernel_size", "lp_pool3d")
+    if math.isinf(p):
+        return _lp_inf(max_pool3d, input, p, kernel, stride, ceil_mode)
     pooled = avg_pool3d(input.pow(p), kernel, stride, 0, ceil_mode)
     return _lp_finish(pooled, p, math.prod(kernel))
 
@@ -163,9 +177,13 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         raise RuntimeError(f"{op}: weight has shape {tuple(weight.shape)}, expected normalized_shape {shape}")
     if eps is None:
         eps = float(np.finfo(input.dtype).eps)
+    dtype = input.dtype
+    if dtype == np.float16:         # float32 arithmetic, as PyTorch (x^2 overflows float16 past 256)
+        input, weight = (None if t is None else cast(t, np.float32) for t in (input, weight))
     dims = tuple(range(input.ndim - k, input.ndim))
     y = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
-    return y if weight is None else y * weight
+    y = y if weight is None else y * weight
+    return y if y.dtype == dtype else cast(y, dtype)
 
 
 # ---------------------------------------------------------------- pdist
@@ -184,7 +202,7 @@ def pdist(input, p=2):
     if not isinstance(p, numbers.Real) or not p >= 0:
         raise RuntimeError(f"{op}: p must be a non-negative number (inf included), got {p!r}")
     p = float(p)
-    i, j = np.triu_indices(input.shape[0], 1)
+    i, j = input._xp.triu_indices(input.shape[0], 1)      # (on the data's device)
     d = index_select(input, 0, i) - index_select(input, 0, j)
     if input.shape[1] == 0:
         return d.sum(1)                 # empty rows: every distance 0

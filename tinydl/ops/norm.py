@@ -9,6 +9,8 @@ and calls ``Function.apply``. Shapes follow PyTorch: channels on axis 1,
 import math
 import numbers
 
+import numpy as np
+
 from ..autograd import Function, constant
 from ..backend import get_array_module
 from ..tensor import Tensor
@@ -153,7 +155,7 @@ class BatchNorm(Function):
             return (gx, gweight if ctx.has_weight and need_w else None,
                     gbias if ctx.has_bias and need_b else None, gresidual)
         if ctx.relu:
-            gy = relu_backward(gy, y)                                   # gy * (y > 0)
+            gy = relu_backward(gy, y)                                   # 0 where y <= 0
         if need_sums:   # the two per-channel sums serve both dx (training) and dgamma / dbeta
             sum_g, sum_g_xc = batch_norm_grad_sums(gy, x, mean)         # sum g, sum g (x - mu)
             sum_g_xhat = sum_g_xc * inv_std
@@ -268,6 +270,9 @@ class _Standardize(Function):
 
     def forward(ctx, x, weight, bias, rows, affine_shape, eps=1e-5, running_mean=None, running_var=None,
                 momentum=0.1):
+        ctx.dtype = x.dtype
+        if x.dtype == np.float16:     # float32 arithmetic, as PyTorch (x^2 overflows float16 past 256)
+            x, weight, bias = (None if a is None else a.astype(np.float32) for a in (x, weight, bias))
         K = x.size // rows if rows else 0
         n = max(K, 1)                               # (sums / n: an empty row gives 0, not 0/0)
         r = x.reshape(rows, K)
@@ -293,7 +298,7 @@ class _Standardize(Function):
         lead = x.ndim - len(affine_shape)           # gamma, beta broadcast along these axes
         ctx.affine_axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(affine_shape) if s == 1)
         ctx.save_for_backward(xhat, inv_std, weight)
-        return y
+        return y.astype(ctx.dtype, copy=False)
 
     def composite(ctx, x, weight, bias, rows, affine_shape, eps=1e-5, **running):
         """The formulas above in recorded ops (the running buffers are left alone)."""
@@ -311,6 +316,9 @@ class _Standardize(Function):
         xhat, inv_std, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         axes, n = ctx.affine_axes, ctx.n
+        if gy.dtype != xhat.dtype:      # float16: in float32, as the forward
+            return tuple(None if g is None else g.astype(ctx.dtype)
+                         for g in type(ctx).backward(ctx, gy.astype(xhat.dtype)))
         gweight = (gy * xhat).sum(axis=axes).reshape(weight.shape) if need_w else None
         gbias = gy.sum(axis=axes).reshape(ctx.param_shape) if need_b else None
         gx = None
