@@ -102,30 +102,39 @@ class Adam(Optimizer):
         _ADAM_STEPS[route](x, grad, state, group)
 
 
-def _single_tensor_adam(x, grad, state, group):
-    """The update of Adam's docstring on one parameter, in plain array operations."""
-    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+def adam_moments(x, grad, m, v, group):
+    """The start of an Adam step on one parameter (NAdam and RAdam's too): g = grad (negated
+    to maximize), weight decay (decoupled: x *= 1 - lr * wd; else L2: g += wd * x), then in
+    place m += (1 - beta1) (g - m) and v = beta2 v + (1 - beta2) g^2. Returns g and a scratch
+    array of x's shape."""
+    lr, wd = float(group["lr"]), float(group["weight_decay"])
     beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
-    xp = backend.get_array_module(x)
-    t = state["step"]
-    m, v = state["exp_avg"], state["exp_avg_sq"]
-
     g = -grad if group["maximize"] else grad
     if wd != 0:
         if group["decoupled_weight_decay"]:
             x *= 1 - lr * wd
         else:
             g = g + wd * x
-
     # m += (1 - beta1) * (g - m)   (PyTorch's lerp; = beta1 * m + (1 - beta1) * g)
     tmp = g - m
     tmp *= 1 - beta1
     m += tmp
     # v = beta2 * v + (1 - beta2) * g^2
-    xp.multiply(g, g, out=tmp)
+    backend.get_array_module(x).multiply(g, g, out=tmp)
     tmp *= 1 - beta2
     v *= beta2
     v += tmp
+    return g, tmp
+
+
+def _single_tensor_adam(x, grad, state, group):
+    """The update of Adam's docstring on one parameter, in plain array operations."""
+    lr, eps = float(group["lr"]), float(group["eps"])
+    beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
+    xp = backend.get_array_module(x)
+    t = state["step"]
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    _, tmp = adam_moments(x, grad, m, v, group)
 
     if group["amsgrad"]:
         vmax = state["max_exp_avg_sq"]

@@ -1,6 +1,6 @@
 """NAdam: Adam with Nesterov momentum (the step looks one momentum update ahead)."""
 from .. import backend
-from .adam import Adam
+from .adam import Adam, adam_moments
 from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["NAdam"]
@@ -47,7 +47,7 @@ class NAdam(Optimizer):
             raise ValueError(f"NAdam: invalid momentum_decay={group['momentum_decay']} (must be >= 0)")
 
     def _update(self, p, grad, group):
-        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
         psi = float(group["momentum_decay"])
         x = p.array
@@ -62,27 +62,13 @@ class NAdam(Optimizer):
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                x *= 1 - lr * wd
-            else:
-                g = g + wd * x
-
         mu = beta1 * (1 - 0.5 * 0.96 ** (t * psi))
         mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
         # float(): a checkpoint converted from PyTorch brings a 0-d array
         mu_product = float(state["mu_product"]) * mu
         state["mu_product"] = mu_product
 
-        # m += (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g^2
-        tmp = g - m
-        tmp *= 1 - beta1
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - beta2
-        v *= beta2
-        v += tmp
+        g, tmp = adam_moments(x, grad, m, v, group)     # weight decay; m and v, as Adam's
         # den = sqrt(v / (1 - beta2^t)) + eps
         den = v / (1 - beta2 ** t)
         xp.sqrt(den, out=den)

@@ -2,7 +2,7 @@
 import math
 
 from .. import backend
-from .adam import Adam
+from .adam import Adam, adam_moments
 from .optimizer import Optimizer, check_torch_flags
 
 __all__ = ["RAdam"]
@@ -47,7 +47,7 @@ class RAdam(Optimizer):
         Adam._check_group(self, group)      # the same lr, eps, betas and weight_decay rules
 
     def _update(self, p, grad, group):
-        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
         x = p.array
         xp = backend.get_array_module(x)
@@ -60,21 +60,7 @@ class RAdam(Optimizer):
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                x *= 1 - lr * wd
-            else:
-                g = g + wd * x
-
-        # m += (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g^2
-        tmp = g - m
-        tmp *= 1 - beta1
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - beta2
-        v *= beta2
-        v += tmp
+        _, tmp = adam_moments(x, grad, m, v, group)     # weight decay; m and v, as Adam's
 
         bias_correction1 = 1 - beta1 ** t
         bias_correction2 = 1 - beta2 ** t
