@@ -452,3 +452,19 @@ def test_lp_pool_of_an_all_zero_window_passes_no_gradient_as_torch():
         grads.append(x.grad.numpy())
     np.testing.assert_array_equal(grads[0], grads[1])
     assert np.isfinite(grads[0]).all()
+
+
+@DTYPES
+@pytest.mark.parametrize("lazy, args, eager, eager_args, shape", LAZY, ids=[f"{c[0]}-{c[4]}" for c in LAZY])
+def test_lazy_module_loads_a_checkpoint_before_its_first_call_as_torch(lazy, args, eager, eager_args, shape,
+                                                                        dtype):
+    """Build lazily, then load: the checkpoint's shapes fix the size (PyTorch's lazy load hook)."""
+    torch.manual_seed(1)
+    theirs = getattr(torch.nn, eager)(*eager_args)
+    module = getattr(nn, lazy)(*args).to(dtype)
+    params = list(module.parameters())
+    module.load_state_dict(theirs.state_dict())
+    assert type(module) is getattr(nn, eager) and repr(module) == repr(theirs)
+    assert [p is q for p, q in zip(module.parameters(), params)] == [True] * len(params)
+    module.train(), theirs.train()
+    _against_torch(module, theirs, [np.random.default_rng(2).standard_normal(shape)], dtype)

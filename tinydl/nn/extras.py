@@ -130,7 +130,8 @@ class _LazyModule:
     empty placeholders. The first call reads the size off its input (``_lazy_size``), gives
     those Tensor objects arrays of their real shapes (in place: an optimizer built before
     keeps them), turns the module into ``cls_to_become`` and draws its parameters as that class
-    does. Before that call, state_dict and load_state_dict refuse: there is nothing to save."""
+    does. ``load_state_dict`` before that call reads the size off the checkpoint's shapes
+    instead (``_size_in``), as PyTorch's; ``state_dict`` refuses: there is nothing to save."""
 
     cls_to_become = None
 
@@ -147,8 +148,12 @@ class _LazyModule:
     def state_dict(self, *args, **kwargs):
         self._refuse("state_dict()")
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._refuse("load_state_dict()")
+    def _load_from_state_dict(self, state_dict, prefix, *rest):
+        size = self._size_in({k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})
+        if size is None:
+            self._refuse("load_state_dict() of a state dict without its weights")
+        self._materialize(int(size))
+        self._load_from_state_dict(state_dict, prefix, *rest)       # now the eager class's
 
     def _check_rank(self, input, ranks):
         """The input's rank must be one the eager class takes (``ranks``; None: 1 or more)."""
@@ -159,14 +164,17 @@ class _LazyModule:
             raise RuntimeError(f"{type(self).__name__}: expected {wanted} input, got shape {tuple(input.shape)}")
 
     def __call__(self, *args, **kwargs):
-        size = int(self._lazy_size(args[0] if args else kwargs.get("input")))
+        self._materialize(int(self._lazy_size(args[0] if args else kwargs.get("input"))))
+        return self(*args, **kwargs)
+
+    def _materialize(self, size):
+        """The tensors get their real shapes for ``size``; the module becomes the eager class."""
         for name, shape in self._lazy_shapes(size).items():
             t = getattr(self, name)
             if t is not None:
                 t.array = t._xp.empty(shape, dtype=t.dtype)     # on the placeholder's device, in its dtype
         self.__class__ = self.cls_to_become
         self.reset_parameters()
-        return self(*args, **kwargs)
 
 
 class LazyLinear(_LazyModule, Linear):
@@ -184,6 +192,11 @@ class LazyLinear(_LazyModule, Linear):
     def _lazy_shapes(self, size):
         return {"weight": (self.out_features, size)}
 
+    def _size_in(self, entries):
+        if "weight" in entries:
+            self.in_features = tuple(entries["weight"].shape)[-1]
+            return self.in_features
+
 
 class _LazyConv(_LazyModule):
     """A convolution whose in_channels is its first input's channel count (dim -1 - spatial dims)."""
@@ -195,6 +208,12 @@ class _LazyConv(_LazyModule):
             raise ValueError(f"{type(self).__name__}: in_channels ({self.in_channels}, from the input of shape "
                              f"{tuple(input.shape)}) must be divisible by groups ({self.groups})")
         return self.in_channels
+
+    def _size_in(self, entries):
+        if "weight" in entries:
+            shape = tuple(entries["weight"].shape)
+            self.in_channels = shape[0] if self.transposed else shape[1] * self.groups
+            return self.in_channels
 
     def _lazy_shapes(self, size):
         if self.transposed:
@@ -251,6 +270,12 @@ class _LazyNorm(_LazyModule):
 
     def _lazy_shapes(self, size):
         return {name: (size,) for name in ("weight", "bias", "running_mean", "running_var")}
+
+    def _size_in(self, entries):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if name in entries:
+                self.num_features = tuple(entries[name].shape)[0]
+                return self.num_features
 
 
 class LazyBatchNorm1d(_LazyNorm, BatchNorm1d):
