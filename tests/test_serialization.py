@@ -311,3 +311,22 @@ def test_save_through_a_symbolic_link_writes_its_target(tmp_path):
     os.symlink(target, link)
     td.save(td.zeros(3), link)
     assert link.is_symlink() and td.load(target).shape == (3,)
+
+
+def test_tensors_over_one_array_are_saved_once_and_load_sharing_it(tmp_path):
+    """Tied weights (one Parameter under two names, as state_dict gives them): one entry in
+    the file, and after loading, writing one changes the other, as with torch.save."""
+    shared = nn.Parameter(td.randn(50, 40))
+    net = nn.Sequential(nn.Linear(40, 50), nn.Linear(40, 50))
+    net[0].weight = net[1].weight = shared
+    td.save(net.state_dict(), tmp_path / "tied.npz")
+    td.save({"a": td.randn(50, 40), "b": td.randn(50, 40)}, tmp_path / "two.npz")
+    assert os.path.getsize(tmp_path / "tied.npz") < os.path.getsize(tmp_path / "two.npz")
+    state = td.load(tmp_path / "tied.npz")
+    state["0.weight"].array[0, 0] = 123.0
+    assert state["1.weight"].array[0, 0] == 123.0
+    assert state["0.bias"].array is not state["1.bias"].array
+    t = td.randn(3)
+    td.save([t, t, t.array], tmp_path / "same.npz")
+    first, second, raw = td.load(tmp_path / "same.npz")
+    assert first.array is second.array is raw

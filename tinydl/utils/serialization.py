@@ -4,7 +4,8 @@
 wanted. A tinydl checkpoint is a plain NumPy .npz (a zip of .npy arrays):
 
   * every array (a Tensor's data, a NumPy array, a NumPy scalar) is one entry,
-    named ``a0``, ``a1``, ...;
+    named ``a0``, ``a1``, ...; tensors over one array (tied weights) share one
+    entry, and load sharing one array again, as with ``torch.save``;
   * the structure around them — dicts (keys of any supported type: the integer
     keys of an optimizer's state stay integers), lists, tuples, strings,
     numbers, booleans, None — is one JSON document stored as bytes in the entry
@@ -54,13 +55,20 @@ class _Encoder:
 
     def __init__(self):
         self.arrays = {}
+        self.stored = {}            # id of an array already stored -> (its entry, the array)
 
     def _store(self, array, where):
+        """The entry of ``array`` (a device array is copied to the host): one entry per array,
+        so tensors over one array (tied weights: a Parameter under two names) load sharing it."""
+        seen = self.stored.get(id(array))
+        if seen is not None:
+            return seen[0]
         if array.dtype.hasobject:
             raise TypeError(f"save: the array at {where} holds Python objects (dtype object); "
                             "only numeric and boolean arrays can be saved")
         name = f"a{len(self.arrays)}"
-        self.arrays[name] = array
+        self.arrays[name] = backend.to_host(array)
+        self.stored[id(array)] = name, array        # (holding it: its id is not reused meanwhile)
         return name
 
     def encode(self, obj, where):
@@ -72,14 +80,13 @@ class _Encoder:
         if isinstance(obj, (int, float)):
             return obj
         if isinstance(obj, Tensor):
-            host = backend.to_host(obj.array)   # a cuda tensor is copied to the host
-            node = {"type": "tensor", "array": self._store(host, where),
+            node = {"type": "tensor", "array": self._store(obj.array, where),
                     "requires_grad": bool(obj.requires_grad), "device": str(obj.device)}
             if _is_parameter(obj):
                 node["type"] = "parameter"
             return node
         if isinstance(obj, np.ndarray) or backend.is_cupy_array(obj):
-            return {"type": "ndarray", "array": self._store(backend.to_host(obj), where)}
+            return {"type": "ndarray", "array": self._store(obj, where)}
         if isinstance(obj, (dict, OrderedDict)):
             kind = "odict" if isinstance(obj, OrderedDict) else "dict"
             items = []
@@ -220,11 +227,17 @@ class _Decoder:
         self.names = set(npz.files)
         self.source = source
         self.device = device
+        self.loaded = {}            # entry -> its array (on the device): entries shared stay shared
 
     def array(self, node):
         name = node.get("array")
         if not isinstance(name, str) or name not in self.names or name == STRUCTURE_KEY:
             raise CheckpointError(f"load: {self.source} is corrupt: the structure refers to a missing array {name!r}")
+        if name not in self.loaded:
+            self.loaded[name] = self._read(name)
+        return self.loaded[name]
+
+    def _read(self, name):
         try:
             array = self.npz[name]
         except ValueError as exc:
@@ -261,7 +274,7 @@ class _Decoder:
         if kind in ("tensor", "parameter"):
             data = self.array(node)
             if self.device is not None and self.device.type != "cpu":
-                data = backend.to_device(data, self.device)
+                data = self.loaded[node["array"]] = backend.to_device(data, self.device)
             requires_grad = bool(node.get("requires_grad", False))
             if kind == "parameter":
                 from ..nn.parameter import Parameter
