@@ -400,3 +400,118 @@ def test_empty_batch_runs_forward_and_backward_as_torch():
         assert y.shape == tuple(y_t.shape), name
         y.sum().backward()
         assert xo.grad.shape == x.shape, name
+
+
+# ---------------------------------------------------------------- col2vol and the device tables
+def _col2vol_by_index(cols, geometry):
+    """col2vol's former route, kept as the oracle: the flat padded cell of every column entry
+    in an index array, np.add.at into the padded volumes, then the crop."""
+    size, pads, kernel, stride, dilation, out = geometry
+    n, c = cols.shape[:2]
+    padded = tuple(s + b + a for s, (b, a) in zip(size, pads))
+    coords = [np.arange(k)[:, None] * d + np.arange(o)[None, :] * s             # (k, o) per axis
+              for k, s, d, o in zip(kernel, stride, dilation, out)]
+    spread = np.broadcast_arrays(coords[0][:, None, None, :, None, None], coords[1][None, :, None, None, :, None],
+                                 coords[2][None, None, :, None, None, :])
+    cells = np.ravel_multi_index(spread, padded).reshape(math.prod(kernel), math.prod(out))
+    target = np.zeros((n * c, math.prod(padded)), cols.dtype)
+    np.add.at(target, (np.arange(n * c)[:, None, None], cells[None]), cols.reshape(n * c, *cells.shape))
+    crop = tuple(slice(b, b + s) for s, (b, _) in zip(size, pads))
+    return target.reshape((n, c) + padded)[(slice(None), slice(None)) + crop]
+
+
+def _geometry(size, pads, kernel, stride, dilation):
+    """A conv/pool geometry: the windows that fit the padded volume."""
+    out = tuple((n + b + a - d * (k - 1) - 1) // s + 1
+                for n, (b, a), k, s, d in zip(size, pads, kernel, stride, dilation))
+    return size, pads, kernel, stride, dilation, out
+
+
+@pytest.mark.parametrize("geometry", [
+    _geometry((5, 6, 4), ((1, 1), (0, 0), (2, 2)), (3, 2, 3), (1, 2, 1), (2, 1, 1)),   # padding, dilation
+    _geometry((7, 8, 9), ((0, 0),) * 3, (2, 1, 2), (3, 4, 3), (1, 1, 1)),              # stride > kernel
+    _geometry((9, 7, 8), ((1, 1), (0, 0), (1, 1)), (2, 2, 3), (3, 4, 5), (2, 3, 1)),   # stride > kernel, dilated
+    _geometry((6, 5, 7), ((1, 2), (1, 1), (0, 2)), (3, 3, 2), (2, 2, 2), (1, 1, 2)),   # ceil_mode's overhang
+    ((6, 9, 5), ((1, 0), (0, 0), (1, 1)), (2, 3, 2), (2, 3, 2), (1, 1, 2), (3, 3, 2)),  # conv_transpose: output
+])                                                                                      # padding no window reaches
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_col2vol_equals_the_former_index_route(geometry, dtype):
+    """The strided-slice col2vol gives the index scatter-add's sums bit for bit (each cell's
+    terms in the same tap order), also on a broadcast cols (avg_pool3d's backward), and
+    is vol2col's adjoint; conv3d's input gradient is col2vol of W^T gy."""
+    from tinydl.ops.volumetric import _col2vol, _vol2col
+    size, _, kernel, _, _, out = geometry
+    rng = np.random.default_rng(0)
+    cols = rng.standard_normal((2, 3, math.prod(kernel), math.prod(out))).astype(dtype)
+    got = _col2vol(cols, geometry)
+    assert got.shape == (2, 3) + size and got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, _col2vol_by_index(cols, geometry))
+    row = np.broadcast_to(cols[:, :, :1], cols.shape)
+    np.testing.assert_array_equal(_col2vol(row, geometry), _col2vol_by_index(np.ascontiguousarray(row), geometry))
+    x = rng.standard_normal((2, 3) + size)
+    c64 = cols.astype(np.float64)
+    assert np.isclose((_vol2col(x, geometry) * c64).sum(), (x * _col2vol(c64, geometry)).sum(), rtol=1e-12)
+    if geometry[1] == tuple((b, b) for b, _ in geometry[1]):       # symmetric padding: a conv3d's geometry
+        w = rng.standard_normal((4, 3) + kernel).astype(dtype)
+        xo = td.tensor(x.astype(dtype), requires_grad=True)
+        y = F.conv3d(xo, td.tensor(w), stride=geometry[3], padding=tuple(b for b, _ in geometry[1]),
+                     dilation=geometry[4])
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        y.backward(td.tensor(gy))
+        dcols = np.matmul(w.reshape(4, -1).T, gy.reshape(2, 4, -1))                 # (N, C*K3, L)
+        np.testing.assert_array_equal(_np(xo.grad), _col2vol_by_index(dcols.reshape(cols.shape), geometry))
+
+
+def test_col2vol_peak_memory_is_a_padded_volume():
+    """No (N*C, K3, L) index array any more: on a 1 MB volume (kernel 3, padding 1) col2vol
+    needs its padded volume and its output beside the 27 MB cols, not ~56 MB more."""
+    import tracemalloc
+    from tinydl.ops.volumetric import _col2vol
+    geometry = _geometry((16,) * 3, ((1, 1),) * 3, (3,) * 3, (1,) * 3, (1,) * 3)
+    cols = np.ones((4, 16, 27, 16 ** 3), np.float32)
+    tracemalloc.start()
+    try:
+        _col2vol(cols, geometry)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2 ** 20, peak
+
+
+@pytest.mark.gpu
+def test_a_second_call_of_a_geometry_copies_no_table_to_the_gpu(monkeypatch):
+    """The window tables, divisors, bin matrices and cells are copied to the GPU once per
+    geometry (kernels.pool._table_on): a repeated step uploads nothing. Under the NumPy
+    stand-in for CuPy, no step asks a device array for a host bool either (a sync)."""
+    import cupy
+    import tinydl.kernels.pool as kernels_pool
+    monkeypatch.setattr(kernels_pool, "_DEVICE_TABLES", {})
+    uploads = []
+    upload = cupy.asarray
+
+    def counted(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and not isinstance(a, cupy.ndarray):
+            uploads.append(a.shape)
+        return upload(a, *args, **kwargs)
+
+    monkeypatch.setattr(cupy, "asarray", counted)
+    x = td.tensor(_x(2, 2, 1, 6, 5), device="cuda", requires_grad=True)
+    w = td.tensor(_x(3, 2, 1, 2, 3), device="cuda", requires_grad=True)
+
+    def step():
+        x.grad = w.grad = None
+        outs = [F.conv3d(x, w, padding=(0, 1, 1)), F.conv_transpose3d(x, w.transpose(0, 1), stride=2),
+                F.max_pool3d(x, (2, 1, 1), (2, 1, 1), (1, 0, 0), (3, 1, 1), ceil_mode=True),   # an empty window
+                F.avg_pool3d(x, (1, 3, 2), 2, (0, 1, 1), ceil_mode=True, count_include_pad=False),
+                F.adaptive_avg_pool3d(x, (1, 4, 3)), F.adaptive_max_pool3d(x, (1, 4, 3))]
+        sum(y.sum() for y in outs).backward()
+
+    step()
+    assert uploads, "the first step copies its tables: the count must see it"
+    uploads.clear()
+    if cupy.__version__.endswith("standin"):
+        def no_sync(self):
+            raise AssertionError("a host decision on device data (a sync)")
+        monkeypatch.setattr(cupy.ndarray, "__bool__", no_sync)
+    step()
+    assert uploads == []

@@ -576,18 +576,23 @@ def avg_pool2d_divisor(in_hw, kernel_size, stride=None, padding=0, ceil_mode=Fal
     return np.outer(rows_real, cols_real).astype(dtype)
 
 
-_DEVICE_DIVISORS = {}      # (geometry, dtype, GPU) -> its divisor map there
+_DEVICE_TABLES = {}      # (builder, its arguments, GPU) -> the table there, the newest 256
 
 
-def _divisor_on(xp, *geometry):
-    """avg_pool2d_divisor(*geometry) on xp's device. On the GPU each map is copied there once
-    and kept: a copy from the host per call is a sync, which a CUDA graph's capture cannot hold."""
+def _table_on(xp, build, *args):
+    """build(*args), a host table (or a tuple of them, None kept), on xp's device. On the GPU
+    each is copied there once and kept: a copy from the host per call is a sync, which a CUDA
+    graph's capture cannot hold."""
     if xp is np:
-        return avg_pool2d_divisor(*geometry)
-    key = (repr(geometry), xp.cuda.runtime.getDevice())
-    if key not in _DEVICE_DIVISORS:
-        _DEVICE_DIVISORS[key] = xp.asarray(avg_pool2d_divisor(*geometry))
-    return _DEVICE_DIVISORS[key]
+        return build(*args)
+    key = (build, repr(args), xp.cuda.runtime.getDevice())
+    if key not in _DEVICE_TABLES:
+        if len(_DEVICE_TABLES) >= 256:      # a 3-D gather table can be tens of MB: drop the oldest
+            _DEVICE_TABLES.pop(next(iter(_DEVICE_TABLES)), None)
+        host = build(*args)
+        _DEVICE_TABLES[key] = (tuple(None if a is None else xp.asarray(a) for a in host)
+                               if isinstance(host, tuple) else xp.asarray(host))
+    return _DEVICE_TABLES[key]
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -597,8 +602,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     N, C, H, W = x.shape
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
     cols = im2col(x.reshape(N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)
-    div = _divisor_on(xp, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                      x.dtype)
+    div = _table_on(xp, avg_pool2d_divisor, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override, x.dtype)
     y = cols.sum(axis=0).reshape(N, C, Ho, Wo) / div
     return y.astype(x.dtype, copy=False)
 
@@ -613,8 +618,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, ceil_m
     N, C, H, W = x_shape
     kh, kw = pair(kernel_size, "kernel_size")
     Ho, Wo, pad4 = pool_geometry((H, W), kernel_size, stride, padding, 1, ceil_mode)
-    div = _divisor_on(xp, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                      gy.dtype)
+    div = _table_on(xp, avg_pool2d_divisor, (H, W), kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override, gy.dtype)
     g = (gy / div).astype(gy.dtype, copy=False).reshape(1, N * C * Ho * Wo)
     cols = xp.ascontiguousarray(xp.broadcast_to(g, (kh * kw, N * C * Ho * Wo)))
     gx = col2im(cols, (N * C, 1, H, W), kernel_size, kernel_size if stride is None else stride, pad4)

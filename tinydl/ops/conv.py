@@ -30,7 +30,7 @@ Output size along one axis (PyTorch's formula):
 import functools
 import numbers
 
-from ..args import pair, plain, single
+from ..args import ntuple, pair, plain, single
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..kernels import col2im, conv_output_size, im2col
@@ -56,7 +56,8 @@ def _check_positive(values, name, op):
 
 
 def _conv_padding(padding, kernel, stride, dilation, op):
-    """PyTorch's padding argument -> (top, bottom, left, right).
+    """PyTorch's padding argument -> (before, after) of every axis of ``kernel``, flat:
+    (top, bottom, left, right) in 2-D, (front, back, top, bottom, left, right) in 3-D.
 
     'valid' is no padding. 'same' pads so that Ho = H (stride 1 only): the
     dilated kernel overhangs by d*(k-1) in total, split as left = total // 2 and
@@ -65,7 +66,7 @@ def _conv_padding(padding, kernel, stride, dilation, op):
     """
     if isinstance(padding, str):
         if padding == "valid":
-            return (0, 0, 0, 0)
+            return (0,) * (2 * len(kernel))
         if padding == "same":
             if any(s != 1 for s in stride):
                 raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
@@ -76,10 +77,10 @@ def _conv_padding(padding, kernel, stride, dilation, op):
                 pads += [total // 2, total - total // 2]
             return tuple(pads)
         raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
-    ph, pw = pair(padding, "padding", op)
-    if ph < 0 or pw < 0:
-        raise ValueError(f"{op}: negative padding is not supported, got {(ph, pw)}")
-    return (ph, ph, pw, pw)
+    pad = ntuple(padding, len(kernel), "padding", op)
+    if min(pad) < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got {pad}")
+    return tuple(p for p in pad for _ in range(2))      # each amount before and after
 
 
 def _check_groups(op, groups, in_channels, out_channels):

@@ -35,7 +35,7 @@ from ..backend import get_array_module
 from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, empty_windows, max_pool2d_backward,
                        max_pool2d_forward, max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
-from ..args import pair, single
+from ..args import ntuple, pair, single
 from .math import raw
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
@@ -45,18 +45,26 @@ __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg
 
 
 # ---------------------------------------------------------------- geometry
-def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
-    """Check the arguments of a 2-D pooling; returns (kernel, stride, padding, dilation),
-    each a pair of ints, with PyTorch's errors for bad values and too-small inputs."""
+def _check_input(op, input, dims):
+    """A Tensor of ``dims`` spatial axes, batched or not: PyTorch's errors otherwise."""
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
-    if input.ndim not in (3, 4):
-        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    kernel = pair(kernel_size, "kernel_size", op)
+    if input.ndim not in (dims + 1, dims + 2):
+        axes = ", ".join("DHW"[-dims:])
+        raise RuntimeError(f"{op}: expected a {dims + 1}-D (C, {axes}) or {dims + 2}-D (N, C, {axes}) input, "
+                           f"got shape {input.shape}")
+
+
+def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode, dims=2):
+    """Check the arguments of a 2-D (or ``dims``-D) pooling; returns (kernel, stride, padding,
+    dilation), each a tuple of ``dims`` ints, with PyTorch's errors for bad values and
+    too-small inputs."""
+    _check_input(op, input, dims)
+    kernel = ntuple(kernel_size, dims, "kernel_size", op)
     stride = kernel if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
-        else pair(stride, "stride", op)
-    padding = pair(padding, "padding", op)
-    dilation = pair(dilation, "dilation", op)
+        else ntuple(stride, dims, "stride", op)
+    padding = ntuple(padding, dims, "padding", op)
+    dilation = ntuple(dilation, dims, "dilation", op)
     for name, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
         if min(v) <= 0:
             raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
@@ -64,7 +72,7 @@ def _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
         raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, "
                          f"but got padding={padding} for kernel_size={kernel}")
     try:
-        for n, k, s, p, d in zip(input.shape[-2:], kernel, stride, padding, dilation):
+        for n, k, s, p, d in zip(input.shape[-dims:], kernel, stride, padding, dilation):
             pool_output_size(n, k, s, p, p, d, ceil_mode)     # PyTorch's output-size rule
     except ValueError:
         raise RuntimeError(f"{op}: input of shape {input.shape} is too small for kernel_size={kernel}, "
@@ -189,19 +197,20 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 # ---------------------------------------------------------------- adaptive pooling
-def _adaptive_output(op, input, output_size):
-    if not isinstance(input, Tensor):
-        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
-    if input.ndim not in (3, 4):
-        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    if min(input.shape[-2:]) < 1:
-        raise RuntimeError(f"{op}: expected an input with non-zero H and W, got shape {input.shape}")
+def _adaptive_output(op, input, output_size, dims=2):
+    """Checks an adaptive pooling's input and output_size (an int or ``dims`` of them, None
+    keeping that axis); returns the output size, a tuple of ``dims`` ints."""
+    _check_input(op, input, dims)
+    if min(input.shape[-dims:]) < 1:
+        axes = ", ".join("DHW"[-dims:-1]) + " and W"
+        raise RuntimeError(f"{op}: expected an input with non-zero {axes}, got shape {input.shape}")
     if isinstance(output_size, numbers.Integral) or output_size is None:
-        output_size = (output_size, output_size)
+        output_size = (output_size,) * dims
     output_size = tuple(output_size)
-    if len(output_size) != 2:
-        raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
-    out = tuple(n if o is None else int(o) for n, o in zip(input.shape[-2:], output_size))
+    if len(output_size) != dims:
+        raise ValueError(f"{op}: output_size must be an int or a {('pair', 'triple')[dims - 2]}, "
+                         f"got {output_size!r}")
+    out = tuple(n if o is None else int(o) for n, o in zip(input.shape[-dims:], output_size))
     if min(out) < 1:
         raise ValueError(f"{op}: output_size must be positive, got {output_size}")
     return out

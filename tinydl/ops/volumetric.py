@@ -14,10 +14,16 @@ that tap (td, th, tw) of output (od, oh, ow) reads::
     table[(td*kh + th)*kw + tw, (od*Ho + oh)*Wo + ow]       (K3, L),  K3 = kd*kh*kw, L = Do*Ho*Wo
     cols = padded.reshape(N, C, Dp*Hp*Wp)[:, :, table]      (N, C, K3, L)
 
-a single gather. ``col2vol`` is its adjoint: every column entry is added back onto the
-cell it was read from (the repo's scatter-add, ``kernels.scatter``: a cell under several
-windows collects them all), and the padding is cropped off. So <vol2col(x), c> =
-<x, col2vol(c)>, and each one's backward is the other.
+a single gather (the table is copied to a GPU once, not per call: kernels.pool._table_on).
+``col2vol`` is its adjoint: every column entry is added back onto the cell it was read
+from, and the padding is cropped off. As ``kernels.im2col.col2im_reference``, one strided
+slice add per tap (td, th, tw) into the padded volume::
+
+    padded[:, :, td*dd : ... : sd, th*dh : ... : sh, tw*dw : ... : sw] += cols[:, :, tap]
+
+The cells of one slice are distinct, so no index array and no atomics; a cell under
+several windows collects them tap after tap. So <vol2col(x), c> = <x, col2vol(c)>, and
+each one's backward is the other.
 
 The ops on top
 --------------
@@ -26,7 +32,7 @@ conv3d           cols as (N, G, C/G*K3, L) (channel outermost, as W.reshape(C_ou
 conv_transpose3d conv3d's adjoint: its forward is conv3d's input gradient (W^T @ x, then
                  col2vol), its backward conv3d's forward (vol2col, then W @ ...)
 max_pool3d       cols padded with -inf (an integer dtype's minimum), argmax over K3;
-                 backward scatter-adds gy onto the winning cells
+                 backward scatter-adds gy onto the winning cells (_max_pool3d_grad)
 avg_pool3d       cols padded with 0, summed over K3 / divisor; backward col2vol(gy / divisor)
 adaptive pools   PyTorch's bins along each axis: averaging matrices (avg) or gathered
                  bins (max)
@@ -48,35 +54,22 @@ Output sizes (PyTorch's formulas, per axis):
 """
 import functools
 import math
-import numbers
 
 import numpy as np
 
 from ..args import ntuple
 from ..autograd import Function
 from ..backend import get_array_module
-from ..kernels.pool import lowest, pool_output_size
+from ..kernels.pool import _first_inbounds, _table_on, _window_counts, lowest, pool_output_size
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .checks import check_same_kind
-from .conv import _check_bias, _check_groups, _check_positive
+from .conv import _check_bias, _check_groups, _check_positive, _conv_padding
 from .math import raw
-from .pool import _adaptive_bins, _bin_average_matrix, _check_orderable
+from .pool import _adaptive_output, _bin_average_matrix, _bin_taps, _check_input, _check_orderable, _pool_args
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
            "adaptive_max_pool3d", "max_unpool3d"]
-
-
-def _triple(value, name, op):
-    return ntuple(value, 3, name, op)
-
-
-def _check_rank(op, input, what="input"):
-    if not isinstance(input, Tensor):
-        raise TypeError(f"{op}: {what} must be a Tensor, got {type(input).__name__}")
-    if input.ndim not in (4, 5):
-        raise RuntimeError(f"{op}: expected a 4-D (C, D, H, W) or 5-D (N, C, D, H, W) {what}, "
-                           f"got shape {input.shape}")
 
 
 def _ncdhw(x):
@@ -99,38 +92,51 @@ def _spread(tables):
     return out
 
 
-@functools.lru_cache(maxsize=256)      # a network asks for the same few geometries at every step
-def _windows(geometry):
-    """Host tables of a geometry's windows (read-only, shared by every call):
+def _taps(geometry):
+    """The padded coordinate o*s + t*d of tap t of output o along each axis, as broadcastable
+    (kd, kh, kw, Do, Ho, Wo) arrays."""
+    _, _, kernel, stride, dilation, out = geometry
+    return _spread([np.arange(o)[None, :] * s + np.arange(k)[:, None] * d
+                    for k, s, d, o in zip(kernel, stride, dilation, out)])
 
-    padded    (K3, L) flat position in the padded volume of tap k of window l (vol2col's table)
-    unpadded  (K3, L) that cell's flat position d*H*W + h*W + w in the unpadded volume
+
+@functools.lru_cache(maxsize=256)      # a network asks for the same few geometries at every step
+def _gather_table(geometry):
+    """vol2col's host table (K3, L), read-only: the flat position in the padded volume of
+    tap k of window l."""
+    size, pads = geometry[:2]
+    _, hp, wp = (n + b + a for n, (b, a) in zip(size, pads))
+    td, th, tw = _taps(geometry)
+    table = ((td * hp + th) * wp + tw).reshape(math.prod(geometry[2]), math.prod(geometry[5]))
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=256)
+def _max_pool_tables(geometry):
+    """Max pooling's host tables of a geometry (read-only, shared by every call):
+
+    unpadded  (K3, L) flat position d*H*W + h*W + w in the unpadded volume of the cell that
+              tap k of window l reads
     start     (L,) flat unpadded position of each window's first cell past the leading
               padding along every axis (where PyTorch's max-pool scan starts)
     empty     (L,) mask of the windows that read no cell, or None (the usual case)
     """
     size, pads, kernel, stride, dilation, out = geometry
-    padded_size = [n + b + a for n, (b, a) in zip(size, pads)]
-    taps, first, beyond = [], [], []
-    for n, (b, _), k, s, d, o in zip(size, pads, kernel, stride, dilation, out):
-        o_s = np.arange(o) * s
-        taps.append(o_s[None, :] + np.arange(k)[:, None] * d)            # (k, o) padded coordinates
-        t0 = np.maximum(-((o_s - b) // d), 0)                           # first tap past the padding
-        first.append(o_s - b + t0 * d)
-        beyond.append(first[-1] >= n)                                   # it starts past the volume
-    td, th, tw = _spread(taps)
-    k3, n_out = math.prod(kernel), math.prod(out)
-    padded = ((td * padded_size[1] + th) * padded_size[2] + tw).reshape(k3, n_out)
     (bd, _), (bh, _), (bw, _) = pads
-    unpadded = (((td - bd) * size[1] + (th - bh)) * size[2] + (tw - bw)).reshape(k3, n_out)
+    td, th, tw = _taps(geometry)
+    unpadded = (((td - bd) * size[1] + (th - bh)) * size[2] + (tw - bw)).reshape(math.prod(kernel), -1)
+    first = [np.arange(o) * s - b + _first_inbounds(o, s, b, d) * d
+             for (b, _), s, d, o in zip(pads, stride, dilation, out)]
     start = ((first[0][:, None, None] * size[1] + first[1][None, :, None]) * size[2]
-             + first[2][None, None, :]).reshape(n_out)
-    empty = (beyond[0][:, None, None] | beyond[1][None, :, None] | beyond[2][None, None, :]).reshape(n_out)
+             + first[2][None, None, :]).reshape(-1)
+    beyond = [f >= n for f, n in zip(first, size)]                      # it starts past the volume
+    empty = (beyond[0][:, None, None] | beyond[1][None, :, None] | beyond[2][None, None, :]).reshape(-1)
     empty = empty if empty.any() else None
-    for a in (padded, unpadded, start, empty):
+    for a in (unpadded, start, empty):
         if a is not None:
             a.flags.writeable = False
-    return padded, unpadded, start, empty
+    return unpadded, start, empty
 
 
 def _vol2col(x, geometry, fill=0):
@@ -140,25 +146,25 @@ def _vol2col(x, geometry, fill=0):
     n, c = x.shape[:2]
     if any(b or a for b, a in pads):
         x = xp.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode="constant", constant_values=fill)
-    table = xp.asarray(_windows(geometry)[0])
+    table = _table_on(xp, _gather_table, geometry)
     return x.reshape(n, c, math.prod(x.shape[2:]))[:, :, table]
 
 
 def _col2vol(cols, geometry):
     """vol2col's adjoint: cols (N, C, K3, L) added onto the cells they were read from, then
-    the padding cropped off -> (N, C, D, H, W)."""
+    the padding cropped off -> (N, C, D, H, W). One strided slice add per tap, as
+    kernels.im2col.col2im_reference: no index array, no atomics, and each cell's terms in
+    tap order (the order np.add.at would take them: the same sums, bit for bit)."""
     xp = get_array_module(cols)
-    size, pads = geometry[:2]
+    size, pads, kernel, stride, dilation, out = geometry
     n, c = cols.shape[:2]
-    padded_size = tuple(s + b + a for s, (b, a) in zip(size, pads))
-    volume = math.prod(padded_size)
-    table = xp.asarray(_windows(geometry)[0])
-    target = xp.zeros(n * c * volume, dtype=cols.dtype)
-    where = xp.arange(n * c)[:, None, None] * volume + table[None]         # (N*C, K3, L) global cells
-    scatter_add(target, where.reshape(-1), cols.reshape(-1))
-    target = target.reshape((n, c) + padded_size)
+    padded = xp.zeros((n, c) + tuple(s + b + a for s, (b, a) in zip(size, pads)), dtype=cols.dtype)
+    cols = cols.reshape((n, c) + kernel + out)                 # a view (also of a broadcast cols)
+    for tap in np.ndindex(*kernel):
+        window = tuple(slice(t * d, t * d + s * (o - 1) + 1, s) for t, s, d, o in zip(tap, stride, dilation, out))
+        padded[(slice(None), slice(None)) + window] += cols[(slice(None), slice(None)) + tap]
     crop = tuple(slice(b, b + s) for s, (b, _) in zip(size, pads))
-    return xp.ascontiguousarray(target[(slice(None), slice(None)) + crop])
+    return xp.ascontiguousarray(padded[(slice(None), slice(None)) + crop])
 
 
 class Vol2col(Function):
@@ -327,32 +333,11 @@ class ConvTranspose3d(Function):
 
 
 # ---------------------------------------------------------------- convolution: argument checks
-def _conv3d_padding(padding, kernel, stride, dilation, op):
-    """PyTorch's padding argument -> ((front, back), (top, bottom), (left, right)).
-
-    'valid' is no padding; 'same' (stride 1 only) pads d*(k-1) in all along an axis,
-    total // 2 before and the rest after, so an even kernel gets its extra cell at the
-    back/bottom/right, as PyTorch (the wording of ops/conv.py's 2-D checks)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0),) * 3
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
-                                 f"(stride={stride})")
-            return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
-        raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
-    pad = _triple(padding, "padding", op)
-    if min(pad) < 0:
-        raise ValueError(f"{op}: negative padding is not supported, got {pad}")
-    return tuple((p, p) for p in pad)
-
-
 def _check_weight(op, input, weight, bias, layout):
     check_same_kind(op, input, ("weight", weight), ("bias", bias))
     if weight.ndim != 5:
         raise RuntimeError(f"{op}: expected a 5-D weight ({layout}, kD, kH, kW), got shape {tuple(weight.shape)}")
-    _check_rank(op, input)
+    _check_input(op, input, 3)
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -375,10 +360,11 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                            f"(weight of shape {tuple(weight.shape)}, groups={groups}), "
                            f"got input of shape {input.shape}")
     _check_bias(op, None if bias is None else bias.shape, c_out)
-    stride, dilation = _triple(stride, "stride", op), _triple(dilation, "dilation", op)
+    stride, dilation = ntuple(stride, 3, "stride", op), ntuple(dilation, 3, "dilation", op)
     _check_positive(stride, "stride", op)
     _check_positive(dilation, "dilation", op)
-    pads = _conv3d_padding(padding, kernel, stride, dilation, op)
+    flat = _conv_padding(padding, kernel, stride, dilation, op)           # (front, back, top, ...)
+    pads = tuple(zip(flat[::2], flat[1::2]))
     size = tuple(input.shape[2:])
     out = tuple((n + b + a - d * (k - 1) - 1) // s + 1
                 for n, (b, a), k, s, d in zip(size, pads, kernel, stride, dilation))
@@ -410,8 +396,8 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
                            f"got input of shape {input.shape}")
     _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
-    stride, dilation = _triple(stride, "stride", op), _triple(dilation, "dilation", op)
-    pad, out_pad = _triple(padding, "padding", op), _triple(output_padding, "output_padding", op)
+    stride, dilation = ntuple(stride, 3, "stride", op), ntuple(dilation, 3, "dilation", op)
+    pad, out_pad = ntuple(padding, 3, "padding", op), ntuple(output_padding, 3, "output_padding", op)
     _check_positive(stride, "stride", op)
     _check_positive(dilation, "dilation", op)
     if min(pad) < 0 or min(out_pad) < 0:
@@ -434,29 +420,14 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 # ---------------------------------------------------------------- pooling: argument checks
-def _pool3d_args(op, input, kernel_size, stride, padding, dilation, ceil_mode):
-    """Checks a 3-D pooling's arguments (ops/pool.py's 2-D rules and wording); returns its
-    geometry (the windows, with ceil_mode's overhang as extra padding at the back)."""
-    _check_rank(op, input)
-    kernel = _triple(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
-        else _triple(stride, "stride", op)
-    padding = _triple(padding, "padding", op)
-    dilation = _triple(dilation, "dilation", op)
-    for name, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
-        if min(v) <= 0:
-            raise ValueError(f"{op}: {name} must be greater than zero, got {v}")
-    if min(padding) < 0 or any(p > k // 2 for p, k in zip(padding, kernel)):
-        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, "
-                         f"but got padding={padding} for kernel_size={kernel}")
+def _pool3d_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode):
+    """Checks a 3-D pooling's arguments (ops/pool.py's rules); returns its geometry (the
+    windows, with ceil_mode's overhang as extra padding at the back)."""
+    kernel, stride, padding, dilation = _pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                                   dims=3)
     size = tuple(input.shape[-3:])
-    try:
-        out = tuple(pool_output_size(n, k, s, p, p, d, ceil_mode)
-                    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
-    except ValueError:
-        raise RuntimeError(f"{op}: input of shape {input.shape} is too small for kernel_size={kernel}, "
-                           f"stride={stride}, padding={padding}, dilation={dilation}: "
-                           "the output would be empty") from None
+    out = tuple(pool_output_size(n, k, s, p, p, d, ceil_mode)
+                for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
     # ceil_mode's last window may run past the padding at the back: pad that far too
     pads = tuple((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p))
                  for n, k, s, p, d, o in zip(size, kernel, stride, padding, dilation, out))
@@ -470,7 +441,7 @@ def _argmax_as_torch(cols, axis):
     tap = cols.argmax(axis=axis)
     if cols.dtype.kind == "f":
         is_nan = xp.isnan(cols)
-        if bool(is_nan.any()):
+        if xp is not np or is_nan.any():    # a GPU always takes the where: asking "any NaN?" would sync
             last = cols.shape[axis] - 1 - xp.flip(is_nan, axis=axis).argmax(axis=axis)
             tap = xp.where(is_nan.any(axis=axis), last, tap)
     return tap
@@ -530,26 +501,28 @@ class MaxPool3d(Function):
         cols = _vol2col(x5, geometry, bottom)                                   # (N, C, K3, L)
         tap = _argmax_as_torch(cols, 2)                                         # (N, C, L)
         y = xp.take_along_axis(cols, tap[:, :, None], axis=2)[:, :, 0]
-        _, unpadded, start, empty = _windows(geometry)
-        index = xp.asarray(unpadded)[tap, xp.arange(tap.shape[-1])]
+        unpadded, start, empty = _table_on(xp, _max_pool_tables, geometry)
+        index = unpadded[tap, xp.arange(tap.shape[-1])]
         # nothing beat the initial -inf (a padding cell may tie): PyTorch's starting cell
-        index = xp.where(y == bottom, xp.asarray(start), index).astype(np.int64)
+        index = xp.where(y == bottom, start, index).astype(np.int64)
         shape = x.shape[:-3] + geometry[5]
         ctx.x_shape, ctx.empty = x.shape, None
         saved = index
         if empty is not None:       # those windows point outside their volume: no gradient
-            ctx.empty = xp.asarray(empty).reshape(geometry[5])
+            ctx.empty = empty.reshape(geometry[5])
             saved = xp.where(ctx.empty, 0, index.reshape(shape))
         ctx.save_for_backward(saved.reshape(shape))
         return y.reshape(shape), index.reshape(shape)
 
     def backward(ctx, gy, _gindex):
-        return _scatter_to_maxima(ctx, gy)
+        return _max_pool3d_grad(ctx, gy)
 
 
-def _scatter_to_maxima(ctx, gy):
-    """dL/dx of a max pooling: gy added at the saved indices, per volume (a recorded op when
-    gy is a Tensor, for create_graph)."""
+def _max_pool3d_grad(ctx, gy):
+    """dL/dx of a 3-D max pooling: gy added at the saved indices, per volume (a recorded op
+    when gy is a Tensor, for create_graph). Unlike ops/pool.py's _scatter_to_maxima, it
+    finds the empty windows' indices already at cell 0, and scatters in plain array code
+    (no 2-D kernel)."""
     index, = ctx.saved_tensors
     index = raw(index)
     if ctx.empty is not None:
@@ -565,27 +538,25 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Integer tensors too: padding then counts as the dtype's minimum."""
     op = "max_pool3d"
     _check_orderable(op, input)
-    geometry = _pool3d_args(op, input, kernel_size, stride, padding, dilation, ceil_mode)
+    geometry = _pool3d_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
     y, index = MaxPool3d.apply(input, geometry=geometry)
     return (y, index) if return_indices else y
 
 
 # ---------------------------------------------------------------- average pooling
 @functools.lru_cache(maxsize=256)
-def _avg_divisors(geometry, padding, count_include_pad, divisor_override):
-    """(L,) float64 divisor of every window, PyTorch's way: a window spans
-    [o*s - p, min(o*s - p + k, n + p)) per axis; its cells of the requested padding count
-    when count_include_pad, ceil_mode's overhang never does; divisor_override replaces it."""
+def _avg_divisors(geometry, padding, count_include_pad, divisor_override, dtype):
+    """(L,) divisor of every window in ``dtype``, PyTorch's way (kernels.pool._window_counts
+    per axis): cells of the requested padding count when count_include_pad, ceil_mode's
+    overhang never does; divisor_override replaces it."""
     size, _, kernel, stride, _, out = geometry
     if divisor_override is not None:
-        return np.full(math.prod(out), float(divisor_override))
-    counts = []
-    for n, k, s, p, o in zip(size, kernel, stride, padding, out):
-        start = np.arange(o) * s - p
-        end = np.minimum(start + k, n + p)
-        counts.append(end - start if count_include_pad else np.minimum(end, n) - np.maximum(start, 0))
-    div = (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]).astype(np.float64)
-    div = div.reshape(-1)
+        div = np.full(math.prod(out), float(divisor_override))
+    else:
+        counts = [_window_counts(n, o, k, s, p, p)[0 if count_include_pad else 1]
+                  for n, k, s, p, o in zip(size, kernel, stride, padding, out)]
+        div = (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]).reshape(-1)
+    div = div.astype(dtype)
     div.flags.writeable = False
     return div
 
@@ -604,7 +575,7 @@ class AvgPool3d(Function):
         xp = get_array_module(x)
         ctx.geometry, ctx.divisor, ctx.x_shape = geometry, divisor, x.shape
         cols = _vol2col(_ncdhw(x), geometry)                                    # (N, C, K3, L)
-        div = xp.asarray(_avg_divisors(*divisor).astype(x.dtype if x.dtype.kind == "f" else np.float64))
+        div = _table_on(xp, _avg_divisors, *divisor, x.dtype if x.dtype.kind == "f" else np.dtype(np.float64))
         y = (cols.sum(axis=2) / div).astype(x.dtype, copy=False)   # an integer input truncates, as PyTorch
         return y.reshape(x.shape[:-3] + geometry[5])
 
@@ -612,7 +583,7 @@ class AvgPool3d(Function):
         xp = get_array_module(gy)
         g = _ncdhw(gy)
         k3, length = math.prod(ctx.geometry[2]), math.prod(ctx.geometry[5])    # (explicit: a batch may be empty)
-        g = g.reshape(g.shape[:2] + (1, length)) / xp.asarray(_avg_divisors(*ctx.divisor).astype(gy.dtype))
+        g = g.reshape(g.shape[:2] + (1, length)) / _table_on(xp, _avg_divisors, *ctx.divisor, gy.dtype)
         cols = xp.broadcast_to(g, g.shape[:2] + (k3, length))
         return _col2vol(cols, ctx.geometry).reshape(ctx.x_shape)
 
@@ -621,7 +592,7 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                divisor_override=None):
     """3-D average pooling as ``torch.nn.functional.avg_pool3d``."""
     op = "avg_pool3d"
-    geometry = _pool3d_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    geometry = _pool3d_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise ValueError(f"{op}: divisor must be not zero")
     padding = tuple(b for b, _ in geometry[1])
@@ -630,21 +601,12 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 # ---------------------------------------------------------------- adaptive pooling
-def _adaptive_output(op, input, output_size):
-    _check_rank(op, input)
+def _adaptive_size(op, input, output_size):
+    """ops/pool.py's checks of an adaptive pooling, in 3-D; floating inputs only (as PyTorch)."""
+    out = _adaptive_output(op, input, output_size, dims=3)
     if input.dtype.kind != "f":
         raise RuntimeError(f"{op}: not implemented for {input.dtype} tensors (shape {tuple(input.shape)}); "
                            "pool a floating tensor")
-    if min(input.shape[-3:]) < 1:
-        raise RuntimeError(f"{op}: expected an input with non-zero D, H and W, got shape {input.shape}")
-    if isinstance(output_size, numbers.Integral) or output_size is None:
-        output_size = (output_size,) * 3
-    output_size = tuple(output_size)
-    if len(output_size) != 3:
-        raise ValueError(f"{op}: output_size must be an int or a triple, got {output_size!r}")
-    out = tuple(n if o is None else int(o) for n, o in zip(input.shape[-3:], output_size))
-    if min(out) < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
     return out
 
 
@@ -663,7 +625,7 @@ class AdaptiveAvgPool3d(Function):
     def forward(ctx, x, *, out):
         xp = get_array_module(x)
         ctx.x_shape = x.shape
-        ctx.mats = [_bin_average_matrix(xp, x.dtype, n, o) for n, o in zip(x.shape[-3:], out)]
+        ctx.mats = [_table_on(xp, _bin_average_matrix, np, x.dtype, n, o) for n, o in zip(x.shape[-3:], out)]
         return _along_axes(x, ctx.mats)
 
     def backward(ctx, gy):
@@ -682,16 +644,19 @@ def _along_axes(x, mats):
 def adaptive_avg_pool3d(input, output_size):
     """As ``torch.nn.functional.adaptive_avg_pool3d``; ``output_size`` an int or a triple
     (None keeps that axis)."""
-    out = _adaptive_output("adaptive_avg_pool3d", input, output_size)
+    out = _adaptive_size("adaptive_avg_pool3d", input, output_size)
     return AdaptiveAvgPool3d.apply(input, out=out)
 
 
-def _bin_taps(size, out):
-    """(out, longest bin) input positions of each bin; a short bin repeats its last
-    position (a repeated cell cannot change a max or which cell wins)."""
-    start, end = _adaptive_bins(size, out)
-    longest = int((end - start).max())
-    return np.minimum(start[:, None] + np.arange(longest), end[:, None] - 1)
+@functools.lru_cache(maxsize=256)
+def _bin_cells(size, out):
+    """(K3, L) flat cell d*H*W + h*W + w of tap k of bin l: the three axes' bin taps
+    (ops/pool.py's _bin_taps), outer-combined."""
+    taps = [_bin_taps(np, n, o).T for n, o in zip(size, out)]                  # (k_a, o_a)
+    sd, sh, sw = _spread(taps)                                                # (kd, kh, kw, Do, Ho, Wo)
+    cells = ((sd * size[1] + sh) * size[2] + sw).reshape(-1, math.prod(out))
+    cells.flags.writeable = False
+    return cells
 
 
 class AdaptiveMaxPool3d(Function):
@@ -711,11 +676,7 @@ class AdaptiveMaxPool3d(Function):
         xp = get_array_module(x)
         size = x.shape[-3:]
         volumes = x.reshape((-1,) + size)
-        taps = [_bin_taps(n, o) for n, o in zip(size, out)]                      # (o_a, k_a)
-        td, th, tw = [t.T for t in taps]                                        # as (k_a, o_a)
-        sd, sh, sw = _spread([td, th, tw])                                      # (kd, kh, kw, Do, Ho, Wo)
-        cells = ((sd * size[1] + sh) * size[2] + sw).reshape(-1, math.prod(out))  # (K3, L)
-        cells = xp.asarray(cells)
+        cells = _table_on(xp, _bin_cells, size, tuple(out))                    # (K3, L)
         windows = volumes.reshape(volumes.shape[0], math.prod(size))[:, cells]  # (P, K3, L)
         tap = _argmax_as_torch(windows, 1)
         y = xp.take_along_axis(windows, tap[:, None], axis=1)[:, 0]
@@ -726,12 +687,12 @@ class AdaptiveMaxPool3d(Function):
         return y.reshape(shape), index.reshape(shape)
 
     def backward(ctx, gy, _gindex):
-        return _scatter_to_maxima(ctx, gy)
+        return _max_pool3d_grad(ctx, gy)
 
 
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     """As ``torch.nn.functional.adaptive_max_pool3d`` (indices: flat d*H*W + h*W + w per volume)."""
-    out = _adaptive_output("adaptive_max_pool3d", input, output_size)
+    out = _adaptive_size("adaptive_max_pool3d", input, output_size)
     y, index = AdaptiveMaxPool3d.apply(input, out=out)
     return (y, index) if return_indices else y
 
@@ -766,14 +727,14 @@ def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_siz
     op = "max_unpool3d"
     if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
         raise TypeError(f"{op}: input and indices must be Tensors")
-    _check_rank(op, input)
+    _check_input(op, input, 3)
     if indices.shape != input.shape:
         raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
     if indices.dtype.kind not in "iu":
         raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
-    kernel = _triple(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None else _triple(stride, "stride", op)
-    padding = _triple(padding, "padding", op)
+    kernel = ntuple(kernel_size, 3, "kernel_size", op)
+    stride = kernel if stride is None else ntuple(stride, 3, "stride", op)
+    padding = ntuple(padding, 3, "padding", op)
     default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-3:], stride, padding, kernel))
     if output_size is None:
         out = default
