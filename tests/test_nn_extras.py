@@ -128,6 +128,8 @@ def test_rrelu_in_place_while_training_draws_slopes_in_range_and_uses_them_for_t
     ("max_pool1d_with_indices", (2, 3, 9), (3, 2, 1, 2, True)),
     ("adaptive_max_pool2d_with_indices", (2, 3, 7, 5), ((3, 2),)),
     ("adaptive_max_pool1d_with_indices", (3, 10), (4,)),
+    ("max_pool3d_with_indices", (2, 2, 5, 4, 6), (2, 2, 1)),
+    ("adaptive_max_pool3d_with_indices", (2, 5, 4, 6), ((2, 3, 4),)),
 ])
 def test_with_indices_aliases_always_return_values_and_torchs_indices(name, shape, args):
     a = np.random.default_rng(0).permutation(math.prod(shape)).reshape(shape) / 7.0

@@ -69,7 +69,7 @@ from .math import raw
 from .pool import _adaptive_output, _bin_average_matrix, _bin_taps, _check_input, _check_orderable, _pool_args
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
-           "adaptive_max_pool3d", "max_unpool3d"]
+           "adaptive_max_pool3d", "max_unpool3d", "max_pool3d_with_indices", "adaptive_max_pool3d_with_indices"]
 
 
 def _ncdhw(x):
@@ -695,6 +695,16 @@ def adaptive_max_pool3d(input, output_size, return_indices=False):
     out = _adaptive_size("adaptive_max_pool3d", input, output_size)
     y, index = AdaptiveMaxPool3d.apply(input, out=out)
     return (y, index) if return_indices else y
+
+
+# (values, indices) whatever ``return_indices`` says, as PyTorch's aliases (ops/pool.py has the 1-D/2-D ones)
+def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=False):
+    return max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def adaptive_max_pool3d_with_indices(input, output_size, return_indices=False):
+    return adaptive_max_pool3d(input, output_size, return_indices=True)
 
 
 # ---------------------------------------------------------------- max unpooling
