@@ -14,5 +14,6 @@ from .fold import *            # noqa: F401,F403  Unfold, Fold
 from .distance import *        # noqa: F401,F403  CosineSimilarity, PairwiseDistance
 from .volumetric import *      # noqa: F401,F403  Conv3d, ConvTranspose3d, MaxPool3d, ..., the Pad3d layers
 from .rnn import *             # noqa: F401,F403  RNN, LSTM, GRU and their cells
+from .attention import *       # noqa: F401,F403  MultiheadAttention, Transformer and its layers
 from .extras import *          # noqa: F401,F403  ChannelShuffle, LPPool, Bilinear, RMSNorm, Lazy* modules
 from . import functional, init, parallel, utils  # noqa: F401

@@ -20,3 +20,4 @@ from ..ops.fold import *        # noqa: F401,F403  unfold, fold
 from ..ops.distance import *    # noqa: F401,F403  cosine_similarity, pairwise_distance
 from ..ops.volumetric import *  # noqa: F401,F403  conv3d, conv_transpose3d, max/avg/adaptive pool3d, max_unpool3d
 from ..ops.extras import *      # noqa: F401,F403  channel_shuffle, lp_pool, bilinear, rms_norm, pdist, ...
+from ..ops.attention import *   # noqa: F401,F403  scaled_dot_product_attention
