@@ -119,6 +119,22 @@ def test_pool_and_pad_layers_match_torch(cls_name, args, kwargs, shape):
     _compare(ours, theirs, _x(*shape))
 
 
+def test_3d_pool_layers_share_the_2d_layers_settings():
+    """The 3-D pool layers are the 2-D ones' bases (nn/pooling.py) with a 3-D forward: the
+    same attributes, and 2-D layers keep theirs (reprs as torch's, 2-D and 3-D)."""
+    import tinydl.nn.pooling as pooling
+    for cls, base, args in (("AvgPool3d", pooling._AvgPoolNd, (3, 2, 1)),
+                            ("AdaptiveAvgPool3d", pooling._AdaptiveAvgPoolNd, ((2, None, 3),)),
+                            ("AdaptiveMaxPool3d", pooling._AdaptiveMaxPoolNd, ((2, 1, 3), True)),
+                            ("MaxUnpool3d", pooling._MaxUnpoolNd, (2, 1, (0, 1, 0)))):
+        ours, theirs = getattr(nn, cls)(*args), getattr(torch.nn, cls)(*args)
+        assert isinstance(ours, base) and repr(ours) == repr(theirs)
+        assert not isinstance(ours, getattr(nn, cls.replace("3d", "2d")))
+        two = cls.replace("3d", "2d")
+        args2 = tuple(a[:2] if isinstance(a, tuple) else a for a in args)
+        assert repr(getattr(nn, two)(*args2)) == repr(getattr(torch.nn, two)(*args2))
+
+
 def test_max_unpool3d_layer_round_trip_matches_torch():
     """MaxPool3d -> MaxUnpool3d puts every maximum back in its cell (zeros elsewhere), as torch;
     pooling the unpooled volume again gives the same maxima at the same indices (the maxima
@@ -309,6 +325,12 @@ def _conv_error(x_shape, w_shape, **kw):
      RuntimeError, r"max_unpool3d: expected indices of the input's shape"),
     (lambda: F.max_unpool3d(td.tensor(_x(1, 1, 2, 2, 2)), td.tensor(_x(1, 1, 2, 2, 2)), 2),
      RuntimeError, r"max_unpool3d: expected integer indices"),
+    (lambda: F.max_unpool3d(td.tensor(_x(1, 1, 1, 2, 2)), td.tensor(np.zeros((1, 1, 1, 2, 2), np.int64)), 1, 1, 1),
+     RuntimeError, r"max_unpool3d: .* gives an empty output \(-1, 0, 0\)"),
+    (lambda: F.max_unpool3d(td.tensor(_x(1, 1, 2, 2, 2)), td.tensor(np.zeros((1, 1, 2, 2, 2), np.int64)), 2,
+                            output_size=(4, 4)), ValueError, r"max_unpool3d: output_size must have 3 or 5 elements"),
+    (lambda: F.max_unpool3d(td.tensor(_x(2, 2, 2)), td.tensor(np.zeros((2, 2, 2), np.int64)), 2),
+     RuntimeError, r"max_unpool3d: expected a 4-D \(C, D, H, W\) or 5-D"),
     (lambda: nn.Conv3d(3, 4, 3, groups=2), ValueError, r"in_channels \(3\) must be divisible by groups"),
     (lambda: nn.Conv3d(2, 4, 3, padding_mode="mirror"), ValueError, r"padding_mode must be one of"),
     (lambda: nn.ConvTranspose3d(2, 4, 3, padding_mode="reflect"), ValueError, r"Only \"zeros\" padding mode"),

@@ -8,7 +8,7 @@ No parameters: each layer stores its settings (PyTorch's attribute names and
     y, switches = pool(x)            # switches: where each maximum came from
     x_back = unpool(y, switches)     # ZFNet's deconvnet step
 """
-from ..args import ntuple, pair
+from ..args import ntuple
 from . import functional as F
 from .module import Module
 
@@ -58,9 +58,8 @@ class MaxPool1d(_MaxPoolNd):
                                ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
-class AvgPool2d(Module):
-    """Mean over kernel_size windows of each channel (padding counts as zeros unless
-    ``count_include_pad=False``; ``divisor_override`` replaces the window size)."""
+class _AvgPoolNd(Module):
+    """AvgPool2d's and AvgPool3d's settings and repr (PyTorch's attribute names)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
@@ -74,6 +73,11 @@ class AvgPool2d(Module):
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Mean over kernel_size windows of each channel (padding counts as zeros unless
+    ``count_include_pad=False``; ``divisor_override`` replaces the window size)."""
 
     def forward(self, input):
         _check_rank(self, input, 2)
@@ -99,9 +103,8 @@ class AvgPool1d(Module):
                                self.count_include_pad)
 
 
-class AdaptiveAvgPool2d(Module):
-    """Average pooling to a fixed output size (H_out, W_out), whatever the input size;
-    ``AdaptiveAvgPool2d(1)`` is global average pooling (NiN, GoogLeNet, ResNet)."""
+class _AdaptiveAvgPoolNd(Module):
+    """The adaptive average pools' setting and repr (1-D, 2-D and 3-D)."""
 
     def __init__(self, output_size):
         super().__init__()
@@ -109,6 +112,11 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """Average pooling to a fixed output size (H_out, W_out), whatever the input size;
+    ``AdaptiveAvgPool2d(1)`` is global average pooling (NiN, GoogLeNet, ResNet)."""
 
     def forward(self, input):
         _check_rank(self, input, 2)
@@ -121,8 +129,8 @@ class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
         return F.adaptive_avg_pool1d(input, self.output_size)
 
 
-class AdaptiveMaxPool2d(Module):
-    """Max pooling to a fixed output size (SPP-net's pyramid levels)."""
+class _AdaptiveMaxPoolNd(Module):
+    """The adaptive max pools' settings and repr (1-D, 2-D and 3-D)."""
 
     def __init__(self, output_size, return_indices=False):
         super().__init__()
@@ -131,6 +139,10 @@ class AdaptiveMaxPool2d(Module):
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    """Max pooling to a fixed output size (SPP-net's pyramid levels)."""
 
     def forward(self, input):
         _check_rank(self, input, 2)
@@ -143,18 +155,23 @@ class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
         return F.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
-class MaxUnpool2d(Module):
-    """Puts each value back at the position its max-pooling index names, zeros elsewhere.
-    ``forward(input, indices, output_size=None)``."""
+class _MaxUnpoolNd(Module):
+    """MaxUnpool2d's and MaxUnpool3d's settings, as ``_dims``-tuples, and repr."""
+    _dims = 2
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride if (stride is not None) else kernel_size)
-        self.padding = pair(padding)
+        self.kernel_size = ntuple(kernel_size, self._dims)
+        self.stride = ntuple(stride if (stride is not None) else kernel_size, self._dims)
+        self.padding = ntuple(padding, self._dims)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool2d(_MaxUnpoolNd):
+    """Puts each value back at the position its max-pooling index names, zeros elsewhere.
+    ``forward(input, indices, output_size=None)``."""
 
     def forward(self, input, indices, output_size=None):
         _check_rank(self, input, 2)

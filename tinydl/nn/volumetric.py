@@ -12,11 +12,9 @@ PyTorch's::
     pool = nn.MaxPool3d(2, return_indices=True)
     y, switches = pool(conv(x))          # x (N, 1, D, H, W)
 """
-from ..args import ntuple
 from . import functional as F
 from .conv import _Conv, _ConvTransposeNd
-from .module import Module
-from .pooling import _MaxPoolNd, _check_rank
+from .pooling import _AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _AvgPoolNd, _MaxPoolNd, _MaxUnpoolNd, _check_rank
 from .resample import _PadNd
 
 __all__ = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool3d",
@@ -68,22 +66,9 @@ class MaxPool3d(_MaxPoolNd):
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
-class AvgPool3d(Module):
+class AvgPool3d(_AvgPoolNd):
     """Mean over kernel_size windows of each channel's volume (padding counts as zeros unless
     ``count_include_pad=False``; ``divisor_override`` replaces the window size)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if (stride is not None) else kernel_size
-        self.padding = padding
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
-        self.divisor_override = divisor_override
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, input):
         _check_rank(self, input, 3)
@@ -91,50 +76,28 @@ class AvgPool3d(Module):
                             self.count_include_pad, self.divisor_override)
 
 
-class AdaptiveAvgPool3d(Module):
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     """Average pooling to a fixed output size (D_out, H_out, W_out), whatever the input size
     (None keeps that axis); ``AdaptiveAvgPool3d(1)`` is global average pooling."""
-
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = output_size
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
 
     def forward(self, input):
         _check_rank(self, input, 3)
         return F.adaptive_avg_pool3d(input, self.output_size)
 
 
-class AdaptiveMaxPool3d(Module):
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
     """Max pooling to a fixed output size (D_out, H_out, W_out)."""
-
-    def __init__(self, output_size, return_indices=False):
-        super().__init__()
-        self.output_size = output_size
-        self.return_indices = return_indices
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
 
     def forward(self, input):
         _check_rank(self, input, 3)
         return F.adaptive_max_pool3d(input, self.output_size, self.return_indices)
 
 
-class MaxUnpool3d(Module):
+class MaxUnpool3d(_MaxUnpoolNd):
     """Puts each value back at the cell its max-pooling index names, zeros elsewhere.
     ``forward(input, indices, output_size=None)``."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = ntuple(kernel_size, 3, "kernel_size", "MaxUnpool3d")
-        self.stride = ntuple(stride if (stride is not None) else kernel_size, 3, "stride", "MaxUnpool3d")
-        self.padding = ntuple(padding, 3, "padding", "MaxUnpool3d")
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+    _dims = 3
 
     def forward(self, input, indices, output_size=None):
         _check_rank(self, input, 3)

@@ -26,6 +26,7 @@ Adaptive pooling picks windows to give a requested output size: output i
 along an axis of length H covers [floor(i*H/Ho), ceil((i+1)*H/Ho)), PyTorch's
 bins, which may differ in length and overlap when Ho does not divide H.
 """
+import math
 import numbers
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..backend import get_array_module
 from ..kernels import (avg_pool2d_backward, avg_pool2d_forward, empty_windows, max_pool2d_backward,
                        max_pool2d_forward, max_unpool2d_backward, max_unpool2d_forward, pool_output_size)
 from ..tensor import Tensor
-from ..args import ntuple, pair, single
+from ..args import ntuple, single
 from .math import raw
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
@@ -355,38 +356,50 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     (H - 1)*stride - 2*padding + kernel_size per axis; ``output_size`` (H, W) or the
     full shape picks another within one stride of it."""
     op = "max_unpool2d"
+    out = _unpool_args(op, input, indices, kernel_size, stride, padding, output_size)[3]
+    _check_unpool_indices(op, indices, out)
+    return MaxUnpool2d.apply(input, indices.array, out_hw=out)
+
+
+def _unpool_args(op, input, indices, kernel_size, stride, padding, output_size, dims=2):
+    """Check a 2-D (or ``dims``-D) max unpooling's input, indices and arguments; returns
+    (kernel, stride, padding, out), each a tuple of ``dims`` ints, out the output size:
+    (n - 1)*stride - 2*padding + kernel per axis, or ``output_size`` (its last ``dims``
+    entries) within one stride of that."""
     if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
         raise TypeError(f"{op}: input and indices must be Tensors")
-    if input.ndim not in (3, 4):
-        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    _check_input(op, input, dims)
     if indices.shape != input.shape:
         raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
     if indices.dtype.kind not in "iu":
         raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
-    kernel = pair(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None else pair(stride, "stride", op)
-    padding = pair(padding, "padding", op)
-    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-2:], stride, padding, kernel))
+    kernel = ntuple(kernel_size, dims, "kernel_size", op)
+    stride = kernel if stride is None else ntuple(stride, dims, "stride", op)
+    padding = ntuple(padding, dims, "padding", op)
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-dims:], stride, padding, kernel))
     if output_size is None:
-        out = default
-    else:
-        output_size = tuple(int(v) for v in output_size)
-        if len(output_size) == input.ndim:
-            output_size = output_size[-2:]
-        if len(output_size) != 2:
-            raise ValueError(f"{op}: output_size must have 2 or {input.ndim} elements, got {output_size}")
-        for o, d, s in zip(output_size, default, stride):
-            if not d - s < o < d + s:
-                raise ValueError(f"{op}: invalid output_size {output_size} (must be between "
-                                 f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
-        out = output_size
+        return kernel, stride, padding, default
+    output_size = tuple(int(v) for v in output_size)
+    if len(output_size) == input.ndim:
+        output_size = output_size[-dims:]
+    if len(output_size) != dims:
+        raise ValueError(f"{op}: output_size must have {dims} or {input.ndim} elements, got {output_size}")
+    for o, d, s in zip(output_size, default, stride):
+        if not d - s < o < d + s:
+            raise ValueError(f"{op}: invalid output_size {output_size} (must be between "
+                             f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
+    return kernel, stride, padding, output_size
+
+
+def _check_unpool_indices(op, indices, out):
+    """Every index inside an output plane (volume) of size ``out`` (a validation: one host
+    read of the indices' extremes, as PyTorch's own check)."""
     if indices.numel():
         lo, hi = int(indices.array.min()), int(indices.array.max())
-        if lo < 0 or hi >= out[0] * out[1]:
+        if lo < 0 or hi >= math.prod(out):
             bad = lo if lo < 0 else hi
             raise RuntimeError(f"{op}: found an invalid max index {bad} (output volumes are of size "
-                               f"{out[0]}x{out[1]})")
-    return MaxUnpool2d.apply(input, indices.array, out_hw=out)
+                               f"{'x'.join(str(o) for o in out)})")
 
 
 class MaxPoolTranspose2d(Function):

@@ -66,7 +66,8 @@ from ..tensor import Tensor
 from .checks import check_same_kind
 from .conv import _check_bias, _check_groups, _check_positive, _conv_padding
 from .math import raw
-from .pool import _adaptive_output, _bin_average_matrix, _bin_taps, _check_input, _check_orderable, _pool_args
+from .pool import (_adaptive_output, _bin_average_matrix, _bin_taps, _check_input, _check_orderable,
+                   _check_unpool_indices, _pool_args, _unpool_args)
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
            "adaptive_max_pool3d", "max_unpool3d", "max_pool3d_with_indices", "adaptive_max_pool3d_with_indices"]
@@ -452,15 +453,20 @@ class _ScatterToVolumes(Function):
     max pooling with its switches fixed, and so max pooling's backward.
 
     Linear in x: its backward gathers, dL/dx[p, j] = dL/dy[p].flat[index[p, j]], and
-    create_graph differentiates a max pool's backward through it."""
+    create_graph differentiates a max pool's backward through it. MaxUnpool3d is the same
+    map with a write in place of the add."""
 
     double_backward = "linear"
+    accumulate = True
 
     def forward(ctx, x, index, *, shape):
         xp = get_array_module(x)
         ctx.where, ctx.x_shape = _global_cells(xp, index, shape), x.shape
         y = xp.zeros(math.prod(shape), dtype=x.dtype)
-        scatter_add(y, ctx.where, x.reshape(-1))
+        if ctx.accumulate:
+            scatter_add(y, ctx.where, x.reshape(-1))
+        else:
+            y[ctx.where] = x.reshape(-1)
         return y.reshape(shape)
 
     def backward(ctx, gy):
@@ -708,26 +714,17 @@ def adaptive_max_pool3d_with_indices(input, output_size, return_indices=False):
 
 
 # ---------------------------------------------------------------- max unpooling
-class MaxUnpool3d(Function):
+class MaxUnpool3d(_ScatterToVolumes):
     """The partial inverse of max pooling: y is zero except y[p].flat[index[p, j]] = x[p, j].
 
     Forward: out = zeros; out.flat[cell of (p, j)] = x[p, j]   (a write, not an add)
     Backward: y took x[p, j] at one cell, so dL/dx[p, j] = dL/dy[p].flat[index[p, j]] (a
     gather). Overlapping pooling windows that chose the same cell wrote the same value
     there twice, and both inputs receive its gradient, as in PyTorch.
+    (_ScatterToVolumes' forward and backward, with a write.)
     """
 
-    double_backward = "linear"
-
-    def forward(ctx, x, index, *, shape):
-        xp = get_array_module(x)
-        ctx.where, ctx.x_shape = _global_cells(xp, index, shape), x.shape
-        y = xp.zeros(math.prod(shape), dtype=x.dtype)
-        y[ctx.where] = x.reshape(-1)
-        return y.reshape(shape)
-
-    def backward(ctx, gy):
-        return gy.reshape(-1)[ctx.where].reshape(ctx.x_shape), None
+    accumulate = False
 
 
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
@@ -735,36 +732,9 @@ def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_siz
     (D - 1)*stride - 2*padding + kernel_size per axis; ``output_size`` (D, H, W) or the
     full shape picks another within one stride of it."""
     op = "max_unpool3d"
-    if not isinstance(input, Tensor) or not isinstance(indices, Tensor):
-        raise TypeError(f"{op}: input and indices must be Tensors")
-    _check_input(op, input, 3)
-    if indices.shape != input.shape:
-        raise RuntimeError(f"{op}: expected indices of the input's shape {input.shape}, got {indices.shape}")
-    if indices.dtype.kind not in "iu":
-        raise RuntimeError(f"{op}: expected integer indices, got {indices.dtype}")
-    kernel = ntuple(kernel_size, 3, "kernel_size", op)
-    stride = kernel if stride is None else ntuple(stride, 3, "stride", op)
-    padding = ntuple(padding, 3, "padding", op)
-    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input.shape[-3:], stride, padding, kernel))
-    if output_size is None:
-        out = default
-    else:
-        output_size = tuple(int(v) for v in output_size)
-        if len(output_size) == input.ndim:
-            output_size = output_size[-3:]
-        if len(output_size) != 3:
-            raise ValueError(f"{op}: output_size must have 3 or {input.ndim} elements, got {output_size}")
-        for o, d, s in zip(output_size, default, stride):
-            if not d - s < o < d + s:
-                raise ValueError(f"{op}: invalid output_size {output_size} (must be between "
-                                 f"{tuple(x - s for x in default)} and {tuple(x + s for x in default)})")
-        out = output_size
+    kernel, stride, padding, out = _unpool_args(op, input, indices, kernel_size, stride, padding, output_size, dims=3)
     if min(out) < 1:
         raise RuntimeError(f"{op}: input of shape {input.shape} with kernel_size={kernel}, stride={stride}, "
                            f"padding={padding} gives an empty output {out}")
-    if indices.numel():
-        lo, hi = int(indices.array.min()), int(indices.array.max())
-        if lo < 0 or hi >= math.prod(out):
-            raise RuntimeError(f"{op}: found an invalid max index {lo if lo < 0 else hi} (output volumes are "
-                               f"of size {out[0]}x{out[1]}x{out[2]})")
+    _check_unpool_indices(op, indices, out)
     return MaxUnpool3d.apply(input, indices.array, shape=input.shape[:-3] + out)
