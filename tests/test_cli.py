@@ -144,8 +144,19 @@ def test_bad_dataset_files_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
-    (["--lr", "-1"], "--lr must be >= 0, got -1.0"),
-    (["--lr", "nan"], "--lr must be >= 0, got nan"),
+    (["--lr", "-1"], "--lr must be >= 0 and finite, got -1.0"),
+    (["--lr", "nan"], "--lr must be >= 0 and finite, got nan"),
+    (["--lr", "inf"], "--lr must be >= 0 and finite, got inf"),
+    (["--momentum", "inf"], "--momentum must be >= 0 and finite, got inf"),
+    (["--weight-decay", "inf"], "--weight-decay must be >= 0 and finite, got inf"),
+    (["--schedule", "multistep", "--milestones", "-3", "0"],
+     "--milestones must be positive epochs in increasing order, got -3 0"),
+    (["--schedule", "multistep", "--milestones", "3", "2"], "--milestones must be positive epochs in increasing"),
+    (["--schedule", "step", "--milestones", "2"], "--milestones applies to --schedule multistep (not step)"),
+    (["--gamma", "0.5"], "--gamma applies to --schedule step or multistep or exp or plateau (not none)"),
+    (["--schedule", "cosine", "--patience", "3"], "--patience applies to --schedule plateau (not cosine)"),
+    (["--schedule", "cosine", "--step-size", "3"], "--step-size applies to --schedule step (not cosine)"),
+    (["--image-size", "5000"], "--image-size must be in 1..4096, got 5000"),
     (["--workers", "-2"], "--workers must be >= 0, got -2"),
     (["--train-size", "-5"], "--train-size must be >= 1"),
     (["--train-size", "0"], "--train-size must be >= 1 (leave it out to use every image), got 0"),
@@ -348,3 +359,86 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
         pytest.skip("a CUDA device is present")
     code, _, err = _run(capsys, "--device", "cuda", "--out", str(tmp_path), *TINY)
     assert code == 2 and "--device cuda: no CUDA device" in err
+
+
+# ================================================================ what the bug hunt found
+def test_a_diverging_run_exits_2_and_writes_no_nan_checkpoint(tmp_path, capsys):
+    """lr 1e30: every step's loss is finite, but the epoch's last update is not."""
+    pytest.importorskip("sklearn")
+    code, _, err = _run(capsys, "mlp", "--lr", "1e30", "--train-size", "64", "--batch-size", "64", "--test-size",
+                        "50", "--epochs", "1", "--no-progress", "--out", str(tmp_path))
+    assert code == 2 and len(err.splitlines()) == 1 and "training diverged" in err, err
+    assert "no checkpoint of this run was written" in err and not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_a_negative_seed_trains_as_pytorchs_manual_seed_allows(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert _run(capsys, "--seed", "-1", "--epochs", "1", "--out", str(tmp_path), *TINY)[0] == 0
+    td.manual_seed(-1)
+    a = td.randn(4).numpy()
+    td.manual_seed(2**64 - 1)
+    np.testing.assert_array_equal(a, td.randn(4).numpy())
+
+
+def test_an_out_held_by_a_live_run_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from tinydl.train import LOCK_NAME
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(str(sleeper.pid))
+        code, _, err = _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"already holds a run in progress (process {sleeper.pid})" in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)[0] == 0      # its run died: stale
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "curves.png", "log.csv", "log.json"]
+
+
+def test_a_folder_named_like_a_run_file_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "checkpoint.npz").mkdir()
+    code, out, err = _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)
+    assert code == 2 and len(err.splitlines()) == 1 and "checkpoint.npz is a folder" in err, err
+    assert "epoch" not in out
+
+
+def test_convert_weights_never_replaces_a_folder(tmp_path, capsys):
+    (tmp_path / "src.pth").write_bytes(b"x")
+    (tmp_path / "dst").mkdir()
+    code = cli.main(["convert-weights", str(tmp_path / "src.pth"), str(tmp_path / "dst"), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "dst is a folder" in err, err
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    from tinydl.train import Trainer
+    real = Trainer.train_one_epoch
+
+    def stop_in_epoch_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(Trainer, "train_one_epoch", stop_in_epoch_2)
+    code, _, err = _run(capsys, "--epochs", "3", "--out", str(tmp_path), *TINY)
+    assert code == 130 and err.splitlines() == [f"tinydl train: interrupted at epoch 2; the checkpoint of epoch 1 "
+                                                f"stays in {tmp_path}"], err
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1 and not (tmp_path / ".tinydl-run.lock").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "lenet5", "--input-size", "1", "1", "1"], "model lenet5 cannot take a 1x1x1x1 input (RuntimeError: "),
+    (["summary", "lenet5", "--input-size", "0", "32", "32"], "--input-size must be 1 to 3 sizes (C H W) in 1..4096"),
+    (["summary", "lenet5", "--input-size", "1", "100000", "100000"], "--input-size must be"),
+    (["summary", "lenet5", "--input-size", "3", "4096", "4096", "--batch-size", "100"], "input values, more than"),
+    (["summary", "lenet5", "--batch-size", "0"], "--batch-size must be in 1..4096, got 0"),
+    (["summary", "lenet5", "--num-classes", "0"], "--num-classes must be in 1..1000000, got 0"),
+    (["summary", "lenet5", "--num-classes", "-3"], "--num-classes must be in 1..1000000, got -3"),
+    (["gradcheck", "mlp", "--eps", "0"], "--eps must be > 0 and finite, got 0.0"),
+    (["gradcheck", "mlp", "--num-classes", "0"], "--num-classes must be in 1..1000000, got 0"),
+])
+def test_summary_and_gradcheck_flag_mistakes_are_one_line_errors(capsys, argv, message):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err

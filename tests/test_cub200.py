@@ -216,6 +216,27 @@ def _break(root, how):
             (root / "image_class_labels.txt").read_text().replace("1 1\n", "1 9\n", 1))
     elif how == "not a number":
         (root / "classes.txt").write_text("one 001.Bird_1\n2 002.Bird_2\n3 003.Bird_3\n")
+    elif how == "a split of 2":
+        (root / "train_test_split.txt").write_text(
+            (root / "train_test_split.txt").read_text().replace("2 1\n", "2 2\n", 1))
+    elif how.startswith("boxes"):      # bounding_boxes.txt: one row per image id, 'id x y w h'
+        n = len((root / "images.txt").read_text().splitlines())
+        rows = [f"{k} 1 2 3 4" for k in range(1, n + 1)]
+        if how == "boxes: an id missing":
+            del rows[4]
+        elif how == "boxes: a row of 3 numbers":
+            rows[2] = "3 1 2 3"
+        elif how == "boxes: not a number":
+            rows[1] = "2 1 two 3 4"
+        (root / "bounding_boxes.txt").write_text("\n".join(rows) + "\n")
+    elif how == "a 0-byte image":
+        (root / "images" / "001.Bird_1" / "Bird_1_0001.png").write_bytes(b"")
+    elif how == "an undecodable image":
+        (root / "images" / "001.Bird_1" / "Bird_1_0001.png").write_bytes(b"not an image at all")
+    elif how in ("no training images", "no test images"):
+        keep = "0" if how == "no training images" else "1"
+        ids = [line.split()[0] for line in (root / "images.txt").read_text().splitlines()]
+        (root / "train_test_split.txt").write_text("".join(f"{k} {keep}\n" for k in ids))
 
 
 @pytest.mark.parametrize("how, message", [
@@ -225,6 +246,14 @@ def _break(root, how):
     ("an id not in the split", "1 image id(s) of images.txt are not in"),
     ("a class out of range", "image 1 has class 9 in image_class_labels.txt; classes.txt lists 3"),
     ("not a number", "has 'one' where a number belongs"),
+    ("a split of 2", "train_test_split.txt line 2: split '2'; expected 1 (train) or 0 (test)"),
+    ("boxes: an id missing", "1 image id(s) of images.txt have no box in"),
+    ("boxes: a row of 3 numbers", "bounding_boxes.txt line 3: '1 2 3'; expected x y width height"),
+    ("boxes: not a number", "bounding_boxes.txt line 2: '1 two 3 4' is not four numbers"),
+    ("a 0-byte image", "Bird_1_0001.png is empty (0 bytes)"),
+    ("an undecodable image", "cannot decode"),
+    ("no training images", "the train split has no images"),
+    ("no test images", "the test split has no images"),
 ])
 def test_cub_layout_mistakes_are_one_line_errors(tmp_path, capsys, how, message):
     root = write_cub(tmp_path, train=2, test=1)

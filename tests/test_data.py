@@ -671,3 +671,13 @@ def test_mnist_files_are_checked_at_load(tmp_path, case, message):
     _write_mnist_parts(tmp_path, images, labels, **kw)
     with pytest.raises(ValueError, match=message):
         data.MNIST(root=tmp_path, train=False)
+
+
+def test_random_sampler_refuses_an_empty_dataset_at_construction_as_pytorch():
+    empty = data.TensorDataset(np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="num_samples should be a positive integer value, but got num_samples=0"):
+        data.RandomSampler(empty)
+    with pytest.raises(ValueError, match="num_samples=0"):
+        data.DataLoader(empty, batch_size=2, shuffle=True)
+    data.SubsetRandomSampler([], seed=0)                              # PyTorch's takes an empty subset
+    assert list(data.DataLoader(empty, batch_size=2)) == []        # and a sequential loader yields nothing

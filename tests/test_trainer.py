@@ -393,3 +393,168 @@ def test_step_batches_cycles_the_loader_for_exactly_n_steps():
     assert got[:3] != got[3:6]                      # the second pass is reshuffled
     with pytest.raises(ValueError, match="no batches"):
         list(step_batches([], 2))
+
+
+# ================================================================ divergence after the last step, locks, resume
+def test_weights_made_non_finite_by_the_last_step_stop_training_before_anything_is_written(tmp_path):
+    """Every step's loss is finite (checked before its backward), but the epoch's last update
+    (momentum inf) leaves non-finite weights: the epoch is refused, the checkpoint stays."""
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.train_loader = DataLoader(TensorDataset(*_images()), batch_size=48)    # one step per epoch
+    trainer.fit(1)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    trainer.optimizer.param_groups[0]["momentum"] = float("inf")
+    with pytest.raises(FloatingPointError, match=r"not finite after the last step of epoch 2 .*training diverged; "
+                                                 r".*checkpoint.npz still holds epoch 1") as info:
+        trainer.fit(2)
+    assert len(info.value.history) == 1 and trainer.epoch == 1
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 2
+    assert not np.isfinite(trainer.model[-1].weight.detach().numpy()).all()
+
+
+def test_a_non_finite_test_loss_is_a_divergence():
+    trainer = _trainer("sgd-momentum+step", None)
+    trainer.loss_fn = lambda logits, y: F.cross_entropy(logits, y) * (float("inf") if not logits.requires_grad else 1.0)
+    with pytest.raises(FloatingPointError, match=r"the test loss is inf \(epoch 1, lr .*training diverged; no checkpoint"):
+        trainer.fit(1)
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
+    import subprocess
+    import sys
+    from tinydl.train import LOCK_NAME
+    lock = tmp_path / LOCK_NAME
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(str(sleeper.pid))                             # a live run holds the folder
+        with pytest.raises(RunFolderError, match=f"already holds a run in progress \\(process {sleeper.pid}"):
+            _trainer("sgd-momentum+step", tmp_path).fit(1)
+        assert lock.read_text() == str(sleeper.pid) and not (tmp_path / "checkpoint.npz").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _trainer("sgd-momentum+step", tmp_path).fit(1)                    # its process is dead: a stale lock
+    assert not lock.exists() and td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    seen = []
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.resume()
+    trainer.log = lambda line: seen.append(lock.read_text())          # held during the run, ours
+    trainer.fit(2)
+    assert seen == [str(os.getpid())] and not lock.exists()
+
+
+def _damaged(state, entry):
+    edits = {"rng.python": lambda s: s["rng"].__setitem__("python", [1, 2]),
+             "rng.numpy": lambda s: s["rng"].__setitem__("numpy", {"bit_generator": "Nope"}),
+             "rng.tinydl": lambda s: s["rng"].__setitem__("tinydl", "x"),
+             "train_loader": lambda s: s.__setitem__("train_loader", "x"),
+             "history": lambda s: s.__setitem__("history", [1, 2]),
+             "seed": lambda s: s.__setitem__("seed", "abc"),
+             "world_size": lambda s: s.__setitem__("world_size", "two"),
+             "config": lambda s: s.__setitem__("config", [1]),
+             "epoch": lambda s: s.__setitem__("epoch", -5),
+             "step_losses": lambda s: s.__setitem__("step_losses", "abc")}
+    edits[entry](state)
+    return state
+
+
+@pytest.mark.parametrize("entry", ["rng.python", "rng.numpy", "rng.tinydl", "train_loader", "history", "seed",
+                                   "world_size", "config", "epoch", "step_losses"])
+def test_a_hand_damaged_entry_is_named_and_changes_nothing(tmp_path, entry):
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    td.save(_damaged(td.load(tmp_path / "checkpoint.npz"), entry), tmp_path / "bad.npz")
+    fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
+    weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=f"bad.npz is damaged or incomplete: bad entries {entry} "):
+        fresh.resume(tmp_path / "bad.npz")
+    for k, v in fresh.model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), weights[k])
+    assert fresh.epoch == 0 and not fresh.optimizer.state
+
+
+def test_a_resume_failing_midway_puts_back_what_it_changed(tmp_path):
+    """The model loads, then the loader's state fails: the model, optimizer, loader and
+    generators are as before."""
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    state = td.load(tmp_path / "checkpoint.npz")
+    state["train_loader"] = {"x": 1}
+    td.save(state, tmp_path / "bad.npz")
+    fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
+    weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
+    loader_state, rng = fresh.train_loader.state_dict(), td.backend.get_rng_state()
+    with pytest.raises(CheckpointError, match="cannot restore the train loader's state \\(entry train_loader\\)"):
+        fresh.resume(tmp_path / "bad.npz")
+    for k, v in fresh.model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), weights[k])
+    assert not fresh.optimizer.state and fresh.train_loader.state_dict() == loader_state
+    assert td.backend.get_rng_state() == rng and fresh.epoch == 0
+
+
+def test_resume_names_an_optimizer_of_other_groups_and_a_missing_scheduler(tmp_path):
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
+    weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
+    params = list(fresh.model.parameters())
+    fresh.optimizer = optim.SGD([{"params": params[:2]}, {"params": params[2:]}], lr=0.1, momentum=0.9)
+    fresh.scheduler = optim.lr_scheduler.StepLR(fresh.optimizer, step_size=1)
+    with pytest.raises(CheckpointError, match="bad entries optimizer \\(1 parameter groups, this optimizer has 2\\)"):
+        fresh.resume()
+    for k, v in fresh.model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), weights[k])
+    state = td.load(tmp_path / "checkpoint.npz")
+    state["scheduler"] = state["scheduler_type"] = None
+    td.save(state, tmp_path / "nosched.npz")
+    with pytest.raises(CheckpointError, match="nosched.npz was saved without a scheduler, this run has StepLR"):
+        _trainer("sgd-momentum+step", tmp_path).resume(tmp_path / "nosched.npz")
+
+
+def test_a_run_stopped_between_checkpoint_and_logs_gets_its_logs_back_on_resume(tmp_path, monkeypatch):
+    import tinydl.train as train_module
+    _trainer("sgd-momentum+step", tmp_path).fit(1)
+    real = train_module._write_atomic
+
+    def stop_at_the_logs(path, data):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_module, "_write_atomic", stop_at_the_logs)
+    with pytest.raises(KeyboardInterrupt):
+        trainer = _trainer("sgd-momentum+step", tmp_path)
+        trainer.resume()
+        trainer.fit(2)
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 2          # the checkpoint first: logs behind
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 2
+    monkeypatch.setattr(train_module, "_write_atomic", real)
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.resume()
+    trainer.fit(3)
+    assert [r["epoch"] for r in json.loads((tmp_path / "log.json").read_text())["history"]] == [1, 2, 3]
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 4
+
+
+# ================================================================ API mistakes
+@pytest.mark.parametrize("batches, got", [([(np.zeros((2, 8, 8), np.uint8), np.zeros(2, np.int64))] * 1, None),
+                                          ([(np.zeros((2, 8, 8), np.uint8),) * 3], "a tuple of 3"),
+                                          ([np.zeros((2, 8, 8), np.uint8)], r"a ndarray of shape \(2, 8, 8\)")])
+def test_each_batch_must_be_a_pair(batches, got):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), batches, log=None, tune=False)
+    if got is None:
+        trainer.fit(1)
+        return
+    with pytest.raises(TypeError, match=f"Trainer: each batch must be \\(inputs, targets\\), got {got}"):
+        trainer.fit(1)
+
+
+def test_trainer_argument_mistakes_are_named():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    make = lambda **kw: Trainer(model, optim.SGD(model.parameters(), lr=0.1),  # noqa: E731
+                                DataLoader(TensorDataset(*_images()), batch_size=16), log=None, tune=False, **kw)
+    with pytest.raises(TypeError, match="loss_fn must return a scalar Tensor, got float 1.0"):
+        make(loss_fn=lambda logits, y: 1.0).fit(1)
+    for epochs in (1.5, "2", True):
+        with pytest.raises(TypeError, match="Trainer: epochs must be an int"):
+            make().fit(epochs)
+    with pytest.raises(ValueError, match="topk must be >= 1, got 0"):
+        make(topk=0)
+    with pytest.raises(ValueError, match="nan_check_interval must be >= 1, got 0"):
+        make(nan_check_interval=0)

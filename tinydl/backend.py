@@ -12,6 +12,7 @@ CuPy is optional (the ``[gpu]`` extra). It is imported lazily, the first time
 something asks about CUDA, so ``import tinydl`` stays fast and works without it.
 """
 import numbers
+import operator
 import threading
 
 import numpy as np
@@ -145,7 +146,10 @@ _np_rng = np.random.default_rng(0)
 
 
 def manual_seed(seed):
+    """Seed tinydl's generators. Any int, as PyTorch's ``manual_seed`` (negative ones too):
+    NumPy takes its residue modulo 2**64."""
     global _np_rng
+    seed = operator.index(seed) % 2**64        # NumPy refuses negative seeds; -1 -> 2**64 - 1
     _np_rng = np.random.default_rng(seed)
     if _cupy:  # seed the GPU generators only if cupy is already in use
         seed_cuda(seed)
@@ -158,6 +162,7 @@ def seed_cuda(seed):
     counter (kernels/philox.py), whose state arrays are rewritten in place (a CUDA graph
     holds their addresses)."""
     cp = cupy_module()
+    seed = operator.index(seed) % 2**64        # as manual_seed: any int
     cp.random.seed(seed)
     _philox["seed"] = seed
     for device, state in _philox["states"].items():

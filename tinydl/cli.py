@@ -87,6 +87,14 @@ class UsageError(ValueError):
     """A bad combination of flags, model and data (printed without a traceback)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during training: its one-line report (exit status 130, as a shell's)."""
+
+
+# Largest --image-size / --resize (and summary's H, W): beyond it one image alone takes gigabytes.
+MAX_IMAGE_SIZE = 4096
+
+
 # ================================================================ data
 class _ShapeClasses:
     """SyntheticShapes as a classification set: the label is the primitive drawn."""
@@ -164,6 +172,23 @@ def cub_transforms(args):
     how = "10 crops averaged" if args.ten_crop else "the centre crop"
     return train, test, (f"resized to {resize}x{resize}, random {crop}x{crop} crops and flips; "
                          f"tested on {how}; ImageNet mean/std")
+
+
+class _SampleErrors:
+    """A dataset whose samples that cannot be read (a 0-byte or undecodable image: ValueError,
+    OSError) stop training with a one-line UsageError naming the sample, not a traceback."""
+
+    def __init__(self, dataset, name):
+        self.dataset, self.name = dataset, name
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--dataset {self.name}: sample {index} cannot be read: {exc}") from exc
 
 
 def _limit(dataset, n):
@@ -358,8 +383,9 @@ def build_scheduler(args, optimizer):
         return S.CosineAnnealingLR(optimizer, T_max=epochs), f"cosine to 0 over {epochs} epochs"
     if kind == "plateau":
         gamma = args.gamma if args.gamma is not None else 0.1
-        return (S.ReduceLROnPlateau(optimizer, factor=gamma, patience=args.patience),
-                f"lr x{gamma:g} after {args.patience} epochs without a better test loss")
+        patience = args.patience if args.patience is not None else 2
+        return (S.ReduceLROnPlateau(optimizer, factor=gamma, patience=patience),
+                f"lr x{gamma:g} after {patience} epochs without a better test loss")
     raise UsageError(f"unknown schedule {kind!r}; choose from {', '.join(SCHEDULES)}")
 
 
@@ -380,24 +406,46 @@ def _check_resume_config(saved, config, path):
 # (flag, what it must be, test) for the numeric flags; None (not given) always passes.
 _FLAG_RULES = (
     ("epochs", ">= 1", lambda v: v >= 1), ("batch_size", ">= 1", lambda v: v >= 1),
-    ("lr", ">= 0", lambda v: v >= 0), ("momentum", ">= 0", lambda v: v >= 0),
-    ("weight_decay", ">= 0", lambda v: v >= 0), ("gamma", "> 0", lambda v: v > 0),
+    ("lr", ">= 0 and finite", lambda v: 0 <= v < np.inf), ("momentum", ">= 0 and finite", lambda v: 0 <= v < np.inf),
+    ("weight_decay", ">= 0 and finite", lambda v: 0 <= v < np.inf), ("gamma", "> 0 and finite", lambda v: 0 < v < np.inf),
     ("step_size", ">= 1", lambda v: v >= 1), ("patience", ">= 0", lambda v: v >= 0),
-    ("image_size", ">= 1", lambda v: v >= 1), ("workers", ">= 0", lambda v: v >= 0),
+    ("image_size", f"in 1..{MAX_IMAGE_SIZE}", lambda v: 1 <= v <= MAX_IMAGE_SIZE), ("workers", ">= 0", lambda v: v >= 0),
     ("train_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
     ("test_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
-    ("early_stop", ">= 1 epochs", lambda v: v >= 1), ("backbone_lr", ">= 0", lambda v: v >= 0),
-    ("resize", ">= 1", lambda v: v >= 1), ("test_batch_size", ">= 1", lambda v: v >= 1),
+    ("early_stop", ">= 1 epochs", lambda v: v >= 1),
+    ("backbone_lr", ">= 0 and finite", lambda v: 0 <= v < np.inf),
+    ("resize", f"in 1..{MAX_IMAGE_SIZE}", lambda v: 1 <= v <= MAX_IMAGE_SIZE),
+    ("test_batch_size", ">= 1", lambda v: v >= 1),
+    ("milestones", "positive epochs in increasing order",
+     lambda v: all(m >= 1 for m in v) and all(a < b for a, b in zip(v, v[1:]))),
 )
+
+# Flags only some schedules read: (flag, the schedules that read it). Given with another
+# schedule they would be silently ignored, so they are refused.
+_SCHEDULE_FLAGS = (("step_size", ("step",)), ("milestones", ("multistep",)),
+                   ("gamma", ("step", "multistep", "exp", "plateau")), ("patience", ("plateau",)))
+
+
+def check_flags(args, rules):
+    """UsageError (one line) for the first flag of ``rules`` (flag, what it must be, test)
+    whose value fails its test; flags not given (None) pass."""
+    for name, rule, ok in rules:
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):   # NaN fails every comparison: refused too
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise UsageError(f"--{name.replace('_', '-')} must be {rule}, got {shown}")
 
 
 def check_args(args):
     """Refuse flag values that cannot work, before anything is loaded (one line each)."""
     from .backend import parse_device
-    for name, rule, ok in _FLAG_RULES:
-        value = getattr(args, name, None)
-        if value is not None and not ok(value):   # NaN fails every comparison: refused too
-            raise UsageError(f"--{name.replace('_', '-')} must be {rule}, got {value}")
+    check_flags(args, _FLAG_RULES)
+    for flag, schedules in _SCHEDULE_FLAGS:
+        if getattr(args, flag, None) is not None and args.schedule not in schedules:
+            raise UsageError(f"--{flag.replace('_', '-')} applies to --schedule {' or '.join(schedules)} "
+                             f"(not {args.schedule}): it would be ignored")
+    if getattr(args, "patience", None) is None and hasattr(args, "schedule"):
+        args.patience = 2      # its default, set after the check (checkpoints' configs hold 2, as before)
     try:
         parse_device(args.device)
     except ValueError:
@@ -420,7 +468,12 @@ def check_out(out, overwrite, resume):
     """A new run never replaces a finished one: refuse a folder that holds a run unless
     ``--resume`` continues that very run or ``--overwrite`` replaces it; and refuse it early
     when it cannot be written."""
-    from .train import CHECKPOINT_NAME, RunFolderError, check_writable, run_files
+    from .train import CHECKPOINT_NAME, RunFolderError, check_run_paths, check_writable, run_files, run_holder
+    holder = run_holder(out) if os.path.isdir(out) else None
+    if holder is not None:     # (the Trainer claims the folder for the run's life; this refuses early)
+        who = f"process {holder}" if holder > 0 else "another process"
+        raise UsageError(f"--out {out} already holds a run in progress ({who}): wait for it to end, or choose "
+                         "another --out")
     found = run_files(out)
     own = os.path.abspath(os.path.join(out, CHECKPOINT_NAME))
     continues = resume is True or (bool(resume) and os.path.abspath(resume) == own)
@@ -428,6 +481,7 @@ def check_out(out, overwrite, resume):
         raise UsageError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
                          "replace it with --overwrite, or choose another --out")
     try:
+        check_run_paths(out)
         check_writable(out)
     except RunFolderError as exc:
         raise UsageError(f"--out: {exc}") from None
@@ -495,13 +549,27 @@ def _report_and_stop(args, text, code):
 
 def train(args):
     """Run ``tinydl train`` with parsed ``args``; returns the history (list of per-epoch dicts)."""
+    check_args(args)
+    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    made = not os.path.lexists(out)
+    try:
+        check_out(out, args.overwrite, args.resume)
+        return _train_into(out, args)
+    except BaseException:
+        if made:      # a run that fails before writing anything leaves no empty folder behind
+            try:
+                os.rmdir(out)
+            except OSError:    # it holds files (a run's epochs): kept
+                pass
+        raise
+
+
+def _train_into(out, args):
+    """``train`` after the flags and ``out`` are checked."""
     import tinydl as td
     from .data import DataLoader, DistributedSampler, Subset
     from .train import CHECKPOINT_NAME, Trainer
 
-    check_args(args)
-    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
-    check_out(out, args.overwrite, args.resume)
     if str(args.device).startswith("cuda") and not td.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is usable here ({td.backend._cupy_error or 'no GPU'}); "
                          "install the [gpu] extra (CuPy) on a machine with an NVIDIA GPU, or use --device cpu")
@@ -525,6 +593,9 @@ def train(args):
     except ValueError as exc:     # files that are not the dataset's (checked at load): one line
         raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     train_set, test_set = _limit(train_set, args.train_size), _limit(test_set, args.test_size)
+    for split, images in (("train", train_set), ("test", test_set)):
+        if len(images) == 0:      # refused before training, not after an epoch (or as an IndexError)
+            raise UsageError(f"--dataset {args.dataset}: the {split} split has no images ({about})")
     if args.dataset == "cub200":      # its samples are normalised CHW Tensors already: (crop, crop, RGB)
         image_shape = (cub_sizes(args)[1],) * 2 + (3,)
     else:
@@ -547,13 +618,13 @@ def train(args):
     scheduler, schedule_about = build_scheduler(args, optimizer)
     # The loader's seed comes from the seeded generator: the data order is a function of --seed.
     # In a distributed run each rank takes its share of every epoch's order, and of the test set.
-    sampler = DistributedSampler(train_set, world, rank, seed=args.seed) if args.distributed else None
-    train_loader = DataLoader(train_set, batch_size=args.batch_size // world, shuffle=sampler is None,
+    sampler = DistributedSampler(train_set, world, rank, seed=args.seed % 2**63) if args.distributed else None
+    train_loader = DataLoader(_SampleErrors(train_set, args.dataset), batch_size=args.batch_size // world, shuffle=sampler is None,
                               sampler=sampler, num_workers=args.workers)
     my_test = Subset(test_set, range(rank, len(test_set), world)) if world > 1 else test_set
     # large CUB images (10 crops each with --ten-crop) are tested in training-sized batches
     test_batch = args.test_batch_size or (args.batch_size if args.dataset == "cub200" else max(args.batch_size, 256))
-    test_loader = DataLoader(my_test, batch_size=test_batch, num_workers=args.workers, seed=0)
+    test_loader = DataLoader(_SampleErrors(my_test, args.dataset), batch_size=test_batch, num_workers=args.workers, seed=0)
 
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"
@@ -579,16 +650,23 @@ def train(args):
     if args.resume:
         path = args.resume if isinstance(args.resume, str) else os.path.join(out, CHECKPOINT_NAME)
         state = trainer.read_checkpoint(path)
+        trainer.check_state(state, source=f"the checkpoint {path}")     # every entry's type and range
         trainer.check_world_size(state, source=f"the checkpoint {path}")
         _check_resume_config(state.get("config") or {}, config, path)
         trainer.load_state_dict(state, source=f"the checkpoint {path}")
+        trainer.resumed_from(path)
         trainer.config = config
         say(f"resumed from {path} after epoch {trainer.epoch} (lr now {optimizer.param_groups[0]['lr']:g})")
         if trainer.epoch >= args.epochs:
             say(f"the checkpoint has {trainer.epoch} epochs already (--epochs {args.epochs}): nothing to train")
-    history = trainer.fit(args.epochs)
-    if history:
+    start = trainer.epoch
+    try:
+        history = trainer.fit(args.epochs)
+    except KeyboardInterrupt:
+        raise Interrupted(trainer.interrupt_report()) from None
+    if trainer.epoch > start:      # (a finished run resumed trains and writes nothing)
         say(f"wrote {out}/log.csv, log.json, curves.png, {CHECKPOINT_NAME}")
+    if history:
         say(f"final test accuracy: {100 * history[-1]['test_acc']:.2f}%")
     return history
 
@@ -604,13 +682,43 @@ def _input_size(args, model):
     return (channels, size, size)
 
 
+# summary's and gradcheck's flags (train's are _FLAG_RULES)
+_MODEL_FLAG_RULES = (
+    ("batch_size", f"in 1..{MAX_IMAGE_SIZE}", lambda v: 1 <= v <= MAX_IMAGE_SIZE),
+    ("num_classes", "in 1..1000000", lambda v: 1 <= v <= 10**6),
+    ("input_size", f"1 to 3 sizes (C H W) in 1..{MAX_IMAGE_SIZE}",
+     lambda v: 1 <= len(v) <= 3 and all(1 <= n <= MAX_IMAGE_SIZE for n in v)),
+    ("nsamples", ">= 1", lambda v: v >= 1), ("eps", "> 0 and finite", lambda v: 0 < v < np.inf),
+)
+_MAX_INPUT_VALUES = 2**28      # one forward's input (1 GiB of float32): beyond it, refused up front
+
+
+def _check_model_flags(args):
+    check_flags(args, _MODEL_FLAG_RULES)
+    size = int(np.prod(args.input_size, dtype=np.int64)) * args.batch_size if args.input_size else 0
+    if size > _MAX_INPUT_VALUES:
+        raise UsageError(f"--input-size {' '.join(map(str, args.input_size))} with --batch-size {args.batch_size} "
+                         f"is {size:,} input values, more than {_MAX_INPUT_VALUES:,}: give a smaller size")
+
+
+def _cannot_take(name, shape, exc):
+    """The UsageError of a network that cannot take an input of ``shape``: the layer's message."""
+    return UsageError(f"model {name} cannot take a {'x'.join(map(str, shape))} input ({type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:400]}); try --input-size C H W")
+
+
 def summary_command(args):
     """``tinydl summary MODEL``: per-layer shapes, parameters, memory, FLOPs, receptive fields."""
     from .utils.summary import summary
+    _check_model_flags(args)
     builder = _builder(args.model)
-    options = {"num_classes": args.num_classes} if args.num_classes else {}
+    options = {"num_classes": args.num_classes} if args.num_classes is not None else {}
     model = builder(**options)
-    summary(model, _input_size(args, model), batch_size=args.batch_size)
+    chw = _input_size(args, model)
+    try:
+        summary(model, chw, batch_size=args.batch_size)
+    except (RuntimeError, ValueError, TypeError, MemoryError) as exc:
+        raise _cannot_take(args.model, (args.batch_size, *chw), exc) from None
     return 0
 
 
@@ -620,8 +728,7 @@ def gradcheck_command(args):
     import tinydl as td
     from .nn.layers import _DropoutNd
     from .utils.gradcheck import gradcheck_module
-    if args.nsamples < 1 or args.batch_size < 1:
-        raise UsageError(f"--nsamples and --batch-size must be >= 1, got {args.nsamples} and {args.batch_size}")
+    _check_model_flags(args)
     builder = _builder(args.model)
     options = {"num_classes": args.num_classes} if "num_classes" in inspect.signature(builder).parameters else {}
     model = builder(**options)
@@ -634,9 +741,8 @@ def gradcheck_command(args):
     try:
         with td.no_grad():
             model(x)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise UsageError(f"model {args.model} cannot take a {'x'.join(map(str, x.shape))} input "
-                         f"({type(exc).__name__}: {exc}); try --input-size C H W") from None
+    except (RuntimeError, ValueError, TypeError, MemoryError) as exc:
+        raise _cannot_take(args.model, x.shape, exc) from None
     print(f"{args.model}: each parameter's gradient against central differences (eps {args.eps:g}), float64, "
           f"batch {'x'.join(map(str, x.shape))}, {args.nsamples} random elements per tensor, a random "
           "upstream gradient on the output; dropout off")
@@ -673,7 +779,8 @@ def make_parser():
                    help="decay factor (default 0.1 for step/multistep/plateau, 0.9 for exp)")
     p.add_argument("--milestones", type=int, nargs="+", default=None,
                    help="multistep: the epochs after which the lr decays (default: 1/2 and 3/4 of --epochs)")
-    p.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement before a decay")
+    p.add_argument("--patience", type=int, default=None,
+                   help="plateau: epochs without improvement before a decay (default 2)")
     p.add_argument("--early-stop", type=int, default=None, metavar="N",
                    help="stop when the test loss has not improved for N epochs")
     p.add_argument("--image-size", type=int, default=None,
@@ -742,10 +849,12 @@ def convert_weights_command(args):
     """``tinydl convert-weights SRC DST``."""
     from .utils.pretrained import convert_torch_weights
     try:
-        tensors, values = convert_torch_weights(args.src, args.dst, overwrite=args.force)
+        tensors, values, skipped = convert_torch_weights(args.src, args.dst, overwrite=args.force)
     except (ImportError, ValueError, FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc).replace("convert-weights: ", "", 1)) from None
-    print(f"wrote {args.dst}: {tensors} tensors, {values:,} values")
+    print(f"wrote {args.dst}: {tensors} tensors, {values:,} values" + (
+        f"; skipped {len(skipped)} entries that are not tensors (nested or plain values: "
+        f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})" if skipped else ""))
     return 0
 
 
@@ -774,6 +883,8 @@ def main(argv=None):
             AnomalyError, GraphCaptureError) as exc:   # AnomalyError: one line, then the forward's traceback asked for
         # what a user can fix: one line, no traceback
         return _report_and_stop(args, f"tinydl {args.command}: error: {exc}", 2)
+    except (Interrupted, KeyboardInterrupt) as exc:     # Ctrl-C: one line, the shell's status for SIGINT
+        return _report_and_stop(args, f"tinydl {args.command}: {str(exc) or 'interrupted'}", 130)
     except BaseException:
         if not getattr(args, "distributed", False):
             raise

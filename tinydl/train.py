@@ -54,6 +54,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 import random
 import sys
@@ -74,6 +75,8 @@ __all__ = ["Trainer", "CheckpointError", "RunFolderError", "fit", "evaluate", "e
 
 CHECKPOINT_NAME = "checkpoint.npz"
 RUN_FILES = ("log.csv", "log.json", "curves.png", CHECKPOINT_NAME)   # what a run writes into ``out``
+LOCK_NAME = ".tinydl-run.lock"    # held (O_EXCL, the pid inside) while a run writes into ``out``
+_HELD_LOCKS = set()               # absolute paths of the locks this process holds
 _FORMAT = "tinydl-trainer"
 _VERSION = 1
 # What load_state_dict reads, checked before anything is restored.
@@ -118,6 +121,23 @@ def fold_crops(images):
     return images.reshape(-1, *images.shape[2:]), images.shape[1]
 
 
+def _batch_pair(batch):
+    """(inputs, targets) of one loader batch; a clear TypeError for anything else."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch
+    what = (f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else
+            f"a {type(batch).__name__}" + (f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else ""))
+    raise TypeError(f"Trainer: each batch must be (inputs, targets), got {what}")
+
+
+def _checked_loss(loss_fn, logits, y):
+    """``loss_fn(logits, y)``, which must be a Tensor (backward and the NaN checks need one)."""
+    loss = loss_fn(logits, y)
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"Trainer: loss_fn must return a scalar Tensor, got {type(loss).__name__} {loss!r:.60}")
+    return loss
+
+
 def _labels(labels, device):
     if isinstance(labels, Tensor):
         return labels.to(device) if device is not None else labels
@@ -141,6 +161,15 @@ def topk_correct(logits, target, ks=(1, 5)):
     rank = (logits > true_score).sum(axis=1)
     valid = ~xp.isnan(true_score[:, 0])
     return [((rank < k) & valid).sum() for k in ks]
+
+
+def _positive_int(name, value, minimum=1):
+    """``value`` as an int >= ``minimum``; TypeError/ValueError naming the argument otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Trainer: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"Trainer: {name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _process_group():
@@ -196,13 +225,14 @@ def _evaluation_sums(model, loader, device, loss_fn, topk):
     batch_losses, sizes, correct1, correctk = [], [], 0, 0
     try:
         with no_grad():
-            for images, labels in loader:
+            for batch in loader:
+                images, labels = _batch_pair(batch)
                 images, ncrops = fold_crops(images)
                 x, y = prepare_images(images, device), _labels(labels, device)
                 logits, _ = _split_outputs(model(x))
                 if ncrops:    # multi-crop testing: the mean of each image's crop outputs (logits)
                     logits = average_crops(logits, ncrops)
-                batch_losses.append(loss_fn(logits, y).array)
+                batch_losses.append(_checked_loss(loss_fn, logits, y).array)
                 sizes.append(len(y))
                 c1, ck = topk_correct(logits, y, (1, topk))
                 correct1, correctk = correct1 + c1, correctk + ck
@@ -230,9 +260,94 @@ def _write_atomic(path, data):
         f.write(data)
 
 
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until its end, then raise it
+    (in the main thread, with Python's own handler in place; elsewhere the block runs as is)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda *args: held.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+def check_run_paths(out):
+    """RunFolderError when something that is not a file sits where the run writes one (a folder
+    named checkpoint.npz would fail the first save, after an epoch of training)."""
+    for name in RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise RunFolderError(f"{path} is a folder or other non-file, where the run writes its {name}: "
+                                 "remove it, or choose another out")
+
+
 def run_files(out):
     """The files of a run already in folder ``out`` (empty when there is none)."""
     return [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
+
+
+def run_holder(out):
+    """The process id of the live run holding folder ``out`` (its LOCK_NAME file), else None.
+    A lock whose process is dead is stale: nobody holds the folder. A lock without a pid
+    yet is a claim being made (held), unless it is older than a minute (its writer died)."""
+    from .utils.serialization import _alive
+    path = os.path.join(out, LOCK_NAME)
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        age = time.time() - os.path.getmtime(path)
+    except FileNotFoundError:
+        return None
+    except OSError:          # unreadable: a folder, no permission... -- held by someone, say so
+        return -1
+    if not text.isdigit():
+        return -1 if age < 60 else None
+    pid = int(text)
+    if pid == os.getpid():   # this process: held only while a fit here holds it (else a dead
+        return pid if os.path.abspath(path) in _HELD_LOCKS else None    # run's pid, reused)
+    return pid if _alive(pid) else None
+
+
+def claim_folder(out):
+    """Hold ``out`` exclusively for this run: LOCK_NAME created with O_CREAT|O_EXCL holding our
+    pid (so two runs started at once cannot both write there); a stale lock is taken over.
+    RunFolderError when a live run holds it. ``release_folder`` gives it back."""
+    path = os.path.join(out, LOCK_NAME)
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = run_holder(out)
+            if holder is not None:
+                who = f"process {holder}" if holder > 0 else "another process"
+                raise RunFolderError(f"{out} already holds a run in progress ({who} holds {path}): wait for "
+                                     "it to end, or choose another out") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)      # stale: its run died without removing it
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _HELD_LOCKS.add(os.path.abspath(path))
+        return
+    raise RunFolderError(f"{out}: could not claim {path} (other runs keep taking it)")
+
+
+def release_folder(out):
+    """Remove the lock ``claim_folder`` made (only ours)."""
+    path = os.path.abspath(os.path.join(out, LOCK_NAME))
+    if path in _HELD_LOCKS:
+        _HELD_LOCKS.discard(path)
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def check_writable(out):
@@ -258,6 +373,61 @@ def _csv_text(rows):
     return out.getvalue()
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _entry_faults(state, groups):
+    """[(entry, what is wrong)] of a checkpoint's entries beyond their types: ranges, the rng
+    states (tried on scratch generators), the rows of the history, the optimizer's groups."""
+    faults = []
+    epoch = state.get("epoch")
+    if _is_int(epoch) and not 0 <= epoch < 2**31:
+        faults.append(("epoch", f"{epoch} is not an epoch count"))
+    history = state.get("history")
+    if isinstance(history, list):    # one row of numbers per epoch (the logs are written from them)
+        if not all(isinstance(row, dict) and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                                 for v in row.values()) for row in history):
+            faults.append(("history", "rows that are not dicts of numbers"))
+        elif _is_int(epoch) and len(history) != epoch:
+            faults.append(("history", f"{len(history)} rows for {epoch} epochs"))
+    for key, low in (("seed", None), ("world_size", 1)):
+        value = state.get(key, low or 0)
+        if not _is_int(value) or (low is not None and value < low):
+            faults.append((key, f"{value!r:.40} is not an int" + (f" >= {low}" if low else "")))
+    if not isinstance(state.get("config", {}), (dict, type(None))):
+        faults.append(("config", f"a {type(state['config']).__name__}, not a dict"))
+    if not isinstance(state.get("train_loader"), (dict, type(None))):
+        faults.append(("train_loader", f"a {type(state['train_loader']).__name__}, not a dict"))
+    try:
+        np.asarray(state.get("step_losses", []), dtype=np.float64)
+    except (TypeError, ValueError):
+        faults.append(("step_losses", "not a list of numbers"))
+    optimizer = state.get("optimizer")
+    if isinstance(optimizer, dict):
+        saved = optimizer.get("param_groups")
+        if not isinstance(saved, list) or not isinstance(optimizer.get("state"), dict):
+            faults.append(("optimizer", "no state dict and param_groups list"))
+        elif len(saved) != groups:
+            faults.append(("optimizer", f"{len(saved)} parameter groups, this optimizer has {groups}"))
+    rng = state.get("rng")
+    if isinstance(rng, dict):
+        trials = {"tinydl": lambda v: setattr(np.random.default_rng().bit_generator, "state", v),
+                  "numpy": lambda v: np.random.RandomState().set_state(v),
+                  "python": lambda v: random.Random().setstate((v[0], tuple(v[1]), v[2]))}
+        for name, trial in trials.items():
+            if name not in rng:
+                faults.append((f"rng.{name}", "missing"))
+                continue
+            try:
+                if name == "python" and not (isinstance(rng[name], (list, tuple)) and len(rng[name]) == 3):
+                    raise ValueError("not (version, internal state, gauss)")
+                trial(rng[name])
+            except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+                faults.append((f"rng.{name}", f"not a generator state: {exc}"))
+    return faults
+
+
 def _rng_states():
     return {"tinydl": backend.get_rng_state(), "numpy": np.random.get_state(legacy=False),
             "python": random.getstate()}
@@ -273,7 +443,8 @@ def _set_rng_states(states):
 def _seed_device_rng(device, seed, epoch, rank=None):
     """On 'cuda', reseed the GPU's generators (dropout's) from (seed, epoch); in a data-parallel run
     (``rank`` given) tinydl's CPU generator too, and from (seed, epoch, rank). See the module docstring."""
-    value = int(np.random.SeedSequence([seed, epoch] + ([rank] if rank is not None else [])).generate_state(1)[0])
+    entropy = [seed % 2**64, epoch] + ([rank] if rank is not None else [])     # (a negative seed too)
+    value = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     if rank is not None:
         backend.manual_seed(value)
     if backend.parse_device(device).type == "cuda":
@@ -369,14 +540,14 @@ class Trainer:
         self.out = os.fspath(out) if out is not None else None
         self.progress = progress
         self.log = log if self.rank == 0 else None      # one report per job, from rank 0
-        self.topk = int(topk)
+        self.topk = _positive_int("topk", topk)
         self.aux_weight = aux_weight
         self.seed = int(seed)
         self.config = dict(config or {})
         self.plot = plot
         self.overwrite = overwrite
         self.detect_anomaly = bool(detect_anomaly)
-        self.nan_check_interval = int(nan_check_interval)
+        self.nan_check_interval = _positive_int("nan_check_interval", nan_check_interval)
         if early_stopping_patience is not None and early_stopping_patience < 1:
             raise ValueError(f"Trainer: early_stopping_patience must be >= 1 or None, got {early_stopping_patience}")
         self.early_stopping_patience, self.early_stopping_min_delta = early_stopping_patience, early_stopping_min_delta
@@ -388,6 +559,8 @@ class Trainer:
         self.history = []          # one dict per epoch
         self.step_losses = []      # the loss of every training step, in order
         self._plot_seconds = 0.0   # how long curves.png took to draw last time
+        self.checkpoint_epoch = None    # the epoch of out's checkpoint as this trainer last wrote or resumed it
+        self.epoch_in_progress = None   # the epoch being trained or written (None between fits)
 
     # ------------------------------------------------------------ one epoch
     def _bar(self, iterable, total):
@@ -442,9 +615,9 @@ class Trainer:
 
     def _loss(self, out, y):
         logits, aux = _split_outputs(out)
-        loss = self.loss_fn(logits, y)
+        loss = _checked_loss(self.loss_fn, logits, y)
         for a in aux:
-            loss = loss + self.aux_weight * self.loss_fn(a, y)
+            loss = loss + self.aux_weight * _checked_loss(self.loss_fn, a, y)
         return logits, loss
 
     def train_one_epoch(self):
@@ -470,7 +643,8 @@ class Trainer:
         anomaly = detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
         graphed = self._graphed_step() if self.cuda_graph else None
         with anomaly:
-            for step, (images, labels) in enumerate(bar if bar is not None else loader):
+            for step, batch in enumerate(bar if bar is not None else loader):
+                images, labels = _batch_pair(batch)
                 x, y = prepare_images(images, self.device), _labels(labels, self.device)
                 if graphed is not None:     # the graph's loss array holds the last step's: a copy
                     logits, loss = graphed(x.array, y.array)
@@ -515,15 +689,53 @@ class Trainer:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             batch = start + int(bad[0])
-            kept = (f"{self.checkpoint_path()} still holds epoch {self.epoch}" if self.out is not None and
-                    self.epoch > 0 else "no checkpoint of this run was written")
-            raise FloatingPointError(
-                f"Trainer: the training loss is {values[bad[0]]} at step {len(self.step_losses) + batch + 1} "
-                f"(epoch {self.epoch + 1}, batch {batch + 1}{f' of {total}' if total else ''}, lr "
-                f"{self.optimizer.param_groups[0]['lr']:g}): training diverged; {kept}. Try a smaller "
-                "learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it (on 'cuda' "
-                "a label out of range also gives a nan loss)")
+            raise self._diverged(f"the training loss is {values[bad[0]]} at step {len(self.step_losses) + batch + 1} "
+                                 f"(epoch {self.epoch + 1}, batch {batch + 1}{f' of {total}' if total else ''}")
         return len(losses)
+
+    def _diverged(self, what):
+        """The FloatingPointError of a run that diverged: ``what`` went non-finite in epoch
+        ``self.epoch + 1`` (``what`` ends inside an open parenthesis, closed here with the lr)."""
+        kept = self.kept_checkpoint()
+        return FloatingPointError(
+            f"Trainer: {what}, lr {self.optimizer.param_groups[0]['lr']:g}): training diverged; {kept}. Try a "
+            "smaller learning rate, or detect_anomaly (--detect-anomaly) to find the op that made it (on 'cuda' "
+            "a label out of range also gives a nan loss)")
+
+    def kept_checkpoint(self):
+        """Which checkpoint of this run is on disk, in words (for error and interrupt reports)."""
+        if self.out is not None and self.checkpoint_epoch is not None:
+            return f"{self.checkpoint_path()} still holds epoch {self.checkpoint_epoch}"
+        if self.out is not None and os.path.isfile(self.checkpoint_path()):    # loaded by hand: epoch unknown
+            return f"{self.checkpoint_path()} is as it was"
+        return "no checkpoint of this run was written"
+
+    def interrupt_report(self):
+        """'interrupted at epoch N; ...' for a KeyboardInterrupt out of ``fit`` (the CLI's Ctrl-C line):
+        N is the epoch being trained or written, and the checkpoint named is the one on disk."""
+        now = self.epoch_in_progress or self.epoch + 1
+        if now == self.checkpoint_epoch:     # its checkpoint is written (its logs, rewritten on resume, were not)
+            now += 1
+        kept = (f"the checkpoint of epoch {self.checkpoint_epoch} stays in {self.out}" if self.checkpoint_epoch is not None
+                else "no checkpoint was written")
+        return f"interrupted at epoch {now}; {kept}"
+
+    def _check_finite_epoch(self, row):
+        """After an epoch, before anything is written: the step losses were checked before each
+        backward, but the epoch's last update (lr 1e30, momentum inf) may still have made a
+        weight non-finite, or the test loss may overflow; either is a divergence. One pass over
+        the parameters, one host copy (on 'cuda' one sync)."""
+        named = list(_unwrap(self.model).named_parameters())
+        if named:
+            xp = get_array_module(named[0][1].array)
+            finite = to_host(xp.stack([xp.isfinite(p.array).all() for _, p in named]))
+            if not finite.all():
+                name = named[int(np.flatnonzero(~finite)[0])][0]
+                raise self._diverged(f"the weights of {name} are not finite after the last step of epoch "
+                                     f"{self.epoch + 1} (test loss {row.get('test_loss', 'not evaluated')}")
+        for key in ("train_loss", "test_loss"):
+            if key in row and not math.isfinite(row[key]):
+                raise self._diverged(f"the {key.replace('_', ' ')} is {row[key]} (epoch {self.epoch + 1}")
 
     def evaluate(self, loader=None):
         """{'loss', 'acc', 'top<k>'} on ``loader`` (default: the test loader), in eval mode."""
@@ -568,20 +780,51 @@ class Trainer:
     def fit(self, epochs):
         """Train until ``epochs`` epochs are complete (a resumed trainer continues), or until
         early stopping; returns the history."""
-        if self.out is not None and self.epoch < epochs:
-            self._claim_out()
+        _positive_int("epochs", epochs, minimum=0)
+        repair = self.out is not None and self.epoch >= epochs and self.rank == 0 and self._logs_behind()
+        claimed = self.out is not None and (self.epoch < epochs or repair)
+        if claimed:
+            self._claim_out()      # released by itself when it fails
+        try:
+            if repair:             # a finished run stopped between its checkpoint and its logs
+                self.write_outputs(checkpoint=False)
+                if self.log:
+                    self.log(f"rewrote the logs in {self.out} from the checkpoint's {self.epoch} epochs")
+            self._fit_epochs(epochs)
+        finally:
+            if claimed and self.rank == 0:
+                release_folder(self.out)
+        return self.history
+
+    def _logs_behind(self):
+        """Do log.csv / log.json hold fewer (or other) rows than the history? (A run stopped
+        after its checkpoint but before its logs were written.)"""
+        if not self.history:
+            return False
+        try:
+            with open(os.path.join(self.out, "log.csv")) as f:
+                rows = len(f.read().splitlines()) - 1
+            with open(os.path.join(self.out, "log.json")) as f:
+                logged = json.load(f)["history"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True            # missing or unreadable: written again
+        return rows != len(self.history) or not isinstance(logged, list) or len(logged) != len(self.history)
+
+    def _fit_epochs(self, epochs):
         while self.epoch < epochs and not self._should_stop():
+            self.epoch_in_progress = self.epoch + 1
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": float(self.optimizer.param_groups[0]["lr"])}
             try:
                 row.update(self.train_one_epoch())
+                if self.test_loader is not None:
+                    result = self.evaluate()
+                    row.update(test_loss=result["loss"], test_acc=result["acc"])
+                    row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
+                self._check_finite_epoch(row)
             except FloatingPointError as err:
                 err.history = list(self.history)     # the epochs that did finish, for reports
                 raise
-            if self.test_loader is not None:
-                result = self.evaluate()
-                row.update(test_loss=result["loss"], test_acc=result["acc"])
-                row[f"test_top{self.topk}"] = result[f"top{self.topk}"]
             self._step_scheduler(row)
             row["seconds"] = time.perf_counter() - start
             if backend.parse_device(self.device).type == "cuda":
@@ -599,7 +842,7 @@ class Trainer:
             if self.world_size > 1:      # no rank runs ahead (and dies) before rank 0's checkpoint is written
                 from . import distributed
                 distributed.barrier()
-        return self.history
+            self.epoch_in_progress = None
 
     def format_row(self, row, epochs=None):
         text = f"epoch {row['epoch']:3d}" + (f"/{epochs}" if epochs else "")
@@ -613,19 +856,37 @@ class Trainer:
 
     # ------------------------------------------------------------ files
     def _claim_out(self):
-        """Before the first epoch: ``out`` must be writable, and a fresh run never replaces
-        another one there silently (``overwrite=True`` removes the old run's files)."""
-        found = run_files(self.out) if self.epoch == 0 else []
-        if found and not self.overwrite:
-            raise RunFolderError(f"Trainer: {self.out} already holds a run ({', '.join(found)}); resume it "
-                                 "(Trainer.resume()), pass overwrite=True to replace it, or choose another out")
+        """Before the first epoch: ``out`` must be writable, held by this run alone (rank 0
+        claims it: only rank 0 writes), and a fresh run never replaces another one there
+        silently (``overwrite=True`` removes the old run's files)."""
         check_writable(self.out)
-        for name in found:     # so a replaced run never mixes with the new one
-            os.remove(os.path.join(self.out, name))
+        check_run_paths(self.out)
+        if self.rank == 0:
+            try:
+                claim_folder(self.out)
+            except RunFolderError as exc:
+                raise RunFolderError(f"Trainer: {exc}") from None
+        try:
+            found = run_files(self.out) if self.epoch == 0 else []
+            if found and not self.overwrite:
+                raise RunFolderError(f"Trainer: {self.out} already holds a run ({', '.join(found)}); resume it "
+                                     "(Trainer.resume()), pass overwrite=True to replace it, or choose another out")
+            for name in found:     # so a replaced run never mixes with the new one
+                os.remove(os.path.join(self.out, name))
+        except BaseException:
+            if self.rank == 0:
+                release_folder(self.out)
+            raise
 
-    def write_outputs(self, plot=True):
-        """log.csv, log.json, curves.png and checkpoint.npz in ``out`` (each written atomically)."""
+    def write_outputs(self, plot=True, checkpoint=True):
+        """checkpoint.npz, log.csv, log.json and curves.png in ``out`` (each written atomically).
+        The checkpoint first: a run stopped in between has logs an epoch behind, which the
+        resumed run rewrites from the checkpoint's history, never logs ahead of its checkpoint."""
         os.makedirs(self.out, exist_ok=True)
+        if checkpoint:
+            with _ctrl_c_after():      # the file on disk and checkpoint_epoch always agree
+                self.save_checkpoint()
+                self.checkpoint_epoch = self.epoch
         _write_atomic(os.path.join(self.out, "log.csv"), _csv_text(self.history))
         _write_atomic(os.path.join(self.out, "log.json"),
                       json.dumps({"config": self.config, "history": self.history}, indent=1))
@@ -635,7 +896,6 @@ class Trainer:
             plot_curves(self.history, os.path.join(self.out, "curves.png"), keys=("loss", "acc"),
                         title=self.config.get("title"))
             self._plot_seconds = time.perf_counter() - start
-        self.save_checkpoint()
 
     def state_dict(self):
         """Everything a resumed run needs (see the module docstring)."""
@@ -652,45 +912,75 @@ class Trainer:
             "config": self.config,
         }
 
-    def load_state_dict(self, state, source="the checkpoint"):
-        """Restore a ``state_dict()``; raises CheckpointError when it does not fit this trainer."""
+    def check_state(self, state, source="the checkpoint"):
+        """CheckpointError naming every entry of ``state`` whose type or range is wrong for this
+        trainer (nothing is changed); ``load_state_dict`` calls it first."""
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise CheckpointError(f"{source} is not a tinydl training checkpoint (no '{_FORMAT}' format "
                                   "tag); was it written by Trainer.save_checkpoint / `tinydl train`?")
-        if not isinstance(state.get("version", 0), int) or state.get("version", 0) > _VERSION:
-            raise CheckpointError(f"{source} was written by a newer tinydl (trainer format {state['version']})")
+        if not _is_int(state.get("version", 0)) or state.get("version", 0) > _VERSION:
+            raise CheckpointError(f"{source} was written by a newer tinydl (trainer format {state['version']!r})")
+        for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            saved, have = state.get(f"{what}_type"), type(obj).__name__ if obj is not None else None
+            if saved != have:
+                was = f"trained with {what} {saved}" if saved is not None else f"saved without a {what}"
+                now = f"this run has {have}" if have is not None else f"this run has no {what}"
+                raise CheckpointError(f"{source} was {was}, {now}: resume with the same settings")
         wanted = dict(_STATE_KEYS, **({"scheduler": dict} if self.scheduler is not None else {}))
         wrong = [key if key in state else f"{key} (missing)" for key, kind in wanted.items()
-                 if not isinstance(state.get(key), kind)]
-        if isinstance(state.get("rng"), dict) and not {"tinydl", "numpy", "python"} <= set(state["rng"]):
-            wrong.append("rng (incomplete)")
+                 if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)]
+        wrong += [f"{key} ({why})" for key, why in _entry_faults(state, len(self.optimizer.param_groups))]
         if wrong:     # checked before anything is restored: a failed resume changes nothing
             raise CheckpointError(f"{source} is damaged or incomplete: bad entries {', '.join(wrong)}")
+
+    def load_state_dict(self, state, source="the checkpoint"):
+        """Restore a ``state_dict()``; raises CheckpointError when it does not fit this trainer.
+        All or nothing: every entry is checked first, and what was changed before a load
+        fails (the model, then the optimizer...) is put back."""
+        self.check_state(state, source)
         self.check_world_size(state, source)
+        loader = self.train_loader if hasattr(self.train_loader, "load_state_dict") else None
+        before = (self._snapshot(loader), self.seed, self.epoch, self.history, self.step_losses)
+        steps = [("model", "does not fit the model " + type(_unwrap(self.model)).__name__,
+                  lambda: _unwrap(self.model).load_state_dict(state["model"])),
+                 ("optimizer", "cannot restore the optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"]))]
+        if self.scheduler is not None:
+            steps.append(("scheduler", "cannot restore the scheduler",
+                          lambda: self.scheduler.load_state_dict(state["scheduler"])))
+        if loader is not None and state.get("train_loader") is not None:
+            steps.append(("train_loader", "cannot restore the train loader's state",
+                          lambda: loader.load_state_dict(state["train_loader"])))
+        steps.append(("rng", "cannot restore the random generators", lambda: _set_rng_states(state["rng"])))
         self._graphed = None        # a captured step holds the arrays this replaces
-        for what, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
-            saved = state.get(f"{what}_type")
-            have = type(obj).__name__ if obj is not None else None
-            if saved != have:
-                raise CheckpointError(f"{source} was trained with {what} {saved}, this run has {have}: "
-                                      "resume with the same settings")
-        try:
-            _unwrap(self.model).load_state_dict(state["model"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{source} does not fit the model {type(self.model).__name__}: {exc}") from exc
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{source}: cannot restore the optimizer/scheduler: {exc}") from exc
-        if state.get("train_loader") is not None and hasattr(self.train_loader, "load_state_dict"):
-            self.train_loader.load_state_dict(state["train_loader"])
-        _set_rng_states(state["rng"])
+        for entry, what, load in steps:
+            try:
+                load()
+            except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                self._restore(before[0], loader)
+                detail = f"no key {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())   # one line
+                raise CheckpointError(f"{source}: {what} (entry {entry}): {detail}") from exc
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         self.history = [dict(row) for row in state["history"]]
         self.step_losses = np.asarray(state.get("step_losses", []), dtype=np.float64).tolist()
+
+    def _snapshot(self, loader):
+        """Copies of what ``load_state_dict`` changes, for ``_restore``."""
+        import copy
+        return {"model": {k: v.detach().clone() for k, v in _unwrap(self.model).state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+                "train_loader": copy.deepcopy(loader.state_dict()) if loader is not None else None,
+                "rng": _rng_states()}
+
+    def _restore(self, snap, loader):
+        _unwrap(self.model).load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(snap["scheduler"])
+        if loader is not None:
+            loader.load_state_dict(snap["train_loader"])
+        _set_rng_states(snap["rng"])
 
     def check_world_size(self, state, source="the checkpoint"):
         """A checkpoint resumes only at the world size that wrote it (the data order and the
@@ -731,7 +1021,14 @@ class Trainer:
         ``fit(epochs)`` then continues after its last epoch. Returns the epoch reached."""
         path = self.checkpoint_path(path)
         self.load_state_dict(self.read_checkpoint(path), source=f"the checkpoint {path}")
+        self.resumed_from(path)
         return self.epoch
+
+    def resumed_from(self, path):
+        """Note that the state just loaded came from checkpoint ``path``: when that is out's own
+        checkpoint, it is the one on disk (for reports of what a stopped run leaves)."""
+        own = self.out is not None and os.path.abspath(path) == os.path.abspath(self.checkpoint_path())
+        self.checkpoint_epoch = self.epoch if own else None
 
 
 # ================================================================ arrays in, history out

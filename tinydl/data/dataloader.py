@@ -117,6 +117,10 @@ class RandomSampler(Sampler):
         self._num_samples = num_samples
         if num_samples is not None and (not isinstance(num_samples, int) or num_samples <= 0):
             raise ValueError(f"RandomSampler: num_samples must be a positive int, got {num_samples}")
+        if self.num_samples == 0 and not isinstance(self, SubsetRandomSampler):   # (PyTorch's takes an empty subset)
+            # as PyTorch's, at construction: an empty dataset would fail later, deep in iteration
+            raise ValueError("RandomSampler: num_samples should be a positive integer value, but got num_samples=0 "
+                             "(the dataset is empty)")
         self.seed = _check_seed(seed) if seed is not None else _draw_seed(generator)
         self.epoch = 0
 

@@ -468,7 +468,12 @@ class CUB200(_ImageFiles):
         paths = dict(self._table(root / "images.txt"))
         labels = {k: self._number(v, root / "image_class_labels.txt") - 1
                   for k, v in self._table(root / "image_class_labels.txt")}
-        is_train = {k: v == "1" for k, v in self._table(root / "train_test_split.txt")}
+        is_train = {}
+        for number, k, v in self._lines(root / "train_test_split.txt"):
+            if v not in ("0", "1"):     # anything else would silently count as test
+                raise ValueError(f"CUB200: {root / 'train_test_split.txt'} line {number}: split {v!r}; expected "
+                                 "1 (train) or 0 (test)")
+            is_train[k] = v == "1"
         classes = self._table(root / "classes.txt")
         self.classes = [name for _, name in sorted(classes, key=lambda kv: self._number(kv[0], root / "classes.txt"))]
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
@@ -492,23 +497,45 @@ class CUB200(_ImageFiles):
         self.targets = [t for _, t in self.samples]
         box_file = root / "bounding_boxes.txt"
         if box_file.exists():
-            boxes = {k: [float(x) for x in v.split()] for k, v in self._table(box_file)}
+            boxes = {k: self._box(v, box_file, number) for number, k, v in self._lines(box_file)}
+            absent = [k for k in ids if k not in boxes]
+            if absent:
+                raise ValueError(f"CUB200: {len(absent)} image id(s) of images.txt have no box in {box_file} "
+                                 f"(first: {absent[0]})")
             xywh = np.array([boxes[k] for k in ids], dtype=np.float32).reshape(-1, 4)
             self.boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         else:
             self.boxes = None
 
-    @staticmethod
-    def _table(path):
+    @classmethod
+    def _table(cls, path):
         """Rows 'id value...' of a CUB list file as (id, rest) pairs."""
+        return [(key, rest) for _, key, rest in cls._lines(path)]
+
+    @staticmethod
+    def _lines(path):
+        """Rows 'id value...' of a CUB list file as (line number, id, rest) triples."""
         rows = []
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip():
                 key, _, rest = line.strip().partition(" ")
                 if not rest.strip():
                     raise ValueError(f"CUB200: {path} line {number} is {line.strip()!r}; expected '<id> <value>'")
-                rows.append((key, rest.strip()))
+                rows.append((number, key, rest.strip()))
         return rows
+
+    @staticmethod
+    def _box(text, path, number):
+        """[x, y, width, height] of one bounding_boxes.txt row; ValueError naming the file and line."""
+        try:
+            box = [float(v) for v in text.split()]
+        except ValueError:
+            raise ValueError(f"CUB200: {path} line {number}: {text!r} is not four numbers "
+                             "(x y width height)") from None
+        if len(box) != 4 or not all(np.isfinite(box)) or box[2] < 0 or box[3] < 0:
+            raise ValueError(f"CUB200: {path} line {number}: {text!r}; expected x y width height "
+                             "(four finite numbers, width and height >= 0)")
+        return box
 
     @staticmethod
     def _number(text, path):

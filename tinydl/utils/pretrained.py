@@ -62,11 +62,13 @@ def convert_torch_weights(src, dst, overwrite=False):
     """Read PyTorch's ``src`` (.pth / .pt: a state dict, or {'state_dict': ...}) with
     ``torch.load(weights_only=True)`` and write it as a tinydl .npz ``dst`` (atomically;
     an existing ``dst`` is kept unless ``overwrite``). Returns (number of tensors, of
-    values)."""
+    values, the names of the entries skipped: those that are no tensor, as nested dicts)."""
     from .serialization import save
     src, dst = os.fspath(src), os.fspath(dst)
     if not os.path.exists(src):
         raise FileNotFoundError(f"convert-weights: no file at {src}")
+    if os.path.isdir(dst):        # --force replaces a file, never a folder (the rename would fail at the end)
+        raise FileExistsError(f"convert-weights: {dst} is a folder; give the .npz file to write")
     if os.path.exists(dst) and not overwrite:
         raise FileExistsError(f"convert-weights: {dst} exists; pass --force to replace it")
     try:
@@ -85,5 +87,6 @@ def convert_torch_weights(src, dst, overwrite=False):
     # bfloat16 (many published checkpoints) has no NumPy dtype: it becomes float32, exactly
     arrays = OrderedDict((k, (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy())
                          for k, v in state.items() if torch.is_tensor(v))
+    skipped = [str(k) for k, v in state.items() if not torch.is_tensor(v)]    # reported, never silently lost
     save(arrays, dst)
-    return len(arrays), sum(a.size for a in arrays.values())
+    return len(arrays), sum(a.size for a in arrays.values()), skipped
