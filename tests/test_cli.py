@@ -442,3 +442,47 @@ def test_summary_and_gradcheck_flag_mistakes_are_one_line_errors(capsys, argv, m
     code = cli.main(argv)
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_finished_run_resumed_trains_nothing_and_says_it_wrote_nothing(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)[0] == 0
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    code, out, _ = _run(capsys, "--epochs", "1", "--out", str(tmp_path), "--resume", *TINY)
+    assert code == 0 and "nothing to train" in out and "wrote" not in out, out
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+def test_a_run_that_fails_before_training_leaves_no_empty_out_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    code, _, err = _run(capsys, "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--out", str(out), *TINY)
+    assert code == 2 and "t10k-images-idx3-ubyte" in err
+    assert not out.exists() and (tmp_path / "new").exists()     # only the folder the run made itself
+
+
+def test_ctrl_c_before_training_is_one_line_too(tmp_path, capsys, monkeypatch):
+    def interrupted(args, fit):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_load_dataset", interrupted)
+    code, _, err = _run(capsys, "--epochs", "1", "--out", str(tmp_path / "run"), *TINY)
+    assert code == 130 and err == "tinydl train: interrupted\n" and not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_whose_model_does_not_fit_is_one_line(tmp_path, capsys):
+    """The model's own error spans lines (missing keys...): the CLI still answers in one."""
+    pytest.importorskip("sklearn")
+    assert _run(capsys, "--epochs", "1", "--out", str(tmp_path), *TINY)[0] == 0
+    state = td.load(tmp_path / "checkpoint.npz")
+    state["model"].pop(next(iter(state["model"])))
+    td.save(state, tmp_path / "checkpoint.npz")
+    code, _, err = _run(capsys, "--epochs", "2", "--out", str(tmp_path), "--resume", *TINY)
+    assert code == 2 and len(err.splitlines()) == 1 and "does not fit the model MLP (entry model)" in err, err
+
+
+def test_convert_weights_says_how_many_entries_it_skipped(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.ones(2, 3), "sub": {"b": torch.ones(2)}, "n": 3}, tmp_path / "nested.pth")
+    assert cli.main(["convert-weights", str(tmp_path / "nested.pth"), str(tmp_path / "w.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "1 tensors, 6 values; skipped 2 entries that are not tensors" in out and "sub, n" in out
+    assert list(td.load(tmp_path / "w.npz")) == ["w"]

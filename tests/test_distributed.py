@@ -42,8 +42,10 @@ def run_mpi(n, args, timeout=240, env=None):
     command = [_mpiexec(), "-n", str(n), sys.executable, *map(str, args)]
     environ = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                    **(env or {}))
-    proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    # stdin: none. Under pytest-xdist a worker's stdin is its channel to the controller, and
+    # mpiexec forwards its stdin to rank 0 (it read the channel: "reading stdin too slowly")
+    proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -26,7 +26,8 @@ def test_gpu_marked_tests_pass_with_a_numpy_standin_for_cupy():
                "-p", "no:xdist", "--tb=short", "-rf",
                # its MPI child processes do not see the stand-in's skips
                "--deselect", "tests/test_distributed.py::test_nccl_backend_on_one_gpu"]
-    run = subprocess.run(command, cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(command, cwd=TESTS.parent, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=900)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, f"{summary}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
     assert " passed" in summary, summary        # the stand-in was taken for a GPU: tests ran

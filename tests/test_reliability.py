@@ -91,3 +91,43 @@ def test_a_thousand_training_steps_keep_resident_memory_flat():
     assert step == 1200 and np.isfinite(history).all()
     assert grown_traced < 1000 * 200, f"{grown_traced / 1000:.0f} bytes per step kept"   # history: ~40 B/step
     assert grown_rss < 8 * 2**20, f"resident memory grew by {grown_rss / 2**20:.1f} MB over 1,000 steps"
+
+
+def _train_process(out, *flags):
+    """`tinydl train mlp` on 64 digits, as a process of its own (many epochs: it runs until stopped)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, "-m", "tinydl.cli", "train", "mlp", "--train-size", "64", "--test-size",
+                             "16", "--batch-size", "32", "--no-progress", "--out", str(out), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_ctrl_c_is_one_line_the_checkpoint_it_names_is_on_disk_and_a_second_run_is_refused(tmp_path):
+    """A real SIGINT after the first epoch is written, and a second run into the same --out
+    while the first holds it."""
+    import re
+    pytest.importorskip("sklearn")
+    out = tmp_path / "run"
+    first = _train_process(out, "--epochs", "100000")
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        second = _train_process(out, "--epochs", "1")
+        _, err2 = second.communicate(timeout=60)
+        assert second.returncode == 2 and err2.splitlines() == [
+            f"tinydl train: error: --out {out} already holds a run in progress (process {first.pid}): wait for it "
+            "to end, or choose another --out"], err2
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    found = re.fullmatch(rf"tinydl train: interrupted at epoch (\d+); the checkpoint of epoch (\d+) stays in {out}\n",
+                         err)
+    assert found, err
+    now, kept = map(int, found.groups())
+    assert now == kept + 1 and td.load(out / "checkpoint.npz")["epoch"] == kept
+    logged = len((out / "log.csv").read_text().splitlines()) - 1
+    assert kept - 1 <= logged <= kept                                    # never ahead of the checkpoint
+    assert sorted(os.listdir(out)) in (["checkpoint.npz", "curves.png", "log.csv", "log.json"],
+                                       ["checkpoint.npz", "log.csv", "log.json"])     # no lock, no temporary file

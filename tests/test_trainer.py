@@ -450,6 +450,8 @@ def _damaged(state, entry):
              "rng.tinydl": lambda s: s["rng"].__setitem__("tinydl", "x"),
              "train_loader": lambda s: s.__setitem__("train_loader", "x"),
              "history": lambda s: s.__setitem__("history", [1, 2]),
+             "history.text": lambda s: s["history"][0].__setitem__("epoch", "x"),
+             "history.rows": lambda s: s.__setitem__("history", []),
              "seed": lambda s: s.__setitem__("seed", "abc"),
              "world_size": lambda s: s.__setitem__("world_size", "two"),
              "config": lambda s: s.__setitem__("config", [1]),
@@ -460,13 +462,14 @@ def _damaged(state, entry):
 
 
 @pytest.mark.parametrize("entry", ["rng.python", "rng.numpy", "rng.tinydl", "train_loader", "history", "seed",
-                                   "world_size", "config", "epoch", "step_losses"])
+                                   "world_size", "config", "epoch", "step_losses", "history.text", "history.rows"])
 def test_a_hand_damaged_entry_is_named_and_changes_nothing(tmp_path, entry):
     _trainer("sgd-momentum+step", tmp_path).fit(1)
     td.save(_damaged(td.load(tmp_path / "checkpoint.npz"), entry), tmp_path / "bad.npz")
     fresh = _trainer("sgd-momentum+step", tmp_path, seed=5)
     weights = {k: v.numpy().copy() for k, v in fresh.model.state_dict().items()}
-    with pytest.raises(CheckpointError, match=f"bad.npz is damaged or incomplete: bad entries {entry} "):
+    named = "history" if entry.startswith("history") else entry
+    with pytest.raises(CheckpointError, match=f"bad.npz is damaged or incomplete: bad entries {named} "):
         fresh.resume(tmp_path / "bad.npz")
     for k, v in fresh.model.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), weights[k])
@@ -517,11 +520,12 @@ def test_a_run_stopped_between_checkpoint_and_logs_gets_its_logs_back_on_resume(
     def stop_at_the_logs(path, data):
         raise KeyboardInterrupt
     monkeypatch.setattr(train_module, "_write_atomic", stop_at_the_logs)
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.resume()
     with pytest.raises(KeyboardInterrupt):
-        trainer = _trainer("sgd-momentum+step", tmp_path)
-        trainer.resume()
         trainer.fit(2)
     assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 2          # the checkpoint first: logs behind
+    assert trainer.interrupt_report() == f"interrupted at epoch 3; the checkpoint of epoch 2 stays in {tmp_path}"
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 2
     monkeypatch.setattr(train_module, "_write_atomic", real)
     trainer = _trainer("sgd-momentum+step", tmp_path)
@@ -558,3 +562,102 @@ def test_trainer_argument_mistakes_are_named():
         make(topk=0)
     with pytest.raises(ValueError, match="nan_check_interval must be >= 1, got 0"):
         make(nan_check_interval=0)
+
+
+def test_a_finished_run_stopped_before_its_logs_gets_them_back_on_resume(tmp_path, monkeypatch):
+    """Stopped between the last epoch's checkpoint and its logs: resuming the finished run
+    (nothing to train) rewrites the logs from the checkpoint's history, and only them."""
+    import tinydl.train as train_module
+    real = train_module._write_atomic
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    monkeypatch.setattr(train_module, "_write_atomic", lambda path, data: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(2)
+    monkeypatch.setattr(train_module, "_write_atomic", real)
+    checkpoint = (tmp_path / "checkpoint.npz").read_bytes()
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 2      # one epoch behind
+    seen = []
+    resumed = _trainer("sgd-momentum+step", tmp_path)
+    resumed.log = seen.append
+    resumed.resume()
+    assert resumed.fit(2) == resumed.history and len(resumed.history) == 2
+    assert [r["epoch"] for r in json.loads((tmp_path / "log.json").read_text())["history"]] == [1, 2]
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 3
+    assert (tmp_path / "checkpoint.npz").read_bytes() == checkpoint and seen == [
+        f"rewrote the logs in {tmp_path} from the checkpoint's 2 epochs"]
+    assert not (tmp_path / ".tinydl-run.lock").exists()
+    resumed.fit(2)                                                        # logs in step: nothing written
+    assert len(seen) == 1
+
+
+def test_the_interrupt_report_names_the_checkpoint_on_disk(tmp_path, monkeypatch):
+    """Ctrl-C while epoch 2's checkpoint is being written: epoch 1's stays, and the report says so."""
+    import tinydl.utils.serialization as serialization
+    trainer = _trainer("sgd-momentum+step", tmp_path)
+    trainer.fit(1)
+    real = serialization.save
+
+    def interrupted_save(obj, f):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(serialization, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(3)
+    monkeypatch.setattr(serialization, "save", real)
+    assert trainer.epoch == 2 and td.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    assert trainer.interrupt_report() == f"interrupted at epoch 2; the checkpoint of epoch 1 stays in {tmp_path}"
+    assert "checkpoint.npz still holds epoch 1" in trainer.kept_checkpoint()
+    fresh = _trainer("sgd-momentum+step", tmp_path / "new")
+    assert fresh.interrupt_report() == "interrupted at epoch 1; no checkpoint was written"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to itself")
+def test_ctrl_c_while_a_checkpoint_is_written_is_held_until_it_is_whole():
+    """The checkpoint file and what the Trainer reports of it must agree: a SIGINT arriving
+    inside the write is raised after it."""
+    import signal
+    from tinydl.train import _ctrl_c_after
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_after():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("written")
+    assert done == ["written"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_two_trainers_into_one_folder_at_once_the_second_is_refused(tmp_path):
+    """Both past the "already holds a run" check (the folder was empty): the second claim fails."""
+    first, second = _trainer("sgd-momentum+step", tmp_path), _trainer("sgd-momentum+step", tmp_path, seed=3)
+    refusals = []
+
+    def start_the_second(line):
+        with pytest.raises(RunFolderError, match=f"already holds a run in progress \\(process {os.getpid()}") as info:
+            second.fit(1)
+        refusals.append(str(info.value))
+    first.log = start_the_second
+    first.fit(1)
+    assert len(refusals) == 1 and second.epoch == 0
+    assert td.load(tmp_path / "checkpoint.npz")["epoch"] == 1 and not (tmp_path / ".tinydl-run.lock").exists()
+
+
+def test_only_rank_0_of_a_data_parallel_run_claims_the_folder(tmp_path, monkeypatch):
+    """Rank 0 alone writes, so it alone claims the folder (and replaces an old run's files);
+    another rank checks the folder as rank 0 does, and leaves rank 0's lock alone."""
+    import subprocess
+    import sys
+    import tinydl.train as train_module
+    from tinydl.train import LOCK_NAME
+    _trainer("sgd-momentum+step", tmp_path).fit(1)                         # an old run, to be replaced
+    monkeypatch.setattr(train_module, "_process_group", lambda: (1, 2))      # rank 1 of 2
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(str(sleeper.pid))               # rank 0 holds the folder
+        with pytest.raises(RunFolderError, match="already holds a run"):    # refused as on rank 0
+            _trainer("sgd-momentum+step", tmp_path)._claim_out()
+        replacing = _trainer("sgd-momentum+step", tmp_path)
+        replacing.overwrite = True
+        replacing._claim_out()
+        assert (tmp_path / LOCK_NAME).read_text() == str(sleeper.pid) and (tmp_path / "checkpoint.npz").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

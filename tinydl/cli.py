@@ -406,10 +406,13 @@ def _check_resume_config(saved, config, path):
 # (flag, what it must be, test) for the numeric flags; None (not given) always passes.
 _FLAG_RULES = (
     ("epochs", ">= 1", lambda v: v >= 1), ("batch_size", ">= 1", lambda v: v >= 1),
-    ("lr", ">= 0 and finite", lambda v: 0 <= v < np.inf), ("momentum", ">= 0 and finite", lambda v: 0 <= v < np.inf),
-    ("weight_decay", ">= 0 and finite", lambda v: 0 <= v < np.inf), ("gamma", "> 0 and finite", lambda v: 0 < v < np.inf),
+    ("lr", ">= 0 and finite", lambda v: 0 <= v < np.inf),
+    ("momentum", ">= 0 and finite", lambda v: 0 <= v < np.inf),
+    ("weight_decay", ">= 0 and finite", lambda v: 0 <= v < np.inf),
+    ("gamma", "> 0 and finite", lambda v: 0 < v < np.inf),
     ("step_size", ">= 1", lambda v: v >= 1), ("patience", ">= 0", lambda v: v >= 0),
-    ("image_size", f"in 1..{MAX_IMAGE_SIZE}", lambda v: 1 <= v <= MAX_IMAGE_SIZE), ("workers", ">= 0", lambda v: v >= 0),
+    ("image_size", f"in 1..{MAX_IMAGE_SIZE}", lambda v: 1 <= v <= MAX_IMAGE_SIZE),
+    ("workers", ">= 0", lambda v: v >= 0),
     ("train_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
     ("test_size", ">= 1 (leave it out to use every image)", lambda v: v >= 1),
     ("early_stop", ">= 1 epochs", lambda v: v >= 1),
@@ -619,12 +622,13 @@ def _train_into(out, args):
     # The loader's seed comes from the seeded generator: the data order is a function of --seed.
     # In a distributed run each rank takes its share of every epoch's order, and of the test set.
     sampler = DistributedSampler(train_set, world, rank, seed=args.seed % 2**63) if args.distributed else None
-    train_loader = DataLoader(_SampleErrors(train_set, args.dataset), batch_size=args.batch_size // world, shuffle=sampler is None,
-                              sampler=sampler, num_workers=args.workers)
+    train_loader = DataLoader(_SampleErrors(train_set, args.dataset), batch_size=args.batch_size // world,
+                              shuffle=sampler is None, sampler=sampler, num_workers=args.workers)
     my_test = Subset(test_set, range(rank, len(test_set), world)) if world > 1 else test_set
     # large CUB images (10 crops each with --ten-crop) are tested in training-sized batches
     test_batch = args.test_batch_size or (args.batch_size if args.dataset == "cub200" else max(args.batch_size, 256))
-    test_loader = DataLoader(_SampleErrors(my_test, args.dataset), batch_size=test_batch, num_workers=args.workers, seed=0)
+    test_loader = DataLoader(_SampleErrors(my_test, args.dataset), batch_size=test_batch, num_workers=args.workers,
+                             seed=0)
 
     config = _config(args)
     config["title"] = f"{args.model} on {args.dataset}"

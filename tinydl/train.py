@@ -716,8 +716,8 @@ class Trainer:
         now = self.epoch_in_progress or self.epoch + 1
         if now == self.checkpoint_epoch:     # its checkpoint is written (its logs, rewritten on resume, were not)
             now += 1
-        kept = (f"the checkpoint of epoch {self.checkpoint_epoch} stays in {self.out}" if self.checkpoint_epoch is not None
-                else "no checkpoint was written")
+        kept = (f"the checkpoint of epoch {self.checkpoint_epoch} stays in {self.out}"
+                if self.checkpoint_epoch is not None else "no checkpoint was written")
         return f"interrupted at epoch {now}; {kept}"
 
     def _check_finite_epoch(self, row):
@@ -871,7 +871,7 @@ class Trainer:
             if found and not self.overwrite:
                 raise RunFolderError(f"Trainer: {self.out} already holds a run ({', '.join(found)}); resume it "
                                      "(Trainer.resume()), pass overwrite=True to replace it, or choose another out")
-            for name in found:     # so a replaced run never mixes with the new one
+            for name in found if self.rank == 0 else ():     # so a replaced run never mixes with the new one
                 os.remove(os.path.join(self.out, name))
         except BaseException:
             if self.rank == 0:
@@ -940,10 +940,11 @@ class Trainer:
         self.check_state(state, source)
         self.check_world_size(state, source)
         loader = self.train_loader if hasattr(self.train_loader, "load_state_dict") else None
-        before = (self._snapshot(loader), self.seed, self.epoch, self.history, self.step_losses)
+        before = self._snapshot(loader)    # (seed, epoch, history are set only once every load succeeded)
         steps = [("model", "does not fit the model " + type(_unwrap(self.model)).__name__,
                   lambda: _unwrap(self.model).load_state_dict(state["model"])),
-                 ("optimizer", "cannot restore the optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"]))]
+                 ("optimizer", "cannot restore the optimizer",
+                  lambda: self.optimizer.load_state_dict(state["optimizer"]))]
         if self.scheduler is not None:
             steps.append(("scheduler", "cannot restore the scheduler",
                           lambda: self.scheduler.load_state_dict(state["scheduler"])))
@@ -956,7 +957,7 @@ class Trainer:
             try:
                 load()
             except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                self._restore(before[0], loader)
+                self._restore(before, loader)
                 detail = f"no key {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())   # one line
                 raise CheckpointError(f"{source}: {what} (entry {entry}): {detail}") from exc
         self.seed = int(state.get("seed", self.seed))
