@@ -576,7 +576,7 @@ def avg_pool2d_divisor(in_hw, kernel_size, stride=None, padding=0, ceil_mode=Fal
     return np.outer(rows_real, cols_real).astype(dtype)
 
 
-_DEVICE_TABLES = {}      # (builder, its arguments, GPU) -> the table there, the newest 256
+_DEVICE_TABLES = {}      # (builder, its arguments, GPU) -> the table there
 
 
 def _table_on(xp, build, *args):
@@ -586,9 +586,7 @@ def _table_on(xp, build, *args):
     if xp is np:
         return build(*args)
     key = (build, repr(args), xp.cuda.runtime.getDevice())
-    if key not in _DEVICE_TABLES:
-        if len(_DEVICE_TABLES) >= 256:      # a 3-D gather table can be tens of MB: drop the oldest
-            _DEVICE_TABLES.pop(next(iter(_DEVICE_TABLES)), None)
+    if key not in _DEVICE_TABLES:       # (never dropped: a captured CUDA graph may read it)
         host = build(*args)
         _DEVICE_TABLES[key] = (tuple(None if a is None else xp.asarray(a) for a in host)
                                if isinstance(host, tuple) else xp.asarray(host))

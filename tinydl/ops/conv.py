@@ -324,6 +324,38 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                              "conv_transpose2d")
 
 
+def _transpose_arguments(op, input, weight, bias, stride, padding, output_padding, groups, dilation):
+    """The checks of a transposed convolution of any number of spatial axes (2-D and 3-D):
+    channels, groups, bias, positive stride and dilation, output_padding below one of them,
+    an output of at least one cell. Returns (stride, padding, output_padding, dilation,
+    output size), each a tuple with one entry per axis:
+
+        out = (n - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1"""
+    dims, kernel = weight.ndim - 2, tuple(weight.shape[2:])
+    c_in, c_out_g = weight.shape[:2]
+    _check_groups(op, groups, c_in, c_out_g * groups)
+    if input.shape[1] != c_in:
+        raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
+                           f"got input of shape {input.shape}")
+    _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
+    stride, dilation = ntuple(stride, dims, "stride", op), ntuple(dilation, dims, "dilation", op)
+    pad, out_pad = ntuple(padding, dims, "padding", op), ntuple(output_padding, dims, "output_padding", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    if min(pad) < 0 or min(out_pad) < 0:
+        raise ValueError(f"{op}: negative padding is not supported, got padding={pad}, output_padding={out_pad}")
+    for a in range(dims):
+        if out_pad[a] >= stride[a] and out_pad[a] >= dilation[a]:
+            raise ValueError(f"{op}: output padding must be smaller than either stride or dilation, "
+                             f"got output_padding={out_pad}, stride={stride}, dilation={dilation}")
+    size = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                 for n, s, p, d, k, o in zip(input.shape[2:], stride, pad, dilation, kernel, out_pad))
+    if min(size) < 1:
+        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel {kernel}, stride {stride}, "
+                           f"padding {pad} gives an output of size {'x'.join(map(str, size))}")
+    return stride, pad, out_pad, dilation, size
+
+
 def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation, op):
     check_same_kind(op, input, ("weight", weight), ("bias", bias))
     if weight.ndim != 4:
@@ -335,30 +367,8 @@ def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, grou
         return out.reshape(out.shape[1:])
     if input.ndim != 4:
         raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    c_in, c_out_g, kh, kw = weight.shape
-    _check_groups(op, groups, c_in, c_out_g * groups)
-    if input.shape[1] != c_in:
-        raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
-                           f"got input of shape {input.shape}")
-    _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
-    stride = pair(stride, "stride", op)
-    dilation = pair(dilation, "dilation", op)
-    pad = pair(padding, "padding", op)
-    out_pad = pair(output_padding, "output_padding", op)
-    _check_positive(stride, "stride", op)
-    _check_positive(dilation, "dilation", op)
-    if min(pad) < 0 or min(out_pad) < 0:
-        raise ValueError(f"{op}: negative padding is not supported, got padding={pad}, output_padding={out_pad}")
-    for a in range(2):
-        if out_pad[a] >= stride[a] and out_pad[a] >= dilation[a]:
-            raise ValueError(f"{op}: output padding must be smaller than either stride or dilation, "
-                             f"got output_padding={out_pad}, stride={stride}, dilation={dilation}")
-    h, w = input.shape[2:]
-    size = [(n - 1) * s - 2 * p + d * (k - 1) + op_ + 1
-            for n, s, p, d, k, op_ in zip((h, w), stride, pad, dilation, (kh, kw), out_pad)]
-    if min(size) < 1:
-        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel {(kh, kw)}, stride {stride}, "
-                           f"padding {pad} gives an output of size {size[0]}x{size[1]}")
+    stride, pad, out_pad, dilation, size = _transpose_arguments(op, input, weight, bias, stride, padding,
+                                                                output_padding, groups, dilation)
     # The output is the input-gradient of a convolution with padding p on the
     # top/left and p - output_padding on the bottom/right; where output_padding
     # exceeds p, the last rows are reached by no window and stay zero ("extra").

@@ -64,7 +64,7 @@ from ..kernels.pool import _first_inbounds, _table_on, _window_counts, lowest, p
 from ..kernels.scatter import scatter_add
 from ..tensor import Tensor
 from .checks import check_same_kind
-from .conv import _check_bias, _check_groups, _check_positive, _conv_padding
+from .conv import _check_bias, _check_groups, _check_positive, _conv_padding, _transpose_arguments
 from .math import raw
 from .pool import (_adaptive_output, _bin_average_matrix, _bin_taps, _check_input, _check_orderable,
                    _check_unpool_indices, _pool_args, _unpool_args)
@@ -390,29 +390,10 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         out = conv_transpose3d(input.reshape((1,) + input.shape), weight, bias, stride, padding,
                                output_padding, groups, dilation)
         return out.reshape(out.shape[1:])
-    c_in, c_out_g = weight.shape[:2]
     kernel = tuple(weight.shape[2:])
-    _check_groups(op, groups, c_in, c_out_g * groups)
-    if input.shape[1] != c_in:
-        raise RuntimeError(f"{op}: expected input with {c_in} channels (weight of shape {tuple(weight.shape)}), "
-                           f"got input of shape {input.shape}")
-    _check_bias(op, None if bias is None else bias.shape, c_out_g * groups)
-    stride, dilation = ntuple(stride, 3, "stride", op), ntuple(dilation, 3, "dilation", op)
-    pad, out_pad = ntuple(padding, 3, "padding", op), ntuple(output_padding, 3, "output_padding", op)
-    _check_positive(stride, "stride", op)
-    _check_positive(dilation, "dilation", op)
-    if min(pad) < 0 or min(out_pad) < 0:
-        raise ValueError(f"{op}: negative padding is not supported, got padding={pad}, output_padding={out_pad}")
-    for a in range(3):
-        if out_pad[a] >= stride[a] and out_pad[a] >= dilation[a]:
-            raise ValueError(f"{op}: output padding must be smaller than either stride or dilation, "
-                             f"got output_padding={out_pad}, stride={stride}, dilation={dilation}")
+    stride, pad, out_pad, dilation, out = _transpose_arguments(op, input, weight, bias, stride, padding,
+                                                               output_padding, groups, dilation)
     size = tuple(input.shape[2:])
-    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
-                for n, s, p, d, k, o in zip(size, stride, pad, dilation, kernel, out_pad))
-    if min(out) < 1:
-        raise RuntimeError(f"{op}: input of shape {input.shape} with kernel {kernel}, stride {stride}, "
-                           f"padding {pad} gives an output of size {out[0]}x{out[1]}x{out[2]}")
     # The input cells' windows cover (n - 1)*s + d*(k - 1) + 1 cells from the output's
     # position -p on: the output is padded by p before and by what remains after.
     pads = tuple((p, max(p - o, 0)) for p, o in zip(pad, out_pad))
